@@ -1,0 +1,105 @@
+/* gguf.h - read-only GGUF (v2, v3) reader over mmap.
+ *
+ * File layout (little-endian), as parsed and validated in gguf.c:
+ *   u32 magic "GGUF" | u32 version | u64 n_tensors | u64 n_kv
+ *   n_kv x  { gguf_str key | u32 value_type | value }
+ *   n_tensors x { gguf_str name | u32 n_dims | u64 ne[n_dims] | u32 type | u64 offset }
+ *   zero padding to general.alignment (default 32) | tensor data
+ * gguf_str = u64 length + bytes (no NUL).  Arrays = u32 elem type + u64 count +
+ * elements (strings length-prefixed; arrays may nest).
+ *
+ * gguf_open() validates everything up front (bounds, overflow, duplicates,
+ * types, alignment, sizes), so accessors never fail on a well-formed handle
+ * and never read outside the mapping.  Tensor data is addressed in place:
+ * nothing is copied at open.
+ */
+#ifndef SMK_MODEL_GGUF_H
+#define SMK_MODEL_GGUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+#define GGUF_MAX_DIMS 4
+
+enum gguf_vtype {
+	GGUF_VT_U8 = 0,
+	GGUF_VT_I8 = 1,
+	GGUF_VT_U16 = 2,
+	GGUF_VT_I16 = 3,
+	GGUF_VT_U32 = 4,
+	GGUF_VT_I32 = 5,
+	GGUF_VT_F32 = 6,
+	GGUF_VT_BOOL = 7,
+	GGUF_VT_STRING = 8,
+	GGUF_VT_ARRAY = 9,
+	GGUF_VT_U64 = 10,
+	GGUF_VT_I64 = 11,
+	GGUF_VT_F64 = 12,
+	GGUF_VT_COUNT
+};
+
+struct gguf;
+
+struct gguf_tensor {
+	const char *name;          /* NUL-terminated (copied at open) */
+	uint32_t n_dims;
+	uint64_t ne[GGUF_MAX_DIMS];/* ne[0] is the contiguous dimension; unused = 1 */
+	uint32_t type;             /* enum qtype */
+	uint64_t n_elems;
+	uint64_t nbytes;           /* exact byte size of the data */
+	uint64_t file_offset;      /* absolute offset of the data in the file */
+	const void *data;          /* points into the mapping */
+};
+
+/* A view of an array value: elements live in the mapping. */
+struct gguf_arr {
+	enum gguf_vtype elem;
+	uint64_t n;
+	const void *opaque;        /* reader-private, for gguf_arr_* accessors */
+};
+
+/* Open and validate path.  On success *out owns the mapping; free with
+ * gguf_close().  On failure returns -EINVAL/-EIO/-ENOMEM and err names the
+ * file, the field and the reason. */
+int gguf_open(struct gguf **out, const char *path, struct smk_err *err);
+void gguf_close(struct gguf *g);
+
+const char *gguf_path(const struct gguf *g);
+uint32_t gguf_version(const struct gguf *g);
+uint64_t gguf_file_size(const struct gguf *g);
+const void *gguf_base(const struct gguf *g);      /* start of the mapping */
+uint64_t gguf_data_offset(const struct gguf *g);  /* start of tensor data */
+
+/* Metadata.  Each getter returns 0, -ENOENT if the key is absent, or -EINVAL
+ * with a message naming the key if the value has the wrong type or does not
+ * fit.  Integer getters accept any integer value type that is in range. */
+bool gguf_has(const struct gguf *g, const char *key);
+int gguf_get_u32(const struct gguf *g, const char *key, uint32_t *out, struct smk_err *err);
+int gguf_get_u64(const struct gguf *g, const char *key, uint64_t *out, struct smk_err *err);
+int gguf_get_i64(const struct gguf *g, const char *key, int64_t *out, struct smk_err *err);
+int gguf_get_f32(const struct gguf *g, const char *key, float *out, struct smk_err *err);
+int gguf_get_bool(const struct gguf *g, const char *key, bool *out, struct smk_err *err);
+/* *s points into the mapping and is NOT NUL-terminated. */
+int gguf_get_str(const struct gguf *g, const char *key, const char **s, size_t *len, struct smk_err *err);
+int gguf_get_arr(const struct gguf *g, const char *key, struct gguf_arr *out, struct smk_err *err);
+
+/* Element i of an array (i < n; element type must match, else -EINVAL). */
+int gguf_arr_str(const struct gguf_arr *a, uint64_t i, const char **s, size_t *len);
+int gguf_arr_f32(const struct gguf_arr *a, uint64_t i, float *out);
+int gguf_arr_i64(const struct gguf_arr *a, uint64_t i, int64_t *out); /* any integer type */
+int gguf_arr_arr(const struct gguf_arr *a, uint64_t i, struct gguf_arr *out); /* nested */
+
+/* Iterate metadata in file order (for dumps). */
+uint64_t gguf_n_kv(const struct gguf *g);
+const char *gguf_kv_key(const struct gguf *g, uint64_t i);   /* NUL-terminated */
+enum gguf_vtype gguf_kv_type(const struct gguf *g, uint64_t i);
+
+/* Tensors. */
+uint64_t gguf_n_tensors(const struct gguf *g);
+const struct gguf_tensor *gguf_tensor(const struct gguf *g, uint64_t i);
+const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name);
+
+#endif
