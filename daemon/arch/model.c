@@ -1,0 +1,338 @@
+/* model.c - load a GGUF model into the plan: hyper-parameters from the
+ * "<arch>.*" metadata, weight blocks from the tensor table.  Everything a
+ * forward pass will touch is checked here, so the forward pass itself never
+ * meets a missing tensor, a wrong shape or a type it cannot compute. */
+#include "arch/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/qtype.h"
+
+static const struct family_desc families[] = {
+	{ .gguf_arch = "llama", .family = FAMILY_LLAMA, .rope = ROPE_NORM, .act = ACT_SILU },
+	{ .gguf_arch = "qwen2", .family = FAMILY_QWEN2, .rope = ROPE_NEOX, .act = ACT_SILU,
+	  .qkv_bias = true },
+	/* Gemma 3: the sliding pattern (5 local : 1 global) and the local RoPE
+	 * base are fixed by the architecture, not stored in GGUF. */
+	{ .gguf_arch = "gemma3", .family = FAMILY_GEMMA3, .rope = ROPE_NEOX, .act = ACT_GELU,
+	  .qk_norm = true, .post_norms = true, .embed_scale = true,
+	  .swa_pattern = 6, .swa_rope_base = 10000.0f },
+};
+
+struct role {
+	const char *suffix;
+	bool one_dim;
+};
+
+static const struct role layer_roles[LT_COUNT] = {
+	[LT_ATTN_NORM] = { "attn_norm.weight", true },
+	[LT_WQ] = { "attn_q.weight", false },
+	[LT_WK] = { "attn_k.weight", false },
+	[LT_WV] = { "attn_v.weight", false },
+	[LT_WO] = { "attn_output.weight", false },
+	[LT_BQ] = { "attn_q.bias", true },
+	[LT_BK] = { "attn_k.bias", true },
+	[LT_BV] = { "attn_v.bias", true },
+	[LT_Q_NORM] = { "attn_q_norm.weight", true },
+	[LT_K_NORM] = { "attn_k_norm.weight", true },
+	[LT_POST_ATTN_NORM] = { "post_attention_norm.weight", true },
+	[LT_FFN_NORM] = { "ffn_norm.weight", true },
+	[LT_GATE] = { "ffn_gate.weight", false },
+	[LT_UP] = { "ffn_up.weight", false },
+	[LT_DOWN] = { "ffn_down.weight", false },
+	[LT_POST_FFN_NORM] = { "post_ffw_norm.weight", true },
+};
+
+/* Read "<arch>.<key>" as a positive int; -ENOENT left to the caller when
+ * optional. */
+static int get_int(const struct model *m, const char *key, int *out, bool required,
+		   struct smk_err *err)
+{
+	char full[160];
+	snprintf(full, sizeof(full), "%s.%s", m->fam->gguf_arch, key);
+	uint32_t v;
+	int rc = gguf_get_u32(m->gguf, full, &v, err);
+	if (rc == -ENOENT) {
+		if (!required)
+			return -ENOENT;
+		return smk_fail(err, -EINVAL, "%s: metadata key '%s' is missing",
+				gguf_path(m->gguf), full);
+	}
+	if (rc)
+		return rc;
+	if (v == 0 || v > (1u << 24))
+		return smk_fail(err, -EINVAL, "%s: metadata key '%s' = %u is out of range (1..%u)",
+				gguf_path(m->gguf), full, v, 1u << 24);
+	*out = (int)v;
+	return 0;
+}
+
+static int get_float(const struct model *m, const char *key, float *out, struct smk_err *err)
+{
+	char full[160];
+	snprintf(full, sizeof(full), "%s.%s", m->fam->gguf_arch, key);
+	int rc = gguf_get_f32(m->gguf, full, out, err);
+	if (rc == 0 && !(isfinite(*out) && *out > 0.0f))
+		return smk_fail(err, -EINVAL, "%s: metadata key '%s' = %g must be a positive number",
+				gguf_path(m->gguf), full, (double)*out);
+	return rc;
+}
+
+/* Fill *t from the tensor called name, checking its shape and type. */
+static int bind(struct model *m, struct wtensor *t, const char *name, int64_t ne0, int64_t ne1,
+		bool need_f32, struct smk_err *err)
+{
+	const struct gguf_tensor *gt = gguf_find_tensor(m->gguf, name);
+	const char *path = gguf_path(m->gguf);
+	if (!gt)
+		return smk_fail(err, -EINVAL, "%s: tensor '%s' is missing", path, name);
+	if (gt->ne[0] != (uint64_t)ne0 || gt->ne[1] != (uint64_t)ne1 || gt->ne[2] != 1 ||
+	    gt->ne[3] != 1)
+		return smk_fail(err, -EINVAL,
+				"%s: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%lld, %lld]",
+				path, name, (unsigned long long)gt->ne[0],
+				(unsigned long long)gt->ne[1], (unsigned long long)gt->ne[2],
+				(unsigned long long)gt->ne[3], (long long)ne0, (long long)ne1);
+	if (need_f32 && gt->type != QTYPE_F32)
+		return smk_fail(err, -EINVAL, "%s: tensor '%s' has type %s, expected F32", path,
+				name, qtype_name(gt->type));
+	if (!qtype_can_compute(gt->type))
+		return smk_fail(err, -EINVAL, "%s: tensor '%s' has type %s, which smoke cannot compute",
+				path, name, qtype_name(gt->type));
+	t->name = gt->name;
+	t->type = gt->type;
+	t->ne0 = ne0;
+	t->ne1 = ne1;
+	t->nbytes = gt->nbytes;
+	t->row_bytes = gt->nbytes / (uint64_t)ne1;
+	t->file_offset = gt->file_offset;
+	t->data = gt->data;
+	return 0;
+}
+
+static int load_hparams(struct model *m, struct smk_err *err)
+{
+	struct hparams *hp = &m->hp;
+	const char *path = gguf_path(m->gguf);
+	int rc;
+	if ((rc = get_int(m, "context_length", &hp->n_ctx_train, true, err)) ||
+	    (rc = get_int(m, "embedding_length", &hp->n_embd, true, err)) ||
+	    (rc = get_int(m, "block_count", &hp->n_layer, true, err)) ||
+	    (rc = get_int(m, "feed_forward_length", &hp->n_ff, true, err)) ||
+	    (rc = get_int(m, "attention.head_count", &hp->n_head, true, err)))
+		return rc;
+	hp->n_head_kv = hp->n_head;
+	if ((rc = get_int(m, "attention.head_count_kv", &hp->n_head_kv, false, err)) && rc != -ENOENT)
+		return rc;
+	if (hp->n_head % hp->n_head_kv)
+		return smk_fail(err, -EINVAL, "%s: attention.head_count %d is not a multiple of head_count_kv %d",
+				path, hp->n_head, hp->n_head_kv);
+	if (hp->n_layer > 4096 || hp->n_head > 1024)
+		return smk_fail(err, -EINVAL, "%s: block_count %d or head_count %d is implausibly large",
+				path, hp->n_layer, hp->n_head);
+	hp->head_dim = hp->n_embd / hp->n_head;
+	if ((rc = get_int(m, "attention.key_length", &hp->head_dim, false, err)) && rc != -ENOENT)
+		return rc;
+	hp->head_dim_v = hp->head_dim;
+	if ((rc = get_int(m, "attention.value_length", &hp->head_dim_v, false, err)) && rc != -ENOENT)
+		return rc;
+	if (hp->head_dim_v != hp->head_dim)
+		return smk_fail(err, -EINVAL, "%s: key_length %d != value_length %d is not supported",
+				path, hp->head_dim, hp->head_dim_v);
+	hp->n_rot = hp->head_dim;
+	if ((rc = get_int(m, "rope.dimension_count", &hp->n_rot, false, err)) && rc != -ENOENT)
+		return rc;
+	if (hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->n_rot > 1024)
+		return smk_fail(err, -EINVAL, "%s: rope.dimension_count %d must be even and <= head dim %d",
+				path, hp->n_rot, hp->head_dim);
+	if ((rc = get_float(m, "attention.layer_norm_rms_epsilon", &hp->eps, err))) {
+		if (rc != -ENOENT)
+			return rc;
+		return smk_fail(err, -EINVAL, "%s: metadata key '%s.attention.layer_norm_rms_epsilon' is missing",
+				path, m->fam->gguf_arch);
+	}
+	hp->rope_base = 10000.0f;
+	if ((rc = get_float(m, "rope.freq_base", &hp->rope_base, err)) && rc != -ENOENT)
+		return rc;
+	hp->rope_freq_scale = 1.0f;
+	char key[160];
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", m->fam->gguf_arch);
+	const char *st;
+	size_t stlen;
+	if (gguf_get_str(m->gguf, key, &st, &stlen, NULL) == 0 &&
+	    !(stlen == 4 && !memcmp(st, "none", 4))) {
+		if (!(stlen == 6 && !memcmp(st, "linear", 6)))
+			return smk_fail(err, -EINVAL, "%s: %s '%.*s' is not supported (none, linear)",
+					path, key, (int)(stlen > 32 ? 32 : stlen), st);
+		float factor;
+		if ((rc = get_float(m, "rope.scaling.factor", &factor, err)))
+			return rc == -ENOENT ? smk_fail(err, -EINVAL, "%s: linear rope scaling without a factor", path) : rc;
+		hp->rope_freq_scale = 1.0f / factor;
+	}
+	hp->sliding_window = 0;
+	if (m->fam->swa_pattern &&
+	    (rc = get_int(m, "attention.sliding_window", &hp->sliding_window, true, err)))
+		return rc;
+	return 0;
+}
+
+static int load_blocks(struct model *m, struct smk_err *err)
+{
+	const struct hparams *hp = &m->hp;
+	const int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
+	const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+	int rc;
+
+	m->n_blocks = hp->n_layer + 2;
+	m->blocks = calloc((size_t)m->n_blocks, sizeof(*m->blocks));
+	if (!m->blocks)
+		return smk_fail(err, -ENOMEM, "out of memory for %d blocks", m->n_blocks);
+
+	/* The vocabulary size is the embedding table's row count. */
+	const struct gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
+	if (!te)
+		return smk_fail(err, -EINVAL, "%s: tensor 'token_embd.weight' is missing", gguf_path(m->gguf));
+	if (te->ne[1] == 0 || te->ne[1] > (1u << 24))
+		return smk_fail(err, -EINVAL, "%s: tensor 'token_embd.weight' has %llu rows (vocabulary), out of range",
+				gguf_path(m->gguf), (unsigned long long)te->ne[1]);
+	m->hp.n_vocab = (int)te->ne[1];
+
+	struct wblock *emb = &m->blocks[0];
+	emb->kind = BLOCK_EMBED;
+	if ((rc = bind(m, &emb->t[EMB_TOKEN], "token_embd.weight", hp->n_embd, hp->n_vocab, false, err)))
+		return rc;
+	emb->has[EMB_TOKEN] = true;
+
+	for (int il = 0; il < hp->n_layer; il++) {
+		struct wblock *b = &m->blocks[1 + il];
+		b->kind = BLOCK_LAYER;
+		b->layer = il;
+		const struct family_desc *f = m->fam;
+		struct { int role; int64_t ne0, ne1; bool need; } want[] = {
+			{ LT_ATTN_NORM, hp->n_embd, 1, true },
+			{ LT_WQ, hp->n_embd, q_dim, true },
+			{ LT_WK, hp->n_embd, kv_dim, true },
+			{ LT_WV, hp->n_embd, kv_dim, true },
+			{ LT_WO, q_dim, hp->n_embd, true },
+			{ LT_BQ, q_dim, 1, f->qkv_bias },
+			{ LT_BK, kv_dim, 1, f->qkv_bias },
+			{ LT_BV, kv_dim, 1, f->qkv_bias },
+			{ LT_Q_NORM, hp->head_dim, 1, f->qk_norm },
+			{ LT_K_NORM, hp->head_dim, 1, f->qk_norm },
+			{ LT_POST_ATTN_NORM, hp->n_embd, 1, f->post_norms },
+			{ LT_FFN_NORM, hp->n_embd, 1, true },
+			{ LT_GATE, hp->n_embd, hp->n_ff, true },
+			{ LT_UP, hp->n_embd, hp->n_ff, true },
+			{ LT_DOWN, hp->n_ff, hp->n_embd, true },
+			{ LT_POST_FFN_NORM, hp->n_embd, 1, f->post_norms },
+		};
+		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+			const struct role *r = &layer_roles[want[i].role];
+			char name[96];
+			snprintf(name, sizeof(name), "blk.%d.%s", il, r->suffix);
+			if (!want[i].need) /* optional extras (e.g. llama biases) are not used */
+				continue;
+			if ((rc = bind(m, &b->t[want[i].role], name, want[i].ne0, want[i].ne1,
+				       r->one_dim, err)))
+				return rc;
+			b->has[want[i].role] = true;
+			b->nbytes += b->t[want[i].role].nbytes;
+		}
+	}
+
+	struct wblock *head = &m->blocks[m->n_blocks - 1];
+	head->kind = BLOCK_HEAD;
+	if ((rc = bind(m, &head->t[HEAD_NORM], "output_norm.weight", hp->n_embd, 1, true, err)))
+		return rc;
+	head->has[HEAD_NORM] = true;
+	if (gguf_find_tensor(m->gguf, "output.weight")) {
+		if ((rc = bind(m, &head->t[HEAD_OUTPUT], "output.weight", hp->n_embd, hp->n_vocab, false, err)))
+			return rc;
+	} else {
+		head->t[HEAD_OUTPUT] = emb->t[EMB_TOKEN]; /* tied embeddings */
+	}
+	head->has[HEAD_OUTPUT] = true;
+	emb->nbytes = emb->t[EMB_TOKEN].nbytes;
+	head->nbytes = head->t[HEAD_NORM].nbytes + head->t[HEAD_OUTPUT].nbytes;
+
+	if (gguf_find_tensor(m->gguf, "rope_freqs.weight") &&
+	    (rc = bind(m, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 1, true, err)))
+		return rc;
+
+	for (int i = 0; i < m->n_blocks; i++)
+		m->weight_bytes += m->blocks[i].nbytes;
+	return 0;
+}
+
+int model_load(struct model **out, const char *path, struct smk_err *err)
+{
+	struct model *m = calloc(1, sizeof(*m));
+	if (!m)
+		return smk_fail(err, -ENOMEM, "out of memory");
+	int rc = gguf_open(&m->gguf, path, err);
+	if (rc)
+		goto fail;
+
+	const char *arch;
+	size_t alen;
+	rc = gguf_get_str(m->gguf, "general.architecture", &arch, &alen, err);
+	if (rc) {
+		if (rc == -ENOENT)
+			rc = smk_fail(err, -EINVAL, "%s: metadata key 'general.architecture' is missing", path);
+		goto fail;
+	}
+	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
+		if (strlen(families[i].gguf_arch) == alen && !memcmp(families[i].gguf_arch, arch, alen))
+			m->fam = &families[i];
+	if (!m->fam) {
+		rc = smk_fail(err, -EINVAL, "%s: architecture '%.*s' is not supported (llama, qwen2, gemma3)",
+			      path, (int)(alen > 64 ? 64 : alen), arch);
+		goto fail;
+	}
+	const char *name;
+	size_t nlen;
+	if (gguf_get_str(m->gguf, "general.name", &name, &nlen, NULL) == 0)
+		snprintf(m->name, sizeof(m->name), "%.*s", (int)(nlen > 120 ? 120 : nlen), name);
+	else
+		snprintf(m->name, sizeof(m->name), "%s", m->fam->gguf_arch);
+
+	if ((rc = load_hparams(m, err)) || (rc = load_blocks(m, err)))
+		goto fail;
+	*out = m;
+	return 0;
+fail:
+	model_free(m);
+	return rc;
+}
+
+void model_free(struct model *m)
+{
+	if (!m)
+		return;
+	gguf_close(m->gguf);
+	free(m->blocks);
+	free(m);
+}
+
+bool model_layer_is_swa(const struct model *m, int il)
+{
+	int p = m->fam->swa_pattern;
+	return p > 0 && il % p < p - 1;
+}
+
+void model_layer_rope(const struct model *m, int il, struct rope_params *rp)
+{
+	rp->kind = m->fam->rope;
+	rp->n_rot = m->hp.n_rot;
+	rp->freq_factors = m->rope_freqs.data;
+	if (model_layer_is_swa(m, il)) {
+		rp->base = m->fam->swa_rope_base;
+		rp->freq_scale = 1.0f;
+	} else {
+		rp->base = m->hp.rope_base;
+		rp->freq_scale = m->hp.rope_freq_scale;
+	}
+}

@@ -1,0 +1,99 @@
+/* model.h - a model as the forward pass sees it: hyper-parameters, the
+ * family's plan, and the weight blocks of one execution.
+ *
+ * The execution plan of a dense decoder is the same for every family:
+ *   block 0        embedding table
+ *   block 1..L     transformer layer 0..L-1
+ *   block L+1      output norm + output head (may share the embedding table)
+ * Families differ in which tensors a layer has and how a layer runs (norm
+ * placement, activation, RoPE layout, sliding windows): that is data in
+ * struct family_desc, read by one forward implementation (forward.c).  The
+ * weight hierarchy reads the same blocks to know what to load and when.
+ */
+#ifndef SMK_ARCH_MODEL_H
+#define SMK_ARCH_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compute/backend.h"
+#include "compute/tensor.h"
+#include "model/gguf.h"
+#include "util/err.h"
+
+enum family {
+	FAMILY_LLAMA,   /* llama 2/3, mistral (GGUF arch "llama") */
+	FAMILY_QWEN2,
+	FAMILY_GEMMA3,
+};
+
+enum ffn_act { ACT_SILU, ACT_GELU };
+
+/* What distinguishes one family's layer from another's. */
+struct family_desc {
+	const char *gguf_arch;     /* general.architecture */
+	enum family family;
+	enum rope_kind rope;
+	enum ffn_act act;
+	bool qk_norm;              /* per-head RMSNorm of q and k (gemma3) */
+	bool post_norms;           /* RMSNorm after attention and FFN (gemma3) */
+	bool embed_scale;          /* x = embd * sqrt(n_embd) (gemma) */
+	bool qkv_bias;             /* q, k, v biases required (qwen2) */
+	int swa_pattern;           /* layer il is sliding iff il % p < p-1; 0 = none */
+	float swa_rope_base;       /* RoPE base of the sliding layers */
+};
+
+/* Tensors of one transformer layer, by role. */
+enum layer_tensor {
+	LT_ATTN_NORM, LT_WQ, LT_WK, LT_WV, LT_WO,
+	LT_BQ, LT_BK, LT_BV,
+	LT_Q_NORM, LT_K_NORM, LT_POST_ATTN_NORM,
+	LT_FFN_NORM, LT_GATE, LT_UP, LT_DOWN, LT_POST_FFN_NORM,
+	LT_COUNT
+};
+
+/* Tensors of the embedding block and the head block. */
+enum { EMB_TOKEN = 0 };
+enum { HEAD_NORM = 0, HEAD_OUTPUT = 1 };
+
+enum block_kind { BLOCK_EMBED, BLOCK_LAYER, BLOCK_HEAD };
+
+/* A weight block: the unit of residency of the weight hierarchy. */
+struct wblock {
+	enum block_kind kind;
+	int layer;                        /* for BLOCK_LAYER */
+	struct wtensor t[LT_COUNT];       /* indexed by enum layer_tensor / EMB_ / HEAD_ */
+	bool has[LT_COUNT];
+	uint64_t nbytes;                  /* sum of its tensors' bytes */
+};
+
+struct hparams {
+	int n_vocab, n_ctx_train, n_embd, n_layer, n_ff;
+	int n_head, n_head_kv, head_dim, head_dim_v;
+	int n_rot;
+	float eps;
+	float rope_base, rope_freq_scale;
+	int sliding_window;
+};
+
+struct model {
+	struct gguf *gguf;                /* owned */
+	const struct family_desc *fam;
+	struct hparams hp;
+	char name[128];
+	int n_blocks;                     /* n_layer + 2 */
+	struct wblock *blocks;            /* owned */
+	struct wtensor rope_freqs;        /* llama3 frequency factors, or data NULL */
+	uint64_t weight_bytes;            /* all blocks */
+};
+
+/* Open a GGUF model: validates the file, the architecture, every tensor's
+ * presence, type and shape.  *out owned by caller (model_free). */
+int model_load(struct model **out, const char *path, struct smk_err *err);
+void model_free(struct model *m);
+
+/* Is layer il a sliding-window layer, and its RoPE parameters. */
+bool model_layer_is_swa(const struct model *m, int il);
+void model_layer_rope(const struct model *m, int il, struct rope_params *rp);
+
+#endif

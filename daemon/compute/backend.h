@@ -1,0 +1,93 @@
+/* backend.h - the compute backend interface.
+ *
+ * A backend is a table of operations on float activations and quantised
+ * weights.  The CPU backend (compute/cpu/) is the reference every other
+ * backend is tested against op by op.  Activations are row-major: a batch of
+ * n rows of width w is n*w floats.  Operations never allocate: scratch space
+ * is sized when the backend is created (struct backend_limits).
+ */
+#ifndef SMK_COMPUTE_BACKEND_H
+#define SMK_COMPUTE_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compute/tensor.h"
+#include "util/err.h"
+
+struct backend;
+
+/* Upper bounds fixed at creation: they size the scratch buffers. */
+struct backend_limits {
+	int64_t max_cols;    /* widest matmul input row */
+	int max_rows;        /* most activation rows in one call (tokens) */
+	int max_ctx;         /* longest attention span */
+	int max_heads;
+	int n_threads;       /* <= 0: all online CPUs */
+};
+
+enum rope_kind {
+	ROPE_NORM, /* rotate pairs (x[2i], x[2i+1]): llama, mistral */
+	ROPE_NEOX, /* rotate pairs (x[i], x[i+d/2]): qwen2, gemma */
+};
+
+struct rope_params {
+	enum rope_kind kind;
+	int n_rot;            /* rotated dims per head (<= head_dim) */
+	float base;
+	float freq_scale;     /* 1/linear scaling factor */
+	const float *freq_factors; /* n_rot/2 divisors (llama3 rope_freqs) or NULL */
+};
+
+/* One attention call: n_q query rows at positions pos0..pos0+n_q-1 of one
+ * sequence attend to keys 0..pos0+n_q-1 (causal), within `window` positions
+ * if window > 0. */
+struct attn_params {
+	int n_head, n_head_kv, head_dim;
+	int pos0, n_q;
+	int window;           /* sliding window, 0 = global */
+	float scale;          /* applied to q.k */
+	int64_t kv_stride;    /* floats between positions in k and v */
+};
+
+struct backend_ops {
+	const char *name;
+	void (*free)(struct backend *b);
+	/* y[t][r] = sum_c W[r][c] x[t][c], t < n; rows r < w->ne1, c < w->ne0. */
+	int (*matmul)(struct backend *b, const struct wtensor *w, const float *x, int n, float *y);
+	/* y = x / rms(x) * w (w: F32 tensor of width `width`, or NULL), over n rows */
+	void (*rmsnorm)(struct backend *b, const float *x, const struct wtensor *w, float *y,
+			int width, int n, float eps);
+	/* In-place rope on n rows of n_heads heads of head_dim, row t at pos0+t. */
+	void (*rope)(struct backend *b, float *x, int n, int n_heads, int head_dim, int pos0,
+		     const struct rope_params *rp);
+	/* out[t] = softmax(q[t].K^T * scale + mask) V for every head. */
+	void (*attention)(struct backend *b, const float *q, const float *k, const float *v,
+			  float *out, const struct attn_params *ap);
+	/* g[i] = act(g[i]) * u[i] over n values: GeGLU (tanh gelu) or SwiGLU. */
+	void (*gelu_mul)(struct backend *b, float *g, const float *u, int64_t n);
+	void (*silu_mul)(struct backend *b, float *g, const float *u, int64_t n);
+	/* x[i] += y[i] */
+	void (*add)(struct backend *b, float *x, const float *y, int64_t n);
+	/* y[t] = row tok[t] of the embedding table, dequantised, times scale */
+	int (*embed)(struct backend *b, const struct wtensor *table, const int32_t *tok, int n,
+		     float scale, float *y);
+	/* x[t][i] += bias[i] for n rows of bias->ne0 */
+	void (*add_bias)(struct backend *b, float *x, const struct wtensor *bias, int n);
+};
+
+struct backend {
+	const struct backend_ops *ops;
+	struct backend_limits limits;
+};
+
+/* The CPU backend.  *out owned by the caller; free with backend_free(). */
+int backend_cpu_new(struct backend **out, const struct backend_limits *lim, struct smk_err *err);
+
+static inline void backend_free(struct backend *b)
+{
+	if (b)
+		b->ops->free(b);
+}
+
+#endif

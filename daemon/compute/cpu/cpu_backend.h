@@ -1,0 +1,33 @@
+/* cpu_backend.h - internals shared by the CPU backend's files. */
+#ifndef SMK_COMPUTE_CPU_BACKEND_H
+#define SMK_COMPUTE_CPU_BACKEND_H
+
+#include "compute/backend.h"
+#include "compute/cpu/threadpool.h"
+
+struct cpu_backend {
+	struct backend base;
+	struct tpool *pool;
+	void *act;            /* prepared (quantised) activations, max_rows rows */
+	size_t act_bytes;
+	float *scores;        /* attention scores: one max_ctx row per thread */
+};
+
+static inline struct cpu_backend *cpu_of(struct backend *b)
+{
+	return (struct cpu_backend *)b;
+}
+
+int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n, float *y);
+void cpu_attention(struct backend *b, const float *q, const float *k, const float *v,
+		   float *out, const struct attn_params *ap);
+
+/* Split [0, total) into nth nearly equal parts; part ith is [*lo, *hi). */
+static inline void cpu_share(int64_t total, int ith, int nth, int64_t *lo, int64_t *hi)
+{
+	int64_t per = total / nth, rem = total % nth;
+	*lo = ith * per + (ith < rem ? ith : rem);
+	*hi = *lo + per + (ith < rem ? 1 : 0);
+}
+
+#endif

@@ -1,0 +1,85 @@
+/* matmul.c - quantised weight x float activation products on the CPU.
+ *
+ * As in llama.cpp, weights are never dequantised: each activation row is
+ * quantised once to the format the weight type's integer dot product takes
+ * (Q8_0 or Q8_K), then every weight row is dotted with it.  Threads split the
+ * weight rows into contiguous ranges, so each thread streams its own part of
+ * the matrix once and reuses it for every activation row in the batch.
+ */
+#include "compute/cpu/cpu_backend.h"
+#include "compute/cpu/qdot.h"
+#include "model/qtype.h"
+
+#include <string.h>
+
+struct matmul_job {
+	const struct wtensor *w;
+	const float *x;
+	float *y;
+	int n;
+	const void *act;
+	size_t act_row;
+	qdot_fn dot;
+};
+
+static void prepare_share(void *ctx, int ith, int nth)
+{
+	struct matmul_job *j = ctx;
+	int64_t lo, hi;
+	cpu_share(j->n, ith, nth, &lo, &hi);
+	for (int64_t t = lo; t < hi; t++)
+		qdot_prepare(j->w->type, j->x + t * j->w->ne0,
+			     (char *)j->act + t * j->act_row, j->w->ne0);
+}
+
+/* Weight rows per inner tile: with many activation rows, a tile of weight
+ * rows stays in L1/L2 while every activation row passes over it. */
+#define ROW_TILE 16
+
+static void dot_share(void *ctx, int ith, int nth)
+{
+	struct matmul_job *j = ctx;
+	const struct wtensor *w = j->w;
+	int64_t lo, hi;
+	cpu_share(w->ne1, ith, nth, &lo, &hi);
+
+	if (j->n == 1) {
+		for (int64_t r = lo; r < hi; r++)
+			j->y[r] = j->dot(wtensor_row(w, r), j->act, w->ne0);
+		return;
+	}
+	for (int64_t r0 = lo; r0 < hi; r0 += ROW_TILE) {
+		int64_t r1 = r0 + ROW_TILE < hi ? r0 + ROW_TILE : hi;
+		for (int t = 0; t < j->n; t++) {
+			const void *a = (const char *)j->act + t * j->act_row;
+			float *yt = j->y + (int64_t)t * w->ne1;
+			for (int64_t r = r0; r < r1; r++)
+				yt[r] = j->dot(wtensor_row(w, r), a, w->ne0);
+		}
+	}
+}
+
+int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n, float *y)
+{
+	struct cpu_backend *cb = cpu_of(b);
+	qdot_fn dot = qdot_get(w->type);
+	if (!dot || n <= 0 || n > b->limits.max_rows || w->ne0 > b->limits.max_cols)
+		return -EINVAL;
+
+	struct matmul_job j = { .w = w, .x = x, .y = y, .n = n, .dot = dot };
+	if (qdot_act_type(w->type) == QTYPE_F32) {
+		j.act = x;
+		j.act_row = (size_t)w->ne0 * sizeof(float);
+	} else {
+		j.act = cb->act;
+		j.act_row = qdot_act_row_bytes(w->type, w->ne0);
+		if (j.act_row * (size_t)n > cb->act_bytes)
+			return -EINVAL;
+		if (n == 1)
+			qdot_prepare(w->type, x, cb->act, w->ne0);
+		else
+			tpool_run(cb->pool, prepare_share, &j);
+	}
+	tpool_run(cb->pool, dot_share, &j);
+	return 0;
+}

@@ -1,0 +1,190 @@
+/* ops.c - the CPU backend's element-wise and row operations, and its
+ * constructor.  Numerics follow ggml's CPU code where that changes results
+ * (RMS sums in double, RoPE angles built by repeated float multiplication,
+ * GELU through an fp16 table), because our greedy tokens are checked against
+ * llama.cpp's and a near-tie can flip on the last bit. */
+#include "compute/cpu/cpu_backend.h"
+#include "compute/cpu/qdot.h"
+#include "model/qtype.h"
+#include "util/fp16.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* GELU (tanh approximation) of every fp16 value, as fp16: ggml evaluates
+ * GELU by rounding the input to fp16 and looking it up here. */
+static uint16_t gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static float gelu_f32(float x)
+{
+	const float c = 0.044715f, sqrt_2_over_pi = 0.79788456080286535587989211986876f;
+	return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * (1.0f + c * x * x)));
+}
+
+static void gelu_table_init(void)
+{
+	for (uint32_t i = 0; i < (1u << 16); i++)
+		gelu_table[i] = fp32_to_fp16(gelu_f32(fp16_to_fp32((uint16_t)i)));
+}
+
+static void cpu_gelu_mul(struct backend *b, float *g, const float *u, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float x = g[i];
+		float y;
+		if (x <= -10.0f)
+			y = 0.0f;
+		else if (x >= 10.0f)
+			y = x;
+		else
+			y = fp16_to_fp32(gelu_table[fp32_to_fp16(x)]);
+		g[i] = y * u[i];
+	}
+}
+
+static void cpu_silu_mul(struct backend *b, float *g, const float *u, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void cpu_add(struct backend *b, float *x, const float *y, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		x[i] += y[i];
+}
+
+static void cpu_add_bias(struct backend *b, float *x, const struct wtensor *bias, int n)
+{
+	const float *bv = bias->data;
+	for (int t = 0; t < n; t++)
+		for (int64_t i = 0; i < bias->ne0; i++)
+			x[t * bias->ne0 + i] += bv[i];
+}
+
+static void cpu_rmsnorm(struct backend *b, const float *x, const struct wtensor *w, float *y,
+			int width, int n, float eps)
+{
+	const float *wv = w ? w->data : NULL;
+	for (int t = 0; t < n; t++) {
+		const float *xr = x + (int64_t)t * width;
+		float *yr = y + (int64_t)t * width;
+		double sum = 0.0;
+		for (int i = 0; i < width; i++)
+			sum += (double)(xr[i] * xr[i]);
+		float scale = 1.0f / sqrtf((float)(sum / width) + eps);
+		for (int i = 0; i < width; i++)
+			yr[i] = wv ? (xr[i] * scale) * wv[i] : xr[i] * scale;
+	}
+}
+
+static void cpu_rope(struct backend *b, float *x, int n, int n_heads, int head_dim, int pos0,
+		     const struct rope_params *rp)
+{
+	const int half = rp->n_rot / 2;
+	const float theta_scale = powf(rp->base, -2.0f / (float)rp->n_rot);
+	float cs[512], sn[512]; /* n_rot <= 1024 is checked at model load */
+
+	for (int t = 0; t < n; t++) {
+		float theta = (float)(pos0 + t);
+		for (int i = 0; i < half; i++) {
+			float ff = rp->freq_factors ? rp->freq_factors[i] : 1.0f;
+			float th = rp->freq_scale * (theta / ff);
+			cs[i] = cosf(th);
+			sn[i] = sinf(th);
+			theta *= theta_scale;
+		}
+		for (int h = 0; h < n_heads; h++) {
+			float *v = x + ((int64_t)t * n_heads + h) * head_dim;
+			for (int i = 0; i < half; i++) {
+				int a = rp->kind == ROPE_NEOX ? i : 2 * i;
+				int c = rp->kind == ROPE_NEOX ? i + half : 2 * i + 1;
+				float x0 = v[a], x1 = v[c];
+				v[a] = x0 * cs[i] - x1 * sn[i];
+				v[c] = x0 * sn[i] + x1 * cs[i];
+			}
+		}
+	}
+}
+
+static int cpu_embed(struct backend *b, const struct wtensor *table, const int32_t *tok, int n,
+		     float scale, float *y)
+{
+	const struct qtype_info *qi = qtype_info(table->type);
+	if (!qi || !qi->dequant_row)
+		return -EINVAL;
+	for (int t = 0; t < n; t++) {
+		if (tok[t] < 0 || tok[t] >= table->ne1)
+			return -ERANGE;
+		float *yr = y + (int64_t)t * table->ne0;
+		qi->dequant_row(wtensor_row(table, tok[t]), yr, table->ne0);
+		if (scale != 1.0f)
+			for (int64_t i = 0; i < table->ne0; i++)
+				yr[i] *= scale;
+	}
+	return 0;
+}
+
+static void cpu_free(struct backend *b)
+{
+	struct cpu_backend *cb = cpu_of(b);
+	tpool_free(cb->pool);
+	free(cb->act);
+	free(cb->scores);
+	free(cb);
+}
+
+static const struct backend_ops cpu_ops = {
+	.name = "cpu",
+	.free = cpu_free,
+	.matmul = cpu_matmul,
+	.rmsnorm = cpu_rmsnorm,
+	.rope = cpu_rope,
+	.attention = cpu_attention,
+	.gelu_mul = cpu_gelu_mul,
+	.silu_mul = cpu_silu_mul,
+	.add = cpu_add,
+	.embed = cpu_embed,
+	.add_bias = cpu_add_bias,
+};
+
+int backend_cpu_new(struct backend **out, const struct backend_limits *lim, struct smk_err *err)
+{
+	if (lim->max_cols <= 0 || lim->max_rows <= 0 || lim->max_ctx <= 0)
+		return smk_fail(err, -EINVAL, "cpu backend: limits must be positive");
+	pthread_once(&gelu_once, gelu_table_init);
+
+	struct cpu_backend *cb = calloc(1, sizeof(*cb));
+	if (!cb)
+		return smk_fail(err, -ENOMEM, "cpu backend: out of memory");
+	cb->base.ops = &cpu_ops;
+	cb->base.limits = *lim;
+	int rc = tpool_new(&cb->pool, lim->n_threads, err);
+	if (rc) {
+		free(cb);
+		return rc;
+	}
+	cb->base.limits.n_threads = tpool_size(cb->pool);
+
+	/* The widest prepared activation row any weight type asks for. */
+	size_t per_row = 0;
+	for (uint32_t t = 0; t < QTYPE_COUNT; t++) {
+		if (!qtype_can_compute(t) || qdot_act_type(t) == QTYPE_F32)
+			continue;
+		size_t r = qdot_act_row_bytes(t, lim->max_cols);
+		if (r > per_row)
+			per_row = r;
+	}
+	cb->act_bytes = per_row * (size_t)lim->max_rows;
+	cb->act = aligned_alloc(64, (cb->act_bytes + 63) / 64 * 64 + 64);
+	cb->scores = malloc(sizeof(float) * (size_t)lim->max_ctx * (size_t)cb->base.limits.n_threads);
+	if (!cb->act || !cb->scores) {
+		cpu_free(&cb->base);
+		return smk_fail(err, -ENOMEM, "cpu backend: cannot allocate scratch");
+	}
+	*out = &cb->base;
+	return 0;
+}

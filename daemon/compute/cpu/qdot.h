@@ -1,0 +1,95 @@
+/* qdot.h - dot products of one quantised weight row with one activation row.
+ *
+ * This is the inner loop of the CPU matmul.  Like llama.cpp's CPU backend, it
+ * never dequantises weights: the activation row is first quantised once
+ * ("prepared") into the format the weight type's dot product consumes, and
+ * each weight row is then dotted against it with integer arithmetic:
+ *
+ *   weight type                      prepared activation (qdot_act_type)
+ *   Q4_0 Q4_1 Q5_0 Q5_1 Q8_0         Q8_0 blocks: fp16 d + int8 qs[32]
+ *   Q2_K Q3_K Q4_K Q5_K Q6_K         Q8_K blocks: f32 d + int8 qs[256] +
+ *                                    int16 bsums[16]
+ *   F32 F16 BF16                     F32 (a plain copy of the row)
+ *
+ * The prepared rows use ggml's block layouts byte for byte (block_q8_0,
+ * block_q8_K; struct qblock_* in model/qtype.h), and the quantisation
+ * follows the code llama.cpp runs on x86 (AVX2 builds), so that our integer
+ * dot products see exactly the int8 activations llama.cpp's do:
+ *   - Q8_0 (ggml-cpu/arch/x86 quantize_row_q8_0): amax = max |x| of the 32
+ *     values, d = amax/127 stored as fp16 (round to nearest even, as F16C),
+ *     id = 127/amax (0 if amax is 0), q = round-half-even(x*id).
+ *     NOTE: ggml's portable reference (quantize_row_q8_0_ref) differs in two
+ *     last-bit details: it uses id = 1/d and roundf (ties away from zero).
+ *     We follow the x86 code because that is what the peer runs here.
+ *   - Q8_K (quantize_row_q8_K_ref, also used on x86): max = the signed value
+ *     of largest magnitude (the first one on ties), iscale = -127/max,
+ *     q = min(127, round-half-even(iscale*x)), d = 1/iscale, bsums[g] = sum
+ *     of qs[16g..16g+15]; a block of zeros gets d = 0, qs = 0, bsums = 0.
+ *
+ * Results differ from llama.cpp's only in the order of float additions (and
+ * for the three points below), so logits agree to ~1e-6 relative but are not
+ * bit-identical; greedy tokens agree unless two logits nearly tie.
+ *   - F16/BF16 weights are dotted against float activations; ggml rounds the
+ *     activation to fp16/bf16 first.  Ours is the more precise of the two.
+ *   - Q4_1/Q5_1 use Q8_0 activations and compute the min term from the exact
+ *     integer sum of the activation quants; ggml uses Q8_1, whose stored sum
+ *     d*sum(q) is rounded to fp16.
+ *   - The scalar kernels accumulate block results in double; the AVX2 ones
+ *     in float lanes, like ggml's.
+ *
+ * Activation pointers and weight rows may have any alignment.  Nothing here
+ * allocates, and every function is safe to call from several threads.
+ */
+#ifndef SMK_COMPUTE_CPU_QDOT_H
+#define SMK_COMPUTE_CPU_QDOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The activation format a weight type's dot product consumes: QTYPE_Q8_0 for
+ * Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, QTYPE_Q8_K for the K-quants, QTYPE_F32
+ * for F32/F16/BF16 weights (those dot against float activations).  Returns
+ * UINT32_MAX if the weight type cannot be computed. */
+uint32_t qdot_act_type(uint32_t wtype);
+
+/* Bytes of one prepared activation row of n values for weight type wtype;
+ * 0 if the type cannot be computed or n is not a multiple of the block.
+ * (n is a tensor dimension, validated by the model loader, so the product
+ * cannot overflow for any n that fits in memory.) */
+size_t qdot_act_row_bytes(uint32_t wtype, int64_t n);
+
+/* Prepare (quantise) an activation row x[n] into act, which holds
+ * qdot_act_row_bytes(wtype, n) bytes, for dot products with wtype rows.  n is
+ * a multiple of the weight block size.  Deterministic: the same x gives the
+ * same bytes whatever kernels are selected. */
+void qdot_prepare(uint32_t wtype, const float *x, void *act, int64_t n);
+
+/* dot(weight row, prepared activation) for n values. */
+typedef float (*qdot_fn)(const void *w_row, const void *act, int64_t n);
+
+/* Best kernel for this CPU (AVX2+FMA+F16C detected at run time with
+ * __builtin_cpu_supports, scalar fallback), NULL if the type cannot be
+ * computed.  Types without a SIMD kernel (Q4_1, Q5_1, Q2_K, Q3_K) always get
+ * the scalar one. */
+qdot_fn qdot_get(uint32_t wtype);
+
+/* The scalar reference kernel, for tests; NULL if the type cannot be
+ * computed. */
+qdot_fn qdot_get_scalar(uint32_t wtype);
+
+/* Force scalar kernels (tests).  The environment variable SMOKE_NO_SIMD=1 has
+ * the same effect; it is read once, on the first qdot_get(). */
+void qdot_force_scalar(bool on);
+
+/* True if qdot_get() currently hands out the AVX2 kernels. */
+bool qdot_simd_active(void);
+
+/* Decode a weight row to floats (e.g. an embedding lookup).  Same values as
+ * qtype_info(type)->dequant_row, bit for bit; uses F16C for F16 rows and
+ * the SIMD Q8_0 decoder where available.  n a multiple of the block; types
+ * that cannot be decoded leave dst untouched (callers check
+ * qtype_can_compute first). */
+void qdot_dequant_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+#endif

@@ -1,0 +1,25 @@
+/* qdot_impl.h - private to compute/cpu/qdot*.c: the kernel tables.
+ *
+ * qdot.c owns dispatch and activation preparation, qdot_scalar.c the scalar
+ * reference kernels, qdot_avx2.c the AVX2+FMA+F16C kernels (compiled with a
+ * per-function target attribute, so the file builds on any x86-64 compiler
+ * flags and the caller checks the CPU before calling anything in it).
+ */
+#ifndef SMK_COMPUTE_CPU_QDOT_IMPL_H
+#define SMK_COMPUTE_CPU_QDOT_IMPL_H
+
+#include "compute/cpu/qdot.h"
+#include "model/qtype.h"
+
+/* Scalar reference kernel for a weight type, NULL if none. */
+qdot_fn qdot__scalar_kernel(uint32_t wtype);
+
+/* AVX2 kernel for a weight type, NULL if none (or not an x86 build). */
+qdot_fn qdot__avx2_kernel(uint32_t wtype);
+
+/* AVX2/F16C row decoders for the types where they pay off (F16, Q8_0);
+ * return false if there is none for this type.  Bit-identical to the scalar
+ * decoders in model/qtype.c (the conversions involved are exact). */
+bool qdot__avx2_dequant_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+#endif

@@ -1,0 +1,191 @@
+#include "engine/engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double engine_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err *err)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return smk_fail(err, -ENOMEM, "engine: out of memory");
+	int rc = model_load(&e->model, o->model_path, err);
+	if (rc)
+		goto fail;
+	if ((rc = tokenizer_load_gguf(&e->tok, e->model->gguf, err)))
+		goto fail;
+	const struct hparams *hp = &e->model->hp;
+	if (tokenizer_n_vocab(e->tok) > hp->n_vocab) {
+		rc = smk_fail(err, -EINVAL, "%s: tokenizer has %d tokens but the embedding table only %d rows",
+			      o->model_path, tokenizer_n_vocab(e->tok), hp->n_vocab);
+		goto fail;
+	}
+
+	e->n_ctx = o->n_ctx > 0 ? o->n_ctx : 4096;
+	if (e->n_ctx > hp->n_ctx_train)
+		e->n_ctx = hp->n_ctx_train;
+	e->n_batch = o->n_batch > 0 ? o->n_batch : 256;
+	if (e->n_batch > e->n_ctx)
+		e->n_batch = e->n_ctx;
+	int max_logits = o->max_logits > 0 ? o->max_logits : 1;
+	if (max_logits > e->n_batch)
+		max_logits = e->n_batch;
+
+	int64_t max_cols = hp->n_embd;
+	if (hp->n_ff > max_cols)
+		max_cols = hp->n_ff;
+	if ((int64_t)hp->n_head * hp->head_dim > max_cols)
+		max_cols = (int64_t)hp->n_head * hp->head_dim;
+	struct backend_limits lim = {
+		.max_cols = max_cols, .max_rows = e->n_batch, .max_ctx = e->n_ctx,
+		.max_heads = hp->n_head, .n_threads = o->n_threads,
+	};
+	if ((rc = backend_cpu_new(&e->be, &lim, err)) ||
+	    (rc = wstore_new_resident(&e->ws, e->model, err)) ||
+	    (rc = forward_new(&e->fwd, e->model, e->be, e->ws, e->n_batch, max_logits, err)))
+		goto fail;
+	*out = e;
+	return 0;
+fail:
+	engine_close(e);
+	return rc;
+}
+
+void engine_close(struct engine *e)
+{
+	if (!e)
+		return;
+	forward_free(e->fwd);
+	wstore_free(e->ws);
+	backend_free(e->be);
+	tokenizer_free(e->tok);
+	model_free(e->model);
+	free(e);
+}
+
+int engine_generate(struct engine *e, struct kvcache *kv, const int32_t *prompt, int n_prompt,
+		    int n_predict, struct sampler *s, gen_emit_fn emit, void *emit_ctx,
+		    struct gen_stats *st, struct smk_err *err)
+{
+	const float *logits = NULL;
+	int rc;
+	memset(st, 0, sizeof(*st));
+	st->n_prompt = n_prompt;
+	if (n_prompt <= 0)
+		return smk_fail(err, -EINVAL, "empty prompt: nothing to continue");
+	if (n_prompt + n_predict > kv->n_ctx)
+		return smk_fail(err, -ENOSPC, "prompt (%d tokens) + %d new tokens exceed the context of %d",
+				n_prompt, n_predict, kv->n_ctx);
+
+	/* The history for the repetition penalty: prompt then generated. */
+	int32_t *hist = malloc(sizeof(int32_t) * (size_t)(n_prompt + n_predict + 1));
+	if (!hist)
+		return smk_fail(err, -ENOMEM, "out of memory");
+	memcpy(hist, prompt, sizeof(int32_t) * (size_t)n_prompt);
+	int n_hist = n_prompt;
+
+	double t0 = engine_now();
+	for (int i = 0; i < n_prompt; i += e->n_batch) {
+		int n = n_prompt - i < e->n_batch ? n_prompt - i : e->n_batch;
+		bool last = i + n == n_prompt;
+		if ((rc = forward_run(e->fwd, kv, prompt + i, n, last ? 1 : 0, &logits, err)))
+			goto out;
+	}
+	double t1 = engine_now();
+	st->prefill_s = t1 - t0;
+
+	struct detok dt;
+	detok_init(&dt);
+	char piece[256];
+	for (int g = 0; g < n_predict; g++) {
+		int32_t id = sampler_sample(s, logits, hist, n_hist, NULL);
+		hist[n_hist++] = id;
+		st->n_gen++;
+		if (tokenizer_is_eog(e->tok, id))
+			break;
+		size_t len = detok_push(e->tok, &dt, id, piece, sizeof(piece));
+		if (emit && emit(emit_ctx, piece, len, id))
+			break;
+		if (g + 1 == n_predict)
+			break;
+		if ((rc = forward_run(e->fwd, kv, &id, 1, 1, &logits, err)))
+			goto out;
+	}
+	size_t len = detok_flush(&dt, piece, sizeof(piece));
+	if (len && emit)
+		emit(emit_ctx, piece, len, -1);
+	st->decode_s = engine_now() - t1;
+	rc = 0;
+out:
+	free(hist);
+	return rc;
+}
+
+int engine_perplexity(struct engine *e, const int32_t *tok, int n_tok, int n_ctx,
+		      double *ppl, int *n_scored, int *n_chunks, struct smk_err *err)
+{
+	const int n_vocab = e->model->hp.n_vocab;
+	if (n_ctx < 4 || n_ctx > e->n_ctx)
+		return smk_fail(err, -EINVAL, "perplexity context %d out of range (4..%d)", n_ctx, e->n_ctx);
+	int chunks = n_tok / n_ctx;
+	if (chunks < 1)
+		return smk_fail(err, -EINVAL, "perplexity needs at least %d tokens, the text has %d",
+				n_ctx, n_tok);
+	struct kvcache *kv;
+	int rc = kvcache_new(&kv, e->model, n_ctx, err);
+	if (rc)
+		return rc;
+	int32_t *buf = malloc(sizeof(int32_t) * (size_t)n_ctx);
+	if (!buf) {
+		kvcache_free(kv);
+		return smk_fail(err, -ENOMEM, "out of memory");
+	}
+	const int first = n_ctx / 2;
+	double nll = 0.0;
+	int count = 0;
+	for (int c = 0; c < chunks; c++) {
+		memcpy(buf, tok + (int64_t)c * n_ctx, sizeof(int32_t) * (size_t)n_ctx);
+		if (tokenizer_add_bos(e->tok) && tokenizer_bos(e->tok) >= 0)
+			buf[0] = tokenizer_bos(e->tok);
+		kv->n_pos = 0;
+		for (int i = 0; i < n_ctx; i += e->n_batch) {
+			int n = n_ctx - i < e->n_batch ? n_ctx - i : e->n_batch;
+			const float *logits;
+			int n_logits = n;
+			if ((rc = forward_run(e->fwd, kv, buf + i, n, n_logits, &logits, err)))
+				goto out;
+			for (int j = 0; j < n; j++) {
+				int pos = i + j;
+				if (pos < first || pos >= n_ctx - 1)
+					continue;
+				const float *lr = logits + (int64_t)j * n_vocab;
+				float mx = lr[0];
+				for (int v = 1; v < n_vocab; v++)
+					if (lr[v] > mx)
+						mx = lr[v];
+				double sum = 0.0;
+				for (int v = 0; v < n_vocab; v++)
+					sum += exp((double)(lr[v] - mx));
+				int32_t target = tok[(int64_t)c * n_ctx + pos + 1];
+				nll += -((double)(lr[target] - mx) - log(sum));
+				count++;
+			}
+		}
+	}
+	*ppl = exp(nll / count);
+	*n_scored = count;
+	*n_chunks = chunks;
+	rc = 0;
+out:
+	free(buf);
+	kvcache_free(kv);
+	return rc;
+}

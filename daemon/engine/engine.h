@@ -1,0 +1,67 @@
+/* engine.h - a loaded model ready to run: weights, tokenizer, compute
+ * backend, weight store and activation scratch, sized once at load.
+ *
+ * The offline command uses it for one generation; the daemon's worker thread
+ * will own one and batch requests through it.  Not thread-safe: one thread
+ * drives an engine at a time.
+ */
+#ifndef SMK_ENGINE_ENGINE_H
+#define SMK_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "arch/forward.h"
+#include "arch/kvcache.h"
+#include "arch/model.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "util/err.h"
+
+struct engine_opts {
+	const char *model_path;
+	int n_threads;      /* <= 0: all CPUs */
+	int n_ctx;          /* context positions per sequence (<= 0: 4096, capped by the model) */
+	int n_batch;        /* prefill chunk (<= 0: 256) */
+	int max_logits;     /* logit rows per chunk (<= 0: 1; perplexity needs n_batch) */
+};
+
+struct engine {
+	struct model *model;
+	struct tokenizer *tok;
+	struct backend *be;
+	struct wstore *ws;
+	struct forward *fwd;
+	int n_ctx, n_batch;
+};
+
+int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err *err);
+void engine_close(struct engine *e);
+
+/* Timings of one generation, for the diagnostics line. */
+struct gen_stats {
+	int n_prompt, n_gen;
+	double prefill_s, decode_s;
+};
+
+/* Callback for each generated piece of text (whole UTF-8 characters only).
+ * Return non-zero to stop. */
+typedef int (*gen_emit_fn)(void *ctx, const char *text, size_t len, int32_t token);
+
+/* Generate up to n_predict tokens after the prompt tokens, stopping at an
+ * end-of-generation token.  kv must be empty or hold exactly this prompt's
+ * prefix history (positions are appended). */
+int engine_generate(struct engine *e, struct kvcache *kv, const int32_t *prompt, int n_prompt,
+		    int n_predict, struct sampler *s, gen_emit_fn emit, void *emit_ctx,
+		    struct gen_stats *st, struct smk_err *err);
+
+/* Perplexity of a token sequence, scored as llama-perplexity does: chunks of
+ * n_ctx tokens, the first replaced by BOS, only the second half of each chunk
+ * scored.  Returns 0 and the PPL in *ppl; *n_scored tokens were scored. */
+int engine_perplexity(struct engine *e, const int32_t *tok, int n_tok, int n_ctx,
+		      double *ppl, int *n_scored, int *n_chunks, struct smk_err *err);
+
+double engine_now(void);
+
+#endif
