@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Generate random-weight GGUF models that llama.cpp can load (test fixtures).
+
+Architectures:
+  llama  Llama 2/3 style: RMSNorm, NORM (interleaved-pair) RoPE, SwiGLU, GQA.
+  qwen2  as llama but NEOX RoPE (llama.cpp decides that from the arch) and
+         biases on attn_q/attn_k/attn_v.
+
+The tokenizer metadata (every tokenizer.* key) is copied from an existing GGUF
+vocab file (llama.cpp ships models/ggml-vocab-*.gguf); n_vocab is taken from it.
+
+Deterministic: the same command line (and numpy major version) gives a
+byte-identical file. Each tensor has its own RNG, seeded from (--seed, tensor
+name), and is generated and quantized in fixed row chunks, so large models are
+written tensor by tensor without holding them in memory.
+
+Examples:
+  make-tiny-gguf.py --arch llama --vocab llama-bpe --out /tmp/t.gguf
+  make-tiny-gguf.py --preset llama8b-like --out /big/llama8b-like.gguf
+
+Weight init (so logits and attention are not degenerate):
+  linear weights  N(0, (init/sqrt(fan_in))^2)          (init = --init, 1.0)
+  token_embd      N(0, (logit_std/sqrt(n_embd))^2) [* optional per-row factor
+                  exp(N(0, row_sigma^2)); default off: high-norm rows then win
+                  every argmax and greedy output degenerates]
+  output          same as token_embd (when untied)
+  norms           1 + N(0, 0.1^2);  qwen2 q/k/v biases N(0, 0.5^2)
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+import sys
+import zlib
+
+import numpy as np
+
+import gguf
+from gguf import GGMLQuantizationType as QT
+from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+# ---------------------------------------------------------------------------
+# quantizers (numpy, vectorized over blocks). gguf-py ships Q4_0/Q8_0/...; its
+# K-quant classes only dequantize, so Q4_K and Q6_K are implemented here (simple
+# min/max scale choice, not llama.cpp's iterative search; any valid encoding is
+# a valid model). Verified against gguf.quants.dequantize in --self-test.
+
+def _f16(x):
+    return x.astype(np.float16)
+
+
+def quant_q4_k(x: np.ndarray) -> np.ndarray:
+    """x: (n_blocks, 256) float32 -> (n_blocks, 144) uint8."""
+    nb = x.shape[0]
+    sub = x.reshape(nb, 8, 32)
+    mn = np.minimum(sub.min(axis=2), 0.0)            # (nb, 8), <= 0
+    mx = sub.max(axis=2)
+    scale = (mx - mn) / 15.0                           # >= 0
+    d = scale.max(axis=1) / 63.0                       # (nb,)
+    dmin = (-mn).max(axis=1) / 63.0
+    d16 = _f16(d)
+    dmin16 = _f16(dmin)
+    d_f = d16.astype(np.float32)
+    dmin_f = dmin16.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.where(d_f[:, None] > 0, np.round(scale / d_f[:, None]), 0)
+        m = np.where(dmin_f[:, None] > 0, np.round(-mn / dmin_f[:, None]), 0)
+    sc = np.clip(sc, 0, 63).astype(np.uint8)
+    m = np.clip(m, 0, 63).astype(np.uint8)
+    eff_d = d_f[:, None] * sc.astype(np.float32)       # (nb, 8)
+    eff_m = dmin_f[:, None] * m.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(eff_d[:, :, None] > 0,
+                     np.round((sub + eff_m[:, :, None]) / eff_d[:, :, None]), 0)
+    q = np.clip(q, 0, 15).astype(np.uint8).reshape(nb, 4, 2, 32)
+    qs = (q[:, :, 0, :] | (q[:, :, 1, :] << 4)).reshape(nb, 128)
+    scales = np.zeros((nb, 12), dtype=np.uint8)
+    scales[:, 0:4] = (sc[:, 0:4] & 63) | ((sc[:, 4:8] >> 4) << 6)
+    scales[:, 4:8] = (m[:, 0:4] & 63) | ((m[:, 4:8] >> 4) << 6)
+    scales[:, 8:12] = (sc[:, 4:8] & 15) | ((m[:, 4:8] & 15) << 4)
+    out = np.concatenate([d16.reshape(nb, 1).view(np.uint8), dmin16.reshape(nb, 1).view(np.uint8),
+                          scales, qs], axis=1)
+    assert out.shape == (nb, 144)
+    return out
+
+
+def quant_q6_k(x: np.ndarray) -> np.ndarray:
+    """x: (n_blocks, 256) float32 -> (n_blocks, 210) uint8."""
+    nb = x.shape[0]
+    sub = x.reshape(nb, 16, 16)
+    amax = np.abs(sub).max(axis=2)                     # (nb, 16)
+    s = amax / 31.0
+    d = s.max(axis=1) / 127.0
+    d16 = _f16(d)
+    d_f = d16.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.where(d_f[:, None] > 0, np.round(s / d_f[:, None]), 0)
+    sc = np.clip(sc, -128, 127).astype(np.int8)
+    eff = d_f[:, None] * sc.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(eff[:, :, None] > 0, np.round(sub / eff[:, :, None]), 0)
+    Q = (np.clip(q, -32, 31) + 32).astype(np.uint8).reshape(nb, 2, 128)
+    a, b, c, e = Q[:, :, 0:32], Q[:, :, 32:64], Q[:, :, 64:96], Q[:, :, 96:128]
+    ql = np.concatenate([(a & 15) | ((c & 15) << 4), (b & 15) | ((e & 15) << 4)], axis=2)  # (nb,2,64)
+    qh = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6)                    # (nb,2,32)
+    out = np.concatenate([ql.reshape(nb, 128), qh.reshape(nb, 64), sc.view(np.uint8),
+                          d16.reshape(nb, 1).view(np.uint8)], axis=1)
+    assert out.shape == (nb, 210)
+    return out
+
+
+TYPES = {"F32": QT.F32, "F16": QT.F16, "Q8_0": QT.Q8_0, "Q4_0": QT.Q4_0,
+         "Q4_K": QT.Q4_K, "Q6_K": QT.Q6_K}
+
+
+def quantize_rows(rows: np.ndarray, qt: QT) -> np.ndarray:
+    """rows: (n, ne0) float32 -> bytes as a uint8/float array in ggml layout."""
+    if qt == QT.F32:
+        return rows.astype(np.float32)
+    if qt == QT.F16:
+        return rows.astype(np.float16)
+    if qt in (QT.Q4_K, QT.Q6_K):
+        blocks = rows.reshape(-1, 256)
+        return (quant_q4_k if qt == QT.Q4_K else quant_q6_k)(blocks)
+    return gguf.quants.quantize(rows, qt)
+
+
+def nbytes_of(shape_ne, qt: QT) -> int:
+    blk, tsz = gguf.GGML_QUANT_SIZES[qt]
+    n = 1
+    for s in shape_ne:
+        n *= s
+    assert shape_ne[0] % blk == 0
+    return n // blk * tsz
+
+
+# ---------------------------------------------------------------------------
+
+PRESETS = {
+    # tiny defaults are in the argparse defaults
+    "llama8b-like": dict(arch="llama", vocab="llama-bpe", n_embd=4096, n_layer=32, n_head=32,
+                         n_head_kv=8, n_ff=14336, ctx=8192, rope_base=500000.0, type="Q4_K",
+                         output_type="Q6_K", ffn_down_type="Q6_K", tied=False),
+}
+
+
+def find_vocab(name: str) -> str:
+    if os.path.isfile(name):
+        return name
+    cache = os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke"))
+    pats = [os.path.join(cache, "llama.cpp", "llama_cpp_python-*", "vendor", "llama.cpp", "models",
+                         f"ggml-vocab-{name}.gguf")]
+    for p in pats:
+        hits = sorted(glob.glob(p))
+        if hits:
+            return hits[-1]
+    sys.exit(f"make-tiny-gguf: vocab '{name}' not found (give a path, or run scripts/build-llama-cpp "
+             f"to extract llama.cpp's models/ggml-vocab-*.gguf)")
+
+
+def copy_tokenizer(w: GGUFWriter, vocab_path: str) -> int:
+    r = GGUFReader(vocab_path)
+    n_vocab = None
+    for key, f in r.fields.items():
+        if not key.startswith("tokenizer."):
+            continue
+        vt = f.types[0]
+        val = f.contents()
+        if vt == GGUFValueType.ARRAY:
+            sub = f.types[1] if len(f.types) > 1 else None
+            if sub == GGUFValueType.ARRAY:
+                sys.exit(f"nested array {key} not supported")
+            w.add_key_value(key, val, vt, sub_type=sub)
+        else:
+            w.add_key_value(key, val, vt)
+        if key == "tokenizer.ggml.tokens":
+            n_vocab = len(val)
+    if n_vocab is None:
+        sys.exit(f"{vocab_path}: no tokenizer.ggml.tokens")
+    return n_vocab
+
+
+def rng_for(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="named shape preset (overrides defaults; "
+                    "explicit options still win)")
+    ap.add_argument("--arch", choices=["llama", "qwen2"])
+    ap.add_argument("--vocab", help="vocab GGUF path or llama.cpp vocab name (llama-bpe, qwen2, llama-spm, ...)")
+    ap.add_argument("--n-embd", type=int)
+    ap.add_argument("--n-layer", type=int)
+    ap.add_argument("--n-head", type=int)
+    ap.add_argument("--n-head-kv", type=int)
+    ap.add_argument("--n-ff", type=int)
+    ap.add_argument("--ctx", type=int, help="context_length key")
+    ap.add_argument("--rope-base", type=float)
+    ap.add_argument("--eps", type=float, default=1e-5, help="rms norm epsilon")
+    ap.add_argument("--type", choices=TYPES, help="type of 2-D weights (default F16)")
+    ap.add_argument("--embd-type", choices=TYPES, help="token_embd type (default: --type)")
+    ap.add_argument("--output-type", choices=TYPES, help="output.weight type when untied (default: --type)")
+    ap.add_argument("--ffn-down-type", choices=TYPES, help="ffn_down type (default: --type)")
+    tie = ap.add_mutually_exclusive_group()
+    tie.add_argument("--tied", dest="tied", action="store_true", default=None,
+                     help="no output.weight (logits use token_embd)")
+    tie.add_argument("--untied", dest="tied", action="store_false")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--init", type=float, default=1.0, help="linear weight std * sqrt(fan_in)")
+    ap.add_argument("--logit-std", type=float, default=2.0, help="approx. std of output logits")
+    ap.add_argument("--row-sigma", type=float, default=0.0, help="log-normal sigma of per-row embd scale")
+    ap.add_argument("--name", default=None, help="general.name")
+    ap.add_argument("--out", help="output .gguf path")
+    ap.add_argument("--self-test", action="store_true", help="check the quantizers and exit")
+    a = ap.parse_args(argv)
+
+    if a.self_test:
+        return self_test()
+    if not a.out:
+        ap.error("--out is required")
+
+    cfg = dict(arch="llama", vocab="llama-bpe", n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=128,
+               ctx=2048, rope_base=10000.0, type="F16", embd_type=None, output_type=None,
+               ffn_down_type=None, tied=True)
+    if a.preset:
+        cfg.update(PRESETS[a.preset])
+    for k in list(cfg):
+        v = getattr(a, k, None)
+        if v is not None:
+            cfg[k] = v
+    for k in ("embd_type", "output_type", "ffn_down_type"):
+        if cfg[k] is None:
+            cfg[k] = cfg["type"]
+
+    arch = cfg["arch"]
+    n_embd, n_layer, n_head, n_kv, n_ff = (cfg[k] for k in ("n_embd", "n_layer", "n_head", "n_head_kv", "n_ff"))
+    assert n_embd % n_head == 0 and n_head % n_kv == 0
+    hd = n_embd // n_head
+    vocab_path = find_vocab(cfg["vocab"])
+
+    w = GGUFWriter(a.out, arch)
+    w.add_name(a.name or f"smoke-tiny-{arch}-{cfg['vocab'] if not os.path.isfile(cfg['vocab']) else 'custom'}")
+    w.add_context_length(cfg["ctx"])
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_layer_norm_rms_eps(a.eps)
+    w.add_rope_freq_base(cfg["rope_base"])
+    w.add_rope_dimension_count(hd)
+    w.add_file_type(1)  # informational only
+    n_vocab = copy_tokenizer(w, vocab_path)
+    w.add_vocab_size(n_vocab)
+
+    # tensor plan: (name, numpy shape (rows, ne0), type, kind)
+    plan = []
+
+    def T(name, shape, qt, kind):
+        if len(shape) == 2 and qt not in (QT.F32, QT.F16) and shape[1] % gguf.GGML_QUANT_SIZES[qt][0]:
+            print(f"make-tiny-gguf: {name}: ne0={shape[1]} not a multiple of the {qt.name} block, using F16",
+                  file=sys.stderr)
+            qt = QT.F16
+        plan.append((name, shape, qt, kind))
+
+    ty = TYPES[cfg["type"]]
+    T("token_embd.weight", (n_vocab, n_embd), TYPES[cfg["embd_type"]], "embd")
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        T(p + "attn_norm.weight", (n_embd,), QT.F32, "norm")
+        T(p + "attn_q.weight", (n_head * hd, n_embd), ty, "lin")
+        T(p + "attn_k.weight", (n_kv * hd, n_embd), ty, "lin")
+        T(p + "attn_v.weight", (n_kv * hd, n_embd), ty, "lin")
+        if arch == "qwen2":
+            T(p + "attn_q.bias", (n_head * hd,), QT.F32, "bias")
+            T(p + "attn_k.bias", (n_kv * hd,), QT.F32, "bias")
+            T(p + "attn_v.bias", (n_kv * hd,), QT.F32, "bias")
+        T(p + "attn_output.weight", (n_embd, n_head * hd), ty, "lin")
+        T(p + "ffn_norm.weight", (n_embd,), QT.F32, "norm")
+        T(p + "ffn_gate.weight", (n_ff, n_embd), ty, "lin")
+        T(p + "ffn_up.weight", (n_ff, n_embd), ty, "lin")
+        T(p + "ffn_down.weight", (n_embd, n_ff), TYPES[cfg["ffn_down_type"]], "lin")
+    T("output_norm.weight", (n_embd,), QT.F32, "norm")
+    if not cfg["tied"]:
+        T("output.weight", (n_vocab, n_embd), TYPES[cfg["output_type"]], "embd")
+
+    for name, shape, qt, _ in plan:
+        ne = list(reversed(shape))
+        nb = nbytes_of(ne, qt)
+        # GGUFWriter wants the numpy (byte) shape for raw types
+        if qt == QT.F32:
+            w.add_tensor_info(name, shape, np.dtype(np.float32), nb)
+        elif qt == QT.F16:
+            w.add_tensor_info(name, shape, np.dtype(np.float16), nb)
+        else:
+            blk, tsz = gguf.GGML_QUANT_SIZES[qt]
+            bshape = (*shape[:-1], shape[-1] // blk * tsz)
+            w.add_tensor_info(name, bshape, np.dtype(np.uint8), nb, raw_dtype=qt)
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    fout = w.fout[0]
+    w.write_padding(fout, fout.tell())
+
+    CHUNK_ELEMS = 1 << 22
+    for name, shape, qt, kind in plan:
+        rng = rng_for(a.seed, name)
+        start = fout.tell()
+        if kind == "norm":
+            data = (1.0 + 0.1 * rng.standard_normal(shape[0], dtype=np.float32)).astype(np.float32)
+            data.tofile(fout)
+        elif kind == "bias":
+            data = (0.5 * rng.standard_normal(shape[0], dtype=np.float32)).astype(np.float32)
+            data.tofile(fout)
+        else:
+            rows, ne0 = shape
+            if kind == "embd":
+                std = a.logit_std / np.sqrt(n_embd)
+                rowscale = (np.exp(a.row_sigma * rng.standard_normal(rows, dtype=np.float32)).astype(np.float32)
+                            if a.row_sigma > 0 else None)
+            else:
+                std = a.init / np.sqrt(ne0)
+                rowscale = None
+            step = max(1, CHUNK_ELEMS // ne0)
+            for r0 in range(0, rows, step):
+                r1 = min(rows, r0 + step)
+                x = rng.standard_normal((r1 - r0, ne0), dtype=np.float32)
+                x *= np.float32(std)
+                if rowscale is not None:
+                    x *= rowscale[r0:r1, None]
+                quantize_rows(x, qt).tofile(fout)
+        written = fout.tell() - start
+        exp = nbytes_of(list(reversed(shape)), qt)
+        assert written == exp, (name, written, exp)
+        w.write_padding(fout, written)
+    fout.flush()
+    w.close()
+
+    h = hashlib.sha256()
+    with open(a.out, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    print(f"{a.out} {os.path.getsize(a.out)} bytes sha256 {h.hexdigest()} n_vocab {n_vocab}", file=sys.stderr)
+    return 0
+
+
+def self_test():
+    rng = np.random.default_rng(0)
+    for qt, f in ((QT.Q4_K, quant_q4_k), (QT.Q6_K, quant_q6_k)):
+        x = rng.standard_normal((64, 256), dtype=np.float32) * np.exp(rng.standard_normal((64, 1))).astype(np.float32)
+        x[3] = 0.0          # all-zero block
+        x[4] = np.abs(x[4])  # all-positive block
+        q = f(x)
+        y = gguf.quants.dequantize(q.reshape(-1), qt).reshape(x.shape)
+        err = np.abs(y - x).max(axis=1) / np.maximum(np.abs(x).max(axis=1), 1e-12)
+        print(f"{qt.name}: max rel err per block {err.max():.4f}")
+        assert err.max() < (0.12 if qt == QT.Q4_K else 0.05), err.max()
+    for qt in (QT.Q8_0, QT.Q4_0):
+        x = rng.standard_normal((8, 256), dtype=np.float32)
+        y = gguf.quants.dequantize(quantize_rows(x, qt).reshape(-1), qt).reshape(x.shape)
+        print(f"{qt.name}: max abs err {np.abs(y - x).max():.4f}")
+    print("self-test ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
