@@ -302,12 +302,17 @@ static int walk_str_elems(struct parser *p, struct gguf_anode *node)
 
 /* Bool bytes other than 0/1 are invalid per the spec; C code reading them as
  * bool would otherwise see values that are neither true nor false. */
-static int check_bools(struct parser *p, const uint8_t *b, uint64_t n)
+static int check_bools(struct parser *p, const uint8_t *b, uint64_t n, bool scalar)
 {
-	for (uint64_t i = 0; i < n; i++)
-		if (b[i] > 1)
-			return pfail(p, -EINVAL, "bool element %" PRIu64 " has byte value %u"
-				     " (must be 0 or 1)", i, b[i]);
+	for (uint64_t i = 0; i < n; i++) {
+		if (b[i] <= 1)
+			continue;
+		if (scalar)
+			return pfail(p, -EINVAL, "bool value has byte value %u (must be 0 or 1)",
+				     b[i]);
+		return pfail(p, -EINVAL, "bool element %" PRIu64 " has byte value %u"
+			     " (must be 0 or 1)", i, b[i]);
+	}
 	return 0;
 }
 
@@ -340,7 +345,7 @@ static int walk_array(struct parser *p, struct gguf_anode *node, unsigned depth)
 	if (elem == GGUF_VT_STRING)
 		return walk_str_elems(p, node);
 	if (elem != GGUF_VT_ARRAY) {
-		if (elem == GGUF_VT_BOOL && (rc = check_bools(p, node->data, n)))
+		if (elem == GGUF_VT_BOOL && (rc = check_bools(p, node->data, n, false)))
 			return rc;
 		p->pos += bytes;
 		return 0;
@@ -485,7 +490,7 @@ static int parse_kvs(struct parser *p)
 		} else {
 			rc = need(p, vtypes[kv->type].size, "value");
 			if (!rc && kv->type == GGUF_VT_BOOL)
-				rc = check_bools(p, kv->val, 1);
+				rc = check_bools(p, kv->val, 1, true);
 			p->pos += rc ? 0 : vtypes[kv->type].size;
 		}
 		if (rc)
@@ -1139,7 +1144,10 @@ void gguf_dump(const struct gguf *g, FILE *f)
 		g->size, g->n_kv, g->n_tensors, g->alignment, g->data_offset);
 	for (uint64_t i = 0; i < g->n_kv; i++) {
 		const struct gguf_kv *kv = &g->kv[i];
-		fprintf(f, "  kv %4" PRIu64 " %-48s %-6s = ", i, kv->key, vtypes[kv->type].name);
+		char pk[96];
+		fprintf(f, "  kv %4" PRIu64 " %-48s %-6s = ", i,
+			printable(pk, sizeof(pk), (const uint8_t *)kv->key, strlen(kv->key)),
+			vtypes[kv->type].name);
 		if (kv->type == GGUF_VT_ARRAY) {
 			struct gguf_arr a;
 			arr_view(&kv->arr, &a);
@@ -1158,8 +1166,11 @@ void gguf_dump(const struct gguf *g, FILE *f)
 			o += snprintf(shape + o, sizeof(shape) - (size_t)o, "%s%" PRIu64,
 				      d ? ", " : "", t->ne[d]);
 		snprintf(shape + o, sizeof(shape) - (size_t)o, "]");
+		char pn[96];
 		fprintf(f, "  tensor %4" PRIu64 " %-40s %-5s %-24s offset %12" PRIu64
-			" bytes %12" PRIu64 "\n", i, t->name, qtype_name(t->type), shape,
+			" bytes %12" PRIu64 "\n", i,
+			printable(pn, sizeof(pn), (const uint8_t *)t->name, strlen(t->name)),
+			qtype_name(t->type), shape,
 			t->file_offset, t->nbytes);
 		total += t->nbytes;
 	}
