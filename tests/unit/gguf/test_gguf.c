@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,25 @@ static const char *model_path(void)
 	snprintf(buf, sizeof(buf), "%s/.cache/smoke/models/gemma-3-270m-q4_k_m.gguf",
 		 getenv("HOME") ? getenv("HOME") : "");
 	return buf;
+}
+
+/* A scratch file with no name, opened again through /proc/self/fd/N (path
+ * out): a failing test leaves nothing behind.  memfd keeps the thousands of
+ * truncations below in memory (sparse, like tmpfs) instead of the disk's
+ * journal; an unlinked temp file is the fallback. */
+static int scratch_file(char *path, size_t cap)
+{
+	int fd = memfd_create("smoke-gguf", MFD_CLOEXEC);
+	if (fd < 0) {
+		const char *dir = getenv("TMPDIR");
+		char tmpl[4096];
+		snprintf(tmpl, sizeof(tmpl), "%s/smoke-gguf-XXXXXX", dir && *dir ? dir : "/tmp");
+		fd = mkstemp(tmpl);
+		ck_assert_msg(fd >= 0, "mkstemp %s: %s", tmpl, strerror(errno));
+		unlink(tmpl);
+	}
+	snprintf(path, cap, "/proc/self/fd/%d", fd);
+	return fd;
 }
 
 static uint64_t jstr_u64(json_t *j)
@@ -615,9 +635,8 @@ START_TEST(test_truncate)
 	qsort(cuts, nc, sizeof(*cuts), cmp_desc);
 
 	/* the copy: the real metadata (+ a little data), the rest a hole */
-	char tmpl[] = "/tmp/smoke-gguf-cut-XXXXXX";
-	int fd = mkstemp(tmpl);
-	ck_assert_int_ge(fd, 0);
+	char tmpl[64];
+	int fd = scratch_file(tmpl, sizeof(tmpl));
 	int src = open(model_path(), O_RDONLY);
 	ck_assert_int_ge(src, 0);
 	uint64_t copy = data_off + 4096 < size ? data_off + 4096 : size;
@@ -657,7 +676,6 @@ START_TEST(test_truncate)
 	fprintf(stderr, "truncate group %d: %zu cuts failed cleanly\n", _i, tested);
 	ck_assert_uint_ge(tested, _i == 2 ? 300 : 100);
 	close(fd);
-	unlink(tmpl);
 	free(cuts);
 	json_decref(exp);
 }
@@ -734,9 +752,8 @@ START_TEST(test_valid_truncate)
 		uint64_t e = jget_u64(t, "offset") + jget_u64(t, "nbytes");
 		end = e > end ? e : end;
 	}
-	char tmpl[] = "/tmp/smoke-gguf-valid-XXXXXX";
-	int fd = mkstemp(tmpl);
-	ck_assert_int_ge(fd, 0);
+	char tmpl[64];
+	int fd = scratch_file(tmpl, sizeof(tmpl));
 	ck_assert_int_eq(write(fd, b, n), (ssize_t)n);
 	/* every cut: before the end of the last tensor it must fail, from
 	 * there on (tail padding) it must open */
@@ -753,7 +770,6 @@ START_TEST(test_valid_truncate)
 		}
 	}
 	close(fd);
-	unlink(tmpl);
 	free(b);
 	free(path);
 	json_decref(exp);
@@ -766,9 +782,8 @@ START_TEST(test_fuzz)
 	size_t n;
 	uint8_t *orig = read_all(path, &n);
 	uint8_t *b = malloc(n);
-	char tmpl[] = "/tmp/smoke-gguf-fuzz-XXXXXX";
-	int fd = mkstemp(tmpl);
-	ck_assert_int_ge(fd, 0);
+	char tmpl[64];
+	int fd = scratch_file(tmpl, sizeof(tmpl));
 	uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)_i;
 	int opened = 0, refused = 0;
 	for (int it = 0; it < 1500; it++) {
@@ -800,7 +815,6 @@ START_TEST(test_fuzz)
 	}
 	fprintf(stderr, "fuzz %d: %d opened, %d refused\n", _i, opened, refused);
 	close(fd);
-	unlink(tmpl);
 	free(b);
 	free(orig);
 	free(path);
