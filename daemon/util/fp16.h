@@ -25,8 +25,8 @@ static inline float fp16_to_fp32(uint16_t h)
 	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
 	uint32_t exp = (h >> 10) & 0x1f;
 	uint32_t man = h & 0x3ff;
-	if (exp == 0x1f)
-		return fp32_from_bits(sign | 0x7f800000u | (man << 13));
+	if (exp == 0x1f) /* inf, or NaN made quiet as F16C and ggml do */
+		return fp32_from_bits(sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0));
 	if (exp == 0) {
 		if (man == 0)
 			return fp32_from_bits(sign);
@@ -43,8 +43,10 @@ static inline uint16_t fp32_to_fp16(float f)
 	uint32_t x = fp32_to_bits(f);
 	uint32_t sign = (x >> 16) & 0x8000;
 	uint32_t ax = x & 0x7fffffffu;
-	if (ax >= 0x7f800000u) /* inf / nan */
-		return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
+	if (ax >= 0x7f800000u) /* inf; NaN keeps its top payload bits, made
+				* quiet, as F16C's vcvtps2ph does */
+		return (uint16_t)(sign | 0x7c00 |
+				  (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
 	if (ax >= 0x477ff000u) /* overflows to inf after rounding */
 		return (uint16_t)(sign | 0x7c00);
 	if (ax < 0x38800000u) { /* subnormal or zero in half */

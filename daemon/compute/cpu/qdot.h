@@ -54,9 +54,12 @@
 uint32_t qdot_act_type(uint32_t wtype);
 
 /* Bytes of one prepared activation row of n values for weight type wtype;
- * 0 if the type cannot be computed or n is not a multiple of the block.
- * (n is a tensor dimension, validated by the model loader, so the product
- * cannot overflow for any n that fits in memory.) */
+ * 0 if the type cannot be computed or n < 0.  n is rounded up to whole
+ * activation blocks, so that sizing a scratch buffer for the widest row
+ * (which need not be a multiple of 256) gives an upper bound for every type;
+ * for the n a dot product accepts, the size is exact.  (n is a tensor
+ * dimension, so the product cannot overflow for any row that fits in
+ * memory.) */
 size_t qdot_act_row_bytes(uint32_t wtype, int64_t n);
 
 /* Prepare (quantise) an activation row x[n] into act, which holds

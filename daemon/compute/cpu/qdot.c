@@ -1,0 +1,208 @@
+/* qdot.c - kernel dispatch and activation preparation for the dot products.
+ *
+ * The CPU check runs once (first qdot_get) and is cached; SMOKE_NO_SIMD=1 in
+ * the environment or qdot_force_scalar(true) pins the scalar kernels.  The
+ * activation quantisers here are scalar on purpose: they run once per
+ * activation row (not per weight row), and a single implementation means the
+ * prepared bytes never depend on which kernels were picked.
+ *
+ * No FMA contraction in this file: with -march=native the compiler would
+ * fuse x*id + 1.5*2^23 (the rounding trick below) into one FMA, which
+ * rounds x*id differently from ggml's separate multiply and add.
+ */
+#pragma GCC optimize("fp-contract=off")
+
+#include "compute/cpu/qdot_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/fp16.h"
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+/* -1: not probed yet; 0: scalar only; 1: AVX2+FMA+F16C usable. */
+static int qdot_hw_state = -1;
+static bool qdot_forced_scalar;
+
+static bool qdot_hw_simd(void)
+{
+	int s = __atomic_load_n(&qdot_hw_state, __ATOMIC_ACQUIRE);
+	if (s >= 0)
+		return s == 1;
+	bool hw = false;
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_cpu_init();
+	hw = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	     __builtin_cpu_supports("f16c");
+#endif
+	const char *env = getenv("SMOKE_NO_SIMD");
+	if (env && *env && strcmp(env, "0") != 0)
+		hw = false;
+	/* Racing first callers compute the same answer; either store wins. */
+	__atomic_store_n(&qdot_hw_state, hw ? 1 : 0, __ATOMIC_RELEASE);
+	return hw;
+}
+
+bool qdot_simd_active(void)
+{
+	return qdot_hw_simd() && !__atomic_load_n(&qdot_forced_scalar, __ATOMIC_RELAXED);
+}
+
+void qdot_force_scalar(bool on)
+{
+	__atomic_store_n(&qdot_forced_scalar, on, __ATOMIC_RELAXED);
+}
+
+qdot_fn qdot_get_scalar(uint32_t wtype)
+{
+	return qdot__scalar_kernel(wtype);
+}
+
+qdot_fn qdot_get(uint32_t wtype)
+{
+	if (qdot_simd_active()) {
+		qdot_fn f = qdot__avx2_kernel(wtype);
+		if (f)
+			return f;
+	}
+	return qdot__scalar_kernel(wtype);
+}
+
+/* ---- activation formats ------------------------------------------------- */
+
+uint32_t qdot_act_type(uint32_t wtype)
+{
+	switch (wtype) {
+	case QTYPE_F32:
+	case QTYPE_F16:
+	case QTYPE_BF16:
+		return QTYPE_F32;
+	case QTYPE_Q4_0:
+	case QTYPE_Q4_1:
+	case QTYPE_Q5_0:
+	case QTYPE_Q5_1:
+	case QTYPE_Q8_0:
+		return QTYPE_Q8_0;
+	case QTYPE_Q2_K:
+	case QTYPE_Q3_K:
+	case QTYPE_Q4_K:
+	case QTYPE_Q5_K:
+	case QTYPE_Q6_K:
+		return QTYPE_Q8_K;
+	default:
+		return UINT32_MAX;
+	}
+}
+
+size_t qdot_act_row_bytes(uint32_t wtype, int64_t n)
+{
+	const struct qtype_info *a = qtype_info(qdot_act_type(wtype));
+	if (!a || n < 0)
+		return 0;
+	const uint64_t blocks = ((uint64_t)n + a->block_elems - 1) / a->block_elems;
+	return (size_t)(blocks * a->block_bytes);
+}
+
+/* Round to nearest, ties to even, exactly as ggml's nearest_int(): adding
+ * 1.5*2^23 leaves the rounded integer in the low mantissa bits.  Valid for
+ * |v| < 2^22 (ours are within +-128); NaN gives some value, never UB, where
+ * a float->int cast would be undefined. */
+static inline int qdot_round_even(float v)
+{
+	float t = v + 12582912.f;
+	int32_t i;
+	memcpy(&i, &t, sizeof(i));
+	return (i & 0x007fffff) - 0x00400000;
+}
+
+static inline int8_t qdot_sat8(int v)
+{
+	return (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+}
+
+/* Q8_0 as llama.cpp's x86 quantize_row_q8_0 (see qdot.h): the fp16 d is
+ * what the dot products use; id = 127/amax is a separate float, so q is not
+ * exactly x/fp16(d) rounded. */
+static void qdot_quantize_q8_0(const float *x, struct qblock_q8_0 *y, int64_t n)
+{
+	for (int64_t i = 0; i < n / QTYPE_QK; i++, x += QTYPE_QK) {
+		float amax = 0.0f;
+		for (int j = 0; j < QTYPE_QK; j++) {
+			float ax = fabsf(x[j]);
+			amax = ax > amax ? ax : amax;
+		}
+		const float d = amax / 127.f;
+		const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+		struct qblock_q8_0 b;
+		b.d = fp32_to_fp16(d);
+		for (int j = 0; j < QTYPE_QK; j++)
+			b.qs[j] = qdot_sat8(qdot_round_even(x[j] * id));
+		memcpy(&y[i], &b, sizeof(b));
+	}
+}
+
+/* Q8_K as ggml's quantize_row_q8_K_ref (see qdot.h). */
+static void qdot_quantize_q8_K(const float *x, struct qblock_q8_K *y, int64_t n)
+{
+	for (int64_t i = 0; i < n / QTYPE_QK_K; i++, x += QTYPE_QK_K) {
+		struct qblock_q8_K b;
+		float max = 0.0f, amax = 0.0f;
+		for (int j = 0; j < QTYPE_QK_K; j++) {
+			float ax = fabsf(x[j]);
+			if (ax > amax) {
+				amax = ax;
+				max = x[j];
+			}
+		}
+		if (amax == 0.0f) {
+			/* ggml leaves bsums unwritten here; d = 0 makes them
+			 * irrelevant, but zeros keep the output deterministic. */
+			memset(&b, 0, sizeof(b));
+			memcpy(&y[i], &b, sizeof(b));
+			continue;
+		}
+		const float iscale = -127.f / max;
+		for (int j = 0; j < QTYPE_QK_K; j++) {
+			int v = qdot_round_even(iscale * x[j]);
+			b.qs[j] = qdot_sat8(v < 127 ? v : 127);
+		}
+		for (int g = 0; g < 16; g++) {
+			int s = 0;
+			for (int l = 0; l < 16; l++)
+				s += b.qs[16 * g + l];
+			b.bsums[g] = (int16_t)s;
+		}
+		b.d = 1.0f / iscale;
+		memcpy(&y[i], &b, sizeof(b));
+	}
+}
+
+void qdot_prepare(uint32_t wtype, const float *x, void *act, int64_t n)
+{
+	switch (qdot_act_type(wtype)) {
+	case QTYPE_F32:
+		memcpy(act, x, (size_t)n * sizeof(float));
+		break;
+	case QTYPE_Q8_0:
+		qdot_quantize_q8_0(x, act, n);
+		break;
+	case QTYPE_Q8_K:
+		qdot_quantize_q8_K(x, act, n);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- row decode --------------------------------------------------------- */
+
+void qdot_dequant_row(uint32_t type, const void *src, float *dst, int64_t n)
+{
+	if (qdot_simd_active() && qdot__avx2_dequant_row(type, src, dst, n))
+		return;
+	const struct qtype_info *t = qtype_info(type);
+	if (t && t->dequant_row)
+		t->dequant_row(src, dst, n);
+}

@@ -1,0 +1,488 @@
+/* qdot_avx2.c - AVX2+FMA+F16C dot products (weight row . prepared act).
+ *
+ * The project is not compiled with -mavx2: every function here carries a
+ * target attribute and is reached only through qdot_get(), after the CPU
+ * check.  Each kernel computes the same integer block sums as its scalar
+ * reference in qdot_scalar.c (exactly: the int8/int16 intermediates below
+ * are shown not to saturate), then scales and sums them in eight float
+ * lanes with FMA.  So the results differ from the scalar ones only by float
+ * summation order, which is what the tests' tolerance allows for.
+ *
+ * Techniques are ggml's (ggml-cpu/arch/x86/quants.c): signed x signed int8
+ * products via _mm256_sign_epi8 + _mm256_maddubs_epi16, nibbles unpacked to
+ * bytes with one shift and mask, K-quant sub-block scales applied with
+ * _mm256_madd_epi16 and the K-quant min terms taken from the activation's
+ * bsums.  Loads are all unaligned (blocks are byte-strided).
+ *
+ * The weight rows stream from memory once per token, so these loops are
+ * memory-bound on large matrices; two independent accumulators per loop keep
+ * the FMA latency chain from becoming the limit when rows are in cache.
+ */
+#include "compute/cpu/qdot_impl.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#define QDOT_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* ---- helpers ------------------------------------------------------------ */
+
+QDOT_AVX2 static inline float hsum_ps(__m256 x)
+{
+	__m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+	r = _mm_add_ss(r, _mm_movehdup_ps(r));
+	return _mm_cvtss_f32(r);
+}
+
+QDOT_AVX2 static inline float hsum_ps128(__m128 r)
+{
+	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+	r = _mm_add_ss(r, _mm_movehdup_ps(r));
+	return _mm_cvtss_f32(r);
+}
+
+QDOT_AVX2 static inline float h2f(uint16_t h)
+{
+	return _cvtsh_ss(h);
+}
+
+QDOT_AVX2 static inline __m256i load256(const void *p)
+{
+	return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* Eight int32 sums of four signed-int8 products each, as floats.
+ * sign(x,x) = |x| is unsigned for maddubs; sign(y,x) moves x's sign onto y.
+ * A pair sum is at most 2*128*127 = 32512 (|x| = 128 only for a Q8_0 weight
+ * of -128; activations are within +-127), so maddubs does not saturate. */
+QDOT_AVX2 static inline __m256 mul_sum_i8_pairs_float(__m256i x, __m256i y)
+{
+	const __m256i ax = _mm256_sign_epi8(x, x);
+	const __m256i sy = _mm256_sign_epi8(y, x);
+	const __m256i dot16 = _mm256_maddubs_epi16(ax, sy);
+	const __m256i dot32 = _mm256_madd_epi16(dot16, _mm256_set1_epi16(1));
+	return _mm256_cvtepi32_ps(dot32);
+}
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles first (values 0..15), then
+ * high nibbles (values 16..31), matching the Q4_0/Q5_0 value order. */
+QDOT_AVX2 static inline __m256i bytes_from_nibbles_32(const uint8_t *p)
+{
+	const __m128i t = _mm_loadu_si128((const __m128i *)p);
+	const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+	return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+/* 32 bits -> 32 bytes, 0xff where the bit is set. */
+QDOT_AVX2 static inline __m256i bytes_from_bits_32(const uint8_t *p)
+{
+	uint32_t x32;
+	memcpy(&x32, p, 4);
+	const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+					       0x0101010101010101, 0x0000000000000000);
+	__m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x32), shuf);
+	bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+	return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+/* ---- float weights ------------------------------------------------------ */
+
+QDOT_AVX2 static float avx2_dot_f32(const void *w, const void *act, int64_t n)
+{
+	const float *x = w, *a = act;
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	int64_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(a + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(a + i + 8), s1);
+		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(a + i + 16), s2);
+		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(a + i + 24), s3);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(a + i), s0);
+	float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++) {
+		float v;
+		memcpy(&v, x + i, 4);
+		sum += v * a[i];
+	}
+	return sum;
+}
+
+QDOT_AVX2 static float avx2_dot_f16(const void *w, const void *act, int64_t n)
+{
+	const uint16_t *x = w;
+	const float *a = act;
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	int64_t i = 0;
+#define F16X8(k) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + (k))))
+	for (; i + 32 <= n; i += 32) {
+		s0 = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(a + i), s0);
+		s1 = _mm256_fmadd_ps(F16X8(8), _mm256_loadu_ps(a + i + 8), s1);
+		s2 = _mm256_fmadd_ps(F16X8(16), _mm256_loadu_ps(a + i + 16), s2);
+		s3 = _mm256_fmadd_ps(F16X8(24), _mm256_loadu_ps(a + i + 24), s3);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(a + i), s0);
+#undef F16X8
+	float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++) {
+		uint16_t h;
+		memcpy(&h, x + i, 2);
+		sum += h2f(h) * a[i];
+	}
+	return sum;
+}
+
+QDOT_AVX2 static float avx2_dot_bf16(const void *w, const void *act, int64_t n)
+{
+	const uint16_t *x = w;
+	const float *a = act;
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0;
+	int64_t i = 0;
+#define BF16X8(k) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32( \
+		_mm_loadu_si128((const __m128i *)(x + i + (k)))), 16))
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(BF16X8(0), _mm256_loadu_ps(a + i), s0);
+		s1 = _mm256_fmadd_ps(BF16X8(8), _mm256_loadu_ps(a + i + 8), s1);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(BF16X8(0), _mm256_loadu_ps(a + i), s0);
+#undef BF16X8
+	float sum = hsum_ps(_mm256_add_ps(s0, s1));
+	for (; i < n; i++) {
+		uint16_t h;
+		memcpy(&h, x + i, 2);
+		float v;
+		uint32_t u = (uint32_t)h << 16;
+		memcpy(&v, &u, 4);
+		sum += v * a[i];
+	}
+	return sum;
+}
+
+/* ---- 32-value blocks (activation: Q8_0) --------------------------------- */
+
+QDOT_AVX2 static float avx2_dot_q8_0(const void *w, const void *act, int64_t n)
+{
+	const struct qblock_q8_0 *x = w;
+	const struct qblock_q8_0 *y = act;
+	const int64_t nb = n / QTYPE_QK;
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 2 <= nb; i += 2) {
+		const __m256 d0 = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+		const __m256 d1 = _mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d));
+		const __m256 q0 = mul_sum_i8_pairs_float(load256(x[i].qs), load256(y[i].qs));
+		const __m256 q1 = mul_sum_i8_pairs_float(load256(x[i + 1].qs), load256(y[i + 1].qs));
+		acc0 = _mm256_fmadd_ps(d0, q0, acc0);
+		acc1 = _mm256_fmadd_ps(d1, q1, acc1);
+	}
+	for (; i < nb; i++) {
+		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+		acc0 = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(load256(x[i].qs), load256(y[i].qs)), acc0);
+	}
+	return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_0 quants as signed bytes: nibble - 8 in -8..7. */
+QDOT_AVX2 static inline __m256i q4_0_bytes(const struct qblock_q4_0 *b)
+{
+	return _mm256_sub_epi8(bytes_from_nibbles_32(b->qs), _mm256_set1_epi8(8));
+}
+
+QDOT_AVX2 static float avx2_dot_q4_0(const void *w, const void *act, int64_t n)
+{
+	const struct qblock_q4_0 *x = w;
+	const struct qblock_q8_0 *y = act;
+	const int64_t nb = n / QTYPE_QK;
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 2 <= nb; i += 2) {
+		const __m256 d0 = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+		const __m256 d1 = _mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d));
+		const __m256 q0 = mul_sum_i8_pairs_float(q4_0_bytes(&x[i]), load256(y[i].qs));
+		const __m256 q1 = mul_sum_i8_pairs_float(q4_0_bytes(&x[i + 1]), load256(y[i + 1].qs));
+		acc0 = _mm256_fmadd_ps(d0, q0, acc0);
+		acc1 = _mm256_fmadd_ps(d1, q1, acc1);
+	}
+	for (; i < nb; i++) {
+		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+		acc0 = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q4_0_bytes(&x[i]), load256(y[i].qs)), acc0);
+	}
+	return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q5_0 quants as signed bytes: (nibble | top<<4) - 16.  OR-ing 0xf0 into a
+ * nibble whose top bit is clear gives nibble - 16 as a signed byte; with the
+ * top bit set, nibble + 16 - 16 = nibble. */
+QDOT_AVX2 static inline __m256i q5_0_bytes(const struct qblock_q5_0 *b)
+{
+	const __m256i lo = bytes_from_nibbles_32(b->qs);
+	const __m256i hi = _mm256_andnot_si256(bytes_from_bits_32(b->qh), _mm256_set1_epi8((char)0xf0));
+	return _mm256_or_si256(lo, hi);
+}
+
+QDOT_AVX2 static float avx2_dot_q5_0(const void *w, const void *act, int64_t n)
+{
+	const struct qblock_q5_0 *x = w;
+	const struct qblock_q8_0 *y = act;
+	const int64_t nb = n / QTYPE_QK;
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 2 <= nb; i += 2) {
+		const __m256 d0 = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+		const __m256 d1 = _mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d));
+		const __m256 q0 = mul_sum_i8_pairs_float(q5_0_bytes(&x[i]), load256(y[i].qs));
+		const __m256 q1 = mul_sum_i8_pairs_float(q5_0_bytes(&x[i + 1]), load256(y[i + 1].qs));
+		acc0 = _mm256_fmadd_ps(d0, q0, acc0);
+		acc1 = _mm256_fmadd_ps(d1, q1, acc1);
+	}
+	for (; i < nb; i++) {
+		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+		acc0 = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q5_0_bytes(&x[i]), load256(y[i].qs)), acc0);
+	}
+	return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- K-quants (activation: Q8_K) ---------------------------------------- */
+
+/* The 8 (scale, min) pairs of a Q4_K/Q5_K block as 16 int16 lanes: scales in
+ * lanes 0..7, mins in lanes 8..15 (ggml's utmp shuffle, 32 bits at a time). */
+QDOT_AVX2 static inline __m256i k4_scales_mins(const uint8_t *scales)
+{
+	uint32_t u[4];
+	memcpy(u, scales, 12);
+	const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+	u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+	const uint32_t t = u[1] & m1;
+	u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+	u[2] = t;
+	u[0] &= m1;
+	/* u[0..1]: scales 0..7, u[2..3]: mins 0..7, one byte each */
+	return _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+}
+
+/* sum_j m_j * (activation sum of sub-block j), as 4 int32 lanes.  bsums
+ * holds 16-value sums; hadd pairs them into the eight 32-value sums. */
+QDOT_AVX2 static inline __m128i k4_min_dot(__m256i mins_scales, const struct qblock_q8_K *y)
+{
+	const __m256i bs = load256((const uint8_t *)y + offsetof(struct qblock_q8_K, bsums));
+	const __m128i s8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+	return _mm_madd_epi16(_mm256_extracti128_si256(mins_scales, 1), s8);
+}
+
+/* Broadcast int16 lane k of a 128-bit register duplicated in both halves. */
+#define BCAST16(v, k) _mm256_shuffle_epi8((v), _mm256_set1_epi16((short)(((2 * (k) + 1) << 8) | (2 * (k)))))
+
+/* Q4_K: weights 0..15 unsigned (maddubs: at most 2*15*127 = 3810 per pair),
+ * times 6-bit scales by madd into int32; the min term is subtracted in
+ * float from the bsums dot, as in the scalar kernel. */
+QDOT_AVX2 static float avx2_dot_q4_K(const void *w, const void *act, int64_t n)
+{
+	const struct qblock_q4_K *x = w;
+	const struct qblock_q8_K *y = act;
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	__m256 acc = _mm256_setzero_ps();
+	__m128 acc_m = _mm_setzero_ps();
+	for (int64_t i = 0; i < nb; i++) {
+		const float dy = y[i].d;
+		const float d = h2f(x[i].d) * dy;
+		const float dmin = -h2f(x[i].dmin) * dy;
+		const __m256i ms = k4_scales_mins(x[i].scales);
+		acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(k4_min_dot(ms, &y[i])), acc_m);
+		const __m128i sc128 = _mm256_castsi256_si128(ms);
+		const __m256i scales = _mm256_set_m128i(sc128, sc128);
+		const uint8_t *q4 = x[i].qs;
+		const int8_t *q8 = y[i].qs;
+		__m256i sumi = _mm256_setzero_si256();
+		for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
+			const __m256i bits = load256(q4);
+			const __m256i q4l = _mm256_and_si256(bits, m4);
+			const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+			__m256i pl = _mm256_maddubs_epi16(q4l, load256(q8));
+			__m256i ph = _mm256_maddubs_epi16(q4h, load256(q8 + 32));
+			pl = _mm256_madd_epi16(BCAST16(scales, 2 * j), pl);
+			ph = _mm256_madd_epi16(BCAST16(scales, 2 * j + 1), ph);
+			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	return hsum_ps(acc) + hsum_ps128(acc_m);
+}
+
+/* Q5_K: as Q4_K with the 5th bit from qh (weights 0..31: pairs at most
+ * 2*31*127 = 7874).  Sub-block s takes bit s of each qh byte; the compare
+ * turns it into 0xff, masked to 16. */
+QDOT_AVX2 static float avx2_dot_q5_K(const void *w, const void *act, int64_t n)
+{
+	const struct qblock_q5_K *x = w;
+	const struct qblock_q8_K *y = act;
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i b16 = _mm256_set1_epi8(16);
+	__m256 acc = _mm256_setzero_ps();
+	__m128 acc_m = _mm_setzero_ps();
+	for (int64_t i = 0; i < nb; i++) {
+		const float dy = y[i].d;
+		const float d = h2f(x[i].d) * dy;
+		const float dmin = -h2f(x[i].dmin) * dy;
+		const __m256i ms = k4_scales_mins(x[i].scales);
+		acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(k4_min_dot(ms, &y[i])), acc_m);
+		const __m128i sc128 = _mm256_castsi256_si128(ms);
+		const __m256i scales = _mm256_set_m128i(sc128, sc128);
+		const __m256i hbits = load256(x[i].qh);
+		const uint8_t *q5 = x[i].qs;
+		const int8_t *q8 = y[i].qs;
+		__m256i sumi = _mm256_setzero_si256();
+		for (int j = 0; j < 4; j++, q5 += 32, q8 += 64) {
+			const __m256i bits = load256(q5);
+			const __m256i hm0 = _mm256_set1_epi8((char)(1 << (2 * j)));
+			const __m256i hm1 = _mm256_set1_epi8((char)(2 << (2 * j)));
+			const __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm0), hm0), b16);
+			const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm1), hm1), b16);
+			const __m256i q5l = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
+			const __m256i q5h = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h1);
+			__m256i pl = _mm256_maddubs_epi16(q5l, load256(q8));
+			__m256i ph = _mm256_maddubs_epi16(q5h, load256(q8 + 32));
+			pl = _mm256_madd_epi16(BCAST16(scales, 2 * j), pl);
+			ph = _mm256_madd_epi16(BCAST16(scales, 2 * j + 1), ph);
+			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	return hsum_ps(acc) + hsum_ps128(acc_m);
+}
+
+/* Scales k and k+1 of a 16-byte int8 vector as 16 int16 lanes (8 each):
+ * one 32-value chunk spans two 16-value scale groups. */
+QDOT_AVX2 static inline __m256i q6_scale_pair(__m128i sc, int k)
+{
+	const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (2 * k + 1),
+					    0x0101010101010101LL * (2 * k));
+	return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, shuf));
+}
+
+/* Q6_K: maddubs needs one unsigned operand, so the unsigned 6-bit q (0..63)
+ * is multiplied and 32*a subtracted: pair sums at most 2*63*127 = 16002 and
+ * 2*32*127 = 8128, their difference within int16. */
+QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
+{
+	const struct qblock_q6_K *x = w;
+	const struct qblock_q8_K *y = act;
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i m2 = _mm256_set1_epi8(0x03);
+	const __m256i m32s = _mm256_set1_epi8(32);
+	__m256 acc = _mm256_setzero_ps();
+	for (int64_t i = 0; i < nb; i++) {
+		const float d = h2f(x[i].d) * y[i].d;
+		const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
+		const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+		const int8_t *q8 = y[i].qs;
+		__m256i sumi = _mm256_setzero_si256();
+		for (int h = 0; h < 2; h++, ql += 64, qh += 32, q8 += 128) {
+			const __m256i b1 = load256(ql), b2 = load256(ql + 32), bh = load256(qh);
+			const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4);
+			const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4);
+			const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4);
+			const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4);
+			const __m256i q0 = _mm256_or_si256(_mm256_and_si256(b1, m4), h0);
+			const __m256i q1 = _mm256_or_si256(_mm256_and_si256(b2, m4), h1);
+			const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2);
+			const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3);
+			const __m256i a0 = load256(q8), a1 = load256(q8 + 32);
+			const __m256i a2 = load256(q8 + 64), a3 = load256(q8 + 96);
+			__m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q0, a0), _mm256_maddubs_epi16(m32s, a0));
+			__m256i p1 = _mm256_sub_epi16(_mm256_maddubs_epi16(q1, a1), _mm256_maddubs_epi16(m32s, a1));
+			__m256i p2 = _mm256_sub_epi16(_mm256_maddubs_epi16(q2, a2), _mm256_maddubs_epi16(m32s, a2));
+			__m256i p3 = _mm256_sub_epi16(_mm256_maddubs_epi16(q3, a3), _mm256_maddubs_epi16(m32s, a3));
+			p0 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 0), p0);
+			p1 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 1), p1);
+			p2 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 2), p2);
+			p3 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 3), p3);
+			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p0, p1),
+								       _mm256_add_epi32(p2, p3)));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	return hsum_ps(acc);
+}
+
+qdot_fn qdot__avx2_kernel(uint32_t wtype)
+{
+	switch (wtype) {
+	case QTYPE_F32: return avx2_dot_f32;
+	case QTYPE_F16: return avx2_dot_f16;
+	case QTYPE_BF16: return avx2_dot_bf16;
+	case QTYPE_Q4_0: return avx2_dot_q4_0;
+	case QTYPE_Q5_0: return avx2_dot_q5_0;
+	case QTYPE_Q8_0: return avx2_dot_q8_0;
+	case QTYPE_Q4_K: return avx2_dot_q4_K;
+	case QTYPE_Q5_K: return avx2_dot_q5_K;
+	case QTYPE_Q6_K: return avx2_dot_q6_K;
+	default: return NULL;
+	}
+}
+
+/* ---- row decoders ------------------------------------------------------- */
+
+/* F16C conversion is exact, like fp16_to_fp32. */
+QDOT_AVX2 static void avx2_dequant_f16(const uint16_t *x, float *dst, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+	for (; i < n; i++) {
+		uint16_t h;
+		memcpy(&h, x + i, 2);
+		dst[i] = h2f(h);
+	}
+}
+
+/* One multiply per value, as in the scalar decoder: bit-identical. */
+QDOT_AVX2 static void avx2_dequant_q8_0(const struct qblock_q8_0 *x, float *dst, int64_t n)
+{
+	for (int64_t i = 0; i < n / QTYPE_QK; i++, dst += QTYPE_QK) {
+		const __m256 d = _mm256_set1_ps(h2f(x[i].d));
+		for (int k = 0; k < 32; k += 8) {
+			const __m128i q = _mm_loadl_epi64((const __m128i *)(x[i].qs + k));
+			const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+			_mm256_storeu_ps(dst + k, _mm256_mul_ps(v, d));
+		}
+	}
+}
+
+bool qdot__avx2_dequant_row(uint32_t type, const void *src, float *dst, int64_t n)
+{
+	switch (type) {
+	case QTYPE_F16:
+		avx2_dequant_f16(src, dst, n);
+		return true;
+	case QTYPE_Q8_0:
+		avx2_dequant_q8_0(src, dst, n);
+		return true;
+	default:
+		return false;
+	}
+}
+
+#else /* not x86: scalar kernels only */
+
+qdot_fn qdot__avx2_kernel(uint32_t wtype)
+{
+	(void)wtype;
+	return NULL;
+}
+
+bool qdot__avx2_dequant_row(uint32_t type, const void *src, float *dst, int64_t n)
+{
+	(void)type, (void)src, (void)dst, (void)n;
+	return false;
+}
+
+#endif
