@@ -1,0 +1,138 @@
+/* tokenizer_impl.h - private to daemon/model/tokenizer*.c.
+ *
+ * tokenizer.c         load from GGUF (validation, hash maps, special tokens),
+ *                     accessors, pieces and the streaming detokeniser
+ * tokenizer_encode.c  encode(): special-token pre-split, SPM, dispatch
+ * tokenizer_bpe.c     byte-level BPE: pre-tokenizer splitters and merges
+ */
+#ifndef SMK_MODEL_TOKENIZER_IMPL_H
+#define SMK_MODEL_TOKENIZER_IMPL_H
+
+#include "model/tokenizer.h"
+
+enum tok_kind { TOK_SPM, TOK_BPE };
+
+/* Pre-tokenizers, each a fixed pipeline of splitters (tokenizer_bpe.c) that
+ * mirrors the regex list llama.cpp uses for that tokenizer.ggml.pre value. */
+enum tok_pre {
+	PRE_DEFAULT,    /* [\p{P}$+<=>^~|]+ ; gpt2 ; \p{N}+ ; [0-9][0-9][0-9] */
+	PRE_GPT2,       /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S) */
+	PRE_LLAMA3,     /* (?i:'s|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
+	PRE_QWEN2,      /* llama3 with \p{N} instead of \p{N}{1,3} */
+	PRE_QWEN35,     /* qwen2 with [\p{L}\p{M}] for letters */
+	PRE_STARCODER,  /* \p{N} ; gpt2 */
+	PRE_FALCON,     /* [\p{P}$+<=>^~|`]+ ; gpt2 ; [0-9][0-9][0-9] */
+};
+
+/* Token attributes: llama.cpp's llama_token_attr bits, plus our EOG mark. */
+enum {
+	TA_UNKNOWN = 1 << 0,
+	TA_UNUSED = 1 << 1,
+	TA_NORMAL = 1 << 2,
+	TA_CONTROL = 1 << 3,
+	TA_USER_DEFINED = 1 << 4,
+	TA_BYTE = 1 << 5,
+	TA_LSTRIP = 1 << 7,
+	TA_RSTRIP = 1 << 8,
+	TA_EOG = 1 << 12,
+	TA_BYTE_OK = 1 << 13,   /* BYTE token whose text is a well-formed <0xXX> */
+};
+
+struct tok_entry {
+	uint32_t off;           /* text = arena[off .. off+len) */
+	uint32_t len;
+	float score;
+	uint16_t attr;
+	uint8_t byte;           /* value of a TA_BYTE_OK token */
+};
+
+/* Special-token trie, breadth-first so that a node's children are contiguous and
+ * sorted by byte (binary search). */
+struct tok_trie_node {
+	uint32_t child;         /* index of the first child */
+	uint16_t n_child;
+	uint8_t byte;           /* label of the edge into this node */
+	int32_t special;        /* index into t->special[] ending here, or -1 */
+};
+
+/* BPE merge: (left, right) -> rank and the id of left+right.  Ids are "extended":
+ * < n_vocab for vocabulary strings, >= n_vocab for strings that only occur in
+ * merges (so that merging is exact even for odd vocabularies). */
+struct tok_merge {
+	uint32_t left, right;   /* UINT32_MAX marks an empty slot */
+	int32_t rank;
+	uint32_t result;
+};
+
+struct tokenizer {
+	enum tok_kind kind;
+	enum tok_pre pre;
+	char model[8];
+
+	int32_t n_vocab;
+	char *arena;
+	struct tok_entry *tok;
+	uint32_t *vmap;         /* open addressing, id + 1 per slot, 0 = empty */
+	uint32_t vmap_mask;
+
+	int32_t bos, eos, eot, eom, unk, pad;
+	bool add_bos, add_eos, add_space_prefix, ignore_merges;
+
+	int32_t *special;       /* CONTROL/USER_DEFINED/UNKNOWN ids, longest first */
+	uint32_t n_special;
+	struct tok_trie_node *trie;     /* node 0 is the root */
+	uint32_t n_trie;
+
+	int32_t byte_tok[256];  /* SPM byte fallback: <0xXX>, else 1-byte token, else -1 */
+
+	/* BPE */
+	struct tok_merge *merges;
+	uint32_t merges_mask;
+	uint32_t gpt2_ext[256];         /* extended id of byte b's GPT-2 character */
+	int32_t gpt2_fallback[256][2];  /* llama.cpp's per-byte fallback for unknown symbols */
+	int16_t gpt2_inv[324];          /* GPT-2 code point -> byte, -1 if none */
+
+	size_t max_piece;
+};
+
+#define TOK_NONE UINT32_MAX
+
+/* Vocabulary lookup by bytes; -1 if absent. */
+int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t len);
+uint64_t tok_hash(const char *s, size_t len);
+
+/* Growable buffers for one encode() call. */
+#define TOK_SCRATCH_SLOTS 10
+struct tok_scratch {
+	void *buf[TOK_SCRATCH_SLOTS];
+	size_t cap[TOK_SCRATCH_SLOTS];
+};
+/* Buffer slot i with at least n bytes (contents kept on growth); NULL on ENOMEM. */
+void *tok_scratch_get(struct tok_scratch *s, int i, size_t n);
+void tok_scratch_free(struct tok_scratch *s);
+
+/* Output accumulator: ids beyond cap are counted, not stored. */
+struct tok_out {
+	int32_t *ids;
+	size_t cap;
+	size_t n;
+};
+
+static inline void tok_emit(struct tok_out *o, int32_t id)
+{
+	if (o->n < o->cap)
+		o->ids[o->n] = id;
+	o->n++;
+}
+
+/* Scratch slots: the pre-split uses PARENT/MATCH/FRAG (FRAG holds the fragments
+ * while they are tokenised); SPM and BPE use A.. for their own buffers. */
+enum { SCR_PARENT, SCR_MATCH, SCR_FRAG, SCR_A, SCR_B, SCR_C, SCR_D, SCR_E, SCR_F, SCR_G };
+
+/* tokenizer_bpe.c: tokenize one raw fragment. */
+int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len,
+		     struct tok_scratch *s, struct tok_out *o);
+/* tokenizer_bpe.c: build merges and GPT-2 tables at load. */
+int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err);
+
+#endif
