@@ -21,13 +21,16 @@ File layout (little-endian):
     u32   type          ggml type id of the weights
     u32   rows, n       rows x n values
     u32   row_bytes     bytes per raw row
-    u32   act_type      ggml id of the prepared activation (0 F32, 8 Q8_0, 15 Q8_K)
+    u32   act_type      ggml id of the prepared activation (0 F32, 8 Q8_0,
+                        9 Q8_1, 15 Q8_K)
     u32   act_bytes     bytes of the quantised activation (0 for F32)
     u8    raw[rows*row_bytes]
     f32   deq[rows*n]   gguf.quants.dequantize(raw)
     f32   x[n]          the activation
     u8    act[act_bytes] x quantised to act_type (ggml block layout)
-    f64   dot_q[rows]   sum(deq[r] * dequantised act), in float64
+    f64   dot_q[rows]   sum(deq[r] * dequantised act), in float64; for Q8_1
+                        activations the per-block min term uses the block's
+                        stored s (as ggml does) instead of d*sum(q)
     f64   dot_f[rows]   sum(deq[r] * x), in float64 (for float types = dot_q)
 """
 import os
@@ -49,9 +52,9 @@ TYPES = [
     (T.F16, T.F32, None),
     (T.BF16, T.F32, None),
     (T.Q4_0, T.Q8_0, [0]),
-    (T.Q4_1, T.Q8_0, [0, 2]),
+    (T.Q4_1, T.Q8_1, [0, 2]),
     (T.Q5_0, T.Q8_0, [0]),
-    (T.Q5_1, T.Q8_0, [0, 2]),
+    (T.Q5_1, T.Q8_1, [0, 2]),
     (T.Q8_0, T.Q8_0, [0]),
     (T.Q2_K, T.Q8_K, [80, 82]),
     (T.Q3_K, T.Q8_K, [108]),
@@ -149,6 +152,25 @@ def quantize_q8_0_x86(x):
     return blocks.reshape(-1), deq.reshape(-1)
 
 
+def quantize_q8_1_x86(x):
+    """llama.cpp x86 quantize_row_q8_1: Q8_0 as above, plus
+    s = fp16(d * sum(q)) with the unrounded float32 d.  Block: d, s, qs[32].
+    Returns (bytes, dequantised values, per-block (d16, s16) as float64)."""
+    b = x.reshape(-1, 32).astype(np.float32)
+    amax = np.abs(b).max(axis=1)
+    d = (amax / np.float32(127.0)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        idv = np.where(amax != 0, np.float32(127.0) / amax, np.float32(0.0)).astype(np.float32)
+    q = np.rint(b * idv[:, None]).clip(-128, 127).astype(np.int8)
+    qsum = q.astype(np.int32).sum(axis=1).astype(np.float32)
+    s16 = (d * qsum).astype(np.float32).astype(np.float16)
+    d16 = d.astype(np.float16)
+    blocks = np.concatenate([d16.view(np.uint8).reshape(-1, 2), s16.view(np.uint8).reshape(-1, 2),
+                             q.view(np.uint8)], axis=1)
+    deq = q.astype(np.float64) * d16.astype(np.float64)[:, None]
+    return blocks.reshape(-1), deq.reshape(-1), d16.astype(np.float64), s16.astype(np.float64)
+
+
 def quantize_q8_K(x):
     """ggml-quants.c quantize_row_q8_K_ref (what x86 builds run):
     max = signed value of largest |x| (first on ties), iscale = -127/max,
@@ -203,11 +225,20 @@ def make(qtype, act_type, scale_offsets, rng):
         xa = x.astype(np.float64)
     elif act_type == T.Q8_0:
         act, xa = quantize_q8_0_x86(x)
+    elif act_type == T.Q8_1:
+        act, xa, da16, s16 = quantize_q8_1_x86(x)
     else:
         act, xa = quantize_q8_K(x)
 
     d64 = deq.astype(np.float64)
     dot_q = (d64 * xa[None, :]).sum(axis=1)
+    if act_type == T.Q8_1:
+        # ggml's min term is m * s, not m * d16 * sum(q): swap it in.  m is
+        # the fp16 at byte 2 of each Q4_1 / Q5_1 block.
+        m = raw.reshape(ROWS, N // 32, size)[:, :, 2:4].copy().view(np.float16)
+        m = m.reshape(ROWS, N // 32).astype(np.float64)
+        asum = xa.reshape(-1, 32).sum(axis=1)  # = d16 * sum(q)
+        dot_q += (m * (s16 - asum)[None, :]).sum(axis=1)
     dot_f = (d64 * x.astype(np.float64)[None, :]).sum(axis=1)
 
     hdr = b"SMKQTF1\0" + struct.pack("<6I", int(qtype), ROWS, N, row_bytes, int(act_type), act.size)

@@ -80,11 +80,12 @@ uint32_t qdot_act_type(uint32_t wtype)
 	case QTYPE_BF16:
 		return QTYPE_F32;
 	case QTYPE_Q4_0:
-	case QTYPE_Q4_1:
 	case QTYPE_Q5_0:
-	case QTYPE_Q5_1:
 	case QTYPE_Q8_0:
 		return QTYPE_Q8_0;
+	case QTYPE_Q4_1:
+	case QTYPE_Q5_1:
+		return QTYPE_Q8_1;
 	case QTYPE_Q2_K:
 	case QTYPE_Q3_K:
 	case QTYPE_Q4_K:
@@ -122,23 +123,43 @@ static inline int8_t qdot_sat8(int v)
 	return (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
 }
 
-/* Q8_0 as llama.cpp's x86 quantize_row_q8_0 (see qdot.h): the fp16 d is
- * what the dot products use; id = 127/amax is a separate float, so q is not
- * exactly x/fp16(d) rounded. */
+/* One 32-value block as llama.cpp's x86 quantize_row_q8_0/q8_1 (see
+ * qdot.h): returns the unrounded float d; the fp16 of it is what the dot
+ * products use.  id = 127/amax is a separate float, so q is not exactly
+ * x/fp16(d) rounded. */
+static float qdot_quantize_32(const float *x, int8_t *qs)
+{
+	float amax = 0.0f;
+	for (int j = 0; j < QTYPE_QK; j++) {
+		float ax = fabsf(x[j]);
+		amax = ax > amax ? ax : amax;
+	}
+	const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+	for (int j = 0; j < QTYPE_QK; j++)
+		qs[j] = qdot_sat8(qdot_round_even(x[j] * id));
+	return amax / 127.f;
+}
+
 static void qdot_quantize_q8_0(const float *x, struct qblock_q8_0 *y, int64_t n)
 {
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, x += QTYPE_QK) {
-		float amax = 0.0f;
-		for (int j = 0; j < QTYPE_QK; j++) {
-			float ax = fabsf(x[j]);
-			amax = ax > amax ? ax : amax;
-		}
-		const float d = amax / 127.f;
-		const float id = amax != 0.0f ? 127.f / amax : 0.0f;
 		struct qblock_q8_0 b;
-		b.d = fp32_to_fp16(d);
+		b.d = fp32_to_fp16(qdot_quantize_32(x, b.qs));
+		memcpy(&y[i], &b, sizeof(b));
+	}
+}
+
+/* Q8_1: Q8_0 plus s = d * sum(q), with the unrounded d, stored as fp16. */
+static void qdot_quantize_q8_1(const float *x, struct qblock_q8_1 *y, int64_t n)
+{
+	for (int64_t i = 0; i < n / QTYPE_QK; i++, x += QTYPE_QK) {
+		struct qblock_q8_1 b;
+		const float d = qdot_quantize_32(x, b.qs);
+		int sum = 0;
 		for (int j = 0; j < QTYPE_QK; j++)
-			b.qs[j] = qdot_sat8(qdot_round_even(x[j] * id));
+			sum += b.qs[j];
+		b.d = fp32_to_fp16(d);
+		b.s = fp32_to_fp16(d * (float)sum);
 		memcpy(&y[i], &b, sizeof(b));
 	}
 }
@@ -187,6 +208,9 @@ void qdot_prepare(uint32_t wtype, const float *x, void *act, int64_t n)
 		break;
 	case QTYPE_Q8_0:
 		qdot_quantize_q8_0(x, act, n);
+		break;
+	case QTYPE_Q8_1:
+		qdot_quantize_q8_1(x, act, n);
 		break;
 	case QTYPE_Q8_K:
 		qdot_quantize_q8_K(x, act, n);

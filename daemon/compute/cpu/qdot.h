@@ -6,13 +6,14 @@
  * each weight row is then dotted against it with integer arithmetic:
  *
  *   weight type                      prepared activation (qdot_act_type)
- *   Q4_0 Q4_1 Q5_0 Q5_1 Q8_0         Q8_0 blocks: fp16 d + int8 qs[32]
+ *   Q4_0 Q5_0 Q8_0                   Q8_0 blocks: fp16 d + int8 qs[32]
+ *   Q4_1 Q5_1                        Q8_1 blocks: fp16 d, fp16 s + int8 qs[32]
  *   Q2_K Q3_K Q4_K Q5_K Q6_K         Q8_K blocks: f32 d + int8 qs[256] +
  *                                    int16 bsums[16]
  *   F32 F16 BF16                     F32 (a plain copy of the row)
  *
  * The prepared rows use ggml's block layouts byte for byte (block_q8_0,
- * block_q8_K; struct qblock_* in model/qtype.h), and the quantisation
+ * block_q8_1, block_q8_K; struct qblock_* in model/qtype.h), and the quantisation
  * follows the code llama.cpp runs on x86 (AVX2 builds), so that our integer
  * dot products see exactly the int8 activations llama.cpp's do:
  *   - Q8_0 (ggml-cpu/arch/x86 quantize_row_q8_0): amax = max |x| of the 32
@@ -21,21 +22,20 @@
  *     NOTE: ggml's portable reference (quantize_row_q8_0_ref) differs in two
  *     last-bit details: it uses id = 1/d and roundf (ties away from zero).
  *     We follow the x86 code because that is what the peer runs here.
+ *   - Q8_1 (x86 quantize_row_q8_1): as Q8_0, plus s = fp16(d * sum(q)) with
+ *     the unrounded float d; the Q4_1/Q5_1 dots use s for their min term.
  *   - Q8_K (quantize_row_q8_K_ref, also used on x86): max = the signed value
  *     of largest magnitude (the first one on ties), iscale = -127/max,
  *     q = min(127, round-half-even(iscale*x)), d = 1/iscale, bsums[g] = sum
  *     of qs[16g..16g+15]; a block of zeros gets d = 0, qs = 0, bsums = 0.
  *
- * Results differ from llama.cpp's only in the order of float additions (and
- * for the three points below), so logits agree to ~1e-6 relative but are not
- * bit-identical; greedy tokens agree unless two logits nearly tie.
- *   - F16/BF16 weights are dotted against float activations; ggml rounds the
- *     activation to fp16/bf16 first.  Ours is the more precise of the two.
- *   - Q4_1/Q5_1 use Q8_0 activations and compute the min term from the exact
- *     integer sum of the activation quants; ggml uses Q8_1, whose stored sum
- *     d*sum(q) is rounded to fp16.
- *   - The scalar kernels accumulate block results in double; the AVX2 ones
- *     in float lanes, like ggml's.
+ * Results then differ from llama.cpp's only in the order of float additions
+ * (the scalar kernels sum block results in double, the AVX2 ones in float
+ * lanes, like ggml's), about 1e-7 of sum|w*x| against libggml on the default
+ * model's tensors, so greedy tokens agree unless two logits nearly tie.  One
+ * deliberate difference: F16/BF16 weights are dotted against float
+ * activations, where ggml first rounds the activation to fp16/bf16; ours is
+ * the more precise of the two.
  *
  * Activation pointers and weight rows may have any alignment.  Nothing here
  * allocates, and every function is safe to call from several threads.
@@ -48,7 +48,8 @@
 #include <stdint.h>
 
 /* The activation format a weight type's dot product consumes: QTYPE_Q8_0 for
- * Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, QTYPE_Q8_K for the K-quants, QTYPE_F32
+ * Q4_0/Q5_0/Q8_0 weights, QTYPE_Q8_1 for Q4_1/Q5_1 (as in ggml: the min term
+ * needs the activation block's sum), QTYPE_Q8_K for the K-quants, QTYPE_F32
  * for F32/F16/BF16 weights (those dot against float activations).  Returns
  * UINT32_MAX if the weight type cannot be computed. */
 uint32_t qdot_act_type(uint32_t wtype);
@@ -73,8 +74,8 @@ typedef float (*qdot_fn)(const void *w_row, const void *act, int64_t n);
 
 /* Best kernel for this CPU (AVX2+FMA+F16C detected at run time with
  * __builtin_cpu_supports, scalar fallback), NULL if the type cannot be
- * computed.  Types without a SIMD kernel (Q4_1, Q5_1, Q2_K, Q3_K) always get
- * the scalar one. */
+ * computed.  Types without a SIMD kernel (Q2_K, Q3_K) always get the scalar
+ * one. */
 qdot_fn qdot_get(uint32_t wtype);
 
 /* The scalar reference kernel, for tests; NULL if the type cannot be

@@ -164,7 +164,7 @@ QDOT_AVX2 static float avx2_dot_bf16(const void *w, const void *act, int64_t n)
 	return sum;
 }
 
-/* ---- 32-value blocks (activation: Q8_0) --------------------------------- */
+/* ---- 32-value blocks (activation: Q8_0, or Q8_1 for Q4_1/Q5_1) ---------- */
 
 QDOT_AVX2 static float avx2_dot_q8_0(const void *w, const void *act, int64_t n)
 {
@@ -246,6 +246,51 @@ QDOT_AVX2 static float avx2_dot_q5_0(const void *w, const void *act, int64_t n)
 		acc0 = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q5_0_bytes(&x[i]), load256(y[i].qs)), acc0);
 	}
 	return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* Unsigned x signed int8 products (Q4_1/Q5_1 quants are 0..31, so at most
+ * 2*31*127 = 7874 per pair: no saturation), as eight float sums of four. */
+QDOT_AVX2 static inline __m256 mul_sum_us8_pairs_float(__m256i ux, __m256i sy)
+{
+	const __m256i dot16 = _mm256_maddubs_epi16(ux, sy);
+	return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)));
+}
+
+/* Q4_1 / Q5_1 against Q8_1: d*da*sum(q*a) in the vector lanes, plus the
+ * min term m * s (s = the activation block's da*sum(a), see qdot.h) summed
+ * as a scalar, as ggml does. */
+QDOT_AVX2 static float avx2_dot_q4_1(const void *w, const void *act, int64_t n)
+{
+	const struct qblock_q4_1 *x = w;
+	const struct qblock_q8_1 *y = act;
+	const int64_t nb = n / QTYPE_QK;
+	__m256 acc = _mm256_setzero_ps();
+	float summs = 0.0f;
+	for (int64_t i = 0; i < nb; i++) {
+		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+		summs += h2f(x[i].m) * h2f(y[i].s);
+		const __m256i q = bytes_from_nibbles_32(x[i].qs);
+		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
+	}
+	return hsum_ps(acc) + summs;
+}
+
+QDOT_AVX2 static float avx2_dot_q5_1(const void *w, const void *act, int64_t n)
+{
+	const struct qblock_q5_1 *x = w;
+	const struct qblock_q8_1 *y = act;
+	const int64_t nb = n / QTYPE_QK;
+	const __m256i b16 = _mm256_set1_epi8(16);
+	__m256 acc = _mm256_setzero_ps();
+	float summs = 0.0f;
+	for (int64_t i = 0; i < nb; i++) {
+		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+		summs += h2f(x[i].m) * h2f(y[i].s);
+		const __m256i hi = _mm256_and_si256(bytes_from_bits_32(x[i].qh), b16);
+		const __m256i q = _mm256_or_si256(bytes_from_nibbles_32(x[i].qs), hi);
+		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
+	}
+	return hsum_ps(acc) + summs;
 }
 
 /* ---- K-quants (activation: Q8_K) ---------------------------------------- */
@@ -420,7 +465,9 @@ qdot_fn qdot__avx2_kernel(uint32_t wtype)
 	case QTYPE_F16: return avx2_dot_f16;
 	case QTYPE_BF16: return avx2_dot_bf16;
 	case QTYPE_Q4_0: return avx2_dot_q4_0;
+	case QTYPE_Q4_1: return avx2_dot_q4_1;
 	case QTYPE_Q5_0: return avx2_dot_q5_0;
+	case QTYPE_Q5_1: return avx2_dot_q5_1;
 	case QTYPE_Q8_0: return avx2_dot_q8_0;
 	case QTYPE_Q4_K: return avx2_dot_q4_K;
 	case QTYPE_Q5_K: return avx2_dot_q5_K;

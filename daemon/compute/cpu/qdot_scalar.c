@@ -10,7 +10,7 @@
  *
  * Weight blocks are read through the packed structs of model/qtype.h (the
  * bit layouts are documented in qtype.c); activation blocks are the
- * qblock_q8_0 / qblock_q8_K written by qdot_prepare.
+ * qblock_q8_0 / qblock_q8_1 / qblock_q8_K written by qdot_prepare.
  */
 #include "compute/cpu/qdot_impl.h"
 
@@ -59,7 +59,7 @@ static float dot_bf16(const void *w, const void *act, int64_t n)
 	return (float)sum;
 }
 
-/* ---- 32-value blocks (activation: Q8_0) --------------------------------- */
+/* ---- 32-value blocks (activation: Q8_0, or Q8_1 for Q4_1/Q5_1) ---------- */
 
 static float dot_q4_0(const void *w, const void *act, int64_t n)
 {
@@ -78,23 +78,22 @@ static float dot_q4_0(const void *w, const void *act, int64_t n)
 	return (float)sum;
 }
 
-/* sum_j (d*q_j + m) * (da*a_j) = d*da*sum(q*a) + m*da*sum(a). */
+/* sum_j (d*q_j + m) * (da*a_j) = d*da*sum(q*a) + m*(da*sum(a)), the last
+ * factor being the Q8_1 block's s (as in ggml, rounded to fp16). */
 static float dot_q4_1(const void *w, const void *act, int64_t n)
 {
 	const struct qblock_q4_1 *x = w;
-	const struct qblock_q8_0 *y = act;
+	const struct qblock_q8_1 *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++) {
-		int isum = 0, asum = 0;
+		int isum = 0;
 		for (int j = 0; j < 16; j++) {
 			isum += (x[i].qs[j] & 15) * y[i].qs[j];
 			isum += (x[i].qs[j] >> 4) * y[i].qs[j + 16];
-			asum += y[i].qs[j] + y[i].qs[j + 16];
 		}
-		const float da = fp16_to_fp32(y[i].d);
-		const float d = fp16_to_fp32(x[i].d) * da;
+		const float d = fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d);
 		const float m = fp16_to_fp32(x[i].m);
-		sum += (double)((float)isum * d + m * (da * (float)asum));
+		sum += (double)(d * (float)isum + m * fp16_to_fp32(y[i].s));
 	}
 	return (float)sum;
 }
@@ -122,22 +121,20 @@ static float dot_q5_0(const void *w, const void *act, int64_t n)
 static float dot_q5_1(const void *w, const void *act, int64_t n)
 {
 	const struct qblock_q5_1 *x = w;
-	const struct qblock_q8_0 *y = act;
+	const struct qblock_q8_1 *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++) {
 		uint32_t h;
 		memcpy(&h, x[i].qh, 4);
-		int isum = 0, asum = 0;
+		int isum = 0;
 		for (int j = 0; j < 16; j++) {
 			int q0 = (x[i].qs[j] & 15) | (int)((h >> j) & 1) << 4;
 			int q1 = (x[i].qs[j] >> 4) | (int)((h >> (j + 16)) & 1) << 4;
 			isum += q0 * y[i].qs[j] + q1 * y[i].qs[j + 16];
-			asum += y[i].qs[j] + y[i].qs[j + 16];
 		}
-		const float da = fp16_to_fp32(y[i].d);
-		const float d = fp16_to_fp32(x[i].d) * da;
+		const float d = fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d);
 		const float m = fp16_to_fp32(x[i].m);
-		sum += (double)((float)isum * d + m * (da * (float)asum));
+		sum += (double)(d * (float)isum + m * fp16_to_fp32(y[i].s));
 	}
 	return (float)sum;
 }

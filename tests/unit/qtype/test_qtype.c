@@ -95,8 +95,14 @@ static void *xmalloc(size_t n)
 	return p;
 }
 
-static bool cpu_has_simd(void)
+/* Whether qdot should hand out SIMD kernels here: the CPU has them and the
+ * suite is not being run with SMOKE_NO_SIMD=1 (which tests the scalar
+ * path end to end). */
+static bool simd_expected(void)
 {
+	const char *env = getenv("SMOKE_NO_SIMD");
+	if (env && *env && strcmp(env, "0") != 0)
+		return false;
 #if HAVE_X86
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -114,13 +120,15 @@ static void decode_act(uint32_t act_type, const uint8_t *act, const float *x, in
 	if (act_type == QTYPE_F32) {
 		for (int64_t i = 0; i < n; i++)
 			out[i] = x[i];
-	} else if (act_type == QTYPE_Q8_0) {
-		for (int64_t b = 0; b < n / 32; b++, act += 34) {
+	} else if (act_type == QTYPE_Q8_0 || act_type == QTYPE_Q8_1) {
+		/* Q8_1 is Q8_0 with a second fp16 (the block sum) before qs */
+		const int qoff = act_type == QTYPE_Q8_0 ? 2 : 4;
+		for (int64_t b = 0; b < n / 32; b++, act += qoff + 32) {
 			uint16_t h;
 			memcpy(&h, act, 2);
 			double d = fp16_to_fp32(h);
 			for (int j = 0; j < 32; j++)
-				out[32 * b + j] = d * (int8_t)act[2 + j];
+				out[32 * b + j] = d * (int8_t)act[qoff + j];
 		}
 	} else {
 		ck_assert_uint_eq(act_type, QTYPE_Q8_K);
@@ -293,7 +301,9 @@ START_TEST(act_formats)
 			ck_assert_uint_eq(qdot_act_row_bytes(id, 256), 0);
 	}
 	ck_assert_uint_eq(qdot_act_type(QTYPE_Q5_0), QTYPE_Q8_0);
-	ck_assert_uint_eq(qdot_act_type(QTYPE_Q4_1), QTYPE_Q8_0);
+	ck_assert_uint_eq(qdot_act_type(QTYPE_Q4_1), QTYPE_Q8_1);
+	ck_assert_uint_eq(qdot_act_type(QTYPE_Q5_1), QTYPE_Q8_1);
+	ck_assert_uint_eq(qdot_act_row_bytes(QTYPE_Q5_1, 64), 72);
 	ck_assert_uint_eq(qdot_act_type(QTYPE_Q6_K), QTYPE_Q8_K);
 	ck_assert_uint_eq(qdot_act_type(QTYPE_Q2_K), QTYPE_Q8_K);
 	ck_assert_uint_eq(qdot_act_type(QTYPE_BF16), QTYPE_F32);
@@ -362,7 +372,7 @@ START_TEST(prepare_matches_numpy)
 			continue;
 		}
 		ck_assert_uint_eq(ab, f.act_bytes);
-		size_t blk = f.act_type == QTYPE_Q8_0 ? 34 : 292;
+		size_t blk = qtype_info(f.act_type)->block_bytes;
 		for (size_t i = 0; i < ab; i++)
 			ck_assert_msg(act[1 + i] == f.act[i],
 				      "%s: prepared byte %zu (block %zu, offset %zu): %u, numpy %u",
@@ -442,8 +452,8 @@ static void random_row(int ti, uint8_t *dst, int64_t n)
 
 START_TEST(simd_matches_scalar)
 {
-	if (!cpu_has_simd()) {
-		fprintf(stderr, "simd_matches_scalar: no AVX2+FMA+F16C here, skipped\n");
+	if (!simd_expected()) {
+		fprintf(stderr, "simd_matches_scalar: no AVX2+FMA+F16C here (or SMOKE_NO_SIMD), skipped\n");
 		return;
 	}
 	qdot_force_scalar(false);
@@ -523,11 +533,11 @@ START_TEST(force_scalar_switches_kernels)
 	for (int i = 0; i < N_TYPES; i++)
 		ck_assert(qdot_get(types[i].id) == qdot_get_scalar(types[i].id));
 	qdot_force_scalar(false);
-	ck_assert(qdot_simd_active() == cpu_has_simd());
-	if (cpu_has_simd()) {
+	ck_assert(qdot_simd_active() == simd_expected());
+	if (simd_expected()) {
 		const uint32_t simd_types[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q4_0,
-						QTYPE_Q5_0, QTYPE_Q8_0, QTYPE_Q4_K, QTYPE_Q5_K,
-						QTYPE_Q6_K };
+						QTYPE_Q4_1, QTYPE_Q5_0, QTYPE_Q5_1, QTYPE_Q8_0,
+						QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
 		for (size_t i = 0; i < sizeof(simd_types) / sizeof(simd_types[0]); i++)
 			ck_assert_msg(qdot_get(simd_types[i]) != qdot_get_scalar(simd_types[i]),
 				      "%s has no SIMD kernel", qtype_name(simd_types[i]));
