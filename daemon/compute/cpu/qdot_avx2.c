@@ -88,6 +88,29 @@ QDOT_AVX2 static inline __m256i bytes_from_bits_32(const uint8_t *p)
 	return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
 }
 
+/* The products d_w*d_a of eight consecutive blocks' fp16 scales, for
+ * 32-value formats whose d is the first field of a block of `wbytes` bytes
+ * (the activation being Q8_0, 34 bytes).  Converting eight at once keeps
+ * the scalar fp16 loads off the shuffle port, which the per-block
+ * unpacking already saturates: the halves are packed in general registers,
+ * moved over with one vmovq per four.  Stored to ds[] so that each block's
+ * broadcast is a plain load. */
+QDOT_AVX2 static inline void scales8(const uint8_t *w, size_t wbytes, const uint8_t *a,
+				     float ds[8])
+{
+	uint64_t hw[2] = { 0, 0 }, ha[2] = { 0, 0 };
+	for (int k = 0; k < 8; k++) {
+		uint16_t dw, da;
+		memcpy(&dw, w + k * wbytes, 2);
+		memcpy(&da, a + k * sizeof(struct qblock_q8_0), 2);
+		hw[k / 4] |= (uint64_t)dw << (16 * (k % 4));
+		ha[k / 4] |= (uint64_t)da << (16 * (k % 4));
+	}
+	const __m128i vw = _mm_set_epi64x((long long)hw[1], (long long)hw[0]);
+	const __m128i va = _mm_set_epi64x((long long)ha[1], (long long)ha[0]);
+	_mm256_storeu_ps(ds, _mm256_mul_ps(_mm256_cvtph_ps(vw), _mm256_cvtph_ps(va)));
+}
+
 /* ---- float weights ------------------------------------------------------ */
 
 QDOT_AVX2 static float avx2_dot_f32(const void *w, const void *act, int64_t n)
@@ -173,13 +196,15 @@ QDOT_AVX2 static float avx2_dot_q8_0(const void *w, const void *act, int64_t n)
 	const int64_t nb = n / QTYPE_QK;
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		const __m256 d0 = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		const __m256 d1 = _mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d));
-		const __m256 q0 = mul_sum_i8_pairs_float(load256(x[i].qs), load256(y[i].qs));
-		const __m256 q1 = mul_sum_i8_pairs_float(load256(x[i + 1].qs), load256(y[i + 1].qs));
-		acc0 = _mm256_fmadd_ps(d0, q0, acc0);
-		acc1 = _mm256_fmadd_ps(d1, q1, acc1);
+	for (; i + 8 <= nb; i += 8) {
+		float ds[8];
+		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
+		for (int k = 0; k < 8; k += 2) {
+			const __m256 q0 = mul_sum_i8_pairs_float(load256(x[i + k].qs), load256(y[i + k].qs));
+			const __m256 q1 = mul_sum_i8_pairs_float(load256(x[i + k + 1].qs), load256(y[i + k + 1].qs));
+			acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), q0, acc0);
+			acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k + 1]), q1, acc1);
+		}
 	}
 	for (; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
@@ -201,13 +226,15 @@ QDOT_AVX2 static float avx2_dot_q4_0(const void *w, const void *act, int64_t n)
 	const int64_t nb = n / QTYPE_QK;
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		const __m256 d0 = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		const __m256 d1 = _mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d));
-		const __m256 q0 = mul_sum_i8_pairs_float(q4_0_bytes(&x[i]), load256(y[i].qs));
-		const __m256 q1 = mul_sum_i8_pairs_float(q4_0_bytes(&x[i + 1]), load256(y[i + 1].qs));
-		acc0 = _mm256_fmadd_ps(d0, q0, acc0);
-		acc1 = _mm256_fmadd_ps(d1, q1, acc1);
+	for (; i + 8 <= nb; i += 8) {
+		float ds[8];
+		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
+		for (int k = 0; k < 8; k += 2) {
+			const __m256 q0 = mul_sum_i8_pairs_float(q4_0_bytes(&x[i + k]), load256(y[i + k].qs));
+			const __m256 q1 = mul_sum_i8_pairs_float(q4_0_bytes(&x[i + k + 1]), load256(y[i + k + 1].qs));
+			acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), q0, acc0);
+			acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k + 1]), q1, acc1);
+		}
 	}
 	for (; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
@@ -233,13 +260,15 @@ QDOT_AVX2 static float avx2_dot_q5_0(const void *w, const void *act, int64_t n)
 	const int64_t nb = n / QTYPE_QK;
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		const __m256 d0 = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		const __m256 d1 = _mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d));
-		const __m256 q0 = mul_sum_i8_pairs_float(q5_0_bytes(&x[i]), load256(y[i].qs));
-		const __m256 q1 = mul_sum_i8_pairs_float(q5_0_bytes(&x[i + 1]), load256(y[i + 1].qs));
-		acc0 = _mm256_fmadd_ps(d0, q0, acc0);
-		acc1 = _mm256_fmadd_ps(d1, q1, acc1);
+	for (; i + 8 <= nb; i += 8) {
+		float ds[8];
+		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
+		for (int k = 0; k < 8; k += 2) {
+			const __m256 q0 = mul_sum_i8_pairs_float(q5_0_bytes(&x[i + k]), load256(y[i + k].qs));
+			const __m256 q1 = mul_sum_i8_pairs_float(q5_0_bytes(&x[i + k + 1]), load256(y[i + k + 1].qs));
+			acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), q0, acc0);
+			acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k + 1]), q1, acc1);
+		}
 	}
 	for (; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
