@@ -151,7 +151,8 @@ def find_vocab(name: str) -> str:
         return name
     cache = os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke"))
     pats = [os.path.join(cache, "llama.cpp", "llama_cpp_python-*", "vendor", "llama.cpp", "models",
-                         f"ggml-vocab-{name}.gguf")]
+                         f"ggml-vocab-{name}.gguf"),
+            os.path.join(cache, "vocab", f"ggml-vocab-{name}.gguf")]  # scripts/fetch-vocabs
     for p in pats:
         hits = sorted(glob.glob(p))
         if hits:
@@ -242,7 +243,12 @@ def main(argv=None):
     vocab_path = find_vocab(cfg["vocab"])
 
     w = GGUFWriter(a.out, arch)
-    w.add_name(a.name or f"smoke-tiny-{arch}-{cfg['vocab'] if not os.path.isfile(cfg['vocab']) else 'custom'}")
+    # the name depends only on the vocab file's base name, so "--vocab llama-bpe" and
+    # "--vocab /any/dir/ggml-vocab-llama-bpe.gguf" give byte-identical files
+    vname = os.path.basename(vocab_path)
+    vname = vname[len("ggml-vocab-"):] if vname.startswith("ggml-vocab-") else vname
+    vname = vname[:-len(".gguf")] if vname.endswith(".gguf") else vname
+    w.add_name(a.name or f"smoke-tiny-{arch}-{vname}")
     w.add_context_length(cfg["ctx"])
     w.add_embedding_length(n_embd)
     w.add_block_count(n_layer)
@@ -252,7 +258,10 @@ def main(argv=None):
     w.add_layer_norm_rms_eps(a.eps)
     w.add_rope_freq_base(cfg["rope_base"])
     w.add_rope_dimension_count(hd)
-    w.add_file_type(1)  # informational only
+    # general.file_type (llama_ftype), informational: names the dominant weight type
+    ftype = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "Q6_K": 18,
+             "Q4_K": 15 if cfg["ffn_down_type"] == "Q6_K" else 14}[cfg["type"]]
+    w.add_file_type(ftype)
     n_vocab = copy_tokenizer(w, vocab_path)
     w.add_vocab_size(n_vocab)
 
