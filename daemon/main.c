@@ -1,187 +1,21 @@
 /* smoked - the smoke inference daemon.
  *
- * Offline mode (this file, for now): `smoked --model PATH --prompt TEXT`
- * runs one generation and exits.  The continuation goes to stdout as it is
- * generated and nothing else does; speeds and diagnostics go to stderr.
+ * Without an offline mode flag it serves HTTP (http/server.c).  Offline:
+ * `smoked --model PATH --prompt TEXT` runs one generation and exits; the
+ * continuation goes to stdout as it is generated and nothing else does;
+ * speeds and diagnostics go to stderr.  `--perplexity FILE` and `--dump` as
+ * before.  The command line and the config file are parsed in config/cli.c.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/cli.h"
 #include "engine/engine.h"
+#include "http/server.h"
 #include "model/gguf.h"
-#include "smk_config.h"
-
-#define DEFAULT_MODEL_NAME "gemma-3-270m-q4_k_m.gguf"
-
-struct cli {
-	struct engine_opts eo;
-	const char *prompt;
-	const char *ppl_file;
-	int n_predict;
-	int ppl_ctx;
-	bool dump;
-	bool no_special;
-	struct sampler_params sp;
-};
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: smoked [--model PATH] --prompt TEXT [-n N] [--temp T] [--seed S]\n"
-		"       smoked [--model PATH] --perplexity FILE [--ppl-ctx N]\n"
-		"       smoked [--model PATH] --dump\n"
-		"\n"
-		"  --model PATH        GGUF model (default: $SMOKE_MODEL, else\n"
-		"                      ${SMOKE_CACHE:-~/.cache/smoke}/models/" DEFAULT_MODEL_NAME ")\n"
-		"  --prompt TEXT       generate a continuation of TEXT offline and exit\n"
-		"  -n, --n-predict N   tokens to generate (default 128)\n"
-		"  --temp T            temperature; 0 = greedy (default 0.8)\n"
-		"  --top-k K           (default 40; 0 = off)\n"
-		"  --top-p P           (default 0.95)\n"
-		"  --min-p P           (default 0.05)\n"
-		"  --repeat-penalty R  (default 1 = off)\n"
-		"  --seed S            random seed (default 0); same seed, same text\n"
-		"  --threads N         compute threads (default: all CPUs)\n"
-		"  --ctx N             context positions (default 4096)\n"
-		"  --batch N           prefill chunk (default 256)\n"
-		"  --perplexity FILE   score FILE as llama-perplexity does and print PPL\n"
-		"  --ppl-ctx N         perplexity chunk size (default 512)\n"
-		"  --dump              print the model's metadata and tensor table\n"
-		"  --version, --help\n");
-}
-
-/* Parse a whole decimal number in [lo, hi]; the message names the flag. */
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, "smoked: %s '%s' is not a whole number in %ld..%ld\n", flag, s, lo, hi);
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
-static int parse_float(const char *flag, const char *s, float *out)
-{
-	char *end;
-	errno = 0;
-	float v = strtof(s, &end);
-	if (errno || end == s || *end) {
-		fprintf(stderr, "smoked: %s '%s' is not a number\n", flag, s);
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
-static const char *default_model(char *buf, size_t len)
-{
-	const char *env = getenv("SMOKE_MODEL");
-	if (env && *env)
-		return env;
-	const char *cache = getenv("SMOKE_CACHE");
-	if (cache && *cache)
-		snprintf(buf, len, "%s/models/%s", cache, DEFAULT_MODEL_NAME);
-	else
-		snprintf(buf, len, "%s/.cache/smoke/models/%s",
-			 getenv("HOME") ? getenv("HOME") : ".", DEFAULT_MODEL_NAME);
-	return buf;
-}
-
-enum {
-	OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_THREADS,
-	OPT_CTX, OPT_BATCH, OPT_PPL, OPT_PPL_CTX, OPT_DUMP, OPT_VERSION,
-};
-
-static int parse_args(int argc, char **argv, struct cli *c)
-{
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "prompt", required_argument, NULL, 'p' },
-		{ "n-predict", required_argument, NULL, 'n' },
-		{ "temp", required_argument, NULL, OPT_TEMP },
-		{ "top-k", required_argument, NULL, OPT_TOPK },
-		{ "top-p", required_argument, NULL, OPT_TOPP },
-		{ "min-p", required_argument, NULL, OPT_MINP },
-		{ "repeat-penalty", required_argument, NULL, OPT_REPEAT },
-		{ "seed", required_argument, NULL, OPT_SEED },
-		{ "threads", required_argument, NULL, OPT_THREADS },
-		{ "ctx", required_argument, NULL, OPT_CTX },
-		{ "batch", required_argument, NULL, OPT_BATCH },
-		{ "perplexity", required_argument, NULL, OPT_PPL },
-		{ "ppl-ctx", required_argument, NULL, OPT_PPL_CTX },
-		{ "dump", no_argument, NULL, OPT_DUMP },
-		{ "version", no_argument, NULL, OPT_VERSION },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	long v;
-	int o;
-	while ((o = getopt_long(argc, argv, "m:p:n:h", opts, NULL)) != -1) {
-		switch (o) {
-		case 'm': c->eo.model_path = optarg; break;
-		case 'p': c->prompt = optarg; break;
-		case 'n':
-			if (parse_long("--n-predict", optarg, 0, 1 << 20, &v)) return -EINVAL;
-			c->n_predict = (int)v;
-			break;
-		case OPT_TEMP: if (parse_float("--temp", optarg, &c->sp.temperature)) return -EINVAL; break;
-		case OPT_TOPK:
-			if (parse_long("--top-k", optarg, 0, INT_MAX, &v)) return -EINVAL;
-			c->sp.top_k = (int)v;
-			break;
-		case OPT_TOPP: if (parse_float("--top-p", optarg, &c->sp.top_p)) return -EINVAL; break;
-		case OPT_MINP: if (parse_float("--min-p", optarg, &c->sp.min_p)) return -EINVAL; break;
-		case OPT_REPEAT:
-			if (parse_float("--repeat-penalty", optarg, &c->sp.repeat_penalty)) return -EINVAL;
-			break;
-		case OPT_SEED: {
-			char *end;
-			errno = 0;
-			unsigned long long s = strtoull(optarg, &end, 10);
-			if (errno || end == optarg || *end) {
-				fprintf(stderr, "smoked: --seed '%s' is not a non-negative whole number\n", optarg);
-				return -EINVAL;
-			}
-			c->sp.seed = s;
-			break;
-		}
-		case OPT_THREADS:
-			if (parse_long("--threads", optarg, 1, 256, &v)) return -EINVAL;
-			c->eo.n_threads = (int)v;
-			break;
-		case OPT_CTX:
-			if (parse_long("--ctx", optarg, 16, 1 << 20, &v)) return -EINVAL;
-			c->eo.n_ctx = (int)v;
-			break;
-		case OPT_BATCH:
-			if (parse_long("--batch", optarg, 1, 4096, &v)) return -EINVAL;
-			c->eo.n_batch = (int)v;
-			break;
-		case OPT_PPL: c->ppl_file = optarg; break;
-		case OPT_PPL_CTX:
-			if (parse_long("--ppl-ctx", optarg, 16, 1 << 16, &v)) return -EINVAL;
-			c->ppl_ctx = (int)v;
-			break;
-		case OPT_DUMP: c->dump = true; break;
-		case OPT_VERSION: printf("smoked %s\n", SMK_VERSION); exit(0);
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "smoked: unexpected argument '%s'\n", argv[optind]);
-		return -EINVAL;
-	}
-	return 0;
-}
 
 static int emit_stdout(void *ctx, const char *text, size_t len, int32_t token)
 {
@@ -283,8 +117,8 @@ out:
 
 static int run_perplexity(struct engine *e, const struct cli *c, struct smk_err *err)
 {
-	char *text;
-	size_t len;
+	char *text = NULL;
+	size_t len = 0;
 	int rc = read_file(c->ppl_file, &text, &len);
 	if (rc)
 		return smk_fail(err, rc, "cannot read %s", c->ppl_file);
@@ -307,20 +141,12 @@ static int run_perplexity(struct engine *e, const struct cli *c, struct smk_err 
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int run_offline(struct cli *c, const char *model_path)
 {
-	struct cli c = { .n_predict = 128, .ppl_ctx = 512 };
-	sampler_params_default(&c.sp);
-	if (parse_args(argc, argv, &c))
-		return 2;
-	char model_buf[4096];
-	if (!c.eo.model_path)
-		c.eo.model_path = default_model(model_buf, sizeof(model_buf));
-
 	struct smk_err err = { 0 };
-	if (c.dump) {
+	if (c->mode == CLI_DUMP) {
 		struct gguf *g;
-		if (gguf_open(&g, c.eo.model_path, &err)) {
+		if (gguf_open(&g, model_path, &err)) {
 			fprintf(stderr, "smoked: %s\n", err.msg);
 			return 1;
 		}
@@ -328,35 +154,51 @@ int main(int argc, char **argv)
 		gguf_close(g);
 		return 0;
 	}
-	if (!c.prompt && !c.ppl_file) {
-		fprintf(stderr, "smoked: nothing to do: give --prompt TEXT (the HTTP daemon is not built yet)\n");
-		usage(stderr);
-		return 2;
-	}
-	if (sampler_params_check(&c.sp, &err)) {
+	if (sampler_params_check(&c->sp, &err)) {
 		fprintf(stderr, "smoked: %s\n", err.msg);
 		return 2;
 	}
-	if (c.ppl_file) {
-		c.eo.n_batch = c.eo.n_batch > 0 ? c.eo.n_batch : 64;
-		c.eo.max_logits = c.eo.n_batch;
-		if (c.eo.n_ctx < c.ppl_ctx)
-			c.eo.n_ctx = c.ppl_ctx;
+	struct engine_opts eo = {
+		.model_path = model_path, .n_threads = c->cfg.model.threads,
+		.n_ctx = c->cfg.model.context, .n_batch = c->cfg.model.batch,
+	};
+	if (c->mode == CLI_PERPLEXITY) {
+		eo.n_batch = eo.n_batch > 0 ? eo.n_batch : 64;
+		eo.max_logits = eo.n_batch;
+		if (eo.n_ctx < c->ppl_ctx)
+			eo.n_ctx = c->ppl_ctx;
 	}
-
 	struct engine *e;
 	double t0 = engine_now();
-	if (engine_open(&e, &c.eo, &err)) {
+	if (engine_open(&e, &eo, &err)) {
 		fprintf(stderr, "smoked: %s\n", err.msg);
 		return 1;
 	}
 	fprintf(stderr, "smoked: loaded %s (%s, %d layers, %.1f MiB of weights) in %.2f s, %d threads\n",
-		c.eo.model_path, e->model->name, e->model->hp.n_layer,
+		model_path, e->model->name, e->model->hp.n_layer,
 		(double)e->model->weight_bytes / (1 << 20), engine_now() - t0,
 		e->be->limits.n_threads);
-	int rc = c.ppl_file ? run_perplexity(e, &c, &err) : run_prompt(e, &c, &err);
+	int rc = c->mode == CLI_PERPLEXITY ? run_perplexity(e, c, &err) : run_prompt(e, c, &err);
 	if (rc)
 		fprintf(stderr, "smoked: %s\n", err.msg);
 	engine_close(e);
 	return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct cli c;  /* large (API keys, paths): not on the stack */
+	struct smk_err err = { 0 };
+	if (cli_parse(&c, argc, argv, &err)) {
+		fprintf(stderr, "smoked: %s\n(smoked --help lists the options)\n", err.msg);
+		return 2;
+	}
+	if (c.mode == CLI_DONE)
+		return 0;
+	if (c.mode == CLI_SERVE)
+		return server_run(&c.cfg);
+	char model_buf[CONFIG_PATH_MAX];
+	const char *model = c.cfg.model.path[0] ? c.cfg.model.path
+						: cli_default_model(model_buf, sizeof(model_buf));
+	return run_offline(&c, model);
 }

@@ -1,0 +1,581 @@
+/* worker.c - the engine's thread: bounded queue, admission under a KV budget,
+ * round-robin stepping of the active sequences, stop strings, statistics. */
+#include "engine/worker.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* What a sequence owns from admission to its end. */
+struct worker_seq {
+	struct worker_job *job;
+	struct kvcache *kv;
+	struct sampler *smp;
+	int32_t *hist;                 /* prompt then generated tokens */
+	int n_hist;
+	int n_fed;                     /* prompt tokens already through the forward pass */
+	int32_t pending;               /* last sampled token, fed at the next step */
+	int n_gen;
+	struct detok dt;
+	char *hold;                    /* released-later text (possible stop-string start) */
+	size_t n_hold, cap_hold;
+	char *piece;                   /* one token's text */
+	size_t cap_piece;
+	size_t max_stop;               /* longest stop string */
+	double t_admit, t_first;
+};
+
+struct worker {
+	struct engine *e;
+	struct worker_opts o;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;           /* the worker waits on it for jobs */
+	pthread_cond_t idle;           /* drain waits on it for the end of work */
+	/* Under lock. */
+	struct worker_job *q_head, *q_tail;
+	int q_len;
+	int n_active;
+	uint64_t kv_used;
+	bool accepting;
+	bool cancel_all;
+	bool quit;
+	struct worker_stats st;
+	/* Worker thread only. */
+	struct worker_seq **active;
+};
+
+static const double ttft_le[] = { 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+static const double tpot_le[] = { 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1 };
+static const double dur_le[] = { 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300 };
+
+static void histo_init(struct worker_histo *h, const double *le, int n)
+{
+	memset(h, 0, sizeof(*h));
+	h->n = n;
+	memcpy(h->le, le, sizeof(double) * (size_t)n);
+}
+
+static void histo_add(struct worker_histo *h, double v)
+{
+	int i = 0;
+	while (i < h->n && v > h->le[i])
+		i++;
+	h->count[i]++;
+	h->total++;
+	h->sum += v;
+}
+
+const char *worker_finish_name(enum worker_finish f)
+{
+	switch (f) {
+	case WORKER_FINISH_STOP: return "stop";
+	case WORKER_FINISH_LENGTH: return "length";
+	case WORKER_FINISH_CANCELLED: return "cancelled";
+	case WORKER_FINISH_TIMEOUT: return "timeout";
+	case WORKER_FINISH_ERROR: return "error";
+	}
+	return "?";
+}
+
+uint64_t worker_job_kv_bytes(const struct worker *w, int n_ctx)
+{
+	return kvcache_bytes(w->e->model, n_ctx);
+}
+
+/* ---- sequences ---- */
+
+static void seq_free(struct worker_seq *s)
+{
+	if (!s)
+		return;
+	kvcache_free(s->kv);
+	sampler_free(s->smp);
+	free(s->hist);
+	free(s->hold);
+	free(s->piece);
+	free(s);
+}
+
+/* Everything a sequence needs, allocated once here. */
+static int seq_new(struct worker *w, struct worker_job *job, struct worker_seq **out,
+		   struct smk_err *err)
+{
+	struct engine *e = w->e;
+	struct worker_seq *s = calloc(1, sizeof(*s));
+	if (!s)
+		return smk_fail(err, -ENOMEM, "out of memory for a sequence");
+	s->job = job;
+	int n_ctx = job->n_prompt + job->max_tokens;
+	int rc;
+	if ((rc = kvcache_new(&s->kv, e->model, n_ctx, err)) ||
+	    (rc = sampler_new(&s->smp, e->model->hp.n_vocab, &job->sp, err)))
+		goto fail;
+	for (int i = 0; i < job->n_stop; i++) {
+		size_t l = strlen(job->stop[i]);
+		if (l > s->max_stop)
+			s->max_stop = l;
+	}
+	s->cap_piece = tokenizer_detok_cap(e->tok) + 8;
+	s->cap_hold = s->cap_piece + s->max_stop + 64;  /* + a detok_flush */
+	s->hist = malloc(sizeof(int32_t) * (size_t)(n_ctx + 1));
+	s->piece = malloc(s->cap_piece);
+	s->hold = malloc(s->cap_hold);
+	if (!s->hist || !s->piece || !s->hold) {
+		rc = smk_fail(err, -ENOMEM, "out of memory for a sequence of %d positions", n_ctx);
+		goto fail;
+	}
+	memcpy(s->hist, job->prompt, sizeof(int32_t) * (size_t)job->n_prompt);
+	s->n_hist = job->n_prompt;
+	detok_init(&s->dt);
+	*out = s;
+	return 0;
+fail:
+	seq_free(s);
+	return rc;
+}
+
+/* Log-probabilities of the raw logits: the sampled token's and the top n. */
+static void fill_logprobs(const float *logits, int n_vocab, int n_top, struct worker_token *t)
+{
+	float mx = logits[0];
+	for (int i = 1; i < n_vocab; i++)
+		if (logits[i] > mx)
+			mx = logits[i];
+	double sum = 0;
+	for (int i = 0; i < n_vocab; i++)
+		sum += exp((double)(logits[i] - mx));
+	const float lse = mx + (float)log(sum);
+	t->logprob = logits[t->id] - lse;
+	t->n_top = 0;
+	for (int i = 0; i < n_vocab && n_top > 0; i++) {
+		float l = logits[i];
+		if (t->n_top == n_top && l <= logits[t->top[n_top - 1].id])
+			continue;
+		int j = t->n_top < n_top ? t->n_top++ : n_top - 1;
+		while (j > 0 && logits[t->top[j - 1].id] < l) {
+			t->top[j] = t->top[j - 1];
+			j--;
+		}
+		t->top[j].id = i;
+	}
+	for (int j = 0; j < t->n_top; j++)
+		t->top[j].logprob = logits[t->top[j].id] - lse;
+}
+
+/* Release held text: everything if final, else all but the longest suffix
+ * that could start a stop string.  Returns true if a stop string matched. */
+static bool release_text(struct worker_seq *s, const struct worker_token *tok, bool final)
+{
+	struct worker_job *j = s->job;
+	size_t cut = s->n_hold;
+	bool stopped = false;
+	for (int i = 0; i < j->n_stop; i++) {
+		const char *m = memmem(s->hold, s->n_hold, j->stop[i], strlen(j->stop[i]));
+		if (m && (size_t)(m - s->hold) < cut) {
+			cut = (size_t)(m - s->hold);
+			stopped = true;
+		}
+	}
+	size_t emit = cut;
+	if (!stopped && !final && j->n_stop) {
+		/* Keep back a suffix that is a prefix of some stop string. */
+		size_t keep = 0;
+		for (int i = 0; i < j->n_stop; i++) {
+			size_t l = strlen(j->stop[i]);
+			for (size_t k = l - 1 < s->n_hold ? l - 1 : s->n_hold; k > keep; k--)
+				if (!memcmp(s->hold + s->n_hold - k, j->stop[i], k)) {
+					keep = k;
+					break;
+				}
+		}
+		emit = s->n_hold - keep;
+	}
+	if (emit || tok)
+		j->on_text(j->ctx, s->hold, emit, tok);
+	if (stopped) {
+		s->n_hold = 0;
+	} else {
+		memmove(s->hold, s->hold + emit, s->n_hold - emit);
+		s->n_hold -= emit;
+	}
+	return stopped;
+}
+
+/* Sample from logits, report the token; returns true when the sequence ends
+ * (and sets *fin). */
+static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logits,
+		       enum worker_finish *fin)
+{
+	struct engine *e = w->e;
+	struct worker_job *j = s->job;
+	struct worker_token t = { 0 };
+	t.id = sampler_sample(s->smp, logits, s->hist, s->n_hist, NULL);
+	s->hist[s->n_hist++] = t.id;
+	s->n_gen++;
+	if (s->n_gen == 1)
+		s->t_first = engine_now();
+	if (j->n_logprobs >= 0)
+		fill_logprobs(logits, e->model->hp.n_vocab, j->n_logprobs, &t);
+	if (tokenizer_is_eog(e->tok, t.id)) {
+		/* The end token's own text is not output. */
+		size_t n = detok_flush(&s->dt, s->hold + s->n_hold, s->cap_hold - s->n_hold);
+		s->n_hold += n;
+		release_text(s, &t, true);
+		*fin = WORKER_FINISH_STOP;
+		return true;
+	}
+	size_t n = detok_push(e->tok, &s->dt, t.id, s->piece, s->cap_piece);
+	if (n > s->cap_hold - s->n_hold)
+		n = s->cap_hold - s->n_hold;  /* cannot happen: hold has room for a piece */
+	memcpy(s->hold + s->n_hold, s->piece, n);
+	s->n_hold += n;
+	bool last = s->n_gen >= j->max_tokens;
+	if (last) {
+		n = detok_flush(&s->dt, s->hold + s->n_hold, s->cap_hold - s->n_hold);
+		s->n_hold += n;
+	}
+	if (release_text(s, &t, last)) {
+		*fin = WORKER_FINISH_STOP;
+		return true;
+	}
+	if (last) {
+		*fin = WORKER_FINISH_LENGTH;
+		return true;
+	}
+	s->pending = t.id;
+	return false;
+}
+
+/* One step of one sequence: a prefill chunk or one decoded token.  Returns
+ * true when the sequence has ended. */
+static bool seq_step(struct worker *w, struct worker_seq *s, enum worker_finish *fin,
+		     struct smk_err *err)
+{
+	struct engine *e = w->e;
+	struct worker_job *j = s->job;
+	const float *logits = NULL;
+	if (atomic_load(&j->cancel)) {
+		*fin = WORKER_FINISH_CANCELLED;
+		return true;
+	}
+	if (j->deadline > 0 && engine_now() > j->deadline) {
+		*fin = WORKER_FINISH_TIMEOUT;
+		return true;
+	}
+	if (s->n_fed < j->n_prompt) {
+		int n = j->n_prompt - s->n_fed;
+		if (n > e->n_batch)
+			n = e->n_batch;
+		bool last = s->n_fed + n == j->n_prompt;
+		if (forward_run(e->fwd, s->kv, j->prompt + s->n_fed, n, last ? 1 : 0, &logits, err)) {
+			*fin = WORKER_FINISH_ERROR;
+			return true;
+		}
+		s->n_fed += n;
+		if (!last)
+			return false;
+	} else if (forward_run(e->fwd, s->kv, &s->pending, 1, 1, &logits, err)) {
+		*fin = WORKER_FINISH_ERROR;
+		return true;
+	}
+	return seq_sample(w, s, logits, fin);
+}
+
+/* ---- the thread ---- */
+
+/* Report a job's end; called without the lock.  The stats are updated
+ * first, under the lock, so that a client that sees its answer also sees it
+ * counted. */
+static void job_finish(struct worker *w, struct worker_job *j, struct worker_seq *s,
+		       enum worker_finish fin, const struct smk_err *err)
+{
+	double now = engine_now();
+	struct worker_result r = { .finish = fin, .n_prompt = j->n_prompt };
+	if (s) {
+		r.n_gen = s->n_gen;
+		r.queue_s = s->t_admit - j->t_submit;
+		r.ttft_s = s->n_gen ? s->t_first - j->t_submit : 0;
+	} else {
+		r.queue_s = now - j->t_submit;
+	}
+	r.duration_s = now - j->t_submit;
+	if (err && fin == WORKER_FINISH_ERROR)
+		r.err = *err;
+
+	pthread_mutex_lock(&w->lock);
+	struct worker_stats *st = &w->st;
+	if (s) {
+		w->n_active--;
+		w->kv_used -= j->kv_bytes;
+		st->prompt_tokens += (uint64_t)s->n_fed;
+		st->gen_tokens += (uint64_t)s->n_gen;
+		if (s->n_gen)
+			histo_add(&st->ttft, r.ttft_s);
+		if (s->n_gen > 1)
+			histo_add(&st->tpot, (now - s->t_first) / (s->n_gen - 1));
+	}
+	switch (fin) {
+	case WORKER_FINISH_STOP:
+	case WORKER_FINISH_LENGTH: st->completed++; break;
+	case WORKER_FINISH_CANCELLED: st->cancelled++; break;
+	case WORKER_FINISH_TIMEOUT: st->timeouts++; break;
+	case WORKER_FINISH_ERROR: st->failed++; break;
+	}
+	histo_add(&st->duration, r.duration_s);
+	pthread_cond_broadcast(&w->idle);
+	pthread_mutex_unlock(&w->lock);
+
+	seq_free(s);
+	j->on_done(j->ctx, &r);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct smk_err err;
+	for (;;) {
+		/* Admission: pop what may start, under the lock; allocate outside it. */
+		struct worker_job *admit = NULL, **tail = &admit, *dropped = NULL;
+		pthread_mutex_lock(&w->lock);
+		while (!w->quit && w->n_active == 0 && !w->q_head)
+			pthread_cond_wait(&w->wake, &w->lock);
+		if (w->quit && w->n_active == 0 && !w->q_head) {
+			pthread_mutex_unlock(&w->lock);
+			break;
+		}
+		while (w->q_head) {
+			struct worker_job *j = w->q_head;
+			bool drop = w->cancel_all || atomic_load(&j->cancel) ||
+				    (j->deadline > 0 && engine_now() > j->deadline);
+			if (!drop && (w->n_active >= w->o.max_active ||
+				      w->kv_used + j->kv_bytes > w->o.kv_budget))
+				break;
+			w->q_head = j->next;
+			if (!w->q_head)
+				w->q_tail = NULL;
+			w->q_len--;
+			if (drop) {
+				j->next = dropped;
+				dropped = j;
+				continue;
+			}
+			w->n_active++;
+			w->kv_used += j->kv_bytes;
+			w->st.admitted++;
+			histo_add(&w->st.queue_wait, engine_now() - j->t_submit);
+			j->next = NULL;
+			*tail = j;
+			tail = &j->next;
+		}
+		bool cancel_all = w->cancel_all;
+		pthread_mutex_unlock(&w->lock);
+
+		while (dropped) {
+			struct worker_job *j = dropped;
+			dropped = j->next;
+			bool late = !atomic_load(&j->cancel) && !cancel_all;
+			job_finish(w, j, NULL, late ? WORKER_FINISH_TIMEOUT : WORKER_FINISH_CANCELLED, NULL);
+		}
+		while (admit) {
+			struct worker_job *j = admit;
+			admit = j->next;
+			struct worker_seq *s = NULL;
+			smk_err_clear(&err);
+			if (seq_new(w, j, &s, &err)) {
+				/* job_finish with a seq undoes the reservation; without one
+				 * it would not, so undo it here. */
+				pthread_mutex_lock(&w->lock);
+				w->n_active--;
+				w->kv_used -= j->kv_bytes;
+				pthread_mutex_unlock(&w->lock);
+				job_finish(w, j, NULL, WORKER_FINISH_ERROR, &err);
+				continue;
+			}
+			s->t_admit = engine_now();
+			j->seq = s;
+			/* Append: the round-robin order is the admission order. */
+			int n = 0;
+			while (w->active[n])
+				n++;
+			w->active[n] = s;
+		}
+
+		/* One round: every active sequence takes one step. */
+		double t0 = engine_now();
+		for (int i = 0; i < w->o.max_active && w->active[i]; ) {
+			struct worker_seq *s = w->active[i];
+			enum worker_finish fin;
+			smk_err_clear(&err);
+			if (cancel_all)
+				atomic_store(&s->job->cancel, true);
+			if (!seq_step(w, s, &fin, &err)) {
+				i++;
+				continue;
+			}
+			for (int k = i; k < w->o.max_active; k++)
+				w->active[k] = k + 1 < w->o.max_active ? w->active[k + 1] : NULL;
+			job_finish(w, s->job, s, fin, &err);
+		}
+		pthread_mutex_lock(&w->lock);
+		w->st.busy_s += engine_now() - t0;
+		pthread_mutex_unlock(&w->lock);
+	}
+	return NULL;
+}
+
+/* ---- public ---- */
+
+int worker_new(struct worker **out, struct engine *e, const struct worker_opts *o,
+	       struct smk_err *err)
+{
+	if (o->max_active < 1 || o->queue_cap < 0)
+		return smk_fail(err, -EINVAL, "worker: max_active %d / queue %d out of range",
+				o->max_active, o->queue_cap);
+	struct worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return smk_fail(err, -ENOMEM, "worker: out of memory");
+	w->e = e;
+	w->o = *o;
+	w->accepting = true;
+	w->active = calloc((size_t)o->max_active + 1, sizeof(*w->active));
+	if (!w->active) {
+		free(w);
+		return smk_fail(err, -ENOMEM, "worker: out of memory");
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->wake, NULL);
+	pthread_cond_init(&w->idle, NULL);
+	histo_init(&w->st.ttft, ttft_le, (int)(sizeof(ttft_le) / sizeof(double)));
+	histo_init(&w->st.queue_wait, ttft_le, (int)(sizeof(ttft_le) / sizeof(double)));
+	histo_init(&w->st.tpot, tpot_le, (int)(sizeof(tpot_le) / sizeof(double)));
+	histo_init(&w->st.duration, dur_le, (int)(sizeof(dur_le) / sizeof(double)));
+	int rc = pthread_create(&w->thread, NULL, worker_main, w);
+	if (rc) {
+		free(w->active);
+		free(w);
+		return smk_fail(err, -rc, "worker: cannot start the thread: %s", strerror(rc));
+	}
+	w->started = true;
+	*out = w;
+	return 0;
+}
+
+int worker_submit(struct worker *w, struct worker_job *j, struct smk_err *err)
+{
+	const struct hparams *hp = &w->e->model->hp;
+	if (j->n_prompt < 1 || j->max_tokens < 1 || !j->on_text || !j->on_done)
+		return smk_fail(err, -EINVAL, "worker: empty prompt, max_tokens < 1 or no callbacks");
+	for (int i = 0; i < j->n_prompt; i++)
+		if (j->prompt[i] < 0 || j->prompt[i] >= hp->n_vocab)
+			return smk_fail(err, -EINVAL, "prompt token %d at index %d is not in 0..%d",
+					j->prompt[i], i, hp->n_vocab - 1);
+	if (j->n_stop < 0 || j->n_stop > WORKER_MAX_STOP || j->n_logprobs < -1 ||
+	    j->n_logprobs > WORKER_MAX_TOP)
+		return smk_fail(err, -EINVAL, "worker: stop count or logprobs out of range");
+	for (int i = 0; i < j->n_stop; i++) {
+		size_t l = strlen(j->stop[i]);
+		if (l < 1 || l > WORKER_MAX_STOP_LEN)
+			return smk_fail(err, -EINVAL, "stop string %d must be 1..%d bytes", i, WORKER_MAX_STOP_LEN);
+	}
+	int rc = sampler_params_check(&j->sp, err);
+	if (rc)
+		return rc;
+	int64_t n_ctx = (int64_t)j->n_prompt + j->max_tokens;
+	if (n_ctx > w->e->n_ctx)
+		return smk_fail(err, -E2BIG, "prompt (%d tokens) + max_tokens (%d) exceed the context of %d",
+				j->n_prompt, j->max_tokens, w->e->n_ctx);
+	j->kv_bytes = kvcache_bytes(w->e->model, (int)n_ctx);
+	atomic_init(&j->cancel, false);
+	j->next = NULL;
+	j->seq = NULL;
+	j->t_submit = engine_now();
+
+	pthread_mutex_lock(&w->lock);
+	w->st.submitted++;
+	if (!w->accepting)
+		rc = smk_fail(err, -ESHUTDOWN, "the server is shutting down");
+	else if (j->kv_bytes > w->o.kv_budget) {
+		w->st.rejected_size++;
+		rc = smk_fail(err, -E2BIG, "prompt (%d tokens) + max_tokens (%d) need %llu bytes of KV cache; "
+			      "the budget (limits.kv_budget) is %llu", j->n_prompt, j->max_tokens,
+			      (unsigned long long)j->kv_bytes, (unsigned long long)w->o.kv_budget);
+	} else if (w->q_len >= w->o.queue_cap &&
+		   !(w->q_len == 0 && w->n_active < w->o.max_active)) {
+		w->st.rejected_full++;
+		rc = smk_fail(err, -EAGAIN, "the request queue is full (%d waiting)", w->q_len);
+	} else {
+		if (w->q_tail)
+			w->q_tail->next = j;
+		else
+			w->q_head = j;
+		w->q_tail = j;
+		w->q_len++;
+		pthread_cond_signal(&w->wake);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+void worker_cancel(struct worker *w, struct worker_job *j)
+{
+	atomic_store(&j->cancel, true);
+	/* Wake the thread so that a queued job is dropped promptly. */
+	pthread_mutex_lock(&w->lock);
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void worker_drain(struct worker *w, double grace_s)
+{
+	pthread_mutex_lock(&w->lock);
+	w->accepting = false;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	double end = (double)until.tv_sec + until.tv_nsec * 1e-9 + (grace_s > 0 ? grace_s : 0);
+	until.tv_sec = (time_t)end;
+	until.tv_nsec = (long)((end - (double)until.tv_sec) * 1e9);
+	while ((w->n_active || w->q_head) && grace_s > 0)
+		if (pthread_cond_timedwait(&w->idle, &w->lock, &until))
+			break;
+	w->cancel_all = true;
+	pthread_cond_signal(&w->wake);
+	while (w->n_active || w->q_head)
+		pthread_cond_wait(&w->idle, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void worker_free(struct worker *w)
+{
+	if (!w)
+		return;
+	if (w->started) {
+		worker_drain(w, 0);
+		pthread_mutex_lock(&w->lock);
+		w->quit = true;
+		pthread_cond_signal(&w->wake);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+	}
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->wake);
+	pthread_cond_destroy(&w->idle);
+	free(w->active);
+	free(w);
+}
+
+void worker_get_stats(struct worker *w, struct worker_stats *out)
+{
+	pthread_mutex_lock(&w->lock);
+	*out = w->st;
+	out->queue_depth = w->q_len;
+	out->queue_cap = w->o.queue_cap;
+	out->active = w->n_active;
+	out->max_active = w->o.max_active;
+	out->kv_bytes = w->kv_used;
+	out->kv_budget = w->o.kv_budget;
+	pthread_mutex_unlock(&w->lock);
+}

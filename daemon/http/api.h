@@ -1,0 +1,94 @@
+/* api.h - the OpenAI-compatible endpoints: JSON validation of requests and
+ * the JSON of responses, errors and stream chunks (proto/openapi.yaml).
+ * Internal to http/. */
+#ifndef SMK_HTTP_API_H
+#define SMK_HTTP_API_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "engine/worker.h"
+#include "http/server.h"
+
+/* An error answer: status, OpenAI type, the offending field, a code. */
+struct api_error {
+	int status;
+	const char *type;          /* invalid_request_error, ... */
+	char param[96];            /* "" -> null */
+	const char *code;          /* NULL -> null */
+	char msg[600];
+	int retry_after;           /* seconds; 0: no header */
+};
+
+int api_fail(struct api_error *e, int status, const char *type, const char *param,
+	     const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* {"error":{...}} as a malloc'd string. */
+char *api_error_body(const struct api_error *e);
+
+/* One HTTP request, from its first byte to the end of its response.  Owned
+ * jointly by libmicrohttpd (until the completion callback) and the worker
+ * (from a successful worker_submit until on_done): freed when both let go. */
+struct hreq {
+	struct server *srv;
+	struct MHD_Connection *conn;   /* NULL once libmicrohttpd is done with it */
+	pthread_mutex_t lock;
+	int refs;
+	double t_arrival;
+	char method[8];
+	char path[64];
+	/* Body, bounded by limits.max_body. */
+	char *body;
+	size_t n_body, cap_body;
+	bool body_too_large;
+	bool answered;                 /* a response was queued */
+	int status;                    /* the status queued */
+	/* Generation (completions and chat). */
+	bool is_gen, chat, stream, include_usage, chat_logprobs;
+	int n_logprobs;                /* -1 none */
+	bool in_worker, done, suspended;
+	struct worker_job job;
+	int32_t *prompt;
+	int n_prompt;
+	char *stops[WORKER_MAX_STOP];
+	struct worker_result res;
+	char id[48];
+	time_t created;
+	/* Output released by the worker. */
+	char *text;
+	size_t n_text, cap_text, sent_text;
+	struct worker_token *toks;     /* with logprobs: one per token */
+	size_t *tok_end;               /* text end offset after each token */
+	int n_tok, cap_tok, sent_tok;
+	/* Stream: the event being sent. */
+	char *ev;
+	size_t n_ev, off_ev;
+	int sse;                       /* 0 start, 1 streaming, 2 final sent, 3 [DONE] sent */
+};
+
+/* Validate a completions/chat body and fill r (prompt, job fields, flags).
+ * On failure returns -1 with e filled. */
+int api_parse_generation(struct server *s, struct hreq *r, json_t *root, struct api_error *e);
+
+/* The non-stream response body, and the stream's next event text ("data:
+ * {...}\n\n" without the [DONE]); malloc'd. */
+char *api_generation_body(struct hreq *r);
+/* Chunk with text [from, to) and tokens [tfrom, tto); finish NULL for none;
+ * usage adds the usage object. */
+char *api_stream_chunk(struct hreq *r, size_t from, size_t to, int tfrom, int tto,
+		       const char *finish, bool usage, bool role);
+
+/* Simple endpoints: fill *body (malloc'd JSON) and return the status, or
+ * return -1 with e filled. */
+int api_tokenize(struct server *s, json_t *root, char **body, struct api_error *e);
+int api_detokenize(struct server *s, json_t *root, char **body, struct api_error *e);
+char *api_models(struct server *s);
+
+/* OpenAI's finish_reason for a worker result. */
+const char *api_finish_reason(enum worker_finish f);
+
+#endif

@@ -1,0 +1,199 @@
+/* metrics.c - GET /stats (JSON) and GET /metrics (Prometheus text format
+ * 0.0.4: "# HELP", "# TYPE", then samples; histograms as cumulative
+ * _bucket{le=...} series ending with le="+Inf", plus _sum and _count).
+ * Only real counters are exported: the weight hierarchy's per-tier figures
+ * join here when that subsystem exists. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/server.h"
+#include "smk_config.h"
+
+static const char *state_name(int st)
+{
+	switch (st) {
+	case SERVER_LOADING: return "loading";
+	case SERVER_READY: return "ok";
+	default: return "stopping";
+	}
+}
+
+static json_t *histo_json(const struct worker_histo *h)
+{
+	json_t *b = json_array();
+	uint64_t cum = 0;
+	for (int i = 0; i <= h->n; i++) {
+		cum += h->count[i];
+		json_array_append_new(b, json_pack("{s:o, s:I}", "le",
+						   i < h->n ? json_real(h->le[i]) : json_string("+Inf"),
+						   "count", (json_int_t)cum));
+	}
+	return json_pack("{s:I, s:f, s:o}", "count", (json_int_t)h->total, "sum", h->sum, "buckets", b);
+}
+
+char *server_stats_json(struct server *s)
+{
+	int state = atomic_load(&s->state);
+	struct worker_stats st = { 0 };
+	bool ready = state == SERVER_READY || (state == SERVER_STOPPING && s->w);
+	if (ready)
+		worker_get_stats(s->w, &st);
+	json_t *model = json_pack("{s:s, s:s}", "id", s->model_id, "path", s->model_path);
+	if (ready) {
+		const struct model *m = s->e->model;
+		json_object_set_new(model, "architecture", json_string(m->fam->gguf_arch));
+		json_object_set_new(model, "n_layer", json_integer(m->hp.n_layer));
+		json_object_set_new(model, "n_vocab", json_integer(m->hp.n_vocab));
+		json_object_set_new(model, "context_length", json_integer(s->e->n_ctx));
+		json_object_set_new(model, "weight_bytes", json_integer((json_int_t)m->weight_bytes));
+		json_object_set_new(model, "chat_template", json_string(chat_format_name(s->chat)));
+	}
+	json_t *root = json_pack(
+		"{s:s, s:f, s:o, s:{s:i, s:i}, s:{s:i, s:i, s:I, s:I}, s:{s:I, s:I},"
+		" s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:o, s:o, s:o, s:o},"
+		" s:{s:I, s:I, s:f}}",
+		"status", state_name(state), "uptime_s", engine_now() - s->t_start, "model", model,
+		"queue", "depth", st.queue_depth, "capacity", ready ? st.queue_cap : s->cfg->limits.queue,
+		"sequences", "active", st.active, "max", ready ? st.max_active : s->cfg->limits.concurrency,
+		"kv_bytes", (json_int_t)st.kv_bytes, "kv_budget", (json_int_t)s->cfg->limits.kv_budget,
+		"tokens", "prompt", (json_int_t)st.prompt_tokens, "generated", (json_int_t)st.gen_tokens,
+		"requests", "admitted", (json_int_t)st.admitted, "completed", (json_int_t)st.completed,
+		"cancelled", (json_int_t)st.cancelled, "timeouts", (json_int_t)st.timeouts,
+		"failed", (json_int_t)st.failed,
+		"rejected", (json_int_t)(st.rejected_full + st.rejected_size + atomic_load(&s->rejected_loading)),
+		"submitted", (json_int_t)st.submitted,
+		"timings", "ttft_s", histo_json(&st.ttft), "time_per_output_token_s", histo_json(&st.tpot),
+		"request_duration_s", histo_json(&st.duration), "queue_wait_s", histo_json(&st.queue_wait),
+		"connections", "open", (json_int_t)atomic_load(&s->conns_open),
+		"total", (json_int_t)atomic_load(&s->conns_total), "busy_s", st.busy_s);
+	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	return out;
+}
+
+/* A growing text buffer for the exposition. */
+struct buf {
+	char *p;
+	size_t n, cap;
+	bool oom;
+};
+
+static void bprintf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(struct buf *b, const char *fmt, ...)
+{
+	for (int tries = 0; tries < 2 && !b->oom; tries++) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < b->cap - b->n) {
+			b->n += (size_t)n;
+			return;
+		}
+		size_t cap = (b->cap + (size_t)n) * 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+static void metric(struct buf *b, const char *name, const char *type, const char *help)
+{
+	bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void histo(struct buf *b, const char *name, const char *help, const struct worker_histo *h)
+{
+	metric(b, name, "histogram", help);
+	uint64_t cum = 0;
+	for (int i = 0; i < h->n; i++) {
+		cum += h->count[i];
+		bprintf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->le[i], (unsigned long long)cum);
+	}
+	cum += h->count[h->n];
+	bprintf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+	bprintf(b, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name, (unsigned long long)h->total);
+}
+
+char *server_metrics_text(struct server *s)
+{
+	struct buf b = { .cap = 8192 };
+	b.p = malloc(b.cap);
+	if (!b.p)
+		return NULL;
+	b.p[0] = 0;
+	int state = atomic_load(&s->state);
+	struct worker_stats st = { 0 };
+	bool have = s->w && state != SERVER_LOADING && state != SERVER_FAILED;
+	if (have)
+		worker_get_stats(s->w, &st);
+
+	metric(&b, "smoke_build_info", "gauge", "Build information.");
+	bprintf(&b, "smoke_build_info{version=\"%s\"} 1\n", SMK_VERSION);
+	metric(&b, "smoke_up", "gauge", "1 when the model is loaded and requests are served.");
+	bprintf(&b, "smoke_up %d\n", state == SERVER_READY);
+	metric(&b, "smoke_uptime_seconds", "gauge", "Seconds since the daemon started.");
+	bprintf(&b, "smoke_uptime_seconds %.3f\n", engine_now() - s->t_start);
+
+	metric(&b, "smoke_http_responses_total", "counter", "HTTP responses by status code.");
+	for (int i = 0; i < HTTP_CODES; i++)
+		bprintf(&b, "smoke_http_responses_total{code=\"%d\"} %llu\n", server_codes[i],
+			(unsigned long long)atomic_load(&s->responses[i]));
+	bprintf(&b, "smoke_http_responses_total{code=\"other\"} %llu\n",
+		(unsigned long long)atomic_load(&s->responses[HTTP_CODES]));
+	metric(&b, "smoke_http_connections", "gauge", "Open HTTP connections.");
+	bprintf(&b, "smoke_http_connections %llu\n", (unsigned long long)atomic_load(&s->conns_open));
+	metric(&b, "smoke_http_connections_total", "counter", "HTTP connections accepted.");
+	bprintf(&b, "smoke_http_connections_total %llu\n", (unsigned long long)atomic_load(&s->conns_total));
+
+	metric(&b, "smoke_requests_rejected_total", "counter", "Generation requests refused, by reason.");
+	bprintf(&b, "smoke_requests_rejected_total{reason=\"queue_full\"} %llu\n",
+		(unsigned long long)st.rejected_full);
+	bprintf(&b, "smoke_requests_rejected_total{reason=\"kv_budget\"} %llu\n",
+		(unsigned long long)st.rejected_size);
+	bprintf(&b, "smoke_requests_rejected_total{reason=\"not_ready\"} %llu\n",
+		(unsigned long long)atomic_load(&s->rejected_loading));
+	metric(&b, "smoke_requests_total", "counter", "Generation requests ended, by outcome.");
+	bprintf(&b, "smoke_requests_total{outcome=\"completed\"} %llu\n", (unsigned long long)st.completed);
+	bprintf(&b, "smoke_requests_total{outcome=\"cancelled\"} %llu\n", (unsigned long long)st.cancelled);
+	bprintf(&b, "smoke_requests_total{outcome=\"timeout\"} %llu\n", (unsigned long long)st.timeouts);
+	bprintf(&b, "smoke_requests_total{outcome=\"failed\"} %llu\n", (unsigned long long)st.failed);
+
+	metric(&b, "smoke_queue_depth", "gauge", "Generation requests waiting for a sequence slot.");
+	bprintf(&b, "smoke_queue_depth %d\n", st.queue_depth);
+	metric(&b, "smoke_queue_capacity", "gauge", "Most requests that may wait (limits.queue).");
+	bprintf(&b, "smoke_queue_capacity %d\n", s->cfg->limits.queue);
+	metric(&b, "smoke_active_sequences", "gauge", "Sequences being generated.");
+	bprintf(&b, "smoke_active_sequences %d\n", st.active);
+	metric(&b, "smoke_kv_cache_bytes", "gauge", "KV-cache bytes reserved by active sequences.");
+	bprintf(&b, "smoke_kv_cache_bytes %llu\n", (unsigned long long)st.kv_bytes);
+	metric(&b, "smoke_kv_cache_budget_bytes", "gauge", "KV-cache budget (limits.kv_budget).");
+	bprintf(&b, "smoke_kv_cache_budget_bytes %llu\n", (unsigned long long)s->cfg->limits.kv_budget);
+
+	metric(&b, "smoke_prompt_tokens_total", "counter", "Prompt tokens processed.");
+	bprintf(&b, "smoke_prompt_tokens_total %llu\n", (unsigned long long)st.prompt_tokens);
+	metric(&b, "smoke_generated_tokens_total", "counter", "Tokens generated.");
+	bprintf(&b, "smoke_generated_tokens_total %llu\n", (unsigned long long)st.gen_tokens);
+	metric(&b, "smoke_worker_busy_seconds_total", "counter", "Seconds the worker spent computing.");
+	bprintf(&b, "smoke_worker_busy_seconds_total %.6f\n", st.busy_s);
+
+	histo(&b, "smoke_time_to_first_token_seconds", "From arrival to the first generated token.", &st.ttft);
+	histo(&b, "smoke_time_per_output_token_seconds", "Mean time between output tokens of a request.", &st.tpot);
+	histo(&b, "smoke_request_duration_seconds", "From arrival to the end of generation.", &st.duration);
+	histo(&b, "smoke_queue_wait_seconds", "From arrival to admission into a sequence slot.", &st.queue_wait);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}

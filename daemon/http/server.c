@@ -1,0 +1,800 @@
+/* server.c - libmicrohttpd glue: routing, authentication, bodies, the
+ * hand-off to the worker, server-sent events, and the daemon's lifecycle. */
+#include "http/server.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/cli.h"
+#include "http/api.h"
+#include "http/log.h"
+#include "http/sdnotify.h"
+#include "smk_config.h"
+
+const int server_codes[HTTP_CODES] = { 200, 400, 401, 404, 405, 413, 429, 500, 503, 504 };
+
+void server_count_status(struct server *s, int status)
+{
+	int i = 0;
+	while (i < HTTP_CODES && server_codes[i] != status)
+		i++;
+	atomic_fetch_add(&s->responses[i], 1);
+}
+
+/* ---- requests ---- */
+
+static struct hreq *hreq_new(struct server *s, struct MHD_Connection *c, const char *method,
+			     const char *url)
+{
+	struct hreq *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->srv = s;
+	r->conn = c;
+	r->refs = 1;
+	r->t_arrival = engine_now();
+	r->n_logprobs = -1;
+	snprintf(r->method, sizeof(r->method), "%s", method);
+	snprintf(r->path, sizeof(r->path), "%s", url);
+	pthread_mutex_init(&r->lock, NULL);
+	return r;
+}
+
+static void hreq_unref(struct hreq *r)
+{
+	pthread_mutex_lock(&r->lock);
+	int left = --r->refs;
+	pthread_mutex_unlock(&r->lock);
+	if (left)
+		return;
+	pthread_mutex_destroy(&r->lock);
+	free(r->body);
+	free(r->prompt);
+	for (int i = 0; i < WORKER_MAX_STOP; i++)
+		free(r->stops[i]);
+	free(r->text);
+	free(r->toks);
+	free(r->tok_end);
+	free(r->ev);
+	free(r);
+}
+
+/* Queue a response with a malloc'd body (taken). */
+static enum MHD_Result reply(struct hreq *r, int status, const char *ctype, char *body,
+			     int retry_after, const char *allow)
+{
+	struct MHD_Response *resp = body ?
+		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE) :
+		MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (retry_after > 0) {
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%d", retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	if (allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	if (status == 401)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	r->answered = true;
+	r->status = status;
+	server_count_status(r->srv, status);
+	return ret;
+}
+
+static enum MHD_Result reply_json(struct hreq *r, int status, char *body)
+{
+	if (!body)
+		return reply(r, 500, "application/json",
+			     strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"),
+			     0, NULL);
+	return reply(r, status, "application/json", body, 0, NULL);
+}
+
+static enum MHD_Result reply_error(struct hreq *r, const struct api_error *e, const char *allow)
+{
+	char *body = api_error_body(e);
+	if (e->status >= 500)
+		log_warn("%s %s: %d %s", r->method, r->path, e->status, e->msg);
+	else
+		log_debug("%s %s: %d %s", r->method, r->path, e->status, e->msg);
+	return reply(r, e->status, "application/json", body ? body : strdup("{}"), e->retry_after, allow);
+}
+
+/* ---- authentication ---- */
+
+/* Compare the presented key with every configured key over the full fixed
+ * buffer length, so that the time taken does not depend on where (or
+ * whether) they differ, nor on which key matched. */
+static bool key_ok(const struct config *c, const char *hdr)
+{
+	char given[CONFIG_API_KEY_MAX];
+	memset(given, 0, sizeof(given));
+	unsigned bad = 0;
+	if (!hdr || strncasecmp(hdr, "Bearer ", 7))
+		return false;
+	const char *k = hdr + 7;
+	size_t len = strlen(k);
+	if (len >= CONFIG_API_KEY_MAX)
+		bad = 1;
+	else
+		memcpy(given, k, len);
+	unsigned any = 0;
+	for (int i = 0; i < c->server.n_api_keys; i++) {
+		unsigned diff = 0;
+		for (size_t j = 0; j < CONFIG_API_KEY_MAX; j++)
+			diff |= (unsigned char)given[j] ^ (unsigned char)c->server.api_keys[i][j];
+		any |= diff == 0;
+	}
+	return any && !bad;
+}
+
+/* ---- routes ---- */
+
+enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_STATS, R_METRICS };
+
+static const struct route {
+	const char *path, *method;
+	enum route_id id;
+} routes[] = {
+	{ "/v1/completions", "POST", R_COMPLETIONS },
+	{ "/v1/chat/completions", "POST", R_CHAT },
+	{ "/v1/models", "GET", R_MODELS },
+	{ "/tokenize", "POST", R_TOKENIZE },
+	{ "/detokenize", "POST", R_DETOKENIZE },
+	{ "/health", "GET", R_HEALTH },
+	{ "/stats", "GET", R_STATS },
+	{ "/metrics", "GET", R_METRICS },
+};
+
+static bool needs_key(const struct config *c, enum route_id id)
+{
+	if (!c->server.n_api_keys)
+		return false;
+	if (id == R_HEALTH)
+		return c->server.health_need_key;
+	if (id == R_METRICS)
+		return c->server.metrics_need_key;
+	return true;
+}
+
+/* ---- worker callbacks (worker thread) ---- */
+
+static void on_text(void *ctx, const char *text, size_t len, const struct worker_token *tok)
+{
+	struct hreq *r = ctx;
+	pthread_mutex_lock(&r->lock);
+	if (len && r->n_text + len + 1 > r->cap_text) {
+		size_t cap = (r->n_text + len + 1) * 2;
+		char *t = realloc(r->text, cap);
+		if (t) {
+			r->text = t;
+			r->cap_text = cap;
+		} else {
+			len = 0;
+			atomic_store(&r->job.cancel, true);  /* out of memory: end it */
+		}
+	}
+	if (len) {
+		memcpy(r->text + r->n_text, text, len);
+		r->n_text += len;
+	}
+	if (tok && r->toks && r->n_tok < r->cap_tok) {
+		r->toks[r->n_tok] = *tok;
+		r->tok_end[r->n_tok] = r->n_text;
+		r->n_tok++;
+	}
+	if (r->stream && r->suspended && r->conn) {
+		r->suspended = false;
+		MHD_resume_connection(r->conn);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void on_done(void *ctx, const struct worker_result *res)
+{
+	struct hreq *r = ctx;
+	pthread_mutex_lock(&r->lock);
+	r->res = *res;
+	r->done = true;
+	r->in_worker = false;
+	if (r->suspended && r->conn) {
+		r->suspended = false;
+		MHD_resume_connection(r->conn);
+	}
+	pthread_mutex_unlock(&r->lock);
+	hreq_unref(r);
+}
+
+/* ---- server-sent events ---- */
+
+/* Prepare the next event in r->ev; false if there is nothing to send yet
+ * (or any more).  Called with r->lock held. */
+static bool next_event(struct hreq *r)
+{
+	char *ev = NULL;
+	if (r->sse == 0) {
+		r->sse = 1;
+		if (r->chat)
+			ev = api_stream_chunk(r, 0, 0, 0, 0, NULL, false, true);
+	} else if (r->sse == 1) {
+		bool more_tok = r->n_logprobs >= 0 && r->n_tok > r->sent_tok;
+		if (r->n_text > r->sent_text || more_tok) {
+			ev = api_stream_chunk(r, r->sent_text, r->n_text, r->sent_tok, r->n_tok, NULL, false, false);
+			r->sent_text = r->n_text;
+			r->sent_tok = r->n_tok;
+		} else if (r->done) {
+			r->sse = 2;
+			if (r->res.finish == WORKER_FINISH_ERROR) {
+				struct api_error e;
+				api_fail(&e, 500, "server_error", NULL, NULL, "generation failed: %s", r->res.err.msg);
+				char *body = api_error_body(&e);
+				if (body && asprintf(&ev, "data: %s\n\n", body) < 0)
+					ev = NULL;
+				free(body);
+			} else {
+				ev = api_stream_chunk(r, 0, 0, 0, 0, api_finish_reason(r->res.finish), false, false);
+				if (ev && r->include_usage) {
+					char *u = api_stream_chunk(r, 0, 0, 0, 0, NULL, true, false);
+					char *both = NULL;
+					if (u && asprintf(&both, "%s%s", ev, u) >= 0) {
+						free(ev);
+						ev = both;
+					}
+					free(u);
+				}
+			}
+		} else {
+			return false;
+		}
+	} else if (r->sse == 2) {
+		r->sse = 3;
+		ev = strdup("data: [DONE]\n\n");
+	} else {
+		return false;
+	}
+	if (!ev)
+		return r->sse != 3 ? next_event(r) : false;
+	free(r->ev);
+	r->ev = ev;
+	r->n_ev = strlen(ev);
+	r->off_ev = 0;
+	return true;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct hreq *r = cls;
+	(void)pos;
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		if (r->off_ev < r->n_ev) {
+			size_t n = r->n_ev - r->off_ev;
+			if (n > max)
+				n = max;
+			memcpy(buf, r->ev + r->off_ev, n);
+			r->off_ev += n;
+			pthread_mutex_unlock(&r->lock);
+			return (ssize_t)n;
+		}
+		if (!next_event(r))
+			break;
+	}
+	if (r->sse == 3) {
+		pthread_mutex_unlock(&r->lock);
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	/* Nothing yet: park the connection until the worker resumes it. */
+	r->suspended = true;
+	MHD_suspend_connection(r->conn);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+/* ---- generation ---- */
+
+static enum MHD_Result start_generation(struct server *s, struct hreq *r, json_t *root)
+{
+	struct api_error e = { 0 };
+	if (api_parse_generation(s, r, root, &e))
+		return reply_error(r, &e, NULL);
+	struct worker_job *j = &r->job;
+	j->on_text = on_text;
+	j->on_done = on_done;
+	j->ctx = r;
+	j->deadline = s->cfg->limits.request_timeout > 0 ? r->t_arrival + s->cfg->limits.request_timeout : 0;
+	size_t cap = (size_t)j->max_tokens * 8 + 64;
+	r->cap_text = cap < (1u << 20) ? cap : (1u << 20);
+	r->text = malloc(r->cap_text);
+	if (r->n_logprobs >= 0) {
+		r->cap_tok = j->max_tokens;
+		r->toks = calloc((size_t)r->cap_tok, sizeof(*r->toks));
+		r->tok_end = calloc((size_t)r->cap_tok, sizeof(*r->tok_end));
+	}
+	if (!r->text || (r->n_logprobs >= 0 && (!r->toks || !r->tok_end))) {
+		api_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+		return reply_error(r, &e, NULL);
+	}
+	static atomic_ullong ids;
+	snprintf(r->id, sizeof(r->id), "%s-%llx%06llx", r->chat ? "chatcmpl" : "cmpl",
+		 (unsigned long long)s->t_wall, (unsigned long long)atomic_fetch_add(&ids, 1));
+	r->created = time(NULL);
+	r->is_gen = true;
+
+	struct smk_err err = { 0 };
+	pthread_mutex_lock(&r->lock);
+	r->refs++;
+	r->in_worker = true;
+	int rc = worker_submit(s->w, j, &err);
+	if (rc) {
+		r->refs--;
+		r->in_worker = false;
+		pthread_mutex_unlock(&r->lock);
+		if (rc == -EAGAIN) {
+			atomic_fetch_add(&s->rejected_busy, 1);
+			api_fail(&e, 503, "overloaded_error", NULL, "queue_full", "%s; try again later", err.msg);
+			e.retry_after = 1;
+		} else if (rc == -ESHUTDOWN) {
+			api_fail(&e, 503, "overloaded_error", NULL, "shutting_down", "%s", err.msg);
+			e.retry_after = 5;
+		} else if (rc == -E2BIG) {
+			api_fail(&e, 400, "invalid_request_error", "max_tokens", "context_length_exceeded", "%s", err.msg);
+		} else {
+			api_fail(&e, 400, "invalid_request_error", NULL, NULL, "%s", err.msg);
+		}
+		return reply_error(r, &e, NULL);
+	}
+	atomic_fetch_add(&s->inflight, 1);
+	if (!r->stream) {
+		r->suspended = true;
+		MHD_suspend_connection(r->conn);
+		pthread_mutex_unlock(&r->lock);
+		return MHD_YES;
+	}
+	pthread_mutex_unlock(&r->lock);
+	struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
+								       stream_read, r, NULL);
+	if (!resp) {
+		worker_cancel(s->w, j);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
+	MHD_destroy_response(resp);
+	r->answered = true;
+	r->status = 200;
+	server_count_status(s, 200);
+	return ret;
+}
+
+/* The worker finished a non-streamed generation: answer it. */
+static enum MHD_Result finish_generation(struct hreq *r)
+{
+	struct api_error e = { 0 };
+	if (r->res.finish == WORKER_FINISH_ERROR) {
+		api_fail(&e, 500, "server_error", NULL, NULL, "generation failed: %s", r->res.err.msg);
+		return reply_error(r, &e, NULL);
+	}
+	if (r->res.finish == WORKER_FINISH_CANCELLED && r->res.n_gen == 0) {
+		api_fail(&e, 503, "overloaded_error", NULL, "cancelled",
+			 "the request was cancelled before it produced a token (the server is stopping)");
+		e.retry_after = 5;
+		return reply_error(r, &e, NULL);
+	}
+	if (r->res.finish == WORKER_FINISH_TIMEOUT && r->res.n_gen == 0) {
+		api_fail(&e, 504, "server_error", NULL, "timeout",
+			 "the request waited longer than limits.request_timeout (%g s)",
+			 r->srv->cfg->limits.request_timeout);
+		return reply_error(r, &e, NULL);
+	}
+	return reply_json(r, 200, api_generation_body(r));
+}
+
+/* ---- the access handler ---- */
+
+static enum MHD_Result handle(struct server *s, struct hreq *r)
+{
+	struct api_error e = { 0 };
+	const struct route *rt = NULL;
+	char allow[64] = "";
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (strcmp(routes[i].path, r->path))
+			continue;
+		if (!strcmp(routes[i].method, r->method) ||
+		    (!strcmp(r->method, "HEAD") && !strcmp(routes[i].method, "GET")))
+			rt = &routes[i];
+		else
+			snprintf(allow, sizeof(allow), "%s", routes[i].method);
+	}
+	if (!rt && allow[0]) {
+		api_fail(&e, 405, "invalid_request_error", NULL, "method_not_allowed",
+			 "%s is not allowed on %s; use %s", r->method, r->path, allow);
+		return reply_error(r, &e, allow);
+	}
+	if (!rt) {
+		api_fail(&e, 404, "not_found_error", NULL, "not_found", "no such endpoint: %s %.60s",
+			 r->method, r->path);
+		return reply_error(r, &e, NULL);
+	}
+	if (needs_key(s->cfg, rt->id) &&
+	    !key_ok(s->cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION))) {
+		api_fail(&e, 401, "authentication_error", NULL, "invalid_api_key",
+			 "missing or wrong API key (Authorization: Bearer <key>)");
+		return reply_error(r, &e, NULL);
+	}
+	int state = atomic_load(&s->state);
+	switch (rt->id) {
+	case R_HEALTH: {
+		const char *st = state == SERVER_READY ? "ok" : state == SERVER_LOADING ? "loading" : "stopping";
+		char *body = NULL;
+		if (asprintf(&body, "{\"status\":\"%s\"}", st) < 0)
+			body = NULL;
+		if (state == SERVER_READY)
+			return reply_json(r, 200, body);
+		return reply(r, 503, "application/json", body, 5, NULL);
+	}
+	case R_STATS:
+		return reply_json(r, 200, server_stats_json(s));
+	case R_METRICS: {
+		char *m = server_metrics_text(s);
+		if (!m)
+			return reply_json(r, 500, NULL);
+		return reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", m, 0, NULL);
+	}
+	case R_MODELS:
+		return reply_json(r, 200, api_models(s));
+	default:
+		break;
+	}
+	/* Everything below needs the model. */
+	if (state != SERVER_READY) {
+		atomic_fetch_add(&s->rejected_loading, 1);
+		api_fail(&e, 503, "overloaded_error", NULL, state == SERVER_LOADING ? "loading" : "shutting_down",
+			 state == SERVER_LOADING ? "the model is still loading" : "the server is shutting down");
+		e.retry_after = 5;
+		return reply_error(r, &e, NULL);
+	}
+	json_error_t jerr;
+	json_t *root = json_loadb(r->body ? r->body : "", r->n_body, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		api_fail(&e, 400, "invalid_request_error", NULL, "invalid_json",
+			 "the body is not valid JSON (line %d, column %d): %s", jerr.line, jerr.column, jerr.text);
+		return reply_error(r, &e, NULL);
+	}
+	enum MHD_Result ret;
+	char *body = NULL;
+	int status;
+	switch (rt->id) {
+	case R_COMPLETIONS:
+	case R_CHAT:
+		r->chat = rt->id == R_CHAT;
+		ret = start_generation(s, r, root);
+		break;
+	case R_TOKENIZE:
+	case R_DETOKENIZE:
+		status = rt->id == R_TOKENIZE ? api_tokenize(s, root, &body, &e) : api_detokenize(s, root, &body, &e);
+		ret = status < 0 ? reply_error(r, &e, NULL) : reply_json(r, status, body);
+		break;
+	default:
+		ret = MHD_NO;
+	}
+	json_decref(root);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct server *s = cls;
+	struct hreq *r = *con_cls;
+	const uint64_t max_body = s->cfg->limits.max_body;
+	(void)version;
+	if (!r) {
+		r = hreq_new(s, conn, method, url);
+		if (!r)
+			return MHD_NO;
+		*con_cls = r;
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl) {
+			char *end;
+			errno = 0;
+			unsigned long long n = strtoull(cl, &end, 10);
+			if (errno || *end || n > max_body)
+				r->body_too_large = true;
+			else if (n)
+				r->cap_body = (size_t)n;
+		}
+		if (r->body_too_large) {
+			struct api_error e;
+			api_fail(&e, 413, "invalid_request_error", NULL, "body_too_large",
+				 "the body is larger than %llu bytes (limits.max_body)", (unsigned long long)max_body);
+			return reply_error(r, &e, NULL);
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		if (r->answered || r->body_too_large)
+			return MHD_YES;
+		if (r->n_body + n > max_body) {
+			r->body_too_large = true;
+			struct api_error e;
+			api_fail(&e, 413, "invalid_request_error", NULL, "body_too_large",
+				 "the body is larger than %llu bytes (limits.max_body)", (unsigned long long)max_body);
+			return reply_error(r, &e, NULL);
+		}
+		if (!r->body || r->n_body + n + 1 > r->cap_body || r->cap_body == 0) {
+			size_t cap = r->cap_body > r->n_body + n + 1 ? r->cap_body + 1 : (r->n_body + n + 1) * 2;
+			if (cap > max_body + 1)
+				cap = max_body + 1;
+			char *b = realloc(r->body, cap);
+			if (!b)
+				return MHD_NO;
+			r->body = b;
+			r->cap_body = cap;
+		}
+		memcpy(r->body + r->n_body, upload, n);
+		r->n_body += n;
+		return MHD_YES;
+	}
+	if (r->answered)
+		return MHD_YES;
+	if (r->is_gen) {
+		/* Resumed: the worker is done with a non-streamed generation. */
+		pthread_mutex_lock(&r->lock);
+		bool done = r->done;
+		pthread_mutex_unlock(&r->lock);
+		return done ? finish_generation(r) : MHD_YES;
+	}
+	return handle(s, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct server *s = cls;
+	struct hreq *r = *con_cls;
+	(void)conn;
+	if (!r)
+		return;
+	*con_cls = NULL;
+	pthread_mutex_lock(&r->lock);
+	r->conn = NULL;
+	bool cancel = r->in_worker;
+	pthread_mutex_unlock(&r->lock);
+	if (cancel)
+		worker_cancel(s->w, &r->job);
+	if (r->is_gen) {
+		atomic_fetch_sub(&s->inflight, 1);
+		log_info("%s %s %d %.3f s: prompt %d, generated %d tokens, %s%s", r->method, r->path,
+			 r->status, engine_now() - r->t_arrival, r->n_prompt, r->res.n_gen,
+			 cancel ? "client went away" : worker_finish_name(r->res.finish),
+			 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || cancel ? "" : " (connection closed early)");
+	} else {
+		log_debug("%s %s %d %.3f s", r->method, r->path, r->status, engine_now() - r->t_arrival);
+	}
+	hreq_unref(r);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct server *s = cls;
+	(void)c;
+	(void)socket_ctx;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		atomic_fetch_add(&s->conns_open, 1);
+		atomic_fetch_add(&s->conns_total, 1);
+	} else {
+		atomic_fetch_sub(&s->conns_open, 1);
+	}
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	log_warn("http: %s", buf);
+}
+
+/* ---- lifecycle ---- */
+
+static void *loader_main(void *arg)
+{
+	struct server *s = arg;
+	const struct config *c = s->cfg;
+	struct engine_opts eo = {
+		.model_path = s->model_path, .n_threads = c->model.threads,
+		.n_ctx = c->model.context, .n_batch = c->model.batch, .max_logits = 1,
+	};
+	struct smk_err err = { 0 };
+	double t0 = engine_now();
+	struct engine *e;
+	if (engine_open(&e, &eo, &err)) {
+		log_error("cannot load the model: %s", err.msg);
+		sd_notify_status("failed to load %s", s->model_path);
+		atomic_store(&s->state, SERVER_FAILED);
+		return NULL;
+	}
+	struct worker_opts wo = {
+		.max_active = c->limits.concurrency, .queue_cap = c->limits.queue,
+		.kv_budget = c->limits.kv_budget,
+	};
+	uint64_t one = kvcache_bytes(e->model, 1);
+	if (wo.kv_budget < one * 2) {
+		log_error("limits.kv_budget (%llu bytes) is below the KV cache of two positions (%llu bytes)",
+			  (unsigned long long)wo.kv_budget, (unsigned long long)(one * 2));
+		engine_close(e);
+		atomic_store(&s->state, SERVER_FAILED);
+		return NULL;
+	}
+	struct worker *w;
+	if (worker_new(&w, e, &wo, &err)) {
+		log_error("%s", err.msg);
+		engine_close(e);
+		atomic_store(&s->state, SERVER_FAILED);
+		return NULL;
+	}
+	s->chat = chat_detect(e->model->gguf, e->tok);
+	s->e = e;
+	s->w = w;
+	log_info("loaded %s (%s, %d layers, %.1f MiB of weights, context %d, chat format %s) in %.2f s, %d threads",
+		 s->model_path, e->model->name, e->model->hp.n_layer,
+		 (double)e->model->weight_bytes / (1 << 20), e->n_ctx, chat_format_name(s->chat),
+		 engine_now() - t0, e->be->limits.n_threads);
+	log_info("KV cache: %.1f KiB per position, budget %.1f MiB (%d positions)",
+		 (double)one / 1024, (double)wo.kv_budget / (1 << 20), (int)(wo.kv_budget / one));
+	/* The release store publishes e, w and chat to the HTTP threads. */
+	atomic_store(&s->state, SERVER_READY);
+	sd_notify_send("READY=1");
+	sd_notify_status("serving %s on %s port %d", s->model_id, c->server.host, s->port);
+	log_info("ready: model '%s' at http://%s%s%s:%d/", s->model_id,
+		 strchr(c->server.host, ':') ? "[" : "", c->server.host,
+		 strchr(c->server.host, ':') ? "]" : "", s->port);
+	return NULL;
+}
+
+static void model_id_from_path(char *out, size_t len, const char *path)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	size_t n = strlen(base);
+	if (n > 5 && !strcmp(base + n - 5, ".gguf"))
+		n -= 5;
+	snprintf(out, len, "%.*s", (int)n, base);
+}
+
+static struct MHD_Daemon *start_mhd(struct server *s, struct addrinfo *ai)
+{
+	const struct config *c = s->cfg;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_ERROR_LOG;
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->server.http_threads,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(c->limits.connection_timeout + 0.5),
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->limits.max_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->limits.max_connections_per_ip,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->limits.connection_memory,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+		MHD_OPTION_END);
+}
+
+int server_run(const struct config *cfg)
+{
+	static struct server srv;  /* one per process; zero-initialised */
+	struct server *s = &srv;
+	s->cfg = cfg;
+	s->t_start = engine_now();
+	s->t_wall = (long long)time(NULL);
+	atomic_store(&s->state, SERVER_LOADING);
+	log_init(cfg->server.log_level);
+	if (cfg->model.path[0])
+		snprintf(s->model_path, sizeof(s->model_path), "%s", cfg->model.path);
+	else
+		cli_default_model(s->model_path, sizeof(s->model_path));
+	if (cfg->model.id[0])
+		snprintf(s->model_id, sizeof(s->model_id), "%s", cfg->model.id);
+	else
+		model_id_from_path(s->model_id, sizeof(s->model_id), s->model_path);
+
+	/* Signals are handled by this thread alone (sigtimedwait), so every
+	 * thread started below inherits the blocked mask. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	char port[8];
+	snprintf(port, sizeof(port), "%d", cfg->server.port);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
+	int gai = getaddrinfo(cfg->server.host, port, &hints, &ai);
+	if (gai) {
+		log_error("server.host '%s': %s", cfg->server.host, gai_strerror(gai));
+		return 1;
+	}
+	s->mhd = start_mhd(s, ai);
+	freeaddrinfo(ai);
+	if (!s->mhd) {
+		log_error("cannot listen on %s port %d (in use, or not an address of this host?)",
+			  cfg->server.host, cfg->server.port);
+		return 1;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = info ? info->port : cfg->server.port;
+	log_info("smoked %s listening on %s port %d; loading %s", SMK_VERSION, cfg->server.host,
+		 s->port, s->model_path);
+	sd_notify_status("loading %s", s->model_path);
+
+	pthread_t loader;
+	if (pthread_create(&loader, NULL, loader_main, s)) {
+		log_error("cannot start the loader thread");
+		MHD_stop_daemon(s->mhd);
+		return 1;
+	}
+	int exit_code = 0, sig = 0;
+	sigdelset(&sigs, SIGPIPE);
+	while (!sig) {
+		struct timespec tick = { 5, 0 };
+		int got = sigtimedwait(&sigs, NULL, &tick);
+		if (got == SIGTERM || got == SIGINT)
+			sig = got;
+		if (atomic_load(&s->state) == SERVER_FAILED) {
+			exit_code = 1;
+			break;
+		}
+		if (atomic_load(&s->state) == SERVER_READY) {
+			struct worker_stats st;
+			worker_get_stats(s->w, &st);
+			sd_notify_status("serving %s: %d active, %d queued, %llu tokens generated",
+					 s->model_id, st.active, st.queue_depth, (unsigned long long)st.gen_tokens);
+		}
+	}
+
+	/* Shutdown: stop accepting, drain, stop. */
+	if (sig)
+		log_info("%s: stopping (grace %g s)", strsignal(sig), cfg->limits.shutdown_grace);
+	sd_notify_send("STOPPING=1");
+	pthread_join(loader, NULL);
+	int state = atomic_load(&s->state);
+	atomic_store(&s->state, state == SERVER_FAILED ? SERVER_FAILED : SERVER_STOPPING);
+	int lfd = MHD_quiesce_daemon(s->mhd);
+	if (lfd >= 0)
+		close(lfd);
+	if (s->w) {
+		worker_drain(s->w, cfg->limits.shutdown_grace);
+		/* Give the last responses a moment to reach their clients. */
+		double until = engine_now() + 5;
+		while (atomic_load(&s->inflight) > 0 && engine_now() < until)
+			usleep(10000);
+	}
+	MHD_stop_daemon(s->mhd);
+	worker_free(s->w);
+	engine_close(s->e);
+	log_info("stopped");
+	return exit_code;
+}
