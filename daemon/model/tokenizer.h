@@ -84,6 +84,9 @@ const char *tokenizer_text(const struct tokenizer *t, int32_t id, size_t *len);
  * does - SPM groups bytes by their lead byte's length and emits <0xXX> byte tokens
  * for what is not in the vocabulary; BPE pre-tokenisation reads each invalid byte
  * as U+FFFD.  NUL bytes are ordinary bytes.
+ * n is at most 6 * len + 2 (every byte can fall back to byte tokens, an invalid
+ * byte read as U+FFFD to three of them), usually far less; a caller can also try
+ * a smaller cap and retry with *n_out.
  * Writes min(n, cap) ids to out and the full count n to *n_out; returns 0, or
  * -ENOSPC if n > cap (the first cap ids are still valid), -ENOMEM, or -E2BIG for
  * inputs of 256 MiB or more.
