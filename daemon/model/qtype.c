@@ -61,7 +61,7 @@ static void dequant_bf16(const void *src, float *dst, int64_t n)
  *   y = d * (q - 8), q in 0..15. */
 static void dequant_q4_0(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q4_0 *b = src;
+	const struct qtype_block_q4_0 *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, b++, dst += QTYPE_QK) {
 		const float d = fp16_to_fp32(b->d);
 		for (int j = 0; j < 16; j++) {
@@ -76,7 +76,7 @@ static void dequant_q4_0(const void *src, float *dst, int64_t n)
  *   y = d * q + m, q in 0..15. */
 static void dequant_q4_1(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q4_1 *b = src;
+	const struct qtype_block_q4_1 *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, b++, dst += QTYPE_QK) {
 		const float d = fp16_to_fp32(b->d), m = fp16_to_fp32(b->m);
 		for (int j = 0; j < 16; j++) {
@@ -94,7 +94,7 @@ static void dequant_q4_1(const void *src, float *dst, int64_t n)
  *   y = d * (q - 16), q = low | top << 4 in 0..31. */
 static void dequant_q5_0(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q5_0 *b = src;
+	const struct qtype_block_q5_0 *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, b++, dst += QTYPE_QK) {
 		const float d = fp16_to_fp32(b->d);
 		uint32_t h;
@@ -112,7 +112,7 @@ static void dequant_q5_0(const void *src, float *dst, int64_t n)
  * [8..23] qs, bits as in Q5_0.  y = d * q + m, q in 0..31. */
 static void dequant_q5_1(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q5_1 *b = src;
+	const struct qtype_block_q5_1 *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, b++, dst += QTYPE_QK) {
 		const float d = fp16_to_fp32(b->d), m = fp16_to_fp32(b->m);
 		uint32_t h;
@@ -130,7 +130,7 @@ static void dequant_q5_1(const void *src, float *dst, int64_t n)
  * y = d * q.  (This is also the activation format of the 32-wide dots.) */
 static void dequant_q8_0(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q8_0 *b = src;
+	const struct qtype_block_q8_0 *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, b++, dst += QTYPE_QK) {
 		const float d = fp16_to_fp32(b->d);
 		for (int j = 0; j < 32; j++)
@@ -150,7 +150,7 @@ static void dequant_q8_0(const void *src, float *dst, int64_t n)
  *   y = (d * sc_g) * q - (dmin * m_g), g = value index / 16. */
 static void dequant_q2_K(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q2_K *b = src;
+	const struct qtype_block_q2_K *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++, b++) {
 		const float d = fp16_to_fp32(b->d), dmin = fp16_to_fp32(b->dmin);
 		const uint8_t *q = b->qs;
@@ -183,7 +183,7 @@ static void dequant_q2_K(const void *src, float *dst, int64_t n)
  *   y = (d * (s_g - 32)) * (low2 - (top ? 0 : 4)), g = index / 16. */
 static void dequant_q3_K(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q3_K *b = src;
+	const struct qtype_block_q3_K *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++, b++) {
 		const float d = fp16_to_fp32(b->d);
 		int8_t sc[16];
@@ -220,7 +220,7 @@ static void dequant_q3_K(const void *src, float *dst, int64_t n)
  *   y = (d * sc_j) * q - (dmin * m_j), q in 0..15. */
 static void dequant_q4_K(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q4_K *b = src;
+	const struct qtype_block_q4_K *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++, b++) {
 		const float d = fp16_to_fp32(b->d), dmin = fp16_to_fp32(b->dmin);
 		const uint8_t *q = b->qs;
@@ -246,7 +246,7 @@ static void dequant_q4_K(const void *src, float *dst, int64_t n)
  *   y = (d * sc_j) * q - (dmin * m_j), q = low | top << 4 in 0..31. */
 static void dequant_q5_K(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q5_K *b = src;
+	const struct qtype_block_q5_K *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++, b++) {
 		const float d = fp16_to_fp32(b->d), dmin = fp16_to_fp32(b->dmin);
 		const uint8_t *q = b->qs;
@@ -284,7 +284,7 @@ static void dequant_q5_K(const void *src, float *dst, int64_t n)
  *   i.e. value index / 16 selects the scale. */
 static void dequant_q6_K(const void *src, float *dst, int64_t n)
 {
-	const struct qblock_q6_K *b = src;
+	const struct qtype_block_q6_K *b = src;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++, b++) {
 		const float d = fp16_to_fp32(b->d);
 		for (int h = 0; h < 2; h++) {

@@ -75,46 +75,46 @@ int qtype_dequant_row(uint32_t id, const void *src, float *dst, int64_t n);
 
 #define QTYPE_PACKED __attribute__((packed))
 
-struct QTYPE_PACKED qblock_q4_0 { uint16_t d; uint8_t qs[16]; };
-struct QTYPE_PACKED qblock_q4_1 { uint16_t d, m; uint8_t qs[16]; };
-struct QTYPE_PACKED qblock_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };
-struct QTYPE_PACKED qblock_q5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };
-struct QTYPE_PACKED qblock_q8_0 { uint16_t d; int8_t qs[32]; };
-struct QTYPE_PACKED qblock_q8_1 { uint16_t d, s; int8_t qs[32]; };
-struct QTYPE_PACKED qblock_q2_K {
+struct QTYPE_PACKED qtype_block_q4_0 { uint16_t d; uint8_t qs[16]; };
+struct QTYPE_PACKED qtype_block_q4_1 { uint16_t d, m; uint8_t qs[16]; };
+struct QTYPE_PACKED qtype_block_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };
+struct QTYPE_PACKED qtype_block_q5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };
+struct QTYPE_PACKED qtype_block_q8_0 { uint16_t d; int8_t qs[32]; };
+struct QTYPE_PACKED qtype_block_q8_1 { uint16_t d, s; int8_t qs[32]; };
+struct QTYPE_PACKED qtype_block_q2_K {
 	uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin;
 };
-struct QTYPE_PACKED qblock_q3_K {
+struct QTYPE_PACKED qtype_block_q3_K {
 	uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d;
 };
-struct QTYPE_PACKED qblock_q4_K {
+struct QTYPE_PACKED qtype_block_q4_K {
 	uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128];
 };
-struct QTYPE_PACKED qblock_q5_K {
+struct QTYPE_PACKED qtype_block_q5_K {
 	uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128];
 };
-struct QTYPE_PACKED qblock_q6_K {
+struct QTYPE_PACKED qtype_block_q6_K {
 	uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d;
 };
 /* Q8_K is ggml's activation format for the K-quant dot products (never a
  * weight type in practice): f32 scale, 256 int8 values, and the sums of each
  * 16-value group (so the K-quants' "min" terms need no pass over qs). */
-struct QTYPE_PACKED qblock_q8_K {
+struct QTYPE_PACKED qtype_block_q8_K {
 	float d; int8_t qs[256]; int16_t bsums[16];
 };
 
-_Static_assert(sizeof(struct qblock_q4_0) == 18, "q4_0 layout");
-_Static_assert(sizeof(struct qblock_q4_1) == 20, "q4_1 layout");
-_Static_assert(sizeof(struct qblock_q5_0) == 22, "q5_0 layout");
-_Static_assert(sizeof(struct qblock_q5_1) == 24, "q5_1 layout");
-_Static_assert(sizeof(struct qblock_q8_0) == 34, "q8_0 layout");
-_Static_assert(sizeof(struct qblock_q8_1) == 36, "q8_1 layout");
-_Static_assert(sizeof(struct qblock_q2_K) == 84, "q2_K layout");
-_Static_assert(sizeof(struct qblock_q3_K) == 110, "q3_K layout");
-_Static_assert(sizeof(struct qblock_q4_K) == 144, "q4_K layout");
-_Static_assert(sizeof(struct qblock_q5_K) == 176, "q5_K layout");
-_Static_assert(sizeof(struct qblock_q6_K) == 210, "q6_K layout");
-_Static_assert(sizeof(struct qblock_q8_K) == 292, "q8_K layout");
+_Static_assert(sizeof(struct qtype_block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(struct qtype_block_q4_1) == 20, "q4_1 layout");
+_Static_assert(sizeof(struct qtype_block_q5_0) == 22, "q5_0 layout");
+_Static_assert(sizeof(struct qtype_block_q5_1) == 24, "q5_1 layout");
+_Static_assert(sizeof(struct qtype_block_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(struct qtype_block_q8_1) == 36, "q8_1 layout");
+_Static_assert(sizeof(struct qtype_block_q2_K) == 84, "q2_K layout");
+_Static_assert(sizeof(struct qtype_block_q3_K) == 110, "q3_K layout");
+_Static_assert(sizeof(struct qtype_block_q4_K) == 144, "q4_K layout");
+_Static_assert(sizeof(struct qtype_block_q5_K) == 176, "q5_K layout");
+_Static_assert(sizeof(struct qtype_block_q6_K) == 210, "q6_K layout");
+_Static_assert(sizeof(struct qtype_block_q8_K) == 292, "q8_K layout");
 
 /* The 6-bit (scale, min) pair of sub-block j (0..7) of a Q4_K/Q5_K block,
  * unpacked from the 12 packed scale bytes (layout in qtype.c). */

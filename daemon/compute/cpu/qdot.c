@@ -140,20 +140,20 @@ static float qdot_quantize_32(const float *x, int8_t *qs)
 	return amax / 127.f;
 }
 
-static void qdot_quantize_q8_0(const float *x, struct qblock_q8_0 *y, int64_t n)
+static void qdot_quantize_q8_0(const float *x, struct qtype_block_q8_0 *y, int64_t n)
 {
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, x += QTYPE_QK) {
-		struct qblock_q8_0 b;
+		struct qtype_block_q8_0 b;
 		b.d = fp32_to_fp16(qdot_quantize_32(x, b.qs));
 		memcpy(&y[i], &b, sizeof(b));
 	}
 }
 
 /* Q8_1: Q8_0 plus s = d * sum(q), with the unrounded d, stored as fp16. */
-static void qdot_quantize_q8_1(const float *x, struct qblock_q8_1 *y, int64_t n)
+static void qdot_quantize_q8_1(const float *x, struct qtype_block_q8_1 *y, int64_t n)
 {
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, x += QTYPE_QK) {
-		struct qblock_q8_1 b;
+		struct qtype_block_q8_1 b;
 		const float d = qdot_quantize_32(x, b.qs);
 		int sum = 0;
 		for (int j = 0; j < QTYPE_QK; j++)
@@ -165,10 +165,10 @@ static void qdot_quantize_q8_1(const float *x, struct qblock_q8_1 *y, int64_t n)
 }
 
 /* Q8_K as ggml's quantize_row_q8_K_ref (see qdot.h). */
-static void qdot_quantize_q8_K(const float *x, struct qblock_q8_K *y, int64_t n)
+static void qdot_quantize_q8_K(const float *x, struct qtype_block_q8_K *y, int64_t n)
 {
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++, x += QTYPE_QK_K) {
-		struct qblock_q8_K b;
+		struct qtype_block_q8_K b;
 		float max = 0.0f, amax = 0.0f;
 		for (int j = 0; j < QTYPE_QK_K; j++) {
 			float ax = fabsf(x[j]);

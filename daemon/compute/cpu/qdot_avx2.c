@@ -29,6 +29,21 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
+/* Software prefetch distance for the weight stream.  A single thread
+ * streaming a large matrix waits on DRAM latency between hardware-prefetch
+ * ramps; asking for the lines 512 bytes ahead (measured against 256 and
+ * 1024 on Q4_K) lifted 64 MB throughput by 10-60% on the development VM.
+ * Prefetches never fault, so running past the end of a row is harmless. */
+#define QDOT_PREFETCH 512
+
+/* Prefetch the `bytes` bytes starting QDOT_PREFETCH after p. */
+QDOT_AVX2 static inline void prefetch_ahead(const void *p, size_t bytes)
+{
+	const char *c = (const char *)p + QDOT_PREFETCH;
+	for (size_t off = 0; off < bytes; off += 64)
+		_mm_prefetch(c + off, _MM_HINT_T0);
+}
+
 QDOT_AVX2 static inline float hsum_ps(__m256 x)
 {
 	__m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
@@ -102,7 +117,7 @@ QDOT_AVX2 static inline void scales8(const uint8_t *w, size_t wbytes, const uint
 	for (int k = 0; k < 8; k++) {
 		uint16_t dw, da;
 		memcpy(&dw, w + k * wbytes, 2);
-		memcpy(&da, a + k * sizeof(struct qblock_q8_0), 2);
+		memcpy(&da, a + k * sizeof(struct qtype_block_q8_0), 2);
 		hw[k / 4] |= (uint64_t)dw << (16 * (k % 4));
 		ha[k / 4] |= (uint64_t)da << (16 * (k % 4));
 	}
@@ -191,12 +206,13 @@ QDOT_AVX2 static float avx2_dot_bf16(const void *w, const void *act, int64_t n)
 
 QDOT_AVX2 static float avx2_dot_q8_0(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q8_0 *x = w;
-	const struct qblock_q8_0 *y = act;
+	const struct qtype_block_q8_0 *x = w;
+	const struct qtype_block_q8_0 *y = act;
 	const int64_t nb = n / QTYPE_QK;
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
+		prefetch_ahead(&x[i], 8 * sizeof(x[0]));
 		float ds[8];
 		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
 		for (int k = 0; k < 8; k += 2) {
@@ -214,19 +230,20 @@ QDOT_AVX2 static float avx2_dot_q8_0(const void *w, const void *act, int64_t n)
 }
 
 /* Q4_0 quants as signed bytes: nibble - 8 in -8..7. */
-QDOT_AVX2 static inline __m256i q4_0_bytes(const struct qblock_q4_0 *b)
+QDOT_AVX2 static inline __m256i q4_0_bytes(const struct qtype_block_q4_0 *b)
 {
 	return _mm256_sub_epi8(bytes_from_nibbles_32(b->qs), _mm256_set1_epi8(8));
 }
 
 QDOT_AVX2 static float avx2_dot_q4_0(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q4_0 *x = w;
-	const struct qblock_q8_0 *y = act;
+	const struct qtype_block_q4_0 *x = w;
+	const struct qtype_block_q8_0 *y = act;
 	const int64_t nb = n / QTYPE_QK;
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
+		prefetch_ahead(&x[i], 8 * sizeof(x[0]));
 		float ds[8];
 		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
 		for (int k = 0; k < 8; k += 2) {
@@ -246,7 +263,7 @@ QDOT_AVX2 static float avx2_dot_q4_0(const void *w, const void *act, int64_t n)
 /* Q5_0 quants as signed bytes: (nibble | top<<4) - 16.  OR-ing 0xf0 into a
  * nibble whose top bit is clear gives nibble - 16 as a signed byte; with the
  * top bit set, nibble + 16 - 16 = nibble. */
-QDOT_AVX2 static inline __m256i q5_0_bytes(const struct qblock_q5_0 *b)
+QDOT_AVX2 static inline __m256i q5_0_bytes(const struct qtype_block_q5_0 *b)
 {
 	const __m256i lo = bytes_from_nibbles_32(b->qs);
 	const __m256i hi = _mm256_andnot_si256(bytes_from_bits_32(b->qh), _mm256_set1_epi8((char)0xf0));
@@ -255,12 +272,13 @@ QDOT_AVX2 static inline __m256i q5_0_bytes(const struct qblock_q5_0 *b)
 
 QDOT_AVX2 static float avx2_dot_q5_0(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q5_0 *x = w;
-	const struct qblock_q8_0 *y = act;
+	const struct qtype_block_q5_0 *x = w;
+	const struct qtype_block_q8_0 *y = act;
 	const int64_t nb = n / QTYPE_QK;
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
+		prefetch_ahead(&x[i], 8 * sizeof(x[0]));
 		float ds[8];
 		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
 		for (int k = 0; k < 8; k += 2) {
@@ -290,8 +308,8 @@ QDOT_AVX2 static inline __m256 mul_sum_us8_pairs_float(__m256i ux, __m256i sy)
  * as a scalar, as ggml does. */
 QDOT_AVX2 static float avx2_dot_q4_1(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q4_1 *x = w;
-	const struct qblock_q8_1 *y = act;
+	const struct qtype_block_q4_1 *x = w;
+	const struct qtype_block_q8_1 *y = act;
 	const int64_t nb = n / QTYPE_QK;
 	__m256 acc = _mm256_setzero_ps();
 	float summs = 0.0f;
@@ -306,8 +324,8 @@ QDOT_AVX2 static float avx2_dot_q4_1(const void *w, const void *act, int64_t n)
 
 QDOT_AVX2 static float avx2_dot_q5_1(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q5_1 *x = w;
-	const struct qblock_q8_1 *y = act;
+	const struct qtype_block_q5_1 *x = w;
+	const struct qtype_block_q8_1 *y = act;
 	const int64_t nb = n / QTYPE_QK;
 	const __m256i b16 = _mm256_set1_epi8(16);
 	__m256 acc = _mm256_setzero_ps();
@@ -342,28 +360,30 @@ QDOT_AVX2 static inline __m256i k4_scales_mins(const uint8_t *scales)
 
 /* sum_j m_j * (activation sum of sub-block j), as 4 int32 lanes.  bsums
  * holds 16-value sums; hadd pairs them into the eight 32-value sums. */
-QDOT_AVX2 static inline __m128i k4_min_dot(__m256i mins_scales, const struct qblock_q8_K *y)
+QDOT_AVX2 static inline __m128i k4_min_dot(__m256i mins_scales, const struct qtype_block_q8_K *y)
 {
-	const __m256i bs = load256((const uint8_t *)y + offsetof(struct qblock_q8_K, bsums));
+	const __m256i bs = load256((const uint8_t *)y + offsetof(struct qtype_block_q8_K, bsums));
 	const __m128i s8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
 	return _mm_madd_epi16(_mm256_extracti128_si256(mins_scales, 1), s8);
 }
 
 /* Broadcast int16 lane k of a 128-bit register duplicated in both halves. */
-#define BCAST16(v, k) _mm256_shuffle_epi8((v), _mm256_set1_epi16((short)(((2 * (k) + 1) << 8) | (2 * (k)))))
+#define BCAST16(v, k) \
+	_mm256_shuffle_epi8((v), _mm256_set1_epi16((short)(((2 * (k) + 1) << 8) | (2 * (k)))))
 
 /* Q4_K: weights 0..15 unsigned (maddubs: at most 2*15*127 = 3810 per pair),
  * times 6-bit scales by madd into int32; the min term is subtracted in
  * float from the bsums dot, as in the scalar kernel. */
 QDOT_AVX2 static float avx2_dot_q4_K(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q4_K *x = w;
-	const struct qblock_q8_K *y = act;
+	const struct qtype_block_q4_K *x = w;
+	const struct qtype_block_q8_K *y = act;
 	const int64_t nb = n / QTYPE_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	__m256 acc = _mm256_setzero_ps();
 	__m128 acc_m = _mm_setzero_ps();
 	for (int64_t i = 0; i < nb; i++) {
+		prefetch_ahead(&x[i], sizeof(x[0]));
 		const float dy = y[i].d;
 		const float d = h2f(x[i].d) * dy;
 		const float dmin = -h2f(x[i].dmin) * dy;
@@ -394,14 +414,15 @@ QDOT_AVX2 static float avx2_dot_q4_K(const void *w, const void *act, int64_t n)
  * turns it into 0xff, masked to 16. */
 QDOT_AVX2 static float avx2_dot_q5_K(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q5_K *x = w;
-	const struct qblock_q8_K *y = act;
+	const struct qtype_block_q5_K *x = w;
+	const struct qtype_block_q8_K *y = act;
 	const int64_t nb = n / QTYPE_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const __m256i b16 = _mm256_set1_epi8(16);
 	__m256 acc = _mm256_setzero_ps();
 	__m128 acc_m = _mm_setzero_ps();
 	for (int64_t i = 0; i < nb; i++) {
+		prefetch_ahead(&x[i], sizeof(x[0]));
 		const float dy = y[i].d;
 		const float d = h2f(x[i].d) * dy;
 		const float dmin = -h2f(x[i].dmin) * dy;
@@ -446,14 +467,15 @@ QDOT_AVX2 static inline __m256i q6_scale_pair(__m128i sc, int k)
  * 2*32*127 = 8128, their difference within int16. */
 QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q6_K *x = w;
-	const struct qblock_q8_K *y = act;
+	const struct qtype_block_q6_K *x = w;
+	const struct qtype_block_q8_K *y = act;
 	const int64_t nb = n / QTYPE_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const __m256i m2 = _mm256_set1_epi8(0x03);
 	const __m256i m32s = _mm256_set1_epi8(32);
 	__m256 acc = _mm256_setzero_ps();
 	for (int64_t i = 0; i < nb; i++) {
+		prefetch_ahead(&x[i], sizeof(x[0]));
 		const float d = h2f(x[i].d) * y[i].d;
 		const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
 		const uint8_t *ql = x[i].ql, *qh = x[i].qh;
@@ -521,7 +543,7 @@ QDOT_AVX2 static void avx2_dequant_f16(const uint16_t *x, float *dst, int64_t n)
 }
 
 /* One multiply per value, as in the scalar decoder: bit-identical. */
-QDOT_AVX2 static void avx2_dequant_q8_0(const struct qblock_q8_0 *x, float *dst, int64_t n)
+QDOT_AVX2 static void avx2_dequant_q8_0(const struct qtype_block_q8_0 *x, float *dst, int64_t n)
 {
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, dst += QTYPE_QK) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d));

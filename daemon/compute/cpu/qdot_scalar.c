@@ -10,7 +10,7 @@
  *
  * Weight blocks are read through the packed structs of model/qtype.h (the
  * bit layouts are documented in qtype.c); activation blocks are the
- * qblock_q8_0 / qblock_q8_1 / qblock_q8_K written by qdot_prepare.
+ * qtype_block_q8_0 / qtype_block_q8_1 / qtype_block_q8_K written by qdot_prepare.
  */
 #include "compute/cpu/qdot_impl.h"
 
@@ -63,8 +63,8 @@ static float dot_bf16(const void *w, const void *act, int64_t n)
 
 static float dot_q4_0(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q4_0 *x = w;
-	const struct qblock_q8_0 *y = act;
+	const struct qtype_block_q4_0 *x = w;
+	const struct qtype_block_q8_0 *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++) {
 		int isum = 0;
@@ -82,8 +82,8 @@ static float dot_q4_0(const void *w, const void *act, int64_t n)
  * factor being the Q8_1 block's s (as in ggml, rounded to fp16). */
 static float dot_q4_1(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q4_1 *x = w;
-	const struct qblock_q8_1 *y = act;
+	const struct qtype_block_q4_1 *x = w;
+	const struct qtype_block_q8_1 *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++) {
 		int isum = 0;
@@ -100,8 +100,8 @@ static float dot_q4_1(const void *w, const void *act, int64_t n)
 
 static float dot_q5_0(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q5_0 *x = w;
-	const struct qblock_q8_0 *y = act;
+	const struct qtype_block_q5_0 *x = w;
+	const struct qtype_block_q8_0 *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++) {
 		uint32_t h;
@@ -120,8 +120,8 @@ static float dot_q5_0(const void *w, const void *act, int64_t n)
 
 static float dot_q5_1(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q5_1 *x = w;
-	const struct qblock_q8_1 *y = act;
+	const struct qtype_block_q5_1 *x = w;
+	const struct qtype_block_q8_1 *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++) {
 		uint32_t h;
@@ -141,8 +141,8 @@ static float dot_q5_1(const void *w, const void *act, int64_t n)
 
 static float dot_q8_0(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q8_0 *x = w;
-	const struct qblock_q8_0 *y = act;
+	const struct qtype_block_q8_0 *x = w;
+	const struct qtype_block_q8_0 *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK; i++) {
 		int isum = 0;
@@ -158,17 +158,17 @@ static float dot_q8_0(const void *w, const void *act, int64_t n)
 
 /* The activation's bsums as plain ints (the packed struct's field may be
  * misaligned, so it is copied out rather than pointed into). */
-static void q8k_bsums(const struct qblock_q8_K *y, int16_t out[16])
+static void q8k_bsums(const struct qtype_block_q8_K *y, int16_t out[16])
 {
-	memcpy(out, (const uint8_t *)y + offsetof(struct qblock_q8_K, bsums),
+	memcpy(out, (const uint8_t *)y + offsetof(struct qtype_block_q8_K, bsums),
 	       16 * sizeof(int16_t));
 }
 
 /* y = (d*sc_g)*q - (dmin*m_g) per 16-value group g, q 2-bit. */
 static float dot_q2_K(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q2_K *x = w;
-	const struct qblock_q8_K *y = act;
+	const struct qtype_block_q2_K *x = w;
+	const struct qtype_block_q8_K *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
 		int16_t bs[16];
@@ -199,8 +199,8 @@ static float dot_q2_K(const void *w, const void *act, int64_t n)
 
 static float dot_q3_K(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q3_K *x = w;
-	const struct qblock_q8_K *y = act;
+	const struct qtype_block_q3_K *x = w;
+	const struct qtype_block_q8_K *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
 		int8_t sc[16];
@@ -239,7 +239,7 @@ static float dot_q3_K(const void *w, const void *act, int64_t n)
 /* Shared by Q4_K and Q5_K: q5 selects the 5th bit from qh. */
 static inline float dot_q45_K(const uint8_t *qs, const uint8_t *qh,
 			      const uint8_t *scales, uint16_t dw, uint16_t dminw,
-			      const struct qblock_q8_K *y)
+			      const struct qtype_block_q8_K *y)
 {
 	int16_t bs[16];
 	q8k_bsums(y, bs);
@@ -269,8 +269,8 @@ static inline float dot_q45_K(const uint8_t *qs, const uint8_t *qh,
 
 static float dot_q4_K(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q4_K *x = w;
-	const struct qblock_q8_K *y = act;
+	const struct qtype_block_q4_K *x = w;
+	const struct qtype_block_q8_K *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++)
 		sum += (double)dot_q45_K(x[i].qs, NULL, x[i].scales, x[i].d, x[i].dmin, &y[i]);
@@ -279,8 +279,8 @@ static float dot_q4_K(const void *w, const void *act, int64_t n)
 
 static float dot_q5_K(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q5_K *x = w;
-	const struct qblock_q8_K *y = act;
+	const struct qtype_block_q5_K *x = w;
+	const struct qtype_block_q8_K *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++)
 		sum += (double)dot_q45_K(x[i].qs, x[i].qh, x[i].scales, x[i].d, x[i].dmin, &y[i]);
@@ -289,8 +289,8 @@ static float dot_q5_K(const void *w, const void *act, int64_t n)
 
 static float dot_q6_K(const void *w, const void *act, int64_t n)
 {
-	const struct qblock_q6_K *x = w;
-	const struct qblock_q8_K *y = act;
+	const struct qtype_block_q6_K *x = w;
+	const struct qtype_block_q8_K *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
 		int isum = 0;
