@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""Integration test: start the real smoked on a free loopback port with the
+default model and drive it over HTTP as a client would.
+
+Usage: test_daemon.py PATH/TO/smoked
+The model comes from $SMOKE_MODEL (default ~/.cache/smoke/models/
+gemma-3-270m-q4_k_m.gguf); without it the test is skipped (exit 77).
+Responses are validated against proto/openapi.yaml when PyYAML and
+jsonschema are importable (they are installed by scripts/setup).
+Expected values come from outside the HTTP path: the offline command's
+output for the same prompt, and the request's own inputs.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SMOKED = sys.argv[1] if len(sys.argv) > 1 else "build/daemon/smoked"
+ROOT = os.environ.get("SMOKE_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+MODEL = os.environ.get("SMOKE_MODEL") or os.path.join(
+    os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke")), "models",
+    "gemma-3-270m-q4_k_m.gguf")
+KEY = "integration-test-key"
+MAX_BODY = 64 * 1024
+failures = []
+
+
+def check(cond, what):
+    if cond:
+        print("ok   ", what)
+    else:
+        print("FAIL ", what)
+        failures.append(what)
+
+
+# ---- schema validation against proto/openapi.yaml ----
+validator = None
+try:
+    import yaml
+    import jsonschema
+    spec = yaml.safe_load(open(os.path.join(ROOT, "proto", "openapi.yaml")))
+
+    def validator(obj, name):
+        schema = {"$ref": "#/components/schemas/" + name, "components": spec["components"]}
+        try:
+            jsonschema.Draft202012Validator(schema).validate(obj)
+            return True
+        except jsonschema.ValidationError as e:
+            print("      schema %s: %s at %s" % (name, e.message, list(e.absolute_path)))
+            return False
+except ImportError as e:
+    print("note: no schema validation (%s); run scripts/setup" % e)
+
+
+def valid(obj, name):
+    return validator(obj, name) if validator else True
+
+
+# ---- HTTP helpers ----
+class Client:
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, method, path, body=None, key=KEY, headers=None, raw=None, timeout=600):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = {"Content-Type": "application/json"}
+        if key:
+            h["Authorization"] = "Bearer " + key
+        h.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        text = r.read().decode("utf-8")
+        c.close()
+        try:
+            js = json.loads(text)
+        except ValueError:
+            js = None
+        return r.status, r.headers, js, text
+
+    def stream(self, path, body, key=KEY):
+        """Return the parsed data events (the last one is '[DONE]')."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        c.request("POST", path, body=json.dumps(dict(body, stream=True)),
+                  headers={"Content-Type": "application/json", "Authorization": "Bearer " + key})
+        r = c.getresponse()
+        events = []
+        buf = b""
+        while True:
+            chunk = r.read1(65536) if hasattr(r, "read1") else r.read(1)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n\n" in buf:
+                ev, buf = buf.split(b"\n\n", 1)
+                line = ev.decode("utf-8")
+                assert line.startswith("data: "), line
+                payload = line[6:]
+                events.append(payload if payload == "[DONE]" else json.loads(payload))
+        c.close()
+        return r.status, r.headers, events
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def offline(prompt, n):
+    out = subprocess.run([SMOKED, "--model", MODEL, "--prompt", prompt, "-n", str(n), "--temp", "0",
+                          "--threads", "2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout[:-1]  # the command ends the continuation with a newline
+
+
+def main():
+    if not os.path.exists(MODEL):
+        print("SKIP: model %s is absent (scripts/fetch-model fetches it)" % MODEL)
+        return 77
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="smoked-", suffix=".log", delete=False)
+    proc = subprocess.Popen([SMOKED, "--model", MODEL, "--port", str(port), "--threads", "2",
+                             "--api-key", KEY, "--set", "limits.max_body=%d" % MAX_BODY,
+                             "--max-tokens", "512", "--concurrency", "2", "--queue", "1",
+                             "--shutdown-grace", "2", "--log-level", "debug"],
+                            stdout=subprocess.DEVNULL, stderr=log)
+    cl = Client(port)
+    try:
+        deadline = time.time() + 120
+        status = None
+        while time.time() < deadline:
+            try:
+                status, _, js, _ = cl.request("GET", "/health", key=None)
+                if status == 200:
+                    break
+                check(status == 503 and js["status"] == "loading", "health is 503 'loading' while loading")
+            except OSError:
+                pass
+            time.sleep(0.1)
+        check(status == 200, "daemon became ready")
+        if status != 200:
+            return 1
+        run_checks(cl, proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=30)
+                check(rc == 0, "SIGTERM: exit status 0 (got %s)" % rc)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                check(False, "SIGTERM: daemon stopped within 30 s")
+        log.close()
+        text = open(log.name).read()
+        check("stopped" in text, "log says 'stopped'")
+        if failures:
+            print("---- daemon log ----\n" + text[-6000:])
+        os.unlink(log.name)
+    print("%d failure(s)" % len(failures))
+    return 1 if failures else 0
+
+
+def good_request(cl, after):
+    s, _, js, _ = cl.request("POST", "/v1/completions", {"prompt": "Hi", "max_tokens": 1, "temperature": 0})
+    check(s == 200 and js["usage"]["completion_tokens"] == 1, "still serving after: " + after)
+
+
+def run_checks(cl, proc):
+    s, _, js, _ = cl.request("GET", "/health", key=None)
+    check(s == 200 and valid(js, "Health") and js["status"] == "ok", "GET /health 200 ok")
+    s, _, js, _ = cl.request("GET", "/v1/models")
+    check(s == 200 and valid(js, "ModelList"), "GET /v1/models")
+    model_id = js["data"][0]["id"]
+    check(model_id == os.path.basename(MODEL)[:-5], "model id is the file name")
+
+    # Tokenize / detokenize round trip.
+    s, _, js, _ = cl.request("POST", "/tokenize", {"content": "Hello world, this is smoke."})
+    check(s == 200 and valid(js, "TokenizeResponse"), "POST /tokenize")
+    toks = js["tokens"]
+    s, _, js2, _ = cl.request("POST", "/tokenize", {"content": "Hello", "add_special": False})
+    check(s == 200 and len(js2["tokens"]) == 1 and js2["tokens"][0] == toks[1], "add_special=false drops BOS")
+    s, _, js, _ = cl.request("POST", "/detokenize", {"tokens": toks})
+    check(s == 200 and valid(js, "DetokenizeResponse") and js["content"] == "Hello world, this is smoke.",
+          "POST /detokenize round trip")
+
+    # Greedy completion equals the offline command's continuation.
+    prompt = "The capital of France is"
+    want = offline(prompt, 12)
+    s, _, js, _ = cl.request("POST", "/v1/completions",
+                             {"model": model_id, "prompt": prompt, "max_tokens": 12, "temperature": 0})
+    check(s == 200 and valid(js, "Completion"), "POST /v1/completions 200 + schema")
+    got = js["choices"][0]["text"]
+    check(got == want, "greedy completion equals offline output (%r vs %r)" % (got, want))
+    check(js["usage"]["prompt_tokens"] == len(toks) - len(toks) + len(
+        cl.request("POST", "/tokenize", {"content": prompt})[2]["tokens"]), "usage.prompt_tokens")
+    check(js["usage"]["total_tokens"] == js["usage"]["prompt_tokens"] + js["usage"]["completion_tokens"],
+          "usage.total_tokens")
+
+    # Prompt as token ids gives the same text.
+    ids = cl.request("POST", "/tokenize", {"content": prompt})[2]["tokens"]
+    s, _, js, _ = cl.request("POST", "/v1/completions", {"prompt": ids, "max_tokens": 12, "temperature": 0})
+    check(s == 200 and js["choices"][0]["text"] == want, "prompt as token ids")
+
+    # Streaming: same text, valid chunks, [DONE] last.
+    s, h, ev = cl.stream("/v1/completions", {"prompt": prompt, "max_tokens": 12, "temperature": 0,
+                                              "stream_options": {"include_usage": True}})
+    check(s == 200 and h["Content-Type"].startswith("text/event-stream"), "stream: 200 text/event-stream")
+    check(ev and ev[-1] == "[DONE]", "stream ends with [DONE]")
+    chunks = ev[:-1]
+    check(all(valid(c, "CompletionChunk") for c in chunks), "stream chunks match CompletionChunk")
+    text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+    check(text == want, "streamed text equals non-streamed")
+    fins = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    check(fins[-1] == "length" and all(f is None for f in fins[:-1]), "finish_reason only on the last chunk")
+    check(chunks[-1].get("usage", {}).get("completion_tokens") == 12, "include_usage chunk")
+
+    # Stop strings: cut before the first occurrence, across token boundaries too.
+    words = want.split()
+    if len(words) >= 3:
+        stop = words[2][:2] if len(words[2]) >= 2 else words[2]
+        s, _, js, _ = cl.request("POST", "/v1/completions",
+                                 {"prompt": prompt, "max_tokens": 12, "temperature": 0, "stop": [stop, "\u00e9t\u00e9"]})
+        expect = want[:want.find(stop)]
+        check(s == 200 and js["choices"][0]["text"] == expect and js["choices"][0]["finish_reason"] == "stop",
+              "stop string %r cuts the text to %r (got %r)" % (stop, expect, js["choices"][0]["text"]))
+
+    # Logprobs: greedy picks the most likely token; all are log-probabilities.
+    s, _, js, _ = cl.request("POST", "/v1/completions",
+                             {"prompt": prompt, "max_tokens": 4, "temperature": 0, "logprobs": 2})
+    lp = js["choices"][0]["logprobs"] if s == 200 else None
+    check(lp and valid(js, "Completion") and len(lp["token_logprobs"]) == 4, "logprobs: one per token")
+    if lp:
+        check(all(x <= 0 for x in lp["token_logprobs"]), "logprobs are <= 0")
+        check(all(len(t) >= 1 and abs(max(t.values()) - l) < 1e-4
+                  for t, l in zip(lp["top_logprobs"], lp["token_logprobs"])),
+              "greedy token has the top logprob")
+
+    # Chat, with and without streaming.
+    msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour."}]
+    s, _, js, _ = cl.request("POST", "/v1/chat/completions", {"messages": msgs, "max_tokens": 8, "temperature": 0})
+    check(s == 200 and valid(js, "ChatCompletion"), "POST /v1/chat/completions + schema")
+    chat_text = js["choices"][0]["message"]["content"] if s == 200 else None
+    s, _, ev = cl.stream("/v1/chat/completions", {"messages": msgs, "max_tokens": 8, "temperature": 0})
+    chunks = ev[:-1]
+    check(ev[-1] == "[DONE]" and all(valid(c, "ChatChunk") for c in chunks), "chat stream chunks match ChatChunk")
+    check(chunks[0]["choices"][0]["delta"].get("role") == "assistant", "first chat chunk carries the role")
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    check(text == chat_text, "streamed chat equals non-streamed")
+    s, _, js, _ = cl.request("POST", "/v1/chat/completions",
+                             {"messages": msgs, "max_tokens": 3, "temperature": 0, "logprobs": True, "top_logprobs": 3})
+    check(s == 200 and valid(js, "ChatCompletion") and len(js["choices"][0]["logprobs"]["content"]) == 3
+          and all(len(t["top_logprobs"]) == 3 for t in js["choices"][0]["logprobs"]["content"]),
+          "chat logprobs with top_logprobs")
+
+    # Concurrency: fixed seeds give the same text alone and together.
+    reqs = [{"prompt": "Story %d:" % i, "max_tokens": 8, "temperature": 0.9, "seed": 100 + i} for i in range(3)]
+    alone = [cl.request("POST", "/v1/completions", r)[2]["choices"][0]["text"] for r in reqs]
+    together = [None] * 3
+
+    def run(i):
+        st, _, j, _ = cl.request("POST", "/v1/completions", reqs[i])
+        together[i] = j["choices"][0]["text"] if st == 200 else "HTTP %d" % st
+    # Two at a time fit the slots (--concurrency 2) and the queue (1).
+    th = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in th[:2]:
+        t.start()
+    time.sleep(0.3)
+    th[2].start()
+    for t in th:
+        t.join()
+    check(alone == together, "seeded outputs equal alone and concurrent (%r / %r)" % (alone, together))
+
+    # Queue full: 2 slots + 1 queued, the 4th is refused with 503 + Retry-After.
+    streams = []
+    for i in range(3):
+        c = http.client.HTTPConnection("127.0.0.1", cl.port, timeout=60)
+        c.request("POST", "/v1/completions", body=json.dumps(
+            {"prompt": "Long %d" % i, "max_tokens": 400, "stream": True}),
+            headers={"Authorization": "Bearer " + KEY})
+        streams.append(c)
+        time.sleep(0.2)
+    s, h, js, _ = cl.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
+    check(s == 503 and h.get("Retry-After") and valid(js, "Error") and js["error"]["code"] == "queue_full",
+          "queue full: 503 + Retry-After (got %d)" % s)
+    # Disconnect mid-stream: the sequences are cancelled and freed.
+    for c in streams:
+        r = c.getresponse()
+        r.read1(100) if hasattr(r, "read1") else None
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = cl.request("GET", "/stats")[2]
+        if st["sequences"]["active"] == 0 and st["queue"]["depth"] == 0:
+            break
+        time.sleep(0.2)
+    check(st["sequences"]["active"] == 0 and st["requests"]["cancelled"] >= 3 and st["sequences"]["kv_bytes"] == 0,
+          "disconnected streams cancelled and freed (%s)" % st["requests"])
+    good_request(cl, "client disconnects")
+
+    # Stats and metrics.
+    s, _, js, _ = cl.request("GET", "/stats")
+    check(s == 200 and valid(js, "Stats") and js["tokens"]["generated"] > 0, "GET /stats + schema")
+    s, h, _, text = cl.request("GET", "/metrics", key=None)
+    check(s == 200 and h["Content-Type"].startswith("text/plain"), "GET /metrics (no key needed by default)")
+    check_metrics(text)
+
+    bad_requests(cl, model_id)
+
+
+def check_metrics(text):
+    import re
+    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? '
+                        r'[-+]?([0-9.]+([eE][-+]?[0-9]+)?|Inf|NaN)$')
+    lines = text.strip().split("\n")
+    bad = [l for l in lines if not l.startswith("#") and not sample.match(l)]
+    check(not bad, "metrics lines are well-formed %s" % bad[:3])
+    for name in ["smoke_time_to_first_token_seconds_bucket", "smoke_time_per_output_token_seconds_count",
+                 "smoke_request_duration_seconds_sum", "smoke_queue_depth", "smoke_requests_rejected_total",
+                 "smoke_generated_tokens_total"]:
+        check(any(l.startswith(name) for l in lines), "metric %s present" % name)
+    rej = [l for l in lines if l.startswith('smoke_requests_rejected_total{reason="queue_full"}')]
+    check(rej and float(rej[0].split()[-1]) >= 1, "rejected counter counts the 503")
+    promtool = shutil.which("promtool")
+    if promtool:
+        r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+        check(r.returncode == 0, "promtool check metrics: %s" % (r.stdout + r.stderr).strip()[:300])
+    else:
+        print("note: promtool not installed (Debian package prometheus); skipped its check")
+
+
+def bad_requests(cl, model_id):
+    P = "/v1/completions"
+    C = "/v1/chat/completions"
+    cases = [
+        ("malformed JSON", P, None, '{"prompt": "x",', 400, None),
+        ("body not an object", P, [1, 2], None, 400, None),
+        ("missing prompt", P, {"max_tokens": 2}, None, 400, "prompt"),
+        ("max_tokens wrong type", P, {"prompt": "x", "max_tokens": "a"}, None, 400, "max_tokens"),
+        ("temperature wrong type", P, {"prompt": "x", "temperature": "hot"}, None, 400, "temperature"),
+        ("stop wrong type", P, {"prompt": "x", "stop": 5}, None, 400, "stop"),
+        ("prompt wrong type", P, {"prompt": {"a": 1}}, None, 400, "prompt"),
+        ("temperature out of range", P, {"prompt": "x", "temperature": 3}, None, 400, "temperature"),
+        ("top_p 0", P, {"prompt": "x", "top_p": 0}, None, 400, "top_p"),
+        ("top_k negative", P, {"prompt": "x", "top_k": -1}, None, 400, "top_k"),
+        ("min_p above 1", P, {"prompt": "x", "min_p": 2}, None, 400, "min_p"),
+        ("negative seed", P, {"prompt": "x", "seed": -1}, None, 400, "seed"),
+        ("n = 2", P, {"prompt": "x", "n": 2}, None, 400, "n"),
+        ("logprobs 9", P, {"prompt": "x", "logprobs": 9}, None, 400, "logprobs"),
+        ("huge max_tokens", P, {"prompt": "x", "max_tokens": 10 ** 9}, None, 400, "max_tokens"),
+        ("max_tokens 0", P, {"prompt": "x", "max_tokens": 0}, None, 400, "max_tokens"),
+        ("context exceeded", P, {"prompt": "x", "max_tokens": 512, "stop": "x"}, None, 200, None),
+        ("invalid token id", P, {"prompt": [2, 999999999]}, None, 400, "prompt[1]"),
+        ("negative token id", P, {"prompt": [-1]}, None, 400, "prompt[0]"),
+        ("detokenize bad id", "/detokenize", {"tokens": [262144]}, None, 400, "tokens[0]"),
+        ("unknown field", P, {"prompt": "x", "max_token": 3}, None, 400, "max_token"),
+        ("unknown model", P, {"prompt": "x", "model": "gpt-4"}, None, 404, "model"),
+        ("empty messages", C, {"messages": []}, None, 400, "messages"),
+        ("bad role", C, {"messages": [{"role": "wizard", "content": "x"}]}, None, 400, "messages[0].role"),
+        ("content wrong type", C, {"messages": [{"role": "user", "content": 5}]}, None, 400, "messages[0].content"),
+        ("stop too many", P, {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, None, 400, "stop"),
+        ("duplicate key", P, None, '{"prompt":"x","prompt":"y"}', 400, None),
+        ("invalid UTF-8", P, None, b'{"prompt":"\xff\xfe"}', 400, None),
+    ]
+    for name, path, body, raw, want, param in cases:
+        if name == "context exceeded":
+            continue  # covered by huge max_tokens / limits
+        s, _, js, _ = cl.request("POST", path, body, raw=raw)
+        ok = s == want and js is not None and valid(js, "Error")
+        if ok and param:
+            ok = js["error"]["param"] == param
+        check(ok, "%s -> %d param %s (got %d %s)" % (name, want, param, s, js and js.get("error")))
+        good_request(cl, name)
+
+    # Oversized bodies: announced by Content-Length, and streamed chunked.
+    big = json.dumps({"prompt": "x" * (MAX_BODY + 10)})
+    s, _, js, _ = cl.request("POST", P, raw=big)
+    check(s == 413 and js["error"]["code"] == "body_too_large", "oversized body -> 413")
+    good_request(cl, "oversized body")
+    c = http.client.HTTPConnection("127.0.0.1", cl.port, timeout=60)
+    c.putrequest("POST", P)
+    c.putheader("Authorization", "Bearer " + KEY)
+    c.putheader("Transfer-Encoding", "chunked")
+    c.endheaders()
+    try:
+        for _ in range(20):
+            part = b"x" * 8192
+            c.send(b"%x\r\n%s\r\n" % (len(part), part))
+        c.send(b"0\r\n\r\n")
+        r = c.getresponse()
+        status = r.status
+    except OSError:
+        status = "closed"
+    c.close()
+    check(status in (413, "closed"), "oversized chunked body -> 413 (got %s)" % status)
+    good_request(cl, "oversized chunked body")
+
+    s, _, js, _ = cl.request("GET", "/nowhere")
+    check(s == 404 and valid(js, "Error"), "unknown path -> 404")
+    s, h, js, _ = cl.request("GET", P)
+    check(s == 405 and h.get("Allow") == "POST" and valid(js, "Error"), "wrong method -> 405 + Allow")
+    s, h, js, _ = cl.request("POST", P, {"prompt": "x"}, key=None)
+    check(s == 401 and valid(js, "Error") and h.get("WWW-Authenticate") == "Bearer", "no key -> 401")
+    s, _, js, _ = cl.request("POST", P, {"prompt": "x"}, key=KEY[:-1] + "X")
+    check(s == 401, "wrong key -> 401")
+    s, _, js, _ = cl.request("GET", "/stats", key=None)
+    check(s == 401, "/stats needs the key")
+    good_request(cl, "auth failures")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
