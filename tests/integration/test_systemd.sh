@@ -6,7 +6,8 @@
 # Exit 77 (skipped) without systemd-analyze.
 set -eu
 root=$1
-smoked=$2
+# meson passes a path relative to the build directory; systemd wants it absolute.
+smoked=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 unit=$root/systemd/smoked.service
 
 # The example config must parse (--print-config loads no model).
