@@ -4,10 +4,15 @@
  * kv_stride floats apart.  Query head h reads KV head h / (n_head /
  * n_head_kv) (grouped-query attention).  Work is split over (query row,
  * head) pairs; each thread keeps its scores in its own row of the scratch.
+ * Numerics follow llama.cpp's non-flash path: K, V and Q are fp16 values
+ * (rounded by the caller) and the softmax row is rounded to fp16 before it
+ * weights V.
  */
 #include "compute/cpu/cpu_backend.h"
 
 #include <math.h>
+
+#include "util/fp16.h"
 
 struct attn_job {
 	const float *q, *k, *v;
@@ -58,7 +63,9 @@ static void attn_share(void *ctx, int ith, int nth)
 			o[i] = 0.0f;
 		for (int p = first; p <= pos; p++) {
 			const float *vp = j->v + p * ap->kv_stride + koff;
-			float wgt = s[p - first] * inv;
+			/* llama.cpp (flash attention off) multiplies the
+			 * F16 V cache by the probabilities converted to F16. */
+			float wgt = fp16_to_fp32(fp32_to_fp16(s[p - first] * inv));
 			for (int i = 0; i < hd; i++)
 				o[i] += wgt * vp[i];
 		}

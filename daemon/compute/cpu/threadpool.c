@@ -1,6 +1,7 @@
 #include "compute/cpu/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -53,7 +54,10 @@ static void *worker_main(void *arg)
 		while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
 		       !atomic_load(&p->stop)) {
 			if (++spins < SPIN_ROUNDS) {
-				cpu_relax();
+				if (spins % 1024 == 0)
+					sched_yield();
+				else
+					cpu_relax();
 				continue;
 			}
 			pthread_mutex_lock(&p->lock);
@@ -138,6 +142,12 @@ void tpool_run(struct tpool *p, tpool_fn fn, void *ctx)
 	pthread_mutex_unlock(&p->lock);
 
 	run_share(p, 0);
-	while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-		cpu_relax();
+	/* Yield now and then: when the machine is oversubscribed the workers
+	 * we wait for may need this very core to finish. */
+	for (unsigned spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+		if (spins % 1024 == 1023)
+			sched_yield();
+		else
+			cpu_relax();
+	}
 }
