@@ -260,6 +260,59 @@ START_TEST(tiny_llama_family_greedy_matches_llama_cpp)
 }
 END_TEST
 
+
+/* Perplexity on a fixed public-domain text, scored exactly as
+ * llama-perplexity scores it (the protocol is recorded in the fixture), must
+ * be within 1% of llama.cpp's. */
+START_TEST(gemma3_perplexity_within_1pct_of_llama_cpp)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(fixture("gemma3-perplexity.json"), 0, &jerr);
+	ck_assert_msg(root, "%s", jerr.text);
+	const char *path = model_path(json_string_value(json_object_get(root, "model")));
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "SKIP perplexity: model %s not found\n", path);
+		json_decref(root);
+		return;
+	}
+	fclose(f);
+	const int n_ctx = (int)json_integer_value(json_object_get(root, "n_ctx"));
+	const double ref = json_real_value(json_object_get(root, "ppl"));
+
+	char text_path[4096];
+	const char *src = getenv("SMOKE_SOURCE_ROOT");
+	snprintf(text_path, sizeof(text_path), "%s/%s", src ? src : ".",
+		 json_string_value(json_object_get(root, "text")));
+	FILE *tf = fopen(text_path, "rb");
+	ck_assert_msg(tf, "cannot open %s", text_path);
+	static char text[1 << 20];
+	size_t len = fread(text, 1, sizeof(text) - 1, tf);
+	fclose(tf);
+
+	struct smk_err err = { 0 };
+	struct engine *e;
+	struct engine_opts eo = { .model_path = path, .n_ctx = n_ctx, .n_batch = 64, .max_logits = 64 };
+	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+	static int32_t tok[1 << 18];
+	size_t n_tok = 0;
+	ck_assert_msg(tokenizer_encode(e->tok, text, len, true, false, tok, sizeof(tok) / sizeof(tok[0]),
+				       &n_tok, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq((int)n_tok, (int)json_integer_value(json_object_get(root, "n_tokens_with_bos")));
+	double ppl;
+	int n_scored, n_chunks;
+	ck_assert_msg(engine_perplexity(e, tok, (int)n_tok, n_ctx, &ppl, &n_scored, &n_chunks, &err) == 0,
+		      "%s", err.msg);
+	fprintf(stderr, "perplexity: ours %.4f, llama.cpp %.4f (%+.2f%%), %d chunks, %d tokens scored\n",
+		ppl, ref, 100.0 * (ppl - ref) / ref, n_chunks, n_scored);
+	ck_assert_int_eq(n_scored, (int)json_integer_value(json_object_get(root, "scored_tokens")));
+	ck_assert_msg(fabs(ppl - ref) / ref < 0.01, "perplexity %.4f is not within 1%% of llama.cpp's %.4f",
+		      ppl, ref);
+	engine_close(e);
+	json_decref(root);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("forward");
@@ -268,6 +321,7 @@ int main(void)
 	tcase_add_test(tc, gemma3_teacher_forced_logits_match_llama_cpp);
 	tcase_add_test(tc, tiny_llama_family_teacher_forced_logits_match_llama_cpp);
 	tcase_add_test(tc, gemma3_greedy_matches_llama_cpp);
+	tcase_add_test(tc, gemma3_perplexity_within_1pct_of_llama_cpp);
 	tcase_add_test(tc, tiny_llama_family_greedy_matches_llama_cpp);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
