@@ -1,7 +1,8 @@
 /* tokenizer.c - build a tokenizer from GGUF metadata; accessors.
  *
  * GGUF keys read (all under tokenizer.ggml.):
- *   model          string  "llama" (SPM) | "gpt2" (byte-level BPE); others refused
+ *   model          string  "llama" (SPM) | "gpt2" (byte-level BPE) | "gemma4"
+ *                          (SPM-style BPE); others refused
  *   pre            string  BPE pre-tokenizer name (see pre_table below)
  *   tokens         string[n]  token texts (byte strings; not NUL-terminated)
  *   scores         f32[n] or integer[n], optional (SPM merge priority)
@@ -198,9 +199,9 @@ static const struct pre_entry pre_table[] = {
 	{ "spark2_5", -1, false, false, false },
 	{ "youtu", -1, false, false, false },
 	{ "jais-2", -1, false, false, false },
-	{ "gemma4", -1, false, false, false },
-	{ "granite-embed-multi-311m", -1, false, false, false },
-	{ "sarvam-moe", -1, false, false, false },
+	{ "gemma4", PRE_GEMMA4, false, false, false },
+	{ "granite-embed-multi-311m", PRE_GEMMA4, false, false, false },
+	{ "sarvam-moe", PRE_GEMMA4, false, false, false },
 	{ "whitespace", -1, false, false, false },
 	{ "poro-chat", -1, false, false, false },
 	{ "viking", -1, false, false, false },
@@ -484,6 +485,8 @@ static int load_specials(struct tokenizer *t, const struct gguf *g, struct smk_e
 	    (rc = opt_bool(g, K "add_eos_token", &t->add_eos, err)) ||
 	    (rc = opt_bool(g, K "add_space_prefix", &t->add_space_prefix, err)))
 		return rc;
+	if (t->pre == PRE_GEMMA4)
+		t->add_bos = true;      /* llama.cpp overrides it for Gemma 4 */
 	if (t->add_bos && t->bos < 0)
 		return smk_fail(err, -EINVAL, "%s: " K "add_bos_token is set but there is no BOS token",
 				gguf_path(g));
@@ -678,7 +681,7 @@ static int build_trie(struct tokenizer *t, struct smk_err *err)
 /* ------------------------------------------------------------------------- */
 
 static const char *const unsupported_models[] = {
-	"bert", "t5", "rwkv", "plamo2", "gemma4", "hybriddna", "whitespace", "test",
+	"bert", "t5", "rwkv", "plamo2", "hybriddna", "whitespace", "test",
 	"no_vocab", "none", NULL };
 
 int tokenizer_load_gguf(struct tokenizer **out, const struct gguf *g, struct smk_err *err)
@@ -729,37 +732,44 @@ int tokenizer_load_gguf(struct tokenizer **out, const struct gguf *g, struct smk
 			if (pe->no_bos)
 				t->bos = -1;
 		}
-	} else {
+	} else if (str_is(model, model_len, "gemma4")) {
+		/* SPM-style BPE; its special ids come from the metadata only. */
+		t->kind = TOK_BPE;
+		strcpy(t->model, "gemma4");
+		t->pre = PRE_GEMMA4;
+		t->bos = t->eos = t->unk = t->pad = -1;
+		} else {
 		const char *what = "unknown";
 		for (const char *const *u = unsupported_models; *u; u++)
 			if (str_is(model, model_len, *u))
 				what = "unsupported";
 		rc = smk_fail(err, -ENOTSUP, "%s: " K "model '%s' is %s (supported: 'llama' = "
-			      "SentencePiece BPE, 'gpt2' = byte-level BPE)", path,
+			      "SentencePiece BPE, 'gpt2' = byte-level BPE, 'gemma4')", path,
 			      quote(model, model_len, q, sizeof(q)), what);
 		goto fail;
 	}
 
+	t->escape_ws = t->pre == PRE_GEMMA4;
 	if ((rc = load_vocab(t, g, err)) || (rc = load_specials(t, g, err)))
 		goto fail;
 	load_strip_attrs(t, g, pre, pre_len);
 	if ((rc = build_trie(t, err)))
 		goto fail;
 
-	if (t->kind == TOK_SPM) {
-		for (int b = 0; b < 256; b++) {
-			char hx[7];
-			snprintf(hx, sizeof(hx), "<0x%02X>", b);
-			int32_t id = tok_lookup(t, hx, 6);
-			if (id < 0) {
-				char c = (char)b;
-				id = tok_lookup(t, &c, 1);
-			}
-			t->byte_tok[b] = id;
+	/* Byte fallback tokens: SPM tries <0xXX>, then the byte itself as a token
+	 * (llama.cpp byte_to_token); SPM-style BPE only <0xXX>. */
+	for (int b = 0; b < 256; b++) {
+		char hx[7];
+		snprintf(hx, sizeof(hx), "<0x%02X>", b);
+		int32_t id = tok_lookup(t, hx, 6);
+		if (id < 0 && t->kind == TOK_SPM) {
+			char c = (char)b;
+			id = tok_lookup(t, &c, 1);
 		}
-	} else if ((rc = tok_bpe_load(t, g, err))) {
-		goto fail;
+		t->byte_tok[b] = id;
 	}
+	if (t->kind == TOK_BPE && (rc = tok_bpe_load(t, g, err)))
+		goto fail;
 
 	for (int32_t id = 0; id < t->n_vocab; id++) {
 		size_t n = tokenizer_piece(t, id, true, NULL, 0);
@@ -782,7 +792,7 @@ void tokenizer_free(struct tokenizer *t)
 	free(t->vmap);
 	free(t->special);
 	free(t->trie);
-	free(t->merges);
+	tok_bpe_free(t);
 	free(t);
 }
 

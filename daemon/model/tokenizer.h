@@ -13,8 +13,12 @@
  *                                   the text into words; bytes are mapped through
  *                                   GPT-2's bytes_to_unicode; merges apply lowest
  *                                   rank first.
+ *   tokenizer.ggml.model = "gemma4" SPM-style BPE (Gemma 4; also "gpt2" with pre
+ *                                   gemma4): spaces as U+2581, split at newline
+ *                                   runs, rank-ordered merges over UTF-8
+ *                                   characters, <0xXX> byte fallback.
  *
- * Other families (bert, t5, rwkv, plamo2, gemma4, ...) and the BPE pre-tokenizers
+ * Other families (bert, t5, rwkv, plamo2, ...) and the BPE pre-tokenizers
  * that llama.cpp runs through std::regex with hand-made character classes
  * (deepseek-*, tekken, chameleon, ...) are refused at load with a message.  An
  * unknown tokenizer.ggml.pre string falls back to the "default" regexes (llama.cpp
@@ -56,7 +60,7 @@ int32_t tokenizer_unk(const struct tokenizer *t);   /* -1 if none */
 int32_t tokenizer_pad(const struct tokenizer *t);   /* -1 if none */
 bool tokenizer_add_bos(const struct tokenizer *t);  /* encode(add_special) prepends BOS */
 bool tokenizer_add_eos(const struct tokenizer *t);  /* encode(add_special) appends EOS */
-/* "llama" or "gpt2" */
+/* "llama", "gpt2" or "gemma4" */
 const char *tokenizer_model(const struct tokenizer *t);
 
 /* End of generation: EOS, EOT, EOM and the tokens llama.cpp recognises by text

@@ -311,6 +311,24 @@ static size_t split_digits3(const uint32_t *cps, const uint32_t *in, size_t n_in
 	return n_out;
 }
 
+/* [^\n]+|[\n]+ (Gemma 4): alternating runs of newlines and of everything else. */
+static size_t split_newlines(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out)
+{
+	size_t n_out = 0, start = 0;
+	for (size_t k = 0; k < n_in; k++) {
+		size_t pos = start, end = start + in[k];
+		start = end;
+		while (pos < end) {
+			bool nl = cps[pos] == '\n';
+			size_t run = pos;
+			while (pos < end && (cps[pos] == '\n') == nl)
+				pos++;
+			out[n_out++] = (uint32_t)(pos - run);
+		}
+	}
+	return n_out;
+}
+
 /* Run the model's pipeline; returns the number of word lengths in *words (which
  * points to a or b). */
 static size_t pretokenize(const struct tokenizer *t, const uint32_t *cps, size_t n_cp,
@@ -342,6 +360,9 @@ static size_t pretokenize(const struct tokenizer *t, const uint32_t *cps, size_t
 		STEP(split_gpt2(cps, cur, n, nxt));
 		STEP(split_digits3(cps, cur, n, nxt));
 		break;
+	case PRE_GEMMA4:
+		STEP(split_newlines(cps, cur, n, nxt));
+		break;
 	case PRE_DEFAULT:
 		STEP(split_class(cps, cur, n, nxt, CLS_PUNCT, false));
 		STEP(split_gpt2(cps, cur, n, nxt));
@@ -372,6 +393,7 @@ static const struct tok_merge *merge_find(const struct tokenizer *t, uint32_t l,
 
 struct bpe_sym {
 	int32_t prev, next;
+	uint32_t off;           /* first byte in the word */
 	uint32_t n;             /* bytes; 0 once merged into the left neighbour */
 	uint32_t ext;           /* extended id of its text, TOK_NONE if none */
 };
@@ -444,6 +466,8 @@ static int bpe_try_add(const struct tokenizer *t, struct bpe_sym *sym, struct bp
 						sym[left].n + sym[right].n, m->result });
 }
 
+static uint32_t ext_find(const struct tokenizer *t, const char *s, size_t len);
+
 static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 		    struct tok_scratch *s, struct tok_out *o)
 {
@@ -460,17 +484,42 @@ static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 			return 0;
 		}
 	}
+	if (t->escape_ws) {
+		/* Gemma 4: a run of newlines that is a token is emitted whole. */
+		size_t k = 0;
+		while (k < n && w[k] == '\n')
+			k++;
+		int32_t id = k == n ? tok_lookup(t, (const char *)w, n) : -1;
+		if (id >= 0) {
+			tok_emit(o, id);
+			return 0;
+		}
+	}
 
+	/* Initial symbols: GPT-2 mapped bytes, or (SPM-style) UTF-8 characters cut
+	 * by lead byte as llama.cpp's unicode_len_utf8 does. */
 	struct bpe_sym *sym = tok_scratch_get(s, SCR_F, sizeof(*sym) * n);
 	if (!sym)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		sym[i] = (struct bpe_sym){ (int32_t)i - 1, i + 1 == n ? -1 : (int32_t)i + 1, 1,
-					   t->gpt2_ext[w[i]] };
+	int32_t n_sym = 0;
+	for (size_t off = 0; off < n;) {
+		size_t len = 1;
+		uint32_t ext = t->gpt2_ext[w[off]];
+		if (t->escape_ws) {
+			len = unicode_lead_len(w[off]);
+			if (len > n - off)
+				len = n - off;
+			ext = ext_find(t, (const char *)w + off, len);
+		}
+		sym[n_sym] = (struct bpe_sym){ n_sym - 1, off + len == n ? -1 : n_sym + 1,
+					       (uint32_t)off, (uint32_t)len, ext };
+		n_sym++;
+		off += len;
+	}
 	struct bpe_heap q = { s, NULL, 0 };
 	int rc;
-	for (size_t i = 1; i < n; i++)
-		if ((rc = bpe_try_add(t, sym, &q, (int32_t)i - 1, (int32_t)i)))
+	for (int32_t i = 1; i < n_sym; i++)
+		if ((rc = bpe_try_add(t, sym, &q, i - 1, i)))
 			return rc;
 	while (q.n) {
 		struct bpe_bigram b = bpe_pop(&q);
@@ -487,15 +536,22 @@ static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 		    (rc = bpe_try_add(t, sym, &q, b.left, l->next)))
 			return rc;
 	}
-	for (int32_t i = 0; i != -1; i = sym[i].next) {
+	for (int32_t i = 0; i != -1 && n_sym > 0; i = sym[i].next) {
 		if (sym[i].ext < (uint32_t)t->n_vocab) {
 			tok_emit(o, (int32_t)sym[i].ext);
 			continue;
 		}
-		for (uint32_t j = 0; j < sym[i].n; j++)
+		const unsigned char *b = w + sym[i].off;
+		for (uint32_t j = 0; j < sym[i].n; j++) {
+			if (t->escape_ws) {
+				if (t->byte_tok[b[j]] >= 0)
+					tok_emit(o, t->byte_tok[b[j]]);
+				continue;
+			}
 			for (int k = 0; k < 2; k++)
-				if (t->gpt2_fallback[w[i + j]][k] >= 0)
-					tok_emit(o, t->gpt2_fallback[w[i + j]][k]);
+				if (t->gpt2_fallback[b[j]][k] >= 0)
+					tok_emit(o, t->gpt2_fallback[b[j]][k]);
+		}
 	}
 	return 0;
 }
@@ -503,6 +559,23 @@ static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len,
 		     struct tok_scratch *s, struct tok_out *o)
 {
+	if (t->escape_ws) {
+		/* Gemma 4: every ' ' becomes U+2581 before anything else. */
+		char *esc = tok_scratch_get(s, SCR_H, 3 * len);
+		if (!esc)
+			return -ENOMEM;
+		size_t m = 0;
+		for (size_t i = 0; i < len; i++) {
+			if (text[i] == ' ') {
+				memcpy(esc + m, "\xe2\x96\x81", 3);
+				m += 3;
+			} else {
+				esc[m++] = text[i];
+			}
+		}
+		text = esc;
+		len = m;
+	}
 	uint32_t *cps = tok_scratch_get(s, SCR_A, sizeof(uint32_t) * len);
 	uint32_t *a = tok_scratch_get(s, SCR_B, sizeof(uint32_t) * (len + 1));
 	uint32_t *b = tok_scratch_get(s, SCR_C, sizeof(uint32_t) * (len + 1));
@@ -536,18 +609,7 @@ int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len,
 /* ------------------------------------------------------------------------- */
 /* loading                                                                   */
 
-/* Strings that occur in merges but not in the vocabulary get ids >= n_vocab. */
-struct extra {
-	char *arena;
-	size_t arena_len, arena_cap;
-	uint32_t *off;          /* per extra id - n_vocab: offset, length */
-	uint32_t *len;
-	uint32_t n, cap;
-	uint32_t *map;          /* open addressing over extra index + 1 */
-	uint32_t mask;
-};
-
-static int extra_grow_map(struct extra *x)
+static int extra_grow_map(struct tok_extra *x)
 {
 	uint32_t slots = x->mask ? 2 * (x->mask + 1) : 1024;
 	uint32_t *map = calloc(slots, sizeof(*map));
@@ -565,17 +627,15 @@ static int extra_grow_map(struct extra *x)
 	return 0;
 }
 
-/* Extended id of s: vocabulary id, else extra id (added if add); TOK_NONE if
- * absent and !add; -ENOMEM reported through *rc. */
-static uint32_t ext_id(const struct tokenizer *t, struct extra *x, const char *s, size_t len,
-		       bool add, int *rc)
+/* Extended id of s (vocabulary id, else merge-only string id); TOK_NONE if none. */
+static uint32_t ext_find(const struct tokenizer *t, const char *s, size_t len)
 {
 	int32_t id = tok_lookup(t, s, len);
 	if (id >= 0)
 		return (uint32_t)id;
-	uint64_t hv = tok_hash(s, len);
+	const struct tok_extra *x = &t->extra;
 	if (x->mask) {
-		for (uint32_t h = (uint32_t)hv & x->mask;; h = (h + 1) & x->mask) {
+		for (uint32_t h = (uint32_t)tok_hash(s, len) & x->mask;; h = (h + 1) & x->mask) {
 			uint32_t v = x->map[h];
 			if (!v)
 				break;
@@ -583,6 +643,18 @@ static uint32_t ext_id(const struct tokenizer *t, struct extra *x, const char *s
 				return (uint32_t)t->n_vocab + v - 1;
 		}
 	}
+	return TOK_NONE;
+}
+
+/* ext_find, adding s as a new merge-only string if absent and add is set;
+ * errors (-ENOMEM, -E2BIG) are reported through *rc. */
+static uint32_t ext_id(struct tokenizer *t, const char *s, size_t len, bool add, int *rc)
+{
+	struct tok_extra *x = &t->extra;
+	uint32_t found = ext_find(t, s, len);
+	if (found != TOK_NONE)
+		return found;
+	uint64_t hv = tok_hash(s, len);
 	if (!add)
 		return TOK_NONE;
 	if ((uint64_t)t->n_vocab + x->n + 1 >= TOK_NONE || x->arena_len + len >= UINT32_MAX) {
@@ -633,6 +705,15 @@ static uint32_t ext_id(const struct tokenizer *t, struct extra *x, const char *s
 	return (uint32_t)t->n_vocab + x->n - 1;
 }
 
+void tok_bpe_free(struct tokenizer *t)
+{
+	free(t->merges);
+	free(t->extra.arena);
+	free(t->extra.off);
+	free(t->extra.len);
+	free(t->extra.map);
+}
+
 int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
 {
 	const char *path = gguf_path(g);
@@ -660,7 +741,6 @@ int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
 		t->merges[i].left = TOK_NONE;
 	t->merges_mask = slots - 1;
 
-	struct extra x = { 0 };
 	char *cat = NULL;
 	size_t cat_cap = 0;
 	rc = 0;
@@ -689,9 +769,9 @@ int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
 		}
 		memcpy(cat, s, ll);
 		memcpy(cat + ll, sp + 1, rl);
-		uint32_t l = ext_id(t, &x, s, ll, true, &rc);
-		uint32_t r = rc ? TOK_NONE : ext_id(t, &x, sp + 1, rl, true, &rc);
-		uint32_t res = rc ? TOK_NONE : ext_id(t, &x, cat, ll + rl, true, &rc);
+		uint32_t l = ext_id(t, s, ll, true, &rc);
+		uint32_t r = rc ? TOK_NONE : ext_id(t, sp + 1, rl, true, &rc);
+		uint32_t res = rc ? TOK_NONE : ext_id(t, cat, ll + rl, true, &rc);
 		if (rc)
 			break;
 		uint64_t h = ((uint64_t)l * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)r * 0xc2b2ae3d27d4eb4full);
@@ -710,7 +790,7 @@ int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
 		for (int b = 0; b < 256; b++) {
 			char u[4];
 			size_t n = unicode_encode(unicode_gpt2_byte_to_cp((uint8_t)b), u);
-			t->gpt2_ext[b] = ext_id(t, &x, u, n, false, &rc);
+			t->gpt2_ext[b] = ext_id(t, u, n, false, &rc);
 			for (size_t k = 0; k < 2; k++)
 				t->gpt2_fallback[b][k] = k < n ? tok_lookup(t, u + k, 1) : -1;
 		}
@@ -718,10 +798,6 @@ int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
 			t->gpt2_inv[cp] = (int16_t)unicode_gpt2_cp_to_byte(cp);
 	}
 	free(cat);
-	free(x.arena);
-	free(x.off);
-	free(x.len);
-	free(x.map);
 	if (rc == -ENOMEM)
 		return smk_fail(err, -ENOMEM, "%s: out of memory reading merges", path);
 	if (rc == -E2BIG)

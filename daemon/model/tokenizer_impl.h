@@ -1,9 +1,10 @@
 /* tokenizer_impl.h - private to daemon/model/tokenizer*.c.
  *
  * tokenizer.c         load from GGUF (validation, hash maps, special tokens),
- *                     accessors, pieces and the streaming detokeniser
+ *                     accessors
  * tokenizer_encode.c  encode(): special-token pre-split, SPM, dispatch
  * tokenizer_bpe.c     byte-level BPE: pre-tokenizer splitters and merges
+ * tokenizer_piece.c   ids back to bytes: pieces, streaming detokeniser
  */
 #ifndef SMK_MODEL_TOKENIZER_IMPL_H
 #define SMK_MODEL_TOKENIZER_IMPL_H
@@ -22,6 +23,7 @@ enum tok_pre {
 	PRE_QWEN35,     /* qwen2 with [\p{L}\p{M}] for letters */
 	PRE_STARCODER,  /* \p{N} ; gpt2 */
 	PRE_FALCON,     /* [\p{P}$+<=>^~|`]+ ; gpt2 ; [0-9][0-9][0-9] */
+	PRE_GEMMA4,     /* [^\n]+|[\n]+ on U+2581-escaped text, no GPT-2 byte map */
 };
 
 /* Token attributes: llama.cpp's llama_token_attr bits, plus our EOG mark. */
@@ -55,6 +57,17 @@ struct tok_trie_node {
 	int32_t special;        /* index into t->special[] ending here, or -1 */
 };
 
+/* Strings that occur in BPE merges but not in the vocabulary, with ids from
+ * n_vocab up (kept: SPM-style BPE looks characters up in it at encode time). */
+struct tok_extra {
+	char *arena;
+	size_t arena_len, arena_cap;
+	uint32_t *off, *len;    /* per extra id - n_vocab */
+	uint32_t n, cap;
+	uint32_t *map;          /* open addressing over extra index + 1 */
+	uint32_t mask;
+};
+
 /* BPE merge: (left, right) -> rank and the id of left+right.  Ids are "extended":
  * < n_vocab for vocabulary strings, >= n_vocab for strings that only occur in
  * merges (so that merging is exact even for odd vocabularies). */
@@ -77,17 +90,23 @@ struct tokenizer {
 
 	int32_t bos, eos, eot, eom, unk, pad;
 	bool add_bos, add_eos, add_space_prefix, ignore_merges;
+	/* SPM-style BPE (Gemma 4): spaces become U+2581 before pre-tokenizing,
+	 * merges work on UTF-8 characters, not GPT-2 mapped bytes, and unknown
+	 * symbols fall back to <0xXX> tokens. */
+	bool escape_ws;
 
 	int32_t *special;       /* CONTROL/USER_DEFINED/UNKNOWN ids, longest first */
 	uint32_t n_special;
 	struct tok_trie_node *trie;     /* node 0 is the root */
 	uint32_t n_trie;
 
-	int32_t byte_tok[256];  /* SPM byte fallback: <0xXX>, else 1-byte token, else -1 */
+	int32_t byte_tok[256];  /* SPM byte fallback: <0xXX>, else 1-byte token, else -1;
+				 * SPM-style BPE: <0xXX> only */
 
 	/* BPE */
 	struct tok_merge *merges;
 	uint32_t merges_mask;
+	struct tok_extra extra;
 	uint32_t gpt2_ext[256];         /* extended id of byte b's GPT-2 character */
 	int32_t gpt2_fallback[256][2];  /* llama.cpp's per-byte fallback for unknown symbols */
 	int16_t gpt2_inv[324];          /* GPT-2 code point -> byte, -1 if none */
@@ -102,7 +121,7 @@ int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t len);
 uint64_t tok_hash(const char *s, size_t len);
 
 /* Growable buffers for one encode() call. */
-#define TOK_SCRATCH_SLOTS 10
+#define TOK_SCRATCH_SLOTS 11
 struct tok_scratch {
 	void *buf[TOK_SCRATCH_SLOTS];
 	size_t cap[TOK_SCRATCH_SLOTS];
@@ -127,12 +146,13 @@ static inline void tok_emit(struct tok_out *o, int32_t id)
 
 /* Scratch slots: the pre-split uses PARENT/MATCH/FRAG (FRAG holds the fragments
  * while they are tokenised); SPM and BPE use A.. for their own buffers. */
-enum { SCR_PARENT, SCR_MATCH, SCR_FRAG, SCR_A, SCR_B, SCR_C, SCR_D, SCR_E, SCR_F, SCR_G };
+enum { SCR_PARENT, SCR_MATCH, SCR_FRAG, SCR_A, SCR_B, SCR_C, SCR_D, SCR_E, SCR_F, SCR_G, SCR_H };
 
 /* tokenizer_bpe.c: tokenize one raw fragment. */
 int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len,
 		     struct tok_scratch *s, struct tok_out *o);
-/* tokenizer_bpe.c: build merges and GPT-2 tables at load. */
+/* tokenizer_bpe.c: build merges and GPT-2 tables at load; free them. */
 int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err);
+void tok_bpe_free(struct tokenizer *t);
 
 #endif

@@ -3,10 +3,11 @@
  *
  * A piece follows llama.cpp's token_to_piece(): CONTROL/UNKNOWN tokens are
  * empty unless `special`; USER_DEFINED (and CONTROL/UNKNOWN when shown) are
- * their raw text; NORMAL tokens are unescaped (SPM: U+2581 -> space; BPE: each
- * code point through GPT-2's byte map, an unmappable one rendered as
- * "[UNK_BYTE_0x<hex>" + text + "]" exactly as llama.cpp does); BYTE tokens are
- * the byte they name; UNUSED/undefined tokens are empty.
+ * their raw text; NORMAL tokens are unescaped (SPM and SPM-style BPE: U+2581 ->
+ * space; byte-level BPE: each code point through GPT-2's byte map, an
+ * unmappable one rendered as "[UNK_BYTE_0x<hex>" + text + "]" exactly as
+ * llama.cpp does); BYTE tokens are the byte they name; UNUSED/undefined
+ * tokens are empty.
  */
 #include "model/tokenizer_impl.h"
 
@@ -71,7 +72,7 @@ static size_t piece_range(const struct tokenizer *t, int32_t id, bool special, s
 	if (e->attr & (TA_UNKNOWN | TA_CONTROL | TA_USER_DEFINED)) {
 		put(&k, s, e->len);
 	} else if (e->attr & TA_NORMAL) {
-		if (t->kind == TOK_BPE) {
+		if (t->kind == TOK_BPE && !t->escape_ws) {
 			put_bpe_text(t, &k, s, e->len);
 		} else {
 			size_t i = 0, run = 0;

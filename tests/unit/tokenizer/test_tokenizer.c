@@ -27,7 +27,7 @@
 /* Vocabularies with llama.cpp .inp/.out pairs that we support. */
 static const char *const inp_vocabs[] = {
 	"llama-spm", "phi-3", "llama-bpe", "qwen2", "qwen35", "gpt-2", "mpt", "starcoder",
-	"refact", "command-r", "falcon", NULL };
+	"refact", "command-r", "falcon", "gemma-4", NULL };
 
 /* snprintf that fails the test instead of truncating a path. */
 static void pathf(char *out, size_t cap, const char *fmt, ...)
@@ -268,7 +268,7 @@ static const char *const fixture_names[] = {
 	"gemma-3-270m", "odd-bpe", "odd-spm",
 	"vocab-llama-spm", "vocab-phi-3", "vocab-baichuan", "vocab-llama-bpe", "vocab-qwen2",
 	"vocab-qwen35", "vocab-gpt-2", "vocab-mpt", "vocab-starcoder", "vocab-refact",
-	"vocab-command-r", "vocab-falcon", "vocab-aquila", "vocab-gpt-neox", NULL };
+	"vocab-command-r", "vocab-falcon", "vocab-aquila", "vocab-gpt-neox", "vocab-gemma-4", NULL };
 
 START_TEST(test_fixture)
 {
@@ -418,7 +418,7 @@ START_TEST(test_round_trip)
 		return;
 	}
 	struct tokenizer *t = load(mp);
-	bool spm = strcmp(tokenizer_model(t), "llama") == 0;
+	bool spm = strcmp(tokenizer_model(t), "gpt2") != 0;   /* U+2581-escaping */
 	size_t probe_n, pl;
 	int32_t *probe = encode(t, "a", 1, false, false, &probe_n);
 	char *pd = decode_all(t, probe, probe_n, &pl);
@@ -839,7 +839,7 @@ START_TEST(test_bad_files)
 	json_decref(doc);
 	/* Vocabularies of families we do not implement fail cleanly too. */
 	const char *dir = vocab_dir();
-	static const char *const uns[] = { "bert-bge", "nomic-bert-moe", "gemma-4", "deepseek-coder",
+	static const char *const uns[] = { "bert-bge", "nomic-bert-moe", "deepseek-coder",
 					   "deepseek-llm", NULL };
 	for (int k = 0; uns[k]; k++) {
 		pathf(p, sizeof(p), "%s/ggml-vocab-%s.gguf", dir, uns[k]);
