@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/cli.h"
 #include "engine/engine.h"
@@ -103,7 +104,10 @@ static int run_prompt(struct engine *e, const struct cli *c, struct smk_err *err
 	rc = engine_generate(e, kv, ids, n_ids, c->n_predict, s, emit_stdout, NULL, &st, err);
 	if (rc)
 		goto out;
-	fputc('\n', stdout);
+	/* Only the continuation goes to stdout; a newline only to end the line
+	 * on a terminal, so pipes get exactly the generated text. */
+	if (isatty(STDOUT_FILENO))
+		fputc('\n', stdout);
 	fflush(stdout);
 	fprintf(stderr, "smoked: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
 		st.n_prompt, st.prefill_s, st.prefill_s > 0 ? st.n_prompt / st.prefill_s : 0.0,

@@ -120,7 +120,7 @@ def offline(prompt, n):
     out = subprocess.run([SMOKED, "--model", MODEL, "--prompt", prompt, "-n", str(n), "--temp", "0",
                           "--threads", "2"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    return out.stdout[:-1]  # the command ends the continuation with a newline
+    return out.stdout  # exactly the continuation: no newline when stdout is a pipe
 
 
 def main():
