@@ -79,8 +79,45 @@ static void round_fp16(float *dst, const float *src, int64_t n)
 		dst[i] = fp16_to_fp32(fp32_to_fp16(src[i]));
 }
 
-static int run_layer(struct forward *f, const struct wblock *b, struct kvcache *kv, int n,
-		     int pos0, struct smk_err *err)
+/* RoPE, cache append and attention for one item's rows [row, row + n):
+ * positions, cache and causal mask are per sequence. */
+static void item_attention(struct forward *f, const struct wblock *b, struct fwd_item *it,
+			   int row)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	struct backend *be = f->be;
+	const int il = b->layer, hd = hp->head_dim, n = it->n, pos0 = it->kv->n_pos;
+	const int64_t q_dim = (int64_t)hp->n_head * hd, kv_dim = it->kv->kv_dim;
+	float *q = f->q + row * q_dim, *k = f->k + row * kv_dim, *v = f->v + row * kv_dim;
+
+	struct rope_params rp;
+	model_layer_rope(m, il, &rp);
+	be->ops->rope(be, q, n, hp->n_head, hd, pos0, &rp);
+	be->ops->rope(be, k, n, hp->n_head_kv, hd, pos0, &rp);
+
+	struct attn_params ap = {
+		.n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
+		.pos0 = pos0, .n_q = n, .kv_stride = kv_dim,
+		.window = model_layer_is_swa(m, il) ? hp->sliding_window : 0,
+		.scale = 1.0f / sqrtf((float)hd),
+	};
+	if (m->fam->family == FAMILY_GEMMA3) {
+		/* Gemma scales q before the product (f_attention_scale). */
+		for (int64_t i = 0; i < n * q_dim; i++)
+			q[i] *= ap.scale;
+		ap.scale = 1.0f;
+	}
+	round_fp16(kvcache_k(it->kv, il) + (int64_t)pos0 * kv_dim, k, n * kv_dim);
+	round_fp16(kvcache_v(it->kv, il) + (int64_t)pos0 * kv_dim, v, n * kv_dim);
+	round_fp16(q, q, n * q_dim);
+	be->ops->attention(be, q, kvcache_k(it->kv, il), kvcache_v(it->kv, il),
+			   f->att + row * q_dim, &ap);
+}
+
+/* One layer over all T rows of the batch. */
+static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item *items,
+		     int n_items, int T, struct smk_err *err)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
@@ -89,96 +126,104 @@ static int run_layer(struct forward *f, const struct wblock *b, struct kvcache *
 	const struct backend_ops *op = be->ops;
 	const int il = b->layer;
 	const int hd = hp->head_dim;
-	const int64_t q_dim = (int64_t)hp->n_head * hd, kv_dim = kv->kv_dim;
 	int rc;
 
-	op->rmsnorm(be, f->x, &b->t[LT_ATTN_NORM], f->h, hp->n_embd, n, hp->eps);
-	if ((rc = op->matmul(be, &b->t[LT_WQ], f->h, n, f->q)) ||
-	    (rc = op->matmul(be, &b->t[LT_WK], f->h, n, f->k)) ||
-	    (rc = op->matmul(be, &b->t[LT_WV], f->h, n, f->v)))
+	op->rmsnorm(be, f->x, &b->t[LT_ATTN_NORM], f->h, hp->n_embd, T, hp->eps);
+	if ((rc = op->matmul(be, &b->t[LT_WQ], f->h, T, f->q)) ||
+	    (rc = op->matmul(be, &b->t[LT_WK], f->h, T, f->k)) ||
+	    (rc = op->matmul(be, &b->t[LT_WV], f->h, T, f->v)))
 		return smk_fail(err, rc, "layer %d: attention projection failed", il);
 	if (fam->qkv_bias) {
-		op->add_bias(be, f->q, &b->t[LT_BQ], n);
-		op->add_bias(be, f->k, &b->t[LT_BK], n);
-		op->add_bias(be, f->v, &b->t[LT_BV], n);
+		op->add_bias(be, f->q, &b->t[LT_BQ], T);
+		op->add_bias(be, f->k, &b->t[LT_BK], T);
+		op->add_bias(be, f->v, &b->t[LT_BV], T);
 	}
 	if (fam->qk_norm) {
-		op->rmsnorm(be, f->q, &b->t[LT_Q_NORM], f->q, hd, n * hp->n_head, hp->eps);
-		op->rmsnorm(be, f->k, &b->t[LT_K_NORM], f->k, hd, n * hp->n_head_kv, hp->eps);
+		op->rmsnorm(be, f->q, &b->t[LT_Q_NORM], f->q, hd, T * hp->n_head, hp->eps);
+		op->rmsnorm(be, f->k, &b->t[LT_K_NORM], f->k, hd, T * hp->n_head_kv, hp->eps);
 	}
-	struct rope_params rp;
-	model_layer_rope(m, il, &rp);
-	op->rope(be, f->q, n, hp->n_head, hd, pos0, &rp);
-	op->rope(be, f->k, n, hp->n_head_kv, hd, pos0, &rp);
+	for (int i = 0, row = 0; i < n_items; row += items[i].n, i++)
+		item_attention(f, b, &items[i], row);
 
-	struct attn_params ap = {
-		.n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
-		.pos0 = pos0, .n_q = n, .kv_stride = kv_dim,
-		.window = model_layer_is_swa(m, il) ? hp->sliding_window : 0,
-		.scale = 1.0f / sqrtf((float)hd),
-	};
-	if (fam->family == FAMILY_GEMMA3) {
-		/* Gemma scales q before the product (f_attention_scale). */
-		for (int64_t i = 0; i < n * q_dim; i++)
-			f->q[i] *= ap.scale;
-		ap.scale = 1.0f;
-	}
-	round_fp16(kvcache_k(kv, il) + (int64_t)pos0 * kv_dim, f->k, n * kv_dim);
-	round_fp16(kvcache_v(kv, il) + (int64_t)pos0 * kv_dim, f->v, n * kv_dim);
-	round_fp16(f->q, f->q, n * q_dim);
-	op->attention(be, f->q, kvcache_k(kv, il), kvcache_v(kv, il), f->att, &ap);
-
-	if ((rc = op->matmul(be, &b->t[LT_WO], f->att, n, f->o)))
+	if ((rc = op->matmul(be, &b->t[LT_WO], f->att, T, f->o)))
 		return smk_fail(err, rc, "layer %d: attention output failed", il);
 	if (fam->post_norms)
-		op->rmsnorm(be, f->o, &b->t[LT_POST_ATTN_NORM], f->o, hp->n_embd, n, hp->eps);
-	op->add(be, f->x, f->o, (int64_t)n * hp->n_embd);
+		op->rmsnorm(be, f->o, &b->t[LT_POST_ATTN_NORM], f->o, hp->n_embd, T, hp->eps);
+	op->add(be, f->x, f->o, (int64_t)T * hp->n_embd);
 
-	op->rmsnorm(be, f->x, &b->t[LT_FFN_NORM], f->h, hp->n_embd, n, hp->eps);
-	if ((rc = op->matmul(be, &b->t[LT_GATE], f->h, n, f->g)) ||
-	    (rc = op->matmul(be, &b->t[LT_UP], f->h, n, f->u)))
+	op->rmsnorm(be, f->x, &b->t[LT_FFN_NORM], f->h, hp->n_embd, T, hp->eps);
+	if ((rc = op->matmul(be, &b->t[LT_GATE], f->h, T, f->g)) ||
+	    (rc = op->matmul(be, &b->t[LT_UP], f->h, T, f->u)))
 		return smk_fail(err, rc, "layer %d: feed-forward projection failed", il);
 	if (fam->act == ACT_GELU)
-		op->gelu_mul(be, f->g, f->u, (int64_t)n * hp->n_ff);
+		op->gelu_mul(be, f->g, f->u, (int64_t)T * hp->n_ff);
 	else
-		op->silu_mul(be, f->g, f->u, (int64_t)n * hp->n_ff);
-	if ((rc = op->matmul(be, &b->t[LT_DOWN], f->g, n, f->o)))
+		op->silu_mul(be, f->g, f->u, (int64_t)T * hp->n_ff);
+	if ((rc = op->matmul(be, &b->t[LT_DOWN], f->g, T, f->o)))
 		return smk_fail(err, rc, "layer %d: feed-forward output failed", il);
 	if (fam->post_norms)
-		op->rmsnorm(be, f->o, &b->t[LT_POST_FFN_NORM], f->o, hp->n_embd, n, hp->eps);
-	op->add(be, f->x, f->o, (int64_t)n * hp->n_embd);
+		op->rmsnorm(be, f->o, &b->t[LT_POST_FFN_NORM], f->o, hp->n_embd, T, hp->eps);
+	op->add(be, f->x, f->o, (int64_t)T * hp->n_embd);
 	return 0;
 }
 
-int forward_run(struct forward *f, struct kvcache *kv, const int32_t *tok, int n,
-		int n_logits, const float **logits, struct smk_err *err)
+/* Everything that can be wrong with a batch is checked before any cache is
+ * touched, so a refused batch leaves every sequence as it was. */
+static int check_batch(struct forward *f, struct fwd_item *items, int n_items, int *T_out,
+		       int *L_out, struct smk_err *err)
+{
+	const struct hparams *hp = &f->m->hp;
+	int T = 0, L = 0;
+	if (n_items <= 0)
+		return smk_fail(err, -EINVAL, "forward: empty batch");
+	for (int i = 0; i < n_items; i++) {
+		struct fwd_item *it = &items[i];
+		if (it->n <= 0 || it->n_logits < 0 || it->n_logits > it->n)
+			return smk_fail(err, -EINVAL, "forward: item %d has %d tokens / %d logits", i,
+					it->n, it->n_logits);
+		if (it->kv->n_pos + it->n > it->kv->n_ctx)
+			return smk_fail(err, -ENOSPC, "context full: %d + %d tokens exceed %d positions",
+					it->kv->n_pos, it->n, it->kv->n_ctx);
+		if (it->kv->n_pos + it->n > f->be->limits.max_ctx)
+			return smk_fail(err, -ENOSPC, "context of %d positions exceeds the backend's %d",
+					it->kv->n_pos + it->n, f->be->limits.max_ctx);
+		for (int j = 0; j < i; j++)
+			if (items[j].kv == it->kv)
+				return smk_fail(err, -EINVAL, "forward: items %d and %d share a cache", j, i);
+		for (int t = 0; t < it->n; t++)
+			if (it->tok[t] < 0 || it->tok[t] >= hp->n_vocab)
+				return smk_fail(err, -ERANGE, "token id %d at position %d is out of range (0..%d)",
+						it->tok[t], t, hp->n_vocab - 1);
+		T += it->n;
+		L += it->n_logits;
+	}
+	if (T > f->max_tokens || L > f->max_logits)
+		return smk_fail(err, -EINVAL, "forward: %d tokens / %d logits exceed the chunk limits (%d / %d)",
+				T, L, f->max_tokens, f->max_logits);
+	*T_out = T;
+	*L_out = L;
+	return 0;
+}
+
+int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
+		      struct smk_err *err)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
 	struct backend *be = f->be;
-	const int pos0 = kv->n_pos;
-	int rc;
+	int T = 0, L = 0, rc;
 
-	if (n <= 0 || n > f->max_tokens || n_logits < 0 || n_logits > n ||
-	    n_logits > f->max_logits)
-		return smk_fail(err, -EINVAL, "forward: %d tokens / %d logits exceed the chunk limits (%d / %d)",
-				n, n_logits, f->max_tokens, f->max_logits);
-	if (pos0 + n > kv->n_ctx)
-		return smk_fail(err, -ENOSPC, "context full: %d + %d tokens exceed %d positions",
-				pos0, n, kv->n_ctx);
-	if (pos0 + n > be->limits.max_ctx)
-		return smk_fail(err, -ENOSPC, "context of %d positions exceeds the backend's %d",
-				pos0 + n, be->limits.max_ctx);
-	for (int i = 0; i < n; i++)
-		if (tok[i] < 0 || tok[i] >= hp->n_vocab)
-			return smk_fail(err, -ERANGE, "token id %d at position %d is out of range (0..%d)",
-					tok[i], i, hp->n_vocab - 1);
+	if ((rc = check_batch(f, items, n_items, &T, &L, err)))
+		return rc;
 
 	const struct wblock *b = wstore_acquire(f->ws, 0, err);
 	if (!b)
 		return err ? err->code : -EIO;
 	float scale = m->fam->embed_scale ? sqrtf((float)hp->n_embd) : 1.0f;
-	rc = be->ops->embed(be, &b->t[EMB_TOKEN], tok, n, scale, f->x);
+	rc = 0;
+	for (int i = 0, row = 0; i < n_items && !rc; row += items[i].n, i++)
+		rc = be->ops->embed(be, &b->t[EMB_TOKEN], items[i].tok, items[i].n, scale,
+				    f->x + (int64_t)row * hp->n_embd);
 	wstore_release(f->ws, 0);
 	if (rc)
 		return smk_fail(err, rc, "embedding lookup failed");
@@ -187,25 +232,46 @@ int forward_run(struct forward *f, struct kvcache *kv, const int32_t *tok, int n
 		b = wstore_acquire(f->ws, 1 + il, err);
 		if (!b)
 			return err ? err->code : -EIO;
-		rc = run_layer(f, b, kv, n, pos0, err);
+		rc = run_layer(f, b, items, n_items, T, err);
 		wstore_release(f->ws, 1 + il);
 		if (rc)
 			return rc;
 	}
 
-	if (n_logits > 0) {
+	if (L > 0) {
+		/* Gather the rows that want logits, in item order, then one
+		 * output-head pass for all of them. */
+		float *rows = f->o;
+		for (int i = 0, row = 0, k = 0; i < n_items; row += items[i].n, i++) {
+			const int first = row + items[i].n - items[i].n_logits;
+			memcpy(rows + (int64_t)k * hp->n_embd, f->x + (int64_t)first * hp->n_embd,
+			       sizeof(float) * (size_t)items[i].n_logits * hp->n_embd);
+			k += items[i].n_logits;
+		}
 		int hb = m->n_blocks - 1;
 		b = wstore_acquire(f->ws, hb, err);
 		if (!b)
 			return err ? err->code : -EIO;
-		const float *xl = f->x + (int64_t)(n - n_logits) * hp->n_embd;
-		be->ops->rmsnorm(be, xl, &b->t[HEAD_NORM], f->h, hp->n_embd, n_logits, hp->eps);
-		rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, n_logits, f->logits);
+		be->ops->rmsnorm(be, rows, &b->t[HEAD_NORM], f->h, hp->n_embd, L, hp->eps);
+		rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, L, f->logits);
 		wstore_release(f->ws, hb);
 		if (rc)
 			return smk_fail(err, rc, "output head failed");
-		*logits = f->logits;
 	}
-	kv->n_pos = pos0 + n;
+	for (int i = 0, k = 0; i < n_items; i++) {
+		items[i].logits = items[i].n_logits ? f->logits + (int64_t)k * hp->n_vocab : NULL;
+		k += items[i].n_logits;
+		items[i].kv->n_pos += items[i].n;
+	}
 	return 0;
+}
+
+int forward_run(struct forward *f, struct kvcache *kv, const int32_t *tok, int n,
+		int n_logits, const float **logits, struct smk_err *err)
+{
+	struct fwd_item it = { .kv = kv, .tok = tok, .n = n, .n_logits = n_logits };
+	int rc = forward_run_batch(f, &it, 1, err);
+	if (rc == 0 && n_logits > 0)
+		*logits = it.logits;
+	return rc;
 }

@@ -23,7 +23,27 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		struct wstore *ws, int max_tokens, int max_logits, struct smk_err *err);
 void forward_free(struct forward *f);
 
-/* Run tok[0..n) at positions kv->n_pos.. and append their keys and values to
+/* One sequence's share of a batched step: n tokens appended at positions
+ * kv->n_pos.., and the logits of its last n_logits tokens wanted.  On
+ * success `logits` points at n_logits rows of n_vocab floats (owned by the
+ * forward, valid until the next call). */
+struct fwd_item {
+	struct kvcache *kv;
+	const int32_t *tok;
+	int n;
+	int n_logits;
+	const float *logits;  /* out */
+};
+
+/* Continuous batching: run every item's tokens through the model in one
+ * pass, so that each weight block is acquired once and every matmul covers
+ * all rows of all sequences; attention runs per sequence on its own cache.
+ * The total of n over the items must be <= max_tokens and of n_logits <=
+ * max_logits.  Either every item advances or (on failure) none does. */
+int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
+		      struct smk_err *err);
+
+/* One sequence: run tok[0..n) at positions kv->n_pos.. and append their keys and values to
  * kv.  Logits of the last n_logits tokens (n_logits <= max_logits, may be 0)
  * are written to *logits (n_logits rows of n_vocab floats, owned by f, valid
  * until the next call).  On failure kv is left as it was. */

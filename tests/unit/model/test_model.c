@@ -11,6 +11,8 @@
 #include "arch/forward.h"
 #include "arch/model.h"
 #include "weights/wstore.h"
+#include "arch/kvcache.h"
+#include "compute/backend.h"
 
 static const char *fixture_dir(void)
 {
@@ -94,6 +96,89 @@ START_TEST(family_plans)
 }
 END_TEST
 
+/* Continuous batching must not change results: a batch of sequences (two
+ * prefill chunks and a decode step, different positions) gives bit-identical
+ * logits to running each sequence alone, for every family. */
+static void check_batch_equals_alone(const char *file)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/model/%s", fixture_dir(), file);
+	struct model *m;
+	struct smk_err err = { 0 };
+	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.msg);
+	struct backend_limits lim = { .max_cols = 64, .max_rows = 16, .max_ctx = 32, .max_heads = 4,
+				      .n_threads = 2 };
+	struct backend *be;
+	struct wstore *ws;
+	struct forward *f;
+	ck_assert(backend_cpu_new(&be, &lim, &err) == 0);
+	ck_assert(wstore_new_resident(&ws, m, &err) == 0);
+	ck_assert_msg(forward_new(&f, m, be, ws, 16, 8, &err) == 0, "%s", err.msg);
+	const int V = m->hp.n_vocab;
+
+	struct kvcache *alone[3], *batch[3];
+	for (int i = 0; i < 3; i++) {
+		ck_assert(kvcache_new(&alone[i], m, 32, &err) == 0);
+		ck_assert(kvcache_new(&batch[i], m, 32, &err) == 0);
+	}
+	/* history: sequence 2 already holds 4 positions in both setups */
+	const int32_t hist[4] = { 1, 5, 2, 7 }, t0[5] = { 3, 1, 4, 1, 5 }, t1[1] = { 6 },
+		      t2[3] = { 2, 7, 1 };
+	const float *lg;
+	ck_assert(forward_run(f, alone[2], hist, 4, 0, &lg, &err) == 0);
+	ck_assert(forward_run(f, batch[2], hist, 4, 0, &lg, &err) == 0);
+	ck_assert(forward_run(f, alone[1], hist, 2, 0, &lg, &err) == 0);
+	ck_assert(forward_run(f, batch[1], hist, 2, 0, &lg, &err) == 0);
+
+	static float want[4][64];
+	ck_assert(forward_run(f, alone[0], t0, 5, 1, &lg, &err) == 0);
+	memcpy(want[0], lg, sizeof(float) * V);
+	ck_assert(forward_run(f, alone[1], t1, 1, 1, &lg, &err) == 0);
+	memcpy(want[1], lg, sizeof(float) * V);
+	ck_assert(forward_run(f, alone[2], t2, 3, 2, &lg, &err) == 0);
+	memcpy(want[2], lg, sizeof(float) * 2 * V);
+
+	struct fwd_item items[3] = {
+		{ .kv = batch[0], .tok = t0, .n = 5, .n_logits = 1 },
+		{ .kv = batch[1], .tok = t1, .n = 1, .n_logits = 1 },
+		{ .kv = batch[2], .tok = t2, .n = 3, .n_logits = 2 },
+	};
+	ck_assert_msg(forward_run_batch(f, items, 3, &err) == 0, "%s", err.msg);
+	ck_assert(!memcmp(items[0].logits, want[0], sizeof(float) * V));
+	ck_assert(!memcmp(items[1].logits, want[1], sizeof(float) * V));
+	ck_assert(!memcmp(items[2].logits, want[2], sizeof(float) * 2 * V));
+	ck_assert_int_eq(batch[0]->n_pos, 5);
+	ck_assert_int_eq(batch[2]->n_pos, 7);
+
+	/* A batch with one bad item is refused whole: no cache advances. */
+	const int32_t bad[1] = { 99 };
+	struct fwd_item b2[2] = {
+		{ .kv = batch[0], .tok = t1, .n = 1, .n_logits = 1 },
+		{ .kv = batch[1], .tok = bad, .n = 1, .n_logits = 1 },
+	};
+	ck_assert_int_eq(forward_run_batch(f, b2, 2, &err), -ERANGE);
+	ck_assert_ptr_nonnull(strstr(err.msg, "99"));
+	ck_assert_int_eq(batch[0]->n_pos, 5);
+	ck_assert_int_eq(batch[1]->n_pos, 3);
+
+	for (int i = 0; i < 3; i++) {
+		kvcache_free(alone[i]);
+		kvcache_free(batch[i]);
+	}
+	forward_free(f);
+	wstore_free(ws);
+	backend_free(be);
+	model_free(m);
+}
+
+START_TEST(batched_forward_equals_one_at_a_time)
+{
+	check_batch_equals_alone("ok-llama.gguf");
+	check_batch_equals_alone("ok-qwen2.gguf");
+	check_batch_equals_alone("ok-gemma3.gguf");
+}
+END_TEST
+
 START_TEST(nonexistent_file_is_named)
 {
 	struct model *m = NULL;
@@ -110,6 +195,7 @@ int main(void)
 	tcase_add_test(tc, models_accepted_and_refused_as_expected);
 	tcase_add_test(tc, family_plans);
 	tcase_add_test(tc, nonexistent_file_is_named);
+	tcase_add_test(tc, batched_forward_equals_one_at_a_time);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
