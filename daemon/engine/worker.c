@@ -1,5 +1,6 @@
 /* worker.c - the engine's thread: bounded queue, admission under a KV budget,
- * round-robin stepping of the active sequences, stop strings, statistics. */
+ * continuous batching (every active sequence advances in one forward pass per
+ * round), stop strings, statistics. */
 #include "engine/worker.h"
 
 #include <math.h>
@@ -25,6 +26,9 @@ struct worker_seq {
 	size_t cap_piece;
 	size_t max_stop;               /* longest stop string */
 	double t_admit, t_first;
+	int slot;                      /* index in w->active this round */
+	enum worker_finish fin;        /* why it ended, once ended */
+	struct smk_err fin_err;
 };
 
 struct worker {
@@ -46,6 +50,10 @@ struct worker {
 	struct worker_stats st;
 	/* Worker thread only. */
 	struct worker_seq **active;
+	struct fwd_item *items;        /* one round's batch, max_active entries */
+	struct worker_seq **item_seq;  /* the sequence of each item */
+	bool *ended;                   /* per active slot, this round */
+	int rotate;                    /* where the next round starts filling */
 };
 
 static const double ttft_le[] = { 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
@@ -250,14 +258,23 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 	return false;
 }
 
-/* One step of one sequence: a prefill chunk or one decoded token.  Returns
- * true when the sequence has ended. */
-static bool seq_step(struct worker *w, struct worker_seq *s, enum worker_finish *fin,
-		     struct smk_err *err)
+/* Note that a sequence ended this round; it is reported (job_finish) and
+ * dropped after the round, so the batch's bookkeeping stays simple. */
+static void seq_mark_ended(struct worker *w, struct worker_seq *s, enum worker_finish fin,
+			   const struct smk_err *err)
 {
-	struct engine *e = w->e;
-	struct worker_job *j = s->job;
-	const float *logits = NULL;
+	w->ended[s->slot] = true;
+	s->fin = fin;
+	if (err)
+		s->fin_err = *err;
+	else
+		smk_err_clear(&s->fin_err);
+}
+
+/* Has the job been cancelled or run past its deadline? */
+static bool seq_should_end(const struct worker_seq *s, enum worker_finish *fin)
+{
+	const struct worker_job *j = s->job;
 	if (atomic_load(&j->cancel)) {
 		*fin = WORKER_FINISH_CANCELLED;
 		return true;
@@ -266,23 +283,90 @@ static bool seq_step(struct worker *w, struct worker_seq *s, enum worker_finish 
 		*fin = WORKER_FINISH_TIMEOUT;
 		return true;
 	}
-	if (s->n_fed < j->n_prompt) {
+	return false;
+}
+
+/* Add sequence slot i to the round's batch if the token budget allows:
+ * a decoding sequence feeds its pending token, a prefilling one the next
+ * chunk of its prompt (as much as the budget leaves). */
+static void round_add(struct worker *w, int i, bool decoding, int *n_items, int *budget)
+{
+	struct worker_seq *s = w->active[i];
+	struct worker_job *j = s->job;
+	if (w->ended[i] || *budget <= 0 || (s->n_fed == j->n_prompt) != decoding)
+		return;
+	struct fwd_item *it = &w->items[*n_items];
+	*it = (struct fwd_item){ .kv = s->kv };
+	if (decoding) {
+		it->tok = &s->pending;
+		it->n = 1;
+		it->n_logits = 1;
+	} else {
 		int n = j->n_prompt - s->n_fed;
-		if (n > e->n_batch)
-			n = e->n_batch;
-		bool last = s->n_fed + n == j->n_prompt;
-		if (forward_run(e->fwd, s->kv, j->prompt + s->n_fed, n, last ? 1 : 0, &logits, err)) {
-			*fin = WORKER_FINISH_ERROR;
-			return true;
-		}
-		s->n_fed += n;
-		if (!last)
-			return false;
-	} else if (forward_run(e->fwd, s->kv, &s->pending, 1, 1, &logits, err)) {
-		*fin = WORKER_FINISH_ERROR;
-		return true;
+		if (n > *budget)
+			n = *budget;
+		it->tok = j->prompt + s->n_fed;
+		it->n = n;
+		it->n_logits = s->n_fed + n == j->n_prompt ? 1 : 0;
 	}
-	return seq_sample(w, s, logits, fin);
+	*budget -= it->n;
+	w->item_seq[(*n_items)++] = s;
+}
+
+/* After the forward pass: advance a sequence by its item and sample when
+ * the item produced logits.  Returns true when the sequence has ended. */
+static bool round_finish_item(struct worker *w, struct fwd_item *it, struct worker_seq *s,
+			      enum worker_finish *fin)
+{
+	if (s->n_fed < s->job->n_prompt) {
+		s->n_fed += it->n;
+		if (!it->n_logits)
+			return false;
+	}
+	return seq_sample(w, s, it->logits, fin);
+}
+
+/* One round of continuous batching: every active sequence advances in ONE
+ * forward pass, so each weight block is streamed once for all of them.
+ * Decoding sequences go first (one token each) so that a long prompt never
+ * stalls the others' streams; prompts fill the rest of the engine's n_batch
+ * tokens in chunks.  Ended sequences are marked in w->ended. */
+static void run_round(struct worker *w, struct smk_err *err)
+{
+	struct engine *e = w->e;
+	int n_active = 0;
+	while (n_active < w->o.max_active && w->active[n_active])
+		n_active++;
+	int n_items = 0, budget = e->n_batch;
+	for (int k = 0; k < n_active; k++)
+		round_add(w, (w->rotate + k) % n_active, true, &n_items, &budget);
+	for (int k = 0; k < n_active; k++)
+		round_add(w, (w->rotate + k) % n_active, false, &n_items, &budget);
+	w->rotate = n_active ? (w->rotate + 1) % n_active : 0;
+	if (!n_items)
+		return;
+
+	enum worker_finish fin;
+	if (forward_run_batch(e->fwd, w->items, n_items, err) == 0) {
+		for (int i = 0; i < n_items; i++) {
+			struct worker_seq *s = w->item_seq[i];
+			if (round_finish_item(w, &w->items[i], s, &fin))
+				seq_mark_ended(w, s, fin, NULL);
+		}
+		return;
+	}
+	/* The batch was refused as a whole (nothing advanced): run the items
+	 * one by one so that only the sequence at fault fails. */
+	for (int i = 0; i < n_items; i++) {
+		struct worker_seq *s = w->item_seq[i];
+		struct smk_err one = { 0 };
+		if (forward_run_batch(e->fwd, &w->items[i], 1, &one)) {
+			seq_mark_ended(w, s, WORKER_FINISH_ERROR, &one);
+			continue;
+		}
+		if (round_finish_item(w, &w->items[i], s, &fin))
+			seq_mark_ended(w, s, fin, NULL);
+	}
 }
 
 /* ---- the thread ---- */
@@ -404,22 +488,34 @@ static void *worker_main(void *arg)
 			w->active[n] = s;
 		}
 
-		/* One round: every active sequence takes one step. */
+		/* One round: every active sequence takes one step, in one batch. */
 		double t0 = engine_now();
-		for (int i = 0; i < w->o.max_active && w->active[i]; ) {
-			struct worker_seq *s = w->active[i];
+		int n_active = 0;
+		while (n_active < w->o.max_active && w->active[n_active])
+			n_active++;
+		for (int i = 0; i < n_active; i++) {
 			enum worker_finish fin;
-			smk_err_clear(&err);
+			w->ended[i] = false;
+			w->active[i]->slot = i;
 			if (cancel_all)
-				atomic_store(&s->job->cancel, true);
-			if (!seq_step(w, s, &fin, &err)) {
-				i++;
+				atomic_store(&w->active[i]->job->cancel, true);
+			if (seq_should_end(w->active[i], &fin))
+				seq_mark_ended(w, w->active[i], fin, NULL);
+		}
+		smk_err_clear(&err);
+		run_round(w, &err);
+		/* Report and drop the sequences that ended, keeping the order. */
+		int kept = 0;
+		for (int i = 0; i < n_active; i++) {
+			struct worker_seq *s = w->active[i];
+			if (!w->ended[i]) {
+				w->active[kept++] = s;
 				continue;
 			}
-			for (int k = i; k < w->o.max_active; k++)
-				w->active[k] = k + 1 < w->o.max_active ? w->active[k + 1] : NULL;
-			job_finish(w, s->job, s, fin, &err);
+			job_finish(w, s->job, s, s->fin, &s->fin_err);
 		}
+		for (int i = kept; i < n_active; i++)
+			w->active[i] = NULL;
 		pthread_mutex_lock(&w->lock);
 		w->st.busy_s += engine_now() - t0;
 		pthread_mutex_unlock(&w->lock);
@@ -442,7 +538,13 @@ int worker_new(struct worker **out, struct engine *e, const struct worker_opts *
 	w->o = *o;
 	w->accepting = true;
 	w->active = calloc((size_t)o->max_active + 1, sizeof(*w->active));
-	if (!w->active) {
+	w->items = calloc((size_t)o->max_active, sizeof(*w->items));
+	w->item_seq = calloc((size_t)o->max_active, sizeof(*w->item_seq));
+	w->ended = calloc((size_t)o->max_active, sizeof(*w->ended));
+	if (!w->active || !w->items || !w->item_seq || !w->ended) {
+		free(w->items);
+		free(w->item_seq);
+		free(w->ended);
 		free(w);
 		return smk_fail(err, -ENOMEM, "worker: out of memory");
 	}
@@ -456,6 +558,9 @@ int worker_new(struct worker **out, struct engine *e, const struct worker_opts *
 	int rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc) {
 		free(w->active);
+		free(w->items);
+		free(w->item_seq);
+		free(w->ended);
 		free(w);
 		return smk_fail(err, -rc, "worker: cannot start the thread: %s", strerror(rc));
 	}
@@ -564,6 +669,9 @@ void worker_free(struct worker *w)
 	pthread_cond_destroy(&w->wake);
 	pthread_cond_destroy(&w->idle);
 	free(w->active);
+	free(w->items);
+	free(w->item_seq);
+	free(w->ended);
 	free(w);
 }
 

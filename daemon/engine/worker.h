@@ -6,14 +6,19 @@
  * sequence's KV cache, sampler and buffers at admission (never per token)
  * under a byte budget for all KV caches together; a job whose cache does not
  * fit waits at the head of the queue (no overtaking, so a big request cannot
- * starve).  Every step takes each active sequence one step forward in
- * round-robin order: a prefill chunk of up to engine->n_batch prompt tokens,
- * or one decoded token.  Prefill is therefore chunked and interleaved with the
- * other sequences' decoding, and every sequence gets its turn each round.
+ * starve).  Every round takes all active sequences one step forward in ONE
+ * batched forward pass (forward_run_batch): each decoding sequence feeds one
+ * token, and prompts fill the rest of the engine's n_batch tokens in chunks.
+ * Each weight block is therefore acquired once per round for the whole batch
+ * (what makes a block streamed through the hierarchy serve every request),
+ * prefill is chunked and interleaved with decoding, and decoders go first so
+ * a long prompt never stalls the others' streams.
  *
- * Each sequence has its own sampler seeded from the request, and the forward
- * pass of one sequence reads only that sequence's KV cache, so concurrent
- * requests with fixed seeds produce exactly the tokens each produces alone.
+ * Each sequence has its own sampler seeded from the request, attention reads
+ * only that sequence's KV cache, and every matmul row is computed on its own
+ * (batching changes no result bit: tests/unit/model checks it), so
+ * concurrent requests with fixed seeds produce exactly the tokens each
+ * produces alone.
  *
  * Cancellation: worker_cancel() (any thread) sets a flag that the worker reads
  * before each step of that job; a job past its deadline is cancelled the same
@@ -27,11 +32,6 @@
  * fails, no callback ever runs for that job.
  *
  * Left for later (documented here so that the interface already fits):
- *  - Batched forward: today each sequence runs forward_run() alone, one after
- *    the other.  The step loop is written so that a batched forward pass (one
- *    walk of the layer plan for all active sequences, so that a weight block
- *    streamed through the hierarchy serves the whole batch) replaces the inner
- *    per-sequence calls without changing this interface.
  *  - KV memory: caches are sized for prompt + max_tokens at admission; paged
  *    caches and prefix sharing would admit more sequences under one budget.
  *  - Per-tier statistics from the weight hierarchy, once it exists.

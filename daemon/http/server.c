@@ -622,7 +622,9 @@ static void *loader_main(void *arg)
 	const struct config *c = s->cfg;
 	struct engine_opts eo = {
 		.model_path = s->model_path, .n_threads = c->model.threads,
-		.n_ctx = c->model.context, .n_batch = c->model.batch, .max_logits = 1,
+		.n_ctx = c->model.context, .n_batch = c->model.batch,
+		/* one logits row per sequence in a batched round */
+		.max_logits = c->limits.concurrency,
 	};
 	struct smk_err err = { 0 };
 	double t0 = engine_now();
