@@ -8,6 +8,7 @@
 //   llama-ref info     MODEL
 //   llama-ref tokenize MODEL            < hexlines
 //   llama-ref generate MODEL N_PREDICT [N_THREADS [N_CTX]] < hexlines
+//   llama-ref dump     MODEL N_GEN OUTDIR [N_THREADS] < hexline
 //
 // tokenize: ids for the four (add_special, parse_special) combinations, plus the
 //   piece (hex) of every id of the (1,1) variant.
@@ -18,11 +19,28 @@
 //   Stops after N_PREDICT tokens or after emitting an end-of-generation token
 //   (the EOG token itself is recorded). Fresh context per prompt.
 //   Per step: chosen id, its logit, the top-5 (id, logit).
+// dump: as generate for the first input line (N_GEN greedy tokens after the
+//   prompt), and in every llama_decode an eval callback copies the graph
+//   tensors whose names (without the "-<layer>" suffix) are listed in the
+//   environment variable LLAMA_REF_DUMP (comma-separated; default below) to
+//   OUTDIR/<step>-<seq>-<name>.f32 (F32 values, F16 tensors widened; only
+//   contiguous tensors).  OUTDIR/index.jsonl gets one line per file:
+//   {"step":S,"name":"attn_norm-3","ne":[ne0,ne1,ne2,ne3],"file":"..."}.
+//   Step 0 is the prompt batch.  Used to find the first op where smoke's
+//   numerics leave llama.cpp's (docs/reference.md).
+//
+// Every mode sets GGML_CPU_TILED_MM=0 unless the environment sets it: ggml's
+// tiled K-quant GEMM (batches of >= 8 rows) sums in another order than the
+// vec_dot kernels, and the reference numerics are the vec_dot ones (see
+// scripts/build-llama-cpp, flavour "ref").
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 #include "llama.h"
+#include "ggml.h"
+#include "ggml-backend.h"
 
 static void quiet_log(enum ggml_log_level level, const char *text, void *ud) {
     (void)ud;
@@ -92,12 +110,84 @@ static void put_piece(const struct llama_vocab *vocab, llama_token id) {
     put_hex(buf, n);
 }
 
+// ---- dump mode: the eval callback ----------------------------------------
+
+struct dump_ctx {
+    const char *dir;
+    const char *names;  // ",a,b,c," (bracketed by commas for strstr)
+    int step;
+    int seq;            // tensors dumped so far in this step (names repeat)
+    FILE *index;
+    float *buf;
+    size_t cap;
+};
+
+// Is t's base name (its name without a trailing "-<digits>") in the list?
+static bool dump_wanted(const struct dump_ctx *d, const struct ggml_tensor *t) {
+    char base[GGML_MAX_NAME + 2];
+    const char *name = ggml_get_name(t);
+    size_t n = strlen(name);
+    size_t k = n;
+    while (k > 0 && name[k - 1] >= '0' && name[k - 1] <= '9') k--;
+    if (k > 0 && k < n && name[k - 1] == '-') n = k - 1;
+    if (n == 0 || n >= sizeof(base) - 2) return false;
+    base[0] = ',';
+    memcpy(base + 1, name, n);
+    base[n + 1] = ',';
+    base[n + 2] = 0;
+    return strstr(d->names, base) != NULL;
+}
+
+static bool dump_cb(struct ggml_tensor *t, bool ask, void *ud) {
+    struct dump_ctx *d = ud;
+    bool want = dump_wanted(d, t) && ggml_is_contiguous(t) &&
+                (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16);
+    if (ask || !want) return true;
+    const int64_t n = ggml_nelements(t);
+    if ((size_t)n > d->cap) {
+        d->cap = (size_t)n;
+        d->buf = realloc(d->buf, d->cap * sizeof(float));
+        if (!d->buf) { fprintf(stderr, "llama-ref: out of memory\n"); exit(1); }
+    }
+    if (t->type == GGML_TYPE_F32) {
+        ggml_backend_tensor_get(t, d->buf, 0, (size_t)n * sizeof(float));
+    } else {
+        ggml_fp16_t *h = malloc((size_t)n * sizeof(ggml_fp16_t));
+        if (!h) { fprintf(stderr, "llama-ref: out of memory\n"); exit(1); }
+        ggml_backend_tensor_get(t, h, 0, (size_t)n * sizeof(ggml_fp16_t));
+        for (int64_t i = 0; i < n; i++) d->buf[i] = ggml_fp16_to_fp32(h[i]);
+        free(h);
+    }
+    char file[512], path[1024];
+    snprintf(file, sizeof file, "%d-%03d-%s.f32", d->step, d->seq++, ggml_get_name(t));
+    snprintf(path, sizeof path, "%s/%s", d->dir, file);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(d->buf, sizeof(float), (size_t)n, f) != (size_t)n || fclose(f) != 0) {
+        fprintf(stderr, "llama-ref: cannot write %s\n", path);
+        exit(1);
+    }
+    fprintf(d->index, "{\"step\":%d,\"name\":\"%s\",\"ne\":[%lld,%lld,%lld,%lld],\"file\":\"%s\"}\n",
+            d->step, ggml_get_name(t), (long long)t->ne[0], (long long)t->ne[1],
+            (long long)t->ne[2], (long long)t->ne[3], file);
+    return true;
+}
+
+// Greedy arg-max over the last position's logits (first index wins ties).
+static llama_token argmax_last(struct llama_context *ctx, int n_vocab) {
+    const float *logits = llama_get_logits_ith(ctx, -1);
+    int best = 0;
+    for (int i = 1; i < n_vocab; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: llama-ref info|tokenize|generate MODEL [N_PREDICT [N_THREADS [N_CTX]]]\n");
+        fprintf(stderr, "usage: llama-ref info|tokenize|generate|dump MODEL [N_PREDICT [N_THREADS [N_CTX]]]\n");
         return 2;
     }
     const char *mode = argv[1], *path = argv[2];
+    setenv("GGML_CPU_TILED_MM", "0", 0);
     llama_log_set(quiet_log, NULL);
     llama_backend_init();
 
@@ -199,6 +289,67 @@ int main(int argc, char **argv) {
             free(prompt);
             free(s);
         }
+    } else if (strcmp(mode, "dump") == 0) {
+        if (argc < 5) { fprintf(stderr, "usage: llama-ref dump MODEL N_GEN OUTDIR [N_THREADS]\n"); return 2; }
+        int n_gen = atoi(argv[3]);
+        const char *dir = argv[4];
+        int n_threads = argc > 5 ? atoi(argv[5]) : 1;
+        const char *list = getenv("LLAMA_REF_DUMP");
+        if (!list || !*list)
+            list = "inp_scaled,attn_norm,Qcur,Kcur,Vcur,Qcur_normed,Kcur_normed,kq,kq_soft_max,kqv,"
+                   "kqv_out,attn_post_norm,sa_out,ffn_norm,ffn_gate,ffn_up,ffn_geglu,ffn_swiglu,ffn_out,"
+                   "ffn_post_norm,l_out,result_norm,result_output";
+        struct dump_ctx d = { .dir = dir };
+        size_t ln = strlen(list);
+        char *names = malloc(ln + 3);
+        names[0] = ',';
+        memcpy(names + 1, list, ln);
+        names[ln + 1] = ',';
+        names[ln + 2] = 0;
+        d.names = names;
+        mkdir(dir, 0777);
+        char ipath[1024];
+        snprintf(ipath, sizeof ipath, "%s/index.jsonl", dir);
+        d.index = fopen(ipath, "w");
+        if (!d.index) { fprintf(stderr, "llama-ref: cannot write %s\n", ipath); return 1; }
+        int len;
+        char *s = read_hex_line(&len);
+        if (!s) { fprintf(stderr, "llama-ref: no prompt on stdin\n"); return 2; }
+        int n_prompt;
+        llama_token *prompt = tokenize(vocab, s, len, true, true, &n_prompt);
+        struct llama_context_params cp = llama_context_default_params();
+        cp.n_ctx = 512;
+        cp.n_batch = 512;
+        cp.n_ubatch = 512;
+        cp.n_threads = n_threads;
+        cp.n_threads_batch = n_threads;
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        cp.no_perf = true;
+        cp.cb_eval = dump_cb;
+        cp.cb_eval_user_data = &d;
+        struct llama_context *ctx = llama_init_from_model(model, cp);
+        if (!ctx) { fprintf(stderr, "llama-ref: context init failed\n"); return 1; }
+        printf("{\"prompt_ids\":");
+        put_ids(prompt, n_prompt);
+        printf(",\"generated_ids\":[");
+        struct llama_batch batch = llama_batch_get_one(prompt, n_prompt);
+        llama_token cur;
+        for (int step = 0; step <= n_gen; step++) {
+            d.step = step;
+            d.seq = 0;
+            if (llama_decode(ctx, batch) != 0) { fprintf(stderr, "llama-ref: decode failed\n"); return 1; }
+            if (step == n_gen) break;
+            cur = argmax_last(ctx, n_vocab);
+            printf("%s%d", step ? "," : "", cur);
+            batch = llama_batch_get_one(&cur, 1);
+        }
+        printf("]}\n");
+        fclose(d.index);
+        llama_free(ctx);
+        free(prompt);
+        free(s);
+        free(names);
+        free(d.buf);
     } else {
         fprintf(stderr, "llama-ref: unknown mode %s\n", mode);
         return 2;
