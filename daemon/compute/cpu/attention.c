@@ -4,14 +4,35 @@
  * kv_stride floats apart.  Query head h reads KV head h / (n_head /
  * n_head_kv) (grouped-query attention).  Work is split over (query row,
  * head) pairs; each thread keeps its scores in its own row of the scratch.
- * Numerics follow llama.cpp's non-flash path: K, V and Q are fp16 values
- * (rounded by the caller) and the softmax row is rounded to fp16 before it
- * weights V.
+ * K, V and Q arrive as fp16 values (rounded by the caller, as llama.cpp's
+ * F16 KV cache and its F16 Q.K product do).
+ *
+ * The AVX2 path reproduces llama.cpp's non-flash CPU attention bit for bit
+ * (its AVX2 build; docs/reference.md):
+ *   - q.k is ggml_vec_dot_f16 over head_dim: 32 values per step in four
+ *     8-lane FMA accumulators, reduced in GGML_F32x8_REDUCE order, the
+ *     head_dim % 32 leftover added one product at a time in double;
+ *   - times scale; the softmax exponentials come from ggml's polynomial
+ *     exp, computed on 8 positions at a time, each group's sum taken in
+ *     float (hsum order) and the groups summed in double; then p * (float)
+ *     (1/sum), rounded to fp16;
+ *   - each output value is ggml_vec_dot_f16 of the probabilities with one
+ *     V column over the KV cache: position p lands in accumulator
+ *     (p % 32) / 8, lane p % 8.  llama.cpp's cache view is padded to a
+ *     multiple of 256 positions whose masked weights are exactly 0, so
+ *     positions outside [first, pos] add nothing (fma(v, 0, acc) = acc) and
+ *     are skipped here.  This assumes position p sits in cache cell p,
+ *     which holds for a fresh sequence that never wraps llama.cpp's
+ *     sliding-window ring (contexts up to that cache's size).
+ * The scalar path (no AVX2, or SMOKE_NO_SIMD) computes the same maths in
+ * plain loops and agrees to within float rounding.
  */
 #include "compute/cpu/cpu_backend.h"
 
 #include <math.h>
 
+#include "compute/cpu/qdot.h"
+#include "compute/cpu/simd_avx2.h"
 #include "util/fp16.h"
 
 struct attn_job {
@@ -20,7 +41,119 @@ struct attn_job {
 	const struct attn_params *ap;
 	float *scores;
 	int max_ctx;
+	bool simd;
 };
+
+/* One (row, head) task in plain C. */
+static void attn_one_scalar(const struct attn_job *j, const float *qh, int64_t koff, int first,
+			    int pos, float *s, float *o)
+{
+	const struct attn_params *ap = j->ap;
+	const int hd = ap->head_dim;
+	float mx = -INFINITY;
+	for (int p = first; p <= pos; p++) {
+		const float *kp = j->k + p * ap->kv_stride + koff;
+		double d = 0.0;
+		for (int i = 0; i < hd; i++)
+			d += (double)(qh[i] * kp[i]);
+		float sc = (float)d * ap->scale;
+		s[p - first] = sc;
+		if (sc > mx)
+			mx = sc;
+	}
+	double sum = 0.0;
+	for (int p = 0; p <= pos - first; p++) {
+		float e = expf(s[p] - mx);
+		s[p] = e;
+		sum += e;
+	}
+	float inv = (float)(1.0 / sum);
+	for (int i = 0; i < hd; i++)
+		o[i] = 0.0f;
+	for (int p = first; p <= pos; p++) {
+		const float *vp = j->v + p * ap->kv_stride + koff;
+		float wgt = fp16_to_fp32(fp32_to_fp16(s[p - first] * inv));
+		for (int i = 0; i < hd; i++)
+			o[i] += wgt * vp[i];
+	}
+}
+
+#ifdef CPU_HAVE_AVX2_CODE
+
+/* ggml_vec_dot_f16(n, k, q) for values that are already fp16-exact floats. */
+CPU_AVX2 static float dot_f16_order(const float *k, const float *q, int n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	const int np = n & ~31;
+	for (int i = 0; i < np; i += 32) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 8), _mm256_loadu_ps(q + i + 8), s1);
+		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 16), _mm256_loadu_ps(q + i + 16), s2);
+		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 24), _mm256_loadu_ps(q + i + 24), s3);
+	}
+	double sum = np ? (double)cpu_reduce4(s0, s1, s2, s3) : 0.0;
+	for (int i = np; i < n; i++)
+		sum += (double)(k[i] * q[i]);
+	return (float)sum;
+}
+
+/* One (row, head) task, llama.cpp's order (see the file comment).  s holds
+ * the row's scores for cells [first & ~7, pos rounded up to 8). */
+CPU_AVX2 static void attn_one_avx2(const struct attn_job *j, const float *qh, int64_t koff,
+				   int first, int pos, float *s, float *o)
+{
+	const struct attn_params *ap = j->ap;
+	const int hd = ap->head_dim;
+	const int g0 = first & ~7, g1 = (pos + 8) & ~7; /* whole 8-cell groups */
+
+	float mx = -INFINITY;
+	for (int p = g0; p < g1; p++) {
+		float sc = -INFINITY; /* masked: the mask adds -inf */
+		if (p >= first && p <= pos) {
+			sc = dot_f16_order(j->k + p * ap->kv_stride + koff, qh, hd) * ap->scale;
+			if (sc > mx)
+				mx = sc;
+		}
+		s[p - g0] = sc;
+	}
+	double sum = 0.0;
+	const __m256 vmx = _mm256_set1_ps(mx);
+	for (int p = g0; p < g1; p += 8) {
+		const __m256 e = cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + p - g0), vmx));
+		_mm256_storeu_ps(s + p - g0, e);
+		sum += (double)cpu_hsum8(e);
+	}
+	const __m256 vinv = _mm256_set1_ps((float)(1.0 / sum));
+	for (int p = g0; p < g1; p += 8) {
+		/* fp16 round trip of p * inv (F16C, nearest even), as ggml
+		 * converts the probabilities for the F16 product with V. */
+		const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(s + p - g0), vinv);
+		_mm256_storeu_ps(s + p - g0, _mm256_cvtph_ps(_mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT)));
+	}
+
+	/* out[i] = sum_p w[p] v[p][i], eight i at a time, with ggml's 32
+	 * partial sums per output value (one per p % 32) kept in acc[]. */
+	for (int i = 0; i < hd; i += 8) {
+		__m256 acc[32];
+		for (int l = 0; l < 32; l++)
+			acc[l] = _mm256_setzero_ps();
+		for (int p = first; p <= pos; p++) {
+			const __m256 vp = _mm256_loadu_ps(j->v + p * ap->kv_stride + koff + i);
+			acc[p & 31] = _mm256_fmadd_ps(vp, _mm256_set1_ps(s[p - g0]), acc[p & 31]);
+		}
+		/* GGML_F32x8_REDUCE, per output value: accumulator a = acc[8a..8a+7]. */
+		__m256 lane[8];
+		for (int l = 0; l < 8; l++)
+			lane[l] = _mm256_add_ps(_mm256_add_ps(acc[l], acc[16 + l]),
+						_mm256_add_ps(acc[8 + l], acc[24 + l]));
+		for (int l = 0; l < 4; l++)
+			lane[l] = _mm256_add_ps(lane[l], lane[l + 4]);
+		_mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_add_ps(lane[0], lane[1]),
+						      _mm256_add_ps(lane[2], lane[3])));
+	}
+}
+
+#endif
 
 static void attn_share(void *ctx, int ith, int nth)
 {
@@ -39,36 +172,14 @@ static void attn_share(void *ctx, int ith, int nth)
 			first = pos - ap->window + 1;
 		const float *qh = j->q + t * qw + (int64_t)h * hd;
 		const int64_t koff = (int64_t)(h / group) * hd;
-
-		float mx = -INFINITY;
-		for (int p = first; p <= pos; p++) {
-			const float *kp = j->k + p * ap->kv_stride + koff;
-			float d = 0.0f;
-			for (int i = 0; i < hd; i++)
-				d += qh[i] * kp[i];
-			d *= ap->scale;
-			s[p - first] = d;
-			if (d > mx)
-				mx = d;
-		}
-		double sum = 0.0;
-		for (int p = 0; p <= pos - first; p++) {
-			float e = expf(s[p] - mx);
-			s[p] = e;
-			sum += e;
-		}
-		float inv = (float)(1.0 / sum);
 		float *o = j->out + t * qw + (int64_t)h * hd;
-		for (int i = 0; i < hd; i++)
-			o[i] = 0.0f;
-		for (int p = first; p <= pos; p++) {
-			const float *vp = j->v + p * ap->kv_stride + koff;
-			/* llama.cpp (flash attention off) multiplies the
-			 * F16 V cache by the probabilities converted to F16. */
-			float wgt = fp16_to_fp32(fp32_to_fp16(s[p - first] * inv));
-			for (int i = 0; i < hd; i++)
-				o[i] += wgt * vp[i];
+#ifdef CPU_HAVE_AVX2_CODE
+		if (j->simd) {
+			attn_one_avx2(j, qh, koff, first, pos, s, o);
+			continue;
 		}
+#endif
+		attn_one_scalar(j, qh, koff, first, pos, s, o);
 	}
 }
 
@@ -78,7 +189,9 @@ void cpu_attention(struct backend *b, const float *q, const float *k, const floa
 	struct cpu_backend *cb = cpu_of(b);
 	struct attn_job j = {
 		.q = q, .k = k, .v = v, .out = out, .ap = ap,
-		.scores = cb->scores, .max_ctx = b->limits.max_ctx,
+		.scores = cb->scores, .max_ctx = cb->scores_row,
+		/* The SIMD path works on whole 8-value vectors of head_dim. */
+		.simd = qdot_simd_active() && ap->head_dim % 8 == 0,
 	};
 	tpool_run(cb->pool, attn_share, &j);
 }

@@ -10,7 +10,8 @@ struct cpu_backend {
 	struct tpool *pool;
 	void *act;            /* prepared (quantised) activations, max_rows rows */
 	size_t act_bytes;
-	float *scores;        /* attention scores: one max_ctx row per thread */
+	float *scores;        /* attention scores: one scores_row row per thread */
+	int scores_row;       /* max_ctx plus room for two partial 8-cell groups */
 };
 
 static inline struct cpu_backend *cpu_of(struct backend *b)

@@ -1,10 +1,15 @@
 /* ops.c - the CPU backend's element-wise and row operations, and its
- * constructor.  Numerics follow ggml's CPU code where that changes results
- * (RMS sums in double, RoPE angles built by repeated float multiplication,
- * GELU through an fp16 table), because our greedy tokens are checked against
- * llama.cpp's and a near-tie can flip on the last bit. */
+ * constructor.  Numerics follow ggml's CPU code (its AVX2+FMA build, see
+ * docs/reference.md) operation for operation, because our greedy tokens are
+ * checked against llama.cpp's and a near-tie can flip on the last bit: RMS
+ * sums in double; RoPE angles built by repeated float multiplication and
+ * the rotation with the fused multiply-adds GCC emits for ggml's C; GELU
+ * through an fp16 table whose entries use the same fused multiply-add; SiLU
+ * with ggml's polynomial exp on 8 values at a time.  Without AVX2 (or with
+ * SMOKE_NO_SIMD) the same maths runs unfused, equal to within rounding. */
 #include "compute/cpu/cpu_backend.h"
 #include "compute/cpu/qdot.h"
+#include "compute/cpu/simd_avx2.h"
 #include "model/qtype.h"
 #include "util/fp16.h"
 
@@ -18,10 +23,14 @@
 static uint16_t gelu_table[1 << 16];
 static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
 
+/* ggml's ggml_gelu_f32 as its -mfma build computes it: 1 + c*x*x becomes
+ * fma(c*x, x, 1) (checked in the disassembly of ggml_cpu_init, which
+ * fills ggml's table); the rest are plain multiplies.  fmaf is exact in
+ * software too, so the table is the same on any CPU. */
 static float gelu_f32(float x)
 {
 	const float c = 0.044715f, sqrt_2_over_pi = 0.79788456080286535587989211986876f;
-	return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * (1.0f + c * x * x)));
+	return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * fmaf(c * x, x, 1.0f)));
 }
 
 static void gelu_table_init(void)
@@ -45,8 +54,30 @@ static void cpu_gelu_mul(struct backend *b, float *g, const float *u, int64_t n)
 	}
 }
 
+#ifdef CPU_HAVE_AVX2_CODE
+/* ggml_vec_swiglu_f32: 8 values at a time with ggml's exp, times u; a tail
+ * of fewer than 8 with libm's expf.  ggml restarts the 8-groups at every
+ * row of n_ff values, which is the same grouping as long as n_ff is a
+ * multiple of 8 (true of every model we know). */
+CPU_AVX2 static void silu_mul_avx2(float *g, const float *u, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(cpu_silu8(_mm256_loadu_ps(g + i)),
+						      _mm256_loadu_ps(u + i)));
+	for (; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+#endif
+
 static void cpu_silu_mul(struct backend *b, float *g, const float *u, int64_t n)
 {
+#ifdef CPU_HAVE_AVX2_CODE
+	if (qdot_simd_active()) {
+		silu_mul_avx2(g, u, n);
+		return;
+	}
+#endif
 	for (int64_t i = 0; i < n; i++)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
@@ -81,12 +112,36 @@ static void cpu_rmsnorm(struct backend *b, const float *x, const struct wtensor 
 	}
 }
 
+/* Rotate one head's pairs (a, c) = (x[i], x[i + n_rot/2]) (NEOX) or
+ * (x[2i], x[2i + 1]) (NORM) as ggml's compiled loops do: GCC contracts its
+ * `x0*cos - x1*sin` and `x0*sin + x1*cos` into
+ *   a' = fma(a, cos, -(c*sin)),  c' = fma(a, sin, c*cos)
+ * in both the scalar NEOX loop and the vectorised (fmaddsub) NORM loop;
+ * checked element by element against the reference build's output.  (For
+ * NORM heads whose pair count is not a multiple of 4, GCC's vector epilogue
+ * leaves the last pair unfused; not mirrored, no model we know has one.) */
+#ifdef CPU_HAVE_AVX2_CODE
+CPU_AVX2 static void rope_head_fma(float *v, int half, bool neox, const float *cs, const float *sn)
+{
+	for (int i = 0; i < half; i++) {
+		const int a = neox ? i : 2 * i, c = neox ? i + half : 2 * i + 1;
+		const float x0 = v[a], x1 = v[c];
+		v[a] = __builtin_fmaf(x0, cs[i], -(x1 * sn[i]));
+		v[c] = __builtin_fmaf(x0, sn[i], x1 * cs[i]);
+	}
+}
+#endif
+
 static void cpu_rope(struct backend *b, float *x, int n, int n_heads, int head_dim, int pos0,
 		     const struct rope_params *rp)
 {
 	const int half = rp->n_rot / 2;
+	const bool neox = rp->kind == ROPE_NEOX;
 	const float theta_scale = powf(rp->base, -2.0f / (float)rp->n_rot);
 	float cs[512], sn[512]; /* n_rot <= 1024 is checked at model load */
+#ifdef CPU_HAVE_AVX2_CODE
+	const bool fused = qdot_simd_active();
+#endif
 
 	for (int t = 0; t < n; t++) {
 		float theta = (float)(pos0 + t);
@@ -99,9 +154,15 @@ static void cpu_rope(struct backend *b, float *x, int n, int n_heads, int head_d
 		}
 		for (int h = 0; h < n_heads; h++) {
 			float *v = x + ((int64_t)t * n_heads + h) * head_dim;
+#ifdef CPU_HAVE_AVX2_CODE
+			if (fused) {
+				rope_head_fma(v, half, neox, cs, sn);
+				continue;
+			}
+#endif
 			for (int i = 0; i < half; i++) {
-				int a = rp->kind == ROPE_NEOX ? i : 2 * i;
-				int c = rp->kind == ROPE_NEOX ? i + half : 2 * i + 1;
+				int a = neox ? i : 2 * i;
+				int c = neox ? i + half : 2 * i + 1;
 				float x0 = v[a], x1 = v[c];
 				v[a] = x0 * cs[i] - x1 * sn[i];
 				v[c] = x0 * sn[i] + x1 * cs[i];
@@ -180,7 +241,10 @@ int backend_cpu_new(struct backend **out, const struct backend_limits *lim, stru
 	}
 	cb->act_bytes = per_row * (size_t)lim->max_rows;
 	cb->act = aligned_alloc(64, (cb->act_bytes + 63) / 64 * 64 + 64);
-	cb->scores = malloc(sizeof(float) * (size_t)lim->max_ctx * (size_t)cb->base.limits.n_threads);
+	/* The SIMD attention scores whole 8-position groups around the
+	 * window, up to 14 cells more than the window itself. */
+	cb->scores_row = (lim->max_ctx + 16 + 7) / 8 * 8;
+	cb->scores = malloc(sizeof(float) * (size_t)cb->scores_row * (size_t)cb->base.limits.n_threads);
 	if (!cb->act || !cb->scores) {
 		cpu_free(&cb->base);
 		return smk_fail(err, -ENOMEM, "cpu backend: cannot allocate scratch");

@@ -29,13 +29,17 @@
  *     q = min(127, round-half-even(iscale*x)), d = 1/iscale, bsums[g] = sum
  *     of qs[16g..16g+15]; a block of zeros gets d = 0, qs = 0, bsums = 0.
  *
- * Results then differ from llama.cpp's only in the order of float additions
- * (the scalar kernels sum block results in double, the AVX2 ones in float
- * lanes, like ggml's), about 1e-7 of sum|w*x| against libggml on the default
- * model's tensors, so greedy tokens agree unless two logits nearly tie.  One
- * deliberate difference: F16/BF16 weights are dotted against float
- * activations, where ggml first rounds the activation to fp16/bf16; ours is
- * the more precise of the two.
+ * The AVX2 kernels then reproduce llama.cpp's AVX2 vec_dot kernels (the
+ * reference build of scripts/build-llama-cpp) bit for bit: the same int32
+ * partial sums in the same lanes, one float accumulator updated with FMA in
+ * block order, the same horizontal reduction, and the scalar min terms
+ * (Q4_1, Q5_1, Q5_K) fused as ggml's compiler fuses them.  The scalar
+ * kernels sum block results in double: they are the readable reference and
+ * differ from the AVX2 ones only by float summation order (about 1e-7 of
+ * sum|w*x|), which the tests allow for.  Two known differences from ggml:
+ * F16/BF16 weights are dotted against float activations, where ggml first
+ * rounds the activation to fp16/bf16 (ours is the more precise of the two),
+ * and Q2_K/Q3_K have only the scalar kernel.
  *
  * Activation pointers and weight rows may have any alignment.  Nothing here
  * allocates, and every function is safe to call from several threads.

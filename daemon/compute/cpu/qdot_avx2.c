@@ -14,9 +14,10 @@
  * _mm256_madd_epi16 and the K-quant min terms taken from the activation's
  * bsums.  Loads are all unaligned (blocks are byte-strided).
  *
- * The weight rows stream from memory once per token, so these loops are
- * memory-bound on large matrices; two independent accumulators per loop keep
- * the FMA latency chain from becoming the limit when rows are in cache.
+ * Summation order is ggml's, not merely close to it (see qdot.h): one
+ * float accumulator per kernel, updated block by block with FMA.  A second
+ * accumulator would hide the FMA latency but round differently; the
+ * matmul's independent rows give the out-of-order core the same overlap.
  */
 #include "compute/cpu/qdot_impl.h"
 
@@ -57,6 +58,25 @@ QDOT_AVX2 static inline float hsum_ps128(__m128 r)
 	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
 	r = _mm_add_ss(r, _mm_movehdup_ps(r));
 	return _mm_cvtss_f32(r);
+}
+
+/* ggml's GGML_F32x8_REDUCE for four accumulators (its F32 and F16 dot
+ * products): (s0+s2)+(s1+s3) lane-wise, the two 128-bit halves added, then
+ * two horizontal adds, i.e. (l0+l1)+(l2+l3) of the 4-lane sum.  Not the
+ * same order as hsum_ps, which the quantised kernels use. */
+QDOT_AVX2 static inline float reduce4_hadd(__m256 s0, __m256 s1, __m256 s2, __m256 s3)
+{
+	const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+	const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+	const __m128 t1 = _mm_hadd_ps(t0, t0);
+	return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+/* a*b + c rounded once, as the FMA instruction ggml's compiler emits for
+ * `c += a*b` (GCC contracts by default when FMA is enabled). */
+QDOT_AVX2 static inline float fma_ss(float a, float b, float c)
+{
+	return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
 }
 
 QDOT_AVX2 static inline float h2f(uint16_t h)
@@ -132,20 +152,20 @@ QDOT_AVX2 static float avx2_dot_f32(const void *w, const void *act, int64_t n)
 {
 	const float *x = w, *a = act;
 	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-	int64_t i = 0;
-	for (; i + 32 <= n; i += 32) {
+	const int64_t np = n & ~(int64_t)31;
+	for (int64_t i = 0; i < np; i += 32) {
 		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(a + i), s0);
 		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(a + i + 8), s1);
 		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(a + i + 16), s2);
 		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(a + i + 24), s3);
 	}
-	for (; i + 8 <= n; i += 8)
-		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(a + i), s0);
-	float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-	for (; i < n; i++) {
+	float sum = reduce4_hadd(s0, s1, s2, s3);
+	/* ggml's leftover loop is `sumf += x[i]*y[i]`, which its -mfma build
+	 * contracts into one fused multiply-add. */
+	for (int64_t i = np; i < n; i++) {
 		float v;
 		memcpy(&v, x + i, 4);
-		sum += v * a[i];
+		sum = fma_ss(v, a[i], sum);
 	}
 	return sum;
 }
@@ -209,24 +229,20 @@ QDOT_AVX2 static float avx2_dot_q8_0(const void *w, const void *act, int64_t n)
 	const struct qtype_block_q8_0 *x = w;
 	const struct qtype_block_q8_0 *y = act;
 	const int64_t nb = n / QTYPE_QK;
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
 		prefetch_ahead(&x[i], 8 * sizeof(x[0]));
 		float ds[8];
 		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
-		for (int k = 0; k < 8; k += 2) {
-			const __m256 q0 = mul_sum_i8_pairs_float(load256(x[i + k].qs), load256(y[i + k].qs));
-			const __m256 q1 = mul_sum_i8_pairs_float(load256(x[i + k + 1].qs), load256(y[i + k + 1].qs));
-			acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), q0, acc0);
-			acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k + 1]), q1, acc1);
-		}
+		for (int k = 0; k < 8; k++)
+			acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), mul_sum_i8_pairs_float(load256(x[i + k].qs), load256(y[i + k].qs)), acc);
 	}
 	for (; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		acc0 = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(load256(x[i].qs), load256(y[i].qs)), acc0);
+		acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(load256(x[i].qs), load256(y[i].qs)), acc);
 	}
-	return hsum_ps(_mm256_add_ps(acc0, acc1));
+	return hsum_ps(acc);
 }
 
 /* Q4_0 quants as signed bytes: nibble - 8 in -8..7. */
@@ -240,24 +256,20 @@ QDOT_AVX2 static float avx2_dot_q4_0(const void *w, const void *act, int64_t n)
 	const struct qtype_block_q4_0 *x = w;
 	const struct qtype_block_q8_0 *y = act;
 	const int64_t nb = n / QTYPE_QK;
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
 		prefetch_ahead(&x[i], 8 * sizeof(x[0]));
 		float ds[8];
 		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
-		for (int k = 0; k < 8; k += 2) {
-			const __m256 q0 = mul_sum_i8_pairs_float(q4_0_bytes(&x[i + k]), load256(y[i + k].qs));
-			const __m256 q1 = mul_sum_i8_pairs_float(q4_0_bytes(&x[i + k + 1]), load256(y[i + k + 1].qs));
-			acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), q0, acc0);
-			acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k + 1]), q1, acc1);
-		}
+		for (int k = 0; k < 8; k++)
+			acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), mul_sum_i8_pairs_float(q4_0_bytes(&x[i + k]), load256(y[i + k].qs)), acc);
 	}
 	for (; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		acc0 = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q4_0_bytes(&x[i]), load256(y[i].qs)), acc0);
+		acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q4_0_bytes(&x[i]), load256(y[i].qs)), acc);
 	}
-	return hsum_ps(_mm256_add_ps(acc0, acc1));
+	return hsum_ps(acc);
 }
 
 /* Q5_0 quants as signed bytes: (nibble | top<<4) - 16.  OR-ing 0xf0 into a
@@ -275,24 +287,20 @@ QDOT_AVX2 static float avx2_dot_q5_0(const void *w, const void *act, int64_t n)
 	const struct qtype_block_q5_0 *x = w;
 	const struct qtype_block_q8_0 *y = act;
 	const int64_t nb = n / QTYPE_QK;
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
 		prefetch_ahead(&x[i], 8 * sizeof(x[0]));
 		float ds[8];
 		scales8((const uint8_t *)&x[i], sizeof(x[0]), (const uint8_t *)&y[i], ds);
-		for (int k = 0; k < 8; k += 2) {
-			const __m256 q0 = mul_sum_i8_pairs_float(q5_0_bytes(&x[i + k]), load256(y[i + k].qs));
-			const __m256 q1 = mul_sum_i8_pairs_float(q5_0_bytes(&x[i + k + 1]), load256(y[i + k + 1].qs));
-			acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), q0, acc0);
-			acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k + 1]), q1, acc1);
-		}
+		for (int k = 0; k < 8; k++)
+			acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[k]), mul_sum_i8_pairs_float(q5_0_bytes(&x[i + k]), load256(y[i + k].qs)), acc);
 	}
 	for (; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		acc0 = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q5_0_bytes(&x[i]), load256(y[i].qs)), acc0);
+		acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q5_0_bytes(&x[i]), load256(y[i].qs)), acc);
 	}
-	return hsum_ps(_mm256_add_ps(acc0, acc1));
+	return hsum_ps(acc);
 }
 
 /* Unsigned x signed int8 products (Q4_1/Q5_1 quants are 0..31, so at most
@@ -305,7 +313,7 @@ QDOT_AVX2 static inline __m256 mul_sum_us8_pairs_float(__m256i ux, __m256i sy)
 
 /* Q4_1 / Q5_1 against Q8_1: d*da*sum(q*a) in the vector lanes, plus the
  * min term m * s (s = the activation block's da*sum(a), see qdot.h) summed
- * as a scalar, as ggml does. */
+ * as a scalar with a fused multiply-add, as ggml's -mfma build does. */
 QDOT_AVX2 static float avx2_dot_q4_1(const void *w, const void *act, int64_t n)
 {
 	const struct qtype_block_q4_1 *x = w;
@@ -315,7 +323,7 @@ QDOT_AVX2 static float avx2_dot_q4_1(const void *w, const void *act, int64_t n)
 	float summs = 0.0f;
 	for (int64_t i = 0; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		summs += h2f(x[i].m) * h2f(y[i].s);
+		summs = fma_ss(h2f(x[i].m), h2f(y[i].s), summs);
 		const __m256i q = bytes_from_nibbles_32(x[i].qs);
 		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
 	}
@@ -332,7 +340,7 @@ QDOT_AVX2 static float avx2_dot_q5_1(const void *w, const void *act, int64_t n)
 	float summs = 0.0f;
 	for (int64_t i = 0; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		summs += h2f(x[i].m) * h2f(y[i].s);
+		summs = fma_ss(h2f(x[i].m), h2f(y[i].s), summs);
 		const __m256i hi = _mm256_and_si256(bytes_from_bits_32(x[i].qh), b16);
 		const __m256i q = _mm256_or_si256(bytes_from_nibbles_32(x[i].qs), hi);
 		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
@@ -420,14 +428,19 @@ QDOT_AVX2 static float avx2_dot_q5_K(const void *w, const void *act, int64_t n)
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const __m256i b16 = _mm256_set1_epi8(16);
 	__m256 acc = _mm256_setzero_ps();
-	__m128 acc_m = _mm_setzero_ps();
+	float summs = 0.0f;
 	for (int64_t i = 0; i < nb; i++) {
 		prefetch_ahead(&x[i], sizeof(x[0]));
 		const float dy = y[i].d;
 		const float d = h2f(x[i].d) * dy;
 		const float dmin = -h2f(x[i].dmin) * dy;
 		const __m256i ms = k4_scales_mins(x[i].scales);
-		acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(k4_min_dot(ms, &y[i])), acc_m);
+		/* Unlike Q4_K, ggml's Q5_K kernel sums the min term as a
+		 * scalar: one integer total per block, fused into summs. */
+		const __m128i md = k4_min_dot(ms, &y[i]);
+		const int32_t mi = _mm_cvtsi128_si32(md) + _mm_extract_epi32(md, 1) +
+				   _mm_extract_epi32(md, 2) + _mm_extract_epi32(md, 3);
+		summs = fma_ss(dmin, (float)mi, summs);
 		const __m128i sc128 = _mm256_castsi256_si128(ms);
 		const __m256i scales = _mm256_set_m128i(sc128, sc128);
 		const __m256i hbits = load256(x[i].qh);
@@ -450,7 +463,7 @@ QDOT_AVX2 static float avx2_dot_q5_K(const void *w, const void *act, int64_t n)
 		}
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
 	}
-	return hsum_ps(acc) + hsum_ps128(acc_m);
+	return hsum_ps(acc) + summs;
 }
 
 /* Scales k and k+1 of a 16-byte int8 vector as 16 int16 lanes (8 each):
@@ -463,8 +476,11 @@ QDOT_AVX2 static inline __m256i q6_scale_pair(__m128i sc, int k)
 }
 
 /* Q6_K: maddubs needs one unsigned operand, so the unsigned 6-bit q (0..63)
- * is multiplied and 32*a subtracted: pair sums at most 2*63*127 = 16002 and
- * 2*32*127 = 8128, their difference within int16. */
+ * is multiplied (pair sums at most 2*63*127 = 16002) and the -32 offset is
+ * taken out afterwards from the activation's bsums, lane by lane exactly as
+ * ggml does: lane k loses 32*(bsums[2k]*sc[2k] + bsums[2k+1]*sc[2k+1]).
+ * The integer total is the same in any layout, but each float lane must
+ * hold the same partial sum as ggml's for the lanes to round alike. */
 QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 {
 	const struct qtype_block_q6_K *x = w;
@@ -472,12 +488,13 @@ QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 	const int64_t nb = n / QTYPE_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const __m256i m2 = _mm256_set1_epi8(0x03);
-	const __m256i m32s = _mm256_set1_epi8(32);
 	__m256 acc = _mm256_setzero_ps();
 	for (int64_t i = 0; i < nb; i++) {
 		prefetch_ahead(&x[i], sizeof(x[0]));
 		const float d = h2f(x[i].d) * y[i].d;
 		const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
+		const __m256i bs = load256((const uint8_t *)&y[i] + offsetof(struct qtype_block_q8_K, bsums));
+		const __m256i sub = _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc)), 5);
 		const uint8_t *ql = x[i].ql, *qh = x[i].qh;
 		const int8_t *q8 = y[i].qs;
 		__m256i sumi = _mm256_setzero_si256();
@@ -491,12 +508,10 @@ QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 			const __m256i q1 = _mm256_or_si256(_mm256_and_si256(b2, m4), h1);
 			const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2);
 			const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3);
-			const __m256i a0 = load256(q8), a1 = load256(q8 + 32);
-			const __m256i a2 = load256(q8 + 64), a3 = load256(q8 + 96);
-			__m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q0, a0), _mm256_maddubs_epi16(m32s, a0));
-			__m256i p1 = _mm256_sub_epi16(_mm256_maddubs_epi16(q1, a1), _mm256_maddubs_epi16(m32s, a1));
-			__m256i p2 = _mm256_sub_epi16(_mm256_maddubs_epi16(q2, a2), _mm256_maddubs_epi16(m32s, a2));
-			__m256i p3 = _mm256_sub_epi16(_mm256_maddubs_epi16(q3, a3), _mm256_maddubs_epi16(m32s, a3));
+			__m256i p0 = _mm256_maddubs_epi16(q0, load256(q8));
+			__m256i p1 = _mm256_maddubs_epi16(q1, load256(q8 + 32));
+			__m256i p2 = _mm256_maddubs_epi16(q2, load256(q8 + 64));
+			__m256i p3 = _mm256_maddubs_epi16(q3, load256(q8 + 96));
 			p0 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 0), p0);
 			p1 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 1), p1);
 			p2 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 2), p2);
@@ -504,6 +519,7 @@ QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p0, p1),
 								       _mm256_add_epi32(p2, p3)));
 		}
+		sumi = _mm256_sub_epi32(sumi, sub);
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
 	}
 	return hsum_ps(acc);
