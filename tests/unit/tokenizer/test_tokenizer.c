@@ -402,7 +402,9 @@ static char *decode_all(const struct tokenizer *t, const int32_t *ids, size_t n,
  * add_space_prefix puts a space in front (stripped here) and again after every
  * special-token text, so for those vocabularies strings that may hold special
  * texts (<, [, |) are left out; inputs with a literal U+2581 cannot round-trip
- * through SPM at all. */
+ * through SPM at all; and some vocabularies (Falcon) have no token for a few
+ * control bytes, which llama.cpp drops too (the fixtures check that), so C0
+ * controls other than \t \n \r are left out. */
 START_TEST(test_round_trip)
 {
 	const char *name = fixture_names[_i];
@@ -431,7 +433,10 @@ START_TEST(test_round_trip)
 	json_array_foreach(json_object_get(doc, "cases"), ci, c) {
 		size_t len;
 		unsigned char *s = unhex(json_string_value(json_object_get(c, "hex")), &len);
-		if (!valid_utf8(s, len) || (spm && memmem(s, len, "\xe2\x96\x81", 3)) ||
+		bool ctl = false;
+		for (size_t i = 0; i < len; i++)
+			ctl |= s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r';
+		if (!valid_utf8(s, len) || ctl || (spm && memmem(s, len, "\xe2\x96\x81", 3)) ||
 		    (prefix && (memchr(s, '<', len) || memchr(s, '[', len) || memchr(s, '|', len)))) {
 			free(s);
 			continue;
@@ -632,10 +637,11 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 /* robustness                                                                */
 
+/* CPU time of this thread: other processes on a busy machine do not count. */
 static double now(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -664,7 +670,7 @@ static void big_inputs(const struct tokenizer *t, const char *name)
 		double t0 = now();
 		int rc = tokenizer_encode(t, buf, n, true, true, ids, cap, &got, &err);
 		double dt = now() - t0;
-		fprintf(stderr, "%s: %s -> %zu tokens in %.3f s\n", name, kinds[k].what, got, dt);
+		fprintf(stderr, "%s: %s -> %zu tokens in %.3f s (CPU)\n", name, kinds[k].what, got, dt);
 		ck_assert_msg(rc == 0, "%s", err.msg);
 		ck_assert(got > 0);
 		/* Linear-ish work takes well under a second here; a quadratic
