@@ -477,7 +477,7 @@ static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 			return -ENOMEM;
 		size_t m = 0;
 		for (size_t i = 0; i < n; i++)
-			m += unicode_encode(unicode_gpt2_byte_to_cp(w[i]), enc + m);
+			m += unicode_encode(t->gpt2_cp[w[i]], enc + m);
 		int32_t id = tok_lookup(t, enc, m);
 		if (id >= 0) {
 			tok_emit(o, id);
@@ -796,6 +796,8 @@ int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
 		}
 		for (uint32_t cp = 0; cp < 324; cp++)
 			t->gpt2_inv[cp] = (int16_t)unicode_gpt2_cp_to_byte(cp);
+		for (int b = 0; b < 256; b++)
+			t->gpt2_cp[b] = (uint16_t)unicode_gpt2_byte_to_cp((uint8_t)b);
 	}
 	free(cat);
 	if (rc == -ENOMEM)

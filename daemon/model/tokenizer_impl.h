@@ -110,6 +110,7 @@ struct tokenizer {
 	uint32_t gpt2_ext[256];         /* extended id of byte b's GPT-2 character */
 	int32_t gpt2_fallback[256][2];  /* llama.cpp's per-byte fallback for unknown symbols */
 	int16_t gpt2_inv[324];          /* GPT-2 code point -> byte, -1 if none */
+	uint16_t gpt2_cp[256];          /* byte -> GPT-2 code point */
 
 	size_t max_piece;
 };
