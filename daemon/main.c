@@ -64,7 +64,7 @@ static int read_file(const char *path, char **out, size_t *len)
 static int tokenize_all(struct engine *e, const char *text, size_t len, bool add_special,
 			int32_t **out, int *n_out, struct smk_err *err)
 {
-	size_t n = 0, cap = len + 16;
+	size_t n = 0, cap = 6 * len + 2; /* the tokenizer's documented bound */
 	int32_t *ids = malloc(sizeof(int32_t) * cap);
 	if (!ids)
 		return smk_fail(err, -ENOMEM, "out of memory for %zu tokens", cap);

@@ -87,8 +87,14 @@ int engine_generate(struct engine *e, struct kvcache *kv, const int32_t *prompt,
 
 	/* The history for the repetition penalty: prompt then generated. */
 	int32_t *hist = malloc(sizeof(int32_t) * (size_t)(n_prompt + n_predict + 1));
-	if (!hist)
+	/* One token's text, sized for the longest piece of this vocabulary. */
+	size_t piece_cap = tokenizer_detok_cap(e->tok);
+	char *piece = malloc(piece_cap);
+	if (!hist || !piece) {
+		free(hist);
+		free(piece);
 		return smk_fail(err, -ENOMEM, "out of memory");
+	}
 	memcpy(hist, prompt, sizeof(int32_t) * (size_t)n_prompt);
 	int n_hist = n_prompt;
 
@@ -104,14 +110,13 @@ int engine_generate(struct engine *e, struct kvcache *kv, const int32_t *prompt,
 
 	struct detok dt;
 	detok_init(&dt);
-	char piece[256];
 	for (int g = 0; g < n_predict; g++) {
 		int32_t id = sampler_sample(s, logits, hist, n_hist, NULL);
 		hist[n_hist++] = id;
 		st->n_gen++;
 		if (tokenizer_is_eog(e->tok, id))
 			break;
-		size_t len = detok_push(e->tok, &dt, id, piece, sizeof(piece));
+		size_t len = detok_push(e->tok, &dt, id, piece, piece_cap);
 		if (emit && emit(emit_ctx, piece, len, id))
 			break;
 		if (g + 1 == n_predict)
@@ -119,13 +124,14 @@ int engine_generate(struct engine *e, struct kvcache *kv, const int32_t *prompt,
 		if ((rc = forward_run(e->fwd, kv, &id, 1, 1, &logits, err)))
 			goto out;
 	}
-	size_t len = detok_flush(&dt, piece, sizeof(piece));
+	size_t len = detok_flush(&dt, piece, piece_cap);
 	if (len && emit)
 		emit(emit_ctx, piece, len, -1);
 	st->decode_s = engine_now() - t1;
 	rc = 0;
 out:
 	free(hist);
+	free(piece);
 	return rc;
 }
 
