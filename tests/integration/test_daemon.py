@@ -14,19 +14,18 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon_fixture as fx  # noqa: E402  (model path, ports, offline output, starting smoked)
+
 SMOKED = sys.argv[1] if len(sys.argv) > 1 else "build/daemon/smoked"
 ROOT = os.environ.get("SMOKE_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
-MODEL = os.environ.get("SMOKE_MODEL") or os.path.join(
-    os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke")), "models",
-    "gemma-3-270m-q4_k_m.gguf")
+MODEL = fx.MODEL
 KEY = "integration-test-key"
 MAX_BODY = 64 * 1024
 failures = []
@@ -108,64 +107,44 @@ class Client:
         return r.status, r.headers, events
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def offline(prompt, n):
-    out = subprocess.run([SMOKED, "--model", MODEL, "--prompt", prompt, "-n", str(n), "--temp", "0",
-                          "--threads", "2"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    return out.stdout  # exactly the continuation: no newline when stdout is a pipe
+    return fx.offline(SMOKED, prompt, n)  # exactly the continuation: no newline on a pipe
+
+
+def on_loading(status, body):
+    try:
+        state = json.loads(body)["status"]
+    except (ValueError, KeyError, TypeError):
+        state = None
+    check(status == 503 and state == "loading", "health is 503 'loading' while loading")
 
 
 def main():
-    if not os.path.exists(MODEL):
-        print("SKIP: model %s is absent (scripts/fetch-model fetches it)" % MODEL)
-        return 77
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="smoked-", suffix=".log", delete=False)
-    proc = subprocess.Popen([SMOKED, "--model", MODEL, "--port", str(port), "--threads", "2",
-                             "--api-key", KEY, "--set", "limits.max_body=%d" % MAX_BODY,
-                             "--max-tokens", "512", "--concurrency", "2", "--queue", "1",
-                             "--shutdown-grace", "2", "--log-level", "debug"],
-                            stdout=subprocess.DEVNULL, stderr=log)
-    cl = Client(port)
+    skip = fx.model_missing()
+    if skip:
+        print(skip)
+        return fx.SKIP
+    d = fx.Daemon(SMOKED, api_key=KEY,
+                  extra=["--set", "limits.max_body=%d" % MAX_BODY, "--max-tokens", "512", "--concurrency", "2",
+                         "--queue", "1", "--shutdown-grace", "2", "--log-level", "debug"])
+    d.start()
+    cl = Client(d.port)
     try:
-        deadline = time.time() + 120
-        status = None
-        while time.time() < deadline:
-            try:
-                status, _, js, _ = cl.request("GET", "/health", key=None)
-                if status == 200:
-                    break
-                check(status == 503 and js["status"] == "loading", "health is 503 'loading' while loading")
-            except OSError:
-                pass
-            time.sleep(0.1)
-        check(status == 200, "daemon became ready")
-        if status != 200:
+        ready = d.wait_ready(timeout=120, on_loading=on_loading)
+        check(ready, "daemon became ready")
+        if not ready:
             return 1
-        run_checks(cl, proc)
+        run_checks(cl, d.proc)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                rc = proc.wait(timeout=30)
-                check(rc == 0, "SIGTERM: exit status 0 (got %s)" % rc)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                check(False, "SIGTERM: daemon stopped within 30 s")
-        log.close()
-        text = open(log.name).read()
+        if d.proc.poll() is None:
+            rc = d.stop(timeout=30)
+            check(rc == 0, "SIGTERM: exit status 0 (got %s)" % rc if rc is not None
+                  else "SIGTERM: daemon stopped within 30 s")
+        text = d.log_text()
         check("stopped" in text, "log says 'stopped'")
         if failures:
             print("---- daemon log ----\n" + text[-6000:])
-        os.unlink(log.name)
+        d.cleanup()
     print("%d failure(s)" % len(failures))
     return 1 if failures else 0
 

@@ -1,0 +1,157 @@
+"""Shared helpers for the integration tests that drive the real smoked:
+where the model is, a free loopback port, the offline command's output, and
+a Daemon that starts smoked, waits until /health says ready and stops it with
+SIGTERM.  Used by test_daemon.py, test_client.py, test_client_cli.py and
+test_openai.py.
+
+Conventions (the same in every integration test): the model comes from
+$SMOKE_MODEL (default ${SMOKE_CACHE:-~/.cache/smoke}/models/
+gemma-3-270m-q4_k_m.gguf); a test without it prints "SKIP: ..." and exits 77,
+which meson reports as skipped.  No timing assumption is made beyond generous
+deadlines: the machine running the tests may be heavily shared.
+"""
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+SKIP = 77
+MODEL = os.environ.get("SMOKE_MODEL") or os.path.join(
+    os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke")), "models",
+    "gemma-3-270m-q4_k_m.gguf")
+
+
+def model_missing():
+    """A SKIP line if the model is absent, else None."""
+    if not os.path.exists(MODEL):
+        return "SKIP: model %s is absent (scripts/fetch-model fetches it)" % MODEL
+    return None
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def closed_port():
+    """A loopback port where nothing listens (bound then released)."""
+    return free_port()
+
+
+def offline(smoked, prompt, n, threads=2):
+    """The offline command's greedy continuation of prompt: exactly the
+    generated text (smoked prints no newline when stdout is a pipe)."""
+    out = subprocess.run([smoked, "--model", MODEL, "--prompt", prompt, "-n", str(n), "--temp", "0",
+                          "--threads", str(threads)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def health(port, timeout=10):
+    """(status, body) of GET /health, or (None, None) if nothing answers."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.request("GET", "/health")
+        r = c.getresponse()
+        body = r.read().decode("utf-8", "replace")
+        c.close()
+        return r.status, body
+    except OSError:
+        return None, None
+
+
+class Daemon:
+    """smoked on a free loopback port with the default model.
+
+    d = Daemon(smoked, api_key="k", extra=["--concurrency", "2"])
+    d.start(); d.wait_ready(); ...; rc = d.stop(); text = d.log_text()
+    Or as a context manager, which starts, waits and stops (the exit status
+    is then in d.rc).  stderr goes to a temporary log file kept until
+    cleanup(), so that a failing test can print its tail."""
+
+    def __init__(self, smoked, api_key=None, extra=(), threads=2, port=None):
+        self.smoked = smoked
+        self.api_key = api_key
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.args = [smoked, "--model", MODEL, "--port", str(self.port), "--threads", str(threads)]
+        if api_key:
+            self.args += ["--api-key", api_key]
+        self.args += list(extra)
+        self.proc = None
+        self.log = None
+        self.rc = None
+
+    def start(self):
+        self.log = tempfile.NamedTemporaryFile(prefix="smoked-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.log)
+        return self
+
+    def wait_ready(self, timeout=300, on_loading=None):
+        """Poll /health until 200; True when ready.  on_loading(status,
+        body) is called for each answer that is not 200 (e.g. 503 loading).
+        False if the daemon exits or the deadline passes."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            status, body = health(self.port)
+            if status == 200:
+                return True
+            if status is not None and on_loading:
+                on_loading(status, body)
+            time.sleep(0.1)
+        return False
+
+    def stop(self, timeout=60):
+        """SIGTERM and wait; returns the exit status (None if it had to be
+        killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.rc = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.rc = None
+        else:
+            self.rc = self.proc.returncode
+        return self.rc
+
+    def log_text(self):
+        if not self.log:
+            return ""
+        self.log.flush()
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def cleanup(self):
+        if self.log:
+            self.log.close()
+            try:
+                os.unlink(self.log.name)
+            except OSError:
+                pass
+            self.log = None
+
+    def __enter__(self):
+        self.start()
+        if not self.wait_ready():
+            text = self.log_text()
+            self.stop()
+            self.cleanup()
+            raise RuntimeError("smoked did not become ready on port %d; log:\n%s" % (self.port, text[-4000:]))
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
