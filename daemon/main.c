@@ -162,9 +162,11 @@ static int run_offline(struct cli *c, const char *model_path)
 		fprintf(stderr, "smoked: %s\n", err.msg);
 		return 2;
 	}
+	struct wstore_opts wo;
 	struct engine_opts eo = {
 		.model_path = model_path, .n_threads = c->cfg.model.threads,
 		.n_ctx = c->cfg.model.context, .n_batch = c->cfg.model.batch,
+		.weights = engine_weights_from_config(&wo, &c->cfg) ? &wo : NULL,
 	};
 	if (c->mode == CLI_PERPLEXITY) {
 		eo.n_batch = eo.n_batch > 0 ? eo.n_batch : 64;
@@ -185,6 +187,11 @@ static int run_offline(struct cli *c, const char *model_path)
 	int rc = c->mode == CLI_PERPLEXITY ? run_perplexity(e, c, &err) : run_prompt(e, c, &err);
 	if (rc)
 		fprintf(stderr, "smoked: %s\n", err.msg);
+	if (c->stats) {
+		struct wstore_stats ws;
+		wstore_get_stats(e->ws, &ws);
+		wstore_stats_print(&ws, stderr);
+	}
 	engine_close(e);
 	return rc ? 1 : 0;
 }

@@ -32,6 +32,7 @@ void cli_usage(FILE *f)
 		"  --perplexity FILE   score FILE as llama-perplexity does and print PPL\n"
 		"  --ppl-ctx N         perplexity chunk size (default 512)\n"
 		"  --dump              print the model's metadata and tensor table\n"
+		"  --stats             after --prompt/--perplexity, print the weight hierarchy's statistics\n"
 		"\n"
 		"Settings (file keys in docs/configuration.md; flags override the file):\n"
 		"  --config FILE                  read settings from FILE (INI style)\n"
@@ -84,7 +85,7 @@ static int parse_float(const char *flag, const char *s, float *out, struct smk_e
 
 enum {
 	OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED,
-	OPT_PPL, OPT_PPL_CTX, OPT_DUMP, OPT_VERSION, OPT_CONFIG, OPT_SET, OPT_PRINT_CONFIG,
+	OPT_PPL, OPT_PPL_CTX, OPT_DUMP, OPT_VERSION, OPT_CONFIG, OPT_SET, OPT_PRINT_CONFIG, OPT_STATS,
 	OPT_KEY_BASE = 1024,   /* + index in the settings table */
 };
 
@@ -104,6 +105,7 @@ static const struct option fixed_opts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
+	{ "stats", no_argument, NULL, OPT_STATS },
 	{ "help", no_argument, NULL, 'h' },
 };
 #define N_FIXED ((int)(sizeof(fixed_opts) / sizeof(fixed_opts[0])))
@@ -205,6 +207,7 @@ int cli_parse(struct cli *c, int argc, char **argv, struct smk_err *err)
 		case OPT_CONFIG: c->config_path = optarg; break;
 		case OPT_SET: pend[n_pend++] = (struct pending){ -1, optarg }; break;
 		case OPT_PRINT_CONFIG: print_config = true; break;
+		case OPT_STATS: c->stats = true; break;
 		case 'h': help = true; break;
 		case '?':
 			if (optopt)

@@ -32,6 +32,7 @@ struct cli {
 	const char *ppl_file;           /* points into argv */
 	int n_predict;                  /* -n, default 128 */
 	int ppl_ctx;                    /* --ppl-ctx, default 512 */
+	bool stats;                     /* --stats: weight statistics on stderr after the run */
 	struct sampler_params sp;       /* offline sampling (--temp ...) */
 };
 

@@ -12,6 +12,27 @@ double engine_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+bool engine_weights_from_config(struct wstore_opts *o, const struct config *c)
+{
+	static const enum wpolicy policies[] = {
+		[CONFIG_POLICY_LRU] = WPOLICY_LRU, [CONFIG_POLICY_LFU] = WPOLICY_LFU,
+		[CONFIG_POLICY_FIFO] = WPOLICY_FIFO, [CONFIG_POLICY_PREDICTIVE] = WPOLICY_PREDICTIVE,
+	};
+	wstore_opts_default(o);
+	if (!c->memory.ram_cache && !c->memory.gpu_memory)
+		return false;
+	o->ram_budget = c->memory.ram_cache;
+	o->dev_budget = c->memory.gpu_memory;
+	/* No CUDA backend yet: the device tier is a stand-in, so computing
+	 * from RAM saves a copy whenever offload to the CPU is allowed. */
+	o->compute_from_ram = c->memory.enable_cpu_offload;
+	o->policy = policies[c->runtime.cache_policy];
+	o->prefetch_blocks = c->runtime.prefetch_layers;
+	o->lookahead_max = c->runtime.smoke_test_layers;
+	o->async_prefetch = c->runtime.async_prefetch;
+	return true;
+}
+
 int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err *err)
 {
 	struct engine *e = calloc(1, sizeof(*e));
@@ -49,7 +70,8 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 		.max_heads = hp->n_head, .n_threads = o->n_threads,
 	};
 	if ((rc = backend_cpu_new(&e->be, &lim, err)) ||
-	    (rc = wstore_new_resident(&e->ws, e->model, err)) ||
+	    (rc = o->weights ? wstore_new_tiered(&e->ws, e->model, o->weights, err)
+			     : wstore_new_resident(&e->ws, e->model, err)) ||
 	    (rc = forward_new(&e->fwd, e->model, e->be, e->ws, e->n_batch, max_logits, err)))
 		goto fail;
 	*out = e;

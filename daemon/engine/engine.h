@@ -15,6 +15,7 @@
 #include "arch/forward.h"
 #include "arch/kvcache.h"
 #include "arch/model.h"
+#include "config/config.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
 #include "util/err.h"
@@ -25,7 +26,16 @@ struct engine_opts {
 	int n_ctx;          /* context positions per sequence (<= 0: 4096, capped by the model) */
 	int n_batch;        /* prefill chunk (<= 0: 256) */
 	int max_logits;     /* logit rows per chunk (<= 0: 1; perplexity needs n_batch) */
+	/* The weight hierarchy's settings, or NULL for the resident store (the
+	 * file mapping).  Copied; need not outlive engine_open. */
+	const struct wstore_opts *weights;
 };
+
+/* The weight store settings from the config: returns false (use the resident
+ * store) when neither memory.ram_cache nor memory.gpu_memory is set, true
+ * with *o filled otherwise.  Without a GPU backend, enable_cpu_offload
+ * computes straight from the RAM tier (no stand-in copy). */
+bool engine_weights_from_config(struct wstore_opts *o, const struct config *c);
 
 struct engine {
 	struct model *model;

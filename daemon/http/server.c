@@ -620,7 +620,9 @@ static void *loader_main(void *arg)
 {
 	struct server *s = arg;
 	const struct config *c = s->cfg;
+	struct wstore_opts wso;
 	struct engine_opts eo = {
+		.weights = engine_weights_from_config(&wso, c) ? &wso : NULL,
 		.model_path = s->model_path, .n_threads = c->model.threads,
 		.n_ctx = c->model.context, .n_batch = c->model.batch,
 		/* one logits row per sequence in a batched round */

@@ -2,27 +2,115 @@
  *
  * The forward pass asks for one weight block at a time (acquire), runs it and
  * gives it back (release).  Between the two the block's tensor views stay
- * valid and the block cannot be evicted.  This is the seam the weight
- * hierarchy (disk -> RAM cache -> device slots, with prefetch) plugs into;
- * the resident store here simply hands out views of the file mapping.
+ * valid and the block cannot be evicted.  Two stores implement the seam:
+ *
+ *  - resident: hands out views of the file mapping (the kernel's page cache
+ *    is the only cache).  Used when no budget is configured.
+ *  - tiered: the weight hierarchy of docs/hierarchy.md.  Tier 0 is the model
+ *    file (read with pread, never through the mapping, so a file truncated
+ *    under a running model fails an acquire instead of raising SIGBUS);
+ *    tier 1 a page-aligned, mlock'ed RAM arena of memory.ram_cache bytes;
+ *    tier 2 a device-slot arena of memory.gpu_memory bytes (a host-memory
+ *    stand-in filled by copies until the CUDA backend exists).  Residency is
+ *    per unit: one unit per block, except that a tied output head shares the
+ *    embedding block's unit (the table is loaded once).  A libuv loop on its
+ *    own thread prefetches the units the plan needs next.
+ *
+ * Threads: acquire/release are called by one compute thread at a time;
+ * wstore_get_stats() may be called from any thread at any time.
  */
 #ifndef SMK_WEIGHTS_WSTORE_H
 #define SMK_WEIGHTS_WSTORE_H
 
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
 #include "arch/model.h"
 #include "util/err.h"
+#include "weights/wpolicy.h"
 
 struct wstore;
+
+enum wstore_tier { WSTORE_TIER_RAM = 0, WSTORE_TIER_DEV = 1, WSTORE_N_TIERS = 2 };
+
+/* Settings of the tiered store (memory.* and runtime.* of the config). */
+struct wstore_opts {
+	uint64_t ram_budget;       /* memory.ram_cache, bytes; 0: room for every unit */
+	uint64_t dev_budget;       /* memory.gpu_memory, bytes; 0: room for every unit */
+	bool compute_from_ram;     /* views point into the RAM tier; the device tier
+				    * is not used (CPU compute, enable_cpu_offload) */
+	enum wpolicy policy;       /* runtime.cache_policy */
+	int prefetch_blocks;       /* runtime.prefetch_layers: blocks ahead (0: none) */
+	int lookahead_max;         /* runtime.smoke_test_layers: the adaptive lookahead's cap */
+	bool async_prefetch;       /* runtime.async_prefetch; false: load in acquire */
+	bool check_budgets;        /* abort() if an arena ever exceeds its budget (tests) */
+	int trace_cap;             /* remember the last trace_cap acquired blocks (0: none) */
+	/* Test-only fault injection: replaces pread(2) for tier-0 reads. */
+	ssize_t (*pread_fn)(int fd, void *buf, size_t n, off_t off);
+};
+
+/* Fill o with the config defaults (predictive, 2 ahead, lookahead 4, async). */
+void wstore_opts_default(struct wstore_opts *o);
+
+/* One tier's figures.  bytes_in / busy_s is the achieved bandwidth of the
+ * transfers into the tier (disk->RAM reads, RAM->device copies). */
+struct wtier_stats {
+	bool active;
+	uint64_t budget, used, peak;    /* bytes */
+	uint64_t hits, misses;          /* unit requests that found / did not find it here */
+	uint64_t evictions;
+	uint64_t bytes_in;
+	double busy_s;
+	double bandwidth;               /* bytes/s, 0 before the first transfer */
+};
+
+struct wstore_stats {
+	bool tiered;                    /* false: the resident store (all else 0) */
+	int compute_tier;               /* enum wstore_tier the views point into */
+	struct wtier_stats tier[WSTORE_N_TIERS];
+	uint64_t acquires;
+	uint64_t stalls;                /* acquires that waited for a load */
+	double stall_s;                 /* time acquire spent waiting for weights */
+	double compute_s;               /* time between acquire and release */
+	double wall_s;                  /* since the store was created */
+	uint64_t prefetch_issued, prefetch_used, prefetch_wasted, prefetch_late;
+	uint64_t predictions, predicted_ok;   /* next block == predicted next block */
+	double predictor_accuracy;      /* predicted_ok / predictions */
+	int lookahead;                  /* current adaptive prefetch depth, blocks */
+	uint64_t load_errors;
+	int pinned;                     /* units in use right now (0 between steps) */
+	bool mlocked;                   /* the RAM arena is locked in memory */
+};
 
 /* A store that serves every block straight from the model's mapping.  The
  * model must outlive the store.  *out owned by the caller (wstore_free). */
 int wstore_new_resident(struct wstore **out, const struct model *m, struct smk_err *err);
+
+/* The weight hierarchy.  Allocates both arenas now (nothing later); refuses
+ * a budget smaller than what one block needs, naming the key and the sizes.
+ * The model must outlive the store.  *out owned by the caller (wstore_free),
+ * which stops the prefetch thread. */
+int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,
+		      struct smk_err *err);
+
 void wstore_free(struct wstore *ws);
 
 /* Block i of the model's plan, ready to compute with, or NULL with err set
- * (for example when a read failed).  Every successful acquire must be paired
- * with one release. */
+ * (a read failed, the file was truncated, ...; the store stays usable).
+ * Every successful acquire must be paired with one release. */
 const struct wblock *wstore_acquire(struct wstore *ws, int block, struct smk_err *err);
 void wstore_release(struct wstore *ws, int block);
+
+/* A consistent copy of the statistics; any thread. */
+void wstore_get_stats(struct wstore *ws, struct wstore_stats *st);
+
+/* Copy the recorded acquire sequence (oldest first, up to max); returns how
+ * many were copied. */
+int wstore_trace(struct wstore *ws, int *out, int max);
+
+/* Print the statistics in human-readable form (smoked --stats). */
+void wstore_stats_print(const struct wstore_stats *st, FILE *f);
 
 #endif

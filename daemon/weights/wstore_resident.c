@@ -1,37 +1,19 @@
 /* wstore_resident.c - the trivial weight store: every block is resident in
  * the file mapping for the life of the model (the kernel's page cache is the
- * only cache).  Used when the budgets hold the whole model. */
-#include "weights/wstore.h"
+ * only cache).  Used when no budget is configured. */
+#include "weights/wstore_impl.h"
 
 #include <stdlib.h>
 
-struct wstore {
+struct wstore_resident {
+	struct wstore base;
 	const struct model *m;
 	int *refs; /* acquire/release balance per block, to catch misuse */
 };
 
-int wstore_new_resident(struct wstore **out, const struct model *m, struct smk_err *err)
+static const struct wblock *res_acquire(struct wstore *w, int block, struct smk_err *err)
 {
-	struct wstore *ws = calloc(1, sizeof(*ws));
-	if (!ws || !(ws->refs = calloc((size_t)m->n_blocks, sizeof(int)))) {
-		free(ws);
-		return smk_fail(err, -ENOMEM, "weight store: out of memory");
-	}
-	ws->m = m;
-	*out = ws;
-	return 0;
-}
-
-void wstore_free(struct wstore *ws)
-{
-	if (!ws)
-		return;
-	free(ws->refs);
-	free(ws);
-}
-
-const struct wblock *wstore_acquire(struct wstore *ws, int block, struct smk_err *err)
-{
+	struct wstore_resident *ws = (struct wstore_resident *)w;
 	if (block < 0 || block >= ws->m->n_blocks) {
 		smk_fail(err, -EINVAL, "weight store: block %d out of range", block);
 		return NULL;
@@ -40,8 +22,33 @@ const struct wblock *wstore_acquire(struct wstore *ws, int block, struct smk_err
 	return &ws->m->blocks[block];
 }
 
-void wstore_release(struct wstore *ws, int block)
+static void res_release(struct wstore *w, int block)
 {
+	struct wstore_resident *ws = (struct wstore_resident *)w;
 	if (block >= 0 && block < ws->m->n_blocks)
 		ws->refs[block]--;
+}
+
+static void res_free(struct wstore *w)
+{
+	struct wstore_resident *ws = (struct wstore_resident *)w;
+	free(ws->refs);
+	free(ws);
+}
+
+static const struct wstore_ops resident_ops = {
+	.acquire = res_acquire, .release = res_release, .free = res_free,
+};
+
+int wstore_new_resident(struct wstore **out, const struct model *m, struct smk_err *err)
+{
+	struct wstore_resident *ws = calloc(1, sizeof(*ws));
+	if (!ws || !(ws->refs = calloc((size_t)m->n_blocks, sizeof(int)))) {
+		free(ws);
+		return smk_fail(err, -ENOMEM, "weight store: out of memory");
+	}
+	ws->base.ops = &resident_ops;
+	ws->m = m;
+	*out = &ws->base;
+	return 0;
 }

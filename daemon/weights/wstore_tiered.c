@@ -1,0 +1,623 @@
+/* wstore_tiered.c - the weight hierarchy: file -> RAM arena -> device-slot
+ * arena, with eviction by policy and demand loads in acquire.  The prefetch
+ * loop lives in wprefetch.c; docs/hierarchy.md tells the whole story.
+ *
+ * Units: unit b holds block b's own tensors.  A tied output head has no
+ * table of its own: its block uses its own unit (the output norm) plus the
+ * embedding block's unit 0, so the table is loaded once and shared.  A
+ * block's units are pinned largest first, which (with the budget rule in
+ * check_budgets) guarantees that they always fit together.
+ */
+#include "weights/wtiered.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model/gguf.h"
+
+double wt_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static const char *tier_key(int t)
+{
+	return t == WSTORE_TIER_RAM ? "memory.ram_cache (--ram-cache)" : "memory.gpu_memory (--gpu-memory)";
+}
+
+static const char *block_name(const struct wstore_tiered *ws, int b, char *buf, size_t len)
+{
+	if (b == 0)
+		snprintf(buf, len, "embedding");
+	else if (b == ws->n_blocks - 1)
+		snprintf(buf, len, "output head");
+	else
+		snprintf(buf, len, "layer %d", b - 1);
+	return buf;
+}
+
+/* ---- building units from the model's blocks ---- */
+
+static int build_units(struct wstore_tiered *ws, struct smk_err *err)
+{
+	const struct model *m = ws->m;
+	ws->n_blocks = ws->n_units = m->n_blocks;
+	ws->tens = calloc((size_t)m->n_blocks * LT_COUNT, sizeof(*ws->tens));
+	ws->units = calloc((size_t)m->n_blocks, sizeof(*ws->units));
+	ws->blocks = calloc((size_t)m->n_blocks, sizeof(*ws->blocks));
+	if (!ws->tens || !ws->units || !ws->blocks)
+		return smk_fail(err, -ENOMEM, "weight hierarchy: out of memory for %d blocks", m->n_blocks);
+	for (int b = 0; b < m->n_blocks; b++) {
+		const struct wblock *src = &m->blocks[b];
+		struct wt_block *B = &ws->blocks[b];
+		struct wt_unit *U = &ws->units[b];
+		B->view = *src;
+		U->first_tensor = ws->n_tens;
+		U->blocks[U->n_blocks++] = b;
+		B->units[B->n_units++] = b;
+		for (int i = 0; i < LT_COUNT; i++) {
+			if (!src->has[i])
+				continue;
+			const struct wtensor *t = &src->t[i];
+			/* A tensor the embedding unit already holds (tied head). */
+			int shared = -1;
+			if (b != 0) {
+				const struct wt_unit *E = &ws->units[0];
+				for (int k = 0; k < E->n_tensors; k++)
+					if (ws->tens[E->first_tensor + k].file_off == t->file_offset)
+						shared = E->first_tensor + k;
+			}
+			if (shared >= 0) {
+				B->tunit[i] = 0;
+				B->toff[i] = ws->tens[shared].slot_off;
+				if (B->n_units == 1) {
+					B->units[B->n_units++] = 0;
+					ws->units[0].blocks[ws->units[0].n_blocks++] = b;
+				}
+				continue;
+			}
+			struct wt_tensor *wt = &ws->tens[ws->n_tens++];
+			wt->name = t->name;
+			wt->file_off = t->file_offset;
+			wt->nbytes = t->nbytes;
+			wt->slot_off = U->size;
+			U->size += warena_round(t->nbytes);
+			U->n_tensors++;
+			B->tunit[i] = b;
+			B->toff[i] = wt->slot_off;
+		}
+		if (U->size == 0)
+			U->size = WARENA_ALIGN; /* never empty: keeps the arena logic uniform */
+		/* Largest unit first (see the file comment). */
+		if (B->n_units == 2 && ws->units[B->units[1]].size > U->size) {
+			int tmp = B->units[0];
+			B->units[0] = B->units[1];
+			B->units[1] = tmp;
+		}
+	}
+	return 0;
+}
+
+/* What one block needs in the compute tier at once: its largest unit plus
+ * twice the rest, so that the rest always finds a hole next to a pinned
+ * large unit wherever that unit happens to sit. */
+static uint64_t block_need(const struct wstore_tiered *ws, int b)
+{
+	const struct wt_block *B = &ws->blocks[b];
+	uint64_t need = ws->units[B->units[0]].size;
+	for (int k = 1; k < B->n_units; k++)
+		need += 2 * ws->units[B->units[k]].size;
+	return need;
+}
+
+static int size_tiers(struct wstore_tiered *ws, uint64_t size[WSTORE_N_TIERS], struct smk_err *err)
+{
+	uint64_t total = 0, max_unit = 0, max_block = 0;
+	int max_unit_i = 0, max_block_i = 0;
+	for (int u = 0; u < ws->n_units; u++) {
+		total += ws->units[u].size;
+		if (ws->units[u].size > max_unit) {
+			max_unit = ws->units[u].size;
+			max_unit_i = u;
+		}
+	}
+	for (int b = 0; b < ws->n_blocks; b++)
+		if (block_need(ws, b) > max_block) {
+			max_block = block_need(ws, b);
+			max_block_i = b;
+		}
+	uint64_t budget[WSTORE_N_TIERS] = { ws->o.ram_budget, ws->o.dev_budget };
+	char name[64];
+	for (int t = 0; t < WSTORE_N_TIERS; t++) {
+		if (!ws->tier[t].active) {
+			size[t] = 0;
+			continue;
+		}
+		/* The compute tier holds a whole block at once; the RAM tier below
+		 * the device tier only stages one unit at a time. */
+		uint64_t need = t == ws->ct ? max_block : max_unit;
+		int who = t == ws->ct ? max_block_i : max_unit_i;
+		if (budget[t] == 0) {
+			size[t] = total;
+			continue;
+		}
+		if (budget[t] < need)
+			return smk_fail(err, -EINVAL,
+					"%s = %llu bytes (%.1f MiB) is smaller than the %s block, which needs %llu bytes (%.1f MiB) there; the model's weights are %llu bytes (%.1f MiB)",
+					tier_key(t), (unsigned long long)budget[t], budget[t] / 1048576.0,
+					block_name(ws, who, name, sizeof(name)), (unsigned long long)need,
+					need / 1048576.0, (unsigned long long)total, total / 1048576.0);
+		size[t] = budget[t] < total ? budget[t] : total;
+	}
+	return 0;
+}
+
+/* ---- eviction ---- */
+
+void wt_update_dist(struct wstore_tiered *ws)
+{
+	wpredict_distances(&ws->pred, ws->cursor, ws->blk_dist);
+	if (ws->cursor < 0)
+		for (int b = 0; b < ws->n_blocks; b++)
+			ws->blk_dist[b] = b + 1;
+	for (int u = 0; u < ws->n_units; u++) {
+		struct wt_unit *U = &ws->units[u];
+		U->dist = WPOLICY_FAR;
+		for (int k = 0; k < U->n_blocks; k++)
+			if (ws->blk_dist[U->blocks[k]] < U->dist)
+				U->dist = ws->blk_dist[U->blocks[k]];
+	}
+}
+
+/* The distance that matters for keeping u in tier t: a RAM copy of a unit
+ * that sits in the device tier is not needed until the device copy goes. */
+static int tier_dist(const struct wstore_tiered *ws, const struct wt_unit *U, int t)
+{
+	if (t == WSTORE_TIER_RAM && ws->ct == WSTORE_TIER_DEV &&
+	    U->t[WSTORE_TIER_DEV].state == WS_RESIDENT)
+		return U->dist >= WPOLICY_FAR - ws->n_blocks ? U->dist : U->dist + ws->n_blocks;
+	return U->dist;
+}
+
+static int pick_victim(struct wstore_tiered *ws, int t, int limit, uint64_t max_size)
+{
+	/* Scratch from the heap would be an allocation per eviction: the
+	 * candidates go into a stack array in chunks instead. */
+	struct wpolicy_cand cand[64];
+	int idx[64], best = -1;
+	struct wpolicy_cand best_c = { 0 };
+	int n = 0;
+	for (int u = 0; u <= ws->n_units; u++) {
+		if (u < ws->n_units) {
+			const struct wt_unit *U = &ws->units[u];
+			int d = tier_dist(ws, U, t);
+			if (U->t[t].state != WS_RESIDENT || U->t[t].pin > 0 || (limit >= 0 && d <= limit) ||
+			    U->size > max_size)
+				continue;
+			cand[n] = (struct wpolicy_cand){ U->last_use, U->uses, U->load_seq, d };
+			idx[n++] = u;
+			if (n < 63)
+				continue;
+		}
+		/* Flush the chunk, carrying the best so far as candidate 0. */
+		if (best >= 0) {
+			cand[n] = best_c;
+			idx[n++] = best;
+		}
+		int k = wpolicy_pick(ws->o.policy, cand, n);
+		if (k >= 0) {
+			best = idx[k];
+			best_c = cand[k];
+		}
+		n = 0;
+	}
+	return best;
+}
+
+static void evict(struct wstore_tiered *ws, int u, int t)
+{
+	struct wt_unit *U = &ws->units[u];
+	warena_free(&ws->tier[t].arena, U->t[t].off, U->size);
+	U->t[t].state = WS_ABSENT;
+	ws->tier[t].st.evictions++;
+	if (U->t[t].prefetched)
+		ws->st.prefetch_wasted++;
+	U->t[t].prefetched = false;
+}
+
+int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
+{
+	struct wt_tier *T = &ws->tier[t];
+	struct wt_unit *U = &ws->units[u];
+	for (;;) {
+		int64_t off = warena_alloc(&T->arena, U->size);
+		if (off >= 0) {
+			U->t[t].off = (uint64_t)off;
+			if (ws->o.check_budgets && T->arena.used > T->st.budget) {
+				fprintf(stderr, "weight hierarchy: %s exceeded: %llu > %llu bytes\n",
+					tier_key(t), (unsigned long long)T->arena.used,
+					(unsigned long long)T->st.budget);
+				abort();
+			}
+			return 0;
+		}
+		/* A prefetch evicts nothing larger than what it loads: pushing
+		 * out a large table to make room for a small layer ahead of time
+		 * costs far more bytes than it saves (Belady counts blocks, the
+		 * disk counts bytes). */
+		int v = pick_victim(ws, t, limit, limit >= 0 ? U->size : UINT64_MAX);
+		if (v >= 0) {
+			evict(ws, v, t);
+			continue;
+		}
+		/* Nothing evictable: wait only for transfers that will end. */
+		bool transient = T->busy > 0 ||
+				 (t == WSTORE_TIER_RAM && ws->tier[WSTORE_TIER_DEV].busy > 0);
+		if (!can_wait || !transient)
+			return -ENOMEM;
+		pthread_cond_wait(&ws->cv, &ws->mu);
+		if (U->t[t].state != WS_ABSENT)
+			return -EAGAIN; /* someone else started this very load */
+	}
+}
+
+/* ---- transfers ---- */
+
+static int read_unit(struct wstore_tiered *ws, const struct wt_unit *U, uint8_t *dst, char *msg,
+		     size_t msg_len)
+{
+	ssize_t (*rd)(int, void *, size_t, off_t) = ws->o.pread_fn ? ws->o.pread_fn : pread;
+	for (int k = 0; k < U->n_tensors; k++) {
+		const struct wt_tensor *t = &ws->tens[U->first_tensor + k];
+		uint64_t done = 0;
+		while (done < t->nbytes) {
+			uint64_t chunk = t->nbytes - done;
+			if (chunk > (1u << 30))
+				chunk = 1u << 30;
+			ssize_t r = rd(ws->fd, dst + t->slot_off + done, (size_t)chunk,
+				       (off_t)(t->file_off + done));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				int e = errno ? errno : EIO;
+				snprintf(msg, msg_len, "%s: reading tensor '%s' (%llu bytes at offset %llu) failed: %s",
+					 ws->path, t->name, (unsigned long long)t->nbytes,
+					 (unsigned long long)t->file_off, strerror(e));
+				return -e;
+			}
+			if (r == 0) {
+				snprintf(msg, msg_len, "%s: tensor '%s' (%llu bytes at offset %llu) is cut short: the file ends at offset %llu (truncated while the model was loaded?)",
+					 ws->path, t->name, (unsigned long long)t->nbytes,
+					 (unsigned long long)t->file_off,
+					 (unsigned long long)(t->file_off + done));
+				return -EIO;
+			}
+			done += (uint64_t)r;
+		}
+	}
+	return 0;
+}
+
+int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_len, double *secs)
+{
+	const struct wt_unit *U = &ws->units[u];
+	double t0 = wt_now();
+	uint8_t *dst = ws->tier[t].arena.base + U->t[t].off;
+	int rc = 0;
+	if (t == WSTORE_TIER_RAM) {
+		rc = read_unit(ws, U, dst, msg, msg_len);
+	} else {
+		/* The device stand-in: a host copy, where CUDA will issue a
+		 * cudaMemcpyAsync on the copy stream from pinned RAM. */
+		const uint8_t *src = ws->tier[WSTORE_TIER_RAM].arena.base + U->t[WSTORE_TIER_RAM].off;
+		memcpy(dst, src, U->size);
+	}
+	*secs = wt_now() - t0;
+	return rc;
+}
+
+void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double secs, bool prefetch)
+{
+	struct wt_unit *U = &ws->units[u];
+	struct wt_tier *T = &ws->tier[t];
+	if (t == WSTORE_TIER_DEV)
+		U->t[WSTORE_TIER_RAM].pin--;
+	if (rc) {
+		warena_free(&T->arena, U->t[t].off, U->size);
+		U->t[t].state = WS_ABSENT;
+		ws->st.load_errors++;
+	} else {
+		U->t[t].state = WS_RESIDENT;
+		U->t[t].prefetched = prefetch;
+		U->load_seq = ++ws->load_clock;
+		T->st.bytes_in += U->size;
+		T->st.busy_s += secs;
+		/* Per-block load time for the lookahead: both hops count. */
+		ws->ewma_load_s = ws->ewma_load_s > 0 ? 0.8 * ws->ewma_load_s + 0.2 * secs : secs;
+	}
+	pthread_cond_broadcast(&ws->cv);
+}
+
+/* Make unit u resident in tier t (mutex held; released while bytes move). */
+static int ensure(struct wstore_tiered *ws, int u, int t, bool *waited, struct smk_err *err)
+{
+	struct wt_unit *U = &ws->units[u];
+	char msg[256];
+	for (;;) {
+		if (U->t[t].state == WS_RESIDENT)
+			return 0;
+		if (U->t[t].state == WS_LOADING) {
+			*waited = true;
+			pthread_cond_wait(&ws->cv, &ws->mu);
+			continue;
+		}
+		if (t == WSTORE_TIER_DEV) {
+			struct wtier_stats *rs = &ws->tier[WSTORE_TIER_RAM].st;
+			if (U->t[WSTORE_TIER_RAM].state == WS_RESIDENT)
+				rs->hits++;
+			else
+				rs->misses++;
+			int rc = ensure(ws, u, WSTORE_TIER_RAM, waited, err);
+			if (rc)
+				return rc;
+			if (U->t[t].state != WS_ABSENT)
+				continue;
+			U->t[WSTORE_TIER_RAM].pin++;
+			rc = wt_reserve(ws, u, t, -1, true);
+			if (rc) {
+				U->t[WSTORE_TIER_RAM].pin--;
+				pthread_cond_broadcast(&ws->cv);
+				if (rc == -EAGAIN)
+					continue;
+				return smk_fail(err, rc, "weight hierarchy: no room for %llu bytes in %s although the budget passed the start-up check (fragmentation)",
+						(unsigned long long)U->size, tier_key(t));
+			}
+		} else {
+			int rc = wt_reserve(ws, u, t, -1, true);
+			if (rc == -EAGAIN)
+				continue;
+			if (rc)
+				return smk_fail(err, rc, "weight hierarchy: no room for %llu bytes in %s although the budget passed the start-up check (fragmentation)",
+						(unsigned long long)U->size, tier_key(t));
+		}
+		U->t[t].state = WS_LOADING;
+		ws->tier[t].busy++;
+		*waited = true;
+		pthread_mutex_unlock(&ws->mu);
+		double secs = 0;
+		int rc = wt_transfer(ws, u, t, msg, sizeof(msg), &secs);
+		pthread_mutex_lock(&ws->mu);
+		ws->tier[t].busy--;
+		wt_transfer_done(ws, u, t, rc, secs, false);
+		if (rc)
+			return smk_fail(err, rc, "%s", msg);
+	}
+}
+
+/* ---- the store interface ---- */
+
+static void fix_views(struct wstore_tiered *ws, struct wt_block *B)
+{
+	const uint8_t *base = ws->tier[ws->ct].arena.base;
+	for (int i = 0; i < LT_COUNT; i++)
+		if (B->view.has[i])
+			B->view.t[i].data = base + ws->units[B->tunit[i]].t[ws->ct].off + B->toff[i];
+}
+
+static const struct wblock *tiered_acquire(struct wstore *w, int block, struct smk_err *err)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	if (block < 0 || block >= ws->n_blocks) {
+		smk_fail(err, -EINVAL, "weight store: block %d out of range", block);
+		return NULL;
+	}
+	double t0 = wt_now();
+	pthread_mutex_lock(&ws->mu);
+	struct wt_block *B = &ws->blocks[block];
+	ws->st.acquires++;
+	ws->clock++;
+	wpredict_observe(&ws->pred, block);
+	ws->cursor = block;
+	if (ws->trace) {
+		ws->trace[ws->trace_pos] = block;
+		ws->trace_pos = (ws->trace_pos + 1) % ws->o.trace_cap;
+		if (ws->trace_n < ws->o.trace_cap)
+			ws->trace_n++;
+	}
+	wt_update_dist(ws);
+	bool waited = false;
+	int k, rc = 0;
+	for (k = 0; k < B->n_units; k++) {
+		int u = B->units[k];
+		struct wt_unit *U = &ws->units[u];
+		struct wtier_stats *cs = &ws->tier[ws->ct].st;
+		if (U->t[ws->ct].state == WS_RESIDENT) {
+			cs->hits++;
+		} else {
+			cs->misses++;
+			if (U->t[ws->ct].state == WS_LOADING)
+				ws->st.prefetch_late++;
+		}
+		if ((rc = ensure(ws, u, ws->ct, &waited, err)))
+			break;
+		U->t[ws->ct].pin++;
+		if (U->t[ws->ct].prefetched) {
+			ws->st.prefetch_used++;
+			U->t[ws->ct].prefetched = false;
+		}
+		U->last_use = ws->clock;
+		U->uses++;
+	}
+	if (rc) {
+		while (k-- > 0)
+			ws->units[B->units[k]].t[ws->ct].pin--;
+		pthread_cond_broadcast(&ws->cv);
+	} else {
+		fix_views(ws, B);
+		B->held++;
+	}
+	double t1 = wt_now();
+	if (waited) {
+		ws->st.stalls++;
+		ws->st.stall_s += t1 - t0;
+	}
+	B->t_acquired = t1;
+	pthread_mutex_unlock(&ws->mu);
+	wt_prefetch_kick(ws);
+	return rc ? NULL : &B->view;
+}
+
+static void tiered_release(struct wstore *w, int block)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	if (block < 0 || block >= ws->n_blocks)
+		return;
+	pthread_mutex_lock(&ws->mu);
+	struct wt_block *B = &ws->blocks[block];
+	if (B->held > 0) {
+		B->held--;
+		for (int k = 0; k < B->n_units; k++)
+			ws->units[B->units[k]].t[ws->ct].pin--;
+		double dt = wt_now() - B->t_acquired;
+		ws->st.compute_s += dt;
+		ws->ewma_compute_s = ws->ewma_compute_s > 0 ? 0.8 * ws->ewma_compute_s + 0.2 * dt : dt;
+		pthread_cond_broadcast(&ws->cv);
+	}
+	pthread_mutex_unlock(&ws->mu);
+	wt_prefetch_kick(ws);
+}
+
+static void tiered_stats(struct wstore *w, struct wstore_stats *st)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	pthread_mutex_lock(&ws->mu);
+	*st = ws->st;
+	st->tiered = true;
+	st->compute_tier = ws->ct;
+	for (int t = 0; t < WSTORE_N_TIERS; t++) {
+		struct wtier_stats *s = &st->tier[t];
+		*s = ws->tier[t].st;
+		s->active = ws->tier[t].active;
+		s->used = ws->tier[t].arena.used;
+		s->peak = ws->tier[t].arena.peak;
+		s->bandwidth = s->busy_s > 0 ? (double)s->bytes_in / s->busy_s : 0.0;
+	}
+	for (int u = 0; u < ws->n_units; u++)
+		st->pinned += ws->units[u].t[ws->ct].pin > 0;
+	st->predictions = ws->pred.predictions;
+	st->predicted_ok = ws->pred.correct;
+	st->predictor_accuracy = st->predictions ? (double)st->predicted_ok / (double)st->predictions : 0.0;
+	st->lookahead = ws->lookahead;
+	st->mlocked = ws->tier[WSTORE_TIER_RAM].arena.locked;
+	st->wall_s = wt_now() - ws->t_start;
+	pthread_mutex_unlock(&ws->mu);
+}
+
+static int tiered_trace(struct wstore *w, int *out, int max)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	pthread_mutex_lock(&ws->mu);
+	int n = ws->trace_n < max ? ws->trace_n : max;
+	int start = (ws->trace_pos - ws->trace_n + ws->o.trace_cap) % (ws->o.trace_cap ? ws->o.trace_cap : 1);
+	for (int i = 0; i < n; i++)
+		out[i] = ws->trace[(start + i) % ws->o.trace_cap];
+	pthread_mutex_unlock(&ws->mu);
+	return n;
+}
+
+static void tiered_free(struct wstore *w)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	wt_prefetch_stop(ws);
+	for (int t = 0; t < WSTORE_N_TIERS; t++)
+		warena_deinit(&ws->tier[t].arena);
+	if (ws->fd >= 0)
+		close(ws->fd);
+	wpredict_deinit(&ws->pred);
+	pthread_cond_destroy(&ws->cv);
+	pthread_mutex_destroy(&ws->mu);
+	free(ws->trace);
+	free(ws->blk_dist);
+	free(ws->ahead);
+	free(ws->tens);
+	free(ws->units);
+	free(ws->blocks);
+	free(ws);
+}
+
+static const struct wstore_ops tiered_ops = {
+	.acquire = tiered_acquire, .release = tiered_release, .free = tiered_free,
+	.stats = tiered_stats, .trace = tiered_trace,
+};
+
+int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,
+		      struct smk_err *err)
+{
+	static atomic_bool warned_mlock;
+	struct wstore_tiered *ws = calloc(1, sizeof(*ws));
+	if (!ws)
+		return smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
+	ws->base.ops = &tiered_ops;
+	ws->m = m;
+	ws->o = *o;
+	ws->fd = -1;
+	ws->cursor = -1;
+	ws->path = gguf_path(m->gguf);
+	ws->ct = o->compute_from_ram ? WSTORE_TIER_RAM : WSTORE_TIER_DEV;
+	ws->tier[WSTORE_TIER_RAM].active = true;
+	ws->tier[WSTORE_TIER_DEV].active = ws->ct == WSTORE_TIER_DEV;
+	ws->t_start = wt_now();
+	pthread_mutex_init(&ws->mu, NULL);
+	pthread_cond_init(&ws->cv, NULL);
+	int rc;
+	uint64_t size[WSTORE_N_TIERS] = { 0, 0 };
+	if (o->prefetch_blocks < 0 || o->lookahead_max < 0 || o->trace_cap < 0 ||
+	    o->policy > WPOLICY_PREDICTIVE) {
+		rc = smk_fail(err, -EINVAL, "weight hierarchy: invalid options");
+		goto fail;
+	}
+	if ((rc = build_units(ws, err)) || (rc = size_tiers(ws, size, err)) ||
+	    (rc = wpredict_init(&ws->pred, ws->n_blocks, err)))
+		goto fail;
+	ws->blk_dist = calloc((size_t)ws->n_blocks, sizeof(int));
+	ws->ahead = calloc((size_t)ws->n_blocks + 1, sizeof(int));
+	ws->trace = o->trace_cap ? calloc((size_t)o->trace_cap, sizeof(int)) : NULL;
+	if (!ws->blk_dist || !ws->ahead || (o->trace_cap && !ws->trace)) {
+		rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
+		goto fail;
+	}
+	static const char *arena_names[] = { "memory.ram_cache", "memory.gpu_memory" };
+	for (int t = 0; t < WSTORE_N_TIERS; t++) {
+		if (!ws->tier[t].active)
+			continue;
+		if ((rc = warena_init(&ws->tier[t].arena, arena_names[t], size[t], ws->n_units, true,
+				      t == WSTORE_TIER_RAM, o->check_budgets, err)))
+			goto fail;
+		ws->tier[t].st.budget = ws->tier[t].arena.size;
+	}
+	if (!ws->tier[WSTORE_TIER_RAM].arena.locked && !atomic_exchange(&warned_mlock, true))
+		fprintf(stderr, "smoked: warning: cannot mlock the %.1f MiB RAM cache (%s); it may be paged out. Raise the memlock limit (ulimit -l, LimitMEMLOCK=) to pin it.\n",
+			size[WSTORE_TIER_RAM] / 1048576.0, strerror(errno));
+	ws->fd = open(ws->path, O_RDONLY | O_CLOEXEC);
+	if (ws->fd < 0) {
+		rc = smk_fail(err, -errno, "%s: cannot open for reading weights: %s", ws->path, strerror(errno));
+		goto fail;
+	}
+	posix_fadvise(ws->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	ws->lookahead = o->prefetch_blocks;
+	if (o->async_prefetch && o->prefetch_blocks > 0 && (rc = wt_prefetch_start(ws, err)))
+		goto fail;
+	*out = &ws->base;
+	return 0;
+fail:
+	tiered_free(&ws->base);
+	return rc;
+}

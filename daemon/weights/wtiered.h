@@ -1,0 +1,138 @@
+/* wtiered.h - the tiered store's state, shared by wstore_tiered.c (acquire,
+ * release, loads, eviction) and wprefetch.c (the libuv prefetch loop).
+ * Internal to daemon/weights.
+ *
+ * Locking: one mutex (ws->mu) guards every field below except the arenas'
+ * memory contents.  Bytes are moved with the mutex released; a unit being
+ * filled is in state LOADING in that tier, and a unit being read from (a
+ * copy source, or the compute tier while in use) has pin > 0, so neither is
+ * ever chosen for eviction while its bytes are touched.  ws->cv is broadcast
+ * whenever a load ends or a pin drops, so waiters re-check their condition.
+ */
+#ifndef SMK_WEIGHTS_WTIERED_H
+#define SMK_WEIGHTS_WTIERED_H
+
+#include <pthread.h>
+#include <uv.h>
+
+#include "weights/warena.h"
+#include "weights/wpolicy.h"
+#include "weights/wstore_impl.h"
+
+enum wstate { WS_ABSENT, WS_LOADING, WS_RESIDENT };
+
+#define WT_MAX_UNITS_PER_BLOCK 2   /* own tensors + a shared (tied) table */
+#define WT_JOBS 2                  /* prefetch transfers in flight at once */
+
+/* One tensor of a unit: where its bytes are in the file and in the slot. */
+struct wt_tensor {
+	const char *name;
+	uint64_t file_off, nbytes, slot_off;
+};
+
+struct wt_unit {
+	int first_tensor, n_tensors;     /* into ws->tens */
+	uint64_t size;                   /* slot bytes (tensors packed, aligned) */
+	int blocks[2], n_blocks;         /* blocks that use it (tied: embed + head) */
+	struct {
+		enum wstate state;
+		int pin;                 /* readers right now (compute, copy source) */
+		uint64_t off;            /* slot offset when LOADING/RESIDENT */
+		bool prefetched;         /* loaded ahead, not acquired since */
+	} t[WSTORE_N_TIERS];
+	uint64_t last_use, uses, load_seq;
+	int dist;                        /* scratch: predicted distance to next use */
+};
+
+struct wt_block {
+	int units[WT_MAX_UNITS_PER_BLOCK];   /* largest first: pinned in this order */
+	int n_units;
+	int tunit[LT_COUNT];                 /* unit of tensor role i */
+	uint64_t toff[LT_COUNT];             /* its offset in that unit's slot */
+	struct wblock view;                  /* handed out; data fixed up at acquire */
+	double t_acquired;
+	int held;                            /* acquires not yet released */
+};
+
+struct wt_tier {
+	bool active;
+	struct warena arena;
+	struct wtier_stats st;
+	int busy;                            /* transfers in flight touching this tier */
+};
+
+struct wt_job {
+	struct wstore_tiered *ws;
+	uv_work_t req;
+	bool active;
+	int unit;
+	int tier;                            /* tier being filled */
+	int rc;
+	double secs;
+	char msg[256];
+};
+
+struct wstore_tiered {
+	struct wstore base;
+	const struct model *m;
+	struct wstore_opts o;
+	int fd;                              /* tier 0: the model file, for pread */
+	const char *path;
+	int ct;                              /* compute tier */
+
+	struct wt_tensor *tens;
+	int n_tens;
+	struct wt_unit *units;
+	int n_units;
+	struct wt_block *blocks;
+	int n_blocks;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct wt_tier tier[WSTORE_N_TIERS];
+	struct wpredict pred;
+	int *blk_dist;                       /* scratch per block */
+	int *ahead;                          /* scratch: predicted next blocks */
+	uint64_t clock;                      /* logical time: acquires */
+	uint64_t load_clock;
+	int cursor;                          /* last acquired block */
+	int lookahead;
+	double ewma_compute_s, ewma_load_s;  /* per block, for the adaptive lookahead */
+
+	struct wstore_stats st;              /* counters not kept per tier */
+	double t_start;
+
+	int *trace;
+	int trace_n, trace_pos;
+
+	/* the prefetch loop (wprefetch.c) */
+	bool pf_running, pf_stopping;
+	pthread_t pf_thread;
+	uv_loop_t loop;
+	uv_async_t wake;
+	struct wt_job jobs[WT_JOBS];
+	int jobs_active;
+};
+
+/* wstore_tiered.c, called with ws->mu held. */
+void wt_update_dist(struct wstore_tiered *ws);
+/* Make room for unit u in tier t and take a slot (state stays ABSENT; the
+ * caller sets LOADING).  limit >= 0: only evict units whose predicted next
+ * use is further than `limit` and no larger than u (prefetch must not push
+ * out what is needed sooner, nor a large unit for a small one); can_wait: wait for transfers in flight when nothing is evictable.
+ * Returns 0 or -ENOMEM. */
+int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait);
+/* Transfers with the mutex released: fill unit u's slot in tier t (from the
+ * file for RAM, from the RAM slot for the device).  Returns 0 or a negative
+ * code with a message in msg. */
+int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_len, double *secs);
+/* Book a finished transfer (state, stats, wake waiters). */
+void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double secs, bool prefetch);
+double wt_now(void);
+
+/* wprefetch.c */
+int wt_prefetch_start(struct wstore_tiered *ws, struct smk_err *err);
+void wt_prefetch_stop(struct wstore_tiered *ws);
+void wt_prefetch_kick(struct wstore_tiered *ws);   /* any thread, mutex not held */
+
+#endif
