@@ -9,17 +9,22 @@
  * are restored on every way out.  --once prints one frame without any
  * terminal control, for scripts and tests.
  *
- * The weight hierarchy (issue 4) reports later under "hierarchy" in /stats.
- * Its shape is not fixed yet, so the view reads it generically:
+ * The weight hierarchy (issue 4) reports later under "hierarchy" (or
+ * "weights") in /stats.  Its shape is not fixed yet, so the view reads it
+ * generically:
  *   "hierarchy": {
- *     "tiers": [ {"name": "gpu", "used_bytes": .., "budget_bytes": .., "hits": ..,
- *                 "misses": .., "evictions": .., "bytes_moved": ..}, ... ]
+ *     "tiers": [ {"name": "ram", "used": .., "budget": .., "hits": .., "misses": ..,
+ *                 "evictions": .., "bytes_in": .., "peak": .., "bandwidth": ..}, ... ]
  *              (or an object keyed by tier name),
- *     "prefetch": {"issued": .., "used": .., ...},   any object: one line of its numbers
- *     "stall_s": ..                                  any number: "name value"
+ *     "stalls": .., "stall_s": ..,                   numbers: one "all tiers" line
+ *     "prefetch": {"issued": .., "used": .., ...}    an object: one line of its scalars
  *   }
- * Tier columns take the first key present among a few synonyms; anything
- * else the hierarchy reports is still shown, as name/value pairs.
+ * A tier row's columns take the first key present among a few synonyms
+ * (used/used_bytes, budget/budget_bytes, bytes_in/bytes_moved...; see the
+ * lists below); the tier's other figures follow on the next line.  Byte
+ * counts are keys containing "bytes", and a tier's used/budget/peak;
+ * "bandwidth" is bytes/s.  tests/integration/test_client_cli.py draws such
+ * a /stats.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -161,40 +166,73 @@ static void histo(char *out, size_t n, json_t *h)
 
 /* ---- the weight hierarchy ---- */
 
-static bool is_bytes_key(const char *k)
+/* Whether a figure is a byte count: "*bytes*" anywhere; inside a tier also
+ * its sizes (in a prefetch block, "used" is a count). */
+static bool is_bytes_key(const char *k, bool tier)
 {
-	return strstr(k, "bytes") || !strcmp(k, "budget") || !strcmp(k, "used") || !strcmp(k, "capacity");
+	return strstr(k, "bytes") || (tier && (!strcmp(k, "budget") || !strcmp(k, "used") ||
+					       !strcmp(k, "capacity") || !strcmp(k, "peak")));
 }
 
-/* "name v name v ..." of the scalar members of o into buf. */
-static void pairs(char *buf, size_t n, json_t *o)
+static bool in_list(const char *k, const char *const *list)
 {
+	for (int i = 0; list && list[i]; i++)
+		if (!strcmp(k, list[i]))
+			return true;
+	return false;
+}
+
+/* "name value" of one scalar into buf; false for objects and arrays. */
+static bool pair(char *buf, size_t n, const char *k, json_t *v, bool tier)
+{
+	char val[48];
+	if (json_is_number(v)) {
+		double x = json_number_value(v);
+		if (strstr(k, "bandwidth")) {
+			cli_bytes(val, sizeof(val) - 2, x);
+			strcat(val, "/s");
+		} else if (is_bytes_key(k, tier)) {
+			cli_bytes(val, sizeof(val), x);
+		} else if (x == floor(x) && fabs(x) < 1e15) {
+			snprintf(val, sizeof(val), "%.0f", x);
+		} else {
+			snprintf(val, sizeof(val), "%.3g", x);
+		}
+	} else if (json_is_string(v)) {
+		snprintf(val, sizeof(val), "%.40s", json_string_value(v));
+	} else if (json_is_boolean(v)) {
+		snprintf(val, sizeof(val), "%s", json_is_true(v) ? "yes" : "no");
+	} else {
+		return false;
+	}
+	snprintf(buf, n, "%.40s %s", k, val);
+	return true;
+}
+
+/* The scalar members of o (but those in skip) as "name value" pairs,
+ * wrapped to about 100 columns; label heads the first line. */
+static void pairs(FILE *f, const struct top *t, const char *label, json_t *o, const char *const *skip,
+		  bool tier)
+{
+	char out[160], item[96];
+	size_t at = 0;
 	const char *k;
 	json_t *v;
-	size_t at = 0;
-	buf[0] = 0;
 	json_object_foreach(o, k, v) {
-		char val[48];
-		if (json_is_number(v)) {
-			double x = json_number_value(v);
-			if (is_bytes_key(k))
-				cli_bytes(val, sizeof(val), x);
-			else if (x == floor(x) && fabs(x) < 1e15)
-				snprintf(val, sizeof(val), "%.0f", x);
-			else
-				snprintf(val, sizeof(val), "%.3g", x);
-		} else if (json_is_string(v)) {
-			snprintf(val, sizeof(val), "%.40s", json_string_value(v));
-		} else if (json_is_boolean(v)) {
-			snprintf(val, sizeof(val), "%s", json_is_true(v) ? "yes" : "no");
-		} else {
+		if (in_list(k, skip) || !pair(item, sizeof(item), k, v, tier))
 			continue;
+		size_t len = strlen(item);
+		if (at && at + 2 + len > 100) {
+			line(f, t, "  %-10.10s %s", label, out);
+			label = "";
+			at = 0;
 		}
-		int w = snprintf(buf + at, n - at, "%s%s %s", at ? "  " : "", k, val);
-		if (w < 0 || (size_t)w >= n - at)
-			break;
-		at += (size_t)w;
+		at += (size_t)snprintf(out + at, sizeof(out) - at, "%s%s", at ? "  " : "", item);
+		if (at >= sizeof(out))
+			at = sizeof(out) - 1;
 	}
+	if (at)
+		line(f, t, "  %-10.10s %s", label, out);
 }
 
 /* The first number among the synonyms, NAN if none. */
@@ -208,14 +246,26 @@ static double pick(json_t *o, const char *const *keys)
 	return NAN;
 }
 
+/* Tier columns: the first key present among each list of synonyms. */
+static const char *const used_k[] = { "used_bytes", "bytes_used", "used", "resident_bytes", NULL };
+static const char *const budget_k[] = { "budget_bytes", "budget", "capacity_bytes", "capacity", NULL };
+static const char *const hits_k[] = { "hits", NULL };
+static const char *const miss_k[] = { "misses", NULL };
+static const char *const evict_k[] = { "evictions", "evicted", NULL };
+static const char *const moved_k[] = { "bytes_in", "bytes_moved", "moved_bytes", "read_bytes", NULL };
+
+/* Keys shown as columns, or naming the tier: not repeated below the row. */
+static bool is_column(const char *k)
+{
+	const char *const *lists[] = { used_k, budget_k, hits_k, miss_k, evict_k, moved_k };
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+		if (in_list(k, lists[i]))
+			return true;
+	return !strcmp(k, "name") || !strcmp(k, "tier");
+}
+
 static void tier_row(FILE *f, const struct top *t, const char *name, json_t *tier)
 {
-	static const char *const used_k[] = { "used_bytes", "bytes_used", "used", "resident_bytes", "bytes", NULL };
-	static const char *const budget_k[] = { "budget_bytes", "budget", "capacity_bytes", "capacity", NULL };
-	static const char *const hits_k[] = { "hits", NULL };
-	static const char *const miss_k[] = { "misses", NULL };
-	static const char *const evict_k[] = { "evictions", "evicted", NULL };
-	static const char *const moved_k[] = { "bytes_moved", "moved_bytes", "bytes_in", "read_bytes", NULL };
 	char u[24], b[24], h[24], m[24], e[24], mv[24], rate[16] = "-";
 	double hits = pick(tier, hits_k), miss = pick(tier, miss_k);
 	if (isfinite(hits) && isfinite(miss) && hits + miss > 0)
@@ -224,6 +274,15 @@ static void tier_row(FILE *f, const struct top *t, const char *name, json_t *tie
 	     cli_bytes(u, sizeof(u), pick(tier, used_k)), cli_bytes(b, sizeof(b), pick(tier, budget_k)),
 	     count(h, sizeof(h), hits), count(m, sizeof(m), miss), rate,
 	     count(e, sizeof(e), pick(tier, evict_k)), cli_bytes(mv, sizeof(mv), pick(tier, moved_k)));
+	/* The tier's other figures (peak, bandwidth, busy time...) below it. */
+	json_t *rest = json_object();
+	const char *k;
+	json_t *v;
+	json_object_foreach(tier, k, v)
+		if (!is_column(k))
+			json_object_set(rest, k, v);
+	pairs(f, t, "", rest, NULL, true);
+	json_decref(rest);
 }
 
 static void hierarchy(FILE *f, const struct top *t, json_t *root)
@@ -231,7 +290,7 @@ static void hierarchy(FILE *f, const struct top *t, json_t *root)
 	json_t *hy = json_object_get(root, "hierarchy");
 	if (!json_is_object(hy))
 		hy = json_object_get(root, "weights");
-	char buf[512];
+	char buf[64];
 	line(f, t, "%s", "");
 	if (!json_is_object(hy)) {
 		line(f, t, "weight hierarchy: not reported by this daemon (all weights resident, %s)",
@@ -249,26 +308,21 @@ static void hierarchy(FILE *f, const struct top *t, json_t *root)
 		if (!name)
 			name = json_string_value(json_object_get(tier, "tier"));
 		snprintf(buf, sizeof(buf), "%zu", i);
-		tier_row(f, t, name ? name : buf, tier);
+		if (json_is_object(tier))
+			tier_row(f, t, name ? name : buf, tier);
 	}
 	const char *k;
 	json_t *v;
 	json_object_foreach(tiers, k, v)
 		if (json_is_object(v))
 			tier_row(f, t, k, v);
-	json_object_foreach(hy, k, v) {
-		if (!strcmp(k, "tiers"))
-			continue;
-		if (json_is_object(v)) {
-			pairs(buf, sizeof(buf), v);
-			line(f, t, "  %-10.10s %s", k, buf);
-		} else if (json_is_number(v) || json_is_string(v)) {
-			json_t *one = json_pack("{s:O}", k, v);
-			pairs(buf, sizeof(buf), one);
-			json_decref(one);
-			line(f, t, "  %s", buf);
-		}
-	}
+	/* Scalars first (stalls, accuracy...), then one block per object
+	 * (prefetch, predictor...). */
+	static const char *const skip[] = { "tiers", NULL };
+	pairs(f, t, "all tiers", hy, skip, false);
+	json_object_foreach(hy, k, v)
+		if (json_is_object(v) && strcmp(k, "tiers"))
+			pairs(f, t, k, v, NULL, false);
 }
 
 /* ---- one frame ---- */

@@ -359,7 +359,7 @@ static void test_abort(smoke_client *c)
 	smoke_stats(c, &before, NULL);
 	struct smoke_params p;
 	smoke_params_init(&p);
-	p.max_tokens = 400;
+	p.max_tokens = 2000; /* far more than arrive before the abort is seen */
 	p.temperature = 0.8;
 	p.seed = 7;
 	struct collected s;

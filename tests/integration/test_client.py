@@ -89,7 +89,7 @@ def main():
     model_id = os.path.basename(fx.MODEL)[:-len(".gguf")]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write(want)
-    d = fx.Daemon(smoked, api_key=KEY, extra=["--concurrency", "2", "--max-tokens", "512"])
+    d = fx.Daemon(smoked, api_key=KEY, extra=["--concurrency", "2"])
     rc = 1
     try:
         with d:

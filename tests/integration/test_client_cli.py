@@ -7,6 +7,7 @@ and /stats and chat replies fetched over plain HTTP.  Skipped (exit 77)
 without the model.
 """
 import http.client
+import http.server
 import json
 import os
 import pty
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import termios
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +111,63 @@ def test_top_live(smoke, d):
           "top: Ctrl-C (SIGINT) quits with status 0, plain frames on a pipe (got %s)" % rc)
 
 
+# A /stats as the weight hierarchy (issue 4) may report it: smoke top must
+# show its tiers and the rest without knowing the final shape.
+HIERARCHY = {
+    "tiers": [
+        {"name": "disk", "used": 4 << 30, "budget": 0, "hits": 0, "misses": 0, "evictions": 0, "bytes_in": 0},
+        {"name": "ram", "used": 1 << 30, "budget": 2 << 30, "hits": 90, "misses": 10, "evictions": 3,
+         "bytes_in": 5 << 30, "peak": 3 << 29, "bandwidth": 2.5e9},
+        {"name": "gpu", "used_bytes": 512 << 20, "budget_bytes": 1 << 30, "hits": 75, "misses": 25,
+         "evictions": 40, "bytes_in": 3 << 30},
+    ],
+    "stalls": 7, "stall_s": 0.25, "predictor_accuracy": 0.875,
+    "prefetch": {"issued": 120, "used": 100, "wasted": 15, "late": 5},
+}
+
+
+def fake_stats(real):
+    """A server answering GET /stats with real plus HIERARCHY."""
+    body = json.dumps(dict(real, hierarchy=HIERARCHY)).encode()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_top_hierarchy(smoke, st):
+    srv = fake_stats(st)
+    try:
+        r = run(smoke, ["--url", "http://127.0.0.1:%d" % srv.server_address[1], "top", "--once"])
+    finally:
+        srv.shutdown()
+    out = r.stdout
+    rows = {l.split()[0]: l for l in out.splitlines() if l.startswith("  ") and l.split()}
+    print(out)
+    check(r.returncode == 0 and "tier" in rows and "not reported" not in out, "top --once: a hierarchy table")
+    ram, gpu = rows.get("ram", ""), rows.get("gpu", "")
+    check(ram.split()[1:] == ["1.0", "GiB", "/", "2.0", "GiB", "90", "10", "90.0%", "3", "5.0", "GiB"],
+          "ram tier row: used/budget, hits, misses, hit%%, evictions, bytes in (%r)" % ram)
+    check(gpu.split()[1:] == ["512.0", "MiB", "/", "1.0", "GiB", "75", "25", "75.0%", "40", "3.0", "GiB"],
+          "gpu tier row from the *_bytes synonyms (%r)" % gpu)
+    check("peak 1.5 GiB" in out and "bandwidth 2.3 GiB/s" in out, "a tier's other figures below its row")
+    check(rows.get("all", "").split()[2:] == ["stalls", "7", "stall_s", "0.25", "predictor_accuracy", "0.875"],
+          "hierarchy-wide figures on their own line (%r)" % rows.get("all"))
+    check(rows.get("prefetch", "").split()[1:] == ["issued", "120", "used", "100", "wasted", "15", "late", "5"],
+          "an object (prefetch) on one line (%r)" % rows.get("prefetch"))
+
+
 def main():
     smoked, smoke = sys.argv[1], sys.argv[2]
     skip = fx.model_missing()
@@ -171,6 +230,7 @@ def checks(smoke, smoked, d, want):
           "/ %d active" % st["sequences"]["max"] in out,
           "top --once numbers match /stats (generated %d)" % st["tokens"]["generated"])
     test_top_live(smoke, d)
+    test_top_hierarchy(smoke, st)
 
     r = run(smoke, g + ["tokenize", "Hello world"])
     ids = http_json(d.port, "POST", "/tokenize", {"content": "Hello world"})["tokens"]
