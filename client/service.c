@@ -162,6 +162,10 @@ int smoke_tokenize(smoke_client *c, const char *text, int add_special, int parse
 	if (rc)
 		return rc;
 	json_t *arr = json_object_get(root, "tokens");
+	if (!json_is_array(arr)) {
+		json_decref(root);
+		return smoke__fail(c, err, SMOKE_E_PROTOCOL, "POST %s/tokenize: the reply has no 'tokens' array", c->url);
+	}
 	size_t n = json_array_size(arr);
 	int32_t *out = malloc((n ? n : 1) * sizeof(int32_t));
 	if (!out) {
@@ -177,11 +181,6 @@ int smoke_tokenize(smoke_client *c, const char *text, int add_special, int parse
 					   c->url, i);
 		}
 		out[i] = (int32_t)json_integer_value(v);
-	}
-	if (!json_is_array(arr)) {
-		free(out);
-		json_decref(root);
-		return smoke__fail(c, err, SMOKE_E_PROTOCOL, "POST %s/tokenize: the reply has no 'tokens' array", c->url);
 	}
 	json_decref(root);
 	*ids = out;
