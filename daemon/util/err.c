@@ -26,7 +26,11 @@ int smk_err_prefix(struct smk_err *err, const char *fmt, ...)
 	vsnprintf(head, sizeof(head), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", head, old);
+	/* Truncation is fine here: the head of the message says what failed. */
+	int n = snprintf(err->msg, sizeof(err->msg), "%s: ", head);
+	if (n >= 0 && (size_t)n < sizeof(err->msg))
+		snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, "%.*s",
+			 (int)(sizeof(err->msg) - (size_t)n - 1), old);
 	return err->code ? err->code : -EINVAL;
 }
 
