@@ -33,6 +33,37 @@ static json_t *histo_json(const struct worker_histo *h)
 	return json_pack("{s:I, s:f, s:o}", "count", (json_int_t)h->total, "sum", h->sum, "buckets", b);
 }
 
+/* The weight hierarchy's figures (weights/wstore.h), one object per tier. */
+static json_t *weights_json(struct wstore *ws)
+{
+	struct wstore_stats w;
+	wstore_get_stats(ws, &w);
+	json_t *o = json_pack("{s:s}", "store", w.tiered ? "tiered" : "resident");
+	if (!w.tiered)
+		return o;
+	static const char *names[] = { "ram", "device" };
+	json_object_set_new(o, "compute_tier", json_string(names[w.compute_tier]));
+	for (int t = 0; t < WSTORE_N_TIERS; t++) {
+		const struct wtier_stats *x = &w.tier[t];
+		json_object_set_new(o, names[t], json_pack(
+			"{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "active", x->active,
+			"bytes", (json_int_t)x->used, "budget_bytes", (json_int_t)x->budget,
+			"peak_bytes", (json_int_t)x->peak, "hits", (json_int_t)x->hits,
+			"misses", (json_int_t)x->misses, "evictions", (json_int_t)x->evictions,
+			"bytes_in", (json_int_t)x->bytes_in, "bandwidth_bytes_per_s", x->bandwidth));
+	}
+	json_object_set_new(o, "prefetch", json_pack("{s:I, s:I, s:I, s:I, s:i}",
+		"issued", (json_int_t)w.prefetch_issued, "used", (json_int_t)w.prefetch_used,
+		"wasted", (json_int_t)w.prefetch_wasted, "late", (json_int_t)w.prefetch_late,
+		"lookahead", w.lookahead));
+	json_object_set_new(o, "acquires", json_integer((json_int_t)w.acquires));
+	json_object_set_new(o, "stalls", json_integer((json_int_t)w.stalls));
+	json_object_set_new(o, "stall_s", json_real(w.stall_s));
+	json_object_set_new(o, "predictor_accuracy", json_real(w.predictor_accuracy));
+	json_object_set_new(o, "load_errors", json_integer((json_int_t)w.load_errors));
+	return o;
+}
+
 char *server_stats_json(struct server *s)
 {
 	int state = atomic_load(&s->state);
@@ -68,6 +99,8 @@ char *server_stats_json(struct server *s)
 		"request_duration_s", histo_json(&st.duration), "queue_wait_s", histo_json(&st.queue_wait),
 		"connections", "open", (json_int_t)atomic_load(&s->conns_open),
 		"total", (json_int_t)atomic_load(&s->conns_total), "busy_s", st.busy_s);
+	if (root && ready)
+		json_object_set_new(root, "weights", weights_json(s->e->ws));
 	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
 	json_decref(root);
 	return out;
@@ -186,6 +219,40 @@ char *server_metrics_text(struct server *s)
 	bprintf(&b, "smoke_generated_tokens_total %llu\n", (unsigned long long)st.gen_tokens);
 	metric(&b, "smoke_worker_busy_seconds_total", "counter", "Seconds the worker spent computing.");
 	bprintf(&b, "smoke_worker_busy_seconds_total %.6f\n", st.busy_s);
+
+	struct wstore_stats w = { 0 };
+	if (have)
+		wstore_get_stats(s->e->ws, &w);
+	static const char *tiers[] = { "ram", "device" };
+	metric(&b, "smoke_tier_bytes", "gauge", "Weight bytes resident in each tier of the hierarchy.");
+	for (int t = 0; t < WSTORE_N_TIERS; t++)
+		bprintf(&b, "smoke_tier_bytes{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].used);
+	metric(&b, "smoke_tier_budget_bytes", "gauge", "Byte budget of each tier (memory.ram_cache, memory.gpu_memory).");
+	for (int t = 0; t < WSTORE_N_TIERS; t++)
+		bprintf(&b, "smoke_tier_budget_bytes{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].budget);
+	metric(&b, "smoke_tier_hits_total", "counter", "Weight requests that found the unit in the tier.");
+	for (int t = 0; t < WSTORE_N_TIERS; t++)
+		bprintf(&b, "smoke_tier_hits_total{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].hits);
+	metric(&b, "smoke_tier_misses_total", "counter", "Weight requests that had to load the unit into the tier.");
+	for (int t = 0; t < WSTORE_N_TIERS; t++)
+		bprintf(&b, "smoke_tier_misses_total{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].misses);
+	metric(&b, "smoke_tier_evictions_total", "counter", "Units evicted from the tier.");
+	for (int t = 0; t < WSTORE_N_TIERS; t++)
+		bprintf(&b, "smoke_tier_evictions_total{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].evictions);
+	metric(&b, "smoke_tier_bytes_in_total", "counter", "Bytes moved into the tier (disk reads, device copies).");
+	for (int t = 0; t < WSTORE_N_TIERS; t++)
+		bprintf(&b, "smoke_tier_bytes_in_total{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].bytes_in);
+	metric(&b, "smoke_prefetch_total", "counter", "Prefetches by outcome (issued, used, wasted, late).");
+	bprintf(&b, "smoke_prefetch_total{outcome=\"issued\"} %llu\n", (unsigned long long)w.prefetch_issued);
+	bprintf(&b, "smoke_prefetch_total{outcome=\"used\"} %llu\n", (unsigned long long)w.prefetch_used);
+	bprintf(&b, "smoke_prefetch_total{outcome=\"wasted\"} %llu\n", (unsigned long long)w.prefetch_wasted);
+	bprintf(&b, "smoke_prefetch_total{outcome=\"late\"} %llu\n", (unsigned long long)w.prefetch_late);
+	metric(&b, "smoke_weight_stall_seconds_total", "counter", "Seconds the compute waited for weights.");
+	bprintf(&b, "smoke_weight_stall_seconds_total %.6f\n", w.stall_s);
+	metric(&b, "smoke_predictor_accuracy", "gauge", "Fraction of weight blocks the predictor named correctly as next.");
+	bprintf(&b, "smoke_predictor_accuracy %.6f\n", w.predictor_accuracy);
+	metric(&b, "smoke_weight_load_errors_total", "counter", "Weight reads that failed.");
+	bprintf(&b, "smoke_weight_load_errors_total %llu\n", (unsigned long long)w.load_errors);
 
 	histo(&b, "smoke_time_to_first_token_seconds", "From arrival to the first generated token.", &st.ttft);
 	histo(&b, "smoke_time_per_output_token_seconds", "Mean time between output tokens of a request.", &st.tpot);

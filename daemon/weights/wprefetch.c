@@ -106,7 +106,8 @@ static int start_one(struct wstore_tiered *ws, int u)
 	U->t[t].state = WS_LOADING;
 	ws->tier[t].busy++;
 	ws->jobs_active++;
-	ws->st.prefetch_issued++;
+	if (t == ws->ct)
+		ws->st.prefetch_issued++;
 	int rc = uv_queue_work(&ws->loop, &j->req, work_cb, after_cb);
 	if (rc) {
 		/* The callback will never run: undo as a failed transfer. */

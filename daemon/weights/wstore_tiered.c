@@ -336,7 +336,9 @@ void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double sec
 		ws->st.load_errors++;
 	} else {
 		U->t[t].state = WS_RESIDENT;
-		U->t[t].prefetched = prefetch;
+		/* Only the hop into the compute tier counts as a prefetch: a RAM
+		 * copy made on the way to the device is used by that copy. */
+		U->t[t].prefetched = prefetch && t == ws->ct;
 		U->load_seq = ++ws->load_clock;
 		T->st.bytes_in += U->size;
 		T->st.busy_s += secs;
