@@ -166,9 +166,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_hierarchy: %s\n", err.msg);
 		return 1;
 	}
+	/* weight_bytes counts a tied table once */
 	uint64_t table = m->blocks[0].nbytes, layer = m->blocks[1].nbytes, total = m->weight_bytes;
-	if (m->blocks[m->n_blocks - 1].t[HEAD_OUTPUT].file_offset == m->blocks[0].t[EMB_TOKEN].file_offset)
-		total -= table;
 	model_free(m);
 	/* Default: the tightest budgets the model allows (its largest block
 	 * plus two layers on the device, one table's staging in RAM). */

@@ -264,6 +264,9 @@ static int load_blocks(struct model *m, struct smk_err *err)
 
 	for (int i = 0; i < m->n_blocks; i++)
 		m->weight_bytes += m->blocks[i].nbytes;
+	/* A tied head reads the embedding table: count those bytes once. */
+	if (head->t[HEAD_OUTPUT].data == emb->t[EMB_TOKEN].data)
+		m->weight_bytes -= emb->t[EMB_TOKEN].nbytes;
 	return 0;
 }
 

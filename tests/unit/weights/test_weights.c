@@ -344,13 +344,11 @@ static void reference_tokens(const char *path, struct collect *ref)
 	ck_assert_int_ge(ref->n, 8);
 }
 
-/* Sum of the unique weight bytes the store manages (the tied table once). */
+/* Sum of the unique weight bytes the store manages (model.c counts a tied
+ * table once). */
 static uint64_t unique_weight_bytes(const struct model *m)
 {
-	uint64_t n = m->weight_bytes;
-	if (m->blocks[m->n_blocks - 1].t[HEAD_OUTPUT].file_offset == m->blocks[0].t[EMB_TOKEN].file_offset)
-		n -= m->blocks[0].t[EMB_TOKEN].nbytes;
-	return n;
+	return m->weight_bytes;
 }
 
 static void check_budgets_held(const struct wstore_stats *st)
