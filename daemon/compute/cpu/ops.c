@@ -43,14 +43,12 @@ static void cpu_gelu_mul(struct backend *b, float *g, const float *u, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
 		float x = g[i];
-		float y;
 		if (x <= -10.0f)
-			y = 0.0f;
+			g[i] = 0.0f; /* +0, as ggml stores it (not 0 * u, which may be -0) */
 		else if (x >= 10.0f)
-			y = x;
+			g[i] = x * u[i];
 		else
-			y = fp16_to_fp32(gelu_table[fp32_to_fp16(x)]);
-		g[i] = y * u[i];
+			g[i] = fp16_to_fp32(gelu_table[fp32_to_fp16(x)]) * u[i];
 	}
 }
 
