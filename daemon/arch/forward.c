@@ -17,7 +17,22 @@ struct forward {
 	int max_tokens, max_logits;
 	float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
 	float *arena;
+	forward_debug_fn dbg;     /* tests/tools only; NULL in the daemon */
+	void *dbg_ctx;
 };
+
+void forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx)
+{
+	f->dbg = fn;
+	f->dbg_ctx = ctx;
+}
+
+/* Report a stage's output to the debug hook, if one is set. */
+#define DBG(f, name, il, data, rows, len)                                     \
+	do {                                                                  \
+		if ((f)->dbg)                                                 \
+			(f)->dbg((f)->dbg_ctx, name, il, data, rows, len);    \
+	} while (0)
 
 int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		struct wstore *ws, int max_tokens, int max_logits, struct smk_err *err)
@@ -95,6 +110,8 @@ static void item_attention(struct forward *f, const struct wblock *b, struct fwd
 	model_layer_rope(m, il, &rp);
 	be->ops->rope(be, q, n, hp->n_head, hd, pos0, &rp);
 	be->ops->rope(be, k, n, hp->n_head_kv, hd, pos0, &rp);
+	DBG(f, "Qcur", il, q, n, q_dim);
+	DBG(f, "Kcur", il, k, n, kv_dim);
 
 	struct attn_params ap = {
 		.n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
@@ -129,6 +146,7 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 	int rc;
 
 	op->rmsnorm(be, f->x, &b->t[LT_ATTN_NORM], f->h, hp->n_embd, T, hp->eps);
+	DBG(f, "attn_norm", il, f->h, T, hp->n_embd);
 	if ((rc = op->matmul(be, &b->t[LT_WQ], f->h, T, f->q)) ||
 	    (rc = op->matmul(be, &b->t[LT_WK], f->h, T, f->k)) ||
 	    (rc = op->matmul(be, &b->t[LT_WV], f->h, T, f->v)))
@@ -138,32 +156,47 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 		op->add_bias(be, f->k, &b->t[LT_BK], T);
 		op->add_bias(be, f->v, &b->t[LT_BV], T);
 	}
+	DBG(f, "Vcur", il, f->v, T, (int64_t)hp->n_head_kv * hd);
 	if (fam->qk_norm) {
 		op->rmsnorm(be, f->q, &b->t[LT_Q_NORM], f->q, hd, T * hp->n_head, hp->eps);
 		op->rmsnorm(be, f->k, &b->t[LT_K_NORM], f->k, hd, T * hp->n_head_kv, hp->eps);
+		DBG(f, "Qcur_normed", il, f->q, T, (int64_t)hp->n_head * hd);
+		DBG(f, "Kcur_normed", il, f->k, T, (int64_t)hp->n_head_kv * hd);
 	}
 	for (int i = 0, row = 0; i < n_items; row += items[i].n, i++)
 		item_attention(f, b, &items[i], row);
+	DBG(f, "kqv_out", il, f->att, T, (int64_t)hp->n_head * hd);
 
 	if ((rc = op->matmul(be, &b->t[LT_WO], f->att, T, f->o)))
 		return smk_fail(err, rc, "layer %d: attention output failed", il);
-	if (fam->post_norms)
+	if (fam->post_norms) {
 		op->rmsnorm(be, f->o, &b->t[LT_POST_ATTN_NORM], f->o, hp->n_embd, T, hp->eps);
+		DBG(f, "attn_post_norm", il, f->o, T, hp->n_embd);
+	}
 	op->add(be, f->x, f->o, (int64_t)T * hp->n_embd);
+	DBG(f, fam->post_norms ? "sa_out" : "ffn_inp", il, f->x, T, hp->n_embd);
 
 	op->rmsnorm(be, f->x, &b->t[LT_FFN_NORM], f->h, hp->n_embd, T, hp->eps);
+	DBG(f, "ffn_norm", il, f->h, T, hp->n_embd);
 	if ((rc = op->matmul(be, &b->t[LT_GATE], f->h, T, f->g)) ||
 	    (rc = op->matmul(be, &b->t[LT_UP], f->h, T, f->u)))
 		return smk_fail(err, rc, "layer %d: feed-forward projection failed", il);
+	DBG(f, "ffn_gate", il, f->g, T, hp->n_ff);
+	DBG(f, "ffn_up", il, f->u, T, hp->n_ff);
 	if (fam->act == ACT_GELU)
 		op->gelu_mul(be, f->g, f->u, (int64_t)T * hp->n_ff);
 	else
 		op->silu_mul(be, f->g, f->u, (int64_t)T * hp->n_ff);
+	DBG(f, fam->act == ACT_GELU ? "ffn_geglu" : "ffn_swiglu", il, f->g, T, hp->n_ff);
 	if ((rc = op->matmul(be, &b->t[LT_DOWN], f->g, T, f->o)))
 		return smk_fail(err, rc, "layer %d: feed-forward output failed", il);
-	if (fam->post_norms)
+	DBG(f, "ffn_out", il, f->o, T, hp->n_embd);
+	if (fam->post_norms) {
 		op->rmsnorm(be, f->o, &b->t[LT_POST_FFN_NORM], f->o, hp->n_embd, T, hp->eps);
+		DBG(f, "ffn_post_norm", il, f->o, T, hp->n_embd);
+	}
 	op->add(be, f->x, f->o, (int64_t)T * hp->n_embd);
+	DBG(f, "l_out", il, f->x, T, hp->n_embd);
 	return 0;
 }
 
@@ -227,6 +260,7 @@ int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
 	wstore_release(f->ws, 0);
 	if (rc)
 		return smk_fail(err, rc, "embedding lookup failed");
+	DBG(f, m->fam->embed_scale ? "inp_scaled" : "inp_embd", -1, f->x, T, hp->n_embd);
 
 	for (int il = 0; il < hp->n_layer; il++) {
 		b = wstore_acquire(f->ws, 1 + il, err);
@@ -253,10 +287,12 @@ int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
 		if (!b)
 			return err ? err->code : -EIO;
 		be->ops->rmsnorm(be, rows, &b->t[HEAD_NORM], f->h, hp->n_embd, L, hp->eps);
+		DBG(f, "result_norm", -1, f->h, L, hp->n_embd);
 		rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, L, f->logits);
 		wstore_release(f->ws, hb);
 		if (rc)
 			return smk_fail(err, rc, "output head failed");
+		DBG(f, "result_output", -1, f->logits, L, hp->n_vocab);
 	}
 	for (int i = 0, k = 0; i < n_items; i++) {
 		items[i].logits = items[i].n_logits ? f->logits + (int64_t)k * hp->n_vocab : NULL;

@@ -43,6 +43,18 @@ struct fwd_item {
 int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
 		      struct smk_err *err);
 
+/* Debug hook, for tests and tools only: called after each stage of a pass
+ * with the stage's output, `rows` rows of row_len floats covering every row
+ * of the batch (RoPE outputs: per sequence).  Stage names and layer numbers
+ * are those of llama.cpp's graph callbacks ("attn_norm", "Qcur", "kqv_out",
+ * "l_out", ... per layer; "inp_embd"/"inp_scaled", "result_norm",
+ * "result_output" with layer -1), so a run of ours compares tensor by
+ * tensor with `llama-ref dump` (docs/reference.md).  NULL (the default)
+ * turns it off; then each stage costs one untaken branch. */
+typedef void (*forward_debug_fn)(void *ctx, const char *name, int layer, const float *data,
+				 int rows, int64_t row_len);
+void forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx);
+
 /* One sequence: run tok[0..n) at positions kv->n_pos.. and append their keys and values to
  * kv.  Logits of the last n_logits tokens (n_logits <= max_logits, may be 0)
  * are written to *logits (n_logits rows of n_vocab floats, owned by f, valid
