@@ -469,14 +469,14 @@ START_TEST(test_budget_refused)
 	struct wstore_opts wo;
 	wstore_opts_default(&wo);
 	wo.dev_budget = 1 << 20;
-	wo.ram_budget = 64 << 20;
+	wo.ram_budget = (uint64_t)1 << 31; /* ample, so the device budget is what fails */
 	struct engine_opts eo = { .model_path = path, .n_threads = 1, .n_ctx = 64, .weights = &wo };
 	struct engine *e = NULL;
 	struct smk_err err = { 0 };
 	ck_assert_int_eq(engine_open(&e, &eo, &err), -EINVAL);
 	ck_assert_msg(strstr(err.msg, "memory.gpu_memory") && strstr(err.msg, "--gpu-memory") &&
 		      strstr(err.msg, "1048576 bytes") && strstr(err.msg, "needs"), "%s", err.msg);
-	wo.dev_budget = 64 << 20;
+	wo.dev_budget = (uint64_t)1 << 31;
 	wo.ram_budget = 4096;
 	ck_assert_int_eq(engine_open(&e, &eo, &err), -EINVAL);
 	ck_assert_msg(strstr(err.msg, "memory.ram_cache") && strstr(err.msg, "4096 bytes"), "%s", err.msg);
