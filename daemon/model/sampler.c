@@ -193,20 +193,57 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *hi
 		return sampler_argmax(logits, n);
 	}
 
-	int k = select_top_k(s, logits, n, p->top_k);
 	struct cand *c = s->c;
+	int k;
+	float mx;
+	double sum;
+	if (p->top_k > 0) {
+		k = select_top_k(s, logits, n, p->top_k);
+		mx = c[0].logit;
+	} else if (p->top_p < 1.0f) {
+		/* The nucleus is found without sorting the whole vocabulary:
+		 * take the best 64, and grow that set until its mass reaches
+		 * top_p of the total (exactly what a full sort would keep). */
+		mx = logits[sampler_argmax(logits, n)];
+		double z = 0.0;
+		for (int i = 0; i < n; i++)
+			z += exp((double)logits[i] - mx);
+		for (k = 64 < n ? 64 : n;; k = k * 4 < n ? k * 4 : n) {
+			select_top_k(s, logits, n, k);
+			double mass = 0.0;
+			for (int i = 0; i < k; i++)
+				mass += exp((double)c[i].logit - mx);
+			if (mass >= p->top_p * z || k == n)
+				break;
+		}
+	} else {
+		/* No cut that needs an order: every token is a candidate, in
+		 * vocabulary order (min-p below needs no order either). */
+		mx = logits[sampler_argmax(logits, n)];
+		float cut = p->min_p > 0.0f ? mx + logf(p->min_p) : -INFINITY;
+		k = 0;
+		for (int i = 0; i < n; i++)
+			if (logits[i] >= cut)
+				c[k++] = (struct cand){ logits[i], i };
+		goto draw;
+	}
 
 	/* Probabilities at temperature 1 for the top-p / min-p cuts, as
-	 * llama.cpp applies those before the temperature. */
-	double sum = 0.0;
-	float mx = c[0].logit;
-	for (int i = 0; i < k; i++)
-		sum += exp((double)c[i].logit - mx);
+	 * llama.cpp applies those before the temperature; top-p's mass is that
+	 * of the top-k survivors, or of the whole vocabulary without top-k. */
 	if (p->top_p < 1.0f) {
+		double z = 0.0;
+		if (p->top_k > 0) {
+			for (int i = 0; i < k; i++)
+				z += exp((double)c[i].logit - mx);
+		} else {
+			for (int i = 0; i < n; i++)
+				z += exp((double)logits[i] - mx);
+		}
 		double acc = 0.0;
 		int keep = k;
 		for (int i = 0; i < k; i++) {
-			acc += exp((double)c[i].logit - mx) / sum;
+			acc += exp((double)c[i].logit - mx) / z;
 			if (acc >= p->top_p) {
 				keep = i + 1;
 				break;
@@ -223,6 +260,7 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *hi
 		k = keep;
 	}
 
+draw:
 	sum = 0.0;
 	for (int i = 0; i < k; i++)
 		sum += exp(((double)c[i].logit - mx) / p->temperature);

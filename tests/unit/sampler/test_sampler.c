@@ -148,6 +148,56 @@ START_TEST(top_p_and_min_p_cut_the_tail)
 }
 END_TEST
 
+static int cmp_desc(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Top-p over a large vocabulary without top-k: every draw lies in the
+ * nucleus found by a full sort here, and the nucleus's probability matches. */
+START_TEST(top_p_large_vocabulary_matches_full_sort)
+{
+	enum { N = 20000 };
+	static float logits[N], sorted[N];
+	unsigned seed = 5;
+	for (int i = 0; i < N; i++) {
+		seed = seed * 1103515245u + 12345u;
+		logits[i] = (float)((seed >> 8) & 0xffff) / 65535.0f * 12.0f;
+	}
+	memcpy(sorted, logits, sizeof(sorted));
+	qsort(sorted, N, sizeof(float), cmp_desc);
+	double z = 0, acc = 0;
+	for (int i = 0; i < N; i++)
+		z += exp((double)sorted[i] - sorted[0]);
+	int keep = N;
+	for (int i = 0; i < N; i++) {
+		acc += exp((double)sorted[i] - sorted[0]) / z;
+		if (acc >= 0.9) {
+			keep = i + 1;
+			break;
+		}
+	}
+	ck_assert_int_gt(keep, 256); /* the nucleus is wider than the first guesses */
+	float cut = sorted[keep - 1];
+	struct sampler_params p = plain(1.0f);
+	p.top_p = 0.9f;
+	p.seed = 9;
+	struct sampler *s = make(N, p);
+	double pk = 0;
+	for (int j = 0; j < keep; j++)
+		pk += exp((double)sorted[j] - sorted[0]);
+	for (int i = 0; i < 200; i++) {
+		float prob;
+		int32_t t = sampler_sample(s, logits, NULL, 0, &prob);
+		ck_assert_msg(logits[t] >= cut, "token %d (logit %g) outside the nucleus (cut %g)", t,
+			      logits[t], cut);
+		ck_assert(fabs(prob - exp((double)logits[t] - sorted[0]) / pk) < 1e-5);
+	}
+	sampler_free(s);
+}
+END_TEST
+
 START_TEST(repetition_penalty_demotes_seen_tokens)
 {
 	float logits[4] = { 1.0f, 2.0f, 1.9f, -3.0f };
@@ -195,6 +245,7 @@ int main(void)
 	tcase_add_test(tc, draws_follow_softmax);
 	tcase_add_test(tc, top_p_and_min_p_cut_the_tail);
 	tcase_add_test(tc, repetition_penalty_demotes_seen_tokens);
+	tcase_add_test(tc, top_p_large_vocabulary_matches_full_sort);
 	tcase_add_test(tc, bad_params_are_named);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
