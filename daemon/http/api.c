@@ -82,11 +82,14 @@ static json_t *jstr(const char *s, size_t len)
 	return j;
 }
 
+/* The message and param quote client bytes (field names, the model name,
+ * the path) and truncate them with %.Ns, which can cut a UTF-8 sequence:
+ * jstr repairs both, where json_pack "s" would fail and leave no body. */
 char *api_error_body(const struct api_error *e)
 {
-	json_t *err = json_pack("{s:s, s:s, s:o, s:o}",
-				"message", e->msg, "type", e->type ? e->type : INVALID,
-				"param", e->param[0] ? json_string(e->param) : json_null(),
+	json_t *err = json_pack("{s:o, s:s, s:o, s:o}",
+				"message", jstr(e->msg, strlen(e->msg)), "type", e->type ? e->type : INVALID,
+				"param", e->param[0] ? jstr(e->param, strlen(e->param)) : json_null(),
 				"code", e->code ? json_string(e->code) : json_null());
 	json_t *root = err ? json_pack("{s:o}", "error", err) : NULL;
 	char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
