@@ -19,6 +19,7 @@
  * points) into a finer list, as llama.cpp's offsets pipeline does.
  */
 #include "model/tokenizer_impl.h"
+#include "model/tokenizer_heap.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -411,48 +412,7 @@ static bool bpe_before(const struct bpe_bigram *a, const struct bpe_bigram *b)
 	return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
 
-struct bpe_heap {
-	struct tok_scratch *s;
-	struct bpe_bigram *h;
-	size_t n;
-};
-
-static int bpe_push(struct bpe_heap *q, struct bpe_bigram b)
-{
-	q->h = tok_scratch_get(q->s, SCR_G, sizeof(*q->h) * (q->n + 1));
-	if (!q->h)
-		return -ENOMEM;
-	size_t i = q->n++;
-	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-		if (!bpe_before(&b, &q->h[parent]))
-			break;
-		q->h[i] = q->h[parent];
-		i = parent;
-	}
-	q->h[i] = b;
-	return 0;
-}
-
-static struct bpe_bigram bpe_pop(struct bpe_heap *q)
-{
-	struct bpe_bigram top = q->h[0], last = q->h[--q->n];
-	size_t i = 0;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= q->n)
-			break;
-		if (c + 1 < q->n && bpe_before(&q->h[c + 1], &q->h[c]))
-			c++;
-		if (!bpe_before(&q->h[c], &last))
-			break;
-		q->h[i] = q->h[c];
-		i = c;
-	}
-	if (q->n)
-		q->h[i] = last;
-	return top;
-}
+TOK_HEAP(bpe_heap, struct bpe_bigram, bpe_before, SCR_G)
 
 static int bpe_try_add(const struct tokenizer *t, struct bpe_sym *sym, struct bpe_heap *q,
 		       int32_t left, int32_t right)
@@ -462,7 +422,7 @@ static int bpe_try_add(const struct tokenizer *t, struct bpe_sym *sym, struct bp
 	const struct tok_merge *m = merge_find(t, sym[left].ext, sym[right].ext);
 	if (!m)
 		return 0;
-	return bpe_push(q, (struct bpe_bigram){ m->rank, left, right,
+	return bpe_heap_push(q, (struct bpe_bigram){ m->rank, left, right,
 						sym[left].n + sym[right].n, m->result });
 }
 
@@ -522,7 +482,7 @@ static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 		if ((rc = bpe_try_add(t, sym, &q, i - 1, i)))
 			return rc;
 	while (q.n) {
-		struct bpe_bigram b = bpe_pop(&q);
+		struct bpe_bigram b = bpe_heap_pop(&q);
 		struct bpe_sym *l = &sym[b.left], *r = &sym[b.right];
 		if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
 			continue;       /* stale */

@@ -27,6 +27,7 @@
  * its token, or one byte token per byte.
  */
 #include "model/tokenizer_impl.h"
+#include "model/tokenizer_heap.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -259,48 +260,7 @@ static bool spm_before(const struct spm_bigram *a, const struct spm_bigram *b)
 	return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-struct spm_heap {
-	struct tok_scratch *s;
-	struct spm_bigram *h;
-	size_t n;
-};
-
-static int spm_push(struct spm_heap *q, struct spm_bigram b)
-{
-	q->h = tok_scratch_get(q->s, SCR_C, sizeof(*q->h) * (q->n + 1));
-	if (!q->h)
-		return -ENOMEM;
-	size_t i = q->n++;
-	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-		if (!spm_before(&b, &q->h[parent]))
-			break;
-		q->h[i] = q->h[parent];
-		i = parent;
-	}
-	q->h[i] = b;
-	return 0;
-}
-
-static struct spm_bigram spm_pop(struct spm_heap *q)
-{
-	struct spm_bigram top = q->h[0], last = q->h[--q->n];
-	size_t i = 0;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= q->n)
-			break;
-		if (c + 1 < q->n && spm_before(&q->h[c + 1], &q->h[c]))
-			c++;
-		if (!spm_before(&q->h[c], &last))
-			break;
-		q->h[i] = q->h[c];
-		i = c;
-	}
-	if (q->n)
-		q->h[i] = last;
-	return top;
-}
+TOK_HEAP(spm_heap, struct spm_bigram, spm_before, SCR_C)
 
 static int spm_try_add(const struct tokenizer *t, const char *text, struct spm_sym *sym,
 		       struct spm_heap *q, int32_t left, int32_t right)
@@ -311,7 +271,7 @@ static int spm_try_add(const struct tokenizer *t, const char *text, struct spm_s
 	int32_t id = tok_lookup(t, text + sym[left].off, size);
 	if (id < 0)
 		return 0;
-	return spm_push(q, (struct spm_bigram){ t->tok[id].score, left, right, size });
+	return spm_heap_push(q, (struct spm_bigram){ t->tok[id].score, left, right, size });
 }
 
 static void spm_emit_bytes(const struct tokenizer *t, const char *s, size_t n, struct tok_out *o)
@@ -373,7 +333,7 @@ static int spm_fragment(const struct tokenizer *t, const char *raw, uint32_t len
 		if ((rc = spm_try_add(t, text, sym, &q, i - 1, i)))
 			return rc;
 	while (q.n) {
-		struct spm_bigram b = spm_pop(&q);
+		struct spm_bigram b = spm_heap_pop(&q);
 		struct spm_sym *l = &sym[b.left], *r = &sym[b.right];
 		if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
 			continue;       /* stale: one side was merged since */
