@@ -3,6 +3,8 @@
  * with thread counts 1..3 so the work splitting is exercised.  These are the
  * reference checks a GPU backend will later be held to as well. */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,9 +282,5 @@ int main(void)
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }

@@ -1,6 +1,8 @@
 /* test_config.c - settings table, value parsers, the INI-style file and the
  * command line (precedence, bool flags, messages). */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,9 +285,5 @@ int main(void)
 	tcase_add_test(tc, test_key_file);
 	tcase_add_test(tc, test_print_roundtrip);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }

@@ -2,6 +2,8 @@
  * with the CPU; everywhere else the probe must say why there is none (and
  * the test reports a skip with that reason instead of passing silently). */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -52,9 +54,5 @@ int main(void)
 	TCase *tc = tcase_create("probe");
 	tcase_add_test(tc, probe_and_selftest);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }

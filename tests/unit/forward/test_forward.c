@@ -14,6 +14,8 @@
  * scripts/make-test-models into SMOKE_TEST_MODELS.  Missing models skip with
  * a message, they do not pass silently: the summary line says what ran. */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -530,9 +532,5 @@ int main(void)
 	tcase_add_test(tc, gemma3_perplexity_within_1pct_of_llama_cpp);
 	tcase_add_test(tc, tiny_llama_family_greedy_matches_llama_cpp);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }

@@ -3,6 +3,8 @@
  * valid tiny models of each family must load with the right plan.  The files
  * and their expectations come from scripts/make-bad-models.py. */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,9 +199,5 @@ int main(void)
 	tcase_add_test(tc, nonexistent_file_is_named);
 	tcase_add_test(tc, batched_forward_equals_one_at_a_time);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }

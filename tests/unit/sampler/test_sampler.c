@@ -2,6 +2,8 @@
  * independently (softmax by formula, arg-max by scan), not against output
  * the sampler produced earlier. */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,9 +250,5 @@ int main(void)
 	tcase_add_test(tc, top_p_large_vocabulary_matches_full_sort);
 	tcase_add_test(tc, bad_params_are_named);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }
