@@ -532,6 +532,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		*upload_size = 0;
 		if (r->answered || r->body_too_large)
 			return MHD_YES;
+		/* libmicrohttpd's timeout only closes idle connections: a client
+		 * that trickles its body a byte at a time would hold the
+		 * connection (and a per-IP slot) for as long as max_body lasts.
+		 * The whole body must arrive within connection_timeout of the
+		 * headers; past that the connection is dropped. */
+		const double body_limit = s->cfg->limits.connection_timeout;
+		if (body_limit > 0 && engine_now() - r->t_arrival > body_limit) {
+			log_info("%s %s: body not complete %g s after the headers (%zu bytes so far; "
+				 "limits.connection_timeout); closing the connection",
+				 r->method, r->path, body_limit, r->n_body + n);
+			return MHD_NO;
+		}
 		if (r->n_body + n > max_body) {
 			r->body_too_large = true;
 			struct api_error e;
