@@ -71,7 +71,7 @@ static const struct key keys[] = {
 	{ "limits.request_timeout", NULL, K_SECONDS, OFF(limits.request_timeout), 0, 0, 86400, NULL, "600",
 	  "seconds from arrival after which a request is cancelled (0: never)" },
 	{ "limits.connection_timeout", NULL, K_SECONDS, OFF(limits.connection_timeout), 0, 1, 3600, NULL, "30",
-	  "idle seconds after which a connection is closed" },
+	  "idle seconds after which a connection is closed; a request body must also arrive within it" },
 	{ "limits.max_connections", NULL, K_INT, OFF(limits.max_connections), 0, 1, 65536, NULL, "256",
 	  "open connections in all" },
 	{ "limits.max_connections_per_ip", NULL, K_INT, OFF(limits.max_connections_per_ip), 0, 0, 65536, NULL, "32",

@@ -60,7 +60,7 @@ struct config {
 		int concurrency;                /* sequences generating at once */
 		int queue;                      /* requests waiting for a slot */
 		double request_timeout;         /* seconds from arrival; 0: none */
-		double connection_timeout;      /* idle seconds before a connection closes */
+		double connection_timeout;      /* idle seconds before a connection closes; also the limit for receiving a body */
 		int max_connections, max_connections_per_ip;
 		uint64_t connection_memory;     /* libmicrohttpd pool per connection */
 		uint64_t kv_budget;             /* bytes of KV cache over all sequences */
