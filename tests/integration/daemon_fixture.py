@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -155,3 +156,21 @@ class Daemon:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+class Checks:
+    """The tests' check(cond, what): prints an "ok"/"FAIL" line per check and
+    keeps the count for the closing "N passed, N failed" line."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failures = []
+
+    def __call__(self, cond, what):
+        print(("ok    " if cond else "FAIL  ") + what)
+        sys.stdout.flush()
+        if cond:
+            self.passed += 1
+        else:
+            self.failures.append(what)
+        return cond

@@ -26,18 +26,8 @@ KEY = "curl-test-key"
 MAX_BODY = 64 * 1024
 PROMPT = "The capital of France is"
 N = 8
-failures = []
-passed = 0
-
-
-def check(cond, what):
-    global passed
-    print(("ok    " if cond else "FAIL  ") + what)
-    sys.stdout.flush()
-    if cond:
-        passed += 1
-    else:
-        failures.append(what)
+check = fx.Checks()
+failures = check.failures
 
 
 class Curl:
@@ -189,7 +179,7 @@ def main():
     finally:
         d.stop()
         d.cleanup()
-    print("%d passed, %d failed" % (passed, len(failures)))
+    print("%d passed, %d failed" % (check.passed, len(failures)))
     return 1 if failures else 0
 
 

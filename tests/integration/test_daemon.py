@@ -28,15 +28,8 @@ ROOT = os.environ.get("SMOKE_SOURCE_ROOT", os.path.join(os.path.dirname(__file__
 MODEL = fx.MODEL
 KEY = "integration-test-key"
 MAX_BODY = 64 * 1024
-failures = []
-
-
-def check(cond, what):
-    if cond:
-        print("ok   ", what)
-    else:
-        print("FAIL ", what)
-        failures.append(what)
+check = fx.Checks()
+failures = check.failures
 
 
 # ---- schema validation against proto/openapi.yaml ----
@@ -145,7 +138,7 @@ def main():
         if failures:
             print("---- daemon log ----\n" + text[-6000:])
         d.cleanup()
-    print("%d failure(s)" % len(failures))
+    print("%d passed, %d failed" % (check.passed, len(failures)))
     return 1 if failures else 0
 
 

@@ -35,18 +35,8 @@ except ImportError:
 KEY = "openai-test-key"
 PROMPT = "The capital of France is"
 N = 12
-failures = []
-passed = 0
-
-
-def check(cond, what):
-    global passed
-    print(("ok    " if cond else "FAIL  ") + what)
-    sys.stdout.flush()
-    if cond:
-        passed += 1
-    else:
-        failures.append(what)
+check = fx.Checks()
+failures = check.failures
 
 
 def raises(exc_type, fn):
@@ -82,7 +72,7 @@ def main():
             print("---- daemon log ----\n" + d.log_text()[-6000:])
     finally:
         d.cleanup()
-    print("%d passed, %d failed" % (passed, len(failures)))
+    print("%d passed, %d failed" % (check.passed, len(failures)))
     return 1 if failures else 0
 
 

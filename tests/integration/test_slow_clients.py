@@ -37,18 +37,8 @@ import daemon_fixture as fx  # noqa: E402
 
 CONN_TIMEOUT = 2
 PER_IP = 4
-failures = []
-passed = 0
-
-
-def check(cond, what):
-    global passed
-    print(("ok    " if cond else "FAIL  ") + what)
-    sys.stdout.flush()
-    if cond:
-        passed += 1
-    else:
-        failures.append(what)
+check = fx.Checks()
+failures = check.failures
 
 
 def request(port, method, path, body=None, timeout=300, source=None):
@@ -293,7 +283,7 @@ def main():
     finally:
         d.stop()
         d.cleanup()
-    print("%d passed, %d failed" % (passed, len(failures)))
+    print("%d passed, %d failed" % (check.passed, len(failures)))
     return 1 if failures else 0
 
 
