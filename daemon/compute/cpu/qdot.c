@@ -70,6 +70,13 @@ qdot_fn qdot_get(uint32_t wtype)
 	return qdot__scalar_kernel(wtype);
 }
 
+qdot4_fn qdot_get4(uint32_t wtype)
+{
+	/* No scalar version: with scalar kernels the single-row loop is the
+	 * reference path and costs nothing extra. */
+	return qdot_simd_active() ? qdot__avx2_kernel4(wtype) : NULL;
+}
+
 /* ---- activation formats ------------------------------------------------- */
 
 uint32_t qdot_act_type(uint32_t wtype)

@@ -82,6 +82,22 @@ typedef float (*qdot_fn)(const void *w_row, const void *act, int64_t n);
  * one. */
 qdot_fn qdot_get(uint32_t wtype);
 
+/* dot(weight row, act[t]) into out[t] for t < n_act (1..4; out[t] for
+ * t >= n_act is left alone), for n values.  Decodes each weight block once
+ * and applies it to every activation row: in a batch the weight unpacking,
+ * not the multiply, is most of the single kernel's work.  Each out[t] is
+ * bit-identical to qdot_get(wtype)(w_row, act[t], n): per activation row
+ * the kernel performs the same float operations in the same order (its own
+ * accumulators, same FMA per block, same final reduction), so the
+ * bit-exactness against llama.cpp carries over. */
+typedef void (*qdot4_fn)(const void *w_row, const void *const act[4], int n_act, int64_t n,
+			 float out[4]);
+
+/* The several-activation kernel for this type, or NULL where there is none
+ * (scalar kernels selected, no AVX2, or a type without one: only Q4_0,
+ * Q5_0, Q8_0, Q4_K and Q6_K have one); callers then loop over qdot_get(). */
+qdot4_fn qdot_get4(uint32_t wtype);
+
 /* The scalar reference kernel, for tests; NULL if the type cannot be
  * computed. */
 qdot_fn qdot_get_scalar(uint32_t wtype);

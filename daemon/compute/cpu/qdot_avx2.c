@@ -123,27 +123,32 @@ QDOT_AVX2 static inline __m256i bytes_from_bits_32(const uint8_t *p)
 	return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
 }
 
+/* Eight fp16 fields `stride` bytes apart (a block's d, the first field of
+ * the 32-value formats), as floats.  Converting eight at once keeps the
+ * scalar fp16 loads off the shuffle port, which the per-block unpacking
+ * already saturates: the halves are packed in general registers, moved over
+ * with one vmovq per four. */
+QDOT_AVX2 static inline __m256 halves8(const uint8_t *p, size_t stride)
+{
+	uint64_t h[2] = { 0, 0 };
+	for (int k = 0; k < 8; k++) {
+		uint16_t v;
+		memcpy(&v, p + k * stride, 2);
+		h[k / 4] |= (uint64_t)v << (16 * (k % 4));
+	}
+	return _mm256_cvtph_ps(_mm_set_epi64x((long long)h[1], (long long)h[0]));
+}
+
 /* The products d_w*d_a of eight consecutive blocks' fp16 scales, for
  * 32-value formats whose d is the first field of a block of `wbytes` bytes
- * (the activation being Q8_0, 34 bytes).  Converting eight at once keeps
- * the scalar fp16 loads off the shuffle port, which the per-block
- * unpacking already saturates: the halves are packed in general registers,
- * moved over with one vmovq per four.  Stored to ds[] so that each block's
- * broadcast is a plain load. */
+ * (the activation being Q8_0, 34 bytes).  Stored to ds[] so that each
+ * block's broadcast is a plain load.  Each product is the single rounding
+ * of h2f(dw)*h2f(da), as in the per-block tail loops. */
 QDOT_AVX2 static inline void scales8(const uint8_t *w, size_t wbytes, const uint8_t *a,
 				     float ds[8])
 {
-	uint64_t hw[2] = { 0, 0 }, ha[2] = { 0, 0 };
-	for (int k = 0; k < 8; k++) {
-		uint16_t dw, da;
-		memcpy(&dw, w + k * wbytes, 2);
-		memcpy(&da, a + k * sizeof(struct qtype_block_q8_0), 2);
-		hw[k / 4] |= (uint64_t)dw << (16 * (k % 4));
-		ha[k / 4] |= (uint64_t)da << (16 * (k % 4));
-	}
-	const __m128i vw = _mm_set_epi64x((long long)hw[1], (long long)hw[0]);
-	const __m128i va = _mm_set_epi64x((long long)ha[1], (long long)ha[0]);
-	_mm256_storeu_ps(ds, _mm256_mul_ps(_mm256_cvtph_ps(vw), _mm256_cvtph_ps(va)));
+	_mm256_storeu_ps(ds, _mm256_mul_ps(halves8(w, wbytes),
+					   halves8(a, sizeof(struct qtype_block_q8_0))));
 }
 
 /* ---- float weights ------------------------------------------------------ */
@@ -525,6 +530,258 @@ QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 	return hsum_ps(acc);
 }
 
+/* ---- several activation rows per weight row ----------------------------- */
+
+/* In a batch (prefill, or several sequences decoding together) each weight
+ * row meets several activation rows.  The kernels below unpack a weight
+ * block once and apply it to up to four prepared activation rows.  For every
+ * activation row they perform exactly the float operations of the
+ * single-row kernel above, in the same order: its own accumulators, the same
+ * FMA per block, the same final reduction.  Only integer work (unpacking
+ * and the int32 block sums, which are exact) is shared or reordered, so each
+ * output is bit-identical to the single-row kernel's (the qtype tests check
+ * this).  `na` (1..4) is a compile-time constant in every instance: the
+ * loops over rows unroll and the accumulators stay in registers. */
+#define QDOT4_INLINE QDOT_AVX2 __attribute__((always_inline)) static inline
+
+/* mul_sum_i8_pairs_float with sign(x,x) computed once for several y. */
+QDOT_AVX2 static inline __m256 mul_sum_i8_abs_float(__m256i ax, __m256i x, __m256i y)
+{
+	const __m256i dot16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, x));
+	return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)));
+}
+
+/* Q4_0/Q5_0/Q8_0 share one loop; `bytes` gives a block's 32 signed
+ * quants.  As avx2_dot_q8_0: groups of eight blocks with the scale products
+ * from scales8 (here the weight halves are converted once), then single
+ * blocks. */
+QDOT4_INLINE void x4_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const uint8_t *),
+			 const void *const act[4], const int na, int64_t n, float out[4])
+{
+	const struct qtype_block_q8_0 *y[4];
+	__m256 acc[4];
+	for (int t = 0; t < na; t++) {
+		y[t] = act[t];
+		acc[t] = _mm256_setzero_ps();
+	}
+	const int64_t nb = n / QTYPE_QK;
+	int64_t i = 0;
+	for (; i + 8 <= nb; i += 8) {
+		const uint8_t *xb = x + (size_t)i * wbytes;
+		prefetch_ahead(xb, 8 * wbytes);
+		const __m256 dw = halves8(xb, wbytes);
+		float ds[4][8];
+		for (int t = 0; t < na; t++)
+			_mm256_storeu_ps(ds[t], _mm256_mul_ps(dw, halves8((const uint8_t *)&y[t][i],
+									   sizeof(y[t][0]))));
+		for (int k = 0; k < 8; k++) {
+			const __m256i q = bytes(xb + k * wbytes);
+			const __m256i aq = _mm256_sign_epi8(q, q);
+			for (int t = 0; t < na; t++)
+				acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[t][k]),
+							 mul_sum_i8_abs_float(aq, q, load256(y[t][i + k].qs)),
+							 acc[t]);
+		}
+	}
+	for (; i < nb; i++) {
+		const uint8_t *xb = x + (size_t)i * wbytes;
+		uint16_t hw;
+		memcpy(&hw, xb, 2);
+		const float dw = h2f(hw);
+		const __m256i q = bytes(xb);
+		const __m256i aq = _mm256_sign_epi8(q, q);
+		for (int t = 0; t < na; t++) {
+			const __m256 d = _mm256_set1_ps(dw * h2f(y[t][i].d));
+			acc[t] = _mm256_fmadd_ps(d, mul_sum_i8_abs_float(aq, q, load256(y[t][i].qs)), acc[t]);
+		}
+	}
+	for (int t = 0; t < na; t++)
+		out[t] = hsum_ps(acc[t]);
+}
+
+QDOT4_INLINE __m256i x4_bytes_q8_0(const uint8_t *b)
+{
+	return load256(b + offsetof(struct qtype_block_q8_0, qs));
+}
+
+QDOT4_INLINE __m256i x4_bytes_q4_0(const uint8_t *b)
+{
+	return q4_0_bytes((const struct qtype_block_q4_0 *)b);
+}
+
+QDOT4_INLINE __m256i x4_bytes_q5_0(const uint8_t *b)
+{
+	return q5_0_bytes((const struct qtype_block_q5_0 *)b);
+}
+
+QDOT4_INLINE void x4_q8_0(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
+{
+	x4_q32(w, sizeof(struct qtype_block_q8_0), x4_bytes_q8_0, act, na, n, out);
+}
+
+QDOT4_INLINE void x4_q4_0(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
+{
+	x4_q32(w, sizeof(struct qtype_block_q4_0), x4_bytes_q4_0, act, na, n, out);
+}
+
+QDOT4_INLINE void x4_q5_0(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
+{
+	x4_q32(w, sizeof(struct qtype_block_q5_0), x4_bytes_q5_0, act, na, n, out);
+}
+
+/* As avx2_dot_q4_K, per activation row. */
+QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
+{
+	const struct qtype_block_q4_K *x = w;
+	const struct qtype_block_q8_K *y[4];
+	__m256 acc[4];
+	__m128 acc_m[4];
+	for (int t = 0; t < na; t++) {
+		y[t] = act[t];
+		acc[t] = _mm256_setzero_ps();
+		acc_m[t] = _mm_setzero_ps();
+	}
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	for (int64_t i = 0; i < nb; i++) {
+		prefetch_ahead(&x[i], sizeof(x[0]));
+		const float dx = h2f(x[i].d), mx = h2f(x[i].dmin);
+		const __m256i ms = k4_scales_mins(x[i].scales);
+		float d[4];
+		for (int t = 0; t < na; t++) {
+			const float dy = y[t][i].d;
+			d[t] = dx * dy;
+			const float dmin = -mx * dy;
+			acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin),
+						_mm_cvtepi32_ps(k4_min_dot(ms, &y[t][i])), acc_m[t]);
+		}
+		const __m128i sc128 = _mm256_castsi256_si128(ms);
+		const __m256i scales = _mm256_set_m128i(sc128, sc128);
+		const uint8_t *q4 = x[i].qs;
+		__m256i sumi[4];
+		for (int t = 0; t < na; t++)
+			sumi[t] = _mm256_setzero_si256();
+		for (int j = 0; j < 4; j++, q4 += 32) {
+			const __m256i bits = load256(q4);
+			const __m256i q4l = _mm256_and_si256(bits, m4);
+			const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+			const __m256i sl = BCAST16(scales, 2 * j), sh = BCAST16(scales, 2 * j + 1);
+			for (int t = 0; t < na; t++) {
+				const int8_t *q8 = y[t][i].qs + 64 * j;
+				const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q4l, load256(q8)));
+				const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
+				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+			}
+		}
+		for (int t = 0; t < na; t++)
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+	}
+	for (int t = 0; t < na; t++)
+		out[t] = hsum_ps(acc[t]) + hsum_ps128(acc_m[t]);
+}
+
+/* As avx2_dot_q6_K, per activation row. */
+QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
+{
+	const struct qtype_block_q6_K *x = w;
+	const struct qtype_block_q8_K *y[4];
+	__m256 acc[4];
+	for (int t = 0; t < na; t++) {
+		y[t] = act[t];
+		acc[t] = _mm256_setzero_ps();
+	}
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i m2 = _mm256_set1_epi8(0x03);
+	for (int64_t i = 0; i < nb; i++) {
+		prefetch_ahead(&x[i], sizeof(x[0]));
+		const float dx = h2f(x[i].d);
+		const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
+		const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
+		__m256i sumi[4];
+		for (int t = 0; t < na; t++) {
+			const __m256i bs = load256((const uint8_t *)&y[t][i] +
+						   offsetof(struct qtype_block_q8_K, bsums));
+			/* start from -sub: the int32 total is the same */
+			sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
+						   _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
+		}
+		const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+		for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
+			const __m256i b1 = load256(ql), b2 = load256(ql + 32), bh = load256(qh);
+			const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4);
+			const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4);
+			const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4);
+			const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4);
+			const __m256i q[4] = {
+				_mm256_or_si256(_mm256_and_si256(b1, m4), h0),
+				_mm256_or_si256(_mm256_and_si256(b2, m4), h1),
+				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2),
+				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3),
+			};
+			for (int k = 0; k < 4; k++) {
+				const __m256i s = q6_scale_pair(sc, 4 * h + k);
+				for (int t = 0; t < na; t++) {
+					const int8_t *q8 = y[t][i].qs + 128 * h + 32 * k;
+					const __m256i p = _mm256_madd_epi16(s, _mm256_maddubs_epi16(q[k], load256(q8)));
+					sumi[t] = _mm256_add_epi32(sumi[t], p);
+				}
+			}
+		}
+		for (int t = 0; t < na; t++) {
+			const float d = dx * y[t][i].d;
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+		}
+	}
+	for (int t = 0; t < na; t++)
+		out[t] = hsum_ps(acc[t]);
+}
+
+/* One entry point per type: instances for na = 1..4 and a switch on
+ * n_act (clamped to 1..4 by the caller, see qdot.h). */
+#define QDOT4_ENTRY(name)                                                                 \
+	QDOT_AVX2 static void name##_n1(const void *w, const void *const a[4], int64_t n,  \
+					float o[4]) { name(w, a, 1, n, o); }               \
+	QDOT_AVX2 static void name##_n2(const void *w, const void *const a[4], int64_t n,  \
+					float o[4]) { name(w, a, 2, n, o); }               \
+	QDOT_AVX2 static void name##_n3(const void *w, const void *const a[4], int64_t n,  \
+					float o[4]) { name(w, a, 3, n, o); }               \
+	QDOT_AVX2 static void name##_n4(const void *w, const void *const a[4], int64_t n,  \
+					float o[4]) { name(w, a, 4, n, o); }               \
+	QDOT_AVX2 static void name##_any(const void *w, const void *const a[4], int n_act, \
+					 int64_t n, float o[4])                            \
+	{                                                                                 \
+		switch (n_act) {                                                          \
+		case 1: name##_n1(w, a, n, o); break;                                     \
+		case 2: name##_n2(w, a, n, o); break;                                     \
+		case 3: name##_n3(w, a, n, o); break;                                     \
+		default: name##_n4(w, a, n, o); break;                                    \
+		}                                                                         \
+	}
+
+QDOT4_ENTRY(x4_q8_0)
+QDOT4_ENTRY(x4_q4_0)
+QDOT4_ENTRY(x4_q5_0)
+QDOT4_ENTRY(x4_q4_K)
+QDOT4_ENTRY(x4_q6_K)
+
+qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
+{
+	switch (wtype) {
+	case QTYPE_Q4_0: return x4_q4_0_any;
+	case QTYPE_Q5_0: return x4_q5_0_any;
+	case QTYPE_Q8_0: return x4_q8_0_any;
+	case QTYPE_Q4_K: return x4_q4_K_any;
+	case QTYPE_Q6_K: return x4_q6_K_any;
+	default: return NULL;
+	}
+}
+
 qdot_fn qdot__avx2_kernel(uint32_t wtype)
 {
 	switch (wtype) {
@@ -586,6 +843,12 @@ bool qdot__avx2_dequant_row(uint32_t type, const void *src, float *dst, int64_t 
 }
 
 #else /* not x86: scalar kernels only */
+
+qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
+{
+	(void)wtype;
+	return NULL;
+}
 
 qdot_fn qdot__avx2_kernel(uint32_t wtype)
 {

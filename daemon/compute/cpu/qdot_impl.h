@@ -17,6 +17,9 @@ qdot_fn qdot__scalar_kernel(uint32_t wtype);
 /* AVX2 kernel for a weight type, NULL if none (or not an x86 build). */
 qdot_fn qdot__avx2_kernel(uint32_t wtype);
 
+/* AVX2 several-activation kernel for a weight type, NULL if none. */
+qdot4_fn qdot__avx2_kernel4(uint32_t wtype);
+
 /* AVX2/F16C row decoders for the types where they pay off (F16, Q8_0);
  * return false if there is none for this type.  Bit-identical to the scalar
  * decoders in model/qtype.c (the conversions involved are exact). */

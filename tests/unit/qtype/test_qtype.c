@@ -503,6 +503,69 @@ START_TEST(simd_matches_scalar)
 }
 END_TEST
 
+/* The several-activation kernels: out[t] equals the single-row kernel's
+ * dot with act[t] bit for bit (the forward pass's exactness against
+ * llama.cpp rests on that), for every n_act, row lengths with and without
+ * the eight-block groups' tails, unaligned rows, and out[t] for t >= n_act
+ * left alone. */
+START_TEST(dot4_matches_single)
+{
+	const uint32_t id = types[_i].id;
+	const struct qtype_info *t = qtype_info(id);
+	qdot_force_scalar(false);
+	const qdot4_fn dot4 = qdot_get4(id);
+	const bool want = simd_expected() &&
+			  (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0 ||
+			   id == QTYPE_Q4_K || id == QTYPE_Q6_K);
+	ck_assert_msg((dot4 != NULL) == want, "%s: qdot_get4 %s", t->name,
+		      dot4 ? "non-NULL" : "NULL");
+	qdot_force_scalar(true);
+	ck_assert_ptr_null(qdot_get4(id));
+	qdot_force_scalar(false);
+	if (!dot4)
+		return;
+	const qdot_fn dot = qdot_get(id);
+	rng_state = 0xd1b54a32d192ed03ULL ^ id;
+	static const int64_t blocks[] = { 1, 2, 7, 8, 9, 16, 20, 23, 64 };
+	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
+		const int64_t n = blocks[c] * t->block_elems;
+		uint64_t rb;
+		ck_assert_int_eq(qtype_row_bytes(id, (uint64_t)n, &rb, NULL), 0);
+		const size_t ab = qdot_act_row_bytes(id, n);
+		uint8_t *wbuf = xmalloc(rb + 8), *abuf = xmalloc(4 * (ab + 8));
+		float *x = xmalloc((size_t)n * sizeof(float));
+		for (int rep = 0; rep < 6; rep++) {
+			const int wo = (int)(rnd() % 8);
+			random_row(_i, wbuf + wo, n);
+			const void *act[4];
+			for (int a = 0; a < 4; a++) {
+				/* activation rows of very different scales, at odd offsets */
+				const float xs = (float)exp(rnd_unit() * 8.0 - 4.0);
+				for (int64_t i = 0; i < n; i++)
+					x[i] = rnd_normal() * xs;
+				if ((rep + a) % 3 == 0) /* an all-zero activation block */
+					memset(x + (rnd() % blocks[c]) * t->block_elems, 0,
+					       (size_t)t->block_elems * sizeof(float));
+				uint8_t *ap = abuf + a * (ab + 8) + rnd() % 8;
+				qdot_prepare(id, x, ap, n);
+				act[a] = ap;
+			}
+			for (int na = 1; na <= 4; na++) {
+				float out[4] = { -1.5f, -1.5f, -1.5f, -1.5f };
+				dot4(wbuf + wo, act, na, n, out);
+				for (int a = 0; a < 4; a++) {
+					const float want_v = a < na ? dot(wbuf + wo, act[a], n) : -1.5f;
+					ck_assert_msg(memcmp(&out[a], &want_v, sizeof(float)) == 0,
+						      "%s n=%lld rep %d n_act %d row %d: %.9g, single %.9g",
+						      t->name, (long long)n, rep, na, a, out[a], want_v);
+				}
+			}
+		}
+		free(wbuf), free(abuf), free(x);
+	}
+}
+END_TEST
+
 START_TEST(zero_activation_gives_zero)
 {
 	const uint32_t id = types[_i].id;
@@ -716,6 +779,7 @@ static Suite *qtype_suite(void)
 	tc = tcase_create("kernels");
 	tcase_add_loop_test(tc, simd_matches_scalar, 0, N_TYPES);
 	tcase_add_loop_test(tc, zero_activation_gives_zero, 0, N_TYPES);
+	tcase_add_loop_test(tc, dot4_matches_single, 0, N_TYPES);
 	tcase_add_test(tc, force_scalar_switches_kernels);
 	tcase_add_test(tc, env_disables_simd);
 	suite_add_tcase(s, tc);
