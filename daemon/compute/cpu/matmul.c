@@ -5,6 +5,8 @@
  * (Q8_0 or Q8_K), then every weight row is dotted with it.  Threads split the
  * weight rows into contiguous ranges, so each thread streams its own part of
  * the matrix once and reuses it for every activation row in the batch.
+ * Where the type has a several-activation kernel (qdot_get4), a weight row
+ * is decoded once per four activation rows instead of once per row.
  */
 #include "compute/cpu/cpu_backend.h"
 #include "compute/cpu/qdot.h"
@@ -20,6 +22,7 @@ struct matmul_job {
 	const void *act;
 	size_t act_row;
 	qdot_fn dot;
+	qdot4_fn dot4; /* NULL: loop over dot */
 };
 
 static void prepare_share(void *ctx, int ith, int nth)
@@ -50,6 +53,26 @@ static void dot_share(void *ctx, int ith, int nth)
 	}
 	for (int64_t r0 = lo; r0 < hi; r0 += ROW_TILE) {
 		int64_t r1 = r0 + ROW_TILE < hi ? r0 + ROW_TILE : hi;
+		if (j->dot4) {
+			/* Up to four activation rows per weight-row pass: each
+			 * weight block is unpacked once for all of them (the
+			 * results equal the single kernel's bit for bit). */
+			for (int t0 = 0; t0 < j->n; t0 += 4) {
+				const int na = j->n - t0 < 4 ? j->n - t0 : 4;
+				const void *a[4];
+				for (int k = 0; k < 4; k++)
+					a[k] = (const char *)j->act +
+					       (size_t)(t0 + (k < na ? k : 0)) * j->act_row;
+				float *y0 = j->y + (int64_t)t0 * w->ne1;
+				for (int64_t r = r0; r < r1; r++) {
+					float o[4];
+					j->dot4(wtensor_row(w, r), a, na, w->ne0, o);
+					for (int k = 0; k < na; k++)
+						y0[(int64_t)k * w->ne1 + r] = o[k];
+				}
+			}
+			continue;
+		}
 		for (int t = 0; t < j->n; t++) {
 			const void *a = (const char *)j->act + t * j->act_row;
 			float *yt = j->y + (int64_t)t * w->ne1;
@@ -66,7 +89,8 @@ int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n
 	if (!dot || n <= 0 || n > b->limits.max_rows || w->ne0 > b->limits.max_cols)
 		return -EINVAL;
 
-	struct matmul_job j = { .w = w, .x = x, .y = y, .n = n, .dot = dot };
+	struct matmul_job j = { .w = w, .x = x, .y = y, .n = n, .dot = dot,
+				.dot4 = n > 1 ? qdot_get4(w->type) : NULL };
 	if (qdot_act_type(w->type) == QTYPE_F32) {
 		j.act = x;
 		j.act_row = (size_t)w->ne0 * sizeof(float);
