@@ -100,7 +100,7 @@ static void read_bandwidth(const char *path, double *pread_bw, double *mmap_bw)
 	if (model_load(&m, path, NULL))
 		return;
 	uint64_t max = 0;
-	for (int b = 1; b < m->n_blocks - 1; b++)
+	for (int b = model_layer_block(m, 0); b < model_layer_block(m, m->hp.n_layer); b++)
 		for (int i = 0; i < LT_COUNT; i++)
 			if (m->blocks[b].has[i] && m->blocks[b].t[i].nbytes > max)
 				max = m->blocks[b].t[i].nbytes;
@@ -109,7 +109,7 @@ static void read_bandwidth(const char *path, double *pread_bw, double *mmap_bw)
 	for (int pass = 0; pass < 3 && buf && fd >= 0; pass++) {
 		uint64_t bytes = 0;
 		double t0 = engine_now();
-		for (int b = 1; b < m->n_blocks - 1; b++)
+		for (int b = model_layer_block(m, 0); b < model_layer_block(m, m->hp.n_layer); b++)
 			for (int i = 0; i < LT_COUNT; i++)
 				if (m->blocks[b].has[i]) {
 					const struct wtensor *t = &m->blocks[b].t[i];
@@ -118,7 +118,7 @@ static void read_bandwidth(const char *path, double *pread_bw, double *mmap_bw)
 					bytes += t->nbytes;
 				}
 		double t1 = engine_now();
-		for (int b = 1; b < m->n_blocks - 1; b++)
+		for (int b = model_layer_block(m, 0); b < model_layer_block(m, m->hp.n_layer); b++)
 			for (int i = 0; i < LT_COUNT; i++)
 				if (m->blocks[b].has[i])
 					memcpy(buf, m->blocks[b].t[i].data, m->blocks[b].t[i].nbytes);
@@ -167,14 +167,19 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* weight_bytes counts a tied table once */
-	uint64_t table = m->blocks[0].nbytes, layer = m->blocks[1].nbytes, total = m->weight_bytes;
+	uint64_t big = 0, layer = m->blocks[model_layer_block(m, 0)].nbytes, total = m->weight_bytes;
+	for (int b = 0; b < m->n_blocks; b++)
+		if (m->blocks[b].nbytes > big)
+			big = m->blocks[b].nbytes;
+	printf("plan: %d embedding shard(s), %d layers, %d head shard(s); largest block %.1f MiB\n",
+	       m->n_emb_blocks, m->hp.n_layer, m->n_head_blocks, big / 1048576.0);
 	model_free(m);
 	/* Default: the tightest budgets the model allows (its largest block
-	 * plus two layers on the device, one table's staging in RAM). */
+	 * plus two layers on the device, one block's staging in RAM). */
 	if (!gpu)
-		gpu = table + 2 * layer + 65536;
+		gpu = big + 2 * layer + 65536;
 	if (!ram)
-		ram = table + 65536;
+		ram = big + 65536;
 	printf("model %s: %.1f MiB of unique weights; budgets gpu_memory %.1f MiB + ram_cache %.1f MiB = %.1f%% of the weights\n",
 	       path, total / 1048576.0, gpu / 1048576.0, ram / 1048576.0, 100.0 * (gpu + ram) / total);
 

@@ -16,6 +16,7 @@ struct forward {
 	struct wstore *ws;
 	int max_tokens, max_logits;
 	float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
+	float *shard_out;         /* L x shard rows, when the head has several shards */
 	float *arena;
 	forward_debug_fn dbg;     /* tests/tools only; NULL in the daemon */
 	void *dbg_ctx;
@@ -51,15 +52,24 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 	f->max_tokens = max_tokens;
 	f->max_logits = max_logits;
 
+	/* With several head shards and several logit rows, a shard's matmul
+	 * writes L x rows contiguously; it goes through shard_out into the
+	 * logits' column range. */
+	size_t shard_rows = 0;
+	if (m->n_head_blocks > 1)
+		for (int k = 0; k < m->n_head_blocks; k++)
+			if ((size_t)m->blocks[model_head_block(m, k)].n_rows > shard_rows)
+				shard_rows = (size_t)m->blocks[model_head_block(m, k)].n_rows;
 	const size_t T = (size_t)max_tokens;
 	const size_t q_dim = (size_t)hp->n_head * hp->head_dim;
 	const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
 	const size_t sizes[] = {
 		T * hp->n_embd, T * hp->n_embd, T * q_dim, T * kv_dim, T * kv_dim, T * q_dim,
 		T * hp->n_embd, T * hp->n_ff, T * hp->n_ff, (size_t)max_logits * hp->n_vocab,
+		(size_t)max_logits * shard_rows,
 	};
 	float **bufs[] = { &f->x, &f->h, &f->q, &f->k, &f->v, &f->att, &f->o, &f->g, &f->u,
-			   &f->logits };
+			   &f->logits, &f->shard_out };
 	size_t total = 0;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		total += (sizes[i] + 15) / 16 * 16; /* keep every buffer 64-byte aligned */
@@ -238,36 +248,103 @@ static int check_batch(struct forward *f, struct fwd_item *items, int n_items, i
 	return 0;
 }
 
+/* The embedding lookup: only the shards that hold one of the batch's
+ * tokens are acquired, in shard order (the plan order the predictor sees). */
+static int run_embed(struct forward *f, struct fwd_item *items, int n_items, struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	struct backend *be = f->be;
+	const float scale = m->fam->embed_scale ? sqrtf((float)hp->n_embd) : 1.0f;
+	for (int s = 0; s < m->n_emb_blocks; s++) {
+		const int64_t r0 = m->blocks[s].row0, r1 = r0 + m->blocks[s].n_rows;
+		bool want = false;
+		for (int i = 0; i < n_items && !want; i++)
+			for (int t = 0; t < items[i].n && !want; t++)
+				want = items[i].tok[t] >= r0 && items[i].tok[t] < r1;
+		if (!want)
+			continue;
+		const struct wblock *b = wstore_acquire(f->ws, s, err);
+		if (!b)
+			return err ? err->code : -EIO;
+		int rc = 0;
+		if (m->n_emb_blocks == 1) {
+			/* One shard holds every row: whole items at once. */
+			for (int i = 0, row = 0; i < n_items && !rc; row += items[i].n, i++)
+				rc = be->ops->embed(be, &b->t[EMB_TOKEN], items[i].tok, items[i].n,
+						    scale, f->x + (int64_t)row * hp->n_embd);
+		} else {
+			for (int i = 0, row = 0; i < n_items && !rc; row += items[i].n, i++)
+				for (int t = 0; t < items[i].n && !rc; t++) {
+					if (items[i].tok[t] < r0 || items[i].tok[t] >= r1)
+						continue;
+					const int32_t local = (int32_t)(items[i].tok[t] - r0);
+					rc = be->ops->embed(be, &b->t[EMB_TOKEN], &local, 1, scale,
+							    f->x + (int64_t)(row + t) * hp->n_embd);
+				}
+		}
+		wstore_release(f->ws, s);
+		if (rc)
+			return smk_fail(err, rc, "embedding lookup failed");
+	}
+	return 0;
+}
+
+/* The output head over the L gathered rows: norm, then the vocabulary
+ * shards in order, each writing its column range of the logits.  Every
+ * logit is the same per-row dot product as with one whole table. */
+static int run_head(struct forward *f, float *rows, int L, struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	struct backend *be = f->be;
+	for (int k = 0; k < m->n_head_blocks; k++) {
+		const int bi = model_head_block(m, k);
+		const struct wblock *b = wstore_acquire(f->ws, bi, err);
+		if (!b)
+			return err ? err->code : -EIO;
+		if (k == 0) {
+			be->ops->rmsnorm(be, rows, &b->t[HEAD_NORM], f->h, hp->n_embd, L, hp->eps);
+			DBG(f, "result_norm", -1, f->h, L, hp->n_embd);
+		}
+		const int64_t r0 = b->row0, nr = b->n_rows;
+		int rc;
+		if (m->n_head_blocks == 1 || L == 1) {
+			rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, L, f->logits + r0);
+		} else {
+			rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, L, f->shard_out);
+			for (int r = 0; r < L && !rc; r++)
+				memcpy(f->logits + (int64_t)r * hp->n_vocab + r0, f->shard_out + r * nr,
+				       sizeof(float) * (size_t)nr);
+		}
+		wstore_release(f->ws, bi);
+		if (rc)
+			return smk_fail(err, rc, "output head failed");
+	}
+	return 0;
+}
+
 int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
 		      struct smk_err *err)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
-	struct backend *be = f->be;
 	int T = 0, L = 0, rc;
 
 	if ((rc = check_batch(f, items, n_items, &T, &L, err)))
 		return rc;
 
-	const struct wblock *b = wstore_acquire(f->ws, 0, err);
-	if (!b)
-		return err ? err->code : -EIO;
-	float scale = m->fam->embed_scale ? sqrtf((float)hp->n_embd) : 1.0f;
-	rc = 0;
-	for (int i = 0, row = 0; i < n_items && !rc; row += items[i].n, i++)
-		rc = be->ops->embed(be, &b->t[EMB_TOKEN], items[i].tok, items[i].n, scale,
-				    f->x + (int64_t)row * hp->n_embd);
-	wstore_release(f->ws, 0);
-	if (rc)
-		return smk_fail(err, rc, "embedding lookup failed");
+	if ((rc = run_embed(f, items, n_items, err)))
+		return rc;
 	DBG(f, m->fam->embed_scale ? "inp_scaled" : "inp_embd", -1, f->x, T, hp->n_embd);
 
 	for (int il = 0; il < hp->n_layer; il++) {
-		b = wstore_acquire(f->ws, 1 + il, err);
+		const int bi = model_layer_block(m, il);
+		const struct wblock *b = wstore_acquire(f->ws, bi, err);
 		if (!b)
 			return err ? err->code : -EIO;
 		rc = run_layer(f, b, items, n_items, T, err);
-		wstore_release(f->ws, 1 + il);
+		wstore_release(f->ws, bi);
 		if (rc)
 			return rc;
 	}
@@ -282,16 +359,8 @@ int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
 			       sizeof(float) * (size_t)items[i].n_logits * hp->n_embd);
 			k += items[i].n_logits;
 		}
-		int hb = m->n_blocks - 1;
-		b = wstore_acquire(f->ws, hb, err);
-		if (!b)
-			return err ? err->code : -EIO;
-		be->ops->rmsnorm(be, rows, &b->t[HEAD_NORM], f->h, hp->n_embd, L, hp->eps);
-		DBG(f, "result_norm", -1, f->h, L, hp->n_embd);
-		rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, L, f->logits);
-		wstore_release(f->ws, hb);
-		if (rc)
-			return smk_fail(err, rc, "output head failed");
+		if ((rc = run_head(f, rows, L, err)))
+			return rc;
 		DBG(f, "result_output", -1, f->logits, L, hp->n_vocab);
 	}
 	for (int i = 0, k = 0; i < n_items; i++) {

@@ -179,17 +179,52 @@ static int load_hparams(struct model *m, struct smk_err *err)
 	return 0;
 }
 
+/* Table bytes per vocabulary shard: at least 16 MiB (fewer, larger reads
+ * for small models), and no less than the largest layer, so a shard is
+ * never what sizes a budget when a layer is bigger anyway. */
+#define SHARD_MIN_BYTES (16ull << 20)
+
+/* How many shards of at most max_bytes a table of rows x row_bytes takes,
+ * and the rows per shard (balanced: all shards but the last equal). */
+static void shard_table(const struct wtensor *t, uint64_t max_bytes, int *n_shards, int64_t *rows)
+{
+	uint64_t per = max_bytes / t->row_bytes;
+	if (per == 0)
+		per = 1;
+	int64_t n = (t->ne1 + (int64_t)per - 1) / (int64_t)per;
+	*n_shards = (int)n;
+	*rows = (t->ne1 + n - 1) / n;
+}
+
+/* Fill blocks [first, first + n) with the shards of table t, as tensor role
+ * `role` of blocks of kind `kind`. */
+static void fill_shards(struct wblock *blocks, int first, int n, int64_t rows,
+			const struct wtensor *t, enum block_kind kind, int role)
+{
+	for (int k = 0; k < n; k++) {
+		struct wblock *b = &blocks[first + k];
+		int64_t r0 = (int64_t)k * rows;
+		int64_t nr = t->ne1 - r0 < rows ? t->ne1 - r0 : rows;
+		b->kind = kind;
+		b->layer = k;
+		b->row0 = r0;
+		b->n_rows = nr;
+		b->t[role] = *t;
+		b->t[role].ne1 = nr;
+		b->t[role].nbytes = (uint64_t)nr * t->row_bytes;
+		b->t[role].file_offset = t->file_offset + (uint64_t)r0 * t->row_bytes;
+		b->t[role].data = (const uint8_t *)t->data + (uint64_t)r0 * t->row_bytes;
+		b->has[role] = true;
+		b->nbytes += b->t[role].nbytes;
+	}
+}
+
 static int load_blocks(struct model *m, struct smk_err *err)
 {
 	const struct hparams *hp = &m->hp;
 	const int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
 	const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
 	int rc;
-
-	m->n_blocks = hp->n_layer + 2;
-	m->blocks = calloc((size_t)m->n_blocks, sizeof(*m->blocks));
-	if (!m->blocks)
-		return smk_fail(err, -ENOMEM, "out of memory for %d blocks", m->n_blocks);
 
 	/* The vocabulary size is the embedding table's row count. */
 	const struct gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
@@ -200,14 +235,23 @@ static int load_blocks(struct model *m, struct smk_err *err)
 				gguf_path(m->gguf), (unsigned long long)te->ne[1]);
 	m->hp.n_vocab = (int)te->ne[1];
 
-	struct wblock *emb = &m->blocks[0];
-	emb->kind = BLOCK_EMBED;
-	if ((rc = bind(m, &emb->t[EMB_TOKEN], "token_embd.weight", hp->n_embd, hp->n_vocab, false, err)))
+	/* The whole tables first: their shards are views of them. */
+	struct wtensor emb_t = { 0 }, head_t = { 0 }, norm_t = { 0 };
+	if ((rc = bind(m, &emb_t, "token_embd.weight", hp->n_embd, hp->n_vocab, false, err)) ||
+	    (rc = bind(m, &norm_t, "output_norm.weight", hp->n_embd, 1, true, err)))
 		return rc;
-	emb->has[EMB_TOKEN] = true;
+	bool tied = !gguf_find_tensor(m->gguf, "output.weight");
+	if (tied)
+		head_t = emb_t;
+	else if ((rc = bind(m, &head_t, "output.weight", hp->n_embd, hp->n_vocab, false, err)))
+		return rc;
 
+	struct wblock *layers = calloc((size_t)hp->n_layer, sizeof(*layers));
+	if (!layers)
+		return smk_fail(err, -ENOMEM, "out of memory for %d layers", hp->n_layer);
+	uint64_t max_layer = 0;
 	for (int il = 0; il < hp->n_layer; il++) {
-		struct wblock *b = &m->blocks[1 + il];
+		struct wblock *b = &layers[il];
 		b->kind = BLOCK_LAYER;
 		b->layer = il;
 		const struct family_desc *f = m->fam;
@@ -236,27 +280,38 @@ static int load_blocks(struct model *m, struct smk_err *err)
 			if (!want[i].need) /* optional extras (e.g. llama biases) are not used */
 				continue;
 			if ((rc = bind(m, &b->t[want[i].role], name, want[i].ne0, want[i].ne1,
-				       r->one_dim, err)))
+				       r->one_dim, err))) {
+				free(layers);
 				return rc;
+			}
 			b->has[want[i].role] = true;
 			b->nbytes += b->t[want[i].role].nbytes;
 		}
+		if (b->nbytes > max_layer)
+			max_layer = b->nbytes;
 	}
 
-	struct wblock *head = &m->blocks[m->n_blocks - 1];
-	head->kind = BLOCK_HEAD;
-	if ((rc = bind(m, &head->t[HEAD_NORM], "output_norm.weight", hp->n_embd, 1, true, err)))
-		return rc;
-	head->has[HEAD_NORM] = true;
-	if (gguf_find_tensor(m->gguf, "output.weight")) {
-		if ((rc = bind(m, &head->t[HEAD_OUTPUT], "output.weight", hp->n_embd, hp->n_vocab, false, err)))
-			return rc;
-	} else {
-		head->t[HEAD_OUTPUT] = emb->t[EMB_TOKEN]; /* tied embeddings */
+	uint64_t shard_bytes = max_layer > SHARD_MIN_BYTES ? max_layer : SHARD_MIN_BYTES;
+	int64_t emb_rows, head_rows;
+	shard_table(&emb_t, shard_bytes, &m->n_emb_blocks, &emb_rows);
+	shard_table(&head_t, shard_bytes, &m->n_head_blocks, &head_rows);
+	m->n_blocks = m->n_emb_blocks + hp->n_layer + m->n_head_blocks;
+	m->blocks = calloc((size_t)m->n_blocks, sizeof(*m->blocks));
+	if (!m->blocks) {
+		free(layers);
+		return smk_fail(err, -ENOMEM, "out of memory for %d blocks", m->n_blocks);
 	}
-	head->has[HEAD_OUTPUT] = true;
-	emb->nbytes = emb->t[EMB_TOKEN].nbytes;
-	head->nbytes = head->t[HEAD_NORM].nbytes + head->t[HEAD_OUTPUT].nbytes;
+	fill_shards(m->blocks, 0, m->n_emb_blocks, emb_rows, &emb_t, BLOCK_EMBED, EMB_TOKEN);
+	memcpy(&m->blocks[m->n_emb_blocks], layers, sizeof(*layers) * (size_t)hp->n_layer);
+	free(layers);
+	/* A tied head's shards are the embedding's (same rows: same bytes, so
+	 * the weight store keeps one copy of each). */
+	fill_shards(m->blocks, model_head_block(m, 0), m->n_head_blocks, head_rows, &head_t,
+		    BLOCK_HEAD, HEAD_OUTPUT);
+	struct wblock *head = &m->blocks[model_head_block(m, 0)];
+	head->t[HEAD_NORM] = norm_t;
+	head->has[HEAD_NORM] = true;
+	head->nbytes += norm_t.nbytes;
 
 	if (gguf_find_tensor(m->gguf, "rope_freqs.weight") &&
 	    (rc = bind(m, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 1, true, err)))
@@ -265,8 +320,8 @@ static int load_blocks(struct model *m, struct smk_err *err)
 	for (int i = 0; i < m->n_blocks; i++)
 		m->weight_bytes += m->blocks[i].nbytes;
 	/* A tied head reads the embedding table: count those bytes once. */
-	if (head->t[HEAD_OUTPUT].data == emb->t[EMB_TOKEN].data)
-		m->weight_bytes -= emb->t[EMB_TOKEN].nbytes;
+	if (tied)
+		m->weight_bytes -= emb_t.nbytes;
 	return 0;
 }
 

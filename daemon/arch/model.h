@@ -2,9 +2,14 @@
  * family's plan, and the weight blocks of one execution.
  *
  * The execution plan of a dense decoder is the same for every family:
- *   block 0        embedding table
- *   block 1..L     transformer layer 0..L-1
- *   block L+1      output norm + output head (may share the embedding table)
+ *   blocks 0..E-1        embedding table, in E vocabulary-row shards
+ *   blocks E..E+L-1      transformer layer 0..L-1
+ *   blocks E+L..E+L+H-1  output head in H vocabulary-row shards; the first
+ *                        also holds the output norm.  A tied head's shards
+ *                        are the embedding's shards (same rows, same bytes).
+ * A shard holds at most max(largest layer block, 16 MiB) of table bytes, so
+ * no block dwarfs the others and a weight budget a fraction of the model's
+ * can still hold the largest block (E = H = 1 for small tables).
  * Families differ in which tensors a layer has and how a layer runs (norm
  * placement, activation, RoPE layout, sliding windows): that is data in
  * struct family_desc, read by one forward implementation (forward.c).  The
@@ -61,7 +66,8 @@ enum block_kind { BLOCK_EMBED, BLOCK_LAYER, BLOCK_HEAD };
 /* A weight block: the unit of residency of the weight hierarchy. */
 struct wblock {
 	enum block_kind kind;
-	int layer;                        /* for BLOCK_LAYER */
+	int layer;                        /* for BLOCK_LAYER; the shard index otherwise */
+	int64_t row0, n_rows;             /* EMBED/HEAD: the vocabulary rows it holds */
 	struct wtensor t[LT_COUNT];       /* indexed by enum layer_tensor / EMB_ / HEAD_ */
 	bool has[LT_COUNT];
 	uint64_t nbytes;                  /* sum of its tensors' bytes */
@@ -81,7 +87,9 @@ struct model {
 	const struct family_desc *fam;
 	struct hparams hp;
 	char name[128];
-	int n_blocks;                     /* n_layer + 2 */
+	int n_blocks;                     /* n_emb_blocks + n_layer + n_head_blocks */
+	int n_emb_blocks;                 /* embedding shards (blocks 0..n_emb_blocks-1) */
+	int n_head_blocks;                /* head shards (the last n_head_blocks blocks) */
 	struct wblock *blocks;            /* owned */
 	struct wtensor rope_freqs;        /* llama3 frequency factors, or data NULL */
 	uint64_t weight_bytes;            /* all blocks */
@@ -91,6 +99,17 @@ struct model {
  * presence, type and shape.  *out owned by caller (model_free). */
 int model_load(struct model **out, const char *path, struct smk_err *err);
 void model_free(struct model *m);
+
+/* Plan positions: layer il's block, head shard k's block. */
+static inline int model_layer_block(const struct model *m, int il)
+{
+	return m->n_emb_blocks + il;
+}
+
+static inline int model_head_block(const struct model *m, int k)
+{
+	return m->n_blocks - m->n_head_blocks + k;
+}
 
 /* Is layer il a sliding-window layer, and its RoPE parameters. */
 bool model_layer_is_swa(const struct model *m, int il);

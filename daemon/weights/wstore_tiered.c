@@ -35,12 +35,16 @@ static const char *tier_key(int t)
 
 static const char *block_name(const struct wstore_tiered *ws, int b, char *buf, size_t len)
 {
-	if (b == 0)
-		snprintf(buf, len, "embedding");
-	else if (b == ws->n_blocks - 1)
-		snprintf(buf, len, "output head");
+	const struct model *m = ws->m;
+	const struct wblock *B = &m->blocks[b];
+	if (B->kind == BLOCK_LAYER)
+		snprintf(buf, len, "layer %d", B->layer);
+	else if (B->kind == BLOCK_EMBED)
+		snprintf(buf, len, m->n_emb_blocks > 1 ? "embedding shard %d of %d" : "embedding",
+			 B->layer + 1, m->n_emb_blocks);
 	else
-		snprintf(buf, len, "layer %d", b - 1);
+		snprintf(buf, len, m->n_head_blocks > 1 ? "output head shard %d of %d" : "output head",
+			 B->layer + 1, m->n_head_blocks);
 	return buf;
 }
 
@@ -67,20 +71,26 @@ static int build_units(struct wstore_tiered *ws, struct smk_err *err)
 			if (!src->has[i])
 				continue;
 			const struct wtensor *t = &src->t[i];
-			/* A tensor the embedding unit already holds (tied head). */
-			int shared = -1;
-			if (b != 0) {
-				const struct wt_unit *E = &ws->units[0];
+			/* A tensor an earlier unit already holds: a tied head
+			 * shard reads the embedding shard with the same rows. */
+			int shared = -1, shared_u = -1;
+			for (int v = 0; v < b && shared < 0; v++) {
+				const struct wt_unit *E = &ws->units[v];
 				for (int k = 0; k < E->n_tensors; k++)
-					if (ws->tens[E->first_tensor + k].file_off == t->file_offset)
+					if (ws->tens[E->first_tensor + k].file_off == t->file_offset &&
+					    ws->tens[E->first_tensor + k].nbytes == t->nbytes) {
 						shared = E->first_tensor + k;
+						shared_u = v;
+					}
 			}
 			if (shared >= 0) {
-				B->tunit[i] = 0;
+				B->tunit[i] = shared_u;
 				B->toff[i] = ws->tens[shared].slot_off;
 				if (B->n_units == 1) {
-					B->units[B->n_units++] = 0;
-					ws->units[0].blocks[ws->units[0].n_blocks++] = b;
+					B->units[B->n_units++] = shared_u;
+					struct wt_unit *S = &ws->units[shared_u];
+					if (S->n_blocks < WT_MAX_BLOCKS_PER_UNIT)
+						S->blocks[S->n_blocks++] = b;
 				}
 				continue;
 			}
@@ -96,6 +106,14 @@ static int build_units(struct wstore_tiered *ws, struct smk_err *err)
 		}
 		if (U->size == 0)
 			U->size = WARENA_ALIGN; /* never empty: keeps the arena logic uniform */
+		if (U->n_tensors == 0 && B->n_units == 2) {
+			/* Only shared tensors (head shards after the first of a
+			 * tied model): the block uses the shared unit alone, and
+			 * its own empty unit is never loaded. */
+			B->units[0] = B->units[1];
+			B->n_units = 1;
+			U->n_blocks = 0;
+		}
 		/* Largest unit first (see the file comment). */
 		if (B->n_units == 2 && ws->units[B->units[1]].size > U->size) {
 			int tmp = B->units[0];

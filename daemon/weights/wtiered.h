@@ -21,7 +21,8 @@
 
 enum wstate { WS_ABSENT, WS_LOADING, WS_RESIDENT };
 
-#define WT_MAX_UNITS_PER_BLOCK 2   /* own tensors + a shared (tied) table */
+#define WT_MAX_UNITS_PER_BLOCK 2   /* own tensors + a shared (tied) table shard */
+#define WT_MAX_BLOCKS_PER_UNIT 2   /* a tied table shard: embedding + head */
 #define WT_JOBS 2                  /* prefetch transfers in flight at once */
 
 /* One tensor of a unit: where its bytes are in the file and in the slot. */
@@ -33,7 +34,7 @@ struct wt_tensor {
 struct wt_unit {
 	int first_tensor, n_tensors;     /* into ws->tens */
 	uint64_t size;                   /* slot bytes (tensors packed, aligned) */
-	int blocks[2], n_blocks;         /* blocks that use it (tied: embed + head) */
+	int blocks[WT_MAX_BLOCKS_PER_UNIT], n_blocks; /* blocks that use it (tied: embed + head shard) */
 	struct {
 		enum wstate state;
 		int pin;                 /* readers right now (compute, copy source) */
