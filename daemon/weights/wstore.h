@@ -12,8 +12,8 @@
  *    tier 1 a page-aligned, mlock'ed RAM arena of memory.ram_cache bytes;
  *    tier 2 a device-slot arena of memory.gpu_memory bytes (a host-memory
  *    stand-in filled by copies until the CUDA backend exists).  Residency is
- *    per unit: one unit per block, except that a tied output head shares the
- *    embedding block's unit (the table is loaded once).  A libuv loop on its
+ *    per unit: one unit per block, except that a tied output head shard shares
+ *    the unit of the embedding shard with the same rows (loaded once).  A libuv loop on its
  *    own thread prefetches the units the plan needs next.
  *
  * Threads: acquire/release are called by one compute thread at a time;

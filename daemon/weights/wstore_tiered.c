@@ -3,8 +3,9 @@
  * loop lives in wprefetch.c; docs/hierarchy.md tells the whole story.
  *
  * Units: unit b holds block b's own tensors.  A tied output head has no
- * table of its own: its block uses its own unit (the output norm) plus the
- * embedding block's unit 0, so the table is loaded once and shared.  A
+ * table of its own: head shard k uses embedding shard k's unit (plus, for
+ * shard 0, its own unit with the output norm), so each table shard is
+ * loaded once and shared.  A
  * block's units are pinned largest first, which (with the budget rule in
  * check_budgets) guarantees that they always fit together.
  */

@@ -432,9 +432,9 @@ END_TEST
 
 START_TEST(test_default_model_tokens)
 {
-	/* Gemma 3 270M: 72% of its weights are one tied table the head reads
-	 * whole, so the tightest budget is that table plus a layer or two;
-	 * the layers stream through what is left. */
+	/* Gemma 3 270M with budgets that hold its whole tied table (72% of the
+	 * weights) plus a layer or two: the layers stream, the table's shards
+	 * stay. */
 	const char *path = gemma();
 	if (!path)
 		return;
