@@ -174,3 +174,25 @@ class Checks:
         else:
             self.failures.append(what)
         return cond
+
+
+def import_from_venv(name):
+    """Import module `name`; if this interpreter lacks it, re-run the calling
+    script once under the venv of scripts/setup (${SMOKE_CACHE}/venv), which
+    has the test-only Python packages.  Returns the module, or None when it
+    is available nowhere (the caller then skips)."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pass
+    venv = os.path.join(os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke")), "venv")
+    venv_py = os.path.join(venv, "bin", "python")
+    flag = "SMOKE_REEXEC_" + name.upper()
+    # Compare prefixes, not executables: a venv's python is a link to the
+    # interpreter it was made from.
+    if os.access(venv_py, os.X_OK) and os.path.realpath(sys.prefix) != os.path.realpath(venv) \
+            and not os.environ.get(flag):
+        os.environ[flag] = "1"
+        os.execv(venv_py, [venv_py] + sys.argv)
+    return None

@@ -19,18 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_fixture as fx  # noqa: E402
 
-try:
-    import openai
-except ImportError:
-    venv = os.path.join(os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke")), "venv")
-    venv_py = os.path.join(venv, "bin", "python")
-    # Compare prefixes, not executables: a venv's python is a link to the
-    # interpreter it was made from.
-    if os.access(venv_py, os.X_OK) and os.path.realpath(sys.prefix) != os.path.realpath(venv) \
-            and not os.environ.get("SMOKE_OPENAI_REEXEC"):
-        os.environ["SMOKE_OPENAI_REEXEC"] = "1"
-        os.execv(venv_py, [venv_py] + sys.argv)
-    openai = None
+openai = fx.import_from_venv("openai")
 
 KEY = "openai-test-key"
 PROMPT = "The capital of France is"

@@ -28,18 +28,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_fixture as fx  # noqa: E402
 
-try:
-    import schemathesis
-except ImportError:
-    venv = os.path.join(os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke")), "venv")
-    venv_py = os.path.join(venv, "bin", "python")
-    # Compare prefixes, not executables: a venv's python is a link to the
-    # interpreter it was made from.
-    if os.access(venv_py, os.X_OK) and os.path.realpath(sys.prefix) != os.path.realpath(venv) \
-            and not os.environ.get("SMOKE_SCHEMATHESIS_REEXEC"):
-        os.environ["SMOKE_SCHEMATHESIS_REEXEC"] = "1"
-        os.execv(venv_py, [venv_py] + sys.argv)
-    schemathesis = None
+schemathesis = fx.import_from_venv("schemathesis")
 
 ROOT = os.environ.get("SMOKE_SOURCE_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 SPEC = os.path.join(ROOT, "proto", "openapi.yaml")
