@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/gguf_priv.h"
 #include "model/qtype.h"
 #include "util/ckmath.h"
 
@@ -54,45 +55,6 @@
 
 /* ------------------------------------------------------------------------ */
 /* Data structures                                                          */
-
-struct gguf_anode {
-	const uint8_t *data;        /* first element, in the mapping */
-	uint64_t n;
-	uint32_t elem;              /* enum gguf_vtype */
-	uint64_t *stride_off;       /* STRING: offset from data of element
-	                             * k*GGUF_STR_STRIDE, k < ceil(n/STRIDE) */
-	struct gguf_anode *kids;    /* ARRAY: one node per element */
-};
-
-struct gguf_kv {
-	const char *key;            /* NUL-terminated copy in the pool */
-	uint32_t type;              /* enum gguf_vtype */
-	const uint8_t *val;         /* scalar bytes / string length prefix */
-	struct gguf_anode arr;      /* type == ARRAY */
-};
-
-/* A bump allocator: everything built at open is freed at once at close. */
-struct pool_blk {
-	struct pool_blk *next;
-	size_t used, cap;
-	max_align_t mem[];
-};
-
-struct gguf {
-	char *path;
-	const uint8_t *base;
-	uint64_t size;
-	uint32_t version;
-	uint64_t alignment;
-	uint64_t data_offset;
-	uint64_t n_kv, n_tensors;
-	struct gguf_kv *kv;
-	struct gguf_tensor *tensors;
-	uint32_t *kv_hash, *t_hash;  /* slot = index + 1; 0 = empty */
-	uint64_t kv_mask, t_mask;
-	struct pool_blk *pool;
-	uint64_t n_subarrays;
-};
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
@@ -197,6 +159,7 @@ static char *pool_strdup(struct gguf *g, const uint8_t *s, uint64_t len)
 struct parser {
 	struct gguf *g;
 	uint64_t pos;
+	bool external;     /* image from gguf_build.c: tensor data lives elsewhere */
 	struct smk_err *err;
 	char field[160];   /* what is being read, for messages: "key 'x'" */
 };
@@ -621,8 +584,8 @@ static int parse_tensors(struct parser *p)
 	snprintf(p->field, sizeof(p->field), "data section");
 	if (ck_align(p->pos, g->alignment, &g->data_offset))
 		return pfail(p, -EINVAL, "start overflows");
-	if (g->n_tensors == 0)
-		return 0;
+	if (g->n_tensors == 0 || p->external)
+		return 0;   /* built images: gguf_build.c binds the data itself */
 	if (g->data_offset > g->size)
 		return pfail(p, -EINVAL, "start %" PRIu64 " (tensor infos end at %" PRIu64
 			     ", aligned to %" PRIu64 ") is past end of file (%" PRIu64 " bytes)",
@@ -676,8 +639,16 @@ void gguf_close(struct gguf *g)
 {
 	if (!g)
 		return;
-	if (g->base)
+	if (g->base && g->image_owned)
+		free((void *)g->base);
+	else if (g->base)
 		munmap((void *)g->base, (size_t)g->size);
+	for (size_t i = 0; i < g->n_owned; i++)
+		free(g->owned[i]);
+	free(g->owned);
+	for (int i = 0; i < g->n_sources; i++)
+		free(g->sources[i]);
+	free(g->sources);
 	while (g->pool) {
 		struct pool_blk *b = g->pool;
 		g->pool = b->next;
@@ -730,16 +701,8 @@ int gguf_open(struct gguf **out, const char *path, struct smk_err *err)
 		}
 	}
 	close(fd);   /* the mapping keeps the file referenced */
-
-	struct parser p = { .g = g, .pos = 0, .err = err };
 	if (!rc)
-		rc = parse_header(&p);
-	if (!rc)
-		rc = parse_kvs(&p);
-	if (!rc)
-		rc = parse_alignment(&p);
-	if (!rc)
-		rc = parse_tensors(&p);
+		rc = gguf_parse(g, false, err);
 	if (rc) {
 		gguf_close(g);
 		return rc;
@@ -748,10 +711,31 @@ int gguf_open(struct gguf **out, const char *path, struct smk_err *err)
 	return 0;
 }
 
+int gguf_parse(struct gguf *g, bool external, struct smk_err *err)
+{
+	struct parser p = { .g = g, .pos = 0, .external = external, .err = err };
+	int rc = parse_header(&p);
+	if (!rc)
+		rc = parse_kvs(&p);
+	if (!rc)
+		rc = parse_alignment(&p);
+	if (!rc)
+		rc = parse_tensors(&p);
+	return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Accessors                                                                */
 
 const char *gguf_path(const struct gguf *g) { return g->path; }
+int gguf_n_sources(const struct gguf *g) { return g->n_sources ? g->n_sources : 1; }
+
+const char *gguf_source_path(const struct gguf *g, int i)
+{
+	if (!g->n_sources)
+		return i == 0 ? g->path : NULL;
+	return i >= 0 && i < g->n_sources ? g->sources[i] : NULL;
+}
 uint32_t gguf_version(const struct gguf *g) { return g->version; }
 uint64_t gguf_file_size(const struct gguf *g) { return g->size; }
 const void *gguf_base(const struct gguf *g) { return g->base; }

@@ -84,8 +84,11 @@ struct gguf_tensor {
 	uint32_t type;             /* enum qtype */
 	uint64_t n_elems;
 	uint64_t nbytes;           /* exact byte size of the data */
-	uint64_t file_offset;      /* absolute offset of the data in the file */
+	uint64_t file_offset;      /* absolute offset of the data in its source file */
 	const void *data;          /* points into the mapping */
+	int source;                /* file holding the bytes (gguf_source_path);
+	                            * -1: only in memory (a built model's converted
+	                            * tensor), read it through data */
 };
 
 /* A view of an array value: elements live in the mapping.  Valid until
@@ -107,6 +110,10 @@ int gguf_open(struct gguf **out, const char *path, struct smk_err *err);
 void gguf_close(struct gguf *g);
 
 const char *gguf_path(const struct gguf *g);
+/* Files that tensor bytes live in: 1 (the GGUF file itself) for gguf_open,
+ * the shards for a built model (gguf_build.h).  NULL if i is out of range. */
+int gguf_n_sources(const struct gguf *g);
+const char *gguf_source_path(const struct gguf *g, int i);
 uint32_t gguf_version(const struct gguf *g);
 uint64_t gguf_file_size(const struct gguf *g);
 const void *gguf_base(const struct gguf *g);      /* start of the mapping */
