@@ -417,8 +417,12 @@ static enum MHD_Result handle(struct server *s, struct hreq *r)
 		if (!strcmp(routes[i].method, r->method) ||
 		    (!strcmp(r->method, "HEAD") && !strcmp(routes[i].method, "GET")))
 			rt = &routes[i];
-		else
-			snprintf(allow, sizeof(allow), "%s", routes[i].method);
+		else {
+			/* RFC 9110: Allow lists every method of the path, so a path
+			 * that gains a second route names both. */
+			size_t at = strlen(allow);
+			snprintf(allow + at, sizeof(allow) - at, "%s%s", at ? ", " : "", routes[i].method);
+		}
 	}
 	if (!rt && allow[0]) {
 		api_fail(&e, 405, "invalid_request_error", NULL, "method_not_allowed",

@@ -389,6 +389,7 @@ def bad_requests(cl, model_id):
     check(s == 404 and valid(js, "Error"), "unknown path -> 404")
     s, h, js, _ = cl.request("GET", P)
     check(s == 405 and h.get("Allow") == "POST" and valid(js, "Error"), "wrong method -> 405 + Allow")
+    wrong_methods(cl)
     s, h, js, _ = cl.request("POST", P, {"prompt": "x"}, key=None)
     check(s == 401 and valid(js, "Error") and h.get("WWW-Authenticate") == "Bearer", "no key -> 401")
     s, _, js, _ = cl.request("POST", P, {"prompt": "x"}, key=KEY[:-1] + "X")
@@ -396,6 +397,36 @@ def bad_requests(cl, model_id):
     s, _, js, _ = cl.request("GET", "/stats", key=None)
     check(s == 401, "/stats needs the key")
     good_request(cl, "auth failures")
+
+
+def wrong_methods(cl):
+    """Every path of proto/openapi.yaml answers each method the spec does not
+    list for it with 405, an Allow header naming exactly the spec's methods,
+    and an Error body; and the spec documents that 405 (with Allow) on every
+    operation, so the spec and the daemon's routing are checked against each
+    other."""
+    if not validator:
+        print("note: no spec loaded; 405 per path skipped")
+        return
+    verbs = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
+    for path, item in spec["paths"].items():
+        listed = sorted(m.upper() for m in item if m.upper() in verbs + ["HEAD"])
+        documented = all("405" in op["responses"] for m, op in item.items() if m.upper() in listed)
+        check(documented, "spec: every operation of %s documents 405" % path)
+        for verb in verbs:
+            if verb in listed:
+                continue
+            # No key: the method is refused before authentication.
+            s, h, js, _ = cl.request(verb, path, {} if verb in ("POST", "PUT", "PATCH") else None, key=None)
+            allow = sorted(m.strip() for m in (h.get("Allow") or "").split(",") if m.strip())
+            ok = s == 405 and allow == listed and valid(js, "Error") and \
+                js["error"]["code"] == "method_not_allowed"
+            check(ok, "%s %s -> 405, Allow %s, Error body (got %s, Allow %r)" % (verb, path, listed, s, h.get("Allow")))
+    resp = spec["components"]["responses"]["MethodNotAllowed"]
+    hdr = spec["components"]["headers"][resp["headers"]["Allow"]["$ref"].split("/")[-1]]
+    check(hdr.get("required") is True and resp["content"]["application/json"]["schema"]["$ref"].endswith("/Error"),
+          "spec: the 405 response requires Allow and has the Error schema")
+    good_request(cl, "wrong methods")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ proto/openapi.yaml and checks every answer against the spec.
 
 Checks: not_a_server_error (no 5xx), status_code_conformance (only
 documented statuses), content_type_conformance (only documented media
-types) and response_schema_conformance (bodies, and each server-sent event
-of a stream, match their schemas).  Positive and negative (spec-violating)
-requests are generated; a negative one must get a documented error.
+types), response_schema_conformance (bodies, and each server-sent event
+of a stream, match their schemas), response_headers_conformance (documented
+headers such as the 405's required Allow are present and valid) and
+unsupported_method (a method the spec does not list for a path gets 405
+with Allow).  Positive and negative (spec-violating) requests are
+generated; a negative one must get a documented error.
 
 The daemon runs with --max-tokens 8 --default-max-tokens 4 --ctx 256, so
 that any request the spec allows costs at most a few tokens (streams too),
@@ -34,7 +37,7 @@ ROOT = os.environ.get("SMOKE_SOURCE_ROOT", os.path.join(os.path.dirname(os.path.
 SPEC = os.path.join(ROOT, "proto", "openapi.yaml")
 KEY = "schemathesis-key"
 CHECKS = ["not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_schema_conformance"]
+          "response_schema_conformance", "response_headers_conformance", "unsupported_method"]
 
 
 def st_command():
