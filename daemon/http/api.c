@@ -176,25 +176,45 @@ static int neutral_only(json_t *o, struct api_error *e)
 	return 0;
 }
 
-static int check_known(json_t *o, const char *const *known, struct api_error *e)
+static bool listed(const char *const *list, const char *k)
+{
+	for (int i = 0; list && list[i]; i++)
+		if (!strcmp(k, list[i]))
+			return true;
+	return false;
+}
+
+/* Refuse every top-level field outside `known` and `more` (400 unknown_field
+ * naming it), as OpenAI does: a misspelt option (max_token) must not be
+ * silently ignored.  A field of the sibling endpoint (`other`, at
+ * `other_path`) says so.  proto/openapi.yaml lists exactly these fields
+ * (additionalProperties: false). */
+static int check_known(json_t *o, const char *const *known, const char *const *more,
+		       const char *const *other, const char *other_path, struct api_error *e)
 {
 	const char *k;
 	json_t *v;
 	json_object_foreach(o, k, v) {
-		bool ok = false;
-		for (int i = 0; known[i] && !ok; i++)
-			ok = !strcmp(k, known[i]);
-		if (!ok)
-			return api_fail(e, 400, INVALID, k, "unknown_field", "unknown field '%.64s'", k);
+		if (listed(known, k) || listed(more, k))
+			continue;
+		if (listed(other, k))
+			return api_fail(e, 400, INVALID, k, "unknown_field",
+					"'%s' is a field of %s, not of this endpoint", k, other_path);
+		return api_fail(e, 400, INVALID, k, "unknown_field", "unknown field '%.64s'", k);
 	}
 	return 0;
 }
 
+/* Fields of both generation endpoints; the neutral-only ones (penalties,
+ * logit_bias) are accepted for compatibility with OpenAI clients. */
 static const char *const common_fields[] = {
 	"model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
 	"stop", "n", "stream", "stream_options", "user", "presence_penalty", "frequency_penalty",
-	"logit_bias", "best_of", "echo", "suffix", "logprobs", "top_logprobs", "prompt", "messages",
-	"max_completion_tokens", NULL,
+	"logit_bias", NULL,
+};
+static const char *const completion_fields[] = { "prompt", "logprobs", "echo", "suffix", "best_of", NULL };
+static const char *const chat_fields[] = {
+	"messages", "logprobs", "top_logprobs", "max_completion_tokens", NULL,
 };
 
 static int parse_stop(struct hreq *r, json_t *o, struct api_error *e)
@@ -408,7 +428,10 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api
 	const struct config *cfg = s->cfg;
 	if (!json_is_object(o))
 		return api_fail(e, 400, INVALID, NULL, "invalid_type", "the body must be a JSON object");
-	if (check_known(o, common_fields, e) || neutral_only(o, e))
+	if (check_known(o, common_fields, r->chat ? chat_fields : completion_fields,
+			r->chat ? completion_fields : chat_fields,
+			r->chat ? "/v1/completions" : "/v1/chat/completions", e) ||
+	    neutral_only(o, e))
 		return -1;
 	json_t *v = field(o, "model");
 	if (v && !json_is_string(v))
@@ -420,9 +443,6 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api
 	int64_t n = 1;
 	if (get_int(o, "n", 1, 1, &n, NULL, e))
 		return -1;
-	if (r->chat ? json_object_get(o, "prompt") != NULL : json_object_get(o, "messages") != NULL)
-		return api_fail(e, 400, INVALID, r->chat ? "prompt" : "messages", "unknown_field",
-				"'%s' belongs to the other endpoint", r->chat ? "prompt" : "messages");
 
 	struct sampler_params *sp = &r->job.sp;
 	sampler_params_default(sp);
@@ -479,9 +499,6 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api
 			return -1;
 		if (given)
 			r->n_logprobs = (int)i64;
-		if (field(o, "top_logprobs"))
-			return api_fail(e, 400, INVALID, "top_logprobs", "unknown_field",
-					"'top_logprobs' is for chat; use 'logprobs': N here");
 	}
 	if (parse_stop(r, o, e))
 		return -1;
@@ -666,7 +683,7 @@ int api_tokenize(struct server *s, json_t *o, char **body, struct api_error *e)
 	static const char *const known[] = { "content", "add_special", "parse_special", "model", NULL };
 	if (!json_is_object(o))
 		return api_fail(e, 400, INVALID, NULL, "invalid_type", "the body must be a JSON object");
-	if (check_known(o, known, e))
+	if (check_known(o, known, NULL, NULL, NULL, e))
 		return -1;
 	json_t *c = json_object_get(o, "content");
 	if (!json_is_string(c))
@@ -696,7 +713,7 @@ int api_detokenize(struct server *s, json_t *o, char **body, struct api_error *e
 	static const char *const known[] = { "tokens", "model", NULL };
 	if (!json_is_object(o))
 		return api_fail(e, 400, INVALID, NULL, "invalid_type", "the body must be a JSON object");
-	if (check_known(o, known, e))
+	if (check_known(o, known, NULL, NULL, NULL, e))
 		return -1;
 	json_t *t = json_object_get(o, "tokens");
 	if (!json_is_array(t))

@@ -390,6 +390,7 @@ def bad_requests(cl, model_id):
     s, h, js, _ = cl.request("GET", P)
     check(s == 405 and h.get("Allow") == "POST" and valid(js, "Error"), "wrong method -> 405 + Allow")
     wrong_methods(cl)
+    unknown_fields(cl, model_id)
     s, h, js, _ = cl.request("POST", P, {"prompt": "x"}, key=None)
     check(s == 401 and valid(js, "Error") and h.get("WWW-Authenticate") == "Bearer", "no key -> 401")
     s, _, js, _ = cl.request("POST", P, {"prompt": "x"}, key=KEY[:-1] + "X")
@@ -397,6 +398,49 @@ def bad_requests(cl, model_id):
     s, _, js, _ = cl.request("GET", "/stats", key=None)
     check(s == 401, "/stats needs the key")
     good_request(cl, "auth failures")
+
+
+def unknown_fields(cl, model_id):
+    """The request schemas say additionalProperties: false; the daemon must
+    agree both ways.  A field no schema lists gets 400 unknown_field with
+    error.param and the message naming it; a field of the sibling endpoint
+    too.  And every field a schema lists is known to the daemon: sent as
+    null (the daemon's "absent" for optional fields), it is never refused
+    as unknown (it may be refused for its value: required ones)."""
+    if not validator:
+        print("note: no spec loaded; unknown-field checks skipped")
+        return
+    P, C = "/v1/completions", "/v1/chat/completions"
+    msgs = [{"role": "user", "content": "Hi"}]
+    bases = {P: ("CompletionRequest", {"prompt": "Hi", "max_tokens": 1}),
+             C: ("ChatRequest", {"messages": msgs, "max_tokens": 1}),
+             "/tokenize": ("TokenizeRequest", {"content": "Hi"}),
+             "/detokenize": ("DetokenizeRequest", {"tokens": [2]})}
+    for path, (name, base) in bases.items():
+        check(spec["components"]["schemas"][name].get("additionalProperties") is False,
+              "spec: %s has additionalProperties: false" % name)
+        for field, value in [("frobnicate", 1), ("max_token", 3), ("Prompt", "x")]:
+            s, _, js, _ = cl.request("POST", path, dict(base, **{field: value}))
+            err = (js or {}).get("error") or {}
+            check(s == 400 and valid(js, "Error") and err.get("param") == field and
+                  err.get("code") == "unknown_field" and "'%s'" % field in err.get("message", ""),
+                  "%s with unknown field %r -> 400 naming it (got %s %s)" % (path, field, s, err))
+        for field in spec["components"]["schemas"][name]["properties"]:
+            body = dict(base)
+            body.setdefault(field, None)
+            s, _, js, _ = cl.request("POST", path, body)
+            code = ((js or {}).get("error") or {}).get("code")
+            check(code != "unknown_field" and s in (200, 400),
+                  "%s: spec field %r is known to the daemon (got %s %s)" % (path, field, s, code))
+    for path, other, field, value in [(P, C, "messages", msgs), (C, P, "prompt", "Hi"),
+                                      (P, C, "top_logprobs", 2), (P, C, "max_completion_tokens", 2),
+                                      (C, P, "echo", False)]:
+        s, _, js, _ = cl.request("POST", path, dict(bases[path][1], **{field: value}))
+        err = (js or {}).get("error") or {}
+        check(s == 400 and err.get("param") == field and err.get("code") == "unknown_field"
+              and other in err.get("message", ""),
+              "%s with %r (a field of %s) -> 400 naming it (got %s %s)" % (path, field, other, s, err))
+    good_request(cl, "unknown fields")
 
 
 def wrong_methods(cl):
