@@ -167,6 +167,7 @@ static int run_offline(struct cli *c, const char *model_path)
 		.model_path = model_path, .n_threads = c->cfg.model.threads,
 		.n_ctx = c->cfg.model.context, .n_batch = c->cfg.model.batch,
 		.weights = engine_weights_from_config(&wo, &c->cfg) ? &wo : NULL,
+		.dtype = (enum convert_dtype)c->cfg.memory.default_dtype,
 	};
 	if (c->mode == CLI_PERPLEXITY) {
 		eo.n_batch = eo.n_batch > 0 ? eo.n_batch : 64;

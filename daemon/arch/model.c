@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "model/hf_model.h"
 #include "model/qtype.h"
+#include "util/ckmath.h"
 
 static const struct family_desc families[] = {
 	{ .gguf_arch = "llama", .family = FAMILY_LLAMA, .rope = ROPE_NORM, .act = ACT_SILU },
@@ -81,6 +85,46 @@ static int get_float(const struct model *m, const char *key, float *out, struct 
 	return rc;
 }
 
+/* memory.default_dtype: convert a float matrix at load into a buffer the
+ * model owns.  Its bytes then live in memory only (source -1): the weight
+ * store copies them from there instead of reading the file. */
+static int normalise(struct model *m, struct wtensor *t, struct smk_err *err)
+{
+	uint32_t to = convert_target(t->type, t->ne0, m->dtype);
+	if (to == t->type)
+		return 0;
+	uint64_t row_bytes, nbytes;
+	if (qtype_row_bytes(to, t->ne0, &row_bytes, err) ||
+	    ck_mul(row_bytes, (uint64_t)t->ne1, &nbytes) || nbytes > SIZE_MAX)
+		return smk_fail(err, -EINVAL, "%s: tensor '%s': converted size overflows",
+				gguf_path(m->gguf), t->name);
+	if (m->n_owned == m->cap_owned) {
+		int cap = m->cap_owned ? m->cap_owned * 2 : 64;
+		void **o = realloc(m->owned, sizeof(*o) * (size_t)cap);
+		if (!o)
+			return smk_fail(err, -ENOMEM, "out of memory");
+		m->owned = o;
+		m->cap_owned = cap;
+	}
+	void *buf = NULL;
+	if (posix_memalign(&buf, 64, (size_t)nbytes))
+		return smk_fail(err, -ENOMEM, "%s: tensor '%s': out of memory for %llu bytes converted to %s",
+				gguf_path(m->gguf), t->name, (unsigned long long)nbytes,
+				qtype_name(to));
+	m->owned[m->n_owned++] = buf;
+	int rc = convert_rows(t->type, t->data, to, buf, t->ne0 * t->ne1);
+	if (rc)
+		return smk_fail(err, rc, "%s: tensor '%s': cannot convert %s to %s",
+				gguf_path(m->gguf), t->name, qtype_name(t->type), qtype_name(to));
+	t->type = to;
+	t->row_bytes = row_bytes;
+	t->nbytes = nbytes;
+	t->data = buf;
+	t->source = -1;
+	t->file_offset = 0;
+	return 0;
+}
+
 /* Fill *t from the tensor called name, checking its shape and type. */
 static int bind(struct model *m, struct wtensor *t, const char *name, int64_t ne0, int64_t ne1,
 		bool need_f32, struct smk_err *err)
@@ -110,7 +154,8 @@ static int bind(struct model *m, struct wtensor *t, const char *name, int64_t ne
 	t->row_bytes = gt->nbytes / (uint64_t)ne1;
 	t->file_offset = gt->file_offset;
 	t->data = gt->data;
-	return 0;
+	t->source = gt->source;
+	return need_f32 ? 0 : normalise(m, t, err);
 }
 
 static int load_hparams(struct model *m, struct smk_err *err)
@@ -277,7 +322,12 @@ static int load_blocks(struct model *m, struct smk_err *err)
 			const struct role *r = &layer_roles[want[i].role];
 			char name[96];
 			snprintf(name, sizeof(name), "blk.%d.%s", il, r->suffix);
-			if (!want[i].need) /* optional extras (e.g. llama biases) are not used */
+			/* Biases are optional extras for families that do not
+			 * require them (llama with attention_bias); other
+			 * tensors a family does not use are ignored. */
+			bool bias = want[i].role == LT_BQ || want[i].role == LT_BK ||
+				    want[i].role == LT_BV;
+			if (!want[i].need && !(bias && gguf_find_tensor(m->gguf, name)))
 				continue;
 			if ((rc = bind(m, &b->t[want[i].role], name, want[i].ne0, want[i].ne1,
 				       r->one_dim, err))) {
@@ -327,10 +377,27 @@ static int load_blocks(struct model *m, struct smk_err *err)
 
 int model_load(struct model **out, const char *path, struct smk_err *err)
 {
+	return model_load_opts(out, path, NULL, err);
+}
+
+int model_load_opts(struct model **out, const char *path, const struct model_load_opts *o,
+		    struct smk_err *err)
+{
+	static const struct model_load_opts defaults = { .dtype = CONVERT_AUTO };
+	if (!o)
+		o = &defaults;
 	struct model *m = calloc(1, sizeof(*m));
 	if (!m)
 		return smk_fail(err, -ENOMEM, "out of memory");
-	int rc = gguf_open(&m->gguf, path, err);
+	/* Two readers, one plan: a Hugging Face directory is translated into
+	 * the keys and tensor names of a GGUF file (model/hf_model.c). */
+	struct stat st;
+	int rc;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		rc = hf_open(&m->gguf, path, err);
+	else
+		rc = gguf_open(&m->gguf, path, err);
+	m->dtype = o->dtype;
 	if (rc)
 		goto fail;
 
@@ -357,6 +424,18 @@ int model_load(struct model **out, const char *path, struct smk_err *err)
 	else
 		snprintf(m->name, sizeof(m->name), "%s", m->fam->gguf_arch);
 
+	/* HF checkpoints keep q/k rows in rotate-half order; llama.cpp's
+	 * converter permutes llama's into interleaved order instead.  A
+	 * translated model says which it has. */
+	m->rope = m->fam->rope;
+	const char *layout;
+	size_t llen;
+	if (gguf_get_str(m->gguf, "smoke.rope.layout", &layout, &llen, NULL) == 0) {
+		if (llen == 4 && !memcmp(layout, "neox", 4))
+			m->rope = ROPE_NEOX;
+		else if (llen == 4 && !memcmp(layout, "norm", 4))
+			m->rope = ROPE_NORM;
+	}
 	if ((rc = load_hparams(m, err)) || (rc = load_blocks(m, err)))
 		goto fail;
 	*out = m;
@@ -371,6 +450,9 @@ void model_free(struct model *m)
 	if (!m)
 		return;
 	gguf_close(m->gguf);
+	for (int i = 0; i < m->n_owned; i++)
+		free(m->owned[i]);
+	free(m->owned);
 	free(m->blocks);
 	free(m);
 }
@@ -383,7 +465,7 @@ bool model_layer_is_swa(const struct model *m, int il)
 
 void model_layer_rope(const struct model *m, int il, struct rope_params *rp)
 {
-	rp->kind = m->fam->rope;
+	rp->kind = m->rope;
 	rp->n_rot = m->hp.n_rot;
 	rp->freq_factors = m->rope_freqs.data;
 	if (model_layer_is_swa(m, il)) {

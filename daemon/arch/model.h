@@ -23,6 +23,7 @@
 
 #include "compute/backend.h"
 #include "compute/tensor.h"
+#include "model/convert.h"
 #include "model/gguf.h"
 #include "util/err.h"
 
@@ -85,6 +86,10 @@ struct hparams {
 struct model {
 	struct gguf *gguf;                /* owned */
 	const struct family_desc *fam;
+	enum rope_kind rope;              /* the family's, unless the source says otherwise */
+	enum convert_dtype dtype;         /* float matrices converted to this at load */
+	void **owned;                     /* converted weights (freed by model_free) */
+	int n_owned, cap_owned;
 	struct hparams hp;
 	char name[128];
 	int n_blocks;                     /* n_emb_blocks + n_layer + n_head_blocks */
@@ -95,9 +100,19 @@ struct model {
 	uint64_t weight_bytes;            /* all blocks */
 };
 
-/* Open a GGUF model: validates the file, the architecture, every tensor's
- * presence, type and shape.  *out owned by caller (model_free). */
+struct model_load_opts {
+	/* memory.default_dtype: what float matrices (F32/F16/BF16) are
+	 * converted to at load; norms and biases stay F32. */
+	enum convert_dtype dtype;
+};
+
+/* Open a model: a GGUF file, or a Hugging Face directory (config.json,
+ * *.safetensors, tokenizer.json).  Validates the file(s), the architecture,
+ * every tensor's presence, type and shape.  *out owned by caller
+ * (model_free).  model_load() uses the defaults (dtype as in the file). */
 int model_load(struct model **out, const char *path, struct smk_err *err);
+int model_load_opts(struct model **out, const char *path, const struct model_load_opts *o,
+		    struct smk_err *err);
 void model_free(struct model *m);
 
 /* Plan positions: layer il's block, head shard k's block. */

@@ -14,7 +14,8 @@ struct wtensor {
 	int64_t ne1;          /* rows */
 	uint64_t row_bytes;
 	uint64_t nbytes;
-	uint64_t file_offset; /* where the bytes live in the model file */
+	uint64_t file_offset; /* where the bytes live in their source file */
+	int source;           /* gguf_source_path index; -1: in memory only */
 	const void *data;
 };
 

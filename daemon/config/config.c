@@ -24,7 +24,8 @@ struct key {
 	const char *help;
 };
 
-static const char *const dtype_names[] = { "float16", "bfloat16", "float32", NULL };
+/* Same order as enum config_dtype (and enum convert_dtype). */
+static const char *const dtype_names[] = { "auto", "float32", "float16", "bfloat16", "q8_0", NULL };
 static const char *const policy_names[] = { "lru", "lfu", "fifo", "predictive", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
 
@@ -86,8 +87,8 @@ static const struct key keys[] = {
 	  "device-tier budget, KV cache and scratch included (0: no limit)" },
 	{ "memory.ram_cache", NULL, K_SIZE, OFF(memory.ram_cache), 0, 0, INT64_C(1) << 62, NULL, "0",
 	  "pinned RAM-tier budget (0: no limit)" },
-	{ "memory.default_dtype", NULL, K_ENUM, OFF(memory.default_dtype), 0, 0, 0, dtype_names, "float16",
-	  "dtype unquantised weights are normalised to on the way into RAM" },
+	{ "memory.default_dtype", NULL, K_ENUM, OFF(memory.default_dtype), 0, 0, 0, dtype_names, "auto",
+	  "what float weights (F32/F16/BF16 matrices) are converted to at load; auto keeps the file's" },
 	{ "memory.enable_cpu_offload", NULL, K_BOOL, OFF(memory.enable_cpu_offload), 0, 0, 0, NULL, "true",
 	  "allow weights that miss the device budget to live in RAM" },
 	{ "runtime.prefetch_layers", NULL, K_INT, OFF(runtime.prefetch_layers), 0, 0, 1024, NULL, "2",
@@ -647,7 +648,7 @@ void config_help(FILE *f)
 
 const char *config_dtype_name(int d)
 {
-	return d >= 0 && d < 3 ? dtype_names[d] : "?";
+	return d >= 0 && d < 5 ? dtype_names[d] : "?";
 }
 
 const char *config_policy_name(int p)

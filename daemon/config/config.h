@@ -32,7 +32,11 @@
 #define CONFIG_API_KEY_MAX 256   /* bytes per key, NUL included */
 #define CONFIG_PATH_MAX 4096
 
-enum config_dtype { CONFIG_DTYPE_FLOAT16, CONFIG_DTYPE_BFLOAT16, CONFIG_DTYPE_FLOAT32 };
+/* memory.default_dtype; the values are enum convert_dtype's (model/convert.h). */
+enum config_dtype {
+	CONFIG_DTYPE_AUTO, CONFIG_DTYPE_FLOAT32, CONFIG_DTYPE_FLOAT16, CONFIG_DTYPE_BFLOAT16,
+	CONFIG_DTYPE_Q8_0,
+};
 enum config_policy { CONFIG_POLICY_LRU, CONFIG_POLICY_LFU, CONFIG_POLICY_FIFO, CONFIG_POLICY_PREDICTIVE };
 enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARN, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
 

@@ -38,13 +38,14 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 	struct engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return smk_fail(err, -ENOMEM, "engine: out of memory");
-	int rc = model_load(&e->model, o->model_path, err);
+	struct model_load_opts mo = { .dtype = o->dtype };
+	int rc = model_load_opts(&e->model, o->model_path, &mo, err);
 	if (rc)
 		goto fail;
-	if ((rc = tokenizer_load_gguf(&e->tok, e->model->gguf, err)))
+	if (!o->no_tokenizer && (rc = tokenizer_load_gguf(&e->tok, e->model->gguf, err)))
 		goto fail;
 	const struct hparams *hp = &e->model->hp;
-	if (tokenizer_n_vocab(e->tok) > hp->n_vocab) {
+	if (e->tok && tokenizer_n_vocab(e->tok) > hp->n_vocab) {
 		rc = smk_fail(err, -EINVAL, "%s: tokenizer has %d tokens but the embedding table only %d rows",
 			      o->model_path, tokenizer_n_vocab(e->tok), hp->n_vocab);
 		goto fail;

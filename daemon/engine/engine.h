@@ -29,6 +29,8 @@ struct engine_opts {
 	/* The weight hierarchy's settings, or NULL for the resident store (the
 	 * file mapping).  Copied; need not outlive engine_open. */
 	const struct wstore_opts *weights;
+	enum convert_dtype dtype;  /* memory.default_dtype (CONVERT_AUTO: as stored) */
+	bool no_tokenizer;         /* weights only (logit checks feed token ids): e->tok NULL */
 };
 
 /* The weight store settings from the config: returns false (use the resident

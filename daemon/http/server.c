@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,37 @@ void server_count_status(struct server *s, int status)
 	atomic_fetch_add(&s->responses[i], 1);
 }
 
+/* ---- connections ---- */
+
+/* One open connection, from libmicrohttpd's STARTED notification (the
+ * accept) to CLOSED, which comes before it closes the socket: while a slot
+ * is in s->conns, under s->conns_lock, its fd is still that connection's. */
+struct conn_slot {
+	struct conn_slot *prev, *next;
+	int fd;
+	double t_phase;     /* engine_now() at the accept, or at the end of the previous request */
+	bool in_headers;    /* no request has reached the access handler since t_phase */
+	bool cut;           /* shut down by the sweep */
+	struct hreq *gen;   /* a non-streamed generation waiting on the worker, or NULL */
+};
+
+static int conn_fd(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	return ci ? ci->connect_fd : -1;
+}
+
+/* Has the client closed its end?  Read-side EOF (or a reset) on a
+ * connection that has sent its whole request means it left: HTTP clients do
+ * not half-close while they wait for an answer.  Pipelined bytes are not an
+ * end.  Never blocks. */
+static bool peer_closed(int fd)
+{
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 /* ---- requests ---- */
 
 static struct hreq *hreq_new(struct server *s, struct MHD_Connection *c, const char *method,
@@ -37,6 +69,7 @@ static struct hreq *hreq_new(struct server *s, struct MHD_Connection *c, const c
 		return NULL;
 	r->srv = s;
 	r->conn = c;
+	r->fd = conn_fd(c);
 	r->refs = 1;
 	r->t_arrival = engine_now();
 	r->n_logprobs = -1;
@@ -200,6 +233,16 @@ static void on_text(void *ctx, const char *text, size_t len, const struct worker
 		r->suspended = false;
 		MHD_resume_connection(r->conn);
 	}
+	/* A non-streamed answer's connection stays suspended, and
+	 * libmicrohttpd does not watch a suspended socket: look at it once per
+	 * step, so that a client that left stops the generation at the next
+	 * step instead of at limits.request_timeout.  (A stream finds out when
+	 * its next write fails.) */
+	if (!r->stream && r->suspended && r->conn && r->fd >= 0 && !r->client_gone &&
+	    peer_closed(r->fd)) {
+		r->client_gone = true;
+		atomic_store(&r->job.cancel, true);
+	}
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -361,6 +404,13 @@ static enum MHD_Result start_generation(struct server *s, struct hreq *r, json_t
 		r->suspended = true;
 		MHD_suspend_connection(r->conn);
 		pthread_mutex_unlock(&r->lock);
+		/* The sweep watches the socket while the job is queued or fills
+		 * its prompt (on_text only runs once tokens come). */
+		if (r->slot) {
+			pthread_mutex_lock(&s->conns_lock);
+			r->slot->gen = r;
+			pthread_mutex_unlock(&s->conns_lock);
+		}
 		return MHD_YES;
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -513,6 +563,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
+		/* The headers are complete: the sweep's header bound is over. */
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		r->slot = ci ? ci->socket_context : NULL;
+		if (r->slot) {
+			pthread_mutex_lock(&s->conns_lock);
+			r->slot->in_headers = false;
+			pthread_mutex_unlock(&s->conns_lock);
+		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl) {
 			char *end;
@@ -574,8 +632,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (r->is_gen) {
 		/* Resumed: the worker is done with a non-streamed generation. */
 		pthread_mutex_lock(&r->lock);
-		bool done = r->done;
+		bool done = r->done, gone = r->client_gone;
 		pthread_mutex_unlock(&r->lock);
+		if (done && gone)
+			return MHD_NO;  /* nobody to answer: close, count no status */
 		return done ? finish_generation(r) : MHD_YES;
 	}
 	return handle(s, r);
@@ -590,9 +650,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	*con_cls = NULL;
+	if (r->slot) {
+		/* A kept-alive connection's next request starts its header phase
+		 * now; and the sweep must let go of r before it is freed. */
+		pthread_mutex_lock(&s->conns_lock);
+		r->slot->gen = NULL;
+		r->slot->in_headers = true;
+		r->slot->t_phase = engine_now();
+		pthread_mutex_unlock(&s->conns_lock);
+	}
 	pthread_mutex_lock(&r->lock);
 	r->conn = NULL;
-	bool cancel = r->in_worker;
+	bool cancel = r->in_worker, gone = cancel || r->client_gone;
 	pthread_mutex_unlock(&r->lock);
 	if (cancel)
 		worker_cancel(s->w, &r->job);
@@ -600,8 +669,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		atomic_fetch_sub(&s->inflight, 1);
 		log_info("%s %s %d %.3f s: prompt %d, generated %d tokens, %s%s", r->method, r->path,
 			 r->status, engine_now() - r->t_arrival, r->n_prompt, r->res.n_gen,
-			 cancel ? "client went away" : worker_finish_name(r->res.finish),
-			 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || cancel ? "" : " (connection closed early)");
+			 gone ? "client went away" : worker_finish_name(r->res.finish),
+			 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || gone ? "" : " (connection closed early)");
 	} else {
 		log_debug("%s %s %d %.3f s", r->method, r->path, r->status, engine_now() - r->t_arrival);
 	}
@@ -612,14 +681,77 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 			  enum MHD_ConnectionNotificationCode code)
 {
 	struct server *s = cls;
-	(void)c;
-	(void)socket_ctx;
+	struct conn_slot *cs = *socket_ctx;
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		atomic_fetch_add(&s->conns_open, 1);
 		atomic_fetch_add(&s->conns_total, 1);
+		/* Without a slot (out of memory) the connection is served, with
+		 * only libmicrohttpd's idle timeout on its headers. */
+		cs = calloc(1, sizeof(*cs));
+		if (!cs)
+			return;
+		cs->fd = conn_fd(c);
+		cs->t_phase = engine_now();
+		cs->in_headers = true;
+		pthread_mutex_lock(&s->conns_lock);
+		cs->next = s->conns;
+		if (s->conns)
+			s->conns->prev = cs;
+		s->conns = cs;
+		pthread_mutex_unlock(&s->conns_lock);
+		*socket_ctx = cs;
 	} else {
 		atomic_fetch_sub(&s->conns_open, 1);
+		if (!cs)
+			return;
+		pthread_mutex_lock(&s->conns_lock);
+		if (cs->prev)
+			cs->prev->next = cs->next;
+		else
+			s->conns = cs->next;
+		if (cs->next)
+			cs->next->prev = cs->prev;
+		pthread_mutex_unlock(&s->conns_lock);
+		free(cs);
+		*socket_ctx = NULL;
 	}
+}
+
+/* Run by the main thread a few times a second.
+ *  - libmicrohttpd's timeout closes idle connections only, and each byte
+ *    received resets it: a client trickling its headers a byte at a time
+ *    would hold its connection (and a per-IP slot) indefinitely.  Headers
+ *    not complete within limits.connection_timeout of the accept (or of the
+ *    previous response) get their socket shut down; libmicrohttpd then
+ *    reads the end and closes the connection itself.  Calling into
+ *    libmicrohttpd from this thread would not be safe; shutdown() is, since
+ *    the slot (under conns_lock) proves the fd is still that connection's.
+ *  - A queued or prefilling non-streamed job whose client has left is
+ *    cancelled (on_text watches it once tokens come). */
+static void sweep_connections(struct server *s)
+{
+	const double limit = s->cfg->limits.connection_timeout, now = engine_now();
+	pthread_mutex_lock(&s->conns_lock);
+	for (struct conn_slot *cs = s->conns; cs; cs = cs->next) {
+		if (cs->in_headers && !cs->cut && cs->fd >= 0 && limit > 0 && now - cs->t_phase > limit) {
+			cs->cut = true;
+			log_info("request headers not complete within %g s (limits.connection_timeout); "
+				 "closing the connection", limit);
+			shutdown(cs->fd, SHUT_RDWR);
+		}
+		struct hreq *r = cs->gen;
+		if (!r || cs->fd < 0)
+			continue;
+		/* Lock order: conns_lock, r->lock, then the worker's own lock;
+		 * in_worker under r->lock means on_done has not run yet. */
+		pthread_mutex_lock(&r->lock);
+		if (r->in_worker && !r->client_gone && peer_closed(cs->fd)) {
+			r->client_gone = true;
+			worker_cancel(s->w, &r->job);
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	pthread_mutex_unlock(&s->conns_lock);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -639,6 +771,7 @@ static void *loader_main(void *arg)
 	struct wstore_opts wso;
 	struct engine_opts eo = {
 		.weights = engine_weights_from_config(&wso, c) ? &wso : NULL,
+		.dtype = (enum convert_dtype)c->memory.default_dtype,
 		.model_path = s->model_path, .n_threads = c->model.threads,
 		.n_ctx = c->model.context, .n_batch = c->model.batch,
 		/* one logits row per sequence in a batched round */
@@ -749,6 +882,7 @@ int server_run(const struct config *cfg)
 	sigaddset(&sigs, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	pthread_mutex_init(&s->conns_lock, NULL);
 	char port[8];
 	snprintf(port, sizeof(port), "%d", cfg->server.port);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
@@ -778,8 +912,10 @@ int server_run(const struct config *cfg)
 	}
 	int exit_code = 0, sig = 0;
 	sigdelset(&sigs, SIGPIPE);
+	double t_status = 0;
 	while (!sig) {
-		struct timespec tick = { 5, 0 };
+		/* A short tick: the sweep's bounds are seconds. */
+		struct timespec tick = { 0, 250 * 1000 * 1000 };
 		int got = sigtimedwait(&sigs, NULL, &tick);
 		if (got == SIGTERM || got == SIGINT)
 			sig = got;
@@ -787,7 +923,9 @@ int server_run(const struct config *cfg)
 			exit_code = 1;
 			break;
 		}
-		if (atomic_load(&s->state) == SERVER_READY) {
+		sweep_connections(s);
+		if (atomic_load(&s->state) == SERVER_READY && engine_now() - t_status >= 5) {
+			t_status = engine_now();
 			struct worker_stats st;
 			worker_get_stats(s->w, &st);
 			sd_notify_status("serving %s: %d active, %d queued, %llu tokens generated",

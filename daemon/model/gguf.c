@@ -645,6 +645,8 @@ void gguf_close(struct gguf *g)
 		munmap((void *)g->base, (size_t)g->size);
 	for (size_t i = 0; i < g->n_owned; i++)
 		free(g->owned[i]);
+	if (g->on_close)
+		g->on_close(g->on_close_arg);
 	free(g->owned);
 	for (int i = 0; i < g->n_sources; i++)
 		free(g->sources[i]);

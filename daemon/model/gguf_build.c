@@ -39,6 +39,8 @@ struct gguf_builder {
 	void **owned;
 	size_t n_owned, owned_cap;
 	uint64_t data_off;          /* virtual offsets, so the infos are well-formed */
+	void (*on_close)(void *);
+	void *on_close_arg;
 	int rc;
 	char msg[256];
 };
@@ -110,6 +112,8 @@ void gguf_builder_free(struct gguf_builder *b)
 		return;
 	for (size_t i = 0; i < b->n_owned; i++)
 		free(b->owned[i]);
+	if (b->on_close)
+		b->on_close(b->on_close_arg);
 	for (int i = 0; i < b->n_sources; i++)
 		free(b->sources[i]);
 	free(b->owned);
@@ -258,6 +262,12 @@ void *gguf_builder_alloc(struct gguf_builder *b, size_t n)
 	return p;
 }
 
+void gguf_builder_on_close(struct gguf_builder *b, void (*fn)(void *), void *arg)
+{
+	b->on_close = fn;
+	b->on_close_arg = arg;
+}
+
 int gguf_builder_finish(struct gguf_builder *b, struct gguf **out, struct smk_err *err)
 {
 	*out = NULL;
@@ -301,6 +311,9 @@ int gguf_builder_finish(struct gguf_builder *b, struct gguf **out, struct smk_er
 	b->n_sources = 0;
 	b->owned = NULL;
 	b->n_owned = 0;
+	g->on_close = b->on_close;
+	g->on_close_arg = b->on_close_arg;
+	b->on_close = NULL;
 	int rc = gguf_parse(g, true, err);
 	if (!rc) {
 		for (uint64_t i = 0; i < g->n_tensors; i++) {

@@ -58,6 +58,10 @@ void gguf_builder_add_tensor(struct gguf_builder *b, const char *name, uint32_t 
  * (sticky). */
 void *gguf_builder_alloc(struct gguf_builder *b, size_t n);
 
+/* fn(arg) runs when the finished handle is closed (or the builder freed):
+ * it releases the mappings tensor data points into. */
+void gguf_builder_on_close(struct gguf_builder *b, void (*fn)(void *), void *arg);
+
 /* Parse the assembled metadata (gguf.c's checks), bind the tensors, and
  * free the builder (always, also on failure).  *out as from gguf_open(). */
 int gguf_builder_finish(struct gguf_builder *b, struct gguf **out, struct smk_err *err);

@@ -53,6 +53,8 @@ struct gguf {
 	int n_sources;
 	void **owned;
 	size_t n_owned;
+	void (*on_close)(void *);  /* releases what the data pointers point into */
+	void *on_close_arg;
 };
 
 /* Parse the image at g->base[0..g->size).  external: tensor data is not in

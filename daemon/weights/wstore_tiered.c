@@ -78,7 +78,7 @@ static int build_units(struct wstore_tiered *ws, struct smk_err *err)
 			for (int v = 0; v < b && shared < 0; v++) {
 				const struct wt_unit *E = &ws->units[v];
 				for (int k = 0; k < E->n_tensors; k++)
-					if (ws->tens[E->first_tensor + k].file_off == t->file_offset &&
+					if (ws->tens[E->first_tensor + k].mem == t->data &&
 					    ws->tens[E->first_tensor + k].nbytes == t->nbytes) {
 						shared = E->first_tensor + k;
 						shared_u = v;
@@ -99,6 +99,8 @@ static int build_units(struct wstore_tiered *ws, struct smk_err *err)
 			wt->name = t->name;
 			wt->file_off = t->file_offset;
 			wt->nbytes = t->nbytes;
+			wt->source = t->source;
+			wt->mem = t->data;
 			wt->slot_off = U->size;
 			U->size += warena_round(t->nbytes);
 			U->n_tensors++;
@@ -297,24 +299,31 @@ static int read_unit(struct wstore_tiered *ws, const struct wt_unit *U, uint8_t 
 	for (int k = 0; k < U->n_tensors; k++) {
 		const struct wt_tensor *t = &ws->tens[U->first_tensor + k];
 		uint64_t done = 0;
+		if (t->source < 0) {
+			/* Converted at load (memory.default_dtype): RAM is its
+			 * tier 0. */
+			memcpy(dst + t->slot_off, t->mem, (size_t)t->nbytes);
+			continue;
+		}
+		const char *path = gguf_source_path(ws->m->gguf, t->source);
 		while (done < t->nbytes) {
 			uint64_t chunk = t->nbytes - done;
 			if (chunk > (1u << 30))
 				chunk = 1u << 30;
-			ssize_t r = rd(ws->fd, dst + t->slot_off + done, (size_t)chunk,
+			ssize_t r = rd(ws->fds[t->source], dst + t->slot_off + done, (size_t)chunk,
 				       (off_t)(t->file_off + done));
 			if (r < 0 && errno == EINTR)
 				continue;
 			if (r < 0) {
 				int e = errno ? errno : EIO;
 				snprintf(msg, msg_len, "%s: reading tensor '%s' (%llu bytes at offset %llu) failed: %s",
-					 ws->path, t->name, (unsigned long long)t->nbytes,
+					 path, t->name, (unsigned long long)t->nbytes,
 					 (unsigned long long)t->file_off, strerror(e));
 				return -e;
 			}
 			if (r == 0) {
 				snprintf(msg, msg_len, "%s: tensor '%s' (%llu bytes at offset %llu) is cut short: the file ends at offset %llu (truncated while the model was loaded?)",
-					 ws->path, t->name, (unsigned long long)t->nbytes,
+					 path, t->name, (unsigned long long)t->nbytes,
 					 (unsigned long long)t->file_off,
 					 (unsigned long long)(t->file_off + done));
 				return -EIO;
@@ -560,8 +569,10 @@ static void tiered_free(struct wstore *w)
 	wt_prefetch_stop(ws);
 	for (int t = 0; t < WSTORE_N_TIERS; t++)
 		warena_deinit(&ws->tier[t].arena);
-	if (ws->fd >= 0)
-		close(ws->fd);
+	for (int i = 0; i < ws->n_fds; i++)
+		if (ws->fds[i] >= 0)
+			close(ws->fds[i]);
+	free(ws->fds);
 	wpredict_deinit(&ws->pred);
 	pthread_cond_destroy(&ws->cv);
 	pthread_mutex_destroy(&ws->mu);
@@ -589,7 +600,6 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	ws->base.ops = &tiered_ops;
 	ws->m = m;
 	ws->o = *o;
-	ws->fd = -1;
 	ws->cursor = -1;
 	ws->path = gguf_path(m->gguf);
 	ws->ct = o->compute_from_ram ? WSTORE_TIER_RAM : WSTORE_TIER_DEV;
@@ -627,12 +637,27 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	if (!ws->tier[WSTORE_TIER_RAM].arena.locked && !atomic_exchange(&warned_mlock, true))
 		fprintf(stderr, "smoked: warning: cannot mlock the %.1f MiB RAM cache (%s); it may be paged out. Raise the memlock limit (ulimit -l, LimitMEMLOCK=) to pin it.\n",
 			size[WSTORE_TIER_RAM] / 1048576.0, strerror(errno));
-	ws->fd = open(ws->path, O_RDONLY | O_CLOEXEC);
-	if (ws->fd < 0) {
-		rc = smk_fail(err, -errno, "%s: cannot open for reading weights: %s", ws->path, strerror(errno));
+	/* One descriptor per file the weights live in (a GGUF file, or the
+	 * shards of a safetensors directory). */
+	ws->n_fds = gguf_n_sources(m->gguf);
+	ws->fds = malloc(sizeof(int) * (size_t)ws->n_fds);
+	if (!ws->fds) {
+		ws->n_fds = 0;
+		rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
 		goto fail;
 	}
-	posix_fadvise(ws->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	for (int i = 0; i < ws->n_fds; i++)
+		ws->fds[i] = -1;
+	for (int i = 0; i < ws->n_fds; i++) {
+		const char *src = gguf_source_path(m->gguf, i);
+		ws->fds[i] = open(src, O_RDONLY | O_CLOEXEC);
+		if (ws->fds[i] < 0) {
+			rc = smk_fail(err, -errno, "%s: cannot open for reading weights: %s", src,
+				      strerror(errno));
+			goto fail;
+		}
+		posix_fadvise(ws->fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
 	ws->lookahead = o->prefetch_blocks;
 	if (o->async_prefetch && o->prefetch_blocks > 0 && (rc = wt_prefetch_start(ws, err)))
 		goto fail;

@@ -29,6 +29,8 @@ enum wstate { WS_ABSENT, WS_LOADING, WS_RESIDENT };
 struct wt_tensor {
 	const char *name;
 	uint64_t file_off, nbytes, slot_off;
+	int source;                      /* index into ws->fds; -1: copy from mem */
+	const void *mem;                 /* the bytes where they are mapped or held */
 };
 
 struct wt_unit {
@@ -77,7 +79,8 @@ struct wstore_tiered {
 	struct wstore base;
 	const struct model *m;
 	struct wstore_opts o;
-	int fd;                              /* tier 0: the model file, for pread */
+	int *fds;                            /* tier 0: the model's files, for pread */
+	int n_fds;
 	const char *path;
 	int ct;                              /* compute tier */
 

@@ -31,7 +31,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c.server.n_api_keys, 0);
 	ck_assert_int_eq(c.runtime.cache_policy, CONFIG_POLICY_PREDICTIVE);
 	ck_assert(c.runtime.async_prefetch);
-	ck_assert_int_eq(c.memory.default_dtype, CONFIG_DTYPE_FLOAT16);
+	ck_assert_int_eq(c.memory.default_dtype, CONFIG_DTYPE_AUTO);
 	ck_assert_uint_eq(c.limits.max_body, 1u << 20);
 	ck_assert_uint_eq(c.limits.kv_budget, 1u << 30);
 	ck_assert(c.limits.connection_timeout == 30.0);
@@ -131,7 +131,7 @@ START_TEST(test_file_errors)
 		{ "[runtime]\ncache_policy = random\n",
 		  { "t.conf:2", "runtime.cache_policy", "'random'", "lru|lfu|fifo|predictive" } },
 		{ "[memory]\n\ngpu_memory = lots\n", { "t.conf:3", "memory.gpu_memory", "'lots'", "7.8GB" } },
-		{ "[memory]\ndefault_dtype = int8\n", { "memory.default_dtype", "float16|bfloat16|float32" } },
+		{ "[memory]\ndefault_dtype = int8\n", { "memory.default_dtype", "auto|float32|float16|bfloat16|q8_0" } },
 		{ "[server]\nport = 70000\n", { "server.port", "'70000'", "0..65535" } },
 		{ "[sever]\nport = 1\n", { "t.conf:1", "unknown section [sever]" } },
 		{ "[server]\nprot = 1\n", { "t.conf:2", "unknown setting 'server.prot'" } },
