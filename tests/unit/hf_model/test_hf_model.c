@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "model/convert.h"
@@ -269,6 +270,137 @@ START_TEST(test_tiered_sources)
 }
 END_TEST
 
+/* Bad config.json values: each variant of a good fixture's config is
+ * refused with a message naming the file and what was wrong, and nothing
+ * is left half-loaded (the good model still loads afterwards). */
+struct bad_cfg {
+	const char *base;          /* fixture the variant starts from */
+	const char *key;           /* key to set (NULL: raw text below) */
+	const char *json;          /* its new value as JSON, or NULL to delete it */
+	const char *want;          /* substring the message must contain */
+};
+
+static const struct bad_cfg bad_cfgs[] = {
+	{ "llama-f32", "architectures", NULL, "architectures" },
+	{ "llama-f32", "architectures", "[\"BertModel\"]", "'BertModel' is not supported" },
+	{ "llama-f32", "hidden_size", "\"32\"", "'hidden_size' must be an integer" },
+	{ "llama-f32", "num_hidden_layers", "0", "'num_hidden_layers' is 0" },
+	{ "llama-f32", "rms_norm_eps", "-1", "rms_norm_eps" },
+	{ "llama-f32", "rope_parameters", "{\"rope_type\": \"yarn\", \"rope_theta\": 10000.0, \"factor\": 2.0}",
+	  "'yarn' is not supported" },
+	{ "llama-f32", "rope_parameters", "[1]", "'rope_parameters' must be an object" },
+	{ "llama-f32", "mlp_bias", "true", "'mlp_bias' is set" },
+	{ "llama-f32", "hidden_act", "\"relu\"", "activation 'relu'" },
+	{ "llama-f32", "num_hidden_layers", "3", "blk.2.attn_norm.weight' is missing" },
+	{ "llama-f32", "num_hidden_layers", "1", "model.layers.1." },
+	{ "llama-f32", "head_dim", "8", "blk.0.attn_q.weight' has shape" },
+	{ "llama-f32", "tie_word_embeddings", "\"yes\"", "'tie_word_embeddings' must be a boolean" },
+	{ "llama-f16", "rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}", "'dynamic' is not supported" },
+	{ "mistral-f32", "sliding_window", "4096", "'sliding_window' is set" },
+	{ "qwen2-f32", "use_sliding_window", "true", "'use_sliding_window' is set" },
+	{ "gemma3-f32", "final_logit_softcapping", "30.0", "'final_logit_softcapping' is set" },
+	{ "gemma3-f32", "query_pre_attn_scalar", "256", "query_pre_attn_scalar" },
+	{ "gemma3-f32", "layer_types", "[\"full_attention\"]", "'layer_types' must be an array of 6" },
+	{ "gemma3-f32", "sliding_window", NULL, "'sliding_window' is missing" },
+	{ "gemma3-f16", "rope_local_base_freq", "50000.0", "rope theta 50000" },
+	{ "gemma3-f32", NULL, "{\"architectures\": [\"Gemma3ForCausalLM\"],", "config.json: line" },
+};
+
+/* A scratch directory with the fixture's files linked in and config.json
+ * replaced by the variant. */
+static const char *make_variant(const struct bad_cfg *b, char *dir, size_t cap)
+{
+	snprintf(dir, cap, "/tmp/smoke-hf-bad-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char src[4096];
+	snprintf(src, sizeof(src), "%s", case_dir(b->base));
+	DIR *d = opendir(src);
+	ck_assert_ptr_nonnull(d);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || !strcmp(de->d_name, "config.json"))
+			continue;
+		char from[8192], to[8192];
+		snprintf(from, sizeof(from), "%s/%s", src, de->d_name);
+		snprintf(to, sizeof(to), "%s/%s", dir, de->d_name);
+		char *abs = realpath(from, NULL);
+		ck_assert_ptr_nonnull(abs);
+		ck_assert_int_eq(symlink(abs, to), 0);
+		free(abs);
+	}
+	closedir(d);
+	char cfg[8192];
+	snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
+	FILE *f = fopen(cfg, "w");
+	ck_assert_ptr_nonnull(f);
+	if (!b->key) {
+		fputs(b->json, f);
+	} else {
+		char orig[8192];
+		snprintf(orig, sizeof(orig), "%s/config.json", src);
+		json_t *root = json_load_file(orig, 0, NULL);
+		ck_assert_ptr_nonnull(root);
+		if (b->json) {
+			json_error_t je;
+			json_t *v = json_loads(b->json, JSON_DECODE_ANY, &je);
+			ck_assert_msg(v, "%s: %s", b->json, je.text);
+			json_object_set_new(root, b->key, v);
+		} else {
+			json_object_del(root, b->key);
+		}
+		json_dumpf(root, f, JSON_INDENT(1));
+		json_decref(root);
+	}
+	fclose(f);
+	return dir;
+}
+
+static void remove_variant(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p[8192];
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		unlink(p);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
+START_TEST(test_bad_config)
+{
+	const struct bad_cfg *b = &bad_cfgs[_i];
+	char dir[64];
+	make_variant(b, dir, sizeof(dir));
+	struct smk_err err = { 0 };
+	struct model *m = NULL;
+	int rc = model_load(&m, dir, &err);
+	remove_variant(dir);
+	ck_assert_msg(rc < 0, "%s %s=%s: loaded", b->base, b->key, b->json);
+	ck_assert_ptr_null(m);
+	ck_assert_msg(strstr(err.msg, b->want) && strstr(err.msg, dir),
+		      "%s %s=%s: message '%s' lacks '%s' or the path", b->base, b->key, b->json,
+		      err.msg, b->want);
+}
+END_TEST
+
+START_TEST(test_not_a_model_dir)
+{
+	struct smk_err err = { 0 };
+	struct model *m = NULL;
+	char dir[] = "/tmp/smoke-hf-empty-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	int rc = model_load(&m, dir, &err);
+	rmdir(dir);
+	ck_assert_int_lt(rc, 0);
+	ck_assert_msg(strstr(err.msg, "config.json"), "%s", err.msg);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("hf_model");
@@ -278,6 +410,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_convert_round_trip);
 	tcase_add_test(tc, test_default_dtype);
 	tcase_add_test(tc, test_tiered_sources);
+	tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof(bad_cfgs) / sizeof(bad_cfgs[0])));
+	tcase_add_test(tc, test_not_a_model_dir);
 	suite_add_tcase(s, tc);
 	return s;
 }
