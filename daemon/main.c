@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/cli.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "model/gguf.h"
+#include "model/hf_model.h"
 
 static int emit_stdout(void *ctx, const char *text, size_t len, int32_t token)
 {
@@ -149,8 +151,12 @@ static int run_offline(struct cli *c, const char *model_path)
 {
 	struct smk_err err = { 0 };
 	if (c->mode == CLI_DUMP) {
+		/* A Hugging Face directory dumps as the GGUF keys and tensors
+		 * it translates into: what the model loader will see. */
 		struct gguf *g;
-		if (gguf_open(&g, model_path, &err)) {
+		struct stat st;
+		bool dir = stat(model_path, &st) == 0 && S_ISDIR(st.st_mode);
+		if (dir ? hf_open(&g, model_path, &err) : gguf_open(&g, model_path, &err)) {
 			fprintf(stderr, "smoked: %s\n", err.msg);
 			return 1;
 		}

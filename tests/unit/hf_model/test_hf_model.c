@@ -401,6 +401,42 @@ START_TEST(test_not_a_model_dir)
 }
 END_TEST
 
+/* safetensors allows integer tensors; a model weight cannot be one. */
+START_TEST(test_integer_weights)
+{
+	char dir[] = "/tmp/smoke-hf-int-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char p[256], src[4200];
+	snprintf(src, sizeof(src), "%s/config.json", case_dir("llama-f32"));
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	char *abs = realpath(src, NULL);
+	ck_assert_ptr_nonnull(abs);
+	ck_assert_int_eq(symlink(abs, p), 0);
+	free(abs);
+	const char *hdr = "{\"model.embed_tokens.weight\":{\"dtype\":\"I32\",\"shape\":[320,32],"
+			  "\"data_offsets\":[0,40960]}}";
+	uint64_t hl = (strlen(hdr) + 7) / 8 * 8;
+	snprintf(p, sizeof(p), "%s/model.safetensors", dir);
+	FILE *f = fopen(p, "wb");
+	ck_assert_ptr_nonnull(f);
+	fwrite(&hl, 8, 1, f);
+	fprintf(f, "%-*s", (int)hl, hdr);
+	for (int i = 0; i < 40960; i++)
+		fputc(0, f);
+	fclose(f);
+	struct smk_err err = { 0 };
+	struct model *m = NULL;
+	int rc = model_load(&m, dir, &err);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	unlink(p);
+	rmdir(dir);
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(strstr(err.msg, "model.embed_tokens.weight' has dtype I32") &&
+		      strstr(err.msg, "must be F32, F16 or BF16"), "%s", err.msg);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("hf_model");
@@ -412,6 +448,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_tiered_sources);
 	tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof(bad_cfgs) / sizeof(bad_cfgs[0])));
 	tcase_add_test(tc, test_not_a_model_dir);
+	tcase_add_test(tc, test_integer_weights);
 	suite_add_tcase(s, tc);
 	return s;
 }
