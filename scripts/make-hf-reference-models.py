@@ -37,6 +37,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "hf-models")
 VOCAB = 320
 LAST = 4  # logits rows recorded per sequence (argmax is recorded for all)
+GEN = 8   # greedy tokens generated from the first sequence
 
 TEXT = [
     "The quick brown fox jumps over the lazy dog. " * 3,
@@ -121,6 +122,20 @@ def reference(path):
             margin = min(margin, float((top2[:, 0] - top2[:, 1]).min()))
             out["argmax"].append([int(i) for i in logits.argmax(-1)])
             out["logits"].append([[float(f"{v:.7g}") for v in row] for row in logits[-LAST:].tolist()])
+        # Greedy continuation of the first sequence, as transformers
+        # generates it (stopping at the config's EOS), and its text as the
+        # directory's own tokenizer decodes it: the daemon must produce the
+        # same text from the same prompt ids.
+        prompt = torch.tensor([SEQUENCES[0]])
+        gen = model.generate(prompt, max_new_tokens=GEN, do_sample=False, output_scores=True,
+                             return_dict_in_generate=True, pad_token_id=0)
+        new = [int(i) for i in gen.sequences[0, len(SEQUENCES[0]):]]
+        for sc in gen.scores:
+            top2 = torch.topk(sc[0], 2).values
+            margin = min(margin, float(top2[0] - top2[1]))
+        tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+        out["generate"] = {"prompt_ids": SEQUENCES[0], "ids": new,
+                           "text": tok.decode(new, skip_special_tokens=True)}
     out["margin"] = margin
     return out
 

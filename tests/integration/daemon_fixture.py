@@ -69,7 +69,8 @@ def health(port, timeout=10):
 
 
 class Daemon:
-    """smoked on a free loopback port with the default model.
+    """smoked on a free loopback port with the default model (or `model`:
+    a GGUF file or a Hugging Face directory).
 
     d = Daemon(smoked, api_key="k", extra=["--concurrency", "2"])
     d.start(); d.wait_ready(); ...; rc = d.stop(); text = d.log_text()
@@ -77,12 +78,13 @@ class Daemon:
     is then in d.rc).  stderr goes to a temporary log file kept until
     cleanup(), so that a failing test can print its tail."""
 
-    def __init__(self, smoked, api_key=None, extra=(), threads=2, port=None):
+    def __init__(self, smoked, api_key=None, extra=(), threads=2, port=None, model=None):
         self.smoked = smoked
         self.api_key = api_key
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
-        self.args = [smoked, "--model", MODEL, "--port", str(self.port), "--threads", str(threads)]
+        self.args = [smoked, "--model", model or MODEL, "--port", str(self.port),
+                     "--threads", str(threads)]
         if api_key:
             self.args += ["--api-key", api_key]
         self.args += list(extra)
