@@ -39,6 +39,7 @@
 #include "model/gguf_priv.h"
 #include "model/qtype.h"
 #include "util/ckmath.h"
+#include "util/mapfile.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c reads little-endian values in place; port the rd* helpers"
@@ -673,36 +674,7 @@ int gguf_open(struct gguf **out, const char *path, struct smk_err *err)
 		return smk_fail(err, -ENOMEM, "%s: out of memory", path);
 	}
 
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = -errno;
-		gguf_close(g);
-		return smk_fail(err, e, "%s: cannot open: %s", path, strerror(-e));
-	}
-	struct stat st;
-	int rc = 0;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		smk_fail(err, rc, "%s: cannot stat: %s", path, strerror(-rc));
-	} else if (!S_ISREG(st.st_mode)) {
-		rc = smk_fail(err, -EINVAL, "%s: not a regular file", path);
-	} else if (st.st_size == 0) {
-		/* mmap of zero bytes fails with EINVAL; say what is wrong instead. */
-		rc = smk_fail(err, -EINVAL, "%s: header field 'magic': file is empty", path);
-	} else if ((uint64_t)st.st_size > SIZE_MAX) {
-		rc = smk_fail(err, -EINVAL, "%s: file too large to map", path);
-	} else {
-		g->size = (uint64_t)st.st_size;
-		void *m = mmap(NULL, (size_t)g->size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (m == MAP_FAILED) {
-			rc = -errno;
-			smk_fail(err, rc, "%s: cannot mmap %" PRIu64 " bytes: %s", path,
-				 g->size, strerror(-rc));
-		} else {
-			g->base = m;
-		}
-	}
-	close(fd);   /* the mapping keeps the file referenced */
+	int rc = smk_map_file(path, "header field 'magic': file is empty", &g->base, &g->size, err);
 	if (!rc)
 		rc = gguf_parse(g, false, err);
 	if (rc) {

@@ -26,6 +26,7 @@
 
 #include "model/unicode.h"
 #include "util/ckmath.h"
+#include "util/mapfile.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c hands out little-endian tensor data in place; big-endian hosts are not supported"
@@ -525,37 +526,8 @@ int st_open(struct st_file **out, const char *path, struct smk_err *err)
 		free(f);
 		return smk_fail(err, -ENOMEM, "%s: out of memory", path);
 	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = -errno;
-		st_close(f);
-		return smk_fail(err, e, "%s: cannot open: %s", path, strerror(-e));
-	}
-	struct stat st;
-	int rc = 0;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		smk_fail(err, rc, "%s: cannot stat: %s", path, strerror(-rc));
-	} else if (!S_ISREG(st.st_mode)) {
-		rc = smk_fail(err, -EINVAL, "%s: not a regular file", path);
-	} else if (st.st_size == 0) {
-		/* mmap of zero bytes fails with EINVAL; say what is wrong instead. */
-		rc = smk_fail(err, -EINVAL, "%s: header length: the file is empty (0 bytes;"
-			      " a safetensors file starts with an 8-byte header length)", path);
-	} else if ((uint64_t)st.st_size > SIZE_MAX) {
-		rc = smk_fail(err, -EINVAL, "%s: file too large to map", path);
-	} else {
-		f->size = (uint64_t)st.st_size;
-		void *m = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (m == MAP_FAILED) {
-			rc = -errno;
-			smk_fail(err, rc, "%s: cannot mmap %" PRIu64 " bytes: %s", path,
-				 f->size, strerror(-rc));
-		} else {
-			f->base = m;
-		}
-	}
-	close(fd);   /* the mapping keeps the file referenced */
+	int rc = smk_map_file(path, "header length: the file is empty (0 bytes; a safetensors file"
+			      " starts with an 8-byte header length)", &f->base, &f->size, err);
 
 	struct parser p = { .f = f, .err = err };
 	uint64_t hlen = 0;
