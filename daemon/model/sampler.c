@@ -16,6 +16,7 @@ struct sampler {
 	struct cand *c;       /* n_vocab candidates */
 	float *pen;           /* n_vocab: penalised logits scratch */
 	uint8_t *seen;        /* n_vocab flags for the penalty window */
+	double *w;            /* n_vocab: the draw's unnormalised weights */
 };
 
 void sampler_params_default(struct sampler_params *p)
@@ -60,7 +61,8 @@ int sampler_new(struct sampler **out, int n_vocab, const struct sampler_params *
 	s->c = malloc(sizeof(*s->c) * (size_t)n_vocab);
 	s->pen = malloc(sizeof(*s->pen) * (size_t)n_vocab);
 	s->seen = calloc((size_t)n_vocab, 1);
-	if (!s->c || !s->pen || !s->seen) {
+	s->w = malloc(sizeof(*s->w) * (size_t)n_vocab);
+	if (!s->c || !s->pen || !s->seen || !s->w) {
 		sampler_free(s);
 		return smk_fail(err, -ENOMEM, "sampler: out of memory");
 	}
@@ -76,6 +78,7 @@ void sampler_free(struct sampler *s)
 	free(s->c);
 	free(s->pen);
 	free(s->seen);
+	free(s->w);
 	free(s);
 }
 
@@ -196,7 +199,7 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *hi
 	struct cand *c = s->c;
 	int k;
 	float mx;
-	double sum;
+	double sum, z_all = 0.0;  /* z_all: sum of exp over the vocabulary, once */
 	if (p->top_k > 0) {
 		k = select_top_k(s, logits, n, p->top_k);
 		mx = c[0].logit;
@@ -205,15 +208,14 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *hi
 		 * take the best 64, and grow that set until its mass reaches
 		 * top_p of the total (exactly what a full sort would keep). */
 		mx = logits[sampler_argmax(logits, n)];
-		double z = 0.0;
 		for (int i = 0; i < n; i++)
-			z += exp((double)logits[i] - mx);
+			z_all += exp((double)logits[i] - mx);
 		for (k = 64 < n ? 64 : n;; k = k * 4 < n ? k * 4 : n) {
 			select_top_k(s, logits, n, k);
 			double mass = 0.0;
 			for (int i = 0; i < k; i++)
 				mass += exp((double)c[i].logit - mx);
-			if (mass >= p->top_p * z || k == n)
+			if (mass >= p->top_p * z_all || k == n)
 				break;
 		}
 	} else {
@@ -232,14 +234,12 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *hi
 	 * llama.cpp applies those before the temperature; top-p's mass is that
 	 * of the top-k survivors, or of the whole vocabulary without top-k. */
 	if (p->top_p < 1.0f) {
-		double z = 0.0;
-		if (p->top_k > 0) {
+		/* Without top-k the nucleus search summed the vocabulary
+		 * already (z_all); with it, the survivors' mass is the total. */
+		double z = z_all;
+		if (p->top_k > 0)
 			for (int i = 0; i < k; i++)
 				z += exp((double)c[i].logit - mx);
-		} else {
-			for (int i = 0; i < n; i++)
-				z += exp((double)logits[i] - mx);
-		}
 		double acc = 0.0;
 		int keep = k;
 		for (int i = 0; i < k; i++) {
@@ -263,17 +263,17 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *hi
 draw:
 	sum = 0.0;
 	for (int i = 0; i < k; i++)
-		sum += exp(((double)c[i].logit - mx) / p->temperature);
+		sum += s->w[i] = exp(((double)c[i].logit - mx) / p->temperature);
 	double r = rng_uniform(&s->rng) * sum, acc = 0.0;
 	int pick = k - 1;
 	for (int i = 0; i < k; i++) {
-		acc += exp(((double)c[i].logit - mx) / p->temperature);
+		acc += s->w[i];
 		if (r < acc) {
 			pick = i;
 			break;
 		}
 	}
 	if (prob)
-		*prob = (float)(exp(((double)c[pick].logit - mx) / p->temperature) / sum);
+		*prob = (float)(s->w[pick] / sum);
 	return c[pick].id;
 }
