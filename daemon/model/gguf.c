@@ -358,6 +358,28 @@ static int hash_alloc(uint64_t n, uint32_t **tab, uint64_t *mask)
 #define KV_NAME(i) (g->kv[i].key)
 #define T_NAME(i) (g->tensors[i].name)
 
+/* A key or a tensor name: 1..max bytes, no NUL, copied to the pool as a C
+ * string.  what: "key" or "name" (for messages); kind: what p->field calls
+ * it once read ("key 'x'", "tensor 'x'"). */
+static int read_name(struct parser *p, uint64_t max, const char *what, const char *kind,
+		     const char **out)
+{
+	const uint8_t *s = NULL;
+	uint64_t len = 0;
+	char pr[96];
+	int rc;
+	if ((rc = get_str(p, &s, &len, max, what)))
+		return rc;
+	if (len == 0)
+		return pfail(p, -EINVAL, "empty %s at offset %" PRIu64, what, p->pos - 8);
+	snprintf(p->field, sizeof(p->field), "%s '%s'", kind, printable(pr, sizeof(pr), s, len));
+	if (memchr(s, 0, (size_t)len))
+		return pfail(p, -EINVAL, "%s contains a NUL byte", what);
+	if (!(*out = pool_strdup(p->g, s, len)))
+		return pfail(p, -ENOMEM, "out of memory");
+	return 0;
+}
+
 static int parse_header(struct parser *p)
 {
 	struct gguf *g = p->g;
@@ -417,21 +439,10 @@ static int parse_kvs(struct parser *p)
 				g->path, g->n_kv);
 	for (uint64_t i = 0; i < g->n_kv; i++) {
 		struct gguf_kv *kv = &g->kv[i];
-		const uint8_t *ks = NULL;
-		uint64_t klen = 0;
-		char pk[96];
 
 		snprintf(p->field, sizeof(p->field), "kv %" PRIu64 " key", i);
-		if ((rc = get_str(p, &ks, &klen, GGUF_MAX_KEY_LEN, "key")))
+		if ((rc = read_name(p, GGUF_MAX_KEY_LEN, "key", "key", &kv->key)))
 			return rc;
-		if (klen == 0)
-			return pfail(p, -EINVAL, "empty key at offset %" PRIu64, p->pos - 8);
-		snprintf(p->field, sizeof(p->field), "key '%s'",
-			 printable(pk, sizeof(pk), ks, klen));
-		if (memchr(ks, 0, (size_t)klen))
-			return pfail(p, -EINVAL, "key contains a NUL byte");
-		if (!(kv->key = pool_strdup(g, ks, klen)))
-			return pfail(p, -ENOMEM, "out of memory");
 		uint32_t *slot = HASH_FIND(g->kv_hash, g->kv_mask, kv->key, KV_NAME);
 		if (*slot)
 			return pfail(p, -EINVAL, "duplicate key (entries %" PRIu32 " and %" PRIu64 ")",
@@ -493,21 +504,11 @@ static int parse_tensor_info(struct parser *p, uint64_t i)
 {
 	struct gguf *g = p->g;
 	struct gguf_tensor *t = &g->tensors[i];
-	const uint8_t *ns = NULL;
-	uint64_t nlen = 0;
-	char pn[96];
 	int rc;
 
 	snprintf(p->field, sizeof(p->field), "tensor %" PRIu64 " name", i);
-	if ((rc = get_str(p, &ns, &nlen, GGUF_MAX_NAME_LEN, "name")))
+	if ((rc = read_name(p, GGUF_MAX_NAME_LEN, "name", "tensor", &t->name)))
 		return rc;
-	if (nlen == 0)
-		return pfail(p, -EINVAL, "empty name at offset %" PRIu64, p->pos - 8);
-	snprintf(p->field, sizeof(p->field), "tensor '%s'", printable(pn, sizeof(pn), ns, nlen));
-	if (memchr(ns, 0, (size_t)nlen))
-		return pfail(p, -EINVAL, "name contains a NUL byte");
-	if (!(t->name = pool_strdup(g, ns, nlen)))
-		return pfail(p, -ENOMEM, "out of memory");
 	uint32_t *slot = HASH_FIND(g->t_hash, g->t_mask, t->name, T_NAME);
 	if (*slot)
 		return pfail(p, -EINVAL, "duplicate tensor name (tensors %" PRIu32 " and %" PRIu64 ")",
