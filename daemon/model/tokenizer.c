@@ -12,6 +12,24 @@
  *   bos/eos/eot/eom/unknown/padding/fim_*_token_id   integer, optional
  *   add_bos_token, add_eos_token, add_space_prefix   bool, optional
  *
+ * Keys of our own, written by tokenizer_json.c when it translates a Hugging
+ * Face tokenizer.json (llama.cpp does not know them; all optional):
+ *   smoke.tokenizer.hf             bool: Hugging Face `tokenizers` semantics
+ *                                  where they differ from llama.cpp's (see
+ *                                  struct tokenizer in tokenizer_impl.h)
+ *   smoke.tokenizer.normalizer     string "nfc"
+ *   smoke.tokenizer.space_prefix   string "every" | "missing" | "first"
+ *                                  (enum tok_prefix; BPE only)
+ *   smoke.tokenizer.ignore_merges  bool, overrides the pre table's default
+ *   smoke.tokenizer.byte_fallback, smoke.tokenizer.fuse_unk   bool (with hf)
+ *   smoke.tokenizer.eog_token_ids  integer[]: more end-of-generation tokens
+ *   smoke.tokenizer.lstrip_token_ids, smoke.tokenizer.rstrip_token_ids
+ *                                  integer[]: special tokens that swallow the
+ *                                  whitespace before / after them
+ * and, for model "gemma4" (SPM-style BPE), pre "smoke-none" (no split) or
+ * "smoke-metaspace" (a word starts at every U+2581) instead of Gemma 4's
+ * newline split.
+ *
  * Defaults and the text-based fix-ups (which tokens end generation, which are
  * forced to CONTROL) follow llama.cpp's llama_vocab::impl::load() so that our
  * token ids, EOG decisions and pieces match it.
@@ -391,6 +409,13 @@ static int read_id(struct tokenizer *t, const struct gguf *g, const char *key, i
 	return 0;
 }
 
+/* With Hugging Face semantics only added tokens (CONTROL, USER_DEFINED) count
+ * as special: a vocabulary entry that merely reads "</s>" stays text. */
+static bool hf_special(const struct tokenizer *t, int32_t id)
+{
+	return !t->hf || (t->tok[id].attr & (TA_CONTROL | TA_USER_DEFINED));
+}
+
 static int32_t find_any(const struct tokenizer *t, const char *const *texts)
 {
 	/* First match in id order (llama.cpp walks a hash map, so its order is
@@ -398,10 +423,53 @@ static int32_t find_any(const struct tokenizer *t, const char *const *texts)
 	int32_t best = -1;
 	for (; *texts; texts++) {
 		int32_t id = tok_lookup(t, *texts, strlen(*texts));
-		if (id >= 0 && (best < 0 || id < best))
+		if (id >= 0 && hf_special(t, id) && (best < 0 || id < best))
 			best = id;
 	}
 	return best;
+}
+
+/* llama.cpp forces tokens it recognises by text to CONTROL; Hugging Face
+ * tokenizers take the types as given. */
+static void force_control(struct tokenizer *t, int32_t id)
+{
+	if (!t->hf)
+		t->tok[id].attr |= TA_CONTROL;
+}
+
+/* Drop a text-based end-of-generation mark: llama.cpp retypes the token,
+ * with Hugging Face semantics only the mark goes. */
+static void unmark_eog(struct tokenizer *t, int32_t id, uint16_t llama_attr)
+{
+	if (t->hf)
+		t->tok[id].attr &= (uint16_t)~TA_EOG;
+	else
+		t->tok[id].attr = llama_attr;
+}
+
+/* smoke.tokenizer.<key>: an integer array of token ids; each gets attr. */
+static int mark_ids(struct tokenizer *t, const struct gguf *g, const char *key, uint16_t attr,
+		    struct smk_err *err)
+{
+	struct gguf_arr a;
+	int rc = gguf_get_arr(g, key, &a, err);
+	if (rc == -ENOENT) {
+		smk_err_clear(err);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (!is_int_vt(a.elem))
+		return smk_fail(err, -EINVAL, "%s: %s is not an integer array", gguf_path(g), key);
+	for (uint64_t i = 0; i < a.n; i++) {
+		int64_t v;
+		if (gguf_arr_i64(&a, i, &v) || v < 0 || v >= t->n_vocab)
+			return smk_fail(err, -EINVAL, "%s: %s[%llu] is not a token id (vocabulary has "
+					"%d tokens)", gguf_path(g), key, (unsigned long long)i,
+					t->n_vocab);
+		t->tok[v].attr |= attr;
+	}
+	return 0;
 }
 
 static const char *const eot_texts[] = {
@@ -497,12 +565,12 @@ static int load_specials(struct tokenizer *t, const struct gguf *g, struct smk_e
 	/* Recognise EOT/EOM/FIM tokens by text when the metadata does not name
 	 * them; the one found is forced to CONTROL. */
 	if (t->eot < 0 && (t->eot = find_any(t, eot_texts)) >= 0)
-		t->tok[t->eot].attr |= TA_CONTROL;
+		force_control(t, t->eot);
 	if (t->eom < 0 && (t->eom = find_any(t, eom_texts)) >= 0)
-		t->tok[t->eom].attr |= TA_CONTROL;
+		force_control(t, t->eom);
 	for (int i = 0; i < 6; i++)
 		if (fim_ids[i] < 0 && (fim_ids[i] = find_any(t, fim_lists[i])) >= 0)
-			t->tok[fim_ids[i]].attr |= TA_CONTROL;
+			force_control(t, fim_ids[i]);
 
 	/* End-of-generation set: FIM pad/repo/file-sep, the known texts (forced to
 	 * CONTROL), then EOS/EOT/EOM. */
@@ -510,13 +578,14 @@ static int load_specials(struct tokenizer *t, const struct gguf *g, struct smk_e
 		set_eog(t, fim_ids[i]);
 	for (const char *const *p = eog_texts; *p; p++) {
 		int32_t id = tok_lookup(t, *p, strlen(*p));
-		if (id >= 0) {
-			t->tok[id].attr |= TA_EOG | TA_CONTROL;
+		if (id >= 0 && hf_special(t, id)) {
+			t->tok[id].attr |= TA_EOG;
+			force_control(t, id);
 		}
 	}
 	/* gpt-oss renders these channel markers, so they are plain user-defined. */
 	static const char *const oss[] = { "<|channel|>", "<|message|>", "<|start|>", "<|constrain|>" };
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < 4 && !t->hf; i++) {
 		int32_t id = tok_lookup(t, oss[i], strlen(oss[i]));
 		if (id >= 0)
 			t->tok[id].attr = TA_USER_DEFINED | (t->tok[id].attr & TA_EOG);
@@ -524,18 +593,22 @@ static int load_specials(struct tokenizer *t, const struct gguf *g, struct smk_e
 	set_eog(t, t->eos);
 	set_eog(t, t->eot);
 	set_eog(t, t->eom);
+	if ((rc = mark_ids(t, g, "smoke.tokenizer.eog_token_ids", TA_EOG, err)) ||
+	    (rc = mark_ids(t, g, "smoke.tokenizer.lstrip_token_ids", TA_LSTRIP, err)) ||
+	    (rc = mark_ids(t, g, "smoke.tokenizer.rstrip_token_ids", TA_RSTRIP, err)))
+		return rc;
 	/* o200k_harmony / solar-open: <|end|> is not an end of generation there. */
 	int32_t end_id = find_eog_text(t, "<|end|>");
 	bool has_return = find_eog_text(t, "<|return|>") >= 0;
 	bool has_call = find_eog_text(t, "<|call|>") >= 0 || find_eog_text(t, "<|calls|>") >= 0;
 	bool has_flush = find_eog_text(t, "<|flush|>") >= 0;
 	if (end_id >= 0 && has_call && (has_return || has_flush))
-		t->tok[end_id].attr = TA_USER_DEFINED;
+		unmark_eog(t, end_id, TA_USER_DEFINED);
 	/* gemma4 / plamo: </s> is a normal token. */
 	int32_t s_id = find_eog_text(t, "</s>");
 	if (s_id >= 0 && (find_eog_text(t, "<|tool_response>") >= 0 ||
 			  find_eog_text(t, "<|plamo:eos|>") >= 0))
-		t->tok[s_id].attr = TA_NORMAL;
+		unmark_eog(t, s_id, TA_NORMAL);
 	return 0;
 }
 
@@ -680,6 +753,54 @@ static int build_trie(struct tokenizer *t, struct smk_err *err)
 
 /* ------------------------------------------------------------------------- */
 
+/* The smoke.tokenizer.* keys (see the top of this file). */
+static int load_smoke_keys(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
+{
+	const char *path = gguf_path(g);
+	const char *s;
+	size_t len;
+	char q[200];
+	int rc;
+
+	if ((rc = opt_bool(g, "smoke.tokenizer.hf", &t->hf, err)) ||
+	    (rc = opt_bool(g, "smoke.tokenizer.ignore_merges", &t->ignore_merges, err)) ||
+	    (rc = opt_bool(g, "smoke.tokenizer.byte_fallback", &t->byte_fallback, err)) ||
+	    (rc = opt_bool(g, "smoke.tokenizer.fuse_unk", &t->fuse_unk, err)))
+		return rc;
+	if (t->hf)
+		t->bos = t->eos = t->unk = t->pad = -1;
+
+	rc = gguf_get_str(g, "smoke.tokenizer.normalizer", &s, &len, err);
+	if (rc == 0) {
+		if (!str_is(s, len, "nfc"))
+			return smk_fail(err, -ENOTSUP, "%s: smoke.tokenizer.normalizer '%s' is not "
+					"supported (supported: 'nfc')", path, quote(s, len, q, sizeof(q)));
+		t->nfc = true;
+	} else if (rc != -ENOENT) {
+		return rc;
+	}
+	rc = gguf_get_str(g, "smoke.tokenizer.space_prefix", &s, &len, err);
+	if (rc == 0) {
+		if (t->kind != TOK_BPE)
+			return smk_fail(err, -EINVAL, "%s: smoke.tokenizer.space_prefix is for BPE "
+					"tokenizers (SentencePiece has " K "add_space_prefix)", path);
+		if (str_is(s, len, "every"))
+			t->prefix = PREFIX_EVERY;
+		else if (str_is(s, len, "missing"))
+			t->prefix = PREFIX_MISSING;
+		else if (str_is(s, len, "first"))
+			t->prefix = PREFIX_FIRST;
+		else
+			return smk_fail(err, -ENOTSUP, "%s: smoke.tokenizer.space_prefix '%s' is not "
+					"supported (supported: 'every', 'missing', 'first')", path,
+					quote(s, len, q, sizeof(q)));
+	} else if (rc != -ENOENT) {
+		return rc;
+	}
+	smk_err_clear(err);
+	return 0;
+}
+
 static const char *const unsupported_models[] = {
 	"bert", "t5", "rwkv", "plamo2", "hybriddna", "whitespace", "test",
 	"no_vocab", "none", NULL };
@@ -738,7 +859,17 @@ int tokenizer_load_gguf(struct tokenizer **out, const struct gguf *g, struct smk
 		strcpy(t->model, "gemma4");
 		t->pre = PRE_GEMMA4;
 		t->bos = t->eos = t->unk = t->pad = -1;
-		} else {
+		if (str_is(pre, pre_len, "smoke-none")) {
+			t->pre = PRE_NONE;
+		} else if (str_is(pre, pre_len, "smoke-metaspace")) {
+			t->pre = PRE_METASPACE;
+		} else if (pre_len && !str_is(pre, pre_len, "gemma4")) {
+			rc = smk_fail(err, -ENOTSUP, "%s: " K "pre '%s' is not supported with "
+				      K "model 'gemma4' (supported: 'gemma4', 'smoke-none', "
+				      "'smoke-metaspace')", path, quote(pre, pre_len, q, sizeof(q)));
+			goto fail;
+		}
+	} else {
 		const char *what = "unknown";
 		for (const char *const *u = unsupported_models; *u; u++)
 			if (str_is(model, model_len, *u))
@@ -749,10 +880,13 @@ int tokenizer_load_gguf(struct tokenizer **out, const struct gguf *g, struct smk
 		goto fail;
 	}
 
-	t->escape_ws = t->pre == PRE_GEMMA4;
+	t->escape_ws = t->pre == PRE_GEMMA4 || t->pre == PRE_NONE || t->pre == PRE_METASPACE;
+	if ((rc = load_smoke_keys(t, g, err)))
+		goto fail;
 	if ((rc = load_vocab(t, g, err)) || (rc = load_specials(t, g, err)))
 		goto fail;
-	load_strip_attrs(t, g, pre, pre_len);
+	if (!t->hf)
+		load_strip_attrs(t, g, pre, pre_len);
 	if ((rc = build_trie(t, err)))
 		goto fail;
 

@@ -330,6 +330,27 @@ static size_t split_newlines(const uint32_t *cps, const uint32_t *in, size_t n_i
 	return n_out;
 }
 
+/* Metaspace split=true (HF SplitDelimiterBehavior::MergedWithNext on U+2581):
+ * every U+2581 starts a new word, so "\u2581a\u2581\u2581b" -> "\u2581a",
+ * "\u2581", "\u2581b". */
+static size_t split_metaspace(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out)
+{
+	size_t n_out = 0, start = 0;
+	for (size_t k = 0; k < n_in; k++) {
+		size_t pos = start, end = start + in[k], word = start;
+		start = end;
+		for (; pos < end; pos++) {
+			if (cps[pos] == 0x2581 && pos > word) {
+				out[n_out++] = (uint32_t)(pos - word);
+				word = pos;
+			}
+		}
+		if (end > word)
+			out[n_out++] = (uint32_t)(end - word);
+	}
+	return n_out;
+}
+
 /* Run the model's pipeline; returns the number of word lengths in *words (which
  * points to a or b). */
 static size_t pretokenize(const struct tokenizer *t, const uint32_t *cps, size_t n_cp,
@@ -363,6 +384,11 @@ static size_t pretokenize(const struct tokenizer *t, const uint32_t *cps, size_t
 		break;
 	case PRE_GEMMA4:
 		STEP(split_newlines(cps, cur, n, nxt));
+		break;
+	case PRE_NONE:
+		break;
+	case PRE_METASPACE:
+		STEP(split_metaspace(cps, cur, n, nxt));
 		break;
 	case PRE_DEFAULT:
 		STEP(split_class(cps, cur, n, nxt, CLS_PUNCT, false));
@@ -428,23 +454,94 @@ static int bpe_try_add(const struct tokenizer *t, struct bpe_sym *sym, struct bp
 
 static uint32_t ext_find(const struct tokenizer *t, const char *s, size_t len);
 
+/* Initial symbols the Hugging Face way (BPE::merge_word in `tokenizers`): a
+ * character that is not in the vocabulary becomes one symbol per byte of its
+ * text (<0xXX> tokens) with byte_fallback if all of them exist, else <unk>
+ * (consecutive ones fused with fuse_unk; a pending <unk> is only written out
+ * before the next known character or at the end, as there), else nothing.
+ * In byte-level mode a "character" is one GPT-2 mapped byte and its text is
+ * the mapped character's UTF-8.  sym has room for 2 * n. */
+static int32_t hf_symbols(const struct tokenizer *t, const unsigned char *w, size_t n,
+			  struct bpe_sym *sym)
+{
+	int32_t n_sym = 0;
+	uint32_t unk_n = 0;     /* pending <unk>: bytes it covers, 0 if none */
+	for (size_t off = 0; off < n;) {
+		size_t len = 1;
+		uint32_t ext;
+		char u[4];
+		const char *text = (const char *)w + off;
+		size_t text_len = 1;
+		if (t->escape_ws) {
+			len = unicode_lead_len(w[off]);
+			if (len > n - off)
+				len = n - off;
+			text_len = len;
+			ext = ext_find(t, text, len);
+		} else {
+			ext = t->gpt2_ext[w[off]];
+			text_len = unicode_encode(t->gpt2_cp[w[off]], u);
+			text = u;
+		}
+		if (ext < (uint32_t)t->n_vocab) {
+			if (unk_n) {
+				sym[n_sym++] = (struct bpe_sym){ 0, 0, (uint32_t)off, unk_n,
+								 (uint32_t)t->unk };
+				unk_n = 0;
+			}
+			sym[n_sym++] = (struct bpe_sym){ 0, 0, (uint32_t)off, (uint32_t)len, ext };
+			off += len;
+			continue;
+		}
+		bool bytes_ok = t->byte_fallback;
+		for (size_t k = 0; k < text_len && bytes_ok; k++)
+			bytes_ok = t->byte_tok[(unsigned char)text[k]] >= 0;
+		if (bytes_ok) {
+			for (size_t k = 0; k < text_len; k++)
+				sym[n_sym++] = (struct bpe_sym){ 0, 0, (uint32_t)off, 1,
+						(uint32_t)t->byte_tok[(unsigned char)text[k]] };
+		} else if (t->unk >= 0) {
+			if (unk_n && !t->fuse_unk) {
+				sym[n_sym++] = (struct bpe_sym){ 0, 0, (uint32_t)off, unk_n,
+								 (uint32_t)t->unk };
+				unk_n = 0;
+			}
+			unk_n += (uint32_t)len;
+		}
+		off += len;
+	}
+	if (unk_n)
+		sym[n_sym++] = (struct bpe_sym){ 0, 0, (uint32_t)n, unk_n, (uint32_t)t->unk };
+	for (int32_t i = 0; i < n_sym; i++) {
+		sym[i].prev = i - 1;
+		sym[i].next = i + 1 < n_sym ? i + 1 : -1;
+	}
+	return n_sym;
+}
+
 static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 		    struct tok_scratch *s, struct tok_out *o)
 {
 	if (t->ignore_merges) {
-		char *enc = tok_scratch_get(s, SCR_E, 2 * n);
-		if (!enc)
-			return -ENOMEM;
-		size_t m = 0;
-		for (size_t i = 0; i < n; i++)
-			m += unicode_encode(t->gpt2_cp[w[i]], enc + m);
+		/* The whole word, as the vocabulary spells it, is a token. */
+		const char *enc = (const char *)w;
+		size_t m = n;
+		if (!t->escape_ws) {
+			char *e = tok_scratch_get(s, SCR_E, 2 * n);
+			if (!e)
+				return -ENOMEM;
+			m = 0;
+			for (size_t i = 0; i < n; i++)
+				m += unicode_encode(t->gpt2_cp[w[i]], e + m);
+			enc = e;
+		}
 		int32_t id = tok_lookup(t, enc, m);
 		if (id >= 0) {
 			tok_emit(o, id);
 			return 0;
 		}
 	}
-	if (t->escape_ws) {
+	if (t->pre == PRE_GEMMA4) {
 		/* Gemma 4: a run of newlines that is a token is emitted whole. */
 		size_t k = 0;
 		while (k < n && w[k] == '\n')
@@ -458,23 +555,27 @@ static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 
 	/* Initial symbols: GPT-2 mapped bytes, or (SPM-style) UTF-8 characters cut
 	 * by lead byte as llama.cpp's unicode_len_utf8 does. */
-	struct bpe_sym *sym = tok_scratch_get(s, SCR_F, sizeof(*sym) * n);
+	struct bpe_sym *sym = tok_scratch_get(s, SCR_F, sizeof(*sym) * 2 * n);
 	if (!sym)
 		return -ENOMEM;
 	int32_t n_sym = 0;
-	for (size_t off = 0; off < n;) {
-		size_t len = 1;
-		uint32_t ext = t->gpt2_ext[w[off]];
-		if (t->escape_ws) {
-			len = unicode_lead_len(w[off]);
-			if (len > n - off)
-				len = n - off;
-			ext = ext_find(t, (const char *)w + off, len);
+	if (t->hf) {
+		n_sym = hf_symbols(t, w, n, sym);
+	} else {
+		for (size_t off = 0; off < n;) {
+			size_t len = 1;
+			uint32_t ext = t->gpt2_ext[w[off]];
+			if (t->escape_ws) {
+				len = unicode_lead_len(w[off]);
+				if (len > n - off)
+					len = n - off;
+				ext = ext_find(t, (const char *)w + off, len);
+			}
+			sym[n_sym] = (struct bpe_sym){ n_sym - 1, off + len == n ? -1 : n_sym + 1,
+						       (uint32_t)off, (uint32_t)len, ext };
+			n_sym++;
+			off += len;
 		}
-		sym[n_sym] = (struct bpe_sym){ n_sym - 1, off + len == n ? -1 : n_sym + 1,
-					       (uint32_t)off, (uint32_t)len, ext };
-		n_sym++;
-		off += len;
 	}
 	struct bpe_heap q = { s, NULL, 0 };
 	int rc;
@@ -516,34 +617,48 @@ static int bpe_word(const struct tokenizer *t, const unsigned char *w, size_t n,
 	return 0;
 }
 
-int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len,
+int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len, bool prefix,
 		     struct tok_scratch *s, struct tok_out *o)
 {
-	if (t->escape_ws) {
-		/* Gemma 4: every ' ' becomes U+2581 before anything else. */
-		char *esc = tok_scratch_get(s, SCR_H, 3 * len);
+	if (t->escape_ws || prefix) {
+		/* The leading space, then (SPM-style) every ' ' as U+2581, before
+		 * anything else. */
+		char *esc = tok_scratch_get(s, SCR_H, 3 * len + 3);
 		if (!esc)
 			return -ENOMEM;
 		size_t m = 0;
-		for (size_t i = 0; i < len; i++) {
-			if (text[i] == ' ') {
+		for (size_t i = 0; i < len + prefix; i++) {
+			char c = prefix ? (i == 0 ? ' ' : text[i - 1]) : text[i];
+			if (c == ' ' && t->escape_ws) {
 				memcpy(esc + m, "\xe2\x96\x81", 3);
 				m += 3;
 			} else {
-				esc[m++] = text[i];
+				esc[m++] = c;
 			}
 		}
 		text = esc;
 		len = m;
 	}
 	uint32_t *cps = tok_scratch_get(s, SCR_A, sizeof(uint32_t) * len);
-	uint32_t *a = tok_scratch_get(s, SCR_B, sizeof(uint32_t) * (len + 1));
-	uint32_t *b = tok_scratch_get(s, SCR_C, sizeof(uint32_t) * (len + 1));
-	if (!cps || !a || !b)
+	if (!cps)
 		return -ENOMEM;
 	size_t n_cp = 0;
 	for (size_t pos = 0; pos < len;)
 		cps[n_cp++] = unicode_decode_lenient(text, len, &pos);
+	if (t->nfc) {
+		/* Invalid UTF-8 was read as U+FFFD above, which NFC leaves alone. */
+		size_t cap = UNICODE_NFC_MAX_EXPANSION * n_cp;
+		uint32_t *nf = tok_scratch_get(s, SCR_I, sizeof(uint32_t) * cap);
+		uint32_t *tmp = tok_scratch_get(s, SCR_J, sizeof(uint32_t) * cap);
+		if (!nf || !tmp)
+			return -ENOMEM;
+		n_cp = unicode_nfc(cps, n_cp, nf, tmp);
+		cps = nf;
+	}
+	uint32_t *a = tok_scratch_get(s, SCR_B, sizeof(uint32_t) * (n_cp + 1));
+	uint32_t *b = tok_scratch_get(s, SCR_C, sizeof(uint32_t) * (n_cp + 1));
+	if (!a || !b)
+		return -ENOMEM;
 
 	uint32_t *words;
 	size_t n_words = pretokenize(t, cps, n_cp, a, b, &words);

@@ -359,6 +359,27 @@ static int spm_fragment(const struct tokenizer *t, const char *raw, uint32_t len
 
 /* ------------------------------------------------------------------------- */
 
+/* Does this BPE fragment get a leading space?  Every raw fragment starts the
+ * input or follows a special token, which is what the Hugging Face pipelines
+ * call a segment. */
+static bool bpe_prefix(const struct tokenizer *t, const char *text, const struct frag *f)
+{
+	const char *p = text + f->off;
+	bool has = p[0] == ' ' ||
+		   (t->escape_ws && f->len >= 3 && memcmp(p, "\xe2\x96\x81", 3) == 0);
+	switch (t->prefix) {
+	case PREFIX_EVERY:
+		return true;
+	case PREFIX_MISSING:
+		return !has;
+	case PREFIX_FIRST:
+		return f->off == 0 && !has;
+	case PREFIX_NONE:
+		break;
+	}
+	return false;
+}
+
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
 		     bool add_special, bool parse_special,
 		     int32_t *out, size_t cap, size_t *n_out, struct smk_err *err)
@@ -390,7 +411,8 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
 				rc = spm_fragment(t, text + f[i].off, f[i].len,
 						  t->add_space_prefix && prev_special, &s, &o);
 			else
-				rc = tok_bpe_fragment(t, text + f[i].off, f[i].len, &s, &o);
+				rc = tok_bpe_fragment(t, text + f[i].off, f[i].len,
+						      bpe_prefix(t, text, &f[i]), &s, &o);
 			if (rc)
 				goto out;
 			prev_special = false;

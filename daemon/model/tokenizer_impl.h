@@ -24,6 +24,20 @@ enum tok_pre {
 	PRE_STARCODER,  /* \p{N} ; gpt2 */
 	PRE_FALCON,     /* [\p{P}$+<=>^~|`]+ ; gpt2 ; [0-9][0-9][0-9] */
 	PRE_GEMMA4,     /* [^\n]+|[\n]+ on U+2581-escaped text, no GPT-2 byte map */
+	PRE_NONE,       /* no split (SPM-style BPE from a tokenizer.json without
+			 * a pre-tokenizer: Llama 2's Replace/Prepend normaliser) */
+	PRE_METASPACE,  /* a word starts at every U+2581 (HF Metaspace, split=true) */
+};
+
+/* Where a BPE fragment gets a leading space (before U+2581 escaping), as the
+ * Hugging Face pipelines do it (smoke.tokenizer.space_prefix). */
+enum tok_prefix {
+	PREFIX_NONE,
+	PREFIX_EVERY,   /* every fragment (Prepend normaliser) */
+	PREFIX_MISSING, /* every fragment not starting with a space (ByteLevel
+			 * add_prefix_space; Metaspace prepend_scheme "always") */
+	PREFIX_FIRST,   /* only a fragment at offset 0 not starting with a space
+			 * (Metaspace prepend_scheme "first") */
 };
 
 /* Token attributes: llama.cpp's llama_token_attr bits, plus our EOG mark. */
@@ -94,6 +108,14 @@ struct tokenizer {
 	 * merges work on UTF-8 characters, not GPT-2 mapped bytes, and unknown
 	 * symbols fall back to <0xXX> tokens. */
 	bool escape_ws;
+	/* Hugging Face tokenizers semantics (smoke.tokenizer.* keys, written by
+	 * tokenizer_json.c): characters that are not tokens become <0xXX>
+	 * tokens only with byte_fallback, else <unk> (consecutive ones fused
+	 * into one with fuse_unk), else nothing; token types are taken as given
+	 * (no text-based CONTROL fix-ups); no default special ids. */
+	bool hf, byte_fallback, fuse_unk;
+	bool nfc;               /* NFC-normalise each fragment first */
+	enum tok_prefix prefix;
 
 	int32_t *special;       /* CONTROL/USER_DEFINED/UNKNOWN ids, longest first */
 	uint32_t n_special;
@@ -122,7 +144,7 @@ int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t len);
 uint64_t tok_hash(const char *s, size_t len);
 
 /* Growable buffers for one encode() call. */
-#define TOK_SCRATCH_SLOTS 11
+#define TOK_SCRATCH_SLOTS 13
 struct tok_scratch {
 	void *buf[TOK_SCRATCH_SLOTS];
 	size_t cap[TOK_SCRATCH_SLOTS];
@@ -147,10 +169,11 @@ static inline void tok_emit(struct tok_out *o, int32_t id)
 
 /* Scratch slots: the pre-split uses PARENT/MATCH/FRAG (FRAG holds the fragments
  * while they are tokenised); SPM and BPE use A.. for their own buffers. */
-enum { SCR_PARENT, SCR_MATCH, SCR_FRAG, SCR_A, SCR_B, SCR_C, SCR_D, SCR_E, SCR_F, SCR_G, SCR_H };
+enum { SCR_PARENT, SCR_MATCH, SCR_FRAG, SCR_A, SCR_B, SCR_C, SCR_D, SCR_E, SCR_F, SCR_G, SCR_H,
+       SCR_I, SCR_J };
 
-/* tokenizer_bpe.c: tokenize one raw fragment. */
-int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len,
+/* tokenizer_bpe.c: tokenize one raw fragment; prefix: put a space in front. */
+int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len, bool prefix,
 		     struct tok_scratch *s, struct tok_out *o);
 /* tokenizer_bpe.c: build merges and GPT-2 tables at load; free them. */
 int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err);

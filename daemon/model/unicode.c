@@ -160,3 +160,165 @@ int unicode_gpt2_cp_to_byte(uint32_t cp)
 	}
 	return -1;
 }
+
+/* ------------------------------------------------------------------------- */
+/* NFC (tables: unicode_nfc.c)                                               */
+
+enum { SBASE = 0xAC00, LBASE = 0x1100, VBASE = 0x1161, TBASE = 0x11A7,
+       LCOUNT = 19, VCOUNT = 21, TCOUNT = 28, NCOUNT = VCOUNT * TCOUNT,
+       SCOUNT = LCOUNT * NCOUNT };
+
+static unsigned nfc_ccc(uint32_t cp)
+{
+	if (cp < 0x300)
+		return 0;
+	size_t lo = 0, hi = unicode_ccc_n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint32_t c = unicode_ccc[mid] >> 8;
+		if (c == cp)
+			return unicode_ccc[mid] & 0xff;
+		if (c < cp)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* Full canonical decomposition of cp appended at out; returns its length. */
+static size_t nfc_decompose(uint32_t cp, uint32_t *out)
+{
+	if (cp >= SBASE && cp < SBASE + SCOUNT) {
+		uint32_t i = cp - SBASE;
+		out[0] = LBASE + i / NCOUNT;
+		out[1] = VBASE + (i % NCOUNT) / TCOUNT;
+		if (i % TCOUNT) {
+			out[2] = TBASE + i % TCOUNT;
+			return 3;
+		}
+		return 2;
+	}
+	if (cp >= 0xC0) {
+		size_t lo = 0, hi = unicode_decomp_n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (unicode_decomp[mid][0] == cp) {
+				const uint32_t *d = unicode_decomp_cps + (unicode_decomp[mid][1] >> 3);
+				size_t n = unicode_decomp[mid][1] & 7;
+				for (size_t k = 0; k < n; k++)
+					out[k] = d[k];
+				return n;
+			}
+			if (unicode_decomp[mid][0] < cp)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	out[0] = cp;
+	return 1;
+}
+
+/* Primary composite of (a, b), or 0. */
+static uint32_t nfc_compose(uint32_t a, uint32_t b)
+{
+	if (a >= LBASE && a < LBASE + LCOUNT && b >= VBASE && b < VBASE + VCOUNT)
+		return SBASE + ((a - LBASE) * VCOUNT + (b - VBASE)) * TCOUNT;
+	if (a >= SBASE && a < SBASE + SCOUNT && (a - SBASE) % TCOUNT == 0 &&
+	    b > TBASE && b < TBASE + TCOUNT)
+		return a + (b - TBASE);
+	if (b < 0x300)
+		return 0;
+	size_t lo = 0, hi = unicode_comp_n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const uint32_t *e = unicode_comp[mid];
+		if (e[0] == a && e[1] == b)
+			return e[2];
+		if (e[0] < a || (e[0] == a && e[1] < b))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* Stable sort of a run of non-starters by class.  Short runs (the normal
+ * case) by insertion; long ones by counting, so that a hostile input of a
+ * million alternating marks costs linear time, not quadratic. */
+static void nfc_sort_run(uint32_t *r, size_t n, uint32_t *tmp)
+{
+	if (n < 2)
+		return;
+	if (n <= 16) {
+		for (size_t i = 1; i < n; i++) {
+			uint32_t c = r[i];
+			unsigned k = nfc_ccc(c);
+			size_t j = i;
+			while (j > 0 && nfc_ccc(r[j - 1]) > k) {
+				r[j] = r[j - 1];
+				j--;
+			}
+			r[j] = c;
+		}
+		return;
+	}
+	size_t count[257] = { 0 };
+	for (size_t i = 0; i < n; i++)
+		count[nfc_ccc(r[i]) + 1]++;
+	for (int k = 1; k < 257; k++)
+		count[k] += count[k - 1];
+	for (size_t i = 0; i < n; i++)
+		tmp[count[nfc_ccc(r[i])]++] = r[i];
+	for (size_t i = 0; i < n; i++)
+		r[i] = tmp[i];
+}
+
+size_t unicode_nfc(const uint32_t *in, size_t n, uint32_t *out, uint32_t *tmp)
+{
+	size_t m = 0;
+	bool simple = true;
+	for (size_t i = 0; i < n && simple; i++)
+		simple = in[i] < 0x300;
+	if (simple) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = in[i];
+		return n;
+	}
+
+	/* 1. Decompose; sort each run of non-starters when it ends. */
+	size_t run = 0;         /* start of the current run of non-starters */
+	for (size_t i = 0; i < n; i++) {
+		size_t d = nfc_decompose(in[i], out + m);
+		for (size_t k = 0; k < d; k++, m++) {
+			if (nfc_ccc(out[m]) == 0) {
+				nfc_sort_run(out + run, m - run, tmp);
+				run = m + 1;
+			}
+		}
+	}
+	nfc_sort_run(out + run, m - run, tmp);
+
+	/* 2. Compose in place: a character joins the last starter unless a
+	 * character between them is a starter or has a class >= its own. */
+	size_t w = 0, starter = SIZE_MAX;
+	unsigned last = 0;
+	for (size_t i = 0; i < m; i++) {
+		uint32_t c = out[i];
+		unsigned k = nfc_ccc(c);
+		if (starter != SIZE_MAX) {
+			bool blocked = w - 1 > starter && (last == 0 || last >= k);
+			uint32_t comp = blocked ? 0 : nfc_compose(out[starter], c);
+			if (comp) {
+				out[starter] = comp;
+				continue;
+			}
+		}
+		if (k == 0)
+			starter = w;
+		last = k;
+		out[w++] = c;
+	}
+	return w;
+}
