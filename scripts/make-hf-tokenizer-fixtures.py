@@ -40,12 +40,23 @@ Needs the `tokenizers` package (the separate venv, e.g.
 /root/.cache/smoke-torch-venv/bin/python); CI never runs this script, it only
 runs the C test against the committed output.
 
-Usage: make-hf-tokenizer-fixtures.py [--out DIR]
+--big DIR (not committed: tens of MB) writes the same for real vocabularies,
+rebuilt as tokenizer.json from llama.cpp's vocabulary files (scripts/fetch-vocabs)
+and the default model: Llama 3, Qwen2, GPT-2 (their tokens, types and merges in
+the layout of Meta's / Qwen's / OpenAI's tokenizer.json), Llama 2 and Gemma 3
+(SentencePiece vocabularies as BPE with byte fallback, merges derived from the
+scores as transformers' LlamaConverter does).  The strings are the hard ones,
+llama.cpp's own test strings for that vocabulary and the training text.  The C
+test checks them when SMOKE_HF_TOKENIZERS_BIG (default ~/.cache/smoke/
+hf-tokenizers-big) exists.
+
+Usage: make-hf-tokenizer-fixtures.py [--out DIR] [--big DIR]
 """
 import argparse
 import json
 import os
 import shutil
+import struct
 
 import tokenizers
 from tokenizers import (Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers,
@@ -480,10 +491,213 @@ def make_bad(out):
     print("bad: %d cases" % len(manifest))
 
 
+# ---------------------------------------------------------------------------
+# real vocabularies (--big)
+
+def gguf_kv(path):
+    """The metadata of a GGUF file (v2/v3), enough for the tokenizer keys."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        v = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize("<" + fmt)
+        return v[0]
+
+    def string():
+        nonlocal pos
+        n = take("Q")
+        s = data[pos:pos + n].decode("utf-8", errors="surrogateescape")
+        pos += n
+        return s
+
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            et, n = take("I"), take("Q")
+            if et in scalar:
+                fmt = scalar[et]
+                nonlocal pos
+                size = struct.calcsize("<" + fmt)
+                out = list(struct.unpack_from("<%d%s" % (n, fmt), data, pos))
+                pos += n * size
+                return out
+            return [value(et) for _ in range(n)]
+        return take(scalar[t])
+
+    assert take("I") == 0x46554747
+    take("I")
+    take("Q")
+    n_kv = take("Q")
+    kv = {}
+    for _ in range(n_kv):
+        k = string()
+        kv[k] = value(take("I"))
+    return kv
+
+
+def vocab_inputs(name):
+    p = os.path.join(os.path.expanduser("~/.cache/smoke/vocab"), "ggml-vocab-%s.gguf.inp" % name)
+    if not os.path.exists(p):
+        return []
+    with open(p, encoding="utf-8", errors="replace") as f:
+        return f.read().split("\n__ggml_vocab_test__\n")
+
+
+def big_strings(name):
+    with open(TEXT, encoding="utf-8") as f:
+        text = f.read()
+    paras = [p for p in text.split("\n\n") if p.strip()]
+    return HARD + vocab_inputs(name) + SYNTH + paras + [text[:20000]]
+
+
+def added_json(i, content, special=True, normalized=None):
+    return {"id": i, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
+            "normalized": not special if normalized is None else normalized, "special": special}
+
+
+def big_save(out, name, j, strings, note):
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "tokenizer.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False, separators=(",", ":"))
+    tok = Tokenizer.from_file(path)
+    seen, cases = set(), []
+    for s in strings:
+        if s in seen:
+            continue
+        seen.add(s)
+        ids = tok.encode(s, add_special_tokens=False).ids
+        ids_sp = tok.encode(s, add_special_tokens=True).ids
+        dec = tok.decode(ids, skip_special_tokens=False)
+        cases.append({"text": s, "ids": ids, "ids_special": ids_sp, "decodes": dec == s})
+    with open(os.path.join(d, "expect.json"), "w", encoding="utf-8") as f:
+        json.dump({"generated_by": "scripts/make-hf-tokenizer-fixtures.py --big", "source": note,
+                   "tokenizers": tokenizers.__version__, "vocab_size": tok.get_vocab_size(),
+                   "cases": cases}, f, ensure_ascii=False, separators=(",", ":"))
+    print("%-16s vocab %6d, %d cases (%s)" % (name, tok.get_vocab_size(), len(cases), note))
+
+
+def byte_level_json(kv, pre, first_special, template_bos=None, nfc=False, trim=True):
+    toks, types = kv["tokenizer.ggml.tokens"], kv["tokenizer.ggml.token_type"]
+    vocab = {t: i for i, t in enumerate(toks) if types[i] in (1, 6) or i < first_special}
+    added = [added_json(i, t, types[i] == 3) for i, t in enumerate(toks)
+             if i >= first_special or types[i] in (3, 4)]
+    merges = [m.split(" ", 1) for m in kv["tokenizer.ggml.merges"]]
+    j = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+         "normalizer": {"type": "NFC"} if nfc else None, "pre_tokenizer": pre,
+         "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                            "use_regex": True},
+         "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                     "use_regex": True},
+         "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                   "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                   "fuse_unk": False, "byte_fallback": False,
+                   "ignore_merges": template_bos is not None, "vocab": vocab, "merges": merges}}
+    if template_bos is not None:
+        j["post_processor"] = {"type": "Sequence", "processors": [j["post_processor"], {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": toks[template_bos], "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": toks[template_bos], "type_id": 0}},
+                     {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": toks[template_bos], "type_id": 1}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {toks[template_bos]: {"id": toks[template_bos], "ids": [template_bos],
+                                                    "tokens": [toks[template_bos]]}}}]}
+    return j
+
+
+def split_pre(regex, trim):
+    return {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": trim, "use_regex": False}]}
+
+
+def spm_json(kv, prefix):
+    """A SentencePiece vocabulary as HF BPE: merges from every split of a normal
+    piece into two pieces, best merged score first (transformers' extractor)."""
+    toks, types = kv["tokenizer.ggml.tokens"], kv["tokenizer.ggml.token_type"]
+    scores = kv["tokenizer.ggml.scores"]
+    vocab = {t: i for i, t in enumerate(toks)}
+    normal = {t: i for i, t in enumerate(toks) if types[i] == 1}
+    merges = []
+    for piece, i in normal.items():
+        for k in range(1, len(piece)):
+            l, r = piece[:k], piece[k:]
+            if l in normal and r in normal:
+                merges.append((-scores[i], normal[l], normal[r], l, r))
+    merges.sort()
+    bos = kv.get("tokenizer.ggml.bos_token_id", 1)
+    # transformers' SpmConverter: control and user-defined pieces are added
+    # tokens, not normalized.
+    added = [added_json(i, t, types[i] in (2, 3), False) for i, t in enumerate(toks)
+             if types[i] in (2, 3, 4)]
+    norm = [{"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]
+    if prefix:
+        norm.insert(0, {"type": "Prepend", "prepend": "\u2581"})
+    unk = [t for i, t in enumerate(toks) if types[i] == 2]
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+            "normalizer": {"type": "Sequence", "normalizers": norm},
+            # GemmaConverter's (a no-op after the Replace: no spaces are left)
+            "pre_tokenizer": None if prefix else {
+                "type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious",
+                "invert": False},
+            "post_processor": {"type": "TemplateProcessing",
+                               "single": [{"SpecialToken": {"id": toks[bos], "type_id": 0}},
+                                          {"Sequence": {"id": "A", "type_id": 0}}],
+                               "pair": [], "special_tokens": {
+                                   toks[bos]: {"id": toks[bos], "ids": [bos], "tokens": [toks[bos]]}}},
+            "decoder": {"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"}] + (
+                    [{"type": "Strip", "content": " ", "start": 1, "stop": 0}] if prefix else [])},
+            "model": {"type": "BPE", "dropout": None, "unk_token": unk[0] if unk else None,
+                      "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                      "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                      "vocab": vocab, "merges": [[l, r] for _, _, _, l, r in merges]}}
+
+
+def make_big(out):
+    vd = os.path.expanduser("~/.cache/smoke/vocab")
+    jobs = [
+        ("llama3-real", "llama-bpe", lambda kv: byte_level_json(
+            kv, split_pre(LLAMA3_RE, True), 128000, template_bos=128000)),
+        ("qwen2-real", "qwen2", lambda kv: byte_level_json(
+            kv, split_pre(QWEN2_RE, False), 151643, nfc=True)),
+        ("gpt2-real", "gpt-2", lambda kv: byte_level_json(
+            kv, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                 "use_regex": True}, 50256)),
+        ("llama2-real", "llama-spm", lambda kv: spm_json(kv, True)),
+    ]
+    for name, vocab, build in jobs:
+        p = os.path.join(vd, "ggml-vocab-%s.gguf" % vocab)
+        if not os.path.exists(p):
+            print("skip %s: no %s (scripts/fetch-vocabs)" % (name, p))
+            continue
+        big_save(out, name, build(gguf_kv(p)), big_strings(vocab), os.path.basename(p))
+    model = os.environ.get("SMOKE_MODEL", os.path.expanduser(
+        "~/.cache/smoke/models/gemma-3-270m-q4_k_m.gguf"))
+    if os.path.exists(model):
+        big_save(out, "gemma3-real", spm_json(gguf_kv(model), False), big_strings("gemma-4"),
+                 os.path.basename(model))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "hf-tokenizers"))
+    ap.add_argument("--big", help="write the real-vocabulary tokenizers here instead")
     a = ap.parse_args()
+    if a.big:
+        os.makedirs(a.big, exist_ok=True)
+        make_big(a.big)
+        return
     os.makedirs(a.out, exist_ok=True)
     make_gpt2(a.out)
     make_llama3(a.out)

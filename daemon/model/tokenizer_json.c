@@ -516,6 +516,14 @@ static int read_pre(struct tj *j, json_t *p)
 		return read_byte_level(j, p, "pre_tokenizer", false);
 	if (strcmp(type, "Metaspace") == 0)
 		return read_metaspace(j, p, "pre_tokenizer");
+	if (strcmp(type, "Split") == 0 && j->escape) {
+		/* Gemma's Split(" ", MergedWithPrevious): after the Replace
+		 * normalizer there is no space left to split at. */
+		json_t *pat = json_object_get(p, "pattern");
+		const char *str = json_is_object(pat) ? json_string_value(json_object_get(pat, "String")) : NULL;
+		if (str && strcmp(str, " ") == 0)
+			return 0;
+	}
 	if (strcmp(type, "Sequence") == 0) {
 		json_t *list = json_object_get(p, "pretokenizers");
 		if (!json_is_array(list))

@@ -59,15 +59,20 @@ static int load_dir(const char *dir, struct tokenizer **t, struct gguf **g, stru
 	return rc;
 }
 
+static struct tokenizer *load_path(const char *dir, struct gguf **g)
+{
+	struct smk_err err = { 0 };
+	struct tokenizer *t;
+	int rc = load_dir(dir, &t, g, &err);
+	ck_assert_msg(rc == 0, "%s: %d %s", dir, rc, err.msg);
+	return t;
+}
+
 static struct tokenizer *load_ok(const char *name, struct gguf **g)
 {
 	char dir[4096];
-	struct smk_err err = { 0 };
-	struct tokenizer *t;
 	dir_of(dir, sizeof(dir), name);
-	int rc = load_dir(dir, &t, g, &err);
-	ck_assert_msg(rc == 0, "%s: %d %s", name, rc, err.msg);
-	return t;
+	return load_path(dir, g);
 }
 
 static int32_t *encode(const struct tokenizer *t, const char *s, size_t len, bool add, size_t *n)
@@ -106,13 +111,12 @@ static void show(const char *what, const char *text, const int32_t *got, size_t 
 	fprintf(stderr, "\n");
 }
 
-/* Every string of <name>/expect.json, with and without special tokens. */
-static void check_fixture(const char *name)
+/* Every string of dir/expect.json, with and without special tokens. */
+static void check_dir(const char *dir, const char *name)
 {
-	char dir[4096], path[4200];
+	char path[4200];
 	json_error_t je;
-	struct tokenizer *t = load_ok(name, NULL);
-	dir_of(dir, sizeof(dir), name);
+	struct tokenizer *t = load_path(dir, NULL);
 	snprintf(path, sizeof(path), "%s/expect.json", dir);
 	json_t *root = json_load_file(path, JSON_ALLOW_NUL, &je);
 	ck_assert_msg(root, "%s: %s", path, je.text);
@@ -167,6 +171,13 @@ static void check_fixture(const char *name)
 	tokenizer_free(t);
 }
 
+static void check_fixture(const char *name)
+{
+	char dir[4096];
+	dir_of(dir, sizeof(dir), name);
+	check_dir(dir, name);
+}
+
 START_TEST(test_gpt2) { check_fixture("gpt2"); }
 END_TEST
 START_TEST(test_gpt2_prefix) { check_fixture("gpt2-prefix"); }
@@ -182,8 +193,30 @@ END_TEST
 START_TEST(test_metaspace_first) { check_fixture("metaspace-first"); }
 END_TEST
 
+/* Real vocabularies (Llama 3, Qwen2, GPT-2, Llama 2, Gemma 3) rebuilt as
+ * tokenizer.json by scripts/make-hf-tokenizer-fixtures.py --big: tens of MB,
+ * so not committed; checked when present. */
+static const char *const big_names[] = {
+	"llama3-real", "qwen2-real", "gpt2-real", "llama2-real", "gemma3-real" };
+
+START_TEST(test_big)
+{
+	char base[4096], dir[4200];
+	const char *e = getenv("SMOKE_HF_TOKENIZERS_BIG"), *home = getenv("HOME");
+	snprintf(base, sizeof(base), "%s%s", e && *e ? e : home ? home : ".",
+		 e && *e ? "" : "/.cache/smoke/hf-tokenizers-big");
+	snprintf(dir, sizeof(dir), "%s/%s/expect.json", base, big_names[_i]);
+	if (access(dir, R_OK) != 0) {
+		printf("SKIP %s: no %s (scripts/make-hf-tokenizer-fixtures.py --big)\n", big_names[_i], dir);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/%s", base, big_names[_i]);
+	check_dir(dir, big_names[_i]);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------- */
-/* what the translation says besides ids                                     */
+/* what the translation says besides ids                                   */
 
 static int32_t id_of(const struct tokenizer *t, const char *s)
 {
@@ -439,6 +472,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_spm_legacy);
 	tcase_add_test(tc, test_metaspace);
 	tcase_add_test(tc, test_metaspace_first);
+	tcase_add_loop_test(tc, test_big, 0, (int)(sizeof(big_names) / sizeof(big_names[0])));
 	tcase_add_test(tc, test_llama3_specials);
 	tcase_add_test(tc, test_qwen2_specials);
 	tcase_add_test(tc, test_spm_specials);
