@@ -131,6 +131,9 @@ HARD = [
     "<s></s><unk>", "<s>text</s>", " <s> x </s> ", "<<s>>", "<s", "<|im_start|",
     "<tool_call>{\"a\": 1}</tool_call>", "x<tool_call>y",
     "<|endoftext|><|endoftext|>", "<|im_end|><|im_start|>",
+    "<|sep|><|cont", "x<|sep|><|cont|>", "sep|><|cont<|sep|>", "a <mask> b", "x  \t<mask>y",
+    "<mask>", "  <mask>", " <mask><mask>  ", "<|rs|>   z", "<|rs|>\u3000\u00a0z", "a\u2003<mask>",
+    "<|rs|><|rs|> <mask> <|rs|>", "<|sep|> <mask>",
     # long repeats and ties
     "a" * 200, "ab" * 80, " a" * 60, "Hello" * 30, "\u6771" * 40, "\U0001f642" * 20,
     "=" * 50, "." * 40,
@@ -230,6 +233,14 @@ def make_llama3(out):
         j["added_tokens"] = [{"id": n + i, "content": s, "single_word": False, "lstrip": False,
                               "rstrip": False, "normalized": False, "special": True}
                              for i, s in enumerate(names)]
+        # Overlapping added tokens (`tokenizers` takes the leftmost match, not
+        # the longest text first) and tokens that eat whitespace around them.
+        more = [("<|sep|>", True, False, False), ("sep|><|cont", False, False, False),
+                ("<mask>", True, True, False), ("<|rs|>", True, False, True)]
+        for k, (c, special, ls, rs) in enumerate(more):
+            j["added_tokens"].append({"id": n + len(names) + k, "content": c, "single_word": False,
+                                      "lstrip": ls, "rstrip": rs, "normalized": False,
+                                      "special": special})
         bos = n
         j["post_processor"] = {"type": "Sequence", "processors": [
             {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},

@@ -240,6 +240,84 @@ static int presplit(const struct tokenizer *t, const char *text, uint32_t len, b
 	return 0;
 }
 
+/* Hugging Face `tokenizers` (AddedVocabulary::find_matches): one scan, at each
+ * position the longest added token that starts there (leftmost-longest, as
+ * its Aho-Corasick automaton matches), taken whole; lstrip swallows the
+ * whitespace before it (not into the previous match), rstrip the whitespace
+ * after it.  Whitespace is Unicode White_Space, as Rust's char::is_whitespace.
+ * The scan resumes after what rstrip swallowed. */
+static size_t ws_before(const char *text, uint32_t from, uint32_t p)
+{
+	uint32_t q = p;
+	while (q > from) {
+		uint32_t c = q - 1;
+		while (c > from && ((unsigned char)text[c] & 0xc0) == 0x80 && q - c < 4)
+			c--;
+		size_t pos = c;
+		uint32_t cp = unicode_decode_lenient(text, q, &pos);
+		if (pos != q || !(unicode_flags(cp) & UNICODE_WHITESPACE))
+			break;
+		q = c;
+	}
+	return p - q;
+}
+
+static size_t ws_after(const char *text, uint32_t len, uint32_t p)
+{
+	size_t q = p;
+	while (q < len) {
+		size_t pos = q;
+		uint32_t cp = unicode_decode_lenient(text, len, &pos);
+		if (!(unicode_flags(cp) & UNICODE_WHITESPACE) || cp == UNICODE_REPLACEMENT)
+			break;
+		q = pos;
+	}
+	return q - p;
+}
+
+static int presplit_hf(const struct tokenizer *t, const char *text, uint32_t len, bool parse_special,
+		       struct tok_scratch *s, struct frag **frags, size_t *n_frags)
+{
+	const unsigned char *u = (const unsigned char *)text;
+	size_t nf = 0;
+	uint32_t done = 0;      /* end of the last match, strip included */
+	struct frag *f = tok_scratch_get(s, SCR_FRAG, sizeof(*f) * 4);
+	if (!f)
+		return -ENOMEM;
+	for (uint32_t p = 0; p < len && t->n_special;) {
+		const struct tok_trie_node *n = &t->trie[0];
+		int32_t best = -1;
+		uint32_t end = 0;
+		for (uint32_t q = p; q < len && (n = trie_child(t, n, u[q])); q++) {
+			if (n->special >= 0 && special_enabled(t, t->special[n->special], parse_special)) {
+				best = t->special[n->special];
+				end = q + 1;
+			}
+		}
+		if (best < 0) {
+			p++;
+			continue;
+		}
+		uint32_t start = p, stop = end;
+		if (t->tok[best].attr & TA_LSTRIP)
+			start -= (uint32_t)ws_before(text, done, start);
+		if (t->tok[best].attr & TA_RSTRIP)
+			stop += (uint32_t)ws_after(text, len, stop);
+		/* Room for a raw fragment and the match (and a final raw one). */
+		if (!(f = tok_scratch_get(s, SCR_FRAG, sizeof(*f) * (nf + 3))))
+			return -ENOMEM;
+		if (start > done)
+			f[nf++] = (struct frag){ done, start - done, -1 };
+		f[nf++] = (struct frag){ 0, 0, best };
+		done = p = stop;
+	}
+	if (len > done)
+		f[nf++] = (struct frag){ done, len - done, -1 };
+	*frags = f;
+	*n_frags = nf;
+	return 0;
+}
+
 /* ------------------------------------------------------------------------- */
 /* SPM                                                                       */
 
@@ -398,7 +476,9 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
 	if (len > 0) {
 		struct frag *f;
 		size_t nf;
-		if ((rc = presplit(t, text, (uint32_t)len, parse_special, &s, &f, &nf)))
+		rc = t->hf ? presplit_hf(t, text, (uint32_t)len, parse_special, &s, &f, &nf) :
+			     presplit(t, text, (uint32_t)len, parse_special, &s, &f, &nf);
+		if (rc)
 			goto out;
 		bool prev_special = true;       /* SPM: a space prefix at the start */
 		for (size_t i = 0; i < nf; i++) {
