@@ -36,6 +36,8 @@ char *api_error_body(const struct api_error *e);
 struct hreq {
 	struct server *srv;
 	struct MHD_Connection *conn;   /* NULL once libmicrohttpd is done with it */
+	int fd;                        /* conn's socket, valid while conn is set; -1 unknown */
+	struct conn_slot *slot;        /* conn's entry in the server's list; NULL if none */
 	pthread_mutex_t lock;
 	int refs;
 	double t_arrival;
@@ -51,6 +53,7 @@ struct hreq {
 	bool is_gen, chat, stream, include_usage, chat_logprobs;
 	int n_logprobs;                /* -1 none */
 	bool in_worker, done, suspended;
+	bool client_gone;              /* a non-streamed request's client closed its socket */
 	struct worker_job job;
 	int32_t *prompt;
 	int n_prompt;

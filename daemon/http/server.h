@@ -13,7 +13,19 @@
  * Limits enforced here: connection idle timeout, total and per-IP
  * connection counts, a memory pool per connection, the body size (checked
  * against Content-Length before reading and while reading), the queue
- * (worker_submit's -EAGAIN -> 503 + Retry-After).
+ * (worker_submit's -EAGAIN -> 503 + Retry-After).  libmicrohttpd's timeout
+ * only closes idle connections, so a client trickling its request a byte at
+ * a time is bounded here: its headers must be complete within
+ * limits.connection_timeout of the accept (or of the previous response on a
+ * kept-alive connection; a sweep on the main thread shuts such sockets
+ * down), and its body within as long again of the headers.
+ *
+ * A client that leaves: a stream finds out when a write fails.  A
+ * non-streamed request's connection is suspended until the answer is ready,
+ * and libmicrohttpd does not watch a suspended socket, so the worker's text
+ * callback looks at the socket once per generated token (and the sweep
+ * looks while the job waits in the queue or fills its prompt); a closed one
+ * cancels the job at the next step.
  *
  * Lifecycle (server_run): listen first, answer /health with 503 "loading"
  * while the model loads on another thread, then 200 and READY=1 to systemd.
@@ -35,6 +47,8 @@
 #include "http/chat.h"
 
 enum server_state { SERVER_LOADING, SERVER_READY, SERVER_STOPPING, SERVER_FAILED };
+
+struct conn_slot;
 
 /* HTTP statuses counted by /metrics. */
 enum { HTTP_CODES = 10 };
@@ -58,6 +72,9 @@ struct server {
 	atomic_ullong rejected_busy, rejected_loading;
 	atomic_ullong conns_open, conns_total;
 	atomic_int inflight;                       /* generation requests not yet completed */
+	/* Open connections (server.c's struct conn_slot), for the sweep. */
+	pthread_mutex_t conns_lock;
+	struct conn_slot *conns;
 };
 
 /* Run the daemon until SIGTERM/SIGINT.  Returns the process exit status. */

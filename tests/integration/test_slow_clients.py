@@ -8,11 +8,22 @@ The daemon runs with --connection-timeout 2 and --max-connections-per-ip 4:
     headers (libmicrohttpd's own timeout only closes idle connections).
     A client that sends headers and then nothing is closed by the idle
     timeout.
- 2. Stalled reader: a client with a tiny receive buffer starts a long
+    Slow headers: a client that trickles its request headers one byte every
+    half second (never idle) is dropped once connection_timeout has passed
+    since the accept.
+ 2. Abandoned non-streamed requests: two long ones fill both sequence
+    slots, a third waits in the queue.  The queued one's client closes its
+    socket: it is cancelled without ever being admitted.  Then the two
+    running ones' clients close theirs: both are cancelled at the next
+    step (/stats: cancelled, not completed, far fewer tokens than asked,
+    sequences and KV freed), well before max_tokens or
+    limits.request_timeout.  Without the check they would generate to the
+    end: libmicrohttpd does not watch a suspended connection's socket.
+ 3. Stalled reader: a client with a tiny receive buffer starts a long
     stream and never reads.  A concurrent normal request still completes,
     and once the stalled client closes, its sequence is cancelled or
     finished and freed (/stats: no active sequence, no KV bytes).
- 3. Slowloris: idle connections up to the per-IP limit
+ 4. Slowloris: idle connections up to the per-IP limit
     (docs/configuration.md: limits.max_connections_per_ip, "open connections
     per client address") do not stop another address (127.0.0.2) from being
     served; one more from the same address is refused cleanly (closed
@@ -37,6 +48,7 @@ import daemon_fixture as fx  # noqa: E402
 
 CONN_TIMEOUT = 2
 PER_IP = 4
+LONG_TOKENS = 1000  # greedy counting goes on for all of them (finish "length")
 check = fx.Checks()
 failures = check.failures
 
@@ -68,8 +80,8 @@ def still_serving(port, after, source=None):
     check(ok, "still serving after: %s (got %s)" % (after, s))
 
 
-def stats(port):
-    return request(port, "GET", "/stats", timeout=60)[1]
+def stats(port, source=None):
+    return request(port, "GET", "/stats", timeout=60, source=source)[1]
 
 
 def closed_by_peer(sock, deadline):
@@ -134,6 +146,99 @@ def slow_body(port):
     check(got is not None, "silent body: closed after %.1f s (connection_timeout %d s)"
           % (time.time() - t0, CONN_TIMEOUT))
     still_serving(port, "silent body")
+
+
+def slow_headers(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    t0 = time.time()
+    sent, dropped = 0, False
+    # A byte every 0.5 s is never idle for the 2 s idle timeout, so only a
+    # bound from the accept drops it; it would otherwise go on for 15x.
+    while time.time() - t0 < CONN_TIMEOUT * 15:
+        try:
+            s.sendall(b"a")
+        except OSError:
+            dropped = True
+            break
+        sent += 1
+        s.settimeout(0.5)
+        try:
+            if s.recv(4096) == b"":
+                dropped = True
+                break
+        except socket.timeout:
+            pass
+        except OSError:
+            dropped = True
+            break
+    elapsed = time.time() - t0
+    s.close()
+    check(dropped and elapsed < CONN_TIMEOUT * 10,
+          "slow headers (1 byte/0.5 s): dropped %.1f s after the accept, %d header bytes trickled "
+          "(connection_timeout %d s)" % (elapsed, sent, CONN_TIMEOUT))
+    still_serving(port, "slow headers")
+
+
+def open_generation(port, max_tokens):
+    """A socket that has sent a non-streamed completion and reads nothing."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    body = json.dumps({"prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": max_tokens,
+                       "temperature": 0}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    return s
+
+
+def wait_stats(port, cond, timeout):
+    """Poll /stats (from 127.0.0.2, clear of the per-IP limit) until
+    cond(stats); the last stats either way."""
+    deadline = time.time() + timeout
+    while True:
+        st = stats(port, source="127.0.0.2")
+        if cond(st) or time.time() > deadline:
+            return st
+        time.sleep(0.05)
+
+
+def abandoned_requests(port):
+    before = stats(port, source="127.0.0.2")
+    req0 = before["requests"]
+    running = [open_generation(port, LONG_TOKENS) for _ in range(2)]
+    st = wait_stats(port, lambda st: st["requests"]["admitted"] >= req0["admitted"] + 2, 120)
+    queued = open_generation(port, LONG_TOKENS)
+    st = wait_stats(port, lambda st: st["queue"]["depth"] >= 1, 60)
+    check(st["sequences"]["active"] == 2 and st["queue"]["depth"] == 1,
+          "abandoned: two long requests running, a third queued (active %d, queued %d)"
+          % (st["sequences"]["active"], st["queue"]["depth"]))
+    time.sleep(0.5)
+    queued.close()
+    t0 = time.time()
+    st = wait_stats(port, lambda st: st["queue"]["depth"] == 0, 60)
+    req = st["requests"]
+    check(st["queue"]["depth"] == 0 and req["cancelled"] == req0["cancelled"] + 1 and
+          req["admitted"] == req0["admitted"] + 2 and st["sequences"]["active"] == 2,
+          "abandoned in the queue: cancelled without being admitted, %.2f s after the close "
+          "(cancelled +%d, admitted +%d, active %d)" % (time.time() - t0, req["cancelled"] - req0["cancelled"],
+                                                        req["admitted"] - req0["admitted"], st["sequences"]["active"]))
+    # Let them generate (/stats counts a request's tokens only when it
+    # ends): a 24-token prompt is filled in well under this.
+    time.sleep(1.0)
+    for s in running:
+        s.close()
+    t0 = time.time()
+    st = wait_stats(port, lambda st: st["sequences"]["active"] == 0 and st["sequences"]["kv_bytes"] == 0, 120)
+    elapsed = time.time() - t0
+    req = st["requests"]
+    gen = st["tokens"]["generated"] - before["tokens"]["generated"]
+    check(st["sequences"]["active"] == 0 and st["sequences"]["kv_bytes"] == 0 and
+          req["cancelled"] == req0["cancelled"] + 3 and req["completed"] == req0["completed"] and
+          gen < LONG_TOKENS,
+          "abandoned while generating: both cancelled and freed %.2f s after the close, %d tokens generated "
+          "of 2 x %d asked (cancelled +%d, completed +%d, active %d, kv_bytes %d)"
+          % (elapsed, gen, LONG_TOKENS, req["cancelled"] - req0["cancelled"], req["completed"] - req0["completed"],
+             st["sequences"]["active"], st["sequences"]["kv_bytes"]))
+    still_serving(port, "abandoned requests")
 
 
 def stalled_reader(port):
@@ -270,11 +375,13 @@ def main():
         return fx.SKIP
     d = fx.Daemon(smoked, extra=["--connection-timeout", str(CONN_TIMEOUT),
                                  "--max-connections-per-ip", str(PER_IP), "--concurrency", "2",
-                                 "--max-tokens", "256", "--default-max-tokens", "16",
+                                 "--max-tokens", str(LONG_TOKENS), "--default-max-tokens", "16",
                                  "--log-level", "debug"])
     try:
         with d:
             slow_body(d.port)
+            slow_headers(d.port)
+            abandoned_requests(d.port)
             stalled_reader(d.port)
             slowloris(d.port)
         check(d.rc == 0, "daemon exit status 0 after SIGTERM (got %s)" % d.rc)
