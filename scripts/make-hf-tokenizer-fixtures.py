@@ -20,6 +20,8 @@ hard strings:
   spm-legacy      Llama 2 style: Prepend("\u2581") + Replace(" ", "\u2581")
                   normaliser, no pre-tokenizer, byte_fallback with <0x00>..<0xFF>
                   at ids 3..258, unk, TemplateProcessing "<s> $A"
+  spm-unk         the same without byte_fallback: <unk>, fused (spm-unk-nofuse:
+                  not fused)
   metaspace       Metaspace(prepend_scheme="always", split=true), byte_fallback
   metaspace-first the same model with Metaspace(prepend_scheme="first",
                   split=false) (what transformers writes for legacy=false)
@@ -311,6 +313,15 @@ def make_spm_legacy(out):
            "add_eos_token": False, "legacy": True, "tokenizer_class": "LlamaTokenizer"}
     save(out, "spm-legacy", tok, cfg, edit=spm_vocab_edit)
 
+    # The same vocabulary without byte fallback: unknown characters become
+    # <unk>, consecutive ones fused into one (or not).
+    for name, fuse in (("spm-unk", True), ("spm-unk-nofuse", False)):
+        def edit(j, fuse=fuse):
+            spm_vocab_edit(j)
+            j["model"]["byte_fallback"] = False
+            j["model"]["fuse_unk"] = fuse
+        save(out, name, tok, cfg, edit=edit)
+
 
 def make_metaspace(out):
     specials = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)]
@@ -472,6 +483,65 @@ def bad_cases():
          ["generation_config.json", "eos_token_id"],
          {"generation_config.json": {"eos_token_id": "6"}})
     case("no-file", None, "ENOENT", ["tokenizer.json"])
+    case("added-not-array", m(lambda j: j.update(added_tokens={})), "EINVAL", ["added_tokens"])
+    case("single-word", m(lambda j: j["added_tokens"][0].update(single_word=True)), "ENOTSUP",
+         ["added_tokens[0]", "single_word"])
+    case("merge-two-spaces", m(lambda j: j["model"].update(merges=["a  b"])), "EINVAL",
+         ["model.merges[0]"])
+    case("ids-sparse", m(lambda j: j["model"]["vocab"].update(abc=100000)), "EINVAL",
+         ["100000", "unused ids"])
+    case("pad-collision", m(lambda j: j["model"]["vocab"].update({"[PAD7]": 8})), "EINVAL",
+         ["id 7", "[PAD7]"])
+    case("unk-not-token", m(lambda j: j["model"].update(unk_token="<zz>")), "EINVAL",
+         ["model.unk_token", "<zz>"])
+    case("no-bytelevel", m(lambda j: j.update(pre_tokenizer=None)), "ENOTSUP",
+         ["neither a ByteLevel"])
+    case("bytelevel-after-spm", m(lambda j: j.update(normalizer={
+        "type": "Replace", "pattern": {"String": " "}, "content": "\u2581"})), "ENOTSUP",
+        ["ByteLevel", "SentencePiece-style"])
+    case("nfc-after-replace", m(lambda j: j.update(pre_tokenizer=None, normalizer={
+        "type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+            {"type": "NFC"}]})), "ENOTSUP", ["normalizer.normalizers[1]", "NFC"])
+    case("metaspace-replacement", m(lambda j: j.update(pre_tokenizer={
+        "type": "Metaspace", "replacement": "_", "prepend_scheme": "always", "split": True})),
+        "ENOTSUP", ["pre_tokenizer.replacement"])
+    case("metaspace-scheme", m(lambda j: j.update(pre_tokenizer={
+        "type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "sometimes"})),
+        "EINVAL", ["prepend_scheme", "sometimes"])
+    def normalized_spm(j):
+        j.update(pre_tokenizer=None, normalizer={"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "\u2581"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]})
+        j["added_tokens"][0].update(special=False, normalized=True)
+    case("added-normalized-spm", m(normalized_spm), "ENOTSUP", ["added_tokens[0]", "normalized"])
+    case("template-two-sequences", m(lambda j: j.update(post_processor={
+        "type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [], "special_tokens": {}})), "ENOTSUP", ["two sequences"])
+    case("template-id-range", m(lambda j: j.update(post_processor={
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<|end|>", "type_id": 0}},
+                   {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [], "special_tokens": {"<|end|>": {"id": "<|end|>", "ids": [99],
+                                                   "tokens": ["<|end|>"]}}})),
+        "EINVAL", ["post_processor", "99"])
+    case("roberta-bad", m(lambda j: j.update(post_processor={
+        "type": "RobertaProcessing", "sep": ["<|end|>", "6"], "cls": ["<|end|>", 6]})), "EINVAL",
+        ["post_processor.sep"])
+    case("chat-template-list-bad", m(lambda j: None), "EINVAL", ["chat_template[0]"],
+         {"tokenizer_config.json": {"chat_template": [{"name": 1, "template": "x"}]}})
+    case("generation-not-json", m(lambda j: None), "EINVAL", ["generation_config.json", "line"],
+         {"generation_config.json": "[1,"})
+    # Valid variants whose translation the C test inspects (errno OK).
+    case("ok-jinja", m(lambda j: None), "OK", [], {"chat_template.jinja": "JINJA {{ x }}\n"})
+    case("ok-roberta", m(lambda j: j.update(post_processor={
+        "type": "RobertaProcessing", "sep": ["<|end|>", 6], "cls": ["abc", 4],
+        "trim_offsets": True, "add_prefix_space": False})), "OK", [])
+    case("ok-gap", m(lambda j: j["added_tokens"][0].update(id=9)), "OK", [])
+    case("ok-config-bos", m(lambda j: None), "OK", [],
+         {"tokenizer_config.json": {"bos_token": "<|end|>", "add_bos_token": True,
+                                    "eos_token": {"content": "<|end|>"}}})
     return C
 
 

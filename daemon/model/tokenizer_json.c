@@ -74,9 +74,10 @@ struct tj {
 	int32_t *type;
 	uint32_t n_model;       /* entries in model.vocab */
 
-	/* added tokens: id per added_tokens[] entry */
+	/* added tokens: id per added_tokens[] entry, and content -> id */
 	size_t n_added;
 	uint32_t *added_id;
+	json_t *added_map;
 	uint32_t *lstrip, *rstrip;
 	size_t n_lstrip, n_rstrip;
 
@@ -299,7 +300,8 @@ static int read_vocab(struct tj *j)
 	j->added_id = calloc(j->n_added + 1, sizeof(*j->added_id));
 	j->lstrip = calloc(j->n_added + 1, sizeof(*j->lstrip));
 	j->rstrip = calloc(j->n_added + 1, sizeof(*j->rstrip));
-	if (!j->text || !j->type || !j->added_id || !j->lstrip || !j->rstrip)
+	j->added_map = json_object();
+	if (!j->text || !j->type || !j->added_id || !j->lstrip || !j->rstrip || !j->added_map)
 		return fail(j, -ENOMEM, "out of memory for %u tokens", j->n);
 
 	json_object_foreach(j->vocab, key, v) {
@@ -343,10 +345,12 @@ static int read_vocab(struct tj *j)
 		if (other && (uint32_t)json_integer_value(other) != id)
 			return fail(j, -EINVAL, "%s: '%s' has id %u but model.vocab gives it %lld", what,
 				    quote(content, q, sizeof(q)), id, (long long)json_integer_value(other));
-		for (size_t k = 0; k < i; k++)
-			if (j->added_id[k] != id && strcmp(j->text[j->added_id[k]], content) == 0)
-				return fail(j, -EINVAL, "%s: '%s' is also added_tokens[%zu]", what,
-					    quote(content, q, sizeof(q)), k);
+		json_t *prev = json_object_get(j->added_map, content);
+		if (prev && (uint32_t)json_integer_value(prev) != id)
+			return fail(j, -EINVAL, "%s: '%s' is also added with id %lld", what,
+				    quote(content, q, sizeof(q)), (long long)json_integer_value(prev));
+		if (json_object_set_new(j->added_map, content, json_integer(id)))
+			return fail(j, -ENOMEM, "out of memory");
 		/* A normalising pipeline matches normalized added tokens in the
 		 * normalised text; with the SentencePiece-style normaliser that
 		 * moves the leading U+2581 around them, which we do not model. */
@@ -675,10 +679,10 @@ static int write_merges(struct tj *j, struct gguf_builder *b, json_t *merges)
  * settings name), else model.vocab; -1 if none. */
 static int32_t find_text(struct tj *j, const char *text)
 {
-	for (size_t i = 0; i < j->n_added; i++)
-		if (strcmp(j->text[j->added_id[i]], text) == 0)
-			return (int32_t)j->added_id[i];
-	json_t *v = json_object_get(j->vocab, text);
+	json_t *v = json_object_get(j->added_map, text);
+	if (v)
+		return (int32_t)json_integer_value(v);
+	v = json_object_get(j->vocab, text);
 	return v ? (int32_t)json_integer_value(v) : -1;
 }
 
@@ -1064,6 +1068,7 @@ out:
 	json_decref(j.root);
 	json_decref(j.cfg);
 	json_decref(j.gen);
+	json_decref(j.added_map);
 	free(j.text);
 	free(j.type);
 	free(j.added_id);

@@ -188,6 +188,10 @@ START_TEST(test_qwen2) { check_fixture("qwen2"); }
 END_TEST
 START_TEST(test_spm_legacy) { check_fixture("spm-legacy"); }
 END_TEST
+START_TEST(test_spm_unk) { check_fixture("spm-unk"); }
+END_TEST
+START_TEST(test_spm_unk_nofuse) { check_fixture("spm-unk-nofuse"); }
+END_TEST
 START_TEST(test_metaspace) { check_fixture("metaspace"); }
 END_TEST
 START_TEST(test_metaspace_first) { check_fixture("metaspace-first"); }
@@ -308,8 +312,52 @@ START_TEST(test_spm_specials)
 }
 END_TEST
 
+/* Small valid variants of bad/valid (errno OK in bad.json) and what their
+ * translation must say. */
+START_TEST(test_ok_variants)
+{
+	struct gguf *g;
+	struct tokenizer *t = load_ok("bad/ok-jinja", &g);
+	want_str(g, "tokenizer.chat_template", "JINJA {{ x }}\n");
+	gguf_close(g);
+	tokenizer_free(t);
+
+	/* RobertaProcessing: cls $A sep. */
+	t = load_ok("bad/ok-roberta", NULL);
+	ck_assert(tokenizer_add_bos(t) && tokenizer_add_eos(t));
+	ck_assert_int_eq(tokenizer_bos(t), id_of(t, "abc"));
+	ck_assert_int_eq(tokenizer_eos(t), id_of(t, "<|end|>"));
+	size_t n;
+	int32_t *ids = encode(t, "ab", 2, true, &n);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(ids[0], 4);
+	ck_assert_int_eq(ids[1], 3);
+	ck_assert_int_eq(ids[2], 6);
+	free(ids);
+	tokenizer_free(t);
+
+	/* Unused ids 6..8 become [PAD<id>] placeholders that nothing encodes to. */
+	t = load_ok("bad/ok-gap", NULL);
+	ck_assert_int_eq(tokenizer_n_vocab(t), 10);
+	ck_assert_int_eq(id_of(t, "[PAD7]"), 7);
+	ck_assert_int_eq(id_of(t, "<|end|>"), 9);
+	ids = encode(t, "[PAD7]", 6, false, &n);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_ne(ids[i], 7);
+	free(ids);
+	tokenizer_free(t);
+
+	/* No post-processor: tokenizer_config.json's add_bos_token decides. */
+	t = load_ok("bad/ok-config-bos", NULL);
+	ck_assert(tokenizer_add_bos(t) && !tokenizer_add_eos(t));
+	ck_assert_int_eq(tokenizer_bos(t), id_of(t, "<|end|>"));
+	ck_assert_int_eq(tokenizer_eos(t), id_of(t, "<|end|>"));
+	tokenizer_free(t);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------- */
-/* broken input                                                              */
+/* broken input                                                          */
 
 static int errno_of(const char *name)
 {
@@ -470,6 +518,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_llama3);
 	tcase_add_test(tc, test_qwen2);
 	tcase_add_test(tc, test_spm_legacy);
+	tcase_add_test(tc, test_spm_unk);
+	tcase_add_test(tc, test_spm_unk_nofuse);
 	tcase_add_test(tc, test_metaspace);
 	tcase_add_test(tc, test_metaspace_first);
 	tcase_add_loop_test(tc, test_big, 0, (int)(sizeof(big_names) / sizeof(big_names[0])));
@@ -477,6 +527,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_qwen2_specials);
 	tcase_add_test(tc, test_spm_specials);
 	tcase_add_test(tc, test_bad);
+	tcase_add_test(tc, test_ok_variants);
 	tcase_add_test(tc, test_mutations);
 	tcase_add_test(tc, test_nfc_linear);
 	tcase_add_test(tc, test_missing_dir);
