@@ -16,7 +16,18 @@
  *   tokenizer.ggml.model = "gemma4" SPM-style BPE (Gemma 4; also "gpt2" with pre
  *                                   gemma4): spaces as U+2581, split at newline
  *                                   runs, rank-ordered merges over UTF-8
- *                                   characters, <0xXX> byte fallback.
+ *                                   characters, <0xXX> byte fallback.  With
+ *                                   pre "smoke-none" / "smoke-metaspace" (from
+ *                                   a Hugging Face tokenizer.json, see
+ *                                   tokenizer_json.h): no split / a word at
+ *                                   every U+2581.
+ *
+ * A tokenizer translated from a Hugging Face tokenizer.json carries
+ * smoke.tokenizer.hf and follows the `tokenizers` library where it differs
+ * from llama.cpp: added tokens are cut out leftmost-longest, token types are
+ * not fixed up by text, special ids have no defaults, unknown characters go
+ * to <0xXX> tokens only with byte_fallback, else to <unk>; plus NFC and the
+ * space-prefix schemes of its normalisers (tokenizer.c lists the keys).
  *
  * Other families (bert, t5, rwkv, plamo2, ...) and the BPE pre-tokenizers
  * that llama.cpp runs through std::regex with hand-made character classes

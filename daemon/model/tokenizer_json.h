@@ -17,11 +17,13 @@
  *                 regex is GPT-2's, Llama 3's or Qwen2's exact string
  *                 -> tokenizer.ggml.model "gpt2", pre "gpt-2" | "llama-bpe" | "qwen2"
  *   SPM-style     normaliser Replace(" " -> U+2581) (+ Prepend(U+2581)) and no
- *                 pre-tokenizer (Llama 2), or pre_tokenizer Metaspace (any
- *                 prepend_scheme, split or not)
+ *                 pre-tokenizer (Llama 2) or Split(" ") (Gemma, a no-op then),
+ *                 or pre_tokenizer Metaspace (any prepend_scheme, split or not)
  *                 -> model "gemma4", pre "smoke-none" | "smoke-metaspace"
  *   normaliser    NFC (Qwen2), alone or before the SPM-style ones
  *   added_tokens  special -> CONTROL, other -> USER_DEFINED; lstrip/rstrip
+ *                 (single_word, and "normalized" ones behind the SPM-style
+ *                 normaliser, are refused)
  *   post_processor TemplateProcessing with at most one special token before
  *                 and after $A, RobertaProcessing/BertProcessing, ByteLevel,
  *                 Sequence of those -> add_bos_token/add_eos_token + their ids
