@@ -35,7 +35,8 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "hf-models")
-VOCAB = 320
+TOK_VOCAB = 320  # tokenizer training target (the SentencePiece-style one ends a few above)
+VOCAB = 336      # model rows: at least every tokenizer's size, as in real checkpoints
 LAST = 4  # logits rows recorded per sequence (argmax is recorded for all)
 GEN = 8   # greedy tokens generated from the first sequence
 
@@ -63,14 +64,14 @@ def train_tokenizer(spm_style):
                                          decoders.Fuse(), decoders.Strip(" ", 1, 0)])
         specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
         alphabet = [f"<0x{b:02X}>" for b in range(256)]
-        trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=specials + alphabet,
+        trainer = trainers.BpeTrainer(vocab_size=TOK_VOCAB, special_tokens=specials + alphabet,
                                       initial_alphabet=[], show_progress=False)
     else:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-        trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=specials,
+        trainer = trainers.BpeTrainer(vocab_size=TOK_VOCAB, special_tokens=specials,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                       show_progress=False)
     tok.train_from_iterator(TEXT * 4, trainer)
@@ -146,6 +147,8 @@ def main():
         shutil.rmtree(OUT)
     os.makedirs(OUT)
     toks = {False: train_tokenizer(False), True: train_tokenizer(True)}
+    for t in toks.values():
+        assert t.get_vocab_size() <= VOCAB, t.get_vocab_size()
     summary = []
     for name, cfg, spm, shard in configs():
         cfg.architectures = [MODEL_CLASS[name].__name__]

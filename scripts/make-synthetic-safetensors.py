@@ -16,7 +16,9 @@ random signs), drawn as bit patterns into a 32 MB pool written at random
 rotations, so that gigabytes take seconds; the
 text such a model writes is noise, which is all a bandwidth benchmark needs.
 tokenizer.json is the small byte-level BPE of the test fixtures (its 320
-tokens fit any vocabulary), so smoked can serve the directory.
+tokens fit any vocabulary), so smoked can serve the directory; the small
+preset's vocabulary is exactly those 320 tokens, so every generated id has
+text (a test compares texts).
 """
 import argparse
 import json
@@ -29,7 +31,7 @@ import numpy as np
 
 PRESETS = {
     "llama8b": dict(hidden=4096, ffn=14336, heads=32, kv_heads=8, head_dim=128, vocab=128256, layers=8),
-    "small": dict(hidden=256, ffn=768, heads=4, kv_heads=2, head_dim=64, vocab=4096, layers=4),
+    "small": dict(hidden=256, ffn=768, heads=4, kv_heads=2, head_dim=64, vocab=320, layers=8),
 }
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")

@@ -19,15 +19,7 @@
 #include "model/gguf_build.h"
 #include "model/qtype.h"
 #include "model/safetensors.h"
-#if __has_include("model/tokenizer_json.h")
 #include "model/tokenizer_json.h"
-#else
-static int tokenizer_json_to_gguf(struct gguf_builder *b, const char *dir, struct smk_err *err)
-{
-	(void)b, (void)dir, (void)err;
-	return 0;
-}
-#endif
 #include "util/fp16.h"
 
 struct hf_arch {
