@@ -431,16 +431,27 @@ static void *worker_main(void *arg)
 			pthread_mutex_unlock(&w->lock);
 			break;
 		}
-		while (w->q_head) {
-			struct worker_job *j = w->q_head;
+		/* Admission is FIFO: once a job cannot start, none behind it
+		 * may.  Cancelled or late jobs are dropped wherever they wait,
+		 * so an abandoned request behind a blocked head frees its
+		 * queue place at once (the queue is bounded: the walk is
+		 * short). */
+		bool blocked = false;
+		struct worker_job **pp = &w->q_head, *prev = NULL;
+		while (*pp) {
+			struct worker_job *j = *pp;
 			bool drop = w->cancel_all || atomic_load(&j->cancel) ||
 				    (j->deadline > 0 && engine_now() > j->deadline);
-			if (!drop && (w->n_active >= w->o.max_active ||
-				      w->kv_used + j->kv_bytes > w->o.kv_budget))
-				break;
-			w->q_head = j->next;
-			if (!w->q_head)
-				w->q_tail = NULL;
+			if (!drop && (blocked || w->n_active >= w->o.max_active ||
+				      w->kv_used + j->kv_bytes > w->o.kv_budget)) {
+				blocked = true;
+				prev = j;
+				pp = &j->next;
+				continue;
+			}
+			*pp = j->next;
+			if (w->q_tail == j)
+				w->q_tail = prev;
 			w->q_len--;
 			if (drop) {
 				j->next = dropped;
