@@ -74,6 +74,11 @@ void wstore_stats_print(const struct wstore_stats *st, FILE *f)
 	fprintf(f, "  acquires %llu, stalls %llu, stalled %.3f s of %.3f s wall (%.1f%%), compute %.3f s\n",
 		(unsigned long long)st->acquires, (unsigned long long)st->stalls, st->stall_s, st->wall_s,
 		100.0 * (st->wall_s > 0 ? st->stall_s / st->wall_s : 0.0), st->compute_s);
+	/* io_cache_room is only measured when the mode was chosen (AUTO). */
+	fprintf(f, "  tier 0: %s", st->io == WSTORE_IO_DIRECT ? "O_DIRECT reads" : "pread through the page cache");
+	if (st->io_cache_room != UINT64_MAX)
+		fprintf(f, " (room for the page cache: %.1f MiB)", st->io_cache_room / 1048576.0);
+	fputc('\n', f);
 	fprintf(f, "  predictor accuracy %.1f%% (%llu of %llu), load errors %llu, RAM arena %s\n",
 		100.0 * st->predictor_accuracy, (unsigned long long)st->predicted_ok,
 		(unsigned long long)st->predictions, (unsigned long long)st->load_errors,

@@ -7,8 +7,9 @@
  *  - resident: hands out views of the file mapping (the kernel's page cache
  *    is the only cache).  Used when no budget is configured.
  *  - tiered: the weight hierarchy of docs/hierarchy.md.  Tier 0 is the model
- *    file (read with pread, never through the mapping, so a file truncated
- *    under a running model fails an acquire instead of raising SIGBUS);
+ *    file (read with pread or O_DIRECT, see enum wstore_io; never through
+ *    the mapping, so a file truncated under a running model fails an
+ *    acquire instead of raising SIGBUS);
  *    tier 1 a page-aligned, mlock'ed RAM arena of memory.ram_cache bytes;
  *    tier 2 a device-slot arena of memory.gpu_memory bytes (a host-memory
  *    stand-in filled by copies until the CUDA backend exists).  Residency is
@@ -35,6 +36,21 @@ struct wstore;
 
 enum wstore_tier { WSTORE_TIER_RAM = 0, WSTORE_TIER_DEV = 1, WSTORE_N_TIERS = 2 };
 
+/* How tier 0 (the model's files) is read into the RAM tier.
+ *  - PREAD: buffered pread(2); the page cache keeps what it can.  Best when
+ *    the page cache can hold the file: after the first pass every read is a
+ *    memory copy.
+ *  - DIRECT: O_DIRECT reads straight into the RAM slot (no page cache, no
+ *    copy, almost no CPU).  Best when it cannot: the cache would only churn
+ *    (copies, reclaim) and never hit.  The slot then mirrors the file's
+ *    layout: each run of adjacent tensors is read as one 4 KiB-aligned span,
+ *    so a unit takes up to 8 KiB more per span.
+ *  - AUTO (the default, what the daemon uses): DIRECT when the model's
+ *    weights are larger than the page cache could hold next to the arenas
+ *    (MemAvailable and, inside a memory cgroup, its limit), else PREAD;
+ *    PREAD where the file system refuses O_DIRECT. */
+enum wstore_io { WSTORE_IO_AUTO = 0, WSTORE_IO_PREAD, WSTORE_IO_DIRECT };
+
 /* Settings of the tiered store (memory.* and runtime.* of the config). */
 struct wstore_opts {
 	uint64_t ram_budget;       /* memory.ram_cache, bytes; 0: room for every unit */
@@ -47,7 +63,9 @@ struct wstore_opts {
 	bool async_prefetch;       /* runtime.async_prefetch; false: load in acquire */
 	bool check_budgets;        /* abort() if an arena ever exceeds its budget (tests) */
 	int trace_cap;             /* remember the last trace_cap acquired blocks (0: none) */
-	/* Test-only fault injection: replaces pread(2) for tier-0 reads. */
+	enum wstore_io io;         /* tier-0 reads; AUTO unless a benchmark or test forces one */
+	/* Test-only fault injection: replaces pread(2) for tier-0 reads (both
+	 * modes: with DIRECT it is called on the O_DIRECT descriptor). */
 	ssize_t (*pread_fn)(int fd, void *buf, size_t n, off_t off);
 };
 
@@ -82,6 +100,9 @@ struct wstore_stats {
 	uint64_t load_errors;
 	int pinned;                     /* units in use right now (0 between steps) */
 	bool mlocked;                   /* the RAM arena is locked in memory */
+	enum wstore_io io;              /* tier-0 reads as chosen (PREAD or DIRECT) */
+	uint64_t io_cache_room;         /* AUTO: bytes the page cache could hold
+					 * (UINT64_MAX: no limit found) */
 };
 
 /* A store that serves every block straight from the model's mapping.  The

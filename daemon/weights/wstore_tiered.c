@@ -51,29 +51,48 @@ static const char *block_name(const struct wstore_tiered *ws, int b, char *buf, 
 
 /* ---- building units from the model's blocks ---- */
 
+static void free_units(struct wstore_tiered *ws)
+{
+	free(ws->tens);
+	free(ws->units);
+	free(ws->blocks);
+	free(ws->spans);
+	ws->tens = NULL;
+	ws->units = NULL;
+	ws->blocks = NULL;
+	ws->spans = NULL;
+	ws->n_tens = ws->n_units = ws->n_blocks = ws->n_spans = 0;
+}
+
+/* Units, blocks and slot layouts (wt_io_layout: packed for pread, mirroring
+ * the file for O_DIRECT, so ws->direct is decided before). */
 static int build_units(struct wstore_tiered *ws, struct smk_err *err)
 {
 	const struct model *m = ws->m;
 	ws->n_blocks = ws->n_units = m->n_blocks;
 	ws->tens = calloc((size_t)m->n_blocks * LT_COUNT, sizeof(*ws->tens));
+	ws->spans = calloc((size_t)m->n_blocks * LT_COUNT, sizeof(*ws->spans));
 	ws->units = calloc((size_t)m->n_blocks, sizeof(*ws->units));
 	ws->blocks = calloc((size_t)m->n_blocks, sizeof(*ws->blocks));
-	if (!ws->tens || !ws->units || !ws->blocks)
+	if (!ws->tens || !ws->spans || !ws->units || !ws->blocks)
 		return smk_fail(err, -ENOMEM, "weight hierarchy: out of memory for %d blocks", m->n_blocks);
 	for (int b = 0; b < m->n_blocks; b++) {
 		const struct wblock *src = &m->blocks[b];
 		struct wt_block *B = &ws->blocks[b];
 		struct wt_unit *U = &ws->units[b];
+		int own[LT_COUNT];               /* tensor index of each own role */
 		B->view = *src;
 		U->first_tensor = ws->n_tens;
 		U->blocks[U->n_blocks++] = b;
 		B->units[B->n_units++] = b;
 		for (int i = 0; i < LT_COUNT; i++) {
+			own[i] = -1;
 			if (!src->has[i])
 				continue;
 			const struct wtensor *t = &src->t[i];
 			/* A tensor an earlier unit already holds: a tied head
-			 * shard reads the embedding shard with the same rows. */
+			 * shard reads the embedding shard with the same rows.
+			 * That unit is laid out already. */
 			int shared = -1, shared_u = -1;
 			for (int v = 0; v < b && shared < 0; v++) {
 				const struct wt_unit *E = &ws->units[v];
@@ -95,20 +114,20 @@ static int build_units(struct wstore_tiered *ws, struct smk_err *err)
 				}
 				continue;
 			}
-			struct wt_tensor *wt = &ws->tens[ws->n_tens++];
+			struct wt_tensor *wt = &ws->tens[ws->n_tens];
+			own[i] = ws->n_tens++;
 			wt->name = t->name;
 			wt->file_off = t->file_offset;
 			wt->nbytes = t->nbytes;
 			wt->source = t->source;
 			wt->mem = t->data;
-			wt->slot_off = U->size;
-			U->size += warena_round(t->nbytes);
 			U->n_tensors++;
 			B->tunit[i] = b;
-			B->toff[i] = wt->slot_off;
 		}
-		if (U->size == 0)
-			U->size = WARENA_ALIGN; /* never empty: keeps the arena logic uniform */
+		wt_io_layout(ws, b);
+		for (int i = 0; i < LT_COUNT; i++)
+			if (own[i] >= 0)
+				B->toff[i] = ws->tens[own[i]].slot_off;
 		if (U->n_tensors == 0 && B->n_units == 2) {
 			/* Only shared tensors (head shards after the first of a
 			 * tied model): the block uses the shared unit alone, and
@@ -292,48 +311,6 @@ int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
 
 /* ---- transfers ---- */
 
-static int read_unit(struct wstore_tiered *ws, const struct wt_unit *U, uint8_t *dst, char *msg,
-		     size_t msg_len)
-{
-	ssize_t (*rd)(int, void *, size_t, off_t) = ws->o.pread_fn ? ws->o.pread_fn : pread;
-	for (int k = 0; k < U->n_tensors; k++) {
-		const struct wt_tensor *t = &ws->tens[U->first_tensor + k];
-		uint64_t done = 0;
-		if (t->source < 0) {
-			/* Converted at load (memory.default_dtype): RAM is its
-			 * tier 0. */
-			memcpy(dst + t->slot_off, t->mem, (size_t)t->nbytes);
-			continue;
-		}
-		const char *path = gguf_source_path(ws->m->gguf, t->source);
-		while (done < t->nbytes) {
-			uint64_t chunk = t->nbytes - done;
-			if (chunk > (1u << 30))
-				chunk = 1u << 30;
-			ssize_t r = rd(ws->fds[t->source], dst + t->slot_off + done, (size_t)chunk,
-				       (off_t)(t->file_off + done));
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0) {
-				int e = errno ? errno : EIO;
-				snprintf(msg, msg_len, "%s: reading tensor '%s' (%llu bytes at offset %llu) failed: %s",
-					 path, t->name, (unsigned long long)t->nbytes,
-					 (unsigned long long)t->file_off, strerror(e));
-				return -e;
-			}
-			if (r == 0) {
-				snprintf(msg, msg_len, "%s: tensor '%s' (%llu bytes at offset %llu) is cut short: the file ends at offset %llu (truncated while the model was loaded?)",
-					 path, t->name, (unsigned long long)t->nbytes,
-					 (unsigned long long)t->file_off,
-					 (unsigned long long)(t->file_off + done));
-				return -EIO;
-			}
-			done += (uint64_t)r;
-		}
-	}
-	return 0;
-}
-
 int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_len, double *secs)
 {
 	const struct wt_unit *U = &ws->units[u];
@@ -341,7 +318,7 @@ int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_le
 	uint8_t *dst = ws->tier[t].arena.base + U->t[t].off;
 	int rc = 0;
 	if (t == WSTORE_TIER_RAM) {
-		rc = read_unit(ws, U, dst, msg, msg_len);
+		rc = wt_io_read_unit(ws, U, dst, msg, msg_len);
 	} else {
 		/* The device stand-in: a host copy, where CUDA will issue a
 		 * cudaMemcpyAsync on the copy stream from pinned RAM. */
@@ -547,6 +524,8 @@ static void tiered_stats(struct wstore *w, struct wstore_stats *st)
 	st->predictor_accuracy = st->predictions ? (double)st->predicted_ok / (double)st->predictions : 0.0;
 	st->lookahead = ws->lookahead;
 	st->mlocked = ws->tier[WSTORE_TIER_RAM].arena.locked;
+	st->io = ws->direct ? WSTORE_IO_DIRECT : WSTORE_IO_PREAD;
+	st->io_cache_room = ws->io_room;
 	st->wall_s = wt_now() - ws->t_start;
 	pthread_mutex_unlock(&ws->mu);
 }
@@ -573,15 +552,14 @@ static void tiered_free(struct wstore *w)
 		if (ws->fds[i] >= 0)
 			close(ws->fds[i]);
 	free(ws->fds);
+	wt_io_close(ws);
 	wpredict_deinit(&ws->pred);
 	pthread_cond_destroy(&ws->cv);
 	pthread_mutex_destroy(&ws->mu);
 	free(ws->trace);
 	free(ws->blk_dist);
 	free(ws->ahead);
-	free(ws->tens);
-	free(ws->units);
-	free(ws->blocks);
+	free_units(ws);
 	free(ws);
 }
 
@@ -611,32 +589,10 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	int rc;
 	uint64_t size[WSTORE_N_TIERS] = { 0, 0 };
 	if (o->prefetch_blocks < 0 || o->lookahead_max < 0 || o->trace_cap < 0 ||
-	    o->policy > WPOLICY_PREDICTIVE) {
+	    o->policy > WPOLICY_PREDICTIVE || o->io > WSTORE_IO_DIRECT) {
 		rc = smk_fail(err, -EINVAL, "weight hierarchy: invalid options");
 		goto fail;
 	}
-	if ((rc = build_units(ws, err)) || (rc = size_tiers(ws, size, err)) ||
-	    (rc = wpredict_init(&ws->pred, ws->n_blocks, err)))
-		goto fail;
-	ws->blk_dist = calloc((size_t)ws->n_blocks, sizeof(int));
-	ws->ahead = calloc((size_t)ws->n_blocks + 1, sizeof(int));
-	ws->trace = o->trace_cap ? calloc((size_t)o->trace_cap, sizeof(int)) : NULL;
-	if (!ws->blk_dist || !ws->ahead || (o->trace_cap && !ws->trace)) {
-		rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
-		goto fail;
-	}
-	static const char *arena_names[] = { "memory.ram_cache", "memory.gpu_memory" };
-	for (int t = 0; t < WSTORE_N_TIERS; t++) {
-		if (!ws->tier[t].active)
-			continue;
-		if ((rc = warena_init(&ws->tier[t].arena, arena_names[t], size[t], ws->n_units, true,
-				      t == WSTORE_TIER_RAM, o->check_budgets, err)))
-			goto fail;
-		ws->tier[t].st.budget = ws->tier[t].arena.size;
-	}
-	if (!ws->tier[WSTORE_TIER_RAM].arena.locked && !atomic_exchange(&warned_mlock, true))
-		fprintf(stderr, "smoked: warning: cannot mlock the %.1f MiB RAM cache (%s); it may be paged out. Raise the memlock limit (ulimit -l, LimitMEMLOCK=) to pin it.\n",
-			size[WSTORE_TIER_RAM] / 1048576.0, strerror(errno));
 	/* One descriptor per file the weights live in (a GGUF file, or the
 	 * shards of a safetensors directory). */
 	ws->n_fds = gguf_n_sources(m->gguf);
@@ -658,6 +614,45 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 		}
 		posix_fadvise(ws->fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
 	}
+	/* Tier-0 reads: O_DIRECT or pread (wio.c), decided before the layout,
+	 * which depends on it.  The arenas, not yet allocated, will take at
+	 * most the budgets (0: the whole model). */
+	uint64_t wb = m->weight_bytes, arenas = o->ram_budget && o->ram_budget < wb ? o->ram_budget : wb;
+	if (ws->tier[WSTORE_TIER_DEV].active)
+		arenas += o->dev_budget && o->dev_budget < wb ? o->dev_budget : wb;
+	if ((rc = wt_io_open(ws, arenas, err)) || (rc = build_units(ws, err)))
+		goto fail;
+	rc = size_tiers(ws, size, err);
+	if (rc == -EINVAL && ws->direct && o->io == WSTORE_IO_AUTO) {
+		/* Budgets that hold the packed units but not the aligned
+		 * spans: read with pread rather than refuse. */
+		wt_io_close(ws);
+		free_units(ws);
+		if ((rc = build_units(ws, err)))
+			goto fail;
+		rc = size_tiers(ws, size, err);
+	}
+	if (rc || (rc = wpredict_init(&ws->pred, ws->n_blocks, err)))
+		goto fail;
+	ws->blk_dist = calloc((size_t)ws->n_blocks, sizeof(int));
+	ws->ahead = calloc((size_t)ws->n_blocks + 1, sizeof(int));
+	ws->trace = o->trace_cap ? calloc((size_t)o->trace_cap, sizeof(int)) : NULL;
+	if (!ws->blk_dist || !ws->ahead || (o->trace_cap && !ws->trace)) {
+		rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
+		goto fail;
+	}
+	static const char *arena_names[] = { "memory.ram_cache", "memory.gpu_memory" };
+	for (int t = 0; t < WSTORE_N_TIERS; t++) {
+		if (!ws->tier[t].active)
+			continue;
+		if ((rc = warena_init(&ws->tier[t].arena, arena_names[t], size[t], ws->n_units, true,
+				      t == WSTORE_TIER_RAM, o->check_budgets, err)))
+			goto fail;
+		ws->tier[t].st.budget = ws->tier[t].arena.size;
+	}
+	if (!ws->tier[WSTORE_TIER_RAM].arena.locked && !atomic_exchange(&warned_mlock, true))
+		fprintf(stderr, "smoked: warning: cannot mlock the %.1f MiB RAM cache (%s); it may be paged out. Raise the memlock limit (ulimit -l, LimitMEMLOCK=) to pin it.\n",
+			size[WSTORE_TIER_RAM] / 1048576.0, strerror(errno));
 	ws->lookahead = o->prefetch_blocks;
 	if (o->async_prefetch && o->prefetch_blocks > 0 && (rc = wt_prefetch_start(ws, err)))
 		goto fail;

@@ -24,6 +24,7 @@ enum wstate { WS_ABSENT, WS_LOADING, WS_RESIDENT };
 #define WT_MAX_UNITS_PER_BLOCK 2   /* own tensors + a shared (tied) table shard */
 #define WT_MAX_BLOCKS_PER_UNIT 2   /* a tied table shard: embedding + head */
 #define WT_JOBS 2                  /* prefetch transfers in flight at once */
+#define WT_DIRECT_ALIGN 4096u      /* O_DIRECT: offsets, lengths and buffers */
 
 /* One tensor of a unit: where its bytes are in the file and in the slot. */
 struct wt_tensor {
@@ -33,8 +34,20 @@ struct wt_tensor {
 	const void *mem;                 /* the bytes where they are mapped or held */
 };
 
+/* O_DIRECT layout: a run of a unit's tensors adjacent in one file, read
+ * with one aligned read.  The span's bytes [file_off, file_off + len) land
+ * at slot_off in the slot, so each tensor sits at slot_off + (its file
+ * offset - file_off): the same alignment as in the file. */
+struct wt_span {
+	int source;
+	uint64_t file_off, len;          /* WT_DIRECT_ALIGN-aligned */
+	uint64_t need;                   /* bytes from file_off the tensors need (<= len) */
+	uint64_t slot_off;
+};
+
 struct wt_unit {
 	int first_tensor, n_tensors;     /* into ws->tens */
+	int first_span, n_spans;         /* into ws->spans (direct reads only) */
 	uint64_t size;                   /* slot bytes (tensors packed, aligned) */
 	int blocks[WT_MAX_BLOCKS_PER_UNIT], n_blocks; /* blocks that use it (tied: embed + head shard) */
 	struct {
@@ -80,7 +93,12 @@ struct wstore_tiered {
 	const struct model *m;
 	struct wstore_opts o;
 	int *fds;                            /* tier 0: the model's files, for pread */
+	int *dfds;                           /* the same, opened O_DIRECT (direct only) */
 	int n_fds;
+	bool direct;                         /* tier-0 reads with O_DIRECT (wio.c) */
+	uint64_t io_room;                    /* AUTO's estimate of the page cache's room */
+	struct wt_span *spans;
+	int n_spans;
 	const char *path;
 	int ct;                              /* compute tier */
 
@@ -133,6 +151,26 @@ int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_le
 /* Book a finished transfer (state, stats, wake waiters). */
 void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double secs, bool prefetch);
 double wt_now(void);
+
+/* wio.c: tier-0 reads. */
+/* The cap on what the page cache can hold for us: MemAvailable and, in a
+ * memory cgroup (v1 or v2, and its ancestors), limit - usage + the page
+ * cache it holds.  UINT64_MAX when nothing can be read. */
+uint64_t wt_io_cache_room(void);
+/* Decide ws->direct (from ws->o.io and, for AUTO, the room left for the
+ * page cache next to arena_bytes of arenas) and open the O_DIRECT
+ * descriptors when direct; ws->fds are open already.  A forced DIRECT that
+ * the file system refuses is an error naming the file; AUTO falls back to
+ * pread. */
+int wt_io_open(struct wstore_tiered *ws, uint64_t arena_bytes, struct smk_err *err);
+void wt_io_close(struct wstore_tiered *ws);
+/* Lay out unit u's slot (tensor slot offsets, spans, size) for the chosen
+ * read mode. */
+void wt_io_layout(struct wstore_tiered *ws, int u);
+/* Fill dst (unit U's slot) from tier 0.  0, or a negative code with a
+ * message naming the file, the tensor, its offset and the reason. */
+int wt_io_read_unit(struct wstore_tiered *ws, const struct wt_unit *U, uint8_t *dst, char *msg,
+		    size_t msg_len);
 
 /* wprefetch.c */
 int wt_prefetch_start(struct wstore_tiered *ws, struct smk_err *err);
