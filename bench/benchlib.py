@@ -1,0 +1,185 @@
+"""bench/benchlib.py - what the out-of-core benchmarks share: a memory cgroup
+that caps a process and everything it reads through the page cache, dropping
+the page cache, and the llama.cpp and model paths.
+
+A capped run is the honest out-of-core case: without a cap, a model file that
+fits in the machine's RAM stays in the page cache after the first pass, and
+"streaming from disk" is a memory copy.  The cgroup's limit charges the
+process's own memory and the page cache it causes, so with a limit of the
+budgets plus the process's own needs the cache cannot hold the model and
+every pass reads the disk.
+
+Needs root (cgroup creation, /proc/sys/vm/drop_caches).  The cgroup is made
+a child of the one this script runs in (v1 memory controller or v2), so the
+caller's own limits still apply around it.
+"""
+import os
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CACHE = os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke"))
+
+
+def _own_cgroup():
+    """(v2, directory of this process's memory cgroup) or (None, None)."""
+    v1 = v2 = None
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            hid, ctl, path = line.rstrip("\n").split(":", 2)
+            if "memory" in ctl.split(","):
+                v1 = "/sys/fs/cgroup/memory" + path
+            elif hid == "0" and ctl == "":
+                v2 = "/sys/fs/cgroup" + path
+    if v1 and os.path.exists(os.path.join(v1, "memory.limit_in_bytes")):
+        return False, v1.rstrip("/")
+    if v2 and os.path.exists(os.path.join(v2.rstrip("/") or "/sys/fs/cgroup", "cgroup.controllers")):
+        return True, v2.rstrip("/")
+    return None, None
+
+
+class MemCgroup:
+    """A memory cgroup with a hard limit.  Start processes in it with
+    subprocess.Popen(..., preexec_fn=cg.enter); they are charged from their
+    first allocation (moving a running process would leave its earlier
+    charges behind)."""
+
+    def __init__(self, name, limit):
+        v2, parent = _own_cgroup()
+        if parent is None:
+            raise RuntimeError("no memory cgroup controller found in /proc/self/cgroup")
+        self.v2 = v2
+        self.dir = os.path.join(parent, name)
+        if os.path.isdir(self.dir):
+            self.remove()
+        os.mkdir(self.dir)
+        if v2:
+            # Without swap accounting a v2 cgroup could push anon memory to swap;
+            # there is no swap here, but say so explicitly.
+            self._write("memory.swap.max", "0", missing_ok=True)
+        self.set_limit(limit)
+
+    def _write(self, name, value, missing_ok=False):
+        p = os.path.join(self.dir, name)
+        if missing_ok and not os.path.exists(p):
+            return
+        with open(p, "w") as f:
+            f.write(str(value))
+
+    def _read(self, name):
+        with open(os.path.join(self.dir, name)) as f:
+            return f.read()
+
+    def set_limit(self, limit):
+        self.limit = int(limit)
+        self._write("memory.max" if self.v2 else "memory.limit_in_bytes", self.limit)
+
+    def enter(self):
+        """preexec_fn: move the child (before exec) into the cgroup."""
+        with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def reset_peak(self):
+        if self.v2:
+            self._write("memory.peak", "0", missing_ok=True)
+        else:
+            self._write("memory.max_usage_in_bytes", "0")
+
+    def peak(self):
+        """Peak charge (process memory + its page cache) since reset_peak."""
+        try:
+            return int(self._read("memory.peak" if self.v2 else "memory.max_usage_in_bytes"))
+        except OSError:
+            return 0
+
+    def usage(self):
+        return int(self._read("memory.current" if self.v2 else "memory.usage_in_bytes"))
+
+    def stat(self):
+        out = {}
+        for line in self._read("memory.stat").splitlines():
+            k, _, v = line.partition(" ")
+            if v.strip().isdigit():
+                out[k] = int(v)
+        return out
+
+    def cache_bytes(self):
+        s = self.stat()
+        return s.get("file", 0) if self.v2 else s.get("total_cache", s.get("cache", 0))
+
+    def oom_kills(self):
+        try:
+            if self.v2:
+                for line in self._read("memory.events").splitlines():
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+                return 0
+            for line in self._read("memory.oom_control").splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+            return 0
+        except OSError:
+            return 0
+
+    def remove(self):
+        """rmdir once every process in it has ended (retries briefly)."""
+        for _ in range(50):
+            try:
+                os.rmdir(self.dir)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def drop_caches():
+    """sync + drop the page cache (root); False if not allowed."""
+    subprocess.run(["sync"])
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+        return True
+    except OSError:
+        return False
+
+
+def llama_bin():
+    """The native (fast) llama.cpp build's bin/ directory, built if missing."""
+    out = subprocess.run(["./scripts/build-llama-cpp"], cwd=ROOT, env=dict(os.environ, LLAMA_FLAVOUR="native"),
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError("scripts/build-llama-cpp failed: " + out.stderr[-1000:])
+    return out.stdout.strip().splitlines()[-1]
+
+
+def python():
+    venv = os.path.join(CACHE, "venv", "bin", "python")
+    return venv if os.access(venv, os.X_OK) else "python3"
+
+
+def llama8b_like():
+    """The multi-GB Llama-8B-shaped random-weight model (scripts/make-tiny-gguf.py
+    --preset llama8b-like), generated on first use (~7 minutes, 5.1 GB)."""
+    path = os.environ.get("SMOKE_BIG_MODEL") or os.path.join(CACHE, "test-models", "llama8b-like.gguf")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        print("generating %s (5.1 GB, several minutes) ..." % path, flush=True)
+        subprocess.run([python(), os.path.join(ROOT, "scripts", "make-tiny-gguf.py"), "--preset", "llama8b-like",
+                        "--name", "llama8b-like", "--out", path + ".tmp"], check=True)
+        os.rename(path + ".tmp", path)
+    return path
+
+
+def meminfo_rss(pid):
+    """(VmRSS, RssAnon) of a live process in bytes, or (0, 0)."""
+    rss = anon = 0
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith("RssAnon:"):
+                    anon = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss, anon
