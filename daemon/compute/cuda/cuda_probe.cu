@@ -19,6 +19,22 @@ extern "C" int cuda_probe(char *why, size_t why_len)
 	return n;
 }
 
+extern "C" int cuda_describe(int dev, char *buf, size_t len)
+{
+	cudaDeviceProp p;
+	int drv = 0, rt = 0;
+	CUDA_CHECK_OR(cudaGetDeviceProperties(&p, dev), buf, len, fail);
+	CUDA_CHECK_OR(cudaDriverGetVersion(&drv), buf, len, fail);
+	CUDA_CHECK_OR(cudaRuntimeGetVersion(&rt), buf, len, fail);
+	snprintf(buf, len, "device %d: %s, compute capability %d.%d, %d SMs, %.1f GiB, "
+		 "driver %d.%d, runtime %d.%d", dev, p.name, p.major, p.minor,
+		 p.multiProcessorCount, (double)p.totalGlobalMem / (1024.0 * 1024 * 1024),
+		 drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+	return 0;
+fail:
+	return -ENODEV;
+}
+
 /* One block, shared-memory tree reduction. */
 __global__ static void dot_kernel(const float *a, const float *b, int n, float *out)
 {

@@ -15,6 +15,11 @@ extern "C" {
  * (-ENODEV: built without CUDA, no driver, or no device). */
 int cuda_probe(char *why, size_t why_len);
 
+/* One line about device dev (name, compute capability, SMs, memory,
+ * driver and runtime versions) into buf; 0 or a negative code with the
+ * reason in buf. */
+int cuda_describe(int dev, char *buf, size_t len);
+
 /* Sum a[i]*b[i] on the GPU (a smoke test that kernels really run).  Returns 0
  * or a negative code with the CUDA error text in why. */
 int cuda_selftest_dot(const float *a, const float *b, int n, float *out,

@@ -1,0 +1,215 @@
+/* cuda_backend.h - the CUDA backend: kernels for every backend op on device
+ * pointers, and a struct backend that runs them.
+ *
+ * Two levels:
+ *
+ * 1. Kernel calls (cuda_matmul, cuda_rmsnorm, ...).  Every float pointer is
+ *    DEVICE memory (activations, weights, KV cache); the work is queued on
+ *    the caller's compute stream (struct cuda_ctx) and the call returns
+ *    without waiting for it.  Nothing here synchronises the device, the
+ *    stream or another stream: ordering is the stream's.  A call checks its
+ *    arguments and the launch, and returns 0 or a negative code with a
+ *    message in err (util/err.h): -EINVAL for arguments the kernels cannot
+ *    take, or the code of the CUDA error (CUDA_CHECK in cuda_check.cuh).  A
+ *    fault inside a kernel shows up at the caller's next synchronisation.
+ *    Host pointers appear only where named: struct wtensor and struct
+ *    attn_params live on the host (their fields are read when the call is
+ *    made); rope_params.freq_factors and embed's token ids are host arrays
+ *    whose values travel as kernel parameters, so the caller may reuse them
+ *    as soon as the call returns.
+ *
+ * 2. backend_cuda_new(): struct backend_ops over those kernels, for the day
+ *    forward.c keeps its activations on the device (docs/cuda.md says what
+ *    forward.c and the weight store must change).  Every pointer the ops
+ *    take is then a device pointer, and wtensor.data points at device
+ *    memory, except rope_params.freq_factors and embed's token ids (host
+ *    arrays, as above).  Ops that return void record the first failure; the
+ *    next matmul/embed returns it and cuda_be_sync() reports it.
+ *
+ * Numerics follow the CPU backend (the reference, compute/cpu/), with the
+ * rounding points that make results comparable: weights are dequantised
+ * with the CPU decoder's float operations (bit-identical), GELU reads the
+ * same fp16 table, RMSNorm sums squares in double, RoPE fuses its rotation
+ * as the CPU's AVX2 path does, and attention rounds its softmax weights to
+ * fp16 (Q, K and V arrive fp16-rounded, as on the CPU).  Differences left:
+ * matmul dots dequantised weights with float activations in float (the CPU
+ * first quantises activations to Q8 for the integer dot products, so the
+ * GPU is the more precise of the two), and device expf/sinf/cosf/tanhf
+ * differ from glibc's by an ulp or two.  tests/unit/cuda states the
+ * tolerances op by op.
+ */
+#ifndef SMK_COMPUTE_CUDA_BACKEND_H
+#define SMK_COMPUTE_CUDA_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compute/backend.h"
+#include "compute/tensor.h"
+#include "util/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CUDA's stream type (cudaStream_t is `struct CUstream_st *`), named here
+ * without pulling CUDA headers into C code. */
+struct CUstream_st;
+
+/* ---- 1. kernel calls ------------------------------------------------------ */
+
+/* What every kernel call needs.  Made by cuda_ctx_init on the current
+ * device; the stream stays the caller's (never destroyed here). */
+struct cuda_ctx {
+	struct CUstream_st *stream;   /* compute stream; NULL = the legacy default stream */
+	uint16_t *gelu_table;         /* device: fp16 GELU of every fp16 value (65536) */
+	int max_smem;                 /* dynamic shared memory a block may use (bytes) */
+};
+
+/* Allocates the GELU table (128 KiB of device memory) and reads the device
+ * limits; blocks until the table is on the device (a one-time cost).
+ * Returns 0 or a negative code with err set.  Undo with cuda_ctx_deinit. */
+int cuda_ctx_init(struct cuda_ctx *c, struct CUstream_st *stream, struct smk_err *err);
+void cuda_ctx_deinit(struct cuda_ctx *c);
+
+/* True if cuda_matmul / cuda_embed take weights of this type: F32, F16,
+ * BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
+bool cuda_can_compute(uint32_t type);
+
+/* y[t][r] = sum_c W[r][c] x[t][c] for t < n, r < w->ne1, c < w->ne0.
+ * w->data: device, rows of w->row_bytes in w->type's layout (float types
+ * aligned to their element size).  x: n rows of ne0 floats, y: n rows of
+ * ne1 floats, both device; y must not overlap x.  n <= 8 runs the
+ * matrix-vector kernel (each warp streams one weight row once for all n
+ * activation rows: decode), larger n the tiled matrix-matrix kernel
+ * (prefill).  TODO: cuBLAS (cublasGemmEx on dequantised tiles, or tensor
+ * core MMA on the fly) for large prefill batches; not done yet. */
+int cuda_matmul(const struct cuda_ctx *c, const struct wtensor *w, const float *x, int n,
+		float *y, struct smk_err *err);
+
+/* y = x / rms(x) * w over n rows of `width` (w: device F32 of width, or
+ * NULL); y may equal x. */
+int cuda_rmsnorm(const struct cuda_ctx *c, const float *x, const float *w, float *y, int width,
+		 int n, float eps, struct smk_err *err);
+
+/* In-place RoPE on n rows of n_heads heads of head_dim (row t at position
+ * pos0 + t).  rp->freq_factors: HOST array of n_rot/2 values or NULL.
+ * n_rot <= head_dim, n_rot even and <= 1024. */
+int cuda_rope(const struct cuda_ctx *c, float *x, int n, int n_heads, int head_dim, int pos0,
+	      const struct rope_params *rp, struct smk_err *err);
+
+/* Causal attention, as backend.h's attn_params describes: q and out are
+ * n_q rows of n_head*head_dim, k and v hold positions 0..pos0+n_q-1 at
+ * kv_stride floats apart (all device, fp16-rounded values).  The scores of
+ * one query row live in shared memory, so the attended span (the window,
+ * or pos0 + n_q) is limited to cuda_attention_max_span(). */
+int cuda_attention(const struct cuda_ctx *c, const float *q, const float *k, const float *v,
+		   float *out, const struct attn_params *ap, struct smk_err *err);
+
+/* Longest span cuda_attention takes on this context's device. */
+int cuda_attention_max_span(const struct cuda_ctx *c);
+
+/* g[i] = act(g[i]) * u[i]: GeGLU (tanh gelu through the fp16 table, as the
+ * CPU) and SwiGLU. */
+int cuda_gelu_mul(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
+		  struct smk_err *err);
+int cuda_silu_mul(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
+		  struct smk_err *err);
+
+/* x[i] += y[i] */
+int cuda_add(const struct cuda_ctx *c, float *x, const float *y, int64_t n, struct smk_err *err);
+
+/* x[t][i] += bias[i] for n rows of width (bias: device floats). */
+int cuda_add_bias(const struct cuda_ctx *c, float *x, const float *bias, int64_t width, int n,
+		  struct smk_err *err);
+
+/* y[t] = row tok[t] of table, dequantised, times scale (y: device, n rows
+ * of table->ne0).  tok: HOST array; ids are checked here (-ERANGE). */
+int cuda_embed(const struct cuda_ctx *c, const struct wtensor *table, const int32_t *tok, int n,
+	       float scale, float *y, struct smk_err *err);
+
+/* dst[i] = src[i] rounded to fp16 (the F16 KV cache's values); dst may
+ * equal src. */
+int cuda_round_fp16(const struct cuda_ctx *c, float *dst, const float *src, int64_t n,
+		    struct smk_err *err);
+
+/* ---- 2. the backend ------------------------------------------------------- */
+
+struct cuda_backend_opts {
+	int device;                   /* CUDA device ordinal */
+	struct CUstream_st *stream;   /* compute stream; NULL: the backend makes (and owns) one */
+};
+
+/* The CUDA backend on opts->device (opts may be NULL: device 0, own
+ * stream).  lim bounds the calls as for the CPU backend (max_ctx must fit
+ * cuda_attention_max_span).  *out owned by the caller; backend_free(). */
+int backend_cuda_new(struct backend **out, const struct backend_limits *lim,
+		     const struct cuda_backend_opts *opts, struct smk_err *err);
+
+/* The same kernels and backend compiled for the CPU emulator
+ * (cuda_emu.cuh), for tests on machines without a GPU.  -ENOSYS in builds
+ * without CUDA. */
+int backend_cudaemu_new(struct backend **out, const struct backend_limits *lim,
+			const struct cuda_backend_opts *opts, struct smk_err *err);
+
+/* Device memory and the stream of a backend made by one of the two
+ * constructors above (its ops table starts with struct backend_ops). */
+struct cuda_backend_ops {
+	struct backend_ops base;
+	/* *out = device memory of bytes (0 or -ENOMEM with err set) */
+	int (*alloc)(struct backend *b, void **out, size_t bytes, struct smk_err *err);
+	void (*free_mem)(struct backend *b, void *p);
+	/* host -> device on the compute stream; src is read before return */
+	int (*upload)(struct backend *b, void *dst, const void *src, size_t bytes,
+		      struct smk_err *err);
+	/* device -> host: waits for the compute stream up to this copy */
+	int (*download)(struct backend *b, void *dst, const void *src, size_t bytes,
+			struct smk_err *err);
+	/* Wait for the compute stream; returns the first error any op met
+	 * since the last sync (and forgets it), or a kernel fault. */
+	int (*sync)(struct backend *b, struct smk_err *err);
+	/* dst[i] = fp16(src[i]) (cuda_round_fp16: the F16 KV cache's values,
+	 * which forward.c rounds on the host today) */
+	void (*round_fp16)(struct backend *b, float *dst, const float *src, int64_t n);
+	/* the kernel context, for cuda_* calls on the backend's stream */
+	const struct cuda_ctx *(*ctx)(struct backend *b);
+};
+
+static inline const struct cuda_backend_ops *cuda_be_ops(struct backend *b)
+{
+	return (const struct cuda_backend_ops *)b->ops;
+}
+
+static inline int cuda_be_alloc(struct backend *b, void **out, size_t bytes, struct smk_err *err)
+{
+	return cuda_be_ops(b)->alloc(b, out, bytes, err);
+}
+
+static inline void cuda_be_free(struct backend *b, void *p)
+{
+	cuda_be_ops(b)->free_mem(b, p);
+}
+
+static inline int cuda_be_upload(struct backend *b, void *dst, const void *src, size_t bytes,
+				 struct smk_err *err)
+{
+	return cuda_be_ops(b)->upload(b, dst, src, bytes, err);
+}
+
+static inline int cuda_be_download(struct backend *b, void *dst, const void *src, size_t bytes,
+				   struct smk_err *err)
+{
+	return cuda_be_ops(b)->download(b, dst, src, bytes, err);
+}
+
+static inline int cuda_be_sync(struct backend *b, struct smk_err *err)
+{
+	return cuda_be_ops(b)->sync(b, err);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

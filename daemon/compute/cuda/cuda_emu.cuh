@@ -1,0 +1,644 @@
+/* cuda_emu.cuh - a CPU stand-in for the part of CUDA our kernels use.
+ *
+ * Included (through cuda_compat.cuh) only by cuda_emu.cpp, the one
+ * translation unit that compiles every kernel file with the host C++
+ * compiler.  It exists so that the kernels' logic - indexing, tiling,
+ * barriers, reductions, bounds - runs and is tested on machines without a
+ * GPU, against the CPU backend, before any device time is spent.
+ *
+ * Model of execution.  A launch runs its blocks one after another.  Inside a
+ * block every CUDA thread is a fiber (ucontext) on the calling OS thread;
+ * the scheduler runs each fiber until it finishes or waits at a barrier:
+ *   __syncthreads()      waits for every thread of the block;
+ *   __shfl_xor_sync()    waits for the 32 lanes of its warp, twice (values
+ *                        are posted, then read), as a warp-synchronous
+ *                        exchange does.
+ * A barrier that cannot complete - a thread that exited while others wait,
+ * threads of one warp waiting at different barriers, a shuffle in a partial
+ * warp - is a kernel bug that on a GPU hangs or gives undefined results;
+ * here it aborts with a message naming the block.  Shared memory is poisoned
+ * with 0xff bytes (a NaN in every float) at the start of every block, so a
+ * kernel that reads shared memory it never wrote shows NaNs.
+ *
+ * What it does not model: concurrency between threads (fibers run in turn,
+ * so data races go unnoticed - compute-sanitizer's racecheck on the GPU
+ * covers those), device math precision (expf, sinf... are the host libm's,
+ * which differ from CUDA's by an ulp or two), performance, and memory
+ * spaces beyond a registry of "device" allocations that copies check.
+ * Device memory is host memory from aligned_alloc.  Every call is
+ * synchronous; streams and events are tokens.  One launch runs at a time
+ * (a mutex serialises callers on different OS threads).
+ */
+#ifndef SMK_COMPUTE_CUDA_EMU_CUH
+#define SMK_COMPUTE_CUDA_EMU_CUH
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__ __restrict
+
+/* ---- types and error codes (values as in CUDA's driver_types.h) ---------- */
+
+struct dim3 {
+	unsigned x, y, z;
+	constexpr dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+
+enum cudaError {
+	cudaSuccess = 0,
+	cudaErrorInvalidValue = 1,
+	cudaErrorMemoryAllocation = 2,
+	cudaErrorInitializationError = 3,
+	cudaErrorInvalidConfiguration = 9,
+	cudaErrorInsufficientDriver = 35,
+	cudaErrorNoDevice = 100,
+	cudaErrorInvalidDevice = 101,
+	cudaErrorLaunchFailure = 719,
+	cudaErrorNotSupported = 801,
+};
+typedef enum cudaError cudaError_t;
+
+enum cudaMemcpyKind {
+	cudaMemcpyHostToHost = 0,
+	cudaMemcpyHostToDevice = 1,
+	cudaMemcpyDeviceToHost = 2,
+	cudaMemcpyDeviceToDevice = 3,
+	cudaMemcpyDefault = 4,
+};
+
+enum cudaDeviceAttr {
+	cudaDevAttrMaxSharedMemoryPerBlock = 8,
+	cudaDevAttrMultiProcessorCount = 16,
+	cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+};
+
+enum cudaFuncAttribute {
+	cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+};
+
+struct CUstream_st {
+	int unused;
+};
+typedef struct CUstream_st *cudaStream_t;
+struct CUevent_st {
+	int unused;
+};
+typedef struct CUevent_st *cudaEvent_t;
+
+#define cudaStreamNonBlocking 0x01u
+#define cudaEventDisableTiming 0x02u
+
+/* The limits the emulator reports and enforces (an H100's). */
+#define EMU_SMEM_DEFAULT (48 * 1024)
+#define EMU_SMEM_OPTIN (227 * 1024)
+#define EMU_MAX_THREADS 1024
+#define EMU_STACK (64 * 1024)
+
+/* ---- emulator state ------------------------------------------------------ */
+
+enum { EMU_RUN = 0, EMU_WAIT_BLOCK = 1, EMU_WAIT_WARP = 2 };
+
+struct emu_fiber {
+	ucontext_t uc;
+	int wait;
+	bool done;
+};
+
+struct emu_smem_slot {
+	const void *key;
+	size_t off, bytes;
+};
+
+struct emu_state {
+	/* the launch in progress */
+	struct emu_fiber *fib;
+	unsigned n, cur;
+	ucontext_t sched;
+	void (*body)(void *);
+	void *body_ctx;
+	dim3 grid, block;
+	/* shared memory: static slots first, the dynamic part at dyn_off */
+	unsigned char *smem;
+	size_t smem_cap, smem_used, dyn_off, dyn_bytes;
+	struct emu_smem_slot slots[32];
+	int n_slots;
+	uint64_t warp_post[EMU_MAX_THREADS];
+	/* kept between launches */
+	unsigned char *stacks;
+	unsigned n_stacks;
+	cudaError_t last_error;
+	/* "device" allocations, for the checks in cudaMemcpy* */
+	struct {
+		void *p;
+		size_t bytes;
+	} dev[4096];
+	int n_dev;
+	/* cudaFuncSetAttribute(MaxDynamicSharedMemorySize) per kernel */
+	struct {
+		const void *fn;
+		int bytes;
+	} fattr[64];
+	int n_fattr;
+};
+
+static struct emu_state emu_st;
+static pthread_mutex_t emu_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The built-in index variables.  Only one fiber runs at a time, so one copy
+ * set by the scheduler before each switch serves them all. */
+static dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+__attribute__((noreturn, format(printf, 1, 2))) static void emu_die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "cuda emulator: kernel bug in block (%u,%u,%u): ", blockIdx.x, blockIdx.y,
+		blockIdx.z);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+/* ---- memory -------------------------------------------------------------- */
+
+static bool emu_is_dev(const void *p, size_t bytes)
+{
+	for (int i = 0; i < emu_st.n_dev; i++) {
+		const char *b = (const char *)emu_st.dev[i].p;
+		if ((const char *)p >= b && (const char *)p + bytes <= b + emu_st.dev[i].bytes)
+			return true;
+	}
+	return false;
+}
+
+static inline cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+	pthread_mutex_lock(&emu_lock);
+	cudaError_t rc = cudaErrorMemoryAllocation;
+	*p = NULL;
+	if (emu_st.n_dev < (int)(sizeof(emu_st.dev) / sizeof(emu_st.dev[0]))) {
+		/* 256-byte aligned, as cudaMalloc's blocks are. */
+		void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+		if (m) {
+			emu_st.dev[emu_st.n_dev].p = m;
+			emu_st.dev[emu_st.n_dev].bytes = bytes;
+			emu_st.n_dev++;
+			*p = m;
+			rc = cudaSuccess;
+		}
+	}
+	if (rc)
+		emu_st.last_error = rc;
+	pthread_mutex_unlock(&emu_lock);
+	return rc;
+}
+
+template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t bytes)
+{
+	return cudaMalloc((void **)p, bytes);
+}
+
+static inline cudaError_t cudaFree(void *p)
+{
+	if (!p)
+		return cudaSuccess;
+	pthread_mutex_lock(&emu_lock);
+	cudaError_t rc = cudaErrorInvalidValue;
+	for (int i = 0; i < emu_st.n_dev; i++)
+		if (emu_st.dev[i].p == p) {
+			free(p);
+			emu_st.dev[i] = emu_st.dev[--emu_st.n_dev];
+			rc = cudaSuccess;
+			break;
+		}
+	pthread_mutex_unlock(&emu_lock);
+	return rc;
+}
+
+static inline cudaError_t cudaMallocHost(void **p, size_t bytes)
+{
+	*p = malloc(bytes ? bytes : 1);
+	return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+template <typename T> static inline cudaError_t cudaMallocHost(T **p, size_t bytes)
+{
+	return cudaMallocHost((void **)p, bytes);
+}
+
+static inline cudaError_t cudaFreeHost(void *p)
+{
+	free(p);
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
+					  enum cudaMemcpyKind kind, cudaStream_t s)
+{
+	(void)s;
+	if (!bytes)
+		return cudaSuccess;
+	pthread_mutex_lock(&emu_lock);
+	bool ok = true;
+	if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice)
+		ok = ok && emu_is_dev(dst, bytes);
+	if (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice)
+		ok = ok && emu_is_dev(src, bytes);
+	pthread_mutex_unlock(&emu_lock);
+	if (!ok)
+		return emu_st.last_error = cudaErrorInvalidValue;
+	memmove(dst, src, bytes);
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes,
+				     enum cudaMemcpyKind kind)
+{
+	return cudaMemcpyAsync(dst, src, bytes, kind, NULL);
+}
+
+static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s)
+{
+	(void)s;
+	pthread_mutex_lock(&emu_lock);
+	bool ok = emu_is_dev(p, bytes);
+	pthread_mutex_unlock(&emu_lock);
+	if (!ok)
+		return emu_st.last_error = cudaErrorInvalidValue;
+	memset(p, v, bytes);
+	return cudaSuccess;
+}
+
+/* ---- streams, events, devices, errors ------------------------------------ */
+
+static inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
+{
+	(void)flags;
+	*s = (cudaStream_t)calloc(1, sizeof(struct CUstream_st));
+	return *s ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+static inline cudaError_t cudaStreamDestroy(cudaStream_t s)
+{
+	free(s);
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t s)
+{
+	(void)s;
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
+{
+	(void)flags;
+	*e = (cudaEvent_t)calloc(1, sizeof(struct CUevent_st));
+	return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+static inline cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+	free(e);
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
+{
+	(void)e;
+	(void)s;
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaEventSynchronize(cudaEvent_t e)
+{
+	(void)e;
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags)
+{
+	(void)s;
+	(void)e;
+	(void)flags;
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaGetDeviceCount(int *n)
+{
+	*n = 1;
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaSetDevice(int d)
+{
+	return d == 0 ? cudaSuccess : (emu_st.last_error = cudaErrorInvalidDevice);
+}
+
+static inline cudaError_t cudaGetDevice(int *d)
+{
+	*d = 0;
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr a, int dev)
+{
+	if (dev != 0)
+		return cudaErrorInvalidDevice;
+	switch (a) {
+	case cudaDevAttrMaxSharedMemoryPerBlock: *v = EMU_SMEM_DEFAULT; break;
+	case cudaDevAttrMultiProcessorCount: *v = 132; break;
+	case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = EMU_SMEM_OPTIN; break;
+	default: return cudaErrorInvalidValue;
+	}
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaFuncSetAttribute(const void *fn, enum cudaFuncAttribute a, int v)
+{
+	if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 ||
+	    v > EMU_SMEM_OPTIN)
+		return emu_st.last_error = cudaErrorInvalidValue;
+	pthread_mutex_lock(&emu_lock);
+	cudaError_t rc = cudaSuccess;
+	int i = 0;
+	while (i < emu_st.n_fattr && emu_st.fattr[i].fn != fn)
+		i++;
+	if (i == emu_st.n_fattr) {
+		if (i == (int)(sizeof(emu_st.fattr) / sizeof(emu_st.fattr[0])))
+			rc = cudaErrorMemoryAllocation;
+		else
+			emu_st.n_fattr++;
+	}
+	if (!rc) {
+		emu_st.fattr[i].fn = fn;
+		emu_st.fattr[i].bytes = v;
+	}
+	pthread_mutex_unlock(&emu_lock);
+	return rc;
+}
+
+template <typename T>
+static inline cudaError_t cudaFuncSetAttribute(T *fn, enum cudaFuncAttribute a, int v)
+{
+	return cudaFuncSetAttribute((const void *)fn, a, v);
+}
+
+static inline cudaError_t cudaGetLastError(void)
+{
+	cudaError_t e = emu_st.last_error;
+	emu_st.last_error = cudaSuccess;
+	return e;
+}
+
+static inline cudaError_t cudaPeekAtLastError(void)
+{
+	return emu_st.last_error;
+}
+
+static inline const char *cudaGetErrorString(cudaError_t e)
+{
+	switch (e) {
+	case cudaSuccess: return "no error";
+	case cudaErrorInvalidValue: return "invalid argument";
+	case cudaErrorMemoryAllocation: return "out of memory";
+	case cudaErrorInitializationError: return "initialization error";
+	case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+	case cudaErrorInsufficientDriver: return "insufficient driver";
+	case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+	case cudaErrorInvalidDevice: return "invalid device ordinal";
+	case cudaErrorLaunchFailure: return "unspecified launch failure";
+	case cudaErrorNotSupported: return "operation not supported";
+	}
+	return "unknown error";
+}
+
+/* ---- block scheduler ----------------------------------------------------- */
+
+static void emu_wait(int kind)
+{
+	struct emu_fiber *f = &emu_st.fib[emu_st.cur];
+	f->wait = kind;
+	swapcontext(&f->uc, &emu_st.sched);
+}
+
+static inline void __syncthreads(void)
+{
+	emu_wait(EMU_WAIT_BLOCK);
+}
+
+static inline unsigned emu_tid(void)
+{
+	return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+}
+
+/* Value of lane (lane ^ m) of the caller's warp.  Posting and reading are
+ * separated by warp barriers, so every lane sees the others' posted values
+ * of this step, never a later one. */
+template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int m)
+{
+	static_assert(sizeof(T) <= sizeof(uint64_t), "shuffle of a wide type");
+	const unsigned tid = emu_tid();
+	if (mask != 0xffffffffu)
+		emu_die("__shfl_xor_sync with a partial mask (%#x)", mask);
+	if (emu_st.n % 32)
+		emu_die("__shfl_xor_sync in a block of %u threads (not whole warps)", emu_st.n);
+	if (m < 0 || m > 31)
+		emu_die("__shfl_xor_sync lane mask %d", m);
+	memcpy(&emu_st.warp_post[tid], &v, sizeof(T));
+	emu_wait(EMU_WAIT_WARP);
+	T r;
+	memcpy(&r, &emu_st.warp_post[(tid & ~31u) | ((tid & 31u) ^ (unsigned)m)], sizeof(T));
+	emu_wait(EMU_WAIT_WARP);
+	return r;
+}
+
+/* Block-shared array for the SMK_SHARED call site `key`: the first thread
+ * of the block to get there allocates and poisons it. */
+static void *emu_smem_static(const void *key, size_t bytes)
+{
+	for (int i = 0; i < emu_st.n_slots; i++)
+		if (emu_st.slots[i].key == key) {
+			if (emu_st.slots[i].bytes != bytes)
+				emu_die("shared array declared with two sizes");
+			return emu_st.smem + emu_st.slots[i].off;
+		}
+	size_t off = (emu_st.smem_used + 15) / 16 * 16;
+	if (emu_st.n_slots == (int)(sizeof(emu_st.slots) / sizeof(emu_st.slots[0])) ||
+	    off + bytes > emu_st.dyn_off)
+		emu_die("static shared memory over %d bytes", EMU_SMEM_DEFAULT);
+	emu_st.slots[emu_st.n_slots].key = key;
+	emu_st.slots[emu_st.n_slots].off = off;
+	emu_st.slots[emu_st.n_slots].bytes = bytes;
+	emu_st.n_slots++;
+	emu_st.smem_used = off + bytes;
+	memset(emu_st.smem + off, 0xff, bytes);
+	return emu_st.smem + off;
+}
+
+static void *emu_smem_dynamic(void)
+{
+	return emu_st.smem + emu_st.dyn_off;
+}
+
+static void emu_fiber_main(void)
+{
+	emu_st.body(emu_st.body_ctx);
+	emu_st.fib[emu_st.cur].done = true;
+	/* returning resumes uc_link: the scheduler */
+}
+
+/* Release the barriers that every waiting party has reached; die on the
+ * ones that can never complete.  Returns true if some fiber was released. */
+static bool emu_release(void)
+{
+	const unsigned n = emu_st.n;
+	bool released = false;
+	unsigned at_block = 0, done = 0;
+	for (unsigned i = 0; i < n; i++) {
+		at_block += emu_st.fib[i].wait == EMU_WAIT_BLOCK;
+		done += emu_st.fib[i].done;
+	}
+	if (at_block && at_block + done == n) {
+		if (done)
+			emu_die("%u thread(s) exited while %u wait at __syncthreads", done,
+				at_block);
+		for (unsigned i = 0; i < n; i++)
+			emu_st.fib[i].wait = EMU_RUN;
+		return true;
+	}
+	for (unsigned w = 0; w * 32 < n; w++) {
+		unsigned lo = w * 32, hi = lo + 32 < n ? lo + 32 : n, at_warp = 0, wdone = 0;
+		for (unsigned i = lo; i < hi; i++) {
+			at_warp += emu_st.fib[i].wait == EMU_WAIT_WARP;
+			wdone += emu_st.fib[i].done;
+		}
+		if (at_warp && at_warp + wdone == hi - lo) {
+			if (wdone)
+				emu_die("warp %u: %u lane(s) exited while %u shuffle", w, wdone,
+					at_warp);
+			for (unsigned i = lo; i < hi; i++)
+				emu_st.fib[i].wait = EMU_RUN;
+			released = true;
+		}
+	}
+	return released;
+}
+
+static void emu_run_block(void)
+{
+	const unsigned n = emu_st.n;
+	emu_st.n_slots = 0;
+	emu_st.smem_used = 0;
+	memset(emu_st.smem, 0xff, emu_st.smem_cap);
+	for (unsigned i = 0; i < n; i++) {
+		struct emu_fiber *f = &emu_st.fib[i];
+		f->wait = EMU_RUN;
+		f->done = false;
+		getcontext(&f->uc);
+		f->uc.uc_stack.ss_sp = emu_st.stacks + (size_t)i * EMU_STACK;
+		f->uc.uc_stack.ss_size = EMU_STACK;
+		f->uc.uc_link = &emu_st.sched;
+		makecontext(&f->uc, emu_fiber_main, 0);
+	}
+	unsigned left = n;
+	while (left) {
+		bool ran = false;
+		for (unsigned i = 0; i < n; i++) {
+			struct emu_fiber *f = &emu_st.fib[i];
+			if (f->done || f->wait != EMU_RUN)
+				continue;
+			emu_st.cur = i;
+			threadIdx = dim3(i % emu_st.block.x, i / emu_st.block.x % emu_st.block.y,
+					 i / (emu_st.block.x * emu_st.block.y));
+			swapcontext(&emu_st.sched, &f->uc);
+			ran = true;
+			left -= f->done;
+		}
+		if (!emu_release() && !ran && left)
+			emu_die("deadlock: threads wait at different barriers "
+				"(__syncthreads or a shuffle inside a divergent branch)");
+	}
+}
+
+/* Run `body` (the kernel call) for every thread of every block. */
+template <typename F>
+static void emu_launch(const void *kernel, dim3 grid, dim3 block, size_t dyn, cudaStream_t s,
+		       const F &body)
+{
+	(void)s;
+	const unsigned long nt = (unsigned long)block.x * block.y * block.z;
+	int allowed = EMU_SMEM_DEFAULT;
+	pthread_mutex_lock(&emu_lock);
+	for (int i = 0; i < emu_st.n_fattr; i++)
+		if (emu_st.fattr[i].fn == kernel && emu_st.fattr[i].bytes > allowed)
+			allowed = emu_st.fattr[i].bytes;
+	if (nt == 0 || nt > EMU_MAX_THREADS || !grid.x || !grid.y || !grid.z ||
+	    grid.y > 65535 || grid.z > 65535) {
+		emu_st.last_error = cudaErrorInvalidConfiguration;
+		pthread_mutex_unlock(&emu_lock);
+		return;
+	}
+	if (dyn > (size_t)allowed) {
+		/* what a GPU reports when the kernel was not opted in */
+		emu_st.last_error = cudaErrorInvalidValue;
+		pthread_mutex_unlock(&emu_lock);
+		return;
+	}
+	if (emu_st.n_stacks < nt) {
+		free(emu_st.stacks);
+		free(emu_st.fib);
+		emu_st.stacks = (unsigned char *)malloc((size_t)nt * EMU_STACK);
+		emu_st.fib = (struct emu_fiber *)calloc(nt, sizeof(struct emu_fiber));
+		if (!emu_st.stacks || !emu_st.fib) {
+			fprintf(stderr, "cuda emulator: out of memory for %lu fibers\n", nt);
+			abort();
+		}
+		emu_st.n_stacks = (unsigned)nt;
+	}
+	/* static slots below dyn_off (48 KiB, the static limit), dynamic above */
+	emu_st.dyn_off = EMU_SMEM_DEFAULT;
+	emu_st.dyn_bytes = dyn;
+	emu_st.smem_cap = EMU_SMEM_DEFAULT + dyn;
+	emu_st.smem = (unsigned char *)malloc(emu_st.smem_cap);
+	if (!emu_st.smem) {
+		fprintf(stderr, "cuda emulator: out of memory for shared memory\n");
+		abort();
+	}
+	emu_st.n = (unsigned)nt;
+	emu_st.grid = grid;
+	emu_st.block = block;
+	emu_st.body_ctx = (void *)&body;
+	/* F is known here only; the fibers call through this one pointer. */
+	struct call {
+		static void run(void *p) { (*(const F *)p)(); }
+	};
+	emu_st.body = call::run;
+	gridDim = grid;
+	blockDim = block;
+	for (unsigned z = 0; z < grid.z; z++)
+		for (unsigned y = 0; y < grid.y; y++)
+			for (unsigned x = 0; x < grid.x; x++) {
+				blockIdx = dim3(x, y, z);
+				emu_run_block();
+			}
+	free(emu_st.smem);
+	emu_st.smem = NULL;
+	pthread_mutex_unlock(&emu_lock);
+}
+
+#endif
