@@ -121,8 +121,9 @@ def configs():
     common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_attention_heads=2,
                   num_key_value_heads=1, head_dim=16, max_position_embeddings=128,
                   rms_norm_eps=1e-6, initializer_range=0.25)
+    # llama: llama3 rope scaling and q/k/v/o biases (attention_bias).
     yield "llama", transformers.LlamaConfig(
-        num_hidden_layers=2, rope_theta=10000.0, tie_word_embeddings=False,
+        num_hidden_layers=2, rope_theta=10000.0, tie_word_embeddings=False, attention_bias=True,
         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                       "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
         bos_token_id=None, eos_token_id=0, **common), False, None
@@ -134,7 +135,9 @@ def configs():
         num_hidden_layers=2, rope_theta=1000000.0, tie_word_embeddings=False,
         use_sliding_window=False, bos_token_id=None, eos_token_id=0, **common), False, "40KB"
     yield "gemma3", transformers.Gemma3TextConfig(
+        # Linear rope scaling on the global layers only, as Gemma 3 4B+ do.
         num_hidden_layers=6, rope_theta=1000000.0, rope_local_base_freq=10000.0,
+        rope_scaling={"rope_type": "linear", "factor": 2.0},
         sliding_window=8, query_pre_attn_scalar=16, hidden_activation="gelu_pytorch_tanh",
         tie_word_embeddings=True, final_logit_softcapping=None, attn_logit_softcapping=None,
         bos_token_id=2, eos_token_id=1, pad_token_id=0, **common), True, None

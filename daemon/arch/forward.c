@@ -161,11 +161,14 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 	    (rc = op->matmul(be, &b->t[LT_WK], f->h, T, f->k)) ||
 	    (rc = op->matmul(be, &b->t[LT_WV], f->h, T, f->v)))
 		return smk_fail(err, rc, "layer %d: attention projection failed", il);
-	if (fam->qkv_bias) {
+	/* Biases where the model has them (qwen2 always; llama with
+	 * attention_bias), whatever the family requires. */
+	if (b->has[LT_BQ])
 		op->add_bias(be, f->q, &b->t[LT_BQ], T);
+	if (b->has[LT_BK])
 		op->add_bias(be, f->k, &b->t[LT_BK], T);
+	if (b->has[LT_BV])
 		op->add_bias(be, f->v, &b->t[LT_BV], T);
-	}
 	DBG(f, "Vcur", il, f->v, T, (int64_t)hp->n_head_kv * hd);
 	if (fam->qk_norm) {
 		op->rmsnorm(be, f->q, &b->t[LT_Q_NORM], f->q, hd, T * hp->n_head, hp->eps);
@@ -179,6 +182,8 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 
 	if ((rc = op->matmul(be, &b->t[LT_WO], f->att, T, f->o)))
 		return smk_fail(err, rc, "layer %d: attention output failed", il);
+	if (b->has[LT_BO])
+		op->add_bias(be, f->o, &b->t[LT_BO], T);
 	if (fam->post_norms) {
 		op->rmsnorm(be, f->o, &b->t[LT_POST_ATTN_NORM], f->o, hp->n_embd, T, hp->eps);
 		DBG(f, "attn_post_norm", il, f->o, T, hp->n_embd);

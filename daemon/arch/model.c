@@ -40,6 +40,7 @@ static const struct role layer_roles[LT_COUNT] = {
 	[LT_BQ] = { "attn_q.bias", true },
 	[LT_BK] = { "attn_k.bias", true },
 	[LT_BV] = { "attn_v.bias", true },
+	[LT_BO] = { "attn_output.bias", true },
 	[LT_Q_NORM] = { "attn_q_norm.weight", true },
 	[LT_K_NORM] = { "attn_k_norm.weight", true },
 	[LT_POST_ATTN_NORM] = { "post_attention_norm.weight", true },
@@ -309,6 +310,7 @@ static int load_blocks(struct model *m, struct smk_err *err)
 			{ LT_BQ, q_dim, 1, f->qkv_bias },
 			{ LT_BK, kv_dim, 1, f->qkv_bias },
 			{ LT_BV, kv_dim, 1, f->qkv_bias },
+			{ LT_BO, hp->n_embd, 1, false },
 			{ LT_Q_NORM, hp->head_dim, 1, f->qk_norm },
 			{ LT_K_NORM, hp->head_dim, 1, f->qk_norm },
 			{ LT_POST_ATTN_NORM, hp->n_embd, 1, f->post_norms },
@@ -326,7 +328,7 @@ static int load_blocks(struct model *m, struct smk_err *err)
 			 * require them (llama with attention_bias); other
 			 * tensors a family does not use are ignored. */
 			bool bias = want[i].role == LT_BQ || want[i].role == LT_BK ||
-				    want[i].role == LT_BV;
+				    want[i].role == LT_BV || want[i].role == LT_BO;
 			if (!want[i].need && !(bias && gguf_find_tensor(m->gguf, name)))
 				continue;
 			if ((rc = bind(m, &b->t[want[i].role], name, want[i].ne0, want[i].ne1,

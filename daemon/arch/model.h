@@ -52,7 +52,7 @@ struct family_desc {
 /* Tensors of one transformer layer, by role. */
 enum layer_tensor {
 	LT_ATTN_NORM, LT_WQ, LT_WK, LT_WV, LT_WO,
-	LT_BQ, LT_BK, LT_BV,
+	LT_BQ, LT_BK, LT_BV, LT_BO,
 	LT_Q_NORM, LT_K_NORM, LT_POST_ATTN_NORM,
 	LT_FFN_NORM, LT_GATE, LT_UP, LT_DOWN, LT_POST_FFN_NORM,
 	LT_COUNT

@@ -52,6 +52,7 @@ static const struct name_map layer_names[] = {
 	{ "self_attn.q_proj.bias", "attn_q.bias" },
 	{ "self_attn.k_proj.bias", "attn_k.bias" },
 	{ "self_attn.v_proj.bias", "attn_v.bias" },
+	{ "self_attn.o_proj.bias", "attn_output.bias" },
 	{ "mlp.gate_proj.weight", "ffn_gate.weight" },
 	{ "mlp.up_proj.weight", "ffn_up.weight" },
 	{ "mlp.down_proj.weight", "ffn_down.weight" },
