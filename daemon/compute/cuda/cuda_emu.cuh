@@ -191,9 +191,11 @@ static inline cudaError_t cudaMalloc(void **p, size_t bytes)
 	cudaError_t rc = cudaErrorMemoryAllocation;
 	*p = NULL;
 	if (emu_st.n_dev < (int)(sizeof(emu_st.dev) / sizeof(emu_st.dev[0]))) {
-		/* 256-byte aligned, as cudaMalloc's blocks are. */
-		void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
-		if (m) {
+		/* 256-byte aligned, as cudaMalloc's blocks are, and exactly
+		 * `bytes` long, so that valgrind or ASan see a kernel that
+		 * reads past the end of a buffer. */
+		void *m = NULL;
+		if (posix_memalign(&m, 256, bytes ? bytes : 1) == 0) {
 			emu_st.dev[emu_st.n_dev].p = m;
 			emu_st.dev[emu_st.n_dev].bytes = bytes;
 			emu_st.n_dev++;
