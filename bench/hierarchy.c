@@ -10,7 +10,8 @@
  *  - tier-0 read bandwidth, warm page cache: pread vs memcpy out of the
  *    mapping ("mmap-touch"), over the layer tensors (skipped with --cold);
  *  - --disk-bw SIZE: the disk's bandwidth, O_DIRECT sequential reads of the
- *    first SIZE bytes of the file (the streaming bound's numerator);
+ *    first SIZE bytes of the file, the better of one and two readers (the
+ *    streaming bound's numerator);
  *  - --read-test SIZE: the three ways to read tier 0 (O_DIRECT, pread,
  *    mmap-touch), each from a cold page cache, over the first SIZE bytes
  *    of layer tensors, with the CPU seconds each spends per GB;
@@ -35,6 +36,7 @@
  * row and as a "RESULT key=value ..." line for bench/hierarchy-ooc.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,31 +237,68 @@ static int read_pass(const char *path, enum rmode mode, const struct extent *x, 
 	return rc;
 }
 
-/* The disk's bandwidth: O_DIRECT sequential reads of the file's first
- * `limit` bytes, one reader, 4 MiB requests (on this VM the fastest of 1-4
- * readers with 1-128 MiB requests; docs/hierarchy.md). */
-static double disk_bandwidth(const char *path, uint64_t limit)
+/* One reader of the disk bandwidth test: [off, off + len) in req-byte
+ * O_DIRECT requests. */
+struct dreader {
+	const char *path;
+	uint64_t off, len, done;
+	size_t req;
+};
+
+static void *dreader_main(void *arg)
 {
-	const size_t req = 4u << 20;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+	struct dreader *d = arg;
+	int fd = open(d->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
 	void *buf = NULL;
-	if (fd < 0 || posix_memalign(&buf, 4096, req)) {
+	if (fd < 0 || posix_memalign(&buf, 4096, d->req)) {
 		if (fd >= 0)
 			close(fd);
-		return 0;
+		return NULL;
 	}
-	uint64_t done = 0;
-	double t0 = engine_now();
-	while (done < limit) {
-		ssize_t r = pread(fd, buf, req, (off_t)done);
+	while (d->done < d->len) {
+		ssize_t r = pread(fd, buf, d->req, (off_t)(d->off + d->done));
 		if (r <= 0)
 			break;
-		done += (uint64_t)r;
+		d->done += (uint64_t)r;
 	}
-	double t = engine_now() - t0;
 	free(buf);
 	close(fd);
+	return NULL;
+}
+
+/* O_DIRECT sequential reads of the file's first `limit` bytes by `streams`
+ * readers, each its own contiguous part; bytes/s. */
+static double disk_read(const char *path, uint64_t limit, int streams, size_t req)
+{
+	struct dreader d[2];
+	pthread_t th[2];
+	uint64_t part = limit / (uint64_t)streams / 4096 * 4096;
+	double t0 = engine_now();
+	for (int i = 0; i < streams; i++) {
+		d[i] = (struct dreader){ path, (uint64_t)i * part, part, 0, req };
+		if (pthread_create(&th[i], NULL, dreader_main, &d[i]))
+			return 0;
+	}
+	uint64_t done = 0;
+	for (int i = 0; i < streams; i++) {
+		pthread_join(th[i], NULL);
+		done += d[i].done;
+	}
+	double t = engine_now() - t0;
 	return t > 0 ? done / t : 0;
+}
+
+/* The disk's bandwidth, the best of two patterns: one reader with 4 MiB
+ * requests, and two readers with 128 MiB requests (what the prefetcher
+ * does: two units in flight).  On this VM each wins on some runs
+ * (docs/hierarchy.md); the larger keeps the streaming bound conservative. */
+static double disk_bandwidth(const char *path, uint64_t limit)
+{
+	double one = disk_read(path, limit, 1, 4u << 20);
+	double two = disk_read(path, limit, 2, 128u << 20);
+	printf("disk: O_DIRECT sequential read of %.2f GB: one reader, 4 MiB requests %.2f GB/s; two readers, 128 MiB requests %.2f GB/s\n",
+	       limit / 1e9, one / 1e9, two / 1e9);
+	return one > two ? one : two;
 }
 
 static void read_test(const struct bopts *bo, uint64_t limit, double *pread_bw)
@@ -501,7 +540,6 @@ int main(int argc, char **argv)
 	if (disk_bytes) {
 		drop_file_cache(path);
 		bound_bw = disk_bandwidth(path, disk_bytes);
-		printf("disk: O_DIRECT sequential read %.2f GB/s (%.2f GB)\n", bound_bw / 1e9, disk_bytes / 1e9);
 		printf("RESULT disk bw=%.4e\n", bound_bw);
 	}
 	if (read_bytes)
