@@ -38,9 +38,9 @@ It also writes tests/fixtures/hf-tokenizers/bad/<case>/ (broken tokenizer.json
 variants, each a few hundred bytes) and bad/bad.json: for each case the errno
 name the loader must return and words its message must contain.
 
-Needs the `tokenizers` package (the separate venv, e.g.
-/root/.cache/smoke-torch-venv/bin/python); CI never runs this script, it only
-runs the C test against the committed output.
+Needs the `tokenizers` package (in the venv of scripts/setup).  The small
+fixtures are committed and CI only runs the C test against them; the --big
+ones are made afresh by scripts/test on every run.
 
 --big DIR (not committed: tens of MB) writes the same for real vocabularies,
 rebuilt as tokenizer.json from llama.cpp's vocabulary files (scripts/fetch-vocabs)
@@ -746,7 +746,8 @@ def spm_json(kv, prefix):
 
 
 def make_big(out):
-    vd = os.path.expanduser("~/.cache/smoke/vocab")
+    cache = os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke"))
+    vd = os.environ.get("SMOKE_VOCAB_DIR") or os.path.join(cache, "vocab")
     jobs = [
         ("llama3-real", "llama-bpe", lambda kv: byte_level_json(
             kv, split_pre(LLAMA3_RE, True), 128000, template_bos=128000)),
@@ -763,8 +764,8 @@ def make_big(out):
             print("skip %s: no %s (scripts/fetch-vocabs)" % (name, p))
             continue
         big_save(out, name, build(gguf_kv(p)), big_strings(vocab), os.path.basename(p))
-    model = os.environ.get("SMOKE_MODEL", os.path.expanduser(
-        "~/.cache/smoke/models/gemma-3-270m-q4_k_m.gguf"))
+    model = os.environ.get("SMOKE_MODEL") or os.path.join(cache, "models",
+                                                          "gemma-3-270m-q4_k_m.gguf")
     if os.path.exists(model):
         big_save(out, "gemma3-real", spm_json(gguf_kv(model), False), big_strings("gemma-4"),
                  os.path.basename(model))
