@@ -26,9 +26,13 @@ extern "C" int cuda_ctx_init(struct cuda_ctx *c, struct CUstream_st *stream, str
 		return smk_fail(err, -ENOMEM, "cuda: no host memory for the GELU table");
 	cuda_gelu_table_fill(host);
 	CUDA_CHECK_GOTO(err, rc, cudaMalloc(&c->gelu_table, sizeof(uint16_t) << 16), fail);
-	/* A one-time blocking copy at set-up; the ops never block. */
-	CUDA_CHECK_GOTO(err, rc, cudaMemcpy(c->gelu_table, host, sizeof(uint16_t) << 16,
-					    cudaMemcpyHostToDevice), fail);
+	/* On the compute stream, so the kernels that read the table are
+	 * ordered after it (a plain cudaMemcpy from pageable memory may
+	 * return before its DMA lands, and a non-blocking stream would not
+	 * wait for it); the one wait of the set-up lets `host` go. */
+	CUDA_CHECK_GOTO(err, rc, cudaMemcpyAsync(c->gelu_table, host, sizeof(uint16_t) << 16,
+						 cudaMemcpyHostToDevice, c->stream), fail);
+	CUDA_CHECK_GOTO(err, rc, cudaStreamSynchronize(c->stream), fail);
 	rc = cuda_attention_init(c, optin, err);
 	if (rc)
 		goto fail;
