@@ -157,7 +157,9 @@ int backend_cudaemu_new(struct backend **out, const struct backend_limits *lim,
  * constructors above (its ops table starts with struct backend_ops). */
 struct cuda_backend_ops {
 	struct backend_ops base;
-	/* *out = device memory of bytes (0 or -ENOMEM with err set) */
+	/* *out = device memory of bytes (0 or -ENOMEM with err set).  For
+	 * set-up and teardown: cudaMalloc/cudaFree may synchronise the
+	 * device, which the ops themselves never do. */
 	int (*alloc)(struct backend *b, void **out, size_t bytes, struct smk_err *err);
 	void (*free_mem)(struct backend *b, void *p);
 	/* host -> device on the compute stream; src is read before return */
