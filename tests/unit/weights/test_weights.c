@@ -613,6 +613,12 @@ static ssize_t faulty_pread(int fd, void *buf, size_t n, off_t off)
 	return pread(fd, buf, n, off);
 }
 
+/* The fault tests run in both tier-0 read modes (_i: 0 pread, 1 O_DIRECT). */
+static enum wstore_io io_mode(int i)
+{
+	return i ? WSTORE_IO_DIRECT : WSTORE_IO_PREAD;
+}
+
 START_TEST(test_read_error)
 {
 	const char *path = layer_heavy();
@@ -624,6 +630,7 @@ START_TEST(test_read_error)
 		struct wstore_opts wo;
 		wstore_opts_default(&wo);
 		wo.check_budgets = true;
+		wo.io = io_mode(_i);
 		wo.pread_fn = faulty_pread;
 		wo.async_prefetch = async;
 		wo.dev_budget = 8 << 20;
@@ -640,6 +647,7 @@ START_TEST(test_read_error)
 			      strstr(err.msg, "tensor"), "%s", err.msg);
 		struct wstore_stats st;
 		wstore_get_stats(e->ws, &st);
+		ck_assert_int_eq(st.io, wo.io);
 		ck_assert_int_eq(st.pinned, 0);
 		ck_assert_uint_gt(st.load_errors, 0);
 		/* The store stays usable once reads work again. */
@@ -651,6 +659,34 @@ START_TEST(test_read_error)
 		ck_assert_int_eq(st.pinned, 0);
 		engine_close(e);
 	}
+}
+END_TEST
+
+/* O_DIRECT tier-0 reads (what the store picks when the page cache cannot
+ * hold the model): the quarter-budget proof's tokens, each policy, async
+ * on and off, budgets held. */
+START_TEST(test_direct_tokens)
+{
+	const char *path = layer_heavy();
+	if (!path)
+		return;
+	struct collect ref;
+	reference_tokens(path, &ref);
+	struct wstore_opts wo;
+	wstore_opts_default(&wo);
+	wo.check_budgets = true;
+	wo.io = WSTORE_IO_DIRECT;
+	wo.dev_budget = 8 << 20;
+	wo.ram_budget = 6 << 20;
+	for (int async = 0; async < 2; async++)
+		for (int p = 0; p <= WPOLICY_PREDICTIVE; p++) {
+			wo.async_prefetch = async;
+			wo.policy = (enum wpolicy)p;
+			struct wstore_stats st;
+			run_tiered(path, &wo, &ref, &st);
+			ck_assert_int_eq(st.io, WSTORE_IO_DIRECT);
+			ck_assert_uint_gt(st.tier[WSTORE_TIER_RAM].evictions, 0);
+		}
 }
 END_TEST
 
@@ -675,7 +711,10 @@ START_TEST(test_truncated_file)
 		return;
 	struct collect ref;
 	reference_tokens(src, &ref);
-	char path[] = "/tmp/smoke-weights-XXXXXX";
+	/* The copy sits next to the original (not in /tmp, which may be a
+	 * tmpfs that refuses O_DIRECT). */
+	char path[4200];
+	snprintf(path, sizeof(path), "%s.trunc-XXXXXX", src);
 	int fd = mkstemp(path);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
@@ -683,6 +722,7 @@ START_TEST(test_truncated_file)
 	struct wstore_opts wo;
 	wstore_opts_default(&wo);
 	wo.check_budgets = true;
+	wo.io = io_mode(_i);
 	wo.dev_budget = 8 << 20;
 	wo.ram_budget = 6 << 20;
 	struct engine_opts eo = { .model_path = path, .n_threads = 2, .n_ctx = 256, .n_batch = 64,
@@ -730,8 +770,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_default_model_tokens);
 	tcase_add_test(tc, test_default_model_quarter);
 	tcase_add_test(tc, test_recorded_trace_belady);
-	tcase_add_test(tc, test_read_error);
-	tcase_add_test(tc, test_truncated_file);
+	tcase_add_loop_test(tc, test_read_error, 0, 2);
+	tcase_add_loop_test(tc, test_truncated_file, 0, 2);
+	tcase_add_test(tc, test_direct_tokens);
 	suite_add_tcase(s, tc);
 	return s;
 }
