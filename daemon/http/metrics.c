@@ -43,6 +43,9 @@ static json_t *weights_json(struct wstore *ws)
 		return o;
 	static const char *names[] = { "ram", "device" };
 	json_object_set_new(o, "compute_tier", json_string(names[w.compute_tier]));
+	/* How tier 0 is read (chosen at start: O_DIRECT when the page cache
+	 * could not hold the model next to the budgets). */
+	json_object_set_new(o, "io", json_string(w.io == WSTORE_IO_DIRECT ? "direct" : "pread"));
 	for (int t = 0; t < WSTORE_N_TIERS; t++) {
 		const struct wtier_stats *x = &w.tier[t];
 		json_object_set_new(o, names[t], json_pack(

@@ -34,7 +34,7 @@ import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_fixture import Checks, Daemon  # noqa: E402
+from daemon_fixture import Checks, Daemon, import_from_venv  # noqa: E402
 
 ROOT = os.environ.get("SMOKE_SOURCE_ROOT") or os.path.join(os.path.dirname(__file__), "..", "..")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "hf-models")
@@ -109,6 +109,36 @@ def synthetic_tiered(smoked, check, tmp):
           % (tiered.stderr[-500:] if tiered.returncode else ""))
     check(tiered.stdout == resident.stdout and resident.stdout != "",
           "synthetic at 1/4-size budgets: same greedy text as resident (%r)" % resident.stdout)
+    # The daemon on the same directory and budgets: the text again, and
+    # /stats' weights object (tiered, read mode) valid against the spec.
+    with Daemon(smoked, model=d, extra=["--ram-cache", budget, "--gpu-memory", budget]) as dm:
+        out = post(dm.url + "/v1/completions", {"prompt": "hello world", "max_tokens": 6,
+                                                "temperature": 0})
+        check(out["choices"][0]["text"] == resident.stdout,
+              "synthetic, daemon at 1/4-size budgets: same text as offline")
+        stats = get(dm.url + "/stats")
+        w = stats.get("weights", {})
+        check(w.get("store") == "tiered" and w.get("io") in ("pread", "direct")
+              and w["ram"]["misses"] > 0 and w["ram"]["peak_bytes"] <= w["ram"]["budget_bytes"],
+              "synthetic, daemon: /stats weights tiered, io %s, ram peak %s <= budget %s"
+              % (w.get("io"), w.get("ram", {}).get("peak_bytes"), w.get("ram", {}).get("budget_bytes")))
+        check(valid_stats(stats), "synthetic, daemon: /stats valid against proto/openapi.yaml")
+
+
+def valid_stats(obj):
+    jsonschema, yaml = import_from_venv("jsonschema"), import_from_venv("yaml")
+    if not jsonschema or not yaml:
+        print("skip  schema validation: no jsonschema/yaml (scripts/setup)")
+        return True
+    with open(os.path.join(ROOT, "proto", "openapi.yaml")) as f:
+        spec = yaml.safe_load(f)
+    schema = {"$ref": "#/components/schemas/Stats", "components": spec["components"]}
+    try:
+        jsonschema.Draft202012Validator(schema).validate(obj)
+        return True
+    except jsonschema.ValidationError as e:
+        print("      schema: %s at %s" % (e.message, list(e.absolute_path)))
+        return False
 
 
 def bad_config(smoked, check, tmp):
@@ -132,6 +162,9 @@ def bad_config(smoked, check, tmp):
 
 def main():
     smoked = sys.argv[1]
+    # Before any work: without jsonschema here this re-runs the script
+    # under the venv of scripts/setup.
+    import_from_venv("jsonschema")
     check = Checks()
     tmp = tempfile.mkdtemp(prefix="smoke-hf-")
     try:
