@@ -83,6 +83,21 @@ static int be_enter(struct cuda_be *cb, struct smk_err *e)
 	return 0;
 }
 
+/* The body of an op that returns nothing: skip after a failure (the next
+ * matmul/embed or cuda_be_sync reports it), make the device current, run
+ * `call` (which may use cb and &e), keep its first failure. */
+#define BE_RUN(b, call)                                   \
+	do {                                              \
+		struct cuda_be *cb = be_of(b);            \
+		struct smk_err e = { 0, "" };             \
+		if (cb->first.code)                       \
+			return;                           \
+		int rc_ = be_enter(cb, &e);               \
+		if (!rc_)                                 \
+			rc_ = (call);                     \
+		be_record(cb, rc_, &e);                   \
+	} while (0)
+
 static int be_matmul(struct backend *b, const struct wtensor *w, const float *x, int n, float *y)
 {
 	struct cuda_be *cb = be_of(b);
@@ -120,63 +135,28 @@ static void be_rmsnorm(struct backend *b, const float *x, const struct wtensor *
 static void be_rope(struct backend *b, float *x, int n, int n_heads, int head_dim, int pos0,
 		    const struct rope_params *rp)
 {
-	struct cuda_be *cb = be_of(b);
-	struct smk_err e = { 0, "" };
-	if (cb->first.code)
-		return;
-	int rc = be_enter(cb, &e);
-	if (!rc)
-		rc = cuda_rope(&cb->ctx, x, n, n_heads, head_dim, pos0, rp, &e);
-	be_record(cb, rc, &e);
+	BE_RUN(b, cuda_rope(&cb->ctx, x, n, n_heads, head_dim, pos0, rp, &e));
 }
 
 static void be_attention(struct backend *b, const float *q, const float *k, const float *v,
 			 float *out, const struct attn_params *ap)
 {
-	struct cuda_be *cb = be_of(b);
-	struct smk_err e = { 0, "" };
-	if (cb->first.code)
-		return;
-	int rc = be_enter(cb, &e);
-	if (!rc)
-		rc = cuda_attention(&cb->ctx, q, k, v, out, ap, &e);
-	be_record(cb, rc, &e);
+	BE_RUN(b, cuda_attention(&cb->ctx, q, k, v, out, ap, &e));
 }
 
 static void be_gelu_mul(struct backend *b, float *g, const float *u, int64_t n)
 {
-	struct cuda_be *cb = be_of(b);
-	struct smk_err e = { 0, "" };
-	if (cb->first.code)
-		return;
-	int rc = be_enter(cb, &e);
-	if (!rc)
-		rc = cuda_gelu_mul(&cb->ctx, g, u, n, &e);
-	be_record(cb, rc, &e);
+	BE_RUN(b, cuda_gelu_mul(&cb->ctx, g, u, n, &e));
 }
 
 static void be_silu_mul(struct backend *b, float *g, const float *u, int64_t n)
 {
-	struct cuda_be *cb = be_of(b);
-	struct smk_err e = { 0, "" };
-	if (cb->first.code)
-		return;
-	int rc = be_enter(cb, &e);
-	if (!rc)
-		rc = cuda_silu_mul(&cb->ctx, g, u, n, &e);
-	be_record(cb, rc, &e);
+	BE_RUN(b, cuda_silu_mul(&cb->ctx, g, u, n, &e));
 }
 
 static void be_add(struct backend *b, float *x, const float *y, int64_t n)
 {
-	struct cuda_be *cb = be_of(b);
-	struct smk_err e = { 0, "" };
-	if (cb->first.code)
-		return;
-	int rc = be_enter(cb, &e);
-	if (!rc)
-		rc = cuda_add(&cb->ctx, x, y, n, &e);
-	be_record(cb, rc, &e);
+	BE_RUN(b, cuda_add(&cb->ctx, x, y, n, &e));
 }
 
 static int be_embed(struct backend *b, const struct wtensor *table, const int32_t *tok, int n,
@@ -215,14 +195,7 @@ static void be_add_bias(struct backend *b, float *x, const struct wtensor *bias,
 
 static void be_round_fp16(struct backend *b, float *dst, const float *src, int64_t n)
 {
-	struct cuda_be *cb = be_of(b);
-	struct smk_err e = { 0, "" };
-	if (cb->first.code)
-		return;
-	int rc = be_enter(cb, &e);
-	if (!rc)
-		rc = cuda_round_fp16(&cb->ctx, dst, src, n, &e);
-	be_record(cb, rc, &e);
+	BE_RUN(b, cuda_round_fp16(&cb->ctx, dst, src, n, &e));
 }
 
 static int be_alloc(struct backend *b, void **out, size_t bytes, struct smk_err *err)
