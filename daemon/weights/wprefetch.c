@@ -78,7 +78,8 @@ static int start_one(struct wstore_tiered *ws, int u)
 {
 	struct wt_unit *U = &ws->units[u];
 	int ct = ws->ct, t;
-	if (U->t[ct].state != WS_ABSENT)
+	if (U->t[ct].state != WS_ABSENT || U->t[ct].pf_failed ||
+	    U->t[WSTORE_TIER_RAM].pf_failed)
 		return 0;
 	if (ct == WSTORE_TIER_DEV && U->t[WSTORE_TIER_RAM].state == WS_LOADING)
 		return 0; /* its read is in flight; the copy follows when it ends */

@@ -338,9 +338,11 @@ void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double sec
 	if (rc) {
 		warena_free(&T->arena, U->t[t].off, U->size);
 		U->t[t].state = WS_ABSENT;
+		U->t[t].pf_failed = prefetch;
 		ws->st.load_errors++;
 	} else {
 		U->t[t].state = WS_RESIDENT;
+		U->t[t].pf_failed = false;
 		/* Only the hop into the compute tier counts as a prefetch: a RAM
 		 * copy made on the way to the device is used by that copy. */
 		U->t[t].prefetched = prefetch && t == ws->ct;

@@ -55,6 +55,10 @@ struct wt_unit {
 		int pin;                 /* readers right now (compute, copy source) */
 		uint64_t off;            /* slot offset when LOADING/RESIDENT */
 		bool prefetched;         /* loaded ahead, not acquired since */
+		bool pf_failed;          /* a prefetch of it failed: leave it to the
+		                          * compute thread, which reports the error
+		                          * (retrying it ahead would livelock a
+		                          * waiter against a failing read) */
 	} t[WSTORE_N_TIERS];
 	uint64_t last_use, uses, load_seq;
 	int dist;                        /* scratch: predicted distance to next use */
