@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "http/server.h"
@@ -227,24 +228,33 @@ char *server_metrics_text(struct server *s)
 	if (have)
 		wstore_get_stats(s->e->ws, &w);
 	static const char *tiers[] = { "ram", "device" };
-	metric(&b, "smoke_tier_bytes", "gauge", "Weight bytes resident in each tier of the hierarchy.");
-	for (int t = 0; t < WSTORE_N_TIERS; t++)
-		bprintf(&b, "smoke_tier_bytes{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].used);
-	metric(&b, "smoke_tier_budget_bytes", "gauge", "Byte budget of each tier (memory.ram_cache, memory.gpu_memory).");
-	for (int t = 0; t < WSTORE_N_TIERS; t++)
-		bprintf(&b, "smoke_tier_budget_bytes{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].budget);
-	metric(&b, "smoke_tier_hits_total", "counter", "Weight requests that found the unit in the tier.");
-	for (int t = 0; t < WSTORE_N_TIERS; t++)
-		bprintf(&b, "smoke_tier_hits_total{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].hits);
-	metric(&b, "smoke_tier_misses_total", "counter", "Weight requests that had to load the unit into the tier.");
-	for (int t = 0; t < WSTORE_N_TIERS; t++)
-		bprintf(&b, "smoke_tier_misses_total{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].misses);
-	metric(&b, "smoke_tier_evictions_total", "counter", "Units evicted from the tier.");
-	for (int t = 0; t < WSTORE_N_TIERS; t++)
-		bprintf(&b, "smoke_tier_evictions_total{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].evictions);
-	metric(&b, "smoke_tier_bytes_in_total", "counter", "Bytes moved into the tier (disk reads, device copies).");
-	for (int t = 0; t < WSTORE_N_TIERS; t++)
-		bprintf(&b, "smoke_tier_bytes_in_total{tier=\"%s\"} %llu\n", tiers[t], (unsigned long long)w.tier[t].bytes_in);
+	/* One labelled series per tier for each of these wtier_stats fields. */
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} tier_metrics[] = {
+		{ "smoke_tier_bytes", "gauge", "Weight bytes resident in each tier of the hierarchy.",
+		  offsetof(struct wtier_stats, used) },
+		{ "smoke_tier_budget_bytes", "gauge", "Byte budget of each tier (memory.ram_cache, memory.gpu_memory).",
+		  offsetof(struct wtier_stats, budget) },
+		{ "smoke_tier_hits_total", "counter", "Weight requests that found the unit in the tier.",
+		  offsetof(struct wtier_stats, hits) },
+		{ "smoke_tier_misses_total", "counter", "Weight requests that had to load the unit into the tier.",
+		  offsetof(struct wtier_stats, misses) },
+		{ "smoke_tier_evictions_total", "counter", "Units evicted from the tier.",
+		  offsetof(struct wtier_stats, evictions) },
+		{ "smoke_tier_bytes_in_total", "counter", "Bytes moved into the tier (disk reads, device copies).",
+		  offsetof(struct wtier_stats, bytes_in) },
+	};
+	for (size_t k = 0; k < sizeof(tier_metrics) / sizeof(tier_metrics[0]); k++) {
+		metric(&b, tier_metrics[k].name, tier_metrics[k].type, tier_metrics[k].help);
+		for (int t = 0; t < WSTORE_N_TIERS; t++) {
+			uint64_t v;
+			memcpy(&v, (const char *)&w.tier[t] + tier_metrics[k].off, sizeof(v));
+			bprintf(&b, "%s{tier=\"%s\"} %llu\n", tier_metrics[k].name, tiers[t],
+				(unsigned long long)v);
+		}
+	}
 	metric(&b, "smoke_prefetch_total", "counter", "Prefetches by outcome (issued, used, wasted, late).");
 	bprintf(&b, "smoke_prefetch_total{outcome=\"issued\"} %llu\n", (unsigned long long)w.prefetch_issued);
 	bprintf(&b, "smoke_prefetch_total{outcome=\"used\"} %llu\n", (unsigned long long)w.prefetch_used);

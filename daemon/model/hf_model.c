@@ -120,10 +120,9 @@ static int cfg_num(struct hf *h, json_t *obj, const char *key, bool required, do
 	return 0;
 }
 
-static const char *cfg_str(struct hf *h, json_t *obj, const char *key)
+static const char *cfg_str(json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
-	(void)h;
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
@@ -177,9 +176,9 @@ static void key_f32(struct hf *h, const char *k, double v)
 
 static int check_act(struct hf *h)
 {
-	const char *act = cfg_str(h, h->cfg, "hidden_activation");
+	const char *act = cfg_str(h->cfg, "hidden_activation");
 	if (!act)
-		act = cfg_str(h, h->cfg, "hidden_act");
+		act = cfg_str(h->cfg, "hidden_act");
 	if (!act)
 		return smk_fail(h->err, -EINVAL, "%s: key 'hidden_act' is missing", h->cfg_path);
 	/* Gemma's checkpoints say gelu_pytorch_tanh; some say gelu meaning the
@@ -192,7 +191,7 @@ static int check_act(struct hf *h)
 
 /* Gemma 3 facts the forward pass hard-wires (family_desc in model.c): check
  * that this checkpoint agrees instead of computing something else. */
-static int check_gemma(struct hf *h, int64_t n_head)
+static int check_gemma(struct hf *h)
 {
 	double v;
 	int64_t n;
@@ -237,7 +236,6 @@ static int check_gemma(struct hf *h, int64_t n_head)
 	if ((rc = cfg_int(h, "sliding_window", true, 1, INT32_MAX, &sw)))
 		return rc;
 	key_u32(h, "attention.sliding_window", sw);
-	(void)n_head;
 	return 0;
 }
 
@@ -317,9 +315,9 @@ static int rope_scaling(struct hf *h)
 	json_t *rs = h->rope_global;
 	if (!rs)
 		return 0;
-	const char *type = cfg_str(h, rs, "rope_type");
+	const char *type = cfg_str(rs, "rope_type");
 	if (!type)
-		type = cfg_str(h, rs, "type");
+		type = cfg_str(rs, "type");
 	if (!type)
 		return smk_fail(h->err, -EINVAL, "%s: rope scaling has no 'rope_type'", h->cfg_path);
 	if (!strcmp(type, "default"))
@@ -395,7 +393,7 @@ static int hparams(struct hf *h)
 	if (!strcmp(h->a->hf, "MistralForCausalLM") &&
 	    (rc = refuse_if_set(h, "sliding_window", "sliding windows are only implemented for Gemma 3")))
 		return rc;
-	if (h->a->gemma && (rc = check_gemma(h, heads)))
+	if (h->a->gemma && (rc = check_gemma(h)))
 		return rc;
 	json_t *tie = json_object_get(h->cfg, "tie_word_embeddings");
 	if (tie && !json_is_boolean(tie))

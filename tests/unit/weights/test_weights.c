@@ -388,23 +388,34 @@ static void run_tiered(const char *path, const struct wstore_opts *wo, const str
 	engine_close(e);
 }
 
+/* The set-up of the tiered-store tests: the layer-heavy model's path, its
+ * tokens from the resident store, and default options with the budgets
+ * checked on every allocation.  NULL (the test skips) without the model. */
+static const char *tiered_setup(struct collect *ref, struct wstore_opts *wo)
+{
+	const char *path = layer_heavy();
+	if (!path)
+		return NULL;
+	reference_tokens(path, ref);
+	wstore_opts_default(wo);
+	wo->check_budgets = true;
+	return path;
+}
+
 START_TEST(test_quarter_budget_tokens)
 {
 	/* The proof: weights >= 4x (ram_cache + gpu_memory), same greedy tokens
 	 * as the resident store, three tiers, every policy, async on and off. */
-	const char *path = layer_heavy();
+	struct collect ref;
+	struct wstore_opts wo;
+	const char *path = tiered_setup(&ref, &wo);
 	if (!path)
 		return;
-	struct collect ref;
-	reference_tokens(path, &ref);
 	struct model *m;
 	ck_assert_int_eq(model_load(&m, path, NULL), 0);
 	uint64_t total = unique_weight_bytes(m);
 	uint64_t table = m->blocks[0].nbytes;
 	model_free(m);
-	struct wstore_opts wo;
-	wstore_opts_default(&wo);
-	wo.check_budgets = true;
 	wo.dev_budget = table + 3 * (total - table) / 64 + 4096; /* head + ~2 layers */
 	wo.ram_budget = table + 4096;
 	ck_assert_uint_le(4 * (wo.dev_budget + wo.ram_budget), total);
@@ -540,14 +551,11 @@ START_TEST(test_whole_model_fits)
 {
 	/* Budgets that hold everything: after the first step every acquire
 	 * hits, nothing is evicted, no byte moves again. */
-	const char *path = layer_heavy();
+	struct collect ref;
+	struct wstore_opts wo;
+	const char *path = tiered_setup(&ref, &wo);
 	if (!path)
 		return;
-	struct collect ref;
-	reference_tokens(path, &ref);
-	struct wstore_opts wo;
-	wstore_opts_default(&wo);
-	wo.check_budgets = true;
 	wo.ram_budget = 1ull << 30;
 	wo.dev_budget = 1ull << 30;
 	struct wstore_stats st;
@@ -621,15 +629,12 @@ static enum wstore_io io_mode(int i)
 
 START_TEST(test_read_error)
 {
-	const char *path = layer_heavy();
+	struct collect ref;
+	struct wstore_opts wo;
+	const char *path = tiered_setup(&ref, &wo);
 	if (!path)
 		return;
-	struct collect ref;
-	reference_tokens(path, &ref);
 	for (int async = 0; async < 2; async++) {
-		struct wstore_opts wo;
-		wstore_opts_default(&wo);
-		wo.check_budgets = true;
 		wo.io = io_mode(_i);
 		wo.pread_fn = faulty_pread;
 		wo.async_prefetch = async;
@@ -667,14 +672,11 @@ END_TEST
  * on and off, budgets held. */
 START_TEST(test_direct_tokens)
 {
-	const char *path = layer_heavy();
+	struct collect ref;
+	struct wstore_opts wo;
+	const char *path = tiered_setup(&ref, &wo);
 	if (!path)
 		return;
-	struct collect ref;
-	reference_tokens(path, &ref);
-	struct wstore_opts wo;
-	wstore_opts_default(&wo);
-	wo.check_budgets = true;
 	wo.io = WSTORE_IO_DIRECT;
 	wo.dev_budget = 8 << 20;
 	wo.ram_budget = 6 << 20;
@@ -706,11 +708,11 @@ static int copy_file(const char *from, const char *to)
 
 START_TEST(test_truncated_file)
 {
-	const char *src = layer_heavy();
+	struct collect ref;
+	struct wstore_opts wo;
+	const char *src = tiered_setup(&ref, &wo);
 	if (!src)
 		return;
-	struct collect ref;
-	reference_tokens(src, &ref);
 	/* The copy sits next to the original (not in /tmp, which may be a
 	 * tmpfs that refuses O_DIRECT). */
 	char path[4200];
@@ -719,9 +721,6 @@ START_TEST(test_truncated_file)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	ck_assert_int_eq(copy_file(src, path), 0);
-	struct wstore_opts wo;
-	wstore_opts_default(&wo);
-	wo.check_budgets = true;
 	wo.io = io_mode(_i);
 	wo.dev_budget = 8 << 20;
 	wo.ram_budget = 6 << 20;
