@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct kvcache *kv;
-	if (kvcache_new(&kv, e->model, eo.n_ctx, &err)) {
+	if (kvcache_new(&kv, e->model, eo.n_ctx, e->be, &err)) {
 		fprintf(stderr, "bench_forward: %s\n", err.msg);
 		return 1;
 	}

@@ -115,7 +115,7 @@ static int one_gen(struct engine *e, int n_predict, struct mark *mk, int *n_gen,
 	struct sampler_params sp;
 	sampler_params_default(&sp);
 	sp.temperature = 0;
-	if ((rc = kvcache_new(&kv, e->model, (int)n + n_predict + 1, err)))
+	if ((rc = kvcache_new(&kv, e->model, (int)n + n_predict + 1, e->be, err)))
 		return rc;
 	if ((rc = sampler_new(&s, e->model->hp.n_vocab, &sp, err))) {
 		kvcache_free(kv);

@@ -99,7 +99,7 @@ static int run_prompt(struct engine *e, const struct cli *c, struct smk_err *err
 			      n_ids, c->n_predict, e->n_ctx);
 		goto out;
 	}
-	if ((rc = kvcache_new(&kv, e->model, n_ctx > 0 ? n_ctx : 1, err)) ||
+	if ((rc = kvcache_new(&kv, e->model, n_ctx > 0 ? n_ctx : 1, e->be, err)) ||
 	    (rc = sampler_new(&s, e->model->hp.n_vocab, &c->sp, err)))
 		goto out;
 	struct gen_stats st;
@@ -174,6 +174,7 @@ static int run_offline(struct cli *c, const char *model_path)
 		.n_ctx = c->cfg.model.context, .n_batch = c->cfg.model.batch,
 		.weights = engine_weights_from_config(&wo, &c->cfg) ? &wo : NULL,
 		.dtype = (enum convert_dtype)c->cfg.memory.default_dtype,
+		.gpu_id = c->cfg.device.gpu_id, .num_gpus = c->cfg.device.num_gpus,
 	};
 	if (c->mode == CLI_PERPLEXITY) {
 		eo.n_batch = eo.n_batch > 0 ? eo.n_batch : 64;
@@ -191,6 +192,7 @@ static int run_offline(struct cli *c, const char *model_path)
 		model_path, e->model->name, e->model->hp.n_layer,
 		(double)e->model->weight_bytes / (1 << 20), engine_now() - t0,
 		e->be->limits.n_threads);
+	fprintf(stderr, "smoked: %s\n", e->backend_note);
 	int rc = c->mode == CLI_PERPLEXITY ? run_perplexity(e, c, &err) : run_prompt(e, c, &err);
 	if (rc)
 		fprintf(stderr, "smoked: %s\n", err.msg);

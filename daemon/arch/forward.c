@@ -10,6 +10,10 @@
 
 #include "util/fp16.h"
 
+/* Every activation buffer lives in the backend's memory (device memory
+ * with CUDA), so the pass only calls backend ops on them; the logits come
+ * back to the host once per step (logits_host), unless the backend's memory
+ * is the host's. */
 struct forward {
 	const struct model *m;
 	struct backend *be;
@@ -17,23 +21,94 @@ struct forward {
 	int max_tokens, max_logits;
 	float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
 	float *shard_out;         /* L x shard rows, when the head has several shards */
-	float *arena;
+	float *arena;             /* backend memory holding all of the above */
+	float *logits_host;       /* max_logits x n_vocab (NULL: host_memory) */
 	forward_debug_fn dbg;     /* tests/tools only; NULL in the daemon */
 	void *dbg_ctx;
+	float *dbg_host;          /* the hook's copy of a stage (device backends) */
+	size_t dbg_cap;           /* floats */
 };
 
-void forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx)
+int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx)
 {
+	if (fn && !f->be->ops->host_memory && !f->dbg_host) {
+		const struct hparams *hp = &f->m->hp;
+		size_t w = (size_t)hp->n_embd;
+		if ((size_t)hp->n_ff > w)
+			w = (size_t)hp->n_ff;
+		if ((size_t)hp->n_head * hp->head_dim > w)
+			w = (size_t)hp->n_head * hp->head_dim;
+		f->dbg_cap = w * (size_t)f->max_tokens;
+		if ((size_t)f->max_logits * hp->n_vocab > f->dbg_cap)
+			f->dbg_cap = (size_t)f->max_logits * hp->n_vocab;
+		f->dbg_host = malloc(sizeof(float) * f->dbg_cap);
+		if (!f->dbg_host)
+			return -ENOMEM;
+	}
 	f->dbg = fn;
 	f->dbg_ctx = ctx;
+	return 0;
+}
+
+/* The debug hook sees host memory: a device stage is downloaded first. */
+static void dbg_call(struct forward *f, const char *name, int il, const float *data, int rows,
+		     int64_t len)
+{
+	if (!f->be->ops->host_memory) {
+		size_t n = (size_t)rows * (size_t)len;
+		struct smk_err e;
+		if (n > f->dbg_cap || backend_download(f->be, f->dbg_host, data, sizeof(float) * n, &e))
+			return;
+		data = f->dbg_host;
+	}
+	f->dbg(f->dbg_ctx, name, il, data, rows, len);
 }
 
 /* Report a stage's output to the debug hook, if one is set. */
 #define DBG(f, name, il, data, rows, len)                                     \
 	do {                                                                  \
 		if ((f)->dbg)                                                 \
-			(f)->dbg((f)->dbg_ctx, name, il, data, rows, len);    \
+			dbg_call(f, name, il, data, rows, len);               \
 	} while (0)
+
+#define N_BUFS 11
+
+/* Floats of each activation buffer (x, h, q, k, v, att, o, g, u, logits,
+ * shard_out) for chunks of T tokens and L logit rows; returns the arena's
+ * total, every buffer rounded up to keep the next 64-byte aligned. */
+static size_t scratch_floats(const struct model *m, int max_tokens, int max_logits,
+			     size_t sizes[N_BUFS])
+{
+	const struct hparams *hp = &m->hp;
+	/* With several head shards and several logit rows, a shard's matmul
+	 * writes L x rows contiguously; it goes through shard_out into the
+	 * logits' column range. */
+	size_t shard_rows = 0;
+	if (m->n_head_blocks > 1)
+		for (int k = 0; k < m->n_head_blocks; k++)
+			if ((size_t)m->blocks[model_head_block(m, k)].n_rows > shard_rows)
+				shard_rows = (size_t)m->blocks[model_head_block(m, k)].n_rows;
+	const size_t T = (size_t)max_tokens;
+	const size_t q_dim = (size_t)hp->n_head * hp->head_dim;
+	const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+	const size_t s[N_BUFS] = {
+		T * hp->n_embd, T * hp->n_embd, T * q_dim, T * kv_dim, T * kv_dim, T * q_dim,
+		T * hp->n_embd, T * hp->n_ff, T * hp->n_ff, (size_t)max_logits * hp->n_vocab,
+		(size_t)max_logits * shard_rows,
+	};
+	size_t total = 0;
+	for (int i = 0; i < N_BUFS; i++) {
+		sizes[i] = s[i];
+		total += (s[i] + 15) / 16 * 16;
+	}
+	return total;
+}
+
+uint64_t forward_scratch_bytes(const struct model *m, int max_tokens, int max_logits)
+{
+	size_t sizes[N_BUFS];
+	return (uint64_t)scratch_floats(m, max_tokens, max_logits, sizes) * sizeof(float);
+}
 
 int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		struct wstore *ws, int max_tokens, int max_logits, struct smk_err *err)
@@ -52,35 +127,25 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 	f->max_tokens = max_tokens;
 	f->max_logits = max_logits;
 
-	/* With several head shards and several logit rows, a shard's matmul
-	 * writes L x rows contiguously; it goes through shard_out into the
-	 * logits' column range. */
-	size_t shard_rows = 0;
-	if (m->n_head_blocks > 1)
-		for (int k = 0; k < m->n_head_blocks; k++)
-			if ((size_t)m->blocks[model_head_block(m, k)].n_rows > shard_rows)
-				shard_rows = (size_t)m->blocks[model_head_block(m, k)].n_rows;
-	const size_t T = (size_t)max_tokens;
-	const size_t q_dim = (size_t)hp->n_head * hp->head_dim;
-	const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-	const size_t sizes[] = {
-		T * hp->n_embd, T * hp->n_embd, T * q_dim, T * kv_dim, T * kv_dim, T * q_dim,
-		T * hp->n_embd, T * hp->n_ff, T * hp->n_ff, (size_t)max_logits * hp->n_vocab,
-		(size_t)max_logits * shard_rows,
-	};
 	float **bufs[] = { &f->x, &f->h, &f->q, &f->k, &f->v, &f->att, &f->o, &f->g, &f->u,
 			   &f->logits, &f->shard_out };
-	size_t total = 0;
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
-		total += (sizes[i] + 15) / 16 * 16; /* keep every buffer 64-byte aligned */
-	f->arena = aligned_alloc(64, total * sizeof(float) + 64);
-	if (!f->arena) {
+	size_t sizes[N_BUFS], total = scratch_floats(m, max_tokens, max_logits, sizes);
+	struct smk_err e;
+	if (backend_alloc(be, (void **)&f->arena, total * sizeof(float), &e)) {
 		free(f);
-		return smk_fail(err, -ENOMEM, "forward: cannot allocate %zu bytes of activations",
-				total * sizeof(float));
+		return smk_fail(err, -ENOMEM, "forward: cannot allocate %zu bytes of activations (%s)",
+				total * sizeof(float), e.msg);
+	}
+	if (!be->ops->host_memory) {
+		f->logits_host = malloc(sizeof(float) * (size_t)(max_logits ? max_logits : 1) *
+					(size_t)hp->n_vocab);
+		if (!f->logits_host) {
+			forward_free(f);
+			return smk_fail(err, -ENOMEM, "forward: cannot allocate the host logits");
+		}
 	}
 	float *p = f->arena;
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+	for (size_t i = 0; i < N_BUFS; i++) {
 		*bufs[i] = p;
 		p += (sizes[i] + 15) / 16 * 16;
 	}
@@ -92,16 +157,11 @@ void forward_free(struct forward *f)
 {
 	if (!f)
 		return;
-	free(f->arena);
+	if (f->arena)
+		backend_free_mem(f->be, f->arena);
+	free(f->logits_host);
+	free(f->dbg_host);
 	free(f);
-}
-
-/* Round through fp16: llama.cpp keeps K and V in an F16 cache and converts
- * Q to F16 for the Q.K product. */
-static void round_fp16(float *dst, const float *src, int64_t n)
-{
-	for (int64_t i = 0; i < n; i++)
-		dst[i] = fp16_to_fp32(fp32_to_fp16(src[i]));
 }
 
 /* RoPE, cache append and attention for one item's rows [row, row + n):
@@ -131,13 +191,14 @@ static void item_attention(struct forward *f, const struct wblock *b, struct fwd
 	};
 	if (m->fam->family == FAMILY_GEMMA3) {
 		/* Gemma scales q before the product (f_attention_scale). */
-		for (int64_t i = 0; i < n * q_dim; i++)
-			q[i] *= ap.scale;
+		be->ops->scale(be, q, ap.scale, n * q_dim);
 		ap.scale = 1.0f;
 	}
-	round_fp16(kvcache_k(it->kv, il) + (int64_t)pos0 * kv_dim, k, n * kv_dim);
-	round_fp16(kvcache_v(it->kv, il) + (int64_t)pos0 * kv_dim, v, n * kv_dim);
-	round_fp16(q, q, n * q_dim);
+	/* Round through fp16: llama.cpp keeps K and V in an F16 cache and
+	 * converts Q to F16 for the Q.K product. */
+	be->ops->round_fp16(be, kvcache_k(it->kv, il) + (int64_t)pos0 * kv_dim, k, n * kv_dim);
+	be->ops->round_fp16(be, kvcache_v(it->kv, il) + (int64_t)pos0 * kv_dim, v, n * kv_dim);
+	be->ops->round_fp16(be, q, q, n * q_dim);
 	be->ops->attention(be, q, kvcache_k(it->kv, il), kvcache_v(it->kv, il),
 			   f->att + row * q_dim, &ap);
 }
@@ -319,8 +380,8 @@ static int run_head(struct forward *f, float *rows, int L, struct smk_err *err)
 		} else {
 			rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, L, f->shard_out);
 			for (int r = 0; r < L && !rc; r++)
-				memcpy(f->logits + (int64_t)r * hp->n_vocab + r0, f->shard_out + r * nr,
-				       sizeof(float) * (size_t)nr);
+				be->ops->copy(be, f->logits + (int64_t)r * hp->n_vocab + r0,
+					      f->shard_out + r * nr, sizeof(float) * (size_t)nr);
 		}
 		wstore_release(f->ws, bi);
 		if (rc)
@@ -329,15 +390,14 @@ static int run_head(struct forward *f, float *rows, int L, struct smk_err *err)
 	return 0;
 }
 
-int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
-		      struct smk_err *err)
+/* The pass itself, after check_batch; on failure the caller clears the
+ * backend's pending state. */
+static int run_pass(struct forward *f, struct fwd_item *items, int n_items, int T, int L,
+		    struct smk_err *err)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
-	int T = 0, L = 0, rc;
-
-	if ((rc = check_batch(f, items, n_items, &T, &L, err)))
-		return rc;
+	int rc;
 
 	if ((rc = run_embed(f, items, n_items, err)))
 		return rc;
@@ -360,20 +420,49 @@ int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
 		float *rows = f->o;
 		for (int i = 0, row = 0, k = 0; i < n_items; row += items[i].n, i++) {
 			const int first = row + items[i].n - items[i].n_logits;
-			memcpy(rows + (int64_t)k * hp->n_embd, f->x + (int64_t)first * hp->n_embd,
-			       sizeof(float) * (size_t)items[i].n_logits * hp->n_embd);
+			f->be->ops->copy(f->be, rows + (int64_t)k * hp->n_embd,
+					 f->x + (int64_t)first * hp->n_embd,
+					 sizeof(float) * (size_t)items[i].n_logits * hp->n_embd);
 			k += items[i].n_logits;
 		}
 		if ((rc = run_head(f, rows, L, err)))
 			return rc;
 		DBG(f, "result_output", -1, f->logits, L, hp->n_vocab);
 	}
+	/* One wait per step: the logits come home (device backends), and any
+	 * failure of an op queued during the pass surfaces here, before a
+	 * cache position is committed. */
+	const float *logits = f->logits;
+	if (f->logits_host) {
+		rc = L > 0 ? backend_download(f->be, f->logits_host, f->logits,
+					      sizeof(float) * (size_t)L * hp->n_vocab, err)
+			   : backend_sync(f->be, err);
+		if (rc)
+			return rc;
+		logits = f->logits_host;
+	}
 	for (int i = 0, k = 0; i < n_items; i++) {
-		items[i].logits = items[i].n_logits ? f->logits + (int64_t)k * hp->n_vocab : NULL;
+		items[i].logits = items[i].n_logits ? logits + (int64_t)k * hp->n_vocab : NULL;
 		k += items[i].n_logits;
 		items[i].kv->n_pos += items[i].n;
 	}
 	return 0;
+}
+
+int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
+		      struct smk_err *err)
+{
+	int T = 0, L = 0;
+	int rc = check_batch(f, items, n_items, &T, &L, err);
+	if (rc)
+		return rc;
+	rc = run_pass(f, items, n_items, T, L, err);
+	if (rc && !f->be->ops->host_memory) {
+		/* Let the queued work drain and drop the failure the backend
+		 * kept, so that the next pass starts clean (rc says it all). */
+		backend_sync(f->be, NULL);
+	}
+	return rc;
 }
 
 int forward_run(struct forward *f, struct kvcache *kv, const int32_t *tok, int n,

@@ -23,6 +23,9 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		struct wstore *ws, int max_tokens, int max_logits, struct smk_err *err);
 void forward_free(struct forward *f);
 
+/* Bytes of activation scratch forward_new takes in the backend's memory. */
+uint64_t forward_scratch_bytes(const struct model *m, int max_tokens, int max_logits);
+
 /* One sequence's share of a batched step: n tokens appended at positions
  * kv->n_pos.., and the logits of its last n_logits tokens wanted.  On
  * success `logits` points at n_logits rows of n_vocab floats (owned by the
@@ -50,10 +53,12 @@ int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
  * "l_out", ... per layer; "inp_embd"/"inp_scaled", "result_norm",
  * "result_output" with layer -1), so a run of ours compares tensor by
  * tensor with `llama-ref dump` (docs/reference.md).  NULL (the default)
- * turns it off; then each stage costs one untaken branch. */
+ * turns it off; then each stage costs one untaken branch.  With a device
+ * backend each stage is downloaded for the hook (a host buffer made here:
+ * -ENOMEM if it cannot be). */
 typedef void (*forward_debug_fn)(void *ctx, const char *name, int layer, const float *data,
 				 int rows, int64_t row_len);
-void forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx);
+int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx);
 
 /* One sequence: run tok[0..n) at positions kv->n_pos.. and append their keys and values to
  * kv.  Logits of the last n_logits tokens (n_logits <= max_logits, may be 0)

@@ -8,7 +8,8 @@ uint64_t kvcache_bytes(const struct model *m, int n_ctx)
 	       (uint64_t)m->hp.n_head_kv * (uint64_t)m->hp.head_dim * sizeof(float);
 }
 
-int kvcache_new(struct kvcache **out, const struct model *m, int n_ctx, struct smk_err *err)
+int kvcache_new(struct kvcache **out, const struct model *m, int n_ctx, struct backend *be,
+		struct smk_err *err)
 {
 	if (n_ctx <= 0 || n_ctx > m->hp.n_ctx_train)
 		return smk_fail(err, -EINVAL, "context size %d is out of range (1..%d for this model)",
@@ -19,13 +20,13 @@ int kvcache_new(struct kvcache **out, const struct model *m, int n_ctx, struct s
 	kv->n_layer = m->hp.n_layer;
 	kv->n_ctx = n_ctx;
 	kv->kv_dim = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
+	kv->be = be;
 	size_t half = kvcache_bytes(m, n_ctx) / 2;
-	kv->k = malloc(half);
-	kv->v = malloc(half);
-	if (!kv->k || !kv->v) {
+	struct smk_err e;
+	if (backend_alloc(be, (void **)&kv->k, half, &e) || backend_alloc(be, (void **)&kv->v, half, &e)) {
 		kvcache_free(kv);
-		return smk_fail(err, -ENOMEM, "kv cache: cannot allocate %zu bytes for %d positions",
-				2 * half, n_ctx);
+		return smk_fail(err, -ENOMEM, "kv cache: cannot allocate %zu bytes for %d positions (%s)",
+				2 * half, n_ctx, e.msg);
 	}
 	*out = kv;
 	return 0;
@@ -35,7 +36,9 @@ void kvcache_free(struct kvcache *kv)
 {
 	if (!kv)
 		return;
-	free(kv->k);
-	free(kv->v);
+	if (kv->k)
+		backend_free_mem(kv->be, kv->k);
+	if (kv->v)
+		backend_free_mem(kv->be, kv->v);
 	free(kv);
 }

@@ -5,11 +5,21 @@
  * backend is tested against op by op.  Activations are row-major: a batch of
  * n rows of width w is n*w floats.  Operations never allocate: scratch space
  * is sized when the backend is created (struct backend_limits).
+ *
+ * Memory: every activation, KV-cache and weight pointer an op takes is
+ * memory of the backend (host memory for the CPU backend, device memory for
+ * CUDA), made by its alloc op at set-up.  Callers that are not sure which
+ * (forward.c) move bytes only through upload/download/copy; host_memory says
+ * a pointer may also be read directly.  Ops are queued in call order and
+ * may run after they return (CUDA); download waits for them.  Ops that
+ * return void cannot report a failure at once: the backend keeps the first
+ * one and the next matmul, embed, download or sync returns it.
  */
 #ifndef SMK_COMPUTE_BACKEND_H
 #define SMK_COMPUTE_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "compute/tensor.h"
@@ -74,6 +84,30 @@ struct backend_ops {
 		     float scale, float *y);
 	/* x[t][i] += bias[i] for n rows of bias->ne0 */
 	void (*add_bias)(struct backend *b, float *x, const struct wtensor *bias, int n);
+	/* dst[i] = src[i] rounded through fp16 (the F16 KV cache's values);
+	 * dst may equal src */
+	void (*round_fp16)(struct backend *b, float *dst, const float *src, int64_t n);
+	/* x[i] *= s */
+	void (*scale)(struct backend *b, float *x, float s, int64_t n);
+	/* bytes between two buffers of the backend, in op order */
+	void (*copy)(struct backend *b, void *dst, const void *src, size_t bytes);
+
+	/* ---- memory (set-up and the per-step logits) ---- */
+	bool host_memory;     /* the backend's memory is ordinary host memory */
+	/* *out = bytes of backend memory, or -ENOMEM with err set.  Set-up
+	 * only: a device allocator may synchronise. */
+	int (*alloc)(struct backend *b, void **out, size_t bytes, struct smk_err *err);
+	void (*free_mem)(struct backend *b, void *p);
+	/* host -> backend, ordered before the ops that follow; src may be
+	 * reused on return */
+	int (*upload)(struct backend *b, void *dst, const void *src, size_t bytes,
+		      struct smk_err *err);
+	/* backend -> host once every op queued before it has run; returns the
+	 * first failure of any op since the last sync (and forgets it) */
+	int (*download)(struct backend *b, void *dst, const void *src, size_t bytes,
+			struct smk_err *err);
+	/* wait for every queued op; the first failure as download */
+	int (*sync)(struct backend *b, struct smk_err *err);
 };
 
 struct backend {
@@ -88,6 +122,33 @@ static inline void backend_free(struct backend *b)
 {
 	if (b)
 		b->ops->free(b);
+}
+
+static inline int backend_alloc(struct backend *b, void **out, size_t bytes, struct smk_err *err)
+{
+	return b->ops->alloc(b, out, bytes, err);
+}
+
+static inline void backend_free_mem(struct backend *b, void *p)
+{
+	b->ops->free_mem(b, p);
+}
+
+static inline int backend_upload(struct backend *b, void *dst, const void *src, size_t bytes,
+				 struct smk_err *err)
+{
+	return b->ops->upload(b, dst, src, bytes, err);
+}
+
+static inline int backend_download(struct backend *b, void *dst, const void *src, size_t bytes,
+				   struct smk_err *err)
+{
+	return b->ops->download(b, dst, src, bytes, err);
+}
+
+static inline int backend_sync(struct backend *b, struct smk_err *err)
+{
+	return b->ops->sync(b, err);
 }
 
 #endif

@@ -5,6 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "compute/cuda/cuda_backend.h"
+#include "compute/cuda/cuda_probe.h"
+
 double engine_now(void)
 {
 	struct timespec ts;
@@ -31,6 +34,84 @@ bool engine_weights_from_config(struct wstore_opts *o, const struct config *c)
 	o->lookahead_max = c->runtime.smoke_test_layers;
 	o->async_prefetch = c->runtime.async_prefetch;
 	return true;
+}
+
+/* The compute backend (ENGINE_BE_AUTO: CUDA when a GPU is usable), with a
+ * line saying which and why in e->backend_note. */
+static int open_backend(struct engine *e, const struct engine_opts *o,
+			const struct backend_limits *lim, struct smk_err *err)
+{
+	char why[200];
+	enum engine_backend kind = o->backend;
+	/* A diagnostic override (scripts/gpu-check, tests): SMOKE_BACKEND. */
+	const char *env = getenv("SMOKE_BACKEND");
+	if (kind == ENGINE_BE_AUTO && env && *env) {
+		if (!strcmp(env, "cpu"))
+			kind = ENGINE_BE_CPU;
+		else if (!strcmp(env, "cuda"))
+			kind = ENGINE_BE_CUDA;
+		else if (!strcmp(env, "cuda-emu"))
+			kind = ENGINE_BE_CUDAEMU;
+		else if (strcmp(env, "auto"))
+			return smk_fail(err, -EINVAL, "SMOKE_BACKEND = \"%s\": expected auto, cpu, cuda or cuda-emu",
+					env);
+	}
+	if (kind == ENGINE_BE_AUTO && o->num_gpus <= 0) {
+		snprintf(e->backend_note, sizeof(e->backend_note),
+			 "cpu backend (device.num_gpus = 0)");
+		kind = ENGINE_BE_CPU;
+	}
+	if (kind == ENGINE_BE_AUTO || kind == ENGINE_BE_CUDA) {
+		int n = cuda_probe(why, sizeof(why));
+		if (n > 0 && (o->gpu_id < 0 || o->gpu_id >= n))
+			return smk_fail(err, -EINVAL, "device.gpu_id = %d, but %d CUDA device%s found (0..%d)",
+					o->gpu_id, n, n == 1 ? " was" : "s were", n - 1);
+		struct smk_err e2 = { 0, "" };
+		struct cuda_backend_opts co = { .device = o->gpu_id };
+		int rc = n > 0 ? backend_cuda_new(&e->be, lim, &co, &e2) : n;
+		if (rc == 0) {
+			cuda_describe(o->gpu_id, why, sizeof(why));
+			snprintf(e->backend_note, sizeof(e->backend_note), "cuda backend on %s%s", why,
+				 o->num_gpus > 1 ? " (device.num_gpus > 1: one GPU is used; docs/cuda.md)" : "");
+			return 0;
+		}
+		if (n > 0)
+			snprintf(why, sizeof(why), "%s", e2.msg);
+		if (kind == ENGINE_BE_CUDA)
+			return smk_fail(err, rc, "cuda backend: %s", why);
+		snprintf(e->backend_note, sizeof(e->backend_note),
+			 "cpu backend: no usable GPU (%s)", why);
+		kind = ENGINE_BE_CPU;
+	}
+	if (kind == ENGINE_BE_CUDAEMU) {
+		snprintf(e->backend_note, sizeof(e->backend_note),
+			 "cuda kernels under the CPU emulator (tests only)");
+		return backend_cudaemu_new(&e->be, lim, NULL, err);
+	}
+	if (!e->backend_note[0])
+		snprintf(e->backend_note, sizeof(e->backend_note), "cpu backend");
+	return backend_cpu_new(&e->be, lim, err);
+}
+
+/* memory.gpu_memory holds the KV cache and the activation scratch as well
+ * as the weights' slots: what is left of it after the first two becomes the
+ * device tier's budget.  0 (no limit) stays 0. */
+static int split_gpu_memory(struct engine *e, const struct engine_opts *o, int max_logits,
+			    struct wstore_opts *wo, struct smk_err *err)
+{
+	e->gpu_kv = o->kv_reserve ? o->kv_reserve : kvcache_bytes(e->model, e->n_ctx);
+	e->gpu_scratch = forward_scratch_bytes(e->model, e->n_batch, max_logits) +
+			 (sizeof(uint16_t) << 16); /* the kernels' GELU table */
+	if (!wo->dev_budget)
+		return 0;
+	if (wo->dev_budget <= e->gpu_kv + e->gpu_scratch)
+		return smk_fail(err, -EINVAL,
+				"memory.gpu_memory = %llu bytes does not even hold the KV cache (%llu bytes for %d positions) and the activations (%llu bytes): raise it, or lower model.context / limits.kv_budget",
+				(unsigned long long)wo->dev_budget, (unsigned long long)e->gpu_kv, e->n_ctx,
+				(unsigned long long)e->gpu_scratch);
+	wo->dev_budget -= e->gpu_kv + e->gpu_scratch;
+	e->gpu_weights = wo->dev_budget;
+	return 0;
 }
 
 int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err *err)
@@ -70,10 +151,25 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 		.max_cols = max_cols, .max_rows = e->n_batch, .max_ctx = e->n_ctx,
 		.max_heads = hp->n_head, .n_threads = o->n_threads,
 	};
-	if ((rc = backend_cpu_new(&e->be, &lim, err)) ||
-	    (rc = o->weights ? wstore_new_tiered(&e->ws, e->model, o->weights, err)
-			     : wstore_new_resident(&e->ws, e->model, err)) ||
-	    (rc = forward_new(&e->fwd, e->model, e->be, e->ws, e->n_batch, max_logits, err)))
+	if ((rc = open_backend(e, o, &lim, err)))
+		goto fail;
+	if (e->be->ops->host_memory) {
+		rc = o->weights ? wstore_new_tiered(&e->ws, e->model, o->weights, err)
+				: wstore_new_resident(&e->ws, e->model, err);
+	} else {
+		/* Device memory: every weight goes through the hierarchy's
+		 * device tier (no budget set: room for the whole model). */
+		struct wstore_opts wo;
+		if (o->weights)
+			wo = *o->weights;
+		else
+			wstore_opts_default(&wo);
+		wo.compute_from_ram = false;
+		rc = split_gpu_memory(e, o, max_logits, &wo, err);
+		if (!rc)
+			rc = wstore_new_tiered(&e->ws, e->model, &wo, err);
+	}
+	if (rc || (rc = forward_new(&e->fwd, e->model, e->be, e->ws, e->n_batch, max_logits, err)))
 		goto fail;
 	*out = e;
 	return 0;
@@ -169,7 +265,7 @@ int engine_perplexity(struct engine *e, const int32_t *tok, int n_tok, int n_ctx
 		return smk_fail(err, -EINVAL, "perplexity needs at least %d tokens, the text has %d",
 				n_ctx, n_tok);
 	struct kvcache *kv;
-	int rc = kvcache_new(&kv, e->model, n_ctx, err);
+	int rc = kvcache_new(&kv, e->model, n_ctx, e->be, err);
 	if (rc)
 		return rc;
 	int32_t *buf = malloc(sizeof(int32_t) * (size_t)n_ctx);

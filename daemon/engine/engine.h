@@ -20,6 +20,15 @@
 #include "model/tokenizer.h"
 #include "util/err.h"
 
+/* Which compute backend runs the layers. */
+enum engine_backend {
+	ENGINE_BE_AUTO = 0,  /* CUDA on device.gpu_id when num_gpus > 0 and a GPU is
+			      * usable, else the CPU (saying why in backend_note) */
+	ENGINE_BE_CPU,
+	ENGINE_BE_CUDA,      /* CUDA or fail */
+	ENGINE_BE_CUDAEMU,   /* the CUDA kernels under the CPU emulator (tests) */
+};
+
 struct engine_opts {
 	const char *model_path;
 	int n_threads;      /* <= 0: all CPUs */
@@ -31,6 +40,12 @@ struct engine_opts {
 	const struct wstore_opts *weights;
 	enum convert_dtype dtype;  /* memory.default_dtype (CONVERT_AUTO: as stored) */
 	bool no_tokenizer;         /* weights only (logit checks feed token ids): e->tok NULL */
+	enum engine_backend backend;
+	int gpu_id, num_gpus;      /* device.gpu_id / device.num_gpus (AUTO: 0 = CPU) */
+	/* KV-cache bytes the caller will allocate in the backend's memory at
+	 * most (the daemon: limits.kv_budget); 0: one sequence of n_ctx.
+	 * With a device backend it is counted in memory.gpu_memory. */
+	uint64_t kv_reserve;
 };
 
 /* The weight store settings from the config: returns false (use the resident
@@ -43,9 +58,15 @@ struct engine {
 	struct model *model;
 	struct tokenizer *tok;
 	struct backend *be;
+	struct wdev *wdev;         /* the weight store's device tier (CUDA), or NULL */
 	struct wstore *ws;
 	struct forward *fwd;
 	int n_ctx, n_batch;
+	/* Which backend runs and why (one log line for the caller to print):
+	 * "cuda: device 0: NVIDIA H100 ...", or "cpu: no usable GPU (...)". */
+	char backend_note[320];
+	/* memory.gpu_memory's split with a device backend, bytes */
+	uint64_t gpu_weights, gpu_kv, gpu_scratch;
 };
 
 int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err *err);

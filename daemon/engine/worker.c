@@ -119,7 +119,7 @@ static int seq_new(struct worker *w, struct worker_job *job, struct worker_seq *
 	s->job = job;
 	int n_ctx = job->n_prompt + job->max_tokens;
 	int rc;
-	if ((rc = kvcache_new(&s->kv, e->model, n_ctx, err)) ||
+	if ((rc = kvcache_new(&s->kv, e->model, n_ctx, e->be, err)) ||
 	    (rc = sampler_new(&s->smp, e->model->hp.n_vocab, &job->sp, err)))
 		goto fail;
 	for (int i = 0; i < job->n_stop; i++) {

@@ -776,6 +776,8 @@ static void *loader_main(void *arg)
 		.n_ctx = c->model.context, .n_batch = c->model.batch,
 		/* one logits row per sequence in a batched round */
 		.max_logits = c->limits.concurrency,
+		.gpu_id = c->device.gpu_id, .num_gpus = c->device.num_gpus,
+		.kv_reserve = c->limits.kv_budget,
 	};
 	struct smk_err err = { 0 };
 	double t0 = engine_now();
@@ -812,6 +814,7 @@ static void *loader_main(void *arg)
 		 s->model_path, e->model->name, e->model->hp.n_layer,
 		 (double)e->model->weight_bytes / (1 << 20), e->n_ctx, chat_format_name(s->chat),
 		 engine_now() - t0, e->be->limits.n_threads);
+	log_info("%s", e->backend_note);
 	log_info("KV cache: %.1f KiB per position, budget %.1f MiB (%d positions)",
 		 (double)one / 1024, (double)wo.kv_budget / (1 << 20), (int)(wo.kv_budget / one));
 	/* The release store publishes e, w and chat to the HTTP threads. */

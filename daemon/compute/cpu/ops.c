@@ -187,6 +187,59 @@ static int cpu_embed(struct backend *b, const struct wtensor *table, const int32
 	return 0;
 }
 
+static void cpu_round_fp16(struct backend *b, float *dst, const float *src, int64_t n)
+{
+	(void)b;
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = fp16_to_fp32(fp32_to_fp16(src[i]));
+}
+
+static void cpu_scale(struct backend *b, float *x, float s, int64_t n)
+{
+	(void)b;
+	for (int64_t i = 0; i < n; i++)
+		x[i] *= s;
+}
+
+static void cpu_copy(struct backend *b, void *dst, const void *src, size_t bytes)
+{
+	(void)b;
+	memmove(dst, src, bytes);
+}
+
+/* The CPU backend's memory is the process's: 64-byte aligned for the SIMD
+ * loads, and every op has finished when it returns. */
+static int cpu_alloc(struct backend *b, void **out, size_t bytes, struct smk_err *err)
+{
+	(void)b;
+	*out = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+	if (!*out)
+		return smk_fail(err, -ENOMEM, "cpu backend: cannot allocate %zu bytes", bytes);
+	return 0;
+}
+
+static void cpu_free_mem(struct backend *b, void *p)
+{
+	(void)b;
+	free(p);
+}
+
+static int cpu_move(struct backend *b, void *dst, const void *src, size_t bytes,
+		    struct smk_err *err)
+{
+	(void)b;
+	(void)err;
+	memmove(dst, src, bytes);
+	return 0;
+}
+
+static int cpu_sync(struct backend *b, struct smk_err *err)
+{
+	(void)b;
+	(void)err;
+	return 0;
+}
+
 static void cpu_free(struct backend *b)
 {
 	struct cpu_backend *cb = cpu_of(b);
@@ -208,6 +261,15 @@ static const struct backend_ops cpu_ops = {
 	.add = cpu_add,
 	.embed = cpu_embed,
 	.add_bias = cpu_add_bias,
+	.round_fp16 = cpu_round_fp16,
+	.scale = cpu_scale,
+	.copy = cpu_copy,
+	.host_memory = true,
+	.alloc = cpu_alloc,
+	.free_mem = cpu_free_mem,
+	.upload = cpu_move,
+	.download = cpu_move,
+	.sync = cpu_sync,
 };
 
 int backend_cpu_new(struct backend **out, const struct backend_limits *lim, struct smk_err *err)

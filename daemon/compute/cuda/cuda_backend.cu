@@ -198,6 +198,23 @@ static void be_round_fp16(struct backend *b, float *dst, const float *src, int64
 	BE_RUN(b, cuda_round_fp16(&cb->ctx, dst, src, n, &e));
 }
 
+static void be_scale(struct backend *b, float *x, float s, int64_t n)
+{
+	BE_RUN(b, cuda_scale(&cb->ctx, x, s, n, &e));
+}
+
+static int be_copy_on_stream(struct cuda_be *cb, void *dst, const void *src, size_t bytes,
+			     struct smk_err *e)
+{
+	CUDA_CHECK(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cb->ctx.stream));
+	return 0;
+}
+
+static void be_copy(struct backend *b, void *dst, const void *src, size_t bytes)
+{
+	BE_RUN(b, be_copy_on_stream(cb, dst, src, bytes, &e));
+}
+
 static int be_alloc(struct backend *b, void **out, size_t bytes, struct smk_err *err)
 {
 	struct cuda_be *cb = be_of(b);
@@ -235,8 +252,7 @@ static int be_download(struct backend *b, void *dst, const void *src, size_t byt
 	if (rc)
 		return rc;
 	CUDA_CHECK(err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cb->ctx.stream));
-	CUDA_CHECK(err, cudaStreamSynchronize(cb->ctx.stream));
-	return 0;
+	return b->ops->sync(b, err);
 }
 
 static int be_sync(struct backend *b, struct smk_err *err)
@@ -288,13 +304,16 @@ static const struct cuda_backend_ops cuda_ops = {
 		be_add,
 		be_embed,
 		be_add_bias,
+		be_round_fp16,
+		be_scale,
+		be_copy,
+		false,
+		be_alloc,
+		be_free_mem,
+		be_upload,
+		be_download,
+		be_sync,
 	},
-	be_alloc,
-	be_free_mem,
-	be_upload,
-	be_download,
-	be_sync,
-	be_round_fp16,
 	be_ctx,
 };
 

@@ -117,6 +117,9 @@ int cuda_gelu_mul(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
 int cuda_silu_mul(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
 		  struct smk_err *err);
 
+/* x[i] *= s (Gemma's query scaling before the fp16 rounding) */
+int cuda_scale(const struct cuda_ctx *c, float *x, float s, int64_t n, struct smk_err *err);
+
 /* x[i] += y[i] */
 int cuda_add(const struct cuda_ctx *c, float *x, const float *y, int64_t n, struct smk_err *err);
 
@@ -153,28 +156,13 @@ int backend_cuda_new(struct backend **out, const struct backend_limits *lim,
 int backend_cudaemu_new(struct backend **out, const struct backend_limits *lim,
 			const struct cuda_backend_opts *opts, struct smk_err *err);
 
-/* Device memory and the stream of a backend made by one of the two
- * constructors above (its ops table starts with struct backend_ops). */
+/* What a backend made by one of the two constructors above adds to struct
+ * backend_ops (which it starts with): its kernel context, for cuda_* calls
+ * and copies on the backend's compute stream (cuda_wdev.cu orders its copy
+ * stream against it).  Device memory itself goes through backend_ops'
+ * alloc/free_mem/upload/download/sync. */
 struct cuda_backend_ops {
 	struct backend_ops base;
-	/* *out = device memory of bytes (0 or -ENOMEM with err set).  For
-	 * set-up and teardown: cudaMalloc/cudaFree may synchronise the
-	 * device, which the ops themselves never do. */
-	int (*alloc)(struct backend *b, void **out, size_t bytes, struct smk_err *err);
-	void (*free_mem)(struct backend *b, void *p);
-	/* host -> device on the compute stream; src is read before return */
-	int (*upload)(struct backend *b, void *dst, const void *src, size_t bytes,
-		      struct smk_err *err);
-	/* device -> host: waits for the compute stream up to this copy */
-	int (*download)(struct backend *b, void *dst, const void *src, size_t bytes,
-			struct smk_err *err);
-	/* Wait for the compute stream; returns the first error any op met
-	 * since the last sync (and forgets it), or a kernel fault. */
-	int (*sync)(struct backend *b, struct smk_err *err);
-	/* dst[i] = fp16(src[i]) (cuda_round_fp16: the F16 KV cache's values,
-	 * which forward.c rounds on the host today) */
-	void (*round_fp16)(struct backend *b, float *dst, const float *src, int64_t n);
-	/* the kernel context, for cuda_* calls on the backend's stream */
 	const struct cuda_ctx *(*ctx)(struct backend *b);
 };
 
@@ -183,31 +171,32 @@ static inline const struct cuda_backend_ops *cuda_be_ops(struct backend *b)
 	return (const struct cuda_backend_ops *)b->ops;
 }
 
+/* Shorthands kept for the kernel test. */
 static inline int cuda_be_alloc(struct backend *b, void **out, size_t bytes, struct smk_err *err)
 {
-	return cuda_be_ops(b)->alloc(b, out, bytes, err);
+	return backend_alloc(b, out, bytes, err);
 }
 
 static inline void cuda_be_free(struct backend *b, void *p)
 {
-	cuda_be_ops(b)->free_mem(b, p);
+	backend_free_mem(b, p);
 }
 
 static inline int cuda_be_upload(struct backend *b, void *dst, const void *src, size_t bytes,
 				 struct smk_err *err)
 {
-	return cuda_be_ops(b)->upload(b, dst, src, bytes, err);
+	return backend_upload(b, dst, src, bytes, err);
 }
 
 static inline int cuda_be_download(struct backend *b, void *dst, const void *src, size_t bytes,
 				   struct smk_err *err)
 {
-	return cuda_be_ops(b)->download(b, dst, src, bytes, err);
+	return backend_download(b, dst, src, bytes, err);
 }
 
 static inline int cuda_be_sync(struct backend *b, struct smk_err *err)
 {
-	return cuda_be_ops(b)->sync(b, err);
+	return backend_sync(b, err);
 }
 
 #ifdef __cplusplus

@@ -4,8 +4,8 @@
  * calls under cudaemu_* names, so the unit test can hold the very kernel
  * code the GPU runs to the CPU backend on machines without a GPU.
  *
- * Only tests link it (nothing in the daemon names these symbols, so a
- * static link leaves it out of smoked).  Products and sums are rounded one
+ * Tests reach it directly or through the engine (ENGINE_BE_CUDAEMU); the
+ * daemon never chooses it.  Products and sums are rounded one
  * by one, as on the device where the kernels ask for it; the host compiler
  * must not fuse the others either, or the emulator would show rounding the
  * GPU does not have - hence fp-contract=off. */
@@ -27,6 +27,7 @@
 #define cuda_gelu_mul cudaemu_gelu_mul
 #define cuda_silu_mul cudaemu_silu_mul
 #define cuda_add cudaemu_add
+#define cuda_scale cudaemu_scale
 #define cuda_add_bias cudaemu_add_bias
 #define cuda_embed cudaemu_embed
 #define cuda_round_fp16 cudaemu_round_fp16

@@ -171,6 +171,14 @@ static __global__ void __launch_bounds__(EW_THREADS) add_kernel(
 		x[i] += y[i];
 }
 
+static __global__ void __launch_bounds__(EW_THREADS) scale_kernel(
+	float *x, float s, int64_t n)
+{
+	for (int64_t i = (int64_t)blockIdx.x * EW_THREADS + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * EW_THREADS)
+		x[i] = smk_mul(x[i], s);
+}
+
 static __global__ void __launch_bounds__(EW_THREADS) add_bias_kernel(
 	float *x, const float *__restrict__ bias, int64_t width, int64_t n)
 {
@@ -216,6 +224,17 @@ extern "C" int cuda_add(const struct cuda_ctx *c, float *x, const float *y, int6
 		return smk_fail(err, -EINVAL, "add: %lld values", (long long)n);
 	SMK_LAUNCH(add_kernel, dim3(cuda_grid_for(n, EW_THREADS)), dim3(EW_THREADS), 0, c->stream,
 		   x, y, n);
+	CUDA_CHECK(err, cudaGetLastError());
+	return 0;
+}
+
+extern "C" int cuda_scale(const struct cuda_ctx *c, float *x, float s, int64_t n,
+			  struct smk_err *err)
+{
+	if (n <= 0 || !x)
+		return smk_fail(err, -EINVAL, "scale: %lld values", (long long)n);
+	SMK_LAUNCH(scale_kernel, dim3(cuda_grid_for(n, EW_THREADS)), dim3(EW_THREADS), 0, c->stream,
+		   x, s, n);
 	CUDA_CHECK(err, cudaGetLastError());
 	return 0;
 }

@@ -760,12 +760,32 @@ START_TEST(gelu_silu_add_bias)
 
 	/* fp16 rounding (the KV cache's values) */
 	ck_assert_int_eq(cuda_be_upload(gpu, dg, g, sizeof(float) * n, &err), 0);
-	cuda_be_ops(gpu)->round_fp16(gpu, du, dg, n);
+	gpu->ops->round_fp16(gpu, du, dg, n);
 	from_dev(gpu, r, du, sizeof(float) * n);
 	memset(&s, 0, sizeof(s));
 	for (int i = 0; i < n; i++)
 		stat_add(&s, r[i], fp16_to_fp32(fp32_to_fp16(g[i])), 0, i);
 	stat_check(&s, "round_fp16", "KV cache values");
+
+	/* Gemma's query scaling: one float multiplication, as the CPU's */
+	ck_assert_int_eq(cuda_be_upload(gpu, dg, g, sizeof(float) * n, &err), 0);
+	memcpy(c, g, sizeof(float) * n);
+	cpu->ops->scale(cpu, c, 0.0625f * 1.37f, n);
+	gpu->ops->scale(gpu, dg, 0.0625f * 1.37f, n);
+	from_dev(gpu, r, dg, sizeof(float) * n);
+	memset(&s, 0, sizeof(s));
+	for (int i = 0; i < n; i++)
+		stat_add(&s, r[i], c[i], 0, i);
+	stat_check(&s, "scale", "x *= s");
+	ck_assert(memcmp(r, c, sizeof(float) * n) == 0);
+
+	/* device-to-device copy of an odd byte range, in stream order after
+	 * the upload it reads */
+	ck_assert_int_eq(cuda_be_upload(gpu, dg, u, sizeof(float) * n, &err), 0);
+	gpu->ops->copy(gpu, du, (const char *)dg + 4, sizeof(float) * (n - 1) - 2);
+	from_dev(gpu, r, du, sizeof(float) * (n - 1) - 2);
+	ck_assert(memcmp(r, u + 1, sizeof(float) * (n - 1) - 2) == 0);
+	ck_assert_int_eq(cuda_be_sync(gpu, &err), 0);
 
 	cuda_be_free(gpu, dg);
 	cuda_be_free(gpu, du);

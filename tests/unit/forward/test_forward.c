@@ -109,7 +109,7 @@ static int check_greedy_fixture(const char *name)
 			      "%s case %zu: prompt tokenizes differently from llama.cpp", name, ci);
 
 		struct kvcache *kv;
-		ck_assert_msg(kvcache_new(&kv, e->model, np + ng, &err) == 0, "%s", err.msg);
+		ck_assert_msg(kvcache_new(&kv, e->model, np + ng, e->be, &err) == 0, "%s", err.msg);
 		const float *logits;
 		ck_assert_msg(forward_run(e->fwd, kv, prompt, np, 1, &logits, &err) == 0, "%s", err.msg);
 		int agree = 0;
@@ -212,7 +212,7 @@ static void teacher_forced_fixture(const char *name)
 		for (int i = 0; i < np; i++)
 			prompt[i] = (int32_t)json_integer_value(json_array_get(pids, i));
 		struct kvcache *kv;
-		ck_assert_msg(kvcache_new(&kv, e->model, np + ng, &err) == 0, "%s", err.msg);
+		ck_assert_msg(kvcache_new(&kv, e->model, np + ng, e->be, &err) == 0, "%s", err.msg);
 		const float *logits;
 		ck_assert_msg(forward_run(e->fwd, kv, prompt, np, 1, &logits, &err) == 0, "%s", err.msg);
 		for (int g = 0; g < ng; g++) {
@@ -400,7 +400,7 @@ static void dump_fixture(const char *name)
 	for (int i = 0; i < np; i++)
 		tok[i] = (int32_t)json_integer_value(json_array_get(pids, i));
 	struct kvcache *kv;
-	ck_assert_msg(kvcache_new(&kv, e->model, np + max_step + 1, &err) == 0, "%s", err.msg);
+	ck_assert_msg(kvcache_new(&kv, e->model, np + max_step + 1, e->be, &err) == 0, "%s", err.msg);
 	forward_set_debug(e->fwd, dump_hook, &d);
 	const float *logits;
 	for (int step = 0; step <= max_step; step++) {

@@ -62,7 +62,7 @@ static void run_seq(struct engine *e, const int32_t *seq, int n, float *out)
 {
 	struct smk_err err = { 0 };
 	struct kvcache *kv;
-	ck_assert_msg(kvcache_new(&kv, e->model, e->n_ctx, &err) == 0, "%s", err.msg);
+	ck_assert_msg(kvcache_new(&kv, e->model, e->n_ctx, e->be, &err) == 0, "%s", err.msg);
 	const float *logits;
 	ck_assert_msg(forward_run(e->fwd, kv, seq, n, n, &logits, &err) == 0, "%s", err.msg);
 	memcpy(out, logits, sizeof(float) * (size_t)n * (size_t)e->model->hp.n_vocab);

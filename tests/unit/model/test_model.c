@@ -120,8 +120,8 @@ static void check_batch_equals_alone(const char *file)
 
 	struct kvcache *alone[3], *batch[3];
 	for (int i = 0; i < 3; i++) {
-		ck_assert(kvcache_new(&alone[i], m, 32, &err) == 0);
-		ck_assert(kvcache_new(&batch[i], m, 32, &err) == 0);
+		ck_assert(kvcache_new(&alone[i], m, 32, be, &err) == 0);
+		ck_assert(kvcache_new(&batch[i], m, 32, be, &err) == 0);
 	}
 	/* history: sequence 2 already holds 4 positions in both setups */
 	const int32_t hist[4] = { 1, 5, 2, 7 }, t0[5] = { 3, 1, 4, 1, 5 }, t1[1] = { 6 },

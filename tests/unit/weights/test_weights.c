@@ -323,7 +323,7 @@ static int generate(struct engine *e, int n_predict, struct collect *out, struct
 	struct sampler_params sp;
 	sampler_params_default(&sp);
 	sp.temperature = 0;
-	ck_assert_int_eq(kvcache_new(&kv, e->model, (int)n + n_predict + 1, NULL), 0);
+	ck_assert_int_eq(kvcache_new(&kv, e->model, (int)n + n_predict + 1, e->be, NULL), 0);
 	ck_assert_int_eq(sampler_new(&s, e->model->hp.n_vocab, &sp, NULL), 0);
 	struct gen_stats st;
 	out->n = 0;

@@ -1,0 +1,52 @@
+/* wdev.h - what the tiered store needs from a real device to make tier 2
+ * device memory instead of the host-memory stand-in.
+ *
+ * The store decides *what* moves (policies, predictor, prefetch); a wdev
+ * says *how*: device memory for the slot arena, page-locking of the RAM
+ * arena (so host->device copies are DMA), and copies on a copy stream that
+ * is not the compute stream, ordered against the compute stream by events:
+ *
+ *  - released(u): the compute thread has queued every kernel that reads
+ *    unit u (called from wstore_release before the unit's pin drops); the
+ *    device records u's "done" event on the compute stream.
+ *  - evicted(u): unit u left its device slot (called under the store's
+ *    mutex when the slot is freed); every later copy on the copy stream
+ *    waits for u's done event, so a refill never races a kernel still
+ *    reading the old bytes.  The host never blocks for this.
+ *  - copy_in(): one unit's bytes into its slot on the copy stream; returns
+ *    once they have landed (the caller is a prefetch worker, or the compute
+ *    thread on a synchronous miss), with the copy's own device time.
+ *
+ * NULL in wstore_opts.dev: tier 2 is the stand-in (host memory, memcpy).
+ * Implemented for CUDA by compute/cuda/cuda_wdev.cu.
+ */
+#ifndef SMK_WEIGHTS_WDEV_H
+#define SMK_WEIGHTS_WDEV_H
+
+#include <stddef.h>
+
+#include "util/err.h"
+
+struct wdev {
+	void *ctx;
+	/* Called once by wstore_new_tiered, before anything else: the store
+	 * has n_units units (events are made here, not per copy). */
+	int (*init)(void *ctx, int n_units, struct smk_err *err);
+	/* Device memory for the slot arena (set-up only: may synchronise). */
+	int (*alloc)(void *ctx, void **out, size_t bytes, struct smk_err *err);
+	void (*free)(void *ctx, void *p);
+	/* Page-lock [p, p + bytes) (the RAM arena) for DMA; a refusal is
+	 * reported and the store goes on with pageable memory (slower). */
+	int (*host_register)(void *ctx, void *p, size_t bytes, struct smk_err *err);
+	void (*host_unregister)(void *ctx, void *p);
+	/* n bytes from host src to device dst on the copy stream, after the
+	 * waits evicted() queued; returns when they have landed.  *secs: the
+	 * copy's device time (events around the copy alone).  0, or a negative
+	 * code with a message in msg. */
+	int (*copy_in)(void *ctx, void *dst, const void *src, size_t n, double *secs, char *msg,
+		       size_t msg_len);
+	void (*released)(void *ctx, int unit);
+	void (*evicted)(void *ctx, int unit);
+};
+
+#endif
