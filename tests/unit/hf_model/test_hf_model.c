@@ -34,6 +34,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compute/cuda/cuda_backend.h"
+#include "compute/cuda/cuda_probe.h"
 #include "engine/engine.h"
 #include "model/convert.h"
 #include "model/qtype.h"
@@ -69,6 +71,11 @@ static void run_seq(struct engine *e, const int32_t *seq, int n, float *out)
 	kvcache_free(kv);
 }
 
+/* The backend the checks run on (a test sets it before check_case; each
+ * test runs in its own process). */
+static enum engine_backend backend = ENGINE_BE_CPU;
+static const struct wstore_opts *backend_weights; /* NULL: the default store */
+
 static struct engine *open_engine_ws(const char *dir, enum convert_dtype dt,
 				     const struct wstore_opts *wo)
 {
@@ -76,7 +83,8 @@ static struct engine *open_engine_ws(const char *dir, enum convert_dtype dt,
 	struct engine *e;
 	struct engine_opts eo = { .model_path = dir, .n_ctx = MAX_SEQ, .n_batch = MAX_SEQ,
 				  .max_logits = MAX_SEQ, .n_threads = 1, .dtype = dt,
-				  .no_tokenizer = true, .weights = wo };
+				  .no_tokenizer = true, .weights = wo ? wo : backend_weights,
+				  .backend = backend };
 	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s: %s", dir, err.msg);
 	return e;
 }
@@ -151,6 +159,62 @@ START_TEST(test_against_transformers)
 		      r.total);
 	ck_assert_msg(r.max_err <= LOGIT_TOL, "%s: max logit error %g > %g", name, r.max_err,
 		      LOGIT_TOL);
+}
+END_TEST
+
+/* The same checks with the CUDA backend's kernels and the forward pass in
+ * device memory: under the CPU emulator everywhere, and on a real GPU when
+ * there is one.  Odd cases stream the weights through a device tier of a
+ * third of the model (evictions every pass, views into device slots).  The
+ * tolerance is the CPU's: the kernels keep its rounding points (fp16 Q, K,
+ * V and softmax weights) and multiply float activations exactly as
+ * transformers' float32 matmuls do. */
+static void check_device_case(int i)
+{
+	const char *name = cases[i];
+	struct wstore_opts wo;
+	if (i % 2) {
+		struct engine *e = open_engine(case_dir(name), CONVERT_AUTO);
+		wstore_opts_default(&wo);
+		wo.dev_budget = e->model->weight_bytes / 3 + (64u << 10) + (4u << 20);
+		wo.check_budgets = true;
+		backend_weights = &wo;
+		engine_close(e);
+	}
+	struct result r = check_case(name, CONVERT_AUTO);
+	printf("%-13s %s%s top-1 %d/%d, max |logit error| %.3g (tolerance %.2g)\n", name,
+	       backend == ENGINE_BE_CUDA ? "cuda" : "cuda-emu", i % 2 ? " streamed" : "", r.agree,
+	       r.total, r.max_err, LOGIT_TOL);
+	ck_assert_msg(r.agree == r.total, "%s: top-1 agrees at %d of %d positions", name, r.agree,
+		      r.total);
+	ck_assert_msg(r.max_err <= LOGIT_TOL, "%s: max logit error %g > %g", name, r.max_err,
+		      LOGIT_TOL);
+}
+
+START_TEST(test_cuda_emu_against_transformers)
+{
+	backend = ENGINE_BE_CUDAEMU;
+	struct backend *probe;
+	struct backend_limits lim = { .max_cols = 64, .max_rows = 1, .max_ctx = 16, .max_heads = 1 };
+	struct smk_err err = { 0 };
+	if (backend_cudaemu_new(&probe, &lim, NULL, &err)) {
+		printf("SKIP %s on the CUDA emulator: %s\n", cases[_i], err.msg);
+		return;
+	}
+	backend_free(probe);
+	check_device_case(_i);
+}
+END_TEST
+
+START_TEST(test_cuda_against_transformers)
+{
+	char why[200];
+	if (cuda_probe(why, sizeof(why)) <= 0) {
+		printf("SKIP %s on a GPU: %s\n", cases[_i], why);
+		return;
+	}
+	backend = ENGINE_BE_CUDA;
+	check_device_case(_i);
 }
 END_TEST
 
@@ -444,6 +508,10 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("hf_model");
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, test_against_transformers, 0, (int)(sizeof(cases) / sizeof(cases[0])));
+	tcase_add_loop_test(tc, test_cuda_emu_against_transformers, 0,
+			    (int)(sizeof(cases) / sizeof(cases[0])));
+	tcase_add_loop_test(tc, test_cuda_against_transformers, 0,
+			    (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, test_convert_round_trip);
 	tcase_add_test(tc, test_default_dtype);
 	tcase_add_test(tc, test_tiered_sources);
