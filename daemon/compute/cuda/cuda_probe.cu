@@ -74,3 +74,43 @@ done:
 	cudaFree(dout);
 	return rc;
 }
+
+/* The reference the weight store's copies are held to: plain
+ * cudaMemcpyAsync from pinned (cudaHostAlloc) memory on a stream of its own,
+ * `reps` copies of `bytes` timed with events after one warm-up copy. */
+extern "C" int cuda_bench_h2d(int dev, size_t bytes, int reps, double *bytes_per_s, char *why,
+			      size_t why_len)
+{
+	void *host = NULL, *d = NULL;
+	cudaStream_t st = NULL;
+	cudaEvent_t t0 = NULL, t1 = NULL;
+	float ms = 0.0f;
+	int rc = -EIO;
+	CUDA_CHECK_OR(cudaSetDevice(dev), why, why_len, done);
+	CUDA_CHECK_OR(cudaHostAlloc(&host, bytes, cudaHostAllocPortable), why, why_len, done);
+	CUDA_CHECK_OR(cudaMalloc(&d, bytes), why, why_len, done);
+	CUDA_CHECK_OR(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), why, why_len, done);
+	CUDA_CHECK_OR(cudaEventCreate(&t0), why, why_len, done);
+	CUDA_CHECK_OR(cudaEventCreate(&t1), why, why_len, done);
+	memset(host, 0x5a, bytes);
+	CUDA_CHECK_OR(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, st), why, why_len, done);
+	CUDA_CHECK_OR(cudaEventRecord(t0, st), why, why_len, done);
+	for (int i = 0; i < reps; i++)
+		CUDA_CHECK_OR(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, st), why, why_len,
+			      done);
+	CUDA_CHECK_OR(cudaEventRecord(t1, st), why, why_len, done);
+	CUDA_CHECK_OR(cudaEventSynchronize(t1), why, why_len, done);
+	CUDA_CHECK_OR(cudaEventElapsedTime(&ms, t0, t1), why, why_len, done);
+	*bytes_per_s = ms > 0 ? (double)bytes * reps / (ms * 1e-3) : 0.0;
+	rc = 0;
+done:
+	if (t0)
+		cudaEventDestroy(t0);
+	if (t1)
+		cudaEventDestroy(t1);
+	if (st)
+		cudaStreamDestroy(st);
+	cudaFree(d);
+	cudaFreeHost(host);
+	return rc;
+}

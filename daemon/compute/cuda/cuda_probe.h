@@ -25,6 +25,12 @@ int cuda_describe(int dev, char *buf, size_t len);
 int cuda_selftest_dot(const float *a, const float *b, int n, float *out,
 		      char *why, size_t why_len);
 
+/* Host->device bandwidth of plain cudaMemcpyAsync from pinned memory on
+ * device dev: reps copies of bytes (after a warm-up), timed with events, in
+ * bytes/s.  The bound the weight store's copy path is measured against. */
+int cuda_bench_h2d(int dev, size_t bytes, int reps, double *bytes_per_s, char *why,
+		   size_t why_len);
+
 #ifdef __cplusplus
 }
 #endif
