@@ -256,7 +256,16 @@ int main(int argc, char **argv)
 	printf("overlap: out-of-core %.3f ms/token vs max(copy %.3f, compute %.3f) ms/token: ratio %.3f (goal <= 1.15); stalled %.1f%% of decode wall time; RAM pinned for DMA: %s\n",
 	       ooc_tok * 1e3, copy_tok * 1e3, compute_tok * 1e3, bound > 0 ? ooc_tok / bound : 0,
 	       stall * 100, ooc.b.mlocked ? "yes" : "no");
-	printf("RESULT {\"cpu_tok_s\":%.3f,\"cuda_tok_s\":%.3f,\"ooc_tok_s\":%.3f,\"gpu_memory\":%llu,"
+	/* memory.enable_cpu_offload: a block that misses the GPU could run on
+	 * the CPU instead of being copied.  Per token, all blocks on the CPU
+	 * (the CPU run) against copying all of them at the store's rate. */
+	const double cpu_tok = cpu.tok_s > 0 ? 1.0 / cpu.tok_s : 0;
+	const double copy_all = dev_bw > 0 ? (double)weights / dev_bw : 0;
+	printf("cpu offload: the CPU backend computes a token's blocks in %.3f ms, copying them all to the GPU takes %.3f ms: %s is %.1fx faster\n",
+	       cpu_tok * 1e3, copy_all * 1e3, cpu_tok > copy_all ? "copying" : "the CPU",
+	       cpu_tok > copy_all ? (copy_all > 0 ? cpu_tok / copy_all : 0) : (cpu_tok > 0 ? copy_all / cpu_tok : 0));
+	printf("RESULT {\"offload_cpu_s_tok\":%.6f,\"offload_copy_s_tok\":%.6f,", cpu_tok, copy_all);
+	printf("\"cpu_tok_s\":%.3f,\"cuda_tok_s\":%.3f,\"ooc_tok_s\":%.3f,\"gpu_memory\":%llu,"
 	       "\"weight_bytes\":%llu,\"tokens_equal_cpu\":%s,\"first_diff_cpu\":%d,\"tokens_equal_ooc\":%s,"
 	       "\"n_tokens\":%d,\"store_h2d_Bps\":%.0f,\"plain_h2d_Bps\":%.0f,\"h2d_ratio\":%.4f,"
 	       "\"copy_s_tok\":%.6f,\"compute_s_tok\":%.6f,\"ooc_s_tok\":%.6f,\"overlap_ratio\":%.4f,"
