@@ -32,6 +32,9 @@ Architectures:
   llama   LlamaForCausalLM; llama.cpp permutes Q and K for its interleaved
           rope, which is undone here.  Llama 3 rope scaling (rope_freqs) is
           refused: its parameters cannot be recovered from the factors.
+Checked against llama.cpp (logits of its greedy tokens, teacher-forced in
+transformers; docs/peer-accelerate.md): the default Gemma 3 model, and the
+tiny llama (spm, bpe) and qwen2 test models.
 
 GGUF dimensions are listed fastest first (ne0 = the input features of a
 matrix), so a GGUF [in, out] tensor is an HF [out, in] array.
@@ -109,7 +112,12 @@ class GGUFFile:
 
     def __init__(self, path):
         self.path = path
-        self.mm = np.memmap(path, dtype=np.uint8, mode="r")
+        try:
+            if os.path.getsize(path) < 24:
+                self._bad("too short for a GGUF header")
+            self.mm = np.memmap(path, dtype=np.uint8, mode="r")
+        except OSError as e:
+            self._bad(e.strerror or str(e))
         self.buf = memoryview(self.mm)
         self.pos = 0
         if self._u(4, "<I") != 0x46554747:
@@ -311,6 +319,9 @@ def llama_config(meta, tensors, qwen2):
     stype = meta.a("rope.scaling.type", str, required=False)
     if stype not in (None, "none"):
         fail(f"{meta.path}: rope scaling '{stype}' is not supported by this converter")
+    n_rot = meta.a("rope.dimension_count", int, head_dim, required=False)
+    if n_rot != head_dim:
+        fail(f"{meta.path}: rope over {n_rot} of {head_dim} head dimensions (partial rope) is not supported")
     cfg = {
         "architectures": ["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
         "model_type": "qwen2" if qwen2 else "llama",
