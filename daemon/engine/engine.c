@@ -7,6 +7,7 @@
 
 #include "compute/cuda/cuda_backend.h"
 #include "compute/cuda/cuda_probe.h"
+#include "compute/cuda/cuda_wdev.h"
 
 double engine_now(void)
 {
@@ -73,6 +74,7 @@ static int open_backend(struct engine *e, const struct engine_opts *o,
 			cuda_describe(o->gpu_id, why, sizeof(why));
 			snprintf(e->backend_note, sizeof(e->backend_note), "cuda backend on %s%s", why,
 				 o->num_gpus > 1 ? " (device.num_gpus > 1: one GPU is used; docs/cuda.md)" : "");
+			e->kind = ENGINE_BE_CUDA;
 			return 0;
 		}
 		if (n > 0)
@@ -86,10 +88,12 @@ static int open_backend(struct engine *e, const struct engine_opts *o,
 	if (kind == ENGINE_BE_CUDAEMU) {
 		snprintf(e->backend_note, sizeof(e->backend_note),
 			 "cuda kernels under the CPU emulator (tests only)");
+		e->kind = ENGINE_BE_CUDAEMU;
 		return backend_cudaemu_new(&e->be, lim, NULL, err);
 	}
 	if (!e->backend_note[0])
 		snprintf(e->backend_note, sizeof(e->backend_note), "cpu backend");
+	e->kind = ENGINE_BE_CPU;
 	return backend_cpu_new(&e->be, lim, err);
 }
 
@@ -165,6 +169,11 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 		else
 			wstore_opts_default(&wo);
 		wo.compute_from_ram = false;
+		/* A real GPU gets the real device tier; the emulator's "device"
+		 * memory is host memory, which the stand-in serves. */
+		if (e->kind == ENGINE_BE_CUDA && (rc = cuda_wdev_new(&e->wdev, e->be, err)))
+			goto fail;
+		wo.dev = e->wdev;
 		rc = split_gpu_memory(e, o, max_logits, &wo, err);
 		if (!rc)
 			rc = wstore_new_tiered(&e->ws, e->model, &wo, err);
@@ -184,6 +193,7 @@ void engine_close(struct engine *e)
 		return;
 	forward_free(e->fwd);
 	wstore_free(e->ws);
+	cuda_wdev_free(e->wdev);
 	backend_free(e->be);
 	tokenizer_free(e->tok);
 	model_free(e->model);

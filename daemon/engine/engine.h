@@ -58,6 +58,7 @@ struct engine {
 	struct model *model;
 	struct tokenizer *tok;
 	struct backend *be;
+	enum engine_backend kind;  /* what runs: CPU, CUDA or CUDAEMU (never AUTO) */
 	struct wdev *wdev;         /* the weight store's device tier (CUDA), or NULL */
 	struct wstore *ws;
 	struct forward *fwd;

@@ -83,4 +83,7 @@ void wstore_stats_print(const struct wstore_stats *st, FILE *f)
 		100.0 * st->predictor_accuracy, (unsigned long long)st->predicted_ok,
 		(unsigned long long)st->predictions, (unsigned long long)st->load_errors,
 		st->mlocked ? "mlock'ed" : "not locked");
+	if (st->dev_real)
+		fprintf(f, "  device tier: device memory; RAM %s for DMA\n",
+			st->ram_dma_pinned ? "page-locked" : "NOT page-locked (staged copies)");
 }

@@ -30,6 +30,7 @@
 
 #include "arch/model.h"
 #include "util/err.h"
+#include "weights/wdev.h"
 #include "weights/wpolicy.h"
 
 struct wstore;
@@ -64,6 +65,10 @@ struct wstore_opts {
 	bool check_budgets;        /* abort() if an arena ever exceeds its budget (tests) */
 	int trace_cap;             /* remember the last trace_cap acquired blocks (0: none) */
 	enum wstore_io io;         /* tier-0 reads; AUTO unless a benchmark or test forces one */
+	/* The device behind tier 2 (weights/wdev.h: device memory, DMA copies
+	 * on a copy stream, events); NULL: the host-memory stand-in.  Must
+	 * outlive the store. */
+	const struct wdev *dev;
 	/* Test-only fault injection: replaces pread(2) for tier-0 reads (both
 	 * modes: with DIRECT it is called on the O_DIRECT descriptor). */
 	ssize_t (*pread_fn)(int fd, void *buf, size_t n, off_t off);
@@ -100,6 +105,8 @@ struct wstore_stats {
 	uint64_t load_errors;
 	int pinned;                     /* units in use right now (0 between steps) */
 	bool mlocked;                   /* the RAM arena is locked in memory */
+	bool dev_real;                  /* tier 2 is device memory (a wdev), not the stand-in */
+	bool ram_dma_pinned;            /* the RAM arena is page-locked for DMA (wdev) */
 	enum wstore_io io;              /* tier-0 reads as chosen (PREAD or DIRECT) */
 	uint64_t io_cache_room;         /* AUTO: bytes the page cache could hold
 					 * (UINT64_MAX: no limit found) */

@@ -266,6 +266,10 @@ static void evict(struct wstore_tiered *ws, int u, int t)
 {
 	struct wt_unit *U = &ws->units[u];
 	warena_free(&ws->tier[t].arena, U->t[t].off, U->size);
+	/* Kernels queued before the unit's last release may still read the
+	 * slot: the next copies wait for them on the device. */
+	if (t == WSTORE_TIER_DEV && ws->dev)
+		ws->dev->evicted(ws->dev->ctx, u);
 	U->t[t].state = WS_ABSENT;
 	ws->tier[t].st.evictions++;
 	if (U->t[t].prefetched)
@@ -319,6 +323,13 @@ int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_le
 	int rc = 0;
 	if (t == WSTORE_TIER_RAM) {
 		rc = wt_io_read_unit(ws, U, dst, msg, msg_len);
+	} else if (ws->dev) {
+		/* A DMA copy on the device's copy stream, after the kernels
+		 * that read whatever this slot held (evict() queued the wait);
+		 * the device's own timing of the copy is the tier's busy time,
+		 * so its bandwidth is the DMA's. */
+		const uint8_t *src = ws->tier[WSTORE_TIER_RAM].arena.base + U->t[WSTORE_TIER_RAM].off;
+		return ws->dev->copy_in(ws->dev->ctx, u, dst, src, U->size, secs, msg, msg_len);
 	} else {
 		/* The device stand-in: a host copy, where CUDA will issue a
 		 * cudaMemcpyAsync on the copy stream from pinned RAM. */
@@ -493,8 +504,14 @@ static void tiered_release(struct wstore *w, int block)
 	struct wt_block *B = &ws->blocks[block];
 	if (B->held > 0) {
 		B->held--;
-		for (int k = 0; k < B->n_units; k++)
+		for (int k = 0; k < B->n_units; k++) {
+			/* Every kernel reading the unit is queued by now: mark
+			 * the spot on the compute stream before the unit can
+			 * become a victim. */
+			if (ws->dev && ws->ct == WSTORE_TIER_DEV)
+				ws->dev->released(ws->dev->ctx, B->units[k]);
 			ws->units[B->units[k]].t[ws->ct].pin--;
+		}
 		double dt = wt_now() - B->t_acquired;
 		ws->st.compute_s += dt;
 		ws->ewma_compute_s = ws->ewma_compute_s > 0 ? 0.8 * ws->ewma_compute_s + 0.2 * dt : dt;
@@ -526,6 +543,8 @@ static void tiered_stats(struct wstore *w, struct wstore_stats *st)
 	st->predictor_accuracy = st->predictions ? (double)st->predicted_ok / (double)st->predictions : 0.0;
 	st->lookahead = ws->lookahead;
 	st->mlocked = ws->tier[WSTORE_TIER_RAM].arena.locked;
+	st->dev_real = ws->dev != NULL;
+	st->ram_dma_pinned = ws->ram_registered;
 	st->io = ws->direct ? WSTORE_IO_DIRECT : WSTORE_IO_PREAD;
 	st->io_cache_room = ws->io_room;
 	st->wall_s = wt_now() - ws->t_start;
@@ -548,6 +567,14 @@ static void tiered_free(struct wstore *w)
 {
 	struct wstore_tiered *ws = (struct wstore_tiered *)w;
 	wt_prefetch_stop(ws);
+	if (ws->dev) {
+		/* No transfer is in flight once the prefetch loop stopped. */
+		if (ws->dev_mem)
+			ws->dev->free(ws->dev->ctx, ws->dev_mem);
+		ws->tier[WSTORE_TIER_DEV].arena.base = NULL; /* not the arena's own */
+		if (ws->ram_registered)
+			ws->dev->host_unregister(ws->dev->ctx, ws->tier[WSTORE_TIER_RAM].arena.base);
+	}
 	for (int t = 0; t < WSTORE_N_TIERS; t++)
 		warena_deinit(&ws->tier[t].arena);
 	for (int i = 0; i < ws->n_fds; i++)
@@ -644,13 +671,33 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 		goto fail;
 	}
 	static const char *arena_names[] = { "memory.ram_cache", "memory.gpu_memory" };
+	ws->dev = ws->tier[WSTORE_TIER_DEV].active ? o->dev : NULL;
+	if (ws->dev && (rc = ws->dev->init(ws->dev->ctx, ws->n_units, err)))
+		goto fail;
 	for (int t = 0; t < WSTORE_N_TIERS; t++) {
 		if (!ws->tier[t].active)
 			continue;
-		if ((rc = warena_init(&ws->tier[t].arena, arena_names[t], size[t], ws->n_units, true,
+		/* A real device tier keeps only the accounting here; its
+		 * memory is the device's. */
+		bool host = !(t == WSTORE_TIER_DEV && ws->dev);
+		if ((rc = warena_init(&ws->tier[t].arena, arena_names[t], size[t], ws->n_units, host,
 				      t == WSTORE_TIER_RAM, o->check_budgets, err)))
 			goto fail;
 		ws->tier[t].st.budget = ws->tier[t].arena.size;
+	}
+	if (ws->dev) {
+		struct warena *da = &ws->tier[WSTORE_TIER_DEV].arena, *ra = &ws->tier[WSTORE_TIER_RAM].arena;
+		if ((rc = ws->dev->alloc(ws->dev->ctx, &ws->dev_mem, da->size, err)))
+			goto fail;
+		da->base = ws->dev_mem;
+		/* Page-locked RAM makes the copies true DMA, asynchronous to
+		 * the host; refused, they still work (staged, slower). */
+		struct smk_err e2 = { 0, "" };
+		if (ws->dev->host_register(ws->dev->ctx, ra->base, ra->map_len, &e2) == 0)
+			ws->ram_registered = true;
+		else
+			fprintf(stderr, "smoked: warning: cannot page-lock the RAM cache for DMA (%s); host->device copies will be staged and slower\n",
+				e2.msg);
 	}
 	if (!ws->tier[WSTORE_TIER_RAM].arena.locked && !atomic_exchange(&warned_mlock, true))
 		fprintf(stderr, "smoked: warning: cannot mlock the %.1f MiB RAM cache (%s); it may be paged out. Raise the memlock limit (ulimit -l, LimitMEMLOCK=) to pin it.\n",

@@ -105,6 +105,9 @@ struct wstore_tiered {
 	int n_spans;
 	const char *path;
 	int ct;                              /* compute tier */
+	const struct wdev *dev;              /* tier 2 on a device (o.dev), or NULL */
+	void *dev_mem;                       /* its device arena (dev->alloc) */
+	bool ram_registered;                 /* RAM arena page-locked by dev */
 
 	struct wt_tensor *tens;
 	int n_tens;

@@ -3,6 +3,7 @@
  * there is no GPU, so callers and tests need no #ifdef. */
 #include "compute/cuda/cuda_backend.h"
 #include "compute/cuda/cuda_probe.h"
+#include "compute/cuda/cuda_wdev.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +41,17 @@ int backend_cuda_new(struct backend **out, const struct backend_limits *lim,
 {
 	(void)out; (void)lim; (void)opts;
 	return smk_fail(err, -ENODEV, "cuda backend: " NO_CUDA);
+}
+
+int cuda_wdev_new(struct wdev **out, struct backend *be, struct smk_err *err)
+{
+	(void)out; (void)be;
+	return smk_fail(err, -ENODEV, "cuda device tier: " NO_CUDA);
+}
+
+void cuda_wdev_free(struct wdev *d)
+{
+	(void)d;
 }
 
 int backend_cudaemu_new(struct backend **out, const struct backend_limits *lim,

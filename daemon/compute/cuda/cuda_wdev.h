@@ -1,0 +1,26 @@
+/* cuda_wdev.h - the weight store's device tier on a CUDA device
+ * (weights/wdev.h): slot memory from cudaMalloc, the RAM arena page-locked
+ * with cudaHostRegister, copies on a copy stream of their own, ordered
+ * against the backend's compute stream by per-unit events. */
+#ifndef SMK_COMPUTE_CUDA_WDEV_H
+#define SMK_COMPUTE_CUDA_WDEV_H
+
+#include "compute/backend.h"
+#include "util/err.h"
+#include "weights/wdev.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A wdev for a backend made by backend_cuda_new (its device and compute
+ * stream).  *out owned by the caller: cuda_wdev_free after the store that
+ * uses it, before the backend.  -ENODEV in builds without CUDA. */
+int cuda_wdev_new(struct wdev **out, struct backend *be, struct smk_err *err);
+void cuda_wdev_free(struct wdev *d);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
