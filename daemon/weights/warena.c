@@ -60,6 +60,7 @@ int warena_init(struct warena *a, const char *name, uint64_t size, int max_slots
 					(unsigned long long)a->map_len, strerror(e));
 		}
 		a->base = p;
+		a->owned = true;
 		/* Locking also faults every page in now, so the first load of a
 		 * unit does not pay for page faults later. */
 		if (lock && mlock(a->base, a->map_len) == 0)
@@ -68,9 +69,17 @@ int warena_init(struct warena *a, const char *name, uint64_t size, int max_slots
 	return 0;
 }
 
+void warena_adopt(struct warena *a, void *base)
+{
+	a->base = base;
+	a->owned = false;
+	a->map_len = 0;
+	a->locked = false;
+}
+
 void warena_deinit(struct warena *a)
 {
-	if (a->base) {
+	if (a->owned && a->base) {
 		if (a->locked)
 			munlock(a->base, a->map_len);
 		munmap(a->base, a->map_len);

@@ -27,8 +27,9 @@ struct warena_ext {
 };
 
 struct warena {
-	uint8_t *base;          /* owned (NULL for an accounting-only arena) */
-	uint64_t map_len;       /* bytes mapped */
+	uint8_t *base;          /* the slots' memory (NULL: accounting only) */
+	uint64_t map_len;       /* bytes mapped (0 when base is not ours) */
+	bool owned;             /* base was mapped here (else warena_adopt) */
 	uint64_t size;          /* the budget: slots live in [0, size) */
 	uint64_t used, peak;
 	struct warena_ext *free;/* sorted by off, disjoint, never adjacent */
@@ -45,6 +46,12 @@ struct warena {
 int warena_init(struct warena *a, const char *name, uint64_t size, int max_slots,
 		bool with_memory, bool lock, bool check, struct smk_err *err);
 void warena_deinit(struct warena *a);
+
+/* Serve the slots of an accounting-only arena from memory it does not own:
+ * device memory (weights/wdev.h), which the host must not touch.  The arena
+ * never maps, locks, unmaps or reads it; base must hold a->size bytes and
+ * outlive the arena (its owner frees it after warena_deinit). */
+void warena_adopt(struct warena *a, void *base);
 
 /* Offset of a free slot of n bytes (n a multiple of WARENA_ALIGN), or -1 when
  * no free extent is large enough. */

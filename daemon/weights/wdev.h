@@ -15,10 +15,15 @@
  *    reading the old bytes.  The host never blocks for this.
  *  - copy_in(): one unit's bytes into its slot on the copy stream; returns
  *    once they have landed (the caller is a prefetch worker, or the compute
- *    thread on a synchronous miss), with the copy's own device time.
+ *    thread on a synchronous miss), with the copy's own device time.  The
+ *    compute stream needs no wait for it: acquire hands out a view only
+ *    after its copies returned.
+ *
+ * The store never reads or writes device memory on the host: the device
+ * tier's views (wblock tensors' data) are device addresses for the kernels.
  *
  * NULL in wstore_opts.dev: tier 2 is the stand-in (host memory, memcpy).
- * Implemented for CUDA by compute/cuda/cuda_wdev.cu.
+ * Implemented for CUDA by compute/cuda/cuda_wdev.cu (cuda_wdev.h).
  */
 #ifndef SMK_WEIGHTS_WDEV_H
 #define SMK_WEIGHTS_WDEV_H
@@ -30,7 +35,10 @@
 struct wdev {
 	void *ctx;
 	/* Called once by wstore_new_tiered, before anything else: the store
-	 * has n_units units (events are made here, not per copy). */
+	 * has n_units units, numbered 0..n_units-1 in the calls below (events
+	 * are made here, not per copy).  A store made later with the same wdev
+	 * calls it again; the previous store must be freed by then (one store
+	 * per wdev at a time). */
 	int (*init)(void *ctx, int n_units, struct smk_err *err);
 	/* Device memory for the slot arena (set-up only: may synchronise). */
 	int (*alloc)(void *ctx, void **out, size_t bytes, struct smk_err *err);
@@ -39,12 +47,15 @@ struct wdev {
 	 * reported and the store goes on with pageable memory (slower). */
 	int (*host_register)(void *ctx, void *p, size_t bytes, struct smk_err *err);
 	void (*host_unregister)(void *ctx, void *p);
-	/* n bytes from host src to device dst on the copy stream, after the
-	 * waits evicted() queued; returns when they have landed.  *secs: the
-	 * copy's device time (events around the copy alone).  0, or a negative
-	 * code with a message in msg. */
-	int (*copy_in)(void *ctx, void *dst, const void *src, size_t n, double *secs, char *msg,
-		       size_t msg_len);
+	/* Unit `unit`'s n bytes from host src (its RAM slot) to device dst
+	 * (its device slot) on the copy stream, after the waits evicted()
+	 * queued; returns when they have landed.  *secs: the copy's device
+	 * time (events around the copy alone, so the tier's bandwidth is the
+	 * DMA's).  Called from several threads at once for different units.
+	 * 0, or a negative code with a message in msg. */
+	int (*copy_in)(void *ctx, int unit, void *dst, const void *src, size_t n, double *secs,
+		       char *msg, size_t msg_len);
+	/* Both called under the store's mutex: they queue work, never block. */
 	void (*released)(void *ctx, int unit);
 	void (*evicted)(void *ctx, int unit);
 };

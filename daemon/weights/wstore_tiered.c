@@ -567,16 +567,16 @@ static void tiered_free(struct wstore *w)
 {
 	struct wstore_tiered *ws = (struct wstore_tiered *)w;
 	wt_prefetch_stop(ws);
-	if (ws->dev) {
-		/* No transfer is in flight once the prefetch loop stopped. */
-		if (ws->dev_mem)
-			ws->dev->free(ws->dev->ctx, ws->dev_mem);
-		ws->tier[WSTORE_TIER_DEV].arena.base = NULL; /* not the arena's own */
-		if (ws->ram_registered)
-			ws->dev->host_unregister(ws->dev->ctx, ws->tier[WSTORE_TIER_RAM].arena.base);
-	}
+	/* No transfer is in flight once the prefetch loop stopped, and no
+	 * block is held (the caller's contract).  The RAM arena is unlocked
+	 * before it is unmapped; the device memory goes after the arena that
+	 * borrowed it (warena_adopt). */
+	if (ws->dev && ws->ram_registered)
+		ws->dev->host_unregister(ws->dev->ctx, ws->tier[WSTORE_TIER_RAM].arena.base);
 	for (int t = 0; t < WSTORE_N_TIERS; t++)
 		warena_deinit(&ws->tier[t].arena);
+	if (ws->dev && ws->dev_mem)
+		ws->dev->free(ws->dev->ctx, ws->dev_mem);
 	for (int i = 0; i < ws->n_fds; i++)
 		if (ws->fds[i] >= 0)
 			close(ws->fds[i]);
@@ -600,7 +600,7 @@ static const struct wstore_ops tiered_ops = {
 int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,
 		      struct smk_err *err)
 {
-	static atomic_bool warned_mlock;
+	static atomic_bool warned_mlock, warned_dma;
 	struct wstore_tiered *ws = calloc(1, sizeof(*ws));
 	if (!ws)
 		return smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
@@ -689,15 +689,16 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 		struct warena *da = &ws->tier[WSTORE_TIER_DEV].arena, *ra = &ws->tier[WSTORE_TIER_RAM].arena;
 		if ((rc = ws->dev->alloc(ws->dev->ctx, &ws->dev_mem, da->size, err)))
 			goto fail;
-		da->base = ws->dev_mem;
+		warena_adopt(da, ws->dev_mem);
 		/* Page-locked RAM makes the copies true DMA, asynchronous to
-		 * the host; refused, they still work (staged, slower). */
+		 * the host; refused, they still work (staged by the driver,
+		 * slower).  Warned once per process, as the mlock below. */
 		struct smk_err e2 = { 0, "" };
 		if (ws->dev->host_register(ws->dev->ctx, ra->base, ra->map_len, &e2) == 0)
 			ws->ram_registered = true;
-		else
-			fprintf(stderr, "smoked: warning: cannot page-lock the RAM cache for DMA (%s); host->device copies will be staged and slower\n",
-				e2.msg);
+		else if (!atomic_exchange(&warned_dma, true))
+			fprintf(stderr, "smoked: warning: cannot page-lock the %.1f MiB RAM cache for DMA (%s); host->device weight copies will be staged and slower\n",
+				ra->map_len / 1048576.0, e2.msg);
 	}
 	if (!ws->tier[WSTORE_TIER_RAM].arena.locked && !atomic_exchange(&warned_mlock, true))
 		fprintf(stderr, "smoked: warning: cannot mlock the %.1f MiB RAM cache (%s); it may be paged out. Raise the memlock limit (ulimit -l, LimitMEMLOCK=) to pin it.\n",

@@ -2,7 +2,9 @@
  * (cuda_emu.cuh): one translation unit that includes every kernel file with
  * SMK_CUDA_EMU defined.  It exports backend_cudaemu_new() and the kernel
  * calls under cudaemu_* names, so the unit test can hold the very kernel
- * code the GPU runs to the CPU backend on machines without a GPU.
+ * code the GPU runs to the CPU backend on machines without a GPU.  The
+ * weight store's device tier (cuda_wdev.cu) comes along as
+ * cuda_wdev_emu_new(), over a backend made by backend_cudaemu_new.
  *
  * Tests reach it directly or through the engine (ENGINE_BE_CUDAEMU); the
  * daemon never chooses it.  Products and sums are rounded one
@@ -34,8 +36,11 @@
 #define cuda_attention_init cudaemu_attention_init
 #define cuda_gelu_table_fill cudaemu_gelu_table_fill
 #define backend_cuda_new backend_cudaemu_new
+#define cuda_wdev_new cuda_wdev_emu_new
+#define cuda_wdev_free cuda_wdev_emu_free
 
 #include "compute/cuda/cuda_matmul.cu"
 #include "compute/cuda/cuda_ops.cu"
 #include "compute/cuda/cuda_attention.cu"
 #include "compute/cuda/cuda_backend.cu"
+#include "compute/cuda/cuda_wdev.cu"

@@ -26,7 +26,11 @@
  * which differ from CUDA's by an ulp or two), performance, and memory
  * spaces beyond a registry of "device" allocations that copies check.
  * Device memory is host memory from aligned_alloc.  Every call is
- * synchronous; streams and events are tokens.  One launch runs at a time
+ * synchronous; streams are tokens, events keep the time of their last
+ * record (so cudaEventElapsedTime times what ran between two records) and
+ * refuse what CUDA refuses (timing an event never recorded or made with
+ * cudaEventDisableTiming); cudaHostRegister keeps a registry of page-locked
+ * ranges (overlaps and unknown pointers refused).  One launch runs at a time
  * (a mutex serialises callers on different OS threads).
  */
 #ifndef SMK_COMPUTE_CUDA_EMU_CUH
@@ -41,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
 
 #define __global__
@@ -66,6 +71,9 @@ enum cudaError {
 	cudaErrorInsufficientDriver = 35,
 	cudaErrorNoDevice = 100,
 	cudaErrorInvalidDevice = 101,
+	cudaErrorInvalidResourceHandle = 400,
+	cudaErrorHostMemoryAlreadyRegistered = 712,
+	cudaErrorHostMemoryNotRegistered = 713,
 	cudaErrorLaunchFailure = 719,
 	cudaErrorNotSupported = 801,
 };
@@ -93,13 +101,37 @@ struct CUstream_st {
 	int unused;
 };
 typedef struct CUstream_st *cudaStream_t;
+/* Events keep what CUDA would refuse to time: never recorded, or made
+ * with cudaEventDisableTiming.  Every call is synchronous here, so the
+ * time of a record is the time its stream reaches it. */
 struct CUevent_st {
-	int unused;
+	unsigned flags;
+	bool recorded;
+	double ms;                    /* CLOCK_MONOTONIC at the last record */
 };
 typedef struct CUevent_st *cudaEvent_t;
 
 #define cudaStreamNonBlocking 0x01u
+#define cudaEventDefault 0x00u
 #define cudaEventDisableTiming 0x02u
+#define cudaHostRegisterDefault 0x00u
+#define cudaHostRegisterPortable 0x01u
+
+enum cudaMemoryType {
+	cudaMemoryTypeUnregistered = 0,
+	cudaMemoryTypeHost = 1,
+	cudaMemoryTypeDevice = 2,
+};
+
+struct cudaPointerAttributes {
+	enum cudaMemoryType type;
+	int device;
+	void *devicePointer;
+	void *hostPointer;
+};
+
+/* The emulated device's memory size (cudaMemGetInfo): an H100's. */
+#define EMU_DEVICE_MEMORY (80ull << 30)
 
 /* The limits the emulator reports and enforces (an H100's). */
 #define EMU_SMEM_DEFAULT (48 * 1024)
@@ -146,6 +178,13 @@ struct emu_state {
 		size_t bytes;
 	} dev[4096];
 	int n_dev;
+	/* cudaHostRegister'ed ranges: overlaps and unknown pointers are
+	 * refused as CUDA refuses them */
+	struct {
+		void *p;
+		size_t bytes;
+	} reg[64];
+	int n_reg;
 	/* cudaFuncSetAttribute(MaxDynamicSharedMemorySize) per kernel */
 	struct {
 		const void *fn;
@@ -308,9 +347,16 @@ static inline cudaError_t cudaStreamSynchronize(cudaStream_t s)
 
 static inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 {
-	(void)flags;
 	*e = (cudaEvent_t)calloc(1, sizeof(struct CUevent_st));
-	return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+	if (!*e)
+		return emu_st.last_error = cudaErrorMemoryAllocation;
+	(*e)->flags = flags;
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaEventCreate(cudaEvent_t *e)
+{
+	return cudaEventCreateWithFlags(e, cudaEventDefault);
 }
 
 static inline cudaError_t cudaEventDestroy(cudaEvent_t e)
@@ -321,8 +367,23 @@ static inline cudaError_t cudaEventDestroy(cudaEvent_t e)
 
 static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
-	(void)e;
 	(void)s;
+	if (!e)
+		return emu_st.last_error = cudaErrorInvalidResourceHandle;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	e->ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+	e->recorded = true;
+	return cudaSuccess;
+}
+
+/* As CUDA: both events recorded, neither made without timing. */
+static inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+	if (!ms || !start || !end || !start->recorded || !end->recorded ||
+	    (start->flags & cudaEventDisableTiming) || (end->flags & cudaEventDisableTiming))
+		return emu_st.last_error = cudaErrorInvalidResourceHandle;
+	*ms = (float)(end->ms - start->ms);
 	return cudaSuccess;
 }
 
@@ -337,6 +398,86 @@ static inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, uns
 	(void)s;
 	(void)e;
 	(void)flags;
+	return cudaSuccess;
+}
+
+/* Page-locking is a registry here: CUDA refuses a range that overlaps one
+ * registered already, and unregistering a pointer it never registered. */
+static inline cudaError_t cudaHostRegister(void *p, size_t bytes, unsigned flags)
+{
+	(void)flags;
+	if (!p || !bytes)
+		return emu_st.last_error = cudaErrorInvalidValue;
+	pthread_mutex_lock(&emu_lock);
+	cudaError_t rc = cudaSuccess;
+	for (int i = 0; i < emu_st.n_reg && !rc; i++) {
+		const char *b = (const char *)emu_st.reg[i].p;
+		if ((const char *)p < b + emu_st.reg[i].bytes && b < (const char *)p + bytes)
+			rc = cudaErrorHostMemoryAlreadyRegistered;
+	}
+	if (!rc && emu_is_dev(p, 1))
+		rc = cudaErrorInvalidValue;
+	if (!rc && emu_st.n_reg == (int)(sizeof(emu_st.reg) / sizeof(emu_st.reg[0])))
+		rc = cudaErrorMemoryAllocation;
+	if (!rc) {
+		emu_st.reg[emu_st.n_reg].p = p;
+		emu_st.reg[emu_st.n_reg].bytes = bytes;
+		emu_st.n_reg++;
+	}
+	pthread_mutex_unlock(&emu_lock);
+	return rc ? (emu_st.last_error = rc) : cudaSuccess;
+}
+
+static inline cudaError_t cudaHostUnregister(void *p)
+{
+	pthread_mutex_lock(&emu_lock);
+	cudaError_t rc = cudaErrorHostMemoryNotRegistered;
+	for (int i = 0; i < emu_st.n_reg; i++)
+		if (emu_st.reg[i].p == p) {
+			emu_st.reg[i] = emu_st.reg[--emu_st.n_reg];
+			rc = cudaSuccess;
+			break;
+		}
+	pthread_mutex_unlock(&emu_lock);
+	return rc ? (emu_st.last_error = rc) : cudaSuccess;
+}
+
+/* Device 0 for an emulated device allocation, host otherwise (CUDA 11+
+ * answers cudaMemoryTypeUnregistered for plain host memory). */
+static inline cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void *p)
+{
+	memset(a, 0, sizeof(*a));
+	a->device = -2;
+	pthread_mutex_lock(&emu_lock);
+	bool dev = emu_is_dev(p, 1);
+	bool reg = false;
+	for (int i = 0; i < emu_st.n_reg && !reg; i++)
+		reg = (const char *)p >= (const char *)emu_st.reg[i].p &&
+		      (const char *)p < (const char *)emu_st.reg[i].p + emu_st.reg[i].bytes;
+	pthread_mutex_unlock(&emu_lock);
+	if (dev) {
+		a->type = cudaMemoryTypeDevice;
+		a->device = 0;
+		a->devicePointer = (void *)p;
+	} else if (reg) {
+		a->type = cudaMemoryTypeHost;
+		a->device = 0;
+		a->devicePointer = a->hostPointer = (void *)p;
+	} else {
+		a->hostPointer = (void *)p;
+	}
+	return cudaSuccess;
+}
+
+static inline cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b)
+{
+	pthread_mutex_lock(&emu_lock);
+	size_t used = 0;
+	for (int i = 0; i < emu_st.n_dev; i++)
+		used += emu_st.dev[i].bytes;
+	pthread_mutex_unlock(&emu_lock);
+	*total_b = (size_t)EMU_DEVICE_MEMORY;
+	*free_b = used < *total_b ? *total_b - used : 0;
 	return cudaSuccess;
 }
 
@@ -423,6 +564,9 @@ static inline const char *cudaGetErrorString(cudaError_t e)
 	case cudaErrorInsufficientDriver: return "insufficient driver";
 	case cudaErrorNoDevice: return "no CUDA-capable device is detected";
 	case cudaErrorInvalidDevice: return "invalid device ordinal";
+	case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+	case cudaErrorHostMemoryAlreadyRegistered: return "part or all of the requested memory range is already mapped";
+	case cudaErrorHostMemoryNotRegistered: return "pointer does not correspond to a registered memory region";
 	case cudaErrorLaunchFailure: return "unspecified launch failure";
 	case cudaErrorNotSupported: return "operation not supported";
 	}

@@ -54,6 +54,17 @@ void cuda_wdev_free(struct wdev *d)
 	(void)d;
 }
 
+int cuda_wdev_emu_new(struct wdev **out, struct backend *be, struct smk_err *err)
+{
+	(void)out; (void)be;
+	return smk_fail(err, -ENOSYS, "cuda emulator device tier: " NO_CUDA);
+}
+
+void cuda_wdev_emu_free(struct wdev *d)
+{
+	(void)d;
+}
+
 int backend_cudaemu_new(struct backend **out, const struct backend_limits *lim,
 			const struct cuda_backend_opts *opts, struct smk_err *err)
 {

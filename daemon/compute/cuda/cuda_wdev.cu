@@ -1,17 +1,32 @@
-/* cuda_wdev.cu - the weight store's device tier on CUDA (cuda_wdev.h).
+/* cuda_wdev.cu - the weight store's device tier on CUDA (cuda_wdev.h,
+ * weights/wdev.h).
  *
  * Ordering, without the host ever waiting on the compute stream:
  *  - released(u) records done[u] on the compute stream after the last
  *    kernel that reads unit u was queued;
  *  - evicted(u) makes the copy stream wait for done[u], so every later
- *    copy (the one refilling u's bytes among them) starts after those
+ *    copy (the one refilling u's slot among them) starts after those
  *    kernels finished;
  *  - copy_in() queues the copy between two timing events on the copy
  *    stream and waits for the second: the caller (a prefetch worker, or the
  *    compute thread on a miss) marks the unit resident only once its bytes
- *    have landed, so the kernels queued after acquire() read whole units.
+ *    have landed, so the kernels queued after acquire() read whole units
+ *    and the compute stream needs no wait of its own.
  * Copies from threads running at once share the copy stream (one DMA
- * engine direction); each waits on its own unit's events. */
+ * direction); each waits on its own unit's events.
+ *
+ * A failed record or wait must not let a refill overtake a kernel: a unit
+ * whose done event could not be recorded is marked so, and its eviction
+ * then waits for the whole compute stream on the host; a wait that cannot
+ * be queued is done on the host too.  If even that fails the device is
+ * gone: the first error is kept and every later copy returns it.
+ *
+ * Every failed runtime call is cleared from CUDA's per-thread last error
+ * (cudaGetLastError), so it is not reported again by a kernel launch check
+ * of the backend on the same thread.
+ *
+ * Compiled twice, as the kernels are: by nvcc (cuda_wdev_new) and into
+ * cuda_emu.cpp for the CPU emulator (cuda_wdev_emu_new). */
 #include "compute/cuda/cuda_check.cuh"
 #include "compute/cuda/cuda_backend.h"
 #include "compute/cuda/cuda_wdev.h"
@@ -19,21 +34,39 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+/* CUDA_CHECK, clearing the thread's last error on the way out. */
+#define WD_CHECK(err, expr)                                           \
+	do {                                                          \
+		cudaError_t e_ = (expr);                              \
+		if (e_ != cudaSuccess) {                              \
+			cudaGetLastError();                           \
+			return CUDA_FAIL_((err), e_, #expr);          \
+		}                                                     \
+	} while (0)
+
+enum wd_done {
+	WD_NONE = 0,     /* never released: no kernel has read the unit */
+	WD_EVENT,        /* done[u] marks the last kernel that read it */
+	WD_UNKNOWN,      /* the record failed: only the whole stream is safe */
+};
+
 struct cuda_wdev {
 	struct wdev base;
 	int device;
 	cudaStream_t compute, copy;
 	int n_units;
 	cudaEvent_t *done, *t0, *t1;   /* per unit */
-	bool *recorded;                /* done[u] recorded at least once */
+	enum wd_done *state;           /* per unit: what done[u] says */
 	/* Keeps each copy's (t0, copy, t1) together on the copy stream, with
-	 * no other copy or wait between them, so t1 - t0 is that copy alone. */
+	 * no other copy or wait between them, so t1 - t0 is that copy alone;
+	 * also guards state[] and failed. */
 	pthread_mutex_t mu;
+	struct smk_err failed;         /* the device is unusable (code != 0) */
 };
 
 static int wd_enter(struct cuda_wdev *w, struct smk_err *err)
 {
-	CUDA_CHECK(err, cudaSetDevice(w->device));
+	WD_CHECK(err, cudaSetDevice(w->device));
 	return 0;
 }
 
@@ -50,50 +83,47 @@ static void wd_free_events(struct cuda_wdev *w)
 	free(w->done);
 	free(w->t0);
 	free(w->t1);
-	free(w->recorded);
+	free(w->state);
 	w->done = w->t0 = w->t1 = NULL;
-	w->recorded = NULL;
+	w->state = NULL;
 	w->n_units = 0;
 }
 
-/* One unit's copy between its timing events; waits for the second. */
-static int copy_timed(struct cuda_wdev *w, int u, void *dst, const void *src, size_t n, float *ms,
-		      struct smk_err *err)
+/* Keep the first fatal error (mutex held). */
+static void wd_fail(struct cuda_wdev *w, const struct smk_err *e)
 {
-	pthread_mutex_lock(&w->mu);
-	cudaError_t e = cudaEventRecord(w->t0[u], w->copy);
-	if (e == cudaSuccess)
-		e = cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, w->copy);
-	if (e == cudaSuccess)
-		e = cudaEventRecord(w->t1[u], w->copy);
-	pthread_mutex_unlock(&w->mu);
-	CUDA_CHECK(err, e);
-	CUDA_CHECK(err, cudaEventSynchronize(w->t1[u]));
-	CUDA_CHECK(err, cudaEventElapsedTime(ms, w->t0[u], w->t1[u]));
-	return 0;
+	if (!w->failed.code)
+		w->failed = *e;
 }
 
 static int wd_init(void *ctx, int n_units, struct smk_err *err)
 {
 	struct cuda_wdev *w = (struct cuda_wdev *)ctx;
+	if (n_units <= 0)
+		return smk_fail(err, -EINVAL, "cuda device tier: %d units", n_units);
 	int rc = wd_enter(w, err);
 	if (rc)
 		return rc;
+	/* A store made earlier with this wdev is gone: its copies and waits
+	 * must have drained before its events go. */
+	WD_CHECK(err, cudaStreamSynchronize(w->copy));
 	wd_free_events(w);
 	w->done = (cudaEvent_t *)calloc((size_t)n_units, sizeof(cudaEvent_t));
 	w->t0 = (cudaEvent_t *)calloc((size_t)n_units, sizeof(cudaEvent_t));
 	w->t1 = (cudaEvent_t *)calloc((size_t)n_units, sizeof(cudaEvent_t));
-	w->recorded = (bool *)calloc((size_t)n_units, sizeof(bool));
-	if (!w->done || !w->t0 || !w->t1 || !w->recorded) {
+	w->state = (enum wd_done *)calloc((size_t)n_units, sizeof(enum wd_done));
+	if (!w->done || !w->t0 || !w->t1 || !w->state) {
 		wd_free_events(w);
 		return smk_fail(err, -ENOMEM, "cuda device tier: out of memory for %d units' events",
 				n_units);
 	}
+	/* From here wd_free_events destroys what was made, even half-way. */
 	w->n_units = n_units;
 	for (int u = 0; u < n_units; u++) {
-		CUDA_CHECK(err, cudaEventCreateWithFlags(&w->done[u], cudaEventDisableTiming));
-		CUDA_CHECK(err, cudaEventCreate(&w->t0[u]));
-		CUDA_CHECK(err, cudaEventCreate(&w->t1[u]));
+		/* done only orders streams: no timestamp to take */
+		WD_CHECK(err, cudaEventCreateWithFlags(&w->done[u], cudaEventDisableTiming));
+		WD_CHECK(err, cudaEventCreateWithFlags(&w->t0[u], cudaEventDefault));
+		WD_CHECK(err, cudaEventCreateWithFlags(&w->t1[u], cudaEventDefault));
 	}
 	return 0;
 }
@@ -104,13 +134,18 @@ static int wd_alloc(void *ctx, void **out, size_t bytes, struct smk_err *err)
 	int rc = wd_enter(w, err);
 	if (rc)
 		return rc;
+	*out = NULL;
 	cudaError_t e = cudaMalloc(out, bytes ? bytes : 1);
 	if (e != cudaSuccess) {
 		cudaGetLastError(); /* an allocation failure is not sticky: clear it */
 		size_t free_b = 0, total_b = 0;
-		cudaMemGetInfo(&free_b, &total_b);
-		return smk_fail(err, -ENOMEM, "memory.gpu_memory: cannot allocate %zu bytes of weight slots on device %d (%zu of %zu bytes free): %s",
-				bytes, w->device, free_b, total_b, cudaGetErrorString(e));
+		if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess)
+			cudaGetLastError();
+		*out = NULL;
+		return smk_fail(err, cuda_errno(e),
+				"memory.gpu_memory: cannot allocate %zu bytes of weight slots on device %d (%zu of %zu bytes free): cudaMalloc failed in %s (%s:%d): %s",
+				bytes, w->device, free_b, total_b, __func__, __FILE__, __LINE__,
+				cudaGetErrorString(e));
 	}
 	return 0;
 }
@@ -119,8 +154,8 @@ static void wd_free(void *ctx, void *p)
 {
 	struct cuda_wdev *w = (struct cuda_wdev *)ctx;
 	struct smk_err e = { 0, "" };
-	if (p && !wd_enter(w, &e))
-		cudaFree(p);
+	if (p && !wd_enter(w, &e) && cudaFree(p) != cudaSuccess)
+		cudaGetLastError();
 }
 
 static int wd_host_register(void *ctx, void *p, size_t bytes, struct smk_err *err)
@@ -130,12 +165,9 @@ static int wd_host_register(void *ctx, void *p, size_t bytes, struct smk_err *er
 	if (rc)
 		return rc;
 	if (!p || !bytes)
-		return smk_fail(err, -EINVAL, "nothing to page-lock");
-	cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterPortable);
-	if (e != cudaSuccess) {
-		cudaGetLastError();
-		return smk_fail(err, -EIO, "cudaHostRegister of %zu bytes: %s", bytes, cudaGetErrorString(e));
-	}
+		return smk_fail(err, -EINVAL, "cuda device tier: nothing to page-lock");
+	/* Portable: pinned for every device, as several GPUs will share it. */
+	WD_CHECK(err, cudaHostRegister(p, bytes, cudaHostRegisterPortable));
 	return 0;
 }
 
@@ -143,8 +175,33 @@ static void wd_host_unregister(void *ctx, void *p)
 {
 	struct cuda_wdev *w = (struct cuda_wdev *)ctx;
 	struct smk_err e = { 0, "" };
-	if (p && !wd_enter(w, &e))
-		cudaHostUnregister(p);
+	if (p && !wd_enter(w, &e) && cudaHostUnregister(p) != cudaSuccess)
+		cudaGetLastError();
+}
+
+/* One unit's copy between its timing events; waits for the second. */
+static int copy_timed(struct cuda_wdev *w, int u, void *dst, const void *src, size_t n, float *ms,
+		      struct smk_err *err)
+{
+	pthread_mutex_lock(&w->mu);
+	if (w->failed.code) {
+		*err = w->failed;
+		pthread_mutex_unlock(&w->mu);
+		return err->code;
+	}
+	int rc = 0;
+	CUDA_CHECK_GOTO(err, rc, cudaEventRecord(w->t0[u], w->copy), queued);
+	CUDA_CHECK_GOTO(err, rc, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, w->copy), queued);
+	CUDA_CHECK_GOTO(err, rc, cudaEventRecord(w->t1[u], w->copy), queued);
+queued:
+	pthread_mutex_unlock(&w->mu);
+	if (rc) {
+		cudaGetLastError();
+		return rc;
+	}
+	WD_CHECK(err, cudaEventSynchronize(w->t1[u]));
+	WD_CHECK(err, cudaEventElapsedTime(ms, w->t0[u], w->t1[u]));
+	return 0;
 }
 
 static int wd_copy_in(void *ctx, int u, void *dst, const void *src, size_t n, double *secs,
@@ -153,12 +210,14 @@ static int wd_copy_in(void *ctx, int u, void *dst, const void *src, size_t n, do
 	struct cuda_wdev *w = (struct cuda_wdev *)ctx;
 	struct smk_err e = { 0, "" };
 	float ms = 0.0f;
-	int rc = u < 0 || u >= w->n_units ? smk_fail(&e, -EINVAL, "unit %d of %d", u, w->n_units)
-					  : wd_enter(w, &e);
+	int rc = u < 0 || u >= w->n_units
+			 ? smk_fail(&e, -EINVAL, "unit out of range (%d units)", w->n_units)
+			 : wd_enter(w, &e);
 	if (!rc)
 		rc = copy_timed(w, u, dst, src, n, &ms, &e);
 	if (rc) {
-		snprintf(msg, msg_len, "host->device copy of %zu bytes: %s", n, e.msg);
+		snprintf(msg, msg_len, "cuda device tier: unit %d: host->device copy of %zu bytes: %s",
+			 u, n, e.msg);
 		return rc;
 	}
 	*secs = ms * 1e-3;
@@ -169,36 +228,93 @@ static void wd_released(void *ctx, int u)
 {
 	struct cuda_wdev *w = (struct cuda_wdev *)ctx;
 	struct smk_err e = { 0, "" };
-	if (u < 0 || u >= w->n_units || wd_enter(w, &e))
+	if (u < 0 || u >= w->n_units)
 		return;
-	/* A failure here would surface at the compute stream's next sync. */
-	if (cudaEventRecord(w->done[u], w->compute) == cudaSuccess)
-		w->recorded[u] = true;
+	pthread_mutex_lock(&w->mu);
+	if (wd_enter(w, &e) || cudaEventRecord(w->done[u], w->compute) != cudaSuccess) {
+		cudaGetLastError();
+		w->state[u] = WD_UNKNOWN;
+	} else {
+		w->state[u] = WD_EVENT;
+	}
+	pthread_mutex_unlock(&w->mu);
 }
 
 static void wd_evicted(void *ctx, int u)
 {
 	struct cuda_wdev *w = (struct cuda_wdev *)ctx;
 	struct smk_err e = { 0, "" };
-	if (u < 0 || u >= w->n_units || !w->recorded[u] || wd_enter(w, &e))
+	if (u < 0 || u >= w->n_units)
 		return;
 	pthread_mutex_lock(&w->mu);
-	cudaStreamWaitEvent(w->copy, w->done[u], 0);
+	if (w->state[u] == WD_NONE || w->failed.code) {
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	int rc = wd_enter(w, &e);
+	if (!rc && w->state[u] == WD_EVENT &&
+	    cudaStreamWaitEvent(w->copy, w->done[u], 0) == cudaSuccess) {
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	cudaGetLastError();
+	/* No device-side wait: wait on the host for what done[u] stands for
+	 * (rare, and only after a failure). */
+	if (!rc) {
+		if (w->state[u] == WD_EVENT)
+			rc = cudaEventSynchronize(w->done[u]) == cudaSuccess ? 0 : -EIO;
+		else
+			rc = cudaStreamSynchronize(w->compute) == cudaSuccess ? 0 : -EIO;
+		if (rc) {
+			cudaGetLastError();
+			smk_fail(&e, rc, "cuda device tier: cannot order the refill of unit %d after the kernels that read it",
+				 u);
+		}
+	}
+	if (rc)
+		wd_fail(w, &e);
 	pthread_mutex_unlock(&w->mu);
+}
+
+/* The device a backend computes on: where its GELU table lives (the
+ * calling thread's current device need not be the backend's). */
+static int be_device(struct backend *be, int *dev, struct smk_err *err)
+{
+	const struct cuda_ctx *c = cuda_be_ops(be)->ctx(be);
+	if (c && c->gelu_table) {
+		struct cudaPointerAttributes a;
+		WD_CHECK(err, cudaPointerGetAttributes(&a, c->gelu_table));
+		if (a.type == cudaMemoryTypeDevice) {
+			*dev = a.device;
+			return 0;
+		}
+	}
+	WD_CHECK(err, cudaGetDevice(dev));
+	return 0;
 }
 
 extern "C" int cuda_wdev_new(struct wdev **out, struct backend *be, struct smk_err *err)
 {
+	*out = NULL;
 	if (!be || be->ops->host_memory)
-		return smk_fail(err, -EINVAL, "cuda device tier: needs the cuda backend");
+		return smk_fail(err, -EINVAL, "cuda device tier: needs a backend made by backend_cuda_new");
 	struct cuda_wdev *w = (struct cuda_wdev *)calloc(1, sizeof(*w));
 	if (!w)
 		return smk_fail(err, -ENOMEM, "cuda device tier: out of memory");
 	w->compute = cuda_be_ops(be)->ctx(be)->stream;
+	int rc = be_device(be, &w->device, err);
+	if (rc || (rc = wd_enter(w, err))) {
+		free(w);
+		return rc;
+	}
+	cudaError_t e = cudaStreamCreateWithFlags(&w->copy, cudaStreamNonBlocking);
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		rc = CUDA_FAIL_(err, e, "cudaStreamCreateWithFlags(&w->copy, cudaStreamNonBlocking)");
+		free(w);
+		return rc;
+	}
 	pthread_mutex_init(&w->mu, NULL);
-	int rc = 0;
-	CUDA_CHECK_GOTO(err, rc, cudaGetDevice(&w->device), fail);
-	CUDA_CHECK_GOTO(err, rc, cudaStreamCreateWithFlags(&w->copy, cudaStreamNonBlocking), fail);
 	w->base.ctx = w;
 	w->base.init = wd_init;
 	w->base.alloc = wd_alloc;
@@ -210,10 +326,6 @@ extern "C" int cuda_wdev_new(struct wdev **out, struct backend *be, struct smk_e
 	w->base.evicted = wd_evicted;
 	*out = &w->base;
 	return 0;
-fail:
-	pthread_mutex_destroy(&w->mu);
-	free(w);
-	return rc;
 }
 
 extern "C" void cuda_wdev_free(struct wdev *d)
@@ -223,7 +335,9 @@ extern "C" void cuda_wdev_free(struct wdev *d)
 	struct cuda_wdev *w = (struct cuda_wdev *)d->ctx;
 	struct smk_err e = { 0, "" };
 	if (!wd_enter(w, &e)) {
-		cudaStreamSynchronize(w->copy);
+		/* Waits queued by the last evictions may still be pending. */
+		if (cudaStreamSynchronize(w->copy) != cudaSuccess)
+			cudaGetLastError();
 		wd_free_events(w);
 		cudaStreamDestroy(w->copy);
 	}
