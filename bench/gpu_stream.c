@@ -2,7 +2,7 @@
  * process and one run (issue 6):
  *
  *   bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F]
- *             [--prompt TEXT] [--emu]
+ *             [--prompt TEXT] [--prefetch N] [--lookahead N] [--emu]
  *
  *  1. greedy tokens of the CPU backend (the reference) and its decode tok/s;
  *  2. the CUDA backend with the whole model resident (memory.gpu_memory
@@ -36,6 +36,7 @@ struct gopts {
 	int n, ctx, gpu_id;
 	double fraction;
 	bool emu;          /* --emu: the emulated kernels, no GPU (checks this program) */
+	int prefetch, lookahead;   /* runtime.prefetch_layers / smoke_test_layers (<0: default) */
 };
 
 struct grun {
@@ -110,6 +111,10 @@ static int measure(const struct gopts *go, enum engine_backend backend, uint64_t
 	wstore_opts_default(&wo);
 	wo.dev_budget = gpu_memory;
 	wo.check_budgets = true;
+	if (go->prefetch >= 0)
+		wo.prefetch_blocks = go->prefetch;
+	if (go->lookahead >= 0)
+		wo.lookahead_max = go->lookahead;
 	struct engine_opts eo = {
 		.model_path = go->path, .n_ctx = go->ctx, .n_batch = 64, .backend = backend,
 		.gpu_id = go->gpu_id, .num_gpus = 1, .weights = gpu_memory ? &wo : NULL,
@@ -149,6 +154,34 @@ static int first_diff(const struct grun *x, const struct grun *y)
 	return x->n_ids == y->n_ids ? -1 : n;
 }
 
+/* The logit margin logit[a] - logit[b] after the prompt and tok[0..n), run
+ * as engine_generate runs it (the prompt as one chunk, then one token at a
+ * time), on `backend`: where two backends' greedy choices part, this says
+ * whether it was a near-tie. */
+static int margin_at(const struct gopts *go, enum engine_backend backend, const int32_t *tok, int n,
+		     int32_t a, int32_t b, double *margin, struct smk_err *err)
+{
+	struct engine_opts eo = { .model_path = go->path, .n_ctx = go->ctx, .n_batch = 64,
+				  .backend = backend, .gpu_id = go->gpu_id, .num_gpus = 1 };
+	struct engine *e;
+	int rc = engine_open(&e, &eo, err);
+	if (rc)
+		return rc;
+	struct kvcache *kv = NULL;
+	const float *logits = NULL;
+	if ((rc = kvcache_new(&kv, e->model, e->n_ctx, e->be, err)) ||
+	    (rc = forward_run(e->fwd, kv, ids, (int)n_ids, 1, &logits, err)))
+		goto out;
+	for (int i = 0; i < n && !rc; i++)
+		rc = forward_run(e->fwd, kv, &tok[i], 1, 1, &logits, err);
+	if (!rc)
+		*margin = (double)logits[a] - (double)logits[b];
+out:
+	kvcache_free(kv);
+	engine_close(e);
+	return rc;
+}
+
 static void print_ids(const struct grun *r)
 {
 	printf("  %-12s %3d tokens:", r->name, r->n_ids);
@@ -162,6 +195,7 @@ int main(int argc, char **argv)
 	struct gopts go = {
 		.path = getenv("SMOKE_MODEL"), .n = 64, .ctx = 256, .fraction = 0.25,
 		.prompt = "The history of the city begins in the early middle ages, when",
+		.prefetch = -1, .lookahead = -1,
 	};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -179,8 +213,12 @@ int main(int argc, char **argv)
 			go.prompt = argv[++i];
 		else if (!strcmp(a, "--emu"))
 			go.emu = true;
+		else if (!strcmp(a, "--prefetch") && v)
+			go.prefetch = atoi(argv[++i]);
+		else if (!strcmp(a, "--lookahead") && v)
+			go.lookahead = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F] [--prompt TEXT] [--emu]\n");
+			fprintf(stderr, "usage: bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F] [--prompt TEXT] [--prefetch N] [--lookahead N] [--emu]\n");
 			return 2;
 		}
 	}
@@ -246,7 +284,20 @@ int main(int argc, char **argv)
 	if (d_res >= 0)
 		printf(" from step %d (cpu %d, cuda %d)", d_res, d_res < cpu.n_ids ? cpu.ids[d_res] : -1,
 		       d_res < res.n_ids ? res.ids[d_res] : -1);
-	printf("\n  cuda-ooc vs cuda: %s\n", d_ooc < 0 ? "EQUAL" : "DIFFER");
+	printf("\n");
+	double m_cpu = 0, m_gpu = 0;
+	if (d_res >= 0 && d_res < cpu.n_ids && d_res < res.n_ids) {
+		/* Both sides' margin between the two choices at the parting step. */
+		int32_t a = cpu.ids[d_res], b = res.ids[d_res];
+		if (margin_at(&go, ENGINE_BE_CPU, cpu.ids, d_res, a, b, &m_cpu, &err) ||
+		    margin_at(&go, gpu, cpu.ids, d_res, a, b, &m_gpu, &err)) {
+			fprintf(stderr, "bench_gpu: %s\n", err.msg);
+			return 1;
+		}
+		printf("  at step %d: logit[cpu's %d] - logit[cuda's %d] = %+.4f on the CPU, %+.4f on CUDA (a near-tie if both are small)\n",
+		       d_res, a, b, m_cpu, m_gpu);
+	}
+	printf("  cuda-ooc vs cuda: %s\n", d_ooc < 0 ? "EQUAL" : "DIFFER");
 	printf("decode: cpu %.1f tok/s, cuda resident %.1f tok/s, cuda gpu_memory=%.1f MiB (%.2f of the model: weights %.1f + KV %.1f + scratch %.1f MiB) %.1f tok/s\n",
 	       cpu.tok_s, res.tok_s, budget / 1048576.0, go.fraction, ooc.gpu_weights / 1048576.0,
 	       ooc.gpu_kv / 1048576.0, ooc.gpu_scratch / 1048576.0, ooc.tok_s);
@@ -269,10 +320,10 @@ int main(int argc, char **argv)
 	       "\"weight_bytes\":%llu,\"tokens_equal_cpu\":%s,\"first_diff_cpu\":%d,\"tokens_equal_ooc\":%s,"
 	       "\"n_tokens\":%d,\"store_h2d_Bps\":%.0f,\"plain_h2d_Bps\":%.0f,\"h2d_ratio\":%.4f,"
 	       "\"copy_s_tok\":%.6f,\"compute_s_tok\":%.6f,\"ooc_s_tok\":%.6f,\"overlap_ratio\":%.4f,"
-	       "\"stall_frac\":%.4f,\"dev_bytes_tok\":%.0f,\"prompt_ids\":\"%s\"}\n",
+	       "\"stall_frac\":%.4f,\"dev_bytes_tok\":%.0f,\"margin_cpu\":%.4f,\"margin_cuda\":%.4f,\"prompt_ids\":\"%s\"}\n",
 	       cpu.tok_s, res.tok_s, ooc.tok_s, (unsigned long long)budget, (unsigned long long)weights,
 	       d_res < 0 ? "true" : "false", d_res, d_ooc < 0 ? "true" : "false", cpu.n_ids, dev_bw,
 	       h2d, h2d > 0 ? dev_bw / h2d : 0, copy_tok, compute_tok, ooc_tok,
-	       bound > 0 ? ooc_tok / bound : 0, stall, bytes_tok, prompt_list);
+	       bound > 0 ? ooc_tok / bound : 0, stall, bytes_tok, m_cpu, m_gpu, prompt_list);
 	return 0;
 }

@@ -82,8 +82,11 @@ def placement(model, use_gpu):
     params = dict(model.named_parameters())  # tied weights once
     total = sum(p.numel() for p in params.values())
     if not dm:
-        dev = "cuda:0" if use_gpu else "cpu"
-        return (total if use_gpu else 0), total, 0, 0, [f"  no hf_device_map: all {total} parameters on {dev}"]
+        # One device for everything (transformers then sets no map, also
+        # when accelerate put it all on the CPU): read where the weights are.
+        on = sum(p.numel() for p in params.values() if p.device.type == "cuda")
+        dev = "cuda:0" if on else "cpu"
+        return on, total, 0, 0, [f"  no hf_device_map: all {total} parameters on {dev}"]
     keys = sorted(dm, key=len, reverse=True)  # longest prefix wins
 
     def device_of(name):
@@ -169,11 +172,11 @@ def main():
     # Inputs go where the embedding runs: accelerate's hooks move them anyway,
     # but this saves a copy.  With any module on the GPU the main device is cuda:0.
     dm = getattr(model, "hf_device_map", None) or {}
-    in_dev = torch.device("cuda:0") if use_gpu and (pg > 0 or not dm) else torch.device("cpu")
+    in_dev = torch.device("cuda:0") if use_gpu and pg > 0 else torch.device("cpu")
     prompt = torch.tensor([args.tokens], dtype=torch.long, device=in_dev)
     # What actually computes: accelerate puts the whole model on the CPU when
     # its first module (the tied embedding + head) does not fit the budget.
-    if not use_gpu or pg == 0 and dm:
+    if not use_gpu or pg == 0:
         runs_on = "cpu"
     elif pg < ptot:
         runs_on = "gpu+cpu-offload"  # cpu modules copied to the GPU as they run
