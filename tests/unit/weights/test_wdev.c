@@ -13,7 +13,8 @@
  *    runs: a store whose device tier is emulated device memory, every
  *    block of small real models acquired under a third of the model, each
  *    tensor downloaded from its view and compared with the bytes read
- *    with pread from the model file.
+ *    with pread from the model file.  The same with cuda_wdev_new over
+ *    backend_cuda_new where a GPU is usable (else a SKIP line per case).
  * Both with prefetch on and off, budgets checked on every allocation.
  *
  * Models: the test models of scripts/make-test-models and
@@ -564,13 +565,20 @@ END_TEST
 
 /* ---- the emulated CUDA device tier ---- */
 
-static struct backend *emu_backend(void)
+/* The emulated backend, or (gpu) the real one when a GPU is usable; NULL
+ * (the case skips, saying why) where there is none. */
+static struct backend *device_backend(bool gpu)
 {
 	struct backend *be = NULL;
 	struct backend_limits lim = { .max_cols = 64, .max_rows = 1, .max_ctx = 16, .max_heads = 1,
 				      .n_threads = 1 };
 	struct smk_err err = { 0 };
-	int rc = backend_cudaemu_new(&be, &lim, NULL, &err);
+	int rc = gpu ? backend_cuda_new(&be, &lim, NULL, &err)
+		     : backend_cudaemu_new(&be, &lim, NULL, &err);
+	if (gpu && rc) {
+		fprintf(stderr, "SKIP: device tier on a GPU: %s\n", err.msg);
+		return NULL;
+	}
 	if (rc == -ENOSYS) {
 		fprintf(stderr, "SKIP: %s\n", err.msg);
 		return NULL;
@@ -579,27 +587,30 @@ static struct backend *emu_backend(void)
 	return be;
 }
 
-START_TEST(test_emu_device_tier)
+START_TEST(test_device_tier)
 {
-	/* _i: model index * 2 + prefetch */
-	const bool async = _i & 1;
-	const char *path = emu_model(_i / 2);
+	/* _i: model index * 4 + real GPU * 2 + prefetch */
+	const bool async = _i & 1, gpu = _i & 2;
+	const char *path = emu_model(_i / 4);
 	if (!path)
 		return;
-	struct backend *be = emu_backend();
+	struct backend *be = device_backend(gpu);
 	if (!be)
 		return;
 	struct smk_err err = { 0 };
 	struct wdev *dev;
-	ck_assert_msg(cuda_wdev_emu_new(&dev, be, &err) == 0, "%s", err.msg);
+	int rc = gpu ? cuda_wdev_new(&dev, be, &err) : cuda_wdev_emu_new(&dev, be, &err);
+	ck_assert_msg(rc == 0, "%s", err.msg);
 	struct model *m;
 	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.msg);
 	size_t maxb = (size_t)max_block_bytes(m);
 	uint8_t *want = malloc(maxb), *got = malloc(maxb);
 	ck_assert(want && got);
 	/* The emulator refuses a download from host memory: what the views
-	 * are downloaded from below is device memory. */
-	ck_assert_int_ne(backend_download(be, got, want, 64, &err), 0);
+	 * are downloaded from below is device memory.  (CUDA would take a
+	 * host pointer there with unified addressing.) */
+	if (!gpu)
+		ck_assert_int_ne(backend_download(be, got, want, 64, &err), 0);
 	struct wstore_opts wo;
 	wstore_opts_default(&wo);
 	wo.check_budgets = true;
@@ -659,7 +670,10 @@ START_TEST(test_emu_device_tier)
 	free(want);
 	free(got);
 	model_free(m);
-	cuda_wdev_emu_free(dev);
+	if (gpu)
+		cuda_wdev_free(dev);
+	else
+		cuda_wdev_emu_free(dev);
 	backend_free(be);
 }
 END_TEST
@@ -693,7 +707,7 @@ static Suite *suite(void)
 	tc = tcase_create("emu");
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_emu_refuses_cpu_backend);
-	tcase_add_loop_test(tc, test_emu_device_tier, 0, 2 * N_EMU_MODELS);
+	tcase_add_loop_test(tc, test_device_tier, 0, 4 * N_EMU_MODELS);
 	suite_add_tcase(s, tc);
 	return s;
 }
