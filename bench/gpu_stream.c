@@ -2,7 +2,7 @@
  * process and one run (issue 6):
  *
  *   bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F]
- *             [--prompt TEXT] [--prefetch N] [--lookahead N] [--emu]
+ *             [--prompt TEXT] [--prefetch N] [--lookahead N] [--shard-mib N] [--emu]
  *
  *  1. greedy tokens of the CPU backend (the reference) and its decode tok/s;
  *  2. the CUDA backend with the whole model resident (memory.gpu_memory
@@ -37,6 +37,7 @@ struct gopts {
 	double fraction;
 	bool emu;          /* --emu: the emulated kernels, no GPU (checks this program) */
 	int prefetch, lookahead;   /* runtime.prefetch_layers / smoke_test_layers (<0: default) */
+	uint64_t shard_bytes;      /* table shards (0: default) */
 };
 
 struct grun {
@@ -118,6 +119,7 @@ static int measure(const struct gopts *go, enum engine_backend backend, uint64_t
 	struct engine_opts eo = {
 		.model_path = go->path, .n_ctx = go->ctx, .n_batch = 64, .backend = backend,
 		.gpu_id = go->gpu_id, .num_gpus = 1, .weights = gpu_memory ? &wo : NULL,
+		.shard_bytes = go->shard_bytes,
 	};
 	struct engine *e;
 	int rc = engine_open(&e, &eo, err);
@@ -217,8 +219,10 @@ int main(int argc, char **argv)
 			go.prefetch = atoi(argv[++i]);
 		else if (!strcmp(a, "--lookahead") && v)
 			go.lookahead = atoi(argv[++i]);
+		else if (!strcmp(a, "--shard-mib") && v)
+			go.shard_bytes = (uint64_t)atoi(argv[++i]) << 20;
 		else {
-			fprintf(stderr, "usage: bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F] [--prompt TEXT] [--prefetch N] [--lookahead N] [--emu]\n");
+			fprintf(stderr, "usage: bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F] [--prompt TEXT] [--prefetch N] [--lookahead N] [--shard-mib N] [--emu]\n");
 			return 2;
 		}
 	}

@@ -343,7 +343,8 @@ static int load_blocks(struct model *m, struct smk_err *err)
 			max_layer = b->nbytes;
 	}
 
-	uint64_t shard_bytes = max_layer > SHARD_MIN_BYTES ? max_layer : SHARD_MIN_BYTES;
+	uint64_t want = m->shard_target ? m->shard_target : SHARD_MIN_BYTES;
+	uint64_t shard_bytes = max_layer > want ? max_layer : want;
 	int64_t emb_rows, head_rows;
 	shard_table(&emb_t, shard_bytes, &m->n_emb_blocks, &emb_rows);
 	shard_table(&head_t, shard_bytes, &m->n_head_blocks, &head_rows);
@@ -400,6 +401,7 @@ int model_load_opts(struct model **out, const char *path, const struct model_loa
 	else
 		rc = gguf_open(&m->gguf, path, err);
 	m->dtype = o->dtype;
+	m->shard_target = o->shard_bytes;
 	if (rc)
 		goto fail;
 

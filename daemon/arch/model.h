@@ -97,6 +97,7 @@ struct model {
 	int n_head_blocks;                /* head shards (the last n_head_blocks blocks) */
 	struct wblock *blocks;            /* owned */
 	struct wtensor rope_freqs;        /* llama3 frequency factors, or data NULL */
+	uint64_t shard_target;            /* model_load_opts.shard_bytes */
 	uint64_t weight_bytes;            /* all blocks */
 };
 
@@ -104,6 +105,10 @@ struct model_load_opts {
 	/* memory.default_dtype: what float matrices (F32/F16/BF16) are
 	 * converted to at load; norms and biases stay F32. */
 	enum convert_dtype dtype;
+	/* Bytes per embedding/output-head shard (0: the default, at least
+	 * 16 MiB; never less than the largest layer).  Smaller shards pipeline
+	 * better through a small device budget. */
+	uint64_t shard_bytes;
 };
 
 /* Open a model: a GGUF file, or a Hugging Face directory (config.json,

@@ -123,7 +123,7 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 	struct engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return smk_fail(err, -ENOMEM, "engine: out of memory");
-	struct model_load_opts mo = { .dtype = o->dtype };
+	struct model_load_opts mo = { .dtype = o->dtype, .shard_bytes = o->shard_bytes };
 	int rc = model_load_opts(&e->model, o->model_path, &mo, err);
 	if (rc)
 		goto fail;

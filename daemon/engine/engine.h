@@ -46,6 +46,7 @@ struct engine_opts {
 	 * most (the daemon: limits.kv_budget); 0: one sequence of n_ctx.
 	 * With a device backend it is counted in memory.gpu_memory. */
 	uint64_t kv_reserve;
+	uint64_t shard_bytes;      /* model_load_opts.shard_bytes (0: default) */
 };
 
 /* The weight store settings from the config: returns false (use the resident
