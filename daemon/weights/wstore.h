@@ -11,8 +11,10 @@
  *    the mapping, so a file truncated under a running model fails an
  *    acquire instead of raising SIGBUS);
  *    tier 1 a page-aligned, mlock'ed RAM arena of memory.ram_cache bytes;
- *    tier 2 a device-slot arena of memory.gpu_memory bytes (a host-memory
- *    stand-in filled by copies until the CUDA backend exists).  Residency is
+ *    tier 2 a device-slot arena of memory.gpu_memory bytes: device memory
+ *    filled by DMA copies when wstore_opts.dev is set (weights/wdev.h; the
+ *    views then hold device addresses, never read on the host), else a
+ *    host-memory stand-in filled by memcpy.  Residency is
  *    per unit: one unit per block, except that a tied output head shard shares
  *    the unit of the embedding shard with the same rows (loaded once).  A libuv loop on its
  *    own thread prefetches the units the plan needs next.

@@ -13,7 +13,13 @@
  *    have landed, so the kernels queued after acquire() read whole units
  *    and the compute stream needs no wait of its own.
  * Copies from threads running at once share the copy stream (one DMA
- * direction); each waits on its own unit's events.
+ * direction); each waits on its own unit's events.  The mutex that keeps a
+ * copy's events around it is held only while the three calls are queued,
+ * which takes microseconds from page-locked memory; from pageable memory
+ * (cudaHostRegister refused) cudaMemcpyAsync returns only once the bytes
+ * are staged, so evicted(), which takes the same mutex under the store's,
+ * can then stall the store for a copy's time: one more reason the store
+ * warns when page-locking fails.
  *
  * A failed record or wait must not let a refill overtake a kernel: a unit
  * whose done event could not be recorded is marked so, and its eviction
