@@ -169,9 +169,11 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 		else
 			wstore_opts_default(&wo);
 		wo.compute_from_ram = false;
-		/* A real GPU gets the real device tier; the emulator's "device"
-		 * memory is host memory, which the stand-in serves. */
-		if (e->kind == ENGINE_BE_CUDA && (rc = cuda_wdev_new(&e->wdev, e->be, err)))
+		/* The device tier through the same wdev code: on the GPU, or
+		 * under the emulator (tests). */
+		rc = e->kind == ENGINE_BE_CUDA ? cuda_wdev_new(&e->wdev, e->be, err)
+					       : cuda_wdev_emu_new(&e->wdev, e->be, err);
+		if (rc)
 			goto fail;
 		wo.dev = e->wdev;
 		rc = split_gpu_memory(e, o, max_logits, &wo, err);
@@ -193,7 +195,10 @@ void engine_close(struct engine *e)
 		return;
 	forward_free(e->fwd);
 	wstore_free(e->ws);
-	cuda_wdev_free(e->wdev);
+	if (e->kind == ENGINE_BE_CUDAEMU)
+		cuda_wdev_emu_free(e->wdev);
+	else
+		cuda_wdev_free(e->wdev);
 	backend_free(e->be);
 	tokenizer_free(e->tok);
 	model_free(e->model);

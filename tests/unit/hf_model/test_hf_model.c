@@ -324,14 +324,19 @@ START_TEST(test_tiered_sources)
 		run_seq(e, seq, 24, got);
 		struct wstore_stats st;
 		wstore_get_stats(e->ws, &st);
-		printf("qwen2-f32 (%s) tiered: %llu weight bytes, ram %llu/%llu dev %llu/%llu peak, %llu disk->RAM misses\n",
+		printf("qwen2-f32 (%s) tiered: %llu weight bytes, ram %llu/%llu dev %llu/%llu peak, %llu bytes read into RAM\n",
 		       convert_dtype_name(dts[k]), (unsigned long long)total,
 		       (unsigned long long)st.tier[WSTORE_TIER_RAM].peak,
 		       (unsigned long long)st.tier[WSTORE_TIER_RAM].budget,
 		       (unsigned long long)st.tier[WSTORE_TIER_DEV].peak,
 		       (unsigned long long)st.tier[WSTORE_TIER_DEV].budget,
-		       (unsigned long long)st.tier[WSTORE_TIER_RAM].misses);
-		ck_assert_uint_gt(st.tier[WSTORE_TIER_RAM].misses, 0);
+		       (unsigned long long)st.tier[WSTORE_TIER_RAM].bytes_in);
+		/* Every unit went through the half-size RAM tier (whether a
+		 * demand load or the prefetcher brought it there first: the
+		 * prefetcher may start before the first acquire, so counting
+		 * misses would be a race) and some had to leave it. */
+		ck_assert_uint_ge(st.tier[WSTORE_TIER_RAM].bytes_in, total);
+		ck_assert_uint_gt(st.tier[WSTORE_TIER_RAM].evictions, 0);
 		ck_assert(memcmp(want, got, sizeof(float) * 24 * (size_t)nv) == 0);
 		engine_close(e);
 		free(want);
