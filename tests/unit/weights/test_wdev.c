@@ -421,25 +421,37 @@ static bool fake_visit(struct fake *f, struct wstore *ws, const struct model *m,
 	return true;
 }
 
+/* The set-up every fake-device case shares: the test model `file` (NULL:
+ * absent, the case skips), a fake device, store options with budgets
+ * checked and the fake as tier 2. */
+static struct model *fake_start(const char *file, struct fake *f, struct wstore_opts *wo)
+{
+	const char *path = test_model(file);
+	if (!path)
+		return NULL;
+	struct model *m;
+	struct smk_err err = { 0 };
+	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.msg);
+	fake_init_dev(f);
+	wstore_opts_default(wo);
+	wo->check_budgets = true;
+	wo->dev = &f->w;
+	return m;
+}
+
 START_TEST(test_fake_device)
 {
 	/* _i: bit 0 prefetch on, bit 1 page-locking refused */
 	const bool async = _i & 1, refuse = _i & 2;
-	const char *path = test_model("layer-heavy.gguf");
-	if (!path)
-		return;
-	struct model *m;
-	struct smk_err err = { 0 };
-	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.msg);
 	struct fake f;
-	fake_init_dev(&f);
-	f.refuse_register = refuse;
 	struct wstore_opts wo;
-	wstore_opts_default(&wo);
-	wo.check_budgets = true;
+	struct smk_err err = { 0 };
+	struct model *m = fake_start("layer-heavy.gguf", &f, &wo);
+	if (!m)
+		return;
+	f.refuse_register = refuse;
 	wo.async_prefetch = async;
 	wo.io = WSTORE_IO_PREAD;
-	wo.dev = &f.w;
 	uint64_t dev_budget;
 	struct wstore *ws = open_store(m, &wo, m->weight_bytes / 3, &dev_budget);
 	ck_assert_uint_lt(dev_budget, m->weight_bytes);
@@ -492,20 +504,14 @@ START_TEST(test_fake_copy_fails)
 {
 	/* A device copy that fails: the acquire fails naming it, the next
 	 * acquire of the same block loads it, the store stays consistent. */
-	const char *path = test_model("layer-heavy.gguf");
-	if (!path)
-		return;
-	struct model *m;
-	struct smk_err err = { 0 };
-	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.msg);
 	struct fake f;
-	fake_init_dev(&f);
 	struct wstore_opts wo;
-	wstore_opts_default(&wo);
-	wo.check_budgets = true;
+	struct smk_err err = { 0 };
+	struct model *m = fake_start("layer-heavy.gguf", &f, &wo);
+	if (!m)
+		return;
 	wo.async_prefetch = false;
 	wo.io = WSTORE_IO_PREAD;
-	wo.dev = &f.w;
 	struct wstore *ws = open_store(m, &wo, m->weight_bytes / 3, NULL);
 	uint8_t *want = malloc((size_t)max_block_bytes(m));
 	ck_assert_ptr_nonnull(want);
@@ -533,19 +539,13 @@ END_TEST
 START_TEST(test_fake_unused_from_ram)
 {
 	/* Computing from the RAM tier: no device tier, the wdev is never used. */
-	const char *path = test_model("tiny-llama-spm.gguf");
-	if (!path)
-		return;
-	struct model *m;
-	struct smk_err err = { 0 };
-	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.msg);
 	struct fake f;
-	fake_init_dev(&f);
 	struct wstore_opts wo;
-	wstore_opts_default(&wo);
+	struct smk_err err = { 0 };
+	struct model *m = fake_start("tiny-llama-spm.gguf", &f, &wo);
+	if (!m)
+		return;
 	wo.compute_from_ram = true;
-	wo.check_budgets = true;
-	wo.dev = &f.w;
 	struct wstore *ws;
 	ck_assert_msg(wstore_new_tiered(&ws, m, &wo, &err) == 0, "%s", err.msg);
 	for (int b = 0; b < m->n_blocks; b++) {
