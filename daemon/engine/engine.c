@@ -78,11 +78,11 @@ static int open_backend(struct engine *e, const struct engine_opts *o,
 			return 0;
 		}
 		if (n > 0)
-			snprintf(why, sizeof(why), "%s", e2.msg);
+			snprintf(why, sizeof(why), "the CUDA backend failed to start: %s", e2.msg);
 		if (kind == ENGINE_BE_CUDA)
 			return smk_fail(err, rc, "cuda backend: %s", why);
 		snprintf(e->backend_note, sizeof(e->backend_note),
-			 "cpu backend: no usable GPU (%s)", why);
+			 "cpu backend (%s)", why);
 		kind = ENGINE_BE_CPU;
 	}
 	if (kind == ENGINE_BE_CUDAEMU) {

@@ -65,6 +65,27 @@ static json_t *weights_json(struct wstore *ws)
 	json_object_set_new(o, "stall_s", json_real(w.stall_s));
 	json_object_set_new(o, "predictor_accuracy", json_real(w.predictor_accuracy));
 	json_object_set_new(o, "load_errors", json_integer((json_int_t)w.load_errors));
+	/* Tier 2 on a GPU (a wdev), or the host stand-in; and whether the RAM
+	 * tier is page-locked for DMA there. */
+	json_object_set_new(o, "device_tier", json_string(w.dev_real ? "gpu" : "host"));
+	json_object_set_new(o, "ram_dma_pinned", json_boolean(w.ram_dma_pinned));
+	return o;
+}
+
+/* Which compute backend runs the layers, why, and (device backends) how
+ * memory.gpu_memory is split between weight slots, KV cache and
+ * activations. */
+static json_t *backend_json(const struct engine *e)
+{
+	static const char *names[] = {
+		[ENGINE_BE_AUTO] = "auto", [ENGINE_BE_CPU] = "cpu", [ENGINE_BE_CUDA] = "cuda",
+		[ENGINE_BE_CUDAEMU] = "cuda-emu",
+	};
+	json_t *o = json_pack("{s:s, s:s}", "name", names[e->kind], "note", e->backend_note);
+	if (e->kind != ENGINE_BE_CPU)
+		json_object_set_new(o, "gpu_memory", json_pack("{s:I, s:I, s:I}",
+			"weights_bytes", (json_int_t)e->gpu_weights, "kv_bytes", (json_int_t)e->gpu_kv,
+			"scratch_bytes", (json_int_t)e->gpu_scratch));
 	return o;
 }
 
@@ -103,8 +124,10 @@ char *server_stats_json(struct server *s)
 		"request_duration_s", histo_json(&st.duration), "queue_wait_s", histo_json(&st.queue_wait),
 		"connections", "open", (json_int_t)atomic_load(&s->conns_open),
 		"total", (json_int_t)atomic_load(&s->conns_total), "busy_s", st.busy_s);
-	if (root && ready)
+	if (root && ready) {
 		json_object_set_new(root, "weights", weights_json(s->e->ws));
+		json_object_set_new(root, "backend", backend_json(s->e));
+	}
 	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
 	json_decref(root);
 	return out;
