@@ -223,6 +223,87 @@ START_TEST(test_cuda_against_transformers)
 }
 END_TEST
 
+/* Which backend engine_open picks, and what it says about it. */
+START_TEST(test_backend_choice)
+{
+	const char *dir = case_dir("llama-f32");
+	struct smk_err err = { 0 };
+	struct engine *e;
+	struct engine_opts eo = { .model_path = dir, .n_ctx = MAX_SEQ, .n_batch = 8,
+				  .n_threads = 1, .no_tokenizer = true };
+	unsetenv("SMOKE_BACKEND");
+	eo.num_gpus = 0;
+	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(e->kind, ENGINE_BE_CPU);
+	ck_assert_msg(strstr(e->backend_note, "num_gpus = 0"), "%s", e->backend_note);
+	engine_close(e);
+
+	/* A GPU is used when one is usable; otherwise the note says why not. */
+	char why[200];
+	const bool gpu = cuda_probe(why, sizeof(why)) > 0;
+	eo.num_gpus = 1;
+	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(e->kind, gpu ? ENGINE_BE_CUDA : ENGINE_BE_CPU);
+	if (!gpu)
+		ck_assert_msg(strstr(e->backend_note, "cpu backend (") &&
+			      strstr(e->backend_note, why), "%s / %s", e->backend_note, why);
+	engine_close(e);
+
+	/* The diagnostic override: a bad value is named, cpu wins over a GPU. */
+	setenv("SMOKE_BACKEND", "tpu", 1);
+	ck_assert_int_eq(engine_open(&e, &eo, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "SMOKE_BACKEND") && strstr(err.msg, "tpu"), "%s", err.msg);
+	setenv("SMOKE_BACKEND", "cpu", 1);
+	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(e->kind, ENGINE_BE_CPU);
+	engine_close(e);
+	unsetenv("SMOKE_BACKEND");
+}
+END_TEST
+
+/* memory.gpu_memory with a device backend holds the KV cache and the
+ * activations too: what is left is the device tier's budget, and a budget
+ * that cannot hold the first two is refused naming the three sizes. */
+START_TEST(test_gpu_memory_split)
+{
+	struct backend *probe;
+	struct backend_limits lim = { .max_cols = 64, .max_rows = 1, .max_ctx = 16, .max_heads = 1 };
+	struct smk_err err = { 0 };
+	if (backend_cudaemu_new(&probe, &lim, NULL, &err)) {
+		printf("SKIP gpu_memory split: %s\n", err.msg);
+		return;
+	}
+	backend_free(probe);
+	const char *dir = case_dir("llama-f32");
+	struct wstore_opts wo;
+	wstore_opts_default(&wo);
+	wo.check_budgets = true;
+	wo.dev_budget = 4096;
+	struct engine *e;
+	struct engine_opts eo = { .model_path = dir, .n_ctx = MAX_SEQ, .n_batch = 8, .max_logits = 2,
+				  .n_threads = 1, .no_tokenizer = true, .weights = &wo,
+				  .backend = ENGINE_BE_CUDAEMU };
+	ck_assert_int_eq(engine_open(&e, &eo, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "memory.gpu_memory") && strstr(err.msg, "KV cache"), "%s",
+		      err.msg);
+
+	struct model *m;
+	ck_assert_msg(model_load(&m, dir, &err) == 0, "%s", err.msg);
+	const uint64_t kv = kvcache_bytes(m, MAX_SEQ), w = m->weight_bytes;
+	model_free(m);
+	wo.dev_budget = kv + w / 2 + (1u << 20);
+	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(e->gpu_kv, kv);
+	ck_assert_uint_gt(e->gpu_scratch, 0);
+	ck_assert_uint_eq(e->gpu_weights + e->gpu_kv + e->gpu_scratch, wo.dev_budget);
+	struct wstore_stats st;
+	wstore_get_stats(e->ws, &st);
+	ck_assert_uint_le(st.tier[WSTORE_TIER_DEV].budget, e->gpu_weights);
+	ck_assert(st.dev_real); /* the emulated device tier, not the stand-in */
+	engine_close(e);
+}
+END_TEST
+
 /* Round trips of the conversions against each dtype's precision: F16 has an
  * 11-bit significand (relative error <= 2^-11 after round-to-nearest), BF16
  * 8 bits (2^-8); Q8_0 stores q = round(x / d) with d = amax / 127 per block
@@ -522,6 +603,8 @@ static Suite *suite(void)
 			    (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_loop_test(tc, test_cuda_against_transformers, 0,
 			    (int)(sizeof(cases) / sizeof(cases[0])));
+	tcase_add_test(tc, test_backend_choice);
+	tcase_add_test(tc, test_gpu_memory_split);
 	tcase_add_test(tc, test_convert_round_trip);
 	tcase_add_test(tc, test_default_dtype);
 	tcase_add_test(tc, test_tiered_sources);
