@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/qtype.h"
 #include "util/fp16.h"
 
 /* Every activation buffer lives in the backend's memory (device memory
@@ -27,6 +28,11 @@ struct forward {
 	void *dbg_ctx;
 	float *dbg_host;          /* the hook's copy of a stage (device backends) */
 	size_t dbg_cap;           /* floats */
+	/* Device backends look embeddings up on the host: the batch's rows
+	 * read from the store (one table row, not a 16 MiB shard through
+	 * every tier), dequantised here and uploaded in one copy. */
+	uint8_t *emb_row;         /* one stored row of the table */
+	float *emb_host;          /* max_tokens x n_embd */
 };
 
 int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx)
@@ -139,7 +145,9 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 	if (!be->ops->host_memory) {
 		f->logits_host = malloc(sizeof(float) * (size_t)(max_logits ? max_logits : 1) *
 					(size_t)hp->n_vocab);
-		if (!f->logits_host) {
+		f->emb_row = malloc((size_t)m->blocks[0].t[EMB_TOKEN].row_bytes);
+		f->emb_host = malloc(sizeof(float) * (size_t)max_tokens * (size_t)hp->n_embd);
+		if (!f->logits_host || !f->emb_row || !f->emb_host) {
 			forward_free(f);
 			return smk_fail(err, -ENOMEM, "forward: cannot allocate the host logits");
 		}
@@ -161,6 +169,8 @@ void forward_free(struct forward *f)
 		backend_free_mem(f->be, f->arena);
 	free(f->logits_host);
 	free(f->dbg_host);
+	free(f->emb_row);
+	free(f->emb_host);
 	free(f);
 }
 
@@ -314,14 +324,48 @@ static int check_batch(struct forward *f, struct fwd_item *items, int n_items, i
 	return 0;
 }
 
+/* The embedding lookup on the host, for device backends: each token's row
+ * read from the store and dequantised with the CPU decoder (bit-identical
+ * to the kernels' decoder, so results do not change), then one upload. */
+static int embed_rows_host(struct forward *f, struct fwd_item *items, int n_items, float scale,
+			   struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const int64_t d = m->hp.n_embd;
+	int rc = 0, T = 0;
+	for (int i = 0; i < n_items && !rc; i++)
+		for (int t = 0; t < items[i].n && !rc; t++, T++) {
+			const int32_t id = items[i].tok[t];
+			int s = 0;
+			while (s + 1 < m->n_emb_blocks && id >= m->blocks[s].row0 + m->blocks[s].n_rows)
+				s++;
+			const struct wtensor *tab = &m->blocks[s].t[EMB_TOKEN];
+			float *y = f->emb_host + (int64_t)T * d;
+			if ((rc = wstore_read_rows(f->ws, s, EMB_TOKEN, id - m->blocks[s].row0, 1, f->emb_row,
+						   err)))
+				break;
+			if ((rc = qtype_dequant_row(tab->type, f->emb_row, y, d)))
+				return smk_fail(err, rc, "embedding: cannot decode %s rows", tab->name);
+			if (scale != 1.0f)
+				for (int64_t k = 0; k < d; k++)
+					y[k] *= scale;
+		}
+	if (!rc)
+		rc = backend_upload(f->be, f->x, f->emb_host, sizeof(float) * (size_t)T * (size_t)d, err);
+	return rc;
+}
+
 /* The embedding lookup: only the shards that hold one of the batch's
- * tokens are acquired, in shard order (the plan order the predictor sees). */
+ * tokens are acquired, in shard order (the plan order the predictor sees);
+ * device backends read the rows alone (embed_rows_host). */
 static int run_embed(struct forward *f, struct fwd_item *items, int n_items, struct smk_err *err)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
 	struct backend *be = f->be;
 	const float scale = m->fam->embed_scale ? sqrtf((float)hp->n_embd) : 1.0f;
+	if (f->emb_host)
+		return embed_rows_host(f, items, n_items, scale, err);
 	for (int s = 0; s < m->n_emb_blocks; s++) {
 		const int64_t r0 = m->blocks[s].row0, r1 = r0 + m->blocks[s].n_rows;
 		bool want = false;

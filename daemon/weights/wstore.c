@@ -19,6 +19,33 @@ void wstore_free(struct wstore *ws)
 		ws->ops->free(ws);
 }
 
+int wstore_read_rows(struct wstore *ws, int block, int role, int64_t row, int n, void *dst,
+		     struct smk_err *err)
+{
+	if (!ws->ops->read_rows)
+		return smk_fail(err, -ENOTSUP, "weight store: no row reads");
+	return ws->ops->read_rows(ws, block, role, row, n, dst, err);
+}
+
+/* The tensor a row read names, checked (every store shares this). */
+const struct wtensor *wstore_rows_tensor(const struct model *m, int block, int role, int64_t row,
+					 int n, struct smk_err *err)
+{
+	if (block < 0 || block >= m->n_blocks || role < 0 || role >= LT_COUNT ||
+	    !m->blocks[block].has[role]) {
+		smk_fail(err, -EINVAL, "weight store: block %d has no tensor of role %d", block, role);
+		return NULL;
+	}
+	const struct wtensor *t = &m->blocks[block].t[role];
+	if (n <= 0 || row < 0 || row + n > t->ne1) {
+		smk_fail(err, -ERANGE, "weight store: rows %lld..%lld of %s are outside its %lld rows",
+			 (long long)row, (long long)row + n - 1, t->name ? t->name : "(tensor)",
+			 (long long)t->ne1);
+		return NULL;
+	}
+	return t;
+}
+
 const struct wblock *wstore_acquire(struct wstore *ws, int block, struct smk_err *err)
 {
 	return ws->ops->acquire(ws, block, err);

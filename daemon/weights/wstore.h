@@ -133,6 +133,15 @@ void wstore_free(struct wstore *ws);
 const struct wblock *wstore_acquire(struct wstore *ws, int block, struct smk_err *err);
 void wstore_release(struct wstore *ws, int block);
 
+/* Rows [row, row + n) of tensor role `role` of block `block`, as stored
+ * (n x row_bytes bytes), into host memory dst, without making the block
+ * resident in any tier: an embedding lookup needs a few rows of a table
+ * whose shard would otherwise cross every tier for them.  Read from tier 0
+ * (pread, never the mapping) or from the memory a converted tensor is held
+ * in.  0, or a negative code with the file, offset and reason in err. */
+int wstore_read_rows(struct wstore *ws, int block, int role, int64_t row, int n, void *dst,
+		     struct smk_err *err);
+
 /* A consistent copy of the statistics; any thread. */
 void wstore_get_stats(struct wstore *ws, struct wstore_stats *st);
 

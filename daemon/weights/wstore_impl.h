@@ -11,10 +11,17 @@ struct wstore_ops {
 	void (*free)(struct wstore *ws);
 	void (*stats)(struct wstore *ws, struct wstore_stats *st);
 	int (*trace)(struct wstore *ws, int *out, int max);
+	int (*read_rows)(struct wstore *ws, int block, int role, int64_t row, int n, void *dst,
+			 struct smk_err *err);
 };
 
 struct wstore {
 	const struct wstore_ops *ops;
 };
+
+/* wstore.c: the tensor of a wstore_read_rows call, or NULL with err set
+ * (no such block/role, rows outside it). */
+const struct wtensor *wstore_rows_tensor(const struct model *m, int block, int role, int64_t row,
+					 int n, struct smk_err *err);
 
 #endif

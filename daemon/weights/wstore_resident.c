@@ -4,6 +4,7 @@
 #include "weights/wstore_impl.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct wstore_resident {
 	struct wstore base;
@@ -29,6 +30,18 @@ static void res_release(struct wstore *w, int block)
 		ws->refs[block]--;
 }
 
+/* The resident store computes from the mapping: rows come from it too. */
+static int res_read_rows(struct wstore *w, int block, int role, int64_t row, int n, void *dst,
+			 struct smk_err *err)
+{
+	struct wstore_resident *ws = (struct wstore_resident *)w;
+	const struct wtensor *t = wstore_rows_tensor(ws->m, block, role, row, n, err);
+	if (!t)
+		return err ? err->code : -EINVAL;
+	memcpy(dst, wtensor_row(t, row), (size_t)n * t->row_bytes);
+	return 0;
+}
+
 static void res_free(struct wstore *w)
 {
 	struct wstore_resident *ws = (struct wstore_resident *)w;
@@ -38,6 +51,7 @@ static void res_free(struct wstore *w)
 
 static const struct wstore_ops resident_ops = {
 	.acquire = res_acquire, .release = res_release, .free = res_free,
+	.read_rows = res_read_rows,
 };
 
 int wstore_new_resident(struct wstore **out, const struct model *m, struct smk_err *err)

@@ -592,9 +592,44 @@ static void tiered_free(struct wstore *w)
 	free(ws);
 }
 
+/* Rows straight from tier 0 (buffered pread: a few rows, which the page
+ * cache may well hold), or from the memory a converted tensor lives in.
+ * No tier is touched, so no lock is needed: the descriptors and the model
+ * are fixed for the store's life. */
+static int tiered_read_rows(struct wstore *w, int block, int role, int64_t row, int n, void *dst,
+			    struct smk_err *err)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	const struct wtensor *t = wstore_rows_tensor(ws->m, block, role, row, n, err);
+	if (!t)
+		return err ? err->code : -EINVAL;
+	const size_t len = (size_t)n * t->row_bytes;
+	if (t->source < 0) {
+		memcpy(dst, wtensor_row(t, row), len);
+		return 0;
+	}
+	if (t->source >= ws->n_fds)
+		return smk_fail(err, -EINVAL, "%s: source %d out of range", t->name, t->source);
+	const uint64_t off = t->file_offset + (uint64_t)row * t->row_bytes;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = (ws->o.pread_fn ? ws->o.pread_fn : pread)(ws->fds[t->source], (uint8_t *)dst + done,
+								       len - done, (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return smk_fail(err, r < 0 ? -errno : -EIO, "%s: reading %zu bytes of %s at offset %llu: %s",
+					gguf_source_path(ws->m->gguf, t->source), len, t->name,
+					(unsigned long long)(off + done),
+					r < 0 ? strerror(errno) : "unexpected end of file (truncated?)");
+		done += (size_t)r;
+	}
+	return 0;
+}
+
 static const struct wstore_ops tiered_ops = {
 	.acquire = tiered_acquire, .release = tiered_release, .free = tiered_free,
-	.stats = tiered_stats, .trace = tiered_trace,
+	.stats = tiered_stats, .trace = tiered_trace, .read_rows = tiered_read_rows,
 };
 
 int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,

@@ -418,6 +418,21 @@ START_TEST(test_tiered_sources)
 		 * misses would be a race) and some had to leave it. */
 		ck_assert_uint_ge(st.tier[WSTORE_TIER_RAM].bytes_in, total);
 		ck_assert_uint_gt(st.tier[WSTORE_TIER_RAM].evictions, 0);
+		/* Row reads (device backends' embedding lookups): the stored
+		 * bytes of the last rows of the last shard, from the file (or
+		 * the converted copy), and a range past the end refused. */
+		const struct model *m = e->model;
+		const int sb = m->n_emb_blocks - 1;
+		const struct wtensor *tab = &m->blocks[sb].t[EMB_TOKEN];
+		uint8_t rows[4096];
+		ck_assert_uint_le(2 * tab->row_bytes, sizeof(rows));
+		struct smk_err rerr = { 0 };
+		ck_assert_msg(wstore_read_rows(e->ws, sb, EMB_TOKEN, tab->ne1 - 2, 2, rows, &rerr) == 0,
+			      "%s", rerr.msg);
+		ck_assert(memcmp(rows, wtensor_row(tab, tab->ne1 - 2), 2 * tab->row_bytes) == 0);
+		ck_assert_int_eq(wstore_read_rows(e->ws, sb, EMB_TOKEN, tab->ne1 - 1, 2, rows, &rerr),
+				 -ERANGE);
+		ck_assert_msg(strstr(rerr.msg, "outside"), "%s", rerr.msg);
 		ck_assert(memcmp(want, got, sizeof(float) * 24 * (size_t)nv) == 0);
 		engine_close(e);
 		free(want);
