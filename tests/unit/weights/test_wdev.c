@@ -24,6 +24,8 @@
  * with a message (Check has no skip).  No GPU needed.
  */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -714,9 +716,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(suite());
 }
