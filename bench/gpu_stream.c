@@ -310,7 +310,7 @@ int main(int argc, char **argv)
 	       h2d > 0 ? dev_bw / h2d : 0);
 	printf("overlap: out-of-core %.3f ms/token vs max(copy %.3f, compute %.3f) ms/token: ratio %.3f (goal <= 1.15); stalled %.1f%% of decode wall time; RAM pinned for DMA: %s\n",
 	       ooc_tok * 1e3, copy_tok * 1e3, compute_tok * 1e3, bound > 0 ? ooc_tok / bound : 0,
-	       stall * 100, ooc.b.mlocked ? "yes" : "no");
+	       stall * 100, ooc.b.ram_dma_pinned ? "yes" : "no");
 	/* memory.enable_cpu_offload: a block that misses the GPU could run on
 	 * the CPU instead of being copied.  Per token, all blocks on the CPU
 	 * (the CPU run) against copying all of them at the store's rate. */
