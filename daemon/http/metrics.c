@@ -289,6 +289,18 @@ char *server_metrics_text(struct server *s)
 	bprintf(&b, "smoke_predictor_accuracy %.6f\n", w.predictor_accuracy);
 	metric(&b, "smoke_weight_load_errors_total", "counter", "Weight reads that failed.");
 	bprintf(&b, "smoke_weight_load_errors_total %llu\n", (unsigned long long)w.load_errors);
+	if (have) {
+		/* Which backend computes, and how memory.gpu_memory is split
+		 * (zeros on the CPU backend). */
+		const struct engine *e = s->e;
+		metric(&b, "smoke_backend_info", "gauge", "The compute backend running the layers (cpu, cuda, cuda-emu).");
+		bprintf(&b, "smoke_backend_info{backend=\"%s\"} 1\n",
+			e->kind == ENGINE_BE_CUDA ? "cuda" : e->kind == ENGINE_BE_CUDAEMU ? "cuda-emu" : "cpu");
+		metric(&b, "smoke_gpu_memory_bytes", "gauge", "memory.gpu_memory's split with a GPU backend: weight slots, KV cache, activations.");
+		bprintf(&b, "smoke_gpu_memory_bytes{use=\"weights\"} %llu\n", (unsigned long long)e->gpu_weights);
+		bprintf(&b, "smoke_gpu_memory_bytes{use=\"kv_cache\"} %llu\n", (unsigned long long)e->gpu_kv);
+		bprintf(&b, "smoke_gpu_memory_bytes{use=\"activations\"} %llu\n", (unsigned long long)e->gpu_scratch);
+	}
 
 	histo(&b, "smoke_time_to_first_token_seconds", "From arrival to the first generated token.", &st.ttft);
 	histo(&b, "smoke_time_per_output_token_seconds", "Mean time between output tokens of a request.", &st.tpot);
