@@ -17,6 +17,8 @@
  *              whatever opens must be fully walkable.
  */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -856,10 +858,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_fuzz, 0, 4);
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = ck_run(s);
 	json_decref(g_corpus);
-	return failed ? 1 : 0;
+	return rc;
 }

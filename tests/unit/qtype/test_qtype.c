@@ -21,6 +21,8 @@
  * be meaningless: random rows cancel, so |dot| can be far below S.
  */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -795,9 +797,5 @@ static Suite *qtype_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(qtype_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(qtype_suite());
 }

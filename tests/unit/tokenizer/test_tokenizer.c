@@ -13,6 +13,8 @@
  * Missing vocabulary files or model are reported as SKIP, not failures.
  */
 #include <check.h>
+
+#include "../ck_main.h"
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -893,9 +895,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(suite());
 }

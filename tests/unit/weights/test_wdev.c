@@ -26,6 +26,7 @@
 #include <check.h>
 
 #include "../ck_main.h"
+#include "weights_check.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -163,18 +164,6 @@ static int plan_block(const struct model *m, int i)
 	x *= 0x5bd1e995u;
 	x ^= x >> 15;
 	return (int)(x % (uint32_t)m->n_blocks);
-}
-
-static void check_budgets_held(const struct wstore_stats *st)
-{
-	for (int t = 0; t < WSTORE_N_TIERS; t++) {
-		if (!st->tier[t].active)
-			continue;
-		ck_assert_uint_le(st->tier[t].peak, st->tier[t].budget);
-		ck_assert_uint_le(st->tier[t].used, st->tier[t].budget);
-	}
-	ck_assert_int_eq(st->pinned, 0);
-	ck_assert_uint_eq(st->load_errors, 0);
 }
 
 /* ---- a fake device with PROT_NONE memory ---- */

@@ -9,6 +9,9 @@
  * absent model say so and pass without checking (Check has no skip).
  */
 #include <check.h>
+
+#include "../ck_main.h"
+#include "weights_check.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,18 +352,6 @@ static void reference_tokens(const char *path, struct collect *ref)
 static uint64_t unique_weight_bytes(const struct model *m)
 {
 	return m->weight_bytes;
-}
-
-static void check_budgets_held(const struct wstore_stats *st)
-{
-	for (int t = 0; t < WSTORE_N_TIERS; t++) {
-		if (!st->tier[t].active)
-			continue;
-		ck_assert_uint_le(st->tier[t].peak, st->tier[t].budget);
-		ck_assert_uint_le(st->tier[t].used, st->tier[t].budget);
-	}
-	ck_assert_int_eq(st->pinned, 0);
-	ck_assert_uint_eq(st->load_errors, 0);
 }
 
 /* Run the model through the tiered store with opts and compare the greedy
@@ -778,9 +769,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(suite());
 }
