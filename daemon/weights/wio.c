@@ -321,19 +321,60 @@ void wt_io_layout(struct wstore_tiered *ws, int u)
 
 typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
 
-static int fail_read(char *msg, size_t msg_len, const char *path, const struct wt_tensor *t,
-		     uint64_t at, ssize_t r, int e)
+/* The message of a failed read of `nbytes` bytes of `name` at file_off:
+ * r < 0 an error (e), else the file ended at `at`. */
+static int fail_read_at(char *msg, size_t msg_len, const char *path, const char *name,
+			uint64_t nbytes, uint64_t file_off, uint64_t at, ssize_t r, int e)
 {
 	if (r < 0) {
 		snprintf(msg, msg_len, "%s: reading tensor '%s' (%llu bytes at offset %llu) failed: %s",
-			 path, t->name, (unsigned long long)t->nbytes, (unsigned long long)t->file_off,
+			 path, name, (unsigned long long)nbytes, (unsigned long long)file_off,
 			 strerror(e));
 		return -e;
 	}
 	snprintf(msg, msg_len, "%s: tensor '%s' (%llu bytes at offset %llu) is cut short: the file ends at offset %llu (truncated while the model was loaded?)",
-		 path, t->name, (unsigned long long)t->nbytes, (unsigned long long)t->file_off,
+		 path, name, (unsigned long long)nbytes, (unsigned long long)file_off,
 		 (unsigned long long)at);
 	return -EIO;
+}
+
+static int fail_read(char *msg, size_t msg_len, const char *path, const struct wt_tensor *t,
+		     uint64_t at, ssize_t r, int e)
+{
+	return fail_read_at(msg, msg_len, path, t->name, t->nbytes, t->file_off, at, r, e);
+}
+
+/* n bytes at off of fd into dst, in reads of at most 1 GiB, retrying EINTR
+ * and short reads.  0, or -1 with *done the bytes read and *r the failed
+ * read's result (< 0: errno says why; 0: end of file). */
+static int pread_full(pread_fn rd, int fd, uint8_t *dst, uint64_t n, uint64_t off, uint64_t *done,
+		      ssize_t *r)
+{
+	*done = 0;
+	while (*done < n) {
+		uint64_t chunk = n - *done;
+		if (chunk > (1u << 30))
+			chunk = 1u << 30;
+		*r = rd(fd, dst + *done, (size_t)chunk, (off_t)(off + *done));
+		if (*r < 0 && errno == EINTR)
+			continue;
+		if (*r <= 0)
+			return -1;
+		*done += (uint64_t)*r;
+	}
+	return 0;
+}
+
+int wt_io_read_bytes(struct wstore_tiered *ws, int source, void *dst, uint64_t n, uint64_t off,
+		     const char *name, char *msg, size_t msg_len)
+{
+	pread_fn rd = ws->o.pread_fn ? ws->o.pread_fn : pread;
+	uint64_t done;
+	ssize_t r = 0;
+	if (pread_full(rd, ws->fds[source], dst, n, off, &done, &r))
+		return fail_read_at(msg, msg_len, gguf_source_path(ws->m->gguf, source), name, n, off,
+				    off + done, r, errno ? errno : EIO);
+	return 0;
 }
 
 static int read_packed(struct wstore_tiered *ws, const struct wt_unit *U, uint8_t *dst, pread_fn rd,
@@ -343,21 +384,12 @@ static int read_packed(struct wstore_tiered *ws, const struct wt_unit *U, uint8_
 		const struct wt_tensor *t = &ws->tens[U->first_tensor + k];
 		if (t->source < 0)
 			continue;
-		const char *path = gguf_source_path(ws->m->gguf, t->source);
-		uint64_t done = 0;
-		while (done < t->nbytes) {
-			uint64_t chunk = t->nbytes - done;
-			if (chunk > (1u << 30))
-				chunk = 1u << 30;
-			ssize_t r = rd(ws->fds[t->source], dst + t->slot_off + done, (size_t)chunk,
-				       (off_t)(t->file_off + done));
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				return fail_read(msg, msg_len, path, t, t->file_off + done, r,
-						 errno ? errno : EIO);
-			done += (uint64_t)r;
-		}
+		uint64_t done;
+		ssize_t r = 0;
+		if (pread_full(rd, ws->fds[t->source], dst + t->slot_off, t->nbytes, t->file_off, &done,
+			       &r))
+			return fail_read(msg, msg_len, gguf_source_path(ws->m->gguf, t->source), t,
+					 t->file_off + done, r, errno ? errno : EIO);
 	}
 	return 0;
 }

@@ -610,21 +610,10 @@ static int tiered_read_rows(struct wstore *w, int block, int role, int64_t row, 
 	}
 	if (t->source >= ws->n_fds)
 		return smk_fail(err, -EINVAL, "%s: source %d out of range", t->name, t->source);
-	const uint64_t off = t->file_offset + (uint64_t)row * t->row_bytes;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t r = (ws->o.pread_fn ? ws->o.pread_fn : pread)(ws->fds[t->source], (uint8_t *)dst + done,
-								       len - done, (off_t)(off + done));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return smk_fail(err, r < 0 ? -errno : -EIO, "%s: reading %zu bytes of %s at offset %llu: %s",
-					gguf_source_path(ws->m->gguf, t->source), len, t->name,
-					(unsigned long long)(off + done),
-					r < 0 ? strerror(errno) : "unexpected end of file (truncated?)");
-		done += (size_t)r;
-	}
-	return 0;
+	char msg[512];
+	int rc = wt_io_read_bytes(ws, t->source, dst, len, t->file_offset + (uint64_t)row * t->row_bytes,
+				  t->name, msg, sizeof(msg));
+	return rc ? smk_fail(err, rc, "%s", msg) : 0;
 }
 
 static const struct wstore_ops tiered_ops = {

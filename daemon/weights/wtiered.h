@@ -174,6 +174,10 @@ void wt_io_close(struct wstore_tiered *ws);
 /* Lay out unit u's slot (tensor slot offsets, spans, size) for the chosen
  * read mode. */
 void wt_io_layout(struct wstore_tiered *ws, int u);
+/* n bytes at off of source file `source` (not a unit: wstore_read_rows),
+ * through the same reads and messages as units; `name` names them. */
+int wt_io_read_bytes(struct wstore_tiered *ws, int source, void *dst, uint64_t n, uint64_t off,
+		     const char *name, char *msg, size_t msg_len);
 /* Fill dst (unit U's slot) from tier 0.  0, or a negative code with a
  * message naming the file, the tensor, its offset and the reason. */
 int wt_io_read_unit(struct wstore_tiered *ws, const struct wt_unit *U, uint8_t *dst, char *msg,
