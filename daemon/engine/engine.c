@@ -27,8 +27,10 @@ bool engine_weights_from_config(struct wstore_opts *o, const struct config *c)
 		return false;
 	o->ram_budget = c->memory.ram_cache;
 	o->dev_budget = c->memory.gpu_memory;
-	/* No CUDA backend yet: the device tier is a stand-in, so computing
-	 * from RAM saves a copy whenever offload to the CPU is allowed. */
+	/* On the CPU backend the device tier is a stand-in, so computing from
+	 * RAM saves a copy whenever offload to the CPU is allowed; engine_open
+	 * turns it off for a device backend, which always computes from its
+	 * own tier (copying measured no slower than CPU compute, docs/cuda.md). */
 	o->compute_from_ram = c->memory.enable_cpu_offload;
 	o->policy = policies[c->runtime.cache_policy];
 	o->prefetch_blocks = c->runtime.prefetch_layers;

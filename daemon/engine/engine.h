@@ -51,8 +51,9 @@ struct engine_opts {
 
 /* The weight store settings from the config: returns false (use the resident
  * store) when neither memory.ram_cache nor memory.gpu_memory is set, true
- * with *o filled otherwise.  Without a GPU backend, enable_cpu_offload
- * computes straight from the RAM tier (no stand-in copy). */
+ * with *o filled otherwise.  On the CPU backend, enable_cpu_offload
+ * computes straight from the RAM tier (no stand-in copy); a GPU backend
+ * ignores it. */
 bool engine_weights_from_config(struct wstore_opts *o, const struct config *c);
 
 struct engine {
