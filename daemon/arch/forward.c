@@ -6,10 +6,8 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "model/qtype.h"
-#include "util/fp16.h"
 
 /* Every activation buffer lives in the backend's memory (device memory
  * with CUDA), so the pass only calls backend ops on them; the logits come
