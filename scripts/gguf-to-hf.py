@@ -254,6 +254,26 @@ def special_ids(meta):
     return ids
 
 
+def shared_config(meta, tensors, n_embd, n_head, head_dim):
+    """The config.json keys every decoder family writes the same way."""
+    return {
+        "hidden_size": n_embd,
+        "intermediate_size": meta.a("feed_forward_length", int),
+        "num_hidden_layers": meta.a("block_count", int),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": meta.a("attention.head_count_kv", int, n_head, required=False),
+        "head_dim": head_dim,
+        "rms_norm_eps": meta.a("attention.layer_norm_rms_epsilon", float),
+        "max_position_embeddings": meta.a("context_length", int),
+        "vocab_size": n_vocab(meta, tensors),
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "tie_word_embeddings": "output.weight" not in tensors,
+        **special_ids(meta),
+    }
+
+
 def gemma3_config(meta, tensors):
     n_embd = meta.a("embedding_length", int)
     n_head = meta.a("attention.head_count", int)
@@ -272,18 +292,11 @@ def gemma3_config(meta, tensors):
         if stype != "linear":
             fail(f"{meta.path}: rope scaling '{stype}' is not supported for gemma3 (only linear)")
         rope_scaling = {"rope_type": "linear", "factor": meta.a("rope.scaling.factor", float)}
-    ids = special_ids(meta)
     cfg = {
         "architectures": ["Gemma3ForCausalLM"],
         "model_type": "gemma3_text",
-        "hidden_size": n_embd,
-        "intermediate_size": meta.a("feed_forward_length", int),
-        "num_hidden_layers": n_layer,
-        "num_attention_heads": n_head,
-        "num_key_value_heads": meta.a("attention.head_count_kv", int, n_head, required=False),
-        "head_dim": head_dim,
+        **shared_config(meta, tensors, n_embd, n_head, head_dim),
         "hidden_activation": "gelu_pytorch_tanh",
-        "rms_norm_eps": meta.a("attention.layer_norm_rms_epsilon", float),
         # The form of the Hub's config.json (transformers 4.5x), which every
         # transformers 5 reads (into rope_parameters) and smoke's
         # hf_model.c reads too.
@@ -295,16 +308,9 @@ def gemma3_config(meta, tensors):
         "layer_types": ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
                         for i in range(n_layer)],
         "query_pre_attn_scalar": qpas,
-        "max_position_embeddings": meta.a("context_length", int),
-        "vocab_size": n_vocab(meta, tensors),
         "attention_bias": False,
-        "attention_dropout": 0.0,
         "attn_logit_softcapping": None,
         "final_logit_softcapping": meta.a("final_logit_softcapping", float, required=False),
-        "initializer_range": 0.02,
-        "use_cache": True,
-        "tie_word_embeddings": "output.weight" not in tensors,
-        **ids,
     }
     return cfg
 
@@ -325,23 +331,10 @@ def llama_config(meta, tensors, qwen2):
     cfg = {
         "architectures": ["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
         "model_type": "qwen2" if qwen2 else "llama",
-        "hidden_size": n_embd,
-        "intermediate_size": meta.a("feed_forward_length", int),
-        "num_hidden_layers": meta.a("block_count", int),
-        "num_attention_heads": n_head,
-        "num_key_value_heads": meta.a("attention.head_count_kv", int, n_head, required=False),
-        "head_dim": head_dim,
+        **shared_config(meta, tensors, n_embd, n_head, head_dim),
         "hidden_act": "silu",
-        "rms_norm_eps": meta.a("attention.layer_norm_rms_epsilon", float),
         "rope_theta": meta.a("rope.freq_base", float, 10000.0, required=False),
         "rope_scaling": None,
-        "max_position_embeddings": meta.a("context_length", int),
-        "vocab_size": n_vocab(meta, tensors),
-        "attention_dropout": 0.0,
-        "initializer_range": 0.02,
-        "use_cache": True,
-        "tie_word_embeddings": "output.weight" not in tensors,
-        **special_ids(meta),
     }
     if qwen2:
         cfg["use_sliding_window"] = False
