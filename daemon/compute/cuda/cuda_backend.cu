@@ -49,6 +49,10 @@ extern "C" void cuda_ctx_deinit(struct cuda_ctx *c)
 	if (c->gelu_table)
 		cudaFree(c->gelu_table);
 	c->gelu_table = NULL;
+	if (c->act)
+		cudaFree(c->act);
+	c->act = NULL;
+	c->act_bytes = 0;
 }
 
 /* ---- the backend ------------------------------------------------------------- */
@@ -347,6 +351,11 @@ extern "C" int backend_cuda_new(struct backend **out, const struct backend_limit
 	rc = cuda_ctx_init(&cb->ctx, stream, err);
 	if (rc)
 		goto fail;
+	rc = cuda_matmul_reserve(&cb->ctx, lim->max_rows, lim->max_cols, err);
+	if (rc) {
+		cuda_ctx_deinit(&cb->ctx);
+		goto fail;
+	}
 	if (lim->max_ctx > cuda_attention_max_span(&cb->ctx)) {
 		rc = smk_fail(err, -EINVAL, "cuda backend: max_ctx %d exceeds the %d positions attention holds on device %d",
 			      lim->max_ctx, cuda_attention_max_span(&cb->ctx), dev);

@@ -65,6 +65,9 @@ struct cuda_ctx {
 	struct CUstream_st *stream;   /* compute stream; NULL = the legacy default stream */
 	uint16_t *gelu_table;         /* device: fp16 GELU of every fp16 value (65536) */
 	int max_smem;                 /* dynamic shared memory a block may use (bytes) */
+	uint8_t *act;                 /* device: activations quantised for the integer
+				       * dot products (cuda_matmul_reserve), or NULL */
+	size_t act_bytes;
 };
 
 /* Allocates the GELU table (128 KiB of device memory) and reads the device
@@ -72,6 +75,14 @@ struct cuda_ctx {
  * Returns 0 or a negative code with err set.  Undo with cuda_ctx_deinit. */
 int cuda_ctx_init(struct cuda_ctx *c, struct CUstream_st *stream, struct smk_err *err);
 void cuda_ctx_deinit(struct cuda_ctx *c);
+
+/* Allocates c->act for products of up to max_rows activation rows of up
+ * to max_cols values (a set-up cost: cudaMalloc; freed by
+ * cuda_ctx_deinit).  cuda_matmul needs it for the quantised weight types. */
+int cuda_matmul_reserve(struct cuda_ctx *c, int max_rows, int64_t max_cols, struct smk_err *err);
+
+/* Bytes cuda_matmul_reserve takes for those limits. */
+size_t cuda_matmul_scratch_bytes(int max_rows, int64_t max_cols);
 
 /* True if cuda_matmul / cuda_embed take weights of this type: F32, F16,
  * BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */

@@ -22,6 +22,8 @@
 #define cuda_ctx_deinit cudaemu_ctx_deinit
 #define cuda_can_compute cudaemu_can_compute
 #define cuda_matmul cudaemu_matmul
+#define cuda_matmul_reserve cudaemu_matmul_reserve
+#define cuda_matmul_scratch_bytes cudaemu_matmul_scratch_bytes
 #define cuda_rmsnorm cudaemu_rmsnorm
 #define cuda_rope cudaemu_rope
 #define cuda_attention cudaemu_attention

@@ -164,6 +164,40 @@ extern "C" bool cuda_can_compute(uint32_t type)
 	}
 }
 
+/* Bytes of one activation row of `cols` values in the widest of the
+ * quantised activation formats (Q8_0 34/32, Q8_1 36/32, Q8_K 292/256). */
+static size_t act_row_bytes_max(int64_t cols)
+{
+	const uint32_t fmt[3] = { QTYPE_Q8_0, QTYPE_Q8_1, QTYPE_Q8_K };
+	size_t best = 0;
+	for (int i = 0; i < 3; i++) {
+		const struct qtype_info *q = qtype_info(fmt[i]);
+		const uint64_t blocks = ((uint64_t)cols + q->block_elems - 1) / q->block_elems;
+		const size_t b = (size_t)(blocks * q->block_bytes);
+		best = b > best ? b : best;
+	}
+	return best;
+}
+
+extern "C" size_t cuda_matmul_scratch_bytes(int max_rows, int64_t max_cols)
+{
+	if (max_rows <= 0 || max_cols <= 0)
+		return 0;
+	return (size_t)max_rows * act_row_bytes_max(max_cols);
+}
+
+extern "C" int cuda_matmul_reserve(struct cuda_ctx *c, int max_rows, int64_t max_cols,
+				   struct smk_err *err)
+{
+	const size_t bytes = cuda_matmul_scratch_bytes(max_rows, max_cols);
+	if (!bytes)
+		return smk_fail(err, -EINVAL, "matmul: limits %d rows x %lld values", max_rows,
+				(long long)max_cols);
+	CUDA_CHECK(err, cudaMalloc(&c->act, bytes));
+	c->act_bytes = bytes;
+	return 0;
+}
+
 /* The checks both weight readers need: a type we decode, rows that are
  * whole blocks of the stated size, float rows aligned for their loads. */
 static int check_weights(const struct wtensor *w, const char *op, struct smk_err *err)
