@@ -140,6 +140,27 @@ __host__ __device__ static inline float smk_sub(float a, float b)
 #endif
 }
 
+__host__ __device__ static inline float smk_div(float a, float b)
+{
+#ifdef __CUDA_ARCH__
+	return __fdiv_rn(a, b);
+#else
+	return a / b;
+#endif
+}
+
+/* The bits of a float (for ggml's rounding trick, which reads them). */
+__host__ __device__ static inline int32_t smk_float_bits(float x)
+{
+#ifdef __CUDA_ARCH__
+	return __float_as_int(x);
+#else
+	int32_t i;
+	memcpy(&i, &x, sizeof(i));
+	return i;
+#endif
+}
+
 __host__ __device__ static inline float smk_fma(float a, float b, float c)
 {
 #ifdef __CUDA_ARCH__

@@ -1,131 +1,234 @@
 /* cuda_matmul.cu - the kernels that read quantised weights: matrix-vector
- * and matrix-matrix products, and the embedding lookup.
+ * products (one to eight activation rows a launch row, any number of rows)
+ * and the embedding lookup.
  *
- * Weights stay in their file layout in device memory and are decoded in
- * registers as they are read (cuda_dequant.cuh), eight values at a time.
- * Activations are float and the products accumulate in float.
+ * Weights stay in their file layout in device memory.  As on the CPU
+ * backend, a quantised weight type never meets a float activation: each
+ * activation row is first quantised to the int8 block format the CPU uses
+ * for that type (Q8_0, Q8_1 or Q8_K, with the CPU's float operations, so
+ * the quants are the same bytes), then every weight block is dotted with
+ * its activation block in integers and scaled in float exactly as
+ * compute/cpu/qdot_scalar.c does (cuda_qdot.cuh says why).  Block results
+ * are summed in double, as there.  F32/F16/BF16 weights take float
+ * activations (the CPU's too): float products summed in double.
  *
- * Decode (n <= MV_MAX_N activation rows): one warp per weight row.  Lane l
- * takes the row's 8-value chunks l, l+32, ..., so a warp reads a run of
- * consecutive bytes; each decoded chunk is used for all n activation rows,
- * so the row is streamed once per call whatever n is.  A butterfly
- * reduction ends the row.  Memory-bound, as decode is.
- *
- * Prefill (n > MV_MAX_N): 64x64 output tiles per block of 256 threads;
- * each 32-wide step decodes a 64x32 weight tile and loads a 64x32
- * activation tile into shared memory, then every thread accumulates a 4x4
- * patch.  Each weight value is decoded once per 64 activation rows.
- * TODO: tensor cores (cublasGemmEx on tiles dequantised to fp16/bf16, or an
- * MMA kernel with on-the-fly decode) once a GPU session can measure where
- * they win; these float kernels are the correctness baseline. */
-#include "compute/cuda/cuda_dequant.cuh"
+ * One warp per weight row; a launch row of up to MV_MAX_N activation rows
+ * (blockIdx.y) streams the weight row once for all of them (decode and
+ * batched decode).  Lanes share out a row's blocks: a K-quant block to
+ * eight lanes (32 values each), a 32-value block to four (8 each); the
+ * lanes of a block add their integer sums with shuffles and the first of
+ * them applies the scales.  Memory-bound, as decode is.  Prefill runs the
+ * same kernel over ceil(n / MV_MAX_N) launch rows, re-reading each weight
+ * row per eight tokens from L2.
+ * TODO: a tiled int8 (dp4a / IMMA) prefill kernel, and cuBLAS on
+ * dequantised tiles where a GPU session measures that it wins; the tiled
+ * float kernel this file had before could not give the CPU's numbers. */
+#include "compute/cuda/cuda_qdot.cuh"
 #include "compute/cuda/cuda_internal.cuh"
+
+#include <math.h>
 
 #define MV_WARPS 4
 #define MV_MAX_N 8
-#define MM_TM 64
-#define MM_TN 64
-#define MM_TK 32
+#define QZ_WARPS 4      /* activation blocks quantised per 128-thread block */
 #define EMB_CHUNK 512   /* token ids per embedding launch (kernel parameters) */
 #define EMB_THREADS 128
 
+/* ---- activation quantisers (compute/cpu/qdot.c, operation for operation) --- */
+
+/* ggml's nearest_int: round to nearest even by adding 1.5*2^23. */
+__device__ static inline int qz_round_even(float v)
+{
+	return (smk_float_bits(smk_add(v, 12582912.f)) & 0x007fffff) - 0x00400000;
+}
+
+__device__ static inline int qz_sat8(int v)
+{
+	return v < -128 ? -128 : v > 127 ? 127 : v;
+}
+
+/* Q8_0 / Q8_1 (with_sum): one warp per 32-value block, lane j value j.
+ * amax is a max, the same whatever the order; d = amax/127 and id =
+ * 127/amax are separate divisions, as on the CPU. */
+static __global__ void __launch_bounds__(QZ_WARPS * 32) qz_q8_32_kernel(
+	const float *__restrict__ x, int64_t ne0, int64_t n_blocks, uint8_t *__restrict__ act,
+	int block_bytes, int qs_off, bool with_sum)
+{
+	const int lane = threadIdx.x & 31;
+	const int64_t bi = (int64_t)blockIdx.x * QZ_WARPS + (threadIdx.x >> 5);
+	if (bi >= n_blocks)
+		return;
+	const int64_t per_row = ne0 / 32, t = bi / per_row, b = bi % per_row;
+	const float v = x[t * ne0 + b * 32 + lane];
+	const float amax = smk_warp_max(fabsf(v));
+	const float id = amax != 0.0f ? smk_div(127.f, amax) : 0.0f;
+	const int q = qz_sat8(qz_round_even(smk_mul(v, id)));
+	uint8_t *ab = act + bi * block_bytes;
+	ab[qs_off + lane] = (uint8_t)(int8_t)q;
+	int sum = q;
+	if (with_sum)
+		for (int m = 16; m > 0; m >>= 1)
+			sum += __shfl_xor_sync(0xffffffffu, sum, m);
+	if (lane == 0) {
+		const float d = smk_div(amax, 127.f);
+		const uint16_t dh = smk_float_to_half_bits(d);
+		memcpy(ab, &dh, 2);
+		if (with_sum) {
+			const uint16_t sh = smk_float_to_half_bits(smk_mul(d, (float)sum));
+			memcpy(ab + 2, &sh, 2);
+		}
+	}
+}
+
+/* Q8_K: one warp per 256-value block, lane l values 8l..8l+7.  The scale
+ * comes from the value of largest magnitude, the first one on a tie (the
+ * CPU scans in order and keeps the first strict maximum), sign included. */
+static __global__ void __launch_bounds__(QZ_WARPS * 32) qz_q8_k_kernel(
+	const float *__restrict__ x, int64_t ne0, int64_t n_blocks, uint8_t *__restrict__ act)
+{
+	const int lane = threadIdx.x & 31;
+	const int64_t bi = (int64_t)blockIdx.x * QZ_WARPS + (threadIdx.x >> 5);
+	if (bi >= n_blocks)
+		return;
+	const int64_t per_row = ne0 / 256, t = bi / per_row, b = bi % per_row;
+	const float *xb = x + t * ne0 + b * 256 + lane * 8;
+	float v[8], amax = 0.0f, max = 0.0f;
+	int at = 0;
+	for (int k = 0; k < 8; k++) {
+		v[k] = xb[k];
+		if (fabsf(v[k]) > amax) {
+			amax = fabsf(v[k]);
+			max = v[k];
+			at = lane * 8 + k;
+		}
+	}
+	for (int m = 16; m > 0; m >>= 1) {
+		const float oa = __shfl_xor_sync(0xffffffffu, amax, m);
+		const float om = __shfl_xor_sync(0xffffffffu, max, m);
+		const int oat = __shfl_xor_sync(0xffffffffu, at, m);
+		if (oa > amax || (oa == amax && oat < at)) {
+			amax = oa;
+			max = om;
+			at = oat;
+		}
+	}
+	uint8_t *ab = act + bi * 292;
+	if (amax == 0.0f) {
+		/* the CPU writes an all-zero block here */
+		for (int k = 0; k < 8; k++)
+			ab[QD_Q8_K_QS + lane * 8 + k] = 0;
+		if (lane < 16)
+			memset(ab + QD_Q8_K_BSUMS + 2 * lane, 0, 2);
+		if (lane == 0)
+			memset(ab, 0, 4);
+		return;
+	}
+	const float iscale = smk_div(-127.f, max);
+	int sum = 0;
+	for (int k = 0; k < 8; k++) {
+		const int r = qz_round_even(smk_mul(iscale, v[k]));
+		const int q = qz_sat8(r < 127 ? r : 127);
+		ab[QD_Q8_K_QS + lane * 8 + k] = (uint8_t)(int8_t)q;
+		sum += q;
+	}
+	/* 16-value groups: lanes 2g and 2g+1 */
+	sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+	if ((lane & 1) == 0) {
+		const int16_t bs = (int16_t)sum;
+		memcpy(ab + QD_Q8_K_BSUMS + lane, &bs, 2);
+	}
+	if (lane == 0) {
+		const float d = smk_div(1.0f, iscale);
+		memcpy(ab, &d, 4);
+	}
+}
+
+/* ---- products -------------------------------------------------------------------- */
+
 template <int T>
-static __global__ void __launch_bounds__(MV_WARPS * 32) mm_vec_kernel(
+static __global__ void __launch_bounds__(MV_WARPS * 32) mv_quant_kernel(
+	const uint8_t *__restrict__ w, uint64_t row_bytes, int64_t ne0, int64_t ne1,
+	const uint8_t *__restrict__ act, uint64_t act_row, int n, float *__restrict__ y)
+{
+	typedef qd<T> Q;
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int64_t r = (int64_t)blockIdx.x * MV_WARPS + warp;
+	if (r >= ne1)
+		return; /* the whole warp: no barrier follows that it would miss */
+	const int t0 = blockIdx.y * MV_MAX_N;
+	const int nt = n - t0 < MV_MAX_N ? n - t0 : MV_MAX_N;
+	const int per_block = 32 / Q::lanes;            /* blocks a warp takes at once */
+	const int parts = Q::block_elems / 8 / Q::lanes; /* 8-value parts per lane */
+	const int g = lane / Q::lanes, gl = lane % Q::lanes;
+	const int64_t n_blocks = ne0 / Q::block_elems;
+	const uint8_t *row = w + (uint64_t)r * row_bytes;
+	double acc[MV_MAX_N];
+	for (int j = 0; j < MV_MAX_N; j++)
+		acc[j] = 0.0;
+	for (int64_t ib0 = 0; ib0 < n_blocks; ib0 += per_block) {
+		const int64_t ib = ib0 + g;
+		const bool live = ib < n_blocks; /* every lane shuffles below */
+		const uint8_t *wb = row + (live ? ib : 0) * Q::block_bytes;
+		for (int j = 0; j < MV_MAX_N; j++) {
+			if (j >= nt)
+				break;
+			const uint8_t *ab = act + (uint64_t)(t0 + j) * act_row +
+					    (uint64_t)(live ? ib : 0) * Q::act_block_bytes;
+			const int8_t *aq = (const int8_t *)(ab + Q::act_qs);
+			int isum = 0;
+			if (live)
+				for (int p = 0; p < parts; p++)
+					isum += Q::dot8(wb, aq, (gl * parts + p) * 8);
+			for (int m = Q::lanes / 2; m > 0; m >>= 1)
+				isum += __shfl_xor_sync(0xffffffffu, isum, m);
+			if (live && gl == 0)
+				acc[j] += (double)Q::finish(wb, ab, isum);
+		}
+	}
+	for (int j = 0; j < MV_MAX_N; j++) {
+		if (j >= nt)
+			break;
+		const double s = smk_warp_sum_d(acc[j]);
+		if (lane == 0)
+			y[(int64_t)(t0 + j) * ne1 + r] = (float)s;
+	}
+}
+
+/* F32/F16/BF16 weights: float products v*x, each rounded, summed in double
+ * (compute/cpu/qdot_scalar.c's dot_f32/f16/bf16). */
+template <int T>
+static __global__ void __launch_bounds__(MV_WARPS * 32) mv_float_kernel(
 	const uint8_t *__restrict__ w, uint64_t row_bytes, int64_t ne0, int64_t ne1,
 	const float *__restrict__ x, int n, float *__restrict__ y)
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int64_t r = (int64_t)blockIdx.x * MV_WARPS + warp;
 	if (r >= ne1)
-		return; /* the whole warp: no barrier follows that it would miss */
+		return;
+	const int t0 = blockIdx.y * MV_MAX_N;
+	const int nt = n - t0 < MV_MAX_N ? n - t0 : MV_MAX_N;
 	const uint8_t *row = w + (uint64_t)r * row_bytes;
-	float acc[MV_MAX_N];
+	double acc[MV_MAX_N];
 	for (int j = 0; j < MV_MAX_N; j++)
-		acc[j] = 0.0f;
-	const int64_t chunks = (ne0 + 7) / 8;
-	for (int64_t ch = lane; ch < chunks; ch += 32) {
+		acc[j] = 0.0;
+	for (int64_t e0 = (int64_t)lane * 8; e0 < ne0; e0 += 32 * 8) {
 		float v[8];
-		const int64_t e0 = ch * 8;
 		dq<T>::get8(row, e0, ne0, v);
 		const int m = ne0 - e0 < 8 ? (int)(ne0 - e0) : 8;
 		for (int j = 0; j < MV_MAX_N; j++) {
-			if (j >= n)
+			if (j >= nt)
 				break;
-			const float *xr = x + (int64_t)j * ne0 + e0;
-			float s = 0.0f;
+			const float *xr = x + (int64_t)(t0 + j) * ne0 + e0;
 			for (int k = 0; k < m; k++)
-				s += v[k] * xr[k];
-			acc[j] += s;
+				acc[j] += (double)smk_mul(v[k], xr[k]);
 		}
 	}
 	for (int j = 0; j < MV_MAX_N; j++) {
-		if (j >= n)
+		if (j >= nt)
 			break;
-		const float s = smk_warp_sum(acc[j]);
+		const double s = smk_warp_sum_d(acc[j]);
 		if (lane == 0)
-			y[(int64_t)j * ne1 + r] = s;
-	}
-}
-
-template <int T>
-static __global__ void __launch_bounds__(256) mm_tile_kernel(
-	const uint8_t *__restrict__ w, uint64_t row_bytes, int64_t ne0, int64_t ne1,
-	const float *__restrict__ x, int n, float *__restrict__ y)
-{
-	/* k-major tiles, padded by one so a warp's column reads spread banks */
-	SMK_SHARED(float, ws, MM_TK * (MM_TM + 1));
-	SMK_SHARED(float, xs, MM_TK * (MM_TN + 1));
-	const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-	const int64_t r0 = (int64_t)blockIdx.x * MM_TM;
-	const int t0 = blockIdx.y * MM_TN;
-	/* loader role: tile row lr (weight row or activation row), values
-	 * part*8 .. part*8+7 of the 32-wide step */
-	const int lr = tid / 4, part = tid % 4;
-	const int64_t wr = r0 + lr;
-	const int xt = t0 + lr;
-	float acc[4][4];
-	for (int i = 0; i < 4; i++)
-		for (int j = 0; j < 4; j++)
-			acc[i][j] = 0.0f;
-
-	for (int64_t k0 = 0; k0 < ne0; k0 += MM_TK) {
-		const int64_t e0 = k0 + part * 8;
-		float v[8];
-		if (wr < ne1 && e0 < ne0) {
-			dq<T>::get8(w + (uint64_t)wr * row_bytes, e0, ne0, v);
-		} else {
-			for (int i = 0; i < 8; i++)
-				v[i] = 0.0f;
-		}
-		for (int i = 0; i < 8; i++)
-			ws[(part * 8 + i) * (MM_TM + 1) + lr] = v[i];
-		for (int i = 0; i < 8; i++) {
-			const int64_t e = e0 + i;
-			xs[(part * 8 + i) * (MM_TN + 1) + lr] =
-				xt < n && e < ne0 ? x[(int64_t)xt * ne0 + e] : 0.0f;
-		}
-		__syncthreads();
-		for (int kk = 0; kk < MM_TK; kk++) {
-			float a[4], b[4];
-			for (int i = 0; i < 4; i++)
-				a[i] = ws[kk * (MM_TM + 1) + ty * 4 + i];
-			for (int j = 0; j < 4; j++)
-				b[j] = xs[kk * (MM_TN + 1) + tx * 4 + j];
-			for (int i = 0; i < 4; i++)
-				for (int j = 0; j < 4; j++)
-					acc[i][j] += a[i] * b[j];
-		}
-		__syncthreads();
-	}
-	for (int i = 0; i < 4; i++) {
-		const int64_t r = r0 + ty * 4 + i;
-		if (r >= ne1)
-			continue;
-		for (int j = 0; j < 4; j++) {
-			const int t = t0 + tx * 4 + j;
-			if (t < n)
-				y[(int64_t)t * ne1 + r] = acc[i][j];
-		}
+			y[(int64_t)(t0 + j) * ne1 + r] = (float)s;
 	}
 }
 
@@ -198,6 +301,28 @@ extern "C" int cuda_matmul_reserve(struct cuda_ctx *c, int max_rows, int64_t max
 	return 0;
 }
 
+/* The activation block format a quantised weight type is dotted with
+ * (compute/cpu/qdot.c's qdot_act_type). */
+struct act_fmt {
+	int elems, bytes, qs_off;
+	bool with_sum;
+};
+
+static void act_format(uint32_t wtype, struct act_fmt *f)
+{
+	switch (wtype) {
+	case QTYPE_Q4_1: case QTYPE_Q5_1:
+		*f = act_fmt{ 32, 36, QD_Q8_1_QS, true };
+		break;
+	case QTYPE_Q2_K: case QTYPE_Q3_K: case QTYPE_Q4_K: case QTYPE_Q5_K: case QTYPE_Q6_K:
+		*f = act_fmt{ 256, 292, QD_Q8_K_QS, false };
+		break;
+	default: /* Q4_0, Q5_0, Q8_0 */
+		*f = act_fmt{ 32, 34, QD_Q8_0_QS, false };
+		break;
+	}
+}
+
 /* The checks both weight readers need: a type we decode, rows that are
  * whole blocks of the stated size, float rows aligned for their loads. */
 static int check_weights(const struct wtensor *w, const char *op, struct smk_err *err)
@@ -229,30 +354,52 @@ extern "C" int cuda_matmul(const struct cuda_ctx *c, const struct wtensor *w, co
 		return smk_fail(err, -EINVAL, "matmul: %d activation rows (x %p, y %p)", n,
 				(const void *)x, (void *)y);
 	const uint8_t *wd = (const uint8_t *)w->data;
-	if (n <= MV_MAX_N) {
-		const dim3 grid((unsigned)((w->ne1 + MV_WARPS - 1) / MV_WARPS));
-#define MV_CALL(T)                                                                        \
+	const dim3 grid((unsigned)((w->ne1 + MV_WARPS - 1) / MV_WARPS),
+			(unsigned)((n + MV_MAX_N - 1) / MV_MAX_N));
+	if (w->type == QTYPE_F32 || w->type == QTYPE_F16 || w->type == QTYPE_BF16) {
+#define MVF_CALL(T)                                                                       \
 	{                                                                                 \
 		void (*k)(const uint8_t *, uint64_t, int64_t, int64_t, const float *, int,  \
-			  float *) = mm_vec_kernel<T>;                                      \
+			  float *) = mv_float_kernel<T>;                                    \
 		SMK_LAUNCH(k, grid, dim3(MV_WARPS * 32), 0, c->stream, wd, w->row_bytes,  \
 			   w->ne0, w->ne1, x, n, y);                                        \
 	}
-		DQ_DISPATCH(w->type, MV_CALL)
-#undef MV_CALL
+		DQ_DISPATCH(w->type, MVF_CALL)
+#undef MVF_CALL
+		CUDA_CHECK(err, cudaGetLastError());
+		return 0;
+	}
+
+	/* Quantise the activations into c->act (the CPU's format for this
+	 * weight type), then the products; both on the stream, in order. */
+	struct act_fmt f;
+	act_format(w->type, &f);
+	const uint64_t act_row = (uint64_t)(w->ne0 / f.elems) * (uint64_t)f.bytes;
+	if (!c->act || act_row * (uint64_t)n > c->act_bytes)
+		return smk_fail(err, -EINVAL, "matmul: %d rows of %lld values need %llu bytes of quantised activations; the context reserved %zu (cuda_matmul_reserve)",
+				n, (long long)w->ne0, (unsigned long long)(act_row * (uint64_t)n),
+				c->act_bytes);
+	const int64_t n_act = (int64_t)n * (w->ne0 / f.elems);
+	const dim3 qgrid((unsigned)((n_act + QZ_WARPS - 1) / QZ_WARPS));
+	if (f.elems == 256) {
+		void (*k)(const float *, int64_t, int64_t, uint8_t *) = qz_q8_k_kernel;
+		SMK_LAUNCH(k, qgrid, dim3(QZ_WARPS * 32), 0, c->stream, x, w->ne0, n_act, c->act);
 	} else {
-		const dim3 grid((unsigned)((w->ne1 + MM_TM - 1) / MM_TM),
-				(unsigned)((n + MM_TN - 1) / MM_TN));
-#define MM_CALL(T)                                                                        \
+		void (*k)(const float *, int64_t, int64_t, uint8_t *, int, int, bool) = qz_q8_32_kernel;
+		SMK_LAUNCH(k, qgrid, dim3(QZ_WARPS * 32), 0, c->stream, x, w->ne0, n_act, c->act,
+			   f.bytes, f.qs_off, f.with_sum);
+	}
+	CUDA_CHECK(err, cudaGetLastError());
+	const uint8_t *act = c->act;
+#define MVQ_CALL(T)                                                                       \
 	{                                                                                 \
-		void (*k)(const uint8_t *, uint64_t, int64_t, int64_t, const float *, int,  \
-			  float *) = mm_tile_kernel<T>;                                     \
-		SMK_LAUNCH(k, grid, dim3(256), 0, c->stream, wd, w->row_bytes, w->ne0,    \
-			   w->ne1, x, n, y);                                                \
+		void (*k)(const uint8_t *, uint64_t, int64_t, int64_t, const uint8_t *,     \
+			  uint64_t, int, float *) = mv_quant_kernel<T>;                     \
+		SMK_LAUNCH(k, grid, dim3(MV_WARPS * 32), 0, c->stream, wd, w->row_bytes,  \
+			   w->ne0, w->ne1, act, act_row, n, y);                             \
 	}
-		DQ_DISPATCH(w->type, MM_CALL)
-#undef MM_CALL
-	}
+	QD_DISPATCH(w->type, MVQ_CALL)
+#undef MVQ_CALL
 	CUDA_CHECK(err, cudaGetLastError());
 	return 0;
 }

@@ -18,18 +18,26 @@
  * asserts.
  *
  * Tolerances, and why (u = 2^-24, the float unit roundoff):
- *   matmul   GPU vs the double product over the gguf-verified decoder's
- *            weights: ne0 * u * sum|w*x|, the classic bound for a float
- *            sum of ne0 products in any order (the decoded weights are
- *            exact: see embed).  CPU vs that product: the CPU quantises
- *            each activation block to int8 first (compute/cpu/qdot.h), so
- *            each activation is off by at most amax_b*(1/254 + 2^-10)
- *            (half a quantisation step, plus the fp16 rounding of the
- *            block scale), times sum|w| over the block; Q4_1/Q5_1 also use
- *            the activation block's fp16 sum for their min term, which adds
- *            64*|m|*amax_b*(1/254 + 2^-10); plus the float bound above.
- *            GPU vs CPU: the sum of the two.  The CPU-vs-double check
- *            proves that the stated CPU bound holds.
+ *   matmul   Both backends quantise each activation block to int8 first
+ *            (compute/cpu/qdot.h), take exact integer block dots and
+ *            scale them with the same float operations; the block results
+ *            are summed in double.  So:
+ *            GPU vs CPU scalar kernels (qdot_force_scalar): the same
+ *            doubles summed in another order, then rounded to float: 2u
+ *            of |y| (one float rounding), plus cols*u^2*sum|terms| for
+ *            the double sums.  This is the check that the kernels compute
+ *            the CPU's numbers, not just close ones.
+ *            CPU scalar (and GPU) vs the double product over the
+ *            gguf-verified decoder's weights: each activation is off by
+ *            at most amax_b*(1/254 + 2^-10) (half a quantisation step,
+ *            plus the fp16 rounding of the block scale), times sum|w| over
+ *            the block; Q4_1/Q5_1 also use the activation block's fp16 sum
+ *            for their min term, which adds 64*|m|*amax_b*(1/254 + 2^-10);
+ *            plus ne0 * u * sum|w*x|, the bound for a float sum of ne0
+ *            products in any order.  Float weight types take float
+ *            activations on both (no quantisation term).
+ *            GPU vs the default (SIMD) CPU kernels, which sum in float
+ *            lanes: twice the float bound.
  *   embed    bit-exact: the kernels decode with the CPU decoder's float
  *            operations, rounding for rounding.
  *   rmsnorm  4 ulp of |y|: the same operations; only the order of the
@@ -67,6 +75,7 @@
 #include <unistd.h>
 
 #include "compute/backend.h"
+#include "compute/cpu/qdot.h"
 #include "compute/cuda/cuda_backend.h"
 #include "compute/cuda/cuda_probe.h"
 #include "model/qtype.h"
@@ -277,6 +286,8 @@ static void check_matmul(uint32_t type, int64_t cols, int64_t rows, const int *n
 	for (int64_t i = 0; i < cols * max_n; i++)
 		x[i] = frand();
 
+	float *ys = malloc(sizeof(float) * (size_t)(rows * max_n));
+	ck_assert(ys);
 	struct backend *cpu = make_cpu(cols, max_n, 16), *gpu = make_gpu(cols, max_n, 16);
 	void *dw = to_dev(gpu, m.bytes, m.row_bytes * (size_t)rows);
 	float *dx = to_dev(gpu, x, sizeof(float) * (size_t)(cols * max_n));
@@ -288,9 +299,12 @@ static void check_matmul(uint32_t type, int64_t cols, int64_t rows, const int *n
 	for (int k = 0; k < n_ns; k++) {
 		const int n = ns[k];
 		ck_assert_int_eq(cpu->ops->matmul(cpu, &th, x, n, yc), 0);
+		qdot_force_scalar(true);
+		ck_assert_int_eq(cpu->ops->matmul(cpu, &th, x, n, ys), 0);
+		qdot_force_scalar(false);
 		ck_assert_int_eq(gpu->ops->matmul(gpu, &td, dx, n, dy), 0);
 		from_dev(gpu, yg, dy, sizeof(float) * (size_t)(rows * n));
-		struct stat s_ref = { 0 }, s_cpu = { 0 }, s_cr = { 0 };
+		struct stat s_ref = { 0 }, s_cpu = { 0 }, s_sc = { 0 }, s_cr = { 0 };
 		for (int t = 0; t < n; t++)
 			for (int64_t r = 0; r < rows; r++) {
 				const float *xr = x + t * cols;
@@ -300,24 +314,32 @@ static void check_matmul(uint32_t type, int64_t cols, int64_t rows, const int *n
 					want += p;
 					mag += fabs(p);
 				}
-				const double tol_g = (double)cols * U * mag + 1e-30;
 				const double cb = cpu_bound(&m, r, xr);
 				const double tol_c = cb + (double)(cols + 8) * U * (mag + cb) + 1e-30;
+				/* the same block results summed in double in
+				 * another order: one float rounding apart */
+				const double tol_s = 2 * U * fabs(ys[t * rows + r]) +
+						     (double)cols * U * U * (mag + cb) + 1e-30;
 				const long at = (long)(t * rows + r);
-				stat_add(&s_ref, yg[at], want, tol_g, at);
-				stat_add(&s_cpu, yg[at], yc[at], tol_g + tol_c, at);
-				stat_add(&s_cr, yc[at], want, tol_c, at);
+				stat_add(&s_ref, yg[at], want, tol_c, at);
+				stat_add(&s_sc, yg[at], ys[at], tol_s, at);
+				stat_add(&s_cpu, yg[at], yc[at], 2 * (double)(cols + 8) * U * (mag + cb) + 1e-30, at);
+				stat_add(&s_cr, ys[at], want, tol_c, at);
 			}
 		char what[96];
 		snprintf(what, sizeof(what), "%s %lldx%lld n=%d vs double", qtype_name(type),
 			 (long long)rows, (long long)cols, n);
 		stat_check(&s_ref, "matmul", what);
+		snprintf(what, sizeof(what), "%s %lldx%lld n=%d vs cpu-scalar", qtype_name(type),
+			 (long long)rows, (long long)cols, n);
+		stat_check(&s_sc, "matmul", what);
 		snprintf(what, sizeof(what), "%s %lldx%lld n=%d vs cpu", qtype_name(type),
 			 (long long)rows, (long long)cols, n);
 		stat_check(&s_cpu, "matmul", what);
-		snprintf(what, sizeof(what), "%s n=%d cpu vs double (bound)", qtype_name(type), n);
+		snprintf(what, sizeof(what), "%s n=%d cpu-scalar vs double (bound)", qtype_name(type), n);
 		stat_check(&s_cr, "matmul", what);
 	}
+	free(ys);
 	cuda_be_free(gpu, dw);
 	cuda_be_free(gpu, dx);
 	cuda_be_free(gpu, dy);
@@ -329,8 +351,9 @@ static void check_matmul(uint32_t type, int64_t cols, int64_t rows, const int *n
 	free(yg);
 }
 
-/* Decode batches 1..8 take the matrix-vector kernel, larger ones the tiled
- * kernel; rows are odd so the last warp/tile is partial. */
+/* Batches of 1..8 are one launch row of the matrix-vector kernel, larger
+ * ones several (9, 20: a partial last one); rows are odd so the last warp
+ * of the grid is partial. */
 START_TEST(matmul_every_type)
 {
 	const uint32_t type = all_types[_i];
