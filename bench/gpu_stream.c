@@ -4,7 +4,11 @@
  *   bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F]
  *             [--prompt TEXT] [--prefetch N] [--lookahead N] [--shard-mib N] [--emu]
  *
- *  1. greedy tokens of the CPU backend (the reference) and its decode tok/s;
+ *  1. greedy tokens of the CPU backend (the reference) and its decode tok/s,
+ *     and greedy tokens of the CPU backend with its scalar dot products
+ *     (qdot_force_scalar: the block results summed in double, which the
+ *     CUDA kernels reproduce to the last bit; the SIMD ones sum in float
+ *     lanes, docs/cuda.md "Numerics");
  *  2. the CUDA backend with the whole model resident (memory.gpu_memory
  *     unset): greedy tokens, decode tok/s;
  *  3. the CUDA backend with memory.gpu_memory = F x the model's weight bytes
@@ -26,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compute/cpu/qdot.h"
 #include "compute/cuda/cuda_probe.h"
 #include "engine/engine.h"
 
@@ -239,7 +244,8 @@ int main(int argc, char **argv)
 	}
 
 	struct smk_err err = { 0 };
-	static struct grun cpu = { .name = "cpu" }, res = { .name = "cuda" }, ooc = { .name = "cuda-ooc" };
+	static struct grun cpu = { .name = "cpu" }, cpu_sc = { .name = "cpu-scalar" },
+			   res = { .name = "cuda" }, ooc = { .name = "cuda-ooc" };
 	struct model *m;
 	if (model_load(&m, go.path, &err)) {
 		fprintf(stderr, "bench_gpu: %s\n", err.msg);
@@ -250,7 +256,10 @@ int main(int argc, char **argv)
 	model_free(m);
 	const uint64_t budget = (uint64_t)(go.fraction * (double)weights);
 
-	if (measure(&go, ENGINE_BE_CPU, 0, &cpu, &err) ||
+	qdot_force_scalar(true);
+	int rc = measure(&go, ENGINE_BE_CPU, 0, &cpu_sc, &err);
+	qdot_force_scalar(false);
+	if (rc || measure(&go, ENGINE_BE_CPU, 0, &cpu, &err) ||
 	    measure(&go, gpu, 0, &res, &err) || measure(&go, gpu, budget, &ooc, &err)) {
 		fprintf(stderr, "bench_gpu: %s\n", err.msg);
 		return 1;
@@ -272,6 +281,7 @@ int main(int argc, char **argv)
 	const double bound = copy_tok > compute_tok ? copy_tok : compute_tok;
 	const double stall = ooc.wall > 0 ? (ooc.b.stall_s - ooc.a.stall_s) / ooc.wall : 0;
 	const int d_res = first_diff(&cpu, &res), d_ooc = first_diff(&res, &ooc);
+	const int d_sc = first_diff(&cpu_sc, &res), d_cc = first_diff(&cpu, &cpu_sc);
 
 	char prompt_list[256 * 8] = "";
 	for (size_t i = 0, o = 0; i < n_ids && o + 16 < sizeof(prompt_list); i++)
@@ -282,12 +292,20 @@ int main(int argc, char **argv)
 	printf("%s\n%s\n", res.note, cpu.note);
 	printf("greedy tokens (%d requested after the prompt):\n", go.n);
 	print_ids(&cpu);
+	print_ids(&cpu_sc);
 	print_ids(&res);
 	print_ids(&ooc);
 	printf("  cuda vs cpu: %s", d_res < 0 ? "EQUAL" : "differ");
 	if (d_res >= 0)
 		printf(" from step %d (cpu %d, cuda %d)", d_res, d_res < cpu.n_ids ? cpu.ids[d_res] : -1,
 		       d_res < res.n_ids ? res.ids[d_res] : -1);
+	printf("\n");
+	printf("  cuda vs cpu with scalar kernels: %s", d_sc < 0 ? "EQUAL" : "differ");
+	if (d_sc >= 0)
+		printf(" from step %d", d_sc);
+	printf("; cpu vs cpu with scalar kernels: %s", d_cc < 0 ? "EQUAL" : "differ");
+	if (d_cc >= 0)
+		printf(" from step %d", d_cc);
 	printf("\n");
 	double m_cpu = 0, m_gpu = 0;
 	if (d_res >= 0 && d_res < cpu.n_ids && d_res < res.n_ids) {
@@ -321,12 +339,13 @@ int main(int argc, char **argv)
 	       cpu_tok > copy_all ? (copy_all > 0 ? cpu_tok / copy_all : 0) : (cpu_tok > 0 ? copy_all / cpu_tok : 0));
 	printf("RESULT {\"offload_cpu_s_tok\":%.6f,\"offload_copy_s_tok\":%.6f,", cpu_tok, copy_all);
 	printf("\"cpu_tok_s\":%.3f,\"cuda_tok_s\":%.3f,\"ooc_tok_s\":%.3f,\"gpu_memory\":%llu,"
-	       "\"weight_bytes\":%llu,\"tokens_equal_cpu\":%s,\"first_diff_cpu\":%d,\"tokens_equal_ooc\":%s,"
+	       "\"weight_bytes\":%llu,\"tokens_equal_cpu\":%s,\"first_diff_cpu\":%d,"
+	       "\"tokens_equal_cpu_scalar\":%s,\"first_diff_cpu_scalar\":%d,\"tokens_equal_ooc\":%s,"
 	       "\"n_tokens\":%d,\"store_h2d_Bps\":%.0f,\"plain_h2d_Bps\":%.0f,\"h2d_ratio\":%.4f,"
 	       "\"copy_s_tok\":%.6f,\"compute_s_tok\":%.6f,\"ooc_s_tok\":%.6f,\"overlap_ratio\":%.4f,"
 	       "\"stall_frac\":%.4f,\"dev_bytes_tok\":%.0f,\"margin_cpu\":%.4f,\"margin_cuda\":%.4f,\"prompt_ids\":\"%s\"}\n",
 	       cpu.tok_s, res.tok_s, ooc.tok_s, (unsigned long long)budget, (unsigned long long)weights,
-	       d_res < 0 ? "true" : "false", d_res, d_ooc < 0 ? "true" : "false", cpu.n_ids, dev_bw,
+	       d_res < 0 ? "true" : "false", d_res, d_sc < 0 ? "true" : "false", d_sc, d_ooc < 0 ? "true" : "false", cpu.n_ids, dev_bw,
 	       h2d, h2d > 0 ? dev_bw / h2d : 0, copy_tok, compute_tok, ooc_tok,
 	       bound > 0 ? ooc_tok / bound : 0, stall, bytes_tok, m_cpu, m_gpu, prompt_list);
 	return 0;

@@ -99,7 +99,9 @@ static int open_backend(struct engine *e, const struct engine_opts *o,
 	return backend_cpu_new(&e->be, lim, err);
 }
 
-/* memory.gpu_memory holds the KV cache and the activation scratch as well
+/* memory.gpu_memory holds the KV cache and the activation scratch (the
+ * forward pass's buffers, the GELU table, the quantised activations of
+ * cuda_matmul_reserve) as well
  * as the weights' slots: what is left of it after the first two becomes the
  * device tier's budget.  0 (no limit) stays 0. */
 static int split_gpu_memory(struct engine *e, const struct engine_opts *o, int max_logits,
@@ -107,7 +109,8 @@ static int split_gpu_memory(struct engine *e, const struct engine_opts *o, int m
 {
 	e->gpu_kv = o->kv_reserve ? o->kv_reserve : kvcache_bytes(e->model, e->n_ctx);
 	e->gpu_scratch = forward_scratch_bytes(e->model, e->n_batch, max_logits) +
-			 (sizeof(uint16_t) << 16); /* the kernels' GELU table */
+			 (sizeof(uint16_t) << 16) + /* the kernels' GELU table */
+			 cuda_matmul_scratch_bytes(e->be->limits.max_rows, e->be->limits.max_cols);
 	if (!wo->dev_budget)
 		return 0;
 	if (wo->dev_budget <= e->gpu_kv + e->gpu_scratch)
