@@ -200,10 +200,7 @@ void engine_close(struct engine *e)
 		return;
 	forward_free(e->fwd);
 	wstore_free(e->ws);
-	if (e->kind == ENGINE_BE_CUDAEMU)
-		cuda_wdev_emu_free(e->wdev);
-	else
-		cuda_wdev_free(e->wdev);
+	wdev_destroy(e->wdev);
 	backend_free(e->be);
 	tokenizer_free(e->tok);
 	model_free(e->model);

@@ -58,6 +58,15 @@ struct wdev {
 	/* Both called under the store's mutex: they queue work, never block. */
 	void (*released)(void *ctx, int unit);
 	void (*evicted)(void *ctx, int unit);
+	/* Frees the wdev itself, once the store that used it is freed; NULL:
+	 * its maker frees it (the tests' fake devices). */
+	void (*destroy)(struct wdev *d);
 };
+
+static inline void wdev_destroy(struct wdev *d)
+{
+	if (d && d->destroy)
+		d->destroy(d);
+}
 
 #endif

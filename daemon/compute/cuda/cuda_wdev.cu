@@ -330,6 +330,7 @@ extern "C" int cuda_wdev_new(struct wdev **out, struct backend *be, struct smk_e
 	w->base.copy_in = wd_copy_in;
 	w->base.released = wd_released;
 	w->base.evicted = wd_evicted;
+	w->base.destroy = cuda_wdev_free; /* cuda_wdev_emu_free in the emulator build */
 	*out = &w->base;
 	return 0;
 }
