@@ -182,8 +182,15 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 			goto fail;
 		wo.dev = e->wdev;
 		rc = split_gpu_memory(e, o, max_logits, &wo, err);
-		if (!rc)
-			rc = wstore_new_tiered(&e->ws, e->model, &wo, err);
+		if (!rc && (rc = wstore_new_tiered(&e->ws, e->model, &wo, err)) && wo.dev_budget) {
+			/* The store names the weights' share as memory.gpu_memory:
+			 * say what it was cut from. */
+			char inner[sizeof(err->msg)];
+			snprintf(inner, sizeof(inner), "%s", err->msg);
+			smk_fail(err, rc, "%s (memory.gpu_memory = %llu bytes, less %llu for the KV cache and %llu for the activations, leaves that much for weights)",
+				 inner, (unsigned long long)(e->gpu_weights + e->gpu_kv + e->gpu_scratch),
+				 (unsigned long long)e->gpu_kv, (unsigned long long)e->gpu_scratch);
+		}
 	}
 	if (rc || (rc = forward_new(&e->fwd, e->model, e->be, e->ws, e->n_batch, max_logits, err)))
 		goto fail;
