@@ -308,14 +308,8 @@ template <> struct dq<QTYPE_Q6_K> {
 	}
 };
 
-/* Expands CALL(T) for the weight type `type` with T its constant (types
- * without a decoder match no case; callers check cuda_can_compute first).
- * The one switch over types that every kernel family shares. */
-#define DQ_DISPATCH(type, CALL)                                   \
-	switch (type) {                                           \
-	case QTYPE_F32: CALL(QTYPE_F32); break;                   \
-	case QTYPE_F16: CALL(QTYPE_F16); break;                   \
-	case QTYPE_BF16: CALL(QTYPE_BF16); break;                 \
+/* The cases of the quantised weight types, for the dispatch switches. */
+#define DQ_QUANT_CASES(CALL)                                      \
 	case QTYPE_Q4_0: CALL(QTYPE_Q4_0); break;                 \
 	case QTYPE_Q4_1: CALL(QTYPE_Q4_1); break;                 \
 	case QTYPE_Q5_0: CALL(QTYPE_Q5_0); break;                 \
@@ -325,7 +319,17 @@ template <> struct dq<QTYPE_Q6_K> {
 	case QTYPE_Q3_K: CALL(QTYPE_Q3_K); break;                 \
 	case QTYPE_Q4_K: CALL(QTYPE_Q4_K); break;                 \
 	case QTYPE_Q5_K: CALL(QTYPE_Q5_K); break;                 \
-	case QTYPE_Q6_K: CALL(QTYPE_Q6_K); break;                 \
+	case QTYPE_Q6_K: CALL(QTYPE_Q6_K); break;
+
+/* Expands CALL(T) for the weight type `type` with T its constant (types
+ * without a decoder match no case; callers check cuda_can_compute first).
+ * The one switch over types that every kernel family shares. */
+#define DQ_DISPATCH(type, CALL)                                   \
+	switch (type) {                                           \
+	case QTYPE_F32: CALL(QTYPE_F32); break;                   \
+	case QTYPE_F16: CALL(QTYPE_F16); break;                   \
+	case QTYPE_BF16: CALL(QTYPE_BF16); break;                 \
+	DQ_QUANT_CASES(CALL)                                      \
 	default: break;                                           \
 	}
 

@@ -145,6 +145,20 @@ static __global__ void __launch_bounds__(QZ_WARPS * 32) qz_q8_k_kernel(
 
 /* ---- products -------------------------------------------------------------------- */
 
+/* The end of both product kernels: each activation row's double sum over
+ * the warp, rounded once to float, into y[t0 + j][r]. */
+__device__ static inline void mv_store(const double acc[MV_MAX_N], int nt, int t0, int64_t ne1,
+				       int64_t r, int lane, float *__restrict__ y)
+{
+	for (int j = 0; j < MV_MAX_N; j++) {
+		if (j >= nt)
+			break;
+		const double s = smk_warp_sum_d(acc[j]);
+		if (lane == 0)
+			y[(int64_t)(t0 + j) * ne1 + r] = (float)s;
+	}
+}
+
 template <int T>
 static __global__ void __launch_bounds__(MV_WARPS * 32) mv_quant_kernel(
 	const uint8_t *__restrict__ w, uint64_t row_bytes, int64_t ne0, int64_t ne1,
@@ -185,13 +199,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_quant_kernel(
 				acc[j] += (double)Q::finish(wb, ab, isum);
 		}
 	}
-	for (int j = 0; j < MV_MAX_N; j++) {
-		if (j >= nt)
-			break;
-		const double s = smk_warp_sum_d(acc[j]);
-		if (lane == 0)
-			y[(int64_t)(t0 + j) * ne1 + r] = (float)s;
-	}
+	mv_store(acc, nt, t0, ne1, r, lane, y);
 }
 
 /* F32/F16/BF16 weights: float products v*x, each rounded, summed in double
@@ -223,13 +231,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_float_kernel(
 				acc[j] += (double)smk_mul(v[k], xr[k]);
 		}
 	}
-	for (int j = 0; j < MV_MAX_N; j++) {
-		if (j >= nt)
-			break;
-		const double s = smk_warp_sum_d(acc[j]);
-		if (lane == 0)
-			y[(int64_t)(t0 + j) * ne1 + r] = (float)s;
-	}
+	mv_store(acc, nt, t0, ne1, r, lane, y);
 }
 
 /* Token ids of one launch, passed by value: the kernel parameters carry

@@ -292,16 +292,7 @@ template <> struct qd<QTYPE_Q6_K> {
  * activations: cuda_matmul.cu's mv_float_kernel). */
 #define QD_DISPATCH(type, CALL)                                   \
 	switch (type) {                                           \
-	case QTYPE_Q4_0: CALL(QTYPE_Q4_0); break;                 \
-	case QTYPE_Q4_1: CALL(QTYPE_Q4_1); break;                 \
-	case QTYPE_Q5_0: CALL(QTYPE_Q5_0); break;                 \
-	case QTYPE_Q5_1: CALL(QTYPE_Q5_1); break;                 \
-	case QTYPE_Q8_0: CALL(QTYPE_Q8_0); break;                 \
-	case QTYPE_Q2_K: CALL(QTYPE_Q2_K); break;                 \
-	case QTYPE_Q3_K: CALL(QTYPE_Q3_K); break;                 \
-	case QTYPE_Q4_K: CALL(QTYPE_Q4_K); break;                 \
-	case QTYPE_Q5_K: CALL(QTYPE_Q5_K); break;                 \
-	case QTYPE_Q6_K: CALL(QTYPE_Q6_K); break;                 \
+	DQ_QUANT_CASES(CALL)                                      \
 	default: break;                                           \
 	}
 
