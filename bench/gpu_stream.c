@@ -2,7 +2,8 @@
  * process and one run (issue 6):
  *
  *   bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F]
- *             [--prompt TEXT] [--prefetch N] [--lookahead N] [--shard-mib N] [--emu]
+ *             [--prompt TEXT] [--prefetch N] [--lookahead N] [--shard-mib N]
+ *             [--prefill N] [--emu]
  *
  *  1. greedy tokens of the CPU backend (the reference) and its decode tok/s,
  *     and greedy tokens of the CPU backend with its scalar dot products
@@ -18,7 +19,11 @@
  *  4. plain cudaMemcpyAsync from pinned memory, copies of the store's mean
  *     unit size, measured in the same process: the bound for 3's bandwidth;
  *  5. overlap: out-of-core time per token against max(copy time per token,
- *     resident compute time per token).
+ *     resident compute time per token);
+ *  6. with --prefill N: prefill tok/s of an N-token prompt on the CPU and
+ *     on CUDA (resident) with the matrix-vector kernel only and with the
+ *     tiled prefill kernel from 32 rows (where the tile kernel should start
+ *     is this figure's question).
  *
  * Each decode figure covers one generation after a warm-up generation, from
  * its first token to its last.  The last line is "RESULT {json}" for
@@ -43,6 +48,7 @@ struct gopts {
 	bool emu;          /* --emu: the emulated kernels, no GPU (checks this program) */
 	int prefetch, lookahead;   /* runtime.prefetch_layers / smoke_test_layers (<0: default) */
 	uint64_t shard_bytes;      /* table shards (0: default) */
+	int prefill;               /* --prefill N: time N-token prompts (0: skip) */
 };
 
 struct grun {
@@ -152,6 +158,44 @@ out:
 }
 
 /* First step where two greedy sequences differ, or -1. */
+#define MAX_PREFILL 4096
+
+/* Prefill tokens/s on `backend`, the model resident: one forward pass over
+ * go->prefill synthetic token ids, the second of two passes timed (the
+ * logits' download waits for the device).  tile_min: the CUDA matmul's
+ * SMOKE_CUDA_TILE_MIN_N for this engine (NULL: its default). */
+static int prefill_rate(const struct gopts *go, enum engine_backend backend, const char *tile_min,
+			double *tok_s, struct smk_err *err)
+{
+	static int32_t tok[MAX_PREFILL];
+	const int n = go->prefill;
+	for (int i = 0; i < n; i++)
+		tok[i] = 1 + i % 1000;
+	if (tile_min)
+		setenv("SMOKE_CUDA_TILE_MIN_N", tile_min, 1);
+	struct engine_opts eo = { .model_path = go->path, .n_ctx = n + 1, .n_batch = n,
+				  .backend = backend, .gpu_id = go->gpu_id, .num_gpus = 1 };
+	struct engine *e;
+	int rc = engine_open(&e, &eo, err);
+	unsetenv("SMOKE_CUDA_TILE_MIN_N");
+	if (rc)
+		return rc;
+	double t = 0;
+	for (int rep = 0; rep < 2 && !rc; rep++) {
+		struct kvcache *kv;
+		if ((rc = kvcache_new(&kv, e->model, e->n_ctx, e->be, err)))
+			break;
+		const float *lg;
+		const double t0 = engine_now();
+		rc = forward_run(e->fwd, kv, tok, n, 1, &lg, err);
+		t = engine_now() - t0;
+		kvcache_free(kv);
+	}
+	engine_close(e);
+	*tok_s = !rc && t > 0 ? n / t : 0;
+	return rc;
+}
+
 static int first_diff(const struct grun *x, const struct grun *y)
 {
 	int n = x->n_ids < y->n_ids ? x->n_ids : y->n_ids;
@@ -226,12 +270,15 @@ int main(int argc, char **argv)
 			go.lookahead = atoi(argv[++i]);
 		else if (!strcmp(a, "--shard-mib") && v)
 			go.shard_bytes = (uint64_t)atoi(argv[++i]) << 20;
+		else if (!strcmp(a, "--prefill") && v)
+			go.prefill = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F] [--prompt TEXT] [--prefetch N] [--lookahead N] [--shard-mib N] [--emu]\n");
+			fprintf(stderr, "usage: bench_gpu [--model PATH] [-n N] [--ctx N] [--gpu-id N] [--fraction F] [--prompt TEXT] [--prefetch N] [--lookahead N] [--shard-mib N] [--prefill N] [--emu]\n");
 			return 2;
 		}
 	}
-	if (!go.path || go.n <= 1 || go.n >= MAX_GEN || go.ctx <= go.n || go.fraction <= 0) {
+	if (!go.path || go.n <= 1 || go.n >= MAX_GEN || go.ctx <= go.n || go.fraction <= 0 ||
+	    go.prefill < 0 || go.prefill > MAX_PREFILL) {
 		fprintf(stderr, "bench_gpu: need --model (or SMOKE_MODEL), 1 < n < %d, ctx > n, fraction > 0\n",
 			MAX_GEN);
 		return 2;
@@ -337,7 +384,20 @@ int main(int argc, char **argv)
 	printf("cpu offload: the CPU backend computes a token's blocks in %.3f ms, copying them all to the GPU takes %.3f ms: %s is %.1fx faster\n",
 	       cpu_tok * 1e3, copy_all * 1e3, cpu_tok > copy_all ? "copying" : "the CPU",
 	       cpu_tok > copy_all ? (copy_all > 0 ? cpu_tok / copy_all : 0) : (cpu_tok > 0 ? copy_all / cpu_tok : 0));
-	printf("RESULT {\"offload_cpu_s_tok\":%.6f,\"offload_copy_s_tok\":%.6f,", cpu_tok, copy_all);
+	double pf_cpu = 0, pf_vec = 0, pf_tile = 0;
+	if (go.prefill > 0) {
+		if (prefill_rate(&go, ENGINE_BE_CPU, NULL, &pf_cpu, &err) ||
+		    prefill_rate(&go, gpu, "1073741824", &pf_vec, &err) ||
+		    prefill_rate(&go, gpu, NULL, &pf_tile, &err)) {
+			fprintf(stderr, "bench_gpu: prefill: %s\n", err.msg);
+			return 1;
+		}
+		printf("prefill of %d tokens: cpu %.1f tok/s, cuda matrix-vector kernel only %.1f tok/s, cuda with the tiled kernel %.1f tok/s\n",
+		       go.prefill, pf_cpu, pf_vec, pf_tile);
+	}
+	printf("RESULT {\"prefill_tokens\":%d,\"prefill_cpu_tok_s\":%.3f,\"prefill_vec_tok_s\":%.3f,"
+	       "\"prefill_tile_tok_s\":%.3f,", go.prefill, pf_cpu, pf_vec, pf_tile);
+	printf("\"offload_cpu_s_tok\":%.6f,\"offload_copy_s_tok\":%.6f,", cpu_tok, copy_all);
 	printf("\"cpu_tok_s\":%.3f,\"cuda_tok_s\":%.3f,\"ooc_tok_s\":%.3f,\"gpu_memory\":%llu,"
 	       "\"weight_bytes\":%llu,\"tokens_equal_cpu\":%s,\"first_diff_cpu\":%d,"
 	       "\"tokens_equal_cpu_scalar\":%s,\"first_diff_cpu_scalar\":%d,\"tokens_equal_ooc\":%s,"

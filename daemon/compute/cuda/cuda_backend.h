@@ -68,6 +68,9 @@ struct cuda_ctx {
 	uint8_t *act;                 /* device: activations quantised for the integer
 				       * dot products (cuda_matmul_reserve), or NULL */
 	size_t act_bytes;
+	int tile_min_n;               /* products of this many rows or more take the
+				       * tiled prefill kernel (cuda_matmul_reserve:
+				       * 32, or $SMOKE_CUDA_TILE_MIN_N) */
 };
 
 /* Allocates the GELU table (128 KiB of device memory) and reads the device

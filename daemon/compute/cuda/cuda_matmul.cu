@@ -1,6 +1,6 @@
 /* cuda_matmul.cu - the kernels that read quantised weights: matrix-vector
- * products (one to eight activation rows a launch row, any number of rows)
- * and the embedding lookup.
+ * products for decode, tiled products for prefill, and the embedding
+ * lookup.
  *
  * Weights stay in their file layout in device memory.  As on the CPU
  * backend, a quantised weight type never meets a float activation: each
@@ -12,24 +12,32 @@
  * are summed in double, as there.  F32/F16/BF16 weights take float
  * activations (the CPU's too): float products summed in double.
  *
- * One warp per weight row; a launch row of up to MV_MAX_N activation rows
- * (blockIdx.y) streams the weight row once for all of them (decode and
- * batched decode).  Lanes share out a row's blocks: a K-quant block to
- * eight lanes (32 values each), a 32-value block to four (8 each); the
+ * Decode (fewer than MM_TILE_MIN_N rows): one warp per weight row; a launch
+ * row of up to MV_MAX_N activation rows (blockIdx.y) streams the weight row
+ * once for all of them.  Lanes share out a row's blocks: a K-quant block
+ * to eight lanes (32 values each), a 32-value block to four (8 each); the
  * lanes of a block add their integer sums with shuffles and the first of
- * them applies the scales.  Memory-bound, as decode is.  Prefill runs the
- * same kernel over ceil(n / MV_MAX_N) launch rows, re-reading each weight
- * row per eight tokens from L2.
- * TODO: a tiled int8 (dp4a / IMMA) prefill kernel, and cuBLAS on
- * dequantised tiles where a GPU session measures that it wins; the tiled
- * float kernel this file had before could not give the CPU's numbers. */
+ * them applies the scales.  Memory-bound, as decode is.
+ * Prefill (MM_TILE_MIN_N rows or more): 64x64 output tiles, one block
+ * column of weights and activations staged in shared memory per step, so
+ * each weight block is read once per 64 tokens (mm_quant_tile_kernel).
+ * Float weight types always take the matrix-vector kernel.
+ * TODO: dp4a / IMMA in the tile kernel, and cuBLAS on dequantised tiles
+ * as an opt-in where a GPU session measures that it wins (it would give
+ * float-activation numbers, not the CPU's); MM_TILE_MIN_N is a guess until
+ * then.  The tiled float kernel this file had before could not give the
+ * CPU's numbers. */
 #include "compute/cuda/cuda_qdot.cuh"
 #include "compute/cuda/cuda_internal.cuh"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define MV_WARPS 4
 #define MV_MAX_N 8
+#define MM_TM 64        /* prefill tile: weight rows */
+#define MM_TN 64        /* prefill tile: tokens */
+#define MM_TILE_MIN_N 32 /* rows from which products take the tile kernel */
 #define QZ_WARPS 4      /* activation blocks quantised per 128-thread block */
 #define EMB_CHUNK 512   /* token ids per embedding launch (kernel parameters) */
 #define EMB_THREADS 128
@@ -202,6 +210,68 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_quant_kernel(
 	mv_store(acc, nt, t0, ne1, r, lane, y);
 }
 
+/* Prefill: a 64-row x 64-token output tile per block of 256 threads.  Each
+ * step stages one block column - the 64 weight rows' blocks and the 64
+ * tokens' activation blocks, as raw bytes - in shared memory, then every
+ * thread takes the integer block dots of its 4 rows x 4 tokens with the
+ * same dot8/finish as mv_quant_kernel and adds the float block results to
+ * double sums.  A weight block is read from memory once per 64 tokens
+ * instead of once per 8.  The sum runs over blocks in order (the matrix-
+ * vector kernel's warp adds them in a tree): the two agree to the final
+ * float rounding, and both with the CPU's scalar kernels. */
+template <int T>
+static __global__ void __launch_bounds__(256) mm_quant_tile_kernel(
+	const uint8_t *__restrict__ w, uint64_t row_bytes, int64_t ne0, int64_t ne1,
+	const uint8_t *__restrict__ act, uint64_t act_row, int n, float *__restrict__ y)
+{
+	typedef qd<T> Q;
+	SMK_SHARED(uint8_t, wsm, MM_TM * Q::block_bytes);
+	SMK_SHARED(uint8_t, asb, MM_TN * Q::act_block_bytes);
+	const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+	const int64_t r0 = (int64_t)blockIdx.x * MM_TM;
+	const int t0 = blockIdx.y * MM_TN;
+	const int64_t n_blocks = ne0 / Q::block_elems;
+	double acc[4][4];
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 4; j++)
+			acc[i][j] = 0.0;
+	for (int64_t ib = 0; ib < n_blocks; ib++) {
+		for (int o = tid; o < MM_TM * Q::block_bytes; o += 256) {
+			const int64_t r = r0 + o / Q::block_bytes;
+			wsm[o] = r < ne1 ? w[(uint64_t)r * row_bytes + (uint64_t)ib * Q::block_bytes +
+					     o % Q::block_bytes] : 0;
+		}
+		for (int o = tid; o < MM_TN * Q::act_block_bytes; o += 256) {
+			const int t = t0 + o / Q::act_block_bytes;
+			asb[o] = t < n ? act[(uint64_t)t * act_row + (uint64_t)ib * Q::act_block_bytes +
+					      o % Q::act_block_bytes] : 0;
+		}
+		__syncthreads();
+		for (int i = 0; i < 4; i++) {
+			const uint8_t *wb = wsm + (ty * 4 + i) * Q::block_bytes;
+			for (int j = 0; j < 4; j++) {
+				const uint8_t *ab = asb + (tx * 4 + j) * Q::act_block_bytes;
+				const int8_t *aq = (const int8_t *)(ab + Q::act_qs);
+				int isum = 0;
+				for (int e = 0; e < Q::block_elems; e += 8)
+					isum += Q::dot8(wb, aq, e);
+				acc[i][j] += (double)Q::finish(wb, ab, isum);
+			}
+		}
+		__syncthreads();
+	}
+	for (int i = 0; i < 4; i++) {
+		const int64_t r = r0 + ty * 4 + i;
+		if (r >= ne1)
+			continue;
+		for (int j = 0; j < 4; j++) {
+			const int t = t0 + tx * 4 + j;
+			if (t < n)
+				y[(int64_t)t * ne1 + r] = (float)acc[i][j];
+		}
+	}
+}
+
 /* F32/F16/BF16 weights: float products v*x, each rounded, summed in double
  * (compute/cpu/qdot_scalar.c's dot_f32/f16/bf16). */
 template <int T>
@@ -300,6 +370,17 @@ extern "C" int cuda_matmul_reserve(struct cuda_ctx *c, int max_rows, int64_t max
 				(long long)max_cols);
 	CUDA_CHECK(err, cudaMalloc(&c->act, bytes));
 	c->act_bytes = bytes;
+	/* Where the tiled kernel starts to pay is a GPU measurement (bench_gpu
+	 * --prefill); the variable lets a session compare without a rebuild. */
+	c->tile_min_n = MM_TILE_MIN_N;
+	const char *env = getenv("SMOKE_CUDA_TILE_MIN_N");
+	if (env && *env) {
+		char *end;
+		const long v = strtol(env, &end, 10);
+		if (*end || v < 1 || v > (1 << 30))
+			return smk_fail(err, -EINVAL, "SMOKE_CUDA_TILE_MIN_N=%s: want a row count >= 1", env);
+		c->tile_min_n = (int)v;
+	}
 	return 0;
 }
 
@@ -393,6 +474,19 @@ extern "C" int cuda_matmul(const struct cuda_ctx *c, const struct wtensor *w, co
 	}
 	CUDA_CHECK(err, cudaGetLastError());
 	const uint8_t *act = c->act;
+	if (n >= c->tile_min_n) {
+		const dim3 tgrid((unsigned)((w->ne1 + MM_TM - 1) / MM_TM),
+				 (unsigned)((n + MM_TN - 1) / MM_TN));
+#define MMQ_CALL(T)                                                                       \
+	{                                                                                 \
+		void (*k)(const uint8_t *, uint64_t, int64_t, int64_t, const uint8_t *,     \
+			  uint64_t, int, float *) = mm_quant_tile_kernel<T>;                \
+		SMK_LAUNCH(k, tgrid, dim3(256), 0, c->stream, wd, w->row_bytes, w->ne0,   \
+			   w->ne1, act, act_row, n, y);                                     \
+	}
+		QD_DISPATCH(w->type, MMQ_CALL)
+#undef MMQ_CALL
+	} else {
 #define MVQ_CALL(T)                                                                       \
 	{                                                                                 \
 		void (*k)(const uint8_t *, uint64_t, int64_t, int64_t, const uint8_t *,     \
@@ -400,8 +494,9 @@ extern "C" int cuda_matmul(const struct cuda_ctx *c, const struct wtensor *w, co
 		SMK_LAUNCH(k, grid, dim3(MV_WARPS * 32), 0, c->stream, wd, w->row_bytes,  \
 			   w->ne0, w->ne1, act, act_row, n, y);                             \
 	}
-	QD_DISPATCH(w->type, MVQ_CALL)
+		QD_DISPATCH(w->type, MVQ_CALL)
 #undef MVQ_CALL
+	}
 	CUDA_CHECK(err, cudaGetLastError());
 	return 0;
 }

@@ -351,19 +351,27 @@ static void check_matmul(uint32_t type, int64_t cols, int64_t rows, const int *n
 	free(yg);
 }
 
-/* Batches of 1..8 are one launch row of the matrix-vector kernel, larger
- * ones several (9, 20: a partial last one); rows are odd so the last warp
- * of the grid is partial. */
+/* Batches of 1..8 are one launch row of the matrix-vector kernel, 9..31
+ * several (9, 20: a partial last one), 32 and more the tiled kernel; rows
+ * are odd so the last warp of the grid and the last tile are partial. */
 START_TEST(matmul_every_type)
 {
 	const uint32_t type = all_types[_i];
 	rng_state = 1000 + type;
-	static const int ns_small[] = { 1, 3, 8, 9, 20 };
+	static const int ns_small[] = { 1, 3, 8, 9, 20, 40 };
 	static const int ns_big[] = { 1, 2, 5, 8, 9, 33, 64, 130 };
 	if (impl.big)
 		check_matmul(type, 2048, 301, ns_big, (int)(sizeof(ns_big) / sizeof(ns_big[0])));
 	else
 		check_matmul(type, 512, 37, ns_small, (int)(sizeof(ns_small) / sizeof(ns_small[0])));
+	/* The tiled prefill kernel on every batch size, partial tiles
+	 * included (it starts at 32 rows by default). */
+	if (type != QTYPE_F32 && type != QTYPE_F16 && type != QTYPE_BF16) {
+		static const int ns_tile[] = { 1, 9, 65 };
+		setenv("SMOKE_CUDA_TILE_MIN_N", "1", 1);
+		check_matmul(type, impl.big ? 2048 : 512, impl.big ? 301 : 37, ns_tile, 3);
+		unsetenv("SMOKE_CUDA_TILE_MIN_N");
+	}
 	/* float rows need not be whole 8-value chunks */
 	if (type == QTYPE_F32 || type == QTYPE_F16 || type == QTYPE_BF16) {
 		static const int ns_odd[] = { 1, 7, 70 };
