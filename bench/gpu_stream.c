@@ -58,6 +58,7 @@ struct grun {
 	double tok_s, wall;
 	int n_dec;
 	struct wstore_stats a, b;    /* store statistics at the first and last token */
+	struct wdev_times ta, tb;    /* the copy stream's, likewise (zero: no device tier) */
 	uint64_t gpu_weights, gpu_kv, gpu_scratch;
 	char note[320];
 };
@@ -78,6 +79,8 @@ static int on_token(void *ctx, const char *text, size_t len, int32_t token)
 		return 0;
 	if (m->r->n_ids == 0) {
 		wstore_get_stats(m->e->ws, &m->r->a);
+		if (m->e->wdev && m->e->wdev->times)
+			m->e->wdev->times(m->e->wdev->ctx, &m->r->ta);
 		m->t_first = engine_now();
 	}
 	if (m->r->n_ids < MAX_GEN)
@@ -149,6 +152,8 @@ static int measure(const struct gopts *go, enum engine_backend backend, uint64_t
 		goto out;
 	double t_end = engine_now();
 	wstore_get_stats(e->ws, &r->b);
+	if (e->wdev && e->wdev->times)
+		e->wdev->times(e->wdev->ctx, &r->tb);
 	r->n_dec = r->n_ids - 1;
 	r->wall = t_end - mk.t_first;
 	r->tok_s = r->n_dec > 0 && r->wall > 0 ? r->n_dec / r->wall : 0;
@@ -384,6 +389,14 @@ int main(int argc, char **argv)
 	printf("cpu offload: the CPU backend computes a token's blocks in %.3f ms, copying them all to the GPU takes %.3f ms: %s is %.1fx faster\n",
 	       cpu_tok * 1e3, copy_all * 1e3, cpu_tok > copy_all ? "copying" : "the CPU",
 	       cpu_tok > copy_all ? (copy_all > 0 ? cpu_tok / copy_all : 0) : (cpu_tok > 0 ? copy_all / cpu_tok : 0));
+	/* Where the copy engine's time went per out-of-core token: copying,
+	 * waiting for the kernels that read an evicted unit, or idle. */
+	const double nd = ooc.n_dec > 0 ? ooc.n_dec : 1;
+	const double cs_busy = (ooc.tb.busy_s - ooc.ta.busy_s) / nd;
+	const double cs_wait = (ooc.tb.wait_s - ooc.ta.wait_s) / nd;
+	const double cs_idle = (ooc.tb.idle_s - ooc.ta.idle_s) / nd;
+	printf("copy stream per out-of-core token: copying %.3f ms, waiting for kernels %.3f ms, idle %.3f ms (%.1f copies)\n",
+	       cs_busy * 1e3, cs_wait * 1e3, cs_idle * 1e3, (double)(ooc.tb.copies - ooc.ta.copies) / nd);
 	double pf_cpu = 0, pf_vec = 0, pf_tile = 0;
 	if (go.prefill > 0) {
 		if (prefill_rate(&go, ENGINE_BE_CPU, NULL, &pf_cpu, &err) ||
@@ -398,6 +411,8 @@ int main(int argc, char **argv)
 	printf("RESULT {\"prefill_tokens\":%d,\"prefill_cpu_tok_s\":%.3f,\"prefill_vec_tok_s\":%.3f,"
 	       "\"prefill_tile_tok_s\":%.3f,", go.prefill, pf_cpu, pf_vec, pf_tile);
 	printf("\"offload_cpu_s_tok\":%.6f,\"offload_copy_s_tok\":%.6f,", cpu_tok, copy_all);
+	printf("\"cs_busy_s_tok\":%.6f,\"cs_wait_s_tok\":%.6f,\"cs_idle_s_tok\":%.6f,", cs_busy,
+	       cs_wait, cs_idle);
 	printf("\"cpu_tok_s\":%.3f,\"cuda_tok_s\":%.3f,\"ooc_tok_s\":%.3f,\"gpu_memory\":%llu,"
 	       "\"weight_bytes\":%llu,\"tokens_equal_cpu\":%s,\"first_diff_cpu\":%d,"
 	       "\"tokens_equal_cpu_scalar\":%s,\"first_diff_cpu_scalar\":%d,\"tokens_equal_ooc\":%s,"

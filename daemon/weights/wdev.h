@@ -29,8 +29,18 @@
 #define SMK_WEIGHTS_WDEV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/err.h"
+
+/* Where the copy engine's time went (wdev.times): copying, waiting on the
+ * device for the kernels that read an evicted unit, and idle - nothing
+ * queued - between the copies.  Seconds of device time, summed over every
+ * copy since the wdev was made (the first copy's lead-in not counted). */
+struct wdev_times {
+	uint64_t copies;
+	double busy_s, wait_s, idle_s;
+};
 
 struct wdev {
 	void *ctx;
@@ -58,6 +68,9 @@ struct wdev {
 	/* Both called under the store's mutex: they queue work, never block. */
 	void (*released)(void *ctx, int unit);
 	void (*evicted)(void *ctx, int unit);
+	/* Optional (NULL: not measured): the totals above, for diagnostics
+	 * (bench_gpu's overlap figure). */
+	void (*times)(void *ctx, struct wdev_times *t);
 	/* Frees the wdev itself, once the store that used it is freed; NULL:
 	 * its maker frees it (the tests' fake devices). */
 	void (*destroy)(struct wdev *d);

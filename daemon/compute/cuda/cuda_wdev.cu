@@ -12,6 +12,11 @@
  *    compute thread on a miss) marks the unit resident only once its bytes
  *    have landed, so the kernels queued after acquire() read whole units
  *    and the compute stream needs no wait of its own.
+ * Timing: each copy takes the next entry of a ring of event pairs (start,
+ * end) in queue order; an eviction's wait is preceded by a third event of
+ * the entry the next copy will take.  So on the copy stream, between one
+ * copy's end and the next one's start, [end, wait mark] is idle (nothing
+ * queued) and [wait mark, start] is the wait for kernels (wdev.times).
  * Copies from threads running at once share the copy stream (one DMA
  * direction); each waits on its own unit's events.  The mutex that keeps a
  * copy's events around it is held only while the three calls are queued,
@@ -50,10 +55,18 @@
 		}                                                     \
 	} while (0)
 
+#define WD_RING 64
+
 enum wd_done {
 	WD_NONE = 0,     /* never released: no kernel has read the unit */
 	WD_EVENT,        /* done[u] marks the last kernel that read it */
 	WD_UNKNOWN,      /* the record failed: only the whole stream is safe */
+};
+
+/* One copy's timing events (the ring below). */
+struct wd_mark {
+	cudaEvent_t start, end, wait;
+	bool waited;                   /* wait recorded for this entry's copy */
 };
 
 struct cuda_wdev {
@@ -61,11 +74,18 @@ struct cuda_wdev {
 	int device;
 	cudaStream_t compute, copy;
 	int n_units;
-	cudaEvent_t *done, *t0, *t1;   /* per unit */
+	cudaEvent_t *done;             /* per unit */
 	enum wd_done *state;           /* per unit: what done[u] says */
-	/* Keeps each copy's (t0, copy, t1) together on the copy stream, with
-	 * no other copy or wait between them, so t1 - t0 is that copy alone;
-	 * also guards state[] and failed. */
+	/* Copy k's events are ring[k % WD_RING]: copies in flight at once are
+	 * bounded by the threads that copy, far below WD_RING, so an entry is
+	 * reused only long after its copy was timed. */
+	struct wd_mark ring[WD_RING];
+	bool ring_made;
+	uint64_t seq;                  /* copies queued */
+	struct wdev_times times;
+	/* Keeps each copy's (start, copy, end) together on the copy stream,
+	 * with no other copy or wait between them, so end - start is that copy
+	 * alone; also guards state[], seq, times and failed. */
 	pthread_mutex_t mu;
 	struct smk_err failed;         /* the device is unusable (code != 0) */
 };
@@ -78,21 +98,42 @@ static int wd_enter(struct cuda_wdev *w, struct smk_err *err)
 
 static void wd_free_events(struct cuda_wdev *w)
 {
-	for (int u = 0; u < w->n_units; u++) {
+	for (int u = 0; u < w->n_units; u++)
 		if (w->done && w->done[u])
 			cudaEventDestroy(w->done[u]);
-		if (w->t0 && w->t0[u])
-			cudaEventDestroy(w->t0[u]);
-		if (w->t1 && w->t1[u])
-			cudaEventDestroy(w->t1[u]);
-	}
 	free(w->done);
-	free(w->t0);
-	free(w->t1);
 	free(w->state);
-	w->done = w->t0 = w->t1 = NULL;
+	w->done = NULL;
 	w->state = NULL;
 	w->n_units = 0;
+}
+
+static void wd_free_ring(struct cuda_wdev *w)
+{
+	for (int i = 0; i < WD_RING; i++) {
+		struct wd_mark *m = &w->ring[i];
+		if (m->start)
+			cudaEventDestroy(m->start);
+		if (m->end)
+			cudaEventDestroy(m->end);
+		if (m->wait)
+			cudaEventDestroy(m->wait);
+		memset(m, 0, sizeof(*m));
+	}
+	w->ring_made = false;
+}
+
+static int wd_make_ring(struct cuda_wdev *w, struct smk_err *err)
+{
+	wd_free_ring(w); /* what an earlier attempt made half-way */
+	for (int i = 0; i < WD_RING; i++) {
+		struct wd_mark *m = &w->ring[i];
+		WD_CHECK(err, cudaEventCreateWithFlags(&m->start, cudaEventDefault));
+		WD_CHECK(err, cudaEventCreateWithFlags(&m->end, cudaEventDefault));
+		WD_CHECK(err, cudaEventCreateWithFlags(&m->wait, cudaEventDefault));
+	}
+	w->ring_made = true;
+	return 0;
 }
 
 /* Keep the first fatal error (mutex held). */
@@ -115,23 +156,23 @@ static int wd_init(void *ctx, int n_units, struct smk_err *err)
 	WD_CHECK(err, cudaStreamSynchronize(w->copy));
 	wd_free_events(w);
 	w->done = (cudaEvent_t *)calloc((size_t)n_units, sizeof(cudaEvent_t));
-	w->t0 = (cudaEvent_t *)calloc((size_t)n_units, sizeof(cudaEvent_t));
-	w->t1 = (cudaEvent_t *)calloc((size_t)n_units, sizeof(cudaEvent_t));
 	w->state = (enum wd_done *)calloc((size_t)n_units, sizeof(enum wd_done));
-	if (!w->done || !w->t0 || !w->t1 || !w->state) {
+	if (!w->done || !w->state) {
 		wd_free_events(w);
 		return smk_fail(err, -ENOMEM, "cuda device tier: out of memory for %d units' events",
 				n_units);
 	}
 	/* From here wd_free_events destroys what was made, even half-way. */
 	w->n_units = n_units;
-	for (int u = 0; u < n_units; u++) {
+	for (int u = 0; u < n_units; u++)
 		/* done only orders streams: no timestamp to take */
 		WD_CHECK(err, cudaEventCreateWithFlags(&w->done[u], cudaEventDisableTiming));
-		WD_CHECK(err, cudaEventCreateWithFlags(&w->t0[u], cudaEventDefault));
-		WD_CHECK(err, cudaEventCreateWithFlags(&w->t1[u], cudaEventDefault));
-	}
-	return 0;
+	/* The copy stream's order restarts with this store (its stream has
+	 * drained): the ring's entries are free again. */
+	w->seq = 0;
+	for (int i = 0; i < WD_RING; i++)
+		w->ring[i].waited = false;
+	return w->ring_made ? 0 : wd_make_ring(w, err);
 }
 
 static int wd_alloc(void *ctx, void **out, size_t bytes, struct smk_err *err)
@@ -185,8 +226,21 @@ static void wd_host_unregister(void *ctx, void *p)
 		cudaGetLastError();
 }
 
-/* One unit's copy between its timing events; waits for the second. */
-static int copy_timed(struct cuda_wdev *w, int u, void *dst, const void *src, size_t n, float *ms,
+/* ms between two completed events, or 0 where CUDA cannot say (an event
+ * whose record failed): the accounting is a diagnostic, never an error. */
+static double wd_elapsed(cudaEvent_t a, cudaEvent_t b)
+{
+	float ms = 0.0f;
+	if (cudaEventElapsedTime(&ms, a, b) != cudaSuccess) {
+		cudaGetLastError();
+		return 0.0;
+	}
+	return ms > 0.0f ? ms : 0.0;
+}
+
+/* One unit's copy between its timing events; waits for the second, then
+ * adds the copy and the gap before it to the totals. */
+static int copy_timed(struct cuda_wdev *w, void *dst, const void *src, size_t n, float *ms,
 		      struct smk_err *err)
 {
 	pthread_mutex_lock(&w->mu);
@@ -195,19 +249,42 @@ static int copy_timed(struct cuda_wdev *w, int u, void *dst, const void *src, si
 		pthread_mutex_unlock(&w->mu);
 		return err->code;
 	}
+	const uint64_t k = w->seq++;
+	struct wd_mark *m = &w->ring[k % WD_RING];
+	const struct wd_mark *prev = k ? &w->ring[(k - 1) % WD_RING] : NULL;
+	const bool waited = m->waited;
+	m->waited = false;
 	int rc = 0;
-	CUDA_CHECK_GOTO(err, rc, cudaEventRecord(w->t0[u], w->copy), queued);
+	CUDA_CHECK_GOTO(err, rc, cudaEventRecord(m->start, w->copy), queued);
 	CUDA_CHECK_GOTO(err, rc, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, w->copy), queued);
-	CUDA_CHECK_GOTO(err, rc, cudaEventRecord(w->t1[u], w->copy), queued);
+	CUDA_CHECK_GOTO(err, rc, cudaEventRecord(m->end, w->copy), queued);
 queued:
 	pthread_mutex_unlock(&w->mu);
 	if (rc) {
 		cudaGetLastError();
 		return rc;
 	}
-	WD_CHECK(err, cudaEventSynchronize(w->t1[u]));
-	WD_CHECK(err, cudaEventElapsedTime(ms, w->t0[u], w->t1[u]));
+	WD_CHECK(err, cudaEventSynchronize(m->end));
+	WD_CHECK(err, cudaEventElapsedTime(ms, m->start, m->end));
+	/* prev's end and m's wait come before m's start on the stream: all
+	 * three have completed. */
+	const double gap = prev ? wd_elapsed(prev->end, m->start) : 0.0;
+	const double idle = prev && waited ? wd_elapsed(prev->end, m->wait) : gap;
+	pthread_mutex_lock(&w->mu);
+	w->times.copies++;
+	w->times.busy_s += *ms * 1e-3;
+	w->times.idle_s += idle * 1e-3;
+	w->times.wait_s += (gap > idle ? gap - idle : 0.0) * 1e-3;
+	pthread_mutex_unlock(&w->mu);
 	return 0;
+}
+
+static void wd_times(void *ctx, struct wdev_times *t)
+{
+	struct cuda_wdev *w = (struct cuda_wdev *)ctx;
+	pthread_mutex_lock(&w->mu);
+	*t = w->times;
+	pthread_mutex_unlock(&w->mu);
 }
 
 static int wd_copy_in(void *ctx, int u, void *dst, const void *src, size_t n, double *secs,
@@ -220,7 +297,7 @@ static int wd_copy_in(void *ctx, int u, void *dst, const void *src, size_t n, do
 			 ? smk_fail(&e, -EINVAL, "unit out of range (%d units)", w->n_units)
 			 : wd_enter(w, &e);
 	if (!rc)
-		rc = copy_timed(w, u, dst, src, n, &ms, &e);
+		rc = copy_timed(w, dst, src, n, &ms, &e);
 	if (rc) {
 		snprintf(msg, msg_len, "cuda device tier: unit %d: host->device copy of %zu bytes: %s",
 			 u, n, e.msg);
@@ -258,10 +335,21 @@ static void wd_evicted(void *ctx, int u)
 		return;
 	}
 	int rc = wd_enter(w, &e);
-	if (!rc && w->state[u] == WD_EVENT &&
-	    cudaStreamWaitEvent(w->copy, w->done[u], 0) == cudaSuccess) {
-		pthread_mutex_unlock(&w->mu);
-		return;
+	if (!rc && w->state[u] == WD_EVENT) {
+		/* Mark where the copy stream starts waiting, once per copy (the
+		 * entry the next copy takes); a failed record only loses the
+		 * idle/wait split. */
+		struct wd_mark *m = &w->ring[w->seq % WD_RING];
+		if (w->ring_made && !m->waited) {
+			if (cudaEventRecord(m->wait, w->copy) == cudaSuccess)
+				m->waited = true;
+			else
+				cudaGetLastError();
+		}
+		if (cudaStreamWaitEvent(w->copy, w->done[u], 0) == cudaSuccess) {
+			pthread_mutex_unlock(&w->mu);
+			return;
+		}
 	}
 	cudaGetLastError();
 	/* No device-side wait: wait on the host for what done[u] stands for
@@ -330,6 +418,7 @@ extern "C" int cuda_wdev_new(struct wdev **out, struct backend *be, struct smk_e
 	w->base.copy_in = wd_copy_in;
 	w->base.released = wd_released;
 	w->base.evicted = wd_evicted;
+	w->base.times = wd_times;
 	w->base.destroy = cuda_wdev_free; /* cuda_wdev_emu_free in the emulator build */
 	*out = &w->base;
 	return 0;
@@ -346,6 +435,7 @@ extern "C" void cuda_wdev_free(struct wdev *d)
 		if (cudaStreamSynchronize(w->copy) != cudaSuccess)
 			cudaGetLastError();
 		wd_free_events(w);
+		wd_free_ring(w);
 		cudaStreamDestroy(w->copy);
 	}
 	pthread_mutex_destroy(&w->mu);

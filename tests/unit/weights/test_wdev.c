@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -648,6 +649,18 @@ START_TEST(test_device_tier)
 		ck_assert_uint_gt(st.prefetch_issued, 0);
 	else
 		ck_assert_uint_eq(st.prefetch_issued, 0);
+	/* The copy stream's accounting (bench_gpu's diagnosis of overlap):
+	 * its copying time is the tier's busy time, both from the same
+	 * events; waiting and idle time are never negative. */
+	struct wdev_times tm;
+	ck_assert_ptr_nonnull(dev->times);
+	dev->times(dev->ctx, &tm);
+	ck_assert_uint_gt(tm.copies, 0);
+	ck_assert_msg(fabs(tm.busy_s - d->busy_s) <= 1e-6 + 1e-3 * d->busy_s,
+		      "copy stream busy %g s, the device tier's busy time %g s", tm.busy_s, d->busy_s);
+	ck_assert(tm.wait_s >= 0 && tm.idle_s >= 0);
+	fprintf(stderr, "copy stream: %llu copies, busy %.6f s, waiting for kernels %.6f s, idle %.6f s\n",
+		(unsigned long long)tm.copies, tm.busy_s, tm.wait_s, tm.idle_s);
 	wstore_stats_print(&st, stderr);
 	wstore_free(ws);
 	/* The same wdev serves a second store (init again): a short pass. */
