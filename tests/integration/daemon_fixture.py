@@ -76,10 +76,20 @@ class Daemon:
     d.start(); d.wait_ready(); ...; rc = d.stop(); text = d.log_text()
     Or as a context manager, which starts, waits and stops (the exit status
     is then in d.rc).  stderr goes to a temporary log file kept until
-    cleanup(), so that a failing test can print its tail."""
+    cleanup(), so that a failing test can print its tail.  `env`: variables
+    added to (or, with value None, removed from) this process's environment
+    for smoked, e.g. {"SMOKE_BACKEND": "cuda-emu"}."""
 
-    def __init__(self, smoked, api_key=None, extra=(), threads=2, port=None, model=None):
+    def __init__(self, smoked, api_key=None, extra=(), threads=2, port=None, model=None, env=None):
         self.smoked = smoked
+        self.env = None
+        if env:
+            self.env = dict(os.environ)
+            for k, v in env.items():
+                if v is None:
+                    self.env.pop(k, None)
+                else:
+                    self.env[k] = v
         self.api_key = api_key
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
@@ -94,7 +104,7 @@ class Daemon:
 
     def start(self):
         self.log = tempfile.NamedTemporaryFile(prefix="smoked-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.log, env=self.env)
         return self
 
     def wait_ready(self, timeout=300, on_loading=None):
