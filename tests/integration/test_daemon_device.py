@@ -27,7 +27,8 @@ events).  Everything is checked through HTTP only:
    strict.
 3. Continuous batching on the device: the four prompts streamed
    concurrently each give the tokens they gave alone (same kernels: exact),
-   and /stats saw them active together.
+   and /stats saw them active together; a client gone mid-stream is
+   cancelled, its device KV cache freed, and serving goes on.
 4. Out of core on the device: memory.gpu_memory = the KV budget + the
    activations + a third of the weights (the split engine.c's
    split_gpu_memory makes, read back from the resident daemon's /stats):
@@ -54,6 +55,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,7 +75,10 @@ CONFIG = BASE + ["--set", "memory.default_dtype=q8_0"]
 # backends), on another architecture (attention biases, NEOX RoPE).
 FLOAT_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "hf-models", "qwen2-f16")
 FLOAT_CONFIG = BASE + ["--set", "memory.default_dtype=auto"]
-PROMPTS = ["Hello there", "The capital of France is", "1 2 3 4 5 6 7 8 9 10 11 12", "Once upon a time"]
+# The last prompt nearly fills the fixture's context of 128 positions (114
+# prompt tokens with the chat template, + 8): a long prefill (the tiled
+# kernel) beside the others' decoding, attention over the whole context.
+PROMPTS = ["Hello there", "The capital of France is", "1 2 3 4 5 6 7 8 9 10 11 12", "Once upon a time, " * 6]
 N_TOKENS = 8
 EMU = {"SMOKE_BACKEND": "cuda-emu"}
 NO_CUDA = "this build has no CUDA support"
@@ -369,6 +374,31 @@ def concurrent(port, name):
     return out, most[0]
 
 
+def disconnect(port, name):
+    """A client that goes away mid-stream: its sequence is cancelled, its
+    device KV cache freed, and the next request is served."""
+    before = stats(port)["requests"]["cancelled"]
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/v1/completions", body=json.dumps({"prompt": "Long", "max_tokens": 100, "stream": True}),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read1(100)
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = stats(port)
+        if st["sequences"]["active"] == 0:
+            break
+        time.sleep(0.1)
+    check(st["sequences"]["active"] == 0 and st["sequences"]["kv_bytes"] == 0
+          and st["requests"]["cancelled"] == before + 1,
+          "%s: a client gone mid-stream is cancelled and its KV freed (%s, kv_bytes %d)"
+          % (name, st["requests"], st["sequences"]["kv_bytes"]))
+    s, js, text = request(port, "POST", "/v1/completions", {"prompt": "Hi", "max_tokens": 1, "temperature": 0})
+    check(s == 200 and js["usage"]["completion_tokens"] == 1, "%s: serving after the disconnect (%d)" % (name, s))
+
+
 def device_resident(cpu):
     """Returns the resident device run's generations and gpu_memory split."""
     d = start("cuda-emu", EMU)
@@ -390,6 +420,7 @@ def device_resident(cpu):
         for i in range(len(PROMPTS)):
             compare("prompt %d: cuda-emu streamed beside %d others vs alone" % (i, len(PROMPTS) - 1),
                     together[i], alone[i], "alone", "batched")
+        disconnect(d.port, "cuda-emu")
         dev = stats(d.port)["weights"]["device"]
         check(dev["evictions"] == 0 and dev["budget_bytes"] >= gm["model_weight_bytes"],
               "cuda-emu resident: the device tier holds the model, nothing evicted (%s)" % dev)
@@ -413,14 +444,21 @@ def device_out_of_core(alone, gm):
         check(0 < dev["budget_bytes"] <= third,
               "%s: memory.gpu_memory = %d: the device tier's budget %d <= a third of the %d weight bytes"
               % (name, gpu_memory, dev["budget_bytes"], gm["model_weight_bytes"]))
+        misses0 = dev["misses"]
         for i in (0, 1):
             g, err = generate(d.port, PROMPTS[i])
             compare("prompt %d: out of core vs resident (cuda-emu)" % i, g or err, alone[i], "resident", "streamed")
+        misses1 = stats(d.port)["weights"]["device"]["misses"]
         together, most = concurrent(d.port, name)
         for i in range(len(PROMPTS)):
             compare("prompt %d: out of core, streamed beside %d others, vs resident alone" % (i, len(PROMPTS) - 1),
                     together[i], alone[i], "resident", "streamed")
         dev = stats(d.port)["weights"]["device"]
+        # A round streams each weight unit once for the whole batch, so the
+        # four together miss less than two of them alone did.
+        check(dev["misses"] - misses1 < misses1 - misses0,
+              "%s: %d requests batched cost %d device-tier misses, fewer than the %d of 2 requests alone "
+              "(%d seen active together)" % (name, len(PROMPTS), dev["misses"] - misses1, misses1 - misses0, most))
         check(dev["misses"] > 0 and dev["evictions"] > 0 and dev["bytes_in"] > gm["model_weight_bytes"],
               "%s: weights streamed through the device tier (misses %d, evictions %d, %d bytes copied in "
               "for %d bytes of weights)" % (name, dev["misses"], dev["evictions"], dev["bytes_in"],
