@@ -224,23 +224,28 @@ START_TEST(test_cuda_against_transformers)
 }
 END_TEST
 
-/* The CUDA kernels against the CPU backend on a quantised GGUF model
- * (Q4_K, Q6_K, as the default model): both quantise activations to int8
- * and scale integer block dots with the same float operations
- * (compute/cuda/cuda_qdot.cuh), so against the CPU's scalar kernels - which
- * also sum block results in double - the logits differ only by the other
- * ops' last bits (summation order in norms and attention).  Measured under
- * the emulator: 0 to 2e-6 over 12 greedy steps.  The CPU's SIMD kernels sum
- * in float lanes, and a last-bit difference can move an int8 rounding of a
- * later activation by a step, after which logits stay ~0.1 apart (measured
- * from the 11th step on), so the reference here is the scalar path.  The
- * float-activation kernels this replaced were ~1e-2 apart from the first
- * step; EQ_TOL sits two orders below that.  (Only the emulator runs this:
- * a 32000-entry vocabulary makes each step ~10 s there; the GPU's numbers
- * are bench_gpu's greedy comparison.) */
-#define EQ_TOL 2e-4
-#define EQ_PROMPT 6
-#define EQ_STEPS 6
+/* The CUDA kernels against the CPU backend on quantised GGUF models
+ * (Q4_K and Q6_K, as the default model; Q4_0 and Q8_0), greedy decoding
+ * through the whole forward pass.  Both backends quantise activations to
+ * int8 and scale integer block dots with the same float operations
+ * (compute/cuda/cuda_qdot.cuh), so against the CPU's scalar kernels -
+ * which also sum block results in double - every matmul agrees to the
+ * last bit (test_cuda checks that op by op).  What is left is attention:
+ * its softmax weights are rounded to fp16 (as llama.cpp's), and a score
+ * one ulp apart (another summation order) can round a weight one fp16
+ * step the other way.  Measured under the emulator: tiny-llama-spm 0 to
+ * 1.9e-6 over 20 steps (no such tie met); tiny-qwen2 0.19 from the prompt
+ * on, traced with forward_set_debug to layer 0's attention output (Q, K, V
+ * within 5e-7, kqv_out 4.5e-3 apart: one fp16 step of a weight times |v|),
+ * the rest being its propagation through the KV cache.  So greedy tokens
+ * must agree at every step, and logits within EQ_TOL, which such a flip
+ * stays under on these models while a wrong kernel (a block misread, a
+ * missing scale) moves logits by whole units.  (The SIMD CPU kernels sum
+ * in float lanes, so the scalar ones are the reference; on a GPU,
+ * bench_gpu compares the default model's greedy tokens with both.) */
+#define EQ_TOL 0.5
+#define EQ_PROMPT 12
+#define EQ_STEPS 20
 
 /* Greedy decoding after toks[0..EQ_PROMPT): the chosen tokens into toks,
  * each step's logits into logits; returns the vocabulary size. */
@@ -275,7 +280,7 @@ static int greedy_logits(enum engine_backend be, const char *path, int32_t *toks
 	return nv;
 }
 
-static const char *const eq_models[] = { "tiny-llama-spm.gguf" };
+static const char *const eq_models[] = { "tiny-llama-spm.gguf", "tiny-qwen2.gguf" };
 
 START_TEST(test_cuda_emu_equals_cpu_quantised)
 {
@@ -294,7 +299,7 @@ START_TEST(test_cuda_emu_equals_cpu_quantised)
 		return;
 	}
 	backend_free(probe);
-	enum { CAP = 1 << 17 };
+	enum { CAP = 1 << 18 };
 	int32_t tc[EQ_PROMPT + EQ_STEPS], tg[EQ_PROMPT + EQ_STEPS];
 	for (int i = 0; i < EQ_PROMPT; i++)
 		tc[i] = tg[i] = 1 + 37 * i % 200;
