@@ -19,9 +19,12 @@ events).  Everything is checked through HTTP only:
    2) on the device equal the same config's on the CPU backend, token for
    token, for four prompts: against the default (SIMD) CPU kernels and the
    scalar ones (SMOKE_NO_SIMD=1, whose sums the CUDA kernels reproduce:
-   docs/cuda.md "Numerics").  The API has no token ids; a token is its
-   exact bytes (chat logprobs' "bytes"), and the fixture's byte-level BPE
-   pieces are distinct, so equal bytes are equal ids.  A difference is
+   docs/cuda.md "Numerics"); then on the float path (qwen2-f16, F16
+   weights kept: float activations on both), and on K-quants
+   (tiny-llama-spm of scripts/make-test-models, Q4_K/Q6_K with Q8_K
+   activations; skipped when absent).  The API has no token ids; a token
+   is its exact bytes (chat logprobs' "bytes"); the vocabularies' pieces
+   are distinct, so equal bytes are equal ids.  A difference is
    reported with its first step and the top-2 logit margins there on both
    backends (logprob differences are logit differences).  The assertion is
    strict.
@@ -34,10 +37,12 @@ events).  Everything is checked through HTTP only:
    split_gpu_memory makes, read back from the resident daemon's /stats):
    the same tokens as the resident device run, alone and batched, while the
    device tier's misses, evictions and bytes copied in show the weights
-   streamed.
+   streamed (and four requests batched miss less than two alone: a round
+   streams each unit once for the whole batch).
 5. memory.gpu_memory too small is refused at start (exit status 1, the
-   sizes named on stderr): not even the KV budget + activations, and too
-   little left for the largest weight unit.
+   sizes named on stderr): not even the KV budget + activations (and the
+   positions the message states for the KV bytes must be that many bytes'
+   worth), and too little left for the largest weight unit.
 6. A request whose KV cache does not fit limits.kv_budget gets 400
    context_length_exceeded naming the budget, and the daemon keeps serving
    (on a synthetic model with a context long enough to exceed the 1 MiB
@@ -46,9 +51,11 @@ events).  Everything is checked through HTTP only:
 Model: tests/fixtures/hf-models/llama-f32 (committed; 2 layers, hidden 32,
 vocabulary 336) with memory.default_dtype=q8_0, so the matrices are Q8_0
 and both backends take the int8-quantised-activation path.  The emulator
-is slow (a forward pass of even this model takes ~0.3 s here), so the
-models are tiny and the completions short.  Skipped (exit 77) when smoked
-was built without CUDA; part 6 is skipped without numpy.
+is slow (a forward pass of this model: tens of milliseconds on an idle
+core, ten times that under load; tiny-llama-spm's 32000-row output head:
+about a second), so the models are tiny and the completions short.
+Skipped (exit 77) when smoked was built without CUDA; part 6 is skipped
+without numpy.
 """
 import http.client
 import json
@@ -75,6 +82,8 @@ CONFIG = BASE + ["--set", "memory.default_dtype=q8_0"]
 # backends), on another architecture (attention biases, NEOX RoPE).
 FLOAT_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "hf-models", "qwen2-f16")
 FLOAT_CONFIG = BASE + ["--set", "memory.default_dtype=auto"]
+KQUANT_MODEL = os.path.join(os.environ.get("SMOKE_TEST_MODELS") or os.path.join(
+    os.environ.get("SMOKE_CACHE", os.path.expanduser("~/.cache/smoke")), "test-models"), "tiny-llama-spm.gguf")
 # The last prompt nearly fills the fixture's context of 128 positions (114
 # prompt tokens with the chat template, + 8): a long prefill (the tiled
 # kernel) beside the others' decoding, attention over the whole context.
@@ -143,8 +152,8 @@ def metrics(port):
     return out
 
 
-def chat_body(prompt, stream=False):
-    return {"messages": [{"role": "user", "content": prompt}], "max_tokens": N_TOKENS, "temperature": 0,
+def chat_body(prompt, stream=False, n=N_TOKENS):
+    return {"messages": [{"role": "user", "content": prompt}], "max_tokens": n, "temperature": 0,
             "logprobs": True, "top_logprobs": 2, "stream": stream}
 
 
@@ -165,8 +174,8 @@ class Gen:
         return t[0] - t[1] if len(t) > 1 else float("inf")
 
 
-def generate(port, prompt):
-    s, js, text = request(port, "POST", "/v1/chat/completions", chat_body(prompt))
+def generate(port, prompt, n=N_TOKENS):
+    s, js, text = request(port, "POST", "/v1/chat/completions", chat_body(prompt, n=n))
     if s != 200 or not valid(js, "ChatCompletion"):
         return None, "HTTP %d %s" % (s, text[:300])
     ch = js["choices"][0]
@@ -285,7 +294,7 @@ def kv_bytes_per_position(model_dir):
 
 
 # ---- the parts ----
-def cpu_reference(prompts, model=FIXTURE, config=CONFIG, tag=""):
+def cpu_reference(prompts, model=FIXTURE, config=CONFIG, tag="", n=N_TOKENS):
     """The prompts on the CPU backend, default and scalar kernels."""
     out = {}
     for name, env in [("cpu", {"SMOKE_BACKEND": "cpu", "SMOKE_NO_SIMD": None}),
@@ -299,7 +308,7 @@ def cpu_reference(prompts, model=FIXTURE, config=CONFIG, tag=""):
                   "%s%s: /stats backend.name is cpu, no gpu_memory split" % (name, tag))
             out[name] = []
             for p in prompts:
-                g, err = generate(d.port, p)
+                g, err = generate(d.port, p, n)
                 check(g is not None, "%s%s: greedy chat completion of %r (%s)" % (name, tag, p, err or "ok"))
                 out[name].append(g)
         finally:
@@ -307,19 +316,18 @@ def cpu_reference(prompts, model=FIXTURE, config=CONFIG, tag=""):
     return out
 
 
-def float_path():
-    """Part 2 on the float path: F16 weights, float activations on both
-    backends (two prompts, a resident device daemon)."""
-    prompts, tag = PROMPTS[:2], " (qwen2-f16)"
-    cpu = cpu_reference(prompts, FLOAT_FIXTURE, FLOAT_CONFIG, tag)
-    d = start("cuda-emu" + tag, EMU, model=FLOAT_FIXTURE, config=FLOAT_CONFIG)
+def other_path(model, config, prompts, tag, n=N_TOKENS):
+    """Part 2 on another model: the prompts on the CPU backend and on a
+    resident device daemon."""
+    cpu = cpu_reference(prompts, model, config, tag, n)
+    d = start("cuda-emu" + tag, EMU, model=model, config=config)
     if not d:
         return
     try:
         be = stats(d.port)["backend"]
         check(be["name"] == "cuda-emu", "cuda-emu%s: /stats backend.name is cuda-emu" % tag)
         for i, p in enumerate(prompts):
-            g, err = generate(d.port, p)
+            g, err = generate(d.port, p, n)
             for ref in ("cpu", "cpu-scalar"):
                 if ref in cpu:
                     compare("prompt %d%s: cuda-emu vs %s" % (i, tag, ref), g or err, cpu[ref][i], ref, "cuda-emu")
@@ -574,7 +582,15 @@ def main():
         if alone and gm:
             device_out_of_core(alone, gm)
             too_small(gm)
-        float_path()
+        # The float path: F16 weights, float activations on both backends.
+        other_path(FLOAT_FIXTURE, FLOAT_CONFIG, PROMPTS[:2], " (qwen2-f16)")
+        # K-quants (Q4_K, Q6_K: Q8_K activations), the default model's
+        # types, with a 32000-token vocabulary: a forward pass takes ~1 s
+        # under the emulator here, so one prompt and 4 tokens.
+        if os.path.exists(KQUANT_MODEL):
+            other_path(KQUANT_MODEL, BASE, PROMPTS[:1], " (tiny-llama-spm)", 4)
+        else:
+            print("note: %s is absent (scripts/make-test-models); the K-quant comparison is skipped" % KQUANT_MODEL)
         kv_budget_exceeded()
     except Skip as e:
         print("SKIP: smoked has no CUDA emulator: %s" % e)
