@@ -113,11 +113,19 @@ static int split_gpu_memory(struct engine *e, const struct engine_opts *o, int m
 			 cuda_matmul_scratch_bytes(e->be->limits.max_rows, e->be->limits.max_cols);
 	if (!wo->dev_budget)
 		return 0;
-	if (wo->dev_budget <= e->gpu_kv + e->gpu_scratch)
+	if (wo->dev_budget <= e->gpu_kv + e->gpu_scratch) {
+		/* The daemon reserves limits.kv_budget, offline runs one context:
+		 * name the one that sets the KV share, in its own positions. */
+		const uint64_t per_pos = kvcache_bytes(e->model, 1);
 		return smk_fail(err, -EINVAL,
-				"memory.gpu_memory = %llu bytes does not even hold the KV cache (%llu bytes for %d positions) and the activations (%llu bytes): raise it, or lower model.context / limits.kv_budget",
-				(unsigned long long)wo->dev_budget, (unsigned long long)e->gpu_kv, e->n_ctx,
-				(unsigned long long)e->gpu_scratch);
+				"memory.gpu_memory = %llu bytes does not even hold %s (%llu bytes for %llu positions) and the activations (%llu bytes): raise it, or lower %s",
+				(unsigned long long)wo->dev_budget,
+				o->kv_reserve ? "limits.kv_budget's KV cache" : "the KV cache",
+				(unsigned long long)e->gpu_kv,
+				(unsigned long long)(per_pos ? e->gpu_kv / per_pos : 0),
+				(unsigned long long)e->gpu_scratch,
+				o->kv_reserve ? "limits.kv_budget" : "model.context");
+	}
 	wo->dev_budget -= e->gpu_kv + e->gpu_scratch;
 	e->gpu_weights = wo->dev_budget;
 	return 0;
