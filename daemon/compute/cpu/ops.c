@@ -161,9 +161,12 @@ static void cpu_rope(struct backend *b, float *x, int n, int n_heads, int head_d
 			for (int i = 0; i < half; i++) {
 				int a = neox ? i : 2 * i;
 				int c = neox ? i + half : 2 * i + 1;
+				/* rope_head_fma's formula, whatever the compiler
+				 * would contract: the scalar path (the reference the
+				 * CUDA kernel is held to) rounds as the SIMD one */
 				float x0 = v[a], x1 = v[c];
-				v[a] = x0 * cs[i] - x1 * sn[i];
-				v[c] = x0 * sn[i] + x1 * cs[i];
+				v[a] = fmaf(x0, cs[i], -(x1 * sn[i]));
+				v[c] = fmaf(x0, sn[i], x1 * cs[i]);
 			}
 		}
 	}

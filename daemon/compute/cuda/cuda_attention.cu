@@ -6,16 +6,21 @@
  * attends to positions first..pos, first = pos - window + 1 when a window
  * is set (clamped at 0).  K and V rows are kv_stride floats apart.
  *
- * The softmax is computed as the CPU backend computes it (compute/cpu/
- * attention.c), with the same rounding points, so the two agree to float
- * rounding plus at most one fp16 step per weight:
- *   1. s[p] = (q . k_p) * scale, each dot a warp's butterfly sum, into
- *      shared memory; m = max s;
+ * Computed as the CPU backend's scalar path computes it (compute/cpu/
+ * attention.c), operation for operation where the order matters:
+ *   1. s[p] = (float)(q . k_p) * scale, the dot's products (exact: q and k
+ *      are fp16 values) summed in double - each a warp's butterfly, which
+ *      gives the CPU's sequential double sum unless the terms span more
+ *      than 2^31 - into shared memory; m = max s;
  *   2. e[p] = expf(s[p] - m), summed in double;
  *   3. w[p] = fp16(e[p] * (float)(1 / sum))  - llama.cpp converts the
  *      probabilities to F16 for the product with the F16 V cache;
- *   4. out = sum_p w[p] v_p, each warp over its positions, lanes over the
- *      head's dimensions, the warps' partial sums added at the end.
+ *   4. out[i] = sum_p w[p] v_p[i] in float, p ascending, one thread per
+ *      output value: the CPU's order (the products w*v are exact, so a
+ *      contracted FMA rounds as the CPU's multiply-then-add).
+ * Under the emulator (the host's expf) that is the CPU's result to the
+ * bit; on a GPU, CUDA's expf (2 ulp) can move a weight one fp16 step at a
+ * rounding tie.
  * Because step 3 needs the final sum before any weight is rounded, the
  * scores of the whole span are kept in dynamic shared memory, which limits
  * the span to cuda_attention_max_span() positions (about 56K on an H100).
@@ -40,7 +45,6 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
 	SMK_DYN_SMEM(float, s);
 	SMK_SHARED(float, red, AT_WARPS);
 	SMK_SHARED(double, dred, AT_WARPS);
-	SMK_SHARED(float, ored, AT_WARPS * AT_MAX_HD);
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 	const int h = blockIdx.x, t = blockIdx.y;
 	const int pos = pos0 + t;
@@ -59,13 +63,13 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
 	float mx = -INFINITY;
 	for (int p = first + warp; p <= pos; p += AT_WARPS) {
 		const float *kp = k + (int64_t)p * kv_stride + koff;
-		float d = 0.0f;
+		double d = 0.0;
 		for (int j = 0; j < AT_PER_LANE; j++) {
 			const int i = lane + 32 * j;
 			if (i < hd)
-				d += qv[j] * kp[i];
+				d += (double)smk_mul(qv[j], kp[i]);
 		}
-		const float sc = smk_mul(smk_warp_sum(d), scale);
+		const float sc = smk_mul((float)smk_warp_sum_d(d), scale);
 		if (lane == 0)
 			s[p - first] = sc;
 		mx = sc > mx ? sc : mx;
@@ -98,36 +102,20 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
 		s[i] = smk_round_f16(smk_mul(s[i], inv));
 	__syncthreads();
 
-	/* 4. weighted sum of V */
-	float acc[AT_PER_LANE];
-	for (int j = 0; j < AT_PER_LANE; j++)
-		acc[j] = 0.0f;
-	for (int p = first + warp; p <= pos; p += AT_WARPS) {
-		const float wgt = s[p - first];
-		const float *vp = v + (int64_t)p * kv_stride + koff;
-		for (int j = 0; j < AT_PER_LANE; j++) {
-			const int i = lane + 32 * j;
-			if (i < hd)
-				acc[j] += wgt * vp[i];
-		}
-	}
-	for (int j = 0; j < AT_PER_LANE; j++) {
-		const int i = lane + 32 * j;
-		if (i < hd)
-			ored[warp * AT_MAX_HD + i] = acc[j];
-	}
-	__syncthreads();
+	/* 4. weighted sum of V: thread i's values in position order (reads of
+	 * one position's row are consecutive across the threads) */
 	for (int i = tid; i < hd; i += AT_THREADS) {
 		float o = 0.0f;
-		for (int w = 0; w < AT_WARPS; w++)
-			o += ored[w * AT_MAX_HD + i];
+		const float *vp = v + (int64_t)first * kv_stride + koff + i;
+		for (int p = 0; p < span; p++, vp += kv_stride)
+			o = smk_add(o, smk_mul(s[p], *vp));
 		out[qrow + i] = o;
 	}
 }
 
-/* Static shared memory of attn_kernel (red, dred, ored), which the dynamic
- * part shares the block's allowance with. */
-#define AT_STATIC_SMEM (AT_WARPS * (sizeof(float) + sizeof(double)) + AT_WARPS * AT_MAX_HD * sizeof(float))
+/* Static shared memory of attn_kernel (red, dred), which the dynamic part
+ * shares the block's allowance with. */
+#define AT_STATIC_SMEM (AT_WARPS * (sizeof(float) + sizeof(double)))
 
 int cuda_attention_init(struct cuda_ctx *c, int optin, struct smk_err *err)
 {
