@@ -563,6 +563,27 @@ static json_t *piece_json(struct server *s, int32_t id, json_t **bytes)
 	return jstr(buf, n);
 }
 
+/* A token's name in the completions layout: its text, or where its bytes
+ * are not whole UTF-8 characters (a byte-fallback token, part of a
+ * character) "bytes:\xe2\x80"-style, as OpenAI names them - cleaning them
+ * to U+FFFD instead would give different tokens the same top_logprobs key,
+ * and one would overwrite the other. */
+static json_t *piece_name(struct server *s, int32_t id)
+{
+	char buf[256];
+	size_t n = tokenizer_piece(s->e->tok, id, false, buf, sizeof(buf));
+	if (n > sizeof(buf))
+		n = sizeof(buf);
+	json_t *j = memchr(buf, 0, n) ? NULL : json_stringn(buf, n);
+	if (j)
+		return j;
+	char name[6 + 4 * sizeof(buf) + 1];
+	size_t o = (size_t)snprintf(name, sizeof(name), "bytes:");
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)snprintf(name + o, sizeof(name) - o, "\\x%02x", (unsigned char)buf[i]);
+	return json_stringn(name, o);
+}
+
 /* Logprobs of tokens [from, to) in the completions or chat layout. */
 static json_t *logprobs_json(struct hreq *r, int from, int to, size_t text_base)
 {
@@ -590,16 +611,15 @@ static json_t *logprobs_json(struct hreq *r, int from, int to, size_t text_base)
 	json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
 	for (int i = from; i < to; i++) {
 		const struct worker_token *t = &r->toks[i];
-		json_array_append_new(tokens, piece_json(s, t->id, NULL));
+		json_array_append_new(tokens, piece_name(s, t->id));
 		json_array_append_new(lps, json_real(t->logprob));
 		json_t *top = json_object();
 		for (int k = 0; k < t->n_top; k++) {
-			char buf[256];
-			size_t n = tokenizer_piece(s->e->tok, t->top[k].id, false, buf, sizeof(buf) - 1);
-			char *c = utf8_clean(buf, n < sizeof(buf) - 1 ? n : sizeof(buf) - 1, NULL);
-			if (c)
-				json_object_set_new(top, c, json_real(t->top[k].logprob));
-			free(c);
+			json_t *name = piece_name(s, t->top[k].id);
+			if (name)
+				json_object_set_new(top, json_string_value(name),
+						    json_real(t->top[k].logprob));
+			json_decref(name);
 		}
 		json_array_append_new(tops, top);
 		size_t start = i == 0 ? 0 : r->tok_end[i - 1];

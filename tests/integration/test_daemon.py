@@ -13,6 +13,7 @@ output for the same prompt, and the request's own inputs.
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -216,6 +217,21 @@ def run_checks(cl, proc):
         check(all(len(t) >= 1 and abs(max(t.values()) - l) < 1e-4
                   for t, l in zip(lp["top_logprobs"], lp["token_logprobs"])),
               "greedy token has the top logprob")
+        # Every candidate keeps its own key (tokens that are not whole UTF-8
+        # characters are named "bytes:\\xNN...", never all U+FFFD).
+        check(all(len(t) == 2 for t in lp["top_logprobs"]), "logprobs: 2 distinct candidates per token")
+    # Byte-fallback tokens by name: ask for the top 5 after a prompt that
+    # ends inside a multi-byte character's neighbourhood; whatever comes,
+    # no two candidates may share a key, and byte names are well formed.
+    s, _, js, _ = cl.request("POST", "/v1/completions",
+                             {"prompt": "Emoji: \U0001F355\U0001F355 and \u00e9t\u00e9 ", "max_tokens": 3,
+                              "temperature": 0, "logprobs": 5})
+    lp = js["choices"][0]["logprobs"] if s == 200 else None
+    names = [k for t in (lp["top_logprobs"] if lp else []) for k in t] + (lp["tokens"] if lp else [])
+    check(lp is not None and all(len(t) == 5 for t in lp["top_logprobs"])
+          and all(re.fullmatch(r"bytes:(\\x[0-9a-f]{2})+", k) for k in names if k.startswith("bytes:")),
+          "logprobs 5: 5 distinct candidates per token, byte tokens named bytes:\\xNN (%d such names)"
+          % sum(k.startswith("bytes:") for k in names))
 
     # Chat, with and without streaming.
     msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour."}]
