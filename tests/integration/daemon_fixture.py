@@ -208,3 +208,29 @@ def import_from_venv(name):
         os.environ[flag] = "1"
         os.execv(venv_py, [venv_py] + sys.argv)
     return None
+
+
+def schema_validator(root):
+    """(valid, spec): valid(obj, name) checks obj against
+    components/schemas/<name> of proto/openapi.yaml under root, printing
+    why not; spec is the parsed document.  Where yaml or jsonschema are
+    missing (scripts/setup installs them): one note, valid always True,
+    spec None."""
+    try:
+        import yaml
+        import jsonschema
+    except ImportError as e:
+        print("note: no schema validation (%s); run scripts/setup" % e)
+        return (lambda obj, name: True), None
+    with open(os.path.join(root, "proto", "openapi.yaml")) as f:
+        spec = yaml.safe_load(f)
+
+    def valid(obj, name):
+        schema = {"$ref": "#/components/schemas/" + name, "components": spec["components"]}
+        try:
+            jsonschema.Draft202012Validator(schema).validate(obj)
+            return True
+        except jsonschema.ValidationError as e:
+            print("      schema %s: %s at %s" % (name, e.message, list(e.absolute_path)))
+            return False
+    return valid, spec

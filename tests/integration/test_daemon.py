@@ -34,26 +34,7 @@ failures = check.failures
 
 
 # ---- schema validation against proto/openapi.yaml ----
-validator = None
-try:
-    import yaml
-    import jsonschema
-    spec = yaml.safe_load(open(os.path.join(ROOT, "proto", "openapi.yaml")))
-
-    def validator(obj, name):
-        schema = {"$ref": "#/components/schemas/" + name, "components": spec["components"]}
-        try:
-            jsonschema.Draft202012Validator(schema).validate(obj)
-            return True
-        except jsonschema.ValidationError as e:
-            print("      schema %s: %s at %s" % (name, e.message, list(e.absolute_path)))
-            return False
-except ImportError as e:
-    print("note: no schema validation (%s); run scripts/setup" % e)
-
-
-def valid(obj, name):
-    return validator(obj, name) if validator else True
+valid, spec = fx.schema_validator(ROOT)
 
 
 # ---- HTTP helpers ----
@@ -423,7 +404,7 @@ def unknown_fields(cl, model_id):
     too.  And every field a schema lists is known to the daemon: sent as
     null (the daemon's "absent" for optional fields), it is never refused
     as unknown (it may be refused for its value: required ones)."""
-    if not validator:
+    if spec is None:
         print("note: no spec loaded; unknown-field checks skipped")
         return
     P, C = "/v1/completions", "/v1/chat/completions"
@@ -465,7 +446,7 @@ def wrong_methods(cl):
     and an Error body; and the spec documents that 405 (with Allow) on every
     operation, so the spec and the daemon's routing are checked against each
     other."""
-    if not validator:
+    if spec is None:
         print("note: no spec loaded; 405 per path skipped")
         return
     verbs = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]

@@ -99,26 +99,7 @@ HAVE_NUMPY = fx.import_from_venv("numpy") is not None
 
 
 # ---- schema validation against proto/openapi.yaml (when available) ----
-validator = None
-try:
-    import yaml
-    import jsonschema
-    spec = yaml.safe_load(open(os.path.join(ROOT, "proto", "openapi.yaml")))
-
-    def validator(obj, name):
-        schema = {"$ref": "#/components/schemas/" + name, "components": spec["components"]}
-        try:
-            jsonschema.Draft202012Validator(schema).validate(obj)
-            return True
-        except jsonschema.ValidationError as e:
-            print("      schema %s: %s at %s" % (name, e.message, list(e.absolute_path)))
-            return False
-except ImportError as e:
-    print("note: no schema validation (%s); run scripts/setup" % e)
-
-
-def valid(obj, name):
-    return validator(obj, name) if validator else True
+valid, _ = fx.schema_validator(ROOT)
 
 
 # ---- HTTP ----
