@@ -202,10 +202,10 @@ static void item_attention(struct forward *f, const struct wblock *b, struct fwd
 		be->ops->scale(be, q, ap.scale, n * q_dim);
 		ap.scale = 1.0f;
 	}
-	/* Round through fp16: llama.cpp keeps K and V in an F16 cache and
-	 * converts Q to F16 for the Q.K product. */
-	be->ops->round_fp16(be, kvcache_k(it->kv, il) + (int64_t)pos0 * kv_dim, k, n * kv_dim);
-	be->ops->round_fp16(be, kvcache_v(it->kv, il) + (int64_t)pos0 * kv_dim, v, n * kv_dim);
+	/* Through fp16: llama.cpp keeps K and V in an F16 cache (so do we,
+	 * as halves) and converts Q to F16 for the Q.K product. */
+	be->ops->store_fp16(be, kvcache_k(it->kv, il) + (int64_t)pos0 * kv_dim, k, n * kv_dim);
+	be->ops->store_fp16(be, kvcache_v(it->kv, il) + (int64_t)pos0 * kv_dim, v, n * kv_dim);
 	be->ops->round_fp16(be, q, q, n * q_dim);
 	be->ops->attention(be, q, kvcache_k(it->kv, il), kvcache_v(it->kv, il),
 			   f->att + row * q_dim, &ap);

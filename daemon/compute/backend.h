@@ -57,7 +57,7 @@ struct attn_params {
 	int pos0, n_q;
 	int window;           /* sliding window, 0 = global */
 	float scale;          /* applied to q.k */
-	int64_t kv_stride;    /* floats between positions in k and v */
+	int64_t kv_stride;    /* halves between positions in k and v */
 };
 
 struct backend_ops {
@@ -71,8 +71,9 @@ struct backend_ops {
 	/* In-place rope on n rows of n_heads heads of head_dim, row t at pos0+t. */
 	void (*rope)(struct backend *b, float *x, int n, int n_heads, int head_dim, int pos0,
 		     const struct rope_params *rp);
-	/* out[t] = softmax(q[t].K^T * scale + mask) V for every head. */
-	void (*attention)(struct backend *b, const float *q, const float *k, const float *v,
+	/* out[t] = softmax(q[t].K^T * scale + mask) V for every head.  k and v
+	 * are the F16 KV cache: IEEE half bits (written by store_fp16). */
+	void (*attention)(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
 			  float *out, const struct attn_params *ap);
 	/* g[i] = act(g[i]) * u[i] over n values: GeGLU (tanh gelu) or SwiGLU. */
 	void (*gelu_mul)(struct backend *b, float *g, const float *u, int64_t n);
@@ -84,9 +85,13 @@ struct backend_ops {
 		     float scale, float *y);
 	/* x[t][i] += bias[i] for n rows of bias->ne0 */
 	void (*add_bias)(struct backend *b, float *x, const struct wtensor *bias, int n);
-	/* dst[i] = src[i] rounded through fp16 (the F16 KV cache's values);
-	 * dst may equal src */
+	/* dst[i] = src[i] rounded through fp16, as floats (the query before
+	 * its F16 product with K); dst may equal src */
 	void (*round_fp16)(struct backend *b, float *dst, const float *src, int64_t n);
+	/* dst[i] = src[i] as IEEE half bits, rounded to nearest even (the F16
+	 * KV cache: half the bytes of floats, the same values round_fp16
+	 * gives, so storing halves loses nothing) */
+	void (*store_fp16)(struct backend *b, uint16_t *dst, const float *src, int64_t n);
 	/* x[i] *= s */
 	void (*scale)(struct backend *b, float *x, float s, int64_t n);
 	/* bytes between two buffers of the backend, in op order */

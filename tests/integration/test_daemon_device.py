@@ -267,11 +267,11 @@ class Skip(Exception):
 
 
 def kv_bytes_per_position(model_dir):
-    """K and V floats of every layer for one position (kvcache.c keeps
-    [n_layer][n_ctx][kv_dim] floats for each)."""
+    """K and V halves of every layer for one position (kvcache.c keeps
+    [n_layer][n_ctx][kv_dim] fp16 values, 2 bytes each, for each)."""
     c = json.load(open(os.path.join(model_dir, "config.json")))
     head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
-    return c["num_hidden_layers"] * 2 * c["num_key_value_heads"] * head_dim * 4
+    return c["num_hidden_layers"] * 2 * c["num_key_value_heads"] * head_dim * 2
 
 
 # ---- the parts ----

@@ -1,11 +1,13 @@
 /* attention.c - causal (optionally sliding-window) attention on the CPU.
  *
- * K and V hold one row per position: n_head_kv heads of head_dim floats,
- * kv_stride floats apart.  Query head h reads KV head h / (n_head /
- * n_head_kv) (grouped-query attention).  Work is split over (query row,
- * head) pairs; each thread keeps its scores in its own row of the scratch.
- * K, V and Q arrive as fp16 values (rounded by the caller, as llama.cpp's
- * F16 KV cache and its F16 Q.K product do).
+ * K and V hold one row per position: n_head_kv heads of head_dim IEEE
+ * halves, kv_stride halves apart (the F16 KV cache, as llama.cpp's).
+ * Query head h reads KV head h / (n_head / n_head_kv) (grouped-query
+ * attention).  Work is split over (query row, head) pairs; each thread
+ * keeps its scores in its own row of the scratch.  Q arrives as fp16
+ * values in floats (rounded by the caller, as llama.cpp's F16 Q.K product
+ * does).  A half widens to float exactly, so reading the cache's halves
+ * gives the very floats an fp16-rounded float cache held.
  *
  * The AVX2 path reproduces llama.cpp's non-flash CPU attention bit for bit
  * (its AVX2 build; docs/reference.md):
@@ -36,7 +38,8 @@
 #include "util/fp16.h"
 
 struct attn_job {
-	const float *q, *k, *v;
+	const float *q;
+	const uint16_t *k, *v;
 	float *out;
 	const struct attn_params *ap;
 	float *scores;
@@ -52,10 +55,10 @@ static void attn_one_scalar(const struct attn_job *j, const float *qh, int64_t k
 	const int hd = ap->head_dim;
 	float mx = -INFINITY;
 	for (int p = first; p <= pos; p++) {
-		const float *kp = j->k + p * ap->kv_stride + koff;
+		const uint16_t *kp = j->k + p * ap->kv_stride + koff;
 		double d = 0.0;
 		for (int i = 0; i < hd; i++)
-			d += (double)(qh[i] * kp[i]);
+			d += (double)(qh[i] * fp16_to_fp32(kp[i]));
 		float sc = (float)d * ap->scale;
 		s[p - first] = sc;
 		if (sc > mx)
@@ -71,29 +74,35 @@ static void attn_one_scalar(const struct attn_job *j, const float *qh, int64_t k
 	for (int i = 0; i < hd; i++)
 		o[i] = 0.0f;
 	for (int p = first; p <= pos; p++) {
-		const float *vp = j->v + p * ap->kv_stride + koff;
+		const uint16_t *vp = j->v + p * ap->kv_stride + koff;
 		float wgt = fp16_to_fp32(fp32_to_fp16(s[p - first] * inv));
 		for (int i = 0; i < hd; i++)
-			o[i] += wgt * vp[i];
+			o[i] += wgt * fp16_to_fp32(vp[i]);
 	}
 }
 
 #ifdef CPU_HAVE_AVX2_CODE
 
-/* ggml_vec_dot_f16(n, k, q) for values that are already fp16-exact floats. */
-CPU_AVX2 static float dot_f16_order(const float *k, const float *q, int n)
+/* Eight cache halves widened to floats (F16C: exact). */
+CPU_AVX2 static inline __m256 load_h8(const uint16_t *h)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* ggml_vec_dot_f16(n, k, q): k the cache's halves, q fp16-exact floats. */
+CPU_AVX2 static float dot_f16_order(const uint16_t *k, const float *q, int n)
 {
 	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
 	const int np = n & ~31;
 	for (int i = 0; i < np; i += 32) {
-		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), s0);
-		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 8), _mm256_loadu_ps(q + i + 8), s1);
-		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 16), _mm256_loadu_ps(q + i + 16), s2);
-		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 24), _mm256_loadu_ps(q + i + 24), s3);
+		s0 = _mm256_fmadd_ps(load_h8(k + i), _mm256_loadu_ps(q + i), s0);
+		s1 = _mm256_fmadd_ps(load_h8(k + i + 8), _mm256_loadu_ps(q + i + 8), s1);
+		s2 = _mm256_fmadd_ps(load_h8(k + i + 16), _mm256_loadu_ps(q + i + 16), s2);
+		s3 = _mm256_fmadd_ps(load_h8(k + i + 24), _mm256_loadu_ps(q + i + 24), s3);
 	}
 	double sum = np ? (double)cpu_reduce4(s0, s1, s2, s3) : 0.0;
 	for (int i = np; i < n; i++)
-		sum += (double)(k[i] * q[i]);
+		sum += (double)(fp16_to_fp32(k[i]) * q[i]);
 	return (float)sum;
 }
 
@@ -138,7 +147,7 @@ CPU_AVX2 static void attn_one_avx2(const struct attn_job *j, const float *qh, in
 		for (int l = 0; l < 32; l++)
 			acc[l] = _mm256_setzero_ps();
 		for (int p = first; p <= pos; p++) {
-			const __m256 vp = _mm256_loadu_ps(j->v + p * ap->kv_stride + koff + i);
+			const __m256 vp = load_h8(j->v + p * ap->kv_stride + koff + i);
 			acc[p & 31] = _mm256_fmadd_ps(vp, _mm256_set1_ps(s[p - g0]), acc[p & 31]);
 		}
 		/* GGML_F32x8_REDUCE, per output value: accumulator a = acc[8a..8a+7]. */
@@ -183,7 +192,7 @@ static void attn_share(void *ctx, int ith, int nth)
 	}
 }
 
-void cpu_attention(struct backend *b, const float *q, const float *k, const float *v,
+void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
 		   float *out, const struct attn_params *ap)
 {
 	struct cpu_backend *cb = cpu_of(b);

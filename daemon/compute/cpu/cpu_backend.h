@@ -20,7 +20,8 @@ static inline struct cpu_backend *cpu_of(struct backend *b)
 }
 
 int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n, float *y);
-void cpu_attention(struct backend *b, const float *q, const float *k, const float *v,
+/* k, v: the F16 KV cache's halves (backend.h's attention op) */
+void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
 		   float *out, const struct attn_params *ap);
 
 /* Split [0, total) into nth nearly equal parts; part ith is [*lo, *hi). */

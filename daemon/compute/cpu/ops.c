@@ -197,6 +197,33 @@ static void cpu_round_fp16(struct backend *b, float *dst, const float *src, int6
 		dst[i] = fp16_to_fp32(fp32_to_fp16(src[i]));
 }
 
+#ifdef CPU_HAVE_AVX2_CODE
+/* F16C's vcvtps2ph rounds to nearest even and quiets NaN as fp32_to_fp16
+ * does, so both paths store the same bits. */
+CPU_AVX2 static void store_fp16_avx2(uint16_t *dst, const float *src, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(dst + i),
+				 _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+	for (; i < n; i++)
+		dst[i] = fp32_to_fp16(src[i]);
+}
+#endif
+
+static void cpu_store_fp16(struct backend *b, uint16_t *dst, const float *src, int64_t n)
+{
+	(void)b;
+#ifdef CPU_HAVE_AVX2_CODE
+	if (qdot_simd_active()) {
+		store_fp16_avx2(dst, src, n);
+		return;
+	}
+#endif
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = fp32_to_fp16(src[i]);
+}
+
 static void cpu_scale(struct backend *b, float *x, float s, int64_t n)
 {
 	(void)b;
@@ -265,6 +292,7 @@ static const struct backend_ops cpu_ops = {
 	.embed = cpu_embed,
 	.add_bias = cpu_add_bias,
 	.round_fp16 = cpu_round_fp16,
+	.store_fp16 = cpu_store_fp16,
 	.scale = cpu_scale,
 	.copy = cpu_copy,
 	.host_memory = true,

@@ -4,7 +4,8 @@
  * One block of AT_WARPS warps per (head, query row).  Query head h reads KV
  * head h / (n_head / n_head_kv); query row t at position pos = pos0 + t
  * attends to positions first..pos, first = pos - window + 1 when a window
- * is set (clamped at 0).  K and V rows are kv_stride floats apart.
+ * is set (clamped at 0).  K and V are the F16 KV cache: rows of IEEE
+ * halves kv_stride halves apart, widened to float (exactly) as read.
  *
  * Computed as the CPU backend's scalar path computes it (compute/cpu/
  * attention.c), operation for operation where the order matters:
@@ -38,7 +39,7 @@
 #define AT_PER_LANE (AT_MAX_HD / 32)
 
 static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
-	const float *__restrict__ q, const float *__restrict__ k, const float *__restrict__ v,
+	const float *__restrict__ q, const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
 	float *__restrict__ out, int n_head, int group, int hd, int pos0, int window, float scale,
 	int64_t kv_stride)
 {
@@ -62,12 +63,12 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
 	/* 1. scores */
 	float mx = -INFINITY;
 	for (int p = first + warp; p <= pos; p += AT_WARPS) {
-		const float *kp = k + (int64_t)p * kv_stride + koff;
+		const uint16_t *kp = k + (int64_t)p * kv_stride + koff;
 		double d = 0.0;
 		for (int j = 0; j < AT_PER_LANE; j++) {
 			const int i = lane + 32 * j;
 			if (i < hd)
-				d += (double)smk_mul(qv[j], kp[i]);
+				d += (double)smk_mul(qv[j], smk_half_to_float(kp[i]));
 		}
 		const float sc = smk_mul((float)smk_warp_sum_d(d), scale);
 		if (lane == 0)
@@ -106,9 +107,9 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
 	 * one position's row are consecutive across the threads) */
 	for (int i = tid; i < hd; i += AT_THREADS) {
 		float o = 0.0f;
-		const float *vp = v + (int64_t)first * kv_stride + koff + i;
+		const uint16_t *vp = v + (int64_t)first * kv_stride + koff + i;
 		for (int p = 0; p < span; p++, vp += kv_stride)
-			o = smk_add(o, smk_mul(s[p], *vp));
+			o = smk_add(o, smk_mul(s[p], smk_half_to_float(*vp)));
 		out[qrow + i] = o;
 	}
 }
@@ -133,8 +134,8 @@ extern "C" int cuda_attention_max_span(const struct cuda_ctx *c)
 	return c->max_smem / (int)sizeof(float);
 }
 
-extern "C" int cuda_attention(const struct cuda_ctx *c, const float *q, const float *k,
-			      const float *v, float *out, const struct attn_params *ap,
+extern "C" int cuda_attention(const struct cuda_ctx *c, const float *q, const uint16_t *k,
+			      const uint16_t *v, float *out, const struct attn_params *ap,
 			      struct smk_err *err)
 {
 	if (ap->n_head <= 0 || ap->n_head_kv <= 0 || ap->n_head % ap->n_head_kv ||

@@ -142,8 +142,8 @@ static void be_rope(struct backend *b, float *x, int n, int n_heads, int head_di
 	BE_RUN(b, cuda_rope(&cb->ctx, x, n, n_heads, head_dim, pos0, rp, &e));
 }
 
-static void be_attention(struct backend *b, const float *q, const float *k, const float *v,
-			 float *out, const struct attn_params *ap)
+static void be_attention(struct backend *b, const float *q, const uint16_t *k,
+			 const uint16_t *v, float *out, const struct attn_params *ap)
 {
 	BE_RUN(b, cuda_attention(&cb->ctx, q, k, v, out, ap, &e));
 }
@@ -200,6 +200,11 @@ static void be_add_bias(struct backend *b, float *x, const struct wtensor *bias,
 static void be_round_fp16(struct backend *b, float *dst, const float *src, int64_t n)
 {
 	BE_RUN(b, cuda_round_fp16(&cb->ctx, dst, src, n, &e));
+}
+
+static void be_store_fp16(struct backend *b, uint16_t *dst, const float *src, int64_t n)
+{
+	BE_RUN(b, cuda_store_fp16(&cb->ctx, dst, src, n, &e));
 }
 
 static void be_scale(struct backend *b, float *x, float s, int64_t n)
@@ -309,6 +314,7 @@ static const struct cuda_backend_ops cuda_ops = {
 		be_embed,
 		be_add_bias,
 		be_round_fp16,
+		be_store_fp16,
 		be_scale,
 		be_copy,
 		false,

@@ -115,11 +115,13 @@ int cuda_rope(const struct cuda_ctx *c, float *x, int n, int n_heads, int head_d
 
 /* Causal attention, as backend.h's attn_params describes: q and out are
  * n_q rows of n_head*head_dim, k and v hold positions 0..pos0+n_q-1 at
- * kv_stride floats apart (all device, fp16-rounded values).  The scores of
+ * kv_stride halves apart (all device; k and v the F16 cache's IEEE halves,
+ * q fp16-rounded floats).  The scores of
  * one query row live in shared memory, so the attended span (the window,
  * or pos0 + n_q) is limited to cuda_attention_max_span(). */
-int cuda_attention(const struct cuda_ctx *c, const float *q, const float *k, const float *v,
-		   float *out, const struct attn_params *ap, struct smk_err *err);
+int cuda_attention(const struct cuda_ctx *c, const float *q, const uint16_t *k,
+		   const uint16_t *v, float *out, const struct attn_params *ap,
+		   struct smk_err *err);
 
 /* Longest span cuda_attention takes on this context's device. */
 int cuda_attention_max_span(const struct cuda_ctx *c);
@@ -149,6 +151,11 @@ int cuda_embed(const struct cuda_ctx *c, const struct wtensor *table, const int3
 /* dst[i] = src[i] rounded to fp16 (the F16 KV cache's values); dst may
  * equal src. */
 int cuda_round_fp16(const struct cuda_ctx *c, float *dst, const float *src, int64_t n,
+		    struct smk_err *err);
+
+/* dst[i] = src[i] as IEEE half bits, round to nearest even (the F16 KV
+ * cache's store; the same values cuda_round_fp16 gives). */
+int cuda_store_fp16(const struct cuda_ctx *c, uint16_t *dst, const float *src, int64_t n,
 		    struct smk_err *err);
 
 /* ---- 2. the backend ------------------------------------------------------- */

@@ -35,6 +35,7 @@
 #define cuda_add_bias cudaemu_add_bias
 #define cuda_embed cudaemu_embed
 #define cuda_round_fp16 cudaemu_round_fp16
+#define cuda_store_fp16 cudaemu_store_fp16
 #define cuda_attention_init cudaemu_attention_init
 #define cuda_gelu_table_fill cudaemu_gelu_table_fill
 #define backend_cuda_new backend_cudaemu_new

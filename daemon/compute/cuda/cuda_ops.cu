@@ -195,6 +195,14 @@ static __global__ void __launch_bounds__(EW_THREADS) round_f16_kernel(
 		dst[i] = smk_round_f16(src[i]);
 }
 
+static __global__ void __launch_bounds__(EW_THREADS) store_f16_kernel(
+	uint16_t *dst, const float *src, int64_t n)
+{
+	for (int64_t i = (int64_t)blockIdx.x * EW_THREADS + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * EW_THREADS)
+		dst[i] = smk_float_to_half_bits(src[i]);
+}
+
 extern "C" int cuda_gelu_mul(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
 			     struct smk_err *err)
 {
@@ -257,6 +265,17 @@ extern "C" int cuda_round_fp16(const struct cuda_ctx *c, float *dst, const float
 	if (n <= 0 || !dst || !src)
 		return smk_fail(err, -EINVAL, "round_fp16: %lld values", (long long)n);
 	SMK_LAUNCH(round_f16_kernel, dim3(cuda_grid_for(n, EW_THREADS)), dim3(EW_THREADS), 0,
+		   c->stream, dst, src, n);
+	CUDA_CHECK(err, cudaGetLastError());
+	return 0;
+}
+
+extern "C" int cuda_store_fp16(const struct cuda_ctx *c, uint16_t *dst, const float *src,
+			       int64_t n, struct smk_err *err)
+{
+	if (n <= 0 || !dst || !src)
+		return smk_fail(err, -EINVAL, "store_fp16: %lld values", (long long)n);
+	SMK_LAUNCH(store_f16_kernel, dim3(cuda_grid_for(n, EW_THREADS)), dim3(EW_THREADS), 0,
 		   c->stream, dst, src, n);
 	CUDA_CHECK(err, cudaGetLastError());
 	return 0;

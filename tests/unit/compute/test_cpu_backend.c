@@ -211,7 +211,8 @@ END_TEST
 
 /* --- attention ---------------------------------------------------------- */
 
-/* Naive causal GQA attention in double over fp16-rounded q, k, v. */
+/* Naive causal GQA attention in double over fp16-rounded q, k, v (as
+ * floats: the backend reads k and v as halves). */
 static void naive_attention(const float *q, const float *k, const float *v, double *out,
 			    const struct attn_params *ap)
 {
@@ -243,31 +244,82 @@ static void naive_attention(const float *q, const float *k, const float *v, doub
 
 START_TEST(attention_causal_window_gqa)
 {
-	const int n_head = 4, n_kv = 2, hd = 8, n_pos = 20;
-	static float q[20 * 4 * 8], k[20 * 2 * 8], v[20 * 2 * 8], out[20 * 4 * 8];
-	static double ref[20 * 4 * 8];
+	/* head_dim 8: whole SIMD vectors; 40: the dot's 8-value tail after
+	 * one 32-value step */
+	enum { N_HEAD = 4, N_KV = 2, MAX_HD = 40, N_POS = 20 };
+	static float q[N_POS * N_HEAD * MAX_HD], k[N_POS * N_KV * MAX_HD], v[N_POS * N_KV * MAX_HD];
+	static float out[N_POS * N_HEAD * MAX_HD];
+	static uint16_t kh[N_POS * N_KV * MAX_HD], vh[N_POS * N_KV * MAX_HD];
+	static double ref[N_POS * N_HEAD * MAX_HD];
 	unsigned seed = 11;
+	/* the cache holds halves; the reference reads the same values as floats */
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
 		q[i] = fp16_to_fp32(fp32_to_fp16(frand(&seed) * 2));
 	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
-		k[i] = fp16_to_fp32(fp32_to_fp16(frand(&seed) * 2));
-		v[i] = fp16_to_fp32(fp32_to_fp16(frand(&seed)));
+		kh[i] = fp32_to_fp16(frand(&seed) * 2);
+		vh[i] = fp32_to_fp16(frand(&seed));
+		k[i] = fp16_to_fp32(kh[i]);
+		v[i] = fp16_to_fp32(vh[i]);
 	}
-	for (int th = 1; th <= 3; th++)
-		for (int window = 0; window <= 5; window += 5) {
-			struct backend *b = make(th, 64, n_pos, n_pos);
-			/* the last 6 queries of a 20-position sequence */
-			struct attn_params ap = { .n_head = n_head, .n_head_kv = n_kv, .head_dim = hd,
-						  .pos0 = 14, .n_q = 6, .window = window,
-						  .scale = 0.35f, .kv_stride = n_kv * hd };
-			b->ops->attention(b, q, k, v, out, &ap);
-			naive_attention(q, k, v, ref, &ap);
-			for (int i = 0; i < 6 * n_head * hd; i++)
-				/* probabilities are rounded to fp16 (as llama.cpp does): 1e-3 relative */
-				ck_assert_msg(fabs(out[i] - ref[i]) < 2e-3, "threads %d window %d [%d]: %g vs %g",
-					      th, window, i, out[i], ref[i]);
-			backend_free(b);
-		}
+	for (int hd = 8; hd <= MAX_HD; hd += MAX_HD - 8)
+		for (int scalar = 0; scalar <= 1; scalar++)
+			for (int th = 1; th <= 3; th++)
+				for (int window = 0; window <= 5; window += 5) {
+					qdot_force_scalar(scalar);
+					struct backend *b = make(th, 64, N_POS, N_POS);
+					/* the last 6 queries of a 20-position sequence */
+					struct attn_params ap = { .n_head = N_HEAD, .n_head_kv = N_KV,
+								  .head_dim = hd, .pos0 = 14, .n_q = 6,
+								  .window = window, .scale = 0.35f,
+								  .kv_stride = N_KV * hd };
+					b->ops->attention(b, q, kh, vh, out, &ap);
+					naive_attention(q, k, v, ref, &ap);
+					for (int i = 0; i < 6 * N_HEAD * hd; i++)
+						/* probabilities are rounded to fp16 (as
+						 * llama.cpp does): 1e-3 relative */
+						ck_assert_msg(fabs(out[i] - ref[i]) < 2e-3,
+							      "hd %d scalar %d threads %d window %d [%d]: %g vs %g",
+							      hd, scalar, th, window, i, out[i], ref[i]);
+					backend_free(b);
+				}
+	qdot_force_scalar(false);
+}
+END_TEST
+
+/* store_fp16 (the KV cache's writes) gives fp32_to_fp16's bits on the
+ * SIMD path (F16C, 8 at a time, then a tail) and the scalar one, for
+ * ordinary values and the edges: ties, subnormals, overflow, inf, NaN. */
+START_TEST(store_fp16_bits)
+{
+	enum { N = 1003 }; /* not a multiple of 8 */
+	static float x[N];
+	static uint16_t got[N + 1];
+	unsigned seed = 3;
+	for (int i = 0; i < N; i++)
+		x[i] = frand(&seed) * 70000.0f * (i % 3 ? 1.0f : 1e-4f);
+	const uint32_t edge[] = {
+		0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u,
+		0x7f800001u,             /* signalling NaN: quieted, payload kept */
+		0x477fefffu, 0x477ff000u, /* just below / at 65520: 65504 / inf */
+		0x33000000u, 0x33000001u, /* 2^-25 (tie to 0), just above (smallest subnormal) */
+		0x387fc000u,             /* largest subnormal's neighbourhood */
+		0x3f801000u, 0x3f803000u, /* 1 + half an ulp: tie to even down, up */
+		0x00000001u,             /* fp32 subnormal */
+	};
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
+		x[N - 1 - i] = fp32_from_bits(edge[i]);
+	for (int scalar = 0; scalar <= 1; scalar++) {
+		qdot_force_scalar(scalar);
+		struct backend *b = make(1, 64, 1, 16);
+		got[N] = 0xabcd;
+		b->ops->store_fp16(b, got, x, N);
+		for (int i = 0; i < N; i++)
+			ck_assert_msg(got[i] == fp32_to_fp16(x[i]), "scalar %d [%d] %a: %#x vs %#x",
+				      scalar, i, (double)x[i], got[i], fp32_to_fp16(x[i]));
+		ck_assert_uint_eq(got[N], 0xabcd); /* writes n halves, no more */
+		backend_free(b);
+	}
+	qdot_force_scalar(false);
 }
 END_TEST
 
@@ -281,6 +333,7 @@ int main(void)
 	tcase_add_test(tc, matmul_rejects_out_of_limits);
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
+	tcase_add_test(tc, store_fp16_bits);
 	suite_add_tcase(s, tc);
 	return ck_run(s);
 }

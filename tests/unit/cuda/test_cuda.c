@@ -60,7 +60,7 @@
  *   gelu_mul bit-exact: the same fp16 table and one multiply.
  *   silu_mul 2^-19 relative (16 ulp): expf (CUDA 2 ulp, ggml's AVX2 exp
  *            ~1.5 ulp) and three roundings.
- *   add, add_bias, round_fp16: bit-exact.
+ *   add, add_bias, round_fp16, store_fp16: bit-exact.
  */
 #include <check.h>
 
@@ -573,24 +573,25 @@ static void check_attention(int n_head, int n_head_kv, int hd, int pos0, int n_q
 	const int ctx = pos0 + n_q;
 	const int64_t kv_stride = (int64_t)n_head_kv * hd + pad;
 	const size_t qn = (size_t)n_q * n_head * hd, kvn = (size_t)ctx * (size_t)kv_stride;
-	float *q = malloc(sizeof(float) * qn), *k = malloc(sizeof(float) * kvn);
-	float *v = malloc(sizeof(float) * kvn), *oc = malloc(sizeof(float) * qn);
+	float *q = malloc(sizeof(float) * qn), *oc = malloc(sizeof(float) * qn);
 	float *og = malloc(sizeof(float) * qn);
+	uint16_t *k = malloc(sizeof(uint16_t) * kvn), *v = malloc(sizeof(uint16_t) * kvn);
 	ck_assert(q && k && v && oc && og);
-	/* fp16 values, as forward.c hands them over; q spread wider so the
-	 * softmax is not flat */
+	/* q as fp16 values in floats, K and V as the cache's halves, as
+	 * forward.c hands them over; q spread wider so the softmax is not flat */
 	for (size_t i = 0; i < qn; i++)
 		q[i] = fp16_to_fp32(fp32_to_fp16(frand() * 3.0f));
 	for (size_t i = 0; i < kvn; i++) {
-		k[i] = fp16_to_fp32(fp32_to_fp16(frand()));
-		v[i] = fp16_to_fp32(fp32_to_fp16(frand()));
+		k[i] = fp32_to_fp16(frand());
+		v[i] = fp32_to_fp16(frand());
 	}
 	struct attn_params ap = { .n_head = n_head, .n_head_kv = n_head_kv, .head_dim = hd,
 				  .pos0 = pos0, .n_q = n_q, .window = window,
 				  .scale = 1.0f / sqrtf((float)hd), .kv_stride = kv_stride };
 	struct backend *cpu = make_cpu(64, n_q, ctx), *gpu = make_gpu(64, n_q, ctx);
-	float *dq = to_dev(gpu, q, sizeof(float) * qn), *dk = to_dev(gpu, k, sizeof(float) * kvn);
-	float *dv = to_dev(gpu, v, sizeof(float) * kvn), *dout;
+	float *dq = to_dev(gpu, q, sizeof(float) * qn), *dout;
+	uint16_t *dk = to_dev(gpu, k, sizeof(uint16_t) * kvn);
+	uint16_t *dv = to_dev(gpu, v, sizeof(uint16_t) * kvn);
 	struct smk_err err = { 0 };
 	ck_assert_int_eq(cuda_be_alloc(gpu, (void **)&dout, sizeof(float) * qn, &err), 0);
 	cpu->ops->attention(cpu, q, k, v, oc, &ap);
@@ -606,7 +607,7 @@ static void check_attention(int n_head, int n_head_kv, int hd, int pos0, int n_q
 			double vmax = 0;
 			for (int p = first; p <= pos; p++)
 				for (int d = 0; d < hd; d++)
-					vmax = fmax(vmax, fabs(v[p * kv_stride + (h / group) * hd + d]));
+					vmax = fmax(vmax, fabs(fp16_to_fp32(v[p * kv_stride + (h / group) * hd + d])));
 			const double tol = vmax * (1.0 / 512 + 4.0 * span * U) + 1e-30;
 			for (int d = 0; d < hd; d++) {
 				const long at = ((long)t * n_head + h) * hd + d;
@@ -639,14 +640,14 @@ static void check_attention_weights(int n_head, int n_head_kv, int pos0, int n_q
 	const int hd = 64, ctx = pos0 + n_q;
 	const int64_t kv_stride = (int64_t)n_head_kv * hd;
 	const size_t qn = (size_t)n_q * n_head * hd, kvn = (size_t)ctx * (size_t)kv_stride;
-	float *q = malloc(sizeof(float) * qn), *k = malloc(sizeof(float) * kvn);
-	float *v = calloc(kvn, sizeof(float)), *oc = malloc(sizeof(float) * qn);
+	float *q = malloc(sizeof(float) * qn), *oc = malloc(sizeof(float) * qn);
 	float *og = malloc(sizeof(float) * qn);
+	uint16_t *k = malloc(sizeof(uint16_t) * kvn), *v = calloc(kvn, sizeof(uint16_t));
 	ck_assert(q && k && v && oc && og && ctx <= hd);
 	for (size_t i = 0; i < qn; i++)
 		q[i] = fp16_to_fp32(fp32_to_fp16(frand() * 3.0f));
 	for (size_t i = 0; i < kvn; i++)
-		k[i] = fp16_to_fp32(fp32_to_fp16(frand()));
+		k[i] = fp32_to_fp16(frand());
 	struct attn_params ap = { .n_head = n_head, .n_head_kv = n_head_kv, .head_dim = hd,
 				  .pos0 = pos0, .n_q = n_q, .window = window,
 				  .scale = 0.125f, .kv_stride = kv_stride };
@@ -657,12 +658,13 @@ static void check_attention_weights(int n_head, int n_head_kv, int pos0, int n_q
 		/* one-hot rows relative to this query's first position */
 		const int pos = pos0 + t;
 		const int first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
-		memset(v, 0, sizeof(float) * kvn);
+		memset(v, 0, sizeof(uint16_t) * kvn);
 		for (int p = first; p <= pos; p++)
 			for (int g = 0; g < n_head_kv; g++)
-				v[p * kv_stride + g * hd + (p - first)] = 1.0f;
-		float *dq = to_dev(gpu, q, sizeof(float) * qn), *dk = to_dev(gpu, k, sizeof(float) * kvn);
-		float *dv = to_dev(gpu, v, sizeof(float) * kvn), *dout;
+				v[p * kv_stride + g * hd + (p - first)] = 0x3c00; /* 1.0 */
+		float *dq = to_dev(gpu, q, sizeof(float) * qn), *dout;
+		uint16_t *dk = to_dev(gpu, k, sizeof(uint16_t) * kvn);
+		uint16_t *dv = to_dev(gpu, v, sizeof(uint16_t) * kvn);
 		struct smk_err err = { 0 };
 		ck_assert_int_eq(cuda_be_alloc(gpu, (void **)&dout, sizeof(float) * qn, &err), 0);
 		cpu->ops->attention(cpu, q, k, v, oc, &ap);
@@ -796,7 +798,22 @@ START_TEST(gelu_silu_add_bias)
 	memset(&s, 0, sizeof(s));
 	for (int i = 0; i < n; i++)
 		stat_add(&s, r[i], fp16_to_fp32(fp32_to_fp16(g[i])), 0, i);
-	stat_check(&s, "round_fp16", "KV cache values");
+	stat_check(&s, "round_fp16", "the query's fp16 values");
+
+	/* the KV cache's store: fp32_to_fp16's bits (du is reused for n
+	 * halves; the edges above included) */
+	uint16_t *hb = malloc(sizeof(uint16_t) * n);
+	ck_assert(hb);
+	gpu->ops->store_fp16(gpu, (uint16_t *)du, dg, n);
+	from_dev(gpu, hb, du, sizeof(uint16_t) * n);
+	memset(&s, 0, sizeof(s));
+	for (int i = 0; i < n; i++)
+		stat_add(&s, fp16_to_fp32(hb[i]), fp16_to_fp32(fp32_to_fp16(g[i])), 0, i);
+	stat_check(&s, "store_fp16", "KV cache halves");
+	for (int i = 0; i < n; i++)
+		ck_assert_msg(hb[i] == fp32_to_fp16(g[i]), "store_fp16 [%d] %a: %#x vs %#x", i,
+			      (double)g[i], hb[i], fp32_to_fp16(g[i]));
+	free(hb);
 
 	/* Gemma's query scaling: one float multiplication, as the CPU's */
 	ck_assert_int_eq(cuda_be_upload(gpu, dg, g, sizeof(float) * n, &err), 0);
@@ -863,7 +880,7 @@ START_TEST(errors_are_reported)
 	/* a head_dim the attention kernel does not take */
 	struct attn_params ap = { .n_head = 1, .n_head_kv = 1, .head_dim = 1024, .pos0 = 0,
 				  .n_q = 1, .scale = 1.0f, .kv_stride = 1024 };
-	gpu->ops->attention(gpu, d, d, d, d + 2048, &ap);
+	gpu->ops->attention(gpu, d, (const uint16_t *)d, (const uint16_t *)d, d + 2048, &ap);
 	ck_assert_int_eq(cuda_be_sync(gpu, &err), -EINVAL);
 	cuda_be_free(gpu, d);
 	backend_free(gpu);
