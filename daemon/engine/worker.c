@@ -3,6 +3,8 @@
  * round), stop strings, statistics. */
 #include "engine/worker.h"
 
+#include "arch/kvpool.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,7 +14,8 @@
 /* What a sequence owns from admission to its end. */
 struct worker_seq {
 	struct worker_job *job;
-	struct kvcache *kv;
+	struct kvcache *kv;            /* &kv_at: its memory is the job's pool extent */
+	struct kvcache kv_at;
 	struct sampler *smp;
 	int32_t *hist;                 /* prompt then generated tokens */
 	int n_hist;
@@ -43,12 +46,14 @@ struct worker {
 	struct worker_job *q_head, *q_tail;
 	int q_len;
 	int n_active;
-	uint64_t kv_used;
+	uint64_t kv_used;              /* the admitted jobs' kv_bytes */
+	struct kvpool *pool;           /* where their caches lie in kv_mem */
 	bool accepting;
 	bool cancel_all;
 	bool quit;
 	struct worker_stats st;
 	/* Worker thread only. */
+	void *kv_mem;                  /* the pool's region, backend memory */
 	struct worker_seq **active;
 	struct fwd_item *items;        /* one round's batch, max_active entries */
 	struct worker_seq **item_seq;  /* the sequence of each item */
@@ -94,13 +99,37 @@ uint64_t worker_job_kv_bytes(const struct worker *w, int n_ctx)
 	return kvcache_bytes(w->e->model, n_ctx);
 }
 
+/* ---- the KV pool ----
+ *
+ * A job's cache is one pool extent: K at its start, V one aligned half
+ * further, so both halves start on KVPOOL_ALIGN boundaries. */
+
+static uint64_t job_v_offset(const struct worker_job *j)
+{
+	return kvpool_round(j->kv_bytes / 2);
+}
+
+static uint64_t job_pool_bytes(const struct worker_job *j)
+{
+	return 2 * job_v_offset(j);
+}
+
+/* Bytes of the pool's region for a budget: whatever the rounding of the
+ * halves, a job of kv_bytes <= budget takes 2 * round(kv_bytes / 2) <=
+ * round(budget) + KVPOOL_ALIGN bytes, so one such job always fits the
+ * empty pool (what lets a job admitted by the budget never wait forever). */
+static uint64_t pool_region_bytes(uint64_t budget)
+{
+	return kvpool_round(budget) + KVPOOL_ALIGN;
+}
+
 /* ---- sequences ---- */
 
 static void seq_free(struct worker_seq *s)
 {
 	if (!s)
 		return;
-	kvcache_free(s->kv);
+	/* s->kv is kv_at, over pool memory that job_finish returns */
 	sampler_free(s->smp);
 	free(s->hist);
 	free(s->hold);
@@ -108,7 +137,8 @@ static void seq_free(struct worker_seq *s)
 	free(s);
 }
 
-/* Everything a sequence needs, allocated once here. */
+/* Everything a sequence needs, allocated once here; its KV cache lies in
+ * the pool extent admission gave the job (job->kv_off). */
 static int seq_new(struct worker *w, struct worker_job *job, struct worker_seq **out,
 		   struct smk_err *err)
 {
@@ -118,10 +148,13 @@ static int seq_new(struct worker *w, struct worker_job *job, struct worker_seq *
 		return smk_fail(err, -ENOMEM, "out of memory for a sequence");
 	s->job = job;
 	int n_ctx = job->n_prompt + job->max_tokens;
+	char *k_mem = (char *)w->kv_mem + job->kv_off;
 	int rc;
-	if ((rc = kvcache_new(&s->kv, e->model, n_ctx, e->be, err)) ||
+	if ((rc = kvcache_init_at(&s->kv_at, e->model, n_ctx, e->be, k_mem,
+				  k_mem + job_v_offset(job), err)) ||
 	    (rc = sampler_new(&s->smp, e->model->hp.n_vocab, &job->sp, err)))
 		goto fail;
+	s->kv = &s->kv_at;
 	for (int i = 0; i < job->n_stop; i++) {
 		size_t l = strlen(job->stop[i]);
 		if (l > s->max_stop)
@@ -371,6 +404,15 @@ static void run_round(struct worker *w, struct smk_err *err)
 
 /* ---- the thread ---- */
 
+/* Return an admitted job's pool extent; under the lock. */
+static void release_extent(struct worker *w, struct worker_job *j)
+{
+	/* It was placed at admission and is released once: a failure here
+	 * is the worker's own bug, and would leak the extent for good. */
+	if (kvpool_release(w->pool, j->kv_off))
+		abort();
+}
+
 /* Report a job's end; called without the lock.  The stats are updated
  * first, under the lock, so that a client that sees its answer also sees it
  * counted. */
@@ -395,6 +437,7 @@ static void job_finish(struct worker *w, struct worker_job *j, struct worker_seq
 	if (s) {
 		w->n_active--;
 		w->kv_used -= j->kv_bytes;
+		release_extent(w, j);
 		st->prompt_tokens += (uint64_t)s->n_fed;
 		st->gen_tokens += (uint64_t)s->n_gen;
 		if (s->n_gen)
@@ -442,8 +485,15 @@ static void *worker_main(void *arg)
 			struct worker_job *j = *pp;
 			bool drop = w->cancel_all || atomic_load(&j->cancel) ||
 				    (j->deadline > 0 && engine_now() > j->deadline);
+			/* Within the budget, the cache must also find a free
+			 * extent of the pool: when the free bytes are split
+			 * between running caches, the job waits as an
+			 * over-budget one does, until enough of them end.  (With
+			 * nothing running the pool is one extent that holds any
+			 * job the budget admits: pool_region_bytes.) */
 			if (!drop && (blocked || w->n_active >= w->o.max_active ||
-				      w->kv_used + j->kv_bytes > w->o.kv_budget)) {
+				      w->kv_used + j->kv_bytes > w->o.kv_budget ||
+				      kvpool_alloc(w->pool, job_pool_bytes(j), &j->kv_off))) {
 				blocked = true;
 				prev = j;
 				pp = &j->next;
@@ -486,6 +536,7 @@ static void *worker_main(void *arg)
 				pthread_mutex_lock(&w->lock);
 				w->n_active--;
 				w->kv_used -= j->kv_bytes;
+				release_extent(w, j);
 				pthread_mutex_unlock(&w->lock);
 				job_finish(w, j, NULL, WORKER_FINISH_ERROR, &err);
 				continue;
@@ -542,6 +593,11 @@ int worker_new(struct worker **out, struct engine *e, const struct worker_opts *
 	if (o->max_active < 1 || o->queue_cap < 0)
 		return smk_fail(err, -EINVAL, "worker: max_active %d / queue %d out of range",
 				o->max_active, o->queue_cap);
+	/* the config caps limits.kv_budget at 2^50; this keeps the region's
+	 * size (and size_t) from overflowing whatever the caller passes */
+	if (o->kv_budget == 0 || o->kv_budget > (UINT64_C(1) << 56))
+		return smk_fail(err, -EINVAL, "worker: KV budget of %llu bytes out of range",
+				(unsigned long long)o->kv_budget);
 	struct worker *w = calloc(1, sizeof(*w));
 	if (!w)
 		return smk_fail(err, -ENOMEM, "worker: out of memory");
@@ -552,12 +608,22 @@ int worker_new(struct worker **out, struct engine *e, const struct worker_opts *
 	w->items = calloc((size_t)o->max_active, sizeof(*w->items));
 	w->item_seq = calloc((size_t)o->max_active, sizeof(*w->item_seq));
 	w->ended = calloc((size_t)o->max_active, sizeof(*w->ended));
+	int rc = 0;
 	if (!w->active || !w->items || !w->item_seq || !w->ended) {
-		free(w->items);
-		free(w->item_seq);
-		free(w->ended);
-		free(w);
-		return smk_fail(err, -ENOMEM, "worker: out of memory");
+		rc = smk_fail(err, -ENOMEM, "worker: out of memory");
+		goto fail;
+	}
+	/* Every KV cache the worker will ever hold, allocated now: admitting
+	 * a request then only places it in the pool (no device allocation,
+	 * and so no device synchronisation, while serving). */
+	const uint64_t region = pool_region_bytes(o->kv_budget);
+	struct smk_err e_alloc = { 0 };
+	if ((rc = kvpool_new(&w->pool, region, o->max_active, err)))
+		goto fail;
+	if ((rc = backend_alloc(e->be, &w->kv_mem, (size_t)region, &e_alloc))) {
+		rc = smk_fail(err, rc, "limits.kv_budget: cannot allocate its %llu bytes of KV cache "
+			      "at start (%s); lower it", (unsigned long long)o->kv_budget, e_alloc.msg);
+		goto fail;
 	}
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
@@ -566,18 +632,27 @@ int worker_new(struct worker **out, struct engine *e, const struct worker_opts *
 	histo_init(&w->st.queue_wait, ttft_le, (int)(sizeof(ttft_le) / sizeof(double)));
 	histo_init(&w->st.tpot, tpot_le, (int)(sizeof(tpot_le) / sizeof(double)));
 	histo_init(&w->st.duration, dur_le, (int)(sizeof(dur_le) / sizeof(double)));
-	int rc = pthread_create(&w->thread, NULL, worker_main, w);
+	rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc) {
-		free(w->active);
-		free(w->items);
-		free(w->item_seq);
-		free(w->ended);
-		free(w);
-		return smk_fail(err, -rc, "worker: cannot start the thread: %s", strerror(rc));
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->wake);
+		pthread_cond_destroy(&w->idle);
+		rc = smk_fail(err, -rc, "worker: cannot start the thread: %s", strerror(rc));
+		goto fail;
 	}
 	w->started = true;
 	*out = w;
 	return 0;
+fail:
+	if (w->kv_mem)
+		backend_free_mem(e->be, w->kv_mem);
+	kvpool_free(w->pool);
+	free(w->active);
+	free(w->items);
+	free(w->item_seq);
+	free(w->ended);
+	free(w);
+	return rc;
 }
 
 int worker_submit(struct worker *w, struct worker_job *j, struct smk_err *err)
@@ -679,6 +754,10 @@ void worker_free(struct worker *w)
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->wake);
 	pthread_cond_destroy(&w->idle);
+	/* every sequence has ended (drained above): no op reads the region */
+	if (w->kv_mem)
+		backend_free_mem(w->e->be, w->kv_mem);
+	kvpool_free(w->pool);
 	free(w->active);
 	free(w->items);
 	free(w->item_seq);

@@ -3,10 +3,13 @@
  * The HTTP threads never compute: they validate and tokenise a request, then
  * submit a job here with callbacks.  The worker thread admits jobs from a
  * bounded FIFO queue into at most `max_active` sequences, allocating each
- * sequence's KV cache, sampler and buffers at admission (never per token)
- * under a byte budget for all KV caches together; a job whose cache does not
- * fit waits at the head of the queue (no overtaking, so a big request cannot
- * starve).  Every round takes all active sequences one step forward in ONE
+ * sequence's sampler and buffers at admission (never per token) under a
+ * byte budget for all KV caches together.  The caches themselves lie in one
+ * region of kv_budget bytes of backend memory allocated when the worker
+ * starts (arch/kvpool.h places them first fit), so admission allocates no
+ * device memory.  A job whose cache does not fit the budget, or finds no
+ * free extent of the region large enough, waits at the head of the queue
+ * (no overtaking, so a big request cannot starve).  Every round takes all active sequences one step forward in ONE
  * batched forward pass (forward_run_batch): each decoding sequence feeds one
  * token, and prompts fill the rest of the engine's n_batch tokens in chunks.
  * Each weight block is therefore acquired once per round for the whole batch
@@ -110,12 +113,15 @@ struct worker_job {
 	struct worker_seq *seq;
 	double t_submit;
 	uint64_t kv_bytes;
+	uint64_t kv_off;               /* its cache's place in the KV pool, once admitted */
 };
 
 struct worker_opts {
 	int max_active;                /* sequences at once (>= 1) */
 	int queue_cap;                 /* waiting jobs (>= 0) */
-	uint64_t kv_budget;            /* bytes of KV cache over all sequences */
+	uint64_t kv_budget;            /* bytes of KV cache over all sequences,
+					* allocated by worker_new in the engine's
+					* backend (1..2^56) */
 };
 
 /* Histograms with fixed upper bounds (Prometheus semantics: count[i] counts
@@ -141,9 +147,12 @@ struct worker_stats {
 
 struct worker;
 
-/* Start the thread.  e stays owned by the caller and must outlive the
- * worker; from now on only the worker thread uses it (the tokenizer, which is
- * immutable, excepted).  *out owned by the caller (worker_free). */
+/* Allocate the KV pool's region (kv_budget bytes and under 512 more for
+ * alignment, in e's backend) and start the thread.  e stays owned by the
+ * caller and must outlive the worker; from now on only the worker thread
+ * uses it (the tokenizer, which is immutable, excepted).  *out owned by the
+ * caller (worker_free).  -ENOMEM with err naming limits.kv_budget when the
+ * region cannot be allocated. */
 int worker_new(struct worker **out, struct engine *e, const struct worker_opts *o,
 	       struct smk_err *err);
 
