@@ -4,6 +4,7 @@
 
 #include "compute/backend.h"
 #include "compute/cpu/threadpool.h"
+#include "util/fp16.h"
 
 struct cpu_backend {
 	struct backend base;
@@ -23,6 +24,22 @@ int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n
 /* k, v: the F16 KV cache's halves (backend.h's attention op) */
 void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
 		   float *out, const struct attn_params *ap);
+
+/* Half -> float, equal to fp16_to_fp32 for every input (NaN quieted the
+ * same way) but without branches, so that the compiler vectorises it (the
+ * attention's scalar path on CPUs without F16C).  The half's exponent and
+ * mantissa, shifted into a float's fields, are the value times 2^-112 -
+ * exactly, subnormal halves becoming float subnormals - and one
+ * multiplication by 2^112 (exact) restores it; all-ones exponents (inf,
+ * NaN) are set apart. */
+static inline float cpu_h2f(uint16_t h)
+{
+	const uint32_t em = h & 0x7fffu;
+	uint32_t x = fp32_to_bits(fp32_from_bits(em << 13) * 0x1p112f);
+	x |= em >= 0x7c00u ? 0x7f800000u : 0;
+	x |= em > 0x7c00u ? 0x400000u : 0;
+	return fp32_from_bits(x | (uint32_t)(h & 0x8000u) << 16);
+}
 
 /* Split [0, total) into nth nearly equal parts; part ith is [*lo, *hi). */
 static inline void cpu_share(int64_t total, int ith, int nth, int64_t *lo, int64_t *hi)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "compute/backend.h"
+#include "compute/cpu/cpu_backend.h"
 #include "compute/cpu/qdot.h"
 #include "compute/cpu/threadpool.h"
 #include "model/qtype.h"
@@ -323,6 +324,17 @@ START_TEST(store_fp16_bits)
 }
 END_TEST
 
+/* The branch-free half -> float of the attention's scalar path (CPUs
+ * without F16C) equals fp16_to_fp32 on all 65536 halves, bit for bit. */
+START_TEST(h2f_is_exact)
+{
+	for (uint32_t h = 0; h < 65536; h++)
+		ck_assert_msg(fp32_to_bits(cpu_h2f((uint16_t)h)) == fp32_to_bits(fp16_to_fp32((uint16_t)h)),
+			      "%#x: %#x vs %#x", h, fp32_to_bits(cpu_h2f((uint16_t)h)),
+			      fp32_to_bits(fp16_to_fp32((uint16_t)h)));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cpu_backend");
@@ -334,6 +346,7 @@ int main(void)
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
 	tcase_add_test(tc, store_fp16_bits);
+	tcase_add_test(tc, h2f_is_exact);
 	suite_add_tcase(s, tc);
 	return ck_run(s);
 }
