@@ -587,6 +587,20 @@ static void *worker_main(void *arg)
 
 /* ---- public ---- */
 
+/* What worker_new allocated: the KV region and its pool, the batch arrays,
+ * the worker itself (the thread, locks and sequences are gone by then). */
+static void worker_free_memory(struct worker *w)
+{
+	if (w->kv_mem)
+		backend_free_mem(w->e->be, w->kv_mem);
+	kvpool_free(w->pool);
+	free(w->active);
+	free(w->items);
+	free(w->item_seq);
+	free(w->ended);
+	free(w);
+}
+
 int worker_new(struct worker **out, struct engine *e, const struct worker_opts *o,
 	       struct smk_err *err)
 {
@@ -644,14 +658,7 @@ int worker_new(struct worker **out, struct engine *e, const struct worker_opts *
 	*out = w;
 	return 0;
 fail:
-	if (w->kv_mem)
-		backend_free_mem(e->be, w->kv_mem);
-	kvpool_free(w->pool);
-	free(w->active);
-	free(w->items);
-	free(w->item_seq);
-	free(w->ended);
-	free(w);
+	worker_free_memory(w);
 	return rc;
 }
 
@@ -755,14 +762,7 @@ void worker_free(struct worker *w)
 	pthread_cond_destroy(&w->wake);
 	pthread_cond_destroy(&w->idle);
 	/* every sequence has ended (drained above): no op reads the region */
-	if (w->kv_mem)
-		backend_free_mem(w->e->be, w->kv_mem);
-	kvpool_free(w->pool);
-	free(w->active);
-	free(w->items);
-	free(w->item_seq);
-	free(w->ended);
-	free(w);
+	worker_free_memory(w);
 }
 
 void worker_get_stats(struct worker *w, struct worker_stats *out)
