@@ -11,7 +11,7 @@ kernels, for trying this script on a machine without a GPU, with a tiny
 model):
   1. /stats names the backend, and its gpu_memory split;
   2. a greedy completion (temperature 0) equals the CPU backend's offline
-     greedy text (SMOKE_BACKEND=cpu, --threads 1 with the scalar kernels,
+     greedy text (SMOKE_BACKEND=cpu with the scalar kernels,
      the sums the CUDA kernels reproduce: docs/cuda.md "Numerics"; and the
      default SIMD kernels, reported);
   3. four concurrent streamed requests each get the single request's text
@@ -82,7 +82,7 @@ def offline_cpu(smoked, model, prompt, n, scalar):
     if scalar:
         env["SMOKE_NO_SIMD"] = "1"
     out = subprocess.run([smoked, "--model", model, "--prompt", prompt, "-n", str(n), "--temp", "0",
-                          "--threads", "1" if scalar else "0"],
+                          "--threads", "0"],
                          capture_output=True, text=True, timeout=900, env=env)
     if out.returncode != 0:
         raise RuntimeError("offline CPU run: " + out.stderr[-500:])
