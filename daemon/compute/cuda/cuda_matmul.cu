@@ -391,19 +391,15 @@ struct act_fmt {
 	bool with_sum;
 };
 
+/* Read from the weight type's qd<T> (cuda_qdot.cuh), the one place that
+ * pairs each type with its activation block. */
 static void act_format(uint32_t wtype, struct act_fmt *f)
 {
-	switch (wtype) {
-	case QTYPE_Q4_1: case QTYPE_Q5_1:
-		*f = act_fmt{ 32, 36, QD_Q8_1_QS, true };
-		break;
-	case QTYPE_Q2_K: case QTYPE_Q3_K: case QTYPE_Q4_K: case QTYPE_Q5_K: case QTYPE_Q6_K:
-		*f = act_fmt{ 256, 292, QD_Q8_K_QS, false };
-		break;
-	default: /* Q4_0, Q5_0, Q8_0 */
-		*f = act_fmt{ 32, 34, QD_Q8_0_QS, false };
-		break;
-	}
+#define AF_CALL(T)                                                             \
+	*f = act_fmt{ qd<T>::block_elems, qd<T>::act_block_bytes, qd<T>::act_qs, \
+		      (int)qd<T>::act_type == (int)QTYPE_Q8_1 };
+	QD_DISPATCH(wtype, AF_CALL)
+#undef AF_CALL
 }
 
 /* The checks both weight readers need: a type we decode, rows that are
@@ -455,8 +451,11 @@ extern "C" int cuda_matmul(const struct cuda_ctx *c, const struct wtensor *w, co
 
 	/* Quantise the activations into c->act (the CPU's format for this
 	 * weight type), then the products; both on the stream, in order. */
-	struct act_fmt f;
+	struct act_fmt f = { 0, 0, 0, false };
 	act_format(w->type, &f);
+	if (!f.elems) /* check_weights lets no such type through */
+		return smk_fail(err, -EINVAL, "matmul: no activation format for %s",
+				qtype_name(w->type));
 	const uint64_t act_row = (uint64_t)(w->ne0 / f.elems) * (uint64_t)f.bytes;
 	if (!c->act || act_row * (uint64_t)n > c->act_bytes)
 		return smk_fail(err, -EINVAL, "matmul: %d rows of %lld values need %llu bytes of quantised activations; the context reserved %zu (cuda_matmul_reserve)",
