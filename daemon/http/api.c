@@ -549,12 +549,18 @@ const char *api_finish_reason(enum worker_finish f)
 
 /* ---- responses ---- */
 
+/* Token id's bytes into buf (at most PIECE_MAX of them); returns how many. */
+#define PIECE_MAX 256
+static size_t piece_bytes(struct server *s, int32_t id, char buf[PIECE_MAX])
+{
+	size_t n = tokenizer_piece(s->e->tok, id, false, buf, PIECE_MAX);
+	return n > PIECE_MAX ? PIECE_MAX : n;
+}
+
 static json_t *piece_json(struct server *s, int32_t id, json_t **bytes)
 {
-	char buf[256];
-	size_t n = tokenizer_piece(s->e->tok, id, false, buf, sizeof(buf));
-	if (n > sizeof(buf))
-		n = sizeof(buf);
+	char buf[PIECE_MAX];
+	size_t n = piece_bytes(s, id, buf);
 	if (bytes) {
 		*bytes = json_array();
 		for (size_t i = 0; i < n; i++)
@@ -570,14 +576,12 @@ static json_t *piece_json(struct server *s, int32_t id, json_t **bytes)
  * and one would overwrite the other. */
 static json_t *piece_name(struct server *s, int32_t id)
 {
-	char buf[256];
-	size_t n = tokenizer_piece(s->e->tok, id, false, buf, sizeof(buf));
-	if (n > sizeof(buf))
-		n = sizeof(buf);
+	char buf[PIECE_MAX];
+	size_t n = piece_bytes(s, id, buf);
 	json_t *j = memchr(buf, 0, n) ? NULL : json_stringn(buf, n);
 	if (j)
 		return j;
-	char name[6 + 4 * sizeof(buf) + 1];
+	char name[6 + 4 * PIECE_MAX + 1];
 	size_t o = (size_t)snprintf(name, sizeof(name), "bytes:");
 	for (size_t i = 0; i < n; i++)
 		o += (size_t)snprintf(name + o, sizeof(name) - o, "\\x%02x", (unsigned char)buf[i]);
