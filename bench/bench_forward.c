@@ -83,7 +83,7 @@ int main(int argc, char **argv)
 	if (pp > 0) {
 		for (int r = 0; r < reps; r++) {
 			kv->n_pos = 0;
-			double t0 = engine_now();
+			double t0 = smk_now();
 			for (int i = 0; i < pp; i += e->n_batch) {
 				int n = pp - i < e->n_batch ? pp - i : e->n_batch;
 				if (forward_run(e->fwd, kv, tok + i, n, i + n == pp ? 1 : 0, &logits, &err)) {
@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 					return 1;
 				}
 			}
-			v[r] = pp / (engine_now() - t0);
+			v[r] = pp / (smk_now() - t0);
 		}
 		stats(v, reps, &mean, &sd);
 		printf("smoke pp%d t/s %.2f %.2f\n", pp, mean, sd);
@@ -99,14 +99,14 @@ int main(int argc, char **argv)
 	if (tg > 0) {
 		for (int r = 0; r < reps; r++) {
 			kv->n_pos = 0;
-			double t0 = engine_now();
+			double t0 = smk_now();
 			for (int i = 0; i < tg; i++) {
 				if (forward_run(e->fwd, kv, tok + i, 1, 1, &logits, &err)) {
 					fprintf(stderr, "bench_forward: %s\n", err.msg);
 					return 1;
 				}
 			}
-			v[r] = tg / (engine_now() - t0);
+			v[r] = tg / (smk_now() - t0);
 		}
 		stats(v, reps, &mean, &sd);
 		printf("smoke tg%d t/s %.2f %.2f\n", tg, mean, sd);

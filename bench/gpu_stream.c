@@ -81,7 +81,7 @@ static int on_token(void *ctx, const char *text, size_t len, int32_t token)
 		wstore_get_stats(m->e->ws, &m->r->a);
 		if (m->e->wdev && m->e->wdev->times)
 			m->e->wdev->times(m->e->wdev->ctx, &m->r->ta);
-		m->t_first = engine_now();
+		m->t_first = smk_now();
 	}
 	if (m->r->n_ids < MAX_GEN)
 		m->r->ids[m->r->n_ids++] = token;
@@ -150,7 +150,7 @@ static int measure(const struct gopts *go, enum engine_backend backend, uint64_t
 	r->n_ids = 0;
 	if ((rc = one_gen(e, go, &mk, err)))
 		goto out;
-	double t_end = engine_now();
+	double t_end = smk_now();
 	wstore_get_stats(e->ws, &r->b);
 	if (e->wdev && e->wdev->times)
 		e->wdev->times(e->wdev->ctx, &r->tb);
@@ -191,9 +191,9 @@ static int prefill_rate(const struct gopts *go, enum engine_backend backend, con
 		if ((rc = kvcache_new(&kv, e->model, e->n_ctx, e->be, err)))
 			break;
 		const float *lg;
-		const double t0 = engine_now();
+		const double t0 = smk_now();
 		rc = forward_run(e->fwd, kv, tok, n, 1, &lg, err);
-		t = engine_now() - t0;
+		t = smk_now() - t0;
 		kvcache_free(kv);
 	}
 	engine_close(e);

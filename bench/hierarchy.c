@@ -98,7 +98,7 @@ static int on_token(void *ctx, const char *text, size_t len, int32_t token)
 	if (token >= 0 && !m->seen) {
 		m->seen = true;
 		wstore_get_stats(m->e->ws, m->at);
-		*m->t = engine_now();
+		*m->t = smk_now();
 	}
 	return 0;
 }
@@ -149,7 +149,7 @@ static int measure(const struct bopts *bo, const struct wstore_opts *wo, struct 
 	struct mark mk = { .e = e, .at = &r->a, .t = &t_first };
 	if ((rc = one_gen(e, bo->n, &mk, &g, err)))
 		goto out;
-	double t_end = engine_now();
+	double t_end = smk_now();
 	wstore_get_stats(e->ws, &r->b);
 	r->n_dec = g - 1;
 	r->wall = t_end - t_first;
@@ -215,7 +215,7 @@ static int read_pass(const char *path, enum rmode mode, const struct extent *x, 
 		}
 	}
 	uint64_t bytes = 0;
-	double c0 = cpu_seconds(), t0 = engine_now();
+	double c0 = cpu_seconds(), t0 = smk_now();
 	int rc = 0;
 	for (int i = 0; i < n && !rc; i++) {
 		if (mode == RM_MMAP) {
@@ -228,7 +228,7 @@ static int read_pass(const char *path, enum rmode mode, const struct extent *x, 
 		}
 		bytes += x[i].n;
 	}
-	double t1 = engine_now(), c1 = cpu_seconds();
+	double t1 = smk_now(), c1 = cpu_seconds();
 	if (map)
 		munmap(map, (size_t)sb.st_size);
 	close(fd);
@@ -273,7 +273,7 @@ static double disk_read(const char *path, uint64_t limit, int streams, size_t re
 	struct dreader d[2];
 	pthread_t th[2];
 	uint64_t part = limit / (uint64_t)streams / 4096 * 4096;
-	double t0 = engine_now();
+	double t0 = smk_now();
 	for (int i = 0; i < streams; i++) {
 		d[i] = (struct dreader){ path, (uint64_t)i * part, part, 0, req };
 		if (pthread_create(&th[i], NULL, dreader_main, &d[i]))
@@ -284,7 +284,7 @@ static double disk_read(const char *path, uint64_t limit, int streams, size_t re
 		pthread_join(th[i], NULL);
 		done += d[i].done;
 	}
-	double t = engine_now() - t0;
+	double t = smk_now() - t0;
 	return t > 0 ? done / t : 0;
 }
 

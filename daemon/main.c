@@ -1,24 +1,24 @@
 /* smoked - the smoke inference daemon.
  *
- * Without an offline mode flag it serves HTTP (http/server.c).  Offline:
+ * Without an offline mode flag it serves HTTP (serve/serve.c).  Offline:
  * `smoked --model PATH --prompt TEXT` runs one generation and exits; the
  * continuation goes to stdout as it is generated and nothing else does;
  * speeds and diagnostics go to stderr.  `--perplexity FILE` and `--dump` as
- * before.  The command line and the config file are parsed in config/cli.c.
+ * before.  The command line and the config file are parsed in serve/cli.c.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+
 #include <unistd.h>
 
-#include "config/cli.h"
 #include "engine/engine.h"
-#include "http/server.h"
-#include "model/gguf.h"
-#include "model/hf_model.h"
+#include "formats/model_file.h"
+#include "serve/cli.h"
+#include "serve/options.h"
+#include "serve/serve.h"
 
 static int emit_stdout(void *ctx, const char *text, size_t len, int32_t token)
 {
@@ -134,13 +134,13 @@ static int run_perplexity(struct engine *e, const struct cli *c, struct smk_err 
 	free(text);
 	if (rc)
 		return rc;
-	double ppl, t0 = engine_now();
+	double ppl, t0 = smk_now();
 	int n_scored, n_chunks;
 	rc = engine_perplexity(e, ids, n_ids, c->ppl_ctx, &ppl, &n_scored, &n_chunks, err);
 	free(ids);
 	if (rc)
 		return rc;
-	double dt = engine_now() - t0;
+	double dt = smk_now() - t0;
 	printf("%.6f\n", ppl);
 	fprintf(stderr, "smoked: perplexity %.4f over %d chunks of %d (%d tokens scored, %d in file), %.1f s (%.1f tok/s)\n",
 		ppl, n_chunks, c->ppl_ctx, n_scored, n_ids, dt, n_chunks * c->ppl_ctx / dt);
@@ -154,9 +154,7 @@ static int run_offline(struct cli *c, const char *model_path)
 		/* A Hugging Face directory dumps as the GGUF keys and tensors
 		 * it translates into: what the model loader will see. */
 		struct gguf *g;
-		struct stat st;
-		bool dir = stat(model_path, &st) == 0 && S_ISDIR(st.st_mode);
-		if (dir ? hf_open(&g, model_path, &err) : gguf_open(&g, model_path, &err)) {
+		if (model_file_open(&g, model_path, &err)) {
 			fprintf(stderr, "smoked: %s\n", err.msg);
 			return 1;
 		}
@@ -168,29 +166,24 @@ static int run_offline(struct cli *c, const char *model_path)
 		fprintf(stderr, "smoked: %s\n", err.msg);
 		return 2;
 	}
-	struct wstore_opts wo;
-	struct engine_opts eo = {
-		.model_path = model_path, .n_threads = c->cfg.model.threads,
-		.n_ctx = c->cfg.model.context, .n_batch = c->cfg.model.batch,
-		.weights = engine_weights_from_config(&wo, &c->cfg) ? &wo : NULL,
-		.dtype = (enum convert_dtype)c->cfg.memory.default_dtype,
-		.gpu_id = c->cfg.device.gpu_id, .num_gpus = c->cfg.device.num_gpus,
-	};
+	struct run_options ro;
+	options_from_config(&ro, &c->cfg, model_path, OPTIONS_OFFLINE);
+	struct engine_opts *eo = &ro.engine;
 	if (c->mode == CLI_PERPLEXITY) {
-		eo.n_batch = eo.n_batch > 0 ? eo.n_batch : 64;
-		eo.max_logits = eo.n_batch;
-		if (eo.n_ctx < c->ppl_ctx)
-			eo.n_ctx = c->ppl_ctx;
+		eo->n_batch = eo->n_batch > 0 ? eo->n_batch : 64;
+		eo->max_logits = eo->n_batch;
+		if (eo->n_ctx < c->ppl_ctx)
+			eo->n_ctx = c->ppl_ctx;
 	}
 	struct engine *e;
-	double t0 = engine_now();
-	if (engine_open(&e, &eo, &err)) {
+	double t0 = smk_now();
+	if (engine_open(&e, eo, &err)) {
 		fprintf(stderr, "smoked: %s\n", err.msg);
 		return 1;
 	}
 	fprintf(stderr, "smoked: loaded %s (%s, %d layers, %.1f MiB of weights) in %.2f s, %d threads\n",
 		model_path, e->model->name, e->model->hp.n_layer,
-		(double)e->model->weight_bytes / (1 << 20), engine_now() - t0,
+		(double)e->model->weight_bytes / (1 << 20), smk_now() - t0,
 		e->be->limits.n_threads);
 	fprintf(stderr, "smoked: %s\n", e->backend_note);
 	int rc = c->mode == CLI_PERPLEXITY ? run_perplexity(e, c, &err) : run_prompt(e, c, &err);
@@ -215,10 +208,11 @@ int main(int argc, char **argv)
 	}
 	if (c.mode == CLI_DONE)
 		return 0;
-	if (c.mode == CLI_SERVE)
-		return server_run(&c.cfg);
+	/* The one place the model path is resolved, for both modes. */
 	char model_buf[CONFIG_PATH_MAX];
 	const char *model = c.cfg.model.path[0] ? c.cfg.model.path
 						: cli_default_model(model_buf, sizeof(model_buf));
+	if (c.mode == CLI_SERVE)
+		return serve_run(&c.cfg, model);
 	return run_offline(&c, model);
 }

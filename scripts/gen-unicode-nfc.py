@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate daemon/model/unicode_nfc.c: the tables of Unicode NFC as Hugging Face
+"""Generate daemon/unicode/unicode_nfc.c: the tables of Unicode NFC as Hugging Face
 `tokenizers` applies it (the "NFC" normaliser of Qwen2-style tokenizer.json).
 
 Why not simply Python's unicodedata: `tokenizers` normalises with the Rust crate
@@ -21,7 +21,7 @@ Tables (see unicode.h):
   unicode_decomp[]      {cp, offset << 3 | length} into unicode_decomp_cps[], sorted
   unicode_comp[]        {first, second, composite}, sorted by (first, second)
 
-Usage: gen-unicode-nfc.py --out daemon/model/unicode_nfc.c
+Usage: gen-unicode-nfc.py --out daemon/unicode/unicode_nfc.c
 Needs the `tokenizers` package (e.g. /root/.cache/smoke-torch-venv/bin/python).
 """
 import argparse
@@ -198,7 +198,7 @@ def main():
           " * %s, %d combining marks that tokenizers does not know given class 0);\n"
           " * see unicode.h for the layout. */\n" % (
               __import__("tokenizers").__version__, ud.unidata_version, n_old))
-        w('#include "model/unicode.h"\n\n')
+        w('#include "unicode/unicode.h"\n\n')
 
         def arr(decl, items, per):
             w(decl + " = {\n")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make-hf-tokenizer-fixtures.py - small Hugging Face tokenizers and their ids.
 
-The reference for daemon/model/tokenizer_json.c (tokenizer.json -> GGUF keys ->
+The reference for daemon/formats/hf/tokenizer_json.c (tokenizer.json -> GGUF keys ->
 our tokenizer) is the Hugging Face `tokenizers` library itself.  This script
 TRAINS small BPE tokenizers with it (vocabularies of 500-1000 tokens, on the
 public-domain text in tests/fixtures/text plus a generated multilingual block),

@@ -9,19 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sys/stat.h>
-
-#include "model/hf_model.h"
-#include "model/qtype.h"
+#include "formats/model_file.h"
+#include "quant/qtype.h"
 #include "util/ckmath.h"
 
-static const struct family_desc families[] = {
-	{ .gguf_arch = "llama", .family = FAMILY_LLAMA, .rope = ROPE_NORM, .act = ACT_SILU },
-	{ .gguf_arch = "qwen2", .family = FAMILY_QWEN2, .rope = ROPE_NEOX, .act = ACT_SILU,
+/* Each family's plan, indexed by enum family (formats/family.h lists them). */
+static const struct family_desc families[FAMILY_COUNT] = {
+	[FAMILY_LLAMA] = { .family = FAMILY_LLAMA, .rope = ROPE_NORM, .act = ACT_SILU },
+	[FAMILY_QWEN2] = { .family = FAMILY_QWEN2, .rope = ROPE_NEOX, .act = ACT_SILU,
 	  .qkv_bias = true },
 	/* Gemma 3: the sliding pattern (5 local : 1 global) and the local RoPE
 	 * base are fixed by the architecture, not stored in GGUF. */
-	{ .gguf_arch = "gemma3", .family = FAMILY_GEMMA3, .rope = ROPE_NEOX, .act = ACT_GELU,
+	[FAMILY_GEMMA3] = { .family = FAMILY_GEMMA3, .rope = ROPE_NEOX, .act = ACT_GELU,
 	  .qk_norm = true, .post_norms = true, .embed_scale = true,
 	  .swa_pattern = 6, .swa_rope_base = 10000.0f },
 };
@@ -57,7 +56,7 @@ static int get_int(const struct model *m, const char *key, int *out, bool requir
 		   struct smk_err *err)
 {
 	char full[160];
-	snprintf(full, sizeof(full), "%s.%s", m->fam->gguf_arch, key);
+	snprintf(full, sizeof(full), "%s.%s", family_name(m->fam->family), key);
 	uint32_t v;
 	int rc = gguf_get_u32(m->gguf, full, &v, err);
 	if (rc == -ENOENT) {
@@ -78,7 +77,7 @@ static int get_int(const struct model *m, const char *key, int *out, bool requir
 static int get_float(const struct model *m, const char *key, float *out, struct smk_err *err)
 {
 	char full[160];
-	snprintf(full, sizeof(full), "%s.%s", m->fam->gguf_arch, key);
+	snprintf(full, sizeof(full), "%s.%s", family_name(m->fam->family), key);
 	int rc = gguf_get_f32(m->gguf, full, out, err);
 	if (rc == 0 && !(isfinite(*out) && *out > 0.0f))
 		return smk_fail(err, -EINVAL, "%s: metadata key '%s' = %g must be a positive number",
@@ -198,14 +197,14 @@ static int load_hparams(struct model *m, struct smk_err *err)
 		if (rc != -ENOENT)
 			return rc;
 		return smk_fail(err, -EINVAL, "%s: metadata key '%s.attention.layer_norm_rms_epsilon' is missing",
-				path, m->fam->gguf_arch);
+				path, family_name(m->fam->family));
 	}
 	hp->rope_base = 10000.0f;
 	if ((rc = get_float(m, "rope.freq_base", &hp->rope_base, err)) && rc != -ENOENT)
 		return rc;
 	hp->rope_freq_scale = 1.0f;
 	char key[160];
-	snprintf(key, sizeof(key), "%s.rope.scaling.type", m->fam->gguf_arch);
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", family_name(m->fam->family));
 	const char *st;
 	size_t stlen;
 	if (gguf_get_str(m->gguf, key, &st, &stlen, NULL) == 0 &&
@@ -393,13 +392,8 @@ int model_load_opts(struct model **out, const char *path, const struct model_loa
 	if (!m)
 		return smk_fail(err, -ENOMEM, "out of memory");
 	/* Two readers, one plan: a Hugging Face directory is translated into
-	 * the keys and tensor names of a GGUF file (model/hf_model.c). */
-	struct stat st;
-	int rc;
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		rc = hf_open(&m->gguf, path, err);
-	else
-		rc = gguf_open(&m->gguf, path, err);
+	 * the keys and tensor names of a GGUF file (formats/model_file.h). */
+	int rc = model_file_open(&m->gguf, path, err);
 	m->dtype = o->dtype;
 	m->shard_target = o->shard_bytes;
 	if (rc)
@@ -413,20 +407,21 @@ int model_load_opts(struct model **out, const char *path, const struct model_loa
 			rc = smk_fail(err, -EINVAL, "%s: metadata key 'general.architecture' is missing", path);
 		goto fail;
 	}
-	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
-		if (strlen(families[i].gguf_arch) == alen && !memcmp(families[i].gguf_arch, arch, alen))
-			m->fam = &families[i];
-	if (!m->fam) {
-		rc = smk_fail(err, -EINVAL, "%s: architecture '%.*s' is not supported (llama, qwen2, gemma3)",
-			      path, (int)(alen > 64 ? 64 : alen), arch);
+	const struct family_info *fi = family_by_gguf_arch(arch, alen);
+	if (!fi) {
+		char names[128];
+		rc = smk_fail(err, -EINVAL, "%s: architecture '%.*s' is not supported (%s)",
+			      path, (int)(alen > 64 ? 64 : alen), arch,
+			      family_list(names, sizeof(names), 0));
 		goto fail;
 	}
+	m->fam = &families[fi->family];
 	const char *name;
 	size_t nlen;
 	if (gguf_get_str(m->gguf, "general.name", &name, &nlen, NULL) == 0)
 		snprintf(m->name, sizeof(m->name), "%.*s", (int)(nlen > 120 ? 120 : nlen), name);
 	else
-		snprintf(m->name, sizeof(m->name), "%s", m->fam->gguf_arch);
+		snprintf(m->name, sizeof(m->name), "%s", family_name(m->fam->family));
 
 	/* HF checkpoints keep q/k rows in rotate-half order; llama.cpp's
 	 * converter permutes llama's into interleaved order instead.  A

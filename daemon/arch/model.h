@@ -23,21 +23,16 @@
 
 #include "compute/backend.h"
 #include "compute/tensor.h"
-#include "model/convert.h"
-#include "model/gguf.h"
+#include "quant/convert.h"
+#include "formats/gguf.h"
+#include "formats/family.h"
 #include "util/err.h"
-
-enum family {
-	FAMILY_LLAMA,   /* llama 2/3, mistral (GGUF arch "llama") */
-	FAMILY_QWEN2,
-	FAMILY_GEMMA3,
-};
 
 enum ffn_act { ACT_SILU, ACT_GELU };
 
-/* What distinguishes one family's layer from another's. */
+/* What distinguishes one family's layer from another's (which families
+ * exist: formats/family.h; family_name() gives general.architecture). */
 struct family_desc {
-	const char *gguf_arch;     /* general.architecture */
 	enum family family;
 	enum rope_kind rope;
 	enum ffn_act act;

@@ -32,7 +32,7 @@
 #define CONFIG_API_KEY_MAX 256   /* bytes per key, NUL included */
 #define CONFIG_PATH_MAX 4096
 
-/* memory.default_dtype; the values are enum convert_dtype's (model/convert.h). */
+/* memory.default_dtype; the values are enum convert_dtype's (quant/convert.h). */
 enum config_dtype {
 	CONFIG_DTYPE_AUTO, CONFIG_DTYPE_FLOAT32, CONFIG_DTYPE_FLOAT16, CONFIG_DTYPE_BFLOAT16,
 	CONFIG_DTYPE_Q8_0,

@@ -9,36 +9,6 @@
 #include "compute/cuda/cuda_probe.h"
 #include "compute/cuda/cuda_wdev.h"
 
-double engine_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-bool engine_weights_from_config(struct wstore_opts *o, const struct config *c)
-{
-	static const enum wpolicy policies[] = {
-		[CONFIG_POLICY_LRU] = WPOLICY_LRU, [CONFIG_POLICY_LFU] = WPOLICY_LFU,
-		[CONFIG_POLICY_FIFO] = WPOLICY_FIFO, [CONFIG_POLICY_PREDICTIVE] = WPOLICY_PREDICTIVE,
-	};
-	wstore_opts_default(o);
-	if (!c->memory.ram_cache && !c->memory.gpu_memory)
-		return false;
-	o->ram_budget = c->memory.ram_cache;
-	o->dev_budget = c->memory.gpu_memory;
-	/* On the CPU backend the device tier is a stand-in, so computing from
-	 * RAM saves a copy whenever offload to the CPU is allowed; engine_open
-	 * turns it off for a device backend, which always computes from its
-	 * own tier (copying measured no slower than CPU compute, docs/cuda.md). */
-	o->compute_from_ram = c->memory.enable_cpu_offload;
-	o->policy = policies[c->runtime.cache_policy];
-	o->prefetch_blocks = c->runtime.prefetch_layers;
-	o->lookahead_max = c->runtime.smoke_test_layers;
-	o->async_prefetch = c->runtime.async_prefetch;
-	return true;
-}
-
 /* The compute backend (ENGINE_BE_AUTO: CUDA when a GPU is usable), with a
  * line saying which and why in e->backend_note. */
 static int open_backend(struct engine *e, const struct engine_opts *o,
@@ -249,14 +219,14 @@ int engine_generate(struct engine *e, struct kvcache *kv, const int32_t *prompt,
 	memcpy(hist, prompt, sizeof(int32_t) * (size_t)n_prompt);
 	int n_hist = n_prompt;
 
-	double t0 = engine_now();
+	double t0 = smk_now();
 	for (int i = 0; i < n_prompt; i += e->n_batch) {
 		int n = n_prompt - i < e->n_batch ? n_prompt - i : e->n_batch;
 		bool last = i + n == n_prompt;
 		if ((rc = forward_run(e->fwd, kv, prompt + i, n, last ? 1 : 0, &logits, err)))
 			goto out;
 	}
-	double t1 = engine_now();
+	double t1 = smk_now();
 	st->prefill_s = t1 - t0;
 
 	struct detok dt;
@@ -278,7 +248,7 @@ int engine_generate(struct engine *e, struct kvcache *kv, const int32_t *prompt,
 	size_t len = detok_flush(&dt, piece, piece_cap);
 	if (len && emit)
 		emit(emit_ctx, piece, len, -1);
-	st->decode_s = engine_now() - t1;
+	st->decode_s = smk_now() - t1;
 	rc = 0;
 out:
 	free(hist);

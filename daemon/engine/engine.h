@@ -12,12 +12,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "arch/forward.h"
-#include "arch/kvcache.h"
+#include "exec/forward.h"
+#include "exec/kvcache.h"
 #include "arch/model.h"
-#include "config/config.h"
-#include "model/sampler.h"
-#include "model/tokenizer.h"
+#include "engine/sampler.h"
+#include "tokenizer/tokenizer.h"
+#include "util/clock.h"
 #include "util/err.h"
 
 /* Which compute backend runs the layers. */
@@ -48,13 +48,6 @@ struct engine_opts {
 	uint64_t kv_reserve;
 	uint64_t shard_bytes;      /* model_load_opts.shard_bytes (0: default) */
 };
-
-/* The weight store settings from the config: returns false (use the resident
- * store) when neither memory.ram_cache nor memory.gpu_memory is set, true
- * with *o filled otherwise.  On the CPU backend, enable_cpu_offload
- * computes straight from the RAM tier (no stand-in copy); a GPU backend
- * ignores it. */
-bool engine_weights_from_config(struct wstore_opts *o, const struct config *c);
 
 struct engine {
 	struct model *model;
@@ -98,6 +91,5 @@ int engine_generate(struct engine *e, struct kvcache *kv, const int32_t *prompt,
 int engine_perplexity(struct engine *e, const int32_t *tok, int n_tok, int n_ctx,
 		      double *ppl, int *n_scored, int *n_chunks, struct smk_err *err);
 
-double engine_now(void);
 
 #endif

@@ -3,7 +3,7 @@
  * round), stop strings, statistics. */
 #include "engine/worker.h"
 
-#include "arch/kvpool.h"
+#include "exec/kvpool.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -258,7 +258,7 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 	s->hist[s->n_hist++] = t.id;
 	s->n_gen++;
 	if (s->n_gen == 1)
-		s->t_first = engine_now();
+		s->t_first = smk_now();
 	if (j->n_logprobs >= 0)
 		fill_logprobs(logits, e->model->hp.n_vocab, j->n_logprobs, &t);
 	if (tokenizer_is_eog(e->tok, t.id)) {
@@ -312,7 +312,7 @@ static bool seq_should_end(const struct worker_seq *s, enum worker_finish *fin)
 		*fin = WORKER_FINISH_CANCELLED;
 		return true;
 	}
-	if (j->deadline > 0 && engine_now() > j->deadline) {
+	if (j->deadline > 0 && smk_now() > j->deadline) {
 		*fin = WORKER_FINISH_TIMEOUT;
 		return true;
 	}
@@ -419,7 +419,7 @@ static void release_extent(struct worker *w, struct worker_job *j)
 static void job_finish(struct worker *w, struct worker_job *j, struct worker_seq *s,
 		       enum worker_finish fin, const struct smk_err *err)
 {
-	double now = engine_now();
+	double now = smk_now();
 	struct worker_result r = { .finish = fin, .n_prompt = j->n_prompt };
 	if (s) {
 		r.n_gen = s->n_gen;
@@ -484,7 +484,7 @@ static void *worker_main(void *arg)
 		while (*pp) {
 			struct worker_job *j = *pp;
 			bool drop = w->cancel_all || atomic_load(&j->cancel) ||
-				    (j->deadline > 0 && engine_now() > j->deadline);
+				    (j->deadline > 0 && smk_now() > j->deadline);
 			/* Within the budget, the cache must also find a free
 			 * extent of the pool: when the free bytes are split
 			 * between running caches, the job waits as an
@@ -511,7 +511,7 @@ static void *worker_main(void *arg)
 			w->n_active++;
 			w->kv_used += j->kv_bytes;
 			w->st.admitted++;
-			histo_add(&w->st.queue_wait, engine_now() - j->t_submit);
+			histo_add(&w->st.queue_wait, smk_now() - j->t_submit);
 			j->next = NULL;
 			*tail = j;
 			tail = &j->next;
@@ -541,7 +541,7 @@ static void *worker_main(void *arg)
 				job_finish(w, j, NULL, WORKER_FINISH_ERROR, &err);
 				continue;
 			}
-			s->t_admit = engine_now();
+			s->t_admit = smk_now();
 			j->seq = s;
 			/* Append: the round-robin order is the admission order. */
 			int n = 0;
@@ -551,7 +551,7 @@ static void *worker_main(void *arg)
 		}
 
 		/* One round: every active sequence takes one step, in one batch. */
-		double t0 = engine_now();
+		double t0 = smk_now();
 		int n_active = 0;
 		while (n_active < w->o.max_active && w->active[n_active])
 			n_active++;
@@ -579,7 +579,7 @@ static void *worker_main(void *arg)
 		for (int i = kept; i < n_active; i++)
 			w->active[i] = NULL;
 		pthread_mutex_lock(&w->lock);
-		w->st.busy_s += engine_now() - t0;
+		w->st.busy_s += smk_now() - t0;
 		pthread_mutex_unlock(&w->lock);
 	}
 	return NULL;
@@ -690,7 +690,7 @@ int worker_submit(struct worker *w, struct worker_job *j, struct smk_err *err)
 	atomic_init(&j->cancel, false);
 	j->next = NULL;
 	j->seq = NULL;
-	j->t_submit = engine_now();
+	j->t_submit = smk_now();
 
 	pthread_mutex_lock(&w->lock);
 	w->st.submitted++;

@@ -6,7 +6,7 @@
  * sequence's sampler and buffers at admission (never per token) under a
  * byte budget for all KV caches together.  The caches themselves lie in one
  * region of kv_budget bytes of backend memory allocated when the worker
- * starts (arch/kvpool.h places them first fit), so admission allocates no
+ * starts (exec/kvpool.h places them first fit), so admission allocates no
  * device memory.  A job whose cache does not fit the budget, or finds no
  * free extent of the region large enough, waits at the head of the queue
  * (no overtaking, so a big request cannot starve).  Every round takes all active sequences one step forward in ONE
@@ -47,7 +47,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "model/sampler.h"
+#include "engine/sampler.h"
 #include "util/err.h"
 
 #define WORKER_MAX_STOP 4          /* stop strings per job */
@@ -101,7 +101,7 @@ struct worker_job {
 	const char *stop[WORKER_MAX_STOP];
 	int n_stop;
 	int n_logprobs;                /* -1: none; 0: sampled token only; 1..5 alternatives */
-	double deadline;               /* engine_now() time; 0: none */
+	double deadline;               /* smk_now() time; 0: none */
 	worker_text_fn on_text;
 	worker_done_fn on_done;
 	void *ctx;

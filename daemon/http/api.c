@@ -776,7 +776,7 @@ char *api_models(struct server *s)
 			      "created", (json_int_t)s->t_wall, "owned_by", "smoke");
 	if (m && s->e) {
 		json_object_set_new(m, "context_length", json_integer(s->e->n_ctx));
-		json_object_set_new(m, "architecture", json_string(s->e->model->fam->gguf_arch));
+		json_object_set_new(m, "architecture", json_string(family_name(s->e->model->fam->family)));
 	}
 	json_t *root = json_pack("{s:s, s:[o]}", "object", "list", "data", m);
 	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;

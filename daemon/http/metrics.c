@@ -99,7 +99,7 @@ char *server_stats_json(struct server *s)
 	json_t *model = json_pack("{s:s, s:s}", "id", s->model_id, "path", s->model_path);
 	if (ready) {
 		const struct model *m = s->e->model;
-		json_object_set_new(model, "architecture", json_string(m->fam->gguf_arch));
+		json_object_set_new(model, "architecture", json_string(family_name(m->fam->family)));
 		json_object_set_new(model, "n_layer", json_integer(m->hp.n_layer));
 		json_object_set_new(model, "n_vocab", json_integer(m->hp.n_vocab));
 		json_object_set_new(model, "context_length", json_integer(s->e->n_ctx));
@@ -110,7 +110,7 @@ char *server_stats_json(struct server *s)
 		"{s:s, s:f, s:o, s:{s:i, s:i}, s:{s:i, s:i, s:I, s:I}, s:{s:I, s:I},"
 		" s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:o, s:o, s:o, s:o},"
 		" s:{s:I, s:I, s:f}}",
-		"status", state_name(state), "uptime_s", engine_now() - s->t_start, "model", model,
+		"status", state_name(state), "uptime_s", smk_now() - s->t_start, "model", model,
 		"queue", "depth", st.queue_depth, "capacity", ready ? st.queue_cap : s->cfg->limits.queue,
 		"sequences", "active", st.active, "max", ready ? st.max_active : s->cfg->limits.concurrency,
 		"kv_bytes", (json_int_t)st.kv_bytes, "kv_budget", (json_int_t)s->cfg->limits.kv_budget,
@@ -203,7 +203,7 @@ char *server_metrics_text(struct server *s)
 	metric(&b, "smoke_up", "gauge", "1 when the model is loaded and requests are served.");
 	bprintf(&b, "smoke_up %d\n", state == SERVER_READY);
 	metric(&b, "smoke_uptime_seconds", "gauge", "Seconds since the daemon started.");
-	bprintf(&b, "smoke_uptime_seconds %.3f\n", engine_now() - s->t_start);
+	bprintf(&b, "smoke_uptime_seconds %.3f\n", smk_now() - s->t_start);
 
 	metric(&b, "smoke_http_responses_total", "counter", "HTTP responses by status code.");
 	for (int i = 0; i < HTTP_CODES; i++)

@@ -1,5 +1,6 @@
 /* server.c - libmicrohttpd glue: routing, authentication, bodies, the
- * hand-off to the worker, server-sent events, and the daemon's lifecycle. */
+ * hand-off to the worker, server-sent events; listening and stopping (the
+ * daemon's lifecycle around them is serve/serve.c). */
 #include "http/server.h"
 
 #include <microhttpd.h>
@@ -12,10 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config/cli.h"
 #include "http/api.h"
-#include "http/log.h"
-#include "http/sdnotify.h"
+#include "util/log.h"
 #include "smk_config.h"
 
 const int server_codes[HTTP_CODES] = { 200, 400, 401, 404, 405, 413, 429, 500, 503, 504 };
@@ -36,7 +35,7 @@ void server_count_status(struct server *s, int status)
 struct conn_slot {
 	struct conn_slot *prev, *next;
 	int fd;
-	double t_phase;     /* engine_now() at the accept, or at the end of the previous request */
+	double t_phase;     /* smk_now() at the accept, or at the end of the previous request */
 	bool in_headers;    /* no request has reached the access handler since t_phase */
 	bool cut;           /* shut down by the sweep */
 	struct hreq *gen;   /* a non-streamed generation waiting on the worker, or NULL */
@@ -71,7 +70,7 @@ static struct hreq *hreq_new(struct server *s, struct MHD_Connection *c, const c
 	r->conn = c;
 	r->fd = conn_fd(c);
 	r->refs = 1;
-	r->t_arrival = engine_now();
+	r->t_arrival = smk_now();
 	r->n_logprobs = -1;
 	snprintf(r->method, sizeof(r->method), "%s", method);
 	snprintf(r->path, sizeof(r->path), "%s", url);
@@ -600,7 +599,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		 * The whole body must arrive within connection_timeout of the
 		 * headers; past that the connection is dropped. */
 		const double body_limit = s->cfg->limits.connection_timeout;
-		if (body_limit > 0 && engine_now() - r->t_arrival > body_limit) {
+		if (body_limit > 0 && smk_now() - r->t_arrival > body_limit) {
 			log_info("%s %s: body not complete %g s after the headers (%zu bytes so far; "
 				 "limits.connection_timeout); closing the connection",
 				 r->method, r->path, body_limit, r->n_body + n);
@@ -656,7 +655,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		pthread_mutex_lock(&s->conns_lock);
 		r->slot->gen = NULL;
 		r->slot->in_headers = true;
-		r->slot->t_phase = engine_now();
+		r->slot->t_phase = smk_now();
 		pthread_mutex_unlock(&s->conns_lock);
 	}
 	pthread_mutex_lock(&r->lock);
@@ -668,11 +667,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (r->is_gen) {
 		atomic_fetch_sub(&s->inflight, 1);
 		log_info("%s %s %d %.3f s: prompt %d, generated %d tokens, %s%s", r->method, r->path,
-			 r->status, engine_now() - r->t_arrival, r->n_prompt, r->res.n_gen,
+			 r->status, smk_now() - r->t_arrival, r->n_prompt, r->res.n_gen,
 			 gone ? "client went away" : worker_finish_name(r->res.finish),
 			 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || gone ? "" : " (connection closed early)");
 	} else {
-		log_debug("%s %s %d %.3f s", r->method, r->path, r->status, engine_now() - r->t_arrival);
+		log_debug("%s %s %d %.3f s", r->method, r->path, r->status, smk_now() - r->t_arrival);
 	}
 	hreq_unref(r);
 }
@@ -691,7 +690,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 		if (!cs)
 			return;
 		cs->fd = conn_fd(c);
-		cs->t_phase = engine_now();
+		cs->t_phase = smk_now();
 		cs->in_headers = true;
 		pthread_mutex_lock(&s->conns_lock);
 		cs->next = s->conns;
@@ -730,7 +729,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
  *    cancelled (on_text watches it once tokens come). */
 static void sweep_connections(struct server *s)
 {
-	const double limit = s->cfg->limits.connection_timeout, now = engine_now();
+	const double limit = s->cfg->limits.connection_timeout, now = smk_now();
 	pthread_mutex_lock(&s->conns_lock);
 	for (struct conn_slot *cs = s->conns; cs; cs = cs->next) {
 		if (cs->in_headers && !cs->cut && cs->fd >= 0 && limit > 0 && now - cs->t_phase > limit) {
@@ -762,80 +761,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("http: %s", buf);
 }
 
-/* ---- lifecycle ---- */
-
-static void *loader_main(void *arg)
-{
-	struct server *s = arg;
-	const struct config *c = s->cfg;
-	struct wstore_opts wso;
-	struct engine_opts eo = {
-		.weights = engine_weights_from_config(&wso, c) ? &wso : NULL,
-		.dtype = (enum convert_dtype)c->memory.default_dtype,
-		.model_path = s->model_path, .n_threads = c->model.threads,
-		.n_ctx = c->model.context, .n_batch = c->model.batch,
-		/* one logits row per sequence in a batched round */
-		.max_logits = c->limits.concurrency,
-		.gpu_id = c->device.gpu_id, .num_gpus = c->device.num_gpus,
-		.kv_reserve = c->limits.kv_budget,
-	};
-	struct smk_err err = { 0 };
-	double t0 = engine_now();
-	struct engine *e;
-	if (engine_open(&e, &eo, &err)) {
-		log_error("cannot load the model: %s", err.msg);
-		sd_notify_status("failed to load %s", s->model_path);
-		atomic_store(&s->state, SERVER_FAILED);
-		return NULL;
-	}
-	struct worker_opts wo = {
-		.max_active = c->limits.concurrency, .queue_cap = c->limits.queue,
-		.kv_budget = c->limits.kv_budget,
-	};
-	uint64_t one = kvcache_bytes(e->model, 1);
-	if (wo.kv_budget < one * 2) {
-		log_error("limits.kv_budget (%llu bytes) is below the KV cache of two positions (%llu bytes)",
-			  (unsigned long long)wo.kv_budget, (unsigned long long)(one * 2));
-		engine_close(e);
-		atomic_store(&s->state, SERVER_FAILED);
-		return NULL;
-	}
-	struct worker *w;
-	if (worker_new(&w, e, &wo, &err)) {
-		log_error("%s", err.msg);
-		engine_close(e);
-		atomic_store(&s->state, SERVER_FAILED);
-		return NULL;
-	}
-	s->chat = chat_detect(e->model->gguf, e->tok);
-	s->e = e;
-	s->w = w;
-	log_info("loaded %s (%s, %d layers, %.1f MiB of weights, context %d, chat format %s) in %.2f s, %d threads",
-		 s->model_path, e->model->name, e->model->hp.n_layer,
-		 (double)e->model->weight_bytes / (1 << 20), e->n_ctx, chat_format_name(s->chat),
-		 engine_now() - t0, e->be->limits.n_threads);
-	log_info("%s", e->backend_note);
-	log_info("KV cache: %.1f KiB per position, budget %.1f MiB (%d positions)",
-		 (double)one / 1024, (double)wo.kv_budget / (1 << 20), (int)(wo.kv_budget / one));
-	/* The release store publishes e, w and chat to the HTTP threads. */
-	atomic_store(&s->state, SERVER_READY);
-	sd_notify_send("READY=1");
-	sd_notify_status("serving %s on %s port %d", s->model_id, c->server.host, s->port);
-	log_info("ready: model '%s' at http://%s%s%s:%d/", s->model_id,
-		 strchr(c->server.host, ':') ? "[" : "", c->server.host,
-		 strchr(c->server.host, ':') ? "]" : "", s->port);
-	return NULL;
-}
-
-static void model_id_from_path(char *out, size_t len, const char *path)
-{
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	size_t n = strlen(base);
-	if (n > 5 && !strcmp(base + n - 5, ".gguf"))
-		n -= 5;
-	snprintf(out, len, "%.*s", (int)n, base);
-}
+/* ---- listening and stopping (the lifecycle is serve/serve.c's) ---- */
 
 static struct MHD_Daemon *start_mhd(struct server *s, struct addrinfo *ai)
 {
@@ -858,104 +784,66 @@ static struct MHD_Daemon *start_mhd(struct server *s, struct addrinfo *ai)
 		MHD_OPTION_END);
 }
 
-int server_run(const struct config *cfg)
+int server_listen(struct server *s, const struct config *cfg, const char *model_path,
+		  const char *model_id, struct smk_err *err)
 {
-	static struct server srv;  /* one per process; zero-initialised */
-	struct server *s = &srv;
 	s->cfg = cfg;
-	s->t_start = engine_now();
+	s->t_start = smk_now();
 	s->t_wall = (long long)time(NULL);
 	atomic_store(&s->state, SERVER_LOADING);
-	log_init(cfg->server.log_level);
-	if (cfg->model.path[0])
-		snprintf(s->model_path, sizeof(s->model_path), "%s", cfg->model.path);
-	else
-		cli_default_model(s->model_path, sizeof(s->model_path));
-	if (cfg->model.id[0])
-		snprintf(s->model_id, sizeof(s->model_id), "%s", cfg->model.id);
-	else
-		model_id_from_path(s->model_id, sizeof(s->model_id), s->model_path);
-
-	/* Signals are handled by this thread alone (sigtimedwait), so every
-	 * thread started below inherits the blocked mask. */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-
+	snprintf(s->model_path, sizeof(s->model_path), "%s", model_path);
+	snprintf(s->model_id, sizeof(s->model_id), "%s", model_id);
 	pthread_mutex_init(&s->conns_lock, NULL);
 	char port[8];
 	snprintf(port, sizeof(port), "%d", cfg->server.port);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
 	int gai = getaddrinfo(cfg->server.host, port, &hints, &ai);
-	if (gai) {
-		log_error("server.host '%s': %s", cfg->server.host, gai_strerror(gai));
-		return 1;
-	}
+	if (gai)
+		return smk_fail(err, -EINVAL, "server.host '%s': %s", cfg->server.host, gai_strerror(gai));
 	s->mhd = start_mhd(s, ai);
 	freeaddrinfo(ai);
-	if (!s->mhd) {
-		log_error("cannot listen on %s port %d (in use, or not an address of this host?)",
-			  cfg->server.host, cfg->server.port);
-		return 1;
-	}
+	if (!s->mhd)
+		return smk_fail(err, -EADDRINUSE,
+				"cannot listen on %s port %d (in use, or not an address of this host?)",
+				cfg->server.host, cfg->server.port);
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info ? info->port : cfg->server.port;
-	log_info("smoked %s listening on %s port %d; loading %s", SMK_VERSION, cfg->server.host,
-		 s->port, s->model_path);
-	sd_notify_status("loading %s", s->model_path);
+	return 0;
+}
 
-	pthread_t loader;
-	if (pthread_create(&loader, NULL, loader_main, s)) {
-		log_error("cannot start the loader thread");
-		MHD_stop_daemon(s->mhd);
-		return 1;
-	}
-	int exit_code = 0, sig = 0;
-	sigdelset(&sigs, SIGPIPE);
-	double t_status = 0;
-	while (!sig) {
-		/* A short tick: the sweep's bounds are seconds. */
-		struct timespec tick = { 0, 250 * 1000 * 1000 };
-		int got = sigtimedwait(&sigs, NULL, &tick);
-		if (got == SIGTERM || got == SIGINT)
-			sig = got;
-		if (atomic_load(&s->state) == SERVER_FAILED) {
-			exit_code = 1;
-			break;
-		}
-		sweep_connections(s);
-		if (atomic_load(&s->state) == SERVER_READY && engine_now() - t_status >= 5) {
-			t_status = engine_now();
-			struct worker_stats st;
-			worker_get_stats(s->w, &st);
-			sd_notify_status("serving %s: %d active, %d queued, %llu tokens generated",
-					 s->model_id, st.active, st.queue_depth, (unsigned long long)st.gen_tokens);
-		}
-	}
+void server_publish(struct server *s, struct engine *e, struct worker *w, enum chat_format chat)
+{
+	s->chat = chat;
+	s->e = e;
+	s->w = w;
+	/* The release store publishes e, w and chat to the HTTP threads. */
+	atomic_store(&s->state, SERVER_READY);
+}
 
-	/* Shutdown: stop accepting, drain, stop. */
-	if (sig)
-		log_info("%s: stopping (grace %g s)", strsignal(sig), cfg->limits.shutdown_grace);
-	sd_notify_send("STOPPING=1");
-	pthread_join(loader, NULL);
+void server_fail(struct server *s)
+{
+	atomic_store(&s->state, SERVER_FAILED);
+}
+
+void server_sweep(struct server *s)
+{
+	sweep_connections(s);
+}
+
+void server_stop(struct server *s, double grace)
+{
 	int state = atomic_load(&s->state);
 	atomic_store(&s->state, state == SERVER_FAILED ? SERVER_FAILED : SERVER_STOPPING);
 	int lfd = MHD_quiesce_daemon(s->mhd);
 	if (lfd >= 0)
 		close(lfd);
 	if (s->w) {
-		worker_drain(s->w, cfg->limits.shutdown_grace);
+		worker_drain(s->w, grace);
 		/* Give the last responses a moment to reach their clients. */
-		double until = engine_now() + 5;
-		while (atomic_load(&s->inflight) > 0 && engine_now() < until)
+		double until = smk_now() + 5;
+		while (atomic_load(&s->inflight) > 0 && smk_now() < until)
 			usleep(10000);
 	}
 	MHD_stop_daemon(s->mhd);
-	worker_free(s->w);
-	engine_close(s->e);
-	log_info("stopped");
-	return exit_code;
+	s->mhd = NULL;
 }

@@ -27,11 +27,11 @@
  * looks while the job waits in the queue or fills its prompt); a closed one
  * cancels the job at the next step.
  *
- * Lifecycle (server_run): listen first, answer /health with 503 "loading"
- * while the model loads on another thread, then 200 and READY=1 to systemd.
- * SIGTERM/SIGINT: STOPPING=1, stop accepting connections, let in-flight
- * requests finish for limits.shutdown_grace seconds, cancel the rest (their
- * streams end cleanly), stop, exit 0.
+ * Lifecycle (driven by serve/serve.c): server_listen answers /health with
+ * 503 "loading" until server_publish hands it the loaded engine and worker;
+ * server_stop stops accepting connections, lets in-flight requests finish
+ * for the grace period, cancels the rest (their streams end cleanly) and
+ * stops the HTTP threads.
  */
 #ifndef SMK_HTTP_SERVER_H
 #define SMK_HTTP_SERVER_H
@@ -42,9 +42,10 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "util/err.h"
 #include "engine/engine.h"
 #include "engine/worker.h"
-#include "http/chat.h"
+#include "engine/chat.h"
 
 enum server_state { SERVER_LOADING, SERVER_READY, SERVER_STOPPING, SERVER_FAILED };
 
@@ -59,7 +60,7 @@ struct server {
 	struct MHD_Daemon *mhd;
 	int port;                          /* the bound port */
 	atomic_int state;
-	double t_start;                    /* engine_now() at start */
+	double t_start;                    /* smk_now() at start */
 	long long t_wall;                  /* time(NULL) at start */
 	/* Set by the loader before state becomes READY; read-only after. */
 	struct engine *e;
@@ -77,8 +78,28 @@ struct server {
 	struct conn_slot *conns;
 };
 
-/* Run the daemon until SIGTERM/SIGINT.  Returns the process exit status. */
-int server_run(const struct config *cfg);
+/* Listen on server.host / server.port (port 0: any; s->port says which)
+ * and answer /health with 503 "loading".  s must be zero-initialised and
+ * outlive the HTTP threads; cfg must outlive s.  Returns 0, or a negative
+ * code with err naming the address. */
+int server_listen(struct server *s, const struct config *cfg, const char *model_path,
+		  const char *model_id, struct smk_err *err);
+
+/* The model is loaded: serve it.  e and w stay the caller's (freed after
+ * server_stop). */
+void server_publish(struct server *s, struct engine *e, struct worker *w, enum chat_format chat);
+
+/* Loading failed: /health says so until the caller stops the server. */
+void server_fail(struct server *s);
+
+/* Shut down connections whose headers or body trickle in past
+ * limits.connection_timeout, and cancel the jobs of clients gone while
+ * suspended.  Called a few times a second by the thread that owns s. */
+void server_sweep(struct server *s);
+
+/* Stop accepting, drain the worker for grace seconds, wait briefly for the
+ * last responses, stop the HTTP threads. */
+void server_stop(struct server *s, double grace);
 
 /* Count a response status. */
 void server_count_status(struct server *s, int status);

@@ -48,7 +48,7 @@ int warena_init(struct warena *a, const char *name, uint64_t size, int max_slots
 void warena_deinit(struct warena *a);
 
 /* Serve the slots of an accounting-only arena from memory it does not own:
- * device memory (weights/wdev.h), which the host must not touch.  The arena
+ * device memory (compute/wdev.h), which the host must not touch.  The arena
  * never maps, locks, unmaps or reads it; base must hold a->size bytes and
  * outlive the arena (its owner frees it after warena_deinit). */
 void warena_adopt(struct warena *a, void *base);

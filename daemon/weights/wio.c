@@ -33,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/gguf.h"
+#include "formats/gguf.h"
 
 /* Tensors of one unit closer than this in the file are read as one span
  * (the gap is read too): GGUF pads tensors to its alignment, nothing more. */

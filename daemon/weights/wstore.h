@@ -12,7 +12,7 @@
  *    acquire instead of raising SIGBUS);
  *    tier 1 a page-aligned, mlock'ed RAM arena of memory.ram_cache bytes;
  *    tier 2 a device-slot arena of memory.gpu_memory bytes: device memory
- *    filled by DMA copies when wstore_opts.dev is set (weights/wdev.h; the
+ *    filled by DMA copies when wstore_opts.dev is set (compute/wdev.h; the
  *    views then hold device addresses, never read on the host), else a
  *    host-memory stand-in filled by memcpy.  Residency is
  *    per unit: one unit per block, except that a tied output head shard shares
@@ -32,7 +32,7 @@
 
 #include "arch/model.h"
 #include "util/err.h"
-#include "weights/wdev.h"
+#include "compute/wdev.h"
 #include "weights/wpolicy.h"
 
 struct wstore;
@@ -67,7 +67,7 @@ struct wstore_opts {
 	bool check_budgets;        /* abort() if an arena ever exceeds its budget (tests) */
 	int trace_cap;             /* remember the last trace_cap acquired blocks (0: none) */
 	enum wstore_io io;         /* tier-0 reads; AUTO unless a benchmark or test forces one */
-	/* The device behind tier 2 (weights/wdev.h: device memory, DMA copies
+	/* The device behind tier 2 (compute/wdev.h: device memory, DMA copies
 	 * on a copy stream, events); NULL: the host-memory stand-in.  Must
 	 * outlive the store. */
 	const struct wdev *dev;

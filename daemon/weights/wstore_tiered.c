@@ -20,14 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model/gguf.h"
-
-double wt_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "formats/gguf.h"
 
 static const char *tier_key(int t)
 {
@@ -318,7 +311,7 @@ int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
 int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_len, double *secs)
 {
 	const struct wt_unit *U = &ws->units[u];
-	double t0 = wt_now();
+	double t0 = smk_now();
 	uint8_t *dst = ws->tier[t].arena.base + U->t[t].off;
 	int rc = 0;
 	if (t == WSTORE_TIER_RAM) {
@@ -336,7 +329,7 @@ int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_le
 		const uint8_t *src = ws->tier[WSTORE_TIER_RAM].arena.base + U->t[WSTORE_TIER_RAM].off;
 		memcpy(dst, src, U->size);
 	}
-	*secs = wt_now() - t0;
+	*secs = smk_now() - t0;
 	return rc;
 }
 
@@ -439,7 +432,7 @@ static const struct wblock *tiered_acquire(struct wstore *w, int block, struct s
 		smk_fail(err, -EINVAL, "weight store: block %d out of range", block);
 		return NULL;
 	}
-	double t0 = wt_now();
+	double t0 = smk_now();
 	pthread_mutex_lock(&ws->mu);
 	struct wt_block *B = &ws->blocks[block];
 	ws->st.acquires++;
@@ -484,7 +477,7 @@ static const struct wblock *tiered_acquire(struct wstore *w, int block, struct s
 		fix_views(ws, B);
 		B->held++;
 	}
-	double t1 = wt_now();
+	double t1 = smk_now();
 	if (waited) {
 		ws->st.stalls++;
 		ws->st.stall_s += t1 - t0;
@@ -512,7 +505,7 @@ static void tiered_release(struct wstore *w, int block)
 				ws->dev->released(ws->dev->ctx, B->units[k]);
 			ws->units[B->units[k]].t[ws->ct].pin--;
 		}
-		double dt = wt_now() - B->t_acquired;
+		double dt = smk_now() - B->t_acquired;
 		ws->st.compute_s += dt;
 		ws->ewma_compute_s = ws->ewma_compute_s > 0 ? 0.8 * ws->ewma_compute_s + 0.2 * dt : dt;
 		pthread_cond_broadcast(&ws->cv);
@@ -547,7 +540,7 @@ static void tiered_stats(struct wstore *w, struct wstore_stats *st)
 	st->ram_dma_pinned = ws->ram_registered;
 	st->io = ws->direct ? WSTORE_IO_DIRECT : WSTORE_IO_PREAD;
 	st->io_cache_room = ws->io_room;
-	st->wall_s = wt_now() - ws->t_start;
+	st->wall_s = smk_now() - ws->t_start;
 	pthread_mutex_unlock(&ws->mu);
 }
 
@@ -636,7 +629,7 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	ws->ct = o->compute_from_ram ? WSTORE_TIER_RAM : WSTORE_TIER_DEV;
 	ws->tier[WSTORE_TIER_RAM].active = true;
 	ws->tier[WSTORE_TIER_DEV].active = ws->ct == WSTORE_TIER_DEV;
-	ws->t_start = wt_now();
+	ws->t_start = smk_now();
 	pthread_mutex_init(&ws->mu, NULL);
 	pthread_cond_init(&ws->cv, NULL);
 	int rc;

@@ -17,6 +17,7 @@
 
 #include "weights/warena.h"
 #include "weights/wpolicy.h"
+#include "util/clock.h"
 #include "weights/wstore_impl.h"
 
 enum wstate { WS_ABSENT, WS_LOADING, WS_RESIDENT };
@@ -157,7 +158,6 @@ int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
 int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_len, double *secs);
 /* Book a finished transfer (state, stats, wake waiters). */
 void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double secs, bool prefetch);
-double wt_now(void);
 
 /* wio.c: tier-0 reads. */
 /* The cap on what the page cache can hold for us: MemAvailable and, in a

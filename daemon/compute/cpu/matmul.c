@@ -10,7 +10,7 @@
  */
 #include "compute/cpu/cpu_backend.h"
 #include "compute/cpu/qdot.h"
-#include "model/qtype.h"
+#include "quant/qtype.h"
 
 #include <string.h>
 

@@ -10,7 +10,7 @@
 #include "compute/cpu/cpu_backend.h"
 #include "compute/cpu/qdot.h"
 #include "compute/cpu/simd_avx2.h"
-#include "model/qtype.h"
+#include "quant/qtype.h"
 #include "util/fp16.h"
 
 #include <math.h>

@@ -13,7 +13,7 @@
  *   F32 F16 BF16                     F32 (a plain copy of the row)
  *
  * The prepared rows use ggml's block layouts byte for byte (block_q8_0,
- * block_q8_1, block_q8_K; struct qtype_block_* in model/qtype.h), and the quantisation
+ * block_q8_1, block_q8_K; struct qtype_block_* in quant/qtype.h), and the quantisation
  * follows the code llama.cpp runs on x86 (AVX2 builds), so that our integer
  * dot products see exactly the int8 activations llama.cpp's do:
  *   - Q8_0 (ggml-cpu/arch/x86 quantize_row_q8_0): amax = max |x| of the 32

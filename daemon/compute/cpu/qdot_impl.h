@@ -9,7 +9,7 @@
 #define SMK_COMPUTE_CPU_QDOT_IMPL_H
 
 #include "compute/cpu/qdot.h"
-#include "model/qtype.h"
+#include "quant/qtype.h"
 
 /* Scalar reference kernel for a weight type, NULL if none. */
 qdot_fn qdot__scalar_kernel(uint32_t wtype);
@@ -22,7 +22,7 @@ qdot4_fn qdot__avx2_kernel4(uint32_t wtype);
 
 /* AVX2/F16C row decoders for the types where they pay off (F16, Q8_0);
  * return false if there is none for this type.  Bit-identical to the scalar
- * decoders in model/qtype.c (the conversions involved are exact). */
+ * decoders in quant/qtype.c (the conversions involved are exact). */
 bool qdot__avx2_dequant_row(uint32_t type, const void *src, float *dst, int64_t n);
 
 #endif

@@ -8,7 +8,7 @@
  * rounding left is per block; the SIMD kernels, which sum in float lanes,
  * are tested against these within a summation-order tolerance.
  *
- * Weight blocks are read through the packed structs of model/qtype.h (the
+ * Weight blocks are read through the packed structs of quant/qtype.h (the
  * bit layouts are documented in qtype.c); activation blocks are the
  * qtype_block_q8_0 / qtype_block_q8_1 / qtype_block_q8_K written by qdot_prepare.
  */

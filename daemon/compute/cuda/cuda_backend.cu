@@ -11,7 +11,7 @@
 
 #include <stdlib.h>
 
-#include "model/qtype.h"
+#include "quant/qtype.h"
 
 extern "C" int cuda_ctx_init(struct cuda_ctx *c, struct CUstream_st *stream, struct smk_err *err)
 {

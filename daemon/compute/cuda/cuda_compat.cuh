@@ -13,7 +13,7 @@
  * loads and stores, and the helpers below.  Launches go through SMK_LAUNCH.
  *
  * Rounding: nvcc contracts a*b + c into one FMA unless told otherwise, and
- * the CPU reference (model/qtype.c, compute/cpu/ops.c) rounds every product
+ * the CPU reference (quant/qtype.c, compute/cpu/ops.c) rounds every product
  * on its own.  Where a result must equal the CPU's bit for bit (dequantised
  * weights, RMSNorm's scaling, RoPE's fused rotation), kernels spell each
  * rounding out with smk_mul / smk_add / smk_sub / smk_fma. */
@@ -37,7 +37,7 @@
 extern "C" {
 #include "util/err.h"
 #include "util/fp16.h"
-#include "model/qtype.h"
+#include "quant/qtype.h"
 #include "compute/tensor.h"
 #include "compute/backend.h"
 }

@@ -2,13 +2,13 @@
  * values of a row at a time, for every tensor type the CPU computes with.
  *
  * dq<T>::get8(row, e0, ne0, v) writes values e0..e0+7 of a weight row of
- * type T (ggml type id, model/qtype.h) into v.  e0 is a multiple of 8; for
+ * type T (ggml type id, quant/qtype.h) into v.  e0 is a multiple of 8; for
  * the block formats ne0 is a multiple of the block (32 or 256), so eight
  * values never straddle a block or a 16-value scale group.  For F32, F16 and
  * BF16 rows (no blocks) values at or past ne0 read as 0.
  *
  * The block layouts are documented byte by byte next to the decoders in
- * model/qtype.c; the offsets below are the same (block sizes checked by the
+ * quant/qtype.c; the offsets below are the same (block sizes checked by the
  * _Static_asserts in qtype.h).  Blocks are only byte-aligned in a row, so
  * multi-byte fields are assembled from bytes.  Every value is computed with
  * the float operations of qtype.c in the same order, each product and sum
@@ -19,7 +19,7 @@
 #define SMK_COMPUTE_CUDA_DEQUANT_CUH
 
 #include "compute/cuda/cuda_compat.cuh"
-#include "model/qtype.h"
+#include "quant/qtype.h"
 
 __host__ __device__ static inline uint16_t dq_u16(const uint8_t *p)
 {
@@ -36,7 +36,7 @@ __host__ __device__ static inline float dq_f16(const uint8_t *p)
 	return smk_half_to_float(dq_u16(p));
 }
 
-/* qtype_k4_scale_min (model/qtype.h), for the device. */
+/* qtype_k4_scale_min (quant/qtype.h), for the device. */
 __host__ __device__ static inline void dq_k4_scale_min(const uint8_t *q, int j, int *sc, int *m)
 {
 	if (j < 4) {
@@ -48,7 +48,7 @@ __host__ __device__ static inline void dq_k4_scale_min(const uint8_t *q, int j, 
 	}
 }
 
-/* One signed scale of qtype_k3_scales (model/qtype.h), for the device. */
+/* One signed scale of qtype_k3_scales (quant/qtype.h), for the device. */
 __host__ __device__ static inline int dq_k3_scale(const uint8_t *q, int j)
 {
 	int lo = j < 8 ? q[j] & 15 : q[j - 8] >> 4;

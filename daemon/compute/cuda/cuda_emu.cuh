@@ -46,6 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "util/clock.h"
 #include <ucontext.h>
 
 #define __global__
@@ -410,9 +412,7 @@ static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 	(void)s;
 	if (!e)
 		return emu_st.last_error = cudaErrorInvalidResourceHandle;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	e->ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+	e->ms = smk_now() * 1e3;
 	e->recorded = true;
 	return cudaSuccess;
 }

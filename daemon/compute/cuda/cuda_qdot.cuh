@@ -22,7 +22,7 @@
  * operations of qdot_scalar.c in its order (no contraction: smk_mul/add).
  *
  * Layouts: weight blocks as cuda_dequant.cuh (offsets documented there and
- * in model/qtype.c); activation blocks as model/qtype.h's
+ * in quant/qtype.c); activation blocks as quant/qtype.h's
  * qtype_block_q8_0 {fp16 d; int8 qs[32]} (34 bytes), q8_1 {fp16 d, s;
  * int8 qs[32]} (36), q8_K {float d; int8 qs[256]; int16 bsums[16]} (292),
  * written by the quantisers in cuda_matmul.cu; the act buffer's blocks are

@@ -1,5 +1,5 @@
 /* cuda_wdev.cu - the weight store's device tier on CUDA (cuda_wdev.h,
- * weights/wdev.h).
+ * compute/wdev.h).
  *
  * Ordering, without the host ever waiting on the compute stream:
  *  - released(u) records done[u] on the compute stream after the last

@@ -1,5 +1,5 @@
 /* cuda_wdev.h - the weight store's device tier on a CUDA device
- * (weights/wdev.h): slot memory from cudaMalloc, the RAM arena page-locked
+ * (compute/wdev.h): slot memory from cudaMalloc, the RAM arena page-locked
  * with cudaHostRegister, copies on a copy stream of their own, ordered
  * against the backend's compute stream by per-unit events. */
 #ifndef SMK_COMPUTE_CUDA_WDEV_H
@@ -7,7 +7,7 @@
 
 #include "compute/backend.h"
 #include "util/err.h"
-#include "weights/wdev.h"
+#include "compute/wdev.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -2,13 +2,13 @@
  * command line (precedence, bool flags, messages). */
 #include <check.h>
 
-#include "../ck_main.h"
+#include "ck_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "config/cli.h"
+#include "serve/cli.h"
 #include "config/config.h"
 
 static const char *write_tmp(const char *text)

@@ -14,7 +14,7 @@
  */
 #include <check.h>
 
-#include "../ck_main.h"
+#include "ck_main.h"
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,9 +22,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "model/gguf.h"
-#include "model/tokenizer.h"
-#include "model/unicode.h"
+#include "formats/gguf.h"
+#include "tokenizer/tokenizer.h"
+#include "unicode/unicode.h"
 
 /* Vocabularies with llama.cpp .inp/.out pairs that we support. */
 static const char *const inp_vocabs[] = {

@@ -1,5 +1,5 @@
 /* test_wdev.c - the weight store's device tier through struct wdev
- * (weights/wdev.h).
+ * (compute/wdev.h).
  *
  *  - fake: a wdev whose "device" memory is mapped PROT_NONE, so any host
  *    read or write of it by the store kills the test; the fake's copy_in
@@ -25,7 +25,7 @@
  */
 #include <check.h>
 
-#include "../ck_main.h"
+#include "ck_main.h"
 #include "weights_check.h"
 #include <fcntl.h>
 #include <pthread.h>
@@ -41,7 +41,7 @@
 #include "compute/backend.h"
 #include "compute/cuda/cuda_backend.h"
 #include "compute/cuda/cuda_wdev.h"
-#include "model/gguf.h"
+#include "formats/gguf.h"
 #include "weights/wstore.h"
 
 /* ---- models ---- */

@@ -10,7 +10,7 @@
  */
 #include <check.h>
 
-#include "../ck_main.h"
+#include "ck_main.h"
 #include "weights_check.h"
 #include <fcntl.h>
 #include <stdio.h>

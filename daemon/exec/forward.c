@@ -1,0 +1,518 @@
+/* forward.c - the one forward implementation every family runs.  The
+ * family's description (struct family_desc) switches the few places where
+ * families differ; the order of operations follows llama.cpp's graphs
+ * (src/models/gemma3.cpp, llama.cpp, qwen2.cpp) so results are comparable. */
+#include "exec/forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "quant/qtype.h"
+
+/* Every activation buffer lives in the backend's memory (device memory
+ * with CUDA), so the pass only calls backend ops on them; the logits come
+ * back to the host once per step (logits_host), unless the backend's memory
+ * is the host's. */
+struct forward {
+	const struct model *m;
+	struct backend *be;
+	struct wstore *ws;
+	int max_tokens, max_logits;
+	float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
+	float *shard_out;         /* L x shard rows, when the head has several shards */
+	float *arena;             /* backend memory holding all of the above */
+	float *logits_host;       /* max_logits x n_vocab (NULL: host_memory) */
+	forward_debug_fn dbg;     /* tests/tools only; NULL in the daemon */
+	void *dbg_ctx;
+	float *dbg_host;          /* the hook's copy of a stage (device backends) */
+	size_t dbg_cap;           /* floats */
+	/* Device backends look embeddings up on the host: the batch's rows
+	 * read from the store (one table row, not a 16 MiB shard through
+	 * every tier), dequantised here and uploaded in one copy. */
+	uint8_t *emb_row;         /* one stored row of the table */
+	float *emb_host;          /* max_tokens x n_embd */
+};
+
+int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx)
+{
+	if (fn && !f->be->ops->host_memory && !f->dbg_host) {
+		const struct hparams *hp = &f->m->hp;
+		size_t w = (size_t)hp->n_embd;
+		if ((size_t)hp->n_ff > w)
+			w = (size_t)hp->n_ff;
+		if ((size_t)hp->n_head * hp->head_dim > w)
+			w = (size_t)hp->n_head * hp->head_dim;
+		f->dbg_cap = w * (size_t)f->max_tokens;
+		if ((size_t)f->max_logits * hp->n_vocab > f->dbg_cap)
+			f->dbg_cap = (size_t)f->max_logits * hp->n_vocab;
+		f->dbg_host = malloc(sizeof(float) * f->dbg_cap);
+		if (!f->dbg_host)
+			return -ENOMEM;
+	}
+	f->dbg = fn;
+	f->dbg_ctx = ctx;
+	return 0;
+}
+
+/* The debug hook sees host memory: a device stage is downloaded first. */
+static void dbg_call(struct forward *f, const char *name, int il, const float *data, int rows,
+		     int64_t len)
+{
+	if (!f->be->ops->host_memory) {
+		size_t n = (size_t)rows * (size_t)len;
+		struct smk_err e;
+		if (n > f->dbg_cap || backend_download(f->be, f->dbg_host, data, sizeof(float) * n, &e))
+			return;
+		data = f->dbg_host;
+	}
+	f->dbg(f->dbg_ctx, name, il, data, rows, len);
+}
+
+/* Report a stage's output to the debug hook, if one is set. */
+#define DBG(f, name, il, data, rows, len)                                     \
+	do {                                                                  \
+		if ((f)->dbg)                                                 \
+			dbg_call(f, name, il, data, rows, len);               \
+	} while (0)
+
+#define N_BUFS 11
+
+/* Floats of each activation buffer (x, h, q, k, v, att, o, g, u, logits,
+ * shard_out) for chunks of T tokens and L logit rows; returns the arena's
+ * total, every buffer rounded up to keep the next 64-byte aligned. */
+static size_t scratch_floats(const struct model *m, int max_tokens, int max_logits,
+			     size_t sizes[N_BUFS])
+{
+	const struct hparams *hp = &m->hp;
+	/* With several head shards and several logit rows, a shard's matmul
+	 * writes L x rows contiguously; it goes through shard_out into the
+	 * logits' column range. */
+	size_t shard_rows = 0;
+	if (m->n_head_blocks > 1)
+		for (int k = 0; k < m->n_head_blocks; k++)
+			if ((size_t)m->blocks[model_head_block(m, k)].n_rows > shard_rows)
+				shard_rows = (size_t)m->blocks[model_head_block(m, k)].n_rows;
+	const size_t T = (size_t)max_tokens;
+	const size_t q_dim = (size_t)hp->n_head * hp->head_dim;
+	const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+	const size_t s[N_BUFS] = {
+		T * hp->n_embd, T * hp->n_embd, T * q_dim, T * kv_dim, T * kv_dim, T * q_dim,
+		T * hp->n_embd, T * hp->n_ff, T * hp->n_ff, (size_t)max_logits * hp->n_vocab,
+		(size_t)max_logits * shard_rows,
+	};
+	size_t total = 0;
+	for (int i = 0; i < N_BUFS; i++) {
+		sizes[i] = s[i];
+		total += (s[i] + 15) / 16 * 16;
+	}
+	return total;
+}
+
+uint64_t forward_scratch_bytes(const struct model *m, int max_tokens, int max_logits)
+{
+	size_t sizes[N_BUFS];
+	return (uint64_t)scratch_floats(m, max_tokens, max_logits, sizes) * sizeof(float);
+}
+
+int forward_new(struct forward **out, const struct model *m, struct backend *be,
+		struct wstore *ws, int max_tokens, int max_logits, struct smk_err *err)
+{
+	const struct hparams *hp = &m->hp;
+	if (max_tokens <= 0 || max_tokens > be->limits.max_rows || max_logits < 0 ||
+	    max_logits > max_tokens)
+		return smk_fail(err, -EINVAL, "forward: bad chunk sizes (%d tokens, %d logits)",
+				max_tokens, max_logits);
+	struct forward *f = calloc(1, sizeof(*f));
+	if (!f)
+		return smk_fail(err, -ENOMEM, "forward: out of memory");
+	f->m = m;
+	f->be = be;
+	f->ws = ws;
+	f->max_tokens = max_tokens;
+	f->max_logits = max_logits;
+
+	float **bufs[] = { &f->x, &f->h, &f->q, &f->k, &f->v, &f->att, &f->o, &f->g, &f->u,
+			   &f->logits, &f->shard_out };
+	size_t sizes[N_BUFS], total = scratch_floats(m, max_tokens, max_logits, sizes);
+	struct smk_err e;
+	if (backend_alloc(be, (void **)&f->arena, total * sizeof(float), &e)) {
+		free(f);
+		return smk_fail(err, -ENOMEM, "forward: cannot allocate %zu bytes of activations (%s)",
+				total * sizeof(float), e.msg);
+	}
+	if (!be->ops->host_memory) {
+		f->logits_host = malloc(sizeof(float) * (size_t)(max_logits ? max_logits : 1) *
+					(size_t)hp->n_vocab);
+		f->emb_row = malloc((size_t)m->blocks[0].t[EMB_TOKEN].row_bytes);
+		f->emb_host = malloc(sizeof(float) * (size_t)max_tokens * (size_t)hp->n_embd);
+		if (!f->logits_host || !f->emb_row || !f->emb_host) {
+			forward_free(f);
+			return smk_fail(err, -ENOMEM, "forward: cannot allocate the host logits");
+		}
+	}
+	float *p = f->arena;
+	for (size_t i = 0; i < N_BUFS; i++) {
+		*bufs[i] = p;
+		p += (sizes[i] + 15) / 16 * 16;
+	}
+	*out = f;
+	return 0;
+}
+
+void forward_free(struct forward *f)
+{
+	if (!f)
+		return;
+	if (f->arena)
+		backend_free_mem(f->be, f->arena);
+	free(f->logits_host);
+	free(f->dbg_host);
+	free(f->emb_row);
+	free(f->emb_host);
+	free(f);
+}
+
+/* RoPE, cache append and attention for one item's rows [row, row + n):
+ * positions, cache and causal mask are per sequence. */
+static void item_attention(struct forward *f, const struct wblock *b, struct fwd_item *it,
+			   int row)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	struct backend *be = f->be;
+	const int il = b->layer, hd = hp->head_dim, n = it->n, pos0 = it->kv->n_pos;
+	const int64_t q_dim = (int64_t)hp->n_head * hd, kv_dim = it->kv->kv_dim;
+	float *q = f->q + row * q_dim, *k = f->k + row * kv_dim, *v = f->v + row * kv_dim;
+
+	struct rope_params rp;
+	model_layer_rope(m, il, &rp);
+	be->ops->rope(be, q, n, hp->n_head, hd, pos0, &rp);
+	be->ops->rope(be, k, n, hp->n_head_kv, hd, pos0, &rp);
+	DBG(f, "Qcur", il, q, n, q_dim);
+	DBG(f, "Kcur", il, k, n, kv_dim);
+
+	struct attn_params ap = {
+		.n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
+		.pos0 = pos0, .n_q = n, .kv_stride = kv_dim,
+		.window = model_layer_is_swa(m, il) ? hp->sliding_window : 0,
+		.scale = 1.0f / sqrtf((float)hd),
+	};
+	if (m->fam->family == FAMILY_GEMMA3) {
+		/* Gemma scales q before the product (f_attention_scale). */
+		be->ops->scale(be, q, ap.scale, n * q_dim);
+		ap.scale = 1.0f;
+	}
+	/* Through fp16: llama.cpp keeps K and V in an F16 cache (so do we,
+	 * as halves) and converts Q to F16 for the Q.K product. */
+	be->ops->store_fp16(be, kvcache_k(it->kv, il) + (int64_t)pos0 * kv_dim, k, n * kv_dim);
+	be->ops->store_fp16(be, kvcache_v(it->kv, il) + (int64_t)pos0 * kv_dim, v, n * kv_dim);
+	be->ops->round_fp16(be, q, q, n * q_dim);
+	be->ops->attention(be, q, kvcache_k(it->kv, il), kvcache_v(it->kv, il),
+			   f->att + row * q_dim, &ap);
+}
+
+/* One layer over all T rows of the batch. */
+static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item *items,
+		     int n_items, int T, struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	const struct family_desc *fam = m->fam;
+	struct backend *be = f->be;
+	const struct backend_ops *op = be->ops;
+	const int il = b->layer;
+	const int hd = hp->head_dim;
+	int rc;
+
+	op->rmsnorm(be, f->x, &b->t[LT_ATTN_NORM], f->h, hp->n_embd, T, hp->eps);
+	DBG(f, "attn_norm", il, f->h, T, hp->n_embd);
+	if ((rc = op->matmul(be, &b->t[LT_WQ], f->h, T, f->q)) ||
+	    (rc = op->matmul(be, &b->t[LT_WK], f->h, T, f->k)) ||
+	    (rc = op->matmul(be, &b->t[LT_WV], f->h, T, f->v)))
+		return smk_fail(err, rc, "layer %d: attention projection failed", il);
+	/* Biases where the model has them (qwen2 always; llama with
+	 * attention_bias), whatever the family requires. */
+	if (b->has[LT_BQ])
+		op->add_bias(be, f->q, &b->t[LT_BQ], T);
+	if (b->has[LT_BK])
+		op->add_bias(be, f->k, &b->t[LT_BK], T);
+	if (b->has[LT_BV])
+		op->add_bias(be, f->v, &b->t[LT_BV], T);
+	DBG(f, "Vcur", il, f->v, T, (int64_t)hp->n_head_kv * hd);
+	if (fam->qk_norm) {
+		op->rmsnorm(be, f->q, &b->t[LT_Q_NORM], f->q, hd, T * hp->n_head, hp->eps);
+		op->rmsnorm(be, f->k, &b->t[LT_K_NORM], f->k, hd, T * hp->n_head_kv, hp->eps);
+		DBG(f, "Qcur_normed", il, f->q, T, (int64_t)hp->n_head * hd);
+		DBG(f, "Kcur_normed", il, f->k, T, (int64_t)hp->n_head_kv * hd);
+	}
+	for (int i = 0, row = 0; i < n_items; row += items[i].n, i++)
+		item_attention(f, b, &items[i], row);
+	DBG(f, "kqv_out", il, f->att, T, (int64_t)hp->n_head * hd);
+
+	if ((rc = op->matmul(be, &b->t[LT_WO], f->att, T, f->o)))
+		return smk_fail(err, rc, "layer %d: attention output failed", il);
+	if (b->has[LT_BO])
+		op->add_bias(be, f->o, &b->t[LT_BO], T);
+	if (fam->post_norms) {
+		op->rmsnorm(be, f->o, &b->t[LT_POST_ATTN_NORM], f->o, hp->n_embd, T, hp->eps);
+		DBG(f, "attn_post_norm", il, f->o, T, hp->n_embd);
+	}
+	op->add(be, f->x, f->o, (int64_t)T * hp->n_embd);
+	DBG(f, fam->post_norms ? "sa_out" : "ffn_inp", il, f->x, T, hp->n_embd);
+
+	op->rmsnorm(be, f->x, &b->t[LT_FFN_NORM], f->h, hp->n_embd, T, hp->eps);
+	DBG(f, "ffn_norm", il, f->h, T, hp->n_embd);
+	if ((rc = op->matmul(be, &b->t[LT_GATE], f->h, T, f->g)) ||
+	    (rc = op->matmul(be, &b->t[LT_UP], f->h, T, f->u)))
+		return smk_fail(err, rc, "layer %d: feed-forward projection failed", il);
+	DBG(f, "ffn_gate", il, f->g, T, hp->n_ff);
+	DBG(f, "ffn_up", il, f->u, T, hp->n_ff);
+	if (fam->act == ACT_GELU)
+		op->gelu_mul(be, f->g, f->u, (int64_t)T * hp->n_ff);
+	else
+		op->silu_mul(be, f->g, f->u, (int64_t)T * hp->n_ff);
+	DBG(f, fam->act == ACT_GELU ? "ffn_geglu" : "ffn_swiglu", il, f->g, T, hp->n_ff);
+	if ((rc = op->matmul(be, &b->t[LT_DOWN], f->g, T, f->o)))
+		return smk_fail(err, rc, "layer %d: feed-forward output failed", il);
+	DBG(f, "ffn_out", il, f->o, T, hp->n_embd);
+	if (fam->post_norms) {
+		op->rmsnorm(be, f->o, &b->t[LT_POST_FFN_NORM], f->o, hp->n_embd, T, hp->eps);
+		DBG(f, "ffn_post_norm", il, f->o, T, hp->n_embd);
+	}
+	op->add(be, f->x, f->o, (int64_t)T * hp->n_embd);
+	DBG(f, "l_out", il, f->x, T, hp->n_embd);
+	return 0;
+}
+
+/* Everything that can be wrong with a batch is checked before any cache is
+ * touched, so a refused batch leaves every sequence as it was. */
+static int check_batch(struct forward *f, struct fwd_item *items, int n_items, int *T_out,
+		       int *L_out, struct smk_err *err)
+{
+	const struct hparams *hp = &f->m->hp;
+	int T = 0, L = 0;
+	if (n_items <= 0)
+		return smk_fail(err, -EINVAL, "forward: empty batch");
+	for (int i = 0; i < n_items; i++) {
+		struct fwd_item *it = &items[i];
+		if (it->n <= 0 || it->n_logits < 0 || it->n_logits > it->n)
+			return smk_fail(err, -EINVAL, "forward: item %d has %d tokens / %d logits", i,
+					it->n, it->n_logits);
+		if (it->kv->n_pos + it->n > it->kv->n_ctx)
+			return smk_fail(err, -ENOSPC, "context full: %d + %d tokens exceed %d positions",
+					it->kv->n_pos, it->n, it->kv->n_ctx);
+		if (it->kv->n_pos + it->n > f->be->limits.max_ctx)
+			return smk_fail(err, -ENOSPC, "context of %d positions exceeds the backend's %d",
+					it->kv->n_pos + it->n, f->be->limits.max_ctx);
+		for (int j = 0; j < i; j++)
+			if (items[j].kv == it->kv)
+				return smk_fail(err, -EINVAL, "forward: items %d and %d share a cache", j, i);
+		for (int t = 0; t < it->n; t++)
+			if (it->tok[t] < 0 || it->tok[t] >= hp->n_vocab)
+				return smk_fail(err, -ERANGE, "token id %d at position %d is out of range (0..%d)",
+						it->tok[t], t, hp->n_vocab - 1);
+		T += it->n;
+		L += it->n_logits;
+	}
+	if (T > f->max_tokens || L > f->max_logits)
+		return smk_fail(err, -EINVAL, "forward: %d tokens / %d logits exceed the chunk limits (%d / %d)",
+				T, L, f->max_tokens, f->max_logits);
+	*T_out = T;
+	*L_out = L;
+	return 0;
+}
+
+/* The embedding lookup on the host, for device backends: each token's row
+ * read from the store and dequantised with the CPU decoder (bit-identical
+ * to the kernels' decoder, so results do not change), then one upload. */
+static int embed_rows_host(struct forward *f, struct fwd_item *items, int n_items, float scale,
+			   struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const int64_t d = m->hp.n_embd;
+	int rc = 0, T = 0;
+	for (int i = 0; i < n_items && !rc; i++)
+		for (int t = 0; t < items[i].n && !rc; t++, T++) {
+			const int32_t id = items[i].tok[t];
+			int s = 0;
+			while (s + 1 < m->n_emb_blocks && id >= m->blocks[s].row0 + m->blocks[s].n_rows)
+				s++;
+			const struct wtensor *tab = &m->blocks[s].t[EMB_TOKEN];
+			float *y = f->emb_host + (int64_t)T * d;
+			if ((rc = wstore_read_rows(f->ws, s, EMB_TOKEN, id - m->blocks[s].row0, 1, f->emb_row,
+						   err)))
+				break;
+			if ((rc = qtype_dequant_row(tab->type, f->emb_row, y, d)))
+				return smk_fail(err, rc, "embedding: cannot decode %s rows", tab->name);
+			if (scale != 1.0f)
+				for (int64_t k = 0; k < d; k++)
+					y[k] *= scale;
+		}
+	if (!rc)
+		rc = backend_upload(f->be, f->x, f->emb_host, sizeof(float) * (size_t)T * (size_t)d, err);
+	return rc;
+}
+
+/* The embedding lookup: only the shards that hold one of the batch's
+ * tokens are acquired, in shard order (the plan order the predictor sees);
+ * device backends read the rows alone (embed_rows_host). */
+static int run_embed(struct forward *f, struct fwd_item *items, int n_items, struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	struct backend *be = f->be;
+	const float scale = m->fam->embed_scale ? sqrtf((float)hp->n_embd) : 1.0f;
+	if (f->emb_host)
+		return embed_rows_host(f, items, n_items, scale, err);
+	for (int s = 0; s < m->n_emb_blocks; s++) {
+		const int64_t r0 = m->blocks[s].row0, r1 = r0 + m->blocks[s].n_rows;
+		bool want = false;
+		for (int i = 0; i < n_items && !want; i++)
+			for (int t = 0; t < items[i].n && !want; t++)
+				want = items[i].tok[t] >= r0 && items[i].tok[t] < r1;
+		if (!want)
+			continue;
+		const struct wblock *b = wstore_acquire(f->ws, s, err);
+		if (!b)
+			return err ? err->code : -EIO;
+		int rc = 0;
+		if (m->n_emb_blocks == 1) {
+			/* One shard holds every row: whole items at once. */
+			for (int i = 0, row = 0; i < n_items && !rc; row += items[i].n, i++)
+				rc = be->ops->embed(be, &b->t[EMB_TOKEN], items[i].tok, items[i].n,
+						    scale, f->x + (int64_t)row * hp->n_embd);
+		} else {
+			for (int i = 0, row = 0; i < n_items && !rc; row += items[i].n, i++)
+				for (int t = 0; t < items[i].n && !rc; t++) {
+					if (items[i].tok[t] < r0 || items[i].tok[t] >= r1)
+						continue;
+					const int32_t local = (int32_t)(items[i].tok[t] - r0);
+					rc = be->ops->embed(be, &b->t[EMB_TOKEN], &local, 1, scale,
+							    f->x + (int64_t)(row + t) * hp->n_embd);
+				}
+		}
+		wstore_release(f->ws, s);
+		if (rc)
+			return smk_fail(err, rc, "embedding lookup failed");
+	}
+	return 0;
+}
+
+/* The output head over the L gathered rows: norm, then the vocabulary
+ * shards in order, each writing its column range of the logits.  Every
+ * logit is the same per-row dot product as with one whole table. */
+static int run_head(struct forward *f, float *rows, int L, struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	struct backend *be = f->be;
+	for (int k = 0; k < m->n_head_blocks; k++) {
+		const int bi = model_head_block(m, k);
+		const struct wblock *b = wstore_acquire(f->ws, bi, err);
+		if (!b)
+			return err ? err->code : -EIO;
+		if (k == 0) {
+			be->ops->rmsnorm(be, rows, &b->t[HEAD_NORM], f->h, hp->n_embd, L, hp->eps);
+			DBG(f, "result_norm", -1, f->h, L, hp->n_embd);
+		}
+		const int64_t r0 = b->row0, nr = b->n_rows;
+		int rc;
+		if (m->n_head_blocks == 1 || L == 1) {
+			rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, L, f->logits + r0);
+		} else {
+			rc = be->ops->matmul(be, &b->t[HEAD_OUTPUT], f->h, L, f->shard_out);
+			for (int r = 0; r < L && !rc; r++)
+				be->ops->copy(be, f->logits + (int64_t)r * hp->n_vocab + r0,
+					      f->shard_out + r * nr, sizeof(float) * (size_t)nr);
+		}
+		wstore_release(f->ws, bi);
+		if (rc)
+			return smk_fail(err, rc, "output head failed");
+	}
+	return 0;
+}
+
+/* The pass itself, after check_batch; on failure the caller clears the
+ * backend's pending state. */
+static int run_pass(struct forward *f, struct fwd_item *items, int n_items, int T, int L,
+		    struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	int rc;
+
+	if ((rc = run_embed(f, items, n_items, err)))
+		return rc;
+	DBG(f, m->fam->embed_scale ? "inp_scaled" : "inp_embd", -1, f->x, T, hp->n_embd);
+
+	for (int il = 0; il < hp->n_layer; il++) {
+		const int bi = model_layer_block(m, il);
+		const struct wblock *b = wstore_acquire(f->ws, bi, err);
+		if (!b)
+			return err ? err->code : -EIO;
+		rc = run_layer(f, b, items, n_items, T, err);
+		wstore_release(f->ws, bi);
+		if (rc)
+			return rc;
+	}
+
+	if (L > 0) {
+		/* Gather the rows that want logits, in item order, then one
+		 * output-head pass for all of them. */
+		float *rows = f->o;
+		for (int i = 0, row = 0, k = 0; i < n_items; row += items[i].n, i++) {
+			const int first = row + items[i].n - items[i].n_logits;
+			f->be->ops->copy(f->be, rows + (int64_t)k * hp->n_embd,
+					 f->x + (int64_t)first * hp->n_embd,
+					 sizeof(float) * (size_t)items[i].n_logits * hp->n_embd);
+			k += items[i].n_logits;
+		}
+		if ((rc = run_head(f, rows, L, err)))
+			return rc;
+		DBG(f, "result_output", -1, f->logits, L, hp->n_vocab);
+	}
+	/* One wait per step: the logits come home (device backends), and any
+	 * failure of an op queued during the pass surfaces here, before a
+	 * cache position is committed. */
+	const float *logits = f->logits;
+	if (f->logits_host) {
+		rc = L > 0 ? backend_download(f->be, f->logits_host, f->logits,
+					      sizeof(float) * (size_t)L * hp->n_vocab, err)
+			   : backend_sync(f->be, err);
+		if (rc)
+			return rc;
+		logits = f->logits_host;
+	}
+	for (int i = 0, k = 0; i < n_items; i++) {
+		items[i].logits = items[i].n_logits ? logits + (int64_t)k * hp->n_vocab : NULL;
+		k += items[i].n_logits;
+		items[i].kv->n_pos += items[i].n;
+	}
+	return 0;
+}
+
+int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
+		      struct smk_err *err)
+{
+	int T = 0, L = 0;
+	int rc = check_batch(f, items, n_items, &T, &L, err);
+	if (rc)
+		return rc;
+	rc = run_pass(f, items, n_items, T, L, err);
+	if (rc && !f->be->ops->host_memory) {
+		/* Let the queued work drain and drop the failure the backend
+		 * kept, so that the next pass starts clean (rc says it all). */
+		backend_sync(f->be, NULL);
+	}
+	return rc;
+}
+
+int forward_run(struct forward *f, struct kvcache *kv, const int32_t *tok, int n,
+		int n_logits, const float **logits, struct smk_err *err)
+{
+	struct fwd_item it = { .kv = kv, .tok = tok, .n = n, .n_logits = n_logits };
+	int rc = forward_run_batch(f, &it, 1, err);
+	if (rc == 0 && n_logits > 0)
+		*logits = it.logits;
+	return rc;
+}

@@ -1,0 +1,144 @@
+/* serve.c - load, serve, drain: the daemon's lifecycle (serve.h). */
+#include "serve/serve.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http/server.h"
+#include "serve/options.h"
+#include "serve/sdnotify.h"
+#include "smk_config.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* The loader thread: engine, worker, chat format; then publish to HTTP. */
+static void *loader_main(void *arg)
+{
+	struct server *s = arg;
+	const struct config *c = s->cfg;
+	struct run_options ro;
+	options_from_config(&ro, c, s->model_path, OPTIONS_DAEMON);
+	struct smk_err err = { 0 };
+	double t0 = smk_now();
+	struct engine *e;
+	if (engine_open(&e, &ro.engine, &err)) {
+		log_error("cannot load the model: %s", err.msg);
+		sd_notify_status("failed to load %s", s->model_path);
+		server_fail(s);
+		return NULL;
+	}
+	uint64_t one = kvcache_bytes(e->model, 1);
+	if (ro.worker.kv_budget < one * 2) {
+		log_error("limits.kv_budget (%llu bytes) is below the KV cache of two positions (%llu bytes)",
+			  (unsigned long long)ro.worker.kv_budget, (unsigned long long)(one * 2));
+		engine_close(e);
+		server_fail(s);
+		return NULL;
+	}
+	struct worker *w;
+	if (worker_new(&w, e, &ro.worker, &err)) {
+		log_error("%s", err.msg);
+		engine_close(e);
+		server_fail(s);
+		return NULL;
+	}
+	enum chat_format chat = chat_detect(e->model->gguf, e->tok);
+	log_info("loaded %s (%s, %d layers, %.1f MiB of weights, context %d, chat format %s) in %.2f s, %d threads",
+		 s->model_path, e->model->name, e->model->hp.n_layer,
+		 (double)e->model->weight_bytes / (1 << 20), e->n_ctx, chat_format_name(chat),
+		 smk_now() - t0, e->be->limits.n_threads);
+	log_info("%s", e->backend_note);
+	log_info("KV cache: %.1f KiB per position, budget %.1f MiB (%d positions)",
+		 (double)one / 1024, (double)ro.worker.kv_budget / (1 << 20),
+		 (int)(ro.worker.kv_budget / one));
+	server_publish(s, e, w, chat);
+	sd_notify_send("READY=1");
+	sd_notify_status("serving %s on %s port %d", s->model_id, c->server.host, s->port);
+	log_info("ready: model '%s' at http://%s%s%s:%d/", s->model_id,
+		 strchr(c->server.host, ':') ? "[" : "", c->server.host,
+		 strchr(c->server.host, ':') ? "]" : "", s->port);
+	return NULL;
+}
+
+/* model.id, or the file name without ".gguf". */
+static void model_id_from_path(char *out, size_t len, const char *path)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	size_t n = strlen(base);
+	if (n > 5 && !strcmp(base + n - 5, ".gguf"))
+		n -= 5;
+	snprintf(out, len, "%.*s", (int)n, base);
+}
+
+int serve_run(const struct config *cfg, const char *model_path)
+{
+	static struct server srv;  /* one per process; zero-initialised */
+	struct server *s = &srv;
+	log_init(cfg->server.log_level);
+	char model_id[sizeof(s->model_id)];
+	if (cfg->model.id[0])
+		snprintf(model_id, sizeof(model_id), "%s", cfg->model.id);
+	else
+		model_id_from_path(model_id, sizeof(model_id), model_path);
+
+	/* Signals are handled by this thread alone (sigtimedwait), so every
+	 * thread started below inherits the blocked mask. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	struct smk_err err = { 0 };
+	if (server_listen(s, cfg, model_path, model_id, &err)) {
+		log_error("%s", err.msg);
+		return 1;
+	}
+	log_info("smoked %s listening on %s port %d; loading %s", SMK_VERSION, cfg->server.host,
+		 s->port, s->model_path);
+	sd_notify_status("loading %s", s->model_path);
+
+	pthread_t loader;
+	if (pthread_create(&loader, NULL, loader_main, s)) {
+		log_error("cannot start the loader thread");
+		server_stop(s, 0);
+		return 1;
+	}
+	int exit_code = 0, sig = 0;
+	sigdelset(&sigs, SIGPIPE);
+	double t_status = 0;
+	while (!sig) {
+		/* A short tick: the sweep's bounds are seconds. */
+		struct timespec tick = { 0, 250 * 1000 * 1000 };
+		int got = sigtimedwait(&sigs, NULL, &tick);
+		if (got == SIGTERM || got == SIGINT)
+			sig = got;
+		if (atomic_load(&s->state) == SERVER_FAILED) {
+			exit_code = 1;
+			break;
+		}
+		server_sweep(s);
+		if (atomic_load(&s->state) == SERVER_READY && smk_now() - t_status >= 5) {
+			t_status = smk_now();
+			struct worker_stats st;
+			worker_get_stats(s->w, &st);
+			sd_notify_status("serving %s: %d active, %d queued, %llu tokens generated",
+					 s->model_id, st.active, st.queue_depth, (unsigned long long)st.gen_tokens);
+		}
+	}
+
+	/* Shutdown: stop accepting, drain, stop. */
+	if (sig)
+		log_info("%s: stopping (grace %g s)", strsignal(sig), cfg->limits.shutdown_grace);
+	sd_notify_send("STOPPING=1");
+	pthread_join(loader, NULL);
+	server_stop(s, cfg->limits.shutdown_grace);
+	worker_free(s->w);
+	engine_close(s->e);
+	log_info("stopped");
+	return exit_code;
+}

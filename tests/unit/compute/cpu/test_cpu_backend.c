@@ -1,0 +1,352 @@
+/* CPU backend tests: every op against a plain double-precision version
+ * written here from the textbook definition (not from the backend's code),
+ * with thread counts 1..3 so the work splitting is exercised.  These are the
+ * reference checks a GPU backend will later be held to as well. */
+#include <check.h>
+
+#include "ck_main.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute/backend.h"
+#include "compute/cpu/cpu_backend.h"
+#include "compute/cpu/qdot.h"
+#include "compute/cpu/threadpool.h"
+#include "quant/qtype.h"
+#include "util/fp16.h"
+
+static float frand(unsigned *s)
+{
+	*s = *s * 1103515245u + 12345u;
+	return ((float)((*s >> 8) & 0xffff) / 65535.0f) * 2.0f - 1.0f;
+}
+
+static struct backend *make(int threads, int64_t cols, int rows, int ctx)
+{
+	struct backend_limits lim = { .max_cols = cols, .max_rows = rows, .max_ctx = ctx,
+				      .max_heads = 16, .n_threads = threads };
+	struct backend *b;
+	struct smk_err err = { 0 };
+	ck_assert_msg(backend_cpu_new(&b, &lim, &err) == 0, "%s", err.msg);
+	return b;
+}
+
+/* --- thread pool ------------------------------------------------------- */
+
+struct count_ctx {
+	int hits[8];
+};
+
+static void count_share(void *ctx, int ith, int nth)
+{
+	struct count_ctx *c = ctx;
+	c->hits[ith] += nth;
+}
+
+START_TEST(pool_runs_every_share_once)
+{
+	for (int n = 1; n <= 4; n++) {
+		struct tpool *p;
+		ck_assert_int_eq(tpool_new(&p, n, NULL), 0);
+		struct count_ctx c = { { 0 } };
+		for (int r = 0; r < 1000; r++)
+			tpool_run(p, count_share, &c);
+		for (int i = 0; i < n; i++)
+			ck_assert_int_eq(c.hits[i], 1000 * n);
+		tpool_free(p);
+	}
+}
+END_TEST
+
+/* --- matmul ------------------------------------------------------------ */
+
+/* Random weight rows in the type's own layout: every byte is drawn from
+ * 0..0x3b, so any fp16 scale field (whose high byte is then <= 0x3b) is a
+ * finite value below 1, whatever the layout puts where.  The gguf-verified
+ * decoder gives the rows' true values; the product is checked against double
+ * sums over those, within the error the int8 activation quantisation allows. */
+static void check_matmul(uint32_t type, int threads, int n_tok)
+{
+	const int64_t cols = 512, rows = 37;
+	const struct qtype_info *qi = qtype_info(type);
+	uint64_t rb;
+	ck_assert_int_eq(qtype_row_bytes(type, cols, &rb, NULL), 0);
+	unsigned seed = 17 + type;
+	uint8_t *w = malloc(rb * rows);
+	for (uint64_t i = 0; i < rb * rows; i++) {
+		seed = seed * 1103515245u + 12345u;
+		w[i] = (uint8_t)((seed >> 16) % 0x3c);
+	}
+	if (type == QTYPE_F32)
+		for (int64_t i = 0; i < cols * rows; i++)
+			((float *)w)[i] = frand(&seed);
+	float *deq = malloc(sizeof(float) * cols * rows);
+	for (int64_t r = 0; r < rows; r++) {
+		qi->dequant_row(w + r * rb, deq + r * cols, cols);
+		double mag = 0;
+		for (int64_t c = 0; c < cols; c++) {
+			ck_assert(isfinite(deq[r * cols + c]));
+			mag += fabs(deq[r * cols + c]);
+		}
+		ck_assert_msg(mag > 0, "%s row %ld decodes to zeros: the test would be vacuous",
+			      qi->name, (long)r);
+	}
+	float *x = malloc(sizeof(float) * cols * n_tok), *y = malloc(sizeof(float) * rows * n_tok);
+	for (int64_t i = 0; i < cols * n_tok; i++)
+		x[i] = frand(&seed);
+
+	struct wtensor t = { .name = "w", .type = type, .ne0 = cols, .ne1 = rows, .row_bytes = rb,
+			     .nbytes = rb * rows, .data = w };
+	struct backend *b = make(threads, cols, n_tok, 16);
+	ck_assert_int_eq(b->ops->matmul(b, &t, x, n_tok, y), 0);
+	for (int tk = 0; tk < n_tok; tk++)
+		for (int64_t r = 0; r < rows; r++) {
+			double s = 0, mag = 0;
+			for (int64_t c = 0; c < cols; c++) {
+				s += (double)deq[r * cols + c] * x[tk * cols + c];
+				mag += fabs((double)deq[r * cols + c] * x[tk * cols + c]);
+			}
+			/* int8 activations: each product off by <= |w| * d/2 with
+			 * d = amax/127, so the sum is off by < 1% of sum|w*x|
+			 * for |x| <= 1 (plus float rounding). */
+			double tol = type == QTYPE_F32 ? 1e-5 * (mag + 1) : 0.01 * mag + 1e-4;
+			ck_assert_msg(fabs(y[tk * rows + r] - s) <= tol,
+				      "%s threads %d tok %d row %ld: %g vs %g (tol %g)", qi->name, threads,
+				      tk, (long)r, y[tk * rows + r], s, tol);
+		}
+	backend_free(b);
+	free(w);
+	free(deq);
+	free(x);
+	free(y);
+}
+
+START_TEST(matmul_matches_dequantised_product)
+{
+	const uint32_t types[] = { QTYPE_F32, QTYPE_F16, QTYPE_Q8_0, QTYPE_Q4_0, QTYPE_Q5_0,
+				   QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		for (int th = 1; th <= 3; th++) {
+			check_matmul(types[i], th, 1);
+			check_matmul(types[i], th, 5);
+		}
+}
+END_TEST
+
+START_TEST(matmul_rejects_out_of_limits)
+{
+	float w[64] = { 0 }, x[64] = { 0 }, y[4];
+	struct wtensor t = { .type = QTYPE_F32, .ne0 = 64, .ne1 = 1, .row_bytes = 256, .data = w };
+	struct backend *b = make(1, 32, 2, 16);
+	ck_assert_int_eq(b->ops->matmul(b, &t, x, 1, y), -EINVAL); /* wider than max_cols */
+	backend_free(b);
+	b = make(1, 64, 2, 16);
+	ck_assert_int_eq(b->ops->matmul(b, &t, x, 3, y), -EINVAL); /* more rows than max_rows */
+	ck_assert_int_eq(b->ops->matmul(b, &t, x, 1, y), 0);
+	backend_free(b);
+}
+END_TEST
+
+/* --- rmsnorm, rope, activations ----------------------------------------- */
+
+START_TEST(rmsnorm_rope_gelu_silu)
+{
+	struct backend *b = make(2, 64, 4, 16);
+	unsigned seed = 3;
+	float x[2 * 64], y[2 * 64], wv[64];
+	for (int i = 0; i < 128; i++)
+		x[i] = frand(&seed) * 3;
+	for (int i = 0; i < 64; i++)
+		wv[i] = frand(&seed);
+	struct wtensor w = { .type = QTYPE_F32, .ne0 = 64, .ne1 = 1, .row_bytes = 256, .data = wv };
+	b->ops->rmsnorm(b, x, &w, y, 64, 2, 1e-6f);
+	for (int t = 0; t < 2; t++) {
+		double ss = 0;
+		for (int i = 0; i < 64; i++)
+			ss += (double)x[t * 64 + i] * x[t * 64 + i];
+		double inv = 1.0 / sqrt(ss / 64 + 1e-6);
+		for (int i = 0; i < 64; i++)
+			ck_assert(fabs(y[t * 64 + i] - x[t * 64 + i] * inv * wv[i]) < 1e-5);
+	}
+
+	/* RoPE: a rotation preserves each pair's norm and turns it by
+	 * pos * base^(-2i/d) radians; NORM pairs (2i, 2i+1), NEOX (i, i+d/2). */
+	for (int kind = 0; kind < 2; kind++) {
+		enum { hd = 16, pos0 = 7 };
+		float v[2 * hd], orig[2 * hd];
+		for (int i = 0; i < 2 * hd; i++)
+			orig[i] = v[i] = frand(&seed);
+		struct rope_params rp = { .kind = kind ? ROPE_NEOX : ROPE_NORM, .n_rot = hd,
+					  .base = 10000.0f, .freq_scale = 1.0f };
+		b->ops->rope(b, v, 2, 1, hd, pos0, &rp);
+		for (int t = 0; t < 2; t++)
+			for (int i = 0; i < hd / 2; i++) {
+				int a = kind ? i : 2 * i, c = kind ? i + hd / 2 : 2 * i + 1;
+				double th = (pos0 + t) * pow(10000.0, -2.0 * i / hd);
+				double x0 = orig[t * hd + a], x1 = orig[t * hd + c];
+				ck_assert(fabs(v[t * hd + a] - (x0 * cos(th) - x1 * sin(th))) < 1e-4);
+				ck_assert(fabs(v[t * hd + c] - (x0 * sin(th) + x1 * cos(th))) < 1e-4);
+			}
+	}
+
+	float g[6] = { -12.0f, -1.0f, 0.0f, 0.5f, 2.0f, 11.0f }, u[6] = { 1, 2, 3, 4, 5, 6 };
+	float g2[6];
+	memcpy(g2, g, sizeof(g));
+	b->ops->gelu_mul(b, g, u, 6);
+	for (int i = 0; i < 6; i++) {
+		double xv = g2[i];
+		double ge = 0.5 * xv * (1 + tanh(0.7978845608028654 * (xv + 0.044715 * xv * xv * xv)));
+		/* fp16 table lookup: within fp16 precision of the exact value */
+		ck_assert_msg(fabs(g[i] - ge * u[i]) <= 2e-3 * fabs(ge * u[i]) + 1e-6, "gelu(%g)", xv);
+	}
+	memcpy(g, g2, sizeof(g));
+	b->ops->silu_mul(b, g, u, 6);
+	for (int i = 0; i < 6; i++) {
+		double xv = g2[i];
+		ck_assert(fabs(g[i] - xv / (1 + exp(-xv)) * u[i]) < 1e-5 * (1 + fabs(xv * u[i])));
+	}
+	backend_free(b);
+}
+END_TEST
+
+/* --- attention ---------------------------------------------------------- */
+
+/* Naive causal GQA attention in double over fp16-rounded q, k, v (as
+ * floats: the backend reads k and v as halves). */
+static void naive_attention(const float *q, const float *k, const float *v, double *out,
+			    const struct attn_params *ap)
+{
+	const int hd = ap->head_dim, group = ap->n_head / ap->n_head_kv;
+	for (int t = 0; t < ap->n_q; t++)
+		for (int h = 0; h < ap->n_head; h++) {
+			int pos = ap->pos0 + t;
+			double sc[64], mx = -INFINITY, sum = 0;
+			for (int p = 0; p <= pos; p++) {
+				bool masked = ap->window > 0 && pos - p >= ap->window;
+				double d = 0;
+				for (int i = 0; i < hd; i++)
+					d += (double)q[(t * ap->n_head + h) * hd + i] *
+					     k[p * ap->kv_stride + (h / group) * hd + i];
+				sc[p] = masked ? -INFINITY : d * ap->scale;
+				if (sc[p] > mx)
+					mx = sc[p];
+			}
+			for (int p = 0; p <= pos; p++)
+				sum += (sc[p] = exp(sc[p] - mx));
+			for (int i = 0; i < hd; i++) {
+				double o = 0;
+				for (int p = 0; p <= pos; p++)
+					o += sc[p] / sum * v[p * ap->kv_stride + (h / group) * hd + i];
+				out[(t * ap->n_head + h) * hd + i] = o;
+			}
+		}
+}
+
+START_TEST(attention_causal_window_gqa)
+{
+	/* head_dim 8: whole SIMD vectors; 40: the dot's 8-value tail after
+	 * one 32-value step */
+	enum { N_HEAD = 4, N_KV = 2, MAX_HD = 40, N_POS = 20 };
+	static float q[N_POS * N_HEAD * MAX_HD], k[N_POS * N_KV * MAX_HD], v[N_POS * N_KV * MAX_HD];
+	static float out[N_POS * N_HEAD * MAX_HD];
+	static uint16_t kh[N_POS * N_KV * MAX_HD], vh[N_POS * N_KV * MAX_HD];
+	static double ref[N_POS * N_HEAD * MAX_HD];
+	unsigned seed = 11;
+	/* the cache holds halves; the reference reads the same values as floats */
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
+		q[i] = fp16_to_fp32(fp32_to_fp16(frand(&seed) * 2));
+	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+		kh[i] = fp32_to_fp16(frand(&seed) * 2);
+		vh[i] = fp32_to_fp16(frand(&seed));
+		k[i] = fp16_to_fp32(kh[i]);
+		v[i] = fp16_to_fp32(vh[i]);
+	}
+	for (int hd = 8; hd <= MAX_HD; hd += MAX_HD - 8)
+		for (int scalar = 0; scalar <= 1; scalar++)
+			for (int th = 1; th <= 3; th++)
+				for (int window = 0; window <= 5; window += 5) {
+					qdot_force_scalar(scalar);
+					struct backend *b = make(th, 64, N_POS, N_POS);
+					/* the last 6 queries of a 20-position sequence */
+					struct attn_params ap = { .n_head = N_HEAD, .n_head_kv = N_KV,
+								  .head_dim = hd, .pos0 = 14, .n_q = 6,
+								  .window = window, .scale = 0.35f,
+								  .kv_stride = N_KV * hd };
+					b->ops->attention(b, q, kh, vh, out, &ap);
+					naive_attention(q, k, v, ref, &ap);
+					for (int i = 0; i < 6 * N_HEAD * hd; i++)
+						/* probabilities are rounded to fp16 (as
+						 * llama.cpp does): 1e-3 relative */
+						ck_assert_msg(fabs(out[i] - ref[i]) < 2e-3,
+							      "hd %d scalar %d threads %d window %d [%d]: %g vs %g",
+							      hd, scalar, th, window, i, out[i], ref[i]);
+					backend_free(b);
+				}
+	qdot_force_scalar(false);
+}
+END_TEST
+
+/* store_fp16 (the KV cache's writes) gives fp32_to_fp16's bits on the
+ * SIMD path (F16C, 8 at a time, then a tail) and the scalar one, for
+ * ordinary values and the edges: ties, subnormals, overflow, inf, NaN. */
+START_TEST(store_fp16_bits)
+{
+	enum { N = 1003 }; /* not a multiple of 8 */
+	static float x[N];
+	static uint16_t got[N + 1];
+	unsigned seed = 3;
+	for (int i = 0; i < N; i++)
+		x[i] = frand(&seed) * 70000.0f * (i % 3 ? 1.0f : 1e-4f);
+	const uint32_t edge[] = {
+		0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u,
+		0x7f800001u,             /* signalling NaN: quieted, payload kept */
+		0x477fefffu, 0x477ff000u, /* just below / at 65520: 65504 / inf */
+		0x33000000u, 0x33000001u, /* 2^-25 (tie to 0), just above (smallest subnormal) */
+		0x387fc000u,             /* largest subnormal's neighbourhood */
+		0x3f801000u, 0x3f803000u, /* 1 + half an ulp: tie to even down, up */
+		0x00000001u,             /* fp32 subnormal */
+	};
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
+		x[N - 1 - i] = fp32_from_bits(edge[i]);
+	for (int scalar = 0; scalar <= 1; scalar++) {
+		qdot_force_scalar(scalar);
+		struct backend *b = make(1, 64, 1, 16);
+		got[N] = 0xabcd;
+		b->ops->store_fp16(b, got, x, N);
+		for (int i = 0; i < N; i++)
+			ck_assert_msg(got[i] == fp32_to_fp16(x[i]), "scalar %d [%d] %a: %#x vs %#x",
+				      scalar, i, (double)x[i], got[i], fp32_to_fp16(x[i]));
+		ck_assert_uint_eq(got[N], 0xabcd); /* writes n halves, no more */
+		backend_free(b);
+	}
+	qdot_force_scalar(false);
+}
+END_TEST
+
+/* The branch-free half -> float of the attention's scalar path (CPUs
+ * without F16C) equals fp16_to_fp32 on all 65536 halves, bit for bit. */
+START_TEST(h2f_is_exact)
+{
+	for (uint32_t h = 0; h < 65536; h++)
+		ck_assert_msg(fp32_to_bits(cpu_h2f((uint16_t)h)) == fp32_to_bits(fp16_to_fp32((uint16_t)h)),
+			      "%#x: %#x vs %#x", h, fp32_to_bits(cpu_h2f((uint16_t)h)),
+			      fp32_to_bits(fp16_to_fp32((uint16_t)h)));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cpu_backend");
+	TCase *tc = tcase_create("ops");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, pool_runs_every_share_once);
+	tcase_add_test(tc, matmul_matches_dequantised_product);
+	tcase_add_test(tc, matmul_rejects_out_of_limits);
+	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
+	tcase_add_test(tc, attention_causal_window_gqa);
+	tcase_add_test(tc, store_fp16_bits);
+	tcase_add_test(tc, h2f_is_exact);
+	suite_add_tcase(s, tc);
+	return ck_run(s);
+}
