@@ -13,6 +13,7 @@
 #include <sys/random.h>
 
 #include "smk_config.h"
+#include "unicode/unicode.h"
 
 #define INVALID "invalid_request_error"
 
@@ -30,54 +31,16 @@ int api_fail(struct api_error *e, int status, const char *type, const char *para
 	return -1;
 }
 
-/* Replace invalid UTF-8 with U+FFFD so that every string we put in JSON is
- * valid (jansson refuses invalid UTF-8, and token pieces can be partial
- * characters).  Returns a malloc'd NUL-terminated copy. */
-static char *utf8_clean(const char *s, size_t len, size_t *out_len)
-{
-	char *o = malloc(len * 3 + 1);
-	if (!o)
-		return NULL;
-	size_t n = 0;
-	for (size_t i = 0; i < len;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-		bool ok = need > 0 && i + need <= len && c != 0;
-		for (size_t k = 1; ok && k < need; k++)
-			ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
-		if (ok && need > 1) {
-			/* Refuse overlong forms, surrogates and code points past U+10FFFF. */
-			uint32_t cp = c & (0x7F >> need);
-			for (size_t k = 1; k < need; k++)
-				cp = cp << 6 | ((unsigned char)s[i + k] & 0x3F);
-			ok = !((need == 2 && cp < 0x80) || (need == 3 && cp < 0x800) ||
-			       (need == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-			       (cp >= 0xD800 && cp <= 0xDFFF));
-		}
-		if (ok) {
-			memcpy(o + n, s + i, need);
-			n += need;
-			i += need;
-		} else {
-			memcpy(o + n, "\xEF\xBF\xBD", 3);
-			n += 3;
-			i++;
-		}
-	}
-	o[n] = 0;
-	if (out_len)
-		*out_len = n;
-	return o;
-}
-
 static json_t *jstr(const char *s, size_t len)
 {
 	json_t *j = json_stringn(s, len);
 	if (j)
 		return j;
-	size_t n;
-	char *c = utf8_clean(s, len, &n);
-	j = c ? json_stringn(c, n) : NULL;
+	/* jansson refuses invalid UTF-8, and token pieces and truncated
+	 * client bytes can be partial characters: replace them by the one
+	 * rule (unicode_utf8_sanitize). */
+	char *c = len < SIZE_MAX / 3 ? malloc(len * 3 + 1) : NULL;
+	j = c ? json_stringn(c, unicode_utf8_sanitize(s, len, c)) : NULL;
 	free(c);
 	return j;
 }

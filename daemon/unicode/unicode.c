@@ -1,6 +1,9 @@
 /* unicode.c - code point classes, UTF-8 decoding/validation, GPT-2 byte map.
- * See unicode.h for why there are two UTF-8 decoders. */
+ * See unicode.h for why there are two UTF-8 decoders and the one rule for
+ * replacing invalid bytes with U+FFFD. */
 #include "unicode/unicode.h"
+
+#include <string.h>
 
 uint16_t unicode_flags(uint32_t cp)
 {
@@ -126,6 +129,30 @@ enum unicode_utf8_status unicode_utf8_check(const unsigned char *s, size_t n, si
 	}
 	*len = need;
 	return UNICODE_UTF8_OK;
+}
+
+size_t unicode_utf8_sanitize(const char *s, size_t len, char *out)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, n = 0, run;
+	while (i < len) {
+		switch (unicode_utf8_check(u + i, len - i, &run)) {
+		case UNICODE_UTF8_OK:
+			memcpy(out + n, s + i, run);
+			n += run;
+			i += run;
+			continue;
+		case UNICODE_UTF8_INCOMPLETE:
+			run = len - i;  /* the end of the input cuts it: one subpart */
+			break;
+		case UNICODE_UTF8_INVALID:
+			break;
+		}
+		memcpy(out + n, "\xEF\xBF\xBD", 3);
+		n += 3;
+		i += run;
+	}
+	return n;
 }
 
 /* bytes_to_unicode() from GPT-2's encoder.py: printable Latin-1 bytes stand for
