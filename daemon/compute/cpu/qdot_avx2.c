@@ -23,10 +23,12 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 
-#include <immintrin.h>
 #include <string.h>
 
-#define QDOT_AVX2 __attribute__((target("avx2,fma,f16c")))
+#include "compute/cpu/simd_avx2.h"
+
+/* Reductions (cpu_hsum8, cpu_hsum4, cpu_reduce4) come from simd_avx2.h. */
+#define QDOT_AVX2 CPU_AVX2
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -43,33 +45,6 @@ QDOT_AVX2 static inline void prefetch_ahead(const void *p, size_t bytes)
 	const char *c = (const char *)p + QDOT_PREFETCH;
 	for (size_t off = 0; off < bytes; off += 64)
 		_mm_prefetch(c + off, _MM_HINT_T0);
-}
-
-QDOT_AVX2 static inline float hsum_ps(__m256 x)
-{
-	__m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-	r = _mm_add_ss(r, _mm_movehdup_ps(r));
-	return _mm_cvtss_f32(r);
-}
-
-QDOT_AVX2 static inline float hsum_ps128(__m128 r)
-{
-	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-	r = _mm_add_ss(r, _mm_movehdup_ps(r));
-	return _mm_cvtss_f32(r);
-}
-
-/* ggml's GGML_F32x8_REDUCE for four accumulators (its F32 and F16 dot
- * products): (s0+s2)+(s1+s3) lane-wise, the two 128-bit halves added, then
- * two horizontal adds, i.e. (l0+l1)+(l2+l3) of the 4-lane sum.  Not the
- * same order as hsum_ps, which the quantised kernels use. */
-QDOT_AVX2 static inline float reduce4_hadd(__m256 s0, __m256 s1, __m256 s2, __m256 s3)
-{
-	const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
-	const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-	const __m128 t1 = _mm_hadd_ps(t0, t0);
-	return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
 /* a*b + c rounded once, as the FMA instruction ggml's compiler emits for
@@ -164,7 +139,7 @@ QDOT_AVX2 static float avx2_dot_f32(const void *w, const void *act, int64_t n)
 		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(a + i + 16), s2);
 		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(a + i + 24), s3);
 	}
-	float sum = reduce4_hadd(s0, s1, s2, s3);
+	float sum = cpu_reduce4(s0, s1, s2, s3);
 	/* ggml's leftover loop is `sumf += x[i]*y[i]`, which its -mfma build
 	 * contracts into one fused multiply-add. */
 	for (int64_t i = np; i < n; i++) {
@@ -191,7 +166,7 @@ QDOT_AVX2 static float avx2_dot_f16(const void *w, const void *act, int64_t n)
 	for (; i + 8 <= n; i += 8)
 		s0 = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(a + i), s0);
 #undef F16X8
-	float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	float sum = cpu_hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 	for (; i < n; i++) {
 		uint16_t h;
 		memcpy(&h, x + i, 2);
@@ -215,7 +190,7 @@ QDOT_AVX2 static float avx2_dot_bf16(const void *w, const void *act, int64_t n)
 	for (; i + 8 <= n; i += 8)
 		s0 = _mm256_fmadd_ps(BF16X8(0), _mm256_loadu_ps(a + i), s0);
 #undef BF16X8
-	float sum = hsum_ps(_mm256_add_ps(s0, s1));
+	float sum = cpu_hsum8(_mm256_add_ps(s0, s1));
 	for (; i < n; i++) {
 		uint16_t h;
 		memcpy(&h, x + i, 2);
@@ -247,7 +222,7 @@ QDOT_AVX2 static float avx2_dot_q8_0(const void *w, const void *act, int64_t n)
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
 		acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(load256(x[i].qs), load256(y[i].qs)), acc);
 	}
-	return hsum_ps(acc);
+	return cpu_hsum8(acc);
 }
 
 /* Q4_0 quants as signed bytes: nibble - 8 in -8..7. */
@@ -274,7 +249,7 @@ QDOT_AVX2 static float avx2_dot_q4_0(const void *w, const void *act, int64_t n)
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
 		acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q4_0_bytes(&x[i]), load256(y[i].qs)), acc);
 	}
-	return hsum_ps(acc);
+	return cpu_hsum8(acc);
 }
 
 /* Q5_0 quants as signed bytes: (nibble | top<<4) - 16.  OR-ing 0xf0 into a
@@ -305,7 +280,7 @@ QDOT_AVX2 static float avx2_dot_q5_0(const void *w, const void *act, int64_t n)
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
 		acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q5_0_bytes(&x[i]), load256(y[i].qs)), acc);
 	}
-	return hsum_ps(acc);
+	return cpu_hsum8(acc);
 }
 
 /* Unsigned x signed int8 products (Q4_1/Q5_1 quants are 0..31, so at most
@@ -332,7 +307,7 @@ QDOT_AVX2 static float avx2_dot_q4_1(const void *w, const void *act, int64_t n)
 		const __m256i q = bytes_from_nibbles_32(x[i].qs);
 		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
 	}
-	return hsum_ps(acc) + summs;
+	return cpu_hsum8(acc) + summs;
 }
 
 QDOT_AVX2 static float avx2_dot_q5_1(const void *w, const void *act, int64_t n)
@@ -350,7 +325,7 @@ QDOT_AVX2 static float avx2_dot_q5_1(const void *w, const void *act, int64_t n)
 		const __m256i q = _mm256_or_si256(bytes_from_nibbles_32(x[i].qs), hi);
 		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
 	}
-	return hsum_ps(acc) + summs;
+	return cpu_hsum8(acc) + summs;
 }
 
 /* ---- K-quants (activation: Q8_K) ---------------------------------------- */
@@ -419,7 +394,7 @@ QDOT_AVX2 static float avx2_dot_q4_K(const void *w, const void *act, int64_t n)
 		}
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
 	}
-	return hsum_ps(acc) + hsum_ps128(acc_m);
+	return cpu_hsum8(acc) + cpu_hsum4(acc_m);
 }
 
 /* Q5_K: as Q4_K with the 5th bit from qh (weights 0..31: pairs at most
@@ -468,7 +443,7 @@ QDOT_AVX2 static float avx2_dot_q5_K(const void *w, const void *act, int64_t n)
 		}
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
 	}
-	return hsum_ps(acc) + summs;
+	return cpu_hsum8(acc) + summs;
 }
 
 /* Scales k and k+1 of a 16-byte int8 vector as 16 int16 lanes (8 each):
@@ -527,7 +502,7 @@ QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 		sumi = _mm256_sub_epi32(sumi, sub);
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
 	}
-	return hsum_ps(acc);
+	return cpu_hsum8(acc);
 }
 
 /* ---- several activation rows per weight row ----------------------------- */
@@ -596,7 +571,7 @@ QDOT4_INLINE void x4_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const
 		}
 	}
 	for (int t = 0; t < na; t++)
-		out[t] = hsum_ps(acc[t]);
+		out[t] = cpu_hsum8(acc[t]);
 }
 
 QDOT4_INLINE __m256i x4_bytes_q8_0(const uint8_t *b)
@@ -681,7 +656,7 @@ QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na,
 			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
 	}
 	for (int t = 0; t < na; t++)
-		out[t] = hsum_ps(acc[t]) + hsum_ps128(acc_m[t]);
+		out[t] = cpu_hsum8(acc[t]) + cpu_hsum4(acc_m[t]);
 }
 
 /* As avx2_dot_q6_K, per activation row. */
@@ -739,7 +714,7 @@ QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na,
 		}
 	}
 	for (int t = 0; t < na; t++)
-		out[t] = hsum_ps(acc[t]);
+		out[t] = cpu_hsum8(acc[t]);
 }
 
 /* One entry point per type: instances for na = 1..4 and a switch on

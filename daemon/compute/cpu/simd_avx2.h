@@ -1,5 +1,6 @@
-/* simd_avx2.h - AVX2+FMA building blocks shared by the CPU backend's
- * attention and element-wise ops, private to compute/cpu/.
+/* simd_avx2.h - AVX2+FMA building blocks shared by the CPU backend's dot
+ * products (qdot_avx2.c), attention and element-wise ops, private to
+ * compute/cpu/.
  *
  * Every function carries the target attribute (the project is not compiled
  * with -mavx2), so callers must check qdot_simd_active() first, as qdot_get()
@@ -18,14 +19,20 @@
 
 #define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-/* Sum of 8 lanes: high half + low half, then (l0+l2)+(l1+l3) of the four
- * sums.  ggml's hsum_float_8 and the row sum of its AVX2 softmax. */
-CPU_AVX2 static inline float cpu_hsum8(__m256 x)
+/* Sum of 4 lanes: (l0+l2)+(l1+l3).  ggml's hsum_float_4x4 tail. */
+CPU_AVX2 static inline float cpu_hsum4(__m128 r)
 {
-	__m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
 	r = _mm_add_ps(r, _mm_movehl_ps(r, r));
 	r = _mm_add_ss(r, _mm_movehdup_ps(r));
 	return _mm_cvtss_f32(r);
+}
+
+/* Sum of 8 lanes: high half + low half, then cpu_hsum4 of the four sums.
+ * ggml's hsum_float_8 (its quantised dot products) and the row sum of its
+ * AVX2 softmax. */
+CPU_AVX2 static inline float cpu_hsum8(__m256 x)
+{
+	return cpu_hsum4(_mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x)));
 }
 
 /* Four 8-lane accumulators to one float in ggml's GGML_F32x8_REDUCE order
