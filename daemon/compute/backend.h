@@ -123,6 +123,46 @@ struct backend {
 /* The CPU backend.  *out owned by the caller; free with backend_free(). */
 int backend_cpu_new(struct backend **out, const struct backend_limits *lim, struct smk_err *err);
 
+/* ---- choosing a backend (backend_open.c) ----
+ * The one place that knows which backends exist and how to pick one, so
+ * that layers above never include a backend's own headers. */
+
+enum backend_kind {
+	BACKEND_AUTO = 0,  /* CUDA on gpu_id when num_gpus > 0 and a GPU is
+			    * usable, else the CPU (saying why in the note) */
+	BACKEND_CPU,
+	BACKEND_CUDA,      /* CUDA or fail */
+	BACKEND_CUDAEMU,   /* the CUDA kernels under the CPU emulator (tests) */
+};
+
+/* "auto", "cpu", "cuda", "cuda-emu". */
+const char *backend_kind_name(enum backend_kind k);
+
+struct wdev;
+
+/* Open the backend `want` asks for (BACKEND_AUTO: see above; the
+ * SMOKE_BACKEND environment variable - auto, cpu, cuda, cuda-emu -
+ * overrides AUTO for diagnostics and tests).  *kind says what runs (never
+ * AUTO); note gets one line saying which and why ("cuda backend on device
+ * 0: NVIDIA H100 ...", "cpu backend (no usable GPU: ...)").  *out owned by
+ * the caller (backend_free).  Returns 0 or a negative code with err set:
+ * -EINVAL for a gpu_id no device has or a bad SMOKE_BACKEND, the CUDA
+ * error when BACKEND_CUDA cannot start. */
+int backend_open(struct backend **out, enum backend_kind *kind, enum backend_kind want,
+		 int gpu_id, int num_gpus, const struct backend_limits *lim,
+		 char *note, size_t note_len, struct smk_err *err);
+
+/* The weight store's device tier for a device backend opened as kind
+ * (CUDA or CUDAEMU).  *out owned by the caller (wdev_destroy, after the
+ * store that uses it, before the backend). */
+int backend_wdev_new(struct wdev **out, struct backend *be, enum backend_kind kind,
+		     struct smk_err *err);
+
+/* Device memory a device backend made with lim takes besides the
+ * activations the caller allocates: the kernels' GELU table and the
+ * quantised-activation buffer.  Counted in memory.gpu_memory. */
+uint64_t backend_device_scratch_bytes(const struct backend_limits *lim);
+
 static inline void backend_free(struct backend *b)
 {
 	if (b)

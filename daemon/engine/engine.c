@@ -5,73 +5,21 @@
 #include <string.h>
 #include <time.h>
 
-#include "compute/cuda/cuda_backend.h"
-#include "compute/cuda/cuda_probe.h"
-#include "compute/cuda/cuda_wdev.h"
-
-/* The compute backend (ENGINE_BE_AUTO: CUDA when a GPU is usable), with a
- * line saying which and why in e->backend_note. */
+/* The compute backend (compute/backend.h picks it), with a line saying
+ * which and why in e->backend_note. */
 static int open_backend(struct engine *e, const struct engine_opts *o,
 			const struct backend_limits *lim, struct smk_err *err)
 {
-	char why[200];
-	enum engine_backend kind = o->backend;
-	/* A diagnostic override (scripts/gpu-check, tests): SMOKE_BACKEND. */
-	const char *env = getenv("SMOKE_BACKEND");
-	if (kind == ENGINE_BE_AUTO && env && *env) {
-		if (!strcmp(env, "cpu"))
-			kind = ENGINE_BE_CPU;
-		else if (!strcmp(env, "cuda"))
-			kind = ENGINE_BE_CUDA;
-		else if (!strcmp(env, "cuda-emu"))
-			kind = ENGINE_BE_CUDAEMU;
-		else if (strcmp(env, "auto"))
-			return smk_fail(err, -EINVAL, "SMOKE_BACKEND = \"%s\": expected auto, cpu, cuda or cuda-emu",
-					env);
-	}
-	if (kind == ENGINE_BE_AUTO && o->num_gpus <= 0) {
-		snprintf(e->backend_note, sizeof(e->backend_note),
-			 "cpu backend (device.num_gpus = 0)");
-		kind = ENGINE_BE_CPU;
-	}
-	if (kind == ENGINE_BE_AUTO || kind == ENGINE_BE_CUDA) {
-		int n = cuda_probe(why, sizeof(why));
-		if (n > 0 && (o->gpu_id < 0 || o->gpu_id >= n))
-			return smk_fail(err, -EINVAL, "device.gpu_id = %d, but %d CUDA device%s found (0..%d)",
-					o->gpu_id, n, n == 1 ? " was" : "s were", n - 1);
-		struct smk_err e2 = { 0, "" };
-		struct cuda_backend_opts co = { .device = o->gpu_id };
-		int rc = n > 0 ? backend_cuda_new(&e->be, lim, &co, &e2) : n;
-		if (rc == 0) {
-			cuda_describe(o->gpu_id, why, sizeof(why));
-			snprintf(e->backend_note, sizeof(e->backend_note), "cuda backend on %s%s", why,
-				 o->num_gpus > 1 ? " (device.num_gpus > 1: one GPU is used; docs/cuda.md)" : "");
-			e->kind = ENGINE_BE_CUDA;
-			return 0;
-		}
-		if (n > 0)
-			snprintf(why, sizeof(why), "the CUDA backend failed to start: %s", e2.msg);
-		if (kind == ENGINE_BE_CUDA)
-			return smk_fail(err, rc, "cuda backend: %s", why);
-		snprintf(e->backend_note, sizeof(e->backend_note),
-			 "cpu backend (%s)", why);
-		kind = ENGINE_BE_CPU;
-	}
-	if (kind == ENGINE_BE_CUDAEMU) {
-		snprintf(e->backend_note, sizeof(e->backend_note),
-			 "cuda kernels under the CPU emulator (tests only)");
-		e->kind = ENGINE_BE_CUDAEMU;
-		return backend_cudaemu_new(&e->be, lim, NULL, err);
-	}
-	if (!e->backend_note[0])
-		snprintf(e->backend_note, sizeof(e->backend_note), "cpu backend");
-	e->kind = ENGINE_BE_CPU;
-	return backend_cpu_new(&e->be, lim, err);
+	enum backend_kind kind;
+	int rc = backend_open(&e->be, &kind, (enum backend_kind)o->backend, o->gpu_id, o->num_gpus,
+			      lim, e->backend_note, sizeof(e->backend_note), err);
+	e->kind = (enum engine_backend)kind;
+	return rc;
 }
 
 /* memory.gpu_memory holds the KV cache and the activation scratch (the
  * forward pass's buffers, the GELU table, the quantised activations of
- * cuda_matmul_reserve) as well
+ * backend_device_scratch_bytes) as well
  * as the weights' slots: what is left of it after the first two becomes the
  * device tier's budget.  0 (no limit) stays 0. */
 static int split_gpu_memory(struct engine *e, const struct engine_opts *o, int max_logits,
@@ -79,8 +27,7 @@ static int split_gpu_memory(struct engine *e, const struct engine_opts *o, int m
 {
 	e->gpu_kv = o->kv_reserve ? o->kv_reserve : kvcache_bytes(e->model, e->n_ctx);
 	e->gpu_scratch = forward_scratch_bytes(e->model, e->n_batch, max_logits) +
-			 (sizeof(uint16_t) << 16) + /* the kernels' GELU table */
-			 cuda_matmul_scratch_bytes(e->be->limits.max_rows, e->be->limits.max_cols);
+			 backend_device_scratch_bytes(&e->be->limits);
 	if (!wo->dev_budget)
 		return 0;
 	if (wo->dev_budget <= e->gpu_kv + e->gpu_scratch) {
@@ -154,8 +101,7 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 		wo.compute_from_ram = false;
 		/* The device tier through the same wdev code: on the GPU, or
 		 * under the emulator (tests). */
-		rc = e->kind == ENGINE_BE_CUDA ? cuda_wdev_new(&e->wdev, e->be, err)
-					       : cuda_wdev_emu_new(&e->wdev, e->be, err);
+		rc = backend_wdev_new(&e->wdev, e->be, (enum backend_kind)e->kind, err);
 		if (rc)
 			goto fail;
 		wo.dev = e->wdev;
