@@ -1,9 +1,10 @@
 /* engine.h - a loaded model ready to run: weights, tokenizer, compute
  * backend, weight store and activation scratch, sized once at load.
  *
- * The offline command uses it for one generation; the daemon's worker thread
- * will own one and batch requests through it.  Not thread-safe: one thread
- * drives an engine at a time.
+ * The offline modes use it for one generation or a perplexity run; the
+ * daemon's worker thread (worker.h) owns one and batches requests through
+ * it.  serve/options.c fills struct engine_opts from the configuration.
+ * Not thread-safe: one thread drives an engine at a time.
  */
 #ifndef SMK_ENGINE_ENGINE_H
 #define SMK_ENGINE_ENGINE_H
