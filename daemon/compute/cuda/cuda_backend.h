@@ -18,25 +18,23 @@
  *    whose values travel as kernel parameters, so the caller may reuse them
  *    as soon as the call returns.
  *
- * 2. backend_cuda_new(): struct backend_ops over those kernels, for the day
- *    forward.c keeps its activations on the device (docs/cuda.md says what
- *    forward.c and the weight store must change).  Every pointer the ops
- *    take is then a device pointer, and wtensor.data points at device
+ * 2. backend_cuda_new(): struct backend_ops over those kernels; the layers
+ *    above reach it through compute/backend.h's backend_open, and the
+ *    forward pass keeps its activations and KV cache on the device with it.
+ *    Every pointer the ops take is a device pointer, and wtensor.data points at device
  *    memory, except rope_params.freq_factors and embed's token ids (host
  *    arrays, as above).  Ops that return void record the first failure; the
  *    next matmul/embed returns it and cuda_be_sync() reports it.
  *
- * Numerics follow the CPU backend (the reference, compute/cpu/), with the
- * rounding points that make results comparable: weights are dequantised
- * with the CPU decoder's float operations (bit-identical), GELU reads the
- * same fp16 table, RMSNorm sums squares in double, RoPE fuses its rotation
- * as the CPU's AVX2 path does, and attention rounds its softmax weights to
- * fp16 (Q, K and V arrive fp16-rounded, as on the CPU).  Differences left:
- * matmul dots dequantised weights with float activations in float (the CPU
- * first quantises activations to Q8 for the integer dot products, so the
- * GPU is the more precise of the two), and device expf/sinf/cosf/tanhf
- * differ from glibc's by an ulp or two.  tests/unit/cuda states the
- * tolerances op by op.
+ * Numerics follow the CPU backend's scalar path (the reference,
+ * compute/cpu/) operation for operation: matmul quantises each activation
+ * row to the CPU's block format and dots it with the weight blocks in
+ * integers (cuda_qdot.cuh), GELU reads the same fp16 table, RMSNorm sums
+ * squares in double, RoPE fuses its rotation as the CPU does, and attention
+ * sums in the CPU's order over the fp16 KV cache.  Under the emulator the
+ * forward pass equals the CPU's scalar path to the bit; on a GPU, device
+ * expf/sinf/cosf/tanhf differ from glibc's by an ulp or two (docs/cuda.md,
+ * Numerics).  tests/unit/compute/cuda states the tolerances op by op.
  */
 #ifndef SMK_COMPUTE_CUDA_BACKEND_H
 #define SMK_COMPUTE_CUDA_BACKEND_H
