@@ -8,12 +8,13 @@
  * only does the bookkeeping, in byte offsets from the region's start, so it
  * knows nothing of the memory itself (and is tested without any).
  *
- * Placement is first fit over a free list kept sorted by offset; a release
- * coalesces with both neighbours, so the free extents are always maximal
- * and disjoint: with every allocation released the pool is one extent
- * again, which is what guarantees that a request the budget admits can
- * always be placed once the sequences before it have ended.  Sizes are
- * rounded up to KVPOOL_ALIGN bytes, so every offset is a multiple of it.
+ * Placement is the extent allocator's (util/extent.h): first fit over a
+ * free list kept sorted by offset; a release coalesces with both
+ * neighbours, so the free extents are always maximal and disjoint: with
+ * every allocation released the pool is one extent again, which is what
+ * guarantees that a request the budget admits can always be placed once the
+ * sequences before it have ended.  Sizes are rounded up to KVPOOL_ALIGN
+ * bytes, so every offset is a multiple of it.
  *
  * Memory: the free list and the table of live allocations are sized for
  * max_live allocations when the pool is made (at most max_live + 1 free

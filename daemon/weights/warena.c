@@ -1,34 +1,18 @@
-/* warena.c - first-fit slot allocator with coalescing (see warena.h). */
+/* warena.c - a tier's slot arena: memory plus the extent allocator's
+ * placement (see warena.h). */
 #include "weights/warena.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Accounting invariants, checked after every change when a->check: the
- * free extents are sorted, disjoint, non-adjacent, inside [0, size), and
- * used + free bytes == size.  A violation is a bug in this file (or a
- * double free by the caller): abort with the arena's name. */
-static void check_arena(const struct warena *a)
+/* Check mode: the allocator's own invariants, and the arena's used bytes
+ * agree with its live slots.  A failure is a bug in the accounting. */
+static int check_arena(const struct warena *a)
 {
-	uint64_t free_bytes = 0;
-	for (int i = 0; i < a->n_free; i++) {
-		const struct warena_ext *e = &a->free[i];
-		if (e->len == 0 || e->off + e->len > a->size ||
-		    (i > 0 && a->free[i - 1].off + a->free[i - 1].len >= e->off)) {
-			fprintf(stderr, "warena %s: free list corrupt at extent %d\n", a->name, i);
-			abort();
-		}
-		free_bytes += e->len;
-	}
-	if (a->used + free_bytes != a->size || a->used > a->size) {
-		fprintf(stderr, "warena %s: used %llu + free %llu != budget %llu\n", a->name,
-			(unsigned long long)a->used, (unsigned long long)free_bytes,
-			(unsigned long long)a->size);
-		abort();
-	}
+	if (extent_check(&a->ext, NULL) || a->used != a->ext.used || a->size != a->ext.size)
+		return -EFAULT;
+	return 0;
 }
 
 int warena_init(struct warena *a, const char *name, uint64_t size, int max_slots,
@@ -36,16 +20,14 @@ int warena_init(struct warena *a, const char *name, uint64_t size, int max_slots
 {
 	memset(a, 0, sizeof(*a));
 	a->name = name;
-	a->size = size / WARENA_ALIGN * WARENA_ALIGN;
 	a->check = check;
-	a->cap_free = max_slots + 2;
-	a->free = calloc((size_t)a->cap_free, sizeof(*a->free));
-	if (!a->free)
-		return smk_fail(err, -ENOMEM, "%s: out of memory for the free list", name);
-	if (a->size) {
-		a->free[0] = (struct warena_ext){ 0, a->size };
-		a->n_free = 1;
+	int rc = extent_init(&a->ext, size, WARENA_ALIGN, max_slots, err);
+	if (rc) {
+		smk_err_prefix(err, "%s", name);
+		return rc;
 	}
+	a->size = a->ext.size;
+	a->n_free = extent_n_free(&a->ext);
 	if (with_memory && a->size) {
 		long pg = sysconf(_SC_PAGESIZE);
 		uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
@@ -54,8 +36,7 @@ int warena_init(struct warena *a, const char *name, uint64_t size, int max_slots
 			       -1, 0);
 		if (p == MAP_FAILED) {
 			int e = errno;
-			free(a->free);
-			a->free = NULL;
+			extent_deinit(&a->ext);
 			return smk_fail(err, -e, "%s: cannot allocate %llu bytes: %s", name,
 					(unsigned long long)a->map_len, strerror(e));
 		}
@@ -84,72 +65,41 @@ void warena_deinit(struct warena *a)
 			munlock(a->base, a->map_len);
 		munmap(a->base, a->map_len);
 	}
-	free(a->free);
+	extent_deinit(&a->ext);
 	memset(a, 0, sizeof(*a));
 }
 
 int64_t warena_alloc(struct warena *a, uint64_t n)
 {
-	if (n == 0 || n % WARENA_ALIGN)
+	uint64_t off;
+	if (n == 0 || n % WARENA_ALIGN || extent_alloc(&a->ext, n, &off))
 		return -1;
-	for (int i = 0; i < a->n_free; i++) {
-		struct warena_ext *e = &a->free[i];
-		if (e->len < n)
-			continue;
-		uint64_t off = e->off;
-		e->off += n;
-		e->len -= n;
-		if (e->len == 0) {
-			memmove(e, e + 1, sizeof(*e) * (size_t)(a->n_free - i - 1));
-			a->n_free--;
-		}
-		a->used += n;
-		if (a->used > a->peak)
-			a->peak = a->used;
-		if (a->check)
-			check_arena(a);
-		return (int64_t)off;
-	}
-	return -1;
+	a->used += n;
+	if (a->used > a->peak)
+		a->peak = a->used;
+	a->n_free = extent_n_free(&a->ext);
+	if (a->check && check_arena(a))
+		return -EFAULT;
+	return (int64_t)off;
 }
 
-void warena_free(struct warena *a, uint64_t off, uint64_t n)
+int warena_free(struct warena *a, uint64_t off, uint64_t n)
 {
-	/* First extent after the freed range. */
-	int i = 0;
-	while (i < a->n_free && a->free[i].off < off)
-		i++;
-	bool merge_prev = i > 0 && a->free[i - 1].off + a->free[i - 1].len == off;
-	bool merge_next = i < a->n_free && off + n == a->free[i].off;
-	if (merge_prev && merge_next) {
-		a->free[i - 1].len += n + a->free[i].len;
-		memmove(&a->free[i], &a->free[i + 1], sizeof(a->free[0]) * (size_t)(a->n_free - i - 1));
-		a->n_free--;
-	} else if (merge_prev) {
-		a->free[i - 1].len += n;
-	} else if (merge_next) {
-		a->free[i].off = off;
-		a->free[i].len += n;
-	} else {
-		if (a->n_free == a->cap_free) {
-			/* More live slots than promised at init: a caller bug. */
-			fprintf(stderr, "warena %s: free list full (%d extents)\n", a->name, a->cap_free);
-			abort();
-		}
-		memmove(&a->free[i + 1], &a->free[i], sizeof(a->free[0]) * (size_t)(a->n_free - i));
-		a->free[i] = (struct warena_ext){ off, n };
-		a->n_free++;
-	}
+	uint64_t len;
+	int rc = extent_lookup(&a->ext, off, &len);
+	if (rc)
+		return rc;
+	if (len != n)
+		return -EINVAL;
+	extent_release(&a->ext, off, NULL);
 	a->used -= n;
+	a->n_free = extent_n_free(&a->ext);
 	if (a->check)
-		check_arena(a);
+		return check_arena(a);
+	return 0;
 }
 
 uint64_t warena_largest_free(const struct warena *a)
 {
-	uint64_t best = 0;
-	for (int i = 0; i < a->n_free; i++)
-		if (a->free[i].len > best)
-			best = a->free[i].len;
-	return best;
+	return extent_largest_free(&a->ext);
 }

@@ -255,10 +255,28 @@ static int pick_victim(struct wstore_tiered *ws, int t, int limit, uint64_t max_
 	return best;
 }
 
-static void evict(struct wstore_tiered *ws, int u, int t)
+/* Record the first error of tier t's arena (see wtiered.h) and return rc. */
+static int arena_failed(struct wstore_tiered *ws, int t, int rc)
+{
+	if (!ws->arena_rc) {
+		ws->arena_rc = rc;
+		ws->arena_tier = t;
+	}
+	return rc;
+}
+
+static int arena_error(const struct wstore_tiered *ws, struct smk_err *err)
+{
+	return smk_fail(err, ws->arena_rc, "weight hierarchy: the slot accounting of %s failed: %s (a bug)",
+			tier_key(ws->arena_tier), strerror(-ws->arena_rc));
+}
+
+static int evict(struct wstore_tiered *ws, int u, int t)
 {
 	struct wt_unit *U = &ws->units[u];
-	warena_free(&ws->tier[t].arena, U->t[t].off, U->size);
+	int rc = warena_free(&ws->tier[t].arena, U->t[t].off, U->size);
+	if (rc)
+		return arena_failed(ws, t, rc);
 	/* Kernels queued before the unit's last release may still read the
 	 * slot: the next copies wait for them on the device. */
 	if (t == WSTORE_TIER_DEV && ws->dev)
@@ -268,6 +286,7 @@ static void evict(struct wstore_tiered *ws, int u, int t)
 	if (U->t[t].prefetched)
 		ws->st.prefetch_wasted++;
 	U->t[t].prefetched = false;
+	return 0;
 }
 
 int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
@@ -276,6 +295,8 @@ int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
 	struct wt_unit *U = &ws->units[u];
 	for (;;) {
 		int64_t off = warena_alloc(&T->arena, U->size);
+		if (off < -1)
+			return arena_failed(ws, t, (int)off);
 		if (off >= 0) {
 			U->t[t].off = (uint64_t)off;
 			if (ws->o.check_budgets && T->arena.used > T->st.budget) {
@@ -292,7 +313,9 @@ int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
 		 * disk counts bytes). */
 		int v = pick_victim(ws, t, limit, limit >= 0 ? U->size : UINT64_MAX);
 		if (v >= 0) {
-			evict(ws, v, t);
+			int rc = evict(ws, v, t);
+			if (rc)
+				return rc;
 			continue;
 		}
 		/* Nothing evictable: wait only for transfers that will end. */
@@ -340,7 +363,9 @@ void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double sec
 	if (t == WSTORE_TIER_DEV)
 		U->t[WSTORE_TIER_RAM].pin--;
 	if (rc) {
-		warena_free(&T->arena, U->t[t].off, U->size);
+		int frc = warena_free(&T->arena, U->t[t].off, U->size);
+		if (frc)
+			arena_failed(ws, t, frc);
 		U->t[t].state = WS_ABSENT;
 		U->t[t].pf_failed = prefetch;
 		ws->st.load_errors++;
@@ -364,6 +389,8 @@ static int ensure(struct wstore_tiered *ws, int u, int t, bool *waited, struct s
 {
 	struct wt_unit *U = &ws->units[u];
 	char msg[256];
+	if (ws->arena_rc)
+		return arena_error(ws, err);
 	for (;;) {
 		if (U->t[t].state == WS_RESIDENT)
 			return 0;
@@ -390,6 +417,8 @@ static int ensure(struct wstore_tiered *ws, int u, int t, bool *waited, struct s
 				pthread_cond_broadcast(&ws->cv);
 				if (rc == -EAGAIN)
 					continue;
+				if (ws->arena_rc)
+					return arena_error(ws, err);
 				return smk_fail(err, rc, "weight hierarchy: no room for %llu bytes in %s although the budget passed the start-up check (fragmentation)",
 						(unsigned long long)U->size, tier_key(t));
 			}
@@ -397,6 +426,8 @@ static int ensure(struct wstore_tiered *ws, int u, int t, bool *waited, struct s
 			int rc = wt_reserve(ws, u, t, -1, true);
 			if (rc == -EAGAIN)
 				continue;
+			if (rc && ws->arena_rc)
+				return arena_error(ws, err);
 			if (rc)
 				return smk_fail(err, rc, "weight hierarchy: no room for %llu bytes in %s although the budget passed the start-up check (fragmentation)",
 						(unsigned long long)U->size, tier_key(t));
@@ -410,6 +441,8 @@ static int ensure(struct wstore_tiered *ws, int u, int t, bool *waited, struct s
 		pthread_mutex_lock(&ws->mu);
 		ws->tier[t].busy--;
 		wt_transfer_done(ws, u, t, rc, secs, false);
+		if (ws->arena_rc)
+			return arena_error(ws, err);
 		if (rc)
 			return smk_fail(err, rc, "%s", msg);
 	}

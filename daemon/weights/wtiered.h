@@ -130,6 +130,10 @@ struct wstore_tiered {
 	double ewma_compute_s, ewma_load_s;  /* per block, for the adaptive lookahead */
 
 	struct wstore_stats st;              /* counters not kept per tier */
+	/* The first error of a slot arena (warena_alloc/free: a bug in the
+	 * accounting), kept because the prefetch loop has no caller to tell:
+	 * every later acquire fails with it. */
+	int arena_rc, arena_tier;
 	double t_start;
 
 	int *trace;
@@ -150,13 +154,14 @@ void wt_update_dist(struct wstore_tiered *ws);
  * caller sets LOADING).  limit >= 0: only evict units whose predicted next
  * use is further than `limit` and no larger than u (prefetch must not push
  * out what is needed sooner, nor a large unit for a small one); can_wait: wait for transfers in flight when nothing is evictable.
- * Returns 0 or -ENOMEM. */
+ * Returns 0, -ENOMEM, or an arena's error (recorded in ws->arena_rc). */
 int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait);
 /* Transfers with the mutex released: fill unit u's slot in tier t (from the
  * file for RAM, from the RAM slot for the device).  Returns 0 or a negative
  * code with a message in msg. */
 int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_len, double *secs);
-/* Book a finished transfer (state, stats, wake waiters). */
+/* Book a finished transfer (state, stats, wake waiters).  A failed one
+ * gives its slot back; an arena error doing so is recorded in ws->arena_rc. */
 void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double secs, bool prefetch);
 
 /* wio.c: tier-0 reads. */
