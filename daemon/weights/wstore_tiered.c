@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "formats/gguf.h"
+#include "util/log.h"
 
 static const char *tier_key(int t)
 {
@@ -747,11 +748,11 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 		if (ws->dev->host_register(ws->dev->ctx, ra->base, ra->map_len, &e2) == 0)
 			ws->ram_registered = true;
 		else if (!atomic_exchange(&warned_dma, true))
-			fprintf(stderr, "smoked: warning: cannot page-lock the %.1f MiB RAM cache for DMA (%s); host->device weight copies will be staged and slower\n",
+			log_warn("cannot page-lock the %.1f MiB RAM cache for DMA (%s); host->device weight copies will be staged and slower",
 				ra->map_len / 1048576.0, e2.msg);
 	}
 	if (!ws->tier[WSTORE_TIER_RAM].arena.locked && !atomic_exchange(&warned_mlock, true))
-		fprintf(stderr, "smoked: warning: cannot mlock the %.1f MiB RAM cache (%s); it may be paged out. Raise the memlock limit (ulimit -l, LimitMEMLOCK=) to pin it.\n",
+		log_warn("cannot mlock the %.1f MiB RAM cache (%s); it may be paged out. Raise the memlock limit (ulimit -l, LimitMEMLOCK=) to pin it.",
 			size[WSTORE_TIER_RAM] / 1048576.0, strerror(errno));
 	ws->lookahead = o->prefetch_blocks;
 	if (o->async_prefetch && o->prefetch_blocks > 0 && (rc = wt_prefetch_start(ws, err)))
