@@ -12,9 +12,17 @@ and two float64 reference dot products per row.
 Weights: rows 0-1 come from gguf.quants.quantize() where the package can
 quantise the type; the other rows (all rows for the K-quants, which gguf can
 only dequantise) are random raw blocks: random bytes everywhere, with the
-fp16 scale fields overwritten by sane finite values, so every bit pattern of
-the quant fields is exercised.  Deterministic (fixed seed); needs numpy and
-gguf (pip install gguf), nothing else.
+fp16 scale fields overwritten by sane finite values (for MXFP4 the E8M0
+exponent byte by one in 115..130, scales 2^-13..2^2), so every bit pattern
+of the quant fields is exercised.  Deterministic (fixed seed); needs numpy
+and gguf (pip install gguf; MXFP4 needs gguf >= 0.17.1), nothing else.
+
+One more file, mxfp4_scales.bin, is for decoding only: 256 MXFP4 blocks
+(8 rows of 1024 values), block k with exponent byte e = k, so every E8M0
+value 0..255 meets all 16 codes in both nibble positions.  Large exponents
+decode to +-inf (as in ggml), so its dot fields (kept for the common file
+layout, with an activation made as for the other files) are inf/NaN and
+are not checked.
 
 File layout (little-endian):
     char  magic[8]      "SMKQTF1\\0"
@@ -56,6 +64,7 @@ TYPES = [
     (T.Q5_0, T.Q8_0, [0]),
     (T.Q5_1, T.Q8_1, [0, 2]),
     (T.Q8_0, T.Q8_0, [0]),
+    (T.MXFP4, T.Q8_0, "e8m0"),
     (T.Q2_K, T.Q8_K, [80, 82]),
     (T.Q3_K, T.Q8_K, [108]),
     (T.Q4_K, T.Q8_K, [0, 2]),
@@ -77,10 +86,14 @@ def weights_float(rng, rows, n):
 
 def random_blocks(rng, qtype, scale_offsets, nrows, n):
     """Random raw blocks with sane fp16 scales (sign random, magnitude
-    log-uniform in [1e-4, 1e-1])."""
+    log-uniform in [1e-4, 1e-1]), or for "e8m0" (MXFP4) an exponent byte
+    in 115..130 (scale 2^(e-128) in 2^-13..2^2)."""
     blk, size = gguf.GGML_QUANT_SIZES[qtype]
     nb = n // blk
     raw = rng.integers(0, 256, size=(nrows, nb, size), dtype=np.uint8)
+    if scale_offsets == "e8m0":
+        raw[:, :, 0] = rng.integers(115, 131, size=(nrows, nb), dtype=np.uint8)
+        return raw.reshape(nrows, nb * size)
     for off in scale_offsets:
         mag = np.exp(rng.uniform(np.log(1e-4), np.log(1e-1), size=(nrows, nb)))
         sign = np.where(rng.random((nrows, nb)) < 0.2, -1.0, 1.0)
@@ -194,11 +207,24 @@ def quantize_q8_K(x):
     return np.frombuffer(b"".join(out), np.uint8), np.concatenate(deq)
 
 
-def make(qtype, act_type, scale_offsets, rng):
+def mxfp4_every_scale(rng):
+    """8 rows of 32 MXFP4 blocks: block k (0..255) has e = k and, in both
+    nibble positions, each of the 16 codes once (random orders)."""
+    raw = np.zeros((256, 17), np.uint8)
+    raw[:, 0] = np.arange(256)
+    for k in range(256):
+        raw[k, 1:] = rng.permutation(16).astype(np.uint8) | (rng.permutation(16).astype(np.uint8) << 4)
+    return raw.reshape(8, 32 * 17)
+
+
+def make(qtype, act_type, scale_offsets, rng, raw_override=None):
     blk, size = gguf.GGML_QUANT_SIZES[qtype]
     row_bytes = N // blk * size
+    rows = ROWS if raw_override is None else raw_override.shape[0]
     wf = weights_float(rng, ROWS, N)
-    if qtype == T.F32:
+    if raw_override is not None:
+        raw = raw_override
+    elif qtype == T.F32:
         raw = wf.view(np.uint8).reshape(ROWS, row_bytes)
     elif qtype == T.F16:
         raw = wf.astype(np.float16).view(np.uint8).reshape(ROWS, row_bytes)
@@ -217,7 +243,8 @@ def make(qtype, act_type, scale_offsets, rng):
             raw[2:] = rnd[2:]
         print(f"  {qtype.name}: rows from {how}" + (", rows 2-3 random" if how == "quantize" and rnd is not None else ""))
     raw = np.ascontiguousarray(raw, dtype=np.uint8)
-    deq = np.asarray(dequantize(raw, qtype), dtype=np.float32).reshape(ROWS, N)
+    with np.errstate(over="ignore"):  # mxfp4_scales: large e gives inf, as ggml
+        deq = np.asarray(dequantize(raw, qtype), dtype=np.float32).reshape(rows, N)
 
     x = activation(rng, N)
     if act_type == T.F32:
@@ -231,7 +258,8 @@ def make(qtype, act_type, scale_offsets, rng):
         act, xa = quantize_q8_K(x)
 
     d64 = deq.astype(np.float64)
-    dot_q = (d64 * xa[None, :]).sum(axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dot_q = (d64 * xa[None, :]).sum(axis=1)
     if act_type == T.Q8_1:
         # ggml's min term is m * s, not m * d16 * sum(q): swap it in.  m is
         # the fp16 at byte 2 of each Q4_1 / Q5_1 block.
@@ -239,9 +267,10 @@ def make(qtype, act_type, scale_offsets, rng):
         m = m.reshape(ROWS, N // 32).astype(np.float64)
         asum = xa.reshape(-1, 32).sum(axis=1)  # = d16 * sum(q)
         dot_q += (m * (s16 - asum)[None, :]).sum(axis=1)
-    dot_f = (d64 * x.astype(np.float64)[None, :]).sum(axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dot_f = (d64 * x.astype(np.float64)[None, :]).sum(axis=1)
 
-    hdr = b"SMKQTF1\0" + struct.pack("<6I", int(qtype), ROWS, N, row_bytes, int(act_type), act.size)
+    hdr = b"SMKQTF1\0" + struct.pack("<6I", int(qtype), rows, N, row_bytes, int(act_type), act.size)
     return b"".join([
         hdr,
         raw.tobytes(),
@@ -267,6 +296,15 @@ def main():
         with open(path, "wb") as f:
             f.write(data)
         print(f"wrote {path} ({len(data)} bytes)")
+        if qtype == T.MXFP4:
+            # its own generators: mxfp4.bin stays as it is
+            rng = np.random.default_rng([SEED, int(qtype), 1])
+            raw = mxfp4_every_scale(rng)
+            data = make(qtype, act_type, offs, np.random.default_rng([SEED, int(qtype)]), raw)
+            path = os.path.join(outdir, "mxfp4_scales.bin")
+            with open(path, "wb") as f:
+                f.write(data)
+            print(f"wrote {path} ({len(data)} bytes, every E8M0 exponent)")
 
 
 if __name__ == "__main__":

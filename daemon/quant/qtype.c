@@ -138,6 +138,35 @@ static void dequant_q8_0(const void *src, float *dst, int64_t n)
 	}
 }
 
+/* MXFP4 (OCP Microscaling FP4, as ggml stores it), 17 bytes per 32 values:
+ *   [0]     e      E8M0 block exponent: the unsigned byte e stands for the
+ *                  power of two 2^(e-127) (no sign, no mantissa)
+ *   [1..16] qs[16] 4-bit E2M1 codes, split as in Q4_0: byte j holds value
+ *                  j in its low nibble and value j+16 in its high nibble
+ *                  (the OpenAI checkpoints interleave them, 2j and 2j+1;
+ *                  ggml's converter reorders them to this split).
+ *   A code's E2M1 value is +-{0, 0.5, 1, 1.5, 2, 3, 4, 6} (bit 3 the sign).
+ *   ggml keeps those doubled as integers (qtype_mxfp4_values) and halves
+ *   the scale: y = v[q] * 2^(e-128), as float v[q] times
+ *   qtype_e8m0_half(e).  The product is exact (a power of two times a
+ *   small integer) except where it leaves the float range: e >= 253 with
+ *   the larger codes gives +-inf, as in ggml; e = 255 is not NaN here. */
+const int8_t qtype_mxfp4_values[16] = {
+	0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12,
+};
+
+static void dequant_mxfp4(const void *src, float *dst, int64_t n)
+{
+	const struct qtype_block_mxfp4 *b = src;
+	for (int64_t i = 0; i < n / QTYPE_QK; i++, b++, dst += QTYPE_QK) {
+		const float d = qtype_e8m0_half(b->e);
+		for (int j = 0; j < 16; j++) {
+			dst[j] = (float)qtype_mxfp4_values[b->qs[j] & 15] * d;
+			dst[j + 16] = (float)qtype_mxfp4_values[b->qs[j] >> 4] * d;
+		}
+	}
+}
+
 /* ---- K-quants: 256-value super-blocks ----------------------------------- */
 
 /* Q2_K, 84 bytes per 256 values:
@@ -328,6 +357,7 @@ static const struct qtype_info qtype_table[QTYPE_COUNT] = {
 	[QTYPE_Q6_K] = { "Q6_K", 256, 210, dequant_q6_K },
 	[QTYPE_Q8_K] = { "Q8_K", 256, 292, NULL },
 	[QTYPE_BF16] = { "BF16", 1, 2, dequant_bf16 },
+	[QTYPE_MXFP4] = { "MXFP4", 32, 17, dequant_mxfp4 },
 };
 
 const struct qtype_info *qtype_info(uint32_t id)

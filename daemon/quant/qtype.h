@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "util/err.h"
 
@@ -31,7 +32,8 @@ enum qtype {
 	QTYPE_Q6_K = 14,
 	QTYPE_Q8_K = 15,
 	QTYPE_BF16 = 30,
-	QTYPE_COUNT = 31, /* one past the largest id we know */
+	QTYPE_MXFP4 = 39,
+	QTYPE_COUNT = 40, /* one past the largest id we know */
 };
 
 struct qtype_info {
@@ -81,6 +83,8 @@ struct QTYPE_PACKED qtype_block_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]
 struct QTYPE_PACKED qtype_block_q5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };
 struct QTYPE_PACKED qtype_block_q8_0 { uint16_t d; int8_t qs[32]; };
 struct QTYPE_PACKED qtype_block_q8_1 { uint16_t d, s; int8_t qs[32]; };
+/* MXFP4: one E8M0 exponent byte for 32 4-bit E2M1 values (table below). */
+struct QTYPE_PACKED qtype_block_mxfp4 { uint8_t e; uint8_t qs[16]; };
 struct QTYPE_PACKED qtype_block_q2_K {
 	uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin;
 };
@@ -109,12 +113,32 @@ _Static_assert(sizeof(struct qtype_block_q5_0) == 22, "q5_0 layout");
 _Static_assert(sizeof(struct qtype_block_q5_1) == 24, "q5_1 layout");
 _Static_assert(sizeof(struct qtype_block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(struct qtype_block_q8_1) == 36, "q8_1 layout");
+_Static_assert(sizeof(struct qtype_block_mxfp4) == 17, "mxfp4 layout");
 _Static_assert(sizeof(struct qtype_block_q2_K) == 84, "q2_K layout");
 _Static_assert(sizeof(struct qtype_block_q3_K) == 110, "q3_K layout");
 _Static_assert(sizeof(struct qtype_block_q4_K) == 144, "q4_K layout");
 _Static_assert(sizeof(struct qtype_block_q5_K) == 176, "q5_K layout");
 _Static_assert(sizeof(struct qtype_block_q6_K) == 210, "q6_K layout");
 _Static_assert(sizeof(struct qtype_block_q8_K) == 292, "q8_K layout");
+
+/* The MXFP4 values of the 16 nibbles (ggml's kvalues_mxfp4): the E2M1
+ * values 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives, doubled so that
+ * they are integers and the integer dot products apply; qtype_e8m0_half()
+ * halves the block scale to compensate.  Nibble 8 (E2M1 -0) is 0.
+ * Defined in qtype.c; 16 bytes, so SIMD code can load it as one table. */
+extern const int8_t qtype_mxfp4_values[16];
+
+/* Half of the E8M0 scale 2^(e-127), i.e. 2^(e-128), as a float built from
+ * its bits: e >= 2 is the normal float with biased exponent e-1; e = 0 and
+ * 1 (2^-128, 2^-127) are the subnormals 0x00200000 << e.  e = 255, NaN in
+ * the OCP MX spec, is not special-cased (it gives 2^127), as in ggml. */
+static inline float qtype_e8m0_half(uint8_t e)
+{
+	const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+	float f;
+	memcpy(&f, &bits, sizeof(f));
+	return f;
+}
 
 /* The 6-bit (scale, min) pair of sub-block j (0..7) of a Q4_K/Q5_K block,
  * unpacked from the 12 packed scale bytes (layout in qtype.c). */

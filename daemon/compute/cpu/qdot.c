@@ -89,6 +89,7 @@ uint32_t qdot_act_type(uint32_t wtype)
 	case QTYPE_Q4_0:
 	case QTYPE_Q5_0:
 	case QTYPE_Q8_0:
+	case QTYPE_MXFP4:
 		return QTYPE_Q8_0;
 	case QTYPE_Q4_1:
 	case QTYPE_Q5_1:

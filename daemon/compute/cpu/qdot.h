@@ -6,7 +6,7 @@
  * each weight row is then dotted against it with integer arithmetic:
  *
  *   weight type                      prepared activation (qdot_act_type)
- *   Q4_0 Q5_0 Q8_0                   Q8_0 blocks: fp16 d + int8 qs[32]
+ *   Q4_0 Q5_0 Q8_0 MXFP4             Q8_0 blocks: fp16 d + int8 qs[32]
  *   Q4_1 Q5_1                        Q8_1 blocks: fp16 d, fp16 s + int8 qs[32]
  *   Q2_K Q3_K Q4_K Q5_K Q6_K         Q8_K blocks: f32 d + int8 qs[256] +
  *                                    int16 bsums[16]
@@ -32,11 +32,12 @@
  * The AVX2 kernels then reproduce llama.cpp's AVX2 vec_dot kernels (the
  * reference build of scripts/build-llama-cpp) bit for bit: the same int32
  * partial sums in the same lanes, one float accumulator updated with FMA in
- * block order, the same horizontal reduction, and the scalar min terms
- * (Q4_1, Q5_1, Q5_K) fused as ggml's compiler fuses them.  The scalar
- * kernels sum block results in double: they are the readable reference and
- * differ from the AVX2 ones only by float summation order (about 1e-7 of
- * sum|w*x|), which the tests allow for.  Two known differences from ggml:
+ * block order (MXFP4: two, for even and odd blocks, as ggml's MXFP4 kernel
+ * has), the same horizontal reduction, and the scalar min terms (Q4_1,
+ * Q5_1, Q5_K) and leftover blocks (MXFP4) fused as ggml's compiler fuses
+ * them.  The scalar kernels sum block results in double: they are the
+ * readable reference and differ from the AVX2 ones only by float summation
+ * order (about 1e-7 of sum|w*x|), which the tests allow for.  Two known differences from ggml:
  * F16/BF16 weights are dotted against float activations, where ggml first
  * rounds the activation to fp16/bf16 (ours is the more precise of the two),
  * and Q2_K/Q3_K have only the scalar kernel.
@@ -52,7 +53,7 @@
 #include <stdint.h>
 
 /* The activation format a weight type's dot product consumes: QTYPE_Q8_0 for
- * Q4_0/Q5_0/Q8_0 weights, QTYPE_Q8_1 for Q4_1/Q5_1 (as in ggml: the min term
+ * Q4_0/Q5_0/Q8_0/MXFP4 weights (ggml's vec_dot_type for MXFP4 is Q8_0 too), QTYPE_Q8_1 for Q4_1/Q5_1 (as in ggml: the min term
  * needs the activation block's sum), QTYPE_Q8_K for the K-quants, QTYPE_F32
  * for F32/F16/BF16 weights (those dot against float activations).  Returns
  * UINT32_MAX if the weight type cannot be computed. */
@@ -95,7 +96,7 @@ typedef void (*qdot4_fn)(const void *w_row, const void *const act[4], int n_act,
 
 /* The several-activation kernel for this type, or NULL where there is none
  * (scalar kernels selected, no AVX2, or a type without one: only Q4_0,
- * Q5_0, Q8_0, Q4_K and Q6_K have one); callers then loop over qdot_get(). */
+ * Q5_0, Q8_0, MXFP4, Q4_K and Q6_K have one); callers then loop over qdot_get(). */
 qdot4_fn qdot_get4(uint32_t wtype);
 
 /* The scalar reference kernel, for tests; NULL if the type cannot be

@@ -328,6 +328,69 @@ QDOT_AVX2 static float avx2_dot_q5_1(const void *w, const void *act, int64_t n)
 	return cpu_hsum8(acc) + summs;
 }
 
+/* ---- MXFP4 (activation: Q8_0) ------------------------------------------- */
+
+/* An MXFP4 block's 32 values as signed bytes (the doubled E2M1 values,
+ * -12..12): each nibble looks itself up in the 16-byte value table with
+ * pshufb; low nibbles (values 0..15) in the low half, high nibbles
+ * (16..31) in the high half, the Q8_0 order. */
+QDOT_AVX2 static inline __m256i mxfp4_bytes(const struct qtype_block_mxfp4 *b, __m128i table)
+{
+	const __m128i q = _mm_loadu_si128((const __m128i *)b->qs);
+	const __m128i m4 = _mm_set1_epi8(0x0f);
+	const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(q, m4));
+	const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+	return _mm256_set_m128i(hi, lo);
+}
+
+QDOT_AVX2 static inline __m128i mxfp4_table(void)
+{
+	return _mm_loadu_si128((const __m128i *)qtype_mxfp4_values);
+}
+
+/* The exact integer dot of one block, as ggml's leftover loop takes it
+ * (sumi1 + sumi2: the order does not matter for an exact int sum). */
+static inline int mxfp4_isum(const struct qtype_block_mxfp4 *x, const struct qtype_block_q8_0 *y)
+{
+	int isum = 0;
+	for (int j = 0; j < 16; j++) {
+		isum += qtype_mxfp4_values[x->qs[j] & 15] * y->qs[j];
+		isum += qtype_mxfp4_values[x->qs[j] >> 4] * y->qs[j + 16];
+	}
+	return isum;
+}
+
+/* ggml_vec_dot_mxfp4_q8_0's AVX2 path, which differs from the Q4_0 one in
+ * its order: blocks go in pairs to two accumulators (even blocks to the
+ * first, odd to the second), added lane-wise before hsum_float_8, and an
+ * odd last block is added after the reduction as a scalar, sumf += d*isum,
+ * which its -mfma build contracts into one FMA.  The int8 products cannot
+ * saturate maddubs: |value| <= 12, so a pair is at most 2*12*127. */
+QDOT_AVX2 static float avx2_dot_mxfp4(const void *w, const void *act, int64_t n)
+{
+	const struct qtype_block_mxfp4 *x = w;
+	const struct qtype_block_q8_0 *y = act;
+	const int64_t nb = n / QTYPE_QK;
+	const __m128i table = mxfp4_table();
+	__m256 acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 1 < nb; i += 2) {
+		prefetch_ahead(&x[i], 2 * sizeof(x[0]));
+		const __m256 d1 = _mm256_set1_ps(h2f(y[i].d) * qtype_e8m0_half(x[i].e));
+		const __m256 d2 = _mm256_set1_ps(h2f(y[i + 1].d) * qtype_e8m0_half(x[i + 1].e));
+		const __m256 p1 = mul_sum_i8_pairs_float(mxfp4_bytes(&x[i], table), load256(y[i].qs));
+		const __m256 p2 = mul_sum_i8_pairs_float(mxfp4_bytes(&x[i + 1], table), load256(y[i + 1].qs));
+		acc1 = _mm256_fmadd_ps(d1, p1, acc1);
+		acc2 = _mm256_fmadd_ps(d2, p2, acc2);
+	}
+	float sum = cpu_hsum8(_mm256_add_ps(acc1, acc2));
+	if (i < nb) {
+		const float d = h2f(y[i].d) * qtype_e8m0_half(x[i].e);
+		sum = fma_ss(d, (float)mxfp4_isum(&x[i], &y[i]), sum);
+	}
+	return sum;
+}
+
 /* ---- K-quants (activation: Q8_K) ---------------------------------------- */
 
 /* The 8 (scale, min) pairs of a Q4_K/Q5_K block as 16 int16 lanes: scales in
@@ -607,6 +670,44 @@ QDOT4_INLINE void x4_q5_0(const void *w, const void *const act[4], const int na,
 	x4_q32(w, sizeof(struct qtype_block_q5_0), x4_bytes_q5_0, act, na, n, out);
 }
 
+/* As avx2_dot_mxfp4, per activation row: each row keeps its own pair of
+ * accumulators and its own leftover FMA. */
+QDOT4_INLINE void x4_mxfp4(const void *w, const void *const act[4], const int na, int64_t n,
+			   float out[4])
+{
+	const struct qtype_block_mxfp4 *x = w;
+	const struct qtype_block_q8_0 *y[4];
+	__m256 acc1[4], acc2[4];
+	for (int t = 0; t < na; t++) {
+		y[t] = act[t];
+		acc1[t] = _mm256_setzero_ps();
+		acc2[t] = _mm256_setzero_ps();
+	}
+	const int64_t nb = n / QTYPE_QK;
+	const __m128i table = mxfp4_table();
+	int64_t i = 0;
+	for (; i + 1 < nb; i += 2) {
+		prefetch_ahead(&x[i], 2 * sizeof(x[0]));
+		const __m256i q1 = mxfp4_bytes(&x[i], table), q2 = mxfp4_bytes(&x[i + 1], table);
+		const __m256i a1 = _mm256_sign_epi8(q1, q1), a2 = _mm256_sign_epi8(q2, q2);
+		const float e1 = qtype_e8m0_half(x[i].e), e2 = qtype_e8m0_half(x[i + 1].e);
+		for (int t = 0; t < na; t++) {
+			const __m256 d1 = _mm256_set1_ps(h2f(y[t][i].d) * e1);
+			const __m256 d2 = _mm256_set1_ps(h2f(y[t][i + 1].d) * e2);
+			acc1[t] = _mm256_fmadd_ps(d1, mul_sum_i8_abs_float(a1, q1, load256(y[t][i].qs)), acc1[t]);
+			acc2[t] = _mm256_fmadd_ps(d2, mul_sum_i8_abs_float(a2, q2, load256(y[t][i + 1].qs)),
+						  acc2[t]);
+		}
+	}
+	for (int t = 0; t < na; t++) {
+		out[t] = cpu_hsum8(_mm256_add_ps(acc1[t], acc2[t]));
+		if (i < nb) {
+			const float d = h2f(y[t][i].d) * qtype_e8m0_half(x[i].e);
+			out[t] = fma_ss(d, (float)mxfp4_isum(&x[i], &y[t][i]), out[t]);
+		}
+	}
+}
+
 /* As avx2_dot_q4_K, per activation row. */
 QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na, int64_t n,
 			  float out[4])
@@ -742,6 +843,7 @@ QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na,
 QDOT4_ENTRY(x4_q8_0)
 QDOT4_ENTRY(x4_q4_0)
 QDOT4_ENTRY(x4_q5_0)
+QDOT4_ENTRY(x4_mxfp4)
 QDOT4_ENTRY(x4_q4_K)
 QDOT4_ENTRY(x4_q6_K)
 
@@ -751,6 +853,7 @@ qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
 	case QTYPE_Q4_0: return x4_q4_0_any;
 	case QTYPE_Q5_0: return x4_q5_0_any;
 	case QTYPE_Q8_0: return x4_q8_0_any;
+	case QTYPE_MXFP4: return x4_mxfp4_any;
 	case QTYPE_Q4_K: return x4_q4_K_any;
 	case QTYPE_Q6_K: return x4_q6_K_any;
 	default: return NULL;
@@ -768,6 +871,7 @@ qdot_fn qdot__avx2_kernel(uint32_t wtype)
 	case QTYPE_Q5_0: return avx2_dot_q5_0;
 	case QTYPE_Q5_1: return avx2_dot_q5_1;
 	case QTYPE_Q8_0: return avx2_dot_q8_0;
+	case QTYPE_MXFP4: return avx2_dot_mxfp4;
 	case QTYPE_Q4_K: return avx2_dot_q4_K;
 	case QTYPE_Q5_K: return avx2_dot_q5_K;
 	case QTYPE_Q6_K: return avx2_dot_q6_K;

@@ -154,6 +154,26 @@ static float dot_q8_0(const void *w, const void *act, int64_t n)
 	return (float)sum;
 }
 
+/* MXFP4: the doubled E2M1 values (qtype_mxfp4_values) times the int8
+ * activations, scaled by fp16(d_a) * 2^(e-128) (the halved E8M0 scale
+ * undoes the doubling), as ggml_vec_dot_mxfp4_q8_0. */
+static float dot_mxfp4(const void *w, const void *act, int64_t n)
+{
+	const struct qtype_block_mxfp4 *x = w;
+	const struct qtype_block_q8_0 *y = act;
+	double sum = 0.0;
+	for (int64_t i = 0; i < n / QTYPE_QK; i++) {
+		int isum = 0;
+		for (int j = 0; j < 16; j++) {
+			isum += qtype_mxfp4_values[x[i].qs[j] & 15] * y[i].qs[j];
+			isum += qtype_mxfp4_values[x[i].qs[j] >> 4] * y[i].qs[j + 16];
+		}
+		const float d = fp16_to_fp32(y[i].d) * qtype_e8m0_half(x[i].e);
+		sum += (double)(d * (float)isum);
+	}
+	return (float)sum;
+}
+
 /* ---- K-quants (activation: Q8_K) ---------------------------------------- */
 
 /* The activation's bsums as plain ints (the packed struct's field may be
@@ -330,6 +350,7 @@ qdot_fn qdot__scalar_kernel(uint32_t wtype)
 	case QTYPE_Q5_0: return dot_q5_0;
 	case QTYPE_Q5_1: return dot_q5_1;
 	case QTYPE_Q8_0: return dot_q8_0;
+	case QTYPE_MXFP4: return dot_mxfp4;
 	case QTYPE_Q2_K: return dot_q2_K;
 	case QTYPE_Q3_K: return dot_q3_K;
 	case QTYPE_Q4_K: return dot_q4_K;

@@ -43,7 +43,8 @@
 #define DOT_TOL 1e-5
 
 /* The types with decoders and dot products, and where their fp16 scale
- * fields sit in a block (for making random valid blocks). */
+ * fields sit in a block (for making random valid blocks; MXFP4's one-byte
+ * exponent is set by random_row itself). */
 static const struct {
 	uint32_t id;
 	const char *file;
@@ -58,6 +59,7 @@ static const struct {
 	{ QTYPE_Q5_0, "q5_0", { 0 }, 1 },
 	{ QTYPE_Q5_1, "q5_1", { 0, 2 }, 2 },
 	{ QTYPE_Q8_0, "q8_0", { 0 }, 1 },
+	{ QTYPE_MXFP4, "mxfp4", { 0 }, 0 }, /* E8M0 byte: random_row */
 	{ QTYPE_Q2_K, "q2_k", { 80, 82 }, 2 },
 	{ QTYPE_Q3_K, "q3_k", { 108 }, 1 },
 	{ QTYPE_Q4_K, "q4_k", { 0, 2 }, 2 },
@@ -224,6 +226,7 @@ START_TEST(info_table_matches_ggml)
 		{ 8, "Q8_0", 32, 34 },    { 9, "Q8_1", 32, 36 },   { 10, "Q2_K", 256, 84 },
 		{ 11, "Q3_K", 256, 110 }, { 12, "Q4_K", 256, 144 }, { 13, "Q5_K", 256, 176 },
 		{ 14, "Q6_K", 256, 210 }, { 15, "Q8_K", 256, 292 }, { 30, "BF16", 1, 2 },
+		{ 39, "MXFP4", 32, 17 },
 	};
 	int known = 0;
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -239,7 +242,7 @@ START_TEST(info_table_matches_ggml)
 	for (uint32_t id = 0; id < 64; id++)
 		found += qtype_info(id) != NULL;
 	ck_assert_int_eq(found, known);
-	const uint32_t unknown[] = { 4, 5, 16, 29, 31, 39, 1000, UINT32_MAX };
+	const uint32_t unknown[] = { 4, 5, 16, 29, 31, 38, 40, 1000, UINT32_MAX };
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
 		ck_assert_ptr_null(qtype_info(unknown[i]));
 		ck_assert_str_eq(qtype_name(unknown[i]), "unknown");
@@ -303,6 +306,8 @@ START_TEST(act_formats)
 			ck_assert_uint_eq(qdot_act_row_bytes(id, 256), 0);
 	}
 	ck_assert_uint_eq(qdot_act_type(QTYPE_Q5_0), QTYPE_Q8_0);
+	ck_assert_uint_eq(qdot_act_type(QTYPE_MXFP4), QTYPE_Q8_0); /* ggml's vec_dot_type */
+	ck_assert_uint_eq(qdot_act_row_bytes(QTYPE_MXFP4, 96), 3 * 34);
 	ck_assert_uint_eq(qdot_act_type(QTYPE_Q4_1), QTYPE_Q8_1);
 	ck_assert_uint_eq(qdot_act_type(QTYPE_Q5_1), QTYPE_Q8_1);
 	ck_assert_uint_eq(qdot_act_row_bytes(QTYPE_Q5_1, 64), 72);
@@ -418,6 +423,78 @@ START_TEST(dot_matches_reference)
 }
 END_TEST
 
+/* ---- MXFP4: every exponent ----------------------------------------------- */
+
+/* qtype_e8m0_half(e) is 2^(e-128) for every byte, the subnormals (e = 0, 1)
+ * and e = 255 (2^127: ggml does not treat it as NaN) included. */
+START_TEST(mxfp4_e8m0_half)
+{
+	for (int e = 0; e < 256; e++) {
+		const float want = ldexpf(1.0f, e - 128);
+		ck_assert_msg(fp32_to_bits(qtype_e8m0_half((uint8_t)e)) == fp32_to_bits(want),
+			      "e %d: %a, want %a", e, (double)qtype_e8m0_half((uint8_t)e), (double)want);
+	}
+}
+END_TEST
+
+/* mxfp4_scales.bin (scripts/make-qtype-fixtures.py) holds 256 blocks, block
+ * k with exponent byte k and each of the 16 codes once in either nibble
+ * position.  gguf's floats for them equal the definition written out here
+ * (the doubled E2M1 value times 2^(e-128), rounded to float: +-inf for the
+ * large codes at e >= 253, as ggml), and the decoders give them bit for
+ * bit on all three paths. */
+START_TEST(mxfp4_every_scale)
+{
+	static const int doubled[16] = { 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12 };
+	struct fixture f;
+	fixture_load(&f, "mxfp4_scales");
+	ck_assert_uint_eq(f.type, QTYPE_MXFP4);
+	ck_assert_uint_eq((uint64_t)f.rows * f.n, 256 * 32);
+	ck_assert_uint_eq(f.row_bytes, f.n / 32 * 17);
+	bool seen[256] = { false };
+	float *got = xmalloc(f.n * sizeof(float));
+	for (uint32_t r = 0; r < f.rows; r++) {
+		const uint8_t *src = f.raw + (size_t)r * f.row_bytes;
+		const float *want = f.deq + (size_t)r * f.n;
+		for (uint32_t b = 0; b < f.n / 32; b++) {
+			const uint8_t *blk = src + 17 * b;
+			unsigned lo = 0, hi = 0;
+			for (int j = 0; j < 16; j++) {
+				lo |= 1u << (blk[1 + j] & 15);
+				hi |= 1u << (blk[1 + j] >> 4);
+			}
+			ck_assert_msg(lo == 0xffff && hi == 0xffff, "block e=%u: codes %04x/%04x",
+				      blk[0], lo, hi);
+			seen[blk[0]] = true;
+			for (int i = 0; i < 32; i++) {
+				const int code = i < 16 ? blk[1 + i] & 15 : blk[1 + i - 16] >> 4;
+				const float def = ldexpf((float)doubled[code], blk[0] - 128);
+				ck_assert_msg(fp32_to_bits(def) == fp32_to_bits(want[32 * b + i]),
+					      "e %u code %d: gguf %a, definition %a", blk[0], code,
+					      (double)want[32 * b + i], (double)def);
+			}
+		}
+		for (int path = 0; path < 3; path++) {
+			memset(got, 0xa5, f.n * sizeof(float));
+			if (path == 0)
+				qtype_info(QTYPE_MXFP4)->dequant_row(src, got, f.n);
+			else if (path == 1)
+				ck_assert_int_eq(qtype_dequant_row(QTYPE_MXFP4, src, got, f.n), 0);
+			else
+				qdot_dequant_row(QTYPE_MXFP4, src, got, f.n);
+			for (uint32_t i = 0; i < f.n; i++)
+				ck_assert_msg(fp32_to_bits(got[i]) == fp32_to_bits(want[i]),
+					      "row %u [%u] (e %u) path %d: %a, gguf %a", r, i,
+					      src[17 * (i / 32)], path, (double)got[i], (double)want[i]);
+		}
+	}
+	for (int e = 0; e < 256; e++)
+		ck_assert_msg(seen[e], "exponent %d missing from the fixture", e);
+	free(got);
+	fixture_free(&f);
+}
+END_TEST
+
 /* ---- SIMD against scalar on random data --------------------------------- */
 
 /* A random row of nb blocks of type types[ti]: random bytes with sane fp16
@@ -443,6 +520,12 @@ static void random_row(int ti, uint8_t *dst, int64_t n)
 	}
 	for (int64_t i = 0; i < nb * t->block_bytes; i++)
 		dst[i] = (uint8_t)rnd();
+	if (types[ti].id == QTYPE_MXFP4) {
+		/* exponent byte 115..130: scales 2^-13..2^2 */
+		for (int64_t b = 0; b < nb; b++)
+			dst[b * t->block_bytes] = (uint8_t)(115 + rnd() % 16);
+		return;
+	}
 	for (int64_t b = 0; b < nb; b++) {
 		for (int k = 0; k < types[ti].n_scales; k++) {
 			float mag = (float)exp(log(1e-4) + rnd_unit() * (log(1e-1) - log(1e-4)));
@@ -518,7 +601,7 @@ START_TEST(dot4_matches_single)
 	const qdot4_fn dot4 = qdot_get4(id);
 	const bool want = simd_expected() &&
 			  (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0 ||
-			   id == QTYPE_Q4_K || id == QTYPE_Q6_K);
+			   id == QTYPE_MXFP4 || id == QTYPE_Q4_K || id == QTYPE_Q6_K);
 	ck_assert_msg((dot4 != NULL) == want, "%s: qdot_get4 %s", t->name,
 		      dot4 ? "non-NULL" : "NULL");
 	qdot_force_scalar(true);
@@ -602,7 +685,7 @@ START_TEST(force_scalar_switches_kernels)
 	if (simd_expected()) {
 		const uint32_t simd_types[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q4_0,
 						QTYPE_Q4_1, QTYPE_Q5_0, QTYPE_Q5_1, QTYPE_Q8_0,
-						QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
+						QTYPE_MXFP4, QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
 		for (size_t i = 0; i < sizeof(simd_types) / sizeof(simd_types[0]); i++)
 			ck_assert_msg(qdot_get(simd_types[i]) != qdot_get_scalar(simd_types[i]),
 				      "%s has no SIMD kernel", qtype_name(simd_types[i]));
@@ -776,6 +859,8 @@ static Suite *qtype_suite(void)
 	tcase_add_loop_test(tc, dequant_matches_gguf, 0, N_TYPES);
 	tcase_add_loop_test(tc, prepare_matches_numpy, 0, N_TYPES);
 	tcase_add_loop_test(tc, dot_matches_reference, 0, N_TYPES);
+	tcase_add_test(tc, mxfp4_e8m0_half);
+	tcase_add_test(tc, mxfp4_every_scale);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("kernels");

@@ -81,6 +81,14 @@ static void check_matmul(uint32_t type, int threads, int n_tok)
 	if (type == QTYPE_F32)
 		for (int64_t i = 0; i < cols * rows; i++)
 			((float *)w)[i] = frand(&seed);
+	if (type == QTYPE_MXFP4) {
+		/* every code in the quant bytes; exponent bytes 120..127, weight
+		 * scales 2^-8..2^-1 (bytes below 0x3c would be 2^-128..2^-69) */
+		for (uint64_t i = 0; i < rb * rows; i++) {
+			seed = seed * 1103515245u + 12345u;
+			w[i] = (uint8_t)(i % qi->block_bytes ? seed >> 16 : 120 + (seed >> 16) % 8);
+		}
+	}
 	float *deq = malloc(sizeof(float) * cols * rows);
 	for (int64_t r = 0; r < rows; r++) {
 		qi->dequant_row(w + r * rb, deq + r * cols, cols);
@@ -125,7 +133,7 @@ static void check_matmul(uint32_t type, int threads, int n_tok)
 START_TEST(matmul_matches_dequantised_product)
 {
 	const uint32_t types[] = { QTYPE_F32, QTYPE_F16, QTYPE_Q8_0, QTYPE_Q4_0, QTYPE_Q5_0,
-				   QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
+				   QTYPE_MXFP4, QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		for (int th = 1; th <= 3; th++) {
 			check_matmul(types[i], th, 1);
