@@ -1,0 +1,186 @@
+/* smk_printable tests (util/text.h).  Expected strings are written from the
+ * contract in the header and, for what is well-formed UTF-8, from the
+ * Unicode Standard's Table 3-7, not from the code; a random run checks the
+ * two promises every output keeps: bounded, and well-formed UTF-8 with no
+ * control character. */
+#include <check.h>
+
+#include "ck_main.h"
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/text.h"
+
+static void expect_cap(const char *in, size_t n, size_t cap, const char *want)
+{
+	char buf[256];
+	ck_assert_uint_le(cap, sizeof(buf));
+	memset(buf, 'Z', sizeof(buf));
+	const char *got = smk_printable(buf, cap, in, n);
+	ck_assert_ptr_eq(got, buf);
+	ck_assert_msg(!strcmp(got, want), "printable(cap %zu) gave '%s', want '%s'", cap, got,
+		      want);
+	ck_assert_int_eq(buf[cap], 'Z');        /* nothing written past cap */
+}
+
+#define EXPECT(lit, want) expect_cap(lit, sizeof(lit) - 1, 64, want)
+
+START_TEST(ascii)
+{
+	EXPECT("", "");
+	EXPECT("hello", "hello");
+	EXPECT("model.layers.0.attn_q.weight", "model.layers.0.attn_q.weight");
+	EXPECT(" ~", " ~");
+}
+END_TEST
+
+START_TEST(controls)
+{
+	/* ESC [ 3 1 m would turn a terminal red; the ESC goes. */
+	EXPECT("a\x1b[31m", "a?[31m");
+	EXPECT("ab\0c", "ab?c");                 /* NUL is data, not the end */
+	EXPECT("\t\n\r\x7f", "????");
+	EXPECT("\x01\x1f", "??");
+	/* C1 controls (U+0080..U+009F): CSI is U+009B, one '?' per character. */
+	EXPECT("x\xc2\x9b" "31m", "x?31m");
+	EXPECT("\xc2\x80\xc2\x9f", "??");
+	EXPECT("\xc2\xa0", "\xc2\xa0");          /* U+00A0 is no control */
+}
+END_TEST
+
+START_TEST(utf8_kept)
+{
+	EXPECT("h\xc3\xa9llo \xe2\x9c\x93", "h\xc3\xa9llo \xe2\x9c\x93");     /* héllo ✓ */
+	EXPECT("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80");                       /* U+1F600 */
+	EXPECT("\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf");                       /* U+10FFFF */
+	EXPECT("\xed\x9f\xbf", "\xed\x9f\xbf");                               /* U+D7FF */
+	EXPECT("\xe0\xa0\x80", "\xe0\xa0\x80");                               /* U+0800 */
+}
+END_TEST
+
+START_TEST(utf8_invalid)
+{
+	EXPECT("\xff", "?");
+	EXPECT("\x80", "?");                     /* a stray continuation byte */
+	EXPECT("\xc3", "?");                     /* cut at the end */
+	EXPECT("\xc3(", "?(");                   /* cut before ASCII */
+	EXPECT("\xc0\xaf", "??");                /* overlong '/' */
+	EXPECT("\xe0\x80\xaf", "???");           /* overlong, 3 bytes */
+	EXPECT("\xed\xa0\x80", "???");           /* surrogate U+D800 */
+	EXPECT("\xf4\x90\x80\x80", "????");      /* above U+10FFFF */
+	EXPECT("\xf5\x80\x80\x80", "????");      /* F5 never leads */
+	EXPECT("a\xe2\x9c" "b", "a??b");         /* ✓ missing its last byte */
+}
+END_TEST
+
+START_TEST(length_not_nul)
+{
+	/* Only len bytes are read: a sequence cut by len is not completed by
+	 * the bytes after it. */
+	expect_cap("abcdef", 3, 64, "abc");
+	expect_cap("ab\xc3\xa9", 3, 64, "ab?");
+	expect_cap("GGUF", 4, 16, "GGUF");
+	expect_cap("\0\x01GG", 4, 16, "??GG");   /* gguf.c's bad magic */
+}
+END_TEST
+
+START_TEST(truncation)
+{
+	/* cap 8 leaves 4 bytes of text, 3 for the mark and 1 for the NUL. */
+	expect_cap("abcd", 4, 8, "abcd");
+	expect_cap("abcde", 5, 8, "abcd...");
+	expect_cap("abcdefghijklmnop", 16, 8, "abcd...");
+	/* Never inside a character: é (2 bytes) does not fit after "abc". */
+	expect_cap("abc\xc3\xa9", 5, 8, "abc...");
+	expect_cap("ab\xc3\xa9z", 5, 8, "ab\xc3\xa9...");
+	expect_cap("\xf0\x9f\x98\x80\xf0\x9f\x98\x80", 8, 8, "\xf0\x9f\x98\x80...");
+	/* A '?' takes one byte however many bytes it stands for. */
+	expect_cap("\xc2\x9b\xc2\x9b\xc2\x9b\xc2\x9b", 8, 8, "????");
+	/* The smallest useful buffer: room for the mark only. */
+	expect_cap("a", 1, 4, "...");
+	expect_cap("", 0, 4, "");
+}
+END_TEST
+
+START_TEST(tiny_cap)
+{
+	char buf[4] = { 'Z', 'Z', 'Z', 'Z' };
+	ck_assert_str_eq(smk_printable(buf, 0, "abc", 3), "");
+	ck_assert_int_eq(buf[0], 'Z');           /* cap 0: nothing written */
+	ck_assert_str_eq(smk_printable(buf, 3, "abc", 3), "");
+	ck_assert_int_eq(buf[0], '\0');
+	ck_assert_int_eq(buf[1], 'Z');
+}
+END_TEST
+
+/* Well-formed by Table 3-7, with no C0, DEL or C1 control. */
+static bool clean_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i];
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f)
+				return false;
+			i++;
+			continue;
+		}
+		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+		if (c < 0xc2 || c > 0xf4 || i + len > n)
+			return false;
+		uint32_t cp = c & (0x7f >> len);
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		static const uint32_t least[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+		if (cp < least[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+		    (cp >= 0x80 && cp <= 0x9f))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+START_TEST(random_bytes)
+{
+	unsigned seed = 12345;
+	unsigned char in[64];
+	char out[64];
+	for (int round = 0; round < 20000; round++) {
+		size_t n = (size_t)rand_r(&seed) % sizeof(in);
+		size_t cap = 4 + (size_t)rand_r(&seed) % (sizeof(out) - 4);
+		for (size_t i = 0; i < n; i++) {
+			unsigned r = (unsigned)rand_r(&seed);
+			in[i] = (unsigned char)(r % 4 == 0 ? r >> 8 : r % 4 == 1 ? 0x80 | ((r >> 8) & 0x3f)
+						: r % 4 == 2 ? 0xc0 | ((r >> 8) & 0x3f) : (r >> 8) & 0x7f);
+		}
+		size_t m = strlen(smk_printable(out, cap, in, n));
+		ck_assert_uint_lt(m, cap);
+		bool cut = m >= 3 && !memcmp(out + m - 3, "...", 3);
+		ck_assert_msg(clean_utf8((unsigned char *)out, m), "round %d: bad output", round);
+		/* Clean input comes back whole when it fits. */
+		if (clean_utf8(in, n) && n <= cap - 4)
+			ck_assert(m == n && !memcmp(out, in, n));
+		if (n <= cap - 4)
+			ck_assert(!cut || (n >= 3 && !memcmp(in + n - 3, "...", 3)));
+	}
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("text");
+	TCase *tc = tcase_create("printable");
+	tcase_add_test(tc, ascii);
+	tcase_add_test(tc, controls);
+	tcase_add_test(tc, utf8_kept);
+	tcase_add_test(tc, utf8_invalid);
+	tcase_add_test(tc, length_not_nul);
+	tcase_add_test(tc, truncation);
+	tcase_add_test(tc, tiny_cap);
+	tcase_add_test(tc, random_bytes);
+	suite_add_tcase(s, tc);
+	return ck_run(s);
+}
