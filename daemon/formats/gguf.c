@@ -39,7 +39,9 @@
 #include "formats/gguf_priv.h"
 #include "quant/qtype.h"
 #include "util/ckmath.h"
+#include "util/hashtab.h"
 #include "util/mapfile.h"
+#include "util/text.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c reads little-endian values in place; port the rd* helpers"
@@ -102,27 +104,6 @@ static uint64_t vtype_min_bytes(uint32_t t)
 	if (t == GGUF_VT_ARRAY)
 		return GGUF_MIN_ARR_BYTES;
 	return vtypes[t].size;
-}
-
-/* Copy untrusted bytes into a printable, bounded form for messages: names
- * from a hostile file must not inject escape sequences into logs. */
-static const char *printable(char *buf, size_t cap, const uint8_t *s, uint64_t len)
-{
-	size_t max = cap - 4, o = 0;
-	for (uint64_t i = 0; i < len && o < max; i++)
-		buf[o++] = (s[i] >= 0x20 && s[i] < 0x7f) ? (char)s[i] : '?';
-	if (len > o && o == max)
-		memcpy(buf + o, "...", 3), o += 3;
-	buf[o] = '\0';
-	return buf;
-}
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;   /* FNV-1a 64 */
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-	return h;
 }
 
 static void *pool_alloc(struct gguf *g, size_t n)
@@ -335,28 +316,47 @@ static int walk_array(struct parser *p, struct gguf_anode *node, unsigned depth)
 	return 0;
 }
 
-static int hash_alloc(uint64_t n, uint32_t **tab, uint64_t *mask)
+/* Name lookups: the key is a C string, the entries are g->kv[] (by key) or
+ * g->tensors[] (by name); kv_index and t_index hold their numbers. */
+struct name_key {
+	const struct gguf *g;
+	const char *name;
+};
+
+static bool kv_eq(const void *key, int32_t e)
 {
-	uint64_t cap = 16;
-	while (cap < 2 * n)
-		cap <<= 1;
-	*tab = calloc((size_t)cap, sizeof(**tab));
-	*mask = cap - 1;
-	return *tab ? 0 : -ENOMEM;
+	const struct name_key *k = key;
+	return !strcmp(k->g->kv[e].key, k->name);
 }
 
-/* The slot holding name (its value is index + 1) or the empty slot where it
- * would go.  names(i) yields the name of entry i. */
-#define HASH_FIND(tab, mask, name, name_of)                                   \
-	({                                                                    \
-		uint64_t h_ = hash_str(name) & (mask);                        \
-		while ((tab)[h_] && strcmp(name_of((tab)[h_] - 1), (name)))   \
-			h_ = (h_ + 1) & (mask);                               \
-		&(tab)[h_];                                                   \
-	})
+static bool tensor_eq(const void *key, int32_t e)
+{
+	const struct name_key *k = key;
+	return !strcmp(k->g->tensors[e].name, k->name);
+}
 
-#define KV_NAME(i) (g->kv[i].key)
-#define T_NAME(i) (g->tensors[i].name)
+/* Entry i under its name; the entry that already has the name, else i. */
+static int32_t kv_put(struct gguf *g, uint64_t i)
+{
+	struct name_key k = { g, g->kv[i].key };
+	return smk_hindex_put(&g->kv_index, smk_fnv1a64_str(k.name), kv_eq, &k, (int32_t)i);
+}
+
+static int32_t tensor_put(struct gguf *g, uint64_t i)
+{
+	struct name_key k = { g, g->tensors[i].name };
+	return smk_hindex_put(&g->t_index, smk_fnv1a64_str(k.name), tensor_eq, &k, (int32_t)i);
+}
+
+/* NULL if absent (or key is NULL). */
+static const struct gguf_kv *kv_find(const struct gguf *g, const char *key)
+{
+	if (!key)
+		return NULL;
+	struct name_key k = { g, key };
+	int32_t e = smk_hindex_find(&g->kv_index, smk_fnv1a64_str(key), kv_eq, &k);
+	return e < 0 ? NULL : &g->kv[e];
+}
 
 /* A key or a tensor name: 1..max bytes, no NUL, copied to the pool as a C
  * string.  what: "key" or "name" (for messages); kind: what p->field calls
@@ -372,7 +372,8 @@ static int read_name(struct parser *p, uint64_t max, const char *what, const cha
 		return rc;
 	if (len == 0)
 		return pfail(p, -EINVAL, "empty %s at offset %" PRIu64, what, p->pos - 8);
-	snprintf(p->field, sizeof(p->field), "%s '%s'", kind, printable(pr, sizeof(pr), s, len));
+	snprintf(p->field, sizeof(p->field), "%s '%s'", kind,
+		 smk_printable(pr, sizeof(pr), s, (size_t)len));
 	if (memchr(s, 0, (size_t)len))
 		return pfail(p, -EINVAL, "%s contains a NUL byte", what);
 	if (!(*out = pool_strdup(p->g, s, len)))
@@ -392,7 +393,7 @@ static int parse_header(struct parser *p)
 	if (magic != GGUF_MAGIC) {
 		char m[16];
 		return pfail(p, -EINVAL, "bytes '%s' are not \"GGUF\": not a GGUF file",
-			     printable(m, sizeof(m), g->base, 4));
+			     smk_printable(m, sizeof(m), g->base, 4));
 	}
 	snprintf(p->field, sizeof(p->field), "header field 'version'");
 	if ((rc = get_u32(p, &g->version, "version")))
@@ -434,7 +435,7 @@ static int parse_kvs(struct parser *p)
 	int rc;
 
 	g->kv = calloc((size_t)g->n_kv + 1, sizeof(*g->kv));
-	if (!g->kv || hash_alloc(g->n_kv, &g->kv_hash, &g->kv_mask))
+	if (!g->kv || smk_hindex_init(&g->kv_index, g->n_kv))
 		return smk_fail(p->err, -ENOMEM, "%s: out of memory for %" PRIu64 " keys",
 				g->path, g->n_kv);
 	for (uint64_t i = 0; i < g->n_kv; i++) {
@@ -443,11 +444,10 @@ static int parse_kvs(struct parser *p)
 		snprintf(p->field, sizeof(p->field), "kv %" PRIu64 " key", i);
 		if ((rc = read_name(p, GGUF_MAX_KEY_LEN, "key", "key", &kv->key)))
 			return rc;
-		uint32_t *slot = HASH_FIND(g->kv_hash, g->kv_mask, kv->key, KV_NAME);
-		if (*slot)
-			return pfail(p, -EINVAL, "duplicate key (entries %" PRIu32 " and %" PRIu64 ")",
-				     *slot - 1, i);
-		*slot = (uint32_t)i + 1;
+		int32_t first = kv_put(g, i);
+		if ((uint64_t)first != i)
+			return pfail(p, -EINVAL, "duplicate key (entries %" PRId32 " and %" PRIu64 ")",
+				     first, i);
 
 		if ((rc = get_u32(p, &kv->type, "value type")))
 			return rc;
@@ -480,10 +480,9 @@ static int parse_alignment(struct parser *p)
 {
 	struct gguf *g = p->g;
 	g->alignment = GGUF_DEFAULT_ALIGNMENT;
-	uint32_t *slot = HASH_FIND(g->kv_hash, g->kv_mask, "general.alignment", KV_NAME);
-	if (!*slot)
+	const struct gguf_kv *kv = kv_find(g, "general.alignment");
+	if (!kv)
 		return 0;
-	const struct gguf_kv *kv = &g->kv[*slot - 1];
 	snprintf(p->field, sizeof(p->field), "key 'general.alignment'");
 	if (!vtypes[kv->type].is_int)
 		return pfail(p, -EINVAL, "must be an integer, found %s", vtypes[kv->type].name);
@@ -509,11 +508,10 @@ static int parse_tensor_info(struct parser *p, uint64_t i)
 	snprintf(p->field, sizeof(p->field), "tensor %" PRIu64 " name", i);
 	if ((rc = read_name(p, GGUF_MAX_NAME_LEN, "name", "tensor", &t->name)))
 		return rc;
-	uint32_t *slot = HASH_FIND(g->t_hash, g->t_mask, t->name, T_NAME);
-	if (*slot)
-		return pfail(p, -EINVAL, "duplicate tensor name (tensors %" PRIu32 " and %" PRIu64 ")",
-			     *slot - 1, i);
-	*slot = (uint32_t)i + 1;
+	int32_t first = tensor_put(g, i);
+	if ((uint64_t)first != i)
+		return pfail(p, -EINVAL, "duplicate tensor name (tensors %" PRId32 " and %" PRIu64 ")",
+			     first, i);
 
 	if ((rc = get_u32(p, &t->n_dims, "n_dims")))
 		return rc;
@@ -576,7 +574,7 @@ static int parse_tensors(struct parser *p)
 	int rc;
 
 	g->tensors = calloc((size_t)g->n_tensors + 1, sizeof(*g->tensors));
-	if (!g->tensors || hash_alloc(g->n_tensors, &g->t_hash, &g->t_mask))
+	if (!g->tensors || smk_hindex_init(&g->t_index, g->n_tensors))
 		return smk_fail(p->err, -ENOMEM, "%s: out of memory for %" PRIu64 " tensors",
 				g->path, g->n_tensors);
 	for (uint64_t i = 0; i < g->n_tensors; i++)
@@ -660,8 +658,8 @@ void gguf_close(struct gguf *g)
 	}
 	free(g->kv);
 	free(g->tensors);
-	free(g->kv_hash);
-	free(g->t_hash);
+	smk_hindex_deinit(&g->kv_index);
+	smk_hindex_deinit(&g->t_index);
 	free(g->path);
 	free(g);
 }
@@ -718,14 +716,6 @@ uint64_t gguf_data_offset(const struct gguf *g) { return g->data_offset; }
 uint64_t gguf_alignment(const struct gguf *g) { return g->alignment; }
 uint64_t gguf_n_kv(const struct gguf *g) { return g->n_kv; }
 uint64_t gguf_n_tensors(const struct gguf *g) { return g->n_tensors; }
-
-static const struct gguf_kv *kv_find(const struct gguf *g, const char *key)
-{
-	if (!key)
-		return NULL;
-	uint32_t *slot = HASH_FIND(g->kv_hash, g->kv_mask, key, KV_NAME);
-	return *slot ? &g->kv[*slot - 1] : NULL;
-}
 
 bool gguf_has(const struct gguf *g, const char *key)
 {
@@ -1023,8 +1013,9 @@ const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *nam
 {
 	if (!name)
 		return NULL;
-	uint32_t *slot = HASH_FIND(g->t_hash, g->t_mask, name, T_NAME);
-	return *slot ? &g->tensors[*slot - 1] : NULL;
+	struct name_key k = { g, name };
+	int32_t e = smk_hindex_find(&g->t_index, smk_fnv1a64_str(name), tensor_eq, &k);
+	return e < 0 ? NULL : &g->tensors[e];
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1105,7 +1096,7 @@ void gguf_dump(const struct gguf *g, FILE *f)
 		const struct gguf_kv *kv = &g->kv[i];
 		char pk[96];
 		fprintf(f, "  kv %4" PRIu64 " %-48s %-6s = ", i,
-			printable(pk, sizeof(pk), (const uint8_t *)kv->key, strlen(kv->key)),
+			smk_printable(pk, sizeof(pk), kv->key, strlen(kv->key)),
 			vtypes[kv->type].name);
 		if (kv->type == GGUF_VT_ARRAY) {
 			struct gguf_arr a;
@@ -1128,7 +1119,7 @@ void gguf_dump(const struct gguf *g, FILE *f)
 		char pn[96];
 		fprintf(f, "  tensor %4" PRIu64 " %-40s %-5s %-24s offset %12" PRIu64
 			" bytes %12" PRIu64 "\n", i,
-			printable(pn, sizeof(pn), (const uint8_t *)t->name, strlen(t->name)),
+			smk_printable(pn, sizeof(pn), t->name, strlen(t->name)),
 			qtype_name(t->type), shape,
 			t->file_offset, t->nbytes);
 		total += t->nbytes;

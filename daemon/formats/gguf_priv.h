@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "formats/gguf.h"
+#include "util/hashtab.h"
 
 struct gguf_anode {
 	const uint8_t *data;        /* first element, in the mapping */
@@ -42,8 +43,8 @@ struct gguf {
 	uint64_t n_kv, n_tensors;
 	struct gguf_kv *kv;
 	struct gguf_tensor *tensors;
-	uint32_t *kv_hash, *t_hash;  /* slot = index + 1; 0 = empty */
-	uint64_t kv_mask, t_mask;
+	struct smk_hindex kv_index;  /* key -> kv[] entry */
+	struct smk_hindex t_index;   /* name -> tensors[] entry */
 	struct pool_blk *pool;
 	uint64_t n_subarrays;
 	/* Built models (gguf_build.c): the image is malloc'd, tensor bytes

@@ -6,8 +6,8 @@
  * callers keep, and freed.  What is kept:
  *   - one string block: tensor names and __metadata__ keys and values,
  *     NUL-terminated (sized exactly in a first pass over the JSON object);
- *   - the tensor table, sorted by data offset, and an open-addressing hash
- *     table of names for st_find().
+ *   - the tensor table, sorted by data offset, and an open-addressing index
+ *     of names for st_find() (util/hashtab.h).
  * Format facts and the list of checks are in safetensors.h.
  */
 #include "formats/safetensors.h"
@@ -26,7 +26,9 @@
 
 #include "unicode/unicode.h"
 #include "util/ckmath.h"
+#include "util/hashtab.h"
 #include "util/mapfile.h"
+#include "util/text.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c hands out little-endian tensor data in place; big-endian hosts are not supported"
@@ -42,8 +44,7 @@ struct st_file {
 	uint64_t data_off;          /* ST_LEN_BYTES + header length */
 	uint64_t n_tensors;
 	struct st_tensor *tensors;  /* sorted by (offset, end, name) */
-	uint32_t *hash;             /* slot = tensor index + 1; 0 = empty */
-	uint64_t mask;
+	struct smk_hindex index;    /* name -> tensors[] entry */
 	uint64_t n_meta;
 	const char **meta;          /* 2 * n_meta: key, value, key, value... */
 	char *strings;              /* names, metadata keys and values */
@@ -97,33 +98,16 @@ int st_dtype_parse(const char *s, enum st_dtype *out)
 
 static inline uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
-/* A bounded copy of an untrusted (valid UTF-8) string for messages: control
- * bytes become '?' so that a hostile name cannot inject escape sequences
- * into logs; a long name is cut at a character boundary and marked "...". */
-static const char *printable(char *buf, size_t cap, const char *s)
-{
-	size_t max = cap - 4, o = 0, i = 0;
-	for (; s[i] && o < max; i++) {
-		unsigned char c = (unsigned char)s[i];
-		buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
-	if (s[i]) {
-		while (o && ((unsigned char)buf[o - 1] & 0xc0) == 0x80)
-			o--;               /* drop a cut sequence's continuation bytes */
-		if (o && (unsigned char)buf[o - 1] >= 0xc0)
-			o--;               /* and its lead byte */
-		memcpy(buf + o, "...", 3), o += 3;
-	}
-	buf[o] = '\0';
-	return buf;
-}
+/* st_find()'s key is a name; entries are f->tensors[]. */
+struct name_key {
+	const struct st_file *f;
+	const char *name;
+};
 
-static uint64_t hash_str(const char *s)
+static bool name_eq(const void *key, int32_t e)
 {
-	uint64_t h = 0xcbf29ce484222325ull;   /* FNV-1a 64 */
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-	return h;
+	const struct name_key *k = key;
+	return !strcmp(k->f->tensors[e].name, k->name);
 }
 
 static const char *json_kind(const json_t *j)
@@ -160,7 +144,8 @@ static int pfail(struct parser *p, int code, const char *fmt, ...)
 static void where_tensor(struct parser *p, const char *name)
 {
 	char pn[112];
-	snprintf(p->where, sizeof(p->where), "tensor '%s'", printable(pn, sizeof(pn), name));
+	snprintf(p->where, sizeof(p->where), "tensor '%s'",
+		 smk_printable(pn, sizeof(pn), name, strlen(name)));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -237,7 +222,8 @@ static int parse_dtype(struct parser *p, json_t *j, enum st_dtype *out)
 		if (!strcmp(s, upstream_only[i]))
 			return pfail(p, -EINVAL, "dtype '%s' is a safetensors type that smoke"
 				     " does not support", s);
-	return pfail(p, -EINVAL, "unknown dtype '%s'", printable(ps, sizeof(ps), s));
+	return pfail(p, -EINVAL, "unknown dtype '%s'",
+		     smk_printable(ps, sizeof(ps), s, strlen(s)));
 }
 
 static int parse_shape(struct parser *p, json_t *j, struct st_tensor *t)
@@ -312,7 +298,8 @@ static int parse_tensor(struct parser *p, const char *name, json_t *entry,
 		char pk[64];
 		if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets"))
 			return pfail(p, -EINVAL, "unknown field '%s' (an entry has only dtype,"
-				     " shape and data_offsets)", printable(pk, sizeof(pk), k));
+				     " shape and data_offsets)",
+				     smk_printable(pk, sizeof(pk), k, strlen(k)));
 	}
 	static const char *const fields[] = { "dtype", "shape", "data_offsets" };
 	for (int i = 0; i < 3; i++)
@@ -338,7 +325,7 @@ static int check_metadata(struct parser *p, json_t *m, uint64_t *n, size_t *byte
 		char pk[96];
 		if (!json_is_string(v))
 			return pfail(p, -EINVAL, "value of key '%s' is %s, not a string",
-				     printable(pk, sizeof(pk), k), json_kind(v));
+				     smk_printable(pk, sizeof(pk), k, strlen(k)), json_kind(v));
 		*bytes += strlen(k) + 1 + json_string_length(v) + 1;
 		(*n)++;
 	}
@@ -379,7 +366,7 @@ static int check_tiling(struct parser *p, uint64_t data_size)
 			return pfail(p, -EINVAL, "data_offsets [%" PRIu64 ", %" PRIu64 ") leave a"
 				     " hole: bytes [%" PRIu64 ", %" PRIu64 ") after tensor '%s'"
 				     " belong to no tensor", b, e, pos, b,
-				     printable(pn, sizeof(pn), prev->name));
+				     smk_printable(pn, sizeof(pn), prev->name, strlen(prev->name)));
 		if (b > pos)
 			return pfail(p, -EINVAL, "data_offsets [%" PRIu64 ", %" PRIu64 ") leave a"
 				     " hole: bytes [0, %" PRIu64 ") at the start of the data"
@@ -387,8 +374,8 @@ static int check_tiling(struct parser *p, uint64_t data_size)
 		if (b < pos)
 			return pfail(p, -EINVAL, "data_offsets [%" PRIu64 ", %" PRIu64 ") overlap"
 				     " tensor '%s' at [%" PRIu64 ", %" PRIu64 ")", b, e,
-				     printable(pn, sizeof(pn), prev->name), prev->file_offset,
-				     prev->file_offset + prev->nbytes);
+				     smk_printable(pn, sizeof(pn), prev->name, strlen(prev->name)),
+				     prev->file_offset, prev->file_offset + prev->nbytes);
 		pos = e;
 	}
 	snprintf(p->where, sizeof(p->where), "data section");
@@ -398,28 +385,24 @@ static int check_tiling(struct parser *p, uint64_t data_size)
 	return 0;
 }
 
-static int build_hash(struct parser *p)
+static int build_index(struct parser *p)
 {
 	struct st_file *f = p->f;
-	uint64_t cap = 16;
-	while (cap < 2 * f->n_tensors)
-		cap <<= 1;
-	f->hash = calloc((size_t)cap, sizeof(*f->hash));
-	if (!f->hash)
-		return smk_fail(p->err, -ENOMEM, "%s: out of memory", f->path);
-	f->mask = cap - 1;
+	int rc = smk_hindex_init(&f->index, f->n_tensors);
+	if (rc == -E2BIG)
+		return smk_fail(p->err, -EINVAL, "%s: %" PRIu64 " tensors (at most %u)", f->path,
+				f->n_tensors, SMK_HINDEX_MAX);
+	if (rc)
+		return smk_fail(p->err, rc, "%s: out of memory", f->path);
 	for (uint64_t i = 0; i < f->n_tensors; i++) {
-		uint64_t h = hash_str(f->tensors[i].name) & f->mask;
-		while (f->hash[h]) {
-			/* jansson already refused duplicate keys; kept as a guard
-			 * because st_find() would silently hide the second one. */
-			if (!strcmp(f->tensors[f->hash[h] - 1].name, f->tensors[i].name)) {
-				where_tensor(p, f->tensors[i].name);
-				return pfail(p, -EINVAL, "duplicate tensor name");
-			}
-			h = (h + 1) & f->mask;
+		struct name_key k = { f, f->tensors[i].name };
+		/* jansson already refused duplicate keys; kept as a guard
+		 * because st_find() would silently hide the second one. */
+		if (smk_hindex_put(&f->index, smk_fnv1a64_str(k.name), name_eq, &k,
+				   (int32_t)i) != (int32_t)i) {
+			where_tensor(p, k.name);
+			return pfail(p, -EINVAL, "duplicate tensor name");
 		}
-		f->hash[h] = (uint32_t)i + 1;
 	}
 	return 0;
 }
@@ -489,7 +472,7 @@ static int parse_json(struct parser *p, uint64_t hlen)
 	}
 
 	qsort(f->tensors, (size_t)f->n_tensors, sizeof(*f->tensors), cmp_tensors);
-	if ((rc = check_tiling(p, data_size)) || (rc = build_hash(p)))
+	if ((rc = check_tiling(p, data_size)) || (rc = build_index(p)))
 		goto out;
 	for (uint64_t i = 0; i < f->n_tensors; i++) {
 		struct st_tensor *t = &f->tensors[i];
@@ -511,7 +494,7 @@ void st_close(struct st_file *f)
 	if (f->base)
 		munmap((void *)f->base, (size_t)f->size);
 	free(f->tensors);
-	free(f->hash);
+	smk_hindex_deinit(&f->index);
 	free(f->meta);
 	free(f->strings);
 	free(f->path);
@@ -563,10 +546,9 @@ const struct st_tensor *st_find(const struct st_file *f, const char *name)
 {
 	if (!name)
 		return NULL;
-	for (uint64_t h = hash_str(name) & f->mask; f->hash[h]; h = (h + 1) & f->mask)
-		if (!strcmp(f->tensors[f->hash[h] - 1].name, name))
-			return &f->tensors[f->hash[h] - 1];
-	return NULL;
+	struct name_key k = { f, name };
+	int32_t e = smk_hindex_find(&f->index, smk_fnv1a64_str(name), name_eq, &k);
+	return e < 0 ? NULL : &f->tensors[e];
 }
 
 const char *st_metadata(const struct st_file *f, const char *key)

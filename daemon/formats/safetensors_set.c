@@ -4,9 +4,10 @@
  * Each shard is opened and validated by st_open(); what this file adds is
  * the agreement between the index and the shards (every tensor exactly
  * once, where the index says) and one table over all shards: a flat array
- * in (shard, offset) order and a hash table of names into it.  The index's
- * JSON tree lives only during st_set_open(): shard names are read back from
- * the shards' paths afterwards.  Rules are listed in safetensors.h.
+ * in (shard, offset) order and a hash index of names into it
+ * (util/hashtab.h).  The index file's JSON tree lives only during
+ * st_set_open(): shard names are read back from the shards' paths
+ * afterwards.  Rules are listed in safetensors.h.
  */
 #include "formats/safetensors.h"
 
@@ -22,6 +23,8 @@
 #include <unistd.h>
 
 #include "util/ckmath.h"
+#include "util/hashtab.h"
+#include "util/text.h"
 
 #define ST_SINGLE_NAME "model.safetensors"
 #define ST_INDEX_NAME "model.safetensors.index.json"
@@ -38,8 +41,7 @@ struct st_set {
 	struct st_file **files;
 	uint64_t n_tensors;
 	struct set_ent *ents;       /* shard by shard, each in offset order */
-	uint32_t *hash;             /* slot = ents index + 1; 0 = empty */
-	uint64_t mask;
+	struct smk_hindex index;    /* name -> ents[] entry */
 };
 
 /* What st_set_open() works with; the JSON lives until it returns. */
@@ -51,32 +53,16 @@ struct set_ctx {
 	const char **shard_names;   /* n_files, into the index JSON */
 };
 
-/* Same helpers as safetensors.c (kept static there): bounded, control-free
- * copies of untrusted names for messages, and FNV-1a. */
-static const char *printable(char *buf, size_t cap, const char *s)
-{
-	size_t max = cap - 4, o = 0, i = 0;
-	for (; s[i] && o < max; i++) {
-		unsigned char c = (unsigned char)s[i];
-		buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
-	if (s[i]) {
-		while (o && ((unsigned char)buf[o - 1] & 0xc0) == 0x80)
-			o--;
-		if (o && (unsigned char)buf[o - 1] >= 0xc0)
-			o--;
-		memcpy(buf + o, "...", 3), o += 3;
-	}
-	buf[o] = '\0';
-	return buf;
-}
+/* st_set_find()'s key is a tensor name; entries are s->ents[]. */
+struct name_key {
+	const struct st_set *s;
+	const char *name;
+};
 
-static uint64_t hash_str(const char *s)
+static bool name_eq(const void *key, int32_t e)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-	return h;
+	const struct name_key *k = key;
+	return !strcmp(k->s->ents[e].t->name, k->name);
 }
 
 /* dir + "/" + name; caller frees; NULL on ENOMEM. */
@@ -182,13 +168,15 @@ static int index_shards(struct set_ctx *c)
 		char pk[112], pv[112];
 		if (!json_is_string(v))
 			return smk_fail(c->err, -EINVAL, "%s: weight_map: tensor '%s': shard is"
-					" not a string", ip, printable(pk, sizeof(pk), k));
+					" not a string", ip,
+					smk_printable(pk, sizeof(pk), k, strlen(k)));
 		const char *sv = json_string_value(v);
 		if (!shard_name_ok(sv))
 			return smk_fail(c->err, -EINVAL, "%s: weight_map: tensor '%s': shard '%s'"
 					" is not a plain file name in the model directory (empty,"
 					" '.', '..', or contains a '/' or '\\')", ip,
-					printable(pk, sizeof(pk), k), printable(pv, sizeof(pv), sv));
+					smk_printable(pk, sizeof(pk), k, strlen(k)),
+					smk_printable(pv, sizeof(pv), sv, strlen(sv)));
 		names[i++] = sv;
 	}
 	qsort(names, n, sizeof(*names), cmp_str);
@@ -227,11 +215,11 @@ static int open_shards(struct set_ctx *c)
 		free(path);
 		if (rc && rc != -EINVAL && rc != -ENOMEM && c->index_path) {
 			/* A shard that cannot be opened: say who asked for it. */
+			const char *sn = shard_name(c, i), *tn = first_tensor_of(c, sn);
 			char pn[112], pt[112];
 			smk_err_prefix(c->err, "%s: weight_map: shard '%s' (of tensor '%s')",
-				       c->index_path,
-				       printable(pn, sizeof(pn), shard_name(c, i)),
-				       printable(pt, sizeof(pt), first_tensor_of(c, shard_name(c, i))));
+				       c->index_path, smk_printable(pn, sizeof(pn), sn, strlen(sn)),
+				       smk_printable(pt, sizeof(pt), tn, strlen(tn)));
 		}
 		if (rc)
 			return rc;
@@ -248,37 +236,31 @@ static int build_table(struct set_ctx *c)
 	const char *who = c->index_path ? c->index_path : s->dir;
 	uint64_t total = 0;
 	for (int i = 0; i < s->n_files; i++)
-		if (ck_add(total, st_n_tensors(s->files[i]), &total) || total >= UINT32_MAX / 2)
+		if (ck_add(total, st_n_tensors(s->files[i]), &total) || total > SMK_HINDEX_MAX)
 			return smk_fail(c->err, -EINVAL, "%s: more than %u tensors", who,
-					UINT32_MAX / 2);
+					SMK_HINDEX_MAX);
 	s->n_tensors = total;
-	uint64_t cap = 16;
-	while (cap < 2 * total)
-		cap <<= 1;
 	s->ents = calloc((size_t)total + 1, sizeof(*s->ents));
-	s->hash = calloc((size_t)cap, sizeof(*s->hash));
-	if (!s->ents || !s->hash)
+	if (!s->ents || smk_hindex_init(&s->index, total))
 		return smk_fail(c->err, -ENOMEM, "%s: out of memory for %" PRIu64 " tensors",
 				who, total);
-	s->mask = cap - 1;
 	uint64_t e = 0;
 	for (int i = 0; i < s->n_files; i++) {
 		for (uint64_t j = 0; j < st_n_tensors(s->files[i]); j++, e++) {
 			const struct st_tensor *t = st_tensor_at(s->files[i], j);
 			s->ents[e] = (struct set_ent){ t, i };
-			uint64_t h = hash_str(t->name) & s->mask;
-			for (; s->hash[h]; h = (h + 1) & s->mask) {
-				const struct set_ent *o = &s->ents[s->hash[h] - 1];
-				if (strcmp(o->t->name, t->name))
-					continue;
-				char pt[112], pa[112], pb[112];
-				return smk_fail(c->err, -EINVAL, "%s: tensor '%s': is in two shards,"
-						" '%s' and '%s'", who,
-						printable(pt, sizeof(pt), t->name),
-						printable(pa, sizeof(pa), shard_name(c, o->file)),
-						printable(pb, sizeof(pb), shard_name(c, i)));
-			}
-			s->hash[h] = (uint32_t)e + 1;
+			struct name_key k = { s, t->name };
+			int32_t first = smk_hindex_put(&s->index, smk_fnv1a64_str(t->name), name_eq,
+						       &k, (int32_t)e);
+			if (first == (int32_t)e)
+				continue;
+			const char *sa = shard_name(c, s->ents[first].file), *sb = shard_name(c, i);
+			char pt[112], pa[112], pb[112];
+			return smk_fail(c->err, -EINVAL, "%s: tensor '%s': is in two shards,"
+					" '%s' and '%s'", who,
+					smk_printable(pt, sizeof(pt), t->name, strlen(t->name)),
+					smk_printable(pa, sizeof(pa), sa, strlen(sa)),
+					smk_printable(pb, sizeof(pb), sb, strlen(sb)));
 		}
 	}
 	return 0;
@@ -298,14 +280,15 @@ static int check_index(struct set_ctx *c)
 		char pt[112], pw[112], pf[112];
 		if (st_set_find(s, k, &fi) && !strcmp(shard_name(c, fi), want))
 			continue;
+		smk_printable(pt, sizeof(pt), k, strlen(k));
+		smk_printable(pw, sizeof(pw), want, strlen(want));
 		if (fi < 0)
 			return smk_fail(c->err, -EINVAL, "%s: weight_map: tensor '%s': shard '%s'"
-					" does not contain it (nor does any other shard)", ip,
-					printable(pt, sizeof(pt), k), printable(pw, sizeof(pw), want));
+					" does not contain it (nor does any other shard)", ip, pt, pw);
+		const char *have = shard_name(c, fi);
 		return smk_fail(c->err, -EINVAL, "%s: weight_map: tensor '%s': shard '%s' does"
-				" not contain it (it is in shard '%s')", ip,
-				printable(pt, sizeof(pt), k), printable(pw, sizeof(pw), want),
-				printable(pf, sizeof(pf), shard_name(c, fi)));
+				" not contain it (it is in shard '%s')", ip, pt, pw,
+				smk_printable(pf, sizeof(pf), have, strlen(have)));
 	}
 	/* Every index entry matched a distinct tensor; any tensor left over
 	 * is one the index does not list. */
@@ -315,10 +298,12 @@ static int check_index(struct set_ctx *c)
 		const struct set_ent *e = &s->ents[i];
 		if (json_object_get(wm, e->t->name))
 			continue;
+		const char *sn = shard_name(c, e->file);
 		char pt[112], pf[112];
 		return smk_fail(c->err, -EINVAL, "%s: weight_map: tensor '%s' of shard '%s' is"
-				" not in the index", ip, printable(pt, sizeof(pt), e->t->name),
-				printable(pf, sizeof(pf), shard_name(c, e->file)));
+				" not in the index", ip,
+				smk_printable(pt, sizeof(pt), e->t->name, strlen(e->t->name)),
+				smk_printable(pf, sizeof(pf), sn, strlen(sn)));
 	}
 	return 0;   /* unreachable: counts differ, so some tensor is missing */
 }
@@ -334,7 +319,7 @@ void st_set_close(struct st_set *s)
 		st_close(s->files[i]);
 	free(s->files);
 	free(s->ents);
-	free(s->hash);
+	smk_hindex_deinit(&s->index);
 	free(s->dir);
 	free(s);
 }
@@ -431,13 +416,11 @@ const struct st_tensor *st_set_find(const struct st_set *s, const char *name, in
 {
 	if (!name)
 		return NULL;
-	for (uint64_t h = hash_str(name) & s->mask; s->hash[h]; h = (h + 1) & s->mask) {
-		const struct set_ent *e = &s->ents[s->hash[h] - 1];
-		if (!strcmp(e->t->name, name)) {
-			if (file_idx)
-				*file_idx = e->file;
-			return e->t;
-		}
-	}
-	return NULL;
+	struct name_key k = { s, name };
+	int32_t i = smk_hindex_find(&s->index, smk_fnv1a64_str(name), name_eq, &k);
+	if (i < 0)
+		return NULL;
+	if (file_idx)
+		*file_idx = s->ents[i].file;
+	return s->ents[i].t;
 }

@@ -48,31 +48,24 @@
 /* ------------------------------------------------------------------------- */
 /* vocabulary hash map                                                       */
 
-uint64_t tok_hash(const char *s, size_t len)
+/* The key of a vocabulary lookup: len bytes at s; entries are token ids. */
+struct vocab_key {
+	const struct tokenizer *t;
+	const char *s;
+	size_t len;
+};
+
+static bool vocab_eq(const void *key, int32_t id)
 {
-	/* FNV-1a, then a final mix so that low bits (the slot index) depend on all. */
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ull;
-	}
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ull;
-	h ^= h >> 32;
-	return h;
+	const struct vocab_key *k = key;
+	const struct tok_entry *e = &k->t->tok[id];
+	return e->len == k->len && memcmp(k->t->arena + e->off, k->s, k->len) == 0;
 }
 
 int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t len)
 {
-	uint32_t i = (uint32_t)tok_hash(s, len) & t->vmap_mask;
-	for (;; i = (i + 1) & t->vmap_mask) {
-		uint32_t v = t->vmap[i];
-		if (!v)
-			return -1;
-		const struct tok_entry *e = &t->tok[v - 1];
-		if (e->len == len && memcmp(t->arena + e->off, s, len) == 0)
-			return (int32_t)(v - 1);
-	}
+	struct vocab_key k = { t, s, len };
+	return smk_hindex_find(&t->vmap, smk_fnv1a64(s, len), vocab_eq, &k);
 }
 
 /* Quote a token text for error messages: printable ASCII as is, the rest \xNN,
@@ -311,12 +304,7 @@ static int load_vocab(struct tokenizer *t, const struct gguf *g, struct smk_err 
 	t->n_vocab = (int32_t)n;
 	t->arena = malloc(total + 1);
 	t->tok = calloc(n, sizeof(*t->tok));
-	uint32_t slots = 1;
-	while (slots < 2 * n)
-		slots <<= 1;
-	t->vmap = calloc(slots, sizeof(*t->vmap));
-	t->vmap_mask = slots - 1;
-	if (!t->arena || !t->tok || !t->vmap)
+	if (!t->arena || !t->tok || smk_hindex_init(&t->vmap, n))
 		return smk_fail(err, -ENOMEM, "%s: out of memory for %u tokens", path, n);
 
 	uint32_t off = 0;
@@ -372,19 +360,12 @@ static int load_vocab(struct tokenizer *t, const struct gguf *g, struct smk_err 
 		}
 
 		/* Insert; a duplicate text would make ids ambiguous (llama.cpp aborts). */
-		const char *txt = t->arena + e->off;
-		uint32_t h = (uint32_t)tok_hash(txt, e->len) & t->vmap_mask;
-		for (;; h = (h + 1) & t->vmap_mask) {
-			uint32_t v = t->vmap[h];
-			if (!v) {
-				t->vmap[h] = i + 1;
-				break;
-			}
-			const struct tok_entry *o = &t->tok[v - 1];
-			if (o->len == e->len && memcmp(t->arena + o->off, txt, e->len) == 0)
-				return smk_fail(err, -EINVAL, "%s: " K "tokens[%u] and [%u] are both '%s'",
-						path, v - 1, i, quote(txt, e->len, q, sizeof(q)));
-		}
+		struct vocab_key k = { t, t->arena + e->off, e->len };
+		int32_t first = smk_hindex_put(&t->vmap, smk_fnv1a64(k.s, k.len), vocab_eq, &k,
+					       (int32_t)i);
+		if (first != (int32_t)i)
+			return smk_fail(err, -EINVAL, "%s: " K "tokens[%d] and [%u] are both '%s'",
+					path, first, i, quote(k.s, k.len, q, sizeof(q)));
 	}
 	return 0;
 }
@@ -923,7 +904,7 @@ void tokenizer_free(struct tokenizer *t)
 		return;
 	free(t->arena);
 	free(t->tok);
-	free(t->vmap);
+	smk_hindex_deinit(&t->vmap);
 	free(t->special);
 	free(t->trie);
 	tok_bpe_free(t);

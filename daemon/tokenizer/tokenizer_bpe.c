@@ -405,17 +405,29 @@ static size_t pretokenize(const struct tokenizer *t, const uint32_t *cps, size_t
 /* ------------------------------------------------------------------------- */
 /* merges                                                                    */
 
+/* The key of a merge lookup; entries are indexes into merges[].  The pair
+ * itself is the hash: the index mixes it before masking. */
+struct merge_key {
+	const struct tok_merge *merges;
+	uint32_t l, r;
+};
+
+static bool merge_eq(const void *key, int32_t e)
+{
+	const struct merge_key *k = key;
+	return k->merges[e].left == k->l && k->merges[e].right == k->r;
+}
+
+static inline uint64_t merge_hash(uint32_t l, uint32_t r)
+{
+	return (uint64_t)l << 32 | r;
+}
+
 static const struct tok_merge *merge_find(const struct tokenizer *t, uint32_t l, uint32_t r)
 {
-	uint64_t h = ((uint64_t)l * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)r * 0xc2b2ae3d27d4eb4full);
-	h ^= h >> 31;
-	for (uint32_t i = (uint32_t)h & t->merges_mask;; i = (i + 1) & t->merges_mask) {
-		const struct tok_merge *m = &t->merges[i];
-		if (m->left == TOK_NONE)
-			return NULL;
-		if (m->left == l && m->right == r)
-			return m;
-	}
+	struct merge_key k = { t->merges, l, r };
+	int32_t e = smk_hindex_find(&t->merge_index, merge_hash(l, r), merge_eq, &k);
+	return e < 0 ? NULL : &t->merges[e];
 }
 
 struct bpe_sym {
@@ -684,21 +696,38 @@ int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len, bo
 /* ------------------------------------------------------------------------- */
 /* loading                                                                   */
 
-static int extra_grow_map(struct tok_extra *x)
+/* The key of a merge-only string lookup: len bytes at s; entries are extra
+ * ids - n_vocab. */
+struct extra_key {
+	const struct tok_extra *x;
+	const char *s;
+	size_t len;
+};
+
+static bool extra_eq(const void *key, int32_t e)
 {
-	uint32_t slots = x->mask ? 2 * (x->mask + 1) : 1024;
-	uint32_t *map = calloc(slots, sizeof(*map));
-	if (!map)
-		return -ENOMEM;
-	for (uint32_t k = 0; k < x->n; k++) {
-		uint32_t h = (uint32_t)tok_hash(x->arena + x->off[k], x->len[k]) & (slots - 1);
-		while (map[h])
-			h = (h + 1) & (slots - 1);
-		map[h] = k + 1;
+	const struct extra_key *k = key;
+	return k->x->len[e] == k->len && memcmp(k->x->arena + k->x->off[e], k->s, k->len) == 0;
+}
+
+/* Put extra string e (its bytes already stored) in the map, first moving
+ * the map to one twice as large if it is full.  0, -ENOMEM or -E2BIG. */
+static int extra_put(struct tok_extra *x, uint32_t e)
+{
+	if (x->map.n == x->map.max) {
+		struct smk_hindex m;
+		int rc = smk_hindex_init(&m, x->map.max ? 2 * (uint64_t)x->map.max : 512);
+		if (rc)
+			return rc;
+		for (uint32_t i = 0; i < x->map.n; i++) {
+			struct extra_key k = { x, x->arena + x->off[i], x->len[i] };
+			smk_hindex_put(&m, smk_fnv1a64(k.s, k.len), extra_eq, &k, (int32_t)i);
+		}
+		smk_hindex_deinit(&x->map);
+		x->map = m;
 	}
-	free(x->map);
-	x->map = map;
-	x->mask = slots - 1;
+	struct extra_key k = { x, x->arena + x->off[e], x->len[e] };
+	smk_hindex_put(&x->map, smk_fnv1a64(k.s, k.len), extra_eq, &k, (int32_t)e);
 	return 0;
 }
 
@@ -708,17 +737,9 @@ static uint32_t ext_find(const struct tokenizer *t, const char *s, size_t len)
 	int32_t id = tok_lookup(t, s, len);
 	if (id >= 0)
 		return (uint32_t)id;
-	const struct tok_extra *x = &t->extra;
-	if (x->mask) {
-		for (uint32_t h = (uint32_t)tok_hash(s, len) & x->mask;; h = (h + 1) & x->mask) {
-			uint32_t v = x->map[h];
-			if (!v)
-				break;
-			if (x->len[v - 1] == len && memcmp(x->arena + x->off[v - 1], s, len) == 0)
-				return (uint32_t)t->n_vocab + v - 1;
-		}
-	}
-	return TOK_NONE;
+	struct extra_key k = { &t->extra, s, len };
+	int32_t e = smk_hindex_find(&t->extra.map, smk_fnv1a64(s, len), extra_eq, &k);
+	return e < 0 ? TOK_NONE : (uint32_t)t->n_vocab + (uint32_t)e;
 }
 
 /* ext_find, adding s as a new merge-only string if absent and add is set;
@@ -729,7 +750,6 @@ static uint32_t ext_id(struct tokenizer *t, const char *s, size_t len, bool add,
 	uint32_t found = ext_find(t, s, len);
 	if (found != TOK_NONE)
 		return found;
-	uint64_t hv = tok_hash(s, len);
 	if (!add)
 		return TOK_NONE;
 	if ((uint64_t)t->n_vocab + x->n + 1 >= TOK_NONE || x->arena_len + len >= UINT32_MAX) {
@@ -766,27 +786,20 @@ static uint32_t ext_id(struct tokenizer *t, const char *s, size_t len, bool add,
 	x->off[x->n] = (uint32_t)x->arena_len;
 	x->len[x->n] = (uint32_t)len;
 	x->arena_len += len;
+	if ((*rc = extra_put(x, x->n)))
+		return TOK_NONE;
 	x->n++;
-	if ((uint64_t)x->n * 2 > x->mask) {
-		/* (Re)build the map; it then contains the new entry too. */
-		if ((*rc = extra_grow_map(x)))
-			return TOK_NONE;
-	} else {
-		uint32_t h = (uint32_t)hv & x->mask;
-		while (x->map[h])
-			h = (h + 1) & x->mask;
-		x->map[h] = x->n;
-	}
 	return (uint32_t)t->n_vocab + x->n - 1;
 }
 
 void tok_bpe_free(struct tokenizer *t)
 {
 	free(t->merges);
+	smk_hindex_deinit(&t->merge_index);
 	free(t->extra.arena);
 	free(t->extra.off);
 	free(t->extra.len);
-	free(t->extra.map);
+	smk_hindex_deinit(&t->extra.map);
 }
 
 int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
@@ -805,16 +818,10 @@ int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
 		return smk_fail(err, -EINVAL, "%s: tokenizer.ggml.merges has %llu entries",
 				path, (unsigned long long)mg.n);
 
-	uint32_t slots = 16;
-	while (slots < 2 * mg.n)
-		slots <<= 1;
-	t->merges = malloc(sizeof(*t->merges) * slots);
-	if (!t->merges)
+	t->merges = malloc(sizeof(*t->merges) * (mg.n + 1));
+	if (!t->merges || smk_hindex_init(&t->merge_index, mg.n))
 		return smk_fail(err, -ENOMEM, "%s: out of memory for %llu merges", path,
 				(unsigned long long)mg.n);
-	for (uint32_t i = 0; i < slots; i++)
-		t->merges[i].left = TOK_NONE;
-	t->merges_mask = slots - 1;
 
 	char *cat = NULL;
 	size_t cat_cap = 0;
@@ -849,17 +856,12 @@ int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err)
 		uint32_t res = rc ? TOK_NONE : ext_id(t, cat, ll + rl, true, &rc);
 		if (rc)
 			break;
-		uint64_t h = ((uint64_t)l * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)r * 0xc2b2ae3d27d4eb4full);
-		h ^= h >> 31;
-		for (uint32_t k = (uint32_t)h & t->merges_mask;; k = (k + 1) & t->merges_mask) {
-			struct tok_merge *m = &t->merges[k];
-			if (m->left == TOK_NONE) {
-				*m = (struct tok_merge){ l, r, (int32_t)i, res };
-				break;
-			}
-			if (m->left == l && m->right == r)
-				break;          /* first (lowest) rank wins, as in llama.cpp */
-		}
+		/* A pair already put keeps its rank: the first (lowest) rank wins,
+		 * as in llama.cpp. */
+		struct merge_key k = { t->merges, l, r };
+		int32_t e = (int32_t)t->n_merges;
+		if (smk_hindex_put(&t->merge_index, merge_hash(l, r), merge_eq, &k, e) == e)
+			t->merges[t->n_merges++] = (struct tok_merge){ l, r, (int32_t)i, res };
 	}
 	if (!rc) {
 		for (int b = 0; b < 256; b++) {

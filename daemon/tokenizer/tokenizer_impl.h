@@ -10,6 +10,7 @@
 #define SMK_TOKENIZER_TOKENIZER_IMPL_H
 
 #include "tokenizer/tokenizer.h"
+#include "util/hashtab.h"
 
 enum tok_kind { TOK_SPM, TOK_BPE };
 
@@ -78,15 +79,15 @@ struct tok_extra {
 	size_t arena_len, arena_cap;
 	uint32_t *off, *len;    /* per extra id - n_vocab */
 	uint32_t n, cap;
-	uint32_t *map;          /* open addressing over extra index + 1 */
-	uint32_t mask;
+	struct smk_hindex map;  /* text -> extra id - n_vocab; rebuilt twice as
+				 * large when full (merges are read at load) */
 };
 
 /* BPE merge: (left, right) -> rank and the id of left+right.  Ids are "extended":
  * < n_vocab for vocabulary strings, >= n_vocab for strings that only occur in
  * merges (so that merging is exact even for odd vocabularies). */
 struct tok_merge {
-	uint32_t left, right;   /* UINT32_MAX marks an empty slot */
+	uint32_t left, right;
 	int32_t rank;
 	uint32_t result;
 };
@@ -99,8 +100,7 @@ struct tokenizer {
 	int32_t n_vocab;
 	char *arena;
 	struct tok_entry *tok;
-	uint32_t *vmap;         /* open addressing, id + 1 per slot, 0 = empty */
-	uint32_t vmap_mask;
+	struct smk_hindex vmap; /* text -> id */
 
 	int32_t bos, eos, eot, eom, unk, pad;
 	bool add_bos, add_eos, add_space_prefix, ignore_merges;
@@ -126,8 +126,9 @@ struct tokenizer {
 				 * SPM-style BPE: <0xXX> only */
 
 	/* BPE */
-	struct tok_merge *merges;
-	uint32_t merges_mask;
+	struct tok_merge *merges;       /* one per distinct (left, right), lowest rank */
+	uint32_t n_merges;
+	struct smk_hindex merge_index;  /* (left, right) -> merges[] */
 	struct tok_extra extra;
 	uint32_t gpt2_ext[256];         /* extended id of byte b's GPT-2 character */
 	int32_t gpt2_fallback[256][2];  /* llama.cpp's per-byte fallback for unknown symbols */
@@ -141,7 +142,6 @@ struct tokenizer {
 
 /* Vocabulary lookup by bytes; -1 if absent. */
 int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t len);
-uint64_t tok_hash(const char *s, size_t len);
 
 /* Growable buffers for one encode() call. */
 #define TOK_SCRATCH_SLOTS 13
