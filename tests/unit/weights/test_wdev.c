@@ -456,6 +456,8 @@ START_TEST(test_fake_device)
 		int b = plan_block(m, i);
 		ck_assert_msg(fake_visit(&f, ws, m, b, want, &err), "block %d: %s", b, err.msg);
 		ck_assert_msg(!f.violations, "%s", f.why);
+		if (async && i == 0)
+			wait_for_prefetch(ws);
 	}
 	struct wstore_stats st;
 	wstore_get_stats(ws, &st);
@@ -656,6 +658,8 @@ START_TEST(test_device_tier)
 			}
 		}
 		wstore_release(ws, b);
+		if (async && i == 0)
+			wait_for_prefetch(ws);
 	}
 	struct wstore_stats st;
 	wstore_get_stats(ws, &st);
