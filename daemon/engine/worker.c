@@ -45,6 +45,7 @@ struct worker {
 	/* Under lock. */
 	struct worker_job *q_head, *q_tail;
 	int q_len;
+	int n_unfinished;              /* accepted jobs whose on_done has not returned */
 	int n_active;
 	uint64_t kv_used;              /* the admitted jobs' kv_bytes */
 	struct kvpool *pool;           /* where their caches lie in kv_mem */
@@ -458,6 +459,12 @@ static void job_finish(struct worker *w, struct worker_job *j, struct worker_seq
 
 	seq_free(s);
 	j->on_done(j->ctx, &r);
+	/* Only now is the job over for worker_drain: its on_done has run (j
+	 * may already be gone, so it is not touched again). */
+	pthread_mutex_lock(&w->lock);
+	w->n_unfinished--;
+	pthread_cond_broadcast(&w->idle);
+	pthread_mutex_unlock(&w->lock);
 }
 
 static void *worker_main(void *arg)
@@ -712,6 +719,7 @@ int worker_submit(struct worker *w, struct worker_job *j, struct smk_err *err)
 			w->q_head = j;
 		w->q_tail = j;
 		w->q_len++;
+		w->n_unfinished++;
 		pthread_cond_signal(&w->wake);
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -736,12 +744,15 @@ void worker_drain(struct worker *w, double grace_s)
 	double end = (double)until.tv_sec + until.tv_nsec * 1e-9 + (grace_s > 0 ? grace_s : 0);
 	until.tv_sec = (time_t)end;
 	until.tv_nsec = (long)((end - (double)until.tv_sec) * 1e9);
-	while ((w->n_active || w->q_head) && grace_s > 0)
+	/* n_unfinished, not n_active and the queue: a finished job leaves
+	 * those before its on_done runs, and the promise is that every
+	 * on_done has returned. */
+	while (w->n_unfinished && grace_s > 0)
 		if (pthread_cond_timedwait(&w->idle, &w->lock, &until))
 			break;
 	w->cancel_all = true;
 	pthread_cond_signal(&w->wake);
-	while (w->n_active || w->q_head)
+	while (w->n_unfinished)
 		pthread_cond_wait(&w->idle, &w->lock);
 	pthread_mutex_unlock(&w->lock);
 }
