@@ -365,7 +365,8 @@ static int parse_messages(struct server *s, struct hreq *r, json_t *o, struct ap
 		struct smk_err err = { 0 };
 		int c = chat_encode(s->chat, s->e->tok, msgs, (int)n, s->e->n_ctx, &r->prompt, &r->n_prompt, &err);
 		if (c == -E2BIG)
-			rc = api_fail(e, 400, INVALID, "messages", "context_length_exceeded", "%s", err.msg);
+			rc = api_fail(e, 400, INVALID, "messages", "context_length_exceeded",
+				      "'messages': %s (the context is %d tokens)", err.msg, s->e->n_ctx);
 		else if (c)
 			rc = api_fail(e, 400, INVALID, "messages", NULL, "cannot encode the messages: %s", err.msg);
 	}
@@ -483,11 +484,12 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api
 		return -1;
 	if (r->n_prompt < 1)
 		return api_fail(e, 400, INVALID, r->chat ? "messages" : "prompt", "out_of_range",
-				"the prompt is empty (no tokens)");
+				"'%s' is empty (no tokens)", r->chat ? "messages" : "prompt");
 	int room = s->e->n_ctx - r->n_prompt;
 	if (room < 1)
 		return api_fail(e, 400, INVALID, r->chat ? "messages" : "prompt", "context_length_exceeded",
-				"the prompt is %d tokens and fills the context of %d", r->n_prompt, s->e->n_ctx);
+				"'%s' is %d tokens and fills the context of %d", r->chat ? "messages" : "prompt",
+				r->n_prompt, s->e->n_ctx);
 	if (!mt_given)
 		max_tokens = cfg->limits.default_max_tokens < room ? cfg->limits.default_max_tokens : room;
 	else if (max_tokens > room)

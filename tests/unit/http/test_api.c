@@ -737,9 +737,8 @@ START_TEST(chat_limits)
 END_TEST
 
 /* The conversation against the context: the chat format's tokens are
- * counted, and max_tokens against the room they leave.  The message of
- * an over-long conversation is the chat encoder's ("the conversation
- * is..."); error.param names the field. */
+ * counted, and max_tokens against the room they leave.  Both error.param
+ * and the message name the field. */
 START_TEST(chat_context)
 {
 	const char *text = long_text(n_ctx);
@@ -751,6 +750,7 @@ START_TEST(chat_context)
 	ck_assert_str_eq(e.param, "messages");
 	ck_assert_msg(strstr(e.msg, fmt("%d", n_ctx)) != NULL, "the message does not give the context (%d): %s",
 		      n_ctx, e.msg);
+	ck_assert_msg(strstr(e.msg, "messages") != NULL, "the message does not name 'messages': %s", e.msg);
 	check_error_body(&e, "chat over the context", "messages");
 	gen_free(&r);
 	/* a short conversation: max_tokens up to the room it leaves */

@@ -676,9 +676,9 @@ static void big_inputs(const struct tokenizer *t, const char *name)
 		ck_assert_msg(rc == 0, "%s", err.msg);
 		ck_assert(got > 0);
 		/* Linear-ish work takes well under a second here; a quadratic
-		 * algorithm would take minutes.  Spaces get the tight bound. */
-		double limit = kinds[k].kind == 0 ? 2.0 : 5.0;
-		ck_assert_msg(dt < limit, "%s: %s took %.2f s", name, kinds[k].what, dt);
+		 * algorithm would take minutes and hit the test's timeout
+		 * (CK_DEFAULT_TIMEOUT).  The time is printed above, never
+		 * compared: a busy machine must not fail the test. */
 	}
 	free(ids);
 	free(buf);
