@@ -119,7 +119,7 @@ static int one_gen(struct engine *e, const struct gopts *go, struct mark *mk, st
 
 /* Open an engine on `backend` (gpu_memory bytes, 0: unlimited), warm it up
  * with one generation, then measure one. */
-static int measure(const struct gopts *go, enum engine_backend backend, uint64_t gpu_memory,
+static int measure(const struct gopts *go, enum backend_kind backend, uint64_t gpu_memory,
 		   struct grun *r, struct smk_err *err)
 {
 	struct wstore_opts wo;
@@ -169,7 +169,7 @@ out:
  * go->prefill synthetic token ids, the second of two passes timed (the
  * logits' download waits for the device).  tile_min: the CUDA matmul's
  * SMOKE_CUDA_TILE_MIN_N for this engine (NULL: its default). */
-static int prefill_rate(const struct gopts *go, enum engine_backend backend, const char *tile_min,
+static int prefill_rate(const struct gopts *go, enum backend_kind backend, const char *tile_min,
 			double *tok_s, struct smk_err *err)
 {
 	static int32_t tok[MAX_PREFILL];
@@ -214,7 +214,7 @@ static int first_diff(const struct grun *x, const struct grun *y)
  * as engine_generate runs it (the prompt as one chunk, then one token at a
  * time), on `backend`: where two backends' greedy choices part, this says
  * whether it was a near-tie. */
-static int margin_at(const struct gopts *go, enum engine_backend backend, const int32_t *tok, int n,
+static int margin_at(const struct gopts *go, enum backend_kind backend, const int32_t *tok, int n,
 		     int32_t a, int32_t b, double *margin, struct smk_err *err)
 {
 	struct engine_opts eo = { .model_path = go->path, .n_ctx = go->ctx, .n_batch = 64,
@@ -289,7 +289,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	char why[256];
-	const enum engine_backend gpu = go.emu ? ENGINE_BE_CUDAEMU : ENGINE_BE_CUDA;
+	const enum backend_kind gpu = go.emu ? BACKEND_CUDAEMU : BACKEND_CUDA;
 	if (!go.emu && cuda_probe(why, sizeof(why)) <= 0) {
 		printf("SKIP bench_gpu: %s\n", why);
 		return 77;
@@ -309,9 +309,9 @@ int main(int argc, char **argv)
 	const uint64_t budget = (uint64_t)(go.fraction * (double)weights);
 
 	qdot_force_scalar(true);
-	int rc = measure(&go, ENGINE_BE_CPU, 0, &cpu_sc, &err);
+	int rc = measure(&go, BACKEND_CPU, 0, &cpu_sc, &err);
 	qdot_force_scalar(false);
-	if (rc || measure(&go, ENGINE_BE_CPU, 0, &cpu, &err) ||
+	if (rc || measure(&go, BACKEND_CPU, 0, &cpu, &err) ||
 	    measure(&go, gpu, 0, &res, &err) || measure(&go, gpu, budget, &ooc, &err)) {
 		fprintf(stderr, "bench_gpu: %s\n", err.msg);
 		return 1;
@@ -363,7 +363,7 @@ int main(int argc, char **argv)
 	if (d_res >= 0 && d_res < cpu.n_ids && d_res < res.n_ids) {
 		/* Both sides' margin between the two choices at the parting step. */
 		int32_t a = cpu.ids[d_res], b = res.ids[d_res];
-		if (margin_at(&go, ENGINE_BE_CPU, cpu.ids, d_res, a, b, &m_cpu, &err) ||
+		if (margin_at(&go, BACKEND_CPU, cpu.ids, d_res, a, b, &m_cpu, &err) ||
 		    margin_at(&go, gpu, cpu.ids, d_res, a, b, &m_gpu, &err)) {
 			fprintf(stderr, "bench_gpu: %s\n", err.msg);
 			return 1;
@@ -399,7 +399,7 @@ int main(int argc, char **argv)
 	       cs_busy * 1e3, cs_wait * 1e3, cs_idle * 1e3, (double)(ooc.tb.copies - ooc.ta.copies) / nd);
 	double pf_cpu = 0, pf_vec = 0, pf_tile = 0;
 	if (go.prefill > 0) {
-		if (prefill_rate(&go, ENGINE_BE_CPU, NULL, &pf_cpu, &err) ||
+		if (prefill_rate(&go, BACKEND_CPU, NULL, &pf_cpu, &err) ||
 		    prefill_rate(&go, gpu, "1073741824", &pf_vec, &err) ||
 		    prefill_rate(&go, gpu, NULL, &pf_tile, &err)) {
 			fprintf(stderr, "bench_gpu: prefill: %s\n", err.msg);

@@ -10,11 +10,8 @@
 static int open_backend(struct engine *e, const struct engine_opts *o,
 			const struct backend_limits *lim, struct smk_err *err)
 {
-	enum backend_kind kind;
-	int rc = backend_open(&e->be, &kind, (enum backend_kind)o->backend, o->gpu_id, o->num_gpus,
-			      lim, e->backend_note, sizeof(e->backend_note), err);
-	e->kind = (enum engine_backend)kind;
-	return rc;
+	return backend_open(&e->be, &e->kind, o->backend, o->gpu_id, o->num_gpus, lim,
+			    e->backend_note, sizeof(e->backend_note), err);
 }
 
 /* memory.gpu_memory holds the KV cache and the activation scratch (the
@@ -101,7 +98,7 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 		wo.compute_from_ram = false;
 		/* The device tier through the same wdev code: on the GPU, or
 		 * under the emulator (tests). */
-		rc = backend_wdev_new(&e->wdev, e->be, (enum backend_kind)e->kind, err);
+		rc = backend_wdev_new(&e->wdev, e->be, e->kind, err);
 		if (rc)
 			goto fail;
 		wo.dev = e->wdev;

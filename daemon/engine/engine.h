@@ -21,14 +21,6 @@
 #include "util/clock.h"
 #include "util/err.h"
 
-/* Which compute backend runs the layers. */
-enum engine_backend {
-	ENGINE_BE_AUTO = 0,  /* CUDA on device.gpu_id when num_gpus > 0 and a GPU is
-			      * usable, else the CPU (saying why in backend_note) */
-	ENGINE_BE_CPU,
-	ENGINE_BE_CUDA,      /* CUDA or fail */
-	ENGINE_BE_CUDAEMU,   /* the CUDA kernels under the CPU emulator (tests) */
-};
 
 struct engine_opts {
 	const char *model_path;
@@ -41,7 +33,7 @@ struct engine_opts {
 	const struct wstore_opts *weights;
 	enum convert_dtype dtype;  /* memory.default_dtype (CONVERT_AUTO: as stored) */
 	bool no_tokenizer;         /* weights only (logit checks feed token ids): e->tok NULL */
-	enum engine_backend backend;
+	enum backend_kind backend; /* compute/backend.h (AUTO: CUDA when a GPU is usable) */
 	int gpu_id, num_gpus;      /* device.gpu_id / device.num_gpus (AUTO: 0 = CPU) */
 	/* KV-cache bytes the caller will allocate in the backend's memory at
 	 * most (the daemon: limits.kv_budget); 0: one sequence of n_ctx.
@@ -54,7 +46,7 @@ struct engine {
 	struct model *model;
 	struct tokenizer *tok;
 	struct backend *be;
-	enum engine_backend kind;  /* what runs: CPU, CUDA or CUDAEMU (never AUTO) */
+	enum backend_kind kind;  /* what runs: CPU, CUDA or CUDAEMU (never AUTO) */
 	struct wdev *wdev;         /* the weight store's device tier (CUDA), or NULL */
 	struct wstore *ws;
 	struct forward *fwd;

@@ -77,12 +77,8 @@ static json_t *weights_json(struct wstore *ws)
  * activations. */
 static json_t *backend_json(const struct engine *e)
 {
-	static const char *names[] = {
-		[ENGINE_BE_AUTO] = "auto", [ENGINE_BE_CPU] = "cpu", [ENGINE_BE_CUDA] = "cuda",
-		[ENGINE_BE_CUDAEMU] = "cuda-emu",
-	};
-	json_t *o = json_pack("{s:s, s:s}", "name", names[e->kind], "note", e->backend_note);
-	if (e->kind != ENGINE_BE_CPU)
+	json_t *o = json_pack("{s:s, s:s}", "name", backend_kind_name(e->kind), "note", e->backend_note);
+	if (e->kind != BACKEND_CPU)
 		json_object_set_new(o, "gpu_memory", json_pack("{s:I, s:I, s:I}",
 			"weights_bytes", (json_int_t)e->gpu_weights, "kv_bytes", (json_int_t)e->gpu_kv,
 			"scratch_bytes", (json_int_t)e->gpu_scratch));
@@ -295,7 +291,7 @@ char *server_metrics_text(struct server *s)
 		const struct engine *e = s->e;
 		metric(&b, "smoke_backend_info", "gauge", "The compute backend running the layers (cpu, cuda, cuda-emu).");
 		bprintf(&b, "smoke_backend_info{backend=\"%s\"} 1\n",
-			e->kind == ENGINE_BE_CUDA ? "cuda" : e->kind == ENGINE_BE_CUDAEMU ? "cuda-emu" : "cpu");
+			backend_kind_name(e->kind));
 		metric(&b, "smoke_gpu_memory_bytes", "gauge", "memory.gpu_memory's split with a GPU backend: weight slots, KV cache, activations.");
 		bprintf(&b, "smoke_gpu_memory_bytes{use=\"weights\"} %llu\n", (unsigned long long)e->gpu_weights);
 		bprintf(&b, "smoke_gpu_memory_bytes{use=\"kv_cache\"} %llu\n", (unsigned long long)e->gpu_kv);

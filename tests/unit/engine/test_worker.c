@@ -129,7 +129,7 @@ START_TEST(worker_waits_for_a_free_extent)
 	struct smk_err err = { 0 };
 	struct engine *e;
 	struct engine_opts eo = { .model_path = path, .n_ctx = 64, .n_batch = 32, .max_logits = 4,
-				  .n_threads = 1, .backend = ENGINE_BE_CPU };
+				  .n_threads = 1, .backend = BACKEND_CPU };
 	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
 	const uint64_t unit = kvcache_bytes(e->model, 16);
 	struct frag f = { .n_done = 0 };
@@ -271,7 +271,7 @@ static void g_open(struct gate *g, int max_active, int queue_cap, int n_caches, 
 	snprintf(path, sizeof(path), "%s/hf-models/llama-f32", fx && *fx ? fx : "tests/fixtures");
 	struct smk_err err = { 0 };
 	struct engine_opts eo = { .model_path = path, .n_ctx = 64, .n_batch = 32, .max_logits = 8,
-				  .n_threads = 1, .backend = ENGINE_BE_CPU };
+				  .n_threads = 1, .backend = BACKEND_CPU };
 	memset(g, 0, sizeof(*g));
 	pthread_mutex_init(&g->lock, NULL);
 	pthread_cond_init(&g->cond, NULL);

@@ -59,7 +59,7 @@ static void setup(void)
 {
 	struct smk_err err = { 0 };
 	struct engine_opts eo = { .model_path = model_dir(), .n_ctx = N_CTX, .n_batch = 16,
-				  .max_logits = 1, .n_threads = 1, .backend = ENGINE_BE_CPU };
+				  .max_logits = 1, .n_threads = 1, .backend = BACKEND_CPU };
 	ck_assert_msg(engine_open(&eng, &eo, &err) == 0, "%s: %s", eo.model_path, err.msg);
 	config_init(&cfg);
 	cfg.limits.max_tokens = MAX_TOKENS;

@@ -74,7 +74,7 @@ static void run_seq(struct engine *e, const int32_t *seq, int n, float *out)
 
 /* The backend the checks run on (a test sets it before check_case; each
  * test runs in its own process). */
-static enum engine_backend backend = ENGINE_BE_CPU;
+static enum backend_kind backend = BACKEND_CPU;
 static const struct wstore_opts *backend_weights; /* NULL: the default store */
 
 static struct engine *open_engine_ws(const char *dir, enum convert_dtype dt,
@@ -184,7 +184,7 @@ static void check_device_case(int i)
 	}
 	struct result r = check_case(name, CONVERT_AUTO);
 	printf("%-13s %s%s top-1 %d/%d, max |logit error| %.3g (tolerance %.2g)\n", name,
-	       backend == ENGINE_BE_CUDA ? "cuda" : "cuda-emu", i % 2 ? " streamed" : "", r.agree,
+	       backend == BACKEND_CUDA ? "cuda" : "cuda-emu", i % 2 ? " streamed" : "", r.agree,
 	       r.total, r.max_err, LOGIT_TOL);
 	ck_assert_msg(r.agree == r.total, "%s: top-1 agrees at %d of %d positions", name, r.agree,
 		      r.total);
@@ -194,7 +194,7 @@ static void check_device_case(int i)
 
 START_TEST(test_cuda_emu_against_transformers)
 {
-	backend = ENGINE_BE_CUDAEMU;
+	backend = BACKEND_CUDAEMU;
 	const char *emu = getenv("SMOKE_CUDA_EMU");
 	if (emu && !strcmp(emu, "0")) {
 		printf("SKIP %s on the CUDA emulator: SMOKE_CUDA_EMU=0\n", cases[_i]);
@@ -219,7 +219,7 @@ START_TEST(test_cuda_against_transformers)
 		printf("SKIP %s on a GPU: %s\n", cases[_i], why);
 		return;
 	}
-	backend = ENGINE_BE_CUDA;
+	backend = BACKEND_CUDA;
 	check_device_case(_i);
 }
 END_TEST
@@ -248,7 +248,7 @@ END_TEST
 /* Greedy decoding after toks[0..EQ_PROMPT) for `steps` tokens: the chosen
  * tokens into toks, each step's logits into logits; returns the vocabulary
  * size. */
-static int greedy_logits(enum engine_backend be, const char *path, int steps, int32_t *toks,
+static int greedy_logits(enum backend_kind be, const char *path, int steps, int32_t *toks,
 			 float *logits, int n_vocab_cap)
 {
 	struct smk_err err = { 0 };
@@ -320,9 +320,9 @@ START_TEST(test_cuda_emu_equals_cpu_quantised)
 	float *lgp = malloc(sizeof(float) * (size_t)CAP * (size_t)steps);
 	ck_assert(lc && lgp);
 	qdot_force_scalar(true);
-	const int nv = greedy_logits(ENGINE_BE_CPU, path, steps, tc, lc, CAP);
+	const int nv = greedy_logits(BACKEND_CPU, path, steps, tc, lc, CAP);
 	qdot_force_scalar(false);
-	ck_assert_int_eq(greedy_logits(ENGINE_BE_CUDAEMU, path, steps, tg, lgp, CAP), nv);
+	ck_assert_int_eq(greedy_logits(BACKEND_CUDAEMU, path, steps, tg, lgp, CAP), nv);
 	double worst = 0;
 	int same = 0, first_diff = -1;
 	for (int s = 0; s < steps; s++) {
@@ -356,7 +356,7 @@ START_TEST(test_backend_choice)
 	unsetenv("SMOKE_BACKEND");
 	eo.num_gpus = 0;
 	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
-	ck_assert_int_eq(e->kind, ENGINE_BE_CPU);
+	ck_assert_int_eq(e->kind, BACKEND_CPU);
 	ck_assert_msg(strstr(e->backend_note, "num_gpus = 0"), "%s", e->backend_note);
 	engine_close(e);
 
@@ -365,7 +365,7 @@ START_TEST(test_backend_choice)
 	const bool gpu = cuda_probe(why, sizeof(why)) > 0;
 	eo.num_gpus = 1;
 	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
-	ck_assert_int_eq(e->kind, gpu ? ENGINE_BE_CUDA : ENGINE_BE_CPU);
+	ck_assert_int_eq(e->kind, gpu ? BACKEND_CUDA : BACKEND_CPU);
 	if (!gpu)
 		ck_assert_msg(strstr(e->backend_note, "cpu backend (") &&
 			      strstr(e->backend_note, why), "%s / %s", e->backend_note, why);
@@ -377,7 +377,7 @@ START_TEST(test_backend_choice)
 	ck_assert_msg(strstr(err.msg, "SMOKE_BACKEND") && strstr(err.msg, "tpu"), "%s", err.msg);
 	setenv("SMOKE_BACKEND", "cpu", 1);
 	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
-	ck_assert_int_eq(e->kind, ENGINE_BE_CPU);
+	ck_assert_int_eq(e->kind, BACKEND_CPU);
 	engine_close(e);
 	unsetenv("SMOKE_BACKEND");
 }
@@ -404,7 +404,7 @@ START_TEST(test_gpu_memory_split)
 	struct engine *e;
 	struct engine_opts eo = { .model_path = dir, .n_ctx = MAX_SEQ, .n_batch = 8, .max_logits = 2,
 				  .n_threads = 1, .no_tokenizer = true, .weights = &wo,
-				  .backend = ENGINE_BE_CUDAEMU };
+				  .backend = BACKEND_CUDAEMU };
 	ck_assert_int_eq(engine_open(&e, &eo, &err), -EINVAL);
 	ck_assert_msg(strstr(err.msg, "memory.gpu_memory") && strstr(err.msg, "KV cache"), "%s",
 		      err.msg);
