@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "util/text.h"
+#include "utf8_ref.h"
 
 static void expect_cap(const char *in, size_t n, size_t cap, const char *want)
 {
@@ -114,29 +115,12 @@ START_TEST(tiny_cap)
 }
 END_TEST
 
-/* Well-formed by Table 3-7, with no C0, DEL or C1 control. */
+/* Well-formed by Table 3-7 (utf8_ref.h), with no C0, DEL or C1 control. */
 static bool clean_utf8(const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {
-		unsigned c = s[i];
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
-				return false;
-			i++;
-			continue;
-		}
-		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-		if (c < 0xc2 || c > 0xf4 || i + len > n)
-			return false;
-		uint32_t cp = c & (0x7f >> len);
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		static const uint32_t least[5] = { 0, 0, 0x80, 0x800, 0x10000 };
-		if (cp < least[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-		    (cp >= 0x80 && cp <= 0x9f))
+		size_t len = utf8_ref_len(s + i, n - i);
+		if (!len || s[i] < 0x20 || s[i] == 0x7f || (s[i] == 0xc2 && s[i + 1] <= 0x9f))
 			return false;
 		i += len;
 	}
@@ -151,11 +135,8 @@ START_TEST(random_bytes)
 	for (int round = 0; round < 20000; round++) {
 		size_t n = (size_t)rand_r(&seed) % sizeof(in);
 		size_t cap = 4 + (size_t)rand_r(&seed) % (sizeof(out) - 4);
-		for (size_t i = 0; i < n; i++) {
-			unsigned r = (unsigned)rand_r(&seed);
-			in[i] = (unsigned char)(r % 4 == 0 ? r >> 8 : r % 4 == 1 ? 0x80 | ((r >> 8) & 0x3f)
-						: r % 4 == 2 ? 0xc0 | ((r >> 8) & 0x3f) : (r >> 8) & 0x7f);
-		}
+		for (size_t i = 0; i < n; i++)
+			in[i] = utf8_ref_byte((unsigned)rand_r(&seed));
 		size_t m = strlen(smk_printable(out, cap, in, n));
 		ck_assert_uint_lt(m, cap);
 		bool cut = m >= 3 && !memcmp(out + m - 3, "...", 3);
