@@ -86,7 +86,7 @@ int cuda_matmul_reserve(struct cuda_ctx *c, int max_rows, int64_t max_cols, stru
 size_t cuda_matmul_scratch_bytes(int max_rows, int64_t max_cols);
 
 /* True if cuda_matmul / cuda_embed take weights of this type: F32, F16,
- * BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
+ * BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
 bool cuda_can_compute(uint32_t type);
 
 /* y[t][r] = sum_c W[r][c] x[t][c] for t < n, r < w->ne1, c < w->ne0.

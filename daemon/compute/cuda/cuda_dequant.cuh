@@ -184,6 +184,48 @@ template <> struct dq<QTYPE_Q8_0> {
 	}
 };
 
+/* ---- MXFP4 ---------------------------------------------------------------- */
+
+/* The doubled E2M1 value of a 4-bit MXFP4 code (quant/qtype.h's
+ * qtype_mxfp4_values, a host table): the magnitudes 0, 1, 2, 3, 4, 6, 8,
+ * 12 of codes 0..7 packed as the nibbles of one word, bit 3 the sign (code
+ * 8, -0, gives 0). */
+__host__ __device__ static inline int dq_mxfp4_value(int code)
+{
+	const int m = (int)((0xC8643210u >> (4 * (code & 7))) & 15);
+	return code & 8 ? -m : m;
+}
+
+/* qtype_e8m0_half (quant/qtype.h), for the device: 2^(e-128) from its
+ * bits, subnormal for e = 0, 1 (nvcc keeps subnormals: no -ftz here). */
+__host__ __device__ static inline float dq_e8m0_half(uint8_t e)
+{
+	const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+#ifdef __CUDA_ARCH__
+	return __uint_as_float(bits);
+#else
+	float f;
+	memcpy(&f, &bits, sizeof(f));
+	return f;
+#endif
+}
+
+/* MXFP4 (17 bytes): e (E8M0 exponent) @0, qs[16] @1, nibbles as in Q4_0.
+ * y = v[q] * 2^(e-128), v the doubled E2M1 value. */
+template <> struct dq<QTYPE_MXFP4> {
+	enum { block_elems = 32, block_bytes = 17 };
+	__host__ __device__ static inline void get8(const uint8_t *row, int64_t e0, int64_t ne0,
+						    float v[8])
+	{
+		(void)ne0;
+		const uint8_t *b = row + (e0 / 32) * block_bytes;
+		const int o = (int)(e0 % 32);
+		const float d = dq_e8m0_half(b[0]);
+		for (int k = 0; k < 8; k++)
+			v[k] = smk_mul((float)dq_mxfp4_value(dq_nib(b + 1, o + k)), d);
+	}
+};
+
 /* ---- K-quants: 256-value super-blocks --------------------------------------- */
 
 /* Q2_K (84 bytes): scales[16] @0 (low nibble scale, high nibble min per 16
@@ -315,6 +357,7 @@ template <> struct dq<QTYPE_Q6_K> {
 	case QTYPE_Q5_0: CALL(QTYPE_Q5_0); break;                 \
 	case QTYPE_Q5_1: CALL(QTYPE_Q5_1); break;                 \
 	case QTYPE_Q8_0: CALL(QTYPE_Q8_0); break;                 \
+	case QTYPE_MXFP4: CALL(QTYPE_MXFP4); break;               \
 	case QTYPE_Q2_K: CALL(QTYPE_Q2_K); break;                 \
 	case QTYPE_Q3_K: CALL(QTYPE_Q3_K); break;                 \
 	case QTYPE_Q4_K: CALL(QTYPE_Q4_K); break;                 \

@@ -332,6 +332,7 @@ extern "C" bool cuda_can_compute(uint32_t type)
 	switch (type) {
 	case QTYPE_F32: case QTYPE_F16: case QTYPE_BF16:
 	case QTYPE_Q4_0: case QTYPE_Q4_1: case QTYPE_Q5_0: case QTYPE_Q5_1: case QTYPE_Q8_0:
+	case QTYPE_MXFP4:
 	case QTYPE_Q2_K: case QTYPE_Q3_K: case QTYPE_Q4_K: case QTYPE_Q5_K: case QTYPE_Q6_K:
 		return true;
 	default:

@@ -141,6 +141,24 @@ template <> struct qd<QTYPE_Q8_0> {
 	}
 };
 
+/* MXFP4 against Q8_0: the doubled E2M1 values times the int8 activations,
+ * scaled by fp16(d_a) * 2^(e-128) (qdot_scalar.c's dot_mxfp4). */
+template <> struct qd<QTYPE_MXFP4> {
+	QD_SMALL(QTYPE_Q8_0, 34, QD_Q8_0_QS);
+	enum { block_bytes = 17 };
+	__host__ __device__ static inline int dot8(const uint8_t *wb, const int8_t *aq, int e)
+	{
+		int s = 0;
+		for (int k = 0; k < 8; k++)
+			s += dq_mxfp4_value(dq_nib(wb + 1, e + k)) * aq[e + k];
+		return s;
+	}
+	__host__ __device__ static inline float finish(const uint8_t *wb, const uint8_t *ab, int isum)
+	{
+		return smk_mul(smk_mul(dq_f16(ab), dq_e8m0_half(wb[0])), (float)isum);
+	}
+};
+
 /* ---- K-quants against Q8_K -------------------------------------------------- */
 
 __host__ __device__ static inline float qd_k_d(const uint8_t *ab)

@@ -185,14 +185,17 @@ static void stat_check(const struct stat *s, const char *op, const char *what)
 
 static const uint32_t all_types[] = {
 	QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q4_0, QTYPE_Q4_1, QTYPE_Q5_0, QTYPE_Q5_1,
-	QTYPE_Q8_0, QTYPE_Q2_K, QTYPE_Q3_K, QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K,
+	QTYPE_Q8_0, QTYPE_MXFP4, QTYPE_Q2_K, QTYPE_Q3_K, QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K,
 };
 #define N_TYPES (int)(sizeof(all_types) / sizeof(all_types[0]))
 
 /* Random rows of a type, with their true values from the gguf-verified
  * decoder (quant/qtype.c).  Block formats get random bytes 0..0x3b, so any
  * fp16 field (high byte <= 0x3b) is a finite value below 1 whatever the
- * layout puts where; float formats get values in [-1, 1]. */
+ * layout puts where; float formats get values in [-1, 1].  MXFP4 has no
+ * fp16 field: its quant bytes take every value (all 16 codes in both
+ * nibbles) and its exponent bytes 118..129 (scales 2^-10..2^1; bytes below
+ * 0x3c would make every weight smaller than 2^-68). */
 struct wmat {
 	uint32_t type;
 	int64_t cols, rows;
@@ -220,6 +223,9 @@ static void wmat_make(struct wmat *m, uint32_t type, int64_t cols, int64_t rows)
 	} else if (type == QTYPE_BF16) {
 		for (int64_t i = 0; i < n; i++)
 			((uint16_t *)m->bytes)[i] = fp32_to_bf16(frand());
+	} else if (type == QTYPE_MXFP4) {
+		for (uint64_t i = 0; i < m->row_bytes * (uint64_t)rows; i++)
+			m->bytes[i] = (uint8_t)(i % 17 ? rnd() : 118 + rnd() % 12);
 	} else {
 		for (uint64_t i = 0; i < m->row_bytes * (uint64_t)rows; i++)
 			m->bytes[i] = (uint8_t)(rnd() % 0x3c);
@@ -438,6 +444,57 @@ START_TEST(embed_every_type)
 	check_embed(type, 256, 41, 600, 1.0f);
 	if (type == QTYPE_F32 || type == QTYPE_F16 || type == QTYPE_BF16)
 		check_embed(type, 100, 5, 4, 2.0f);
+}
+END_TEST
+
+/* MXFP4's exponent byte over all 256 values, one block each: subnormal
+ * scales at 0 and 1, infinities from 253 up (as ggml and the CPU decode
+ * them).  The kernels' decoder gives the CPU's floats bit for bit. */
+START_TEST(embed_mxfp4_every_exponent)
+{
+	enum { COLS = 1024, ROWS = 8, RB = COLS / 32 * 17 };
+	static uint8_t bytes[ROWS * RB];
+	rng_state = 3039;
+	for (int b = 0; b < ROWS * COLS / 32; b++) {
+		bytes[17 * b] = (uint8_t)b;
+		for (int j = 1; j < 17; j++)
+			bytes[17 * b + j] = (uint8_t)rnd();
+	}
+	int32_t tok[ROWS];
+	for (int t = 0; t < ROWS; t++)
+		tok[t] = ROWS - 1 - t;
+	float *yc = malloc(sizeof(float) * COLS * ROWS), *yg = malloc(sizeof(float) * COLS * ROWS);
+	ck_assert(yc && yg);
+	struct backend *cpu = make_cpu(COLS, 8, 16), *gpu = make_gpu(COLS, 8, 16);
+	void *dw = to_dev(gpu, bytes, sizeof(bytes));
+	float *dy;
+	struct smk_err err = { 0 };
+	ck_assert_int_eq(cuda_be_alloc(gpu, (void **)&dy, sizeof(float) * COLS * ROWS, &err), 0);
+	struct wtensor th = { .name = "w", .type = QTYPE_MXFP4, .ne0 = COLS, .ne1 = ROWS,
+			      .row_bytes = RB, .nbytes = sizeof(bytes), .source = -1, .data = bytes };
+	struct wtensor td = th;
+	td.data = dw;
+	ck_assert_int_eq(cpu->ops->embed(cpu, &th, tok, ROWS, 1.0f, yc), 0);
+	ck_assert_int_eq(gpu->ops->embed(gpu, &td, tok, ROWS, 1.0f, dy), 0);
+	from_dev(gpu, yg, dy, sizeof(float) * COLS * ROWS);
+	struct stat s = { 0 };
+	int infs = 0, subnormal = 0;
+	for (long i = 0; i < COLS * ROWS; i++) {
+		infs += isinf(yc[i]) != 0;
+		subnormal += fpclassify(yc[i]) == FP_SUBNORMAL;
+		if (isfinite(yc[i]))
+			stat_add(&s, yg[i], yc[i], 0, i);
+	}
+	ck_assert(infs > 0 && subnormal > 0); /* the edges are there */
+	stat_check(&s, "embed", "MXFP4 every exponent byte 0..255");
+	ck_assert_msg(memcmp(yg, yc, sizeof(float) * COLS * ROWS) == 0,
+		      "MXFP4 every exponent: not bit-identical (infinities, signed zeros?)");
+	cuda_be_free(gpu, dw);
+	cuda_be_free(gpu, dy);
+	backend_free(gpu);
+	backend_free(cpu);
+	free(yc);
+	free(yg);
 }
 END_TEST
 
@@ -929,6 +986,7 @@ static Suite *make_suite(bool gpu)
 		tcase_add_test(tc, probe_and_selftest);
 	tcase_add_loop_test(tc, matmul_every_type, 0, N_TYPES);
 	tcase_add_loop_test(tc, embed_every_type, 0, N_TYPES);
+	tcase_add_test(tc, embed_mxfp4_every_exponent);
 	tcase_add_test(tc, rmsnorm_rows);
 	tcase_add_test(tc, rope_layouts);
 	tcase_add_test(tc, attention_decode_prefill_window_gqa);
