@@ -47,7 +47,43 @@ struct rope_params {
 	float base;
 	float freq_scale;     /* 1/linear scaling factor */
 	const float *freq_factors; /* n_rot/2 divisors (llama3 rope_freqs) or NULL */
+	/* YaRN, as ggml's rope_yarn computes it (gpt-oss): 0 = off.  With it
+	 * on, dim pair i mixes its interpolated angle (freq_scale * theta) and
+	 * its extrapolated one (theta) by ramp_mix = ext_factor * (1 -
+	 * clamp((i - corr_dims[0]) / max(0.001, corr_dims[1] - corr_dims[0]),
+	 * 0, 1)), and cos/sin are scaled by attn_factor * (1 + 0.1 ln
+	 * (1/freq_scale)) (rope_yarn_mscale).  corr_dims from
+	 * rope_yarn_corr_dims. */
+	float ext_factor;
+	float attn_factor;    /* ggml's attn_factor: the cos/sin magnitude (0 means 1) */
+	float corr_dims[2];
 };
+
+/* The dims where YaRN's ramp runs, as ggml_rope_yarn_corr_dims rounds
+ * them (floor / ceil, clamped to 0..n_dims-1): n_dims rotated dims,
+ * n_ctx_orig the training context, base the RoPE base, beta_fast/slow the
+ * ramp's ends in rotations (32 and 1 by default). */
+void rope_yarn_corr_dims(int n_dims, int n_ctx_orig, float base, float beta_fast,
+			 float beta_slow, float out[2]);
+
+/* The cos/sin magnitude of rp: attn_factor (0 = 1), times 1 + 0.1 ln
+ * (1/freq_scale) with YaRN on, fused as ggml's FMA build computes it. */
+float rope_yarn_mscale(const struct rope_params *rp);
+
+/* The angle of dim pair i (0 .. n_rot/2-1) for theta_extrap = pos *
+ * base^(-2i/n_rot) / freq_factor: freq_scale * theta_extrap, mixed with
+ * theta_extrap by YaRN's ramp when ext_factor != 0 (in ggml's fused
+ * order).  Host code; the CUDA kernel computes the same operations. */
+static inline float rope_yarn_theta(const struct rope_params *rp, int i, float theta_extrap)
+{
+	const float theta_interp = rp->freq_scale * theta_extrap;
+	if (rp->ext_factor == 0.0f)
+		return theta_interp;
+	const float d = rp->corr_dims[1] - rp->corr_dims[0];
+	const float y = ((float)i - rp->corr_dims[0]) / (d > 0.001f ? d : 0.001f);
+	const float ramp_mix = (1.0f - (y < 0.0f ? 0.0f : y > 1.0f ? 1.0f : y)) * rp->ext_factor;
+	return __builtin_fmaf(theta_interp, 1.0f - ramp_mix, theta_extrap * ramp_mix);
+}
 
 /* One attention call: n_q query rows at positions pos0..pos0+n_q-1 of one
  * sequence attend to keys 0..pos0+n_q-1 (causal), within `window` positions
@@ -58,6 +94,11 @@ struct attn_params {
 	int window;           /* sliding window, 0 = global */
 	float scale;          /* applied to q.k */
 	int64_t kv_stride;    /* halves between positions in k and v */
+	/* Attention sinks (gpt-oss): one logit per query head, in backend
+	 * memory, that joins each softmax (in its max and its sum) without a
+	 * value vector, so it takes probability mass from every position;
+	 * NULL: none. */
+	const float *sinks;
 };
 
 struct backend_ops {
@@ -78,6 +119,11 @@ struct backend_ops {
 	/* g[i] = act(g[i]) * u[i] over n values: GeGLU (tanh gelu) or SwiGLU. */
 	void (*gelu_mul)(struct backend *b, float *g, const float *u, int64_t n);
 	void (*silu_mul)(struct backend *b, float *g, const float *u, int64_t n);
+	/* gpt-oss's clamped SwiGLU: x = min(g, limit), y = clamp(u, -limit,
+	 * limit), g = x / (1 + e^(-alpha x)) * (y + 1) over n values (ggml's
+	 * swiglu_oai). */
+	void (*swiglu_oai)(struct backend *b, float *g, const float *u, int64_t n, float alpha,
+			   float limit);
 	/* x[i] += y[i] */
 	void (*add)(struct backend *b, float *x, const float *y, int64_t n);
 	/* y[t] = row tok[t] of the embedding table, dequantised, times scale */

@@ -28,6 +28,9 @@
  *     sliding-window ring (contexts up to that cache's size).
  * The scalar path (no AVX2, or SMOKE_NO_SIMD) computes the same maths in
  * plain loops and agrees to within float rounding.
+ * Sinks (gpt-oss, attn_params.sinks) enter as ggml's soft_max adds them:
+ * max = max(max of the scores, sink), and expf(sink - max) added to the
+ * double sum after the positions' exponentials; no value vector.
  */
 #include "compute/cpu/cpu_backend.h"
 
@@ -82,7 +85,7 @@ static void widen(bool f16c, const uint16_t *h, float *f, int n)
 
 /* One (row, head) task in plain C. */
 static void attn_one_scalar(const struct attn_job *j, const float *qh, int64_t koff, int first,
-			    int pos, float *s, float *o)
+			    int pos, const float *sink, float *s, float *o)
 {
 	const struct attn_params *ap = j->ap;
 	const int hd = ap->head_dim;
@@ -102,12 +105,16 @@ static void attn_one_scalar(const struct attn_job *j, const float *qh, int64_t k
 		if (sc > mx)
 			mx = sc;
 	}
+	if (sink && *sink > mx)
+		mx = *sink;
 	double sum = 0.0;
 	for (int p = 0; p <= pos - first; p++) {
 		float e = expf(s[p] - mx);
 		s[p] = e;
 		sum += e;
 	}
+	if (sink)
+		sum += (double)expf(*sink - mx);
 	float inv = (float)(1.0 / sum);
 	for (int i = 0; i < hd; i++)
 		o[i] = 0.0f;
@@ -151,7 +158,7 @@ CPU_AVX2 static float dot_f16_order(const uint16_t *k, const float *q, int n)
 /* One (row, head) task, llama.cpp's order (see the file comment).  s holds
  * the row's scores for cells [first & ~7, pos rounded up to 8). */
 CPU_AVX2 static void attn_one_avx2(const struct attn_job *j, const float *qh, int64_t koff,
-				   int first, int pos, float *s, float *o)
+				   int first, int pos, const float *sink, float *s, float *o)
 {
 	const struct attn_params *ap = j->ap;
 	const int hd = ap->head_dim;
@@ -167,6 +174,10 @@ CPU_AVX2 static void attn_one_avx2(const struct attn_job *j, const float *qh, in
 		}
 		s[p - g0] = sc;
 	}
+	/* ggml's soft_max with sinks: the sink joins the max, and its
+	 * exponential (libm expf) the double sum after the vector part */
+	if (sink && *sink > mx)
+		mx = *sink;
 	double sum = 0.0;
 	const __m256 vmx = _mm256_set1_ps(mx);
 	for (int p = g0; p < g1; p += 8) {
@@ -174,6 +185,8 @@ CPU_AVX2 static void attn_one_avx2(const struct attn_job *j, const float *qh, in
 		_mm256_storeu_ps(s + p - g0, e);
 		sum += (double)cpu_hsum8(e);
 	}
+	if (sink)
+		sum += (double)expf(*sink - mx);
 	const __m256 vinv = _mm256_set1_ps((float)(1.0 / sum));
 	for (int p = g0; p < g1; p += 8) {
 		/* fp16 round trip of p * inv (F16C, nearest even), as ggml
@@ -224,13 +237,14 @@ static void attn_share(void *ctx, int ith, int nth)
 		const float *qh = j->q + t * qw + (int64_t)h * hd;
 		const int64_t koff = (int64_t)(h / group) * hd;
 		float *o = j->out + t * qw + (int64_t)h * hd;
+		const float *sink = ap->sinks ? ap->sinks + h : NULL;
 #ifdef CPU_HAVE_AVX2_CODE
 		if (j->simd) {
-			attn_one_avx2(j, qh, koff, first, pos, s, o);
+			attn_one_avx2(j, qh, koff, first, pos, sink, s, o);
 			continue;
 		}
 #endif
-		attn_one_scalar(j, qh, koff, first, pos, s, o);
+		attn_one_scalar(j, qh, koff, first, pos, sink, s, o);
 	}
 }
 

@@ -80,6 +80,19 @@ static void cpu_silu_mul(struct backend *b, float *g, const float *u, int64_t n)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* ggml's swiglu_oai has no SIMD path: one loop, its operations. */
+static void cpu_swiglu_oai(struct backend *b, float *g, const float *u, int64_t n, float alpha,
+			   float limit)
+{
+	(void)b;
+	for (int64_t i = 0; i < n; i++) {
+		const float x = limit < g[i] ? limit : g[i];             /* std::min */
+		const float y = u[i] < -limit ? -limit : limit < u[i] ? limit : u[i]; /* std::clamp */
+		const float glu = x / (1.0f + expf(alpha * (-x)));
+		g[i] = glu * (y + 1.0f);
+	}
+}
+
 static void cpu_add(struct backend *b, float *x, const float *y, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++)
@@ -141,13 +154,16 @@ static void cpu_rope(struct backend *b, float *x, int n, int n_heads, int head_d
 	const bool fused = qdot_simd_active();
 #endif
 
+	/* 1 unless YaRN or attn_factor scale the magnitude (x * 1 is exact) */
+	const float mscale = rope_yarn_mscale(rp);
+
 	for (int t = 0; t < n; t++) {
 		float theta = (float)(pos0 + t);
 		for (int i = 0; i < half; i++) {
 			float ff = rp->freq_factors ? rp->freq_factors[i] : 1.0f;
-			float th = rp->freq_scale * (theta / ff);
-			cs[i] = cosf(th);
-			sn[i] = sinf(th);
+			float th = rope_yarn_theta(rp, i, theta / ff);
+			cs[i] = cosf(th) * mscale;
+			sn[i] = sinf(th) * mscale;
 			theta *= theta_scale;
 		}
 		for (int h = 0; h < n_heads; h++) {
@@ -288,6 +304,7 @@ static const struct backend_ops cpu_ops = {
 	.attention = cpu_attention,
 	.gelu_mul = cpu_gelu_mul,
 	.silu_mul = cpu_silu_mul,
+	.swiglu_oai = cpu_swiglu_oai,
 	.add = cpu_add,
 	.embed = cpu_embed,
 	.add_bias = cpu_add_bias,

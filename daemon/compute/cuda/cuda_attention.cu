@@ -13,7 +13,8 @@
  *      are fp16 values) summed in double - each a warp's butterfly, which
  *      gives the CPU's sequential double sum unless the terms span more
  *      than 2^31 - into shared memory; m = max s;
- *   2. e[p] = expf(s[p] - m), summed in double;
+ *      with a sink (gpt-oss, attn_params.sinks) m = max(m, sink[h]);
+ *   2. e[p] = expf(s[p] - m), summed in double (plus expf(sink - m) last);
  *   3. w[p] = fp16(e[p] * (float)(1 / sum))  - llama.cpp converts the
  *      probabilities to F16 for the product with the F16 V cache;
  *   4. out[i] = sum_p w[p] v_p[i] in float, p ascending, one thread per
@@ -41,7 +42,7 @@
 static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
 	const float *__restrict__ q, const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
 	float *__restrict__ out, int n_head, int group, int hd, int pos0, int window, float scale,
-	int64_t kv_stride)
+	int64_t kv_stride, const float *__restrict__ sinks)
 {
 	SMK_DYN_SMEM(float, s);
 	SMK_SHARED(float, red, AT_WARPS);
@@ -81,6 +82,9 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
 	float m = red[0];
 	for (int w = 1; w < AT_WARPS; w++)
 		m = red[w] > m ? red[w] : m;
+	const float sink = sinks ? sinks[h] : 0.0f;
+	if (sinks && sink > m)
+		m = sink;
 
 	/* 2. exponentials and their sum */
 	double sum = 0.0;
@@ -96,6 +100,8 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_kernel(
 	double total = 0.0;
 	for (int w = 0; w < AT_WARPS; w++)
 		total += dred[w];
+	if (sinks)
+		total += (double)expf(sink - m); /* after the positions, as the CPU */
 	const float inv = (float)(1.0 / total);
 
 	/* 3. fp16 weights */
@@ -157,7 +163,7 @@ extern "C" int cuda_attention(const struct cuda_ctx *c, const float *q, const ui
 	SMK_LAUNCH(attn_kernel, dim3((unsigned)ap->n_head, (unsigned)ap->n_q), dim3(AT_THREADS),
 		   sizeof(float) * (size_t)span, c->stream, q, k, v, out, ap->n_head,
 		   ap->n_head / ap->n_head_kv, ap->head_dim, ap->pos0, ap->window, ap->scale,
-		   ap->kv_stride);
+		   ap->kv_stride, ap->sinks);
 	CUDA_CHECK(err, cudaGetLastError());
 	return 0;
 }

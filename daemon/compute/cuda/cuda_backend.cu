@@ -153,6 +153,12 @@ static void be_gelu_mul(struct backend *b, float *g, const float *u, int64_t n)
 	BE_RUN(b, cuda_gelu_mul(&cb->ctx, g, u, n, &e));
 }
 
+static void be_swiglu_oai(struct backend *b, float *g, const float *u, int64_t n, float alpha,
+			  float limit)
+{
+	BE_RUN(b, cuda_swiglu_oai(&cb->ctx, g, u, n, alpha, limit, &e));
+}
+
 static void be_silu_mul(struct backend *b, float *g, const float *u, int64_t n)
 {
 	BE_RUN(b, cuda_silu_mul(&cb->ctx, g, u, n, &e));
@@ -310,6 +316,7 @@ static const struct cuda_backend_ops cuda_ops = {
 		be_attention,
 		be_gelu_mul,
 		be_silu_mul,
+		be_swiglu_oai,
 		be_add,
 		be_embed,
 		be_add_bias,

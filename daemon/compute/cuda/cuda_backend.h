@@ -128,6 +128,9 @@ int cuda_attention_max_span(const struct cuda_ctx *c);
  * CPU) and SwiGLU. */
 int cuda_gelu_mul(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
 		  struct smk_err *err);
+/* gpt-oss's clamped SwiGLU (backend.h swiglu_oai) on device memory. */
+int cuda_swiglu_oai(const struct cuda_ctx *c, float *g, const float *u, int64_t n, float alpha,
+		    float limit, struct smk_err *err);
 int cuda_silu_mul(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
 		  struct smk_err *err);
 

@@ -30,6 +30,7 @@
 #define cuda_attention_max_span cudaemu_attention_max_span
 #define cuda_gelu_mul cudaemu_gelu_mul
 #define cuda_silu_mul cudaemu_silu_mul
+#define cuda_swiglu_oai cudaemu_swiglu_oai
 #define cuda_add cudaemu_add
 #define cuda_scale cudaemu_scale
 #define cuda_add_bias cudaemu_add_bias

@@ -74,10 +74,15 @@ struct rope_ff {
 	float f[ROPE_MAX_HALF];
 };
 
+/* YaRN's settings (backend.h rope_params), by value; ext_factor 0 = off. */
+struct rope_yarn {
+	float ext_factor, mscale, corr0, corr1;
+};
+
 template <bool NEOX, bool FF>
 static __global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(
 	float *x, int n_heads, int head_dim, int half, int pos0, float theta_scale,
-	float freq_scale, const struct rope_ff ff)
+	float freq_scale, const struct rope_ff ff, const struct rope_yarn yr)
 {
 	SMK_SHARED(float, cs, ROPE_MAX_HALF);
 	SMK_SHARED(float, sn, ROPE_MAX_HALF);
@@ -93,9 +98,19 @@ static __global__ void __launch_bounds__(ROPE_THREADS) rope_kernel(
 	__syncthreads();
 	for (int i = tid; i < half; i += ROPE_THREADS) {
 		const float theta = cs[i];
-		const float th = smk_mul(freq_scale, FF ? theta / ff.f[i] : theta);
-		cs[i] = cosf(th);
-		sn[i] = sinf(th);
+		const float te = FF ? theta / ff.f[i] : theta;
+		float th = smk_mul(freq_scale, te);
+		if (yr.ext_factor != 0.0f) {
+			/* rope_yarn_theta (backend.h), the same operations */
+			const float d = yr.corr1 - yr.corr0;
+			const float y = ((float)i - yr.corr0) / (d > 0.001f ? d : 0.001f);
+			const float mix = smk_mul(1.0f - (y < 0.0f ? 0.0f : y > 1.0f ? 1.0f : y),
+						  yr.ext_factor);
+			th = smk_fma(th, 1.0f - mix, smk_mul(te, mix));
+		}
+		/* times 1 when YaRN is off and attn_factor is 1: exact */
+		cs[i] = smk_mul(cosf(th), yr.mscale);
+		sn[i] = smk_mul(sinf(th), yr.mscale);
 	}
 	__syncthreads();
 	float *xr = x + (int64_t)t * n_heads * head_dim;
@@ -127,11 +142,14 @@ extern "C" int cuda_rope(const struct cuda_ctx *c, float *x, int n, int n_heads,
 	if (rp->freq_factors)
 		memcpy(ff.f, rp->freq_factors, sizeof(float) * (size_t)half);
 	const bool neox = rp->kind == ROPE_NEOX, has_ff = rp->freq_factors != NULL;
-	void (*k)(float *, int, int, int, int, float, float, const struct rope_ff) =
+	const struct rope_yarn yr = { rp->ext_factor, rope_yarn_mscale(rp), rp->corr_dims[0],
+				      rp->corr_dims[1] };
+	void (*k)(float *, int, int, int, int, float, float, const struct rope_ff,
+		  const struct rope_yarn) =
 		neox ? (has_ff ? rope_kernel<true, true> : rope_kernel<true, false>)
 		     : (has_ff ? rope_kernel<false, true> : rope_kernel<false, false>);
 	SMK_LAUNCH(k, dim3((unsigned)n), dim3(ROPE_THREADS), 0, c->stream, x, n_heads, head_dim,
-		   half, pos0, theta_scale, rp->freq_scale, ff);
+		   half, pos0, theta_scale, rp->freq_scale, ff, yr);
 	CUDA_CHECK(err, cudaGetLastError());
 	return 0;
 }
@@ -221,6 +239,32 @@ extern "C" int cuda_silu_mul(const struct cuda_ctx *c, float *g, const float *u,
 		return smk_fail(err, -EINVAL, "silu_mul: %lld values", (long long)n);
 	SMK_LAUNCH(silu_mul_kernel, dim3(cuda_grid_for(n, EW_THREADS)), dim3(EW_THREADS), 0,
 		   c->stream, g, u, n);
+	CUDA_CHECK(err, cudaGetLastError());
+	return 0;
+}
+
+/* ggml's swiglu_oai, operation for operation (no contraction: the
+ * division and the products are separate roundings in ggml too). */
+static __global__ void __launch_bounds__(EW_THREADS) swiglu_oai_kernel(
+	float *g, const float *__restrict__ u, int64_t n, float alpha, float limit)
+{
+	for (int64_t i = (int64_t)blockIdx.x * EW_THREADS + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * EW_THREADS) {
+		const float gx = g[i], uy = u[i];
+		const float x = limit < gx ? limit : gx;
+		const float y = uy < -limit ? -limit : limit < uy ? limit : uy;
+		const float glu = x / smk_add(1.0f, expf(smk_mul(alpha, -x)));
+		g[i] = smk_mul(glu, smk_add(y, 1.0f));
+	}
+}
+
+extern "C" int cuda_swiglu_oai(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
+			       float alpha, float limit, struct smk_err *err)
+{
+	if (n <= 0 || !g || !u)
+		return smk_fail(err, -EINVAL, "swiglu_oai: %lld values", (long long)n);
+	SMK_LAUNCH(swiglu_oai_kernel, dim3(cuda_grid_for(n, EW_THREADS)), dim3(EW_THREADS), 0,
+		   c->stream, g, u, n, alpha, limit);
 	CUDA_CHECK(err, cudaGetLastError());
 	return 0;
 }

@@ -218,6 +218,89 @@ START_TEST(rmsnorm_rope_gelu_silu)
 }
 END_TEST
 
+/* YaRN (gpt-oss's RoPE), written out from its definition in double: dim
+ * pair i turns by theta_i = mix(pos * base^(-2i/d) * freq_scale, pos *
+ * base^(-2i/d)) with ramp_mix = ext * (1 - clamp((i - c0) / (c1 - c0), 0,
+ * 1)), and the pair is scaled by attn_factor * (1 + 0.1 ln(1/freq_scale)).
+ * Off (ext_factor 0, attn_factor 0), the op must give the plain RoPE's
+ * bits. */
+START_TEST(rope_yarn)
+{
+	struct backend *b = make(1, 64, 4, 16);
+	unsigned seed = 5;
+	enum { hd = 64, n = 3, pos0 = 1000 };
+	float v[n * hd], orig[n * hd], plain[n * hd];
+	for (int i = 0; i < n * hd; i++)
+		orig[i] = frand(&seed);
+	for (int scalar = 0; scalar <= 1; scalar++) {
+		qdot_force_scalar(scalar);
+		struct rope_params rp = { .kind = ROPE_NEOX, .n_rot = hd, .base = 150000.0f,
+					  .freq_scale = 1.0f / 32, .ext_factor = 1.0f,
+					  .attn_factor = 1.0f };
+		rope_yarn_corr_dims(hd, 4096, rp.base, 32.0f, 1.0f, rp.corr_dims);
+		/* gpt-oss's figures (head_dim 64, base 150000, 4096): dims 8..18 */
+		ck_assert(rp.corr_dims[0] == 8.0f && rp.corr_dims[1] == 18.0f);
+		memcpy(v, orig, sizeof(v));
+		b->ops->rope(b, v, n, 1, hd, pos0, &rp);
+		const double mscale = 1 + 0.1 * log(32.0);
+		for (int t = 0; t < n; t++)
+			for (int i = 0; i < hd / 2; i++) {
+				double extrap = (pos0 + t) * pow(150000.0, -2.0 * i / hd);
+				double y = (i - 8.0) / (18.0 - 8.0);
+				double mix = 1 - (y < 0 ? 0 : y > 1 ? 1 : y);
+				double th = extrap / 32 * (1 - mix) + extrap * mix;
+				double x0 = orig[t * hd + i], x1 = orig[t * hd + i + hd / 2];
+				double w0 = (x0 * cos(th) - x1 * sin(th)) * mscale;
+				double w1 = (x0 * sin(th) + x1 * cos(th)) * mscale;
+				/* angles up to ~1000 rad in float: 1e-4 rad of slack */
+				ck_assert_msg(fabs(v[t * hd + i] - w0) < 2e-3 && fabs(v[t * hd + i + hd / 2] - w1) < 2e-3,
+					      "scalar %d pos %d pair %d: %g %g vs %g %g", scalar, pos0 + t, i,
+					      v[t * hd + i], v[t * hd + i + hd / 2], w0, w1);
+			}
+		/* off: the same bits as a rope_params without the YaRN fields */
+		struct rope_params off = { .kind = ROPE_NEOX, .n_rot = hd, .base = 150000.0f,
+					   .freq_scale = 1.0f };
+		memcpy(plain, orig, sizeof(plain));
+		b->ops->rope(b, plain, n, 1, hd, pos0, &off);
+		off.attn_factor = 1.0f;
+		off.corr_dims[0] = 8.0f;
+		off.corr_dims[1] = 18.0f;
+		memcpy(v, orig, sizeof(v));
+		b->ops->rope(b, v, n, 1, hd, pos0, &off);
+		ck_assert(memcmp(v, plain, sizeof(v)) == 0);
+	}
+	qdot_force_scalar(false);
+	backend_free(b);
+}
+END_TEST
+
+/* gpt-oss's clamped SwiGLU, from its definition (alpha 1.702, limit 7):
+ * the gate clamped above only, the up value on both sides, +1 on up. */
+START_TEST(swiglu_oai_clamps)
+{
+	struct backend *b = make(1, 64, 4, 16);
+	enum { N = 12 };
+	const float alpha = 1.702f, limit = 7.0f;
+	float g[N] = { -20.0f, -7.5f, -1.0f, -0.0f, 0.0f, 0.5f, 3.0f, 6.99f, 7.0f, 7.01f, 9.0f, 100.0f };
+	float u[N] = { -100.0f, -8.0f, -7.0f, -1.0f, 0.0f, 0.25f, 2.0f, 6.5f, 7.0f, 7.5f, -9.0f, 3.0f };
+	float g0[N];
+	memcpy(g0, g, sizeof(g));
+	b->ops->swiglu_oai(b, g, u, N, alpha, limit);
+	for (int i = 0; i < N; i++) {
+		double x = g0[i] < limit ? g0[i] : limit;
+		double y = u[i] < -limit ? -limit : u[i] > limit ? limit : u[i];
+		double want = x / (1 + exp(-(double)alpha * x)) * (y + 1);
+		ck_assert_msg(fabs(g[i] - want) <= 2e-6 * (1 + fabs(want)), "g %g u %g: %g, want %g", g0[i],
+			      u[i], g[i], want);
+	}
+	/* the clamps are exact: a gate past the limit acts as the limit */
+	float a[2] = { 7.0f, 50.0f }, c[2] = { 9.0f, 7.0f };
+	b->ops->swiglu_oai(b, a, c, 2, alpha, limit);
+	ck_assert(a[0] == a[1]);
+	backend_free(b);
+}
+END_TEST
+
 /* --- attention ---------------------------------------------------------- */
 
 /* Naive causal GQA attention in double over fp16-rounded q, k, v (as
@@ -240,8 +323,13 @@ static void naive_attention(const float *q, const float *k, const float *v, doub
 				if (sc[p] > mx)
 					mx = sc[p];
 			}
+			/* a sink joins the softmax's max and sum, with no value */
+			const double sink = ap->sinks ? ap->sinks[h] : -INFINITY;
+			if (sink > mx)
+				mx = sink;
 			for (int p = 0; p <= pos; p++)
 				sum += (sc[p] = exp(sc[p] - mx));
+			sum += exp(sink - mx);
 			for (int i = 0; i < hd; i++) {
 				double o = 0;
 				for (int p = 0; p <= pos; p++)
@@ -270,6 +358,10 @@ START_TEST(attention_causal_window_gqa)
 		k[i] = fp16_to_fp32(kh[i]);
 		v[i] = fp16_to_fp32(vh[i]);
 	}
+	/* sinks (gpt-oss): one logit per head, around the scores' range, so
+	 * that they take a visible share of the probability */
+	static const float sinks[N_HEAD] = { -1.5f, 0.25f, 2.0f, 6.0f };
+	for (int with_sinks = 0; with_sinks <= 1; with_sinks++)
 	for (int hd = 8; hd <= MAX_HD; hd += MAX_HD - 8)
 		for (int scalar = 0; scalar <= 1; scalar++)
 			for (int th = 1; th <= 3; th++)
@@ -280,15 +372,16 @@ START_TEST(attention_causal_window_gqa)
 					struct attn_params ap = { .n_head = N_HEAD, .n_head_kv = N_KV,
 								  .head_dim = hd, .pos0 = 14, .n_q = 6,
 								  .window = window, .scale = 0.35f,
-								  .kv_stride = N_KV * hd };
+								  .kv_stride = N_KV * hd,
+								  .sinks = with_sinks ? sinks : NULL };
 					b->ops->attention(b, q, kh, vh, out, &ap);
 					naive_attention(q, k, v, ref, &ap);
 					for (int i = 0; i < 6 * N_HEAD * hd; i++)
 						/* probabilities are rounded to fp16 (as
 						 * llama.cpp does): 1e-3 relative */
 						ck_assert_msg(fabs(out[i] - ref[i]) < 2e-3,
-							      "hd %d scalar %d threads %d window %d [%d]: %g vs %g",
-							      hd, scalar, th, window, i, out[i], ref[i]);
+							      "sinks %d hd %d scalar %d threads %d window %d [%d]: %g vs %g",
+							      with_sinks, hd, scalar, th, window, i, out[i], ref[i]);
 					backend_free(b);
 				}
 	qdot_force_scalar(false);
@@ -353,6 +446,8 @@ int main(void)
 	tcase_add_test(tc, matmul_rejects_out_of_limits);
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
+	tcase_add_test(tc, rope_yarn);
+	tcase_add_test(tc, swiglu_oai_clamps);
 	tcase_add_test(tc, store_fp16_bits);
 	tcase_add_test(tc, h2f_is_exact);
 	suite_add_tcase(s, tc);

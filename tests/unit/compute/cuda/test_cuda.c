@@ -558,7 +558,7 @@ END_TEST
 /* ---- rope ------------------------------------------------------------------------- */
 
 static void check_rope(enum rope_kind kind, int head_dim, int n_rot, float base, float fscale,
-		       bool factors, int n, int n_heads, int pos0)
+		       bool factors, int n, int n_heads, int pos0, bool yarn)
 {
 	const int len = n * n_heads * head_dim;
 	float *x = malloc(sizeof(float) * (size_t)len), *yc = malloc(sizeof(float) * (size_t)len);
@@ -570,6 +570,13 @@ static void check_rope(enum rope_kind kind, int head_dim, int n_rot, float base,
 		ff[i] = 1.0f + (float)(i % 7) * 1.5f; /* llama3-like divisors */
 	struct rope_params rp = { .kind = kind, .n_rot = n_rot, .base = base, .freq_scale = fscale,
 				  .freq_factors = factors ? ff : NULL };
+	if (yarn) {
+		/* gpt-oss's YaRN: ramp over the dims rope_yarn_corr_dims gives,
+		 * cos/sin scaled by 1 + 0.1 ln(1/freq_scale) */
+		rp.ext_factor = 1.0f;
+		rp.attn_factor = 1.0f;
+		rope_yarn_corr_dims(n_rot, 4096, base, 32.0f, 1.0f, rp.corr_dims);
+	}
 	struct backend *cpu = make_cpu(64, n, 16), *gpu = make_gpu(64, n, 16);
 	float *dx = to_dev(gpu, x, sizeof(float) * (size_t)len);
 	memcpy(yc, x, sizeof(float) * (size_t)len);
@@ -592,13 +599,13 @@ static void check_rope(enum rope_kind kind, int head_dim, int n_rot, float base,
 				a = d & ~1;
 				b = a + 1;
 			}
-			tol = 12 * U * (fabs(x[base_i + a]) + fabs(x[base_i + b])) + 1e-37;
+			tol = 12 * U * (yarn ? 1.5 : 1.0) * (fabs(x[base_i + a]) + fabs(x[base_i + b])) + 1e-37;
 		}
 		stat_add(&s, yg[i], yc[i], tol, i);
 	}
 	char what[96];
-	snprintf(what, sizeof(what), "%s hd%d rot%d pos%d+%d%s fs%g", kind == ROPE_NEOX ? "neox" : "norm",
-		 head_dim, n_rot, pos0, n, factors ? " ff" : "", fscale);
+	snprintf(what, sizeof(what), "%s hd%d rot%d pos%d+%d%s fs%g%s", kind == ROPE_NEOX ? "neox" : "norm",
+		 head_dim, n_rot, pos0, n, factors ? " ff" : "", fscale, yarn ? " yarn" : "");
 	stat_check(&s, "rope", what);
 	cuda_be_free(gpu, dx);
 	backend_free(gpu);
@@ -611,21 +618,23 @@ static void check_rope(enum rope_kind kind, int head_dim, int n_rot, float base,
 START_TEST(rope_layouts)
 {
 	rng_state = 4;
-	check_rope(ROPE_NEOX, 64, 64, 10000.0f, 1.0f, false, 1, 3, 0);
-	check_rope(ROPE_NEOX, 64, 64, 10000.0f, 1.0f, false, 7, 3, 37);
-	check_rope(ROPE_NORM, 128, 128, 500000.0f, 1.0f, true, 5, 2, 11);
-	check_rope(ROPE_NEOX, 64, 32, 10000.0f, 0.25f, false, 4, 3, 100);   /* partial, scaled */
-	check_rope(ROPE_NORM, 80, 40, 10000.0f, 1.0f, true, 3, 2, 9);       /* partial, factors */
-	check_rope(ROPE_NEOX, 256, 256, 1000000.0f, 1.0f, false, 2, 4, 4000); /* gemma, far */
+	check_rope(ROPE_NEOX, 64, 64, 10000.0f, 1.0f, false, 1, 3, 0, false);
+	check_rope(ROPE_NEOX, 64, 64, 10000.0f, 1.0f, false, 7, 3, 37, false);
+	check_rope(ROPE_NORM, 128, 128, 500000.0f, 1.0f, true, 5, 2, 11, false);
+	check_rope(ROPE_NEOX, 64, 32, 10000.0f, 0.25f, false, 4, 3, 100, false);   /* partial, scaled */
+	check_rope(ROPE_NORM, 80, 40, 10000.0f, 1.0f, true, 3, 2, 9, false);       /* partial, factors */
+	check_rope(ROPE_NEOX, 256, 256, 1000000.0f, 1.0f, false, 2, 4, 4000, false); /* gemma, far */
+	check_rope(ROPE_NEOX, 64, 64, 150000.0f, 1.0f / 32, false, 3, 4, 5000, true); /* gpt-oss YaRN */
+	check_rope(ROPE_NEOX, 64, 64, 150000.0f, 1.0f / 32, false, 5, 2, 0, true);
 	if (impl.big)
-		check_rope(ROPE_NORM, 128, 128, 500000.0f, 0.125f, true, 64, 32, 30000);
+		check_rope(ROPE_NORM, 128, 128, 500000.0f, 0.125f, true, 64, 32, 30000, false);
 }
 END_TEST
 
 /* ---- attention ------------------------------------------------------------------------ */
 
 static void check_attention(int n_head, int n_head_kv, int hd, int pos0, int n_q, int window,
-			    int pad)
+			    int pad, bool with_sinks)
 {
 	const int ctx = pos0 + n_q;
 	const int64_t kv_stride = (int64_t)n_head_kv * hd + pad;
@@ -647,13 +656,23 @@ static void check_attention(int n_head, int n_head_kv, int hd, int pos0, int n_q
 				  .scale = 1.0f / sqrtf((float)hd), .kv_stride = kv_stride };
 	struct backend *cpu = make_cpu(64, n_q, ctx), *gpu = make_gpu(64, n_q, ctx);
 	float *dq = to_dev(gpu, q, sizeof(float) * qn), *dout;
+	/* sinks (gpt-oss): per head, around the scores' range */
+	float sinks[64];
+	for (int h = 0; h < n_head && h < 64; h++)
+		sinks[h] = frand() * 4.0f;
+	float *dsinks = with_sinks ? to_dev(gpu, sinks, sizeof(float) * (size_t)n_head) : NULL;
+	struct attn_params apg = ap;
+	ap.sinks = with_sinks ? sinks : NULL;
+	apg.sinks = dsinks;
 	uint16_t *dk = to_dev(gpu, k, sizeof(uint16_t) * kvn);
 	uint16_t *dv = to_dev(gpu, v, sizeof(uint16_t) * kvn);
 	struct smk_err err = { 0 };
 	ck_assert_int_eq(cuda_be_alloc(gpu, (void **)&dout, sizeof(float) * qn, &err), 0);
 	cpu->ops->attention(cpu, q, k, v, oc, &ap);
-	gpu->ops->attention(gpu, dq, dk, dv, dout, &ap);
+	gpu->ops->attention(gpu, dq, dk, dv, dout, &apg);
 	from_dev(gpu, og, dout, sizeof(float) * qn);
+	if (dsinks)
+		cuda_be_free(gpu, dsinks);
 	struct stat s = { 0 };
 	const int group = n_head / n_head_kv;
 	for (int t = 0; t < n_q; t++) {
@@ -673,8 +692,8 @@ static void check_attention(int n_head, int n_head_kv, int hd, int pos0, int n_q
 		}
 	}
 	char what[96];
-	snprintf(what, sizeof(what), "h%d/%d hd%d pos%d+%d win%d%s", n_head, n_head_kv, hd, pos0,
-		 n_q, window, pad ? " padded" : "");
+	snprintf(what, sizeof(what), "h%d/%d hd%d pos%d+%d win%d%s%s", n_head, n_head_kv, hd, pos0,
+		 n_q, window, pad ? " padded" : "", with_sinks ? " sinks" : "");
 	stat_check(&s, "attention", what);
 	cuda_be_free(gpu, dq);
 	cuda_be_free(gpu, dk);
@@ -766,16 +785,18 @@ END_TEST
 START_TEST(attention_decode_prefill_window_gqa)
 {
 	rng_state = 5;
-	check_attention(4, 1, 256, 37, 1, 0, 0);     /* gemma-like decode */
-	check_attention(8, 2, 64, 0, 20, 0, 0);      /* prefill from empty, GQA */
-	check_attention(4, 4, 128, 10, 5, 8, 0);     /* sliding window */
-	check_attention(2, 1, 80, 3, 4, 0, 16);      /* head_dim not a multiple of 32, padded rows */
-	check_attention(3, 3, 32, 0, 1, 0, 0);       /* a single position */
+	check_attention(4, 1, 256, 37, 1, 0, 0, false);     /* gemma-like decode */
+	check_attention(8, 2, 64, 0, 20, 0, 0, false);      /* prefill from empty, GQA */
+	check_attention(4, 4, 128, 10, 5, 8, 0, false);     /* sliding window */
+	check_attention(2, 1, 80, 3, 4, 0, 16, false);      /* head_dim not a multiple of 32, padded rows */
+	check_attention(3, 3, 32, 0, 1, 0, 0, false);       /* a single position */
+	check_attention(8, 2, 64, 30, 4, 0, 0, true);       /* gpt-oss: sinks, full */
+	check_attention(8, 2, 64, 200, 1, 128, 0, true);    /* gpt-oss: sinks, window 128 */
 	if (impl.big) {
-		check_attention(8, 8, 128, 3000, 1, 0, 0);
-		check_attention(8, 2, 128, 3000, 1, 512, 0);
-		check_attention(16, 4, 128, 0, 200, 0, 0);
-		check_attention(4, 1, 256, 1000, 64, 512, 0);
+		check_attention(8, 8, 128, 3000, 1, 0, 0, false);
+		check_attention(8, 2, 128, 3000, 1, 512, 0, false);
+		check_attention(16, 4, 128, 0, 200, 0, 0, false);
+		check_attention(4, 1, 256, 1000, 64, 512, 0, false);
 	}
 }
 END_TEST
@@ -821,6 +842,25 @@ START_TEST(gelu_silu_add_bias)
 	for (int i = 0; i < n; i++)
 		stat_add(&s, r[i], c[i], fabs(c[i]) / 524288.0 + 1e-37, i);
 	stat_check(&s, "silu_mul", "swiglu");
+
+	/* gpt-oss's clamped SwiGLU: gates and ups past +-7 included (g spans
+	 * +-12); expf as in silu_mul */
+	ck_assert_int_eq(cuda_be_upload(gpu, dg, g, sizeof(float) * n, &err), 0);
+	float *u7 = malloc(sizeof(float) * n);
+	ck_assert(u7);
+	for (int i = 0; i < n; i++)
+		u7[i] = u[i] * 5.0f;
+	float *du7 = to_dev(gpu, u7, sizeof(float) * n);
+	memcpy(c, g, sizeof(float) * n);
+	cpu->ops->swiglu_oai(cpu, c, u7, n, 1.702f, 7.0f);
+	gpu->ops->swiglu_oai(gpu, dg, du7, n, 1.702f, 7.0f);
+	from_dev(gpu, r, dg, sizeof(float) * n);
+	memset(&s, 0, sizeof(s));
+	for (int i = 0; i < n; i++)
+		stat_add(&s, r[i], c[i], fabs(c[i]) / 524288.0 + 1e-37, i);
+	stat_check(&s, "swiglu_oai", "alpha 1.702 limit 7");
+	cuda_be_free(gpu, du7);
+	free(u7);
 
 	ck_assert_int_eq(cuda_be_upload(gpu, dg, g, sizeof(float) * n, &err), 0);
 	memcpy(c, g, sizeof(float) * n);
