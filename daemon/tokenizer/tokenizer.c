@@ -35,6 +35,7 @@
  * token ids, EOG decisions and pieces match it.
  */
 #include "tokenizer/tokenizer_impl.h"
+#include "util/text.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -68,24 +69,11 @@ int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t len)
 	return smk_hindex_find(&t->vmap, smk_fnv1a64(s, len), vocab_eq, &k);
 }
 
-/* Quote a token text for error messages: printable ASCII as is, the rest \xNN,
- * cut after 40 bytes. */
+/* A token's or key's exact bytes in a message: printable ASCII as is, the
+ * rest \xNN, cut after 40 bytes (util/text.h). */
 static const char *quote(const char *s, size_t len, char *buf, size_t cap)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < len && o + 8 < cap; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (i == 40) {
-			o += (size_t)snprintf(buf + o, cap - o, "...");
-			break;
-		}
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			buf[o++] = (char)c;
-		else
-			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-	}
-	buf[o] = '\0';
-	return buf;
+	return smk_escape(buf, cap, s, len, 40, SMK_ESCAPE_ASCII);
 }
 
 /* ------------------------------------------------------------------------- */

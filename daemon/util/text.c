@@ -2,6 +2,7 @@
 #include "util/text.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -64,6 +65,31 @@ const char *smk_printable(char *buf, size_t cap, const void *bytes, size_t len)
 	}
 	if (i < len)
 		memcpy(buf + o, "...", 3), o += 3;
+	buf[o] = '\0';
+	return buf;
+}
+
+const char *smk_escape(char *buf, size_t cap, const void *bytes, size_t len, size_t max_in,
+		       int flags)
+{
+	const unsigned char *s = bytes;
+	size_t o = 0;
+	if (!cap)
+		return "";
+	/* 8 bytes of room: an escape (4) or the "..." mark (3) and the NUL */
+	for (size_t i = 0; i < len && o + 8 < cap; i++) {
+		if (i == max_in) {
+			o += (size_t)snprintf(buf + o, cap - o, "...");
+			break;
+		}
+		const unsigned c = s[i];
+		const bool plain = c >= 0x20 && c != 0x7f &&
+				   (!(flags & SMK_ESCAPE_ASCII) || (c < 0x80 && c != '\\'));
+		if (plain)
+			buf[o++] = (char)c;
+		else
+			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+	}
 	buf[o] = '\0';
 	return buf;
 }

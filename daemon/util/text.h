@@ -21,4 +21,17 @@
  * returns a static ""). */
 const char *smk_printable(char *buf, size_t cap, const void *bytes, size_t len);
 
+/* Where the exact bytes matter (a token's text, a JSON key): copy the
+ * first max_in bytes of bytes[0..len) into buf (cap bytes) with every byte
+ * that could not be shown as itself written as \xNN: control bytes and
+ * 0x7f always; with SMK_ESCAPE_ASCII (untrusted bytes that need not be
+ * UTF-8) also every byte from 0x80 and the backslash, so the escapes are
+ * unambiguous; without it bytes from 0x80 and backslashes are copied (the
+ * caller vouches for valid UTF-8 and wants it readable, e.g. a regex
+ * jansson decoded).  "..." ends a cut input; output stops early rather
+ * than overflow cap.  Returns buf. */
+enum { SMK_ESCAPE_ASCII = 1 };
+const char *smk_escape(char *buf, size_t cap, const void *bytes, size_t len, size_t max_in,
+		       int flags);
+
 #endif

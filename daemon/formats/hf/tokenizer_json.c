@@ -23,6 +23,8 @@
  */
 #include "formats/hf/tokenizer_json.h"
 
+#include "util/text.h"
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -111,24 +113,11 @@ static void set_file(struct tj *j, const char *name)
 	snprintf(j->file, sizeof(j->file), "%s/%s", j->dir, name);
 }
 
-/* Quote a token text for messages: printable ASCII as is, other bytes below
- * 0x20 as \xNN (UTF-8 passes through), cut after 60 bytes. */
+/* A JSON string (valid UTF-8: jansson checked it) in a message, readable:
+ * control bytes as \xNN, the rest as is, cut after 60 bytes (util/text.h). */
 static const char *quote(const char *s, char *buf, size_t cap)
 {
-	size_t o = 0, len = strlen(s);
-	for (size_t i = 0; i < len && o + 8 < cap; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (i == 60) {
-			o += (size_t)snprintf(buf + o, cap - o, "...");
-			break;
-		}
-		if (c >= 0x20 && c != 0x7f)
-			buf[o++] = (char)c;
-		else
-			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-	}
-	buf[o] = '\0';
-	return buf;
+	return smk_escape(buf, cap, s, strlen(s), 60, 0);
 }
 
 /* ------------------------------------------------------------------------- */

@@ -150,6 +150,31 @@ START_TEST(random_bytes)
 }
 END_TEST
 
+/* smk_escape: the exact bytes, unambiguous in ASCII mode, readable UTF-8
+ * otherwise; cut after max_in bytes with "...". */
+START_TEST(escape_modes)
+{
+	char buf[64];
+	/* ASCII mode: controls, DEL, the backslash and every byte from 0x80 */
+	ck_assert_str_eq(smk_escape(buf, sizeof(buf), "a\\b\n\x7f\xc3\xa9", 7, 40, SMK_ESCAPE_ASCII),
+			 "a\\x5cb\\x0a\\x7f\\xc3\\xa9");
+	/* NUL is data, not the end */
+	ck_assert_str_eq(smk_escape(buf, sizeof(buf), "x\0y", 3, 40, SMK_ESCAPE_ASCII), "x\\x00y");
+	/* readable mode: UTF-8 and backslashes as they are, controls escaped */
+	ck_assert_str_eq(smk_escape(buf, sizeof(buf), "\\s+\xc3\xa9\t", 6, 60, 0), "\\s+\xc3\xa9\\x09");
+	/* max_in: the first max_in bytes, then "..." */
+	ck_assert_str_eq(smk_escape(buf, sizeof(buf), "abcdefgh", 8, 5, 0), "abcde...");
+	ck_assert_str_eq(smk_escape(buf, sizeof(buf), "abcde", 5, 5, 0), "abcde");
+	/* a small buffer stops early, always terminated, never overflows */
+	char small[12];
+	memset(small, 'Z', sizeof(small));
+	const char *r = smk_escape(small, sizeof(small), "\x01\x02\x03\x04", 4, 40, SMK_ESCAPE_ASCII);
+	ck_assert_uint_lt(strlen(r), sizeof(small));
+	ck_assert_str_eq(r, "\\x01");
+	ck_assert_str_eq(smk_escape(small, 0, "a", 1, 40, 0), "");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("text");
@@ -162,6 +187,7 @@ int main(void)
 	tcase_add_test(tc, truncation);
 	tcase_add_test(tc, tiny_cap);
 	tcase_add_test(tc, random_bytes);
+	tcase_add_test(tc, escape_modes);
 	suite_add_tcase(s, tc);
 	return ck_run(s);
 }
