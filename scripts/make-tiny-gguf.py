@@ -1,10 +1,35 @@
 #!/usr/bin/env python3
 """Generate random-weight GGUF models that llama.cpp can load (test fixtures).
 
-Architectures:
-  llama  Llama 2/3 style: RMSNorm, NORM (interleaved-pair) RoPE, SwiGLU, GQA.
-  qwen2  as llama but NEOX RoPE (llama.cpp decides that from the arch) and
-         biases on attn_q/attn_k/attn_v.
+Architectures (--arch; the GGUF general.architecture in brackets):
+  llama     [llama] Llama 2/3 style: RMSNorm, NORM (interleaved-pair) RoPE,
+            SwiGLU, GQA.
+  qwen2     [qwen2] as llama but NEOX RoPE (llama.cpp decides that from the
+            arch) and biases on attn_q/attn_k/attn_v.
+  qwen3     [qwen3] NEOX RoPE, no biases, per-head RMSNorm attn_q_norm /
+            attn_k_norm {head_dim} applied before RoPE; head_dim (--head-dim,
+            written as attention.key_length = value_length =
+            rope.dimension_count) independent of n_embd / n_head.
+  qwen3moe  [qwen3moe] qwen3 attention + a mixture of experts instead of the
+            dense FFN: ffn_gate_inp {n_embd, n_expert} (router),
+            ffn_{gate,up}_exps {n_embd, n_ff_exp, n_expert}, ffn_down_exps
+            {n_ff_exp, n_embd, n_expert}; keys expert_count, expert_used_count,
+            expert_feed_forward_length (feed_forward_length = --n-ff is written
+            as real converters do, but llama.cpp sizes the experts from
+            expert_feed_forward_length). llama.cpp: softmax over all experts,
+            top-k, weights renormalised to sum 1, SiLU-gated experts.
+  mixtral   [llama] llama + experts: llama.expert_count / expert_used_count,
+            the same expert tensor names; the experts' width is
+            feed_forward_length (--n-ff; no expert_feed_forward_length key, as
+            in real Mixtral GGUFs), --n-ff-exp is not used.
+  gpt-oss   [gpt-oss] biases on attn_q/k/v/output, attn_sinks {n_head},
+            post_attention_norm (the pre-FFN norm, no ffn_norm), router
+            ffn_gate_inp + bias, experts with biases ffn_{gate,up}_exps.bias
+            {n_ff_exp, n_expert} and ffn_down_exps.bias {n_embd, n_expert};
+            untied output; keys expert_feed_forward_length,
+            attention.sliding_window (--sliding-window; llama.cpp makes even
+            layers sliding), rope.scaling.type yarn, .factor,
+            .original_context_length (--yarn-factor, --yarn-orig-ctx).
 
 The tokenizer metadata (every tokenizer.* key) is copied from an existing GGUF
 vocab file (llama.cpp ships models/ggml-vocab-*.gguf); n_vocab is taken from it.
@@ -25,6 +50,17 @@ Weight init (so logits and attention are not degenerate):
                   every argmax and greedy output degenerates]
   output          same as token_embd (when untied)
   norms           1 + N(0, 0.1^2);  qwen2 q/k/v biases N(0, 0.5^2)
+  router          N(0, (router_std/sqrt(n_embd))^2) (--router-std, 1.0): the
+                  router sees the RMS-normalised hidden state (elements of
+                  size ~1), so its logits have a std of about router_std and
+                  the chosen experts change from token to token (a larger
+                  value makes the softmax peakier, a tiny one makes every
+                  expert weight ~1/k). F32 by default (--router-type), as
+                  llama-quantize keeps ffn_gate_inp.weight.
+  expert weights  as linear weights (fan_in = ne0), --expert-type (default
+                  --type), ffn_down_exps --ffn-down-type when given
+  gpt-oss         all biases (attention, router, experts) N(0, 0.5^2);
+                  attn_sinks N(0, 1)
 """
 from __future__ import annotations
 
@@ -112,7 +148,12 @@ def quant_q6_k(x: np.ndarray) -> np.ndarray:
 
 
 TYPES = {"F32": QT.F32, "F16": QT.F16, "Q8_0": QT.Q8_0, "Q4_0": QT.Q4_0,
-         "Q4_K": QT.Q4_K, "Q6_K": QT.Q6_K}
+         "Q4_K": QT.Q4_K, "Q6_K": QT.Q6_K, "MXFP4": QT.MXFP4}
+
+# --arch -> GGUF general.architecture (the key prefix)
+GGUF_ARCH = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "qwen3moe": "qwen3moe",
+             "mixtral": "llama", "gpt-oss": "gpt-oss"}
+MOE_ARCHS = ("qwen3moe", "mixtral", "gpt-oss")
 
 
 def quantize_rows(rows: np.ndarray, qt: QT) -> np.ndarray:
@@ -191,13 +232,26 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), help="named shape preset (overrides defaults; "
                     "explicit options still win)")
-    ap.add_argument("--arch", choices=["llama", "qwen2"])
+    ap.add_argument("--arch", choices=list(GGUF_ARCH))
     ap.add_argument("--vocab", help="vocab GGUF path or llama.cpp vocab name (llama-bpe, qwen2, llama-spm, ...)")
     ap.add_argument("--n-embd", type=int)
     ap.add_argument("--n-layer", type=int)
     ap.add_argument("--n-head", type=int)
     ap.add_argument("--n-head-kv", type=int)
     ap.add_argument("--n-ff", type=int)
+    ap.add_argument("--head-dim", type=int, help="head size (key_length = value_length = rope dims; "
+                    "qwen3/qwen3moe/gpt-oss; default n_embd/n_head)")
+    ap.add_argument("--n-expert", type=int, help="experts per MoE layer (expert_count)")
+    ap.add_argument("--n-expert-used", type=int, help="experts chosen per token (expert_used_count)")
+    ap.add_argument("--n-ff-exp", type=int, help="expert FFN width (expert_feed_forward_length; "
+                    "qwen3moe, gpt-oss)")
+    ap.add_argument("--expert-type", choices=TYPES, help="type of the expert tensors (default: --type)")
+    ap.add_argument("--router-type", choices=TYPES, help="ffn_gate_inp type (default F32)")
+    ap.add_argument("--router-std", type=float, default=1.0, help="approx. std of the router logits")
+    ap.add_argument("--sliding-window", type=int, help="gpt-oss attention.sliding_window (default 128)")
+    ap.add_argument("--yarn-factor", type=float, help="gpt-oss rope.scaling.factor (default 32)")
+    ap.add_argument("--yarn-orig-ctx", type=int, help="gpt-oss rope.scaling.original_context_length "
+                    "(default 4096)")
     ap.add_argument("--ctx", type=int, help="context_length key")
     ap.add_argument("--rope-base", type=float)
     ap.add_argument("--eps", type=float, default=1e-5, help="rms norm epsilon")
@@ -225,24 +279,45 @@ def main(argv=None):
 
     cfg = dict(arch="llama", vocab="llama-bpe", n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=128,
                ctx=2048, rope_base=10000.0, type="F16", embd_type=None, output_type=None,
-               ffn_down_type=None, tied=True)
+               ffn_down_type=None, tied=True, head_dim=None, n_expert=None, n_expert_used=None,
+               n_ff_exp=None, expert_type=None, router_type="F32", sliding_window=128, yarn_factor=32.0,
+               yarn_orig_ctx=4096)
     if a.preset:
         cfg.update(PRESETS[a.preset])
     for k in list(cfg):
         v = getattr(a, k, None)
         if v is not None:
             cfg[k] = v
-    for k in ("embd_type", "output_type", "ffn_down_type"):
+    for k in ("embd_type", "output_type", "ffn_down_type", "expert_type"):
         if cfg[k] is None:
             cfg[k] = cfg["type"]
 
     arch = cfg["arch"]
     n_embd, n_layer, n_head, n_kv, n_ff = (cfg[k] for k in ("n_embd", "n_layer", "n_head", "n_head_kv", "n_ff"))
-    assert n_embd % n_head == 0 and n_head % n_kv == 0
-    hd = n_embd // n_head
+    assert n_head % n_kv == 0
+    if arch in ("llama", "qwen2", "mixtral"):
+        if cfg["head_dim"] not in (None, n_embd // n_head):
+            ap.error(f"--head-dim is only for qwen3, qwen3moe and gpt-oss (llama.cpp's {arch} needs "
+                     f"n_embd/n_head)")
+    if cfg["head_dim"] is None:
+        assert n_embd % n_head == 0
+    hd = cfg["head_dim"] or n_embd // n_head
+    moe = arch in MOE_ARCHS
+    if moe:
+        if not cfg["n_expert"] or not cfg["n_expert_used"] or cfg["n_expert_used"] > cfg["n_expert"]:
+            ap.error(f"--arch {arch} needs --n-expert and --n-expert-used (<= n_expert)")
+        n_expert, n_used = cfg["n_expert"], cfg["n_expert_used"]
+        # mixtral (llama arch) sizes its experts by feed_forward_length
+        if arch == "mixtral" and cfg["n_ff_exp"]:
+            ap.error("mixtral sizes its experts by --n-ff (feed_forward_length); --n-ff-exp is not used")
+        n_ff_exp = n_ff if arch == "mixtral" else (cfg["n_ff_exp"] or n_ff)
+    elif cfg["n_expert"] or cfg["n_expert_used"] or cfg["n_ff_exp"]:
+        ap.error(f"--arch {arch} has no experts")
+    if arch == "gpt-oss" and cfg["tied"]:
+        ap.error("gpt-oss needs an output.weight (llama.cpp requires it): use --untied")
     vocab_path = find_vocab(cfg["vocab"])
 
-    w = GGUFWriter(a.out, arch)
+    w = GGUFWriter(a.out, GGUF_ARCH[arch])
     # the name depends only on the vocab file's base name, so "--vocab llama-bpe" and
     # "--vocab /any/dir/ggml-vocab-llama-bpe.gguf" give byte-identical files
     vname = os.path.basename(vocab_path)
@@ -258,9 +333,25 @@ def main(argv=None):
     w.add_layer_norm_rms_eps(a.eps)
     w.add_rope_freq_base(cfg["rope_base"])
     w.add_rope_dimension_count(hd)
+    # keys of the newer architectures (after the old ones, so llama/qwen2 files keep their bytes)
+    if arch in ("qwen3", "qwen3moe", "gpt-oss"):
+        w.add_key_length(hd)
+        w.add_value_length(hd)
+    if moe:
+        w.add_expert_count(n_expert)
+        w.add_expert_used_count(n_used)
+        if arch != "mixtral":
+            w.add_expert_feed_forward_length(n_ff_exp)
+    if arch == "gpt-oss":
+        w.add_sliding_window(cfg["sliding_window"])
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(cfg["yarn_factor"])
+        w.add_rope_scaling_orig_ctx_len(cfg["yarn_orig_ctx"])
     # general.file_type (llama_ftype), informational: names the dominant weight type
-    ftype = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "Q6_K": 18,
+    ftype = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "Q6_K": 18, "MXFP4": 38,
              "Q4_K": 15 if cfg["ffn_down_type"] == "Q6_K" else 14}[cfg["type"]]
+    if moe and cfg["expert_type"] == "MXFP4":
+        ftype = 38  # LLAMA_FTYPE_MOSTLY_MXFP4_MOE
     w.add_file_type(ftype)
     n_vocab = copy_tokenizer(w, vocab_path)
     w.add_vocab_size(n_vocab)
@@ -269,7 +360,7 @@ def main(argv=None):
     plan = []
 
     def T(name, shape, qt, kind):
-        if len(shape) == 2 and qt not in (QT.F32, QT.F16) and shape[1] % gguf.GGML_QUANT_SIZES[qt][0]:
+        if len(shape) >= 2 and qt not in (QT.F32, QT.F16) and shape[-1] % gguf.GGML_QUANT_SIZES[qt][0]:
             print(f"make-tiny-gguf: {name}: ne0={shape[1]} not a multiple of the {qt.name} block, using F16",
                   file=sys.stderr)
             qt = QT.F16
@@ -283,15 +374,37 @@ def main(argv=None):
         T(p + "attn_q.weight", (n_head * hd, n_embd), ty, "lin")
         T(p + "attn_k.weight", (n_kv * hd, n_embd), ty, "lin")
         T(p + "attn_v.weight", (n_kv * hd, n_embd), ty, "lin")
-        if arch == "qwen2":
+        if arch in ("qwen2", "gpt-oss"):
             T(p + "attn_q.bias", (n_head * hd,), QT.F32, "bias")
             T(p + "attn_k.bias", (n_kv * hd,), QT.F32, "bias")
             T(p + "attn_v.bias", (n_kv * hd,), QT.F32, "bias")
+        if arch in ("qwen3", "qwen3moe"):
+            T(p + "attn_q_norm.weight", (hd,), QT.F32, "norm")
+            T(p + "attn_k_norm.weight", (hd,), QT.F32, "norm")
         T(p + "attn_output.weight", (n_embd, n_head * hd), ty, "lin")
-        T(p + "ffn_norm.weight", (n_embd,), QT.F32, "norm")
-        T(p + "ffn_gate.weight", (n_ff, n_embd), ty, "lin")
-        T(p + "ffn_up.weight", (n_ff, n_embd), ty, "lin")
-        T(p + "ffn_down.weight", (n_embd, n_ff), TYPES[cfg["ffn_down_type"]], "lin")
+        if arch == "gpt-oss":
+            T(p + "attn_output.bias", (n_embd,), QT.F32, "bias")
+            T(p + "attn_sinks.weight", (n_head,), QT.F32, "sink")
+            T(p + "post_attention_norm.weight", (n_embd,), QT.F32, "norm")
+        else:
+            T(p + "ffn_norm.weight", (n_embd,), QT.F32, "norm")
+        if not moe:
+            T(p + "ffn_gate.weight", (n_ff, n_embd), ty, "lin")
+            T(p + "ffn_up.weight", (n_ff, n_embd), ty, "lin")
+            T(p + "ffn_down.weight", (n_embd, n_ff), TYPES[cfg["ffn_down_type"]], "lin")
+            continue
+        ety = TYPES[cfg["expert_type"]]
+        dty = TYPES[a.ffn_down_type] if a.ffn_down_type else ety
+        T(p + "ffn_gate_inp.weight", (n_expert, n_embd), TYPES[cfg["router_type"]], "router")
+        if arch == "gpt-oss":
+            T(p + "ffn_gate_inp.bias", (n_expert,), QT.F32, "bias")
+        T(p + "ffn_gate_exps.weight", (n_expert, n_ff_exp, n_embd), ety, "lin")
+        T(p + "ffn_up_exps.weight", (n_expert, n_ff_exp, n_embd), ety, "lin")
+        T(p + "ffn_down_exps.weight", (n_expert, n_embd, n_ff_exp), dty, "lin")
+        if arch == "gpt-oss":
+            T(p + "ffn_gate_exps.bias", (n_expert, n_ff_exp), QT.F32, "bias")
+            T(p + "ffn_up_exps.bias", (n_expert, n_ff_exp), QT.F32, "bias")
+            T(p + "ffn_down_exps.bias", (n_expert, n_embd), QT.F32, "bias")
     T("output_norm.weight", (n_embd,), QT.F32, "norm")
     if not cfg["tied"]:
         T("output.weight", (n_vocab, n_embd), TYPES[cfg["output_type"]], "embd")
@@ -323,14 +436,21 @@ def main(argv=None):
             data = (1.0 + 0.1 * rng.standard_normal(shape[0], dtype=np.float32)).astype(np.float32)
             data.tofile(fout)
         elif kind == "bias":
-            data = (0.5 * rng.standard_normal(shape[0], dtype=np.float32)).astype(np.float32)
+            data = (0.5 * rng.standard_normal(int(np.prod(shape)), dtype=np.float32)).astype(np.float32)
+            data.tofile(fout)
+        elif kind == "sink":
+            data = rng.standard_normal(shape[0], dtype=np.float32).astype(np.float32)
             data.tofile(fout)
         else:
-            rows, ne0 = shape
+            # 3-D expert tensors (n_expert, rows, ne0) are generated as n_expert*rows rows
+            rows, ne0 = int(np.prod(shape[:-1])), shape[-1]
             if kind == "embd":
                 std = a.logit_std / np.sqrt(n_embd)
                 rowscale = (np.exp(a.row_sigma * rng.standard_normal(rows, dtype=np.float32)).astype(np.float32)
                             if a.row_sigma > 0 else None)
+            elif kind == "router":
+                std = a.router_std / np.sqrt(ne0)
+                rowscale = None
             else:
                 std = a.init / np.sqrt(ne0)
                 rowscale = None
