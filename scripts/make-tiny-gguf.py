@@ -57,8 +57,9 @@ Weight init (so logits and attention are not degenerate):
                   value makes the softmax peakier, a tiny one makes every
                   expert weight ~1/k). F32 by default (--router-type), as
                   llama-quantize keeps ffn_gate_inp.weight.
-  expert weights  as linear weights (fan_in = ne0), --expert-type (default
-                  --type), ffn_down_exps --ffn-down-type when given
+  expert weights  as linear weights (fan_in = ne0; --expert-init overrides
+                  --init), --expert-type (default --type), ffn_down_exps
+                  --ffn-down-type when given
   gpt-oss         all biases (attention, router, experts) N(0, 0.5^2);
                   attn_sinks N(0, 1)
 """
@@ -248,6 +249,7 @@ def main(argv=None):
     ap.add_argument("--expert-type", choices=TYPES, help="type of the expert tensors (default: --type)")
     ap.add_argument("--router-type", choices=TYPES, help="ffn_gate_inp type (default F32)")
     ap.add_argument("--router-std", type=float, default=1.0, help="approx. std of the router logits")
+    ap.add_argument("--expert-init", type=float, help="--init for the expert tensors (default: --init)")
     ap.add_argument("--sliding-window", type=int, help="gpt-oss attention.sliding_window (default 128)")
     ap.add_argument("--yarn-factor", type=float, help="gpt-oss rope.scaling.factor (default 32)")
     ap.add_argument("--yarn-orig-ctx", type=int, help="gpt-oss rope.scaling.original_context_length "
@@ -398,9 +400,9 @@ def main(argv=None):
         T(p + "ffn_gate_inp.weight", (n_expert, n_embd), TYPES[cfg["router_type"]], "router")
         if arch == "gpt-oss":
             T(p + "ffn_gate_inp.bias", (n_expert,), QT.F32, "bias")
-        T(p + "ffn_gate_exps.weight", (n_expert, n_ff_exp, n_embd), ety, "lin")
-        T(p + "ffn_up_exps.weight", (n_expert, n_ff_exp, n_embd), ety, "lin")
-        T(p + "ffn_down_exps.weight", (n_expert, n_embd, n_ff_exp), dty, "lin")
+        T(p + "ffn_gate_exps.weight", (n_expert, n_ff_exp, n_embd), ety, "exp")
+        T(p + "ffn_up_exps.weight", (n_expert, n_ff_exp, n_embd), ety, "exp")
+        T(p + "ffn_down_exps.weight", (n_expert, n_embd, n_ff_exp), dty, "exp")
         if arch == "gpt-oss":
             T(p + "ffn_gate_exps.bias", (n_expert, n_ff_exp), QT.F32, "bias")
             T(p + "ffn_up_exps.bias", (n_expert, n_ff_exp), QT.F32, "bias")
@@ -450,6 +452,9 @@ def main(argv=None):
                             if a.row_sigma > 0 else None)
             elif kind == "router":
                 std = a.router_std / np.sqrt(ne0)
+                rowscale = None
+            elif kind == "exp" and a.expert_init is not None:
+                std = a.expert_init / np.sqrt(ne0)
                 rowscale = None
             else:
                 std = a.init / np.sqrt(ne0)
