@@ -23,6 +23,13 @@ static const struct family_desc families[FAMILY_COUNT] = {
 	[FAMILY_GEMMA3] = { .family = FAMILY_GEMMA3, .rope = ROPE_NEOX, .act = ACT_GELU,
 	  .qk_norm = true, .post_norms = true, .embed_scale = true,
 	  .swa_pattern = 6, .swa_rope_base = 10000.0f },
+	/* Qwen 3: per-head q/k RMSNorm before NEOX RoPE, no biases; the head
+	 * size (attention.key_length) need not be n_embd / n_head.  Qwen3-MoE
+	 * runs the same attention and a routed mixture of SiLU experts. */
+	[FAMILY_QWEN3] = { .family = FAMILY_QWEN3, .rope = ROPE_NEOX, .act = ACT_SILU,
+	  .qk_norm = true },
+	[FAMILY_QWEN3MOE] = { .family = FAMILY_QWEN3MOE, .rope = ROPE_NEOX, .act = ACT_SILU,
+	  .qk_norm = true, .moe = true },
 };
 
 struct role {
@@ -48,7 +55,11 @@ static const struct role layer_roles[LT_COUNT] = {
 	[LT_UP] = { "ffn_up.weight", false },
 	[LT_DOWN] = { "ffn_down.weight", false },
 	[LT_POST_FFN_NORM] = { "post_ffw_norm.weight", true },
+	[LT_GATE_INP] = { "ffn_gate_inp.weight", false },
 };
+
+/* The most experts a layer may have (llama.cpp's LLAMA_MAX_EXPERTS is 512). */
+#define MAX_EXPERTS 1024
 
 /* Read "<arch>.<key>" as a positive int; -ENOENT left to the caller when
  * optional. */
@@ -158,6 +169,105 @@ static int bind(struct model *m, struct wtensor *t, const char *name, int64_t ne
 	return need_f32 ? 0 : normalise(m, t, err);
 }
 
+/* "<arch>.<key>" as an unsigned value of any integer type; -ENOENT when
+ * absent (no message), -EINVAL with one when it is not an integer. */
+static int get_any_uint(const struct model *m, const char *key, uint64_t *out,
+			struct smk_err *err)
+{
+	char full[160];
+	snprintf(full, sizeof(full), "%s.%s", family_name(m->fam->family), key);
+	uint32_t v;
+	int rc = gguf_get_u32(m->gguf, full, &v, NULL);
+	if (rc == 0) {
+		*out = v;
+		return 0;
+	}
+	if (rc == -ENOENT)
+		return rc;
+	return smk_fail(err, -EINVAL, "%s: metadata key '%s' is not an unsigned integer",
+			gguf_path(m->gguf), full);
+}
+
+/* Mixture of experts: qwen3moe always, llama when expert_count is set
+ * (Mixtral).  Routing is softmax over every expert, the top
+ * expert_used_count, their weights renormalised: what llama.cpp's graphs
+ * for these families hard-code.  Keys asking for anything else (shared
+ * experts, expert groups, another gating function) are refused, not
+ * ignored: the model would run, wrongly. */
+static int load_moe_hparams(struct model *m, struct smk_err *err)
+{
+	struct hparams *hp = &m->hp;
+	const char *path = gguf_path(m->gguf);
+	const char *arch = family_name(m->fam->family);
+	bool may = m->fam->moe || m->fam->family == FAMILY_LLAMA;
+	int rc;
+	hp->n_expert = hp->n_expert_used = hp->n_ff_exp = 0;
+	if (!may)
+		return 0;
+	uint64_t v = 0;
+	rc = get_any_uint(m, "expert_count", &v, err);
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (rc == -ENOENT || v == 0) {
+		if (m->fam->moe)
+			return smk_fail(err, -EINVAL, "%s: metadata key '%s.expert_count' is missing (a %s model is a mixture of experts)",
+					path, arch, arch);
+		return 0;
+	}
+	if (v > MAX_EXPERTS)
+		return smk_fail(err, -EINVAL, "%s: metadata key '%s.expert_count' = %llu is out of range (1..%d)",
+				path, arch, (unsigned long long)v, MAX_EXPERTS);
+	hp->n_expert = (int)v;
+	rc = get_any_uint(m, "expert_used_count", &v, err);
+	if (rc == -ENOENT)
+		return smk_fail(err, -EINVAL, "%s: metadata key '%s.expert_used_count' is missing (experts per token)",
+				path, arch);
+	if (rc)
+		return rc;
+	if (v < 1 || v > (uint64_t)hp->n_expert)
+		return smk_fail(err, -EINVAL, "%s: metadata key '%s.expert_used_count' = %llu must be between 1 and expert_count (%d)",
+				path, arch, (unsigned long long)v, hp->n_expert);
+	hp->n_expert_used = (int)v;
+	static const struct { const char *key, *what; } refused[] = {
+		{ "expert_shared_count", "shared experts are not supported" },
+		{ "expert_shared_feed_forward_length", "shared experts are not supported" },
+		{ "expert_group_count", "expert groups (group-limited routing) are not supported" },
+		{ "expert_group_used_count", "expert groups (group-limited routing) are not supported" },
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		v = 0;
+		rc = get_any_uint(m, refused[i].key, &v, err);
+		if (rc && rc != -ENOENT)
+			return rc;
+		/* A group count of 1 is no grouping. */
+		bool harmless = v == 0 || (v == 1 && !strcmp(refused[i].key, "expert_group_count"));
+		if (rc == 0 && !harmless)
+			return smk_fail(err, -EINVAL, "%s: metadata key '%s.%s' = %llu: %s",
+					path, arch, refused[i].key, (unsigned long long)v, refused[i].what);
+	}
+	/* llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE: 1 is softmax. */
+	rc = get_any_uint(m, "expert_gating_func", &v, err);
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (rc == 0 && v != 1)
+		return smk_fail(err, -EINVAL, "%s: metadata key '%s.expert_gating_func' = %llu: only softmax gating (1) is supported",
+				path, arch, (unsigned long long)v);
+	/* Expert FFN width: Mixtral's experts are feed_forward_length wide;
+	 * Qwen3-MoE says expert_feed_forward_length (llama.cpp falls back to
+	 * n_ff / n_expert_used). */
+	hp->n_ff_exp = hp->n_ff;
+	if (m->fam->moe) {
+		hp->n_ff_exp = hp->n_ff / hp->n_expert_used;
+		if ((rc = get_int(m, "expert_feed_forward_length", &hp->n_ff_exp, false, err)) &&
+		    rc != -ENOENT)
+			return rc;
+		if (hp->n_ff_exp <= 0)
+			return smk_fail(err, -EINVAL, "%s: metadata key '%s.expert_feed_forward_length' is missing",
+					path, arch);
+	}
+	return 0;
+}
+
 static int load_hparams(struct model *m, struct smk_err *err)
 {
 	struct hparams *hp = &m->hp;
@@ -221,7 +331,7 @@ static int load_hparams(struct model *m, struct smk_err *err)
 	if (m->fam->swa_pattern &&
 	    (rc = get_int(m, "attention.sliding_window", &hp->sliding_window, true, err)))
 		return rc;
-	return 0;
+	return load_moe_hparams(m, err);
 }
 
 /* Table bytes per vocabulary shard: at least 16 MiB (fewer, larger reads
@@ -252,6 +362,7 @@ static void fill_shards(struct wblock *blocks, int first, int n, int64_t rows,
 		int64_t nr = t->ne1 - r0 < rows ? t->ne1 - r0 : rows;
 		b->kind = kind;
 		b->layer = k;
+		b->expert = -1;
 		b->row0 = r0;
 		b->n_rows = nr;
 		b->t[role] = *t;
@@ -262,6 +373,120 @@ static void fill_shards(struct wblock *blocks, int first, int n, int64_t rows,
 		b->has[role] = true;
 		b->nbytes += b->t[role].nbytes;
 	}
+}
+
+/* An expert slab: the 3-D tensor `name` of shape {ne0, ne1, n_expert}
+ * (ggml order: ne2, the expert, outermost), so expert e's matrix is the
+ * contiguous byte range [e * nb2, (e + 1) * nb2) of it.  *nb2 = bytes per
+ * expert.  dims names ne0 and ne1 for the message. */
+static int find_slab(struct model *m, const char *name, int64_t ne0, int64_t ne1, const char *dims,
+		     const struct gguf_tensor **out, uint64_t *nb2, struct smk_err *err)
+{
+	const struct hparams *hp = &m->hp;
+	const char *path = gguf_path(m->gguf);
+	const struct gguf_tensor *gt = gguf_find_tensor(m->gguf, name);
+	if (!gt)
+		return smk_fail(err, -EINVAL, "%s: tensor '%s' is missing (an expert slab of the mixture of experts)",
+				path, name);
+	if (gt->ne[0] != (uint64_t)ne0 || gt->ne[1] != (uint64_t)ne1 ||
+	    gt->ne[2] != (uint64_t)hp->n_expert || gt->ne[3] != 1)
+		return smk_fail(err, -EINVAL,
+				"%s: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%lld, %lld, %d] (%s, expert_count)",
+				path, name, (unsigned long long)gt->ne[0], (unsigned long long)gt->ne[1],
+				(unsigned long long)gt->ne[2], (unsigned long long)gt->ne[3],
+				(long long)ne0, (long long)ne1, hp->n_expert, dims);
+	if (!qtype_can_compute(gt->type))
+		return smk_fail(err, -EINVAL, "%s: tensor '%s' has type %s, which smoke cannot compute",
+				path, name, qtype_name(gt->type));
+	uint64_t row_bytes, per;
+	if (qtype_row_bytes(gt->type, ne0, &row_bytes, err) || ck_mul(row_bytes, (uint64_t)ne1, &per) ||
+	    per * (uint64_t)hp->n_expert != gt->nbytes)
+		return smk_fail(err, -EINVAL, "%s: tensor '%s': %llu bytes do not split into %d experts of %lld rows",
+				path, name, (unsigned long long)gt->nbytes, hp->n_expert, (long long)ne1);
+	*out = gt;
+	*nb2 = per;
+	return 0;
+}
+
+/* *t = expert e's matrix of slab gt (a view; converted at load like any
+ * matrix when memory.default_dtype asks). */
+static int bind_expert(struct model *m, struct wtensor *t, const struct gguf_tensor *gt, uint64_t nb2,
+		       int e, struct smk_err *err)
+{
+	t->name = gt->name;
+	t->type = gt->type;
+	t->ne0 = (int64_t)gt->ne[0];
+	t->ne1 = (int64_t)gt->ne[1];
+	t->nbytes = nb2;
+	t->row_bytes = nb2 / gt->ne[1];
+	t->file_offset = gt->file_offset + (uint64_t)e * nb2;
+	t->data = (const uint8_t *)gt->data + (uint64_t)e * nb2;
+	t->source = gt->source;
+	return normalise(m, t, err);
+}
+
+/* Tensors of a MoE layer that ask for what smoke does not run. */
+static int refuse_moe_extras(struct model *m, int il, struct smk_err *err)
+{
+	static const struct { const char *suffix, *why; } extras[] = {
+		{ "ffn_gate_up_exps.weight", "fused gate/up expert slabs are not supported (convert with separate ffn_gate_exps and ffn_up_exps)" },
+		{ "ffn_gate_shexp.weight", "shared experts are not supported" },
+		{ "ffn_up_shexp.weight", "shared experts are not supported" },
+		{ "ffn_down_shexp.weight", "shared experts are not supported" },
+		{ "ffn_gate_inp_shexp.weight", "shared experts are not supported" },
+		{ "exp_probs_b.bias", "an expert selection bias is not supported" },
+		{ "ffn_gate_inp.bias", "a router bias is not supported for this family" },
+		{ "ffn_gate_exps.bias", "expert biases are not supported for this family" },
+		{ "ffn_up_exps.bias", "expert biases are not supported for this family" },
+		{ "ffn_down_exps.bias", "expert biases are not supported for this family" },
+	};
+	for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++) {
+		char name[96];
+		snprintf(name, sizeof(name), "blk.%d.%s", il, extras[i].suffix);
+		if (gguf_find_tensor(m->gguf, name))
+			return smk_fail(err, -EINVAL, "%s: tensor '%s': %s", gguf_path(m->gguf), name,
+					extras[i].why);
+	}
+	return 0;
+}
+
+/* The experts of MoE layer il as blocks out[0..n_expert). */
+static int load_experts(struct model *m, int il, struct wblock *out, struct smk_err *err)
+{
+	const struct hparams *hp = &m->hp;
+	static const struct { int role; const char *suffix; bool down; } slabs[] = {
+		{ LT_GATE, "ffn_gate_exps.weight", false },
+		{ LT_UP, "ffn_up_exps.weight", false },
+		{ LT_DOWN, "ffn_down_exps.weight", true },
+	};
+	int rc = refuse_moe_extras(m, il, err);
+	if (rc)
+		return rc;
+	for (size_t k = 0; k < 3; k++) {
+		char name[96];
+		snprintf(name, sizeof(name), "blk.%d.%s", il, slabs[k].suffix);
+		const struct gguf_tensor *gt;
+		uint64_t nb2;
+		if (slabs[k].down)
+			rc = find_slab(m, name, hp->n_ff_exp, hp->n_embd, "expert_feed_forward_length, n_embd",
+				       &gt, &nb2, err);
+		else
+			rc = find_slab(m, name, hp->n_embd, hp->n_ff_exp, "n_embd, expert_feed_forward_length",
+				       &gt, &nb2, err);
+		if (rc)
+			return rc;
+		for (int e = 0; e < hp->n_expert; e++) {
+			struct wblock *b = &out[e];
+			b->kind = BLOCK_EXPERT;
+			b->layer = il;
+			b->expert = e;
+			if ((rc = bind_expert(m, &b->t[slabs[k].role], gt, nb2, e, err)))
+				return rc;
+			b->has[slabs[k].role] = true;
+			b->nbytes += b->t[slabs[k].role].nbytes;
+		}
+	}
+	return 0;
 }
 
 static int load_blocks(struct model *m, struct smk_err *err)
@@ -291,14 +516,19 @@ static int load_blocks(struct model *m, struct smk_err *err)
 	else if ((rc = bind(m, &head_t, "output.weight", hp->n_embd, hp->n_vocab, false, err)))
 		return rc;
 
-	struct wblock *layers = calloc((size_t)hp->n_layer, sizeof(*layers));
+	/* Per layer: its dense block, then (MoE) one block per expert. */
+	const bool moe = hp->n_expert > 0;
+	const int per_layer = 1 + (moe ? hp->n_expert : 0);
+	const int n_layer_blocks = hp->n_layer * per_layer;
+	struct wblock *layers = calloc((size_t)n_layer_blocks, sizeof(*layers));
 	if (!layers)
-		return smk_fail(err, -ENOMEM, "out of memory for %d layers", hp->n_layer);
+		return smk_fail(err, -ENOMEM, "out of memory for %d layer blocks", n_layer_blocks);
 	uint64_t max_layer = 0;
 	for (int il = 0; il < hp->n_layer; il++) {
-		struct wblock *b = &layers[il];
+		struct wblock *b = &layers[il * per_layer];
 		b->kind = BLOCK_LAYER;
 		b->layer = il;
+		b->expert = -1;
 		const struct family_desc *f = m->fam;
 		struct { int role; int64_t ne0, ne1; bool need; } want[] = {
 			{ LT_ATTN_NORM, hp->n_embd, 1, true },
@@ -314,10 +544,11 @@ static int load_blocks(struct model *m, struct smk_err *err)
 			{ LT_K_NORM, hp->head_dim, 1, f->qk_norm },
 			{ LT_POST_ATTN_NORM, hp->n_embd, 1, f->post_norms },
 			{ LT_FFN_NORM, hp->n_embd, 1, true },
-			{ LT_GATE, hp->n_embd, hp->n_ff, true },
-			{ LT_UP, hp->n_embd, hp->n_ff, true },
-			{ LT_DOWN, hp->n_ff, hp->n_embd, true },
+			{ LT_GATE, hp->n_embd, hp->n_ff, !moe },
+			{ LT_UP, hp->n_embd, hp->n_ff, !moe },
+			{ LT_DOWN, hp->n_ff, hp->n_embd, !moe },
 			{ LT_POST_FFN_NORM, hp->n_embd, 1, f->post_norms },
+			{ LT_GATE_INP, hp->n_embd, hp->n_expert, moe },
 		};
 		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 			const struct role *r = &layer_roles[want[i].role];
@@ -340,6 +571,14 @@ static int load_blocks(struct model *m, struct smk_err *err)
 		}
 		if (b->nbytes > max_layer)
 			max_layer = b->nbytes;
+		if (moe) {
+			if ((rc = load_experts(m, il, b + 1, err))) {
+				free(layers);
+				return rc;
+			}
+			if (b[1].nbytes > max_layer)
+				max_layer = b[1].nbytes;
+		}
 	}
 
 	uint64_t want = m->shard_target ? m->shard_target : SHARD_MIN_BYTES;
@@ -347,15 +586,18 @@ static int load_blocks(struct model *m, struct smk_err *err)
 	int64_t emb_rows, head_rows;
 	shard_table(&emb_t, shard_bytes, &m->n_emb_blocks, &emb_rows);
 	shard_table(&head_t, shard_bytes, &m->n_head_blocks, &head_rows);
-	m->n_blocks = m->n_emb_blocks + hp->n_layer + m->n_head_blocks;
+	m->n_blocks = m->n_emb_blocks + n_layer_blocks + m->n_head_blocks;
 	m->blocks = calloc((size_t)m->n_blocks, sizeof(*m->blocks));
-	if (!m->blocks) {
+	m->layer_block = calloc((size_t)hp->n_layer + 1, sizeof(*m->layer_block));
+	if (!m->blocks || !m->layer_block) {
 		free(layers);
 		return smk_fail(err, -ENOMEM, "out of memory for %d blocks", m->n_blocks);
 	}
 	fill_shards(m->blocks, 0, m->n_emb_blocks, emb_rows, &emb_t, BLOCK_EMBED, EMB_TOKEN);
-	memcpy(&m->blocks[m->n_emb_blocks], layers, sizeof(*layers) * (size_t)hp->n_layer);
+	memcpy(&m->blocks[m->n_emb_blocks], layers, sizeof(*layers) * (size_t)n_layer_blocks);
 	free(layers);
+	for (int il = 0; il <= hp->n_layer; il++)
+		m->layer_block[il] = m->n_emb_blocks + il * per_layer;
 	/* A tied head's shards are the embedding's (same rows: same bytes, so
 	 * the weight store keeps one copy of each). */
 	fill_shards(m->blocks, model_head_block(m, 0), m->n_head_blocks, head_rows, &head_t,
@@ -453,6 +695,7 @@ void model_free(struct model *m)
 		free(m->owned[i]);
 	free(m->owned);
 	free(m->blocks);
+	free(m->layer_block);
 	free(m);
 }
 
@@ -464,6 +707,9 @@ bool model_layer_is_swa(const struct model *m, int il)
 
 void model_layer_rope(const struct model *m, int il, struct rope_params *rp)
 {
+	/* Every field, including those no family of ours sets (YaRN's
+	 * ext_factor/attn_factor: 0 = off), so the op never reads garbage. */
+	memset(rp, 0, sizeof(*rp));
 	rp->kind = m->rope;
 	rp->n_rot = m->hp.n_rot;
 	rp->freq_factors = m->rope_freqs.data;

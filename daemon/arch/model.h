@@ -1,12 +1,19 @@
 /* model.h - a model as the forward pass sees it: hyper-parameters, the
  * family's plan, and the weight blocks of one execution.
  *
- * The execution plan of a dense decoder is the same for every family:
+ * The execution plan is the same for every family:
  *   blocks 0..E-1        embedding table, in E vocabulary-row shards
- *   blocks E..E+L-1      transformer layer 0..L-1
- *   blocks E+L..E+L+H-1  output head in H vocabulary-row shards; the first
+ *   then per layer il    its dense block (attention, norms, dense FFN or
+ *                        the router), at model_layer_block(m, il); in a
+ *                        mixture-of-experts layer followed by one block per
+ *                        expert (model_expert_block(m, il, e), e <
+ *                        n_expert): the views of expert e's byte ranges in
+ *                        the three 3-D expert slabs
+ *   last H blocks        output head in H vocabulary-row shards; the first
  *                        also holds the output norm.  A tied head's shards
  *                        are the embedding's shards (same rows, same bytes).
+ * Expert blocks are conditional: a pass acquires only the experts its rows
+ * are routed to, after the layer's dense block has told it which.
  * A shard holds at most max(largest layer block, 16 MiB) of table bytes, so
  * no block dwarfs the others and a weight budget a fraction of the model's
  * can still hold the largest block (E = H = 1 for small tables).
@@ -40,6 +47,8 @@ struct family_desc {
 	bool post_norms;           /* RMSNorm after attention and FFN (gemma3) */
 	bool embed_scale;          /* x = embd * sqrt(n_embd) (gemma) */
 	bool qkv_bias;             /* q, k, v biases required (qwen2) */
+	bool moe;                  /* every layer is a mixture of experts (qwen3moe);
+				    * llama is one when <arch>.expert_count is set */
 	int swa_pattern;           /* layer il is sliding iff il % p < p-1; 0 = none */
 	float swa_rope_base;       /* RoPE base of the sliding layers */
 };
@@ -50,6 +59,7 @@ enum layer_tensor {
 	LT_BQ, LT_BK, LT_BV, LT_BO,
 	LT_Q_NORM, LT_K_NORM, LT_POST_ATTN_NORM,
 	LT_FFN_NORM, LT_GATE, LT_UP, LT_DOWN, LT_POST_FFN_NORM,
+	LT_GATE_INP,               /* MoE router {n_embd, n_expert} (dense block) */
 	LT_COUNT
 };
 
@@ -57,12 +67,16 @@ enum layer_tensor {
 enum { EMB_TOKEN = 0 };
 enum { HEAD_NORM = 0, HEAD_OUTPUT = 1 };
 
-enum block_kind { BLOCK_EMBED, BLOCK_LAYER, BLOCK_HEAD };
+/* BLOCK_EXPERT: one expert of a MoE layer, its tensors LT_GATE, LT_UP and
+ * LT_DOWN (views of expert `expert`'s slice of each 3-D slab: a plain 2-D
+ * matrix at slab offset + expert * slab nb2). */
+enum block_kind { BLOCK_EMBED, BLOCK_LAYER, BLOCK_HEAD, BLOCK_EXPERT };
 
 /* A weight block: the unit of residency of the weight hierarchy. */
 struct wblock {
 	enum block_kind kind;
-	int layer;                        /* for BLOCK_LAYER; the shard index otherwise */
+	int layer;                        /* BLOCK_LAYER/EXPERT; the shard index otherwise */
+	int expert;                       /* BLOCK_EXPERT: its index in the layer; else -1 */
 	int64_t row0, n_rows;             /* EMBED/HEAD: the vocabulary rows it holds */
 	struct wtensor t[LT_COUNT];       /* indexed by enum layer_tensor / EMB_ / HEAD_ */
 	bool has[LT_COUNT];
@@ -76,6 +90,10 @@ struct hparams {
 	float eps;
 	float rope_base, rope_freq_scale;
 	int sliding_window;
+	/* Mixture of experts (0 for dense models): n_expert experts per layer,
+	 * n_expert_used chosen per token (softmax over all, top-k, the k
+	 * weights renormalised), each an FFN of n_ff_exp. */
+	int n_expert, n_expert_used, n_ff_exp;
 };
 
 struct model {
@@ -87,10 +105,12 @@ struct model {
 	int n_owned, cap_owned;
 	struct hparams hp;
 	char name[128];
-	int n_blocks;                     /* n_emb_blocks + n_layer + n_head_blocks */
+	int n_blocks;                     /* embedding shards, layers (+ experts), head */
 	int n_emb_blocks;                 /* embedding shards (blocks 0..n_emb_blocks-1) */
 	int n_head_blocks;                /* head shards (the last n_head_blocks blocks) */
 	struct wblock *blocks;            /* owned */
+	int *layer_block;                 /* n_layer + 1 entries: block of layer il's dense
+					   * part; [n_layer] = the first head block (owned) */
 	struct wtensor rope_freqs;        /* llama3 frequency factors, or data NULL */
 	uint64_t shard_target;            /* model_load_opts.shard_bytes */
 	uint64_t weight_bytes;            /* all blocks */
@@ -118,7 +138,13 @@ void model_free(struct model *m);
 /* Plan positions: layer il's block, head shard k's block. */
 static inline int model_layer_block(const struct model *m, int il)
 {
-	return m->n_emb_blocks + il;
+	return m->layer_block[il];
+}
+
+/* Expert e of MoE layer il (only when m->hp.n_expert > 0). */
+static inline int model_expert_block(const struct model *m, int il, int e)
+{
+	return m->layer_block[il] + 1 + e;
 }
 
 static inline int model_head_block(const struct model *m, int k)

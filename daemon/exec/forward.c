@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "compute/moe_route.h"
 #include "quant/qtype.h"
 
 /* Every activation buffer lives in the backend's memory (device memory
@@ -20,6 +21,12 @@ struct forward {
 	int max_tokens, max_logits;
 	float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
 	float *shard_out;         /* L x shard rows, when the head has several shards */
+	/* Mixture of experts (zero-sized for dense models): the router's
+	 * logits (T x n_expert), an expert's gathered input rows and output
+	 * rows (T x n_embd each; its gate/up go through g and u), and each
+	 * row's k weighted expert outputs, slot-major (k x T x n_embd) so
+	 * they are summed in slot order as llama.cpp sums them. */
+	float *rlog, *xg, *eo, *ys;
 	float *arena;             /* backend memory holding all of the above */
 	float *logits_host;       /* max_logits x n_vocab (NULL: host_memory) */
 	forward_debug_fn dbg;     /* tests/tools only; NULL in the daemon */
@@ -31,6 +38,16 @@ struct forward {
 	 * every tier), dequantised here and uploaded in one copy. */
 	uint8_t *emb_row;         /* one stored row of the table */
 	float *emb_host;          /* max_tokens x n_embd */
+	/* MoE routing on the host (NULL for dense models), all sized at
+	 * forward_new for max_tokens rows: */
+	float *rlog_host;         /* the logits downloaded (device backends) */
+	float *probs;             /* one row's softmax */
+	int32_t *sel;             /* T x k chosen experts, slot order */
+	float *wsel;              /* T x k their weights */
+	int *cnt, *start;         /* per expert: routed (row, slot) pairs, CSR offsets */
+	int *pairs;               /* row * k + slot, grouped by expert */
+	int *order;               /* the batch's experts, in run order */
+	int *hint;                /* their blocks (wstore_hint reorders) */
 };
 
 int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx)
@@ -42,6 +59,10 @@ int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx)
 			w = (size_t)hp->n_ff;
 		if ((size_t)hp->n_head * hp->head_dim > w)
 			w = (size_t)hp->n_head * hp->head_dim;
+		if ((size_t)hp->n_ff_exp > w)
+			w = (size_t)hp->n_ff_exp;
+		if ((size_t)hp->n_expert > w)
+			w = (size_t)hp->n_expert;
 		f->dbg_cap = w * (size_t)f->max_tokens;
 		if ((size_t)f->max_logits * hp->n_vocab > f->dbg_cap)
 			f->dbg_cap = (size_t)f->max_logits * hp->n_vocab;
@@ -75,11 +96,12 @@ static void dbg_call(struct forward *f, const char *name, int il, const float *d
 			dbg_call(f, name, il, data, rows, len);               \
 	} while (0)
 
-#define N_BUFS 11
+#define N_BUFS 15
 
 /* Floats of each activation buffer (x, h, q, k, v, att, o, g, u, logits,
- * shard_out) for chunks of T tokens and L logit rows; returns the arena's
- * total, every buffer rounded up to keep the next 64-byte aligned. */
+ * shard_out, rlog, xg, eo, ys) for chunks of T tokens and L logit rows;
+ * returns the arena's total, every buffer rounded up to keep the next
+ * 64-byte aligned.  A dense model's MoE buffers are empty. */
 static size_t scratch_floats(const struct model *m, int max_tokens, int max_logits,
 			     size_t sizes[N_BUFS])
 {
@@ -95,10 +117,14 @@ static size_t scratch_floats(const struct model *m, int max_tokens, int max_logi
 	const size_t T = (size_t)max_tokens;
 	const size_t q_dim = (size_t)hp->n_head * hp->head_dim;
 	const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+	const size_t ff = (size_t)(hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp);
+	const size_t moe_rows = hp->n_expert > 0 ? T : 0;
 	const size_t s[N_BUFS] = {
 		T * hp->n_embd, T * hp->n_embd, T * q_dim, T * kv_dim, T * kv_dim, T * q_dim,
-		T * hp->n_embd, T * hp->n_ff, T * hp->n_ff, (size_t)max_logits * hp->n_vocab,
+		T * hp->n_embd, T * ff, T * ff, (size_t)max_logits * hp->n_vocab,
 		(size_t)max_logits * shard_rows,
+		moe_rows * hp->n_expert, moe_rows * hp->n_embd, moe_rows * hp->n_embd,
+		moe_rows * hp->n_expert_used * hp->n_embd,
 	};
 	size_t total = 0;
 	for (int i = 0; i < N_BUFS; i++) {
@@ -132,7 +158,7 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 	f->max_logits = max_logits;
 
 	float **bufs[] = { &f->x, &f->h, &f->q, &f->k, &f->v, &f->att, &f->o, &f->g, &f->u,
-			   &f->logits, &f->shard_out };
+			   &f->logits, &f->shard_out, &f->rlog, &f->xg, &f->eo, &f->ys };
 	size_t sizes[N_BUFS], total = scratch_floats(m, max_tokens, max_logits, sizes);
 	struct smk_err e;
 	if (backend_alloc(be, (void **)&f->arena, total * sizeof(float), &e)) {
@@ -148,6 +174,25 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		if (!f->logits_host || !f->emb_row || !f->emb_host) {
 			forward_free(f);
 			return smk_fail(err, -ENOMEM, "forward: cannot allocate the host logits");
+		}
+	}
+	if (hp->n_expert > 0) {
+		const size_t T = (size_t)max_tokens, ne = (size_t)hp->n_expert,
+			     tk = T * (size_t)hp->n_expert_used;
+		f->probs = malloc(sizeof(float) * ne);
+		f->sel = malloc(sizeof(int32_t) * tk);
+		f->wsel = malloc(sizeof(float) * tk);
+		f->cnt = malloc(sizeof(int) * ne);
+		f->start = malloc(sizeof(int) * (ne + 1));
+		f->pairs = malloc(sizeof(int) * tk);
+		f->order = malloc(sizeof(int) * ne);
+		f->hint = malloc(sizeof(int) * ne);
+		if (!be->ops->host_memory)
+			f->rlog_host = malloc(sizeof(float) * T * ne);
+		if (!f->probs || !f->sel || !f->wsel || !f->cnt || !f->start || !f->pairs ||
+		    !f->order || !f->hint || (!be->ops->host_memory && !f->rlog_host)) {
+			forward_free(f);
+			return smk_fail(err, -ENOMEM, "forward: cannot allocate the expert routing buffers");
 		}
 	}
 	float *p = f->arena;
@@ -169,6 +214,15 @@ void forward_free(struct forward *f)
 	free(f->dbg_host);
 	free(f->emb_row);
 	free(f->emb_host);
+	free(f->rlog_host);
+	free(f->probs);
+	free(f->sel);
+	free(f->wsel);
+	free(f->cnt);
+	free(f->start);
+	free(f->pairs);
+	free(f->order);
+	free(f->hint);
 	free(f);
 }
 
@@ -262,6 +316,14 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 
 	op->rmsnorm(be, f->x, &b->t[LT_FFN_NORM], f->h, hp->n_embd, T, hp->eps);
 	DBG(f, "ffn_norm", il, f->h, T, hp->n_embd);
+	if (hp->n_expert > 0) {
+		/* The experts run after this block is released (run_moe); the
+		 * router's logits are all they need from it. */
+		if ((rc = op->matmul(be, &b->t[LT_GATE_INP], f->h, T, f->rlog)))
+			return smk_fail(err, rc, "layer %d: expert router failed", il);
+		DBG(f, "ffn_moe_logits", il, f->rlog, T, hp->n_expert);
+		return 0;
+	}
 	if ((rc = op->matmul(be, &b->t[LT_GATE], f->h, T, f->g)) ||
 	    (rc = op->matmul(be, &b->t[LT_UP], f->h, T, f->u)))
 		return smk_fail(err, rc, "layer %d: feed-forward projection failed", il);
@@ -281,6 +343,89 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 	}
 	op->add(be, f->x, f->o, (int64_t)T * hp->n_embd);
 	DBG(f, "l_out", il, f->x, T, hp->n_embd);
+	return 0;
+}
+
+/* The mixture-of-experts half of layer il over all T rows, after its
+ * dense block ran the router (f->h: the FFN input, f->rlog: the logits).
+ * Routing on the host (compute/moe_route.h); then every expert chosen by
+ * some row is acquired once, run once over the rows routed to it
+ * (gathered into xg), and released; each row's result lands, scaled by
+ * its weight, in the row's slot of ys; the slots are summed in slot order
+ * (llama.cpp's order) and added to the residual. */
+static int run_moe(struct forward *f, int il, int T, struct smk_err *err)
+{
+	const struct model *m = f->m;
+	const struct hparams *hp = &m->hp;
+	struct backend *be = f->be;
+	const struct backend_ops *op = be->ops;
+	const int ne = hp->n_expert, k = hp->n_expert_used, d = hp->n_embd, ff = hp->n_ff_exp;
+	const size_t row_bytes = sizeof(float) * (size_t)d;
+	int rc;
+
+	const float *logits = f->rlog;
+	if (f->rlog_host) {
+		if ((rc = backend_download(be, f->rlog_host, f->rlog, sizeof(float) * (size_t)T * ne, err)))
+			return rc;
+		logits = f->rlog_host;
+	}
+	moe_route(logits, ne, T, k, f->probs, f->sel, f->wsel);
+
+	/* Group the (row, slot) pairs by expert; the batch's experts in the
+	 * order rows first ask for them (row 0's most probable first). */
+	int n_used = 0;
+	for (int e = 0; e < ne; e++)
+		f->cnt[e] = 0;
+	for (int i = 0; i < T * k; i++)
+		if (f->cnt[f->sel[i]]++ == 0)
+			f->order[n_used++] = f->sel[i];
+	f->start[0] = 0;
+	for (int e = 0; e < ne; e++) {
+		f->start[e + 1] = f->start[e] + f->cnt[e];
+		f->cnt[e] = 0;
+	}
+	for (int i = 0; i < T * k; i++) {
+		const int e = f->sel[i];
+		f->pairs[f->start[e] + f->cnt[e]++] = i;
+	}
+	/* Announce them: the store fetches the missing ones in this order and
+	 * puts the ones it holds first, so compute starts without waiting. */
+	for (int j = 0; j < n_used; j++)
+		f->hint[j] = model_expert_block(m, il, f->order[j]);
+	wstore_hint(f->ws, f->hint, n_used);
+
+	for (int j = 0; j < n_used; j++) {
+		const int bi = f->hint[j];
+		const int e = m->blocks[bi].expert;
+		const int *pr = f->pairs + f->start[e], r = f->cnt[e];
+		const struct wblock *b = wstore_acquire(f->ws, bi, err);
+		if (!b)
+			return err ? err->code : -EIO;
+		for (int i = 0; i < r; i++)
+			op->copy(be, f->xg + (int64_t)i * d, f->h + (int64_t)(pr[i] / k) * d, row_bytes);
+		if ((rc = op->matmul(be, &b->t[LT_GATE], f->xg, r, f->g)) ||
+		    (rc = op->matmul(be, &b->t[LT_UP], f->xg, r, f->u))) {
+			wstore_release(f->ws, bi);
+			return smk_fail(err, rc, "layer %d expert %d: projection failed", il, e);
+		}
+		op->silu_mul(be, f->g, f->u, (int64_t)r * ff);
+		rc = op->matmul(be, &b->t[LT_DOWN], f->g, r, f->eo);
+		wstore_release(f->ws, bi);
+		if (rc)
+			return smk_fail(err, rc, "layer %d expert %d: output failed", il, e);
+		for (int i = 0; i < r; i++) {
+			const int row = pr[i] / k, slot = pr[i] % k;
+			float *y = f->ys + ((int64_t)slot * T + row) * d;
+			op->copy(be, y, f->eo + (int64_t)i * d, row_bytes);
+			op->scale(be, y, f->wsel[pr[i]], d);
+		}
+	}
+	op->copy(be, f->o, f->ys, row_bytes * (size_t)T);
+	for (int s = 1; s < k; s++)
+		op->add(be, f->o, f->ys + (int64_t)s * T * d, (int64_t)T * d);
+	DBG(f, "ffn_moe_out", il, f->o, T, d);
+	op->add(be, f->x, f->o, (int64_t)T * d);
+	DBG(f, "l_out", il, f->x, T, d);
 	return 0;
 }
 
@@ -452,6 +597,8 @@ static int run_pass(struct forward *f, struct fwd_item *items, int n_items, int 
 			return err ? err->code : -EIO;
 		rc = run_layer(f, b, items, n_items, T, err);
 		wstore_release(f->ws, bi);
+		if (!rc && hp->n_expert > 0)
+			rc = run_moe(f, il, T, err);
 		if (rc)
 			return rc;
 	}

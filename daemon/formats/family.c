@@ -8,6 +8,8 @@ static const struct family_info families[FAMILY_COUNT] = {
 	[FAMILY_LLAMA] = { FAMILY_LLAMA, "llama", "silu" },
 	[FAMILY_QWEN2] = { FAMILY_QWEN2, "qwen2", "silu" },
 	[FAMILY_GEMMA3] = { FAMILY_GEMMA3, "gemma3", "gelu_pytorch_tanh" },
+	[FAMILY_QWEN3] = { FAMILY_QWEN3, "qwen3", "silu" },
+	[FAMILY_QWEN3MOE] = { FAMILY_QWEN3MOE, "qwen3moe", "silu" },
 };
 
 static const struct {

@@ -16,6 +16,8 @@ enum family {
 	FAMILY_LLAMA,   /* llama 2/3, mistral (GGUF arch "llama") */
 	FAMILY_QWEN2,
 	FAMILY_GEMMA3,
+	FAMILY_QWEN3,   /* qwen3: per-head q/k norms, no biases */
+	FAMILY_QWEN3MOE, /* qwen3moe: qwen3 attention, mixture-of-experts FFN */
 	FAMILY_COUNT
 };
 
@@ -29,13 +31,15 @@ struct family_info {
  * or NULL. */
 const struct family_info *family_by_gguf_arch(const char *arch, size_t len);
 
-/* The family of a Hugging Face architectures[0] class name, or NULL. */
+/* The family of a Hugging Face architectures[0] class name, or NULL.
+ * Qwen3 and Qwen3-MoE are GGUF-only for now (no class names: formats/hf
+ * does not translate their directories yet). */
 const struct family_info *family_by_hf_class(const char *name);
 
 /* The family's general.architecture name. */
 const char *family_name(enum family f);
 
-/* "llama, qwen2, gemma3" (hf: the class names) for error messages; buf is
+/* "llama, qwen2, gemma3, ..." (hf: the class names) for error messages; buf is
  * returned, truncated to len. */
 const char *family_list(char *buf, size_t len, int hf);
 

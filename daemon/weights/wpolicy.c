@@ -95,6 +95,25 @@ void wpredict_distances(const struct wpredict *p, int from, int *dist)
 	}
 }
 
+int wpredict_ahead_skip(const struct wpredict *p, int from, int k, const bool *skip, int *out)
+{
+	int n = 0, b = from;
+	if (from < 0 || from >= p->n)
+		return 0;
+	for (int step = 0; n < k && step < p->n; step++) {
+		b = p->succ[b];
+		if (b == from)
+			break;
+		if (skip[b])
+			continue;
+		for (int i = 0; i < n; i++)
+			if (out[i] == b)
+				return n;
+		out[n++] = b;
+	}
+	return n;
+}
+
 int wpredict_ahead(const struct wpredict *p, int from, int k, int *out)
 {
 	int n = 0, b = from;

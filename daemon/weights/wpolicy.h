@@ -66,4 +66,9 @@ void wpredict_distances(const struct wpredict *p, int from, int *dist);
  * (fewer when the chain loops back onto a block already listed). */
 int wpredict_ahead(const struct wpredict *p, int from, int k, int *out);
 
+/* As wpredict_ahead, but the walk passes over blocks with skip[b] set
+ * (conditional blocks: MoE experts, fetched only when announced) without
+ * listing them: the next k others, at most one cycle of the chain. */
+int wpredict_ahead_skip(const struct wpredict *p, int from, int k, const bool *skip, int *out);
+
 #endif

@@ -126,13 +126,27 @@ static void schedule(struct wstore_tiered *ws)
 	if (ws->jobs_active >= WT_JOBS)
 		return;
 	adapt_lookahead(ws);
-	int n;
+	int n = 0;
+	/* Announced blocks first, in their order: the compute is about to
+	 * acquire them.  Their hint ranks are their distances (wt_update_dist),
+	 * so they may evict what the plan needs later. */
+	for (int i = 0; i < ws->n_hint; i++)
+		if (ws->hint_rank[ws->hint[i]] == i)
+			ws->ahead[n++] = ws->hint[i];
+	int *chain = ws->ahead + n, left = ws->n_blocks - n;
+	int want = ws->lookahead < left ? ws->lookahead : left;
 	if (ws->cursor < 0) {
-		n = ws->lookahead < ws->n_blocks ? ws->lookahead : ws->n_blocks;
-		for (int i = 0; i < n; i++)
-			ws->ahead[i] = i;
+		/* Before the first acquire: the plan's first blocks. */
+		int m = 0;
+		for (int b = 0; b < ws->n_blocks && m < want; b++)
+			if (!ws->skip || !ws->skip[b])
+				chain[m++] = b;
+		n += m;
+	} else if (ws->skip) {
+		/* Conditional blocks are never predicted: only announced. */
+		n += wpredict_ahead_skip(&ws->pred, ws->cursor, want, ws->skip, chain);
 	} else {
-		n = wpredict_ahead(&ws->pred, ws->cursor, ws->lookahead, ws->ahead);
+		n += wpredict_ahead(&ws->pred, ws->cursor, want, chain);
 	}
 	wt_update_dist(ws);
 	for (int i = 0; i < n; i++) {

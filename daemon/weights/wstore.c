@@ -46,6 +46,12 @@ const struct wtensor *wstore_rows_tensor(const struct model *m, int block, int r
 	return t;
 }
 
+void wstore_hint(struct wstore *ws, int *blocks, int n)
+{
+	if (ws && ws->ops->hint && n > 0)
+		ws->ops->hint(ws, blocks, n);
+}
+
 const struct wblock *wstore_acquire(struct wstore *ws, int block, struct smk_err *err)
 {
 	return ws->ops->acquire(ws, block, err);

@@ -133,6 +133,21 @@ void wstore_free(struct wstore *ws);
 const struct wblock *wstore_acquire(struct wstore *ws, int block, struct smk_err *err);
 void wstore_release(struct wstore *ws, int block);
 
+/* Conditional blocks announced: the forward pass calls this as soon as it
+ * knows which blocks it will acquire next (a MoE layer's chosen experts,
+ * known once the layer's router has run), before acquiring them.
+ * blocks[0..n) are distinct and each about to be acquired once.  The store
+ * reorders blocks[] in place so that the ones it can hand out at once
+ * (resident in the compute tier) come first, the others keeping their
+ * order, and fetches the others in that order ahead of anything the plan
+ * predictor would prefetch.  A hint replaces the previous one; acquiring a
+ * hinted block consumes its entry.  Advice only: it never fails, and the
+ * resident store leaves blocks[] as it is.  The predictor itself never
+ * prefetches an expert block on its own (that would read every expert of
+ * the next layer: most of a MoE model); it prefetches the dense blocks
+ * ahead as for a dense model. */
+void wstore_hint(struct wstore *ws, int *blocks, int n);
+
 /* Rows [row, row + n) of tensor role `role` of block `block`, as stored
  * (n x row_bytes bytes), into host memory dst, without making the block
  * resident in any tier: an embedding lookup needs a few rows of a table

@@ -13,6 +13,7 @@ struct wstore_ops {
 	int (*trace)(struct wstore *ws, int *out, int max);
 	int (*read_rows)(struct wstore *ws, int block, int role, int64_t row, int n, void *dst,
 			 struct smk_err *err);
+	void (*hint)(struct wstore *ws, int *blocks, int n);   /* optional */
 };
 
 struct wstore {

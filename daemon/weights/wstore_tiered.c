@@ -34,6 +34,8 @@ static const char *block_name(const struct wstore_tiered *ws, int b, char *buf, 
 	const struct wblock *B = &m->blocks[b];
 	if (B->kind == BLOCK_LAYER)
 		snprintf(buf, len, "layer %d", B->layer);
+	else if (B->kind == BLOCK_EXPERT)
+		snprintf(buf, len, "layer %d expert %d", B->layer, B->expert);
 	else if (B->kind == BLOCK_EMBED)
 		snprintf(buf, len, m->n_emb_blocks > 1 ? "embedding shard %d of %d" : "embedding",
 			 B->layer + 1, m->n_emb_blocks);
@@ -202,6 +204,16 @@ void wt_update_dist(struct wstore_tiered *ws)
 	if (ws->cursor < 0)
 		for (int b = 0; b < ws->n_blocks; b++)
 			ws->blk_dist[b] = b + 1;
+	/* Announced blocks come next, in hint order, whatever the chain
+	 * learned (it only knows the experts of the last pass). */
+	for (int i = 0, r = 1; i < ws->n_hint; i++) {
+		int b = ws->hint[i];
+		if (ws->hint_rank[b] != i)
+			continue; /* acquired already */
+		if (r < ws->blk_dist[b])
+			ws->blk_dist[b] = r;
+		r++;
+	}
 	for (int u = 0; u < ws->n_units; u++) {
 		struct wt_unit *U = &ws->units[u];
 		U->dist = WPOLICY_FAR;
@@ -471,6 +483,8 @@ static const struct wblock *tiered_acquire(struct wstore *w, int block, struct s
 	struct wt_block *B = &ws->blocks[block];
 	ws->st.acquires++;
 	ws->clock++;
+	if (ws->hint_rank && ws->hint_rank[block] >= 0)
+		ws->hint_rank[block] = -1;
 	wpredict_observe(&ws->pred, block);
 	ws->cursor = block;
 	if (ws->trace) {
@@ -615,6 +629,9 @@ static void tiered_free(struct wstore *w)
 	free(ws->trace);
 	free(ws->blk_dist);
 	free(ws->ahead);
+	free(ws->skip);
+	free(ws->hint);
+	free(ws->hint_rank);
 	free_units(ws);
 	free(ws);
 }
@@ -643,9 +660,51 @@ static int tiered_read_rows(struct wstore *w, int block, int role, int64_t row, 
 	return rc ? smk_fail(err, rc, "%s", msg) : 0;
 }
 
+/* Is block b in the compute tier right now (every unit it needs)? */
+static bool block_ready(const struct wstore_tiered *ws, int b)
+{
+	const struct wt_block *B = &ws->blocks[b];
+	for (int k = 0; k < B->n_units; k++)
+		if (ws->units[B->units[k]].t[ws->ct].state != WS_RESIDENT)
+			return false;
+	return true;
+}
+
+static void tiered_hint(struct wstore *w, int *blocks, int n)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	if (!ws->hint)
+		return;
+	pthread_mutex_lock(&ws->mu);
+	for (int i = 0; i < ws->n_hint; i++)
+		ws->hint_rank[ws->hint[i]] = -1;
+	ws->n_hint = 0;
+	/* Ready ones first (they cost no wait), then the missing ones in the
+	 * caller's order: a stable partition through the hint array. */
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < n; i++) {
+			int b = blocks[i];
+			if (b < 0 || b >= ws->n_blocks || block_ready(ws, b) != (pass == 0))
+				continue;
+			if (ws->n_hint < ws->n_blocks && ws->hint_rank[b] < 0) {
+				ws->hint_rank[b] = ws->n_hint;
+				ws->hint[ws->n_hint++] = b;
+			}
+		}
+	/* The caller's list in the order fetched (left as it was if it broke
+	 * the contract: an entry out of range or repeated). */
+	if (ws->n_hint == n)
+		for (int i = 0; i < n; i++)
+			blocks[i] = ws->hint[i];
+	wt_update_dist(ws);
+	pthread_mutex_unlock(&ws->mu);
+	wt_prefetch_kick(ws);
+}
+
 static const struct wstore_ops tiered_ops = {
 	.acquire = tiered_acquire, .release = tiered_release, .free = tiered_free,
 	.stats = tiered_stats, .trace = tiered_trace, .read_rows = tiered_read_rows,
+	.hint = tiered_hint,
 };
 
 int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,
@@ -716,6 +775,21 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 		goto fail;
 	ws->blk_dist = calloc((size_t)ws->n_blocks, sizeof(int));
 	ws->ahead = calloc((size_t)ws->n_blocks + 1, sizeof(int));
+	for (int b = 0; b < ws->n_blocks; b++)
+		ws->has_cond |= m->blocks[b].kind == BLOCK_EXPERT;
+	if (ws->has_cond) {
+		ws->skip = calloc((size_t)ws->n_blocks, sizeof(bool));
+		ws->hint = calloc((size_t)ws->n_blocks, sizeof(int));
+		ws->hint_rank = malloc(sizeof(int) * (size_t)ws->n_blocks);
+		if (!ws->skip || !ws->hint || !ws->hint_rank) {
+			rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
+			goto fail;
+		}
+		for (int b = 0; b < ws->n_blocks; b++) {
+			ws->skip[b] = m->blocks[b].kind == BLOCK_EXPERT;
+			ws->hint_rank[b] = -1;
+		}
+	}
 	ws->trace = o->trace_cap ? calloc((size_t)o->trace_cap, sizeof(int)) : NULL;
 	if (!ws->blk_dist || !ws->ahead || (o->trace_cap && !ws->trace)) {
 		rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");

@@ -123,6 +123,13 @@ struct wstore_tiered {
 	struct wpredict pred;
 	int *blk_dist;                       /* scratch per block */
 	int *ahead;                          /* scratch: predicted next blocks */
+	/* Conditional (expert) blocks: the predictor's walk skips them
+	 * (skip[b]), and wstore_hint lists the ones to fetch next. */
+	bool has_cond;                       /* the plan has expert blocks */
+	bool *skip;                          /* per block: BLOCK_EXPERT (NULL if none) */
+	int *hint;                           /* hinted blocks, in fetch order */
+	int n_hint;
+	int *hint_rank;                      /* per block: index in hint[], -1 */
 	uint64_t clock;                      /* logical time: acquires */
 	uint64_t load_clock;
 	int cursor;                          /* last acquired block */

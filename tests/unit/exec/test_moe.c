@@ -1,0 +1,718 @@
+/* test_moe.c - Qwen3, Qwen3-MoE and Mixtral (issue 13) on tiny random
+ * models written at test time (tiny_moe.h): the plan with one weight block
+ * per expert, routing batched over sequences bit-identical to one sequence
+ * at a time, the tiered store at a third of the weights (every policy,
+ * prefetch on and off, computing from RAM or the device stand-in) identical
+ * to the resident store, a one-expert top-1 model identical to the dense
+ * model it was made from, experts loaded one unit each and only when
+ * chosen, the store's hint order, and the files refused at load with a
+ * message naming file, tensor or key and the reason.
+ */
+#include <check.h>
+
+#include "ck_main.h"
+#include "tiny_moe.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arch/model.h"
+#include "compute/backend.h"
+#include "compute/cpu/qdot.h"
+#include "compute/cuda/cuda_backend.h"
+#include "compute/moe_route.h"
+#include "engine/engine.h"
+#include "exec/forward.h"
+#include "exec/kvcache.h"
+#include "weights/warena.h"
+#include "weights/wstore.h"
+
+static const struct tm_spec qwen3moe_spec = {
+	.arch = TM_QWEN3MOE, .n_layer = 3, .n_embd = 64, .n_head = 4, .n_head_kv = 2,
+	.head_dim = 24, .n_ff = 96, .n_vocab = 64, .n_expert = 16, .n_expert_used = 4,
+	.n_ff_exp = 32, .seed = 11,
+};
+
+static const struct tm_spec mixtral_spec = {
+	.arch = TM_MIXTRAL, .n_layer = 3, .n_embd = 64, .n_head = 4, .n_head_kv = 2,
+	.head_dim = 16, .n_ff = 64, .n_vocab = 64, .n_expert = 8, .n_expert_used = 2,
+	.seed = 23, .tied = true,
+};
+
+static const struct tm_spec qwen3_spec = {
+	.arch = TM_QWEN3, .n_layer = 2, .n_embd = 64, .n_head = 4, .n_head_kv = 2,
+	.head_dim = 32, .n_ff = 96, .n_vocab = 64, .seed = 5, .tied = true,
+};
+
+/* Write spec to a temporary file; the caller unlinks it. */
+static const char *write_model(const struct tm_spec *sp, char *path, size_t len, const char *tag)
+{
+	snprintf(path, len, "/tmp/smoke-test-moe-%d-%s.gguf", (int)getpid(), tag);
+	ck_assert_int_eq(tm_write(path, sp), 0);
+	return path;
+}
+
+struct rig {
+	struct model *m;
+	struct backend *be;
+	struct wstore *ws;
+	struct forward *f;
+};
+
+static void rig_open(struct rig *r, const char *path, const struct wstore_opts *o)
+{
+	struct smk_err err = { 0 };
+	ck_assert_msg(model_load(&r->m, path, &err) == 0, "%s", err.msg);
+	struct backend_limits lim = { .max_cols = 256, .max_rows = 16, .max_ctx = 64, .max_heads = 8,
+				      .n_threads = 2 };
+	ck_assert(backend_cpu_new(&r->be, &lim, &err) == 0);
+	if (o)
+		ck_assert_msg(wstore_new_tiered(&r->ws, r->m, o, &err) == 0, "%s", err.msg);
+	else
+		ck_assert(wstore_new_resident(&r->ws, r->m, &err) == 0);
+	ck_assert_msg(forward_new(&r->f, r->m, r->be, r->ws, 16, 8, &err) == 0, "%s", err.msg);
+}
+
+static void rig_close(struct rig *r)
+{
+	forward_free(r->f);
+	wstore_free(r->ws);
+	backend_free(r->be);
+	model_free(r->m);
+}
+
+/* ---- the plan ---- */
+
+START_TEST(qwen3moe_plan_has_one_block_per_expert)
+{
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "plan");
+	struct model *m;
+	struct smk_err err = { 0 };
+	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.msg);
+	const struct hparams *hp = &m->hp;
+	ck_assert_int_eq(m->fam->family, FAMILY_QWEN3MOE);
+	ck_assert_int_eq(hp->n_expert, 16);
+	ck_assert_int_eq(hp->n_expert_used, 4);
+	ck_assert_int_eq(hp->n_ff_exp, 32);
+	ck_assert_int_eq(hp->head_dim, 24); /* not n_embd / n_head */
+	ck_assert_int_eq(m->n_blocks, m->n_emb_blocks + 3 * (1 + 16) + m->n_head_blocks);
+	const struct gguf_tensor *up = gguf_find_tensor(m->gguf, "blk.1.ffn_up_exps.weight");
+	ck_assert_ptr_nonnull(up);
+	const uint64_t nb2 = up->nbytes / 16;
+	for (int il = 0; il < 3; il++) {
+		const struct wblock *d = &m->blocks[model_layer_block(m, il)];
+		ck_assert_int_eq(d->kind, BLOCK_LAYER);
+		ck_assert_int_eq(d->layer, il);
+		ck_assert(d->has[LT_GATE_INP] && !d->has[LT_GATE] && !d->has[LT_UP] && !d->has[LT_DOWN]);
+		ck_assert(d->has[LT_Q_NORM] && d->has[LT_K_NORM]);
+		for (int e = 0; e < 16; e++) {
+			const int bi = model_expert_block(m, il, e);
+			ck_assert_int_eq(bi, model_layer_block(m, il) + 1 + e);
+			const struct wblock *b = &m->blocks[bi];
+			ck_assert_int_eq(b->kind, BLOCK_EXPERT);
+			ck_assert_int_eq(b->layer, il);
+			ck_assert_int_eq(b->expert, e);
+			ck_assert(b->has[LT_GATE] && b->has[LT_UP] && b->has[LT_DOWN] && !b->has[LT_WQ]);
+			ck_assert_int_eq(b->t[LT_UP].ne0, 64);
+			ck_assert_int_eq(b->t[LT_UP].ne1, 32);
+			ck_assert_int_eq(b->t[LT_DOWN].ne0, 32);
+			ck_assert_int_eq(b->t[LT_DOWN].ne1, 64);
+			if (il == 1) {
+				ck_assert_uint_eq(b->t[LT_UP].nbytes, nb2);
+				ck_assert_uint_eq(b->t[LT_UP].file_offset, up->file_offset + (uint64_t)e * nb2);
+				ck_assert_ptr_eq(b->t[LT_UP].data, (const uint8_t *)up->data + (uint64_t)e * nb2);
+			}
+		}
+	}
+	ck_assert_int_eq(model_layer_block(m, 3), model_head_block(m, 0));
+	model_free(m);
+	unlink(path);
+}
+END_TEST
+
+/* ---- routing ---- */
+
+START_TEST(route_top_k_ties_go_to_the_lower_expert)
+{
+	/* Equal logits: every probability equal; the lower indices win. */
+	const float lg[2][6] = { { 1, 1, 1, 1, 1, 1 }, { 0.5f, 3, -1, 3, 2, 0 } };
+	float probs[6], w[2 * 3];
+	int32_t sel[2 * 3];
+	moe_route(&lg[0][0], 6, 2, 3, probs, sel, w);
+	ck_assert_int_eq(sel[0], 0);
+	ck_assert_int_eq(sel[1], 1);
+	ck_assert_int_eq(sel[2], 2);
+	ck_assert_int_eq(sel[3], 1);
+	ck_assert_int_eq(sel[4], 3);
+	ck_assert_int_eq(sel[5], 4);
+	/* renormalised: the k weights sum to 1 (up to rounding) */
+	ck_assert_float_eq_tol(w[3] + w[4] + w[5], 1.0f, 1e-6f);
+	ck_assert(w[3] == w[4] && w[4] > w[5]);
+}
+END_TEST
+
+/* ---- batching ---- */
+
+/* Per layer, the expert blocks one pass acquired (from the trace), each
+ * at most once; returns the largest count of any layer. */
+static int experts_per_layer(const struct model *m, const int *tr, int n, int *total)
+{
+	int most = 0;
+	*total = 0;
+	for (int il = 0; il < m->hp.n_layer; il++) {
+		int c = 0;
+		for (int i = 0; i < n; i++) {
+			const struct wblock *b = &m->blocks[tr[i]];
+			if (b->kind != BLOCK_EXPERT || b->layer != il)
+				continue;
+			for (int j = 0; j < i; j++)
+				ck_assert_msg(tr[j] != tr[i], "expert block %d acquired twice in one pass", tr[i]);
+			c++;
+		}
+		*total += c;
+		if (c > most)
+			most = c;
+	}
+	return most;
+}
+
+static void check_batch_equals_alone(const struct tm_spec *sp, const char *tag)
+{
+	char path[256];
+	write_model(sp, path, sizeof(path), tag);
+	struct wstore_opts o;
+	wstore_opts_default(&o);
+	o.async_prefetch = false;
+	o.compute_from_ram = true;
+	o.trace_cap = 4096;
+	struct rig r;
+	rig_open(&r, path, &o);
+	struct smk_err err = { 0 };
+	const int V = r.m->hp.n_vocab;
+	struct kvcache *alone[3], *batch[3];
+	for (int i = 0; i < 3; i++) {
+		ck_assert(kvcache_new(&alone[i], r.m, 32, r.be, &err) == 0);
+		ck_assert(kvcache_new(&batch[i], r.m, 32, r.be, &err) == 0);
+	}
+	const int32_t hist[4] = { 1, 5, 2, 7 }, t0[5] = { 3, 10, 40, 1, 50 }, t1[1] = { 60 },
+		      t2[3] = { 22, 7, 13 };
+	const float *lg;
+	ck_assert(forward_run(r.f, alone[2], hist, 4, 0, &lg, &err) == 0);
+	ck_assert(forward_run(r.f, batch[2], hist, 4, 0, &lg, &err) == 0);
+	static float want[4][64];
+	ck_assert(forward_run(r.f, alone[0], t0, 5, 1, &lg, &err) == 0);
+	memcpy(want[0], lg, sizeof(float) * V);
+	ck_assert(forward_run(r.f, alone[1], t1, 1, 1, &lg, &err) == 0);
+	memcpy(want[1], lg, sizeof(float) * V);
+	ck_assert(forward_run(r.f, alone[2], t2, 3, 2, &lg, &err) == 0);
+	memcpy(want[2], lg, sizeof(float) * 2 * V);
+
+	struct wstore_stats st0, st1;
+	wstore_get_stats(r.ws, &st0);
+	struct fwd_item items[3] = {
+		{ .kv = batch[0], .tok = t0, .n = 5, .n_logits = 1 },
+		{ .kv = batch[1], .tok = t1, .n = 1, .n_logits = 1 },
+		{ .kv = batch[2], .tok = t2, .n = 3, .n_logits = 2 },
+	};
+	ck_assert_msg(forward_run_batch(r.f, items, 3, &err) == 0, "%s", err.msg);
+	ck_assert(!memcmp(items[0].logits, want[0], sizeof(float) * V));
+	ck_assert(!memcmp(items[1].logits, want[1], sizeof(float) * V));
+	ck_assert(!memcmp(items[2].logits, want[2], sizeof(float) * 2 * V));
+	wstore_get_stats(r.ws, &st1);
+
+	/* The batched pass's trace: the rows chose different experts (more
+	 * than k in a layer), each acquired once. */
+	static int tr[4096];
+	int n = wstore_trace(r.ws, tr, 4096);
+	int pass = (int)(st1.acquires - st0.acquires);
+	ck_assert_int_le(pass, n);
+	int total, most = experts_per_layer(r.m, tr + n - pass, pass, &total);
+	ck_assert_int_gt(most, r.m->hp.n_expert_used);
+	ck_assert_int_le(most, r.m->hp.n_expert);
+	fprintf(stderr, "%s: batch of 9 rows acquired %d expert blocks over %d layers (k = %d, at most %d in a layer)\n",
+		tag, total, r.m->hp.n_layer, r.m->hp.n_expert_used, most);
+	for (int i = 0; i < 3; i++) {
+		kvcache_free(alone[i]);
+		kvcache_free(batch[i]);
+	}
+	rig_close(&r);
+	unlink(path);
+}
+
+START_TEST(qwen3moe_batch_equals_alone)
+{
+	check_batch_equals_alone(&qwen3moe_spec, "q3m-batch");
+}
+END_TEST
+
+START_TEST(mixtral_batch_equals_alone)
+{
+	check_batch_equals_alone(&mixtral_spec, "mix-batch");
+}
+END_TEST
+
+/* A dense Qwen3 (tied head, head_dim 32 != n_embd / n_head = 16) runs and
+ * batches like any dense family. */
+START_TEST(qwen3_dense_runs_and_batches)
+{
+	char path[256];
+	write_model(&qwen3_spec, path, sizeof(path), "q3");
+	struct rig r;
+	rig_open(&r, path, NULL);
+	ck_assert_int_eq(r.m->fam->family, FAMILY_QWEN3);
+	ck_assert_int_eq(r.m->n_blocks, r.m->hp.n_layer + 2);
+	ck_assert_int_eq(r.m->hp.n_expert, 0);
+	struct smk_err err = { 0 };
+	struct kvcache *a, *b, *c;
+	ck_assert(kvcache_new(&a, r.m, 32, r.be, &err) == 0);
+	ck_assert(kvcache_new(&b, r.m, 32, r.be, &err) == 0);
+	ck_assert(kvcache_new(&c, r.m, 32, r.be, &err) == 0);
+	const int32_t t0[3] = { 4, 9, 33 }, t1[2] = { 8, 1 };
+	const float *lg;
+	static float w0[64], w1[64];
+	ck_assert(forward_run(r.f, a, t0, 3, 1, &lg, &err) == 0);
+	memcpy(w0, lg, sizeof(w0));
+	for (int i = 0; i < 64; i++)
+		ck_assert(isfinite(w0[i]));
+	ck_assert(forward_run(r.f, b, t1, 2, 1, &lg, &err) == 0);
+	memcpy(w1, lg, sizeof(w1));
+	struct kvcache *d;
+	ck_assert(kvcache_new(&d, r.m, 32, r.be, &err) == 0);
+	struct fwd_item it[2] = { { .kv = c, .tok = t0, .n = 3, .n_logits = 1 },
+				  { .kv = d, .tok = t1, .n = 2, .n_logits = 1 } };
+	ck_assert(forward_run_batch(r.f, it, 2, &err) == 0);
+	ck_assert(!memcmp(it[0].logits, w0, sizeof(w0)));
+	ck_assert(!memcmp(it[1].logits, w1, sizeof(w1)));
+	kvcache_free(a);
+	kvcache_free(b);
+	kvcache_free(c);
+	kvcache_free(d);
+	rig_close(&r);
+	unlink(path);
+}
+END_TEST
+
+/* ---- out of core ---- */
+
+#define GEN_STEPS 6
+
+/* Prefill a prompt, then GEN_STEPS greedy steps; every step's logits
+ * into out (GEN_STEPS + 1 rows). */
+static void generate(struct rig *r, float *out)
+{
+	struct smk_err err = { 0 };
+	const int V = r->m->hp.n_vocab;
+	struct kvcache *kv;
+	ck_assert(kvcache_new(&kv, r->m, 32, r->be, &err) == 0);
+	const int32_t prompt[5] = { 2, 17, 33, 4, 61 };
+	const float *lg;
+	ck_assert_msg(forward_run(r->f, kv, prompt, 5, 1, &lg, &err) == 0, "%s", err.msg);
+	for (int s = 0;; s++) {
+		memcpy(out + (size_t)s * V, lg, sizeof(float) * V);
+		if (s == GEN_STEPS)
+			break;
+		int32_t best = 0;
+		for (int i = 1; i < V; i++)
+			if (lg[i] > lg[best])
+				best = i;
+		ck_assert_msg(forward_run(r->f, kv, &best, 1, 1, &lg, &err) == 0, "%s", err.msg);
+	}
+	kvcache_free(kv);
+}
+
+static void check_out_of_core(const struct tm_spec *sp, const char *tag)
+{
+	char path[256];
+	write_model(sp, path, sizeof(path), tag);
+	struct rig r;
+	rig_open(&r, path, NULL);
+	const int V = r.m->hp.n_vocab;
+	const uint64_t third = r.m->weight_bytes / 3;
+	static float want[(GEN_STEPS + 1) * 64], got[(GEN_STEPS + 1) * 64];
+	generate(&r, want);
+	rig_close(&r);
+
+	static const enum wpolicy pols[] = { WPOLICY_LRU, WPOLICY_LFU, WPOLICY_FIFO, WPOLICY_PREDICTIVE };
+	int runs = 0;
+	for (int p = 0; p < 4; p++)
+		for (int async = 0; async < 2; async++)
+			for (int from_ram = 0; from_ram < 2; from_ram++) {
+				struct wstore_opts o;
+				wstore_opts_default(&o);
+				o.policy = pols[p];
+				o.async_prefetch = async;
+				o.compute_from_ram = from_ram;
+				o.ram_budget = third;
+				o.dev_budget = from_ram ? 0 : third;
+				o.check_budgets = true;
+				rig_open(&r, path, &o);
+				generate(&r, got);
+				struct wstore_stats st;
+				wstore_get_stats(r.ws, &st);
+				ck_assert_msg(!memcmp(got, want, sizeof(float) * (GEN_STEPS + 1) * V),
+					      "%s: %s, prefetch %s, compute from %s: logits differ from the resident store",
+					      tag, wpolicy_name(pols[p]), async ? "on" : "off", from_ram ? "RAM" : "device");
+				for (int t = 0; t < WSTORE_N_TIERS; t++)
+					if (st.tier[t].active)
+						ck_assert_uint_le(st.tier[t].peak, st.tier[t].budget);
+				ck_assert_uint_le(st.tier[st.compute_tier].budget, third);
+				ck_assert_uint_gt(st.tier[st.compute_tier].evictions, 0);
+				ck_assert_int_eq(st.pinned, 0);
+				rig_close(&r);
+				runs++;
+			}
+	fprintf(stderr, "%s: %d out-of-core configurations at 1/3 of %llu bytes equal the resident store\n",
+		tag, runs, (unsigned long long)(third * 3));
+	unlink(path);
+}
+
+START_TEST(qwen3moe_out_of_core_equals_resident)
+{
+	check_out_of_core(&qwen3moe_spec, "q3m-ooc");
+}
+END_TEST
+
+START_TEST(mixtral_out_of_core_equals_resident)
+{
+	check_out_of_core(&mixtral_spec, "mix-ooc");
+}
+END_TEST
+
+/* ---- one expert, top 1 == the dense FFN ---- */
+
+START_TEST(one_expert_top1_equals_dense)
+{
+	struct tm_spec dense = mixtral_spec;
+	dense.arch = TM_LLAMA;
+	dense.n_expert = 0;
+	struct tm_spec one = dense;
+	one.dense_as_expert = true;
+	one.n_expert = 1;
+	one.n_expert_used = 1;
+	char pd[256], po[256];
+	write_model(&dense, pd, sizeof(pd), "dense");
+	write_model(&one, po, sizeof(po), "one");
+	struct rig r;
+	static float a[(GEN_STEPS + 1) * 64], b[(GEN_STEPS + 1) * 64];
+	rig_open(&r, pd, NULL);
+	ck_assert_int_eq(r.m->hp.n_expert, 0);
+	generate(&r, a);
+	rig_close(&r);
+	rig_open(&r, po, NULL);
+	ck_assert_int_eq(r.m->hp.n_expert, 1);
+	ck_assert_int_eq(r.m->blocks[model_expert_block(r.m, 0, 0)].kind, BLOCK_EXPERT);
+	generate(&r, b);
+	rig_close(&r);
+	ck_assert(!memcmp(a, b, sizeof(a)));
+	unlink(pd);
+	unlink(po);
+}
+END_TEST
+
+/* ---- experts are units of their own ---- */
+
+/* Bytes of block b's own unit as the tiered store packs it for pread
+ * (each tensor rounded up to the arena's alignment). */
+static uint64_t unit_bytes(const struct model *m, int b)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < LT_COUNT; i++)
+		if (m->blocks[b].has[i])
+			n += warena_round(m->blocks[b].t[i].nbytes);
+	return n;
+}
+
+START_TEST(experts_load_one_unit_each_and_only_when_chosen)
+{
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "units");
+	for (int async = 0; async < 2; async++) {
+		struct wstore_opts o;
+		wstore_opts_default(&o);
+		o.io = WSTORE_IO_PREAD;
+		o.compute_from_ram = true;
+		o.async_prefetch = async;
+		o.trace_cap = 4096;
+		struct rig r;
+		rig_open(&r, path, &o);
+		const struct model *m = r.m;
+		struct smk_err err = { 0 };
+		struct kvcache *kv;
+		ck_assert(kvcache_new(&kv, m, 32, r.be, &err) == 0);
+		const int32_t tok = 9;
+		const float *lg;
+		ck_assert(forward_run(r.f, kv, &tok, 1, 1, &lg, &err) == 0);
+		static int tr[4096];
+		int n = wstore_trace(r.ws, tr, 4096);
+		int total, most = experts_per_layer(m, tr, n, &total);
+		/* One token: exactly k experts per layer. */
+		ck_assert_int_eq(most, m->hp.n_expert_used);
+		ck_assert_int_eq(total, m->hp.n_expert_used * m->hp.n_layer);
+		/* Bytes read = the units of the blocks acquired, nothing else:
+		 * no expert was read that was not chosen (the predictor does
+		 * not prefetch experts; budgets are unlimited, so nothing is
+		 * read twice).  Wait for prefetches still running (async). */
+		uint64_t want = 0, experts = 0;
+		for (int i = 0; i < n; i++) {
+			want += unit_bytes(m, tr[i]);
+			if (m->blocks[tr[i]].kind == BLOCK_EXPERT)
+				experts += unit_bytes(m, tr[i]);
+		}
+		struct wstore_stats st;
+		for (int w = 0; w < 200; w++) {
+			wstore_get_stats(r.ws, &st);
+			if (st.tier[WSTORE_TIER_RAM].bytes_in >= want)
+				break;
+			usleep(5000);
+		}
+		ck_assert_uint_eq(st.tier[WSTORE_TIER_RAM].bytes_in, want);
+		ck_assert_uint_eq(experts, (uint64_t)m->hp.n_layer * m->hp.n_expert_used *
+						   unit_bytes(m, model_expert_block(m, 0, 0)));
+		/* What a whole-model read would add: exactly the experts not
+		 * chosen. */
+		uint64_t all = 0;
+		for (int bi = 0; bi < m->n_blocks; bi++)
+			all += unit_bytes(m, bi);
+		ck_assert_uint_eq(all - st.tier[WSTORE_TIER_RAM].bytes_in,
+				  (uint64_t)m->hp.n_layer * (m->hp.n_expert - m->hp.n_expert_used) *
+					  unit_bytes(m, model_expert_block(m, 0, 0)));
+		/* Each expert unit is one read per slab range: three tensors. */
+		ck_assert_uint_eq(unit_bytes(m, model_expert_block(m, 0, 0)),
+				  3 * warena_round(m->blocks[model_expert_block(m, 0, 0)].t[LT_UP].nbytes));
+		if (async)
+			ck_assert_uint_gt(st.prefetch_issued, 0);
+		fprintf(stderr, "one token, prefetch %s: read %llu bytes (experts %llu) of %llu\n",
+			async ? "on" : "off", (unsigned long long)st.tier[WSTORE_TIER_RAM].bytes_in,
+			(unsigned long long)experts, (unsigned long long)m->weight_bytes);
+		kvcache_free(kv);
+		rig_close(&r);
+	}
+	unlink(path);
+}
+END_TEST
+
+START_TEST(hint_puts_resident_blocks_first)
+{
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "hint");
+	struct wstore_opts o;
+	wstore_opts_default(&o);
+	o.compute_from_ram = true;
+	o.async_prefetch = false;
+	struct rig r;
+	rig_open(&r, path, &o);
+	struct smk_err err = { 0 };
+	const int e3 = model_expert_block(r.m, 1, 3), e5 = model_expert_block(r.m, 1, 5),
+		  e9 = model_expert_block(r.m, 1, 9);
+	ck_assert_ptr_nonnull(wstore_acquire(r.ws, e5, &err));
+	wstore_release(r.ws, e5);
+	int list[3] = { e3, e9, e5 };
+	wstore_hint(r.ws, list, 3);
+	ck_assert_int_eq(list[0], e5);
+	ck_assert_int_eq(list[1], e3);
+	ck_assert_int_eq(list[2], e9);
+	/* The resident store leaves the order alone. */
+	struct wstore *res;
+	ck_assert(wstore_new_resident(&res, r.m, &err) == 0);
+	int l2[3] = { e3, e9, e5 };
+	wstore_hint(res, l2, 3);
+	ck_assert(l2[0] == e3 && l2[1] == e9 && l2[2] == e5);
+	wstore_free(res);
+	rig_close(&r);
+	unlink(path);
+}
+END_TEST
+
+/* ---- the CUDA kernels (emulated) ---- */
+
+/* Prompt + greedy steps through the engine on backend `kind` (CPU, or the
+ * emulated CUDA kernels with the device weight tier); logits per step. */
+static void run_engine(enum backend_kind kind, const char *path, float *out)
+{
+	struct smk_err err = { 0 };
+	struct engine *e;
+	struct engine_opts eo = { .model_path = path, .n_ctx = 32, .n_batch = 8, .max_logits = 1,
+				  .n_threads = 1, .no_tokenizer = true, .backend = kind };
+	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+	struct rig r = { .m = e->model, .be = e->be, .ws = e->ws, .f = e->fwd };
+	generate(&r, out);
+	engine_close(e);
+}
+
+/* The MoE layer on a device backend: router logits downloaded, routing on
+ * the host, gathers and scatters as copy ops, weights scaled on the device.
+ * The emulator computes the CPU scalar kernels' numbers, so with the CPU
+ * forced scalar (routing too) both must agree bit for bit. */
+START_TEST(cuda_emu_moe_equals_cpu)
+{
+	struct backend *probe;
+	struct backend_limits lim = { .max_cols = 64, .max_rows = 1, .max_ctx = 16, .max_heads = 1 };
+	struct smk_err err = { 0 };
+	if (backend_cudaemu_new(&probe, &lim, NULL, &err)) {
+		printf("SKIP MoE on the CUDA emulator: %s\n", err.msg);
+		return;
+	}
+	backend_free(probe);
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "emu");
+	static float a[(GEN_STEPS + 1) * 64], b[(GEN_STEPS + 1) * 64];
+	qdot_force_scalar(true);
+	run_engine(BACKEND_CPU, path, a);
+	run_engine(BACKEND_CUDAEMU, path, b);
+	qdot_force_scalar(false);
+	double worst = 0;
+	for (int i = 0; i < (GEN_STEPS + 1) * 64; i++)
+		worst = fmax(worst, fabs((double)a[i] - b[i]));
+	printf("qwen3moe cuda-emu vs cpu (scalar): max |logit diff| %g\n", worst);
+	ck_assert_msg(worst == 0, "logits differ by up to %g", worst);
+	unlink(path);
+}
+END_TEST
+
+/* ---- refused at load ---- */
+
+static void check_refused(const struct tm_spec *sp, const char *tag, const char *w1, const char *w2)
+{
+	char path[256];
+	write_model(sp, path, sizeof(path), tag);
+	struct model *m = NULL;
+	struct smk_err err = { 0 };
+	int rc = model_load(&m, path, &err);
+	ck_assert_msg(rc == -EINVAL, "%s: expected -EINVAL, got %d (%s)", tag, rc, err.msg);
+	ck_assert_ptr_null(m);
+	ck_assert_msg(strstr(err.msg, path), "%s: message does not name the file: %s", tag, err.msg);
+	ck_assert_msg(strstr(err.msg, w1), "%s: message lacks '%s': %s", tag, w1, err.msg);
+	if (w2)
+		ck_assert_msg(strstr(err.msg, w2), "%s: message lacks '%s': %s", tag, w2, err.msg);
+	unlink(path);
+}
+
+START_TEST(refuse_shared_expert)
+{
+	struct tm_spec s = qwen3moe_spec;
+	s.shared_expert = true;
+	check_refused(&s, "shexp", "blk.0.ffn_up_shexp.weight", "shared experts");
+}
+END_TEST
+
+START_TEST(refuse_expert_groups)
+{
+	struct tm_spec s = qwen3moe_spec;
+	s.group_count = 4;
+	check_refused(&s, "groups", "qwen3moe.expert_group_count", "expert groups");
+}
+END_TEST
+
+START_TEST(refuse_sigmoid_gating)
+{
+	struct tm_spec s = mixtral_spec;
+	s.gating_func = 2;
+	check_refused(&s, "gating", "llama.expert_gating_func", "softmax");
+}
+END_TEST
+
+START_TEST(refuse_more_used_than_experts)
+{
+	struct tm_spec s = mixtral_spec;
+	s.used_override = 9;
+	check_refused(&s, "used9", "llama.expert_used_count", "between 1 and expert_count");
+}
+END_TEST
+
+START_TEST(refuse_no_used_experts)
+{
+	struct tm_spec s = qwen3moe_spec;
+	s.used_override = -1;
+	check_refused(&s, "used0", "qwen3moe.expert_used_count", "between 1 and expert_count");
+}
+END_TEST
+
+START_TEST(refuse_slab_with_wrong_expert_count)
+{
+	struct tm_spec s = qwen3moe_spec;
+	s.bad_slab_ne2 = 15;
+	check_refused(&s, "ne2", "blk.0.ffn_up_exps.weight", "expected [64, 32, 16]");
+}
+END_TEST
+
+START_TEST(refuse_slab_with_wrong_width)
+{
+	struct tm_spec s = mixtral_spec;
+	s.bad_down_ne0 = 32;
+	check_refused(&s, "down", "blk.0.ffn_down_exps.weight", "expert_feed_forward_length, n_embd");
+}
+END_TEST
+
+START_TEST(refuse_missing_router)
+{
+	struct tm_spec s = qwen3moe_spec;
+	s.no_router = true;
+	check_refused(&s, "router", "blk.1.ffn_gate_inp.weight", "missing");
+}
+END_TEST
+
+START_TEST(refuse_fused_gate_up)
+{
+	struct tm_spec s = qwen3moe_spec;
+	s.fused_gate_up = true;
+	check_refused(&s, "fused", "blk.0.ffn_gate_up_exps.weight", "fused gate/up");
+}
+END_TEST
+
+START_TEST(refuse_truncated_slab)
+{
+	/* The last tensor of the file is layer 2's down slab: cut it short. */
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "trunc");
+	FILE *fp = fopen(path, "rb");
+	ck_assert_ptr_nonnull(fp);
+	fseek(fp, 0, SEEK_END);
+	long size = ftell(fp);
+	fclose(fp);
+	ck_assert_int_eq(truncate(path, size - 100), 0);
+	struct model *m = NULL;
+	struct smk_err err = { 0 };
+	ck_assert_int_eq(model_load(&m, path, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, path) && strstr(err.msg, "blk.2.ffn_down_exps.weight") &&
+			      strstr(err.msg, "past end of file"),
+		      "%s", err.msg);
+	unlink(path);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("moe");
+	TCase *tc = tcase_create("moe");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, qwen3moe_plan_has_one_block_per_expert);
+	tcase_add_test(tc, route_top_k_ties_go_to_the_lower_expert);
+	tcase_add_test(tc, qwen3moe_batch_equals_alone);
+	tcase_add_test(tc, mixtral_batch_equals_alone);
+	tcase_add_test(tc, qwen3_dense_runs_and_batches);
+	tcase_add_test(tc, qwen3moe_out_of_core_equals_resident);
+	tcase_add_test(tc, mixtral_out_of_core_equals_resident);
+	tcase_add_test(tc, one_expert_top1_equals_dense);
+	tcase_add_test(tc, experts_load_one_unit_each_and_only_when_chosen);
+	tcase_add_test(tc, hint_puts_resident_blocks_first);
+	tcase_add_test(tc, cuda_emu_moe_equals_cpu);
+	tcase_add_test(tc, refuse_shared_expert);
+	tcase_add_test(tc, refuse_expert_groups);
+	tcase_add_test(tc, refuse_sigmoid_gating);
+	tcase_add_test(tc, refuse_more_used_than_experts);
+	tcase_add_test(tc, refuse_no_used_experts);
+	tcase_add_test(tc, refuse_slab_with_wrong_expert_count);
+	tcase_add_test(tc, refuse_slab_with_wrong_width);
+	tcase_add_test(tc, refuse_missing_router);
+	tcase_add_test(tc, refuse_fused_gate_up);
+	tcase_add_test(tc, refuse_truncated_slab);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return ck_run(suite());
+}
