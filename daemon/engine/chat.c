@@ -1,6 +1,7 @@
 #include "engine/chat.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@ const char *chat_format_name(enum chat_format f)
 	case CHAT_CHATML: return "chatml";
 	case CHAT_LLAMA3: return "llama3";
 	case CHAT_PLAIN: return "plain";
+	case CHAT_HARMONY: return "harmony";
 	}
 	return "?";
 }
@@ -32,6 +34,8 @@ enum chat_format chat_detect(const struct gguf *g, const struct tokenizer *t)
 			return CHAT_CHATML;
 		if (memmem(tpl, len, "<|start_header_id|>", 19))
 			return CHAT_LLAMA3;
+		if (memmem(tpl, len, "<|start|>", 9) && memmem(tpl, len, "<|channel|>", 11))
+			return CHAT_HARMONY;
 	}
 	if (has_token(t, "<start_of_turn>") && has_token(t, "<end_of_turn>"))
 		return CHAT_GEMMA;
@@ -39,6 +43,9 @@ enum chat_format chat_detect(const struct gguf *g, const struct tokenizer *t)
 		return CHAT_CHATML;
 	if (has_token(t, "<|start_header_id|>") && has_token(t, "<|eot_id|>"))
 		return CHAT_LLAMA3;
+	if (has_token(t, "<|start|>") && has_token(t, "<|message|>") && has_token(t, "<|channel|>") &&
+	    has_token(t, "<|end|>") && has_token(t, "<|return|>"))
+		return CHAT_HARMONY;
 	return CHAT_PLAIN;
 }
 
@@ -91,6 +98,84 @@ static bool is_system(const char *role)
 	return !strcmp(role, "system") || !strcmp(role, "developer");
 }
 
+/* ---- harmony (chat.h) ---- */
+
+/* Text between two special tokens, with special tokens off, as one piece
+ * but cut after the "<|" of each "<|name|>" that is a token (chat.h). */
+#define HARMONY_NAME_MAX 128   /* longer "<|...|>" are no tokens of o200k_harmony */
+static int add_plain(struct ids *a, const struct tokenizer *t, const char *s, size_t len,
+		     struct smk_err *err)
+{
+	size_t from = 0;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (s[i] != '<' || s[i + 1] != '|')
+			continue;
+		size_t room = len - i - 2 < HARMONY_NAME_MAX ? len - i - 2 : HARMONY_NAME_MAX;
+		const char *e = memmem(s + i + 2, room, "|>", 2);
+		if (!e || tokenizer_find(t, s + i, (size_t)(e + 2 - (s + i))) < 0)
+			continue;
+		int rc = ids_add(a, t, s + from, i + 2 - from, false, err);
+		if (rc)
+			return rc;
+		from = i + 2;
+	}
+	return from < len ? ids_add(a, t, s + from, len - from, false, err) : 0;
+}
+
+/* pre + content + post as one piece of text. */
+static int add_framed(struct ids *a, const struct tokenizer *t, const char *pre, const char *s,
+		      size_t len, const char *post, struct smk_err *err)
+{
+	size_t lp = strlen(pre), lq = strlen(post);
+	if (len > SIZE_MAX - lp - lq)
+		return smk_fail(err, -E2BIG, "a message of %zu bytes is too long", len);
+	char *buf = malloc(lp + len + lq);
+	if (!buf)
+		return smk_fail(err, -ENOMEM, "out of memory for a message of %zu bytes", len);
+	memcpy(buf, pre, lp);
+	memcpy(buf + lp, s, len);
+	memcpy(buf + lp + len, post, lq);
+	int rc = add_plain(a, t, buf, lp + len + lq, err);
+	free(buf);
+	return rc;
+}
+
+static const char harmony_system[] =
+	"You are ChatGPT, a large language model trained by OpenAI.\n"
+	"Knowledge cutoff: 2024-06\n\n"
+	"Reasoning: medium\n\n"
+	"# Valid channels: analysis, commentary, final. Channel must be included for every message.";
+
+static int harmony_encode(struct ids *a, const struct tokenizer *t, const struct chat_msg *msgs,
+			  int n_msgs, struct smk_err *err)
+{
+	int rc;
+	if ((rc = ids_add(a, t, "<|start|>system<|message|>", 26, true, err)) ||
+	    (rc = add_plain(a, t, harmony_system, sizeof(harmony_system) - 1, err)) ||
+	    (rc = ids_add(a, t, "<|end|>", 7, true, err)))
+		return rc;
+	for (int i = 0; i < n_msgs; i++) {
+		const struct chat_msg *m = &msgs[i];
+		if (is_system(m->role)) {
+			if (m->len == 0)
+				continue;
+			if ((rc = ids_add(a, t, "<|start|>developer<|message|>", 29, true, err)) ||
+			    (rc = add_framed(a, t, "# Instructions\n\n", m->content, m->len, "\n\n", err)))
+				return rc;
+		} else {
+			const char *head = !strcmp(m->role, "assistant")
+						   ? "<|start|>assistant<|channel|>final<|message|>"
+						   : "<|start|>user<|message|>";
+			if ((rc = ids_add(a, t, head, strlen(head), true, err)) ||
+			    (rc = add_plain(a, t, m->content, m->len, err)))
+				return rc;
+		}
+		if ((rc = ids_add(a, t, "<|end|>", 7, true, err)))
+			return rc;
+	}
+	return ids_add(a, t, "<|start|>assistant", 18, true, err);
+}
+
 int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
 		int n_msgs, int max_tokens, int32_t **out, int *n_out, struct smk_err *err)
 {
@@ -103,7 +188,9 @@ int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat
 		a.v[a.n++] = tokenizer_bos(t);
 	const char *s;
 	size_t len;
-	for (int i = 0; i < n_msgs && rc == 0; i++) {
+	if (f == CHAT_HARMONY)
+		rc = harmony_encode(&a, t, msgs, n_msgs, err);
+	for (int i = 0; i < n_msgs && rc == 0 && f != CHAT_HARMONY; i++) {
 		const struct chat_msg *m = &msgs[i];
 		switch (f) {
 		case CHAT_GEMMA: {
@@ -143,6 +230,8 @@ int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat
 			    !(rc = ADD_T("<|end_header_id|>\n\n")) && !(rc = ADD_C(s, len)))
 				rc = ADD_T("<|eot_id|>");
 			break;
+		case CHAT_HARMONY:
+			break;
 		case CHAT_PLAIN:
 			if (!(rc = ADD_C(m->role, strlen(m->role))) && !(rc = ADD_C(": ", 2)) &&
 			    !(rc = ADD_C(m->content, m->len)))
@@ -156,6 +245,7 @@ int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat
 		case CHAT_CHATML: rc = ADD_T("<|im_start|>assistant\n"); break;
 		case CHAT_LLAMA3: rc = ADD_T("<|start_header_id|>assistant<|end_header_id|>\n\n"); break;
 		case CHAT_PLAIN: rc = ADD_C("assistant:", 10); break;
+		case CHAT_HARMONY: break;   /* harmony_encode closed it */
 		}
 	}
 	if (rc == 0 && a.n > a.max)

@@ -9,11 +9,57 @@
  *   chatml  <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n
  *   llama3  <|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|> ...
  *           <|start_header_id|>assistant<|end_header_id|>\n\n
+ *   harmony gpt-oss; below
  *   plain   {role}: {content}\n ... assistant:   (models without a chat format)
  * BOS is prepended when the tokenizer says so.  The template's own marker text
  * is tokenised with special tokens recognised; message content is tokenised
  * with special tokens NOT recognised, so a user cannot inject
  * "<end_of_turn>" and forge another turn.
+ *
+ * harmony (gpt-oss; detected by a template holding "<|start|>" and
+ * "<|channel|>", llama.cpp's llm_chat_detect_template rule, or by a
+ * vocabulary with <|start|>, <|message|>, <|channel|>, <|end|> and
+ * <|return|>) renders what the official template
+ * (llama.cpp models/templates/openai-gpt-oss-120b.jinja; openai/harmony
+ * docs/format.md) renders for a conversation without tools:
+ *   <|start|>system<|message|>You are ChatGPT, a large language model trained
+ *     by OpenAI.\nKnowledge cutoff: 2024-06\n\nReasoning: medium\n\n# Valid
+ *     channels: analysis, commentary, final. Channel must be included for
+ *     every message.<|end|>
+ *   <|start|>developer<|message|># Instructions\n\n{content}\n\n<|end|>
+ *                     for a first message of role system or developer
+ *                     (nothing if its content is empty)
+ *   <|start|>user<|message|>{content}<|end|>
+ *   <|start|>assistant<|channel|>final<|message|>{content}<|end|>
+ *   ...
+ *   <|start|>assistant
+ * Where it differs from the template:
+ *   - no "Current date: YYYY-MM-DD" line (the template's strftime_now): a
+ *     prompt must not change with the clock (the line goes, the blank line
+ *     after it stays: "...2024-06\n\nReasoning...");
+ *   - no tools, builtin tools or response formats (the API takes none yet),
+ *     so no "# Tools" section and no "Calls to these tools..." line;
+ *   - a system or developer message after the first becomes a developer
+ *     message of its own, in place (the template drops it silently);
+ *   - model identity and reasoning effort are the template's defaults (no
+ *     request field sets them yet).
+ * As in the template, assistant history is the final channel only (no
+ * analysis: the reasoning of earlier turns is dropped, harmony's rule) and
+ * ends with <|end|>, and content is not trimmed.  BOS is added only if the
+ * tokenizer asks (gpt-oss does not).
+ *
+ * Tokenisation for harmony follows llama.cpp's: special tokens are cut out,
+ * and the text between two of them (e.g. "# Instructions\n\n{content}\n\n")
+ * is tokenised as ONE piece, so BPE merges across the template's text and
+ * the content as they do there.  gpt-oss's markers <|start|>, <|message|>,
+ * <|channel|>, <|constrain|> and <|end|> are USER_DEFINED tokens after the
+ * loader's fix-ups (tokenizer.c, as llama-vocab.cpp), which the tokenizer
+ * matches even with special tokens off; so content is additionally cut
+ * after the "<|" of every "<|name|>" that is a token of the vocabulary and
+ * the parts tokenised separately: the marker's text becomes ordinary tokens
+ * and cannot close a message.  For o200k's pre-tokenizer ("gpt-4o") that
+ * cut is a pre-token boundary already ("<|" ends a punctuation run before
+ * the letters), so ordinary text tokenises as it would without the cut.
  */
 #ifndef SMK_ENGINE_CHAT_H
 #define SMK_ENGINE_CHAT_H
@@ -25,7 +71,7 @@
 #include "tokenizer/tokenizer.h"
 #include "util/err.h"
 
-enum chat_format { CHAT_GEMMA, CHAT_CHATML, CHAT_LLAMA3, CHAT_PLAIN };
+enum chat_format { CHAT_GEMMA, CHAT_CHATML, CHAT_LLAMA3, CHAT_PLAIN, CHAT_HARMONY };
 
 struct chat_msg {
 	const char *role;      /* system, developer, user, assistant */

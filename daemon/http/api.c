@@ -496,6 +496,8 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api
 		return api_fail(e, 400, INVALID, mt_name, "context_length_exceeded",
 				"the prompt (%d tokens) + '%s' (%" PRId64 ") exceed the context of %d tokens",
 				r->n_prompt, mt_name, max_tokens, s->e->n_ctx);
+	r->harmony = r->chat && s->chat == CHAT_HARMONY;
+	harmony_init(&r->hp);
 	r->job.prompt = r->prompt;
 	r->job.n_prompt = r->n_prompt;
 	r->job.max_tokens = (int)max_tokens;
@@ -510,6 +512,52 @@ const char *api_finish_reason(enum worker_finish f)
 	case WORKER_FINISH_LENGTH: return "length";
 	default: return "cancelled";
 	}
+}
+
+/* ---- output ---- */
+
+static int buf_add(char **b, size_t *n, size_t *cap, const char *s, size_t len)
+{
+	if (*n + len + 1 > *cap) {
+		if (len > SIZE_MAX / 4 - *n)
+			return -ENOMEM;
+		size_t c = (*n + len + 1) * 2;
+		char *t = realloc(*b, c);
+		if (!t)
+			return -ENOMEM;
+		*b = t;
+		*cap = c;
+	}
+	memcpy(*b + *n, s, len);
+	*n += len;
+	return 0;
+}
+
+static void on_channel(void *ctx, enum harmony_channel ch, const char *s, size_t len)
+{
+	struct hreq *r = ctx;
+	int rc = ch == HARMONY_REASONING ? buf_add(&r->reason, &r->n_reason, &r->cap_reason, s, len)
+					 : buf_add(&r->text, &r->n_text, &r->cap_text, s, len);
+	if (rc)
+		r->out_of_memory = true;
+}
+
+int api_take_text(struct hreq *r, const char *s, size_t len)
+{
+	if (!len)
+		return 0;
+	if (r->harmony)
+		harmony_push(&r->hp, s, len, on_channel, r);
+	else if (buf_add(&r->text, &r->n_text, &r->cap_text, s, len))
+		r->out_of_memory = true;
+	return r->out_of_memory ? -ENOMEM : 0;
+}
+
+int api_end_text(struct hreq *r)
+{
+	if (r->harmony)
+		harmony_finish(&r->hp, on_channel, r);
+	return r->out_of_memory ? -ENOMEM : 0;
 }
 
 /* ---- responses ---- */
@@ -609,11 +657,14 @@ char *api_generation_body(struct hreq *r)
 	json_t *choice;
 	const char *finish = api_finish_reason(r->res.finish);
 	int n_tok = r->n_tok;
-	if (r->chat)
+	if (r->chat) {
 		choice = json_pack("{s:i, s:{s:s, s:o}, s:s, s:o}", "index", 0, "message", "role", "assistant",
 				   "content", jstr(r->text, r->n_text), "finish_reason", finish,
 				   "logprobs", logprobs_json(r, 0, n_tok, 0));
-	else
+		if (choice && r->harmony)
+			json_object_set_new(json_object_get(choice, "message"), "reasoning_content",
+					    jstr(r->reason ? r->reason : "", r->n_reason));
+	} else
 		choice = json_pack("{s:i, s:o, s:s, s:o}", "index", 0, "text", jstr(r->text, r->n_text),
 				   "finish_reason", finish, "logprobs", logprobs_json(r, 0, n_tok, 0));
 	json_t *root = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o], s:o}", "id", r->id,
@@ -626,17 +677,20 @@ char *api_generation_body(struct hreq *r)
 	return out;
 }
 
-char *api_stream_chunk(struct hreq *r, size_t from, size_t to, int tfrom, int tto,
-		       const char *finish, bool usage, bool role)
+char *api_stream_chunk(struct hreq *r, size_t from, size_t to, size_t rfrom, size_t rto, int tfrom,
+		       int tto, const char *finish, bool usage, bool role)
 {
 	json_t *choices = json_array();
-	if (!usage || finish || to > from || role) {
+	if (!usage || finish || to > from || rto > rfrom || role) {
 		json_t *c;
 		json_t *fin = finish ? json_string(finish) : json_null();
 		if (r->chat) {
 			json_t *delta = json_object();
 			if (role)
 				json_object_set_new(delta, "role", json_string("assistant"));
+			if (rto > rfrom)
+				json_object_set_new(delta, "reasoning_content",
+						    jstr(r->reason + rfrom, rto - rfrom));
 			if (role || to > from)
 				json_object_set_new(delta, "content", jstr(r->text + from, to - from));
 			c = json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta, "finish_reason", fin);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "engine/harmony.h"
 #include "engine/worker.h"
 #include "http/server.h"
 
@@ -61,9 +62,16 @@ struct hreq {
 	struct worker_result res;
 	char id[48];
 	time_t created;
-	/* Output released by the worker. */
+	/* Output released by the worker: all of it, or for a chat in the
+	 * harmony format (engine/harmony.h) the answer (final channel) in text
+	 * and the reasoning (analysis channel) in reason. */
 	char *text;
 	size_t n_text, cap_text, sent_text;
+	bool harmony;
+	struct harmony_parser hp;
+	char *reason;                  /* malloc'd when the first reasoning comes */
+	size_t n_reason, cap_reason, sent_reason;
+	bool out_of_memory;
 	struct worker_token *toks;     /* with logprobs: one per token */
 	size_t *tok_end;               /* text end offset after each token */
 	int n_tok, cap_tok, sent_tok;
@@ -80,10 +88,20 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *root, struct 
 /* The non-stream response body, and the stream's next event text ("data:
  * {...}\n\n" without the [DONE]); malloc'd. */
 char *api_generation_body(struct hreq *r);
-/* Chunk with text [from, to) and tokens [tfrom, tto); finish NULL for none;
- * usage adds the usage object. */
-char *api_stream_chunk(struct hreq *r, size_t from, size_t to, int tfrom, int tto,
-		       const char *finish, bool usage, bool role);
+/* Chunk with text [from, to), reasoning [rfrom, rto) (delta.content and
+ * delta.reasoning_content of a chat; each only if not empty) and tokens
+ * [tfrom, tto); finish NULL for none; usage adds the usage object. */
+char *api_stream_chunk(struct hreq *r, size_t from, size_t to, size_t rfrom, size_t rto, int tfrom,
+		       int tto, const char *finish, bool usage, bool role);
+
+/* Newly released output (worker thread, r->lock held): appended to
+ * r->text, or split by the harmony parser into r->text and r->reason.
+ * Buffers grow by doubling.  0, or -ENOMEM (what did not fit is lost; the
+ * caller ends the job). */
+int api_take_text(struct hreq *r, const char *s, size_t len);
+/* The generation ended (r->lock held): the harmony parser's held-back
+ * bytes are emitted.  0 or -ENOMEM. */
+int api_end_text(struct hreq *r);
 
 /* Simple endpoints: fill *body (malloc'd JSON) and return the status, or
  * return -1 with e filled. */

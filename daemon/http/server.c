@@ -91,6 +91,7 @@ static void hreq_unref(struct hreq *r)
 	for (int i = 0; i < WORKER_MAX_STOP; i++)
 		free(r->stops[i]);
 	free(r->text);
+	free(r->reason);
 	free(r->toks);
 	free(r->tok_end);
 	free(r->ev);
@@ -208,21 +209,8 @@ static void on_text(void *ctx, const char *text, size_t len, const struct worker
 {
 	struct hreq *r = ctx;
 	pthread_mutex_lock(&r->lock);
-	if (len && r->n_text + len + 1 > r->cap_text) {
-		size_t cap = (r->n_text + len + 1) * 2;
-		char *t = realloc(r->text, cap);
-		if (t) {
-			r->text = t;
-			r->cap_text = cap;
-		} else {
-			len = 0;
-			atomic_store(&r->job.cancel, true);  /* out of memory: end it */
-		}
-	}
-	if (len) {
-		memcpy(r->text + r->n_text, text, len);
-		r->n_text += len;
-	}
+	if (api_take_text(r, text, len))
+		atomic_store(&r->job.cancel, true);  /* out of memory: end it */
 	if (tok && r->toks && r->n_tok < r->cap_tok) {
 		r->toks[r->n_tok] = *tok;
 		r->tok_end[r->n_tok] = r->n_text;
@@ -249,6 +237,7 @@ static void on_done(void *ctx, const struct worker_result *res)
 {
 	struct hreq *r = ctx;
 	pthread_mutex_lock(&r->lock);
+	api_end_text(r);
 	r->res = *res;
 	r->done = true;
 	r->in_worker = false;
@@ -270,12 +259,14 @@ static bool next_event(struct hreq *r)
 	if (r->sse == 0) {
 		r->sse = 1;
 		if (r->chat)
-			ev = api_stream_chunk(r, 0, 0, 0, 0, NULL, false, true);
+			ev = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, NULL, false, true);
 	} else if (r->sse == 1) {
 		bool more_tok = r->n_logprobs >= 0 && r->n_tok > r->sent_tok;
-		if (r->n_text > r->sent_text || more_tok) {
-			ev = api_stream_chunk(r, r->sent_text, r->n_text, r->sent_tok, r->n_tok, NULL, false, false);
+		if (r->n_text > r->sent_text || r->n_reason > r->sent_reason || more_tok) {
+			ev = api_stream_chunk(r, r->sent_text, r->n_text, r->sent_reason, r->n_reason,
+					      r->sent_tok, r->n_tok, NULL, false, false);
 			r->sent_text = r->n_text;
+			r->sent_reason = r->n_reason;
 			r->sent_tok = r->n_tok;
 		} else if (r->done) {
 			r->sse = 2;
@@ -287,9 +278,10 @@ static bool next_event(struct hreq *r)
 					ev = NULL;
 				free(body);
 			} else {
-				ev = api_stream_chunk(r, 0, 0, 0, 0, api_finish_reason(r->res.finish), false, false);
+				ev = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, api_finish_reason(r->res.finish), false,
+						      false);
 				if (ev && r->include_usage) {
-					char *u = api_stream_chunk(r, 0, 0, 0, 0, NULL, true, false);
+					char *u = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, NULL, true, false);
 					char *both = NULL;
 					if (u && asprintf(&both, "%s%s", ev, u) >= 0) {
 						free(ev);

@@ -998,6 +998,213 @@ START_TEST(models_list)
 }
 END_TEST
 
+/* ---- generated output: channels of the harmony format ---- */
+
+/* What gpt-oss writes after the prompt's <|start|>assistant, one token a
+ * piece (<|return|> ended it: an end-of-generation token, no text). */
+static const char *const oss_pieces[] = {
+	"<|channel|>", "analysis", "<|message|>", "User", " greets", ".", "<|end|>", "<|start|>",
+	"assistant", "<|channel|>", "final", "<|message|>", "Hel", "lo", " \xc3\xa9", "<", "3", NULL,
+};
+#define OSS_REASONING "User greets."
+#define OSS_CONTENT "Hello \xc3\xa9<3"
+
+/* One event's ChatChunk / CompletionChunk JSON ("data: {...}\n\n"). */
+static json_t *event_json(char *ev)
+{
+	ck_assert_ptr_nonnull(ev);
+	size_t n = strlen(ev);
+	ck_assert_msg(n > 8 && !strncmp(ev, "data: ", 6) && !strcmp(ev + n - 2, "\n\n"), "event '%s'", ev);
+	json_error_t je;
+	json_t *j = json_loadb(ev + 6, n - 8, 0, &je);
+	ck_assert_msg(j, "event '%s': %s", ev, je.text);
+	free(ev);
+	return j;
+}
+
+static json_t *body_json(char *body)
+{
+	ck_assert_ptr_nonnull(body);
+	json_t *j = json_loads(body, 0, NULL);
+	ck_assert_msg(j, "body '%s'", body);
+	free(body);
+	return j;
+}
+
+static const char *jget_str(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+	ck_assert_msg(json_is_string(v), "'%s' is not a string", k);
+	return json_string_value(v);
+}
+
+/* Run a generation's text through r as server.c does: the role chunk,
+ * api_take_text per piece and a chunk whenever something new is there,
+ * api_end_text, the finish chunk.  The deltas are concatenated into
+ * content / reasoning (each at most 255 bytes). */
+static void stream(struct hreq *r, const char *const *pieces, char *content, char *reasoning)
+{
+	content[0] = reasoning[0] = 0;
+	snprintf(r->id, sizeof(r->id), "chatcmpl-test");
+	r->created = 1700000000;
+	json_t *j = event_json(api_stream_chunk(r, 0, 0, 0, 0, 0, 0, NULL, false, true));
+	json_t *d = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "delta");
+	ck_assert_str_eq(jget_str(d, "role"), "assistant");
+	ck_assert_str_eq(jget_str(d, "content"), "");
+	ck_assert_ptr_null(json_object_get(d, "reasoning_content"));
+	json_decref(j);
+	for (int i = 0; pieces[i] || !r->done; i++) {
+		if (pieces[i]) {
+			ck_assert_int_eq(api_take_text(r, pieces[i], strlen(pieces[i])), 0);
+		} else {
+			ck_assert_int_eq(api_end_text(r), 0);
+			r->done = true;
+			i--;
+		}
+		if (r->n_text == r->sent_text && r->n_reason == r->sent_reason)
+			continue;
+		j = event_json(api_stream_chunk(r, r->sent_text, r->n_text, r->sent_reason, r->n_reason, 0, 0,
+						NULL, false, false));
+		r->sent_text = r->n_text;
+		r->sent_reason = r->n_reason;
+		json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+		ck_assert(json_is_null(json_object_get(c, "finish_reason")));
+		d = json_object_get(c, "delta");
+		const char *k;
+		json_t *v;
+		json_object_foreach(d, k, v) {
+			ck_assert_msg(!strcmp(k, "content") || !strcmp(k, "reasoning_content"), "delta.%s", k);
+			ck_assert_msg(json_is_string(v) && json_string_length(v) > 0, "delta.%s empty", k);
+			char *acc = !strcmp(k, "content") ? content : reasoning;
+			ck_assert_uint_lt(strlen(acc) + json_string_length(v), 256);
+			strcat(acc, json_string_value(v));
+		}
+		json_decref(j);
+	}
+	j = event_json(api_stream_chunk(r, 0, 0, 0, 0, 0, 0, "stop", false, false));
+	json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+	ck_assert_str_eq(jget_str(c, "finish_reason"), "stop");
+	ck_assert_int_eq(json_object_size(json_object_get(c, "delta")), 0);
+	json_decref(j);
+}
+
+static void out_free(struct hreq *r)
+{
+	free(r->text);
+	free(r->reason);
+	gen_free(r);
+}
+
+/* A chat request on a harmony model as api_parse_generation leaves it.
+ * (llama-f32's context of 64 cannot hold harmony's system message, so the
+ * request is set up here; chat_harmony_channels checks that parsing
+ * renders the harmony prompt.) */
+static void harmony_req(struct hreq *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->srv = &srv;
+	r->chat = true;
+	r->harmony = true;
+	harmony_init(&r->hp);
+	r->n_logprobs = -1;
+}
+
+START_TEST(chat_harmony_channels)
+{
+	struct hreq r;
+	struct api_error e;
+	char content[256], reasoning[256];
+	srv.chat = CHAT_HARMONY;
+
+	/* the harmony prompt (its system message alone is some 200 tokens of
+	 * llama-f32's vocabulary) is what the chat endpoint renders */
+	int rc = parse_gen("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", true, &r, &e);
+	expect_error(rc, &e, "harmony prompt", 400, "messages");
+	ck_assert_str_eq(e.code, "context_length_exceeded");
+	gen_free(&r);
+
+	/* non-streamed: message.content is the final channel, reasoning_content
+	 * the analysis channel, no marker of either */
+	harmony_req(&r);
+	for (int i = 0; oss_pieces[i]; i++)
+		ck_assert_int_eq(api_take_text(&r, oss_pieces[i], strlen(oss_pieces[i])), 0);
+	ck_assert_int_eq(api_end_text(&r), 0);
+	r.res.finish = WORKER_FINISH_STOP;
+	r.res.n_gen = 17;
+	snprintf(r.id, sizeof(r.id), "chatcmpl-test");
+	json_t *j = body_json(api_generation_body(&r));
+	json_t *m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+	ck_assert_str_eq(jget_str(m, "role"), "assistant");
+	ck_assert_str_eq(jget_str(m, "content"), OSS_CONTENT);
+	ck_assert_str_eq(jget_str(m, "reasoning_content"), OSS_REASONING);
+	json_decref(j);
+	out_free(&r);
+
+	/* streamed: delta.reasoning_content, then delta.content */
+	harmony_req(&r);
+	stream(&r, oss_pieces, content, reasoning);
+	ck_assert_str_eq(content, OSS_CONTENT);
+	ck_assert_str_eq(reasoning, OSS_REASONING);
+	out_free(&r);
+
+	/* cut off while reasoning (max_tokens), mid-marker: the held "<|en"
+	 * is reasoning text after all; content is "" */
+	const char *cut[] = { "<|channel|>", "analysis", "<|message|>", "Hmm", "<|en", NULL };
+	harmony_req(&r);
+	stream(&r, cut, content, reasoning);
+	ck_assert_str_eq(content, "");
+	ck_assert_str_eq(reasoning, "Hmm<|en");
+	j = body_json(api_generation_body(&r));
+	m = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+	ck_assert_str_eq(jget_str(m, "content"), "");
+	ck_assert_str_eq(jget_str(m, "reasoning_content"), "Hmm<|en");
+	json_decref(j);
+	out_free(&r);
+
+	/* /v1/completions on the same model: the raw text, markers and all */
+	ck_assert_msg(parse_gen("{\"prompt\": \"hi\"}", false, &r, &e) == 0, "%s", e.msg);
+	ck_assert(!r.harmony);
+	char raw[256] = "";
+	for (int i = 0; oss_pieces[i]; i++) {
+		strcat(raw, oss_pieces[i]);
+		ck_assert_int_eq(api_take_text(&r, oss_pieces[i], strlen(oss_pieces[i])), 0);
+	}
+	ck_assert_int_eq(api_end_text(&r), 0);
+	j = body_json(api_generation_body(&r));
+	ck_assert_str_eq(jget_str(json_array_get(json_object_get(j, "choices"), 0), "text"), raw);
+	json_decref(j);
+	out_free(&r);
+}
+END_TEST
+
+START_TEST(chat_other_formats_unsplit)
+{
+	/* llama-f32's own format: the text is the content, markers or not,
+	 * and there is no reasoning_content */
+	struct hreq r;
+	struct api_error e;
+	char content[256], reasoning[256], raw[256] = "";
+	ck_assert_int_ne(srv.chat, CHAT_HARMONY);
+	ck_assert_msg(parse_gen("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", true, &r, &e) == 0,
+		      "%s", e.msg);
+	ck_assert(!r.harmony);
+	for (int i = 0; oss_pieces[i]; i++)
+		strcat(raw, oss_pieces[i]);
+	stream(&r, oss_pieces, content, reasoning);
+	ck_assert_str_eq(content, raw);
+	ck_assert_str_eq(reasoning, "");
+	r.res.finish = WORKER_FINISH_LENGTH;
+	json_t *j = body_json(api_generation_body(&r));
+	json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+	json_t *m = json_object_get(c, "message");
+	ck_assert_str_eq(jget_str(m, "content"), raw);
+	ck_assert_ptr_null(json_object_get(m, "reasoning_content"));
+	ck_assert_str_eq(jget_str(c, "finish_reason"), "length");
+	json_decref(j);
+	out_free(&r);
+}
+END_TEST
+
 /* ---- over HTTP: what server.c checks before api.c ---- */
 
 static struct server hs;
@@ -1207,6 +1414,8 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, detokenize_refused, 0, (int)(sizeof(detokenize_bad) / sizeof(detokenize_bad[0])));
 	tcase_add_test(tc, detokenize_ids_past_the_vocabulary);
 	tcase_add_test(tc, models_list);
+	tcase_add_test(tc, chat_harmony_channels);
+	tcase_add_test(tc, chat_other_formats_unsplit);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("http");
 	tcase_add_checked_fixture(tc, http_setup, http_teardown);
