@@ -69,7 +69,7 @@ struct hreq {
 	size_t n_text, cap_text, sent_text;
 	bool harmony;
 	struct harmony_parser hp;
-	char *reason;                  /* malloc'd when the first reasoning comes */
+	char *reason;                  /* harmony only; sized as text at admission */
 	size_t n_reason, cap_reason, sent_reason;
 	bool out_of_memory;
 	struct worker_token *toks;     /* with logprobs: one per token */

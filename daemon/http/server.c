@@ -352,12 +352,17 @@ static enum MHD_Result start_generation(struct server *s, struct hreq *r, json_t
 	size_t cap = (size_t)j->max_tokens * 8 + 64;
 	r->cap_text = cap < (1u << 20) ? cap : (1u << 20);
 	r->text = malloc(r->cap_text);
+	if (r->harmony) {             /* the reasoning: as much room again */
+		r->cap_reason = r->cap_text;
+		r->reason = malloc(r->cap_reason);
+	}
 	if (r->n_logprobs >= 0) {
 		r->cap_tok = j->max_tokens;
 		r->toks = calloc((size_t)r->cap_tok, sizeof(*r->toks));
 		r->tok_end = calloc((size_t)r->cap_tok, sizeof(*r->tok_end));
 	}
-	if (!r->text || (r->n_logprobs >= 0 && (!r->toks || !r->tok_end))) {
+	if (!r->text || (r->harmony && !r->reason) ||
+	    (r->n_logprobs >= 0 && (!r->toks || !r->tok_end))) {
 		api_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
 		return reply_error(r, &e, NULL);
 	}
