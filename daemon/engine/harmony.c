@@ -166,6 +166,21 @@ void harmony_push(struct harmony_parser *p, const char *s, size_t len, harmony_e
 	text(p, s + run, len - run, emit, ctx);
 }
 
+void harmony_push_step(struct harmony_parser *p, const struct tokenizer *t, int32_t id,
+		       const char *s, size_t len, harmony_emit_fn emit, void *ctx)
+{
+	harmony_push(p, s, len, emit, ctx);
+	if (id < 0 || !tokenizer_is_control(t, id) || tokenizer_piece(t, id, false, NULL, 0))
+		return;
+	size_t n;
+	const char *text = tokenizer_text(t, id, &n);
+	for (int i = M_START; i <= M_CONSTRAIN && text; i++)
+		if (strlen(marks[i]) == n && !memcmp(marks[i], text, n)) {
+			harmony_push(p, text, n, emit, ctx);
+			return;
+		}
+}
+
 void harmony_finish(struct harmony_parser *p, harmony_emit_fn emit, void *ctx)
 {
 	if (p->in_body && p->ch != HARMONY_DROP && p->n_hold)

@@ -19,7 +19,8 @@
  * (and ours, tokenizer.c) types <|channel|>, <|message|>, <|start|>,
  * <|constrain|> and, once it is no end of generation, <|end|> as
  * user-defined tokens whose piece is their own text, so the markers are in
- * the text exactly where the tokens were.  (A model that spells "<|end|>"
+ * the text exactly where the tokens were (harmony_push_step adds them where
+ * a tokenizer keeps them CONTROL and renders nothing).  (A model that spells "<|end|>"
  * out of ordinary tokens is read as the marker too; llama-server's parser,
  * which also works on text, does the same.)
  *
@@ -58,6 +59,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "tokenizer/tokenizer.h"
 
 enum harmony_channel {
 	HARMONY_DROP,          /* header text, tool calls */
@@ -91,6 +95,15 @@ void harmony_init(struct harmony_parser *p);
 /* Feed the next len bytes of generated text; emit runs synchronously. */
 void harmony_push(struct harmony_parser *p, const char *s, size_t len, harmony_emit_fn emit,
 		  void *ctx);
+/* One step of the worker (worker.h's on_text): its released text, then,
+ * if the step's token id is a header marker that renders as no text - a
+ * CONTROL token, as a tokenizer with Hugging Face semantics keeps
+ * gpt-oss's added special tokens, where llama.cpp's fix-ups make them
+ * user-defined - that marker's text.  id < 0: text only.  (With stop
+ * strings, text the worker still holds back would come after the marker;
+ * only then can this order be wrong.) */
+void harmony_push_step(struct harmony_parser *p, const struct tokenizer *t, int32_t id,
+		       const char *s, size_t len, harmony_emit_fn emit, void *ctx);
 /* The generation ended: emit a held-back body fragment; p is then reset. */
 void harmony_finish(struct harmony_parser *p, harmony_emit_fn emit, void *ctx);
 

@@ -542,13 +542,11 @@ static void on_channel(void *ctx, enum harmony_channel ch, const char *s, size_t
 		r->out_of_memory = true;
 }
 
-int api_take_text(struct hreq *r, const char *s, size_t len)
+int api_take_text(struct hreq *r, const char *s, size_t len, int32_t id)
 {
-	if (!len)
-		return 0;
 	if (r->harmony)
-		harmony_push(&r->hp, s, len, on_channel, r);
-	else if (buf_add(&r->text, &r->n_text, &r->cap_text, s, len))
+		harmony_push_step(&r->hp, r->srv->e->tok, id, s, len, on_channel, r);
+	else if (len && buf_add(&r->text, &r->n_text, &r->cap_text, s, len))
 		r->out_of_memory = true;
 	return r->out_of_memory ? -ENOMEM : 0;
 }

@@ -94,11 +94,12 @@ char *api_generation_body(struct hreq *r);
 char *api_stream_chunk(struct hreq *r, size_t from, size_t to, size_t rfrom, size_t rto, int tfrom,
 		       int tto, const char *finish, bool usage, bool role);
 
-/* Newly released output (worker thread, r->lock held): appended to
- * r->text, or split by the harmony parser into r->text and r->reason.
- * Buffers grow by doubling.  0, or -ENOMEM (what did not fit is lost; the
- * caller ends the job). */
-int api_take_text(struct hreq *r, const char *s, size_t len);
+/* Newly released output and the step's token id (-1 none) (worker
+ * thread, r->lock held): appended to r->text, or split by the harmony
+ * parser into r->text and r->reason (harmony_push_step).  Buffers grow by
+ * doubling.  0, or -ENOMEM (what did not fit is lost; the caller ends the
+ * job). */
+int api_take_text(struct hreq *r, const char *s, size_t len, int32_t id);
 /* The generation ended (r->lock held): the harmony parser's held-back
  * bytes are emitted.  0 or -ENOMEM. */
 int api_end_text(struct hreq *r);

@@ -209,7 +209,7 @@ static void on_text(void *ctx, const char *text, size_t len, const struct worker
 {
 	struct hreq *r = ctx;
 	pthread_mutex_lock(&r->lock);
-	if (api_take_text(r, text, len))
+	if (api_take_text(r, text, len, tok ? tok->id : -1))
 		atomic_store(&r->job.cancel, true);  /* out of memory: end it */
 	if (tok && r->toks && r->n_tok < r->cap_tok) {
 		r->toks[r->n_tok] = *tok;

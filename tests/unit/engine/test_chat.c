@@ -65,8 +65,10 @@ static void byte_text(int b, char out[4])
 }
 
 /* with_return: <|return|> in the vocabulary (else a plain token text);
- * tpl: tokenizer.chat_template or NULL. */
-static struct tokenizer *make_vocab(bool with_return, const char *tpl, struct gguf **gout)
+ * tpl: tokenizer.chat_template or NULL; hf: Hugging Face semantics
+ * (smoke.tokenizer.hf, as a translated tokenizer.json: the special tokens
+ * stay CONTROL and render as nothing). */
+static struct tokenizer *make_vocab_hf(bool with_return, const char *tpl, bool hf, struct gguf **gout)
 {
 	struct gguf_builder *b;
 	ck_assert_int_eq(gguf_builder_new(&b, "harmony-test-vocab"), 0);
@@ -104,6 +106,8 @@ static struct tokenizer *make_vocab(bool with_return, const char *tpl, struct gg
 	gguf_builder_set_bool(b, "tokenizer.ggml.add_bos_token", false);
 	if (tpl)
 		gguf_builder_set_str(b, "tokenizer.chat_template", tpl, strlen(tpl));
+	if (hf)
+		gguf_builder_set_bool(b, "smoke.tokenizer.hf", true);
 	struct gguf *g;
 	struct smk_err err = { 0 };
 	ck_assert_msg(gguf_builder_finish(b, &g, &err) == 0, "%s", err.msg);
@@ -114,6 +118,11 @@ static struct tokenizer *make_vocab(bool with_return, const char *tpl, struct gg
 	else
 		gguf_close(g);
 	return t;
+}
+
+static struct tokenizer *make_vocab(bool with_return, const char *tpl, struct gguf **gout)
+{
+	return make_vocab_hf(with_return, tpl, false, gout);
 }
 
 /* ---- expected token sequences ---- */
@@ -353,10 +362,10 @@ static int generate(const struct tokenizer *t, const int32_t *ids, int n, struct
 			break;
 		}
 		size_t k = detok_push(t, &dt, ids[i], buf, cap);
-		harmony_push(&p, buf, k, emit, o);
+		harmony_push_step(&p, t, ids[i], buf, k, emit, o);
 	}
 	size_t k = detok_flush(&dt, buf, cap);
-	harmony_push(&p, buf, k, emit, o);
+	harmony_push_step(&p, t, -1, buf, k, emit, o);
 	harmony_finish(&p, emit, o);
 	free(buf);
 	return i;
@@ -367,9 +376,14 @@ static void add_text(struct vec *v, const char *s)
 	plain(v, s);
 }
 
+/* _i: 0 llama.cpp's semantics (the markers render as their text), 1
+ * Hugging Face's (they render as nothing; harmony_push_step adds them). */
 START_TEST(token_sequences_to_channels)
 {
-	struct tokenizer *t = make_vocab(true, NULL, NULL);
+	struct tokenizer *t = make_vocab_hf(true, NULL, _i == 1, NULL);
+	char piece[16];
+	ck_assert_uint_eq(tokenizer_piece(t, CHANNEL, false, piece, sizeof(piece)), _i == 1 ? 0 : 11);
+	ck_assert(tokenizer_is_eog(t, RETURN) && tokenizer_is_eog(t, CALL) && !tokenizer_is_eog(t, END));
 	struct out o;
 	/* analysis, then <|end|> (not EOG), the next header, final, <|return|> */
 	struct vec v = { .n = 0 };
@@ -402,6 +416,15 @@ START_TEST(token_sequences_to_channels)
 	ck_assert_int_eq(generate(t, v.v, v.n, &o), v.n);
 	ck_assert_uint_eq(o.nr + o.nc, 0);
 
+	/* a split marker held back, then text after all, at the end */
+	v.n = 0;
+	sp(&v, CHANNEL);
+	add_text(&v, "final");
+	sp(&v, MESSAGE);
+	add_text(&v, "a<|e");
+	generate(t, v.v, v.n, &o);
+	ck_assert_str_eq(o.c, "a<|e");
+
 	/* "<|end|>" written with byte tokens is read as the marker (text-level
 	 * parsing, as llama-server's) */
 	v.n = 0;
@@ -425,7 +448,7 @@ int main(void)
 	tcase_add_test(tc, prompt_system_messages);
 	tcase_add_test(tc, content_cannot_inject_markers);
 	tcase_add_test(tc, prompt_too_long);
-	tcase_add_test(tc, token_sequences_to_channels);
+	tcase_add_loop_test(tc, token_sequences_to_channels, 0, 2);
 	suite_add_tcase(s, tc);
 	return ck_run(s);
 }

@@ -1055,7 +1055,7 @@ static void stream(struct hreq *r, const char *const *pieces, char *content, cha
 	json_decref(j);
 	for (int i = 0; pieces[i] || !r->done; i++) {
 		if (pieces[i]) {
-			ck_assert_int_eq(api_take_text(r, pieces[i], strlen(pieces[i])), 0);
+			ck_assert_int_eq(api_take_text(r, pieces[i], strlen(pieces[i]), -1), 0);
 		} else {
 			ck_assert_int_eq(api_end_text(r), 0);
 			r->done = true;
@@ -1127,7 +1127,7 @@ START_TEST(chat_harmony_channels)
 	 * the analysis channel, no marker of either */
 	harmony_req(&r);
 	for (int i = 0; oss_pieces[i]; i++)
-		ck_assert_int_eq(api_take_text(&r, oss_pieces[i], strlen(oss_pieces[i])), 0);
+		ck_assert_int_eq(api_take_text(&r, oss_pieces[i], strlen(oss_pieces[i]), -1), 0);
 	ck_assert_int_eq(api_end_text(&r), 0);
 	r.res.finish = WORKER_FINISH_STOP;
 	r.res.n_gen = 17;
@@ -1167,7 +1167,7 @@ START_TEST(chat_harmony_channels)
 	char raw[256] = "";
 	for (int i = 0; oss_pieces[i]; i++) {
 		strcat(raw, oss_pieces[i]);
-		ck_assert_int_eq(api_take_text(&r, oss_pieces[i], strlen(oss_pieces[i])), 0);
+		ck_assert_int_eq(api_take_text(&r, oss_pieces[i], strlen(oss_pieces[i]), -1), 0);
 	}
 	ck_assert_int_eq(api_end_text(&r), 0);
 	j = body_json(api_generation_body(&r));
