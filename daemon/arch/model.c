@@ -385,9 +385,19 @@ static int find_slab(struct model *m, const char *name, int64_t ne0, int64_t ne1
 	const struct hparams *hp = &m->hp;
 	const char *path = gguf_path(m->gguf);
 	const struct gguf_tensor *gt = gguf_find_tensor(m->gguf, name);
-	if (!gt)
+	if (!gt) {
+		/* Mixtral GGUFs from before 2024 hold one tensor per expert
+		 * (blk.N.ffn_gate.E.weight); llama.cpp converts them at load. */
+		char legacy[96];
+		const char *dot = strchr(name + 4, '.');
+		int il = atoi(name + 4);
+		snprintf(legacy, sizeof(legacy), "blk.%d.ffn_gate.0.weight", il);
+		if (dot && gguf_find_tensor(m->gguf, legacy))
+			return smk_fail(err, -EINVAL, "%s: tensor '%s' is missing: this file holds one tensor per expert ('%s', the pre-2024 Mixtral layout), which is not supported; convert it again with a current llama.cpp",
+					path, name, legacy);
 		return smk_fail(err, -EINVAL, "%s: tensor '%s' is missing (an expert slab of the mixture of experts)",
 				path, name);
+	}
 	if (gt->ne[0] != (uint64_t)ne0 || gt->ne[1] != (uint64_t)ne1 ||
 	    gt->ne[2] != (uint64_t)hp->n_expert || gt->ne[3] != 1)
 		return smk_fail(err, -EINVAL,

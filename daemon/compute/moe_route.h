@@ -22,11 +22,13 @@
 
 #include <stdint.h>
 
-/* For each of n rows of logits (n_expert floats each): sel[r*k + j] the
- * expert of slot j (slot 0 the most probable) and w[r*k + j] its weight.
- * probs: scratch of n_expert floats.  1 <= k <= n_expert. */
+/* For each of n rows of logits (n_expert floats each): probs[r*n_expert +
+ * e] the softmax, sel[r*k + j] the expert of slot j (slot 0 the most
+ * probable), w_raw[r*k + j] its probability (llama.cpp's ffn_moe_weights;
+ * w_raw may be NULL) and w[r*k + j] its renormalised weight
+ * (ffn_moe_weights_norm).  1 <= k <= n_expert. */
 void moe_route(const float *logits, int n_expert, int n, int k, float *probs, int32_t *sel,
-	       float *w);
+	       float *w_raw, float *w);
 
 /* The softmax alone, over one row of n values (y may equal x). */
 void moe_softmax_row(const float *x, float *y, int n);

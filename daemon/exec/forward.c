@@ -41,9 +41,10 @@ struct forward {
 	/* MoE routing on the host (NULL for dense models), all sized at
 	 * forward_new for max_tokens rows: */
 	float *rlog_host;         /* the logits downloaded (device backends) */
-	float *probs;             /* one row's softmax */
+	float *probs;             /* T x n_expert: the router's softmax */
 	int32_t *sel;             /* T x k chosen experts, slot order */
-	float *wsel;              /* T x k their weights */
+	float *wraw;              /* T x k their probabilities */
+	float *wsel;              /* T x k their weights (renormalised) */
 	int *cnt, *start;         /* per expert: routed (row, slot) pairs, CSR offsets */
 	int *pairs;               /* row * k + slot, grouped by expert */
 	int *order;               /* the batch's experts, in run order */
@@ -179,8 +180,9 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 	if (hp->n_expert > 0) {
 		const size_t T = (size_t)max_tokens, ne = (size_t)hp->n_expert,
 			     tk = T * (size_t)hp->n_expert_used;
-		f->probs = malloc(sizeof(float) * ne);
+		f->probs = malloc(sizeof(float) * T * ne);
 		f->sel = malloc(sizeof(int32_t) * tk);
+		f->wraw = malloc(sizeof(float) * tk);
 		f->wsel = malloc(sizeof(float) * tk);
 		f->cnt = malloc(sizeof(int) * ne);
 		f->start = malloc(sizeof(int) * (ne + 1));
@@ -189,7 +191,7 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		f->hint = malloc(sizeof(int) * ne);
 		if (!be->ops->host_memory)
 			f->rlog_host = malloc(sizeof(float) * T * ne);
-		if (!f->probs || !f->sel || !f->wsel || !f->cnt || !f->start || !f->pairs ||
+		if (!f->probs || !f->sel || !f->wraw || !f->wsel || !f->cnt || !f->start || !f->pairs ||
 		    !f->order || !f->hint || (!be->ops->host_memory && !f->rlog_host)) {
 			forward_free(f);
 			return smk_fail(err, -ENOMEM, "forward: cannot allocate the expert routing buffers");
@@ -217,6 +219,7 @@ void forward_free(struct forward *f)
 	free(f->rlog_host);
 	free(f->probs);
 	free(f->sel);
+	free(f->wraw);
 	free(f->wsel);
 	free(f->cnt);
 	free(f->start);
@@ -369,7 +372,13 @@ static int run_moe(struct forward *f, int il, int T, struct smk_err *err)
 			return rc;
 		logits = f->rlog_host;
 	}
-	moe_route(logits, ne, T, k, f->probs, f->sel, f->wsel);
+	moe_route(logits, ne, T, k, f->probs, f->sel, f->wraw, f->wsel);
+	if (f->dbg) {
+		/* Host arrays: straight to the hook (no download). */
+		f->dbg(f->dbg_ctx, "ffn_moe_probs", il, f->probs, T, ne);
+		f->dbg(f->dbg_ctx, "ffn_moe_weights", il, f->wraw, T, k);
+		f->dbg(f->dbg_ctx, "ffn_moe_weights_norm", il, f->wsel, T, k);
+	}
 
 	/* Group the (row, slot) pairs by expert; the batch's experts in the
 	 * order rows first ask for them (row 0's most probable first). */

@@ -90,7 +90,9 @@ static int build_units(struct wstore_tiered *ws, struct smk_err *err)
 			 * shard reads the embedding shard with the same rows.
 			 * That unit is laid out already. */
 			int shared = -1, shared_u = -1;
-			for (int v = 0; v < b && shared < 0; v++) {
+			/* Only head shards share (the search is quadratic: a MoE
+			 * model has thousands of expert blocks). */
+			for (int v = 0; v < b && shared < 0 && src->kind == BLOCK_HEAD; v++) {
 				const struct wt_unit *E = &ws->units[v];
 				for (int k = 0; k < E->n_tensors; k++)
 					if (ws->tens[E->first_tensor + k].mem == t->data &&

@@ -46,10 +46,11 @@ void moe_softmax_row(const float *x, float *y, int n)
 		y[i] *= inv;
 }
 
-void moe_route(const float *logits, int n_expert, int n, int k, float *probs, int32_t *sel,
-	       float *w)
+void moe_route(const float *logits, int n_expert, int n, int k, float *probs_all, int32_t *sel,
+	       float *w_raw, float *w)
 {
 	for (int r = 0; r < n; r++) {
+		float *probs = probs_all + (int64_t)r * n_expert;
 		moe_softmax_row(logits + (int64_t)r * n_expert, probs, n_expert);
 		int32_t *s = sel + (int64_t)r * k;
 		float *wr = w + (int64_t)r * k;
@@ -68,6 +69,9 @@ void moe_route(const float *logits, int n_expert, int n, int k, float *probs, in
 			s[j] = best;
 			wr[j] = probs[best];
 		}
+		if (w_raw)
+			for (int j = 0; j < k; j++)
+				w_raw[(int64_t)r * k + j] = wr[j];
 		double sum = 0.0;
 		for (int j = 0; j < k; j++)
 			sum += (double)wr[j];

@@ -138,9 +138,10 @@ START_TEST(route_top_k_ties_go_to_the_lower_expert)
 {
 	/* Equal logits: every probability equal; the lower indices win. */
 	const float lg[2][6] = { { 1, 1, 1, 1, 1, 1 }, { 0.5f, 3, -1, 3, 2, 0 } };
-	float probs[6], w[2 * 3];
+	float probs[2 * 6], w[2 * 3], raw[2 * 3];
 	int32_t sel[2 * 3];
-	moe_route(&lg[0][0], 6, 2, 3, probs, sel, w);
+	moe_route(&lg[0][0], 6, 2, 3, probs, sel, raw, w);
+	ck_assert(raw[3] == probs[6 + 1] && raw[4] == probs[6 + 3] && raw[5] == probs[6 + 4]);
 	ck_assert_int_eq(sel[0], 0);
 	ck_assert_int_eq(sel[1], 1);
 	ck_assert_int_eq(sel[2], 2);
@@ -661,6 +662,14 @@ START_TEST(refuse_fused_gate_up)
 }
 END_TEST
 
+START_TEST(refuse_per_expert_tensors)
+{
+	struct tm_spec s = mixtral_spec;
+	s.legacy_experts = true;
+	check_refused(&s, "legacy", "blk.0.ffn_gate.0.weight", "one tensor per expert");
+}
+END_TEST
+
 START_TEST(refuse_truncated_slab)
 {
 	/* The last tensor of the file is layer 2's down slab: cut it short. */
@@ -707,6 +716,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, refuse_slab_with_wrong_width);
 	tcase_add_test(tc, refuse_missing_router);
 	tcase_add_test(tc, refuse_fused_gate_up);
+	tcase_add_test(tc, refuse_per_expert_tensors);
 	tcase_add_test(tc, refuse_truncated_slab);
 	suite_add_tcase(s, tc);
 	return s;

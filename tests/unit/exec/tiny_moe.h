@@ -40,6 +40,7 @@ struct tm_spec {
 	int group_count;            /* <arch>.expert_group_count */
 	int gating_func;            /* <arch>.expert_gating_func */
 	int used_override;          /* write this expert_used_count instead (-1: 0) */
+	bool legacy_experts;        /* one tensor per expert, blk.N.ffn_gate.E.weight (pre-2024) */
 	/* Mixtral with one expert: the slabs hold the bytes of the dense
 	 * model's ffn_{gate,up,down} (same seed), so both compute the same. */
 	bool dense_as_expert;
@@ -259,6 +260,18 @@ static int tm_write(const char *path, const struct tm_spec *sp)
 		/* A 1-expert slab seeded as the dense tensor of that name. */
 		const bool same = sp->dense_as_expert;
 		const int ne2 = sp->n_expert;
+		if (sp->legacy_experts) {
+			for (int e = 0; e < ne2; e++) {
+				char en[96];
+				snprintf(en, sizeof(en), "blk.%d.ffn_gate.%d.weight", il, e);
+				tm_q8(f, en, en, sp->seed, sp->n_embd, n_ff_exp, 1);
+				snprintf(en, sizeof(en), "blk.%d.ffn_up.%d.weight", il, e);
+				tm_q8(f, en, en, sp->seed, sp->n_embd, n_ff_exp, 1);
+				snprintf(en, sizeof(en), "blk.%d.ffn_down.%d.weight", il, e);
+				tm_q8(f, en, en, sp->seed, n_ff_exp, sp->n_embd, 1);
+			}
+			continue;
+		}
 		if (sp->fused_gate_up && il == 0) {
 			tm_q8(f, NAME("ffn_gate_up_exps.weight"), name, sp->seed, sp->n_embd, 2 * n_ff_exp, ne2);
 		} else {
