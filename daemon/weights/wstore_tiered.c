@@ -206,6 +206,25 @@ void wt_update_dist(struct wstore_tiered *ws)
 	if (ws->cursor < 0)
 		for (int b = 0; b < ws->n_blocks; b++)
 			ws->blk_dist[b] = b + 1;
+	else if (ws->skip) {
+		/* The chain holds the dense blocks only (experts are not
+		 * observed: which ones a layer takes changes from token to
+		 * token).  An expert is next needed when its layer next runs:
+		 * its dense block's distance, or a whole cycle for the layer
+		 * running now.  So the predictive policy evicts the experts of
+		 * the layer furthest ahead first, least recently used among
+		 * them. */
+		const struct model *m = ws->m;
+		int cycle = 1;
+		for (int b = 0; b < ws->n_blocks; b++)
+			if (!ws->skip[b] && ws->blk_dist[b] != WPOLICY_FAR && ws->blk_dist[b] + 1 > cycle)
+				cycle = ws->blk_dist[b] + 1;
+		for (int b = 0; b < ws->n_blocks; b++)
+			if (ws->skip[b]) {
+				const int d = ws->blk_dist[m->layer_block[m->blocks[b].layer]];
+				ws->blk_dist[b] = d == 0 ? cycle : d;
+			}
+	}
 	/* Announced blocks come next, in hint order, whatever the chain
 	 * learned (it only knows the experts of the last pass). */
 	for (int i = 0, r = 1; i < ws->n_hint; i++) {
@@ -487,8 +506,12 @@ static const struct wblock *tiered_acquire(struct wstore *w, int block, struct s
 	ws->clock++;
 	if (ws->hint_rank && ws->hint_rank[block] >= 0)
 		ws->hint_rank[block] = -1;
-	wpredict_observe(&ws->pred, block);
-	ws->cursor = block;
+	/* The predictor and the walks follow the unconditional blocks; an
+	 * expert block is placed by its layer (wt_update_dist). */
+	if (!ws->skip || !ws->skip[block]) {
+		wpredict_observe(&ws->pred, block);
+		ws->cursor = block;
+	}
 	if (ws->trace) {
 		ws->trace[ws->trace_pos] = block;
 		ws->trace_pos = (ws->trace_pos + 1) % ws->o.trace_cap;

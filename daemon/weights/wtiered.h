@@ -132,7 +132,7 @@ struct wstore_tiered {
 	int *hint_rank;                      /* per block: index in hint[], -1 */
 	uint64_t clock;                      /* logical time: acquires */
 	uint64_t load_clock;
-	int cursor;                          /* last acquired block */
+	int cursor;                          /* last acquired block (not an expert) */
 	int lookahead;
 	double ewma_compute_s, ewma_load_s;  /* per block, for the adaptive lookahead */
 

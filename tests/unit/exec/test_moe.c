@@ -484,6 +484,12 @@ START_TEST(experts_load_one_unit_each_and_only_when_chosen)
 				  3 * warena_round(m->blocks[model_expert_block(m, 0, 0)].t[LT_UP].nbytes));
 		if (async)
 			ck_assert_uint_gt(st.prefetch_issued, 0);
+		/* The predictor follows the dense blocks only (experts are not
+		 * predicted from the chain): one prediction per later one. */
+		int dense = 0;
+		for (int i = 0; i < n; i++)
+			dense += m->blocks[tr[i]].kind != BLOCK_EXPERT;
+		ck_assert_uint_eq(st.predictions + 1, (uint64_t)dense);
 		fprintf(stderr, "one token, prefetch %s: read %llu bytes (experts %llu) of %llu\n",
 			async ? "on" : "off", (unsigned long long)st.tier[WSTORE_TIER_RAM].bytes_in,
 			(unsigned long long)experts, (unsigned long long)m->weight_bytes);
@@ -529,16 +535,36 @@ END_TEST
 /* ---- the CUDA kernels (emulated) ---- */
 
 /* Prompt + greedy steps through the engine on backend `kind` (CPU, or the
- * emulated CUDA kernels with the device weight tier); logits per step. */
-static void run_engine(enum backend_kind kind, const char *path, float *out)
+ * emulated CUDA kernels with the device weight tier); logits per step.
+ * weights > 0: the device tier gets that many bytes for weights (the
+ * engine's memory.gpu_memory is that plus the KV cache and activations). */
+static void run_engine(enum backend_kind kind, const char *path, uint64_t weights, float *out)
 {
 	struct smk_err err = { 0 };
 	struct engine *e;
+	struct wstore_opts wo;
+	wstore_opts_default(&wo);
+	wo.check_budgets = true;
 	struct engine_opts eo = { .model_path = path, .n_ctx = 32, .n_batch = 8, .max_logits = 1,
 				  .n_threads = 1, .no_tokenizer = true, .backend = kind };
+	if (weights) {
+		/* First the split of a roomy budget, to learn the rest's size. */
+		wo.dev_budget = 1ull << 30;
+		eo.weights = &wo;
+		ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+		wo.dev_budget = e->gpu_kv + e->gpu_scratch + weights;
+		engine_close(e);
+	}
 	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
 	struct rig r = { .m = e->model, .be = e->be, .ws = e->ws, .f = e->fwd };
 	generate(&r, out);
+	if (weights) {
+		struct wstore_stats st;
+		wstore_get_stats(e->ws, &st);
+		ck_assert_int_eq(st.compute_tier, WSTORE_TIER_DEV);
+		ck_assert_uint_le(st.tier[WSTORE_TIER_DEV].budget, weights);
+		ck_assert_uint_gt(st.tier[WSTORE_TIER_DEV].evictions, 0);
+	}
 	engine_close(e);
 }
 
@@ -558,16 +584,25 @@ START_TEST(cuda_emu_moe_equals_cpu)
 	backend_free(probe);
 	char path[256];
 	write_model(&qwen3moe_spec, path, sizeof(path), "emu");
-	static float a[(GEN_STEPS + 1) * 64], b[(GEN_STEPS + 1) * 64];
+	static float a[(GEN_STEPS + 1) * 64], b[(GEN_STEPS + 1) * 64], c[(GEN_STEPS + 1) * 64];
+	struct model *m;
+	ck_assert(model_load(&m, path, &err) == 0);
+	const uint64_t third = m->weight_bytes / 3;
+	model_free(m);
 	qdot_force_scalar(true);
-	run_engine(BACKEND_CPU, path, a);
-	run_engine(BACKEND_CUDAEMU, path, b);
+	run_engine(BACKEND_CPU, path, 0, a);
+	run_engine(BACKEND_CUDAEMU, path, 0, b);
+	run_engine(BACKEND_CUDAEMU, path, third, c);
 	qdot_force_scalar(false);
-	double worst = 0;
-	for (int i = 0; i < (GEN_STEPS + 1) * 64; i++)
+	double worst = 0, worst_ooc = 0;
+	for (int i = 0; i < (GEN_STEPS + 1) * 64; i++) {
 		worst = fmax(worst, fabs((double)a[i] - b[i]));
-	printf("qwen3moe cuda-emu vs cpu (scalar): max |logit diff| %g\n", worst);
+		worst_ooc = fmax(worst_ooc, fabs((double)a[i] - c[i]));
+	}
+	printf("qwen3moe cuda-emu vs cpu (scalar): max |logit diff| %g; device tier at 1/3 of the weights: %g\n",
+	       worst, worst_ooc);
 	ck_assert_msg(worst == 0, "logits differ by up to %g", worst);
+	ck_assert_msg(worst_ooc == 0, "out of core: logits differ by up to %g", worst_ooc);
 	unlink(path);
 }
 END_TEST
