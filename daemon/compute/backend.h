@@ -159,6 +159,18 @@ struct backend_ops {
 			struct smk_err *err);
 	/* wait for every queued op; the first failure as download */
 	int (*sync)(struct backend *b, struct smk_err *err);
+
+	/* ---- mixture of experts (optional: NULL makes the forward pass use
+	 * copy and scale row by row, with the same results) ---- */
+	/* dst row i = src row rows[i], i < n, rows of `width` floats; rows is
+	 * int32 in the backend's memory.  An expert's input rows. */
+	void (*gather_rows)(struct backend *b, float *dst, const float *src, const int32_t *rows,
+			    int n, int64_t width);
+	/* dst row rows[i] = src row i * scale[i] (one float multiplication a
+	 * value, as scale), i < n; rows and scale in the backend's memory.  An
+	 * expert's output rows, weighted, into their rows' slots. */
+	void (*scatter_scaled_rows)(struct backend *b, float *dst, const float *src,
+				    const int32_t *rows, const float *scale, int n, int64_t width);
 };
 
 struct backend {

@@ -27,6 +27,11 @@ struct forward {
 	 * row's k weighted expert outputs, slot-major (k x T x n_embd) so
 	 * they are summed in slot order as llama.cpp sums them. */
 	float *rlog, *xg, *eo, *ys;
+	/* The routed (row, slot) pairs grouped by expert, in the backend's
+	 * memory for gather_rows / scatter_scaled_rows: each pair's input
+	 * row, its destination row in ys (slot * T + row) and its weight. */
+	float *mrow, *mdst;       /* int32 values in float-sized slots */
+	float *mw;
 	float *arena;             /* backend memory holding all of the above */
 	float *logits_host;       /* max_logits x n_vocab (NULL: host_memory) */
 	forward_debug_fn dbg;     /* tests/tools only; NULL in the daemon */
@@ -48,6 +53,8 @@ struct forward {
 	int *cnt, *start;         /* per expert: routed (row, slot) pairs, CSR offsets */
 	int *pairs;               /* row * k + slot, grouped by expert */
 	int *order;               /* the batch's experts, in run order */
+	int32_t *hrow, *hdst;     /* host copies of mrow, mdst, mw (uploaded per layer) */
+	float *hw;
 	int *hint;                /* their blocks (wstore_hint reorders) */
 };
 
@@ -97,7 +104,7 @@ static void dbg_call(struct forward *f, const char *name, int il, const float *d
 			dbg_call(f, name, il, data, rows, len);               \
 	} while (0)
 
-#define N_BUFS 15
+#define N_BUFS 18
 
 /* Floats of each activation buffer (x, h, q, k, v, att, o, g, u, logits,
  * shard_out, rlog, xg, eo, ys) for chunks of T tokens and L logit rows;
@@ -126,6 +133,8 @@ static size_t scratch_floats(const struct model *m, int max_tokens, int max_logi
 		(size_t)max_logits * shard_rows,
 		moe_rows * hp->n_expert, moe_rows * hp->n_embd, moe_rows * hp->n_embd,
 		moe_rows * hp->n_expert_used * hp->n_embd,
+		moe_rows * hp->n_expert_used, moe_rows * hp->n_expert_used,
+		moe_rows * hp->n_expert_used,
 	};
 	size_t total = 0;
 	for (int i = 0; i < N_BUFS; i++) {
@@ -159,7 +168,8 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 	f->max_logits = max_logits;
 
 	float **bufs[] = { &f->x, &f->h, &f->q, &f->k, &f->v, &f->att, &f->o, &f->g, &f->u,
-			   &f->logits, &f->shard_out, &f->rlog, &f->xg, &f->eo, &f->ys };
+			   &f->logits, &f->shard_out, &f->rlog, &f->xg, &f->eo, &f->ys,
+			   &f->mrow, &f->mdst, &f->mw };
 	size_t sizes[N_BUFS], total = scratch_floats(m, max_tokens, max_logits, sizes);
 	struct smk_err e;
 	if (backend_alloc(be, (void **)&f->arena, total * sizeof(float), &e)) {
@@ -188,11 +198,14 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		f->start = malloc(sizeof(int) * (ne + 1));
 		f->pairs = malloc(sizeof(int) * tk);
 		f->order = malloc(sizeof(int) * ne);
+		f->hrow = malloc(sizeof(int32_t) * tk);
+		f->hdst = malloc(sizeof(int32_t) * tk);
+		f->hw = malloc(sizeof(float) * tk);
 		f->hint = malloc(sizeof(int) * ne);
 		if (!be->ops->host_memory)
 			f->rlog_host = malloc(sizeof(float) * T * ne);
 		if (!f->probs || !f->sel || !f->wraw || !f->wsel || !f->cnt || !f->start || !f->pairs ||
-		    !f->order || !f->hint || (!be->ops->host_memory && !f->rlog_host)) {
+		    !f->order || !f->hint || !f->hrow || !f->hdst || !f->hw || (!be->ops->host_memory && !f->rlog_host)) {
 			forward_free(f);
 			return smk_fail(err, -ENOMEM, "forward: cannot allocate the expert routing buffers");
 		}
@@ -226,6 +239,9 @@ void forward_free(struct forward *f)
 	free(f->pairs);
 	free(f->order);
 	free(f->hint);
+	free(f->hrow);
+	free(f->hdst);
+	free(f->hw);
 	free(f);
 }
 
@@ -397,6 +413,21 @@ static int run_moe(struct forward *f, int il, int T, struct smk_err *err)
 		const int e = f->sel[i];
 		f->pairs[f->start[e] + f->cnt[e]++] = i;
 	}
+	/* Each pair's rows and weight, for the row ops, in one upload each. */
+	const bool row_ops = op->gather_rows && op->scatter_scaled_rows;
+	if (row_ops) {
+		for (int p = 0; p < T * k; p++) {
+			const int i = f->pairs[p], row = i / k, slot = i % k;
+			f->hrow[p] = row;
+			f->hdst[p] = slot * T + row;
+			f->hw[p] = f->wsel[i];
+		}
+		const size_t nb = sizeof(int32_t) * (size_t)T * k;
+		if ((rc = backend_upload(be, f->mrow, f->hrow, nb, err)) ||
+		    (rc = backend_upload(be, f->mdst, f->hdst, nb, err)) ||
+		    (rc = backend_upload(be, f->mw, f->hw, sizeof(float) * (size_t)T * k, err)))
+			return rc;
+	}
 	/* Announce them: the store fetches the missing ones in this order and
 	 * puts the ones it holds first, so compute starts without waiting. */
 	for (int j = 0; j < n_used; j++)
@@ -410,8 +441,11 @@ static int run_moe(struct forward *f, int il, int T, struct smk_err *err)
 		const struct wblock *b = wstore_acquire(f->ws, bi, err);
 		if (!b)
 			return err ? err->code : -EIO;
-		for (int i = 0; i < r; i++)
-			op->copy(be, f->xg + (int64_t)i * d, f->h + (int64_t)(pr[i] / k) * d, row_bytes);
+		if (row_ops)
+			op->gather_rows(be, f->xg, f->h, (const int32_t *)f->mrow + f->start[e], r, d);
+		else
+			for (int i = 0; i < r; i++)
+				op->copy(be, f->xg + (int64_t)i * d, f->h + (int64_t)(pr[i] / k) * d, row_bytes);
 		if ((rc = op->matmul(be, &b->t[LT_GATE], f->xg, r, f->g)) ||
 		    (rc = op->matmul(be, &b->t[LT_UP], f->xg, r, f->u))) {
 			wstore_release(f->ws, bi);
@@ -422,6 +456,11 @@ static int run_moe(struct forward *f, int il, int T, struct smk_err *err)
 		wstore_release(f->ws, bi);
 		if (rc)
 			return smk_fail(err, rc, "layer %d expert %d: output failed", il, e);
+		if (row_ops) {
+			op->scatter_scaled_rows(be, f->ys, f->eo, (const int32_t *)f->mdst + f->start[e],
+						f->mw + f->start[e], r, d);
+			continue;
+		}
 		for (int i = 0; i < r; i++) {
 			const int row = pr[i] / k, slot = pr[i] % k;
 			float *y = f->ys + ((int64_t)slot * T + row) * d;

@@ -253,6 +253,26 @@ static void cpu_copy(struct backend *b, void *dst, const void *src, size_t bytes
 	memmove(dst, src, bytes);
 }
 
+static void cpu_gather_rows(struct backend *b, float *dst, const float *src, const int32_t *rows,
+			    int n, int64_t width)
+{
+	(void)b;
+	for (int i = 0; i < n; i++)
+		memcpy(dst + (int64_t)i * width, src + (int64_t)rows[i] * width, sizeof(float) * (size_t)width);
+}
+
+static void cpu_scatter_scaled_rows(struct backend *b, float *dst, const float *src,
+				    const int32_t *rows, const float *scale, int n, int64_t width)
+{
+	(void)b;
+	for (int i = 0; i < n; i++) {
+		float *y = dst + (int64_t)rows[i] * width;
+		const float *x = src + (int64_t)i * width, s = scale[i];
+		for (int64_t j = 0; j < width; j++)
+			y[j] = x[j] * s;
+	}
+}
+
 /* The CPU backend's memory is the process's: 64-byte aligned for the SIMD
  * loads, and every op has finished when it returns. */
 static int cpu_alloc(struct backend *b, void **out, size_t bytes, struct smk_err *err)
@@ -318,6 +338,8 @@ static const struct backend_ops cpu_ops = {
 	.upload = cpu_move,
 	.download = cpu_move,
 	.sync = cpu_sync,
+	.gather_rows = cpu_gather_rows,
+	.scatter_scaled_rows = cpu_scatter_scaled_rows,
 };
 
 int backend_cpu_new(struct backend **out, const struct backend_limits *lim, struct smk_err *err)

@@ -218,6 +218,18 @@ static void be_scale(struct backend *b, float *x, float s, int64_t n)
 	BE_RUN(b, cuda_scale(&cb->ctx, x, s, n, &e));
 }
 
+static void be_gather_rows(struct backend *b, float *dst, const float *src, const int32_t *rows,
+			   int n, int64_t width)
+{
+	BE_RUN(b, cuda_gather_rows(&cb->ctx, dst, src, rows, n, width, &e));
+}
+
+static void be_scatter_scaled_rows(struct backend *b, float *dst, const float *src,
+				   const int32_t *rows, const float *scale, int n, int64_t width)
+{
+	BE_RUN(b, cuda_scatter_scaled_rows(&cb->ctx, dst, src, rows, scale, n, width, &e));
+}
+
 static int be_copy_on_stream(struct cuda_be *cb, void *dst, const void *src, size_t bytes,
 			     struct smk_err *e)
 {
@@ -330,6 +342,8 @@ static const struct cuda_backend_ops cuda_ops = {
 		be_upload,
 		be_download,
 		be_sync,
+		be_gather_rows,
+		be_scatter_scaled_rows,
 	},
 	be_ctx,
 };

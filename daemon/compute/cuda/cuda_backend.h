@@ -137,6 +137,14 @@ int cuda_silu_mul(const struct cuda_ctx *c, float *g, const float *u, int64_t n,
 /* x[i] *= s (Gemma's query scaling before the fp16 rounding) */
 int cuda_scale(const struct cuda_ctx *c, float *x, float s, int64_t n, struct smk_err *err);
 
+/* MoE rows (backend.h gather_rows / scatter_scaled_rows): rows and scale
+ * in device memory. */
+int cuda_gather_rows(const struct cuda_ctx *c, float *dst, const float *src, const int32_t *rows,
+		     int n, int64_t width, struct smk_err *err);
+int cuda_scatter_scaled_rows(const struct cuda_ctx *c, float *dst, const float *src,
+			     const int32_t *rows, const float *scale, int n, int64_t width,
+			     struct smk_err *err);
+
 /* x[i] += y[i] */
 int cuda_add(const struct cuda_ctx *c, float *x, const float *y, int64_t n, struct smk_err *err);
 

@@ -33,6 +33,8 @@
 #define cuda_swiglu_oai cudaemu_swiglu_oai
 #define cuda_add cudaemu_add
 #define cuda_scale cudaemu_scale
+#define cuda_gather_rows cudaemu_gather_rows
+#define cuda_scatter_scaled_rows cudaemu_scatter_scaled_rows
 #define cuda_add_bias cudaemu_add_bias
 #define cuda_embed cudaemu_embed
 #define cuda_round_fp16 cudaemu_round_fp16

@@ -291,6 +291,48 @@ extern "C" int cuda_scale(const struct cuda_ctx *c, float *x, float s, int64_t n
 	return 0;
 }
 
+static __global__ void __launch_bounds__(EW_THREADS) gather_rows_kernel(
+	float *dst, const float *src, const int32_t *rows, int64_t width, int64_t n)
+{
+	for (int64_t i = (int64_t)blockIdx.x * EW_THREADS + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * EW_THREADS)
+		dst[i] = src[(int64_t)rows[i / width] * width + i % width];
+}
+
+static __global__ void __launch_bounds__(EW_THREADS) scatter_scaled_rows_kernel(
+	float *dst, const float *src, const int32_t *rows, const float *scale, int64_t width,
+	int64_t n)
+{
+	for (int64_t i = (int64_t)blockIdx.x * EW_THREADS + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * EW_THREADS)
+		dst[(int64_t)rows[i / width] * width + i % width] = smk_mul(src[i], scale[i / width]);
+}
+
+extern "C" int cuda_gather_rows(const struct cuda_ctx *c, float *dst, const float *src,
+				const int32_t *rows, int n, int64_t width, struct smk_err *err)
+{
+	if (n <= 0 || width <= 0 || !dst || !src || !rows)
+		return smk_fail(err, -EINVAL, "gather_rows: %d rows of %lld", n, (long long)width);
+	const int64_t total = (int64_t)n * width;
+	SMK_LAUNCH(gather_rows_kernel, dim3(cuda_grid_for(total, EW_THREADS)), dim3(EW_THREADS), 0,
+		   c->stream, dst, src, rows, width, total);
+	CUDA_CHECK(err, cudaGetLastError());
+	return 0;
+}
+
+extern "C" int cuda_scatter_scaled_rows(const struct cuda_ctx *c, float *dst, const float *src,
+					const int32_t *rows, const float *scale, int n,
+					int64_t width, struct smk_err *err)
+{
+	if (n <= 0 || width <= 0 || !dst || !src || !rows || !scale)
+		return smk_fail(err, -EINVAL, "scatter_scaled_rows: %d rows of %lld", n, (long long)width);
+	const int64_t total = (int64_t)n * width;
+	SMK_LAUNCH(scatter_scaled_rows_kernel, dim3(cuda_grid_for(total, EW_THREADS)),
+		   dim3(EW_THREADS), 0, c->stream, dst, src, rows, scale, width, total);
+	CUDA_CHECK(err, cudaGetLastError());
+	return 0;
+}
+
 extern "C" int cuda_add_bias(const struct cuda_ctx *c, float *x, const float *bias, int64_t width,
 			     int n, struct smk_err *err)
 {

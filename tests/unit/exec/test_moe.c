@@ -412,6 +412,30 @@ START_TEST(one_expert_top1_equals_dense)
 }
 END_TEST
 
+/* Backends without gather_rows / scatter_scaled_rows (optional ops): the
+ * forward pass copies and scales row by row, with the same results. */
+START_TEST(row_ops_and_row_by_row_agree)
+{
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "rowops");
+	static float a[(GEN_STEPS + 1) * 64], b[(GEN_STEPS + 1) * 64];
+	struct rig r;
+	rig_open(&r, path, NULL);
+	ck_assert_ptr_nonnull(r.be->ops->gather_rows);
+	generate(&r, a);
+	struct backend_ops plain = *r.be->ops;
+	const struct backend_ops *saved = r.be->ops;
+	plain.gather_rows = NULL;
+	plain.scatter_scaled_rows = NULL;
+	r.be->ops = &plain;
+	generate(&r, b);
+	r.be->ops = saved;
+	rig_close(&r);
+	ck_assert(!memcmp(a, b, sizeof(a)));
+	unlink(path);
+}
+END_TEST
+
 /* ---- experts are units of their own ---- */
 
 /* Bytes of block b's own unit as the tiered store packs it for pread
@@ -482,16 +506,17 @@ START_TEST(experts_load_one_unit_each_and_only_when_chosen)
 		/* Each expert unit is one read per slab range: three tensors. */
 		ck_assert_uint_eq(unit_bytes(m, model_expert_block(m, 0, 0)),
 				  3 * warena_round(m->blocks[model_expert_block(m, 0, 0)].t[LT_UP].nbytes));
-		if (async)
-			ck_assert_uint_gt(st.prefetch_issued, 0);
+		/* (Whether the prefetch loop issued anything depends on the
+		 * scheduler: not asserted.) */
 		/* The predictor follows the dense blocks only (experts are not
 		 * predicted from the chain): one prediction per later one. */
 		int dense = 0;
 		for (int i = 0; i < n; i++)
 			dense += m->blocks[tr[i]].kind != BLOCK_EXPERT;
 		ck_assert_uint_eq(st.predictions + 1, (uint64_t)dense);
-		fprintf(stderr, "one token, prefetch %s: read %llu bytes (experts %llu) of %llu\n",
-			async ? "on" : "off", (unsigned long long)st.tier[WSTORE_TIER_RAM].bytes_in,
+		fprintf(stderr, "one token, prefetch %s (%llu issued): read %llu bytes (experts %llu) of %llu\n",
+			async ? "on" : "off", (unsigned long long)st.prefetch_issued,
+			(unsigned long long)st.tier[WSTORE_TIER_RAM].bytes_in,
 			(unsigned long long)experts, (unsigned long long)m->weight_bytes);
 		kvcache_free(kv);
 		rig_close(&r);
@@ -739,6 +764,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, qwen3moe_out_of_core_equals_resident);
 	tcase_add_test(tc, mixtral_out_of_core_equals_resident);
 	tcase_add_test(tc, one_expert_top1_equals_dense);
+	tcase_add_test(tc, row_ops_and_row_by_row_agree);
 	tcase_add_test(tc, experts_load_one_unit_each_and_only_when_chosen);
 	tcase_add_test(tc, hint_puts_resident_blocks_first);
 	tcase_add_test(tc, cuda_emu_moe_equals_cpu);

@@ -924,6 +924,40 @@ START_TEST(gelu_silu_add_bias)
 	stat_check(&s, "scale", "x *= s");
 	ck_assert(memcmp(r, c, sizeof(float) * n) == 0);
 
+	/* MoE rows: gather rows by index, scatter them scaled to other rows
+	 * (indices and scales in device memory), as the CPU's */
+	{
+		const int nr = rows < 40 ? rows : 40, W = width;
+		int32_t gi[40], si[40];
+		float sc[40];
+		for (int i = 0; i < nr; i++) {
+			gi[i] = (int32_t)(rnd() % (uint32_t)rows);
+			si[i] = (int32_t)((i * 7 + 3) % nr); /* a permutation of 0..nr-1 */
+			sc[i] = frand() * 3.0f;
+		}
+		int32_t *dgi = to_dev(gpu, gi, sizeof(gi)), *dsi = to_dev(gpu, si, sizeof(si));
+		float *dsc = to_dev(gpu, sc, sizeof(sc));
+		float *c2 = malloc(sizeof(float) * nr * W);
+		ck_assert(c2);
+		ck_assert_int_eq(cuda_be_upload(gpu, dg, g, sizeof(float) * n, &err), 0);
+		cpu->ops->gather_rows(cpu, c, g, gi, nr, W);
+		gpu->ops->gather_rows(gpu, du, dg, dgi, nr, W);
+		from_dev(gpu, r, du, sizeof(float) * nr * W);
+		ck_assert(memcmp(r, c, sizeof(float) * nr * W) == 0);
+		cpu->ops->scatter_scaled_rows(cpu, c2, c, si, sc, nr, W);
+		gpu->ops->scatter_scaled_rows(gpu, dg, du, dsi, dsc, nr, W);
+		from_dev(gpu, r, dg, sizeof(float) * nr * W);
+		memset(&s, 0, sizeof(s));
+		for (int i = 0; i < nr * W; i++)
+			stat_add(&s, r[i], c2[i], 0, i);
+		stat_check(&s, "gather_rows + scatter_scaled_rows", "MoE rows");
+		ck_assert(memcmp(r, c2, sizeof(float) * nr * W) == 0);
+		free(c2);
+		cuda_be_free(gpu, dgi);
+		cuda_be_free(gpu, dsi);
+		cuda_be_free(gpu, dsc);
+	}
+
 	/* device-to-device copy of an odd byte range, in stream order after
 	 * the upload it reads */
 	ck_assert_int_eq(cuda_be_upload(gpu, dg, u, sizeof(float) * n, &err), 0);
