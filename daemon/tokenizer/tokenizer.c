@@ -189,6 +189,12 @@ static const struct pre_entry pre_table[] = {
 	{ "solar-open", PRE_QWEN2, false, false, false },
 	{ "grok-2", PRE_QWEN2, false, false, false },
 	{ "qwen35", PRE_QWEN35, false, false, false },
+	/* One regex, no flags (llama.cpp: LLAMA_VOCAB_PRE_TYPE_GPT4O and _MINIMAX_M2). */
+	{ "gpt-4o", PRE_GPT4O, false, false, false },
+	{ "llama4", PRE_GPT4O, false, false, false },
+	{ "kanana2", PRE_GPT4O, false, false, false },
+	{ "talkie", PRE_GPT4O, false, false, false },
+	{ "minimax-m2", PRE_GPT4O, false, false, false },
 	/* Known to llama.cpp with regexes we do not implement: refuse them rather
 	 * than tokenise differently. */
 	{ "minicpm5", -1, false, false, false },
@@ -209,10 +215,6 @@ static const struct pre_entry pre_table[] = {
 	{ "gpt3-finnish", -1, false, false, false },
 	{ "exaone-moe", -1, false, false, false },
 	{ "chameleon", -1, false, false, false },
-	{ "gpt-4o", -1, false, false, false },
-	{ "llama4", -1, false, false, false },
-	{ "kanana2", -1, false, false, false },
-	{ "talkie", -1, false, false, false },
 	{ "granite-embed-multi-97m", -1, false, false, false },
 	{ "tiny_aya", -1, false, false, false },
 	{ "cohere2moe", -1, false, false, false },
@@ -228,7 +230,6 @@ static const struct pre_entry pre_table[] = {
 	{ "ufakzeka", -1, false, false, false },
 	{ "afmoe", -1, false, false, false },
 	{ "laguna", -1, false, false, false },
-	{ "minimax-m2", -1, false, false, false },
 };
 
 /* ------------------------------------------------------------------------- */

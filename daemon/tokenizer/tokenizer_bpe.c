@@ -13,10 +13,11 @@
  * The splitters below are transcriptions of llama.cpp's hand-written matchers in
  * unicode.cpp (unicode_regex_split_custom_gpt2/_llama3/_qwen2/_qwen35) and of the
  * std::regex fallbacks it uses for the simple patterns ([\p{P}...]+, \p{N}+,
- * \p{N}, [0-9][0-9][0-9]), including their quirks (e.g. a non-letter prefix before
- * letters may be a space or a symbol; "\s+(?!\S)" leaves the last space of a run
- * for the next word).  Each splitter turns a list of segment lengths (in code
- * points) into a finer list, as llama.cpp's offsets pipeline does.
+ * \p{N}, [0-9][0-9][0-9]) and for gpt-4o's lookahead regex, including their
+ * quirks (e.g. a non-letter prefix before letters may be a space or a symbol;
+ * "\s+(?!\S)" leaves the last space of a run for the next word).  Each splitter
+ * turns a list of segment lengths (in code points) into a finer list, as
+ * llama.cpp's offsets pipeline does.
  */
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/tokenizer_heap.h"
@@ -237,6 +238,159 @@ static size_t split_llama3(const uint32_t *cps, const uint32_t *in, size_t n_in,
 	return s.n_out;
 }
 
+/* gpt-4o (o200k; also llama4, kanana2, talkie, minimax-m2).  llama.cpp has no
+ * hand-written matcher for this regex: it runs std::regex (ECMAScript,
+ * backtracking) over the "collapsed" text, where every code point >= 128 is one
+ * byte for its category (whitespace 0x0B, letter 0xD2, number 0xD1, ...) and the
+ * \p{..} classes are rewritten to match those bytes.  Its rewrite of the
+ * original \p{Lu}/\p{Ll} classes is
+ *
+ *   [^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+C?
+ *  |[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*C?
+ *  |\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ *
+ * with C = '[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD].  So an
+ * "upper" letter is A-Z or any non-ASCII letter, a "lower" one a-z or any
+ * non-ASCII letter (those are both), marks are not letters, and \s is the C
+ * locale's six ASCII spaces plus every collapsed Unicode space.  Below is that
+ * regex's ECMAScript match, alternative by alternative:
+ *   alt 1: after the optional prefix, U* takes the longest run of uppers and
+ *          gives back until a lower follows (the last non-ASCII letter of the
+ *          run, if any, as it is lower too), then W+ takes every lower:
+ *          "ÉCOLE" -> "É" "COLE", "ÉcoleÉcole" one piece, "HELLOworld" one;
+ *   alt 2: reached only when no lower follows any prefix of the upper run,
+ *          i.e. a run of A-Z alone ("COLE", "I'm");
+ *   alt 3-7 as in Llama 3, with '/' also ending a punctuation run.
+ * Every code point starts a match, so no text is left between matches. */
+enum {
+	G4_UP = 1,              /* A-Z or a non-ASCII letter */
+	G4_LO = 2,              /* a-z or a non-ASCII letter */
+	G4_NUM = 4,             /* 0-9 or \p{N} */
+	G4_SP = 8,              /* \s: ASCII \t\n\v\f\r and space, Unicode whitespace */
+	G4_RN = 16,             /* \r or \n */
+};
+
+/* The class of cps[p]; 0 (punctuation, symbols, marks, ...) also outside the
+ * segment, where the callers test positions before use. */
+static uint8_t g4_class(uint32_t cp)
+{
+	if (cp < 128) {
+		if (cp >= 'a' && cp <= 'z')
+			return G4_LO;
+		if (cp >= 'A' && cp <= 'Z')
+			return G4_UP;
+		if (cp >= '0' && cp <= '9')
+			return G4_NUM;
+		if (cp == '\r' || cp == '\n')
+			return G4_SP | G4_RN;
+		return cp == ' ' || cp == '\t' || cp == '\v' || cp == '\f' ? G4_SP : 0;
+	}
+	uint16_t f = unicode_flags(cp);
+	if (f & UNICODE_WHITESPACE)
+		return G4_SP;
+	switch (f & UNICODE_CATEGORY_MASK) {
+	case UNICODE_LETTER:
+		return G4_UP | G4_LO;
+	case UNICODE_NUMBER:
+		return G4_NUM;
+	default:
+		return 0;
+	}
+}
+
+#define G4_LETTER (G4_UP | G4_LO)
+#define G4_OTHER(c) (!((c) & (G4_SP | G4_LETTER | G4_NUM)))  /* [^\s\p{L}\p{N}] */
+
+/* '[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD] at p: its length or 0. */
+static size_t g4_contraction(const uint32_t *cps, size_t p, size_t end)
+{
+	if (p + 1 >= end || cps[p] != '\'')
+		return 0;
+	uint32_t n1 = ascii_lower(cps[p + 1]);
+	if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd')
+		return 2;
+	if (p + 2 >= end)
+		return 0;
+	uint32_t n2 = ascii_lower(cps[p + 2]);
+	if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l'))
+		return 3;
+	return 0;
+}
+
+/* The end of the match starting at pos in [pos, end). */
+static size_t g4_match(const uint32_t *cps, size_t pos, size_t end)
+{
+	uint8_t c = g4_class(cps[pos]);
+#define CLS(p) ((p) < end ? g4_class(cps[p]) : 0)
+	/* alternatives 1 and 2: [^\r\n\p{L}\p{N}]? then letters */
+	size_t p0 = end;
+	if (c & G4_LETTER)
+		p0 = pos;
+	else if (!(c & (G4_RN | G4_NUM)) && (CLS(pos + 1) & G4_LETTER))
+		p0 = pos + 1;
+	if (p0 < end) {
+		size_t m = 0;
+		while (CLS(p0 + m) & G4_UP)
+			m++;
+		size_t k = m + 1, q;
+		while (k-- > 0 && !(CLS(p0 + k) & G4_LO))
+			;
+		if (k <= m) {                   /* U{k} W+ */
+			q = p0 + k;
+			while (CLS(q) & G4_LO)
+				q++;
+		} else {                        /* U+ (W* is empty here) */
+			q = p0 + m;
+		}
+		return q + g4_contraction(cps, q, end);
+	}
+	if (c & G4_NUM) {                       /* \p{N}{1,3} */
+		size_t q = pos + 1;
+		while (q < end && q - pos < 3 && (CLS(q) & G4_NUM))
+			q++;
+		return q;
+	}
+	size_t s = cps[pos] == ' ' ? pos + 1 : pos;
+	if (s < end && G4_OTHER(CLS(s))) {      /*  ?[^\s\p{L}\p{N}]+[\r\n/]* */
+		size_t q = s;
+		while (q < end && G4_OTHER(CLS(q)))
+			q++;
+		while (q < end && (cps[q] == '\r' || cps[q] == '\n' || cps[q] == '/'))
+			q++;
+		return q;
+	}
+	if (c & G4_SP) {
+		size_t q = pos, last_rn = 0;
+		while (CLS(q) & G4_SP) {
+			if (CLS(q) & G4_RN)
+				last_rn = q + 1;
+			q++;
+		}
+		if (last_rn)                    /* \s*[\r\n]+ */
+			return last_rn;
+		if (q < end && q - pos > 1)     /* \s+(?!\S) */
+			return q - 1;
+		return q;                       /* \s+ */
+	}
+#undef CLS
+	return pos + 1;                         /* unreachable: every class matches */
+}
+
+size_t tok_split_gpt4o(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out)
+{
+	size_t n_out = 0, start = 0;
+	for (size_t k = 0; k < n_in; k++) {
+		size_t pos = start, end = start + in[k];
+		start = end;
+		while (pos < end) {
+			size_t q = g4_match(cps, pos, end);
+			out[n_out++] = (uint32_t)(q - pos);
+			pos = q;
+		}
+	}
+	return n_out;
+}
+
 /* Character classes of the std::regex fallbacks.  llama.cpp runs them on a
  * "collapsed" text where code points >= 128 become one byte per category
  * (whitespace first), so for those only the category matters; ASCII keeps its
@@ -381,6 +535,9 @@ static size_t pretokenize(const struct tokenizer *t, const uint32_t *cps, size_t
 		STEP(split_class(cps, cur, n, nxt, CLS_PUNCT_FALCON, false));
 		STEP(split_gpt2(cps, cur, n, nxt));
 		STEP(split_digits3(cps, cur, n, nxt));
+		break;
+	case PRE_GPT4O:
+		STEP(tok_split_gpt4o(cps, cur, n, nxt));
 		break;
 	case PRE_GEMMA4:
 		STEP(split_newlines(cps, cur, n, nxt));

@@ -24,6 +24,8 @@ enum tok_pre {
 	PRE_QWEN35,     /* qwen2 with [\p{L}\p{M}] for letters */
 	PRE_STARCODER,  /* \p{N} ; gpt2 */
 	PRE_FALCON,     /* [\p{P}$+<=>^~|`]+ ; gpt2 ; [0-9][0-9][0-9] */
+	PRE_GPT4O,      /* o200k: letters split at case changes (llama.cpp's std::regex
+			 * rewrite on collapsed text, see tokenizer_bpe.c) */
 	PRE_GEMMA4,     /* [^\n]+|[\n]+ on U+2581-escaped text, no GPT-2 byte map */
 	PRE_NONE,       /* no split (SPM-style BPE from a tokenizer.json without
 			 * a pre-tokenizer: Llama 2's Replace/Prepend normaliser) */
@@ -175,6 +177,11 @@ enum { SCR_PARENT, SCR_MATCH, SCR_FRAG, SCR_A, SCR_B, SCR_C, SCR_D, SCR_E, SCR_F
 /* tokenizer_bpe.c: tokenize one raw fragment; prefix: put a space in front. */
 int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len, bool prefix,
 		     struct tok_scratch *s, struct tok_out *o);
+/* tokenizer_bpe.c: the gpt-4o splitter on its own (for tests): splits each of
+ * the n_in segments (lengths in code points, summing to the length of cps)
+ * into words, writing their lengths to out (room for one per code point);
+ * returns their number. */
+size_t tok_split_gpt4o(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out);
 /* tokenizer_bpe.c: build merges and GPT-2 tables at load; free them. */
 int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err);
 void tok_bpe_free(struct tokenizer *t);

@@ -6,6 +6,9 @@
  *   - tests/fixtures/tokenizer/<name>.json: llama-tokenize over hard strings for
  *     the default model, every supported vocabulary file and two synthetic ones
  *     (scripts/make-tokenizer-fixtures);
+ *     vocab-gpt-4o is llama.cpp on ggml-vocab-qwen2.gguf with tokenizer.ggml.pre
+ *     rewritten to "gpt-4o" (its "pre_override"), rebuilt here in memory;
+ *     odd-gpt4o's vocabulary makes each gpt-4o pre-token one token;
  *   - tests/fixtures/reference/gemma3-tokenize.json (scripts/make-reference-fixtures).
  * Plus properties that need no reference: decode(encode(s)) == s, the streaming
  * detokeniser never emits partial UTF-8, linear time on 1 MB inputs, clean load
@@ -23,7 +26,9 @@
 #include <time.h>
 
 #include "formats/gguf.h"
+#include "formats/gguf_build.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "unicode/unicode.h"
 
 /* Vocabularies with llama.cpp .inp/.out pairs that we support. */
@@ -105,6 +110,85 @@ static struct tokenizer *load(const char *path)
 	if (tokenizer_load_gguf(&t, g, &err))
 		ck_abort_msg("load %s: %s", path, err.msg);
 	gguf_close(g);
+	return t;
+}
+
+/* The tokenizer keys of the GGUF at path, in order, with tokenizer.ggml.pre
+ * set to pre: the derived vocabulary scripts/make-tokenizer-fixtures gave
+ * llama-tokenize (derive_vocab), assembled in memory. */
+static struct tokenizer *load_with_pre(const char *path, const char *pre)
+{
+	struct smk_err err = { 0 };
+	struct gguf *src, *g;
+	struct gguf_builder *b;
+	struct tokenizer *t;
+	if (gguf_open(&src, path, &err))
+		ck_abort_msg("open %s: %s", path, err.msg);
+	char name[4200];
+	pathf(name, sizeof(name), "%s (pre %s)", path, pre);
+	ck_assert_int_eq(gguf_builder_new(&b, name), 0);
+	bool have_pre = false;
+	for (uint64_t i = 0; i < gguf_n_kv(src); i++) {
+		const char *k = gguf_kv_key(src, i);
+		if (strncmp(k, "tokenizer.", 10) != 0 && strcmp(k, "general.architecture") != 0)
+			continue;
+		const char *str;
+		size_t len;
+		uint32_t u;
+		int64_t i64;
+		float f;
+		bool bo;
+		struct gguf_arr a;
+		if (strcmp(k, "tokenizer.ggml.pre") == 0) {
+			gguf_builder_set_str(b, k, pre, strlen(pre));
+			have_pre = true;
+			continue;
+		}
+		switch (gguf_kv_type(src, i)) {
+		case GGUF_VT_STRING:
+			ck_assert_int_eq(gguf_get_str(src, k, &str, &len, &err), 0);
+			gguf_builder_set_str(b, k, str, len);
+			break;
+		case GGUF_VT_U32:
+			ck_assert_int_eq(gguf_get_u32(src, k, &u, &err), 0);
+			gguf_builder_set_u32(b, k, u);
+			break;
+		case GGUF_VT_I32:
+			ck_assert_int_eq(gguf_get_i64(src, k, &i64, &err), 0);
+			gguf_builder_set_i32(b, k, (int32_t)i64);
+			break;
+		case GGUF_VT_F32:
+			ck_assert_int_eq(gguf_get_f32(src, k, &f, &err), 0);
+			gguf_builder_set_f32(b, k, f);
+			break;
+		case GGUF_VT_BOOL:
+			ck_assert_int_eq(gguf_get_bool(src, k, &bo, &err), 0);
+			gguf_builder_set_bool(b, k, bo);
+			break;
+		case GGUF_VT_ARRAY:
+			ck_assert_int_eq(gguf_kv_arr(src, i, &a), 0);
+			if (a.elem != GGUF_VT_STRING) {
+				ck_assert_ptr_nonnull(gguf_arr_data(&a));
+				gguf_builder_set_arr(b, k, a.elem, gguf_arr_data(&a), a.n);
+				break;
+			}
+			gguf_builder_begin_str_arr(b, k, a.n);
+			for (uint64_t j = 0; j < a.n; j++) {
+				ck_assert_int_eq(gguf_arr_str(&a, j, &str, &len), 0);
+				gguf_builder_push_str(b, str, len);
+			}
+			break;
+		default:
+			ck_abort_msg("%s: key %s has a type this copy does not handle", path, k);
+		}
+	}
+	if (!have_pre)
+		gguf_builder_set_str(b, "tokenizer.ggml.pre", pre, strlen(pre));
+	ck_assert_msg(gguf_builder_finish(b, &g, &err) == 0, "%s", err.msg);
+	if (tokenizer_load_gguf(&t, g, &err))
+		ck_abort_msg("load %s: %s", name, err.msg);
+	gguf_close(g);
+	gguf_close(src);
 	return t;
 }
 
@@ -266,11 +350,20 @@ static bool fixture_model(const char *name, json_t *doc, char *out, size_t cap)
 	return exists(out);
 }
 
+/* A fixture's tokenizer: its model file, or (with "pre_override") the
+ * derived vocabulary made from it. */
+static struct tokenizer *load_fixture(json_t *doc, const char *path)
+{
+	const char *pre = json_string_value(json_object_get(doc, "pre_override"));
+	return pre ? load_with_pre(path, pre) : load(path);
+}
+
 static const char *const fixture_names[] = {
-	"gemma-3-270m", "odd-bpe", "odd-spm",
+	"gemma-3-270m", "odd-bpe", "odd-spm", "odd-gpt4o",
 	"vocab-llama-spm", "vocab-phi-3", "vocab-baichuan", "vocab-llama-bpe", "vocab-qwen2",
 	"vocab-qwen35", "vocab-gpt-2", "vocab-mpt", "vocab-starcoder", "vocab-refact",
-	"vocab-command-r", "vocab-falcon", "vocab-aquila", "vocab-gpt-neox", "vocab-gemma-4", NULL };
+	"vocab-command-r", "vocab-falcon", "vocab-aquila", "vocab-gpt-neox", "vocab-gemma-4",
+	"vocab-gpt-4o", NULL };
 
 START_TEST(test_fixture)
 {
@@ -285,7 +378,7 @@ START_TEST(test_fixture)
 		json_decref(doc);
 		return;
 	}
-	struct tokenizer *t = load(mp);
+	struct tokenizer *t = load_fixture(doc, mp);
 	json_t *cases = json_object_get(doc, "cases");
 	size_t ci, runs = 0, ok = 0;
 	json_t *c;
@@ -421,7 +514,7 @@ START_TEST(test_round_trip)
 		json_decref(doc);
 		return;
 	}
-	struct tokenizer *t = load(mp);
+	struct tokenizer *t = load_fixture(doc, mp);
 	bool spm = strcmp(tokenizer_model(t), "gpt2") != 0;   /* U+2581-escaping */
 	size_t probe_n, pl;
 	int32_t *probe = encode(t, "a", 1, false, false, &probe_n);
@@ -864,6 +957,158 @@ START_TEST(test_bad_files)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------- */
+/* gpt-4o splitter                                                           */
+
+/* Inputs and the words llama.cpp makes of them: unicode_regex_split() of
+ * libllama with llama-vocab.cpp's gpt-4o regex, called directly (the same
+ * strings are in vocab-gpt-4o.json, so CI checks them through token ids as
+ * well).  They pin std::regex's backtracking on the collapsed text: a
+ * non-ASCII letter is both upper and lower case, so an upper run gives back
+ * its last accented letter as the lower part ("ÉCOLE" -> "É" "COLE"), a lower
+ * run goes on through accented capitals ("helloÉ" "COLE"), and a run of A-Z
+ * alone is the second alternative ("DON'T"). */
+static const struct { const char *in; const char *words[8]; } gpt4o_cases[] = {
+	/* É | COLE */
+	{ "\xc3\x89" "COLE", { "\xc3\x89", "COLE", NULL } },
+	/*  É | COLE */
+	{ " \xc3\x89" "COLE", { " \xc3\x89", "COLE", NULL } },
+	/* ÉcoleÉcole */
+	{ "\xc3\x89" "cole\xc3\x89" "cole", { "\xc3\x89" "cole\xc3\x89" "cole", NULL } },
+	/* helloÉ | COLE */
+	{ "hello\xc3\x89" "COLE", { "hello\xc3\x89", "COLE", NULL } },
+	/* CAFÉ */
+	{ "CAF\xc3\x89", { "CAF\xc3\x89", NULL } },
+	/* À | B */
+	{ "\xc3\x80" "B", { "\xc3\x80", "B", NULL } },
+	/* ABé */
+	{ "AB\xc3\xa9", { "AB\xc3\xa9", NULL } },
+	/* HELLOworld */
+	{ "HELLOworld", { "HELLOworld", NULL } },
+	/* Hello | World */
+	{ "HelloWorld", { "Hello", "World", NULL } },
+	/* XMLHttp | Request */
+	{ "XMLHttpRequest", { "XMLHttp", "Request", NULL } },
+	/* i | Phone */
+	{ "iPhone", { "i", "Phone", NULL } },
+	/* Mc | Donald's */
+	{ "McDonald's", { "Mc", "Donald's", NULL } },
+	/* DON'T */
+	{ "DON'T", { "DON'T", NULL } },
+	/* I'm */
+	{ "I'm", { "I'm", NULL } },
+	/* IT'S */
+	{ "IT'S", { "IT'S", NULL } },
+	/* It'S */
+	{ "It'S", { "It'S", NULL } },
+	/* we'LL */
+	{ "we'LL", { "we'LL", NULL } },
+	/* É'S */
+	{ "\xc3\x89'S", { "\xc3\x89'S", NULL } },
+	/* x | 'q */
+	{ "x'q", { "x", "'q", NULL } },
+	/* '' | s */
+	{ "''s", { "''", "s", NULL } },
+	/* e | ́cole */
+	{ "e\xcc\x81" "cole", { "e", "\xcc\x81" "cole", NULL } },
+	/* a | ́B */
+	{ "a\xcc\x81" "B", { "a", "\xcc\x81" "B", NULL } },
+	/* A | 123 | 456 | 7 | b */
+	{ "A1234567b", { "A", "123", "456", "7", "b", NULL } },
+	/* !!\n/\n | x */
+	{ "!!\n/\nx", { "!!\n/\n", "x", NULL } },
+	/*  !/ |  /! |  // |   */
+	{ " !/ /! // ", { " !/", " /!", " //", " ", NULL } },
+	/* a | \x1c |  b */
+	{ "a\x1c b", { "a", "\x1c", " b", NULL } },
+	/* \xa0Hello */
+	{ "\xc2\xa0Hello", { "\xc2\xa0Hello", NULL } },
+	/* x |   \n |   |  y |    */
+	{ "x  \n  y  ", { "x", "  \n", " ", " y", "  ", NULL } },
+	/* Αθήνα |  МОСКВА */
+	{ "\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1 \xd0\x9c\xd0\x9e\xd0\xa1\xd0\x9a\xd0\x92\xd0\x90",
+	  { "\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1", " \xd0\x9c\xd0\x9e\xd0\xa1\xd0\x9a\xd0\x92\xd0\x90",
+	    NULL } },
+	/* ǅemal */
+	{ "\xc7\x85" "emal", { "\xc7\x85" "emal", NULL } },
+	/* ʰ | A */
+	{ "\xca\xb0" "A", { "\xca\xb0", "A", NULL } },
+	/* hi | 😀There */
+	{ "hi\xf0\x9f\x98\x80There", { "hi", "\xf0\x9f\x98\x80There", NULL } },
+	/* 東京Tokyo */
+	{ "\xe6\x9d\xb1\xe4\xba\xacTokyo", { "\xe6\x9d\xb1\xe4\xba\xacTokyo", NULL } },
+};
+
+START_TEST(test_gpt4o_split)
+{
+	for (size_t c = 0; c < sizeof(gpt4o_cases) / sizeof(gpt4o_cases[0]); c++) {
+		const char *in = gpt4o_cases[c].in;
+		size_t len = strlen(in), n_cp = 0;
+		uint32_t cps[64], seg[1], out[64];
+		for (size_t pos = 0; pos < len;) {
+			ck_assert(n_cp < 64);
+			cps[n_cp++] = unicode_decode_lenient(in, len, &pos);
+		}
+		seg[0] = (uint32_t)n_cp;
+		size_t n = tok_split_gpt4o(cps, seg, 1, out);
+		/* compare as UTF-8 words */
+		char got[512];
+		size_t gl = 0, w = 0, cp = 0;
+		bool ok = true;
+		for (size_t i = 0; i < n; i++) {
+			char word[256];
+			size_t wl = 0;
+			for (uint32_t k = 0; k < out[i]; k++)
+				wl += unicode_encode(cps[cp++], word + wl);
+			const char *want = gpt4o_cases[c].words[w++];
+			ok &= want && strlen(want) == wl && memcmp(want, word, wl) == 0;
+			gl += (size_t)snprintf(got + gl, sizeof(got) - gl, "[%.*s]", (int)wl, word);
+		}
+		ok &= gpt4o_cases[c].words[w] == NULL;
+		ck_assert_msg(ok, "case %zu '%s': got %s", c, in, got);
+	}
+	/* several segments: each is split on its own (a word never crosses one) */
+	const uint32_t cps[] = { 'A', 'B', 'c', ' ', ' ', 'x' };
+	const uint32_t seg[] = { 2, 3, 1 };
+	uint32_t out[6];
+	ck_assert_uint_eq(tok_split_gpt4o(cps, seg, 3, out), 4);
+	ck_assert_uint_eq(out[0], 2);   /* "AB" (no lower letter follows in the segment) */
+	ck_assert_uint_eq(out[1], 1);   /* "c" */
+	ck_assert_uint_eq(out[2], 2);   /* "  ": at the end of its segment, \s+(?!\S) takes all */
+	ck_assert_uint_eq(out[3], 1);
+}
+END_TEST
+
+/* gpt-4o and the names llama.cpp gives the same regex and flags load; no
+ * BOS is added (no add_bos_token key), merges are not skipped. */
+START_TEST(test_gpt4o_load)
+{
+	char p[4096];
+	pathf(p, sizeof(p), "%s/ggml-vocab-qwen2.gguf", vocab_dir());
+	if (!exists(p)) {
+		fprintf(stderr, "SKIP: no %s\n", p);
+		return;
+	}
+	static const char *const names[] = { "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct tokenizer *t = load_with_pre(p, names[i]);
+		ck_assert(!tokenizer_add_bos(t));
+		size_t n;
+		/* the text starts with the words "É" and "COLE" */
+		int32_t *ids = encode(t, "\xc3\x89" "COLE HELLOworld", 17, false, false, &n);
+		size_t n1, n2;
+		int32_t *a = encode(t, "\xc3\x89", 2, false, false, &n1);
+		int32_t *b = encode(t, "COLE", 4, false, false, &n2);
+		ck_assert(n > n1 + n2 && memcmp(ids, a, n1 * sizeof(*a)) == 0 &&
+			  memcmp(ids + n1, b, n2 * sizeof(*b)) == 0);
+		free(ids);
+		free(a);
+		free(b);
+		tokenizer_free(t);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("tokenizer");
@@ -889,6 +1134,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_gemma_facts);
 	tcase_add_test(tc, test_bpe_facts);
 	tcase_add_test(tc, test_bad_files);
+	tcase_add_test(tc, test_gpt4o_split);
+	tcase_add_test(tc, test_gpt4o_load);
 	suite_add_tcase(s, tc);
 	return s;
 }
