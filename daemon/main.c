@@ -186,7 +186,28 @@ static int run_offline(struct cli *c, const char *model_path)
 		(double)e->model->weight_bytes / (1 << 20), smk_now() - t0,
 		e->be->limits.n_threads);
 	fprintf(stderr, "smoked: %s\n", e->backend_note);
+	FILE *trace = NULL;
+	if (c->expert_trace) {
+		if (!(trace = fopen(c->expert_trace, "w"))) {
+			fprintf(stderr, "smoked: --expert-trace %s: %s\n", c->expert_trace, strerror(errno));
+			engine_close(e);
+			return 1;
+		}
+		if (forward_set_expert_trace(e->fwd, trace, &err)) {
+			fprintf(stderr, "smoked: --expert-trace: %s\n", err.msg);
+			fclose(trace);
+			engine_close(e);
+			return 1;
+		}
+	}
 	int rc = c->mode == CLI_PERPLEXITY ? run_perplexity(e, c, &err) : run_prompt(e, c, &err);
+	if (trace) {
+		forward_set_expert_trace(e->fwd, NULL, NULL);
+		if (fclose(trace) && !rc) {
+			fprintf(stderr, "smoked: --expert-trace %s: %s\n", c->expert_trace, strerror(errno));
+			rc = -EIO;
+		}
+	}
 	if (rc)
 		fprintf(stderr, "smoked: %s\n", err.msg);
 	if (c->stats) {

@@ -56,7 +56,22 @@ struct forward {
 	int32_t *hrow, *hdst;     /* host copies of mrow, mdst, mw (uploaded per layer) */
 	float *hw;
 	int *hint;                /* their blocks (wstore_hint reorders) */
+	FILE *trace;              /* forward_set_expert_trace, or NULL */
 };
+
+int forward_set_expert_trace(struct forward *f, FILE *out, struct smk_err *err)
+{
+	const struct model *m = f->m;
+	if (out && m->hp.n_expert == 0)
+		return smk_fail(err, -EINVAL, "expert trace: %s is not a mixture of experts", m->name);
+	f->trace = out;
+	if (out) {
+		const struct wblock *b = &m->blocks[model_expert_block(m, 0, 0)];
+		fprintf(out, "smoke-expert-trace 1\nlayers %d experts %d top_k %d expert_bytes %llu\n",
+			m->hp.n_layer, m->hp.n_expert, m->hp.n_expert_used, (unsigned long long)b->nbytes);
+	}
+	return 0;
+}
 
 int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx)
 {
@@ -372,7 +387,8 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
  * (gathered into xg), and released; each row's result lands, scaled by
  * its weight, in the row's slot of ys; the slots are summed in slot order
  * (llama.cpp's order) and added to the residual. */
-static int run_moe(struct forward *f, int il, int T, struct smk_err *err)
+static int run_moe(struct forward *f, const struct fwd_item *items, int n_items, int il, int T,
+		   struct smk_err *err)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
@@ -389,6 +405,14 @@ static int run_moe(struct forward *f, int il, int T, struct smk_err *err)
 		logits = f->rlog_host;
 	}
 	moe_route(logits, ne, T, k, f->probs, f->sel, f->wraw, f->wsel);
+	if (f->trace)
+		for (int i = 0, row = 0; i < n_items; row += items[i].n, i++)
+			for (int t = 0; t < items[i].n; t++) {
+				fprintf(f->trace, "r %d %d %d", i, items[i].kv->n_pos + t, il);
+				for (int j = 0; j < k; j++)
+					fprintf(f->trace, " %d", (int)f->sel[(int64_t)(row + t) * k + j]);
+				fputc('\n', f->trace);
+			}
 	if (f->dbg) {
 		/* Host arrays: straight to the hook (no download). */
 		f->dbg(f->dbg_ctx, "ffn_moe_probs", il, f->probs, T, ne);
@@ -646,7 +670,7 @@ static int run_pass(struct forward *f, struct fwd_item *items, int n_items, int 
 		rc = run_layer(f, b, items, n_items, T, err);
 		wstore_release(f->ws, bi);
 		if (!rc && hp->n_expert > 0)
-			rc = run_moe(f, il, T, err);
+			rc = run_moe(f, items, n_items, il, T, err);
 		if (rc)
 			return rc;
 	}

@@ -10,6 +10,8 @@
 #ifndef SMK_EXEC_FORWARD_H
 #define SMK_EXEC_FORWARD_H
 
+#include <stdio.h>
+
 #include "exec/kvcache.h"
 #include "arch/model.h"
 #include "compute/backend.h"
@@ -59,6 +61,14 @@ int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
 typedef void (*forward_debug_fn)(void *ctx, const char *name, int layer, const float *data,
 				 int rows, int64_t row_len);
 int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx);
+
+/* Record every pass's mixture-of-experts routing to `out` as an expert
+ * trace (docs/expert-trace.md, version 1): the two header lines now, then
+ * for each MoE layer and each row of the batch "r SEQ POS LAYER E1 .. Ek",
+ * the experts in slot order (the most probable first), SEQ the row's item
+ * index in its batch and POS its position.  NULL stops.  out stays the
+ * caller's (it must outlive the recording).  -EINVAL for a dense model. */
+int forward_set_expert_trace(struct forward *f, FILE *out, struct smk_err *err);
 
 /* One sequence: run tok[0..n) at positions kv->n_pos.. and append their keys and values to
  * kv.  Logits of the last n_logits tokens (n_logits <= max_logits, may be 0)

@@ -33,6 +33,8 @@ void cli_usage(FILE *f)
 		"  --ppl-ctx N         perplexity chunk size (default 512)\n"
 		"  --dump              print the model's metadata and tensor table\n"
 		"  --stats             after --prompt/--perplexity, print the weight hierarchy's statistics\n"
+		"  --expert-trace FILE with --prompt/--perplexity on a mixture-of-experts model, write\n"
+		"                      every token's routing to FILE (docs/expert-trace.md)\n"
 		"\n"
 		"Settings (file keys in docs/configuration.md; flags override the file):\n"
 		"  --config FILE                  read settings from FILE (INI style)\n"
@@ -86,6 +88,7 @@ static int parse_float(const char *flag, const char *s, float *out, struct smk_e
 enum {
 	OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED,
 	OPT_PPL, OPT_PPL_CTX, OPT_DUMP, OPT_VERSION, OPT_CONFIG, OPT_SET, OPT_PRINT_CONFIG, OPT_STATS,
+	OPT_EXPERT_TRACE,
 	OPT_KEY_BASE = 1024,   /* + index in the settings table */
 };
 
@@ -106,6 +109,7 @@ static const struct option fixed_opts[] = {
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
 	{ "stats", no_argument, NULL, OPT_STATS },
+	{ "expert-trace", required_argument, NULL, OPT_EXPERT_TRACE },
 	{ "help", no_argument, NULL, 'h' },
 };
 #define N_FIXED ((int)(sizeof(fixed_opts) / sizeof(fixed_opts[0])))
@@ -208,6 +212,7 @@ int cli_parse(struct cli *c, int argc, char **argv, struct smk_err *err)
 		case OPT_SET: pend[n_pend++] = (struct pending){ -1, optarg }; break;
 		case OPT_PRINT_CONFIG: print_config = true; break;
 		case OPT_STATS: c->stats = true; break;
+		case OPT_EXPERT_TRACE: c->expert_trace = optarg; break;
 		case 'h': help = true; break;
 		case '?':
 			if (optopt)
@@ -249,6 +254,8 @@ int cli_parse(struct cli *c, int argc, char **argv, struct smk_err *err)
 	if (modes > 1)
 		return smk_fail(err, -EINVAL, "--prompt, --perplexity and --dump exclude each other");
 	c->mode = c->prompt ? CLI_PROMPT : c->ppl_file ? CLI_PERPLEXITY : dump ? CLI_DUMP : CLI_SERVE;
+	if (c->expert_trace && c->mode != CLI_PROMPT && c->mode != CLI_PERPLEXITY)
+		return smk_fail(err, -EINVAL, "--expert-trace goes with --prompt or --perplexity");
 	if (print_config) {
 		config_print(&c->cfg, stdout);
 		c->mode = CLI_DONE;

@@ -436,6 +436,102 @@ START_TEST(row_ops_and_row_by_row_agree)
 }
 END_TEST
 
+/* The expert trace (docs/expert-trace.md) of a batch: the header, one
+ * record per MoE layer and row, k distinct experts each, positions and
+ * items as fed, and per layer the experts the store was asked for are the
+ * union of the records'. */
+START_TEST(expert_trace_records_the_routing)
+{
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "trace");
+	struct wstore_opts o;
+	wstore_opts_default(&o);
+	o.async_prefetch = false;
+	o.compute_from_ram = true;
+	o.trace_cap = 4096;
+	struct rig r;
+	rig_open(&r, path, &o);
+	const struct model *m = r.m;
+	struct smk_err err = { 0 };
+	FILE *tf = tmpfile();
+	ck_assert_ptr_nonnull(tf);
+	ck_assert_int_eq(forward_set_expert_trace(r.f, tf, &err), 0);
+	struct kvcache *a, *b;
+	ck_assert(kvcache_new(&a, m, 32, r.be, &err) == 0);
+	ck_assert(kvcache_new(&b, m, 32, r.be, &err) == 0);
+	const int32_t ta[2] = { 5, 6 }, tb[3] = { 40, 41, 42 };
+	const float *lg;
+	ck_assert(forward_run(r.f, a, ta, 2, 1, &lg, &err) == 0);
+	struct fwd_item it[2] = { { .kv = a, .tok = ta, .n = 1, .n_logits = 1 },
+				  { .kv = b, .tok = tb, .n = 3, .n_logits = 1 } };
+	ck_assert(forward_run_batch(r.f, it, 2, &err) == 0);
+	forward_set_expert_trace(r.f, NULL, NULL);
+	rewind(tf);
+	char line[512];
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), tf));
+	ck_assert_str_eq(line, "smoke-expert-trace 1\n");
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), tf));
+	char want[128];
+	snprintf(want, sizeof(want), "layers 3 experts 16 top_k 4 expert_bytes %llu\n",
+		 (unsigned long long)m->blocks[model_expert_block(m, 0, 0)].nbytes);
+	ck_assert_str_eq(line, want);
+	/* pass 1: item 0 rows at 0, 1; pass 2: item 0 at 2, item 1 at 0..2 */
+	static const int seq[2][4] = { { 0, 0, -1, -1 }, { 0, 1, 1, 1 } };
+	static const int pos[2][4] = { { 0, 1, -1, -1 }, { 2, 0, 1, 2 } };
+	static int tr[4096];
+	const int n_tr = wstore_trace(r.ws, tr, 4096);
+	int tpos = 0; /* into the store's trace */
+	for (int pass = 0; pass < 2; pass++) {
+		const int rows = pass ? 4 : 2;
+		for (int il = 0; il < 3; il++) {
+			bool chosen[16] = { false };
+			for (int t = 0; t < rows; t++) {
+				int s, p, l, e[4];
+				ck_assert_ptr_nonnull(fgets(line, sizeof(line), tf));
+				ck_assert_int_eq(sscanf(line, "r %d %d %d %d %d %d %d", &s, &p, &l, &e[0], &e[1], &e[2],
+							&e[3]), 7);
+				ck_assert_int_eq(s, seq[pass][t]);
+				ck_assert_int_eq(p, pos[pass][t]);
+				ck_assert_int_eq(l, il);
+				for (int j = 0; j < 4; j++) {
+					ck_assert(e[j] >= 0 && e[j] < 16);
+					for (int q = 0; q < j; q++)
+						ck_assert_int_ne(e[q], e[j]);
+					chosen[e[j]] = true;
+				}
+			}
+			/* the store's acquires of this layer's experts */
+			while (tpos < n_tr && !(m->blocks[tr[tpos]].kind == BLOCK_EXPERT &&
+						m->blocks[tr[tpos]].layer == il))
+				tpos++;
+			bool got[16] = { false };
+			while (tpos < n_tr && m->blocks[tr[tpos]].kind == BLOCK_EXPERT &&
+			       m->blocks[tr[tpos]].layer == il)
+				got[m->blocks[tr[tpos++]].expert] = true;
+			for (int e = 0; e < 16; e++)
+				ck_assert_msg(got[e] == chosen[e], "pass %d layer %d expert %d: acquired %d, routed %d",
+					      pass, il, e, got[e], chosen[e]);
+		}
+	}
+	ck_assert_ptr_null(fgets(line, sizeof(line), tf));
+	fclose(tf);
+	kvcache_free(a);
+	kvcache_free(b);
+	/* A dense model has no routing to record. */
+	struct tm_spec d = qwen3_spec;
+	char dp[256];
+	write_model(&d, dp, sizeof(dp), "trace-dense");
+	struct rig rd;
+	rig_open(&rd, dp, NULL);
+	ck_assert_int_eq(forward_set_expert_trace(rd.f, stderr, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "not a mixture of experts"));
+	rig_close(&rd);
+	rig_close(&r);
+	unlink(dp);
+	unlink(path);
+}
+END_TEST
+
 /* ---- experts are units of their own ---- */
 
 /* Bytes of block b's own unit as the tiered store packs it for pread
@@ -765,6 +861,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, mixtral_out_of_core_equals_resident);
 	tcase_add_test(tc, one_expert_top1_equals_dense);
 	tcase_add_test(tc, row_ops_and_row_by_row_agree);
+	tcase_add_test(tc, expert_trace_records_the_routing);
 	tcase_add_test(tc, experts_load_one_unit_each_and_only_when_chosen);
 	tcase_add_test(tc, hint_puts_resident_blocks_first);
 	tcase_add_test(tc, cuda_emu_moe_equals_cpu);
