@@ -19,6 +19,7 @@ static const struct {
 	{ "LlamaForCausalLM", FAMILY_LLAMA },
 	{ "MistralForCausalLM", FAMILY_LLAMA },
 	{ "Qwen2ForCausalLM", FAMILY_QWEN2 },
+	{ "Qwen3ForCausalLM", FAMILY_QWEN3 },
 	{ "Gemma3ForCausalLM", FAMILY_GEMMA3 },
 };
 

@@ -49,6 +49,14 @@ static const struct name_map llama_names[] = {
 	{ "post_attention_layernorm.weight", "ffn_norm.weight" },
 };
 
+/* Qwen 3: llama's norms plus per-head q/k norms (applied before RoPE, as
+ * the plan does for the qwen3 family). */
+static const struct name_map qwen3_names[] = {
+	{ "post_attention_layernorm.weight", "ffn_norm.weight" },
+	{ "self_attn.q_norm.weight", "attn_q_norm.weight" },
+	{ "self_attn.k_norm.weight", "attn_k_norm.weight" },
+};
+
 static const struct name_map gemma_names[] = {
 	{ "self_attn.q_norm.weight", "attn_q_norm.weight" },
 	{ "self_attn.k_norm.weight", "attn_k_norm.weight" },
@@ -402,9 +410,15 @@ static const char *map_layer(const struct hf *h, const char *rest)
 	for (size_t i = 0; i < sizeof(layer_names) / sizeof(layer_names[0]); i++)
 		if (!strcmp(rest, layer_names[i].hf))
 			return layer_names[i].gguf;
-	const struct name_map *extra = h->gemma ? gemma_names : llama_names;
-	size_t n = h->gemma ? sizeof(gemma_names) / sizeof(gemma_names[0]) :
-		   sizeof(llama_names) / sizeof(llama_names[0]);
+	const struct name_map *extra = llama_names;
+	size_t n = sizeof(llama_names) / sizeof(llama_names[0]);
+	if (h->gemma) {
+		extra = gemma_names;
+		n = sizeof(gemma_names) / sizeof(gemma_names[0]);
+	} else if (h->fam->family == FAMILY_QWEN3) {
+		extra = qwen3_names;
+		n = sizeof(qwen3_names) / sizeof(qwen3_names[0]);
+	}
 	for (size_t i = 0; i < n; i++)
 		if (!strcmp(rest, extra[i].hf))
 			return extra[i].gguf;

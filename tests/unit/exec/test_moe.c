@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "arch/model.h"
@@ -23,6 +24,8 @@
 #include "compute/cuda/cuda_backend.h"
 #include "compute/moe_route.h"
 #include "engine/engine.h"
+#include "formats/gguf.h"
+#include "quant/qtype.h"
 #include "exec/forward.h"
 #include "exec/kvcache.h"
 #include "weights/warena.h"
@@ -322,6 +325,117 @@ static void generate(struct rig *r, float *out)
 	}
 	kvcache_free(kv);
 }
+
+/* The same Qwen3 as a Hugging Face directory (config.json +
+ * model.safetensors with HF names, F32, no tokenizer.json) loads through
+ * formats/hf onto the qwen3 plan and computes the GGUF's logits bit for
+ * bit: HF keeps q/k in rotate-half order, which is qwen3's NEOX layout. */
+static const struct { const char *gguf, *hf; } qwen3_hf_names[] = {
+	{ "attn_norm.weight", "input_layernorm.weight" },
+	{ "attn_q.weight", "self_attn.q_proj.weight" },
+	{ "attn_k.weight", "self_attn.k_proj.weight" },
+	{ "attn_v.weight", "self_attn.v_proj.weight" },
+	{ "attn_output.weight", "self_attn.o_proj.weight" },
+	{ "attn_q_norm.weight", "self_attn.q_norm.weight" },
+	{ "attn_k_norm.weight", "self_attn.k_norm.weight" },
+	{ "ffn_norm.weight", "post_attention_layernorm.weight" },
+	{ "ffn_gate.weight", "mlp.gate_proj.weight" },
+	{ "ffn_up.weight", "mlp.up_proj.weight" },
+	{ "ffn_down.weight", "mlp.down_proj.weight" },
+};
+
+static void write_hf_dir(const char *gguf_path, const struct tm_spec *sp, const char *dir)
+{
+	struct gguf *g;
+	struct smk_err err = { 0 };
+	ck_assert_msg(gguf_open(&g, gguf_path, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	char path[512], hdr[16384], name[128];
+	size_t hl = (size_t)snprintf(hdr, sizeof(hdr), "{");
+	uint64_t off = 0;
+	const uint64_t n = gguf_n_tensors(g);
+	for (uint64_t i = 0; i < n; i++) {
+		const struct gguf_tensor *t = gguf_tensor(g, i);
+		ck_assert_int_eq(t->type, QTYPE_F32);
+		if (!strcmp(t->name, "token_embd.weight"))
+			snprintf(name, sizeof(name), "model.embed_tokens.weight");
+		else if (!strcmp(t->name, "output_norm.weight"))
+			snprintf(name, sizeof(name), "model.norm.weight");
+		else {
+			int il = -1, used = 0;
+			ck_assert_int_eq(sscanf(t->name, "blk.%d.%n", &il, &used), 1);
+			const char *hf = NULL;
+			for (size_t k = 0; k < sizeof(qwen3_hf_names) / sizeof(qwen3_hf_names[0]); k++)
+				if (!strcmp(t->name + used, qwen3_hf_names[k].gguf))
+					hf = qwen3_hf_names[k].hf;
+			ck_assert_msg(hf != NULL, "%s", t->name);
+			snprintf(name, sizeof(name), "model.layers.%d.%s", il, hf);
+		}
+		char shape[64];
+		if (t->n_dims == 1)
+			snprintf(shape, sizeof(shape), "[%llu]", (unsigned long long)t->ne[0]);
+		else
+			snprintf(shape, sizeof(shape), "[%llu, %llu]", (unsigned long long)t->ne[1],
+				 (unsigned long long)t->ne[0]);
+		hl += (size_t)snprintf(hdr + hl, sizeof(hdr) - hl,
+				       "%s\"%s\": {\"dtype\": \"F32\", \"shape\": %s, \"data_offsets\": [%llu, %llu]}",
+				       i ? ", " : "", name, shape, (unsigned long long)off,
+				       (unsigned long long)(off + t->nbytes));
+		off += t->nbytes;
+	}
+	hl += (size_t)snprintf(hdr + hl, sizeof(hdr) - hl, "}");
+	ck_assert_uint_lt(hl, sizeof(hdr) - 1);
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	FILE *f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	uint64_t hl64 = hl;
+	fwrite(&hl64, 8, 1, f);
+	fwrite(hdr, 1, hl, f);
+	for (uint64_t i = 0; i < n; i++)
+		fwrite(gguf_tensor(g, i)->data, 1, gguf_tensor(g, i)->nbytes, f);
+	ck_assert_int_eq(fclose(f), 0);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "{\"architectures\": [\"Qwen3ForCausalLM\"], \"model_type\": \"qwen3\", "
+		"\"hidden_size\": %d, \"num_hidden_layers\": %d, \"intermediate_size\": %d, "
+		"\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d, "
+		"\"vocab_size\": %d, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-06, "
+		"\"rope_theta\": 1000000.0, \"hidden_act\": \"silu\", \"attention_bias\": false, "
+		"\"use_sliding_window\": false, \"sliding_window\": null, \"tie_word_embeddings\": true, "
+		"\"torch_dtype\": \"float32\"}\n",
+		sp->n_embd, sp->n_layer, sp->n_ff, sp->n_head, sp->n_head_kv, sp->head_dim, sp->n_vocab);
+	ck_assert_int_eq(fclose(f), 0);
+	gguf_close(g);
+}
+
+START_TEST(qwen3_hf_dir_equals_gguf)
+{
+	struct tm_spec sp = qwen3_spec;
+	sp.all_f32 = true;
+	char path[256], dir[256], p2[600];
+	write_model(&sp, path, sizeof(path), "q3-f32");
+	snprintf(dir, sizeof(dir), "/tmp/smoke-test-moe-%d-q3-hf", (int)getpid());
+	write_hf_dir(path, &sp, dir);
+	static float a[(GEN_STEPS + 1) * 64], b[(GEN_STEPS + 1) * 64];
+	struct rig r;
+	rig_open(&r, path, NULL);
+	generate(&r, a);
+	rig_close(&r);
+	rig_open(&r, dir, NULL);
+	ck_assert_int_eq(r.m->fam->family, FAMILY_QWEN3);
+	ck_assert_int_eq(r.m->hp.head_dim, 32);
+	generate(&r, b);
+	rig_close(&r);
+	ck_assert(!memcmp(a, b, sizeof(a)));
+	snprintf(p2, sizeof(p2), "%s/model.safetensors", dir);
+	unlink(p2);
+	snprintf(p2, sizeof(p2), "%s/config.json", dir);
+	unlink(p2);
+	rmdir(dir);
+	unlink(path);
+}
+END_TEST
 
 static void check_out_of_core(const struct tm_spec *sp, const char *tag)
 {
@@ -857,6 +971,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, qwen3moe_batch_equals_alone);
 	tcase_add_test(tc, mixtral_batch_equals_alone);
 	tcase_add_test(tc, qwen3_dense_runs_and_batches);
+	tcase_add_test(tc, qwen3_hf_dir_equals_gguf);
 	tcase_add_test(tc, qwen3moe_out_of_core_equals_resident);
 	tcase_add_test(tc, mixtral_out_of_core_equals_resident);
 	tcase_add_test(tc, one_expert_top1_equals_dense);

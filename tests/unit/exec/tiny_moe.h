@@ -41,6 +41,7 @@ struct tm_spec {
 	int gating_func;            /* <arch>.expert_gating_func */
 	int used_override;          /* write this expert_used_count instead (-1: 0) */
 	bool legacy_experts;        /* one tensor per expert, blk.N.ffn_gate.E.weight (pre-2024) */
+	bool all_f32;               /* dense FFN weights F32 too (a Hugging Face directory's) */
 	/* Mixtral with one expert: the slabs hold the bytes of the dense
 	 * model's ffn_{gate,up,down} (same seed), so both compute the same. */
 	bool dense_as_expert;
@@ -249,6 +250,12 @@ static int tm_write(const char *path, const struct tm_spec *sp)
 			tm_f32(f, NAME("attn_k_norm.weight"), sp->seed, sp->head_dim, 1, true);
 		}
 		tm_f32(f, NAME("ffn_norm.weight"), sp->seed, sp->n_embd, 1, true);
+		if (!moe && !sp->dense_as_expert && sp->all_f32) {
+			tm_f32(f, NAME("ffn_gate.weight"), sp->seed, sp->n_embd, sp->n_ff, false);
+			tm_f32(f, NAME("ffn_up.weight"), sp->seed, sp->n_embd, sp->n_ff, false);
+			tm_f32(f, NAME("ffn_down.weight"), sp->seed, sp->n_ff, sp->n_embd, false);
+			continue;
+		}
 		if (!moe && !sp->dense_as_expert) {
 			tm_q8(f, NAME("ffn_gate.weight"), name, sp->seed, sp->n_embd, sp->n_ff, 1);
 			tm_q8(f, NAME("ffn_up.weight"), name, sp->seed, sp->n_embd, sp->n_ff, 1);
