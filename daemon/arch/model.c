@@ -385,19 +385,11 @@ static int find_slab(struct model *m, const char *name, int64_t ne0, int64_t ne1
 	const struct hparams *hp = &m->hp;
 	const char *path = gguf_path(m->gguf);
 	const struct gguf_tensor *gt = gguf_find_tensor(m->gguf, name);
-	if (!gt) {
-		/* Mixtral GGUFs from before 2024 hold one tensor per expert
-		 * (blk.N.ffn_gate.E.weight); llama.cpp converts them at load. */
-		char legacy[96];
-		const char *dot = strchr(name + 4, '.');
-		int il = atoi(name + 4);
-		snprintf(legacy, sizeof(legacy), "blk.%d.ffn_gate.0.weight", il);
-		if (dot && gguf_find_tensor(m->gguf, legacy))
-			return smk_fail(err, -EINVAL, "%s: tensor '%s' is missing: this file holds one tensor per expert ('%s', the pre-2024 Mixtral layout), which is not supported; convert it again with a current llama.cpp",
-					path, name, legacy);
-		return smk_fail(err, -EINVAL, "%s: tensor '%s' is missing (an expert slab of the mixture of experts)",
-				path, name);
-	}
+	if (!gt)
+		return smk_fail(err, -EINVAL, "%s: tensor '%s' is missing (an expert slab of the mixture of experts, or one tensor per expert: '%.*s.0.weight')",
+				path, name, (int)(strstr(name, "_exps.weight") ? strstr(name, "_exps.weight") - name : 0),
+				name);
+	
 	if (gt->ne[0] != (uint64_t)ne0 || gt->ne[1] != (uint64_t)ne1 ||
 	    gt->ne[2] != (uint64_t)hp->n_expert || gt->ne[3] != 1)
 		return smk_fail(err, -EINVAL,
@@ -464,10 +456,10 @@ static int refuse_moe_extras(struct model *m, int il, struct smk_err *err)
 static int load_experts(struct model *m, int il, struct wblock *out, struct smk_err *err)
 {
 	const struct hparams *hp = &m->hp;
-	static const struct { int role; const char *suffix; bool down; } slabs[] = {
-		{ LT_GATE, "ffn_gate_exps.weight", false },
-		{ LT_UP, "ffn_up_exps.weight", false },
-		{ LT_DOWN, "ffn_down_exps.weight", true },
+	static const struct { int role; const char *suffix, *one; bool down; } slabs[] = {
+		{ LT_GATE, "ffn_gate_exps.weight", "ffn_gate", false },
+		{ LT_UP, "ffn_up_exps.weight", "ffn_up", false },
+		{ LT_DOWN, "ffn_down_exps.weight", "ffn_down", true },
 	};
 	int rc = refuse_moe_extras(m, il, err);
 	if (rc)
@@ -475,6 +467,27 @@ static int load_experts(struct model *m, int il, struct wblock *out, struct smk_
 	for (size_t k = 0; k < 3; k++) {
 		char name[96];
 		snprintf(name, sizeof(name), "blk.%d.%s", il, slabs[k].suffix);
+		const int64_t ne0 = slabs[k].down ? hp->n_ff_exp : hp->n_embd;
+		const int64_t ne1 = slabs[k].down ? hp->n_embd : hp->n_ff_exp;
+		char one[96];
+		snprintf(one, sizeof(one), "blk.%d.%s.0.weight", il, slabs[k].one);
+		if (!gguf_find_tensor(m->gguf, name) && gguf_find_tensor(m->gguf, one)) {
+			/* One 2-D tensor per expert (blk.N.ffn_gate.E.weight): the
+			 * pre-2024 Mixtral GGUF layout and how a Hugging Face
+			 * directory stores experts.  Each is its expert's view. */
+			for (int e = 0; e < hp->n_expert; e++) {
+				struct wblock *b = &out[e];
+				snprintf(one, sizeof(one), "blk.%d.%s.%d.weight", il, slabs[k].one, e);
+				b->kind = BLOCK_EXPERT;
+				b->layer = il;
+				b->expert = e;
+				if ((rc = bind(m, &b->t[slabs[k].role], one, ne0, ne1, false, err)))
+					return rc;
+				b->has[slabs[k].role] = true;
+				b->nbytes += b->t[slabs[k].role].nbytes;
+			}
+			continue;
+		}
 		const struct gguf_tensor *gt;
 		uint64_t nb2;
 		if (slabs[k].down)

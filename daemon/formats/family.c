@@ -20,6 +20,8 @@ static const struct {
 	{ "MistralForCausalLM", FAMILY_LLAMA },
 	{ "Qwen2ForCausalLM", FAMILY_QWEN2 },
 	{ "Qwen3ForCausalLM", FAMILY_QWEN3 },
+	{ "Qwen3MoeForCausalLM", FAMILY_QWEN3MOE },
+	{ "MixtralForCausalLM", FAMILY_LLAMA },
 	{ "Gemma3ForCausalLM", FAMILY_GEMMA3 },
 };
 

@@ -31,9 +31,7 @@ struct family_info {
  * or NULL. */
 const struct family_info *family_by_gguf_arch(const char *arch, size_t len);
 
-/* The family of a Hugging Face architectures[0] class name, or NULL.
- * Qwen3-MoE and Mixtral are GGUF-only for now (no class names: formats/hf
- * does not translate mixture-of-experts directories yet). */
+/* The family of a Hugging Face architectures[0] class name, or NULL. */
 const struct family_info *family_by_hf_class(const char *name);
 
 /* The family's general.architecture name. */

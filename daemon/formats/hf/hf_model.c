@@ -57,6 +57,9 @@ static const struct name_map qwen3_names[] = {
 	{ "self_attn.k_norm.weight", "attn_k_norm.weight" },
 };
 
+struct hf;
+static int moe_keys(struct hf *h, int64_t ff);
+
 static const struct name_map gemma_names[] = {
 	{ "self_attn.q_norm.weight", "attn_q_norm.weight" },
 	{ "self_attn.k_norm.weight", "attn_k_norm.weight" },
@@ -72,6 +75,8 @@ struct hf {
 	const struct family_info *fam;   /* formats/family.h */
 	const char *hf_class;            /* architectures[0], borrowed from cfg */
 	bool gemma;                      /* Gemma: norms are (1 + w), extra norms */
+	bool mixtral;                    /* MixtralForCausalLM: block_sparse_moe.* */
+	int n_expert;                    /* mixture of experts (0: dense) */
 	struct gguf_builder *b;
 	struct st_set *set;
 	int n_layer, head_dim;
@@ -155,6 +160,7 @@ static int read_config(struct hf *h)
 	}
 	h->hf_class = name;  /* lives as long as h->cfg */
 	h->gemma = h->fam->family == FAMILY_GEMMA3;
+	h->mixtral = !strcmp(name, "MixtralForCausalLM");
 	return 0;
 }
 
@@ -382,13 +388,16 @@ static int hparams(struct hf *h)
 	key_f32(h, "attention.layer_norm_rms_epsilon", eps);
 	key_f32(h, "rope.freq_base", h->rope_theta);
 
+	if ((rc = moe_keys(h, ff)))
+		return rc;
+
 	/* What the plan cannot compute: refuse rather than compute it wrong. */
 	if ((rc = refuse_if_set(h, "mlp_bias", "MLP biases are not implemented")))
 		return rc;
 	if (!h->gemma && (rc = refuse_if_set(h, "use_sliding_window",
 						"sliding windows are only implemented for Gemma 3")))
 		return rc;
-	if (!strcmp(h->hf_class, "MistralForCausalLM") &&
+	if ((!strcmp(h->hf_class, "MistralForCausalLM") || h->mixtral) &&
 	    (rc = refuse_if_set(h, "sliding_window", "sliding windows are only implemented for Gemma 3")))
 		return rc;
 	if (h->gemma && (rc = check_gemma(h)))
@@ -403,6 +412,47 @@ static int hparams(struct hf *h)
 	return rope_scaling(h);
 }
 
+/* Mixture of experts: Mixtral (num_local_experts, experts intermediate_size
+ * wide) and Qwen3-MoE (num_experts, moe_intermediate_size).  The plan
+ * renormalises the top-k weights and runs every layer as MoE, as
+ * llama.cpp does: a checkpoint that says otherwise is refused. */
+static int moe_keys(struct hf *h, int64_t ff)
+{
+	const bool qmoe = h->fam->family == FAMILY_QWEN3MOE;
+	if (!qmoe && !h->mixtral)
+		return 0;
+	int64_t ne, used, ffe = ff;
+	int rc;
+	if ((rc = cfg_int(h, qmoe ? "num_experts" : "num_local_experts", true, 1, 1024, &ne)) ||
+	    (rc = cfg_int(h, "num_experts_per_tok", true, 1, 1024, &used)))
+		return rc;
+	if (used > ne)
+		return smk_fail(h->err, -EINVAL, "%s: num_experts_per_tok %lld exceeds the %lld experts",
+				h->cfg_path, (long long)used, (long long)ne);
+	if (qmoe) {
+		if ((rc = cfg_int(h, "moe_intermediate_size", true, 1, 1 << 22, &ffe)))
+			return rc;
+		json_t *nt = json_object_get(h->cfg, "norm_topk_prob");
+		if (nt && !json_is_true(nt))
+			return smk_fail(h->err, -ENOTSUP, "%s: norm_topk_prob false is not supported (the top-k weights are renormalised, as llama.cpp does)",
+					h->cfg_path);
+		int64_t step = 1;
+		if ((rc = cfg_int(h, "decoder_sparse_step", false, 1, 1 << 20, &step)) && rc != -ENOENT)
+			return rc;
+		json_t *mo = json_object_get(h->cfg, "mlp_only_layers");
+		if (step != 1 || (mo && !(json_is_array(mo) && json_array_size(mo) == 0)))
+			return smk_fail(h->err, -ENOTSUP, "%s: dense layers between MoE layers (decoder_sparse_step, mlp_only_layers) are not supported",
+					h->cfg_path);
+		key_u32(h, "expert_feed_forward_length", ffe);
+	}
+	if ((rc = refuse_if_set(h, "shared_expert_intermediate_size", "shared experts are not supported")))
+		return rc;
+	key_u32(h, "expert_count", ne);
+	key_u32(h, "expert_used_count", used);
+	h->n_expert = (int)ne;
+	return 0;
+}
+
 /* ---- tensors ------------------------------------------------------------ */
 
 static const char *map_layer(const struct hf *h, const char *rest)
@@ -415,7 +465,7 @@ static const char *map_layer(const struct hf *h, const char *rest)
 	if (h->gemma) {
 		extra = gemma_names;
 		n = sizeof(gemma_names) / sizeof(gemma_names[0]);
-	} else if (h->fam->family == FAMILY_QWEN3) {
+	} else if (h->fam->family == FAMILY_QWEN3 || h->fam->family == FAMILY_QWEN3MOE) {
 		extra = qwen3_names;
 		n = sizeof(qwen3_names) / sizeof(qwen3_names[0]);
 	}
@@ -447,6 +497,37 @@ static int map_name(struct hf *h, const char *name, char *out, size_t cap)
 		return -ENOENT;
 	if (!strcmp(end + 1, "self_attn.rotary_emb.inv_freq"))
 		return 1;  /* recomputed from rope_theta, as transformers does */
+	if (h->n_expert) {
+		/* The router and one tensor per expert (the plan's per-expert
+		 * layout, blk.N.ffn_gate.E.weight). */
+		const char *moe = h->mixtral ? "block_sparse_moe." : "mlp.";
+		const size_t ml = strlen(moe);
+		if (strncmp(end + 1, moe, ml))
+			goto dense;
+		const char *r = end + 1 + ml;
+		if (!strcmp(r, "gate.weight"))
+			return snprintf(out, cap, "blk.%ld.ffn_gate_inp.weight", il), 0;
+		if (strncmp(r, "experts.", 8))
+			return -ENOENT;
+		r += 8;
+		char *e_end;
+		long e = strtol(r, &e_end, 10);
+		if (e_end == r || *e_end != '.' || e < 0 || e >= h->n_expert || (r[0] == '0' && e_end - r > 1))
+			return -ENOENT;
+		static const struct name_map proj[] = {
+			{ "gate_proj.weight", "ffn_gate" }, { "up_proj.weight", "ffn_up" },
+			{ "down_proj.weight", "ffn_down" },
+		};
+		static const struct name_map mix[] = {
+			{ "w1.weight", "ffn_gate" }, { "w3.weight", "ffn_up" }, { "w2.weight", "ffn_down" },
+		};
+		const struct name_map *pm = h->mixtral ? mix : proj;
+		for (int i = 0; i < 3; i++)
+			if (!strcmp(e_end + 1, pm[i].hf))
+				return snprintf(out, cap, "blk.%ld.%s.%ld.weight", il, pm[i].gguf, e), 0;
+		return -ENOENT;
+	}
+dense:;
 	const char *g = map_layer(h, end + 1);
 	if (!g)
 		return -ENOENT;

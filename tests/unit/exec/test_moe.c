@@ -326,11 +326,12 @@ static void generate(struct rig *r, float *out)
 	kvcache_free(kv);
 }
 
-/* The same Qwen3 as a Hugging Face directory (config.json +
- * model.safetensors with HF names, F32, no tokenizer.json) loads through
- * formats/hf onto the qwen3 plan and computes the GGUF's logits bit for
- * bit: HF keeps q/k in rotate-half order, which is qwen3's NEOX layout. */
-static const struct { const char *gguf, *hf; } qwen3_hf_names[] = {
+/* A model as a Hugging Face directory (config.json + model.safetensors
+ * with HF names, F32, no tokenizer.json), written from the tensors of its
+ * GGUF file (all F32; experts one tensor each), so both hold the same
+ * bytes.  HF keeps q/k in rotate-half order: qwen3's NEOX layout, and a
+ * llama GGUF written with smoke.rope.layout = neox. */
+static const struct { const char *gguf, *hf; } hf_names[] = {
 	{ "attn_norm.weight", "input_layernorm.weight" },
 	{ "attn_q.weight", "self_attn.q_proj.weight" },
 	{ "attn_k.weight", "self_attn.k_proj.weight" },
@@ -344,13 +345,39 @@ static const struct { const char *gguf, *hf; } qwen3_hf_names[] = {
 	{ "ffn_down.weight", "mlp.down_proj.weight" },
 };
 
+/* The HF name of GGUF layer tensor `rest` of layer il. */
+static void hf_layer_name(const struct tm_spec *sp, int il, const char *rest, char *out, size_t cap)
+{
+	const bool mix = sp->arch == TM_MIXTRAL;
+	int e = -1, used = 0;
+	char proj[16] = "";
+	if (!strcmp(rest, "ffn_gate_inp.weight")) {
+		snprintf(out, cap, "model.layers.%d.%s.gate.weight", il, mix ? "block_sparse_moe" : "mlp");
+		return;
+	}
+	if (sscanf(rest, "ffn_%15[a-z].%d.weight%n", proj, &e, &used) == 2 && rest[used] == '\0') {
+		const char *p = !strcmp(proj, "gate") ? (mix ? "w1" : "gate_proj") :
+				!strcmp(proj, "up") ? (mix ? "w3" : "up_proj") : (mix ? "w2" : "down_proj");
+		snprintf(out, cap, "model.layers.%d.%s.experts.%d.%s.weight", il,
+			 mix ? "block_sparse_moe" : "mlp", e, p);
+		return;
+	}
+	for (size_t k = 0; k < sizeof(hf_names) / sizeof(hf_names[0]); k++)
+		if (!strcmp(rest, hf_names[k].gguf)) {
+			snprintf(out, cap, "model.layers.%d.%s", il, hf_names[k].hf);
+			return;
+		}
+	ck_abort_msg("no HF name for blk.%d.%s", il, rest);
+}
+
 static void write_hf_dir(const char *gguf_path, const struct tm_spec *sp, const char *dir)
 {
 	struct gguf *g;
 	struct smk_err err = { 0 };
 	ck_assert_msg(gguf_open(&g, gguf_path, &err) == 0, "%s", err.msg);
 	ck_assert_int_eq(mkdir(dir, 0755), 0);
-	char path[512], hdr[16384], name[128];
+	char path[512], name[128];
+	static char hdr[65536];
 	size_t hl = (size_t)snprintf(hdr, sizeof(hdr), "{");
 	uint64_t off = 0;
 	const uint64_t n = gguf_n_tensors(g);
@@ -361,15 +388,12 @@ static void write_hf_dir(const char *gguf_path, const struct tm_spec *sp, const 
 			snprintf(name, sizeof(name), "model.embed_tokens.weight");
 		else if (!strcmp(t->name, "output_norm.weight"))
 			snprintf(name, sizeof(name), "model.norm.weight");
+		else if (!strcmp(t->name, "output.weight"))
+			snprintf(name, sizeof(name), "lm_head.weight");
 		else {
 			int il = -1, used = 0;
 			ck_assert_int_eq(sscanf(t->name, "blk.%d.%n", &il, &used), 1);
-			const char *hf = NULL;
-			for (size_t k = 0; k < sizeof(qwen3_hf_names) / sizeof(qwen3_hf_names[0]); k++)
-				if (!strcmp(t->name + used, qwen3_hf_names[k].gguf))
-					hf = qwen3_hf_names[k].hf;
-			ck_assert_msg(hf != NULL, "%s", t->name);
-			snprintf(name, sizeof(name), "model.layers.%d.%s", il, hf);
+			hf_layer_name(sp, il, t->name + used, name, sizeof(name));
 		}
 		char shape[64];
 		if (t->n_dims == 1)
@@ -397,43 +421,124 @@ static void write_hf_dir(const char *gguf_path, const struct tm_spec *sp, const 
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
-	fprintf(f, "{\"architectures\": [\"Qwen3ForCausalLM\"], \"model_type\": \"qwen3\", "
+	const char *cls = sp->arch == TM_QWEN3 ? "Qwen3ForCausalLM" :
+			  sp->arch == TM_QWEN3MOE ? "Qwen3MoeForCausalLM" : "MixtralForCausalLM";
+	fprintf(f, "{\"architectures\": [\"%s\"], "
 		"\"hidden_size\": %d, \"num_hidden_layers\": %d, \"intermediate_size\": %d, "
 		"\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d, "
 		"\"vocab_size\": %d, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-06, "
 		"\"rope_theta\": 1000000.0, \"hidden_act\": \"silu\", \"attention_bias\": false, "
-		"\"use_sliding_window\": false, \"sliding_window\": null, \"tie_word_embeddings\": true, "
-		"\"torch_dtype\": \"float32\"}\n",
-		sp->n_embd, sp->n_layer, sp->n_ff, sp->n_head, sp->n_head_kv, sp->head_dim, sp->n_vocab);
+		"\"sliding_window\": null, \"tie_word_embeddings\": %s, ",
+		cls, sp->n_embd, sp->n_layer, sp->n_ff, sp->n_head, sp->n_head_kv, sp->head_dim,
+		sp->n_vocab, sp->tied ? "true" : "false");
+	if (sp->arch == TM_QWEN3MOE)
+		fprintf(f, "\"num_experts\": %d, \"num_experts_per_tok\": %d, \"moe_intermediate_size\": %d, "
+			"\"norm_topk_prob\": true, \"decoder_sparse_step\": 1, \"mlp_only_layers\": [], ",
+			sp->n_expert, sp->n_expert_used, sp->n_ff_exp);
+	if (sp->arch == TM_MIXTRAL)
+		fprintf(f, "\"num_local_experts\": %d, \"num_experts_per_tok\": %d, ", sp->n_expert,
+			sp->n_expert_used);
+	fprintf(f, "\"use_sliding_window\": false, \"torch_dtype\": \"float32\"}\n");
 	ck_assert_int_eq(fclose(f), 0);
 	gguf_close(g);
 }
 
-START_TEST(qwen3_hf_dir_equals_gguf)
+/* GGUF and its HF directory: the same logits bit for bit. */
+static void check_hf_equals_gguf(const struct tm_spec *sp, const char *tag, enum family fam)
 {
-	struct tm_spec sp = qwen3_spec;
-	sp.all_f32 = true;
 	char path[256], dir[256], p2[600];
-	write_model(&sp, path, sizeof(path), "q3-f32");
-	snprintf(dir, sizeof(dir), "/tmp/smoke-test-moe-%d-q3-hf", (int)getpid());
-	write_hf_dir(path, &sp, dir);
+	write_model(sp, path, sizeof(path), tag);
+	snprintf(dir, sizeof(dir), "/tmp/smoke-test-moe-%d-%s-hf", (int)getpid(), tag);
+	write_hf_dir(path, sp, dir);
 	static float a[(GEN_STEPS + 1) * 64], b[(GEN_STEPS + 1) * 64];
 	struct rig r;
 	rig_open(&r, path, NULL);
 	generate(&r, a);
 	rig_close(&r);
 	rig_open(&r, dir, NULL);
-	ck_assert_int_eq(r.m->fam->family, FAMILY_QWEN3);
-	ck_assert_int_eq(r.m->hp.head_dim, 32);
+	ck_assert_int_eq(r.m->fam->family, fam);
+	ck_assert_int_eq(r.m->hp.head_dim, sp->head_dim);
+	ck_assert_int_eq(r.m->hp.n_expert, sp->arch == TM_QWEN3 ? 0 : sp->n_expert);
 	generate(&r, b);
 	rig_close(&r);
-	ck_assert(!memcmp(a, b, sizeof(a)));
+	ck_assert_msg(!memcmp(a, b, sizeof(a)), "%s: the HF directory's logits differ from the GGUF's", tag);
 	snprintf(p2, sizeof(p2), "%s/model.safetensors", dir);
 	unlink(p2);
 	snprintf(p2, sizeof(p2), "%s/config.json", dir);
 	unlink(p2);
 	rmdir(dir);
 	unlink(path);
+}
+
+START_TEST(qwen3moe_hf_dir_equals_gguf)
+{
+	struct tm_spec sp = qwen3moe_spec;
+	sp.all_f32 = true;
+	sp.legacy_experts = true;
+	check_hf_equals_gguf(&sp, "q3m-hf", FAMILY_QWEN3MOE);
+}
+END_TEST
+
+/* What the plan does not compute is refused, naming config.json and the key. */
+START_TEST(qwen3moe_hf_refusals)
+{
+	struct tm_spec sp = qwen3moe_spec;
+	sp.all_f32 = true;
+	sp.legacy_experts = true;
+	static const struct { const char *from, *to, *word; } cases[] = {
+		{ "\"norm_topk_prob\": true", "\"norm_topk_prob\": false", "norm_topk_prob" },
+		{ "\"mlp_only_layers\": []", "\"mlp_only_layers\": [1]", "mlp_only_layers" },
+		{ "\"num_experts_per_tok\": 4", "\"num_experts_per_tok\": 17", "num_experts_per_tok" },
+	};
+	char path[256], dir[256], cfg[600], p2[600];
+	write_model(&sp, path, sizeof(path), "q3m-hf-bad");
+	snprintf(dir, sizeof(dir), "/tmp/smoke-test-moe-%d-q3m-hf-bad", (int)getpid());
+	write_hf_dir(path, &sp, dir);
+	snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
+	static char good[8192], bad[8192];
+	FILE *f = fopen(cfg, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(good, 1, sizeof(good) - 1, f);
+	good[n] = '\0';
+	fclose(f);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const char *at = strstr(good, cases[c].from);
+		ck_assert_ptr_nonnull(at);
+		snprintf(bad, sizeof(bad), "%.*s%s%s", (int)(at - good), good, cases[c].to,
+			 at + strlen(cases[c].from));
+		f = fopen(cfg, "w");
+		fputs(bad, f);
+		fclose(f);
+		struct model *m = NULL;
+		struct smk_err err = { 0 };
+		ck_assert_int_ne(model_load(&m, dir, &err), 0);
+		ck_assert_ptr_null(m);
+		ck_assert_msg(strstr(err.msg, "config.json") && strstr(err.msg, cases[c].word),
+			      "case %zu: %s", c, err.msg);
+	}
+	snprintf(p2, sizeof(p2), "%s/model.safetensors", dir);
+	unlink(p2);
+	unlink(cfg);
+	rmdir(dir);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(mixtral_hf_dir_equals_gguf)
+{
+	struct tm_spec sp = mixtral_spec;
+	sp.all_f32 = true;
+	sp.legacy_experts = true;
+	sp.neox_key = true;
+	check_hf_equals_gguf(&sp, "mix-hf", FAMILY_LLAMA);
+}
+END_TEST
+
+START_TEST(qwen3_hf_dir_equals_gguf)
+{
+	struct tm_spec sp = qwen3_spec;
+	sp.all_f32 = true;
+	check_hf_equals_gguf(&sp, "q3-hf", FAMILY_QWEN3);
 }
 END_TEST
 
@@ -523,6 +628,39 @@ START_TEST(one_expert_top1_equals_dense)
 	ck_assert(!memcmp(a, b, sizeof(a)));
 	unlink(pd);
 	unlink(po);
+}
+END_TEST
+
+/* One 2-D tensor per expert (blk.N.ffn_gate.E.weight: the pre-2024
+ * Mixtral GGUF layout, and how Hugging Face stores experts) holding the
+ * same bytes as the slabs: the same plan (each expert its own block) and
+ * the same logits. */
+START_TEST(per_expert_tensors_equal_slabs)
+{
+	struct tm_spec one = mixtral_spec;
+	one.legacy_experts = true;
+	char ps[256], pe[256];
+	write_model(&mixtral_spec, ps, sizeof(ps), "slabs");
+	write_model(&one, pe, sizeof(pe), "per-expert");
+	static float a[(GEN_STEPS + 1) * 64], b[(GEN_STEPS + 1) * 64];
+	struct rig r;
+	rig_open(&r, ps, NULL);
+	generate(&r, a);
+	const int nb = r.m->n_blocks;
+	rig_close(&r);
+	struct wstore_opts o;
+	wstore_opts_default(&o);
+	o.compute_from_ram = true;
+	rig_open(&r, pe, &o);
+	ck_assert_int_eq(r.m->n_blocks, nb);
+	const struct wblock *x = &r.m->blocks[model_expert_block(r.m, 2, 5)];
+	ck_assert(x->kind == BLOCK_EXPERT && x->layer == 2 && x->expert == 5);
+	ck_assert_str_eq(x->t[LT_DOWN].name, "blk.2.ffn_down.5.weight");
+	generate(&r, b);
+	rig_close(&r);
+	ck_assert(!memcmp(a, b, sizeof(a)));
+	unlink(pe);
+	unlink(ps);
 }
 END_TEST
 
@@ -932,13 +1070,6 @@ START_TEST(refuse_fused_gate_up)
 }
 END_TEST
 
-START_TEST(refuse_per_expert_tensors)
-{
-	struct tm_spec s = mixtral_spec;
-	s.legacy_experts = true;
-	check_refused(&s, "legacy", "blk.0.ffn_gate.0.weight", "one tensor per expert");
-}
-END_TEST
 
 START_TEST(refuse_truncated_slab)
 {
@@ -972,10 +1103,14 @@ static Suite *suite(void)
 	tcase_add_test(tc, mixtral_batch_equals_alone);
 	tcase_add_test(tc, qwen3_dense_runs_and_batches);
 	tcase_add_test(tc, qwen3_hf_dir_equals_gguf);
+	tcase_add_test(tc, qwen3moe_hf_dir_equals_gguf);
+	tcase_add_test(tc, mixtral_hf_dir_equals_gguf);
+	tcase_add_test(tc, qwen3moe_hf_refusals);
 	tcase_add_test(tc, qwen3moe_out_of_core_equals_resident);
 	tcase_add_test(tc, mixtral_out_of_core_equals_resident);
 	tcase_add_test(tc, one_expert_top1_equals_dense);
 	tcase_add_test(tc, row_ops_and_row_by_row_agree);
+	tcase_add_test(tc, per_expert_tensors_equal_slabs);
 	tcase_add_test(tc, expert_trace_records_the_routing);
 	tcase_add_test(tc, experts_load_one_unit_each_and_only_when_chosen);
 	tcase_add_test(tc, hint_puts_resident_blocks_first);
@@ -989,7 +1124,6 @@ static Suite *suite(void)
 	tcase_add_test(tc, refuse_slab_with_wrong_width);
 	tcase_add_test(tc, refuse_missing_router);
 	tcase_add_test(tc, refuse_fused_gate_up);
-	tcase_add_test(tc, refuse_per_expert_tensors);
 	tcase_add_test(tc, refuse_truncated_slab);
 	suite_add_tcase(s, tc);
 	return s;

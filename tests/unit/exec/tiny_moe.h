@@ -41,7 +41,8 @@ struct tm_spec {
 	int gating_func;            /* <arch>.expert_gating_func */
 	int used_override;          /* write this expert_used_count instead (-1: 0) */
 	bool legacy_experts;        /* one tensor per expert, blk.N.ffn_gate.E.weight (pre-2024) */
-	bool all_f32;               /* dense FFN weights F32 too (a Hugging Face directory's) */
+	bool all_f32;               /* FFN and expert weights F32 too (a Hugging Face directory's) */
+	bool neox_key;              /* smoke.rope.layout = neox (llama as HF orders q/k rows) */
 	/* Mixtral with one expert: the slabs hold the bytes of the dense
 	 * model's ffn_{gate,up,down} (same seed), so both compute the same. */
 	bool dense_as_expert;
@@ -219,6 +220,8 @@ static int tm_write(const char *path, const struct tm_spec *sp)
 	tm_kv_u32(f, KEY("attention.value_length"), (uint32_t)sp->head_dim);
 	tm_kv_f32(f, KEY("attention.layer_norm_rms_epsilon"), 1e-6f);
 	tm_kv_f32(f, KEY("rope.freq_base"), 1000000.0f);
+	if (sp->neox_key)
+		tm_kv_str(f, "smoke.rope.layout", "neox");
 	if (moe || sp->dense_as_expert) {
 		tm_kv_u32(f, KEY("expert_count"), (uint32_t)sp->n_expert);
 		uint32_t used = (uint32_t)sp->n_expert_used;
@@ -269,13 +272,25 @@ static int tm_write(const char *path, const struct tm_spec *sp)
 		const int ne2 = sp->n_expert;
 		if (sp->legacy_experts) {
 			for (int e = 0; e < ne2; e++) {
-				char en[96];
+				/* seeded as matrix e of the slab: the same bytes */
+				char en[96], sn2[128];
 				snprintf(en, sizeof(en), "blk.%d.ffn_gate.%d.weight", il, e);
-				tm_q8(f, en, en, sp->seed, sp->n_embd, n_ff_exp, 1);
+				snprintf(sn2, sizeof(sn2), "blk.%d.ffn_gate_exps.weight#%d", il, e);
+				if (sp->all_f32) {
+					tm_f32(f, en, sp->seed, sp->n_embd, n_ff_exp, false);
+					snprintf(en, sizeof(en), "blk.%d.ffn_up.%d.weight", il, e);
+					tm_f32(f, en, sp->seed, sp->n_embd, n_ff_exp, false);
+					snprintf(en, sizeof(en), "blk.%d.ffn_down.%d.weight", il, e);
+					tm_f32(f, en, sp->seed, n_ff_exp, sp->n_embd, false);
+					continue;
+				}
+				tm_q8(f, en, sn2, sp->seed, sp->n_embd, n_ff_exp, 1);
 				snprintf(en, sizeof(en), "blk.%d.ffn_up.%d.weight", il, e);
-				tm_q8(f, en, en, sp->seed, sp->n_embd, n_ff_exp, 1);
+				snprintf(sn2, sizeof(sn2), "blk.%d.ffn_up_exps.weight#%d", il, e);
+				tm_q8(f, en, sn2, sp->seed, sp->n_embd, n_ff_exp, 1);
 				snprintf(en, sizeof(en), "blk.%d.ffn_down.%d.weight", il, e);
-				tm_q8(f, en, en, sp->seed, n_ff_exp, sp->n_embd, 1);
+				snprintf(sn2, sizeof(sn2), "blk.%d.ffn_down_exps.weight#%d", il, e);
+				tm_q8(f, en, sn2, sp->seed, n_ff_exp, sp->n_embd, 1);
 			}
 			continue;
 		}
