@@ -178,7 +178,8 @@ static int layer_extents(const char *path, uint64_t limit, struct extent **out, 
 	struct model *m;
 	if (model_load(&m, path, NULL))
 		return -1;
-	int cap = m->hp.n_layer * LT_COUNT, n = 0;
+	/* every block between the first layer's and the head (MoE: experts too) */
+	int cap = (model_layer_block(m, m->hp.n_layer) - model_layer_block(m, 0)) * LT_COUNT, n = 0;
 	struct extent *x = calloc((size_t)cap, sizeof(*x));
 	uint64_t total = 0;
 	*max = 0;
