@@ -893,6 +893,14 @@ START_TEST(hint_puts_resident_blocks_first)
 	ck_assert_int_eq(list[0], e5);
 	ck_assert_int_eq(list[1], e3);
 	ck_assert_int_eq(list[2], e9);
+	/* A list that breaks the contract (a repeat, a block out of range)
+	 * is left as given; the valid entries still count as hints. */
+	int l3[4] = { e9, e3, e9, r.m->n_blocks + 7 };
+	wstore_hint(r.ws, l3, 4);
+	ck_assert(l3[0] == e9 && l3[1] == e3 && l3[2] == e9 && l3[3] == r.m->n_blocks + 7);
+	wstore_hint(r.ws, l3, 0);
+	ck_assert_ptr_nonnull(wstore_acquire(r.ws, e9, &err));
+	wstore_release(r.ws, e9);
 	/* The resident store leaves the order alone. */
 	struct wstore *res;
 	ck_assert(wstore_new_resident(&res, r.m, &err) == 0);
