@@ -30,6 +30,13 @@ static const struct family_desc families[FAMILY_COUNT] = {
 	  .qk_norm = true },
 	[FAMILY_QWEN3MOE] = { .family = FAMILY_QWEN3MOE, .rope = ROPE_NEOX, .act = ACT_SILU,
 	  .qk_norm = true, .moe = true },
+	/* gpt-oss (llama.cpp's openai-moe graph): even layers slide over
+	 * attention.sliding_window positions with the model's own RoPE (YaRN),
+	 * biases on q/k/v/o, sinks, and the gpt-oss mixture of experts. */
+	[FAMILY_GPT_OSS] = { .family = FAMILY_GPT_OSS, .rope = ROPE_NEOX, .act = ACT_SILU,
+	  .qkv_bias = true, .o_bias = true, .sinks = true, .moe = true, .oai_moe = true,
+	  .swa_pattern = 2, .swa_rope_base = 0.0f,
+	  .ffn_norm_name = "post_attention_norm.weight" },
 };
 
 struct role {
@@ -56,6 +63,8 @@ static const struct role layer_roles[LT_COUNT] = {
 	[LT_DOWN] = { "ffn_down.weight", false },
 	[LT_POST_FFN_NORM] = { "post_ffw_norm.weight", true },
 	[LT_GATE_INP] = { "ffn_gate_inp.weight", false },
+	[LT_GATE_INP_B] = { "ffn_gate_inp.bias", true },
+	[LT_SINKS] = { "attn_sinks.weight", true },
 };
 
 /* The most experts a layer may have (llama.cpp's LLAMA_MAX_EXPERTS is 512). */
@@ -268,6 +277,41 @@ static int load_moe_hparams(struct model *m, struct smk_err *err)
 	return 0;
 }
 
+/* YaRN's settings as llama.cpp derives them (llama-context.cpp): ext_factor
+ * 1; attn_factor = get_mscale(factor) / (1 + 0.1 ln factor) times
+ * rope.scaling.attn_factor, in float and in that order (ggml multiplies
+ * the 1 + 0.1 ln(factor) back in: net 1 + 0.1 ln factor); the ramp's
+ * training context and its ends (beta_fast 32, beta_slow 1 unless the
+ * file says otherwise).  yarn_log_multiplier (DeepSeek's mscale_all_dim)
+ * is refused: no family here uses it. */
+static int load_yarn(struct model *m, float factor, struct smk_err *err)
+{
+	struct hparams *hp = &m->hp;
+	const char *path = gguf_path(m->gguf);
+	int rc;
+	float v;
+	if ((rc = get_float(m, "rope.scaling.yarn_log_multiplier", &v, err)) != -ENOENT)
+		return rc ? rc : smk_fail(err, -EINVAL, "%s: %s.rope.scaling.yarn_log_multiplier is not supported",
+					  path, family_name(m->fam->family));
+	if ((rc = get_int(m, "rope.scaling.original_context_length", &hp->yarn_orig_ctx, true, err)))
+		return rc;
+	hp->yarn_beta_fast = 32.0f;
+	hp->yarn_beta_slow = 1.0f;
+	if ((rc = get_float(m, "rope.scaling.yarn_beta_fast", &hp->yarn_beta_fast, err)) && rc != -ENOENT)
+		return rc;
+	if ((rc = get_float(m, "rope.scaling.yarn_beta_slow", &hp->yarn_beta_slow, err)) && rc != -ENOENT)
+		return rc;
+	float attn = 1.0f;
+	if ((rc = get_float(m, "rope.scaling.attn_factor", &attn, err)) && rc != -ENOENT)
+		return rc;
+	float a = factor <= 1.0f ? 1.0f : 0.1f * 1.0f * logf(factor) + 1.0f;
+	a *= 1.0f / (1.0f + 0.1f * logf(factor));
+	a *= attn;
+	hp->yarn_ext_factor = 1.0f;
+	hp->yarn_attn_factor = a;
+	return 0;
+}
+
 static int load_hparams(struct model *m, struct smk_err *err)
 {
 	struct hparams *hp = &m->hp;
@@ -319,13 +363,17 @@ static int load_hparams(struct model *m, struct smk_err *err)
 	size_t stlen;
 	if (gguf_get_str(m->gguf, key, &st, &stlen, NULL) == 0 &&
 	    !(stlen == 4 && !memcmp(st, "none", 4))) {
-		if (!(stlen == 6 && !memcmp(st, "linear", 6)))
-			return smk_fail(err, -EINVAL, "%s: %s '%.*s' is not supported (none, linear)",
+		const bool yarn = stlen == 4 && !memcmp(st, "yarn", 4);
+		if (!(stlen == 6 && !memcmp(st, "linear", 6)) && !yarn)
+			return smk_fail(err, -EINVAL, "%s: %s '%.*s' is not supported (none, linear, yarn)",
 					path, key, (int)(stlen > 32 ? 32 : stlen), st);
 		float factor;
 		if ((rc = get_float(m, "rope.scaling.factor", &factor, err)))
-			return rc == -ENOENT ? smk_fail(err, -EINVAL, "%s: linear rope scaling without a factor", path) : rc;
+			return rc == -ENOENT ? smk_fail(err, -EINVAL, "%s: %.*s rope scaling without a factor",
+							 path, (int)stlen, st) : rc;
 		hp->rope_freq_scale = 1.0f / factor;
+		if (yarn && (rc = load_yarn(m, factor, err)))
+			return rc;
 	}
 	hp->sliding_window = 0;
 	if (m->fam->swa_pattern &&
@@ -443,11 +491,39 @@ static int refuse_moe_extras(struct model *m, int il, struct smk_err *err)
 		{ "ffn_down_exps.bias", "expert biases are not supported for this family" },
 	};
 	for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++) {
+		/* gpt-oss has (and needs) the router's and the experts' biases */
+		if (m->fam->oai_moe && strstr(extras[i].why, "for this family"))
+			continue;
 		char name[96];
 		snprintf(name, sizeof(name), "blk.%d.%s", il, extras[i].suffix);
 		if (gguf_find_tensor(m->gguf, name))
 			return smk_fail(err, -EINVAL, "%s: tensor '%s': %s", gguf_path(m->gguf), name,
 					extras[i].why);
+	}
+	return 0;
+}
+
+/* gpt-oss's expert biases: the F32 tensor `suffix` of layer il, shape
+ * {len, n_expert}; expert e's bias is its row e, viewed as a 1-D tensor
+ * of the expert block (role). */
+static int bind_expert_biases(struct model *m, int il, const char *suffix, int64_t len, int role,
+			      struct wblock *out, struct smk_err *err)
+{
+	char name[96];
+	snprintf(name, sizeof(name), "blk.%d.%s", il, suffix);
+	struct wtensor all;
+	int rc = bind(m, &all, name, len, m->hp.n_expert, true, err);
+	if (rc)
+		return rc;
+	for (int e = 0; e < m->hp.n_expert; e++) {
+		struct wtensor *t = &out[e].t[role];
+		*t = all;
+		t->ne1 = 1;
+		t->nbytes = all.row_bytes;
+		t->file_offset = all.file_offset + (uint64_t)e * all.row_bytes;
+		t->data = (const uint8_t *)all.data + (uint64_t)e * all.row_bytes;
+		out[e].has[role] = true;
+		out[e].nbytes += t->nbytes;
 	}
 	return 0;
 }
@@ -509,6 +585,11 @@ static int load_experts(struct model *m, int il, struct wblock *out, struct smk_
 			b->nbytes += b->t[slabs[k].role].nbytes;
 		}
 	}
+	if (m->fam->oai_moe &&
+	    ((rc = bind_expert_biases(m, il, "ffn_gate_exps.bias", hp->n_ff_exp, LT_GATE_B, out, err)) ||
+	     (rc = bind_expert_biases(m, il, "ffn_up_exps.bias", hp->n_ff_exp, LT_UP_B, out, err)) ||
+	     (rc = bind_expert_biases(m, il, "ffn_down_exps.bias", hp->n_embd, LT_DOWN_B, out, err))))
+		return rc;
 	return 0;
 }
 
@@ -562,7 +643,8 @@ static int load_blocks(struct model *m, struct smk_err *err)
 			{ LT_BQ, q_dim, 1, f->qkv_bias },
 			{ LT_BK, kv_dim, 1, f->qkv_bias },
 			{ LT_BV, kv_dim, 1, f->qkv_bias },
-			{ LT_BO, hp->n_embd, 1, false },
+			{ LT_BO, hp->n_embd, 1, f->o_bias },
+			{ LT_SINKS, hp->n_head, 1, f->sinks },
 			{ LT_Q_NORM, hp->head_dim, 1, f->qk_norm },
 			{ LT_K_NORM, hp->head_dim, 1, f->qk_norm },
 			{ LT_POST_ATTN_NORM, hp->n_embd, 1, f->post_norms },
@@ -572,11 +654,14 @@ static int load_blocks(struct model *m, struct smk_err *err)
 			{ LT_DOWN, hp->n_ff, hp->n_embd, !moe },
 			{ LT_POST_FFN_NORM, hp->n_embd, 1, f->post_norms },
 			{ LT_GATE_INP, hp->n_embd, hp->n_expert, moe },
+			{ LT_GATE_INP_B, hp->n_expert, 1, moe && f->oai_moe },
 		};
 		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 			const struct role *r = &layer_roles[want[i].role];
+			const char *suffix = want[i].role == LT_FFN_NORM && f->ffn_norm_name ?
+					     f->ffn_norm_name : r->suffix;
 			char name[96];
-			snprintf(name, sizeof(name), "blk.%d.%s", il, r->suffix);
+			snprintf(name, sizeof(name), "blk.%d.%s", il, suffix);
 			/* Biases are optional extras for families that do not
 			 * require them (llama with attention_bias); other
 			 * tensors a family does not use are ignored. */
@@ -736,11 +821,17 @@ void model_layer_rope(const struct model *m, int il, struct rope_params *rp)
 	rp->kind = m->rope;
 	rp->n_rot = m->hp.n_rot;
 	rp->freq_factors = m->rope_freqs.data;
-	if (model_layer_is_swa(m, il)) {
+	if (model_layer_is_swa(m, il) && m->fam->swa_rope_base > 0.0f) {
 		rp->base = m->fam->swa_rope_base;
 		rp->freq_scale = 1.0f;
 	} else {
 		rp->base = m->hp.rope_base;
 		rp->freq_scale = m->hp.rope_freq_scale;
+		if (m->hp.yarn_ext_factor != 0.0f) {
+			rp->ext_factor = m->hp.yarn_ext_factor;
+			rp->attn_factor = m->hp.yarn_attn_factor;
+			rope_yarn_corr_dims(rp->n_rot, m->hp.yarn_orig_ctx, rp->base, m->hp.yarn_beta_fast,
+					    m->hp.yarn_beta_slow, rp->corr_dims);
+		}
 	}
 }

@@ -50,7 +50,14 @@ struct family_desc {
 	bool moe;                  /* every layer is a mixture of experts (qwen3moe);
 				    * llama is one when <arch>.expert_count is set */
 	int swa_pattern;           /* layer il is sliding iff il % p < p-1; 0 = none */
-	float swa_rope_base;       /* RoPE base of the sliding layers */
+	float swa_rope_base;       /* RoPE base of the sliding layers (0: the model's
+				    * own base and scaling, as gpt-oss) */
+	/* gpt-oss: an output bias too, attention sinks, a router bias and per
+	 * expert biases, the experts gated by a softmax over the top-k raw
+	 * logits (no renormalisation) and activated by the clamped SwiGLU;
+	 * the FFN's pre-norm is stored as "post_attention_norm". */
+	bool o_bias, sinks, oai_moe;
+	const char *ffn_norm_name; /* NULL: "ffn_norm.weight" */
 };
 
 /* Tensors of one transformer layer, by role. */
@@ -60,6 +67,9 @@ enum layer_tensor {
 	LT_Q_NORM, LT_K_NORM, LT_POST_ATTN_NORM,
 	LT_FFN_NORM, LT_GATE, LT_UP, LT_DOWN, LT_POST_FFN_NORM,
 	LT_GATE_INP,               /* MoE router {n_embd, n_expert} (dense block) */
+	LT_GATE_INP_B,             /* its bias {n_expert} (gpt-oss) */
+	LT_SINKS,                  /* attention sinks {n_head} (gpt-oss) */
+	LT_GATE_B, LT_UP_B, LT_DOWN_B, /* an expert's biases (gpt-oss; expert blocks) */
 	LT_COUNT
 };
 
@@ -94,6 +104,11 @@ struct hparams {
 	 * n_expert_used chosen per token (softmax over all, top-k, the k
 	 * weights renormalised), each an FFN of n_ff_exp. */
 	int n_expert, n_expert_used, n_ff_exp;
+	/* YaRN (rope.scaling.type "yarn": gpt-oss), else yarn_ext_factor 0:
+	 * the ramp's training context and ends, and llama.cpp's attn_factor
+	 * (rope_params). */
+	float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+	int yarn_orig_ctx;
 };
 
 struct model {

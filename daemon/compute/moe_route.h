@@ -30,6 +30,14 @@
 void moe_route(const float *logits, int n_expert, int n, int k, float *probs, int32_t *sel,
 	       float *w_raw, float *w);
 
+/* gpt-oss's gating (llama.cpp's SOFTMAX_WEIGHT): per row, the top k of
+ * the raw (biased) logits, ties to the lower index as above, and their
+ * weights the softmax over those k logits alone (not renormalised
+ * further).  sel and w as moe_route; w_raw[r*k + j] the chosen logit
+ * (ffn_moe_weights; may be NULL). */
+void moe_route_topk_softmax(const float *logits, int n_expert, int n, int k, int32_t *sel,
+			    float *w_raw, float *w);
+
 /* The softmax alone, over one row of n values (y may equal x). */
 void moe_softmax_row(const float *x, float *y, int n);
 

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "compute/moe_route.h"
 #include "quant/qtype.h"
@@ -284,6 +285,8 @@ static void item_attention(struct forward *f, const struct wblock *b, struct fwd
 		.pos0 = pos0, .n_q = n, .kv_stride = kv_dim,
 		.window = model_layer_is_swa(m, il) ? hp->sliding_window : 0,
 		.scale = 1.0f / sqrtf((float)hd),
+		/* gpt-oss: one sink logit per head (backend memory, as the block) */
+		.sinks = b->has[LT_SINKS] ? (const float *)b->t[LT_SINKS].data : NULL,
 	};
 	if (m->fam->family == FAMILY_GEMMA3) {
 		/* Gemma scales q before the product (f_attention_scale). */
@@ -349,13 +352,20 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 	DBG(f, fam->post_norms ? "sa_out" : "ffn_inp", il, f->x, T, hp->n_embd);
 
 	op->rmsnorm(be, f->x, &b->t[LT_FFN_NORM], f->h, hp->n_embd, T, hp->eps);
-	DBG(f, "ffn_norm", il, f->h, T, hp->n_embd);
+	/* llama.cpp's gpt-oss graph calls the FFN's pre-norm attn_post_norm */
+	DBG(f, fam->ffn_norm_name ? "attn_post_norm" : "ffn_norm", il, f->h, T, hp->n_embd);
 	if (hp->n_expert > 0) {
 		/* The experts run after this block is released (run_moe); the
 		 * router's logits are all they need from it. */
 		if ((rc = op->matmul(be, &b->t[LT_GATE_INP], f->h, T, f->rlog)))
 			return smk_fail(err, rc, "layer %d: expert router failed", il);
 		DBG(f, "ffn_moe_logits", il, f->rlog, T, hp->n_expert);
+		if (b->has[LT_GATE_INP_B]) {
+			/* gpt-oss: llama.cpp's ffn_moe_logits_biased, the tensor
+			 * its dump names ffn_moe_probs (SOFTMAX_WEIGHT: probs =
+			 * the biased logits) */
+			op->add_bias(be, f->rlog, &b->t[LT_GATE_INP_B], T);
+		}
 		return 0;
 	}
 	if ((rc = op->matmul(be, &b->t[LT_GATE], f->h, T, f->g)) ||
@@ -404,7 +414,15 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 			return rc;
 		logits = f->rlog_host;
 	}
-	moe_route(logits, ne, T, k, f->probs, f->sel, f->wraw, f->wsel);
+	const bool oai = m->fam->oai_moe;
+	if (oai) {
+		/* gpt-oss: top-k of the biased logits, softmax over those k;
+		 * probs (llama.cpp's ffn_moe_probs) are the logits themselves */
+		moe_route_topk_softmax(logits, ne, T, k, f->sel, f->wraw, f->wsel);
+		memcpy(f->probs, logits, sizeof(float) * (size_t)T * ne);
+	} else {
+		moe_route(logits, ne, T, k, f->probs, f->sel, f->wraw, f->wsel);
+	}
 	if (f->trace)
 		for (int i = 0, row = 0; i < n_items; row += items[i].n, i++)
 			for (int t = 0; t < items[i].n; t++) {
@@ -417,7 +435,8 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 		/* Host arrays: straight to the hook (no download). */
 		f->dbg(f->dbg_ctx, "ffn_moe_probs", il, f->probs, T, ne);
 		f->dbg(f->dbg_ctx, "ffn_moe_weights", il, f->wraw, T, k);
-		f->dbg(f->dbg_ctx, "ffn_moe_weights_norm", il, f->wsel, T, k);
+		f->dbg(f->dbg_ctx, oai ? "ffn_moe_weights_softmax" : "ffn_moe_weights_norm", il, f->wsel,
+		       T, k);
 	}
 
 	/* Group the (row, slot) pairs by expert; the batch's experts in the
@@ -475,8 +494,19 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 			wstore_release(f->ws, bi);
 			return smk_fail(err, rc, "layer %d expert %d: projection failed", il, e);
 		}
-		op->silu_mul(be, f->g, f->u, (int64_t)r * ff);
+		if (oai) {
+			/* gpt-oss: biased projections, the clamped SwiGLU (alpha
+			 * 1.702, limit 7, fixed by the architecture as in
+			 * llama.cpp), a biased output */
+			op->add_bias(be, f->u, &b->t[LT_UP_B], r);
+			op->add_bias(be, f->g, &b->t[LT_GATE_B], r);
+			op->swiglu_oai(be, f->g, f->u, (int64_t)r * ff, 1.702f, 7.0f);
+		} else {
+			op->silu_mul(be, f->g, f->u, (int64_t)r * ff);
+		}
 		rc = op->matmul(be, &b->t[LT_DOWN], f->g, r, f->eo);
+		if (!rc && oai)
+			op->add_bias(be, f->eo, &b->t[LT_DOWN_B], r);
 		wstore_release(f->ws, bi);
 		if (rc)
 			return smk_fail(err, rc, "layer %d expert %d: output failed", il, e);

@@ -10,6 +10,9 @@ static const struct family_info families[FAMILY_COUNT] = {
 	[FAMILY_GEMMA3] = { FAMILY_GEMMA3, "gemma3", "gelu_pytorch_tanh" },
 	[FAMILY_QWEN3] = { FAMILY_QWEN3, "qwen3", "silu" },
 	[FAMILY_QWEN3MOE] = { FAMILY_QWEN3MOE, "qwen3moe", "silu" },
+	/* no HF class maps here yet: formats/hf does not translate gpt-oss
+	 * directories (interleaved gate_up, MXFP4 blocks/scales) */
+	[FAMILY_GPT_OSS] = { FAMILY_GPT_OSS, "gpt-oss", "swiglu_oai" },
 };
 
 static const struct {

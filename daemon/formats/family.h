@@ -18,6 +18,8 @@ enum family {
 	FAMILY_GEMMA3,
 	FAMILY_QWEN3,   /* qwen3: per-head q/k norms, no biases */
 	FAMILY_QWEN3MOE, /* qwen3moe: qwen3 attention, mixture-of-experts FFN */
+	FAMILY_GPT_OSS,  /* gpt-oss: sinks, biases, YaRN, alternating sliding window,
+			  * experts gated softmax-after-top-k with the clamped SwiGLU */
 	FAMILY_COUNT
 };
 

@@ -46,6 +46,40 @@ void moe_softmax_row(const float *x, float *y, int n)
 		y[i] *= inv;
 }
 
+/* The top k of row x (n values) into s and v: a stable descending sort's
+ * first k - each pass takes the largest not yet taken, the lowest index on
+ * a tie.  k passes over n values: k is small (2..8). */
+static void top_k(const float *x, int n, int k, int32_t *s, float *v)
+{
+	for (int j = 0; j < k; j++) {
+		int best = -1;
+		for (int e = 0; e < n; e++) {
+			bool taken = false;
+			for (int q = 0; q < j && !taken; q++)
+				taken = s[q] == e;
+			if (!taken && (best < 0 || x[e] > x[best]))
+				best = e;
+		}
+		s[j] = best;
+		v[j] = x[best];
+	}
+}
+
+void moe_route_topk_softmax(const float *logits, int n_expert, int n, int k, int32_t *sel,
+			    float *w_raw, float *w)
+{
+	for (int r = 0; r < n; r++) {
+		int32_t *s = sel + (int64_t)r * k;
+		float *wr = w + (int64_t)r * k;
+		top_k(logits + (int64_t)r * n_expert, n_expert, k, s, wr);
+		if (w_raw)
+			for (int j = 0; j < k; j++)
+				w_raw[(int64_t)r * k + j] = wr[j];
+		/* ggml_soft_max over the k chosen logits */
+		moe_softmax_row(wr, wr, k);
+	}
+}
+
 void moe_route(const float *logits, int n_expert, int n, int k, float *probs_all, int32_t *sel,
 	       float *w_raw, float *w)
 {
@@ -54,21 +88,7 @@ void moe_route(const float *logits, int n_expert, int n, int k, float *probs_all
 		moe_softmax_row(logits + (int64_t)r * n_expert, probs, n_expert);
 		int32_t *s = sel + (int64_t)r * k;
 		float *wr = w + (int64_t)r * k;
-		/* Top k as a stable descending sort's first k: each pass takes
-		 * the largest not yet taken, the lowest index on a tie.  k
-		 * passes over n_expert values: k is small (2..8). */
-		for (int j = 0; j < k; j++) {
-			int best = -1;
-			for (int e = 0; e < n_expert; e++) {
-				bool taken = false;
-				for (int q = 0; q < j && !taken; q++)
-					taken = s[q] == e;
-				if (!taken && (best < 0 || probs[e] > probs[best]))
-					best = e;
-			}
-			s[j] = best;
-			wr[j] = probs[best];
-		}
+		top_k(probs, n_expert, k, s, wr);
 		if (w_raw)
 			for (int j = 0; j < k; j++)
 				w_raw[(int64_t)r * k + j] = wr[j];

@@ -263,6 +263,7 @@ START_TEST(tiny_llama_family_teacher_forced_logits_match_llama_cpp)
 	static const char *names[] = {
 		"tiny-llama-bpe-greedy.json", "tiny-llama-spm-greedy.json", "tiny-qwen2-greedy.json",
 		"tiny-qwen3-greedy.json", "tiny-qwen3moe-greedy.json", "tiny-mixtral-greedy.json",
+		"tiny-gpt-oss-greedy.json",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		teacher_forced_fixture(names[i]);
@@ -280,6 +281,7 @@ START_TEST(tiny_llama_family_greedy_matches_llama_cpp)
 	static const char *names[] = {
 		"tiny-llama-bpe-greedy.json", "tiny-llama-spm-greedy.json", "tiny-qwen2-greedy.json",
 		"tiny-qwen3-greedy.json", "tiny-qwen3moe-greedy.json", "tiny-mixtral-greedy.json",
+		"tiny-gpt-oss-greedy.json",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		FILE *f = fopen(fixture(names[i]), "r");
@@ -452,6 +454,7 @@ START_TEST(tiny_llama_family_layers_bit_identical_to_llama_cpp)
 	static const char *names[] = {
 		"tiny-llama-bpe-dump.json", "tiny-llama-spm-dump.json", "tiny-qwen2-dump.json",
 		"tiny-qwen3-dump.json", "tiny-qwen3moe-dump.json", "tiny-mixtral-dump.json",
+		"tiny-gpt-oss-dump.json",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		dump_fixture(names[i]);

@@ -600,6 +600,136 @@ START_TEST(mixtral_out_of_core_equals_resident)
 }
 END_TEST
 
+/* ---- gpt-oss: the tiny-gpt-oss fixture model (scripts/make-test-models) ----
+ * Its llama.cpp agreement (greedy tokens, every intermediate tensor) is in
+ * test_forward; here what llama.cpp cannot show: batched == one at a time
+ * and out of core == resident, with its sinks, biases, YaRN and MXFP4
+ * experts. */
+
+static const char *gpt_oss_path(void)
+{
+	static char path[512];
+	const char *dir = getenv("SMOKE_TEST_MODELS");
+	if (dir && *dir)
+		snprintf(path, sizeof(path), "%s/tiny-gpt-oss.gguf", dir);
+	else
+		snprintf(path, sizeof(path), "%s/.cache/smoke/test-models/tiny-gpt-oss.gguf",
+			 getenv("HOME") ? getenv("HOME") : ".");
+	if (access(path, R_OK)) {
+		fprintf(stderr, "SKIP gpt-oss: %s missing (scripts/make-test-models)\n", path);
+		return NULL;
+	}
+	return path;
+}
+
+/* rig_open with small head shards (so a third of the weights holds every
+ * block of this 32000-row model) and room for its widths. */
+static void rig_open_sharded(struct rig *r, const char *path, const struct wstore_opts *o)
+{
+	struct smk_err err = { 0 };
+	struct model_load_opts mo = { .shard_bytes = 256 << 10 };
+	ck_assert_msg(model_load_opts(&r->m, path, &mo, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(r->m->fam->family, FAMILY_GPT_OSS);
+	struct backend_limits lim = { .max_cols = 512, .max_rows = 16, .max_ctx = 64, .max_heads = 8,
+				      .n_threads = 2 };
+	ck_assert(backend_cpu_new(&r->be, &lim, &err) == 0);
+	if (o)
+		ck_assert_msg(wstore_new_tiered(&r->ws, r->m, o, &err) == 0, "%s", err.msg);
+	else
+		ck_assert(wstore_new_resident(&r->ws, r->m, &err) == 0);
+	ck_assert_msg(forward_new(&r->f, r->m, r->be, r->ws, 16, 8, &err) == 0, "%s", err.msg);
+}
+
+START_TEST(gpt_oss_out_of_core_equals_resident)
+{
+	const char *path = gpt_oss_path();
+	if (!path)
+		return;
+	struct rig r;
+	rig_open_sharded(&r, path, NULL);
+	const int V = r.m->hp.n_vocab;
+	const uint64_t third = r.m->weight_bytes / 3;
+	float *want = malloc(sizeof(float) * (size_t)V * (GEN_STEPS + 1));
+	float *got = malloc(sizeof(float) * (size_t)V * (GEN_STEPS + 1));
+	ck_assert(want && got);
+	generate(&r, want);
+	rig_close(&r);
+	static const enum wpolicy pols[] = { WPOLICY_LRU, WPOLICY_LFU, WPOLICY_FIFO, WPOLICY_PREDICTIVE };
+	for (int p = 0; p < 4; p++)
+		for (int async = 0; async < 2; async++) {
+			struct wstore_opts o;
+			wstore_opts_default(&o);
+			o.policy = pols[p];
+			o.async_prefetch = async;
+			o.compute_from_ram = true;
+			o.ram_budget = third;
+			o.check_budgets = true;
+			rig_open_sharded(&r, path, &o);
+			generate(&r, got);
+			struct wstore_stats st;
+			wstore_get_stats(r.ws, &st);
+			ck_assert_msg(!memcmp(got, want, sizeof(float) * (size_t)V * (GEN_STEPS + 1)),
+				      "gpt-oss: %s, prefetch %s: logits differ from the resident store",
+				      wpolicy_name(pols[p]), async ? "on" : "off");
+			ck_assert_uint_gt(st.tier[st.compute_tier].evictions, 0);
+			ck_assert_uint_le(st.tier[st.compute_tier].peak, third);
+			ck_assert_int_eq(st.pinned, 0);
+			rig_close(&r);
+		}
+	free(want);
+	free(got);
+}
+END_TEST
+
+START_TEST(gpt_oss_batch_equals_alone)
+{
+	const char *path = gpt_oss_path();
+	if (!path)
+		return;
+	struct rig r;
+	rig_open_sharded(&r, path, NULL);
+	struct smk_err err = { 0 };
+	const int V = r.m->hp.n_vocab;
+	struct kvcache *alone[3], *batch[3];
+	for (int i = 0; i < 3; i++) {
+		ck_assert(kvcache_new(&alone[i], r.m, 32, r.be, &err) == 0);
+		ck_assert(kvcache_new(&batch[i], r.m, 32, r.be, &err) == 0);
+	}
+	/* item 2 has a history: the batch mixes positions, and its last row
+	 * (position 16) is past the sliding layers' window of 16 */
+	int32_t hist[14];
+	for (int i = 0; i < 14; i++)
+		hist[i] = 100 + 37 * i;
+	const int32_t t0[5] = { 3, 10, 40, 1, 50 }, t1[1] = { 60 }, t2[3] = { 22, 7, 13 };
+	const float *lg;
+	ck_assert(forward_run(r.f, alone[2], hist, 14, 0, &lg, &err) == 0);
+	ck_assert(forward_run(r.f, batch[2], hist, 14, 0, &lg, &err) == 0);
+	float *want = malloc(sizeof(float) * (size_t)V * 4);
+	ck_assert(want);
+	ck_assert(forward_run(r.f, alone[0], t0, 5, 1, &lg, &err) == 0);
+	memcpy(want, lg, sizeof(float) * V);
+	ck_assert(forward_run(r.f, alone[1], t1, 1, 1, &lg, &err) == 0);
+	memcpy(want + V, lg, sizeof(float) * V);
+	ck_assert(forward_run(r.f, alone[2], t2, 3, 2, &lg, &err) == 0);
+	memcpy(want + 2 * V, lg, sizeof(float) * 2 * V);
+	struct fwd_item items[3] = {
+		{ .kv = batch[0], .tok = t0, .n = 5, .n_logits = 1 },
+		{ .kv = batch[1], .tok = t1, .n = 1, .n_logits = 1 },
+		{ .kv = batch[2], .tok = t2, .n = 3, .n_logits = 2 },
+	};
+	ck_assert_msg(forward_run_batch(r.f, items, 3, &err) == 0, "%s", err.msg);
+	ck_assert(!memcmp(items[0].logits, want, sizeof(float) * V));
+	ck_assert(!memcmp(items[1].logits, want + V, sizeof(float) * V));
+	ck_assert(!memcmp(items[2].logits, want + 2 * V, sizeof(float) * 2 * V));
+	for (int i = 0; i < 3; i++) {
+		kvcache_free(alone[i]);
+		kvcache_free(batch[i]);
+	}
+	free(want);
+	rig_close(&r);
+}
+END_TEST
+
 /* ---- one expert, top 1 == the dense FFN ---- */
 
 START_TEST(one_expert_top1_equals_dense)
@@ -1117,6 +1247,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, qwen3moe_out_of_core_equals_resident);
 	tcase_add_test(tc, mixtral_out_of_core_equals_resident);
 	tcase_add_test(tc, one_expert_top1_equals_dense);
+	tcase_add_test(tc, gpt_oss_out_of_core_equals_resident);
+	tcase_add_test(tc, gpt_oss_batch_equals_alone);
 	tcase_add_test(tc, row_ops_and_row_by_row_agree);
 	tcase_add_test(tc, per_expert_tensors_equal_slabs);
 	tcase_add_test(tc, expert_trace_records_the_routing);
