@@ -36,7 +36,10 @@ def write(name, arch="llama", drop=(), shape=None, f16=(), kv=None, kv_drop=(), 
         w.add_uint32("gemma3.attention.key_length", E // H)
         w.add_uint32("gemma3.attention.value_length", E // H)
     for k, v in (extra or {}).items():
-        w.add_string(k, v)
+        if isinstance(v, float):
+            w.add_float32(k, v)
+        else:
+            w.add_string(k, v)
     hd = E // H
     t = {"token_embd.weight": (V, E), "output_norm.weight": (E,)}
     for i in range(L):
@@ -93,8 +96,10 @@ def main():
     bad("missing-eps", ["layer_norm_rms_epsilon", "missing"], kv_drop=("eps",))
     bad("zero-context", ["llama.context_length", "out of range"], kv={"context_length": 0})
     bad("huge-layers", ["block_count"], kv={"block_count": 100000})
-    bad("rope-scaling-unknown", ["rope.scaling.type", "yarn", "not supported"],
-        extra={"llama.rope.scaling.type": "yarn"})
+    bad("rope-scaling-unknown", ["rope.scaling.type", "longrope", "not supported"],
+        extra={"llama.rope.scaling.type": "longrope"})
+    bad("rope-yarn-no-orig-ctx", ["rope.scaling.original_context_length", "missing"],
+        extra={"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": 4.0})
     with open(os.path.join(OUT, "expectations.json"), "w") as f:
         json.dump({"generated_by": "scripts/make-bad-models.py", "cases": cases}, f, indent=1)
         f.write("\n")
