@@ -9,9 +9,9 @@
  *               CONTROL (3) as in gpt-oss's GGUF; the loader's fix-ups
  *               (tokenizer.c, as llama.cpp's llama-vocab.cpp) then decide
  *               which end generation and which render as text
- *   pre-tokenizer "llama3": gpt-oss's "gpt-4o" (o200k) is not implemented
- *               by tokenizer.c yet; llama3's regex is the nearest (both
- *               keep a run of newlines together, "\s*[\r\n]+")
+ *   pre-tokenizer "llama3": the test's tiny vocabulary only needs
+ *               newline runs kept together ("\s*[\r\n]+"), which llama3's
+ *               split does as gpt-oss's "gpt-4o" does
  *
  * With only that one merge, the tokens of ordinary text are known without
  * the tokenizer: its bytes, each run of newlines paired from the left
