@@ -189,12 +189,12 @@ static int run_offline(struct cli *c, const char *model_path)
 	FILE *trace = NULL;
 	if (c->expert_trace) {
 		if (!(trace = fopen(c->expert_trace, "w"))) {
-			fprintf(stderr, "smoked: --expert-trace %s: %s\n", c->expert_trace, strerror(errno));
+			fprintf(stderr, "smoked: --trace-experts %s: %s\n", c->expert_trace, strerror(errno));
 			engine_close(e);
 			return 1;
 		}
 		if (forward_set_expert_trace(e->fwd, trace, &err)) {
-			fprintf(stderr, "smoked: --expert-trace: %s\n", err.msg);
+			fprintf(stderr, "smoked: --trace-experts: %s\n", err.msg);
 			fclose(trace);
 			engine_close(e);
 			return 1;
@@ -204,7 +204,7 @@ static int run_offline(struct cli *c, const char *model_path)
 	if (trace) {
 		forward_set_expert_trace(e->fwd, NULL, NULL);
 		if (fclose(trace) && !rc) {
-			fprintf(stderr, "smoked: --expert-trace %s: %s\n", c->expert_trace, strerror(errno));
+			fprintf(stderr, "smoked: --trace-experts %s: %s\n", c->expert_trace, strerror(errno));
 			rc = -EIO;
 		}
 	}

@@ -33,7 +33,7 @@ void cli_usage(FILE *f)
 		"  --ppl-ctx N         perplexity chunk size (default 512)\n"
 		"  --dump              print the model's metadata and tensor table\n"
 		"  --stats             after --prompt/--perplexity, print the weight hierarchy's statistics\n"
-		"  --expert-trace FILE with --prompt/--perplexity on a mixture-of-experts model, write\n"
+		"  --trace-experts FILE with --prompt/--perplexity on a mixture-of-experts model, write\n"
 		"                      every token's routing to FILE (docs/expert-trace.md)\n"
 		"\n"
 		"Settings (file keys in docs/configuration.md; flags override the file):\n"
@@ -109,7 +109,8 @@ static const struct option fixed_opts[] = {
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
 	{ "stats", no_argument, NULL, OPT_STATS },
-	{ "expert-trace", required_argument, NULL, OPT_EXPERT_TRACE },
+	{ "trace-experts", required_argument, NULL, OPT_EXPERT_TRACE },
+	{ "expert-trace", required_argument, NULL, OPT_EXPERT_TRACE }, /* older spelling */
 	{ "help", no_argument, NULL, 'h' },
 };
 #define N_FIXED ((int)(sizeof(fixed_opts) / sizeof(fixed_opts[0])))
@@ -255,7 +256,7 @@ int cli_parse(struct cli *c, int argc, char **argv, struct smk_err *err)
 		return smk_fail(err, -EINVAL, "--prompt, --perplexity and --dump exclude each other");
 	c->mode = c->prompt ? CLI_PROMPT : c->ppl_file ? CLI_PERPLEXITY : dump ? CLI_DUMP : CLI_SERVE;
 	if (c->expert_trace && c->mode != CLI_PROMPT && c->mode != CLI_PERPLEXITY)
-		return smk_fail(err, -EINVAL, "--expert-trace goes with --prompt or --perplexity");
+		return smk_fail(err, -EINVAL, "--trace-experts goes with --prompt or --perplexity");
 	if (print_config) {
 		config_print(&c->cfg, stdout);
 		c->mode = CLI_DONE;

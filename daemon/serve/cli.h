@@ -33,7 +33,7 @@ struct cli {
 	int n_predict;                  /* -n, default 128 */
 	int ppl_ctx;                    /* --ppl-ctx, default 512 */
 	bool stats;                     /* --stats: weight statistics on stderr after the run */
-	const char *expert_trace;       /* --expert-trace FILE (points into argv) */
+	const char *expert_trace;       /* --trace-experts FILE (points into argv) */
 	struct sampler_params sp;       /* offline sampling (--temp ...) */
 };
 
