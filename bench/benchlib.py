@@ -183,3 +183,46 @@ def meminfo_rss(pid):
     except OSError:
         pass
     return rss, anon
+
+
+def llama_bench(model, n, cg, extra=(), timeout=600):
+    """llama.cpp decode tok/s (llama-bench -p 0 -n n, its default mmap load)
+    run in cgroup cg (or None); (None, why) if it fails or runs past timeout
+    seconds (in a cap it can spin in reclaim instead of being OOM-killed).
+    The same measurement as bench/hierarchy-ooc's."""
+    import json
+    exe = os.path.join(llama_bin(), "llama-bench")
+    cmd = [exe, "-m", model, "-p", "0", "-n", str(n), "-r", "1", "-t", str(os.cpu_count()), "-o", "json", *extra]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=cg.enter if cg else None,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "did not finish in %d s (killed)" % timeout
+    if p.returncode != 0:
+        return None, "exit %d: %s" % (p.returncode, p.stderr.strip().splitlines()[-1:] if p.stderr else "")
+    try:
+        return json.loads(p.stdout)[0]["avg_ts"], None
+    except (ValueError, KeyError, IndexError):
+        return None, "unreadable output: " + p.stdout[-300:]
+
+
+def bench_model(preset, layers=None, experts=None):
+    """A --fast synthetic model of scripts/make-tiny-gguf.py's `preset`
+    (optionally scaled down to `layers` layers and `experts` experts) in
+    ${SMOKE_CACHE}/bench-models/, generated on first use at disk speed."""
+    tag = preset + ("-L%d" % layers if layers else "") + ("-E%d" % experts if experts else "")
+    path = os.path.join(CACHE, "bench-models", tag + ".gguf")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        cmd = [python(), os.path.join(ROOT, "scripts", "make-tiny-gguf.py"), "--preset", preset, "--fast",
+               "--name", tag, "--out", path + ".tmp"]
+        if layers:
+            cmd += ["--n-layer", str(layers)]
+        if experts:
+            cmd += ["--n-expert", str(experts)]
+        print("generating %s (make-tiny-gguf.py --fast) ..." % path, flush=True)
+        t0 = time.time()
+        subprocess.run(cmd, check=True)
+        os.rename(path + ".tmp", path)
+        print("  %.2f GB in %.0f s" % (os.path.getsize(path) / 1e9, time.time() - t0), flush=True)
+    return path

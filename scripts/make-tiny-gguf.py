@@ -42,6 +42,17 @@ written tensor by tensor without holding them in memory.
 Examples:
   make-tiny-gguf.py --arch llama --vocab llama-bpe --out /tmp/t.gguf
   make-tiny-gguf.py --preset llama8b-like --out /big/llama8b-like.gguf
+  make-tiny-gguf.py --preset qwen3-30b-a3b-like --fast --out /big/q3.gguf   (~17 GB)
+  make-tiny-gguf.py --preset gpt-oss-20b-like --fast --out /big/go.gguf     (~12 GB)
+  make-tiny-gguf.py --preset qwen3-30b-a3b-like --fast --n-layer 8 --n-expert 64 ...
+
+--fast (for the multi-GB presets, bench/moe-ooc): every quantised tensor is
+written as random quant bytes whose scale fields (fp16 d/dmin, Q6_K's int8
+sub-scales, MXFP4's E8M0 exponent) are set so that the elements have the
+std below and a mean near zero, each block's scale drawn from a narrow range;
+no NaN or inf. Disk speed instead of numpy quantisation; still deterministic
+from --seed. F32/F16 tensors (norms, biases, the router) are generated as
+without it. Without --fast a file's bytes are unchanged.
 
 Weight init (so logits and attention are not degenerate):
   linear weights  N(0, (init/sqrt(fan_in))^2)          (init = --init, 1.0)
@@ -179,12 +190,81 @@ def nbytes_of(shape_ne, qt: QT) -> int:
 
 
 # ---------------------------------------------------------------------------
+# --fast: quantised blocks written at disk speed. The payload (quants) is
+# random bytes; the scale fields are overwritten with values that give each
+# element a standard deviation of about `std` (and a mean near zero), drawn
+# from a narrow range (x0.9..x1.1 per block; MXFP4's power-of-two scale
+# takes one of two exponents), so activations neither explode nor vanish.
+# Scales are finite fp16/E8M0 values by construction: no NaN or inf.
+# Deterministic: the bytes come from the tensor's own seeded Generator.
+
+def _rand_u8(rng, n):
+    """n random bytes from rng (uint64 draws, the fastest numpy path)."""
+    w = rng.integers(0, np.iinfo(np.uint64).max, size=(n + 7) // 8, dtype=np.uint64, endpoint=True)
+    return w.view(np.uint8)[:n]
+
+
+def _narrow(rng, nb, base):
+    return (base * rng.uniform(0.9, 1.1, size=nb)).astype(np.float16)
+
+
+def fast_blocks(rng, n_elems, qt, std):
+    """n_elems elements of type qt (a multiple of its block) as uint8 bytes."""
+    blk, tsz = gguf.GGML_QUANT_SIZES[qt]
+    nb = n_elems // blk
+    b = _rand_u8(rng, nb * tsz).reshape(nb, tsz)
+    if qt == QT.Q4_K:
+        # x = d*sc*q - dmin*m; with m = sc and dmin = 7.5 d: x = d*sc*(q - 7.5),
+        # q uniform 0..15 (variance 21.25), sc uniform 16..63
+        sc = rng.integers(16, 64, size=(nb, 8), dtype=np.uint8)
+        d = _narrow(rng, nb, std / np.sqrt(np.mean(np.arange(16, 64) ** 2.0) * 21.25))
+        b[:, 0:2] = d.reshape(nb, 1).view(np.uint8)
+        b[:, 2:4] = (d.astype(np.float32) * 7.5).astype(np.float16).reshape(nb, 1).view(np.uint8)
+        b[:, 4:8] = (sc[:, 0:4] & 63) | ((sc[:, 4:8] >> 4) << 6)
+        b[:, 8:12] = (sc[:, 0:4] & 63) | ((sc[:, 4:8] >> 4) << 6)
+        b[:, 12:16] = (sc[:, 4:8] & 15) | ((sc[:, 4:8] & 15) << 4)
+    elif qt == QT.Q6_K:
+        # x = d*sc*(q - 32), q uniform 0..63 (variance 341.25), sc int8 16..63
+        sc = rng.integers(16, 64, size=(nb, 16), dtype=np.int8)
+        d = _narrow(rng, nb, std / np.sqrt(np.mean(np.arange(16, 64) ** 2.0) * 341.25))
+        b[:, 192:208] = sc.view(np.uint8)
+        b[:, 208:210] = d.reshape(nb, 1).view(np.uint8)
+    elif qt == QT.Q8_0:
+        d = _narrow(rng, nb, std / np.sqrt((256 ** 2 - 1) / 12.0))
+        b[:, 0:2] = d.reshape(nb, 1).view(np.uint8)
+    elif qt == QT.Q4_0:
+        d = _narrow(rng, nb, std / np.sqrt(21.25))
+        b[:, 0:2] = d.reshape(nb, 1).view(np.uint8)
+    elif qt == QT.MXFP4:
+        # x = 2^(e-128) * v, v from ggml's doubled e2m1 table {0,1,2,3,4,6,8,12}
+        # with a sign: E[v^2] = 34.25 for uniform nibbles
+        e0 = int(np.round(np.log2(std / np.sqrt(34.25)))) + 128
+        b[:, 0] = np.clip(e0 - rng.integers(0, 2, size=nb), 1, 254).astype(np.uint8)
+    else:
+        raise ValueError(f"--fast has no writer for {qt.name}")
+    return b
+
 
 PRESETS = {
     # tiny defaults are in the argparse defaults
     "llama8b-like": dict(arch="llama", vocab="llama-bpe", n_embd=4096, n_layer=32, n_head=32,
                          n_head_kv=8, n_ff=14336, ctx=8192, rope_base=500000.0, type="Q4_K",
                          output_type="Q6_K", ffn_down_type="Q6_K", tied=False),
+    # Qwen3-30B-A3B's shapes (MOE-FACTS 2.1): 48 layers, 128 experts top-8 of
+    # width 768, Q4_K everywhere but a Q6_K output; ~17 GB. Use with --fast.
+    "qwen3-30b-a3b-like": dict(arch="qwen3moe", vocab="qwen2", n_embd=2048, n_layer=48, n_head=32,
+                               n_head_kv=4, head_dim=128, n_ff=6144, n_expert=128, n_expert_used=8,
+                               n_ff_exp=768, ctx=40960, rope_base=1000000.0, type="Q4_K",
+                               expert_type="Q4_K", output_type="Q6_K", tied=False),
+    # gpt-oss-20b's shapes (MOE-FACTS 1.2-1.3): 24 layers, 32 experts top-4 of
+    # width 2880, MXFP4 experts, Q8_0 elsewhere, sinks, biases, window 128,
+    # YaRN; ~12 GB. The real o200k vocab is not available: the qwen2 BPE one
+    # (151936 tokens, not 201088) stands in. Use with --fast.
+    "gpt-oss-20b-like": dict(arch="gpt-oss", vocab="qwen2", n_embd=2880, n_layer=24, n_head=64,
+                             n_head_kv=8, head_dim=64, n_ff=2880, n_expert=32, n_expert_used=4,
+                             n_ff_exp=2880, ctx=131072, rope_base=150000.0, type="Q8_0",
+                             expert_type="MXFP4", output_type="Q8_0", tied=False, sliding_window=128,
+                             yarn_factor=32.0, yarn_orig_ctx=4096),
 }
 
 
@@ -271,6 +351,9 @@ def main(argv=None):
     ap.add_argument("--row-sigma", type=float, default=0.0, help="log-normal sigma of per-row embd scale")
     ap.add_argument("--name", default=None, help="general.name")
     ap.add_argument("--out", help="output .gguf path")
+    ap.add_argument("--fast", action="store_true", help="quantised tensors as random quant bytes with "
+                    "scales set for the same std (disk speed; for the multi-GB presets); F32/F16 "
+                    "tensors as without it")
     ap.add_argument("--self-test", action="store_true", help="check the quantizers and exit")
     a = ap.parse_args(argv)
 
@@ -459,9 +542,13 @@ def main(argv=None):
             else:
                 std = a.init / np.sqrt(ne0)
                 rowscale = None
-            step = max(1, CHUNK_ELEMS // ne0)
+            fast = a.fast and qt not in (QT.F32, QT.F16) and rowscale is None
+            step = max(1, (CHUNK_ELEMS * (16 if fast else 1)) // ne0)
             for r0 in range(0, rows, step):
                 r1 = min(rows, r0 + step)
+                if fast:
+                    fast_blocks(rng, (r1 - r0) * ne0, qt, float(std)).tofile(fout)
+                    continue
                 x = rng.standard_normal((r1 - r0, ne0), dtype=np.float32)
                 x *= np.float32(std)
                 if rowscale is not None:
@@ -497,6 +584,11 @@ def self_test():
         x = rng.standard_normal((8, 256), dtype=np.float32)
         y = gguf.quants.dequantize(quantize_rows(x, qt).reshape(-1), qt).reshape(x.shape)
         print(f"{qt.name}: max abs err {np.abs(y - x).max():.4f}")
+    for qt in (QT.Q4_K, QT.Q6_K, QT.Q8_0, QT.Q4_0, QT.MXFP4):
+        std = 0.02
+        y = gguf.quants.dequantize(fast_blocks(np.random.default_rng(1), 1 << 16, qt, std).reshape(-1), qt)
+        print(f"--fast {qt.name}: std {y.std():.4f} (want ~{std}), mean {y.mean():+.5f}, finite {np.isfinite(y).all()}")
+        assert np.isfinite(y).all() and 0.5 * std < y.std() < 2 * std and abs(y.mean()) < 0.15 * std
     print("self-test ok")
     return 0
 
