@@ -147,6 +147,21 @@ static int run_perplexity(struct engine *e, const struct cli *c, struct smk_err 
 	return 0;
 }
 
+/* --stats on a mixture of experts: per MoE layer, the experts acquired and
+ * how many were already in the compute tier, and how many are there now. */
+static void print_expert_stats(struct engine *e, FILE *f)
+{
+	const int nl = e->model->hp.n_layer;
+	struct wexpert_layer_stats *x = e->model->hp.n_expert > 0 ? calloc((size_t)nl, sizeof(*x)) : NULL;
+	const int n = x ? wstore_expert_stats(e->ws, x, nl) : 0;
+	for (int i = 0; i < n; i++)
+		fprintf(f, "  experts layer %-3d acquired %llu, hits %llu (%.1f%%), resident %d of %d\n",
+			x[i].layer, (unsigned long long)x[i].acquires, (unsigned long long)x[i].hits,
+			x[i].acquires ? 100.0 * (double)x[i].hits / (double)x[i].acquires : 0.0,
+			x[i].resident, x[i].n_expert);
+	free(x);
+}
+
 static int run_offline(struct cli *c, const char *model_path)
 {
 	struct smk_err err = { 0 };
@@ -214,6 +229,7 @@ static int run_offline(struct cli *c, const char *model_path)
 		struct wstore_stats ws;
 		wstore_get_stats(e->ws, &ws);
 		wstore_stats_print(&ws, stderr);
+		print_expert_stats(e, stderr);
 	}
 	engine_close(e);
 	return rc ? 1 : 0;

@@ -35,11 +35,37 @@ static json_t *histo_json(const struct worker_histo *h)
 }
 
 /* The weight hierarchy's figures (weights/wstore.h), one object per tier. */
-static json_t *weights_json(struct wstore *ws)
+/* A mixture of experts' per-layer figures (wstore_expert_stats), or NULL
+ * for a dense model.  Allocated per request, not per token. */
+static json_t *experts_json(struct wstore *ws, int n_layer)
+{
+	struct wexpert_layer_stats *x = calloc((size_t)n_layer, sizeof(*x));
+	int n = x ? wstore_expert_stats(ws, x, n_layer) : 0;
+	json_t *o = NULL, *layers = n > 0 ? json_array() : NULL;
+	uint64_t acq = 0, hits = 0;
+	for (int i = 0; layers && i < n; i++) {
+		acq += x[i].acquires;
+		hits += x[i].hits;
+		json_array_append_new(layers, json_pack("{s:i, s:i, s:i, s:I, s:I, s:f}",
+			"layer", x[i].layer, "experts", x[i].n_expert, "resident", x[i].resident,
+			"acquires", (json_int_t)x[i].acquires, "hits", (json_int_t)x[i].hits,
+			"hit_rate", x[i].acquires ? (double)x[i].hits / (double)x[i].acquires : 0.0));
+	}
+	if (layers)
+		o = json_pack("{s:I, s:I, s:f, s:o}", "acquires", (json_int_t)acq, "hits", (json_int_t)hits,
+			      "hit_rate", acq ? (double)hits / (double)acq : 0.0, "layers", layers);
+	free(x);
+	return o;
+}
+
+static json_t *weights_json(struct wstore *ws, int n_layer)
 {
 	struct wstore_stats w;
 	wstore_get_stats(ws, &w);
 	json_t *o = json_pack("{s:s}", "store", w.tiered ? "tiered" : "resident");
+	json_t *ex = experts_json(ws, n_layer);
+	if (ex)
+		json_object_set_new(o, "experts", ex);
 	if (!w.tiered)
 		return o;
 	static const char *names[] = { "ram", "device" };
@@ -121,7 +147,7 @@ char *server_stats_json(struct server *s)
 		"connections", "open", (json_int_t)atomic_load(&s->conns_open),
 		"total", (json_int_t)atomic_load(&s->conns_total), "busy_s", st.busy_s);
 	if (root && ready) {
-		json_object_set_new(root, "weights", weights_json(s->e->ws));
+		json_object_set_new(root, "weights", weights_json(s->e->ws, s->e->model->hp.n_layer));
 		json_object_set_new(root, "backend", backend_json(s->e));
 	}
 	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
@@ -285,6 +311,24 @@ char *server_metrics_text(struct server *s)
 	bprintf(&b, "smoke_predictor_accuracy %.6f\n", w.predictor_accuracy);
 	metric(&b, "smoke_weight_load_errors_total", "counter", "Weight reads that failed.");
 	bprintf(&b, "smoke_weight_load_errors_total %llu\n", (unsigned long long)w.load_errors);
+	if (have && s->e->model->hp.n_expert > 0) {
+		/* A mixture of experts: per MoE layer, in the compute tier */
+		const int nl = s->e->model->hp.n_layer;
+		struct wexpert_layer_stats *x = calloc((size_t)nl, sizeof(*x));
+		const int n = x ? wstore_expert_stats(s->e->ws, x, nl) : 0;
+		metric(&b, "smoke_expert_acquires_total", "counter", "Expert weight blocks acquired, per MoE layer.");
+		for (int i = 0; i < n; i++)
+			bprintf(&b, "smoke_expert_acquires_total{layer=\"%d\"} %llu\n", x[i].layer,
+				(unsigned long long)x[i].acquires);
+		metric(&b, "smoke_expert_hits_total", "counter", "Expert acquires that found the expert in the compute tier, per MoE layer.");
+		for (int i = 0; i < n; i++)
+			bprintf(&b, "smoke_expert_hits_total{layer=\"%d\"} %llu\n", x[i].layer,
+				(unsigned long long)x[i].hits);
+		metric(&b, "smoke_experts_resident", "gauge", "Experts resident in the compute tier, per MoE layer.");
+		for (int i = 0; i < n; i++)
+			bprintf(&b, "smoke_experts_resident{layer=\"%d\"} %d\n", x[i].layer, x[i].resident);
+		free(x);
+	}
 	if (have) {
 		/* Which backend computes, and how memory.gpu_memory is split
 		 * (zeros on the CPU backend). */

@@ -69,6 +69,11 @@ void wstore_get_stats(struct wstore *ws, struct wstore_stats *st)
 		ws->ops->stats(ws, st);
 }
 
+int wstore_expert_stats(struct wstore *ws, struct wexpert_layer_stats *out, int max)
+{
+	return ws && ws->ops->expert_stats ? ws->ops->expert_stats(ws, out, max) : 0;
+}
+
 int wstore_trace(struct wstore *ws, int *out, int max)
 {
 	return ws && ws->ops->trace ? ws->ops->trace(ws, out, max) : 0;

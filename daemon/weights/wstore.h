@@ -160,6 +160,22 @@ int wstore_read_rows(struct wstore *ws, int block, int role, int64_t row, int n,
 /* A consistent copy of the statistics; any thread. */
 void wstore_get_stats(struct wstore *ws, struct wstore_stats *st);
 
+/* One MoE layer's experts in the compute tier: acquires of its expert
+ * blocks, how many found their unit already resident (hits), and how many
+ * of its experts are resident now. */
+struct wexpert_layer_stats {
+	int layer;
+	int n_expert;
+	int resident;
+	uint64_t acquires, hits;
+};
+
+/* Per-layer expert statistics of a mixture-of-experts model into out[0..),
+ * one entry per MoE layer up to max; returns the number filled (0 for a
+ * dense model).  The resident store holds every expert (resident ==
+ * n_expert, every acquire a hit).  Any thread, any time. */
+int wstore_expert_stats(struct wstore *ws, struct wexpert_layer_stats *out, int max);
+
 /* Copy the recorded acquire sequence (oldest first, up to max); returns how
  * many were copied. */
 int wstore_trace(struct wstore *ws, int *out, int max);

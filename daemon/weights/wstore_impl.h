@@ -14,6 +14,7 @@ struct wstore_ops {
 	int (*read_rows)(struct wstore *ws, int block, int role, int64_t row, int n, void *dst,
 			 struct smk_err *err);
 	void (*hint)(struct wstore *ws, int *blocks, int n);   /* optional */
+	int (*expert_stats)(struct wstore *ws, struct wexpert_layer_stats *out, int max);
 };
 
 struct wstore {

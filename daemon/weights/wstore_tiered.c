@@ -525,6 +525,11 @@ static const struct wblock *tiered_acquire(struct wstore *w, int block, struct s
 		int u = B->units[k];
 		struct wt_unit *U = &ws->units[u];
 		struct wtier_stats *cs = &ws->tier[ws->ct].st;
+		if (ws->xp_acquires && k == 0 && ws->m->blocks[block].kind == BLOCK_EXPERT) {
+			const int il = ws->m->blocks[block].layer;
+			ws->xp_acquires[il]++;
+			ws->xp_hits[il] += U->t[ws->ct].state == WS_RESIDENT;
+		}
 		if (U->t[ws->ct].state == WS_RESIDENT) {
 			cs->hits++;
 		} else {
@@ -617,6 +622,30 @@ static void tiered_stats(struct wstore *w, struct wstore_stats *st)
 	pthread_mutex_unlock(&ws->mu);
 }
 
+static int tiered_expert_stats(struct wstore *w, struct wexpert_layer_stats *out, int max)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	const struct model *m = ws->m;
+	int n = 0;
+	if (!ws->xp_acquires)
+		return 0;
+	pthread_mutex_lock(&ws->mu);
+	for (int il = 0; il < m->hp.n_layer && n < max; il++, n++) {
+		struct wexpert_layer_stats *x = &out[n];
+		*x = (struct wexpert_layer_stats){ .layer = il, .n_expert = m->hp.n_expert,
+						   .acquires = ws->xp_acquires[il], .hits = ws->xp_hits[il] };
+		for (int e = 0; e < m->hp.n_expert; e++) {
+			const struct wt_block *B = &ws->blocks[model_expert_block(m, il, e)];
+			bool all = B->n_units > 0;
+			for (int k = 0; k < B->n_units && all; k++)
+				all = ws->units[B->units[k]].t[ws->ct].state == WS_RESIDENT;
+			x->resident += all;
+		}
+	}
+	pthread_mutex_unlock(&ws->mu);
+	return n;
+}
+
 static int tiered_trace(struct wstore *w, int *out, int max)
 {
 	struct wstore_tiered *ws = (struct wstore_tiered *)w;
@@ -657,6 +686,8 @@ static void tiered_free(struct wstore *w)
 	free(ws->skip);
 	free(ws->hint);
 	free(ws->hint_rank);
+	free(ws->xp_acquires);
+	free(ws->xp_hits);
 	free_units(ws);
 	free(ws);
 }
@@ -729,7 +760,7 @@ static void tiered_hint(struct wstore *w, int *blocks, int n)
 static const struct wstore_ops tiered_ops = {
 	.acquire = tiered_acquire, .release = tiered_release, .free = tiered_free,
 	.stats = tiered_stats, .trace = tiered_trace, .read_rows = tiered_read_rows,
-	.hint = tiered_hint,
+	.hint = tiered_hint, .expert_stats = tiered_expert_stats,
 };
 
 int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,
@@ -752,6 +783,12 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	pthread_cond_init(&ws->cv, NULL);
 	int rc;
 	uint64_t size[WSTORE_N_TIERS] = { 0, 0 };
+	if (m->hp.n_expert > 0 &&
+	    (!(ws->xp_acquires = calloc((size_t)m->hp.n_layer, sizeof(uint64_t))) ||
+	     !(ws->xp_hits = calloc((size_t)m->hp.n_layer, sizeof(uint64_t))))) {
+		rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
+		goto fail;
+	}
 	if (o->prefetch_blocks < 0 || o->lookahead_max < 0 || o->trace_cap < 0 ||
 	    o->policy > WPOLICY_PREDICTIVE || o->io > WSTORE_IO_DIRECT) {
 		rc = smk_fail(err, -EINVAL, "weight hierarchy: invalid options");

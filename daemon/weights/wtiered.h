@@ -96,6 +96,9 @@ struct wt_job {
 struct wstore_tiered {
 	struct wstore base;
 	const struct model *m;
+	/* per layer of a MoE model (NULL for dense): expert acquires and how
+	 * many found the unit resident in the compute tier (under mu) */
+	uint64_t *xp_acquires, *xp_hits;
 	struct wstore_opts o;
 	int *fds;                            /* tier 0: the model's files, for pread */
 	int *dfds;                           /* the same, opened O_DIRECT (direct only) */

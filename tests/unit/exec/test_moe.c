@@ -927,6 +927,66 @@ static uint64_t unit_bytes(const struct model *m, int b)
 	return n;
 }
 
+/* wstore_expert_stats (/stats, /metrics, --stats): per layer, the expert
+ * acquires equal the expert blocks of that layer in the store's trace; a
+ * second pass over the same token hits every expert (unlimited budget);
+ * resident counts what was loaded; the resident store holds every expert. */
+START_TEST(expert_stats_count_acquires_and_hits)
+{
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "xstats");
+	for (int tiered = 0; tiered < 2; tiered++) {
+		struct wstore_opts o;
+		wstore_opts_default(&o);
+		o.compute_from_ram = true;
+		o.async_prefetch = false;
+		o.trace_cap = 4096;
+		struct rig r;
+		rig_open(&r, path, tiered ? &o : NULL);
+		const struct model *m = r.m;
+		struct smk_err err = { 0 };
+		struct kvcache *kv;
+		ck_assert(kvcache_new(&kv, m, 32, r.be, &err) == 0);
+		const int32_t toks[3] = { 9, 30, 9 };
+		const float *lg;
+		ck_assert(forward_run(r.f, kv, toks, 1, 1, &lg, &err) == 0);
+		struct wexpert_layer_stats x[16];
+		int n = wstore_expert_stats(r.ws, x, 16);
+		ck_assert_int_eq(n, m->hp.n_layer);
+		for (int il = 0; il < n; il++) {
+			ck_assert_int_eq(x[il].layer, il);
+			ck_assert_int_eq(x[il].n_expert, m->hp.n_expert);
+			ck_assert_uint_eq(x[il].acquires, (uint64_t)m->hp.n_expert_used);
+			/* first token, tiered: every expert was a miss */
+			ck_assert_uint_eq(x[il].hits, tiered ? 0 : x[il].acquires);
+			ck_assert_int_eq(x[il].resident, tiered ? m->hp.n_expert_used : m->hp.n_expert);
+		}
+		/* the same token again at the next position: same routing? not
+		 * necessarily (position changes the hidden state), so count
+		 * from the store's own trace */
+		ck_assert(forward_run(r.f, kv, toks + 2, 1, 1, &lg, &err) == 0);
+		n = wstore_expert_stats(r.ws, x, 16);
+		if (tiered) {
+			static int tr[4096];
+			int nt = wstore_trace(r.ws, tr, 4096);
+			uint64_t per_layer[16] = { 0 };
+			for (int i = 0; i < nt; i++)
+				if (m->blocks[tr[i]].kind == BLOCK_EXPERT)
+					per_layer[m->blocks[tr[i]].layer]++;
+			for (int il = 0; il < n; il++) {
+				ck_assert_uint_eq(x[il].acquires, per_layer[il]);
+				ck_assert_uint_le(x[il].hits, x[il].acquires - (uint64_t)m->hp.n_expert_used);
+				/* nothing evicted: resident = distinct experts acquired */
+				ck_assert_int_eq(x[il].resident, (int)(x[il].acquires - x[il].hits));
+			}
+		}
+		kvcache_free(kv);
+		rig_close(&r);
+	}
+	unlink(path);
+}
+END_TEST
+
 START_TEST(experts_load_one_unit_each_and_only_when_chosen)
 {
 	char path[256];
@@ -1253,6 +1313,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, per_expert_tensors_equal_slabs);
 	tcase_add_test(tc, expert_trace_records_the_routing);
 	tcase_add_test(tc, experts_load_one_unit_each_and_only_when_chosen);
+	tcase_add_test(tc, expert_stats_count_acquires_and_hits);
 	tcase_add_test(tc, hint_puts_resident_blocks_first);
 	tcase_add_test(tc, cuda_emu_moe_equals_cpu);
 	tcase_add_test(tc, refuse_shared_expert);
