@@ -153,13 +153,22 @@ static void print_expert_stats(struct engine *e, FILE *f)
 {
 	const int nl = e->model->hp.n_layer;
 	struct wexpert_layer_stats *x = e->model->hp.n_expert > 0 ? calloc((size_t)nl, sizeof(*x)) : NULL;
-	const int n = x ? wstore_expert_stats(e->ws, x, nl) : 0;
-	for (int i = 0; i < n; i++)
-		fprintf(f, "  experts layer %-3d acquired %llu, hits %llu (%.1f%%), resident %d of %d\n",
+	struct xpredict_layer_stats *pr = x ? calloc((size_t)nl, sizeof(*pr)) : NULL;
+	const int n = pr ? wstore_expert_stats(e->ws, x, nl) : 0;
+	const int np = n ? forward_expert_prediction(e->fwd, pr, nl) : 0;
+	for (int i = 0; i < n; i++) {
+		fprintf(f, "  experts layer %-3d acquired %llu, hits %llu (%.1f%%), resident %d of %d",
 			x[i].layer, (unsigned long long)x[i].acquires, (unsigned long long)x[i].hits,
 			x[i].acquires ? 100.0 * (double)x[i].hits / (double)x[i].acquires : 0.0,
 			x[i].resident, x[i].n_expert);
+		if (i < np && pr[i].predicted)
+			fprintf(f, "; predicted: precision %.1f%%, recall %.1f%%",
+				100.0 * (double)pr[i].both / (double)pr[i].predicted,
+				pr[i].chosen ? 100.0 * (double)pr[i].both / (double)pr[i].chosen : 0.0);
+		fputc('\n', f);
+	}
 	free(x);
+	free(pr);
 }
 
 static int run_offline(struct cli *c, const char *model_path)

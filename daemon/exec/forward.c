@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "compute/moe_route.h"
+#include "exec/expert_predict.h"
 #include "quant/qtype.h"
 
 /* Every activation buffer lives in the backend's memory (device memory
@@ -56,9 +57,17 @@ struct forward {
 	int *order;               /* the batch's experts, in run order */
 	int32_t *hrow, *hdst;     /* host copies of mrow, mdst, mw (uploaded per layer) */
 	float *hw;
-	int *hint;                /* their blocks (wstore_hint reorders) */
+	int *hint;                /* their blocks, then the next layer's predicted
+				   * ones (2 x n_expert: wstore_hint reorders) */
+	int *xp_list;             /* the next layer's predicted experts */
+	struct xpredict *xp;      /* next-layer prediction (host-memory backends) */
 	FILE *trace;              /* forward_set_expert_trace, or NULL */
 };
+
+int forward_expert_prediction(const struct forward *f, struct xpredict_layer_stats *out, int max)
+{
+	return f && f->xp ? xpredict_stats(f->xp, out, max) : 0;
+}
 
 int forward_set_expert_trace(struct forward *f, FILE *out, struct smk_err *err)
 {
@@ -217,13 +226,22 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		f->hrow = malloc(sizeof(int32_t) * tk);
 		f->hdst = malloc(sizeof(int32_t) * tk);
 		f->hw = malloc(sizeof(float) * tk);
-		f->hint = malloc(sizeof(int) * ne);
+		f->hint = malloc(sizeof(int) * 2 * ne);
+		f->xp_list = malloc(sizeof(int) * ne);
 		if (!be->ops->host_memory)
 			f->rlog_host = malloc(sizeof(float) * T * ne);
 		if (!f->probs || !f->sel || !f->wraw || !f->wsel || !f->cnt || !f->start || !f->pairs ||
-		    !f->order || !f->hint || !f->hrow || !f->hdst || !f->hw || (!be->ops->host_memory && !f->rlog_host)) {
+		    !f->order || !f->hint || !f->xp_list || !f->hrow || !f->hdst || !f->hw ||
+		    (!be->ops->host_memory && !f->rlog_host)) {
 			forward_free(f);
 			return smk_fail(err, -ENOMEM, "forward: cannot allocate the expert routing buffers");
+		}
+		/* The next layer's experts are predicted on the host from the
+		 * hidden state: where the backend's memory is the host's. */
+		int rc = be->ops->host_memory ? xpredict_new(&f->xp, m, max_tokens, err) : 0;
+		if (rc) {
+			forward_free(f);
+			return rc;
 		}
 	}
 	float *p = f->arena;
@@ -255,6 +273,8 @@ void forward_free(struct forward *f)
 	free(f->pairs);
 	free(f->order);
 	free(f->hint);
+	free(f->xp_list);
+	xpredict_free(f->xp);
 	free(f->hrow);
 	free(f->hdst);
 	free(f->hw);
@@ -426,6 +446,13 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 	if (f->trace)
 		for (int i = 0, row = 0; i < n_items; row += items[i].n, i++)
 			for (int t = 0; t < items[i].n; t++) {
+				const int32_t *pr = f->xp ? xpredict_row(f->xp, il, row + t) : NULL;
+				if (pr) {
+					fprintf(f->trace, "p %d %d %d", i, items[i].kv->n_pos + t, il);
+					for (int j = 0; j < k; j++)
+						fprintf(f->trace, " %d", (int)pr[j]);
+					fputc('\n', f->trace);
+				}
 				fprintf(f->trace, "r %d %d %d", i, items[i].kv->n_pos + t, il);
 				for (int j = 0; j < k; j++)
 					fprintf(f->trace, " %d", (int)f->sel[(int64_t)(row + t) * k + j]);
@@ -471,11 +498,37 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 		    (rc = backend_upload(be, f->mw, f->hw, sizeof(float) * (size_t)T * k, err)))
 			return rc;
 	}
+	/* Score the prediction made for this layer, then predict the next
+	 * one (or, after the last, the first layer of the next step) from
+	 * the residual stream after this layer's attention (f->x, not yet
+	 * holding this layer's FFN output): expert_predict.h. */
+	int n_pred = 0, next = il + 1 < hp->n_layer ? il + 1 : 0;
+	if (f->xp) {
+		xpredict_score(f->xp, il, f->sel, T, k);
+		if (il + 1 < hp->n_layer) {
+			n_pred = xpredict_layer(f->xp, next, f->x, T, f->xp_list);
+		} else {
+			/* The next step's first layer: scored, not announced - a
+			 * hint that outlives the step would keep the prefetch
+			 * loop fetching and evicting against the plan's walk
+			 * while the daemon idles (seen: 13k wasted prefetches
+			 * after one request at a tight budget). */
+			xpredict_wrap(f->xp, f->xp_list);
+		}
+	}
 	/* Announce them: the store fetches the missing ones in this order and
-	 * puts the ones it holds first, so compute starts without waiting. */
+	 * puts the ones it holds first, so compute starts without waiting;
+	 * the predicted ones follow, fetched while this layer computes. */
 	for (int j = 0; j < n_used; j++)
 		f->hint[j] = model_expert_block(m, il, f->order[j]);
-	wstore_hint(f->ws, f->hint, n_used);
+	for (int j = 0; j < n_pred; j++)
+		f->hint[n_used + j] = model_expert_block(m, next, f->xp_list[j]);
+	wstore_hint(f->ws, f->hint, n_used + n_pred);
+	/* Run this layer's experts in the store's order (ready first). */
+	int nr = 0;
+	for (int j = 0; j < n_used + n_pred; j++)
+		if (m->blocks[f->hint[j]].layer == il)
+			f->hint[nr++] = f->hint[j];
 
 	for (int j = 0; j < n_used; j++) {
 		const int bi = f->hint[j];

@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 
+#include "exec/expert_predict.h"
 #include "exec/kvcache.h"
 #include "arch/model.h"
 #include "compute/backend.h"
@@ -69,6 +70,11 @@ int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx);
  * index in its batch and POS its position.  NULL stops.  out stays the
  * caller's (it must outlive the recording).  -EINVAL for a dense model. */
 int forward_set_expert_trace(struct forward *f, FILE *out, struct smk_err *err);
+
+/* The next-layer expert predictor's per-layer counts (expert_predict.h),
+ * up to max layers; 0 for a dense model or a device backend (which runs
+ * without prediction).  Any thread. */
+int forward_expert_prediction(const struct forward *f, struct xpredict_layer_stats *out, int max);
 
 /* One sequence: run tok[0..n) at positions kv->n_pos.. and append their keys and values to
  * kv.  Logits of the last n_logits tokens (n_logits <= max_logits, may be 0)

@@ -37,33 +37,50 @@ static json_t *histo_json(const struct worker_histo *h)
 /* The weight hierarchy's figures (weights/wstore.h), one object per tier. */
 /* A mixture of experts' per-layer figures (wstore_expert_stats), or NULL
  * for a dense model.  Allocated per request, not per token. */
-static json_t *experts_json(struct wstore *ws, int n_layer)
+static double frac(uint64_t a, uint64_t b)
 {
+	return b ? (double)a / (double)b : 0.0;
+}
+
+static json_t *experts_json(const struct engine *e)
+{
+	const int n_layer = e->model->hp.n_layer;
 	struct wexpert_layer_stats *x = calloc((size_t)n_layer, sizeof(*x));
-	int n = x ? wstore_expert_stats(ws, x, n_layer) : 0;
+	struct xpredict_layer_stats *pr = calloc((size_t)n_layer, sizeof(*pr));
+	int n = x && pr ? wstore_expert_stats(e->ws, x, n_layer) : 0;
+	int np = n ? forward_expert_prediction(e->fwd, pr, n_layer) : 0;
 	json_t *o = NULL, *layers = n > 0 ? json_array() : NULL;
 	uint64_t acq = 0, hits = 0;
 	for (int i = 0; layers && i < n; i++) {
 		acq += x[i].acquires;
 		hits += x[i].hits;
-		json_array_append_new(layers, json_pack("{s:i, s:i, s:i, s:I, s:I, s:f}",
+		json_t *l = json_pack("{s:i, s:i, s:i, s:I, s:I, s:f}",
 			"layer", x[i].layer, "experts", x[i].n_expert, "resident", x[i].resident,
 			"acquires", (json_int_t)x[i].acquires, "hits", (json_int_t)x[i].hits,
-			"hit_rate", x[i].acquires ? (double)x[i].hits / (double)x[i].acquires : 0.0));
+			"hit_rate", frac(x[i].hits, x[i].acquires));
+		/* the next-layer predictor's score for this layer, where it ran */
+		if (i < np && pr[i].predicted)
+			json_object_set_new(l, "prediction", json_pack("{s:I, s:I, s:I, s:f, s:f}",
+				"predicted", (json_int_t)pr[i].predicted, "chosen", (json_int_t)pr[i].chosen,
+				"both", (json_int_t)pr[i].both, "precision", frac(pr[i].both, pr[i].predicted),
+				"recall", frac(pr[i].both, pr[i].chosen)));
+		json_array_append_new(layers, l);
 	}
 	if (layers)
 		o = json_pack("{s:I, s:I, s:f, s:o}", "acquires", (json_int_t)acq, "hits", (json_int_t)hits,
-			      "hit_rate", acq ? (double)hits / (double)acq : 0.0, "layers", layers);
+			      "hit_rate", frac(hits, acq), "layers", layers);
 	free(x);
+	free(pr);
 	return o;
 }
 
-static json_t *weights_json(struct wstore *ws, int n_layer)
+static json_t *weights_json(const struct engine *e)
 {
+	struct wstore *ws = e->ws;
 	struct wstore_stats w;
 	wstore_get_stats(ws, &w);
 	json_t *o = json_pack("{s:s}", "store", w.tiered ? "tiered" : "resident");
-	json_t *ex = experts_json(ws, n_layer);
+	json_t *ex = experts_json(e);
 	if (ex)
 		json_object_set_new(o, "experts", ex);
 	if (!w.tiered)
@@ -147,7 +164,7 @@ char *server_stats_json(struct server *s)
 		"connections", "open", (json_int_t)atomic_load(&s->conns_open),
 		"total", (json_int_t)atomic_load(&s->conns_total), "busy_s", st.busy_s);
 	if (root && ready) {
-		json_object_set_new(root, "weights", weights_json(s->e->ws, s->e->model->hp.n_layer));
+		json_object_set_new(root, "weights", weights_json(s->e));
 		json_object_set_new(root, "backend", backend_json(s->e));
 	}
 	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
@@ -328,6 +345,19 @@ char *server_metrics_text(struct server *s)
 		for (int i = 0; i < n; i++)
 			bprintf(&b, "smoke_experts_resident{layer=\"%d\"} %d\n", x[i].layer, x[i].resident);
 		free(x);
+		struct xpredict_layer_stats *pr = calloc((size_t)nl, sizeof(*pr));
+		const int np = pr ? forward_expert_prediction(s->e->fwd, pr, nl) : 0;
+		if (np > 0) {
+			metric(&b, "smoke_expert_prediction_total", "counter",
+			       "The next-layer expert predictor per MoE layer: experts predicted, chosen, and both.");
+			static const char *kinds[] = { "predicted", "chosen", "both" };
+			for (int c = 0; c < 3; c++)
+				for (int i = 0; i < np; i++)
+					bprintf(&b, "smoke_expert_prediction_total{layer=\"%d\",set=\"%s\"} %llu\n",
+						pr[i].layer, kinds[c],
+						(unsigned long long)(c == 0 ? pr[i].predicted : c == 1 ? pr[i].chosen : pr[i].both));
+		}
+		free(pr);
 	}
 	if (have) {
 		/* Which backend computes, and how memory.gpu_memory is split

@@ -730,6 +730,66 @@ START_TEST(gpt_oss_batch_equals_alone)
 }
 END_TEST
 
+/* The next-layer predictor (expert_predict.h) on the tiny-qwen3moe fixture
+ * (scripts/make-test-models), one row a step: every layer past the first
+ * is predicted k experts a step and chooses k, the first from the second
+ * step on; "both" never exceeds either; and over the run the router-based
+ * predictions beat chance (k of n_expert), which a predictor looking at the
+ * wrong layer's router or the wrong hidden state would not reliably do.
+ * The outputs are untouched by prediction (test_forward holds them to
+ * llama.cpp bit for bit). */
+START_TEST(next_layer_prediction_counts)
+{
+	const char *dir = getenv("SMOKE_TEST_MODELS");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/tiny-qwen3moe.gguf", dir && *dir ? dir : "/nonexistent");
+	if (access(path, R_OK)) {
+		fprintf(stderr, "SKIP prediction: %s missing (scripts/make-test-models)\n", path);
+		return;
+	}
+	struct rig r;
+	rig_open(&r, path, NULL);
+	const struct hparams *hp = &r.m->hp;
+	enum { STEPS = 24 };
+	struct smk_err err = { 0 };
+	struct kvcache *kv;
+	ck_assert(kvcache_new(&kv, r.m, 32, r.be, &err) == 0);
+	int32_t tok = 9;
+	const float *lg;
+	for (int s = 0; s < STEPS; s++) {
+		ck_assert_msg(forward_run(r.f, kv, &tok, 1, 1, &lg, &err) == 0, "%s", err.msg);
+		int32_t best = 0;
+		for (int i = 1; i < hp->n_vocab; i++)
+			if (lg[i] > lg[best])
+				best = i;
+		tok = best;
+	}
+	struct xpredict_layer_stats x[16];
+	const int n = forward_expert_prediction(r.f, x, 16);
+	ck_assert_int_eq(n, hp->n_layer);
+	const uint64_t k = (uint64_t)hp->n_expert_used;
+	uint64_t pred = 0, both = 0;
+	for (int il = 0; il < n; il++) {
+		const uint64_t steps = il == 0 ? STEPS - 1 : STEPS;
+		ck_assert_uint_eq(x[il].predicted, k * steps);
+		ck_assert_uint_eq(x[il].chosen, k * steps);
+		ck_assert_uint_le(x[il].both, x[il].predicted);
+		if (il > 0) {
+			pred += x[il].predicted;
+			both += x[il].both;
+		}
+		fprintf(stderr, "prediction layer %d: precision %.1f%% (chance %.1f%%)\n", il,
+			100.0 * (double)x[il].both / (double)x[il].predicted,
+			100.0 * (double)k / hp->n_expert);
+	}
+	ck_assert_msg(both * (uint64_t)hp->n_expert > 2 * pred * k,
+		      "router-based prediction no better than twice chance: %llu of %llu",
+		      (unsigned long long)both, (unsigned long long)pred);
+	kvcache_free(kv);
+	rig_close(&r);
+}
+END_TEST
+
 /* ---- one expert, top 1 == the dense FFN ---- */
 
 START_TEST(one_expert_top1_equals_dense)
@@ -870,6 +930,21 @@ START_TEST(expert_trace_records_the_routing)
 			for (int t = 0; t < rows; t++) {
 				int s, p, l, e[4];
 				ck_assert_ptr_nonnull(fgets(line, sizeof(line), tf));
+				if (line[0] == 'p') {
+					/* the predictor's k experts for this row and
+					 * layer (every layer past the first), before
+					 * its r record, same key */
+					int ps, pp, pl, pe[4];
+					ck_assert_int_eq(sscanf(line, "p %d %d %d %d %d %d %d", &ps, &pp, &pl, &pe[0],
+								&pe[1], &pe[2], &pe[3]), 7);
+					ck_assert_int_eq(pl, il);
+					ck_assert_int_gt(il, 0);
+					ck_assert_ptr_nonnull(fgets(line, sizeof(line), tf));
+					ck_assert_int_eq(sscanf(line, "r %d %d", &s, &p), 2);
+					ck_assert(s == ps && p == pp);
+				} else {
+					ck_assert_int_eq(il, 0);
+				}
 				ck_assert_int_eq(sscanf(line, "r %d %d %d %d %d %d %d", &s, &p, &l, &e[0], &e[1], &e[2],
 							&e[3]), 7);
 				ck_assert_int_eq(s, seq[pass][t]);
@@ -1030,17 +1105,29 @@ START_TEST(experts_load_one_unit_each_and_only_when_chosen)
 				break;
 			usleep(5000);
 		}
-		ck_assert_uint_eq(st.tier[WSTORE_TIER_RAM].bytes_in, want);
+		/* With prefetch on, the next layer's predicted experts are
+		 * fetched too (expert_predict.h): whole expert units beyond what
+		 * was acquired, at most every unchosen expert.  Without it, a
+		 * hint only orders: exactly what was acquired. */
+		const uint64_t unit = unit_bytes(m, model_expert_block(m, 0, 0));
+		const uint64_t in = st.tier[WSTORE_TIER_RAM].bytes_in;
+		if (async) {
+			ck_assert_uint_ge(in, want);
+			ck_assert_uint_eq((in - want) % unit, 0);
+			ck_assert_uint_le(in - want, (uint64_t)m->hp.n_layer *
+							   (uint64_t)(m->hp.n_expert - m->hp.n_expert_used) * unit);
+		} else {
+			ck_assert_uint_eq(in, want);
+		}
 		ck_assert_uint_eq(experts, (uint64_t)m->hp.n_layer * m->hp.n_expert_used *
 						   unit_bytes(m, model_expert_block(m, 0, 0)));
-		/* What a whole-model read would add: exactly the experts not
-		 * chosen. */
+		/* What a whole-model read would add to what was acquired:
+		 * exactly the experts not chosen. */
 		uint64_t all = 0;
 		for (int bi = 0; bi < m->n_blocks; bi++)
 			all += unit_bytes(m, bi);
-		ck_assert_uint_eq(all - st.tier[WSTORE_TIER_RAM].bytes_in,
-				  (uint64_t)m->hp.n_layer * (m->hp.n_expert - m->hp.n_expert_used) *
-					  unit_bytes(m, model_expert_block(m, 0, 0)));
+		ck_assert_uint_eq(all - want, (uint64_t)m->hp.n_layer * (m->hp.n_expert - m->hp.n_expert_used) *
+						      unit_bytes(m, model_expert_block(m, 0, 0)));
 		/* Each expert unit is one read per slab range: three tensors. */
 		ck_assert_uint_eq(unit_bytes(m, model_expert_block(m, 0, 0)),
 				  3 * warena_round(m->blocks[model_expert_block(m, 0, 0)].t[LT_UP].nbytes));
@@ -1314,6 +1401,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, expert_trace_records_the_routing);
 	tcase_add_test(tc, experts_load_one_unit_each_and_only_when_chosen);
 	tcase_add_test(tc, expert_stats_count_acquires_and_hits);
+	tcase_add_test(tc, next_layer_prediction_counts);
 	tcase_add_test(tc, hint_puts_resident_blocks_first);
 	tcase_add_test(tc, cuda_emu_moe_equals_cpu);
 	tcase_add_test(tc, refuse_shared_expert);

@@ -1,0 +1,216 @@
+/* expert_predict.c - next-layer expert prediction (expert_predict.h). */
+#include "exec/expert_predict.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/qtype.h"
+
+struct xpredict {
+	const struct model *m;
+	int L, E, D, K, max_rows;
+	float eps;
+	float *router;          /* L x E x D: each MoE layer's router, as floats */
+	float *norm;            /* L x D: its FFN pre-norm */
+	float *bias;            /* L x E: the router's bias (gpt-oss), or NULL */
+	uint64_t bytes;
+	/* the prediction waiting for its layer to route */
+	int pend_layer;         /* -1: none */
+	bool pend_rows;         /* pend_sel holds per-row choices */
+	int pend_T;
+	int32_t *pend_sel;      /* max_rows x K */
+	uint8_t *pend_set;      /* E flags: the union */
+	uint8_t *first_set;     /* E flags: this step's choice at layer 0 */
+	float *h, *logit;       /* scratch: one row normalised, its logits */
+	uint8_t *seen;          /* E flags: scratch for the union */
+	uint64_t *n_pred, *n_chosen, *n_both;   /* per layer; relaxed atomics */
+};
+
+void xpredict_free(struct xpredict *p)
+{
+	if (!p)
+		return;
+	free(p->router);
+	free(p->norm);
+	free(p->bias);
+	free(p->pend_sel);
+	free(p->pend_set);
+	free(p->first_set);
+	free(p->h);
+	free(p->logit);
+	free(p->seen);
+	free(p->n_pred);
+	free(p->n_chosen);
+	free(p->n_both);
+	free(p);
+}
+
+uint64_t xpredict_bytes(const struct xpredict *p)
+{
+	return p ? p->bytes : 0;
+}
+
+int xpredict_new(struct xpredict **out, const struct model *m, int max_rows, struct smk_err *err)
+{
+	const struct hparams *hp = &m->hp;
+	if (hp->n_expert <= 0)
+		return smk_fail(err, -EINVAL, "expert prediction: %s is not a mixture of experts", m->name);
+	struct xpredict *p = calloc(1, sizeof(*p));
+	if (!p)
+		return smk_fail(err, -ENOMEM, "expert prediction: out of memory");
+	p->m = m;
+	p->L = hp->n_layer, p->E = hp->n_expert, p->D = hp->n_embd, p->K = hp->n_expert_used;
+	p->max_rows = max_rows;
+	p->eps = hp->eps;
+	p->pend_layer = -1;
+	const size_t L = (size_t)p->L, E = (size_t)p->E, D = (size_t)p->D;
+	const bool has_bias = m->blocks[model_layer_block(m, 0)].has[LT_GATE_INP_B];
+	p->bytes = sizeof(float) * (L * E * D + L * D + (has_bias ? L * E : 0));
+	p->router = malloc(sizeof(float) * L * E * D);
+	p->norm = malloc(sizeof(float) * L * D);
+	p->bias = has_bias ? malloc(sizeof(float) * L * E) : NULL;
+	p->pend_sel = malloc(sizeof(int32_t) * (size_t)max_rows * (size_t)p->K);
+	p->pend_set = calloc(E, 1);
+	p->first_set = calloc(E, 1);
+	p->h = malloc(sizeof(float) * D);
+	p->logit = malloc(sizeof(float) * E);
+	p->seen = calloc(E, 1);
+	p->n_pred = calloc(L, sizeof(uint64_t));
+	p->n_chosen = calloc(L, sizeof(uint64_t));
+	p->n_both = calloc(L, sizeof(uint64_t));
+	if (!p->router || !p->norm || (has_bias && !p->bias) || !p->pend_sel || !p->pend_set ||
+	    !p->first_set || !p->h || !p->logit || !p->seen || !p->n_pred || !p->n_chosen || !p->n_both) {
+		xpredict_free(p);
+		return smk_fail(err, -ENOMEM, "expert prediction: out of memory for %llu bytes of routers",
+				(unsigned long long)p->bytes);
+	}
+	for (int il = 0; il < p->L; il++) {
+		const struct wblock *b = &m->blocks[model_layer_block(m, il)];
+		const struct wtensor *r = &b->t[LT_GATE_INP], *n = &b->t[LT_FFN_NORM];
+		for (int e = 0; e < p->E; e++)
+			if (qtype_dequant_row(r->type, wtensor_row(r, e), p->router + ((size_t)il * E + (size_t)e) * D,
+					      p->D)) {
+				xpredict_free(p);
+				return smk_fail(err, -EINVAL, "expert prediction: cannot decode %s", r->name);
+			}
+		memcpy(p->norm + (size_t)il * D, n->data, sizeof(float) * D);
+		if (p->bias)
+			memcpy(p->bias + (size_t)il * E, b->t[LT_GATE_INP_B].data, sizeof(float) * E);
+	}
+	*out = p;
+	return 0;
+}
+
+/* Row x's top k of layer il's predicted logits into sel (ties: lower index). */
+static void predict_row(struct xpredict *p, int il, const float *x, int32_t *sel)
+{
+	const size_t D = (size_t)p->D, E = (size_t)p->E;
+	double ss = 0.0;
+	for (size_t i = 0; i < D; i++)
+		ss += (double)x[i] * x[i];
+	const float scale = 1.0f / sqrtf((float)(ss / (double)D) + p->eps);
+	const float *w = p->norm + (size_t)il * D;
+	for (size_t i = 0; i < D; i++)
+		p->h[i] = x[i] * scale * w[i];
+	const float *r = p->router + (size_t)il * E * D;
+	for (size_t e = 0; e < E; e++) {
+		float acc = 0.0f;
+		for (size_t i = 0; i < D; i++)
+			acc += r[e * D + i] * p->h[i];
+		p->logit[e] = acc + (p->bias ? p->bias[(size_t)il * E + e] : 0.0f);
+	}
+	for (int j = 0; j < p->K; j++) {
+		int best = -1;
+		for (int e = 0; e < p->E; e++) {
+			bool taken = false;
+			for (int q = 0; q < j && !taken; q++)
+				taken = sel[q] == e;
+			if (!taken && (best < 0 || p->logit[e] > p->logit[best]))
+				best = e;
+		}
+		sel[j] = best;
+	}
+}
+
+int xpredict_layer(struct xpredict *p, int layer, const float *x, int T, int *experts)
+{
+	if (layer < 0 || layer >= p->L || T <= 0)
+		return 0;
+	if (T > p->max_rows)
+		T = p->max_rows;
+	memset(p->pend_set, 0, (size_t)p->E);
+	int n = 0;
+	for (int t = 0; t < T; t++) {
+		int32_t *sel = p->pend_sel + (size_t)t * p->K;
+		predict_row(p, layer, x + (size_t)t * p->D, sel);
+		for (int j = 0; j < p->K; j++)
+			if (!p->pend_set[sel[j]]) {
+				p->pend_set[sel[j]] = 1;
+				experts[n++] = sel[j];
+			}
+	}
+	p->pend_layer = layer;
+	p->pend_rows = true;
+	p->pend_T = T;
+	return n;
+}
+
+int xpredict_wrap(struct xpredict *p, int *experts)
+{
+	int n = 0;
+	for (int e = 0; e < p->E; e++) {
+		p->pend_set[e] = p->first_set[e];
+		if (p->first_set[e])
+			experts[n++] = e;
+	}
+	p->pend_layer = n ? 0 : -1;
+	p->pend_rows = false;
+	return n;
+}
+
+void xpredict_score(struct xpredict *p, int layer, const int32_t *sel, int T, int k)
+{
+	if (layer < 0 || layer >= p->L)
+		return;
+	memset(p->seen, 0, (size_t)p->E);
+	uint64_t chosen = 0, both = 0, pred = 0;
+	for (int i = 0; i < T * k; i++)
+		if (!p->seen[sel[i]]) {
+			p->seen[sel[i]] = 1;
+			chosen++;
+		}
+	if (layer == 0)
+		memcpy(p->first_set, p->seen, (size_t)p->E);
+	if (p->pend_layer != layer)
+		return;
+	for (int e = 0; e < p->E; e++) {
+		pred += p->pend_set[e];
+		both += p->pend_set[e] && p->seen[e];
+	}
+	__atomic_add_fetch(&p->n_pred[layer], pred, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&p->n_chosen[layer], chosen, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&p->n_both[layer], both, __ATOMIC_RELAXED);
+	p->pend_layer = -1;
+}
+
+const int32_t *xpredict_row(const struct xpredict *p, int layer, int t)
+{
+	if (!p || p->pend_layer != layer || !p->pend_rows || t < 0 || t >= p->pend_T)
+		return NULL;
+	return p->pend_sel + (size_t)t * p->K;
+}
+
+int xpredict_stats(const struct xpredict *p, struct xpredict_layer_stats *out, int max)
+{
+	int n = 0;
+	for (int il = 0; p && il < p->L && n < max; il++, n++)
+		out[n] = (struct xpredict_layer_stats){
+			.layer = il,
+			.predicted = __atomic_load_n(&p->n_pred[il], __ATOMIC_RELAXED),
+			.chosen = __atomic_load_n(&p->n_chosen[il], __ATOMIC_RELAXED),
+			.both = __atomic_load_n(&p->n_both[il], __ATOMIC_RELAXED),
+		};
+	return n;
+}
