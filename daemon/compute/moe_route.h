@@ -38,6 +38,10 @@ void moe_route(const float *logits, int n_expert, int n, int k, float *probs, in
 void moe_route_topk_softmax(const float *logits, int n_expert, int n, int k, int32_t *sel,
 			    float *w_raw, float *w);
 
+/* The top k of x[0..n) into sel (indices) and, if not NULL, vals: a stable
+ * descending sort's first k (ties to the lower index). */
+void moe_top_k(const float *x, int n, int k, int32_t *sel, float *vals);
+
 /* The softmax alone, over one row of n values (y may equal x). */
 void moe_softmax_row(const float *x, float *y, int n);
 

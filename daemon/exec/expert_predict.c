@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compute/moe_route.h"
 #include "quant/qtype.h"
 
 struct xpredict {
@@ -121,17 +122,7 @@ static void predict_row(struct xpredict *p, int il, const float *x, int32_t *sel
 			acc += r[e * D + i] * p->h[i];
 		p->logit[e] = acc + (p->bias ? p->bias[(size_t)il * E + e] : 0.0f);
 	}
-	for (int j = 0; j < p->K; j++) {
-		int best = -1;
-		for (int e = 0; e < p->E; e++) {
-			bool taken = false;
-			for (int q = 0; q < j && !taken; q++)
-				taken = sel[q] == e;
-			if (!taken && (best < 0 || p->logit[e] > p->logit[best]))
-				best = e;
-		}
-		sel[j] = best;
-	}
+	moe_top_k(p->logit, p->E, p->K, sel, NULL);
 }
 
 int xpredict_layer(struct xpredict *p, int layer, const float *x, int T, int *experts)

@@ -46,10 +46,9 @@ void moe_softmax_row(const float *x, float *y, int n)
 		y[i] *= inv;
 }
 
-/* The top k of row x (n values) into s and v: a stable descending sort's
- * first k - each pass takes the largest not yet taken, the lowest index on
- * a tie.  k passes over n values: k is small (2..8). */
-static void top_k(const float *x, int n, int k, int32_t *s, float *v)
+/* Each pass takes the largest value not yet taken, the lowest index on a
+ * tie: k passes over n values (k is small: 2..8). */
+void moe_top_k(const float *x, int n, int k, int32_t *s, float *v)
 {
 	for (int j = 0; j < k; j++) {
 		int best = -1;
@@ -61,7 +60,8 @@ static void top_k(const float *x, int n, int k, int32_t *s, float *v)
 				best = e;
 		}
 		s[j] = best;
-		v[j] = x[best];
+		if (v)
+			v[j] = x[best];
 	}
 }
 
@@ -71,7 +71,7 @@ void moe_route_topk_softmax(const float *logits, int n_expert, int n, int k, int
 	for (int r = 0; r < n; r++) {
 		int32_t *s = sel + (int64_t)r * k;
 		float *wr = w + (int64_t)r * k;
-		top_k(logits + (int64_t)r * n_expert, n_expert, k, s, wr);
+		moe_top_k(logits + (int64_t)r * n_expert, n_expert, k, s, wr);
 		if (w_raw)
 			for (int j = 0; j < k; j++)
 				w_raw[(int64_t)r * k + j] = wr[j];
@@ -88,7 +88,7 @@ void moe_route(const float *logits, int n_expert, int n, int k, float *probs_all
 		moe_softmax_row(logits + (int64_t)r * n_expert, probs, n_expert);
 		int32_t *s = sel + (int64_t)r * k;
 		float *wr = w + (int64_t)r * k;
-		top_k(probs, n_expert, k, s, wr);
+		moe_top_k(probs, n_expert, k, s, wr);
 		if (w_raw)
 			for (int j = 0; j < k; j++)
 				w_raw[(int64_t)r * k + j] = wr[j];
