@@ -1,7 +1,6 @@
 /* expert_predict.c - next-layer expert prediction (expert_predict.h). */
 #include "exec/expert_predict.h"
 
-#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@ struct xpredict {
 	float *router;          /* L x E x D: each MoE layer's router, as floats */
 	float *norm;            /* L x D: its FFN pre-norm */
 	float *bias;            /* L x E: the router's bias (gpt-oss), or NULL */
+	struct wtensor *t_router, *t_norm, *t_bias;  /* L views of the above (F32) */
 	uint64_t bytes;
 	/* the prediction waiting for its layer to route */
 	int pend_layer;         /* -1: none */
@@ -24,7 +24,6 @@ struct xpredict {
 	int32_t *pend_sel;      /* max_rows x K */
 	uint8_t *pend_set;      /* E flags: the union */
 	uint8_t *first_set;     /* E flags: this step's choice at layer 0 */
-	float *h, *logit;       /* scratch: one row normalised, its logits */
 	uint8_t *seen;          /* E flags: scratch for the union */
 	uint64_t *n_pred, *n_chosen, *n_both;   /* per layer; relaxed atomics */
 };
@@ -39,8 +38,9 @@ void xpredict_free(struct xpredict *p)
 	free(p->pend_sel);
 	free(p->pend_set);
 	free(p->first_set);
-	free(p->h);
-	free(p->logit);
+	free(p->t_router);
+	free(p->t_norm);
+	free(p->t_bias);
 	free(p->seen);
 	free(p->n_pred);
 	free(p->n_chosen);
@@ -75,14 +75,16 @@ int xpredict_new(struct xpredict **out, const struct model *m, int max_rows, str
 	p->pend_sel = malloc(sizeof(int32_t) * (size_t)max_rows * (size_t)p->K);
 	p->pend_set = calloc(E, 1);
 	p->first_set = calloc(E, 1);
-	p->h = malloc(sizeof(float) * D);
-	p->logit = malloc(sizeof(float) * E);
+	p->t_router = calloc(L, sizeof(struct wtensor));
+	p->t_norm = calloc(L, sizeof(struct wtensor));
+	p->t_bias = calloc(L, sizeof(struct wtensor));
 	p->seen = calloc(E, 1);
 	p->n_pred = calloc(L, sizeof(uint64_t));
 	p->n_chosen = calloc(L, sizeof(uint64_t));
 	p->n_both = calloc(L, sizeof(uint64_t));
 	if (!p->router || !p->norm || (has_bias && !p->bias) || !p->pend_sel || !p->pend_set ||
-	    !p->first_set || !p->h || !p->logit || !p->seen || !p->n_pred || !p->n_chosen || !p->n_both) {
+	    !p->first_set || !p->t_router || !p->t_norm || !p->t_bias || !p->seen || !p->n_pred ||
+	    !p->n_chosen || !p->n_both) {
 		xpredict_free(p);
 		return smk_fail(err, -ENOMEM, "expert prediction: out of memory for %llu bytes of routers",
 				(unsigned long long)p->bytes);
@@ -99,43 +101,44 @@ int xpredict_new(struct xpredict **out, const struct model *m, int max_rows, str
 		memcpy(p->norm + (size_t)il * D, n->data, sizeof(float) * D);
 		if (p->bias)
 			memcpy(p->bias + (size_t)il * E, b->t[LT_GATE_INP_B].data, sizeof(float) * E);
+		/* F32 views for the backend's ops (host memory: the backends
+		 * that predict compute there) */
+		p->t_router[il] = (struct wtensor){ .name = r->name, .type = QTYPE_F32, .ne0 = p->D,
+						    .ne1 = p->E, .row_bytes = sizeof(float) * D,
+						    .nbytes = sizeof(float) * D * E, .source = -1,
+						    .data = p->router + (size_t)il * E * D };
+		p->t_norm[il] = (struct wtensor){ .name = n->name, .type = QTYPE_F32, .ne0 = p->D, .ne1 = 1,
+						  .row_bytes = sizeof(float) * D, .nbytes = sizeof(float) * D,
+						  .source = -1, .data = p->norm + (size_t)il * D };
+		if (p->bias)
+			p->t_bias[il] = (struct wtensor){ .name = "router bias", .type = QTYPE_F32,
+							  .ne0 = p->E, .ne1 = 1, .row_bytes = sizeof(float) * E,
+							  .nbytes = sizeof(float) * E, .source = -1,
+							  .data = p->bias + (size_t)il * E };
 	}
 	*out = p;
 	return 0;
 }
 
-/* Row x's top k of layer il's predicted logits into sel (ties: lower index). */
-static void predict_row(struct xpredict *p, int il, const float *x, int32_t *sel)
-{
-	const size_t D = (size_t)p->D, E = (size_t)p->E;
-	double ss = 0.0;
-	for (size_t i = 0; i < D; i++)
-		ss += (double)x[i] * x[i];
-	const float scale = 1.0f / sqrtf((float)(ss / (double)D) + p->eps);
-	const float *w = p->norm + (size_t)il * D;
-	for (size_t i = 0; i < D; i++)
-		p->h[i] = x[i] * scale * w[i];
-	const float *r = p->router + (size_t)il * E * D;
-	for (size_t e = 0; e < E; e++) {
-		float acc = 0.0f;
-		for (size_t i = 0; i < D; i++)
-			acc += r[e * D + i] * p->h[i];
-		p->logit[e] = acc + (p->bias ? p->bias[(size_t)il * E + e] : 0.0f);
-	}
-	moe_top_k(p->logit, p->E, p->K, sel, NULL);
-}
-
-int xpredict_layer(struct xpredict *p, int layer, const float *x, int T, int *experts)
+int xpredict_layer(struct xpredict *p, struct backend *be, int layer, const float *x, int T,
+		   float *h, float *logits, int *experts)
 {
 	if (layer < 0 || layer >= p->L || T <= 0)
 		return 0;
 	if (T > p->max_rows)
 		T = p->max_rows;
+	/* The backend's own ops (threaded, SIMD): this runs once per MoE
+	 * layer and step, on the per-token path. */
+	be->ops->rmsnorm(be, x, &p->t_norm[layer], h, p->D, T, p->eps);
+	if (be->ops->matmul(be, &p->t_router[layer], h, T, logits))
+		return 0;
+	if (p->bias)
+		be->ops->add_bias(be, logits, &p->t_bias[layer], T);
 	memset(p->pend_set, 0, (size_t)p->E);
 	int n = 0;
 	for (int t = 0; t < T; t++) {
 		int32_t *sel = p->pend_sel + (size_t)t * p->K;
-		predict_row(p, layer, x + (size_t)t * p->D, sel);
+		moe_top_k(logits + (size_t)t * p->E, p->E, p->K, sel, NULL);
 		for (int j = 0; j < p->K; j++)
 			if (!p->pend_set[sel[j]]) {
 				p->pend_set[sel[j]] = 1;

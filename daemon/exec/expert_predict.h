@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "arch/model.h"
+#include "compute/backend.h"
 #include "util/err.h"
 
 struct xpredict;
@@ -49,9 +50,12 @@ uint64_t xpredict_bytes(const struct xpredict *p);
 
 /* Predict layer `layer`'s experts for rows x[0..T) (n_embd floats each, the
  * residual stream after the previous layer's attention), remembering them
- * for xpredict_score.  The union over rows, most likely first, into
- * experts[0..); returns its size. */
-int xpredict_layer(struct xpredict *p, int layer, const float *x, int T, int *experts);
+ * for xpredict_score, with the ops of be (a host-memory backend) and its
+ * scratch h (T x n_embd) and logits (T x n_expert), both overwritten.  The
+ * union over rows, most likely first, into experts[0..); returns its size
+ * (0 if the product failed: no prediction). */
+int xpredict_layer(struct xpredict *p, struct backend *be, int layer, const float *x, int T,
+		   float *h, float *logits, int *experts);
 
 /* The first MoE layer of the next step: the experts chosen there this step
  * (xpredict_score of that layer), remembered as its prediction.  Returns

@@ -506,7 +506,9 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 	if (f->xp) {
 		xpredict_score(f->xp, il, f->sel, T, k);
 		if (il + 1 < hp->n_layer) {
-			n_pred = xpredict_layer(f->xp, next, f->x, T, f->xp_list);
+			/* scratch: xg is gathered into only when the experts
+			 * run, below; the router's logits are spent (routed) */
+			n_pred = xpredict_layer(f->xp, be, next, f->x, T, f->xg, f->rlog, f->xp_list);
 		} else {
 			/* The next step's first layer: scored, not announced - a
 			 * hint that outlives the step would keep the prefetch

@@ -63,11 +63,15 @@ struct rig {
 	struct forward *f;
 };
 
-static void rig_open(struct rig *r, const char *path, const struct wstore_opts *o)
+/* shard_bytes: model_load_opts.shard_bytes (0: the default); max_cols the
+ * backend's widest input row. */
+static void rig_open_with(struct rig *r, const char *path, const struct wstore_opts *o,
+			  uint64_t shard_bytes, int64_t max_cols)
 {
 	struct smk_err err = { 0 };
-	ck_assert_msg(model_load(&r->m, path, &err) == 0, "%s", err.msg);
-	struct backend_limits lim = { .max_cols = 256, .max_rows = 16, .max_ctx = 64, .max_heads = 8,
+	struct model_load_opts mo = { .shard_bytes = shard_bytes };
+	ck_assert_msg(model_load_opts(&r->m, path, &mo, &err) == 0, "%s", err.msg);
+	struct backend_limits lim = { .max_cols = max_cols, .max_rows = 16, .max_ctx = 64, .max_heads = 8,
 				      .n_threads = 2 };
 	ck_assert(backend_cpu_new(&r->be, &lim, &err) == 0);
 	if (o)
@@ -75,6 +79,11 @@ static void rig_open(struct rig *r, const char *path, const struct wstore_opts *
 	else
 		ck_assert(wstore_new_resident(&r->ws, r->m, &err) == 0);
 	ck_assert_msg(forward_new(&r->f, r->m, r->be, r->ws, 16, 8, &err) == 0, "%s", err.msg);
+}
+
+static void rig_open(struct rig *r, const char *path, const struct wstore_opts *o)
+{
+	rig_open_with(r, path, o, 0, 256);
 }
 
 static void rig_close(struct rig *r)
@@ -626,18 +635,8 @@ static const char *gpt_oss_path(void)
  * block of this 32000-row model) and room for its widths. */
 static void rig_open_sharded(struct rig *r, const char *path, const struct wstore_opts *o)
 {
-	struct smk_err err = { 0 };
-	struct model_load_opts mo = { .shard_bytes = 256 << 10 };
-	ck_assert_msg(model_load_opts(&r->m, path, &mo, &err) == 0, "%s", err.msg);
+	rig_open_with(r, path, o, 256 << 10, 512);
 	ck_assert_int_eq(r->m->fam->family, FAMILY_GPT_OSS);
-	struct backend_limits lim = { .max_cols = 512, .max_rows = 16, .max_ctx = 64, .max_heads = 8,
-				      .n_threads = 2 };
-	ck_assert(backend_cpu_new(&r->be, &lim, &err) == 0);
-	if (o)
-		ck_assert_msg(wstore_new_tiered(&r->ws, r->m, o, &err) == 0, "%s", err.msg);
-	else
-		ck_assert(wstore_new_resident(&r->ws, r->m, &err) == 0);
-	ck_assert_msg(forward_new(&r->f, r->m, r->be, r->ws, 16, 8, &err) == 0, "%s", err.msg);
 }
 
 START_TEST(gpt_oss_out_of_core_equals_resident)
