@@ -226,3 +226,183 @@ def bench_model(preset, layers=None, experts=None):
         os.rename(path + ".tmp", path)
         print("  %.2f GB in %.0f s" % (os.path.getsize(path) / 1e9, time.time() - t0), flush=True)
     return path
+
+
+# --- llama.cpp as a multi-stream peer (bench/moe-ooc) -----------------------
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class LlamaServer:
+    """llama.cpp's llama-server (the native build) with `parallel` slots of
+    `ctx_per_slot` tokens each, started in cgroup cg (or None):
+
+        with LlamaServer(model, 16, 256, cg, ["--no-repack"]) as s:
+            llama_run_clients(s.port, 4, 32)
+
+    No prompt cache in RAM (--cache-ram 0: it would take memory the cap does
+    not have), no warm-up pass (the caller warms up with a client, as it does
+    for smoked), no --fit (the context is given).  start() waits for /health
+    (up to `timeout` s; loading in a cap with repack can take long) and
+    raises RuntimeError with the log's tail if the server dies or never
+    becomes ready."""
+
+    def __init__(self, model, parallel, ctx_per_slot, cg=None, extra=(), timeout=600, threads=None, exe=None):
+        self.exe = exe or os.path.join(llama_bin(), "llama-server")
+        self.port = free_port()
+        self.cg, self.timeout = cg, timeout
+        self.args = [self.exe, "-m", model, "--host", "127.0.0.1", "--port", str(self.port),
+                     "-np", str(parallel), "-c", str(parallel * ctx_per_slot), "-t", str(threads or os.cpu_count()),
+                     "--cache-ram", "0", "--no-warmup", "-fit", "off", *extra]
+        self.proc = self.log = None
+
+    def tail(self, n=1500):
+        try:
+            with open(self.log.name, errors="replace") as f:
+                return f.read()[-n:]
+        except (OSError, AttributeError):
+            return ""
+
+    def start(self):
+        import http.client
+        import tempfile
+        self.log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=self.cg.enter if self.cg else None)
+        t0 = time.time()
+        while time.time() - t0 < self.timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError("llama-server exited %d: %s" % (self.proc.returncode, self.tail()))
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                c.request("GET", "/health")
+                st = c.getresponse().status
+                c.close()
+                if st == 200:
+                    self.load_s = time.time() - t0
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("llama-server not ready in %d s: %s" % (self.timeout, self.tail()))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self.log:
+            try:
+                os.unlink(self.log.name)
+            except OSError:
+                pass
+
+
+def llama_stream_one(port, prompt, n, out, i):
+    """One streaming /v1/completions request to llama-server, with the
+    sampling bench/daemon-throughput's clients ask smoked for.  Records
+    (tokens, first token time, last token time, error): the token count is
+    the final chunk's usage.completion_tokens (a token that ends inside a
+    UTF-8 sequence sends no chunk, so chunks undercount), the times are those
+    of the first and last chunk that carries text."""
+    import http.client
+    import json
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+    body = {"prompt": prompt, "max_tokens": n, "temperature": 0.8, "top_k": 40, "top_p": 0.95,
+            "min_p": 0.05, "seed": 1000 + i, "stream": True, "cache_prompt": False}
+    c.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    if r.status != 200:
+        out[i] = (0, None, None, "HTTP %d" % r.status)
+        return
+    chunks, used, t_first, t_last = 0, None, None, None
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+            continue
+        now = time.monotonic()
+        try:
+            d = json.loads(line[6:])
+        except ValueError:
+            continue
+        if "usage" in d and d["usage"]:
+            used = d["usage"].get("completion_tokens")
+        ch = (d.get("choices") or [{}])[0]
+        if ch.get("finish_reason") is None and ch.get("text"):
+            t_first = t_first if t_first is not None else now
+            t_last = now
+            chunks += 1
+    c.close()
+    out[i] = (used if used is not None else chunks, t_first, t_last, None)
+
+
+def llama_run_clients(port, k, n):
+    """k concurrent streaming clients of n tokens against llama-server; the
+    same dict (and the same definitions) as bench/daemon-throughput's
+    run_clients: tps = tokens / wall; dtps = tokens after each client's
+    first / (last token - first first-token)."""
+    import threading
+    out = [None] * k
+    th = [threading.Thread(target=llama_stream_one, args=(port, "Story number %d begins:" % i, n, out, i))
+          for i in range(k)]
+    t0 = time.monotonic()
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    wall = time.monotonic() - t0
+    errors = [o[3] for o in out if o[3]]
+    total = sum(o[0] for o in out)
+    firsts = [o[1] for o in out if o[1] is not None]
+    lasts = [o[2] for o in out if o[2] is not None]
+    dec = sum(max(o[0] - 1, 0) for o in out)
+    dec_wall = (max(lasts) - min(firsts)) if firsts else 0.0
+    return dict(tps=total / wall if wall > 0 else 0.0, total=total, wall=wall, errors=errors,
+                dtps=dec / dec_wall if dec_wall > 0 else 0.0, dec=dec, dec_wall=dec_wall)
+
+
+def llama_batched_bench(model, npl, n, cg, extra=(), npp=8, timeout=600):
+    """llama-batched-bench -npp npp -ntg n -npl <npl> in cgroup cg: {pl:
+    S_TG tok/s} (pl sequences decoded in lock step from random tokens, no
+    sampling, no HTTP), or (None, why)."""
+    import json
+    exe = os.path.join(llama_bin(), "llama-batched-bench")
+    ctx = max(npl) * (npp + n) + 64
+    cmd = [exe, "-m", model, "-c", str(ctx), "-b", "2048", "-ub", "512", "-npp", str(npp), "-ntg", str(n),
+           "-npl", ",".join(str(x) for x in npl), "-t", str(os.cpu_count()), "--output-format", "jsonl",
+           "-fit", "off", *extra]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=cg.enter if cg else None,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "did not finish in %d s (killed)" % timeout
+    if p.returncode != 0:
+        return None, "exit %d: %s" % (p.returncode, p.stderr.strip().splitlines()[-1:] if p.stderr else "")
+    res = {}
+    for line in (p.stdout + "\n" + p.stderr).splitlines():
+        line = line.strip()
+        if line.startswith("{") and "speed_tg" in line:
+            try:
+                d = json.loads(line)
+                res[d["pl"]] = d["speed_tg"]
+            except (ValueError, KeyError):
+                pass
+    return (res, None) if res else (None, "no jsonl rows in its output")
