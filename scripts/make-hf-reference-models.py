@@ -26,6 +26,7 @@ last LAST rows of logits, "argmax": per sequence per position,
 "margin": the smallest top-1/top-2 gap of the reference (how close a tie is)}.
 """
 import json
+import math
 import os
 import shutil
 import sys
@@ -151,10 +152,10 @@ MODEL_CLASS = {
 }
 
 
-def reference(path):
+def reference(path, **kw):
     """float32 logits of the model saved at path, as transformers computes them."""
     model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32,
-                                                              attn_implementation="eager")
+                                                              attn_implementation="eager", **kw)
     model.eval()
     out = {"sequences": SEQUENCES, "logits": [], "argmax": [], "margin": None}
     margin = float("inf")
@@ -185,15 +186,32 @@ def reference(path):
 
 
 def main():
+    # --only gpt-oss: (re)make just the gpt-oss cases, leaving the others.
+    only_gpt_oss = sys.argv[1:] == ["--only", "gpt-oss"]
+    if len(sys.argv) > 1 and not only_gpt_oss:
+        raise SystemExit("usage: make-hf-reference-models.py [--only gpt-oss]")
     torch.manual_seed(1234)
-    if os.path.isdir(OUT):
-        shutil.rmtree(OUT)
-    os.makedirs(OUT)
+    if only_gpt_oss:
+        for n in GPT_OSS_CASES:
+            shutil.rmtree(os.path.join(OUT, n), ignore_errors=True)
+    else:
+        if os.path.isdir(OUT):
+            shutil.rmtree(OUT)
+        os.makedirs(OUT)
     toks = {False: train_tokenizer(False), True: train_tokenizer(True)}
     for t in toks.values():
         assert t.get_vocab_size() <= VOCAB, t.get_vocab_size()
     summary = []
-    for name, cfg, spm, shard in configs():
+    for seed in range(4242, 4242 + 300):
+        if write_gpt_oss(toks[False], seed, summary):
+            break
+    else:
+        raise SystemExit("gpt-oss: no seed without near-ties")
+    if only_gpt_oss:
+        configs_list = []
+    else:
+        configs_list = list(configs())
+    for name, cfg, spm, shard in configs_list:
         cfg.architectures = [MODEL_CLASS[name].__name__]
         # Reseed until no reference logit row is a near-tie (top-1 must be
         # unambiguous for the test's 100% top-1 agreement to be fair).
@@ -257,6 +275,155 @@ def write_all(name, cfg, spm, shard, toks, seed, summary):
             rows.append((f"{name}-{dtype_name}", ref["margin"]))
             model = model.to(torch.float32)
     if min(m for _, m in rows) < MIN_MARGIN:
+        return False
+    summary.extend(rows)
+    return True
+
+
+
+
+# ---- gpt-oss ---------------------------------------------------------------
+# GptOssForCausalLM twice: as transformers saves a dense checkpoint (bf16
+# experts, gate_up_proj [E, H, 2I] with gate/up interleaved in the last
+# dimension, down_proj [E, I, H]) and as OpenAI ships it (MXFP4 experts).
+# The MXFP4 directory is written here from the same model: each expert
+# matrix in [out, in] orientation (gate/up rows interleaved: row 2j is gate
+# j, row 2j+1 up j), in groups of 32 along `in`, as
+#   <proj>_blocks uint8 [E, out, in/32, 16]: byte i holds element 2i in its
+#       low nibble and element 2i+1 in its high nibble (FP4 E2M1 codes,
+#       values {+-0, 0.5, 1, 1.5, 2, 3, 4, 6});
+#   <proj>_scales uint8 [E, out, in/32]: E8M0, the group's scale 2^(s-127);
+# which is what transformers' integrations/mxfp4.py
+# (_convert_moe_packed_tensors) and OpenAI's gpt_oss/torch/weights.py read.
+# The MXFP4 reference logits are transformers' own, loading that directory
+# with Mxfp4Config(dequantize=True) on the CPU; the script checks that they
+# equal the dense model's with the experts replaced by the dequantised
+# values (so the layout written here is the one transformers reads).
+
+GPT_OSS_CASES = ["gpt-oss-bf16", "gpt-oss-mxfp4"]
+FP4_VALUES = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+
+
+def gpt_oss_config():
+    return transformers.GptOssConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=32, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=6,
+        num_experts_per_tok=3, sliding_window=8, max_position_embeddings=131072,
+        rms_norm_eps=1e-5, initializer_range=0.25, tie_word_embeddings=False,
+        # the real checkpoints' YaRN (truncate false: unrounded correction
+        # range), on a head_dim of 16
+        rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0,
+                         "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
+                         "original_max_position_embeddings": 4096},
+        bos_token_id=None, eos_token_id=0, pad_token_id=0,
+        architectures=["GptOssForCausalLM"])
+
+
+def mxfp4_quantise(w):
+    """w [E, out, in] float -> (blocks [E, out, in/32, 16] uint8, scales
+    [E, out, in/32] uint8, the dequantised values [E, out, in]).  The scale
+    is ggml's reference choice (floor(log2(amax)) - 2, so the largest value
+    maps near 4..8 and saturates at 6); each value rounds to the nearest
+    FP4 code."""
+    E, O, I = w.shape
+    g = w.float().reshape(E, O, I // 32, 32)
+    amax = g.abs().amax(-1)
+    e = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp(min=1e-30))) - 2, torch.zeros_like(amax))
+    e = e.clamp(-127, 127)
+    scales = (e + 127).to(torch.uint8)
+    x = g / torch.pow(2.0, e)[..., None]
+    lut = torch.tensor(FP4_VALUES[:8])
+    mag = (x.abs()[..., None] - lut).abs().argmin(-1)  # nearest magnitude
+    code = mag + 8 * ((x < 0) & (mag > 0)).long()
+    deq = torch.tensor(FP4_VALUES)[code] * torch.pow(2.0, e)[..., None]
+    code = code.to(torch.uint8)
+    blocks = code[..., 0::2] | (code[..., 1::2] << 4)
+    return blocks.contiguous(), scales.contiguous(), deq.reshape(E, O, I)
+
+
+def write_gpt_oss(tok, seed, summary):
+    from safetensors.torch import save_file
+    torch.manual_seed(seed)
+    cfg = gpt_oss_config()
+    model = transformers.GptOssForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            # _init_weights zeroes the expert biases and nn.Linear biases
+            if name.endswith("bias") or name.endswith("_bias"):
+                p.normal_(0.0, 0.25)
+    model = model.to(torch.bfloat16).to(torch.float32)   # the values both files hold
+    model.eval()
+    rows = []
+
+    def finish(d, ref_kw):
+        save_tokenizer(tok, os.path.join(d, "tokenizer.json"))
+        with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+            json.dump({"bos_token": None, "eos_token": "<|endoftext|>", "add_bos_token": False,
+                       "add_eos_token": False}, f, indent=1)
+        p = os.path.join(d, "generation_config.json")
+        if os.path.exists(p):
+            os.remove(p)
+        ref = reference(d, **ref_kw)
+        ref["seed"] = seed
+        with open(os.path.join(d, "reference.json"), "w") as f:
+            json.dump(ref, f, separators=(",", ":"))
+        rows.append((os.path.basename(d), ref["margin"]))
+        return ref
+
+    dense = os.path.join(OUT, "gpt-oss-bf16")
+    model.to(torch.bfloat16).save_pretrained(dense, safe_serialization=True)
+    model = model.to(torch.float32)
+    finish(dense, {})
+
+    # MXFP4: the experts quantised, everything else bf16 as in OpenAI's files.
+    q = os.path.join(OUT, "gpt-oss-mxfp4")
+    os.makedirs(q)
+    sd = {}
+    deq_model = transformers.GptOssForCausalLM(cfg)
+    deq_model.load_state_dict(model.state_dict())
+    for name, t in model.state_dict().items():
+        if name.endswith("mlp.experts.gate_up_proj") or name.endswith("mlp.experts.down_proj"):
+            blocks, scales, deq = mxfp4_quantise(t.transpose(1, 2))   # -> [E, out, in]
+            sd[name + "_blocks"] = blocks
+            sd[name + "_scales"] = scales
+            with torch.no_grad():
+                deq_model.get_parameter(name).copy_(deq.transpose(1, 2))
+        else:
+            sd[name] = t.to(torch.bfloat16).contiguous()
+    save_file(sd, os.path.join(q, "model.safetensors"), metadata={"format": "pt"})
+    c = json.loads(cfg.to_json_string())
+    c["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    c["dtype"] = "bfloat16"
+    with open(os.path.join(q, "config.json"), "w") as f:
+        json.dump(c, f, indent=2)
+    ref = finish(q, {"quantization_config": transformers.Mxfp4Config(dequantize=True)})
+    # A few expert rows of layer 0 as transformers dequantises them
+    # (integrations/mxfp4.py), to check the converted blocks value by value:
+    # gate/up row r = column 2r/2r+1 of gate_up [E, H, 2I], down row r =
+    # column r of down [E, I, H].
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    gu = convert_moe_packed_tensors(sd["model.layers.0.mlp.experts.gate_up_proj_blocks"],
+                                    sd["model.layers.0.mlp.experts.gate_up_proj_scales"], dtype=torch.float32)
+    dn = convert_moe_packed_tensors(sd["model.layers.0.mlp.experts.down_proj_blocks"],
+                                    sd["model.layers.0.mlp.experts.down_proj_scales"], dtype=torch.float32)
+    picks = [("gate", 1, 3, gu[1, :, 6]), ("up", 1, 3, gu[1, :, 7]), ("gate", 5, 31, gu[5, :, 62]),
+            ("up", 5, 0, gu[5, :, 1]), ("down", 2, 5, dn[2, :, 5]), ("down", 0, 63, dn[0, :, 63])]
+    ref["dequant"] = [{"layer": 0, "proj": p, "expert": e, "row": r, "values": [float(v) for v in col]}
+                      for p, e, r, col in picks]
+    with open(os.path.join(q, "reference.json"), "w") as f:
+        json.dump(ref, f, separators=(",", ":"))
+    # The same logits from the dense model with the dequantised experts.
+    deq_model.eval()
+    with torch.no_grad():
+        for si, seq in enumerate(SEQUENCES):
+            want = deq_model(torch.tensor([seq])).logits[0][-LAST:]
+            got = torch.tensor(ref["logits"][si])
+            err = float((want - got).abs().max())
+            assert err < 1e-4, f"MXFP4 layout: transformers' logits differ from the dequantised model's by {err}"
+    if min(m for _, m in rows) < MIN_MARGIN:
+        for n in GPT_OSS_CASES:
+            shutil.rmtree(os.path.join(OUT, n), ignore_errors=True)
         return False
     summary.extend(rows)
     return True

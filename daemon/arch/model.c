@@ -309,6 +309,11 @@ static int load_yarn(struct model *m, float factor, struct smk_err *err)
 	a *= attn;
 	hp->yarn_ext_factor = 1.0f;
 	hp->yarn_attn_factor = a;
+	/* formats/hf writes it for transformers' "truncate": false */
+	bool trunc = true;
+	if ((rc = gguf_get_bool(m->gguf, "smoke.rope.yarn_truncate", &trunc, err)) && rc != -ENOENT)
+		return rc;
+	hp->yarn_unrounded = !trunc;
 	return 0;
 }
 
@@ -832,6 +837,14 @@ void model_layer_rope(const struct model *m, int il, struct rope_params *rp)
 			rp->attn_factor = m->hp.yarn_attn_factor;
 			rope_yarn_corr_dims(rp->n_rot, m->hp.yarn_orig_ctx, rp->base, m->hp.yarn_beta_fast,
 					    m->hp.yarn_beta_slow, rp->corr_dims);
+			if (m->hp.yarn_unrounded) {
+				/* transformers' find_correction_range(truncate=False) */
+				const double n = rp->n_rot, lb = 2.0 * log(rp->base);
+				const double lo = n * log(m->hp.yarn_orig_ctx / (m->hp.yarn_beta_fast * 2.0 * M_PI)) / lb;
+				const double hi = n * log(m->hp.yarn_orig_ctx / (m->hp.yarn_beta_slow * 2.0 * M_PI)) / lb;
+				rp->corr_dims[0] = (float)(lo > 0.0 ? lo : 0.0);
+				rp->corr_dims[1] = (float)(hi < n - 1.0 ? hi : n - 1.0);
+			}
 		}
 	}
 }

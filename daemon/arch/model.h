@@ -109,6 +109,10 @@ struct hparams {
 	 * (rope_params). */
 	float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
 	int yarn_orig_ctx;
+	/* YaRN's ramp ends unrounded (transformers' truncate=false, what a
+	 * gpt-oss HF directory asks for: smoke.rope.yarn_truncate false);
+	 * else llama.cpp's floor/ceil (every GGUF file). */
+	bool yarn_unrounded;
 };
 
 struct model {

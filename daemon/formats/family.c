@@ -10,8 +10,7 @@ static const struct family_info families[FAMILY_COUNT] = {
 	[FAMILY_GEMMA3] = { FAMILY_GEMMA3, "gemma3", "gelu_pytorch_tanh" },
 	[FAMILY_QWEN3] = { FAMILY_QWEN3, "qwen3", "silu" },
 	[FAMILY_QWEN3MOE] = { FAMILY_QWEN3MOE, "qwen3moe", "silu" },
-	/* no HF class maps here yet: formats/hf does not translate gpt-oss
-	 * directories (interleaved gate_up, MXFP4 blocks/scales) */
+	/* HF directories: formats/hf/hf_gpt_oss.h converts the experts */
 	[FAMILY_GPT_OSS] = { FAMILY_GPT_OSS, "gpt-oss", "swiglu_oai" },
 };
 
@@ -26,6 +25,7 @@ static const struct {
 	{ "Qwen3MoeForCausalLM", FAMILY_QWEN3MOE },
 	{ "MixtralForCausalLM", FAMILY_LLAMA },
 	{ "Gemma3ForCausalLM", FAMILY_GEMMA3 },
+	{ "GptOssForCausalLM", FAMILY_GPT_OSS },
 };
 
 #define N_HF (sizeof(hf_classes) / sizeof(hf_classes[0]))

@@ -20,6 +20,7 @@
 #include "formats/gguf_build.h"
 #include "quant/qtype.h"
 #include "formats/safetensors.h"
+#include "formats/hf/hf_gpt_oss.h"
 #include "formats/hf/tokenizer_json.h"
 #include "util/fp16.h"
 
@@ -68,6 +69,12 @@ static const struct name_map gemma_names[] = {
 	{ "post_feedforward_layernorm.weight", "post_ffw_norm.weight" },
 };
 
+/* What the finished handle's tensors point into. */
+struct hf_res {
+	struct st_set *set;
+	struct hf_oss_cache *oss;   /* gpt-oss's converted experts, or NULL */
+};
+
 struct hf {
 	const char *dir;
 	char cfg_path[4096];
@@ -76,10 +83,13 @@ struct hf {
 	const char *hf_class;            /* architectures[0], borrowed from cfg */
 	bool gemma;                      /* Gemma: norms are (1 + w), extra norms */
 	bool mixtral;                    /* MixtralForCausalLM: block_sparse_moe.* */
+	bool gpt_oss;                    /* GptOssForCausalLM (hf_gpt_oss.h) */
 	int n_expert;                    /* mixture of experts (0: dense) */
 	struct gguf_builder *b;
 	struct st_set *set;
+	struct hf_res *res;              /* what the handle releases at close */
 	int n_layer, head_dim;
+	int64_t n_embd, n_ff;
 	double rope_theta;
 	json_t *rope_global, *rope_local;  /* borrowed from cfg; may be NULL */
 	bool tied;
@@ -161,6 +171,7 @@ static int read_config(struct hf *h)
 	h->hf_class = name;  /* lives as long as h->cfg */
 	h->gemma = h->fam->family == FAMILY_GEMMA3;
 	h->mixtral = !strcmp(name, "MixtralForCausalLM");
+	h->gpt_oss = h->fam->family == FAMILY_GPT_OSS;
 	return 0;
 }
 
@@ -180,6 +191,11 @@ static void key_f32(struct hf *h, const char *k, double v)
 
 static int check_act(struct hf *h)
 {
+	/* gpt-oss's config says hidden_act "silu", which its experts do not
+	 * use (the clamped SwiGLU is fixed in the model; check_gpt_oss checks
+	 * its two constants instead). */
+	if (h->gpt_oss)
+		return 0;
 	const char *act = cfg_str(h->cfg, "hidden_activation");
 	if (!act)
 		act = cfg_str(h->cfg, "hidden_act");
@@ -314,6 +330,107 @@ static int rope_objects(struct hf *h)
 	return rc ? smk_err_prefix(h->err, "rope_parameters") : 0;
 }
 
+/* YaRN as the converter writes it (TextModel.set_gguf_parameters): the
+ * factor, the training context and beta_fast/slow; arch/model.c derives
+ * the rest as llama.cpp does (ext_factor 1, magnitude 1 + 0.1 ln factor,
+ * which is transformers' default attention_factor).  What would make
+ * transformers compute something else is refused: an explicit
+ * attention_factor or mscale, a partial rotary factor.  "truncate": false
+ * (gpt-oss's setting: the ramp's ends unrounded, where llama.cpp rounds
+ * them down and up) becomes smoke.rope.yarn_truncate false, which
+ * arch/model.c honours (docs/models.md). */
+static int yarn_keys(struct hf *h, json_t *rs)
+{
+	double factor, orig, bf = 32.0, bs = 1.0, prf = 1.0;
+	int rc;
+	if ((rc = cfg_num(h, rs, "factor", true, &factor)) ||
+	    (rc = cfg_num(h, rs, "original_max_position_embeddings", true, &orig)) ||
+	    ((rc = cfg_num(h, rs, "beta_fast", false, &bf)) && rc != -ENOENT) ||
+	    ((rc = cfg_num(h, rs, "beta_slow", false, &bs)) && rc != -ENOENT) ||
+	    ((rc = cfg_num(h, rs, "partial_rotary_factor", false, &prf)) && rc != -ENOENT))
+		return smk_err_prefix(h->err, "rope scaling");
+	if (!(factor >= 1.0) || !(orig >= 1.0 && orig <= INT32_MAX && orig == floor(orig)) ||
+	    !(bf > 0.0) || !(bs > 0.0))
+		return smk_fail(h->err, -EINVAL, "%s: yarn needs factor >= 1, an integer "
+				"original_max_position_embeddings and positive beta_fast/beta_slow",
+				h->cfg_path);
+	if (prf != 1.0)
+		return smk_fail(h->err, -ENOTSUP, "%s: rope scaling key 'partial_rotary_factor' %g is not "
+				"supported (1)", h->cfg_path, prf);
+	static const char *const refused[] = { "attention_factor", "mscale", "mscale_all_dim" };
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		json_t *v = json_object_get(rs, refused[i]);
+		if (v && !json_is_null(v))
+			return smk_fail(h->err, -ENOTSUP, "%s: rope scaling key '%s' is set, but only "
+					"yarn's default magnitude (1 + 0.1 ln factor) is implemented",
+					h->cfg_path, refused[i]);
+	}
+	json_t *tr = json_object_get(rs, "truncate");
+	if (tr && !json_is_boolean(tr) && !json_is_null(tr))
+		return smk_fail(h->err, -EINVAL, "%s: rope scaling key 'truncate' must be a boolean",
+				h->cfg_path);
+	char key[64];
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", h->fam->gguf_arch);
+	gguf_builder_set_str(h->b, key, "yarn", 4);
+	key_f32(h, "rope.scaling.factor", factor);
+	key_u32(h, "rope.scaling.original_context_length", (int64_t)orig);
+	key_f32(h, "rope.scaling.yarn_beta_fast", bf);
+	key_f32(h, "rope.scaling.yarn_beta_slow", bs);
+	/* transformers' default is true (llama.cpp's floor/ceil) */
+	if (json_is_false(tr))
+		gguf_builder_set_bool(h->b, "smoke.rope.yarn_truncate", false);
+	return 0;
+}
+
+/* gpt-oss facts the forward pass hard-wires (family_desc in model.c and
+ * the clamped SwiGLU of exec/): even layers slide over sliding_window
+ * positions, odd layers see everything; alpha 1.702, limit 7; biases on
+ * q/k/v/o. */
+static int check_gpt_oss(struct hf *h)
+{
+	double v;
+	int rc;
+	if ((rc = cfg_num(h, h->cfg, "swiglu_alpha", false, &v)) == 0 && fabs(v - 1.702) > 1e-6)
+		return smk_fail(h->err, -ENOTSUP, "%s: swiglu_alpha %g is not supported (1.702)", h->cfg_path, v);
+	if (rc && rc != -ENOENT)
+		return rc;
+	if ((rc = cfg_num(h, h->cfg, "swiglu_limit", false, &v)) == 0 && v != 7.0)
+		return smk_fail(h->err, -ENOTSUP, "%s: swiglu_limit %g is not supported (7)", h->cfg_path, v);
+	if (rc && rc != -ENOENT)
+		return rc;
+	json_t *ab = json_object_get(h->cfg, "attention_bias");
+	if (ab && !json_is_true(ab))
+		return smk_fail(h->err, -ENOTSUP, "%s: key 'attention_bias' must be true for gpt-oss",
+				h->cfg_path);
+	json_t *lt = json_object_get(h->cfg, "layer_types");
+	if (lt && !json_is_null(lt)) {
+		if (!json_is_array(lt) || json_array_size(lt) != (size_t)h->n_layer)
+			return smk_fail(h->err, -EINVAL, "%s: key 'layer_types' must be an array of %d strings",
+					h->cfg_path, h->n_layer);
+		for (int il = 0; il < h->n_layer; il++) {
+			const char *t = json_string_value(json_array_get(lt, (size_t)il));
+			const char *want = il % 2 ? "full_attention" : "sliding_attention";
+			if (!t || strcmp(t, want))
+				return smk_fail(h->err, -ENOTSUP, "%s: layer_types[%d] is '%.32s'; only "
+						"sliding and full layers alternating is supported ('%s')",
+						h->cfg_path, il, t ? t : "(not a string)", want);
+		}
+	}
+	json_t *qc = json_object_get(h->cfg, "quantization_config");
+	if (qc && !json_is_null(qc)) {
+		const char *qm = json_is_object(qc) ? cfg_str(qc, "quant_method") : NULL;
+		if (!qm || strcmp(qm, "mxfp4"))
+			return smk_fail(h->err, -ENOTSUP, "%s: quantization_config.quant_method '%.32s' is not "
+					"supported (mxfp4, or no quantization_config)", h->cfg_path,
+					qm ? qm : "(missing)");
+	}
+	int64_t sw;
+	if ((rc = cfg_int(h, "sliding_window", true, 1, INT32_MAX, &sw)))
+		return rc;
+	key_u32(h, "attention.sliding_window", sw);
+	return 0;
+}
+
 static int rope_scaling(struct hf *h)
 {
 	json_t *rs = h->rope_global;
@@ -342,8 +459,10 @@ static int rope_scaling(struct hf *h)
 		key_f32(h, "rope.scaling.factor", factor);
 		return 0;
 	}
+	if (!strcmp(type, "yarn") && h->gpt_oss)
+		return yarn_keys(h, rs);
 	return smk_fail(h->err, -ENOTSUP, "%s: rope_scaling type '%.32s' is not supported "
-			"(linear, llama3)", h->cfg_path, type);
+			"(linear, llama3%s)", h->cfg_path, type, h->gpt_oss ? ", yarn" : "");
 }
 
 static int hparams(struct hf *h)
@@ -371,6 +490,8 @@ static int hparams(struct hf *h)
 				h->cfg_path, h->rope_theta, eps);
 	h->n_layer = (int)layers;
 	h->head_dim = (int)head_dim;
+	h->n_embd = embd;
+	h->n_ff = ff;
 
 	gguf_builder_set_str(h->b, "general.architecture", h->fam->gguf_arch, strlen(h->fam->gguf_arch));
 	const char *base = strrchr(h->dir, '/');
@@ -402,6 +523,8 @@ static int hparams(struct hf *h)
 		return rc;
 	if (h->gemma && (rc = check_gemma(h)))
 		return rc;
+	if (h->gpt_oss && (rc = check_gpt_oss(h)))
+		return rc;
 	json_t *tie = json_object_get(h->cfg, "tie_word_embeddings");
 	if (tie && !json_is_boolean(tie))
 		return smk_fail(h->err, -EINVAL, "%s: key 'tie_word_embeddings' must be a boolean",
@@ -419,7 +542,7 @@ static int hparams(struct hf *h)
 static int moe_keys(struct hf *h, int64_t ff)
 {
 	const bool qmoe = h->fam->family == FAMILY_QWEN3MOE;
-	if (!qmoe && !h->mixtral)
+	if (!qmoe && !h->mixtral && !h->gpt_oss)
 		return 0;
 	int64_t ne, used, ffe = ff;
 	int rc;
@@ -445,6 +568,8 @@ static int moe_keys(struct hf *h, int64_t ff)
 					h->cfg_path);
 		key_u32(h, "expert_feed_forward_length", ffe);
 	}
+	if (h->gpt_oss)  /* the converter's expert_feed_forward_length */
+		key_u32(h, "expert_feed_forward_length", ff);
 	if ((rc = refuse_if_set(h, "shared_expert_intermediate_size", "shared experts are not supported")))
 		return rc;
 	key_u32(h, "expert_count", ne);
@@ -476,7 +601,8 @@ static const char *map_layer(const struct hf *h, const char *rest)
 }
 
 /* The GGUF name of HF tensor `name` into out; 1 if the tensor is to be
- * skipped, 0 if mapped, <0 if unknown. */
+ * skipped, 2 if it is a gpt-oss expert tensor (hf_gpt_oss.c), 0 if mapped,
+ * <0 if unknown. */
 static int map_name(struct hf *h, const char *name, char *out, size_t cap)
 {
 	if (!strcmp(name, "model.embed_tokens.weight"))
@@ -497,6 +623,22 @@ static int map_name(struct hf *h, const char *name, char *out, size_t cap)
 		return -ENOENT;
 	if (!strcmp(end + 1, "self_attn.rotary_emb.inv_freq"))
 		return 1;  /* recomputed from rope_theta, as transformers does */
+	if (h->gpt_oss) {
+		static const struct name_map oss[] = {
+			{ "self_attn.sinks", "attn_sinks.weight" },
+			{ "post_attention_layernorm.weight", "post_attention_norm.weight" },
+			{ "mlp.router.weight", "ffn_gate_inp.weight" },
+			{ "mlp.router.bias", "ffn_gate_inp.bias" },
+		};
+		if (hf_oss_is_expert_tensor(end + 1))
+			return 2;  /* hf_gpt_oss.c reads them */
+		for (size_t i = 0; i < sizeof(oss) / sizeof(oss[0]); i++)
+			if (!strcmp(end + 1, oss[i].hf))
+				return snprintf(out, cap, "blk.%ld.%s", il, oss[i].gguf), 0;
+		if (!strncmp(end + 1, "mlp.", 4))
+			return -ENOENT;
+		goto dense;
+	}
 	if (h->n_expert) {
 		/* The router and one tensor per expert (the plan's per-expert
 		 * layout, blk.N.ffn_gate.E.weight). */
@@ -581,7 +723,7 @@ static int add_tensors(struct hf *h)
 		const char *path = st_path(st_set_file(h->set, fi));
 		char gname[GGUF_MAX_NAME_LEN + 1];
 		int rc = map_name(h, t->name, gname, sizeof(gname));
-		if (rc == 1)
+		if (rc == 1 || rc == 2)
 			continue;
 		if (rc)
 			return smk_fail(h->err, -EINVAL, "%s: tensor '%s' is not part of a %s that smoke "
@@ -610,12 +752,20 @@ static int add_tensors(struct hf *h)
 		uint64_t ne[2] = { t->shape[1], t->shape[0] };
 		gguf_builder_add_tensor(h->b, gname, type, 2, ne, t->data, src0 + fi, t->file_offset);
 	}
+	if (h->gpt_oss) {
+		struct hf_oss_shape sh = { .n_layer = h->n_layer, .n_expert = h->n_expert,
+					   .n_embd = h->n_embd, .n_ff = h->n_ff };
+		return hf_oss_experts(h->b, h->set, h->dir, &sh, &h->res->oss, h->err);
+	}
 	return 0;
 }
 
-static void close_set(void *arg)
+static void close_res(void *arg)
 {
-	st_set_close(arg);
+	struct hf_res *r = arg;
+	st_set_close(r->set);
+	hf_oss_cache_close(r->oss);
+	free(r);
 }
 
 int hf_open(struct gguf **out, const char *dir, struct smk_err *err)
@@ -625,10 +775,15 @@ int hf_open(struct gguf **out, const char *dir, struct smk_err *err)
 	int rc = gguf_builder_new(&h.b, dir);
 	if (rc)
 		return smk_fail(err, rc, "%s: out of memory", dir);
+	if (!(h.res = calloc(1, sizeof(*h.res)))) {
+		gguf_builder_free(h.b);
+		return smk_fail(err, -ENOMEM, "%s: out of memory", dir);
+	}
+	gguf_builder_on_close(h.b, close_res, h.res);
 	if ((rc = read_config(&h)) || (rc = hparams(&h)) ||
-	    (rc = st_set_open(&h.set, dir, err)))
+	    (rc = st_set_open(&h.res->set, dir, err)))
 		goto fail;
-	gguf_builder_on_close(h.b, close_set, h.set);
+	h.set = h.res->set;
 	char tj[4096];
 	snprintf(tj, sizeof(tj), "%s/tokenizer.json", dir);
 	/* Without tokenizer.json the weights still load (tests feed token
@@ -640,6 +795,6 @@ int hf_open(struct gguf **out, const char *dir, struct smk_err *err)
 	return gguf_builder_finish(h.b, out, err);
 fail:
 	json_decref(h.cfg);
-	gguf_builder_free(h.b);   /* closes the shards too (on_close) */
+	gguf_builder_free(h.b);   /* closes the shards and the cache too (on_close) */
 	return rc;
 }

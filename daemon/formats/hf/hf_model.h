@@ -12,7 +12,9 @@
  *   - norms and biases become F32 copies (the forward pass reads them as
  *     float), Gemma's norms with the +1 its RMSNorm applies folded in, as
  *     the converter does;
- *   - llama3 rope_scaling becomes the rope_freqs factors tensor.
+ *   - llama3 rope_scaling becomes the rope_freqs factors tensor;
+ *   - gpt-oss's experts (dense or MXFP4, interleaved gate/up) are converted
+ *     once into a cache file the handle maps (hf_gpt_oss.h).
  * q and k stay in the checkpoint's rotate-half row order; the handle says so
  * with smoke.rope.layout = "neox" (the converter permutes llama's rows into
  * the interleaved order instead - same numbers, no copy here).

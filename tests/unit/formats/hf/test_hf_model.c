@@ -20,6 +20,17 @@
  *     (measured: 0.004..0.017).  LOGIT_TOL = 0.03 (0.5% of the largest
  *     logit) still catches any mapping mistake: a wrong norm, rope layout or
  *     window moves logits by 0.1..several.
+ * gpt-oss (GptOssForCausalLM: 4 layers, window 8, 6 experts top-3, YaRN
+ * with truncate false) is more sensitive: the same fp16 rounding of
+ * attention moves its logits by up to 0.070 (bf16 dense experts); emulating
+ * that rounding in transformers moves them by 0.066 at the same rows, so
+ * GPT_OSS_TOL = 0.1.  Its MXFP4 experts run as llama.cpp runs MXFP4 on the
+ * CPU, against activations quantised to Q8_0 (8 bits per value): measured
+ * 0.39, transformers with fp16 attention and Q8_0-rounded expert inputs
+ * 0.41, so MXFP4_TOL = 0.6.  Top-1 must still agree everywhere, and the
+ * converted MXFP4 values are compared exactly with transformers'
+ * dequantiser (test_gpt_oss_mxfp4_values), so the loose logit tolerance
+ * hides no layout mistake.
  * memory.default_dtype conversions are checked for round-trip accuracy
  * against the dtype's precision, and the converted models' logits against
  * the unconverted ones (tolerances stated at each check). */
@@ -27,22 +38,27 @@
 
 #include "ck_main.h"
 #include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "compute/cpu/qdot.h"
 #include "compute/cuda/cuda_backend.h"
 #include "compute/cuda/cuda_probe.h"
 #include "engine/engine.h"
+#include "formats/safetensors.h"
 #include "quant/convert.h"
 #include "quant/qtype.h"
 #include "util/fp16.h"
 
 #define LOGIT_TOL 0.03
+#define GPT_OSS_TOL 0.1
+#define MXFP4_TOL 0.6
 #define MAX_SEQ 64
 
 static const char *cases[] = {
@@ -50,6 +66,7 @@ static const char *cases[] = {
 	"mistral-f32", "mistral-f16", "mistral-bf16",
 	"qwen2-f32", "qwen2-f16", "qwen2-bf16",
 	"gemma3-f32", "gemma3-f16", "gemma3-bf16",
+	"gpt-oss-bf16", "gpt-oss-mxfp4",
 };
 
 static const char *case_dir(const char *name)
@@ -58,6 +75,13 @@ static const char *case_dir(const char *name)
 	const char *dir = getenv("SMOKE_FIXTURES");
 	snprintf(path, sizeof(path), "%s/hf-models/%s", dir ? dir : "tests/fixtures", name);
 	return path;
+}
+
+static double case_tol(const char *name)
+{
+	if (!strcmp(name, "gpt-oss-mxfp4"))
+		return MXFP4_TOL;
+	return strncmp(name, "gpt-oss", 7) ? LOGIT_TOL : GPT_OSS_TOL;
 }
 
 /* Logits of every position of seq (n tokens) into out[n][n_vocab]. */
@@ -155,11 +179,12 @@ START_TEST(test_against_transformers)
 	const char *name = cases[_i];
 	struct result r = check_case(name, CONVERT_AUTO);
 	printf("%-13s top-1 %d/%d, max |logit error| %.3g (tolerance %.2g)\n", name, r.agree,
-	       r.total, r.max_err, LOGIT_TOL);
+	       r.total, r.max_err, case_tol(name));
+	fflush(stdout);
 	ck_assert_msg(r.agree == r.total, "%s: top-1 agrees at %d of %d positions", name, r.agree,
 		      r.total);
-	ck_assert_msg(r.max_err <= LOGIT_TOL, "%s: max logit error %g > %g", name, r.max_err,
-		      LOGIT_TOL);
+	ck_assert_msg(r.max_err <= case_tol(name), "%s: max logit error %g > %g", name, r.max_err,
+		      case_tol(name));
 }
 END_TEST
 
@@ -185,11 +210,11 @@ static void check_device_case(int i)
 	struct result r = check_case(name, CONVERT_AUTO);
 	printf("%-13s %s%s top-1 %d/%d, max |logit error| %.3g (tolerance %.2g)\n", name,
 	       backend == BACKEND_CUDA ? "cuda" : "cuda-emu", i % 2 ? " streamed" : "", r.agree,
-	       r.total, r.max_err, LOGIT_TOL);
+	       r.total, r.max_err, case_tol(name));
 	ck_assert_msg(r.agree == r.total, "%s: top-1 agrees at %d of %d positions", name, r.agree,
 		      r.total);
-	ck_assert_msg(r.max_err <= LOGIT_TOL, "%s: max logit error %g > %g", name, r.max_err,
-		      LOGIT_TOL);
+	ck_assert_msg(r.max_err <= case_tol(name), "%s: max logit error %g > %g", name, r.max_err,
+		      case_tol(name));
 }
 
 START_TEST(test_cuda_emu_against_transformers)
@@ -597,6 +622,17 @@ static const struct bad_cfg bad_cfgs[] = {
 	{ "gemma3-f32", "sliding_window", NULL, "'sliding_window' is missing" },
 	{ "gemma3-f16", "rope_local_base_freq", "50000.0", "rope theta 50000" },
 	{ "gemma3-f32", NULL, "{\"architectures\": [\"Gemma3ForCausalLM\"],", "config.json: line" },
+	{ "gpt-oss-bf16", "layer_types", "[\"full_attention\", \"sliding_attention\", \"full_attention\", "
+	  "\"sliding_attention\"]", "layer_types[0] is 'full_attention'" },
+	{ "gpt-oss-bf16", "swiglu_limit", "10.0", "swiglu_limit 10 is not supported" },
+	{ "gpt-oss-bf16", "sliding_window", NULL, "'sliding_window' is missing" },
+	{ "gpt-oss-bf16", "rope_parameters", "{\"rope_type\": \"yarn\", \"rope_theta\": 150000.0, "
+	  "\"factor\": 32.0, \"original_max_position_embeddings\": 4096, \"attention_factor\": 1.5}",
+	  "'attention_factor' is set" },
+	{ "gpt-oss-bf16", "num_local_experts", "8", "shape [6, 64, 64], expected [8, 64, 64]" },
+	{ "gpt-oss-mxfp4", "quantization_config", "{\"quant_method\": \"gptq\"}",
+	  "quant_method 'gptq' is not supported" },
+	{ "gpt-oss-mxfp4", "intermediate_size", "64", "shape [6, 64, 2, 16], expected [6, 128, 2, 16]" },
 };
 
 /* A scratch directory with the fixture's files linked in and config.json
@@ -730,6 +766,425 @@ START_TEST(test_integer_weights)
 }
 END_TEST
 
+/* rm -r of a scratch folder of plain files and folders. */
+static void remove_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char p[8192];
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		if (unlink(p))
+			remove_tree(p);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
+/* ---- gpt-oss ------------------------------------------------------------
+ * The experts of a gpt-oss directory are converted into a cache file
+ * (formats/hf/hf_gpt_oss.h); the checks above compare its logits with
+ * transformers'.  Here: the converted bytes value by value, the cache's
+ * reuse and invalidation, and broken directories refused by name. */
+
+/* Row r of expert e's matrix `role` in layer il, as floats. */
+static void expert_row(const struct model *m, int il, int e, int role, int64_t r, float *out)
+{
+	const struct wblock *b = &m->blocks[model_expert_block(m, il, e)];
+	const struct wtensor *t = &b->t[role];
+	ck_assert(b->has[role]);
+	ck_assert_int_lt(r, t->ne1);
+	const uint8_t *row = wtensor_row(t, r);
+	if (t->type == QTYPE_MXFP4) {
+		/* ggml's block: element j in the low nibble of qs[j], j + 16
+		 * in its high nibble; value = doubled E2M1 * 2^(e-128) */
+		for (int64_t k = 0; k < t->ne0 / 32; k++) {
+			struct qtype_block_mxfp4 q;
+			memcpy(&q, row + k * (int64_t)sizeof(q), sizeof(q));
+			for (int j = 0; j < 16; j++) {
+				out[k * 32 + j] = qtype_mxfp4_values[q.qs[j] & 15] * qtype_e8m0_half(q.e);
+				out[k * 32 + j + 16] = qtype_mxfp4_values[q.qs[j] >> 4] * qtype_e8m0_half(q.e);
+			}
+		}
+	} else {
+		ck_assert_int_eq(t->type, QTYPE_BF16);
+		for (int64_t i = 0; i < t->ne0; i++) {
+			uint16_t u;
+			memcpy(&u, row + 2 * i, 2);
+			out[i] = bf16_to_fp32(u);
+		}
+	}
+}
+
+static int proj_role(const char *p)
+{
+	return !strcmp(p, "gate") ? LT_GATE : !strcmp(p, "up") ? LT_UP : LT_DOWN;
+}
+
+/* MXFP4: the converted blocks give exactly the values transformers'
+ * dequantiser gives for the same checkpoint bytes (recorded by the
+ * generator), so nibble order, scale and the gate/up split are right. */
+START_TEST(test_gpt_oss_mxfp4_values)
+{
+	const char *dir = case_dir("gpt-oss-mxfp4");
+	char ref_path[4200];
+	snprintf(ref_path, sizeof(ref_path), "%s/reference.json", dir);
+	json_t *ref = json_load_file(ref_path, 0, NULL);
+	ck_assert_ptr_nonnull(ref);
+	struct smk_err err = { 0 };
+	struct model *m;
+	ck_assert_msg(model_load(&m, dir, &err) == 0, "%s", err.msg);
+	json_t *dq = json_object_get(ref, "dequant");
+	ck_assert_int_ge((int)json_array_size(dq), 4);
+	for (size_t i = 0; i < json_array_size(dq); i++) {
+		json_t *c = json_array_get(dq, i);
+		json_t *vals = json_object_get(c, "values");
+		const char *proj = json_string_value(json_object_get(c, "proj"));
+		float got[256];
+		ck_assert_int_le((int)json_array_size(vals), 256);
+		int e = (int)json_integer_value(json_object_get(c, "expert"));
+		int64_t r = json_integer_value(json_object_get(c, "row"));
+		const struct wtensor *t = &m->blocks[model_expert_block(m, 0, e)].t[proj_role(proj)];
+		ck_assert_int_eq(t->type, QTYPE_MXFP4);
+		ck_assert_int_eq(t->ne0, (int64_t)json_array_size(vals));
+		expert_row(m, 0, e, proj_role(proj), r, got);
+		for (size_t k = 0; k < json_array_size(vals); k++)
+			ck_assert_msg(got[k] == (float)json_number_value(json_array_get(vals, k)),
+				      "%s expert %d row %lld value %zu: %g, transformers %g", proj, e,
+				      (long long)r, k, (double)got[k],
+				      json_number_value(json_array_get(vals, k)));
+	}
+	model_free(m);
+	json_decref(ref);
+}
+END_TEST
+
+/* Dense: the converted rows are the checkpoint's columns (gate = even,
+ * up = odd columns of gate_up_proj [E, H, 2I]; down = columns of
+ * down_proj [E, I, H]), read here straight from the safetensors file. */
+START_TEST(test_gpt_oss_dense_values)
+{
+	const char *dir = case_dir("gpt-oss-bf16");
+	char st_path[4200];
+	snprintf(st_path, sizeof(st_path), "%s/model.safetensors", dir);
+	struct smk_err err = { 0 };
+	struct st_file *f;
+	ck_assert_msg(st_open(&f, st_path, &err) == 0, "%s", err.msg);
+	struct model *m;
+	ck_assert_msg(model_load(&m, dir, &err) == 0, "%s", err.msg);
+	const int64_t H = m->hp.n_embd, I = m->hp.n_ff_exp, E = m->hp.n_expert;
+	for (int il = 0; il < m->hp.n_layer; il++) {
+		char name[96];
+		snprintf(name, sizeof(name), "model.layers.%d.mlp.experts.gate_up_proj", il);
+		const struct st_tensor *gu = st_find(f, name);
+		snprintf(name, sizeof(name), "model.layers.%d.mlp.experts.down_proj", il);
+		const struct st_tensor *dn = st_find(f, name);
+		ck_assert(gu && dn && gu->dtype == ST_BF16 && dn->dtype == ST_BF16);
+		for (int e = 0; e < E; e++) {
+			float row[256];
+			for (int64_t r = 0; r < I; r++)
+				for (int p = 0; p < 2; p++) {
+					expert_row(m, il, e, p ? LT_UP : LT_GATE, r, row);
+					for (int64_t h = 0; h < H; h++) {
+						uint16_t u;
+						memcpy(&u, (const uint8_t *)gu->data +
+						       2 * ((e * H + h) * 2 * I + 2 * r + p), 2);
+						ck_assert(row[h] == bf16_to_fp32(u));
+					}
+				}
+			for (int64_t r = 0; r < H; r++) {
+				expert_row(m, il, e, LT_DOWN, r, row);
+				for (int64_t i = 0; i < I; i++) {
+					uint16_t u;
+					memcpy(&u, (const uint8_t *)dn->data + 2 * ((e * I + i) * H + r), 2);
+					ck_assert(row[i] == bf16_to_fp32(u));
+				}
+			}
+		}
+	}
+	model_free(m);
+	st_close(f);
+}
+END_TEST
+
+/* A copy of a fixture's safetensors file with one tensor edited: dropped,
+ * given another dtype or shape (of the same byte size), or one byte of its
+ * data set.  The file is rebuilt (offsets recomputed) so that it is a
+ * valid safetensors file: what is wrong is only what the edit made. */
+struct st_edit {
+	const char *base, *tensor;
+	bool drop;
+	const char *dtype;         /* NULL: unchanged */
+	int n_shape;               /* 0: unchanged */
+	int64_t shape[4];
+	int64_t poke_at;           /* -1: no byte set */
+	int poke;
+	const char *want;          /* the message must say this */
+};
+
+struct st_ent {
+	const char *name;
+	json_t *v;
+	uint64_t b, e;
+};
+
+static int ent_cmp(const void *x, const void *y)
+{
+	const struct st_ent *p = x, *q = y;
+	return p->b < q->b ? -1 : p->b > q->b ? 1 : p->e < q->e ? -1 : p->e > q->e;
+}
+
+static void write_st_variant(const struct st_edit *ed, const char *out_path)
+{
+	char src[4200];
+	snprintf(src, sizeof(src), "%s/model.safetensors", case_dir(ed->base));
+	FILE *f = fopen(src, "rb");
+	ck_assert_ptr_nonnull(f);
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *all = malloc((size_t)size), *out = malloc((size_t)size);
+	ck_assert(all && out && fread(all, 1, (size_t)size, f) == (size_t)size);
+	fclose(f);
+	uint64_t hl;
+	memcpy(&hl, all, 8);
+	json_t *hdr = json_loadb((const char *)all + 8, hl, 0, NULL);
+	ck_assert_ptr_nonnull(hdr);
+	const uint8_t *data = all + 8 + hl;
+	size_t n = 0;
+	struct st_ent ents[512];
+	const char *key;
+	json_t *v;
+	json_object_foreach(hdr, key, v) {
+		if (!strcmp(key, "__metadata__"))
+			continue;
+		ck_assert_uint_lt(n, 512);
+		json_t *offs = json_object_get(v, "data_offsets");
+		ents[n++] = (struct st_ent){ key, v, (uint64_t)json_integer_value(json_array_get(offs, 0)),
+					     (uint64_t)json_integer_value(json_array_get(offs, 1)) };
+	}
+	qsort(ents, n, sizeof(ents[0]), ent_cmp);
+	json_t *nh = json_object();
+	uint64_t pos = 0;
+	bool found = false;
+	for (size_t i = 0; i < n; i++) {
+		const bool it = !strcmp(ents[i].name, ed->tensor);
+		found |= it;
+		if (it && ed->drop)
+			continue;
+		json_t *c = json_deep_copy(ents[i].v);
+		if (it && ed->dtype)
+			json_object_set_new(c, "dtype", json_string(ed->dtype));
+		if (it && ed->n_shape) {
+			json_t *sh = json_array();
+			for (int d = 0; d < ed->n_shape; d++)
+				json_array_append_new(sh, json_integer(ed->shape[d]));
+			json_object_set_new(c, "shape", sh);
+		}
+		const uint64_t len = ents[i].e - ents[i].b;
+		memcpy(out + pos, data + ents[i].b, len);
+		if (it && ed->poke_at >= 0)
+			out[pos + (uint64_t)ed->poke_at] = (uint8_t)ed->poke;
+		json_t *no = json_array();
+		json_array_append_new(no, json_integer((json_int_t)pos));
+		json_array_append_new(no, json_integer((json_int_t)(pos + len)));
+		json_object_set_new(c, "data_offsets", no);
+		json_object_set_new(nh, ents[i].name, c);
+		pos += len;
+	}
+	ck_assert_msg(found, "%s has no tensor %s", src, ed->tensor);
+	char *text = json_dumps(nh, JSON_COMPACT);
+	ck_assert_ptr_nonnull(text);
+	uint64_t tl = strlen(text), padded = (tl + 7) / 8 * 8;
+	FILE *o = fopen(out_path, "wb");
+	ck_assert_ptr_nonnull(o);
+	fwrite(&padded, 8, 1, o);
+	fprintf(o, "%-*s", (int)padded, text);
+	fwrite(out, 1, pos, o);
+	fclose(o);
+	free(text);
+	json_decref(nh);
+	json_decref(hdr);
+	free(out);
+	free(all);
+}
+
+/* A scratch model directory: the fixture's files linked in, except
+ * model.safetensors (the edited copy). */
+static void make_st_dir(const struct st_edit *ed, char *dir, size_t cap)
+{
+	snprintf(dir, cap, "/tmp/smoke-hf-oss-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	static const char *files[] = { "config.json", "tokenizer.json", "tokenizer_config.json" };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char from[4300], to[256];
+		snprintf(from, sizeof(from), "%s/%s", case_dir(ed->base), files[i]);
+		snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+		char *abs = realpath(from, NULL);
+		ck_assert_ptr_nonnull(abs);
+		ck_assert_int_eq(symlink(abs, to), 0);
+		free(abs);
+	}
+	char st[256];
+	snprintf(st, sizeof(st), "%s/model.safetensors", dir);
+	write_st_variant(ed, st);
+}
+
+#define L0 "model.layers.0.mlp.experts."
+#define L1 "model.layers.1.mlp.experts."
+static const struct st_edit bad_st[] = {
+	/* the sinks of a layer, the experts' biases: missing */
+	{ "gpt-oss-bf16", "model.layers.2.self_attn.sinks", .drop = true, .poke_at = -1,
+	  .want = "'blk.2.attn_sinks.weight' is missing" },
+	{ "gpt-oss-mxfp4", "model.layers.1.self_attn.sinks", .drop = true, .poke_at = -1,
+	  .want = "'blk.1.attn_sinks.weight' is missing" },
+	{ "gpt-oss-bf16", L0 "down_proj_bias", .drop = true, .poke_at = -1,
+	  .want = "'" L0 "down_proj_bias' is missing" },
+	{ "gpt-oss-bf16", L1 "gate_up_proj", .drop = true, .poke_at = -1,
+	  .want = "'" L1 "gate_up_proj' is missing (or MXFP4" },
+	/* dense: a shape that is not [E, H, 2I], the same bytes */
+	{ "gpt-oss-bf16", L1 "gate_up_proj", .n_shape = 3, .shape = { 6, 32, 128 }, .poke_at = -1,
+	  .want = "shape [6, 32, 128], expected [6, 64, 64]" },
+	{ "gpt-oss-bf16", L0 "down_proj", .dtype = "I16", .poke_at = -1,
+	  .want = "dtype I16; dense expert weights must be F32, F16 or BF16" },
+	/* MXFP4: scales that do not match the blocks, wrong dtypes, a
+	 * missing half, a NaN scale */
+	{ "gpt-oss-mxfp4", L1 "gate_up_proj_scales", .n_shape = 3, .shape = { 6, 32, 4 }, .poke_at = -1,
+	  .want = "shape [6, 32, 4], expected [6, 64, 2] (one scale per block" },
+	{ "gpt-oss-mxfp4", L0 "down_proj_blocks", .n_shape = 4, .shape = { 6, 32, 2, 16 }, .poke_at = -1,
+	  .want = "shape [6, 32, 2, 16], expected [6, 64, 1, 16]" },
+	{ "gpt-oss-mxfp4", L0 "gate_up_proj_blocks", .dtype = "I8", .poke_at = -1,
+	  .want = "dtype I8; MXFP4 blocks and scales are U8" },
+	{ "gpt-oss-mxfp4", L1 "down_proj_scales", .drop = true, .poke_at = -1,
+	  .want = "its scales tensor '" L1 "down_proj_scales' is missing" },
+	{ "gpt-oss-mxfp4", L0 "gate_up_proj_scales", .poke_at = 7, .poke = 0xFF,
+	  .want = "scale 0xFF (NaN in the OCP MX format) at expert 0, row 3, block 1" },
+};
+
+START_TEST(test_gpt_oss_broken)
+{
+	const struct st_edit *ed = &bad_st[_i];
+	char dir[64];
+	make_st_dir(ed, dir, sizeof(dir));
+	struct smk_err err = { 0 };
+	struct model *m = NULL;
+	int rc = model_load(&m, dir, &err);
+	remove_tree(dir);
+	ck_assert_msg(rc < 0, "%s %s: loaded", ed->base, ed->tensor);
+	ck_assert_ptr_null(m);
+	ck_assert_msg(strstr(err.msg, ed->want) && strstr(err.msg, dir),
+		      "%s %s: message '%s' lacks '%s' or the path", ed->base, ed->tensor, err.msg,
+		      ed->want);
+}
+END_TEST
+
+/* The rebuilt copy itself is good (so the refusals above come from the
+ * edits alone). */
+START_TEST(test_gpt_oss_copy_loads)
+{
+	const struct st_edit ed = { "gpt-oss-mxfp4", L0 "down_proj_blocks", .poke_at = -1 };
+	char dir[64];
+	make_st_dir(&ed, dir, sizeof(dir));
+	struct smk_err err = { 0 };
+	struct model *m = NULL;
+	int rc = model_load(&m, dir, &err);
+	remove_tree(dir);
+	ck_assert_msg(rc == 0, "%s", err.msg);
+	model_free(m);
+}
+END_TEST
+
+/* The one .smkx file in cache/hf-convert: its name into name (cap bytes)
+ * and its stat; 0 if there is none, else how many there are. */
+static int cache_files(const char *cache, char *name, size_t cap, struct stat *st)
+{
+	char d[4200];
+	snprintf(d, sizeof(d), "%s/hf-convert", cache);
+	DIR *dd = opendir(d);
+	int n = 0;
+	struct dirent *de;
+	while (dd && (de = readdir(dd))) {
+		if (de->d_name[0] == '.')
+			continue;
+		n++;
+		snprintf(name, cap, "%s/%s", d, de->d_name);
+	}
+	if (dd)
+		closedir(dd);
+	if (n == 1)
+		ck_assert_int_eq(stat(name, st), 0);
+	return n;
+}
+
+/* The cache: written once, reused while the shards are unchanged, rebuilt
+ * (and the old file removed) when one changes or the file is damaged; a
+ * cache folder that cannot be made is an error that says where. */
+START_TEST(test_gpt_oss_cache)
+{
+	char cache[] = "/tmp/smoke-hf-cache-t-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(cache));
+	setenv("SMOKE_CACHE", cache, 1);
+	const struct st_edit ed = { "gpt-oss-mxfp4", L0 "down_proj_blocks", .poke_at = -1 };
+	char dir[64];
+	make_st_dir(&ed, dir, sizeof(dir));
+	struct smk_err err = { 0 };
+	struct model *m = NULL;
+	char f1[4600], f2[4600];
+	struct stat s1, s2;
+	ck_assert_int_eq(cache_files(cache, f1, sizeof(f1), &s1), 0);
+	ck_assert_msg(model_load(&m, dir, &err) == 0, "%s", err.msg);
+	model_free(m);
+	ck_assert_int_eq(cache_files(cache, f1, sizeof(f1), &s1), 1);
+	ck_assert_msg(strstr(f1, "/hf-convert/gpt-oss-") && strstr(f1, ".smkx"), "%s", f1);
+
+	/* reused: the same file, not rewritten */
+	ck_assert_msg(model_load(&m, dir, &err) == 0, "%s", err.msg);
+	model_free(m);
+	ck_assert_int_eq(cache_files(cache, f2, sizeof(f2), &s2), 1);
+	ck_assert_str_eq(f1, f2);
+	ck_assert(s1.st_ino == s2.st_ino && s1.st_mtim.tv_sec == s2.st_mtim.tv_sec &&
+		  s1.st_mtim.tv_nsec == s2.st_mtim.tv_nsec);
+
+	/* a shard touched: a new file, the old one gone */
+	char st[256];
+	snprintf(st, sizeof(st), "%s/model.safetensors", dir);
+	struct timespec ts[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+	ck_assert_int_eq(utimensat(AT_FDCWD, st, ts, 0), 0);
+	ck_assert_msg(model_load(&m, dir, &err) == 0, "%s", err.msg);
+	model_free(m);
+	ck_assert_int_eq(cache_files(cache, f2, sizeof(f2), &s2), 1);
+	ck_assert_str_ne(f1, f2);
+
+	/* a damaged file: rebuilt under the same name */
+	int fd = open(f2, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "XXXXXXXX", 8, 0), 8);
+	close(fd);
+	ck_assert_msg(model_load(&m, dir, &err) == 0, "%s", err.msg);
+	model_free(m);
+	ck_assert_int_eq(cache_files(cache, f1, sizeof(f1), &s1), 1);
+	ck_assert_str_eq(f1, f2);
+	char magic[8];
+	fd = open(f1, O_RDONLY);
+	ck_assert_int_eq(pread(fd, magic, 8, 0), 8);
+	close(fd);
+	ck_assert(!memcmp(magic, "SMKHFX01", 8));
+
+	/* no cache folder possible: SMOKE_CACHE under a regular file */
+	char bad[4300];
+	snprintf(bad, sizeof(bad), "%s/model.safetensors/sub", dir);
+	setenv("SMOKE_CACHE", bad, 1);
+	ck_assert_int_lt(model_load(&m, dir, &err), 0);
+	ck_assert_msg(strstr(err.msg, "cannot create the conversion cache folder") &&
+		      strstr(err.msg, "SMOKE_CACHE"), "%s", err.msg);
+	remove_tree(dir);
+	remove_tree(cache);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("hf_model");
@@ -750,11 +1205,24 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof(bad_cfgs) / sizeof(bad_cfgs[0])));
 	tcase_add_test(tc, test_not_a_model_dir);
 	tcase_add_test(tc, test_integer_weights);
+	tcase_add_test(tc, test_gpt_oss_mxfp4_values);
+	tcase_add_test(tc, test_gpt_oss_dense_values);
+	tcase_add_loop_test(tc, test_gpt_oss_broken, 0, (int)(sizeof(bad_st) / sizeof(bad_st[0])));
+	tcase_add_test(tc, test_gpt_oss_copy_loads);
+	tcase_add_test(tc, test_gpt_oss_cache);
 	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	return ck_run(suite());
+	/* gpt-oss's converted experts go to $SMOKE_CACHE/hf-convert: a scratch
+	 * folder for this run (the tests' children inherit it). */
+	char cache[] = "/tmp/smoke-hf-cache-XXXXXX";
+	if (!mkdtemp(cache))
+		return EXIT_FAILURE;
+	setenv("SMOKE_CACHE", cache, 1);
+	int rc = ck_run(suite());
+	remove_tree(cache);
+	return rc;
 }
