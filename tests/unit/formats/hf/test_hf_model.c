@@ -910,6 +910,100 @@ START_TEST(test_gpt_oss_dense_values)
 }
 END_TEST
 
+/* The cache file is a tier-0 source like the shards: with RAM and device
+ * budgets far below the model, experts are read from it (pread by file
+ * offset, not the handle's mapping) and the logits are bit-identical to
+ * the resident store's. */
+START_TEST(test_gpt_oss_tiered)
+{
+	const char *dir = case_dir(_i ? "gpt-oss-mxfp4" : "gpt-oss-bf16");
+	int32_t seq[24];
+	for (int i = 0; i < 24; i++)
+		seq[i] = (i * 37 + 11) % 336;
+	struct engine *e = open_engine(dir, CONVERT_AUTO);
+	int nv = e->model->hp.n_vocab;
+	uint64_t total = e->model->weight_bytes;
+	float *want = malloc(sizeof(float) * 24 * (size_t)nv);
+	float *got = malloc(sizeof(float) * 24 * (size_t)nv);
+	ck_assert(want && got);
+	run_seq(e, seq, 24, want);
+	engine_close(e);
+	struct wstore_opts wo;
+	wstore_opts_default(&wo);
+	wo.ram_budget = total / 2;
+	wo.dev_budget = total / 3;
+	wo.check_budgets = true;
+	e = open_engine_ws(dir, CONVERT_AUTO, &wo);
+	run_seq(e, seq, 24, got);
+	struct wstore_stats st;
+	wstore_get_stats(e->ws, &st);
+	printf("%s tiered: %llu weight bytes, %llu bytes read into RAM, %llu evictions\n",
+	       _i ? "gpt-oss-mxfp4" : "gpt-oss-bf16", (unsigned long long)total,
+	       (unsigned long long)st.tier[WSTORE_TIER_RAM].bytes_in,
+	       (unsigned long long)st.tier[WSTORE_TIER_RAM].evictions);
+	ck_assert_uint_gt(st.tier[WSTORE_TIER_RAM].evictions, 0);
+	ck_assert(memcmp(want, got, sizeof(float) * 24 * (size_t)nv) == 0);
+	engine_close(e);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/* OpenAI's published config.json is transformers-4 style: rope_theta plus
+ * rope_scaling (yarn, truncate false) and a few keys of its own
+ * (experts_per_token, initial_context_length).  The fixture's weights with
+ * such a config give bit-identical logits. */
+START_TEST(test_gpt_oss_legacy_config)
+{
+	const char *src = case_dir("gpt-oss-mxfp4");
+	char dir[] = "/tmp/smoke-hf-oss-legacy-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	static const char *files[] = { "model.safetensors", "tokenizer.json", "tokenizer_config.json" };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char from[4300], to[256];
+		snprintf(from, sizeof(from), "%s/%s", src, files[i]);
+		snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+		char *abs = realpath(from, NULL);
+		ck_assert_ptr_nonnull(abs);
+		ck_assert_int_eq(symlink(abs, to), 0);
+		free(abs);
+	}
+	char cfg[4300];
+	snprintf(cfg, sizeof(cfg), "%s/config.json", src);
+	json_t *c = json_load_file(cfg, 0, NULL);
+	ck_assert_ptr_nonnull(c);
+	json_t *rp = json_deep_copy(json_object_get(c, "rope_parameters"));
+	json_object_set(c, "rope_theta", json_object_get(rp, "rope_theta"));
+	json_object_del(rp, "rope_theta");
+	json_object_set_new(c, "rope_scaling", rp);
+	json_object_del(c, "rope_parameters");
+	json_object_set_new(c, "experts_per_token", json_integer(3));
+	json_object_set_new(c, "initial_context_length", json_integer(4096));
+	snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
+	ck_assert_int_eq(json_dump_file(c, cfg, JSON_INDENT(1)), 0);
+	json_decref(c);
+
+	int32_t seq[24];
+	for (int i = 0; i < 24; i++)
+		seq[i] = (i * 37 + 11) % 336;
+	struct engine *e = open_engine(src, CONVERT_AUTO);
+	int nv = e->model->hp.n_vocab;
+	float *want = malloc(sizeof(float) * 24 * (size_t)nv);
+	float *got = malloc(sizeof(float) * 24 * (size_t)nv);
+	ck_assert(want && got);
+	run_seq(e, seq, 24, want);
+	engine_close(e);
+	e = open_engine(dir, CONVERT_AUTO);
+	ck_assert(e->model->hp.yarn_unrounded && e->model->hp.yarn_ext_factor == 1.0f);
+	run_seq(e, seq, 24, got);
+	engine_close(e);
+	remove_tree(dir);
+	ck_assert(memcmp(want, got, sizeof(float) * 24 * (size_t)nv) == 0);
+	free(want);
+	free(got);
+}
+END_TEST
+
 /* A copy of a fixture's safetensors file with one tensor edited: dropped,
  * given another dtype or shape (of the same byte size), or one byte of its
  * data set.  The file is rebuilt (offsets recomputed) so that it is a
@@ -1207,6 +1301,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_integer_weights);
 	tcase_add_test(tc, test_gpt_oss_mxfp4_values);
 	tcase_add_test(tc, test_gpt_oss_dense_values);
+	tcase_add_loop_test(tc, test_gpt_oss_tiered, 0, 2);
+	tcase_add_test(tc, test_gpt_oss_legacy_config);
 	tcase_add_loop_test(tc, test_gpt_oss_broken, 0, (int)(sizeof(bad_st) / sizeof(bad_st[0])));
 	tcase_add_test(tc, test_gpt_oss_copy_loads);
 	tcase_add_test(tc, test_gpt_oss_cache);
