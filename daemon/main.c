@@ -162,9 +162,10 @@ static void print_expert_stats(struct engine *e, FILE *f)
 			x[i].acquires ? 100.0 * (double)x[i].hits / (double)x[i].acquires : 0.0,
 			x[i].resident, x[i].n_expert);
 		if (i < np && pr[i].predicted)
-			fprintf(f, "; predicted: precision %.1f%%, recall %.1f%%",
+			fprintf(f, "; predicted: precision %.1f%%, recall %.1f%% (history added %llu, %llu chosen)",
 				100.0 * (double)pr[i].both / (double)pr[i].predicted,
-				pr[i].chosen ? 100.0 * (double)pr[i].both / (double)pr[i].chosen : 0.0);
+				pr[i].chosen ? 100.0 * (double)pr[i].both / (double)pr[i].chosen : 0.0,
+				(unsigned long long)pr[i].history, (unsigned long long)pr[i].history_both);
 		fputc('\n', f);
 	}
 	free(x);
@@ -210,6 +211,9 @@ static int run_offline(struct cli *c, const char *model_path)
 		(double)e->model->weight_bytes / (1 << 20), smk_now() - t0,
 		e->be->limits.n_threads);
 	fprintf(stderr, "smoked: %s\n", e->backend_note);
+	char xnote[256];
+	if (engine_expert_note(e, xnote, sizeof(xnote)))
+		fprintf(stderr, "smoked: %s\n", xnote);
 	FILE *trace = NULL;
 	if (c->expert_trace) {
 		if (!(trace = fopen(c->expert_trace, "w"))) {

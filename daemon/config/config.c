@@ -27,6 +27,7 @@ struct key {
 /* Same order as enum config_dtype (and enum convert_dtype). */
 static const char *const dtype_names[] = { "auto", "float32", "float16", "bfloat16", "q8_0", NULL };
 static const char *const policy_names[] = { "lru", "lfu", "fifo", "predictive", NULL };
+static const char *const xpredict_names[] = { "merged", "router", "history", "off", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
 
 #define OFF(f) offsetof(struct config, f)
@@ -99,6 +100,10 @@ static const struct key keys[] = {
 	  "blocks of the execution plan the predictor looks ahead" },
 	{ "runtime.async_prefetch", NULL, K_BOOL, OFF(runtime.async_prefetch), 0, 0, 0, NULL, "true",
 	  "prefetch on the libuv loop (false: load synchronously, for comparison)" },
+	{ "runtime.expert_prediction", NULL, K_ENUM, OFF(runtime.expert_prediction), 0, 0, 0, xpredict_names,
+	  "merged", "how a mixture of experts' next experts are predicted and fetched ahead: the next "
+	  "layer's router on the hidden state, then recent and frequent choices (merged); router; "
+	  "history; off" },
 	{ "device.gpu_id", NULL, K_INT, OFF(device.gpu_id), 0, 0, 63, NULL, "0",
 	  "first CUDA device to use" },
 	{ "device.num_gpus", NULL, K_INT, OFF(device.num_gpus), 0, 0, 64, NULL, "1",

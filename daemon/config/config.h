@@ -38,6 +38,9 @@ enum config_dtype {
 	CONFIG_DTYPE_Q8_0,
 };
 enum config_policy { CONFIG_POLICY_LRU, CONFIG_POLICY_LFU, CONFIG_POLICY_FIFO, CONFIG_POLICY_PREDICTIVE };
+/* runtime.expert_prediction (exec/expert_predict.h) */
+enum config_xpredict { CONFIG_XPREDICT_MERGED, CONFIG_XPREDICT_ROUTER, CONFIG_XPREDICT_HISTORY,
+		       CONFIG_XPREDICT_OFF };
 enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARN, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
 
 struct config {
@@ -81,6 +84,7 @@ struct config {
 		int cache_policy;               /* enum config_policy */
 		int smoke_test_layers;
 		bool async_prefetch;
+		int expert_prediction;          /* enum config_xpredict */
 	} runtime;
 	struct {
 		int gpu_id, num_gpus;

@@ -113,13 +113,29 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 				 (unsigned long long)e->gpu_kv, (unsigned long long)e->gpu_scratch);
 		}
 	}
-	if (rc || (rc = forward_new(&e->fwd, e->model, e->be, e->ws, e->n_batch, max_logits, err)))
+	if (rc || (rc = forward_new(&e->fwd, e->model, e->be, e->ws, e->n_batch, max_logits, err)) ||
+	    (rc = forward_set_expert_prediction(e->fwd, o->expert_prediction, err)))
 		goto fail;
 	*out = e;
 	return 0;
 fail:
 	engine_close(e);
 	return rc;
+}
+
+bool engine_expert_note(const struct engine *e, char *buf, size_t len)
+{
+	const struct hparams *hp = &e->model->hp;
+	if (len)
+		buf[0] = 0;
+	if (hp->n_expert <= 0)
+		return false;
+	const struct xpredict *xp = forward_expert_predictor(e->fwd);
+	snprintf(buf, len,
+		 "experts: %d a layer, %d used a token; prediction %s (%.1f MiB of router copies and history in host memory, outside the weight budgets)",
+		 hp->n_expert, hp->n_expert_used, xp ? xpredict_mode_name(xpredict_mode(xp)) : "off",
+		 (double)xpredict_bytes(xp) / (1 << 20));
+	return true;
 }
 
 void engine_close(struct engine *e)

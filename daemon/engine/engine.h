@@ -40,6 +40,9 @@ struct engine_opts {
 	 * With a device backend it is counted in memory.gpu_memory. */
 	uint64_t kv_reserve;
 	uint64_t shard_bytes;      /* model_load_opts.shard_bytes (0: default) */
+	/* runtime.expert_prediction (a mixture of experts only; 0: the
+	 * default, merged) */
+	enum xpredict_mode expert_prediction;
 };
 
 struct engine {
@@ -60,6 +63,11 @@ struct engine {
 
 int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err *err);
 void engine_close(struct engine *e);
+
+/* One line on a mixture of experts' shape and expert prediction (mode,
+ * host bytes of router copies and history, outside the weight budgets),
+ * into buf; false (buf empty) for a dense model. */
+bool engine_expert_note(const struct engine *e, char *buf, size_t len);
 
 /* Timings of one generation, for the diagnostics line. */
 struct gen_stats {

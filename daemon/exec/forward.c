@@ -69,6 +69,26 @@ int forward_expert_prediction(const struct forward *f, struct xpredict_layer_sta
 	return f && f->xp ? xpredict_stats(f->xp, out, max) : 0;
 }
 
+const struct xpredict *forward_expert_predictor(const struct forward *f)
+{
+	return f ? f->xp : NULL;
+}
+
+int forward_set_expert_prediction(struct forward *f, enum xpredict_mode mode, struct smk_err *err)
+{
+	if (mode == XPREDICT_DEFAULT)
+		mode = XPREDICT_MERGED;
+	if (f->m->hp.n_expert <= 0 || xpredict_mode(f->xp) == mode)
+		return 0;
+	struct xpredict *xp = NULL;
+	int rc = mode == XPREDICT_OFF ? 0 : xpredict_new(&xp, f->m, f->be, f->max_tokens, mode, err);
+	if (rc)
+		return rc;
+	xpredict_free(f->xp);
+	f->xp = xp;
+	return 0;
+}
+
 int forward_set_expert_trace(struct forward *f, FILE *out, struct smk_err *err)
 {
 	const struct model *m = f->m;
@@ -236,9 +256,10 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 			forward_free(f);
 			return smk_fail(err, -ENOMEM, "forward: cannot allocate the expert routing buffers");
 		}
-		/* The next layer's experts are predicted on the host from the
-		 * hidden state: where the backend's memory is the host's. */
-		int rc = be->ops->host_memory ? xpredict_new(&f->xp, m, max_tokens, err) : 0;
+		/* The next layer's experts are predicted from the hidden
+		 * state (expert_predict.h); forward_set_expert_prediction
+		 * changes how. */
+		int rc = xpredict_new(&f->xp, m, be, max_tokens, XPREDICT_MERGED, err);
 		if (rc) {
 			forward_free(f);
 			return rc;
@@ -502,20 +523,26 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 	 * one (or, after the last, the first layer of the next step) from
 	 * the residual stream after this layer's attention (f->x, not yet
 	 * holding this layer's FFN output): expert_predict.h. */
-	int n_pred = 0, next = il + 1 < hp->n_layer ? il + 1 : 0;
+	int n_pred = 0, n_read = 0, next = il + 1;
 	if (f->xp) {
 		xpredict_score(f->xp, il, f->sel, T, k);
-		if (il + 1 < hp->n_layer) {
+		/* The last layer predicts nothing: the next step's first layer
+		 * is announced when that step starts (run_pass) - a hint that
+		 * outlived this step would keep the prefetch loop fetching and
+		 * evicting against the plan's walk while the daemon idles
+		 * (seen: 13k wasted prefetches after one request at a tight
+		 * budget). */
+		if (next < hp->n_layer) {
+			const float *x = f->x;
+			float *staging = xpredict_staging(f->xp);
+			if (staging && (rc = backend_download(be, staging, f->x,
+							      row_bytes * (size_t)T, err)))
+				return rc;
+			if (staging)
+				x = staging;
 			/* scratch: xg is gathered into only when the experts
 			 * run, below; the router's logits are spent (routed) */
-			n_pred = xpredict_layer(f->xp, be, next, f->x, T, f->xg, f->rlog, f->xp_list);
-		} else {
-			/* The next step's first layer: scored, not announced - a
-			 * hint that outlives the step would keep the prefetch
-			 * loop fetching and evicting against the plan's walk
-			 * while the daemon idles (seen: 13k wasted prefetches
-			 * after one request at a tight budget). */
-			xpredict_wrap(f->xp, f->xp_list);
+			n_pred = xpredict_layer(f->xp, next, x, T, f->xg, f->rlog, f->xp_list, &n_read);
 		}
 	}
 	/* Announce them: the store fetches the missing ones in this order and
@@ -525,7 +552,7 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 		f->hint[j] = model_expert_block(m, il, f->order[j]);
 	for (int j = 0; j < n_pred; j++)
 		f->hint[n_used + j] = model_expert_block(m, next, f->xp_list[j]);
-	wstore_hint(f->ws, f->hint, n_used + n_pred);
+	wstore_hint(f->ws, f->hint, n_used + n_pred, n_used, n_used + n_read);
 	/* Run this layer's experts in the store's order (ready first). */
 	int nr = 0;
 	for (int j = 0; j < n_used + n_pred; j++)
@@ -736,6 +763,19 @@ static int run_head(struct forward *f, float *rows, int L, struct smk_err *err)
 
 /* The pass itself, after check_batch; on failure the caller clears the
  * backend's pending state. */
+/* The first layer's predicted experts (history: expert_predict.h),
+ * announced once its dense block is in hand, so that they are fetched
+ * while its attention runs. */
+static void announce_first_layer(struct forward *f)
+{
+	int n_read;
+	const int n = xpredict_first(f->xp, f->xp_list, &n_read);
+	for (int j = 0; j < n; j++)
+		f->hint[j] = model_expert_block(f->m, 0, f->xp_list[j]);
+	if (n)
+		wstore_hint(f->ws, f->hint, n, 0, n_read);
+}
+
 static int run_pass(struct forward *f, struct fwd_item *items, int n_items, int T, int L,
 		    struct smk_err *err)
 {
@@ -752,6 +792,8 @@ static int run_pass(struct forward *f, struct fwd_item *items, int n_items, int 
 		const struct wblock *b = wstore_acquire(f->ws, bi, err);
 		if (!b)
 			return err ? err->code : -EIO;
+		if (il == 0 && f->xp)
+			announce_first_layer(f);
 		rc = run_layer(f, b, items, n_items, T, err);
 		wstore_release(f->ws, bi);
 		if (!rc && hp->n_expert > 0)

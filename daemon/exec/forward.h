@@ -72,9 +72,18 @@ int forward_set_debug(struct forward *f, forward_debug_fn fn, void *ctx);
 int forward_set_expert_trace(struct forward *f, FILE *out, struct smk_err *err);
 
 /* The next-layer expert predictor's per-layer counts (expert_predict.h),
- * up to max layers; 0 for a dense model or a device backend (which runs
- * without prediction).  Any thread. */
+ * up to max layers; 0 for a dense model or with prediction off.  Any
+ * thread. */
 int forward_expert_prediction(const struct forward *f, struct xpredict_layer_stats *out, int max);
+
+/* How the experts of a mixture are predicted (expert_predict.h):
+ * XPREDICT_MERGED unless this says otherwise; OFF announces only each
+ * layer's chosen experts.  Set-up only (not while a pass runs); a dense
+ * model ignores it.  -ENOMEM with err set, the old predictor kept. */
+int forward_set_expert_prediction(struct forward *f, enum xpredict_mode mode, struct smk_err *err);
+
+/* The predictor (for its mode and bytes), or NULL: dense, or off. */
+const struct xpredict *forward_expert_predictor(const struct forward *f);
 
 /* One sequence: run tok[0..n) at positions kv->n_pos.. and append their keys and values to
  * kv.  Logits of the last n_logits tokens (n_logits <= max_logits, may be 0)

@@ -60,10 +60,12 @@ static json_t *experts_json(const struct engine *e)
 			"hit_rate", frac(x[i].hits, x[i].acquires));
 		/* the next-layer predictor's score for this layer, where it ran */
 		if (i < np && pr[i].predicted)
-			json_object_set_new(l, "prediction", json_pack("{s:I, s:I, s:I, s:f, s:f}",
+			json_object_set_new(l, "prediction", json_pack("{s:I, s:I, s:I, s:f, s:f, s:I, s:I}",
 				"predicted", (json_int_t)pr[i].predicted, "chosen", (json_int_t)pr[i].chosen,
 				"both", (json_int_t)pr[i].both, "precision", frac(pr[i].both, pr[i].predicted),
-				"recall", frac(pr[i].both, pr[i].chosen)));
+				"recall", frac(pr[i].both, pr[i].chosen),
+				"history", (json_int_t)pr[i].history,
+				"history_both", (json_int_t)pr[i].history_both));
 		json_array_append_new(layers, l);
 	}
 	if (layers)
@@ -349,13 +351,15 @@ char *server_metrics_text(struct server *s)
 		const int np = pr ? forward_expert_prediction(s->e->fwd, pr, nl) : 0;
 		if (np > 0) {
 			metric(&b, "smoke_expert_prediction_total", "counter",
-			       "The next-layer expert predictor per MoE layer: experts predicted, chosen, and both.");
-			static const char *kinds[] = { "predicted", "chosen", "both" };
-			for (int c = 0; c < 3; c++)
-				for (int i = 0; i < np; i++)
+			       "The expert predictor per MoE layer: experts predicted, chosen, both, and of the predicted those history added and of those the chosen.");
+			static const char *kinds[] = { "predicted", "chosen", "both", "history", "history_both" };
+			for (int c = 0; c < 5; c++)
+				for (int i = 0; i < np; i++) {
+					const uint64_t v[] = { pr[i].predicted, pr[i].chosen, pr[i].both,
+							       pr[i].history, pr[i].history_both };
 					bprintf(&b, "smoke_expert_prediction_total{layer=\"%d\",set=\"%s\"} %llu\n",
-						pr[i].layer, kinds[c],
-						(unsigned long long)(c == 0 ? pr[i].predicted : c == 1 ? pr[i].chosen : pr[i].both));
+						pr[i].layer, kinds[c], (unsigned long long)v[c]);
+				}
 		}
 		free(pr);
 	}

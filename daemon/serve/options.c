@@ -26,6 +26,11 @@ bool options_weights(struct wstore_opts *o, const struct config *c)
 	return true;
 }
 
+static const enum xpredict_mode xpredict_modes[] = {
+	[CONFIG_XPREDICT_MERGED] = XPREDICT_MERGED, [CONFIG_XPREDICT_ROUTER] = XPREDICT_ROUTER,
+	[CONFIG_XPREDICT_HISTORY] = XPREDICT_HISTORY, [CONFIG_XPREDICT_OFF] = XPREDICT_OFF,
+};
+
 void options_from_config(struct run_options *o, const struct config *c, const char *model_path,
 			 enum options_use use)
 {
@@ -36,6 +41,7 @@ void options_from_config(struct run_options *o, const struct config *c, const ch
 		.weights = options_weights(&o->weights, c) ? &o->weights : NULL,
 		.dtype = (enum convert_dtype)c->memory.default_dtype,
 		.gpu_id = c->device.gpu_id, .num_gpus = c->device.num_gpus,
+		.expert_prediction = xpredict_modes[c->runtime.expert_prediction],
 	};
 	if (use != OPTIONS_DAEMON)
 		return;

@@ -50,6 +50,9 @@ static void *loader_main(void *arg)
 		 (double)e->model->weight_bytes / (1 << 20), e->n_ctx, chat_format_name(chat),
 		 smk_now() - t0, e->be->limits.n_threads);
 	log_info("%s", e->backend_note);
+	char xnote[256];
+	if (engine_expert_note(e, xnote, sizeof(xnote)))
+		log_info("%s", xnote);
 	log_info("KV cache: %.1f KiB per position, budget %.1f MiB (%d positions)",
 		 (double)one / 1024, (double)ro.worker.kv_budget / (1 << 20),
 		 (int)(ro.worker.kv_budget / one));

@@ -73,8 +73,9 @@ static void adapt_lookahead(struct wstore_tiered *ws)
 
 /* Start one transfer for unit u towards the compute tier; returns 1 when
  * started, 0 when nothing is to do for u now, -1 when no room can be made
- * (stop: units further ahead would fare no better). */
-static int start_one(struct wstore_tiered *ws, int u)
+ * (stop: units further ahead would fare no better).  cold_before: see
+ * wt_reserve (a predicted unit's victims). */
+static int start_one(struct wstore_tiered *ws, int u, uint64_t cold_before)
 {
 	struct wt_unit *U = &ws->units[u];
 	int ct = ws->ct, t;
@@ -86,13 +87,13 @@ static int start_one(struct wstore_tiered *ws, int u)
 	if (ct == WSTORE_TIER_DEV && U->t[WSTORE_TIER_RAM].state == WS_RESIDENT) {
 		t = WSTORE_TIER_DEV;
 		U->t[WSTORE_TIER_RAM].pin++;
-		if (wt_reserve(ws, u, t, U->dist, false)) {
+		if (wt_reserve(ws, u, t, U->dist, cold_before, false)) {
 			U->t[WSTORE_TIER_RAM].pin--;
 			return -1;
 		}
 	} else {
 		t = WSTORE_TIER_RAM;
-		if (wt_reserve(ws, u, t, U->dist, false))
+		if (wt_reserve(ws, u, t, U->dist, cold_before, false))
 			return -1;
 	}
 	struct wt_job *j = NULL;
@@ -105,6 +106,7 @@ static int start_one(struct wstore_tiered *ws, int u)
 	j->rc = 0;
 	j->secs = 0;
 	U->t[t].state = WS_LOADING;
+	U->fetched_at = ws->clock;
 	ws->tier[t].busy++;
 	ws->jobs_active++;
 	if (t == ws->ct)
@@ -129,9 +131,10 @@ static void schedule(struct wstore_tiered *ws)
 	int n = 0;
 	/* Announced blocks first, in their order: the compute is about to
 	 * acquire them.  Their hint ranks are their distances (wt_update_dist),
-	 * so they may evict what the plan needs later. */
+	 * so they may evict what the plan needs later.  Predicted ones come
+	 * after the plan's blocks (those are sure), below. */
 	for (int i = 0; i < ws->n_hint; i++)
-		if (ws->hint_rank[ws->hint[i]] == i)
+		if (ws->hint_rank[ws->hint[i]] == i && ws->hint_kind[ws->hint[i]] == WT_HINT_SURE)
 			ws->ahead[n++] = ws->hint[i];
 	int *chain = ws->ahead + n, left = ws->n_blocks - n;
 	int want = ws->lookahead < left ? ws->lookahead : left;
@@ -148,13 +151,28 @@ static void schedule(struct wstore_tiered *ws)
 	} else {
 		n += wpredict_ahead(&ws->pred, ws->cursor, want, chain);
 	}
+	const int n_plan = n;
+	for (int i = 0; i < ws->n_hint && n < ws->n_blocks; i++)
+		if (ws->hint_rank[ws->hint[i]] == i && ws->hint_kind[ws->hint[i]] != WT_HINT_SURE)
+			ws->ahead[n++] = ws->hint[i];
 	wt_update_dist(ws);
+	/* A predicted unit may be wrong: it takes free room, or the place of
+	 * a unit unused this step and the last - never what the routing keeps
+	 * reusing, which a wrong guess would cost a second read.  One only to
+	 * be kept is never read from the file. */
+	const uint64_t cold = ws->prev_step_clock;
 	for (int i = 0; i < n; i++) {
+		const bool spec = i >= n_plan;
+		const bool keep = spec && ws->hint_kind[ws->ahead[i]] == WT_HINT_KEEP;
 		const struct wt_block *B = &ws->blocks[ws->ahead[i]];
 		for (int k = 0; k < B->n_units; k++) {
 			if (ws->jobs_active >= WT_JOBS)
 				return;
-			if (start_one(ws, B->units[k]) < 0)
+			const struct wt_unit *U = &ws->units[B->units[k]];
+			if (keep && (ws->ct != WSTORE_TIER_DEV ||
+				     U->t[WSTORE_TIER_RAM].state != WS_RESIDENT))
+				continue;
+			if (start_one(ws, B->units[k], spec ? cold : UINT64_MAX) < 0)
 				return;
 		}
 	}

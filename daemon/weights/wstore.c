@@ -46,10 +46,13 @@ const struct wtensor *wstore_rows_tensor(const struct model *m, int block, int r
 	return t;
 }
 
-void wstore_hint(struct wstore *ws, int *blocks, int n)
+void wstore_hint(struct wstore *ws, int *blocks, int n, int n_sure, int n_read)
 {
-	if (ws && ws->ops->hint && n > 0)
-		ws->ops->hint(ws, blocks, n);
+	if (!ws || !ws->ops->hint || n <= 0)
+		return;
+	n_sure = n_sure < 0 ? 0 : n_sure > n ? n : n_sure;
+	n_read = n_read < n_sure ? n_sure : n_read > n ? n : n_read;
+	ws->ops->hint(ws, blocks, n, n_sure, n_read);
 }
 
 const struct wblock *wstore_acquire(struct wstore *ws, int block, struct smk_err *err)

@@ -135,18 +135,26 @@ void wstore_release(struct wstore *ws, int block);
 
 /* Conditional blocks announced: the forward pass calls this as soon as it
  * knows which blocks it will acquire next (a MoE layer's chosen experts,
- * known once the layer's router has run), before acquiring them.
- * blocks[0..n) are distinct and each about to be acquired once.  The store
+ * known once the layer's router has run), before acquiring them, and which
+ * it predicts it will acquire after (the next layer's likely experts).
+ * blocks[0..n) are distinct; blocks[0..n_sure) are each about to be
+ * acquired once, blocks[n_sure..n) are predicted and may never be: those
+ * before n_read worth a read from the file, the rest (weaker guesses) only
+ * worth keeping and moving up from the RAM tier to the device.  The store
  * reorders blocks[] in place so that the ones it can hand out at once
  * (resident in the compute tier) come first, the others keeping their
- * order, and fetches the others in that order ahead of anything the plan
- * predictor would prefetch.  A hint replaces the previous one; acquiring a
- * hinted block consumes its entry.  Advice only: it never fails, and the
- * resident store leaves blocks[] as it is.  The predictor itself never
- * prefetches an expert block on its own (that would read every expert of
- * the next layer: most of a MoE model); it prefetches the dense blocks
- * ahead as for a dense model. */
-void wstore_hint(struct wstore *ws, int *blocks, int n);
+ * order, and fetches the others: the sure ones ahead of anything the plan
+ * predictor would prefetch, the predicted ones after it, and only into
+ * free room or in place of units unused during this step and the last (a
+ * step starts at the first layer's dense block), so that a wrong guess
+ * costs its own read but never pushes out what the routing keeps reusing.
+ * A hint replaces the previous one; acquiring a hinted block consumes its
+ * entry.  Advice only: it never fails, and the resident store leaves
+ * blocks[] as it is.  The plan predictor itself never prefetches an expert
+ * block on its own (that would read every expert of the next layer: most
+ * of a MoE model); it prefetches the dense blocks ahead as for a dense
+ * model. */
+void wstore_hint(struct wstore *ws, int *blocks, int n, int n_sure, int n_read);
 
 /* Rows [row, row + n) of tensor role `role` of block `block`, as stored
  * (n x row_bytes bytes), into host memory dst, without making the block

@@ -13,7 +13,8 @@ struct wstore_ops {
 	int (*trace)(struct wstore *ws, int *out, int max);
 	int (*read_rows)(struct wstore *ws, int block, int role, int64_t row, int n, void *dst,
 			 struct smk_err *err);
-	void (*hint)(struct wstore *ws, int *blocks, int n);   /* optional */
+	/* optional; 0 <= n_sure <= n_read <= n (wstore.c clamps) */
+	void (*hint)(struct wstore *ws, int *blocks, int n, int n_sure, int n_read);
 	int (*expert_stats)(struct wstore *ws, struct wexpert_layer_stats *out, int max);
 };
 

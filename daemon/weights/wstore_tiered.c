@@ -254,7 +254,8 @@ static int tier_dist(const struct wstore_tiered *ws, const struct wt_unit *U, in
 	return U->dist;
 }
 
-static int pick_victim(struct wstore_tiered *ws, int t, int limit, uint64_t max_size)
+static int pick_victim(struct wstore_tiered *ws, int t, int limit, uint64_t max_size,
+		       uint64_t cold_before)
 {
 	/* Scratch from the heap would be an allocation per eviction: the
 	 * candidates go into a stack array in chunks instead. */
@@ -267,7 +268,8 @@ static int pick_victim(struct wstore_tiered *ws, int t, int limit, uint64_t max_
 			const struct wt_unit *U = &ws->units[u];
 			int d = tier_dist(ws, U, t);
 			if (U->t[t].state != WS_RESIDENT || U->t[t].pin > 0 || (limit >= 0 && d <= limit) ||
-			    U->size > max_size)
+			    U->size > max_size || U->last_use >= cold_before ||
+			    U->fetched_at >= cold_before)
 				continue;
 			cand[n] = (struct wpolicy_cand){ U->last_use, U->uses, U->load_seq, d };
 			idx[n++] = u;
@@ -323,7 +325,8 @@ static int evict(struct wstore_tiered *ws, int u, int t)
 	return 0;
 }
 
-int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
+int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, uint64_t cold_before,
+	       bool can_wait)
 {
 	struct wt_tier *T = &ws->tier[t];
 	struct wt_unit *U = &ws->units[u];
@@ -345,7 +348,7 @@ int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait)
 		 * out a large table to make room for a small layer ahead of time
 		 * costs far more bytes than it saves (Belady counts blocks, the
 		 * disk counts bytes). */
-		int v = pick_victim(ws, t, limit, limit >= 0 ? U->size : UINT64_MAX);
+		int v = pick_victim(ws, t, limit, limit >= 0 ? U->size : UINT64_MAX, cold_before);
 		if (v >= 0) {
 			int rc = evict(ws, v, t);
 			if (rc)
@@ -445,7 +448,7 @@ static int ensure(struct wstore_tiered *ws, int u, int t, bool *waited, struct s
 			if (U->t[t].state != WS_ABSENT)
 				continue;
 			U->t[WSTORE_TIER_RAM].pin++;
-			rc = wt_reserve(ws, u, t, -1, true);
+			rc = wt_reserve(ws, u, t, -1, UINT64_MAX, true);
 			if (rc) {
 				U->t[WSTORE_TIER_RAM].pin--;
 				pthread_cond_broadcast(&ws->cv);
@@ -457,7 +460,7 @@ static int ensure(struct wstore_tiered *ws, int u, int t, bool *waited, struct s
 						(unsigned long long)U->size, tier_key(t));
 			}
 		} else {
-			int rc = wt_reserve(ws, u, t, -1, true);
+			int rc = wt_reserve(ws, u, t, -1, UINT64_MAX, true);
 			if (rc == -EAGAIN)
 				continue;
 			if (rc && ws->arena_rc)
@@ -506,6 +509,11 @@ static const struct wblock *tiered_acquire(struct wstore *w, int block, struct s
 	ws->clock++;
 	if (ws->hint_rank && ws->hint_rank[block] >= 0)
 		ws->hint_rank[block] = -1;
+	if (ws->has_cond && block == ws->m->layer_block[0]) {
+		/* a step starts (wt_reserve's cold_before) */
+		ws->prev_step_clock = ws->step_clock;
+		ws->step_clock = ws->clock;
+	}
 	/* The predictor and the walks follow the unconditional blocks; an
 	 * expert block is placed by its layer (wt_update_dist). */
 	if (!ws->skip || !ws->skip[block]) {
@@ -686,6 +694,7 @@ static void tiered_free(struct wstore *w)
 	free(ws->skip);
 	free(ws->hint);
 	free(ws->hint_rank);
+	free(ws->hint_kind);
 	free(ws->xp_acquires);
 	free(ws->xp_hits);
 	free_units(ws);
@@ -726,15 +735,21 @@ static bool block_ready(const struct wstore_tiered *ws, int b)
 	return true;
 }
 
-static void tiered_hint(struct wstore *w, int *blocks, int n)
+static void tiered_hint(struct wstore *w, int *blocks, int n, int n_sure, int n_read)
 {
 	struct wstore_tiered *ws = (struct wstore_tiered *)w;
 	if (!ws->hint)
 		return;
 	pthread_mutex_lock(&ws->mu);
-	for (int i = 0; i < ws->n_hint; i++)
+	for (int i = 0; i < ws->n_hint; i++) {
 		ws->hint_rank[ws->hint[i]] = -1;
+		ws->hint_kind[ws->hint[i]] = WT_HINT_NONE;
+	}
 	ws->n_hint = 0;
+	for (int i = 0; i < n; i++)
+		if (blocks[i] >= 0 && blocks[i] < ws->n_blocks)
+			ws->hint_kind[blocks[i]] = i < n_sure ? WT_HINT_SURE :
+						   i < n_read ? WT_HINT_PREDICTED : WT_HINT_KEEP;
 	/* Ready ones first (they cost no wait), then the missing ones in the
 	 * caller's order: a stable partition through the hint array. */
 	for (int pass = 0; pass < 2; pass++)
@@ -843,7 +858,8 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 		ws->skip = calloc((size_t)ws->n_blocks, sizeof(bool));
 		ws->hint = calloc((size_t)ws->n_blocks, sizeof(int));
 		ws->hint_rank = malloc(sizeof(int) * (size_t)ws->n_blocks);
-		if (!ws->skip || !ws->hint || !ws->hint_rank) {
+		ws->hint_kind = calloc((size_t)ws->n_blocks, 1);
+		if (!ws->skip || !ws->hint || !ws->hint_rank || !ws->hint_kind) {
 			rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
 			goto fail;
 		}

@@ -62,7 +62,16 @@ struct wt_unit {
 		                          * waiter against a failing read) */
 	} t[WSTORE_N_TIERS];
 	uint64_t last_use, uses, load_seq;
+	uint64_t fetched_at;             /* clock when its last prefetch started */
 	int dist;                        /* scratch: predicted distance to next use */
+};
+
+/* What a hinted block is (wstore_hint). */
+enum wt_hint_kind {
+	WT_HINT_NONE,
+	WT_HINT_SURE,       /* about to be acquired */
+	WT_HINT_PREDICTED,  /* worth a read, into cold room */
+	WT_HINT_KEEP,       /* kept, moved up from RAM only */
 };
 
 struct wt_block {
@@ -133,6 +142,10 @@ struct wstore_tiered {
 	int *hint;                           /* hinted blocks, in fetch order */
 	int n_hint;
 	int *hint_rank;                      /* per block: index in hint[], -1 */
+	uint8_t *hint_kind;                  /* per block: enum wt_hint_kind */
+	/* Steps, for the predicted hints' victims: the clock when the plan's
+	 * first layer was last acquired, and the time before. */
+	uint64_t step_clock, prev_step_clock;
 	uint64_t clock;                      /* logical time: acquires */
 	uint64_t load_clock;
 	int cursor;                          /* last acquired block (not an expert) */
@@ -163,9 +176,12 @@ void wt_update_dist(struct wstore_tiered *ws);
 /* Make room for unit u in tier t and take a slot (state stays ABSENT; the
  * caller sets LOADING).  limit >= 0: only evict units whose predicted next
  * use is further than `limit` and no larger than u (prefetch must not push
- * out what is needed sooner, nor a large unit for a small one); can_wait: wait for transfers in flight when nothing is evictable.
- * Returns 0, -ENOMEM, or an arena's error (recorded in ws->arena_rc). */
-int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, bool can_wait);
+ * out what is needed sooner, nor a large unit for a small one); only units
+ * last used before the clock cold_before (UINT64_MAX: any); can_wait: wait
+ * for transfers in flight when nothing is evictable.  Returns 0, -ENOMEM,
+ * or an arena's error (recorded in ws->arena_rc). */
+int wt_reserve(struct wstore_tiered *ws, int u, int t, int limit, uint64_t cold_before,
+	       bool can_wait);
 /* Transfers with the mutex released: fill unit u's slot in tier t (from the
  * file for RAM, from the RAM slot for the device).  Returns 0 or a negative
  * code with a message in msg. */

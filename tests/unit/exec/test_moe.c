@@ -729,33 +729,29 @@ START_TEST(gpt_oss_batch_equals_alone)
 }
 END_TEST
 
-/* The next-layer predictor (expert_predict.h) on the tiny-qwen3moe fixture
- * (scripts/make-test-models), one row a step: every layer past the first
- * is predicted k experts a step and chooses k, the first from the second
- * step on; "both" never exceeds either; and over the run the router-based
- * predictions beat chance (k of n_expert), which a predictor looking at the
- * wrong layer's router or the wrong hidden state would not reliably do.
- * The outputs are untouched by prediction (test_forward holds them to
- * llama.cpp bit for bit). */
-START_TEST(next_layer_prediction_counts)
+/* STEPS greedy one-row steps on the tiny-qwen3moe fixture with expert
+ * prediction `mode`; the per-layer counts into x (n_layer of them).  false
+ * (SKIP printed) when the fixture is missing. */
+enum { PRED_STEPS = 24 };
+static bool predict_run(enum xpredict_mode mode, struct xpredict_layer_stats *x)
 {
 	const char *dir = getenv("SMOKE_TEST_MODELS");
 	char path[512];
 	snprintf(path, sizeof(path), "%s/tiny-qwen3moe.gguf", dir && *dir ? dir : "/nonexistent");
 	if (access(path, R_OK)) {
 		fprintf(stderr, "SKIP prediction: %s missing (scripts/make-test-models)\n", path);
-		return;
+		return false;
 	}
 	struct rig r;
 	rig_open(&r, path, NULL);
 	const struct hparams *hp = &r.m->hp;
-	enum { STEPS = 24 };
 	struct smk_err err = { 0 };
+	ck_assert_msg(forward_set_expert_prediction(r.f, mode, &err) == 0, "%s", err.msg);
 	struct kvcache *kv;
 	ck_assert(kvcache_new(&kv, r.m, 32, r.be, &err) == 0);
 	int32_t tok = 9;
 	const float *lg;
-	for (int s = 0; s < STEPS; s++) {
+	for (int s = 0; s < PRED_STEPS; s++) {
 		ck_assert_msg(forward_run(r.f, kv, &tok, 1, 1, &lg, &err) == 0, "%s", err.msg);
 		int32_t best = 0;
 		for (int i = 1; i < hp->n_vocab; i++)
@@ -763,28 +759,90 @@ START_TEST(next_layer_prediction_counts)
 				best = i;
 		tok = best;
 	}
-	struct xpredict_layer_stats x[16];
-	const int n = forward_expert_prediction(r.f, x, 16);
-	ck_assert_int_eq(n, hp->n_layer);
-	const uint64_t k = (uint64_t)hp->n_expert_used;
-	uint64_t pred = 0, both = 0;
-	for (int il = 0; il < n; il++) {
-		const uint64_t steps = il == 0 ? STEPS - 1 : STEPS;
-		ck_assert_uint_eq(x[il].predicted, k * steps);
-		ck_assert_uint_eq(x[il].chosen, k * steps);
-		ck_assert_uint_le(x[il].both, x[il].predicted);
+	ck_assert_int_eq(forward_expert_prediction(r.f, x, 16), hp->n_layer);
+	kvcache_free(kv);
+	rig_close(&r);
+	return true;
+}
+
+/* The next-layer predictor (expert_predict.h) on the tiny-qwen3moe fixture
+ * (scripts/make-test-models), one row a step.  The router alone: every
+ * layer past the first is predicted k experts a step and chooses k, the
+ * first (the previous step's choice) from the second step on; "both"
+ * never exceeds either; and over the run the router's predictions beat
+ * chance (k of n_expert), which a predictor looking at the wrong layer's
+ * router or the wrong hidden state would not reliably do.  Merged: the
+ * router's part is the same prediction (the same steps: the outputs are
+ * untouched by prediction - test_forward holds them to llama.cpp bit for
+ * bit), history adds at most k a layer and step and never loses recall;
+ * history alone predicts without the router; off counts nothing. */
+START_TEST(next_layer_prediction_counts)
+{
+	struct xpredict_layer_stats ro[16], me[16], hi[16], off[16];
+	if (!predict_run(XPREDICT_ROUTER, ro))
+		return;
+	predict_run(XPREDICT_MERGED, me);
+	predict_run(XPREDICT_HISTORY, hi);
+	struct smk_err err = { 0 };
+	struct model *m;
+	const char *dir = getenv("SMOKE_TEST_MODELS");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/tiny-qwen3moe.gguf", dir);
+	ck_assert(model_load(&m, path, &err) == 0);
+	const int L = m->hp.n_layer, E = m->hp.n_expert;
+	const uint64_t k = (uint64_t)m->hp.n_expert_used;
+	model_free(m);
+	uint64_t pred = 0, both = 0, hist = 0, rec_r = 0, rec_m = 0, chosen = 0;
+	for (int il = 0; il < L; il++) {
+		const uint64_t steps = il == 0 ? PRED_STEPS - 1 : PRED_STEPS;
+		/* router alone */
+		ck_assert_uint_eq(ro[il].predicted, k * steps);
+		ck_assert_uint_eq(ro[il].chosen, k * steps);
+		ck_assert_uint_le(ro[il].both, ro[il].predicted);
+		ck_assert_uint_eq(ro[il].history, 0);
+		/* merged: the first layer is history's; the others the router's
+		 * set plus at most k */
+		ck_assert_uint_eq(me[il].chosen, k * steps);
 		if (il > 0) {
-			pred += x[il].predicted;
-			both += x[il].both;
+			ck_assert_uint_eq(me[il].predicted - me[il].history, ro[il].predicted);
+			ck_assert_uint_eq(me[il].both - me[il].history_both, ro[il].both);
+			ck_assert_uint_le(me[il].history, k * steps);
+			ck_assert_uint_ge(me[il].both, ro[il].both);
+			pred += ro[il].predicted;
+			both += ro[il].both;
+			hist += me[il].history;
+		} else {
+			ck_assert_uint_eq(me[il].predicted, me[il].history);
+			ck_assert_uint_ge(me[il].both, ro[il].both);
 		}
-		fprintf(stderr, "prediction layer %d: precision %.1f%% (chance %.1f%%)\n", il,
-			100.0 * (double)x[il].both / (double)x[il].predicted,
-			100.0 * (double)k / hp->n_expert);
+		ck_assert_uint_le(me[il].history_both, me[il].history);
+		ck_assert_uint_le(me[il].both, me[il].chosen);
+		/* history alone: the recent set (k) plus at most k frequent */
+		ck_assert_uint_eq(hi[il].predicted, hi[il].history);
+		ck_assert_uint_le(hi[il].predicted, 2 * k * (PRED_STEPS - 1));
+		ck_assert_uint_ge(hi[il].predicted, k * (PRED_STEPS - 1));
+		rec_r += ro[il].both;
+		rec_m += me[il].both;
+		chosen += me[il].chosen;
+		fprintf(stderr, "prediction layer %d: router precision %.1f%% recall %.1f%%; merged +%.1f history a step, recall %.1f%%; history alone recall %.1f%% (chance %.1f%%)\n",
+			il, 100.0 * (double)ro[il].both / (double)ro[il].predicted,
+			100.0 * (double)ro[il].both / (double)ro[il].chosen,
+			(double)me[il].history / (double)steps,
+			100.0 * (double)me[il].both / (double)me[il].chosen,
+			100.0 * (double)hi[il].both / (double)hi[il].chosen, 100.0 * (double)k / E);
 	}
-	ck_assert_msg(both * (uint64_t)hp->n_expert > 2 * pred * k,
+	ck_assert_msg(both * (uint64_t)E > 2 * pred * k,
 		      "router-based prediction no better than twice chance: %llu of %llu",
 		      (unsigned long long)both, (unsigned long long)pred);
-	kvcache_free(kv);
+	ck_assert_uint_gt(hist, 0);
+	fprintf(stderr, "prediction recall over all layers: router %.1f%%, merged %.1f%%\n",
+		100.0 * (double)rec_r / (double)chosen, 100.0 * (double)rec_m / (double)chosen);
+	/* off: no predictor, nothing counted */
+	struct rig r;
+	rig_open(&r, path, NULL);
+	ck_assert(forward_set_expert_prediction(r.f, XPREDICT_OFF, &err) == 0);
+	ck_assert_ptr_null(forward_expert_predictor(r.f));
+	ck_assert_int_eq(forward_expert_prediction(r.f, off, 16), 0);
 	rig_close(&r);
 }
 END_TEST
@@ -1165,25 +1223,118 @@ START_TEST(hint_puts_resident_blocks_first)
 	ck_assert_ptr_nonnull(wstore_acquire(r.ws, e5, &err));
 	wstore_release(r.ws, e5);
 	int list[3] = { e3, e9, e5 };
-	wstore_hint(r.ws, list, 3);
+	wstore_hint(r.ws, list, 3, 3, 3);
 	ck_assert_int_eq(list[0], e5);
 	ck_assert_int_eq(list[1], e3);
 	ck_assert_int_eq(list[2], e9);
 	/* A list that breaks the contract (a repeat, a block out of range)
 	 * is left as given; the valid entries still count as hints. */
 	int l3[4] = { e9, e3, e9, r.m->n_blocks + 7 };
-	wstore_hint(r.ws, l3, 4);
+	wstore_hint(r.ws, l3, 4, 4, 4);
 	ck_assert(l3[0] == e9 && l3[1] == e3 && l3[2] == e9 && l3[3] == r.m->n_blocks + 7);
-	wstore_hint(r.ws, l3, 0);
+	wstore_hint(r.ws, l3, 0, 0, 0);
 	ck_assert_ptr_nonnull(wstore_acquire(r.ws, e9, &err));
 	wstore_release(r.ws, e9);
 	/* The resident store leaves the order alone. */
 	struct wstore *res;
 	ck_assert(wstore_new_resident(&res, r.m, &err) == 0);
 	int l2[3] = { e3, e9, e5 };
-	wstore_hint(res, l2, 3);
+	wstore_hint(res, l2, 3, 3, 3);
 	ck_assert(l2[0] == e3 && l2[1] == e9 && l2[2] == e5);
 	wstore_free(res);
+	rig_close(&r);
+	unlink(path);
+}
+END_TEST
+
+/* Wait (up to 20 s, polling) until the store's prefetches issued reach
+ * `want`; the count reached.  Not a timing assertion: the deadline only
+ * bounds a hang. */
+static uint64_t wait_prefetches(struct wstore *ws, uint64_t want)
+{
+	struct wstore_stats st;
+	for (int i = 0; i < 2000; i++) {
+		wstore_get_stats(ws, &st);
+		if (st.prefetch_issued >= want)
+			break;
+		usleep(10000);
+	}
+	return st.prefetch_issued;
+}
+
+/* Predicted hints (wstore.h): an expert hinted "keep" is never read from
+ * the file; one hinted "predicted" is read only into free room or in place
+ * of a unit unused this step and the last - not in place of the experts
+ * the step just used.  RAM tier: layer 0's dense block and two experts. */
+START_TEST(predicted_hints_read_only_into_cold_room)
+{
+	char path[256];
+	write_model(&qwen3moe_spec, path, sizeof(path), "cold");
+	struct model *m;
+	struct smk_err err = { 0 };
+	ck_assert(model_load(&m, path, &err) == 0);
+	/* the cached experts a layer further ahead than the hinted one (a
+	 * prefetch never evicts what is needed as soon as what it loads) */
+	const int d0 = model_layer_block(m, 0), ea = model_expert_block(m, 2, 2),
+		  eb = model_expert_block(m, 2, 7), ec = model_expert_block(m, 1, 11);
+	const uint64_t unit = m->blocks[ea].nbytes;
+	struct wstore_opts o;
+	wstore_opts_default(&o);
+	o.compute_from_ram = true;
+	o.io = WSTORE_IO_PREAD;
+	o.check_budgets = true;
+	/* one block ahead: the chain learns d0 -> d0 below, which stays
+	 * resident, so only the hints move */
+	o.prefetch_blocks = 1;
+	o.lookahead_max = 1;
+	o.ram_budget = m->blocks[d0].nbytes + 2 * unit + unit / 2;
+	model_free(m);
+	struct rig r;
+	rig_open(&r, path, &o);
+	struct wstore_stats st;
+	/* the plan's chain learns d0 -> d0 (three steps of the first layer
+	 * alone), so the prefetch thread has nothing of its own to load */
+	for (int i = 0; i < 3; i++) {
+		ck_assert_ptr_nonnull(wstore_acquire(r.ws, d0, &err));
+		wstore_release(r.ws, d0);
+	}
+	usleep(200000);
+	/* this step: two experts fill the tier */
+	ck_assert_ptr_nonnull(wstore_acquire(r.ws, ea, &err));
+	wstore_release(r.ws, ea);
+	ck_assert_ptr_nonnull(wstore_acquire(r.ws, eb, &err));
+	wstore_release(r.ws, eb);
+	usleep(200000);
+	uint64_t pf = wait_prefetches(r.ws, 0);
+	wstore_get_stats(r.ws, &st);
+	const uint64_t ev = st.tier[WSTORE_TIER_RAM].evictions;
+	/* keep: never read */
+	int l1[1] = { ec };
+	wstore_hint(r.ws, l1, 1, 0, 0);
+	usleep(200000);
+	ck_assert_uint_eq(wait_prefetches(r.ws, 0), pf);
+	/* predicted, but both experts were used this step: no room */
+	wstore_hint(r.ws, l1, 1, 0, 1);
+	usleep(200000);
+	ck_assert_uint_eq(wait_prefetches(r.ws, 0), pf);
+	wstore_get_stats(r.ws, &st);
+	ck_assert_uint_eq(st.tier[WSTORE_TIER_RAM].evictions, ev);
+	/* two steps later, without them: the prediction takes one's place */
+	for (int s = 0; s < 2; s++) {
+		ck_assert_ptr_nonnull(wstore_acquire(r.ws, d0, &err));
+		wstore_release(r.ws, d0);
+	}
+	/* keep, though there is cold room: never read */
+	int l2[1] = { model_expert_block(r.m, 1, 13) };
+	wstore_hint(r.ws, l2, 1, 0, 0);
+	usleep(200000);
+	ck_assert_uint_eq(wait_prefetches(r.ws, 0), pf);
+	wstore_hint(r.ws, l1, 1, 0, 1);
+	ck_assert_uint_eq(wait_prefetches(r.ws, pf + 1), pf + 1);
+	wstore_get_stats(r.ws, &st);
+	ck_assert_uint_eq(st.tier[WSTORE_TIER_RAM].evictions, ev + 1);
+	ck_assert_ptr_nonnull(wstore_acquire(r.ws, ec, &err));
+	wstore_release(r.ws, ec);
 	rig_close(&r);
 	unlink(path);
 }
@@ -1195,7 +1346,8 @@ END_TEST
  * emulated CUDA kernels with the device weight tier); logits per step.
  * weights > 0: the device tier gets that many bytes for weights (the
  * engine's memory.gpu_memory is that plus the KV cache and activations). */
-static void run_engine(enum backend_kind kind, const char *path, uint64_t weights, float *out)
+static void run_engine(enum backend_kind kind, const char *path, uint64_t weights, float *out,
+		       struct xpredict_layer_stats *pred)
 {
 	struct smk_err err = { 0 };
 	struct engine *e;
@@ -1215,6 +1367,10 @@ static void run_engine(enum backend_kind kind, const char *path, uint64_t weight
 	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
 	struct rig r = { .m = e->model, .be = e->be, .ws = e->ws, .f = e->fwd };
 	generate(&r, out);
+	/* the predictor runs on every backend (on the host for a device) */
+	ck_assert_ptr_nonnull(forward_expert_predictor(e->fwd));
+	if (pred)
+		ck_assert_int_eq(forward_expert_prediction(e->fwd, pred, 16), e->model->hp.n_layer);
 	if (weights) {
 		struct wstore_stats st;
 		wstore_get_stats(e->ws, &st);
@@ -1247,10 +1403,20 @@ START_TEST(cuda_emu_moe_equals_cpu)
 	const uint64_t third = m->weight_bytes / 3;
 	model_free(m);
 	qdot_force_scalar(true);
-	run_engine(BACKEND_CPU, path, 0, a);
-	run_engine(BACKEND_CUDAEMU, path, 0, b);
-	run_engine(BACKEND_CUDAEMU, path, third, c);
+	struct xpredict_layer_stats pa[16], pb[16];
+	run_engine(BACKEND_CPU, path, 0, a, pa);
+	run_engine(BACKEND_CUDAEMU, path, 0, b, pb);
+	run_engine(BACKEND_CUDAEMU, path, third, c, NULL);
 	qdot_force_scalar(false);
+	/* the same hidden states (bit for bit, below): the same predictions,
+	 * the device's made on the host from the downloaded state */
+	for (int il = 0; il < qwen3moe_spec.n_layer; il++) {
+		ck_assert_uint_gt(pb[il].predicted, 0);
+		ck_assert_uint_eq(pa[il].predicted, pb[il].predicted);
+		ck_assert_uint_eq(pa[il].both, pb[il].both);
+		ck_assert_uint_eq(pa[il].history, pb[il].history);
+		ck_assert_uint_eq(pa[il].chosen, pb[il].chosen);
+	}
 	double worst = 0, worst_ooc = 0;
 	for (int i = 0; i < (GEN_STEPS + 1) * 64; i++) {
 		worst = fmax(worst, fabs((double)a[i] - b[i]));
@@ -1402,6 +1568,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, expert_stats_count_acquires_and_hits);
 	tcase_add_test(tc, next_layer_prediction_counts);
 	tcase_add_test(tc, hint_puts_resident_blocks_first);
+	tcase_add_test(tc, predicted_hints_read_only_into_cold_room);
 	tcase_add_test(tc, cuda_emu_moe_equals_cpu);
 	tcase_add_test(tc, refuse_shared_expert);
 	tcase_add_test(tc, refuse_expert_groups);
