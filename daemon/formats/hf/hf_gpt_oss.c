@@ -391,6 +391,22 @@ static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 	return 0;
 }
 
+/* Drop expert e's part (of n) of a source tensor from the mapping
+ * (MAP_PRIVATE, read-only: pages are read again from the file if touched
+ * later).  Only whole pages inside that part. */
+static void drop_pages(const struct st_tensor *t, uint64_t e, uint64_t n)
+{
+	if (!t || !t->nbytes)
+		return;
+	const uint64_t per = t->nbytes / n;
+	const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	const uintptr_t lo = (uintptr_t)t->data + (uintptr_t)(e * per);
+	uintptr_t a = (lo + pg - 1) / pg * pg;
+	uintptr_t b = (lo + (uintptr_t)per) / pg * pg;
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Old files of the same directory (another identity) are stale. */
 static void remove_stale(const char *dir, const char *prefix, const char *keep)
 {
@@ -444,16 +460,27 @@ static int cache_write(struct conv *c, const char *final, const struct text *ide
 		rc = smk_fail(c->err, rc, "%s: write: %s", tmp, strerror(-rc));
 		goto out;
 	}
-	for (int i = 0; i < c->n_slabs; i++) {
-		const struct slab *s = &c->slabs[i];
+	/* Gate and up read the same source (interleaved rows): convert them
+	 * together, expert by expert, and let each expert's source pages go
+	 * once written, so that converting 12 GB leaves at most one expert's
+	 * source in this process's resident set. */
+	for (int i = 0; i < c->n_slabs;) {
+		const int n = i + 1 < c->n_slabs && c->slabs[i + 1].w == c->slabs[i].w ? 2 : 1;
+		const struct slab *s0 = &c->slabs[i];
 		for (uint64_t e = 0; e < (uint64_t)c->sh->n_expert; e++) {
-			if ((rc = convert_expert(c, s, e, buf)))
-				goto out;
-			if ((rc = pwrite_all(fd, buf, (size_t)s->per_expert, s->offset + e * s->per_expert))) {
-				rc = smk_fail(c->err, rc, "%s: write: %s", tmp, strerror(-rc));
-				goto out;
+			for (int k = 0; k < n; k++) {
+				const struct slab *s = &c->slabs[i + k];
+				if ((rc = convert_expert(c, s, e, buf)))
+					goto out;
+				if ((rc = pwrite_all(fd, buf, (size_t)s->per_expert, s->offset + e * s->per_expert))) {
+					rc = smk_fail(c->err, rc, "%s: write: %s", tmp, strerror(-rc));
+					goto out;
+				}
 			}
+			drop_pages(s0->w, e, (uint64_t)c->sh->n_expert);
+			drop_pages(s0->scales, e, (uint64_t)c->sh->n_expert);
 		}
+		i += n;
 	}
 	if (fsync(fd)) {
 		rc = smk_fail(c->err, -errno, "%s: fsync: %s", tmp, strerror(errno));
