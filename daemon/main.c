@@ -157,10 +157,14 @@ static void print_expert_stats(struct engine *e, FILE *f)
 	const int n = pr ? wstore_expert_stats(e->ws, x, nl) : 0;
 	const int np = n ? forward_expert_prediction(e->fwd, pr, nl) : 0;
 	for (int i = 0; i < n; i++) {
-		fprintf(f, "  experts layer %-3d acquired %llu, hits %llu (%.1f%%), resident %d of %d",
+		const uint64_t tok = forward_tokens(e->fwd);
+		fprintf(f, "  experts layer %-3d acquired %llu, hits %llu (%.1f%%; RAM tier %.1f%%), resident %d of %d, read %.2f MiB a token, stalled %llu times (%.3f s)",
 			x[i].layer, (unsigned long long)x[i].acquires, (unsigned long long)x[i].hits,
 			x[i].acquires ? 100.0 * (double)x[i].hits / (double)x[i].acquires : 0.0,
-			x[i].resident, x[i].n_expert);
+			x[i].acquires ? 100.0 * (double)x[i].ram_hits / (double)x[i].acquires : 0.0,
+			x[i].resident, x[i].n_expert,
+			tok ? (double)x[i].bytes_read / (double)tok / (1 << 20) : 0.0,
+			(unsigned long long)x[i].stalls, x[i].stall_s);
 		if (i < np && pr[i].predicted)
 			fprintf(f, "; predicted: precision %.1f%%, recall %.1f%% (history added %llu, %llu chosen)",
 				100.0 * (double)pr[i].both / (double)pr[i].predicted,

@@ -62,11 +62,17 @@ struct forward {
 	int *xp_list;             /* the next layer's predicted experts */
 	struct xpredict *xp;      /* next-layer prediction (host-memory backends) */
 	FILE *trace;              /* forward_set_expert_trace, or NULL */
+	uint64_t n_tokens;        /* forward_tokens (relaxed atomic) */
 };
 
 int forward_expert_prediction(const struct forward *f, struct xpredict_layer_stats *out, int max)
 {
 	return f && f->xp ? xpredict_stats(f->xp, out, max) : 0;
+}
+
+uint64_t forward_tokens(const struct forward *f)
+{
+	return f ? __atomic_load_n(&f->n_tokens, __ATOMIC_RELAXED) : 0;
 }
 
 const struct xpredict *forward_expert_predictor(const struct forward *f)
@@ -834,6 +840,7 @@ static int run_pass(struct forward *f, struct fwd_item *items, int n_items, int 
 		k += items[i].n_logits;
 		items[i].kv->n_pos += items[i].n;
 	}
+	__atomic_add_fetch(&f->n_tokens, (uint64_t)T, __ATOMIC_RELAXED);
 	return 0;
 }
 

@@ -82,6 +82,10 @@ int forward_expert_prediction(const struct forward *f, struct xpredict_layer_sta
  * model ignores it.  -ENOMEM with err set, the old predictor kept. */
 int forward_set_expert_prediction(struct forward *f, enum xpredict_mode mode, struct smk_err *err);
 
+/* Token rows that completed a pass (every batch's rows summed): the
+ * denominator of per-token figures.  Any thread. */
+uint64_t forward_tokens(const struct forward *f);
+
 /* The predictor (for its mode and bytes), or NULL: dense, or off. */
 const struct xpredict *forward_expert_predictor(const struct forward *f);
 

@@ -50,14 +50,23 @@ static json_t *experts_json(const struct engine *e)
 	int n = x && pr ? wstore_expert_stats(e->ws, x, n_layer) : 0;
 	int np = n ? forward_expert_prediction(e->fwd, pr, n_layer) : 0;
 	json_t *o = NULL, *layers = n > 0 ? json_array() : NULL;
-	uint64_t acq = 0, hits = 0;
+	uint64_t acq = 0, hits = 0, bytes = 0, stalls = 0;
+	double stall_s = 0;
+	const uint64_t tokens = forward_tokens(e->fwd);
 	for (int i = 0; layers && i < n; i++) {
 		acq += x[i].acquires;
 		hits += x[i].hits;
-		json_t *l = json_pack("{s:i, s:i, s:i, s:I, s:I, s:f}",
+		bytes += x[i].bytes_read;
+		stalls += x[i].stalls;
+		stall_s += x[i].stall_s;
+		json_t *l = json_pack("{s:i, s:i, s:i, s:I, s:I, s:f, s:I, s:f, s:I, s:f, s:I, s:f}",
 			"layer", x[i].layer, "experts", x[i].n_expert, "resident", x[i].resident,
 			"acquires", (json_int_t)x[i].acquires, "hits", (json_int_t)x[i].hits,
-			"hit_rate", frac(x[i].hits, x[i].acquires));
+			"hit_rate", frac(x[i].hits, x[i].acquires),
+			"ram_hits", (json_int_t)x[i].ram_hits, "ram_hit_rate", frac(x[i].ram_hits, x[i].acquires),
+			"bytes_read", (json_int_t)x[i].bytes_read,
+			"bytes_read_per_token", tokens ? (double)x[i].bytes_read / (double)tokens : 0.0,
+			"stalls", (json_int_t)x[i].stalls, "stall_s", x[i].stall_s);
 		/* the next-layer predictor's score for this layer, where it ran */
 		if (i < np && pr[i].predicted)
 			json_object_set_new(l, "prediction", json_pack("{s:I, s:I, s:I, s:f, s:f, s:I, s:I}",
@@ -69,8 +78,11 @@ static json_t *experts_json(const struct engine *e)
 		json_array_append_new(layers, l);
 	}
 	if (layers)
-		o = json_pack("{s:I, s:I, s:f, s:o}", "acquires", (json_int_t)acq, "hits", (json_int_t)hits,
-			      "hit_rate", frac(hits, acq), "layers", layers);
+		o = json_pack("{s:I, s:I, s:f, s:I, s:I, s:f, s:I, s:f, s:o}", "acquires", (json_int_t)acq,
+			      "hits", (json_int_t)hits, "hit_rate", frac(hits, acq), "tokens", (json_int_t)tokens,
+			      "bytes_read", (json_int_t)bytes,
+			      "bytes_read_per_token", tokens ? (double)bytes / (double)tokens : 0.0,
+			      "stalls", (json_int_t)stalls, "stall_s", stall_s, "layers", layers);
 	free(x);
 	free(pr);
 	return o;
@@ -343,6 +355,20 @@ char *server_metrics_text(struct server *s)
 		for (int i = 0; i < n; i++)
 			bprintf(&b, "smoke_expert_hits_total{layer=\"%d\"} %llu\n", x[i].layer,
 				(unsigned long long)x[i].hits);
+		metric(&b, "smoke_expert_ram_hits_total", "counter", "Expert acquires that found the expert in the RAM tier, per MoE layer.");
+		for (int i = 0; i < n; i++)
+			bprintf(&b, "smoke_expert_ram_hits_total{layer=\"%d\"} %llu\n", x[i].layer,
+				(unsigned long long)x[i].ram_hits);
+		metric(&b, "smoke_expert_read_bytes_total", "counter", "Bytes of experts read from the model file into the RAM tier, per MoE layer.");
+		for (int i = 0; i < n; i++)
+			bprintf(&b, "smoke_expert_read_bytes_total{layer=\"%d\"} %llu\n", x[i].layer,
+				(unsigned long long)x[i].bytes_read);
+		metric(&b, "smoke_expert_stall_seconds_total", "counter", "Seconds expert acquires waited for a transfer, per MoE layer.");
+		for (int i = 0; i < n; i++)
+			bprintf(&b, "smoke_expert_stall_seconds_total{layer=\"%d\"} %.6f\n", x[i].layer,
+				x[i].stall_s);
+		metric(&b, "smoke_forward_tokens_total", "counter", "Token rows through the forward pass (prompt and generated), the denominator of per-token figures.");
+		bprintf(&b, "smoke_forward_tokens_total %llu\n", (unsigned long long)forward_tokens(s->e->fwd));
 		metric(&b, "smoke_experts_resident", "gauge", "Experts resident in the compute tier, per MoE layer.");
 		for (int i = 0; i < n; i++)
 			bprintf(&b, "smoke_experts_resident{layer=\"%d\"} %d\n", x[i].layer, x[i].resident);

@@ -174,8 +174,12 @@ void wstore_get_stats(struct wstore *ws, struct wstore_stats *st);
 struct wexpert_layer_stats {
 	int layer;
 	int n_expert;
-	int resident;
-	uint64_t acquires, hits;
+	int resident;               /* in the compute tier now */
+	uint64_t acquires, hits;    /* hits: found in the compute tier */
+	uint64_t ram_hits;          /* found in the RAM tier (= hits when it computes) */
+	uint64_t bytes_read;        /* read from the file into the RAM tier */
+	uint64_t stalls;            /* acquires that waited for a transfer */
+	double stall_s;             /* and how long */
 };
 
 /* Per-layer expert statistics of a mixture-of-experts model into out[0..),

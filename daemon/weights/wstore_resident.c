@@ -56,7 +56,8 @@ static int res_expert_stats(struct wstore *w, struct wexpert_layer_stats *out, i
 	for (int il = 0; ws->expert_acquires && il < hp->n_layer && n < max; il++, n++) {
 		const uint64_t a = __atomic_load_n(&ws->expert_acquires[il], __ATOMIC_RELAXED);
 		out[n] = (struct wexpert_layer_stats){ .layer = il, .n_expert = hp->n_expert,
-						       .resident = hp->n_expert, .acquires = a, .hits = a };
+						       .resident = hp->n_expert, .acquires = a, .hits = a,
+						       .ram_hits = a };
 	}
 	return n;
 }

@@ -414,6 +414,9 @@ void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double sec
 		U->t[t].prefetched = prefetch && t == ws->ct;
 		U->load_seq = ++ws->load_clock;
 		T->st.bytes_in += U->size;
+		const struct wblock *b0 = &ws->m->blocks[U->blocks[0]];
+		if (t == WSTORE_TIER_RAM && ws->xp_bytes && b0->kind == BLOCK_EXPERT)
+			ws->xp_bytes[b0->layer] += U->size;
 		T->st.busy_s += secs;
 		/* Per-block load time for the lookahead: both hops count. */
 		ws->ewma_load_s = ws->ewma_load_s > 0 ? 0.8 * ws->ewma_load_s + 0.2 * secs : secs;
@@ -537,6 +540,7 @@ static const struct wblock *tiered_acquire(struct wstore *w, int block, struct s
 			const int il = ws->m->blocks[block].layer;
 			ws->xp_acquires[il]++;
 			ws->xp_hits[il] += U->t[ws->ct].state == WS_RESIDENT;
+			ws->xp_ram_hits[il] += U->t[WSTORE_TIER_RAM].state == WS_RESIDENT;
 		}
 		if (U->t[ws->ct].state == WS_RESIDENT) {
 			cs->hits++;
@@ -567,6 +571,10 @@ static const struct wblock *tiered_acquire(struct wstore *w, int block, struct s
 	if (waited) {
 		ws->st.stalls++;
 		ws->st.stall_s += t1 - t0;
+		if (ws->xp_stalls && ws->m->blocks[block].kind == BLOCK_EXPERT) {
+			ws->xp_stalls[ws->m->blocks[block].layer]++;
+			ws->xp_stall_s[ws->m->blocks[block].layer] += t1 - t0;
+		}
 	}
 	B->t_acquired = t1;
 	pthread_mutex_unlock(&ws->mu);
@@ -641,7 +649,11 @@ static int tiered_expert_stats(struct wstore *w, struct wexpert_layer_stats *out
 	for (int il = 0; il < m->hp.n_layer && n < max; il++, n++) {
 		struct wexpert_layer_stats *x = &out[n];
 		*x = (struct wexpert_layer_stats){ .layer = il, .n_expert = m->hp.n_expert,
-						   .acquires = ws->xp_acquires[il], .hits = ws->xp_hits[il] };
+						   .acquires = ws->xp_acquires[il], .hits = ws->xp_hits[il],
+						   .ram_hits = ws->xp_ram_hits[il],
+						   .bytes_read = ws->xp_bytes[il],
+						   .stalls = ws->xp_stalls[il],
+						   .stall_s = ws->xp_stall_s[il] };
 		for (int e = 0; e < m->hp.n_expert; e++) {
 			const struct wt_block *B = &ws->blocks[model_expert_block(m, il, e)];
 			bool all = B->n_units > 0;
@@ -697,6 +709,10 @@ static void tiered_free(struct wstore *w)
 	free(ws->hint_kind);
 	free(ws->xp_acquires);
 	free(ws->xp_hits);
+	free(ws->xp_ram_hits);
+	free(ws->xp_bytes);
+	free(ws->xp_stalls);
+	free(ws->xp_stall_s);
 	free_units(ws);
 	free(ws);
 }
@@ -798,9 +814,14 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	pthread_cond_init(&ws->cv, NULL);
 	int rc;
 	uint64_t size[WSTORE_N_TIERS] = { 0, 0 };
+	const size_t nl = (size_t)m->hp.n_layer;
 	if (m->hp.n_expert > 0 &&
-	    (!(ws->xp_acquires = calloc((size_t)m->hp.n_layer, sizeof(uint64_t))) ||
-	     !(ws->xp_hits = calloc((size_t)m->hp.n_layer, sizeof(uint64_t))))) {
+	    (!(ws->xp_acquires = calloc(nl, sizeof(uint64_t))) ||
+	     !(ws->xp_hits = calloc(nl, sizeof(uint64_t))) ||
+	     !(ws->xp_ram_hits = calloc(nl, sizeof(uint64_t))) ||
+	     !(ws->xp_bytes = calloc(nl, sizeof(uint64_t))) ||
+	     !(ws->xp_stalls = calloc(nl, sizeof(uint64_t))) ||
+	     !(ws->xp_stall_s = calloc(nl, sizeof(double))))) {
 		rc = smk_fail(err, -ENOMEM, "weight hierarchy: out of memory");
 		goto fail;
 	}

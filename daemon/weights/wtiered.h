@@ -107,7 +107,9 @@ struct wstore_tiered {
 	const struct model *m;
 	/* per layer of a MoE model (NULL for dense): expert acquires and how
 	 * many found the unit resident in the compute tier (under mu) */
-	uint64_t *xp_acquires, *xp_hits;
+	uint64_t *xp_acquires, *xp_hits;     /* per layer (wexpert_layer_stats) */
+	uint64_t *xp_ram_hits, *xp_bytes, *xp_stalls;
+	double *xp_stall_s;
 	struct wstore_opts o;
 	int *fds;                            /* tier 0: the model's files, for pread */
 	int *dfds;                           /* the same, opened O_DIRECT (direct only) */

@@ -15,7 +15,9 @@ evicted and read again.  Skipped (exit 77) without it.
    request's answer from a daemon with expert prediction off (prediction
    only moves bytes, never changes a result).
 3. /stats validates against proto/openapi.yaml and has, per MoE layer,
-   acquires and hits (hits <= acquires, resident <= experts) and the
+   acquires and hits (hits <= acquires, resident <= experts, RAM-tier hits
+   = hits on the CPU backend, stalls <= misses), bytes read (summing to
+   the total, which over the tokens is the per-token figure) and the
    predictor's counts: both <= predicted, both <= chosen, history_both <=
    history <= predicted, precision and recall in [0, 1] and equal to the
    counts' ratios; chosen > 0 on every layer.  With prediction off the
@@ -94,10 +96,13 @@ def check_stats(mode, st):
     if not check(ex is not None and len(ex["layers"]) == 4, "%s: /stats has 4 MoE layers" % mode):
         return []
     layers = ex["layers"]
+    # the RAM tier computes (CPU backend): its hits are the compute tier's
     for l in layers:
-        check(0 < l["acquires"] and l["hits"] <= l["acquires"] and l["resident"] <= l["experts"] == 16,
-              "%s layer %d: acquires %d, hits %d, resident %d of %d" % (
-                  mode, l["layer"], l["acquires"], l["hits"], l["resident"], l["experts"]))
+        check(0 < l["acquires"] and l["hits"] <= l["acquires"] and l["resident"] <= l["experts"] == 16
+              and l["ram_hits"] == l["hits"] and l["stalls"] <= l["acquires"] - l["hits"],
+              "%s layer %d: acquires %d, hits %d (RAM %d), stalls %d, resident %d of %d" % (
+                  mode, l["layer"], l["acquires"], l["hits"], l["ram_hits"], l["stalls"], l["resident"],
+                  l["experts"]))
         p = l.get("prediction")
         if mode == "off":
             check(p is None, "off layer %d: no prediction" % l["layer"])
@@ -109,6 +114,11 @@ def check_stats(mode, st):
               and abs(p["precision"] - p["both"] / p["predicted"]) < 1e-9
               and abs(p["recall"] - p["both"] / p["chosen"]) < 1e-9)
         check(ok, "%s layer %d: prediction counts consistent %s" % (mode, l["layer"], p))
+    check(ex["tokens"] > 0 and ex["bytes_read"] == sum(l["bytes_read"] for l in layers) > 0
+          and abs(ex["bytes_read_per_token"] - ex["bytes_read"] / ex["tokens"]) <= 1e-6 * ex["bytes_read"]
+          and ex["stalls"] == sum(l["stalls"] for l in layers),
+          "%s: %d bytes of experts read over %d tokens (%.0f a token), %d stalls" % (
+              mode, ex["bytes_read"], ex["tokens"], ex["bytes_read_per_token"], ex["stalls"]))
     misses = sum(l["acquires"] - l["hits"] for l in layers)
     check(misses > 0, "%s: experts were read again (%d misses: the RAM tier is below the model)"
           % (mode, misses))
