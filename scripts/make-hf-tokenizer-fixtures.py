@@ -50,9 +50,16 @@ the layout of Meta's / Qwen's / OpenAI's tokenizer.json), Llama 2 and Gemma 3
 scores as transformers' LlamaConverter does).  The strings are the hard ones,
 llama.cpp's own test strings for that vocabulary and the training text.  The C
 test checks them when SMOKE_HF_TOKENIZERS_BIG (default ~/.cache/smoke/
-hf-tokenizers-big) exists.
+hf-tokenizers-big) exists.  gpt-oss-real is gpt-oss's own tokenizer.json
+(o200k_harmony) as scripts/fetch-o200k builds it (SMOKE_O200K_DIR, default
+~/.cache/smoke/o200k), with make-tokenizer-fixtures' GPT4O_HARD and
+GPT_OSS_HARD added to the strings.
 
-Usage: make-hf-tokenizer-fixtures.py [--out DIR] [--big DIR]
+--o200k-split [DIR] only writes DIR/o200k-split.json (default
+tests/fixtures/tokenizer, committed): the words `tokenizers` makes of hard
+strings with the o200k regex alone (no vocabulary needed).
+
+Usage: make-hf-tokenizer-fixtures.py [--out DIR] [--big DIR] [--o200k-split [DIR]]
 """
 import argparse
 import json
@@ -71,6 +78,12 @@ LLAMA3_RE = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{
              " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
 QWEN2_RE = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"
             " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+# tiktoken's o200k_base regex (gpt-4o; gpt-oss's o200k_harmony), the string of
+# gpt-oss's tokenizer.json (transformers' GptOssConverter copies tiktoken's).
+O200K_RE = ("[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+            "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
+            "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}|"
+            " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
 # The regexes above are the exact strings of Meta's and Qwen's tokenizer.json.
 assert "\\p{N}{1,3}" in LLAMA3_RE and "\\p{N}{1,3}" not in QWEN2_RE
 
@@ -769,13 +782,88 @@ def make_big(out):
     if os.path.exists(model):
         big_save(out, "gemma3-real", spm_json(gguf_kv(model), False), big_strings("gemma-4"),
                  os.path.basename(model))
+    make_big_gpt_oss(out, cache)
+
+
+def make_big_gpt_oss(out, cache):
+    """gpt-oss (o200k_harmony): the tokenizer.json scripts/fetch-o200k builds from
+    the pinned o200k_base.tiktoken (as transformers' GptOssConverter does), with
+    its files; strings: the others' plus make-tokenizer-fixtures' GPT4O_HARD and
+    GPT_OSS_HARD (the valid UTF-8 ones: harmony specials, numbers, CJK, emoji,
+    contractions, whitespace runs)."""
+    src = os.path.join(os.environ.get("SMOKE_O200K_DIR") or os.path.join(cache, "o200k"), "gpt-oss")
+    if not os.path.exists(os.path.join(src, "tokenizer.json")):
+        print("skip gpt-oss-real: no %s/tokenizer.json (scripts/fetch-o200k)" % src)
+        return
+    from importlib.machinery import SourceFileLoader
+    mtf = SourceFileLoader("make_tokenizer_fixtures",
+                           os.path.join(ROOT, "scripts", "make-tokenizer-fixtures")).load_module()
+    extra = []
+    for b in mtf.GPT4O_HARD + mtf.GPT_OSS_HARD:
+        try:
+            extra.append(b.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    d = os.path.join(out, "gpt-oss-real")
+    os.makedirs(d, exist_ok=True)
+    for f in ("tokenizer_config.json", "config.json"):
+        shutil.copyfile(os.path.join(src, f), os.path.join(d, f))
+    with open(os.path.join(src, "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    assert j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] == O200K_RE
+    big_save(out, "gpt-oss-real", j, big_strings("qwen2") + extra,
+             "o200k_harmony via scripts/fetch-o200k")
+
+
+O200K_SPLIT_EXTRA = [
+    # marks (no \p{L}, but in both case classes), titlecase, modifier letters
+    "e\u0301cole", "\u0301x", "\u0301AB c", "!\u0301", " \u0301\u0301", "a\u0301B", "\u0301",
+    "\u01c5emal \u01c8UBAV \u1f88\u1f80", "\u02b0A A\u02b0 \u1d2cB", "\u00c9COLE'S \u00e9'll",
+    "x'\u017f x'\u212a X'S x'LL", "\u0928\u092e\u0938\u094d\u0924\u0947", "\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35",
+    "\u0391\u0398\u0397\u039d\u0391\u03b8 \u03a3\u03c3\u03c2", "\u10d2\u10d0 \u1c90\u1c91 \u13a0\u13a1\uab70",
+    "\U0001d400\U0001d41a\U0001d400", "\u2160\u2170 \u24b6\u24d0", "\u0130i\u0131I",
+]
+
+
+def make_o200k_split(out):
+    """tests/fixtures/tokenizer/o200k-split.json: the words `tokenizers` makes
+    with gpt-oss's pre-tokenizer regex (tiktoken's o200k_base, the exact
+    string of its tokenizer.json, Split isolated) of hard strings; no
+    vocabulary needed, so CI checks smoke's exact o200k splitter with it."""
+    from importlib.machinery import SourceFileLoader
+    mtf = SourceFileLoader("make_tokenizer_fixtures",
+                           os.path.join(ROOT, "scripts", "make-tokenizer-fixtures")).load_module()
+    split = pre_tokenizers.Split(Regex(O200K_RE), behavior="isolated", invert=False)
+    texts, seen = [], set()
+    for t in HARD + [b.decode("utf-8", "replace") for b in mtf.GPT4O_HARD + mtf.GPT_OSS_HARD] + \
+            O200K_SPLIT_EXTRA:
+        if t not in seen:
+            seen.add(t)
+            texts.append(t)
+    cases = []
+    for t in texts:
+        words = [w for w, _ in split.pre_tokenize_str(t)]
+        assert "".join(words) == t
+        cases.append({"text": t, "words": words})
+    path = os.path.join(out, "o200k-split.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"generated_by": "scripts/make-hf-tokenizer-fixtures.py --o200k-split",
+                   "tokenizers": tokenizers.__version__, "regex": O200K_RE, "cases": cases},
+                  f, ensure_ascii=True, separators=(",", ":"))
+        f.write("\n")
+    print("o200k-split: %d cases -> %s" % (len(cases), path))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "hf-tokenizers"))
     ap.add_argument("--big", help="write the real-vocabulary tokenizers here instead")
+    ap.add_argument("--o200k-split", nargs="?", const=os.path.join(ROOT, "tests", "fixtures", "tokenizer"),
+                    help="only write o200k-split.json (into this folder)")
     a = ap.parse_args()
+    if a.o200k_split:
+        make_o200k_split(a.o200k_split)
+        return
     if a.big:
         os.makedirs(a.big, exist_ok=True)
         make_big(a.big)

@@ -28,7 +28,9 @@
  *                                  whitespace before / after them
  * and, for model "gemma4" (SPM-style BPE), pre "smoke-none" (no split) or
  * "smoke-metaspace" (a word starts at every U+2581) instead of Gemma 4's
- * newline split.
+ * newline split; for model "gpt2", pre "smoke-o200k": the o200k regex
+ * (gpt-4o, gpt-oss) as tiktoken and Hugging Face run it, where llama.cpp's
+ * "gpt-4o" approximates its case classes.
  *
  * Defaults and the text-based fix-ups (which tokens end generation, which are
  * forced to CONTROL) follow llama.cpp's llama_vocab::impl::load() so that our
@@ -195,6 +197,9 @@ static const struct pre_entry pre_table[] = {
 	{ "kanana2", PRE_GPT4O, false, false, false },
 	{ "talkie", PRE_GPT4O, false, false, false },
 	{ "minimax-m2", PRE_GPT4O, false, false, false },
+	/* smoke's own: the o200k regex exactly (Hugging Face's gpt-oss / gpt-4o
+	 * tokenizer.json; tokenizer_json.c writes it). */
+	{ "smoke-o200k", PRE_O200K, false, false, false },
 	/* Known to llama.cpp with regexes we do not implement: refuse them rather
 	 * than tokenise differently. */
 	{ "minicpm5", -1, false, false, false },

@@ -391,6 +391,191 @@ size_t tok_split_gpt4o(const uint32_t *cps, const uint32_t *in, size_t n_in, uin
 	return n_out;
 }
 
+/* o200k exactly (PRE_O200K): the regex of tiktoken's o200k_base, as
+ * Hugging Face `tokenizers` (Oniguruma) and tiktoken (fancy-regex) run it on
+ * code points, for gpt-oss's / gpt-4o's tokenizer.json:
+ *
+ *   [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:C)?
+ *  |[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:C)?
+ *  |\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ *
+ * with C = 's|'t|'re|'ve|'m|'ll|'d.  Unlike llama.cpp's rewrite (above), an
+ * "upper" (U) is Lu, Lt, Lm, Lo or a mark and a "lower" (W) is Ll, Lm, Lo or a
+ * mark (so Lm, Lo and marks are both, Lu/Lt and Ll one each), marks are no
+ * \p{L} (so a mark may be the optional prefix, and belongs to punctuation
+ * runs), and \s is White_Space.  Leftmost-first backtracking order: alternative
+ * 1 with the prefix, then without it, then alternative 2 likewise, ... */
+enum {
+	O2_U = 1,               /* [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] */
+	O2_W = 2,               /* [\p{Ll}\p{Lm}\p{Lo}\p{M}] */
+	O2_L = 4,               /* \p{L} */
+	O2_N = 8,               /* \p{N} */
+	O2_SP = 16,             /* \s */
+	O2_RN = 32,             /* \r or \n */
+};
+
+static unsigned o2_case(uint32_t cp)
+{
+	size_t lo = 0, hi = tok_case_ranges_n;
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+		if ((tok_case_ranges[mid] >> 2) <= cp)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return (tok_case_ranges[lo] >> 2) <= cp ? tok_case_ranges[lo] & 3 : 0;
+}
+
+static uint8_t o2_class(uint32_t cp)
+{
+	if (cp < 128) {
+		if (cp >= 'a' && cp <= 'z')
+			return O2_W | O2_L;
+		if (cp >= 'A' && cp <= 'Z')
+			return O2_U | O2_L;
+		if (cp >= '0' && cp <= '9')
+			return O2_N;
+		if (cp == '\r' || cp == '\n')
+			return O2_SP | O2_RN;
+		return (unicode_flags(cp) & UNICODE_WHITESPACE) ? O2_SP : 0;
+	}
+	uint16_t f = unicode_flags(cp);
+	uint8_t c = (f & UNICODE_WHITESPACE) ? O2_SP : 0;
+	switch (f & UNICODE_CATEGORY_MASK) {
+	case UNICODE_LETTER:
+		switch (o2_case(cp)) {
+		case 1:
+			return c | O2_L | O2_U;
+		case 2:
+			return c | O2_L | O2_W;
+		default:
+			return c | O2_L | O2_U | O2_W;
+		}
+	case UNICODE_MARK:
+		return c | O2_U | O2_W;
+	case UNICODE_NUMBER:
+		return c | O2_N;
+	default:
+		return c;
+	}
+}
+
+/* (?i:'s|'t|'re|'ve|'m|'ll|'d) at p: its length or 0.  Oniguruma and
+ * fancy-regex match case-insensitively by Unicode simple case folding, where
+ * besides A-Z only U+017F (long s) folds into one of these letters. */
+static uint32_t o2_fold(uint32_t c)
+{
+	return c == 0x17F ? 's' : ascii_lower(c);
+}
+
+static size_t o2_contraction(const uint32_t *cps, size_t p, size_t end)
+{
+	if (p + 1 >= end || cps[p] != '\'')
+		return 0;
+	uint32_t n1 = o2_fold(cps[p + 1]);
+	if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd')
+		return 2;
+	if (p + 2 >= end)
+		return 0;
+	uint32_t n2 = o2_fold(cps[p + 2]);
+	if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l'))
+		return 3;
+	return 0;
+}
+
+/* [U]*[W]+C? (alt 1) or, with alt2, [U]+[W]*C? (alt 2) starting at p0: true
+ * and the end of the match in *q_out, or false.  The quantifiers are greedy and
+ * give back as backtracking would: alt 1 keeps the longest U run after which a
+ * W follows. */
+static bool o2_letters(const uint32_t *cps, size_t p0, size_t end, bool alt2, size_t *q_out)
+{
+#define CLS(p) ((p) < end ? o2_class(cps[p]) : 0)
+	size_t m = 0, q;
+	while (CLS(p0 + m) & O2_U)
+		m++;
+	if (!alt2) {
+		size_t k = m + 1;
+		while (k-- > 0 && !(CLS(p0 + k) & O2_W))
+			;
+		if (k > m)
+			return false;
+		q = p0 + k;
+	} else {
+		if (m == 0)
+			return false;
+		q = p0 + m;
+	}
+	while (CLS(q) & O2_W)
+		q++;
+#undef CLS
+	*q_out = q + o2_contraction(cps, q, end);
+	return true;
+}
+
+static size_t o2_match(const uint32_t *cps, size_t pos, size_t end)
+{
+	uint8_t c = o2_class(cps[pos]);
+#define CLS(p) ((p) < end ? o2_class(cps[p]) : 0)
+	/* alternatives 1 and 2, each with the optional prefix first */
+	bool prefix = !(c & (O2_L | O2_N | O2_RN));
+	size_t q;
+	for (int alt2 = 0; alt2 < 2; alt2++) {
+		if (prefix && pos + 1 < end && o2_letters(cps, pos + 1, end, alt2, &q))
+			return q;
+		if (o2_letters(cps, pos, end, alt2, &q))
+			return q;
+	}
+	if (c & O2_N) {                         /* \p{N}{1,3} */
+		q = pos + 1;
+		while (q < end && q - pos < 3 && (CLS(q) & O2_N))
+			q++;
+		return q;
+	}
+#define O2_OTHER(k) (!((k) & (O2_SP | O2_L | O2_N)))    /* [^\s\p{L}\p{N}] */
+	size_t s = cps[pos] == ' ' ? pos + 1 : pos;
+	if (s < end && O2_OTHER(CLS(s))) {      /*  ?[^\s\p{L}\p{N}]+[\r\n/]* */
+		q = s;
+		while (q < end && O2_OTHER(CLS(q)))
+			q++;
+		while (q < end && (cps[q] == '\r' || cps[q] == '\n' || cps[q] == '/'))
+			q++;
+		return q;
+	}
+#undef O2_OTHER
+	if (c & O2_SP) {
+		size_t last_rn = 0;
+		q = pos;
+		while (CLS(q) & O2_SP) {
+			if (CLS(q) & O2_RN)
+				last_rn = q + 1;
+			q++;
+		}
+		if (last_rn)                    /* \s*[\r\n]+ */
+			return last_rn;
+		if (q < end && q - pos > 1)     /* \s+(?!\S) */
+			return q - 1;
+		return q;                       /* \s+ */
+	}
+#undef CLS
+	return pos + 1;                         /* unreachable: every class matches */
+}
+
+size_t tok_split_o200k(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out)
+{
+	size_t n_out = 0, start = 0;
+	for (size_t k = 0; k < n_in; k++) {
+		size_t pos = start, end = start + in[k];
+		start = end;
+		while (pos < end) {
+			size_t q = o2_match(cps, pos, end);
+			out[n_out++] = (uint32_t)(q - pos);
+			pos = q;
+		}
+	}
+	return n_out;
+}
+
 /* Character classes of the std::regex fallbacks.  llama.cpp runs them on a
  * "collapsed" text where code points >= 128 become one byte per category
  * (whitespace first), so for those only the category matters; ASCII keeps its
@@ -538,6 +723,9 @@ static size_t pretokenize(const struct tokenizer *t, const uint32_t *cps, size_t
 		break;
 	case PRE_GPT4O:
 		STEP(tok_split_gpt4o(cps, cur, n, nxt));
+		break;
+	case PRE_O200K:
+		STEP(tok_split_o200k(cps, cur, n, nxt));
 		break;
 	case PRE_GEMMA4:
 		STEP(split_newlines(cps, cur, n, nxt));

@@ -26,6 +26,8 @@ enum tok_pre {
 	PRE_FALCON,     /* [\p{P}$+<=>^~|`]+ ; gpt2 ; [0-9][0-9][0-9] */
 	PRE_GPT4O,      /* o200k: letters split at case changes (llama.cpp's std::regex
 			 * rewrite on collapsed text, see tokenizer_bpe.c) */
+	PRE_O200K,      /* the same regex as tiktoken / Hugging Face run it: real
+			 * Unicode case classes (pre "smoke-o200k", from tokenizer.json) */
 	PRE_GEMMA4,     /* [^\n]+|[\n]+ on U+2581-escaped text, no GPT-2 byte map */
 	PRE_NONE,       /* no split (SPM-style BPE from a tokenizer.json without
 			 * a pre-tokenizer: Llama 2's Replace/Prepend normaliser) */
@@ -182,6 +184,12 @@ int tok_bpe_fragment(const struct tokenizer *t, const char *text, size_t len, bo
  * into words, writing their lengths to out (room for one per code point);
  * returns their number. */
 size_t tok_split_gpt4o(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out);
+/* tokenizer_bpe.c: the exact o200k splitter (PRE_O200K), same contract. */
+size_t tok_split_o200k(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out);
+/* tokenizer_case.c (generated): letter case of code points >= 128, ranges of
+ * start << 2 | class (0 neither, 1 Lu/Lt, 2 Ll). */
+extern const uint32_t tok_case_ranges[];
+extern const size_t tok_case_ranges_n;
 /* tokenizer_bpe.c: build merges and GPT-2 tables at load; free them. */
 int tok_bpe_load(struct tokenizer *t, const struct gguf *g, struct smk_err *err);
 void tok_bpe_free(struct tokenizer *t);

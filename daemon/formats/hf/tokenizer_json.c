@@ -43,7 +43,7 @@
 
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
-/* The GPT-2, Llama 3 and Qwen2 pre-tokenizer regexes exactly as their
+/* The GPT-2, Llama 3, Qwen2 and o200k pre-tokenizer regexes exactly as their
  * tokenizer.json files spell them (and the (?i:) spelled out as llama.cpp
  * writes it, which means the same). */
 static const struct {
@@ -59,6 +59,13 @@ static const struct {
 	  "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "qwen2" },
 	{ "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
 	  "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "qwen2" },
+	/* o200k (gpt-4o, gpt-oss): tiktoken's o200k_base regex.  Not llama.cpp's
+	 * "gpt-4o", which approximates its case classes (see tokenizer_bpe.c), but
+	 * smoke's exact splitter of the same regex. */
+	{ "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+	  "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
+	  "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}|"
+	  " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "smoke-o200k" },
 };
 
 static const char METASPACE[] = "\xe2\x96\x81";       /* U+2581 */
@@ -86,7 +93,7 @@ struct tj {
 	/* pipeline */
 	bool byte_level, escape, nfc, prepend, metaspace_split, byte_fallback;
 	bool spm_norm;          /* a Replace/Prepend normalizer (not identity) */
-	const char *pre;        /* byte-level: gpt-2 / llama-bpe / qwen2 */
+	const char *pre;        /* byte-level: gpt-2 / llama-bpe / qwen2 / smoke-o200k */
 	const char *space_prefix;       /* NULL, "every", "missing", "first" */
 
 	/* special ids, -1 = none */
@@ -162,6 +169,32 @@ static int get_type(struct tj *j, json_t *obj, const char **out, const char *whe
 	return rc;
 }
 
+/* Reals that JSON_DECODE_INT_AS_REAL made of integers back to integers where
+ * they fit (see load_json). */
+static json_t *ints_back(json_t *v)
+{
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (d == (double)(json_int_t)d && d >= -9.2e18 && d <= 9.2e18) {
+			json_t *i = json_integer((json_int_t)d);
+			if (i) {
+				json_decref(v);
+				return i;
+			}
+		}
+	} else if (json_is_object(v)) {
+		const char *k;
+		json_t *e;
+		void *tmp;
+		json_object_foreach_safe(v, tmp, k, e)
+			json_object_set_new(v, k, ints_back(json_incref(e)));
+	} else if (json_is_array(v)) {
+		for (size_t i = 0; i < json_array_size(v); i++)
+			json_array_set_new(v, i, ints_back(json_incref(json_array_get(v, i))));
+	}
+	return v;
+}
+
 static int load_json(struct tj *j, const char *name, json_t **out, bool required)
 {
 	struct stat st;
@@ -177,6 +210,15 @@ static int load_json(struct tj *j, const char *name, json_t **out, bool required
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > TJ_MAX_FILE)
 		return fail(j, -EINVAL, "not a regular file of at most 1 GiB");
 	*out = json_load_file(j->file, JSON_REJECT_DUPLICATES, &je);
+	if (!*out && json_error_code(&je) == json_error_numeric_overflow) {
+		/* transformers writes model_max_length = int(1e30) (its
+		 * VERY_LARGE_INTEGER, e.g. in gpt-oss's tokenizer_config.json),
+		 * beyond json_int_t: read numbers as reals, then give back the
+		 * integers that fit (ids, flags); the huge one stays a real. */
+		*out = json_load_file(j->file, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
+		if (*out)
+			*out = ints_back(*out);
+	}
 	if (!*out)
 		return fail(j, -EINVAL, "line %d column %d: %s", je.line, je.column, je.text);
 	if (!json_is_object(*out))
@@ -464,7 +506,7 @@ static int read_split(struct tj *j, json_t *p, const char *where)
 		return 0;
 	}
 	return fail(j, -ENOTSUP, "%s: the Split regex '%s' is not recognised (supported: the "
-		    "GPT-2, Llama 3 and Qwen2 regexes)", where, quote(re, q, sizeof(q)));
+		    "GPT-2, Llama 3, Qwen2 and o200k regexes)", where, quote(re, q, sizeof(q)));
 }
 
 static int read_metaspace(struct tj *j, json_t *p, const char *where)

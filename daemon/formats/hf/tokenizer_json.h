@@ -14,8 +14,10 @@
  *                 byte_fallback, unk_token + fuse_unk)
  *   byte-level    pre_tokenizer ByteLevel (GPT-2 regex, add_prefix_space), or
  *                 Sequence[Split(regex), ByteLevel(use_regex=false)] where the
- *                 regex is GPT-2's, Llama 3's or Qwen2's exact string
- *                 -> tokenizer.ggml.model "gpt2", pre "gpt-2" | "llama-bpe" | "qwen2"
+ *                 regex is GPT-2's, Llama 3's, Qwen2's or o200k's (gpt-oss,
+ *                 gpt-4o: pre "smoke-o200k") exact string
+ *                 -> tokenizer.ggml.model "gpt2", pre "gpt-2" | "llama-bpe" | "qwen2" |
+ *                 "smoke-o200k"
  *   SPM-style     normaliser Replace(" " -> U+2581) (+ Prepend(U+2581)) and no
  *                 pre-tokenizer (Llama 2) or Split(" ") (Gemma, a no-op then),
  *                 or pre_tokenizer Metaspace (any prepend_scheme, split or not)

@@ -9,6 +9,12 @@
  *     vocab-gpt-4o is llama.cpp on ggml-vocab-qwen2.gguf with tokenizer.ggml.pre
  *     rewritten to "gpt-4o" (its "pre_override"), rebuilt here in memory;
  *     odd-gpt4o's vocabulary makes each gpt-4o pre-token one token;
+ *     o200k-gpt-oss is llama.cpp on the real gpt-oss vocabulary
+ *     (o200k_harmony, ggml-vocab-gpt-oss.gguf from scripts/fetch-o200k; env
+ *     SMOKE_O200K_DIR, default ~/.cache/smoke/o200k);
+ *   - tests/fixtures/tokenizer/o200k-split.json: the words Hugging Face
+ *     `tokenizers` makes with the o200k regex (scripts/make-hf-tokenizer-fixtures.py
+ *     --o200k-split), for the exact splitter of tokenizer.json files;
  *   - tests/fixtures/reference/gemma3-tokenize.json (scripts/make-reference-fixtures).
  * Plus properties that need no reference: decode(encode(s)) == s, the streaming
  * detokeniser never emits partial UTF-8, linear time on 1 MB inputs, clean load
@@ -61,6 +67,12 @@ static const char *vocab_dir(void)
 {
 	static char buf[4096];
 	return env_or("SMOKE_VOCAB_DIR", ".cache/smoke/vocab", buf, sizeof(buf));
+}
+
+static const char *o200k_dir(void)
+{
+	static char buf[4096];
+	return env_or("SMOKE_O200K_DIR", ".cache/smoke/o200k", buf, sizeof(buf));
 }
 
 static const char *model_path(void)
@@ -342,6 +354,8 @@ static bool fixture_model(const char *name, json_t *doc, char *out, size_t cap)
 	ck_assert_ptr_nonnull(vocab);
 	if (strncmp(name, "vocab-", 6) == 0) {
 		pathf(out, cap, "%s/%s", vocab_dir(), vocab);
+	} else if (strncmp(name, "o200k-", 6) == 0) {
+		pathf(out, cap, "%s/%s", o200k_dir(), vocab);
 	} else if (strncmp(name, "odd-", 4) == 0) {
 		pathf(out, cap, "%s/tokenizer/%s", fixtures(), vocab);
 	} else {
@@ -363,7 +377,7 @@ static const char *const fixture_names[] = {
 	"vocab-llama-spm", "vocab-phi-3", "vocab-baichuan", "vocab-llama-bpe", "vocab-qwen2",
 	"vocab-qwen35", "vocab-gpt-2", "vocab-mpt", "vocab-starcoder", "vocab-refact",
 	"vocab-command-r", "vocab-falcon", "vocab-aquila", "vocab-gpt-neox", "vocab-gemma-4",
-	"vocab-gpt-4o", NULL };
+	"vocab-gpt-4o", "o200k-gpt-oss", NULL };
 
 START_TEST(test_fixture)
 {
@@ -374,7 +388,8 @@ START_TEST(test_fixture)
 	json_t *doc = json_load_file(p, JSON_ALLOW_NUL, &je);
 	ck_assert_msg(doc != NULL, "%s: %s", p, je.text);
 	if (!fixture_model(name, doc, mp, sizeof(mp))) {
-		fprintf(stderr, "SKIP: %s: no %s (scripts/fetch-vocabs / scripts/fetch-model)\n", name, mp);
+		fprintf(stderr, "SKIP: %s: no %s (%s)\n", name, mp, strncmp(name, "o200k-", 6) == 0 ?
+			"scripts/fetch-o200k" : "scripts/fetch-vocabs / scripts/fetch-model");
 		json_decref(doc);
 		return;
 	}
@@ -1109,6 +1124,81 @@ START_TEST(test_gpt4o_load)
 }
 END_TEST
 
+/* The exact o200k splitter (pre "smoke-o200k", from gpt-oss's / gpt-4o's
+ * tokenizer.json) against the words of Hugging Face `tokenizers` with the same
+ * regex: real Unicode case classes (Lu/Lt vs Ll, Lm/Lo and marks both), marks
+ * outside \p{L}, contractions folded as Oniguruma does ('ſ is 's). */
+START_TEST(test_o200k_split)
+{
+	char p[4096];
+	pathf(p, sizeof(p), "%s/tokenizer/o200k-split.json", fixtures());
+	json_error_t je;
+	json_t *doc = json_load_file(p, JSON_ALLOW_NUL, &je);
+	ck_assert_msg(doc != NULL, "%s: %s", p, je.text);
+	json_t *cases = json_object_get(doc, "cases"), *c;
+	size_t ci, ok = 0;
+	json_array_foreach(cases, ci, c) {
+		json_t *jt = json_object_get(c, "text");
+		const char *in = json_string_value(jt);
+		size_t len = json_string_length(jt), n_cp = 0;
+		uint32_t *cps = malloc(sizeof(*cps) * (len + 1)), *out = malloc(sizeof(*out) * (len + 1));
+		ck_assert(cps && out);
+		for (size_t pos = 0; pos < len;)
+			cps[n_cp++] = unicode_decode_lenient(in, len, &pos);
+		uint32_t seg[1] = { (uint32_t)n_cp };
+		size_t n = n_cp ? tok_split_o200k(cps, seg, 1, out) : 0;
+		json_t *words = json_object_get(c, "words");
+		bool same = n == json_array_size(words);
+		size_t cp = 0;
+		for (size_t i = 0; i < n; i++) {
+			char word[4096];
+			size_t wl = 0;
+			for (uint32_t k = 0; k < out[i] && wl + 4 < sizeof(word); k++)
+				wl += unicode_encode(cps[cp++], word + wl);
+			json_t *w = json_array_get(words, i);
+			if (!w || json_string_length(w) != wl || memcmp(json_string_value(w), word, wl) != 0) {
+				if (same)
+					fprintf(stderr, "o200k split case %zu: word %zu is '%.*s', tokenizers has '%s'\n",
+						ci, i, (int)wl, word, w ? json_string_value(w) : "(none)");
+				same = false;
+			}
+		}
+		if (same)
+			ok++;
+		else
+			fprintf(stderr, "o200k split case %zu ('%.40s'): %zu words, tokenizers %zu\n", ci, in,
+				n, json_array_size(words));
+		free(cps);
+		free(out);
+	}
+	fprintf(stderr, "o200k split: %zu/%zu cases as tokenizers\n", ok, json_array_size(cases));
+	ck_assert_uint_eq(ok, json_array_size(cases));
+	ck_assert(ok > 200);
+	json_decref(doc);
+}
+END_TEST
+
+/* smoke-o200k (what tokenizer_json.c writes for the o200k regex) loads as the
+ * exact splitter; byte-level, no BOS (no add_bos_token key), merges not
+ * skipped unless smoke.tokenizer.ignore_merges says so. */
+START_TEST(test_o200k_load)
+{
+	char p[4096];
+	pathf(p, sizeof(p), "%s/ggml-vocab-qwen2.gguf", vocab_dir());
+	if (!exists(p)) {
+		fprintf(stderr, "SKIP: no %s\n", p);
+		return;
+	}
+	struct tokenizer *t = load_with_pre(p, "smoke-o200k"), *g = load_with_pre(p, "gpt-4o");
+	ck_assert_int_eq(t->pre, PRE_O200K);
+	ck_assert_int_eq(g->pre, PRE_GPT4O);
+	ck_assert(!tokenizer_add_bos(t) && !t->ignore_merges);
+	ck_assert_str_eq(tokenizer_model(t), "gpt2");
+	tokenizer_free(t);
+	tokenizer_free(g);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("tokenizer");
@@ -1136,6 +1226,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_bad_files);
 	tcase_add_test(tc, test_gpt4o_split);
 	tcase_add_test(tc, test_gpt4o_load);
+	tcase_add_test(tc, test_o200k_split);
+	tcase_add_test(tc, test_o200k_load);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -199,9 +199,11 @@ END_TEST
 
 /* Real vocabularies (Llama 3, Qwen2, GPT-2, Llama 2, Gemma 3) rebuilt as
  * tokenizer.json by scripts/make-hf-tokenizer-fixtures.py --big: tens of MB,
- * so not committed; checked when present. */
+ * so not committed; checked when present.  gpt-oss-real is gpt-oss's own
+ * tokenizer.json (o200k_harmony) as scripts/fetch-o200k builds it from the
+ * o200k_base ranks on PyPI. */
 static const char *const big_names[] = {
-	"llama3-real", "qwen2-real", "gpt2-real", "llama2-real", "gemma3-real" };
+	"llama3-real", "qwen2-real", "gpt2-real", "llama2-real", "gemma3-real", "gpt-oss-real" };
 
 START_TEST(test_big)
 {
@@ -211,7 +213,8 @@ START_TEST(test_big)
 		 e && *e ? "" : "/.cache/smoke/hf-tokenizers-big");
 	snprintf(dir, sizeof(dir), "%s/%s/expect.json", base, big_names[_i]);
 	if (access(dir, R_OK) != 0) {
-		printf("SKIP %s: no %s (scripts/make-hf-tokenizer-fixtures.py --big)\n", big_names[_i], dir);
+		printf("SKIP %s: no %s (scripts/make-hf-tokenizer-fixtures.py --big%s)\n", big_names[_i],
+		       dir, strcmp(big_names[_i], "gpt-oss-real") == 0 ? " after scripts/fetch-o200k" : "");
 		return;
 	}
 	snprintf(dir, sizeof(dir), "%s/%s", base, big_names[_i]);
@@ -353,6 +356,53 @@ START_TEST(test_ok_variants)
 	ck_assert_int_eq(tokenizer_bos(t), id_of(t, "<|end|>"));
 	ck_assert_int_eq(tokenizer_eos(t), id_of(t, "<|end|>"));
 	tokenizer_free(t);
+}
+END_TEST
+
+/* transformers writes model_max_length = int(1e30) (VERY_LARGE_INTEGER) into
+ * tokenizer_config.json, as gpt-oss's has it: more than a JSON integer of
+ * jansson holds, and not a reason to refuse the file.  bad/ok-config-bos with
+ * that line: its add_bos_token and bos_token still count. */
+START_TEST(test_config_huge_int)
+{
+	char dir[4096], path[4200], tmp[] = "/tmp/smoke-tj-XXXXXX";
+	dir_of(dir, sizeof(dir), "bad/ok-config-bos");
+	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+	FILE *f = fopen(path, "rb");
+	ck_assert_ptr_nonnull(f);
+	static char src[1 << 16];
+	size_t n = fread(src, 1, sizeof(src), f);
+	fclose(f);
+	ck_assert(n > 100 && n < sizeof(src));
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	char tj[4200], cfg[4200];
+	snprintf(tj, sizeof(tj), "%s/tokenizer.json", tmp);
+	snprintf(cfg, sizeof(cfg), "%s/tokenizer_config.json", tmp);
+	f = fopen(tj, "wb");
+	ck_assert_ptr_nonnull(f);
+	fwrite(src, 1, n, f);
+	fclose(f);
+	f = fopen(cfg, "wb");
+	ck_assert_ptr_nonnull(f);
+	fputs("{\"bos_token\": \"<|end|>\", \"add_bos_token\": true, \"eos_token\": {\"content\": "
+	      "\"<|end|>\"}, \"model_max_length\": 1000000000000000019884624838656, \"x\": [1, 2.5]}\n", f);
+	fclose(f);
+	struct tokenizer *t = load_path(tmp, NULL);
+	ck_assert(tokenizer_add_bos(t) && !tokenizer_add_eos(t));
+	ck_assert_int_eq(tokenizer_bos(t), id_of(t, "<|end|>"));
+	tokenizer_free(t);
+	/* a number beyond a double is still refused, with the place */
+	f = fopen(cfg, "wb");
+	ck_assert_ptr_nonnull(f);
+	fputs("{\"model_max_length\": 1e999}\n", f);
+	fclose(f);
+	struct smk_err err = { 0 };
+	int rc = load_dir(tmp, &t, NULL, &err);
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(strstr(err.msg, "tokenizer_config.json") != NULL, "%s", err.msg);
+	unlink(tj);
+	unlink(cfg);
+	rmdir(tmp);
 }
 END_TEST
 
@@ -528,6 +578,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_spm_specials);
 	tcase_add_test(tc, test_bad);
 	tcase_add_test(tc, test_ok_variants);
+	tcase_add_test(tc, test_config_huge_int);
 	tcase_add_test(tc, test_mutations);
 	tcase_add_test(tc, test_nfc_linear);
 	tcase_add_test(tc, test_missing_dir);
