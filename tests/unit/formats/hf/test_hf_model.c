@@ -809,6 +809,8 @@ static void expert_row(const struct model *m, int il, int e, int role, int64_t r
 				out[k * 32 + j + 16] = qtype_mxfp4_values[q.qs[j] >> 4] * qtype_e8m0_half(q.e);
 			}
 		}
+	} else if (t->type == QTYPE_F32) {
+		memcpy(out, row, sizeof(float) * (size_t)t->ne0);
 	} else {
 		ck_assert_int_eq(t->type, QTYPE_BF16);
 		for (int64_t i = 0; i < t->ne0; i++) {
@@ -865,9 +867,21 @@ END_TEST
 /* Dense: the converted rows are the checkpoint's columns (gate = even,
  * up = odd columns of gate_up_proj [E, H, 2I]; down = columns of
  * down_proj [E, I, H]), read here straight from the safetensors file. */
-START_TEST(test_gpt_oss_dense_values)
+/* Element i of a BF16 or F32 safetensors tensor. */
+static float st_value(const struct st_tensor *t, int64_t i)
 {
-	const char *dir = case_dir("gpt-oss-bf16");
+	if (t->dtype == ST_F32) {
+		float f;
+		memcpy(&f, (const uint8_t *)t->data + 4 * i, 4);
+		return f;
+	}
+	uint16_t u;
+	memcpy(&u, (const uint8_t *)t->data + 2 * i, 2);
+	return bf16_to_fp32(u);
+}
+
+static void check_dense_values(const char *dir, enum st_dtype dt)
+{
 	char st_path[4200];
 	snprintf(st_path, sizeof(st_path), "%s/model.safetensors", dir);
 	struct smk_err err = { 0 };
@@ -882,31 +896,31 @@ START_TEST(test_gpt_oss_dense_values)
 		const struct st_tensor *gu = st_find(f, name);
 		snprintf(name, sizeof(name), "model.layers.%d.mlp.experts.down_proj", il);
 		const struct st_tensor *dn = st_find(f, name);
-		ck_assert(gu && dn && gu->dtype == ST_BF16 && dn->dtype == ST_BF16);
+		ck_assert(gu && dn && gu->dtype == dt && dn->dtype == dt);
 		for (int e = 0; e < E; e++) {
 			float row[256];
 			for (int64_t r = 0; r < I; r++)
 				for (int p = 0; p < 2; p++) {
 					expert_row(m, il, e, p ? LT_UP : LT_GATE, r, row);
 					for (int64_t h = 0; h < H; h++) {
-						uint16_t u;
-						memcpy(&u, (const uint8_t *)gu->data +
-						       2 * ((e * H + h) * 2 * I + 2 * r + p), 2);
-						ck_assert(row[h] == bf16_to_fp32(u));
+						ck_assert(row[h] == st_value(gu, (e * H + h) * 2 * I + 2 * r + p));
 					}
 				}
 			for (int64_t r = 0; r < H; r++) {
 				expert_row(m, il, e, LT_DOWN, r, row);
 				for (int64_t i = 0; i < I; i++) {
-					uint16_t u;
-					memcpy(&u, (const uint8_t *)dn->data + 2 * ((e * I + i) * H + r), 2);
-					ck_assert(row[i] == bf16_to_fp32(u));
+					ck_assert(row[i] == st_value(dn, (e * I + i) * H + r));
 				}
 			}
 		}
 	}
 	model_free(m);
 	st_close(f);
+}
+
+START_TEST(test_gpt_oss_dense_values)
+{
+	check_dense_values(case_dir("gpt-oss-bf16"), ST_BF16);
 }
 END_TEST
 
@@ -1011,6 +1025,7 @@ END_TEST
 struct st_edit {
 	const char *base, *tensor;
 	bool drop;
+	bool widen;                /* every BF16 tensor becomes F32 (same values) */
 	const char *dtype;         /* NULL: unchanged */
 	int n_shape;               /* 0: unchanged */
 	int64_t shape[4];
@@ -1040,7 +1055,7 @@ static void write_st_variant(const struct st_edit *ed, const char *out_path)
 	fseek(f, 0, SEEK_END);
 	long size = ftell(f);
 	fseek(f, 0, SEEK_SET);
-	uint8_t *all = malloc((size_t)size), *out = malloc((size_t)size);
+	uint8_t *all = malloc((size_t)size), *out = malloc(2 * (size_t)size);
 	ck_assert(all && out && fread(all, 1, (size_t)size, f) == (size_t)size);
 	fclose(f);
 	uint64_t hl;
@@ -1078,8 +1093,19 @@ static void write_st_variant(const struct st_edit *ed, const char *out_path)
 				json_array_append_new(sh, json_integer(ed->shape[d]));
 			json_object_set_new(c, "shape", sh);
 		}
-		const uint64_t len = ents[i].e - ents[i].b;
-		memcpy(out + pos, data + ents[i].b, len);
+		uint64_t len = ents[i].e - ents[i].b;
+		if (ed->widen && !strcmp(json_string_value(json_object_get(c, "dtype")), "BF16")) {
+			json_object_set_new(c, "dtype", json_string("F32"));
+			for (uint64_t k = 0; k < len / 2; k++) {
+				uint16_t u;
+				memcpy(&u, data + ents[i].b + 2 * k, 2);
+				const uint32_t w = (uint32_t)u << 16;
+				memcpy(out + pos + 4 * k, &w, 4);
+			}
+			len *= 2;
+		} else {
+			memcpy(out + pos, data + ents[i].b, len);
+		}
 		if (it && ed->poke_at >= 0)
 			out[pos + (uint64_t)ed->poke_at] = (uint8_t)ed->poke;
 		json_t *no = json_array();
@@ -1188,6 +1214,17 @@ START_TEST(test_gpt_oss_copy_loads)
 	remove_tree(dir);
 	ck_assert_msg(rc == 0, "%s", err.msg);
 	model_free(m);
+}
+END_TEST
+
+/* F32 dense experts (the 4-byte transpose) from a widened copy. */
+START_TEST(test_gpt_oss_dense_f32)
+{
+	const struct st_edit ed = { "gpt-oss-bf16", L0 "down_proj", .widen = true, .poke_at = -1 };
+	char dir[64];
+	make_st_dir(&ed, dir, sizeof(dir));
+	check_dense_values(dir, ST_F32);
+	remove_tree(dir);
 }
 END_TEST
 
@@ -1305,6 +1342,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_gpt_oss_legacy_config);
 	tcase_add_loop_test(tc, test_gpt_oss_broken, 0, (int)(sizeof(bad_st) / sizeof(bad_st[0])));
 	tcase_add_test(tc, test_gpt_oss_copy_loads);
+	tcase_add_test(tc, test_gpt_oss_dense_f32);
 	tcase_add_test(tc, test_gpt_oss_cache);
 	suite_add_tcase(s, tc);
 	return s;
