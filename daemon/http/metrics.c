@@ -347,22 +347,25 @@ char *server_metrics_text(struct server *s)
 		const int nl = s->e->model->hp.n_layer;
 		struct wexpert_layer_stats *x = calloc((size_t)nl, sizeof(*x));
 		const int n = x ? wstore_expert_stats(s->e->ws, x, nl) : 0;
-		metric(&b, "smoke_expert_acquires_total", "counter", "Expert weight blocks acquired, per MoE layer.");
-		for (int i = 0; i < n; i++)
-			bprintf(&b, "smoke_expert_acquires_total{layer=\"%d\"} %llu\n", x[i].layer,
-				(unsigned long long)x[i].acquires);
-		metric(&b, "smoke_expert_hits_total", "counter", "Expert acquires that found the expert in the compute tier, per MoE layer.");
-		for (int i = 0; i < n; i++)
-			bprintf(&b, "smoke_expert_hits_total{layer=\"%d\"} %llu\n", x[i].layer,
-				(unsigned long long)x[i].hits);
-		metric(&b, "smoke_expert_ram_hits_total", "counter", "Expert acquires that found the expert in the RAM tier, per MoE layer.");
-		for (int i = 0; i < n; i++)
-			bprintf(&b, "smoke_expert_ram_hits_total{layer=\"%d\"} %llu\n", x[i].layer,
-				(unsigned long long)x[i].ram_hits);
-		metric(&b, "smoke_expert_read_bytes_total", "counter", "Bytes of experts read from the model file into the RAM tier, per MoE layer.");
-		for (int i = 0; i < n; i++)
-			bprintf(&b, "smoke_expert_read_bytes_total{layer=\"%d\"} %llu\n", x[i].layer,
-				(unsigned long long)x[i].bytes_read);
+		static const struct {
+			const char *name, *help;
+			size_t off;      /* of a uint64_t in wexpert_layer_stats */
+		} counters[] = {
+			{ "smoke_expert_acquires_total", "Expert weight blocks acquired, per MoE layer.",
+			  offsetof(struct wexpert_layer_stats, acquires) },
+			{ "smoke_expert_hits_total", "Expert acquires that found the expert in the compute tier, per MoE layer.",
+			  offsetof(struct wexpert_layer_stats, hits) },
+			{ "smoke_expert_ram_hits_total", "Expert acquires that found the expert in the RAM tier, per MoE layer.",
+			  offsetof(struct wexpert_layer_stats, ram_hits) },
+			{ "smoke_expert_read_bytes_total", "Bytes of experts read from the model file into the RAM tier, per MoE layer.",
+			  offsetof(struct wexpert_layer_stats, bytes_read) },
+		};
+		for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+			metric(&b, counters[c].name, "counter", counters[c].help);
+			for (int i = 0; i < n; i++)
+				bprintf(&b, "%s{layer=\"%d\"} %llu\n", counters[c].name, x[i].layer,
+					(unsigned long long)*(const uint64_t *)((const char *)&x[i] + counters[c].off));
+		}
 		metric(&b, "smoke_expert_stall_seconds_total", "counter", "Seconds expert acquires waited for a transfer, per MoE layer.");
 		for (int i = 0; i < n; i++)
 			bprintf(&b, "smoke_expert_stall_seconds_total{layer=\"%d\"} %.6f\n", x[i].layer,
