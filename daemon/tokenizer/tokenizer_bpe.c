@@ -376,19 +376,27 @@ static size_t g4_match(const uint32_t *cps, size_t pos, size_t end)
 	return pos + 1;                         /* unreachable: every class matches */
 }
 
-size_t tok_split_gpt4o(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out)
+/* Split each run in[k] of cps into the matches of `match` (which returns
+ * the end of the match at pos, never beyond end); their lengths into out. */
+static size_t split_runs(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out,
+			 size_t (*match)(const uint32_t *cps, size_t pos, size_t end))
 {
 	size_t n_out = 0, start = 0;
 	for (size_t k = 0; k < n_in; k++) {
 		size_t pos = start, end = start + in[k];
 		start = end;
 		while (pos < end) {
-			size_t q = g4_match(cps, pos, end);
+			size_t q = match(cps, pos, end);
 			out[n_out++] = (uint32_t)(q - pos);
 			pos = q;
 		}
 	}
 	return n_out;
+}
+
+size_t tok_split_gpt4o(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out)
+{
+	return split_runs(cps, in, n_in, out, g4_match);
 }
 
 /* o200k exactly (PRE_O200K): the regex of tiktoken's o200k_base, as
@@ -563,17 +571,7 @@ static size_t o2_match(const uint32_t *cps, size_t pos, size_t end)
 
 size_t tok_split_o200k(const uint32_t *cps, const uint32_t *in, size_t n_in, uint32_t *out)
 {
-	size_t n_out = 0, start = 0;
-	for (size_t k = 0; k < n_in; k++) {
-		size_t pos = start, end = start + in[k];
-		start = end;
-		while (pos < end) {
-			size_t q = o2_match(cps, pos, end);
-			out[n_out++] = (uint32_t)(q - pos);
-			pos = q;
-		}
-	}
-	return n_out;
+	return split_runs(cps, in, n_in, out, o2_match);
 }
 
 /* Character classes of the std::regex fallbacks.  llama.cpp runs them on a
