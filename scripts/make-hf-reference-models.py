@@ -19,11 +19,18 @@ Each model directory also gets a small tokenizer.json trained here with HF
 `tokenizers` (byte-level BPE; SentencePiece-style BPE for Gemma), so the
 directory is a complete model smoked can serve.
 
+gpt-oss (GptOssForCausalLM) is made twice from one model: gpt-oss-bf16 as
+save_pretrained writes it, and gpt-oss-mxfp4 in OpenAI's MXFP4 layout
+written here (see the gpt-oss section below).  `--only gpt-oss` remakes just
+those two and leaves the other fixtures alone.
+
 Fixture layout: tests/fixtures/hf-models/<case>/ with config.json,
 model.safetensors (or index + shards), tokenizer.json, tokenizer_config.json,
 and reference.json = {"sequences": [[ids...]...], "logits": per sequence the
 last LAST rows of logits, "argmax": per sequence per position,
-"margin": the smallest top-1/top-2 gap of the reference (how close a tie is)}.
+"margin": the smallest top-1/top-2 gap of the reference (how close a tie is)}
+(+ for gpt-oss-mxfp4 "dequant": a few expert rows as transformers
+dequantises them).
 """
 import json
 import math
