@@ -9,7 +9,7 @@ from each saved file for fixed token sequences.  tests/unit/hf_model compares
 smoke's logits with these.
 
 Needs torch + transformers + tokenizers (NOT in CI: the outputs are committed
-under tests/fixtures/hf-models/, about 1.5 MB).  Run with a python that has
+under tests/fixtures/hf-models/, about 3 MB).  Run with a python that has
 them, e.g.
     python -m venv ~/.cache/smoke-torch-venv
     ~/.cache/smoke-torch-venv/bin/pip install torch transformers tokenizers
@@ -33,7 +33,6 @@ last LAST rows of logits, "argmax": per sequence per position,
 dequantises them).
 """
 import json
-import math
 import os
 import shutil
 import sys
