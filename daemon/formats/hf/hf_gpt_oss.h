@@ -40,6 +40,10 @@
  * size, mtime (ns) and inode, and every converted slab's name, type, shape,
  * offset and size: touching, replacing or rewriting a shard changes it, and
  * the file is rebuilt (older files of the same directory are deleted then).
+ * The file: "SMKHFX01", then u64 identity length, u64 data offset, u64
+ * data bytes (little-endian), the identity text, zeros up to the data
+ * offset (a multiple of 4096), then the slabs, each at the 4096-aligned
+ * offset its identity line names, expert by expert (ggml's ne2 order).
  * A file is written to a temporary name in the same folder, fsync'ed and
  * renamed, so a reader never sees a half-written one; two loaders racing
  * both write a complete file and the last rename wins.  The cache's bytes
