@@ -146,7 +146,7 @@ class GpuMemPeak:
 def run_llama(a, ncmoe, timeout):
     """llama-bench -ngl 99 -ncmoe N: (tok/s or None, CUDA buffer MiB dict, nvidia-smi MiB, why)."""
     cmd = [a.llama_bench, "-m", a.model, "-ngl", "99", "-ncmoe", str(ncmoe), "-p", "0", "-n", str(a.llama_n),
-           "-r", "1", "-o", "json", "-v"]
+           "-r", "1", "-o", "json", "-v", *a.llama_extra.split()]
     if a.dry:
         cmd += ["-t", str(os.cpu_count())]
     log("  $ %s" % " ".join(cmd))
@@ -190,6 +190,7 @@ def main():
                     help="llama.cpp's device memory besides weights (KV, compute buffers) in choosing N")
     ap.add_argument("--deadline", type=float, default=0, help="epoch seconds: skip what would not fit")
     ap.add_argument("--logs", default=os.environ.get("OUT") or "/tmp")
+    ap.add_argument("--llama-extra", default="", help="more llama-bench arguments (words), e.g. '-fa off'")
     ap.add_argument("--dry", action="store_true")
     a = ap.parse_args()
     clients = [int(x) for x in a.clients.split(",")]
