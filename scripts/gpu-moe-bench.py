@@ -161,8 +161,8 @@ def run_llama(a, ncmoe, timeout):
     for m in re.finditer(r"(CUDA\d+|CPU|CUDA_Host)\w* (model|KV|compute|RS) buffer size\s*=\s*([\d.]+) MiB", p.stderr):
         key = "%s %s" % (m.group(1), m.group(2))
         bufs[key] = bufs.get(key, 0.0) + float(m.group(3))
-    with open(os.path.join(a.logs, "gpu-moe-llama-ncmoe%d.log" % ncmoe), "w") as f:
-        f.write(" ".join(cmd) + "\n" + p.stderr + "\n" + p.stdout)
+    with open(os.path.join(a.logs, "gpu-moe-llama-runs.log"), "a") as f:
+        f.write("$ " + " ".join(cmd) + "\n" + p.stderr + "\n" + p.stdout + "\n")
     if p.returncode != 0:
         return None, bufs, smi, "exit %d: %s" % (p.returncode, p.stderr.strip().splitlines()[-1:] if p.stderr else "")
     try:
