@@ -42,6 +42,9 @@ static const struct key keys[] = {
 	  "accepted Bearer key; repeat for several (none: no authentication)" },
 	{ "server.api_key_file", NULL, K_KEYFILE, OFF(server.api_keys), 0, 0, 0, NULL, NULL,
 	  "file with one accepted key per line (e.g. a systemd credential)" },
+	{ "server.allowed_hosts", NULL, K_STR, STR(server.allowed_hosts), 0, 0, NULL, "",
+	  "comma-separated host names accepted in Host and Origin headers, * for any "
+	  "(empty: the listen address's names; any host when listening on all addresses)" },
 	{ "server.health_need_key", NULL, K_BOOL, OFF(server.health_need_key), 0, 0, 0, NULL, "false",
 	  "whether GET /health needs a key" },
 	{ "server.metrics_need_key", NULL, K_BOOL, OFF(server.metrics_need_key), 0, 0, 0, NULL, "false",
@@ -305,7 +308,7 @@ static int load_key_file(struct config *c, const char *path, const char *origin,
 	if (!f)
 		return smk_fail(err, -errno, "%s: server.api_key_file '%s': %s", origin, path, strerror(errno));
 	char line[CONFIG_API_KEY_MAX + 2];
-	int lineno = 0, rc = 0;
+	int lineno = 0, rc = 0, n_keys = 0;
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
 		size_t len = strlen(line);
@@ -322,7 +325,16 @@ static int load_key_file(struct config *c, const char *path, const char *origin,
 		snprintf(where, sizeof(where), "%s:%d", path, lineno);
 		if ((rc = add_key(c, line, where, "API key", err)))
 			break;
+		n_keys++;
 	}
+	if (!rc && ferror(f))
+		rc = smk_fail(err, -EIO, "%s: server.api_key_file '%s': read error", origin, path);
+	/* A key file is asked for to turn authentication on: one that yields
+	 * no key (empty, only comments, a credential that was not passed)
+	 * must not start the daemon open to everyone. */
+	if (!rc && !n_keys)
+		rc = smk_fail(err, -EINVAL, "%s: server.api_key_file '%s' holds no key (empty, or only "
+			      "comments); refusing to start without authentication", origin, path);
 	fclose(f);
 	return rc;
 }

@@ -49,6 +49,7 @@ struct config {
 		int port;                       /* 0: any free port (logged) */
 		char api_keys[CONFIG_MAX_API_KEYS][CONFIG_API_KEY_MAX];
 		int n_api_keys;                 /* 0: no authentication */
+		char allowed_hosts[1024];       /* Host/Origin allow-list (http/guard.h); "": automatic */
 		bool health_need_key, metrics_need_key;
 		int http_threads;
 		int log_level;                  /* enum config_log_level */

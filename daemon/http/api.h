@@ -47,7 +47,9 @@ struct hreq {
 	/* Body, bounded by limits.max_body. */
 	char *body;
 	size_t n_body, cap_body;
-	bool body_too_large;
+	bool body_too_large;           /* over limits.max_body: the rest is discarded, then 413 */
+	bool close_after;              /* the response closes the connection (a body left unread, bad framing) */
+	int route;                     /* server.c's enum route_id, set once the head passed its checks */
 	bool answered;                 /* a response was queued */
 	int status;                    /* the status queued */
 	/* Generation (completions and chat). */

@@ -5,6 +5,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +15,11 @@
 #include <unistd.h>
 
 #include "http/api.h"
+#include "http/guard.h"
 #include "util/log.h"
 #include "smk_config.h"
 
-const int server_codes[HTTP_CODES] = { 200, 400, 401, 404, 405, 413, 429, 500, 503, 504 };
+const int server_codes[HTTP_CODES] = { 200, 400, 401, 403, 404, 405, 413, 414, 415, 429, 500, 501, 503, 504 };
 
 void server_count_status(struct server *s, int status)
 {
@@ -38,8 +40,19 @@ struct conn_slot {
 	double t_phase;     /* smk_now() at the accept, or at the end of the previous request */
 	bool in_headers;    /* no request has reached the access handler since t_phase */
 	bool cut;           /* shut down by the sweep */
-	struct hreq *gen;   /* a non-streamed generation waiting on the worker, or NULL */
+	struct hreq *gen;   /* a generation in the worker's hands, or NULL */
+	/* Owned by the connection's HTTP thread (not read by the sweep). */
+	struct guard_uri uri;   /* the current request's raw target (on_uri) */
+	int over;           /* OVER_*: refused with 503 at its first request */
+	/* Under conns_lock. */
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	int served;         /* requests answered on this connection */
+	bool uploading;     /* the current request's body is being received */
+	double t_hup;       /* when the sweep first saw the peer's end (POLLRDHUP) while it was idle or uploading; 0: not seen */
 };
+
+enum { OVER_NONE, OVER_IP, OVER_TOTAL };
 
 static int conn_fd(struct MHD_Connection *c)
 {
@@ -72,6 +85,7 @@ static struct hreq *hreq_new(struct server *s, struct MHD_Connection *c, const c
 	r->refs = 1;
 	r->t_arrival = smk_now();
 	r->n_logprobs = -1;
+	r->route = -1;
 	snprintf(r->method, sizeof(r->method), "%s", method);
 	snprintf(r->path, sizeof(r->path), "%s", url);
 	pthread_mutex_init(&r->lock, NULL);
@@ -119,11 +133,16 @@ static enum MHD_Result reply(struct hreq *r, int status, const char *ctype, char
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	if (status == 401)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (r->close_after)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	r->answered = true;
 	r->status = status;
-	server_count_status(r->srv, status);
+	/* Count what the client will see: a response libmicrohttpd refused
+	 * to queue closes the connection without a status. */
+	if (ret == MHD_YES)
+		server_count_status(r->srv, status);
 	return ret;
 }
 
@@ -139,8 +158,10 @@ static enum MHD_Result reply_json(struct hreq *r, int status, char *body)
 static enum MHD_Result reply_error(struct hreq *r, const struct api_error *e, const char *allow)
 {
 	char *body = api_error_body(e);
-	if (e->status >= 500)
+	if (e->status == 500)
 		log_warn("%s %s: %d %s", r->method, r->path, e->status, e->msg);
+	else if (e->status >= 500 && e->status != 501)
+		log_client(LOG_WARN, "%s %s: %d %s", r->method, r->path, e->status, e->msg);
 	else
 		log_debug("%s %s: %d %s", r->method, r->path, e->status, e->msg);
 	return reply(r, e->status, "application/json", body ? body : strdup("{}"), e->retry_after, allow);
@@ -410,6 +431,16 @@ static enum MHD_Result start_generation(struct server *s, struct hreq *r, json_t
 		return MHD_YES;
 	}
 	pthread_mutex_unlock(&r->lock);
+	/* A stream is suspended between events, and libmicrohttpd does not
+	 * watch a suspended socket either: while the job waits in the queue
+	 * or fills its prompt no write can fail, so the sweep watches it as it
+	 * does a non-streamed one, and a client that left is cancelled before
+	 * its prompt is computed. */
+	if (r->slot) {
+		pthread_mutex_lock(&s->conns_lock);
+		r->slot->gen = r;
+		pthread_mutex_unlock(&s->conns_lock);
+	}
 	struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
 								       stream_read, r, NULL);
 	if (!resp) {
@@ -452,11 +483,31 @@ static enum MHD_Result finish_generation(struct hreq *r)
 
 /* ---- the access handler ---- */
 
-static enum MHD_Result handle(struct server *s, struct hreq *r)
+/* The head of a request is complete: framing, route, Host and Origin,
+ * key, media type and declared size are checked before a byte of its body
+ * is read.  A refusal here leaves the body unread, so it closes the
+ * connection (r->close_after): the body is never parsed as a request. */
+static enum MHD_Result admit(struct server *s, struct hreq *r, int over, const struct guard_uri *u)
 {
 	struct api_error e = { 0 };
 	const struct route *rt = NULL;
 	char allow[64] = "";
+	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	r->close_after = te || (cl && strcmp(cl, "0"));
+	if (over != OVER_NONE) {
+		r->close_after = true;
+		api_fail(&e, 503, "overloaded_error", NULL, "too_many_connections",
+			 over == OVER_IP ? "too many connections from this address (limits.max_connections_per_ip = %d)" :
+					   "too many connections (limits.max_connections = %d)",
+			 over == OVER_IP ? s->cfg->limits.max_connections_per_ip : s->cfg->limits.max_connections);
+		e.retry_after = 1;
+		return reply_error(r, &e, NULL);
+	}
+	if (guard_framing(r->conn, u, &e)) {
+		r->close_after = true;
+		return reply_error(r, &e, NULL);
+	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (strcmp(routes[i].path, r->path))
 			continue;
@@ -480,12 +531,43 @@ static enum MHD_Result handle(struct server *s, struct hreq *r)
 			 r->method, r->path);
 		return reply_error(r, &e, NULL);
 	}
+	if (guard_access(r->conn, s->cfg, !strcmp(rt->method, "POST"), &e))
+		return reply_error(r, &e, NULL);
 	if (needs_key(s->cfg, rt->id) &&
 	    !key_ok(s->cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION))) {
 		api_fail(&e, 401, "authentication_error", NULL, "invalid_api_key",
 			 "missing or wrong API key (Authorization: Bearer <key>)");
 		return reply_error(r, &e, NULL);
 	}
+	const uint64_t max_body = s->cfg->limits.max_body;
+	if (cl) {
+		/* guard_framing let only digits through. */
+		errno = 0;
+		unsigned long long n = strtoull(cl, NULL, 10);
+		if (errno || n > max_body) {
+			r->body_too_large = true;
+			api_fail(&e, 413, "invalid_request_error", NULL, "body_too_large",
+				 "the body is larger than %llu bytes (limits.max_body)", (unsigned long long)max_body);
+			return reply_error(r, &e, NULL);
+		}
+		if (n)
+			r->cap_body = (size_t)n;
+	}
+	r->route = (int)rt->id;
+	r->close_after = false;
+	return MHD_YES;
+}
+
+/* The whole request is in (admit passed it): answer it. */
+static enum MHD_Result handle(struct server *s, struct hreq *r)
+{
+	struct api_error e = { 0 };
+	const struct route *rt = NULL;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if ((int)routes[i].id == r->route)
+			rt = &routes[i];
+	if (!rt)
+		return MHD_NO;
 	int state = atomic_load(&s->state);
 	switch (rt->id) {
 	case R_HEALTH: {
@@ -562,33 +644,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		/* The headers are complete: the sweep's header bound is over. */
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		r->slot = ci ? ci->socket_context : NULL;
+		int over = OVER_NONE;
+		struct guard_uri u = { 0 };
+		if (r->slot) {
+			over = r->slot->over;
+			u = r->slot->uri;
+			memset(&r->slot->uri, 0, sizeof(r->slot->uri));
+		}
+		enum MHD_Result ret = admit(s, r, over, r->slot ? &u : NULL);
 		if (r->slot) {
 			pthread_mutex_lock(&s->conns_lock);
 			r->slot->in_headers = false;
+			r->slot->t_hup = 0;
+			r->slot->uploading = !r->answered && ret == MHD_YES;
 			pthread_mutex_unlock(&s->conns_lock);
 		}
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl) {
-			char *end;
-			errno = 0;
-			unsigned long long n = strtoull(cl, &end, 10);
-			if (errno || *end || n > max_body)
-				r->body_too_large = true;
-			else if (n)
-				r->cap_body = (size_t)n;
-		}
-		if (r->body_too_large) {
-			struct api_error e;
-			api_fail(&e, 413, "invalid_request_error", NULL, "body_too_large",
-				 "the body is larger than %llu bytes (limits.max_body)", (unsigned long long)max_body);
-			return reply_error(r, &e, NULL);
-		}
-		return MHD_YES;
+		return ret;
 	}
 	if (*upload_size) {
 		size_t n = *upload_size;
 		*upload_size = 0;
-		if (r->answered || r->body_too_large)
+		if (r->answered)
 			return MHD_YES;
 		/* libmicrohttpd's timeout only closes idle connections: a client
 		 * that trickles its body a byte at a time would hold the
@@ -597,17 +673,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		 * headers; past that the connection is dropped. */
 		const double body_limit = s->cfg->limits.connection_timeout;
 		if (body_limit > 0 && smk_now() - r->t_arrival > body_limit) {
-			log_info("%s %s: body not complete %g s after the headers (%zu bytes so far; "
-				 "limits.connection_timeout); closing the connection",
-				 r->method, r->path, body_limit, r->n_body + n);
+			log_client(LOG_INFO, "%s %s: body not complete %g s after the headers (%zu bytes so far; "
+				   "limits.connection_timeout); closing the connection",
+				   r->method, r->path, body_limit, r->n_body + n);
 			return MHD_NO;
 		}
+		if (r->body_too_large)
+			return MHD_YES;
 		if (r->n_body + n > max_body) {
+			/* A chunked body (its size unknown until its end): while a
+			 * body is being received libmicrohttpd cannot queue a
+			 * response, so the rest is read and discarded (bounded by
+			 * the time limit above) and the 413 goes out at its end. */
 			r->body_too_large = true;
-			struct api_error e;
-			api_fail(&e, 413, "invalid_request_error", NULL, "body_too_large",
-				 "the body is larger than %llu bytes (limits.max_body)", (unsigned long long)max_body);
-			return reply_error(r, &e, NULL);
+			free(r->body);
+			r->body = NULL;
+			r->n_body = r->cap_body = 0;
+			return MHD_YES;
 		}
 		if (!r->body || r->n_body + n + 1 > r->cap_body || r->cap_body == 0) {
 			size_t cap = r->cap_body > r->n_body + n + 1 ? r->cap_body + 1 : (r->n_body + n + 1) * 2;
@@ -623,8 +705,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->n_body += n;
 		return MHD_YES;
 	}
+	if (r->slot && r->slot->uploading) {
+		pthread_mutex_lock(&s->conns_lock);
+		r->slot->uploading = false;
+		pthread_mutex_unlock(&s->conns_lock);
+	}
 	if (r->answered)
 		return MHD_YES;
+	if (r->body_too_large) {
+		struct api_error e;
+		r->close_after = true;
+		api_fail(&e, 413, "invalid_request_error", NULL, "body_too_large",
+			 "the body is larger than %llu bytes (limits.max_body)", (unsigned long long)max_body);
+		return reply_error(r, &e, NULL);
+	}
 	if (r->is_gen) {
 		/* Resumed: the worker is done with a non-streamed generation. */
 		pthread_mutex_lock(&r->lock);
@@ -652,7 +746,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		pthread_mutex_lock(&s->conns_lock);
 		r->slot->gen = NULL;
 		r->slot->in_headers = true;
+		r->slot->uploading = false;
+		r->slot->t_hup = 0;
 		r->slot->t_phase = smk_now();
+		r->slot->served++;
 		pthread_mutex_unlock(&s->conns_lock);
 	}
 	pthread_mutex_lock(&r->lock);
@@ -673,6 +770,62 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	hreq_unref(r);
 }
 
+static bool same_addr(const struct conn_slot *a, const struct conn_slot *b)
+{
+	if (a->addr.ss_family != b->addr.ss_family)
+		return false;
+	if (a->addr.ss_family == AF_INET)
+		return !memcmp(&((const struct sockaddr_in *)&a->addr)->sin_addr,
+			       &((const struct sockaddr_in *)&b->addr)->sin_addr, sizeof(struct in_addr));
+	if (a->addr.ss_family == AF_INET6)
+		return !memcmp(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr,
+			       &((const struct sockaddr_in6 *)&b->addr)->sin6_addr, sizeof(struct in6_addr));
+	return false;
+}
+
+/* A new connection (cs, already in the list; conns_lock held): over the
+ * per-address limit it is marked to get a 503 at its first request.  Over
+ * limits.max_connections, the connection idle longest between requests
+ * (kept alive after an answer, or silent since its accept) is shut down to
+ * make room - clients reopen a closed idle connection as a matter of
+ * course - and only when none is idle is the new one marked for a 503.
+ * libmicrohttpd's own limits sit above these (start_mhd), so that the
+ * connections over them can be answered instead of reset. */
+static void admit_connection(struct server *s, struct conn_slot *cs)
+{
+	const struct config *c = s->cfg;
+	const double now = smk_now();
+	int live = 0, same = 0;
+	struct conn_slot *idle = NULL;
+	for (struct conn_slot *o = s->conns; o; o = o->next) {
+		if (o == cs || o->cut)
+			continue;
+		live++;
+		if (same_addr(o, cs) && !o->over)
+			same++;
+		/* Idle: between requests for a while (not a request's head
+		 * just arriving); kept-alive ones first, then the oldest. */
+		if (o->in_headers && o->fd >= 0 && !o->uploading && !o->gen && now - o->t_phase > 0.5 &&
+		    (!idle || (o->served > 0) > (idle->served > 0) ||
+		     ((o->served > 0) == (idle->served > 0) && o->t_phase < idle->t_phase)))
+			idle = o;
+	}
+	if (c->limits.max_connections_per_ip > 0 && same >= c->limits.max_connections_per_ip) {
+		cs->over = OVER_IP;
+		return;
+	}
+	if (live < c->limits.max_connections)
+		return;
+	if (idle) {
+		idle->cut = true;
+		log_client(LOG_INFO, "%d connections open (limits.max_connections): closing one idle for %.1f s "
+			   "to make room", live + 1, now - idle->t_phase);
+		shutdown(idle->fd, SHUT_RDWR);
+		return;
+	}
+	cs->over = OVER_TOTAL;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
 			  enum MHD_ConnectionNotificationCode code)
 {
@@ -689,11 +842,19 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 		cs->fd = conn_fd(c);
 		cs->t_phase = smk_now();
 		cs->in_headers = true;
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (ci && ci->client_addr) {
+			size_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+					     sizeof(struct sockaddr_in);
+			memcpy(&cs->addr, ci->client_addr, len);
+			cs->addr_len = (socklen_t)len;
+		}
 		pthread_mutex_lock(&s->conns_lock);
 		cs->next = s->conns;
 		if (s->conns)
 			s->conns->prev = cs;
 		s->conns = cs;
+		admit_connection(s, cs);
 		pthread_mutex_unlock(&s->conns_lock);
 		*socket_ctx = cs;
 	} else {
@@ -711,6 +872,21 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 		free(cs);
 		*socket_ctx = NULL;
 	}
+}
+
+/* The request line is in, its headers not yet: note what libmicrohttpd's
+ * unescaping and argument splitting would hide (guard.h).  Returns no
+ * request context: on_request makes it. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	(void)cls;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_slot *cs = ci ? ci->socket_context : NULL;
+	struct guard_uri u;
+	guard_uri_scan((char *)uri, &u);
+	if (cs)
+		cs->uri = u;
+	return NULL;
 }
 
 /* Run by the main thread a few times a second.
@@ -731,9 +907,33 @@ static void sweep_connections(struct server *s)
 	for (struct conn_slot *cs = s->conns; cs; cs = cs->next) {
 		if (cs->in_headers && !cs->cut && cs->fd >= 0 && limit > 0 && now - cs->t_phase > limit) {
 			cs->cut = true;
-			log_info("request headers not complete within %g s (limits.connection_timeout); "
-				 "closing the connection", limit);
+			log_client(LOG_INFO, "request headers not complete within %g s (limits.connection_timeout); "
+				   "closing the connection", limit);
 			shutdown(cs->fd, SHUT_RDWR);
+		}
+		/* A peer that closed its end while its connection was idle or
+		 * sending a body: libmicrohttpd 0.9.75 (epoll, edge-triggered)
+		 * can miss that end when it had bytes left to read, and keeps
+		 * the socket in CLOSE-WAIT until the idle timeout - a burst of
+		 * aborted uploads fills the per-address limit.  Seen on two
+		 * sweeps half a second apart, the socket is shut down, which
+		 * wakes libmicrohttpd to close it.  (A complete request from a
+		 * client that half-closes after sending it is answered well
+		 * within that time.) */
+		if ((cs->in_headers || cs->uploading) && !cs->cut && cs->fd >= 0 && !cs->gen) {
+			struct pollfd pfd = { .fd = cs->fd, .events = POLLRDHUP };
+			if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+				if (!cs->t_hup)
+					cs->t_hup = now;
+				else if (now - cs->t_hup > 0.5) {
+					cs->cut = true;
+					log_client(LOG_INFO, "client closed its end %s; closing the connection",
+						   cs->uploading ? "in the middle of a request body" : "while idle");
+					shutdown(cs->fd, SHUT_RDWR);
+				}
+			} else {
+				cs->t_hup = 0;
+			}
 		}
 		struct hreq *r = cs->gen;
 		if (!r || cs->fd < 0)
@@ -755,10 +955,19 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	char buf[512];
 	(void)cls;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	log_warn("http: %s", buf);
+	/* libmicrohttpd reports what clients do wrong (a closed connection,
+	 * a malformed request) as errors: rate-limited. */
+	log_client(LOG_WARN, "http: %s", buf);
 }
 
 /* ---- listening and stopping (the lifecycle is serve/serve.c's) ---- */
+
+/* Connections over a configured limit that are still accepted, to be
+ * answered 503. */
+static int hard_extra(int limit)
+{
+	return limit / 4 > 16 ? limit / 4 : 16;
+}
 
 static struct MHD_Daemon *start_mhd(struct server *s, struct addrinfo *ai)
 {
@@ -772,8 +981,13 @@ static struct MHD_Daemon *start_mhd(struct server *s, struct addrinfo *ai)
 		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->server.http_threads,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(c->limits.connection_timeout + 0.5),
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->limits.max_connections,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->limits.max_connections_per_ip,
+		/* Above the configured limits, which admit_connection enforces
+		 * with a 503 (or by closing idle connections): past these hard
+		 * ones libmicrohttpd resets a connection without a status. */
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(c->limits.max_connections + hard_extra(c->limits.max_connections)),
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, c->limits.max_connections_per_ip ?
+			(unsigned)(c->limits.max_connections_per_ip + hard_extra(c->limits.max_connections_per_ip)) : 0u,
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->limits.connection_memory,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,

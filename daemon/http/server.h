@@ -52,7 +52,7 @@ enum server_state { SERVER_LOADING, SERVER_READY, SERVER_STOPPING, SERVER_FAILED
 struct conn_slot;
 
 /* HTTP statuses counted by /metrics. */
-enum { HTTP_CODES = 10 };
+enum { HTTP_CODES = 14 };
 extern const int server_codes[HTTP_CODES];
 
 struct server {

@@ -65,6 +65,25 @@ static void *loader_main(void *arg)
 	return NULL;
 }
 
+/* SIGUSR1: one line of what the daemon is doing. */
+static void log_status(struct server *s)
+{
+	int state = atomic_load(&s->state);
+	if (state != SERVER_READY) {
+		log_info("SIGUSR1: status: %s, %llu connections open",
+			 state == SERVER_LOADING ? "loading" : "stopping",
+			 (unsigned long long)atomic_load(&s->conns_open));
+		return;
+	}
+	struct worker_stats st;
+	worker_get_stats(s->w, &st);
+	log_info("SIGUSR1: status: serving %s, %llu connections open, %d active, %d queued, "
+		 "%llu requests admitted, %llu completed, %llu tokens generated", s->model_id,
+		 (unsigned long long)atomic_load(&s->conns_open), st.active, st.queue_depth,
+		 (unsigned long long)st.admitted, (unsigned long long)st.completed,
+		 (unsigned long long)st.gen_tokens);
+}
+
 /* model.id, or the file name without ".gguf". */
 static void model_id_from_path(char *out, size_t len, const char *path)
 {
@@ -93,6 +112,9 @@ int serve_run(const struct config *cfg, const char *model_path)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	sigaddset(&sigs, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
@@ -103,6 +125,12 @@ int serve_run(const struct config *cfg, const char *model_path)
 	}
 	log_info("smoked %s listening on %s port %d; loading %s", SMK_VERSION, cfg->server.host,
 		 s->port, s->model_path);
+	if (cfg->server.n_api_keys)
+		log_info("authentication: on (%d API key%s)", cfg->server.n_api_keys,
+			 cfg->server.n_api_keys == 1 ? "" : "s");
+	else
+		log_info("authentication: off (no server.api_key or server.api_key_file): "
+			 "anyone who can reach %s port %d may use the API", cfg->server.host, s->port);
 	sd_notify_status("loading %s", s->model_path);
 
 	pthread_t loader;
@@ -118,8 +146,16 @@ int serve_run(const struct config *cfg, const char *model_path)
 		/* A short tick: the sweep's bounds are seconds. */
 		struct timespec tick = { 0, 250 * 1000 * 1000 };
 		int got = sigtimedwait(&sigs, NULL, &tick);
-		if (got == SIGTERM || got == SIGINT)
+		/* SIGHUP drains like SIGTERM (a terminal that went away, or a
+		 * supervisor's restart: the log goes to stderr, so there is no
+		 * file to reopen); SIGUSR1 logs a status line; SIGUSR2 is
+		 * ignored.  None of them may end the process on the spot. */
+		if (got == SIGTERM || got == SIGINT || got == SIGHUP)
 			sig = got;
+		else if (got == SIGUSR1)
+			log_status(s);
+		else if (got == SIGUSR2)
+			log_info("SIGUSR2: ignored");
 		if (atomic_load(&s->state) == SERVER_FAILED) {
 			exit_code = 1;
 			break;

@@ -1,6 +1,8 @@
 #include "util/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,57 @@ int log_enabled(int level)
 	return level <= max_level;
 }
 
+static void log_va(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 void log_msg(int level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_va(level, fmt, ap);
+	va_end(ap);
+}
+
+/* Client-caused lines: a window of LOG_CLIENT_WINDOW seconds lets
+ * LOG_CLIENT_BURST of them through; the rest are counted and reported in
+ * one line when a later window opens. */
+static pthread_mutex_t client_lock = PTHREAD_MUTEX_INITIALIZER;
+static double client_window;       /* start of the current window (CLOCK_MONOTONIC s) */
+static unsigned client_lines, client_dropped;
+
+void log_client(int level, const char *fmt, ...)
+{
+	if (level > max_level)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+	unsigned dropped = 0;
+	bool pass;
+	pthread_mutex_lock(&client_lock);
+	if (now - client_window >= LOG_CLIENT_WINDOW) {
+		dropped = client_dropped;
+		client_window = now;
+		client_lines = 0;
+		client_dropped = 0;
+	}
+	pass = client_lines < LOG_CLIENT_BURST;
+	if (pass)
+		client_lines++;
+	else
+		client_dropped++;
+	pthread_mutex_unlock(&client_lock);
+	if (dropped)
+		log_msg(LOG_WARN, "%u client-caused log lines suppressed in the last %d s (at most %d per %d s)",
+			dropped, LOG_CLIENT_WINDOW, LOG_CLIENT_BURST, LOG_CLIENT_WINDOW);
+	if (!pass)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	log_va(level, fmt, ap);
+	va_end(ap);
+}
+
+static void log_va(int level, const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "error", "warn", "info", "debug" };
 	static const int syslog_prio[] = { 3, 4, 6, 7 };
@@ -42,10 +94,7 @@ void log_msg(int level, const char *fmt, ...)
 			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			     tm.tm_sec, ts.tv_nsec / 1000000, names[level]);
 	}
-	va_list ap;
-	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
 	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
 	if (len > sizeof(line) - 2)
 		len = sizeof(line) - 2;

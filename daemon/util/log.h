@@ -13,6 +13,13 @@ void log_init(int max_level);
 int log_enabled(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A line caused by a client (a malformed request, a peer that vanished):
+ * at most LOG_CLIENT_BURST of them per LOG_CLIENT_WINDOW seconds over all
+ * threads, so that one hostile client cannot flood the log; what was
+ * dropped is counted in one warning when the next window opens. */
+enum { LOG_CLIENT_BURST = 20, LOG_CLIENT_WINDOW = 10 };
+void log_client(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
