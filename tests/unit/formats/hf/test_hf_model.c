@@ -1046,7 +1046,9 @@ static int ent_cmp(const void *x, const void *y)
 	return p->b < q->b ? -1 : p->b > q->b ? 1 : p->e < q->e ? -1 : p->e > q->e;
 }
 
-static void write_st_variant(const struct st_edit *ed, const char *out_path)
+/* Only tensors number part, part + n_parts, ... (in file order) go into
+ * out_path: a shard of the file (part 0 of 1: all of it). */
+static void write_st_part(const struct st_edit *ed, const char *out_path, size_t part, size_t n_parts)
 {
 	char src[4200];
 	snprintf(src, sizeof(src), "%s/model.safetensors", case_dir(ed->base));
@@ -1080,6 +1082,8 @@ static void write_st_variant(const struct st_edit *ed, const char *out_path)
 	uint64_t pos = 0;
 	bool found = false;
 	for (size_t i = 0; i < n; i++) {
+		if (i % n_parts != part)
+			continue;
 		const bool it = !strcmp(ents[i].name, ed->tensor);
 		found |= it;
 		if (it && ed->drop)
@@ -1115,7 +1119,7 @@ static void write_st_variant(const struct st_edit *ed, const char *out_path)
 		json_object_set_new(nh, ents[i].name, c);
 		pos += len;
 	}
-	ck_assert_msg(found, "%s has no tensor %s", src, ed->tensor);
+	ck_assert_msg(found || n_parts > 1, "%s has no tensor %s", src, ed->tensor);
 	char *text = json_dumps(nh, JSON_COMPACT);
 	ck_assert_ptr_nonnull(text);
 	uint64_t tl = strlen(text), padded = (tl + 7) / 8 * 8;
@@ -1130,6 +1134,11 @@ static void write_st_variant(const struct st_edit *ed, const char *out_path)
 	json_decref(hdr);
 	free(out);
 	free(all);
+}
+
+static void write_st_variant(const struct st_edit *ed, const char *out_path)
+{
+	write_st_part(ed, out_path, 0, 1);
 }
 
 /* A scratch model directory: the fixture's files linked in, except
@@ -1225,6 +1234,59 @@ START_TEST(test_gpt_oss_dense_f32)
 	make_st_dir(&ed, dir, sizeof(dir));
 	check_dense_values(dir, ST_F32);
 	remove_tree(dir);
+}
+END_TEST
+
+/* Sharded as the Hub serves gpt-oss-20b (an index and several files, a
+ * layer's tensors spread over the shards): the same logits, bit for bit,
+ * as the single file, with the shards and the cache as the sources. */
+START_TEST(test_gpt_oss_sharded)
+{
+	const char *src = case_dir("gpt-oss-mxfp4");
+	const struct st_edit ed = { "gpt-oss-mxfp4", L0 "down_proj_blocks", .poke_at = -1 };
+	char dir[64];
+	make_st_dir(&ed, dir, sizeof(dir));
+	char p[256];
+	snprintf(p, sizeof(p), "%s/model.safetensors", dir);
+	unlink(p);
+	json_t *wm = json_object();
+	for (size_t k = 0; k < 3; k++) {
+		char name[64];
+		snprintf(name, sizeof(name), "model-%05zu-of-00003.safetensors", k + 1);
+		snprintf(p, sizeof(p), "%s/%s", dir, name);
+		write_st_part(&ed, p, k, 3);
+		struct smk_err err = { 0 };
+		struct st_file *f;
+		ck_assert_msg(st_open(&f, p, &err) == 0, "%s", err.msg);
+		for (uint64_t i = 0; i < st_n_tensors(f); i++)
+			json_object_set_new(wm, st_tensor_at(f, i)->name, json_string(name));
+		st_close(f);
+	}
+	json_t *idx = json_object();
+	json_object_set_new(idx, "metadata", json_object());
+	json_object_set_new(idx, "weight_map", wm);
+	snprintf(p, sizeof(p), "%s/model.safetensors.index.json", dir);
+	ck_assert_int_eq(json_dump_file(idx, p, JSON_INDENT(1)), 0);
+	json_decref(idx);
+
+	int32_t seq[24];
+	for (int i = 0; i < 24; i++)
+		seq[i] = (i * 37 + 11) % 336;
+	struct engine *e = open_engine(src, CONVERT_AUTO);
+	int nv = e->model->hp.n_vocab;
+	float *want = malloc(sizeof(float) * 24 * (size_t)nv);
+	float *got = malloc(sizeof(float) * 24 * (size_t)nv);
+	ck_assert(want && got);
+	run_seq(e, seq, 24, want);
+	engine_close(e);
+	e = open_engine(dir, CONVERT_AUTO);
+	ck_assert_int_eq(gguf_n_sources(e->model->gguf), 4);   /* 3 shards + the cache */
+	run_seq(e, seq, 24, got);
+	engine_close(e);
+	ck_assert(memcmp(want, got, sizeof(float) * 24 * (size_t)nv) == 0);
+	remove_tree(dir);
+	free(want);
+	free(got);
 }
 END_TEST
 
@@ -1343,6 +1405,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, test_gpt_oss_broken, 0, (int)(sizeof(bad_st) / sizeof(bad_st[0])));
 	tcase_add_test(tc, test_gpt_oss_copy_loads);
 	tcase_add_test(tc, test_gpt_oss_dense_f32);
+	tcase_add_test(tc, test_gpt_oss_sharded);
 	tcase_add_test(tc, test_gpt_oss_cache);
 	suite_add_tcase(s, tc);
 	return s;
