@@ -210,7 +210,7 @@ static void fill_logprobs(const float *logits, int n_vocab, int n_top, struct wo
 
 /* Release held text: everything if final, else all but the longest suffix
  * that could start a stop string.  Returns true if a stop string matched. */
-static bool release_text(struct worker_seq *s, const struct worker_token *tok, bool final)
+static bool release_text(struct worker_seq *s, struct worker_token *tok, bool final)
 {
 	struct worker_job *j = s->job;
 	size_t cut = s->n_hold;
@@ -236,6 +236,8 @@ static bool release_text(struct worker_seq *s, const struct worker_token *tok, b
 		}
 		emit = s->n_hold - keep;
 	}
+	if (tok)
+		tok->held = (uint32_t)(s->n_hold - emit);
 	if (emit || tok)
 		j->on_text(j->ctx, s->hold, emit, tok);
 	if (stopped) {

@@ -59,6 +59,12 @@ struct worker_token {
 	int32_t id;
 	float logprob;                 /* log-softmax of the raw logits (temperature 1) */
 	int n_top;                     /* alternatives in top[], most likely first */
+	/* Bytes of generated text held back after this token (they may start
+	 * a stop string; on a match, the stop string and what follows it):
+	 * the text generated so far is the text released so far plus these.
+	 * With it a caller tells which tokens lie wholly inside a matched stop
+	 * string, whose text is never released. */
+	uint32_t held;
 	struct { int32_t id; float logprob; } top[WORKER_MAX_TOP];
 };
 

@@ -99,6 +99,12 @@ static int get_num(json_t *o, const char *name, double lo, bool lo_open, double 
 	if (!isfinite(x) || x < lo || (lo_open && x == lo) || x > hi)
 		return api_fail(e, 400, INVALID, name, "out_of_range", "'%s' is %g; allowed: %s%g..%g",
 				name, x, lo_open ? "more than " : "", lo, hi);
+	/* The sampler's parameters are floats: a value that is in range as a
+	 * double can round onto the open bound (1e-320 -> 0). */
+	if (lo_open && !((float)x > (float)lo))
+		return api_fail(e, 400, INVALID, name, "out_of_range",
+				"'%s' is %g, which is %g as a 32-bit float; allowed: more than %g..%g",
+				name, x, (double)(float)x, lo, hi);
 	*out = (float)x;
 	return 0;
 }
@@ -637,11 +643,27 @@ static json_t *logprobs_json(struct hreq *r, int from, int to, size_t text_base)
 			json_decref(name);
 		}
 		json_array_append_new(tops, top);
-		size_t start = i == 0 ? 0 : r->tok_end[i - 1];
+		/* Where the token's text starts in the generated text: what was
+		 * released after the previous token and what was held back. */
+		size_t start = i == 0 ? 0 : r->tok_end[i - 1] + (r->harmony ? 0 : r->toks[i - 1].held);
 		json_array_append_new(offs, json_integer((json_int_t)(start - text_base)));
 	}
 	return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps,
 			 "top_logprobs", tops, "text_offset", offs);
+}
+
+int api_tokens_in_text(const struct hreq *r)
+{
+	if (r->harmony || r->job.n_stop == 0 || !r->toks)
+		return r->n_tok;
+	size_t start = 0;
+	for (int i = 0; i < r->n_tok; i++) {
+		size_t end = r->tok_end[i] + r->toks[i].held;
+		if (start >= r->n_text && end > start)
+			return i;
+		start = end;
+	}
+	return r->n_tok;
 }
 
 static json_t *usage_json(struct hreq *r)
@@ -654,7 +676,7 @@ char *api_generation_body(struct hreq *r)
 {
 	json_t *choice;
 	const char *finish = api_finish_reason(r->res.finish);
-	int n_tok = r->n_tok;
+	int n_tok = api_tokens_in_text(r);
 	if (r->chat) {
 		choice = json_pack("{s:i, s:{s:s, s:o}, s:s, s:o}", "index", 0, "message", "role", "assistant",
 				   "content", jstr(r->text, r->n_text), "finish_reason", finish,

@@ -112,6 +112,15 @@ int api_tokenize(struct server *s, json_t *root, char **body, struct api_error *
 int api_detokenize(struct server *s, json_t *root, char **body, struct api_error *e);
 char *api_models(struct server *s);
 
+/* How many of the tokens received so far line up with the text released
+ * so far (r->lock held): a token whose bytes all lie at or past the end of
+ * r->text (held back as a possible stop string, or inside the stop string
+ * that ended the generation) is not reported - logprobs describe the text
+ * returned, never the stop string.  Tokens without bytes (an end token)
+ * are reported where they come.  For the harmony format, whose text is
+ * one channel of the output, or without stop strings: all of them. */
+int api_tokens_in_text(const struct hreq *r);
+
 /* OpenAI's finish_reason for a worker result. */
 const char *api_finish_reason(enum worker_finish f);
 

@@ -140,6 +140,29 @@ struct head_scan {
 	char nul_name[48];        /* the first field whose value holds a NUL */
 };
 
+/* libmicrohttpd 0.9.75 ends a field value at its first NUL byte (its
+ * length is the strlen) and hides the rest: "Bearer KEY\0junk" reads as
+ * "Bearer KEY".  It terminates each header line in its own read buffer by
+ * turning the CR and LF into NULs, so a value that was cut short is
+ * followed by its NUL and then more bytes of the same line instead of the
+ * NUL that was its CR.  (A line ending in a bare LF looks the same and is
+ * refused with it; RFC 9112 2.2 lets a server refuse those.)  Later
+ * releases keep the whole value and give its length; there memchr finds
+ * the NUL. */
+static bool value_cut_at_nul(const char *v, size_t n)
+{
+#if MHD_VERSION < 0x00097700
+	if (v[n] != 0)
+		return false;
+	unsigned char next = (unsigned char)v[n + 1];
+	return next != 0 && next != ' ' && next != '\t';
+#else
+	(void)v;
+	(void)n;
+	return false;
+#endif
+}
+
 static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
 				  const char *value, size_t value_size)
 {
@@ -156,7 +179,7 @@ static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char
 			break;
 		}
 	}
-	if (value && memchr(value, 0, value_size) && !h->nul_name[0])
+	if (value && (memchr(value, 0, value_size) || value_cut_at_nul(value, value_size)) && !h->nul_name[0])
 		snprintf(h->nul_name, sizeof(h->nul_name), "%.*s", (int)(key_size < 40 ? key_size : 40), key);
 	const char *v = value ? value : "";
 	if (key_size == 14 && !strncasecmp(key, "Content-Length", 14)) {

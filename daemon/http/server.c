@@ -282,13 +282,14 @@ static bool next_event(struct hreq *r)
 		if (r->chat)
 			ev = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, NULL, false, true);
 	} else if (r->sse == 1) {
-		bool more_tok = r->n_logprobs >= 0 && r->n_tok > r->sent_tok;
+		int n_tok = r->n_logprobs >= 0 ? api_tokens_in_text(r) : r->n_tok;
+		bool more_tok = r->n_logprobs >= 0 && n_tok > r->sent_tok;
 		if (r->n_text > r->sent_text || r->n_reason > r->sent_reason || more_tok) {
 			ev = api_stream_chunk(r, r->sent_text, r->n_text, r->sent_reason, r->n_reason,
-					      r->sent_tok, r->n_tok, NULL, false, false);
+					      r->sent_tok, n_tok, NULL, false, false);
 			r->sent_text = r->n_text;
 			r->sent_reason = r->n_reason;
-			r->sent_tok = r->n_tok;
+			r->sent_tok = n_tok;
 		} else if (r->done) {
 			r->sse = 2;
 			if (r->res.finish == WORKER_FINISH_ERROR) {
