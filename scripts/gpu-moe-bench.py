@@ -321,7 +321,10 @@ def main():
             miss = dev - budget / MiB
             if abs(miss) <= per:
                 break
-            n2 = min(f["n_layer"], max(0, n + int(miss // per) + (1 if miss > 0 else 0)))
+            # over: the fewest more layers' experts to the CPU that bring it
+            # under; under: as many back to the GPU as still fit
+            step = int(-(-miss // per)) if miss > 0 else -int(-miss // per)
+            n2 = min(f["n_layer"], max(0, n + step))
             if n2 == n:
                 break
             log("  its CUDA buffers are %.0f MiB, %+.0f MiB off the budget (%.0f MiB a layer's experts): "
