@@ -26,8 +26,8 @@ The daemon runs with --connection-timeout 2 and --max-connections-per-ip 4:
  4. Slowloris: idle connections up to the per-IP limit
     (docs/configuration.md: limits.max_connections_per_ip, "open connections
     per client address") do not stop another address (127.0.0.2) from being
-    served; one more from the same address is refused cleanly (closed
-    without a response, the daemon keeps serving); when the idle timeout has
+    served; one more from the same address is refused cleanly (a 503 with
+    the API's JSON error, the daemon keeps serving); when the idle timeout has
     closed them, that address is served again.
 After each, a request proves the daemon still serves.  No timing
 assumption beyond generous deadlines: everything is polled.
@@ -334,18 +334,19 @@ def slowloris(port):
           "with %d idle connections from 127.0.0.1, 127.0.0.2 is served (%s)" % (PER_IP, s))
     still_serving(port, "slowloris, from another address", source="127.0.0.2")
     # One more from the same address, while the idle ones are still open,
-    # is refused cleanly: closed without a response, never a hang.
+    # is refused cleanly: answered 503 (the API's JSON error, Retry-After)
+    # and closed, never reset without a status, never a hang.
     refused = None
     if time.time() - t0 < CONN_TIMEOUT * 0.75:
         try:
-            s, _ = request(port, "GET", "/health", timeout=60)
-            refused = "answered %s" % s
+            s, js = request(port, "GET", "/health", timeout=60)
+            refused = "answered %s %s" % (s, (js or {}).get("error", {}).get("code"))
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            refused = "closed"
+            refused = "closed without a status"
         except OSError as e:
             refused = repr(e)
-        check(refused == "closed", "connection %d from 127.0.0.1 is refused by closing it (%s)"
-              % (PER_IP + 1, refused))
+        check(refused == "answered 503 too_many_connections",
+              "connection %d from 127.0.0.1 is refused with a 503 (%s)" % (PER_IP + 1, refused))
     else:
         print("note: the machine is too slow to probe the per-IP refusal within the idle timeout; skipped")
     # The idle timeout closes the Slowloris connections...
