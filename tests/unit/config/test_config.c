@@ -246,6 +246,27 @@ START_TEST(test_key_file)
 }
 END_TEST
 
+/* A key file that yields no key refuses to start (issue 17 a): asked for
+ * authentication, never silently none. */
+START_TEST(test_key_file_empty)
+{
+	static const char *const texts[] = { "", "# a comment\n\n   \n# another\n" };
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		const char *path = write_tmp(texts[i]);
+		char p[64], arg[96];
+		snprintf(p, sizeof(p), "%s", path);
+		snprintf(arg, sizeof(arg), "--api-key-file=%s", p);
+		char *argv[] = { "smoked", arg, NULL };
+		struct cli c;
+		struct smk_err err = { 0 };
+		int rc = cli_parse(&c, 2, argv, &err);
+		unlink(p);
+		ck_assert_msg(rc != 0, "case %zu: an empty key file was accepted", i);
+		ck_assert_msg(strstr(err.msg, "holds no key"), "case %zu: '%s'", i, err.msg);
+	}
+}
+END_TEST
+
 /* What config_print writes reads back to the same settings. */
 START_TEST(test_print_roundtrip)
 {
@@ -283,6 +304,7 @@ int main(void)
 	tcase_add_test(tc, test_cli_offline);
 	tcase_add_test(tc, test_cli_errors);
 	tcase_add_test(tc, test_key_file);
+	tcase_add_test(tc, test_key_file_empty);
 	tcase_add_test(tc, test_print_roundtrip);
 	suite_add_tcase(s, tc);
 	return ck_run(s);

@@ -35,6 +35,7 @@
 #include "engine/engine.h"
 #include "formats/family.h"
 #include "http/api.h"
+#include "http/guard.h"
 #include "http/server.h"
 
 #define MODEL_ID "llama-f32"
@@ -260,6 +261,9 @@ static const struct bad {
 	{ "\"temperature\": [1]", "temperature", 400 },
 	{ "\"top_p\": 0", "top_p", 400 },
 	{ "\"top_p\": 0.0", "top_p", 400 },
+	/* In range as a double, 0 as the sampler's float (issue 17 l). */
+	{ "\"top_p\": 1e-320", "top_p", 400 },
+	{ "\"repeat_penalty\": 1e-50", "repeat_penalty", 400 },
 	{ "\"top_p\": 1.5", "top_p", 400 },
 	{ "\"top_p\": -1", "top_p", 400 },
 	{ "\"top_p\": false", "top_p", 400 },
@@ -1390,6 +1394,53 @@ START_TEST(http_paths_methods_and_size)
 }
 END_TEST
 
+/* ---- guard.h: Host/Origin allow-list and raw request targets ---- */
+
+START_TEST(guard_hosts)
+{
+	struct config c;
+	config_init(&c);
+	snprintf(c.server.host, sizeof(c.server.host), "127.0.0.1");
+	static const struct { const char *host; bool ok; } loop[] = {
+		{ "127.0.0.1:8080", true }, { "localhost", true }, { "LOCALHOST:1", true },
+		{ "localhost.:80", true }, { "[::1]:8080", true }, { "evil.example", false },
+		{ "127.0.0.1.evil.example", false }, { "", false }, { "[::2]", false },
+	};
+	for (size_t i = 0; i < sizeof(loop) / sizeof(loop[0]); i++)
+		ck_assert_msg(guard_host_allowed(&c, loop[i].host, strlen(loop[i].host)) == loop[i].ok,
+			      "loopback: Host '%s'", loop[i].host);
+	snprintf(c.server.host, sizeof(c.server.host), "0.0.0.0");
+	ck_assert(guard_host_allowed(&c, "anything.example", 16));
+	snprintf(c.server.allowed_hosts, sizeof(c.server.allowed_hosts), "llm.example, ::1");
+	ck_assert(guard_host_allowed(&c, "llm.example:443", 15));
+	ck_assert(guard_host_allowed(&c, "[::1]", 5));
+	ck_assert(!guard_host_allowed(&c, "localhost", 9));
+	snprintf(c.server.allowed_hosts, sizeof(c.server.allowed_hosts), "*");
+	ck_assert(guard_host_allowed(&c, "x", 1));
+}
+END_TEST
+
+START_TEST(guard_uris)
+{
+	struct guard_uri u;
+	char a[] = "/stats%00";
+	guard_uri_scan(a, &u);
+	ck_assert(u.nul && u.n_args == 0);
+	char b[] = "/health?a=1&b=%41";
+	guard_uri_scan(b, &u);
+	ck_assert(!u.nul && !u.ctl && u.n_args == 2);
+	ck_assert_str_eq(b, "/health?a=1&b=%41");
+	char c[2100] = "/health?";
+	memset(c + 8, '&', 2000);
+	guard_uri_scan(c, &u);
+	ck_assert_int_eq(u.n_args, 2001);
+	ck_assert(!strchr(c, '&'));  /* neutralised: libmicrohttpd stores one argument */
+	char d[] = "/v1/%0d%0ax";
+	guard_uri_scan(d, &u);
+	ck_assert(u.ctl && !u.nul);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("api");
@@ -1423,6 +1474,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, http_bodies_not_json);
 	tcase_add_test(tc, http_api_errors_reach_the_client);
 	tcase_add_test(tc, http_paths_methods_and_size);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("guard");
+	tcase_add_test(tc, guard_hosts);
+	tcase_add_test(tc, guard_uris);
 	suite_add_tcase(s, tc);
 	return s;
 }
