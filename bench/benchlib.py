@@ -320,7 +320,8 @@ def llama_stream_one(port, prompt, n, out, i):
     (tokens, first token time, last token time, error): the token count is
     the final chunk's usage.completion_tokens (a token that ends inside a
     UTF-8 sequence sends no chunk, so chunks undercount), the times are those
-    of the first and last chunk that carries text."""
+    of the first and last chunk that carries text; a stream that ends
+    without its final chunk (finish_reason) is an error."""
     import http.client
     import json
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
@@ -331,7 +332,7 @@ def llama_stream_one(port, prompt, n, out, i):
     if r.status != 200:
         out[i] = (0, None, None, "HTTP %d" % r.status)
         return
-    chunks, used, t_first, t_last = 0, None, None, None
+    chunks, used, t_first, t_last, finished = 0, None, None, None, False
     while True:
         line = r.readline()
         if not line:
@@ -346,12 +347,16 @@ def llama_stream_one(port, prompt, n, out, i):
         if "usage" in d and d["usage"]:
             used = d["usage"].get("completion_tokens")
         ch = (d.get("choices") or [{}])[0]
-        if ch.get("finish_reason") is None and ch.get("text"):
+        if ch.get("finish_reason") is not None:
+            finished = True
+        elif ch.get("text"):
             t_first = t_first if t_first is not None else now
             t_last = now
             chunks += 1
     c.close()
-    out[i] = (used if used is not None else chunks, t_first, t_last, None)
+    # no final chunk: the stream was cut (the server died, e.g. OOM-killed)
+    out[i] = (used if used is not None else chunks, t_first, t_last,
+              None if finished else "stream cut after %d chunks" % chunks)
 
 
 def llama_run_clients(port, k, n):
