@@ -9,24 +9,32 @@ For Qwen3ForCausalLM, Qwen3MoeForCausalLM and MixtralForCausalLM:
      transformers' float32 logits for fixed token sequences (the layout of
      scripts/make-hf-reference-models.py, whose tokenizer and reference()
      are reused here);
-then for those three and gpt-oss (tests/fixtures/hf-models/gpt-oss-bf16,
-made by scripts/make-hf-reference-models.py, only read here):
+then for those three and gpt-oss (tests/fixtures/hf-models/gpt-oss-bf16 and
+gpt-oss-mxfp4, made by scripts/make-hf-reference-models.py, only read here):
   2. llama.cpp's own converter (convert_hf_to_gguf.py of the reference
      build's source tree, with its gguf-py) turns the directory into a BF16
      GGUF, and the reference build's llama-quantize makes Q8_0 of it (for
      gpt-oss: MXFP4_MOE, experts MXFP4 and the other matrices Q8_0, as the
      published gpt-oss GGUFs are); both land in tests/fixtures/reference/
-     converted/<arch>-{bf16,q8_0,mxfp4}.gguf;
+     converted/<arch>-{bf16,q8_0,mxfp4}.gguf.  The MXFP4 checkpoint
+     gpt-oss-mxfp4 is converted as OpenAI's is (experts repacked, not
+     requantised): converted/gpt-oss-hf-mxfp4-bf16.gguf;
   3. the reference build's llama-ref records greedy continuations with the
      top-5 logits of every step (the teacher-forced reference) for each
      GGUF: tests/fixtures/reference/converted-<arch>-<type>-greedy.json, in
-     scripts/make-reference-fixtures' format.
+     scripts/make-reference-fixtures' format; and the same for an F32
+     conversion of each directory (converted-<arch>-f32-greedy.json, the
+     GGUF itself not committed: the BF16 file's values, widened, which is
+     what smoke computes on the BF16 file; see F32_NOTE).
 tests/unit/formats/hf/test_hf_moe.c holds smoke to all three.
 
 Why the GGUFs are committed, not made at test time: convert_hf_to_gguf.py
 imports torch (and reads the directories through it), which CI does not
 have, and a torch-free converter would be our own writer again, which is
-what these fixtures exist to avoid.  They are small (largest about 0.5 MB).
+what these fixtures exist to avoid.  They are small (largest about 0.6 MB).
+When scripts/make-hf-reference-models.py remakes gpt-oss-bf16/-mxfp4,
+rerun this with --no-hf --only gpt-oss --only gpt-oss-hf-mxfp4 (the test
+compares the FNV-1a of each source's model.safetensors recorded here).
 
 The converter does not know the tiny tokenizer's pre-tokenizer hash and
 refuses it ("BPE pre-tokenizer was not recognized"); it is byte-level BPE
@@ -38,7 +46,7 @@ Needs torch + transformers + tokenizers (the torch venv) and the reference
 build (scripts/build-llama-cpp, plus `cmake --build <build dir> --target
 llama-quantize`).  Run:
     ~/.cache/smoke-torch-venv/bin/python scripts/make-moe-reference-models.py [--only NAME ...]
-NAME is qwen3, qwen3moe, mixtral or gpt-oss; --no-hf keeps the existing
+NAME is qwen3, qwen3moe, mixtral, gpt-oss or gpt-oss-hf-mxfp4; --no-hf keeps the existing
 HF directories and redoes steps 2-3 only.
 """
 import argparse
@@ -58,7 +66,18 @@ LLAMA_BIN = os.path.join(CACHE, "llama.cpp", "build-0.3.36-avx2-fma-f16c-nollama
 HF_OUT = os.path.join(ROOT, "tests", "fixtures", "hf-models")
 GGUF_OUT = os.path.join(ROOT, "tests", "fixtures", "reference", "converted")
 
-ARCHS = ["qwen3", "qwen3moe", "mixtral", "gpt-oss"]
+# name -> (HF directory, llama-quantize type, its file suffix).  gpt-oss-hf-mxfp4
+# is the MXFP4 checkpoint converted as OpenAI's gpt-oss-20b is: the
+# converter repacks the experts' blocks into GGUF MXFP4 (no requantisation)
+# and writes the rest as asked (BF16; F32 for the widened run).
+SOURCES = {
+    "qwen3": ("qwen3-bf16", "Q8_0", "q8_0"),
+    "qwen3moe": ("qwen3moe-bf16", "Q8_0", "q8_0"),
+    "mixtral": ("mixtral-bf16", "Q8_0", "q8_0"),
+    "gpt-oss": ("gpt-oss-bf16", "MXFP4_MOE", "mxfp4"),
+    "gpt-oss-hf-mxfp4": ("gpt-oss-mxfp4", None, None),
+}
+ARCHS = list(SOURCES)
 GREEDY_N = 32
 MIN_MARGIN = 0.03   # transformers' top-1/top-2 gap everywhere (as make-hf-reference-models)
 MIN_ROUTER_MARGIN = 0.02  # router logits: k-th minus (k+1)-th, everywhere (router_margin)
@@ -256,8 +275,12 @@ def fixtures(mrf, ver, name, dtype, path, made_by, src_dir, note=None):
         meta["note"] = note
     meta["model_info"] = info
     meta["made_by"] = made_by
-    meta["source"] = {"dir": os.path.relpath(src_dir, ROOT),
-                      "model_safetensors_sha256": sha256(os.path.join(src_dir, "model.safetensors"))}
+    st = os.path.join(src_dir, "model.safetensors")
+    with open(st, "rb") as f:
+        st_fnv = "%016x" % mrf.fnv1a64(f.read())
+    # the test checks the FNV-1a: it says when the directory changed since
+    meta["source"] = {"dir": os.path.relpath(src_dir, ROOT), "model_safetensors_sha256": sha256(st),
+                      "model_safetensors_fnv1a64": st_fnv}
     meta["tensor_types"] = tensor_types(path)
     meta["size_bytes"] = os.path.getsize(path)
     cases = mrf.greedy(LLAMA_BIN, path, mrf.TINY_PROMPTS, GREEDY_N)
@@ -286,7 +309,7 @@ def main():
     sel = args.only or ARCHS
     mrf = load("make_reference_fixtures", "make-reference-fixtures")
     os.makedirs(GGUF_OUT, exist_ok=True)
-    if not args.no_hf and any(a != "gpt-oss" for a in sel):
+    if not args.no_hf and any(a in ("qwen3", "qwen3moe", "mixtral") for a in sel):
         import torch
         import transformers
         hfref = load("make_hf_reference_models", "make-hf-reference-models.py")
@@ -298,7 +321,8 @@ def main():
         log("transformers", transformers.__version__, "torch", torch.__version__)
     ver = version()
     for name in sel:
-        hf_dir = os.path.join(HF_OUT, f"{name}-bf16")
+        src, qtype, qname = SOURCES[name]
+        hf_dir = os.path.join(HF_OUT, src)
         if not os.path.exists(os.path.join(hf_dir, "config.json")):
             log(f"SKIP {name}: {os.path.relpath(hf_dir, ROOT)} does not exist")
             continue
@@ -309,10 +333,9 @@ def main():
             f32 = os.path.join(td, f"{name}-f32.gguf")
             fixtures(mrf, ver, name, "f32", f32, [convert(hf_dir, f32, "f32")], hf_dir,
                      note=F32_NOTE.format(name=name))
-        qtype, qname = ("MXFP4_MOE", "mxfp4") if name == "gpt-oss" else ("Q8_0", "q8_0")
-        q = os.path.join(GGUF_OUT, f"{name}-{qname}.gguf")
-        fixtures(mrf, ver, name, qname, q, [conv, quantize(bf16, q, qtype)], hf_dir)
-
+        if qtype:
+            q = os.path.join(GGUF_OUT, f"{name}-{qname}.gguf")
+            fixtures(mrf, ver, name, qname, q, [conv, quantize(bf16, q, qtype)], hf_dir)
 
 if __name__ == "__main__":
     sys.exit(main())
