@@ -263,7 +263,7 @@ def run_checks(cl, proc):
         c = http.client.HTTPConnection("127.0.0.1", cl.port, timeout=60)
         c.request("POST", "/v1/completions", body=json.dumps(
             {"prompt": "Long %d" % i, "max_tokens": 400, "stream": True}),
-            headers={"Authorization": "Bearer " + KEY})
+            headers={"Content-Type": "application/json", "Authorization": "Bearer " + KEY})
         streams.append(c)
         time.sleep(0.2)
     s, h, js, _ = cl.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})

@@ -139,7 +139,8 @@ def slow_body(port):
 
     # Headers and then silence: the idle timeout closes it.
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n")
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 10\r\n\r\n")
     t0 = time.time()
     got = closed_by_peer(s, t0 + CONN_TIMEOUT * 15)
     s.close()
