@@ -201,9 +201,14 @@ def main():
         for n in GPT_OSS_CASES:
             shutil.rmtree(os.path.join(OUT, n), ignore_errors=True)
     else:
-        if os.path.isdir(OUT):
-            shutil.rmtree(OUT)
-        os.makedirs(OUT)
+        # only the directories this script makes: others live beside them
+        # (scripts/make-moe-reference-models.py's qwen3, qwen3moe, mixtral)
+        for name, _, _, _ in configs():
+            for dt in ("f32", "f16", "bf16"):
+                shutil.rmtree(os.path.join(OUT, f"{name}-{dt}"), ignore_errors=True)
+        for n in GPT_OSS_CASES:
+            shutil.rmtree(os.path.join(OUT, n), ignore_errors=True)
+        os.makedirs(OUT, exist_ok=True)
     toks = {False: train_tokenizer(False), True: train_tokenizer(True)}
     for t in toks.values():
         assert t.get_vocab_size() <= VOCAB, t.get_vocab_size()

@@ -536,7 +536,8 @@ static int hparams(struct hf *h)
 }
 
 /* Mixture of experts: Mixtral (num_local_experts, experts intermediate_size
- * wide) and Qwen3-MoE (num_experts, moe_intermediate_size).  The plan
+ * wide) and Qwen3-MoE (num_experts, moe_intermediate_size; transformers 5
+ * writes num_local_experts instead).  The plan
  * renormalises the top-k weights and runs every layer as MoE, as
  * llama.cpp does: a checkpoint that says otherwise is refused. */
 static int moe_keys(struct hf *h, int64_t ff)
@@ -546,8 +547,11 @@ static int moe_keys(struct hf *h, int64_t ff)
 		return 0;
 	int64_t ne, used, ffe = ff;
 	int rc;
-	if ((rc = cfg_int(h, qmoe ? "num_experts" : "num_local_experts", true, 1, 1024, &ne)) ||
-	    (rc = cfg_int(h, "num_experts_per_tok", true, 1, 1024, &used)))
+	rc = cfg_int(h, qmoe ? "num_experts" : "num_local_experts", !qmoe, 1, 1024, &ne);
+	if (rc == -ENOENT && (rc = cfg_int(h, "num_local_experts", false, 1, 1024, &ne)) == -ENOENT)
+		return smk_fail(h->err, -EINVAL, "%s: key 'num_experts' (or 'num_local_experts') is missing",
+				h->cfg_path);
+	if (rc || (rc = cfg_int(h, "num_experts_per_tok", true, 1, 1024, &used)))
 		return rc;
 	if (used > ne)
 		return smk_fail(h->err, -EINVAL, "%s: num_experts_per_tok %lld exceeds the %lld experts",

@@ -525,6 +525,32 @@ START_TEST(qwen3moe_hf_refusals)
 		ck_assert_msg(strstr(err.msg, "config.json") && strstr(err.msg, cases[c].word),
 			      "case %zu: %s", c, err.msg);
 	}
+	/* transformers 5 writes Qwen3-MoE's expert count as num_local_experts:
+	 * read either; neither is refused naming the key */
+	static const struct { const char *to; bool ok; } spell[] = {
+		{ "\"num_local_experts\": 16", true }, { "\"num_expertz\": 16", false },
+	};
+	for (size_t c = 0; c < sizeof(spell) / sizeof(spell[0]); c++) {
+		const char *at = strstr(good, "\"num_experts\": 16");
+		ck_assert_ptr_nonnull(at);
+		snprintf(bad, sizeof(bad), "%.*s%s%s", (int)(at - good), good, spell[c].to,
+			 at + strlen("\"num_experts\": 16"));
+		f = fopen(cfg, "w");
+		fputs(bad, f);
+		fclose(f);
+		struct model *m = NULL;
+		struct smk_err err = { 0 };
+		const int rc = model_load(&m, dir, &err);
+		if (spell[c].ok) {
+			ck_assert_msg(rc == 0, "%s", err.msg);
+			ck_assert_int_eq(m->hp.n_expert, 16);
+			model_free(m);
+		} else {
+			ck_assert_int_ne(rc, 0);
+			ck_assert_msg(strstr(err.msg, "config.json") && strstr(err.msg, "'num_experts'"), "%s",
+				      err.msg);
+		}
+	}
 	snprintf(p2, sizeof(p2), "%s/model.safetensors", dir);
 	unlink(p2);
 	unlink(cfg);
