@@ -799,10 +799,11 @@ static void admit_connection(struct server *s, struct conn_slot *cs)
 	int live = 0, same = 0;
 	struct conn_slot *idle = NULL;
 	for (struct conn_slot *o = s->conns; o; o = o->next) {
-		if (o == cs || o->cut)
+		/* Connections shut down or refused are on their way out. */
+		if (o == cs || o->cut || o->over)
 			continue;
 		live++;
-		if (same_addr(o, cs) && !o->over)
+		if (same_addr(o, cs))
 			same++;
 		/* Idle: between requests for a while (not a request's head
 		 * just arriving); kept-alive ones first, then the oldest. */
