@@ -218,7 +218,7 @@ int guard_framing(struct MHD_Connection *c, const struct guard_uri *u, struct ap
 				h.bad_name);
 	if (h.nul_name[0])
 		return api_fail(e, 400, INVALID, NULL, "invalid_header",
-				"header '%s' contains a NUL byte", h.nul_name);
+				"header '%s' contains a NUL byte (or its line ends in a bare LF)", h.nul_name);
 	if (h.n_te && h.n_cl)
 		return api_fail(e, 400, INVALID, NULL, "invalid_framing",
 				"both Content-Length and Transfer-Encoding given (RFC 9112 6.3)");
