@@ -1,0 +1,105 @@
+/* grammar_impl.h - the compiled schema's nodes and the matcher's frames.
+ * Internal to grammar/. */
+#ifndef SMK_GRAMMAR_IMPL_H
+#define SMK_GRAMMAR_IMPL_H
+
+#include "grammar/grammar.h"
+
+enum gnode_kind {
+	GN_ANYOF,      /* u.list: alternatives (node ids in g->ids) */
+	GN_REF,        /* u.ref: another node (a $ref, resolved after compiling) */
+	GN_OBJECT,     /* u.obj: properties in order (g->props) */
+	GN_MAP,        /* u.map: free keys, every value of node u.map.value */
+	GN_ARRAY,      /* u.arr */
+	GN_STRING,     /* u.str: length bounds in characters (code points) */
+	GN_NUMBER,     /* any JSON number */
+	GN_INTEGER,    /* u.num: optional bounds */
+	GN_LITERAL,    /* u.list: JSON texts in g->lits, sorted bytewise */
+};
+
+#define GN_UNBOUNDED UINT32_MAX
+
+struct gnode {
+	uint8_t kind;
+	union {
+		struct { uint32_t first, n; } list;
+		struct { uint32_t target; } ref;
+		struct { uint32_t first, n; } obj;
+		struct { uint32_t value; } map;
+		struct { uint32_t items, min, max; } arr;
+		struct { uint32_t min, max; } str;
+		struct { bool has_lo, has_hi; int64_t lo, hi; } num;
+	} u;
+};
+
+/* A property: its key as JSON text with the quotes ("name"), in g->text. */
+struct gprop {
+	uint32_t key_off, key_len;
+	uint32_t node;
+	bool required;
+};
+
+/* A literal (enum/const member, true/false/null) as compact JSON text. */
+struct glit {
+	uint32_t off, len;
+};
+
+struct grammar {
+	struct gnode *nodes;
+	uint32_t n_nodes, cap_nodes;
+	struct gprop *props;
+	uint32_t n_props, cap_props;
+	uint32_t *ids;                 /* anyOf alternatives */
+	uint32_t n_ids, cap_ids;
+	struct glit *lits;
+	uint32_t n_lits, cap_lits;
+	char *text;                    /* key and literal bytes */
+	uint32_t n_text, cap_text;
+	uint32_t root;                 /* the value's node */
+	uint32_t free_string;          /* a map's keys */
+};
+
+/* ---- the matcher's state ---- */
+
+/* One open value.  Unused fields are zero, so that equal states have equal
+ * bytes (they key the mask cache). */
+struct gframe {
+	uint16_t node;                 /* GF_ROOT for the bottom frame */
+	uint8_t phase;
+	uint8_t x;                     /* whitespace run, UTF-8 bytes due, sign */
+	uint32_t a;                    /* index, count or position */
+	uint64_t b;                    /* candidates, value, range */
+};
+
+#define GF_ROOT 0xffff
+
+struct gstack {
+	uint32_t depth;                /* frames in f; 0: dead */
+	struct gframe f[GM_MAX_DEPTH];
+};
+
+struct gstate {
+	uint32_t n;                    /* live stacks */
+	struct gstack s[GM_MAX_STACKS];
+};
+
+#define GM_END 256                 /* the end of the text, fed like a byte */
+
+/* The start state. */
+void gstate_init(const struct grammar *g, struct gstate *st);
+/* dst = src fed with byte c (0..255 or GM_END); returns dst->n (0: dead).
+ * Copies only the frames in use. */
+uint32_t gstate_feed(const struct grammar *g, const struct gstate *src, int c, struct gstate *dst);
+void gstate_copy(struct gstate *dst, const struct gstate *src);
+/* Every live stack has finished the value (nothing may follow). */
+bool gstate_done(const struct gstate *st);
+/* Some stack may end here. */
+bool gstate_can_end(const struct grammar *g, const struct gstate *st);
+/* The single stack's top is a string without length bounds, between
+ * characters: any plain character may follow (the trie walk's shortcut). */
+bool gstate_in_free_string(const struct grammar *g, const struct gstate *st);
+/* The state's canonical bytes (for the cache): at most
+ * sizeof(struct gstate); returns the length. */
+size_t gstate_key(const struct gstate *st, unsigned char *out);
+
+#endif

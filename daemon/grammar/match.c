@@ -1,0 +1,871 @@
+/* match.c - the automaton: feeding one byte to a set of stacks of frames.
+ *
+ * Each open value is a frame (node, phase, counters).  A container's frame
+ * stays under its child's while the child is open; when the child ends
+ * (child_done) the container moves on.  A number, or a literal that is
+ * complete but a prefix of a longer one (enum [1, 10]), ends only when a
+ * byte arrives that cannot extend it: that byte is then fed again to the
+ * frame below ("pop and refeed").  anyOf is not a frame: where a value
+ * starts, each alternative is tried on the value's first byte, and every
+ * one that survives becomes a stack of its own. */
+#include "grammar/grammar_impl.h"
+
+#include <string.h>
+
+enum {
+	R_START, R_VALUE, R_DONE,                      /* root */
+	O_OPEN, O_KEY, O_COLON, O_VALUE_WS, O_VALUE,   /* object */
+	O_AFTER, O_COMMA,
+	M_OPEN, M_KEY, M_COLON, M_VALUE_WS, M_VALUE,   /* map */
+	M_AFTER, M_COMMA,
+	A_OPEN, A_VALUE, A_AFTER, A_COMMA,             /* array */
+	S_IN, S_UTF8, S_ESC, S_HEX,                    /* string */
+	N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC,         /* number */
+	N_E, N_ESIGN, N_EXP,
+	L_IN,                                          /* literal */
+};
+
+#define MAX_INT_DIGITS 15
+#define MAX_INTEGER_DIGITS 18
+#define MAX_FRAC_DIGITS 15
+#define MAX_EXP_DIGITS 2
+#define MAX_ANYOF_NEST 16
+
+/* What feeding a byte to the top frame did. */
+enum step { ST_OK, ST_DEAD, ST_REFEED };
+
+static const struct gnode *node_at(const struct grammar *g, uint32_t id, uint32_t *out_id)
+{
+	while (g->nodes[id].kind == GN_REF)
+		id = g->nodes[id].u.ref.target;
+	if (out_id)
+		*out_id = id;
+	return &g->nodes[id];
+}
+
+static bool is_ws(int c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static struct gframe *top(struct gstack *s)
+{
+	return &s->f[s->depth - 1];
+}
+
+static bool push(struct gstack *s, uint32_t node, uint8_t phase)
+{
+	if (s->depth >= GM_MAX_DEPTH) {
+		s->depth = 0;
+		return false;
+	}
+	s->f[s->depth++] = (struct gframe){ .node = (uint16_t)node, .phase = phase };
+	return true;
+}
+
+/* The top frame's value is complete: pop it and move its parent on. */
+static void child_done(const struct grammar *g, struct gstack *s)
+{
+	s->depth--;
+	struct gframe *p = top(s);
+	if (p->node == GF_ROOT) {
+		p->phase = R_DONE;
+		return;
+	}
+	p->x = 0;
+	switch (p->phase) {
+	case O_VALUE:
+		p->phase = O_AFTER;
+		p->a = (p->a & 0xffff) + 1;
+		p->b = 0;
+		break;
+	case M_KEY:
+		p->phase = M_COLON;
+		break;
+	case M_VALUE:
+		p->phase = M_AFTER;
+		break;
+	case A_VALUE: {
+		const struct gnode *n = node_at(g, p->node, NULL);
+		uint32_t cap = n->u.arr.max != GN_UNBOUNDED ? n->u.arr.max : n->u.arr.min;
+		p->phase = A_AFTER;
+		if (p->a < cap)
+			p->a++;
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* ---- integers with bounds ---- */
+
+static const int64_t pow10_tab[19] = {
+	1LL, 10LL, 100LL, 1000LL, 10000LL, 100000LL, 1000000LL, 10000000LL, 100000000LL,
+	1000000000LL, 10000000000LL, 100000000000LL, 1000000000000LL, 10000000000000LL,
+	100000000000000LL, 1000000000000000LL, 10000000000000000LL, 100000000000000000LL,
+	1000000000000000000LL,
+};
+
+static bool in_bounds(const struct gnode *n, int64_t v)
+{
+	return (!n->u.num.has_lo || v >= n->u.num.lo) && (!n->u.num.has_hi || v <= n->u.num.hi);
+}
+
+static bool bounded(const struct gnode *n)
+{
+	return n->kind == GN_INTEGER && (n->u.num.has_lo || n->u.num.has_hi);
+}
+
+/* Does [a, b] meet the node's bounds? */
+static bool meets(const struct gnode *n, int64_t a, int64_t b)
+{
+	return (!n->u.num.has_lo || b >= n->u.num.lo) && (!n->u.num.has_hi || a <= n->u.num.hi);
+}
+
+/* Can the integer written so far (sign, magnitude v of nd digits; nd 0:
+ * only the sign) still end within the bounds? */
+static bool int_feasible(const struct gnode *n, bool neg, int64_t v, int nd)
+{
+	if (!bounded(n))
+		return true;
+	if (nd == 0) {
+		for (int d = 0; d <= 9; d++)
+			if (int_feasible(n, neg, d, 1))
+				return true;
+		return false;
+	}
+	if (v == 0)
+		return in_bounds(n, 0);
+	for (int k = 0; nd + k <= MAX_INTEGER_DIGITS; k++) {
+		int64_t lo = v * pow10_tab[k], hi = lo + pow10_tab[k] - 1;
+		if (neg ? meets(n, -hi, -lo) : meets(n, lo, hi))
+			return true;
+	}
+	return false;
+}
+
+/* ---- starting a value on its first byte ---- */
+
+static void start_value(const struct grammar *g, struct gstate *st, uint32_t slot, uint32_t id,
+			int c, int level);
+
+static void start_number(const struct grammar *g, struct gstack *s, uint32_t id,
+			 const struct gnode *n, int c)
+{
+	if (c == '-') {
+		if (!int_feasible(n, true, 0, 0) || !push(s, id, N_MINUS)) {
+			s->depth = 0;
+			return;
+		}
+		top(s)->x = 1;
+	} else if (c == '0') {
+		if (!int_feasible(n, false, 0, 1) || !push(s, id, N_ZERO))
+			s->depth = 0;
+	} else if (c >= '1' && c <= '9') {
+		if (!int_feasible(n, false, c - '0', 1) || !push(s, id, N_INT)) {
+			s->depth = 0;
+			return;
+		}
+		top(s)->a = 1;
+		top(s)->b = bounded(n) ? (uint64_t)(c - '0') : 0;
+	} else {
+		s->depth = 0;
+	}
+	(void)g;
+}
+
+/* Literals lo..hi-1 share their first pos bytes; narrow to those whose
+ * byte at pos is c (they are sorted, so the range stays contiguous, and a
+ * literal of length pos sorts first). */
+static bool narrow(const struct grammar *g, uint32_t *lo, uint32_t *hi, uint32_t pos, int c)
+{
+	uint32_t a = *lo, b = *hi;
+	while (a < b && (g->lits[a].len <= pos ||
+			 (unsigned char)g->text[g->lits[a].off + pos] < c))
+		a++;
+	uint32_t e = a;
+	while (e < b && (unsigned char)g->text[g->lits[e].off + pos] == c)
+		e++;
+	if (a == e)
+		return false;
+	*lo = a;
+	*hi = e;
+	return true;
+}
+
+/* After consuming byte pos-1 of a literal: if the range is one literal
+ * and it is complete, the value ends now. */
+static void literal_maybe_done(const struct grammar *g, struct gstack *s)
+{
+	struct gframe *f = top(s);
+	uint32_t lo = (uint32_t)f->b, hi = (uint32_t)(f->b >> 32);
+	if (hi - lo == 1 && g->lits[lo].len == f->a)
+		child_done(g, s);
+}
+
+static void start_literal(const struct grammar *g, struct gstack *s, uint32_t id,
+			  const struct gnode *n, int c)
+{
+	uint32_t lo = n->u.list.first, hi = lo + n->u.list.n;
+	if (!narrow(g, &lo, &hi, 0, c) || !push(s, id, L_IN)) {
+		s->depth = 0;
+		return;
+	}
+	top(s)->a = 1;
+	top(s)->b = lo | (uint64_t)hi << 32;
+	literal_maybe_done(g, s);
+}
+
+static void copy_stack(struct gstack *dst, const struct gstack *src)
+{
+	dst->depth = src->depth;
+	memcpy(dst->f, src->f, sizeof(struct gframe) * src->depth);
+}
+
+/* The value of node id starts with byte c on stack slot (whose top frame
+ * has already moved to the phase that awaits the value's end). */
+static void start_value(const struct grammar *g, struct gstate *st, uint32_t slot, uint32_t id,
+			int c, int level)
+{
+	const struct gnode *n = node_at(g, id, &id);
+	struct gstack *s = &st->s[slot];
+	if (c == GM_END) {
+		s->depth = 0;
+		return;
+	}
+	switch (n->kind) {
+	case GN_ANYOF: {
+		if (level >= MAX_ANYOF_NEST) {
+			s->depth = 0;
+			return;
+		}
+		struct gstack saved;
+		copy_stack(&saved, s);
+		for (uint32_t i = 0; i < n->u.list.n; i++) {
+			uint32_t target = slot;
+			if (i > 0) {
+				if (st->n >= GM_MAX_STACKS)
+					break;        /* dropped: narrows, never widens */
+				target = st->n++;
+				copy_stack(&st->s[target], &saved);
+			}
+			start_value(g, st, target, g->ids[n->u.list.first + i], c, level + 1);
+		}
+		return;
+	}
+	case GN_OBJECT:
+		if (c != '{' || !push(s, id, O_OPEN))
+			s->depth = 0;
+		return;
+	case GN_MAP:
+		if (c != '{' || !push(s, id, M_OPEN))
+			s->depth = 0;
+		return;
+	case GN_ARRAY:
+		if (c != '[' || !push(s, id, A_OPEN))
+			s->depth = 0;
+		return;
+	case GN_STRING:
+		if (c != '"' || !push(s, id, S_IN))
+			s->depth = 0;
+		return;
+	case GN_NUMBER:
+	case GN_INTEGER:
+		start_number(g, s, id, n, c);
+		return;
+	case GN_LITERAL:
+		start_literal(g, s, id, n, c);
+		return;
+	default:
+		s->depth = 0;
+		return;
+	}
+}
+
+/* ---- feeding the top frame ---- */
+
+static bool ws_step(struct gframe *f)
+{
+	if (f->x >= GM_MAX_WS)
+		return false;
+	f->x++;
+	return true;
+}
+
+/* Properties i.. that may come next: i, and after each optional one the
+ * next, up to the first required one. */
+static uint64_t window(const struct grammar *g, const struct gnode *n, uint32_t i)
+{
+	uint64_t m = 0;
+	for (uint32_t j = i; j < n->u.obj.n; j++) {
+		m |= 1ull << j;
+		if (g->props[n->u.obj.first + j].required)
+			break;
+	}
+	return m;
+}
+
+static bool required_left(const struct grammar *g, const struct gnode *n, uint32_t i)
+{
+	for (uint32_t j = i; j < n->u.obj.n; j++)
+		if (g->props[n->u.obj.first + j].required)
+			return true;
+	return false;
+}
+
+static enum step feed_object(const struct grammar *g, struct gstate *st, uint32_t slot,
+			     const struct gnode *n, int c)
+{
+	struct gstack *s = &st->s[slot];
+	struct gframe *f = top(s);
+	uint32_t i = f->a & 0xffff;
+	switch (f->phase) {
+	case O_OPEN:
+	case O_COMMA:
+	case O_AFTER:
+		if (is_ws(c))
+			return ws_step(f) ? ST_OK : ST_DEAD;
+		if (f->phase == O_AFTER) {
+			if (c == ',' && i < n->u.obj.n) {
+				f->phase = O_COMMA;
+				f->x = 0;
+				return ST_OK;
+			}
+		} else if (c == '"' && i < n->u.obj.n) {
+			f->phase = O_KEY;
+			f->x = 0;
+			f->a = i | 1u << 16;    /* the quote is byte 0 of every key */
+			f->b = window(g, n, i);
+			return ST_OK;
+		}
+		if (c == '}' && f->phase != O_COMMA && !required_left(g, n, i)) {
+			child_done(g, s);
+			return ST_OK;
+		}
+		return ST_DEAD;
+	case O_KEY: {
+		uint32_t pos = f->a >> 16;
+		uint64_t keep = 0;
+		for (uint64_t m = f->b; m; m &= m - 1) {
+			uint32_t j = (uint32_t)__builtin_ctzll(m);
+			const struct gprop *p = &g->props[n->u.obj.first + j];
+			if (p->key_len > pos && (unsigned char)g->text[p->key_off + pos] == c)
+				keep |= 1ull << j;
+		}
+		if (!keep)
+			return ST_DEAD;
+		pos++;
+		for (uint64_t m = keep; m; m &= m - 1) {
+			uint32_t j = (uint32_t)__builtin_ctzll(m);
+			if (g->props[n->u.obj.first + j].key_len == pos) {
+				/* keys end with an unescaped quote: no key is a
+				 * prefix of another, so this one is the key */
+				f->phase = O_COLON;
+				f->a = j;
+				f->b = 0;
+				return ST_OK;
+			}
+		}
+		f->a = i | pos << 16;
+		f->b = keep;
+		return ST_OK;
+	}
+	case O_COLON:
+		if (is_ws(c))
+			return ws_step(f) ? ST_OK : ST_DEAD;
+		if (c != ':')
+			return ST_DEAD;
+		f->phase = O_VALUE_WS;
+		f->x = 0;
+		return ST_OK;
+	case O_VALUE_WS:
+		if (is_ws(c))
+			return ws_step(f) ? ST_OK : ST_DEAD;
+		f->phase = O_VALUE;
+		f->x = 0;
+		start_value(g, st, slot, g->props[n->u.obj.first + i].node, c, 0);
+		return s->depth ? ST_OK : ST_DEAD;
+	}
+	return ST_DEAD;
+}
+
+static enum step feed_map(const struct grammar *g, struct gstate *st, uint32_t slot,
+			  const struct gnode *n, int c)
+{
+	struct gstack *s = &st->s[slot];
+	struct gframe *f = top(s);
+	switch (f->phase) {
+	case M_OPEN:
+	case M_COMMA:
+	case M_AFTER:
+	case M_COLON:
+	case M_VALUE_WS:
+		if (is_ws(c))
+			return ws_step(f) ? ST_OK : ST_DEAD;
+		break;
+	}
+	switch (f->phase) {
+	case M_OPEN:
+	case M_COMMA:
+		if (c == '}' && f->phase == M_OPEN) {
+			child_done(g, s);
+			return ST_OK;
+		}
+		if (c != '"')
+			return ST_DEAD;
+		f->phase = M_KEY;
+		f->x = 0;
+		start_value(g, st, slot, g->free_string, c, 0);
+		return s->depth ? ST_OK : ST_DEAD;
+	case M_COLON:
+		if (c != ':')
+			return ST_DEAD;
+		f->phase = M_VALUE_WS;
+		f->x = 0;
+		return ST_OK;
+	case M_VALUE_WS:
+		f->phase = M_VALUE;
+		f->x = 0;
+		start_value(g, st, slot, n->u.map.value, c, 0);
+		return s->depth ? ST_OK : ST_DEAD;
+	case M_AFTER:
+		if (c == ',') {
+			f->phase = M_COMMA;
+			f->x = 0;
+			return ST_OK;
+		}
+		if (c == '}') {
+			child_done(g, s);
+			return ST_OK;
+		}
+		return ST_DEAD;
+	}
+	return ST_DEAD;
+}
+
+static enum step feed_array(const struct grammar *g, struct gstate *st, uint32_t slot,
+			    const struct gnode *n, int c)
+{
+	struct gstack *s = &st->s[slot];
+	struct gframe *f = top(s);
+	uint32_t count = f->a;
+	if (is_ws(c))
+		return ws_step(f) ? ST_OK : ST_DEAD;
+	switch (f->phase) {
+	case A_OPEN:
+	case A_AFTER:
+		if (c == ']' && count >= n->u.arr.min) {
+			child_done(g, s);
+			return ST_OK;
+		}
+		if (f->phase == A_AFTER) {
+			if (c != ',' || count >= n->u.arr.max)
+				return ST_DEAD;
+			f->phase = A_COMMA;
+			f->x = 0;
+			return ST_OK;
+		}
+		if (n->u.arr.max == 0)
+			return ST_DEAD;
+		/* fall through */
+	case A_COMMA:
+		f->phase = A_VALUE;
+		f->x = 0;
+		start_value(g, st, slot, n->u.arr.items, c, 0);
+		return s->depth ? ST_OK : ST_DEAD;
+	}
+	return ST_DEAD;
+}
+
+static bool str_counted(const struct gnode *n)
+{
+	return n->u.str.min > 0 || n->u.str.max != GN_UNBOUNDED;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* One more character in the string (within maxLength, checked before). */
+static void str_count(const struct gnode *n, struct gframe *f)
+{
+	if (str_counted(n) && f->a < GN_UNBOUNDED - 1)
+		f->a++;
+}
+
+static enum step feed_string(const struct grammar *g, struct gstack *s, const struct gnode *n, int c)
+{
+	struct gframe *f = top(s);
+	bool room = !str_counted(n) || f->a < n->u.str.max;
+	switch (f->phase) {
+	case S_IN:
+		if (c == '"') {
+			if (str_counted(n) && f->a < n->u.str.min)
+				return ST_DEAD;
+			child_done(g, s);
+			return ST_OK;
+		}
+		if (c == GM_END || c < 0x20 || !room)
+			return ST_DEAD;
+		if (c == '\\') {
+			f->phase = S_ESC;
+			return ST_OK;
+		}
+		if (c < 0x80) {
+			str_count(n, f);
+			return ST_OK;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			f->x = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			f->x = 2;
+		else if (c >= 0xf0 && c <= 0xf4)
+			f->x = 3;
+		else
+			return ST_DEAD;
+		f->phase = S_UTF8;
+		f->b = (uint64_t)c;       /* the lead byte limits the next one */
+		str_count(n, f);
+		return ST_OK;
+	case S_UTF8: {
+		int lo = 0x80, hi = 0xbf;
+		switch (f->b) {
+		case 0xe0: lo = 0xa0; break;
+		case 0xed: hi = 0x9f; break;
+		case 0xf0: lo = 0x90; break;
+		case 0xf4: hi = 0x8f; break;
+		}
+		if (c < lo || c > hi)
+			return ST_DEAD;
+		f->b = 0;
+		if (--f->x == 0)
+			f->phase = S_IN;
+		return ST_OK;
+	}
+	case S_ESC:
+		if (c == 'u') {
+			f->phase = S_HEX;
+			f->x = 0;
+			return ST_OK;
+		}
+		if (c == GM_END || c == 0 || !strchr("\"\\/bfnrt", c))
+			return ST_DEAD;
+		f->phase = S_IN;
+		str_count(n, f);
+		return ST_OK;
+	case S_HEX: {
+		int h = c == GM_END ? -1 : hexval(c);
+		if (h < 0)
+			return ST_DEAD;
+		/* no surrogates (\ud800-\udfff): a lone one is not a character */
+		if (f->x == 1 && f->b == 0xd && h >= 8)
+			return ST_DEAD;
+		if (f->x == 0)
+			f->b = (uint64_t)h;
+		if (++f->x == 4) {
+			f->phase = S_IN;
+			f->x = 0;
+			f->b = 0;
+			str_count(n, f);
+		}
+		return ST_OK;
+	}
+	}
+	return ST_DEAD;
+}
+
+static bool is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* A number frame that cannot take c: it ends (pop, refeed) if complete. */
+static enum step number_end(const struct grammar *g, struct gstack *s, const struct gnode *n)
+{
+	struct gframe *f = top(s);
+	switch (f->phase) {
+	case N_ZERO:
+	case N_INT:
+		if (bounded(n) && !in_bounds(n, f->x ? -(int64_t)f->b : (int64_t)f->b))
+			return ST_DEAD;
+		break;
+	case N_FRAC:
+	case N_EXP:
+		break;
+	default:
+		return ST_DEAD;
+	}
+	child_done(g, s);
+	return ST_REFEED;
+}
+
+static enum step feed_number(const struct grammar *g, struct gstack *s, const struct gnode *n, int c)
+{
+	struct gframe *f = top(s);
+	bool integer = n->kind == GN_INTEGER;
+	bool digit = c != GM_END && is_digit(c);
+	switch (f->phase) {
+	case N_MINUS:
+		if (c == '0') {
+			if (!int_feasible(n, true, 0, 1))
+				return ST_DEAD;
+			f->phase = N_ZERO;
+			return ST_OK;
+		}
+		if (!digit || !int_feasible(n, true, c - '0', 1))
+			return ST_DEAD;
+		f->phase = N_INT;
+		f->a = 1;
+		f->b = bounded(n) ? (uint64_t)(c - '0') : 0;
+		return ST_OK;
+	case N_ZERO:
+	case N_INT:
+		if (digit && f->phase == N_INT) {
+			int cap = integer ? MAX_INTEGER_DIGITS : MAX_INT_DIGITS;
+			if ((int)f->a >= cap)
+				return ST_DEAD;
+			if (bounded(n)) {
+				int64_t v = (int64_t)f->b * 10 + (c - '0');
+				if (!int_feasible(n, f->x, v, (int)f->a + 1))
+					return ST_DEAD;
+				f->b = (uint64_t)v;
+			}
+			f->a++;
+			return ST_OK;
+		}
+		if (!integer && c == '.') {
+			f->phase = N_DOT;
+			f->a = 0;
+			return ST_OK;
+		}
+		if (!integer && (c == 'e' || c == 'E')) {
+			f->phase = N_E;
+			f->a = 0;
+			return ST_OK;
+		}
+		if (digit)
+			return ST_DEAD;       /* a digit after a leading zero */
+		return number_end(g, s, n);
+	case N_DOT:
+		if (!digit)
+			return ST_DEAD;
+		f->phase = N_FRAC;
+		f->a = 1;
+		return ST_OK;
+	case N_FRAC:
+		if (digit)
+			return f->a < MAX_FRAC_DIGITS ? (f->a++, ST_OK) : ST_DEAD;
+		if (c == 'e' || c == 'E') {
+			f->phase = N_E;
+			f->a = 0;
+			return ST_OK;
+		}
+		return number_end(g, s, n);
+	case N_E:
+		if (c == '+' || c == '-') {
+			f->phase = N_ESIGN;
+			return ST_OK;
+		}
+		/* fall through */
+	case N_ESIGN:
+		if (!digit)
+			return ST_DEAD;
+		f->phase = N_EXP;
+		f->a = 1;
+		return ST_OK;
+	case N_EXP:
+		if (digit)
+			return f->a < MAX_EXP_DIGITS ? (f->a++, ST_OK) : ST_DEAD;
+		return number_end(g, s, n);
+	}
+	return ST_DEAD;
+}
+
+static enum step feed_literal(const struct grammar *g, struct gstack *s, int c)
+{
+	struct gframe *f = top(s);
+	uint32_t lo = (uint32_t)f->b, hi = (uint32_t)(f->b >> 32);
+	if (c != GM_END && narrow(g, &lo, &hi, f->a, c)) {
+		f->a++;
+		f->b = lo | (uint64_t)hi << 32;
+		literal_maybe_done(g, s);
+		return ST_OK;
+	}
+	/* Not a longer literal: this one ends here, if complete. */
+	if (g->lits[(uint32_t)f->b].len != f->a)
+		return ST_DEAD;
+	child_done(g, s);
+	return ST_REFEED;
+}
+
+/* Feed c to stack slot of st (which may grow by anyOf branches). */
+static void feed_stack(const struct grammar *g, struct gstate *st, uint32_t slot, int c)
+{
+	for (;;) {
+		struct gstack *s = &st->s[slot];
+		if (!s->depth)
+			return;
+		struct gframe *f = top(s);
+		enum step r;
+		if (f->node == GF_ROOT) {
+			if (f->phase == R_DONE) {
+				if (c != GM_END)
+					s->depth = 0;
+				return;
+			}
+			/* R_START: leading whitespace, then the value */
+			if (c == GM_END) {
+				s->depth = 0;
+			} else if (is_ws(c)) {
+				if (!ws_step(f))
+					s->depth = 0;
+			} else {
+				f->phase = R_VALUE;
+				f->x = 0;
+				start_value(g, st, slot, g->root, c, 0);
+			}
+			return;
+		}
+		const struct gnode *n = node_at(g, f->node, NULL);
+		switch (n->kind) {
+		case GN_OBJECT:
+			r = c == GM_END ? ST_DEAD : feed_object(g, st, slot, n, c);
+			break;
+		case GN_MAP:
+			r = c == GM_END ? ST_DEAD : feed_map(g, st, slot, n, c);
+			break;
+		case GN_ARRAY:
+			r = c == GM_END ? ST_DEAD : feed_array(g, st, slot, n, c);
+			break;
+		case GN_STRING:
+			r = feed_string(g, s, n, c);
+			break;
+		case GN_NUMBER:
+		case GN_INTEGER:
+			r = feed_number(g, s, n, c);
+			break;
+		case GN_LITERAL:
+			r = feed_literal(g, s, c);
+			break;
+		default:
+			r = ST_DEAD;
+		}
+		s = &st->s[slot];
+		if (r == ST_DEAD)
+			s->depth = 0;
+		if (r != ST_REFEED)
+			return;
+	}
+}
+
+void gstate_init(const struct grammar *g, struct gstate *st)
+{
+	(void)g;
+	st->n = 1;
+	st->s[0].depth = 1;
+	st->s[0].f[0] = (struct gframe){ .node = GF_ROOT, .phase = R_START };
+}
+
+void gstate_copy(struct gstate *dst, const struct gstate *src)
+{
+	dst->n = src->n;
+	for (uint32_t i = 0; i < src->n; i++)
+		copy_stack(&dst->s[i], &src->s[i]);
+}
+
+static bool same_stack(const struct gstack *a, const struct gstack *b)
+{
+	return a->depth == b->depth && !memcmp(a->f, b->f, sizeof(struct gframe) * a->depth);
+}
+
+uint32_t gstate_feed(const struct grammar *g, const struct gstate *src, int c, struct gstate *dst)
+{
+	dst->n = 0;
+	for (uint32_t i = 0; i < src->n && dst->n < GM_MAX_STACKS; i++) {
+		uint32_t slot = dst->n++;
+		copy_stack(&dst->s[slot], &src->s[i]);
+		feed_stack(g, dst, slot, c);
+	}
+	/* Keep the live stacks, once each. */
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < dst->n; i++) {
+		if (!dst->s[i].depth)
+			continue;
+		bool dup = false;
+		for (uint32_t j = 0; j < k && !dup; j++)
+			dup = same_stack(&dst->s[j], &dst->s[i]);
+		if (dup)
+			continue;
+		if (k != i)
+			copy_stack(&dst->s[k], &dst->s[i]);
+		k++;
+	}
+	dst->n = k;
+	return k;
+}
+
+bool gstate_done(const struct gstate *st)
+{
+	if (!st->n)
+		return false;
+	for (uint32_t i = 0; i < st->n; i++)
+		if (st->s[i].depth != 1 || st->s[i].f[0].phase != R_DONE)
+			return false;
+	return true;
+}
+
+bool gstate_can_end(const struct grammar *g, const struct gstate *st)
+{
+	for (uint32_t i = 0; i < st->n; i++) {
+		/* most states are plainly not at the end: skip the copy */
+		const struct gstack *s = &st->s[i];
+		if (s->depth == 1 && s->f[0].phase == R_DONE)
+			return true;
+		if (s->depth == 1)
+			continue;
+		const struct gframe *f = &s->f[s->depth - 1];
+		const struct gnode *n = node_at(g, f->node, NULL);
+		if (n->kind != GN_NUMBER && n->kind != GN_INTEGER && n->kind != GN_LITERAL)
+			continue;
+		struct gstate one;
+		one.n = 1;
+		copy_stack(&one.s[0], s);
+		feed_stack(g, &one, 0, GM_END);
+		if (one.s[0].depth)
+			return true;
+	}
+	return false;
+}
+
+bool gstate_in_free_string(const struct grammar *g, const struct gstate *st)
+{
+	if (st->n != 1)
+		return false;
+	const struct gstack *s = &st->s[0];
+	const struct gframe *f = &s->f[s->depth - 1];
+	if (f->node == GF_ROOT || f->phase != S_IN)
+		return false;
+	const struct gnode *n = node_at(g, f->node, NULL);
+	return n->kind == GN_STRING && !str_counted(n);
+}
+
+size_t gstate_key(const struct gstate *st, unsigned char *out)
+{
+	size_t o = 0;
+	out[o++] = (unsigned char)st->n;
+	for (uint32_t i = 0; i < st->n; i++) {
+		out[o++] = (unsigned char)st->s[i].depth;
+		size_t b = sizeof(struct gframe) * st->s[i].depth;
+		memcpy(out + o, st->s[i].f, b);
+		o += b;
+	}
+	return o;
+}

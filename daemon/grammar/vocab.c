@@ -1,0 +1,435 @@
+/* vocab.c - the vocabulary's byte trie, the per-state token masks and
+ * their cache, and the sequence's matcher (gmatch).
+ *
+ * The trie is stored in preorder: node i's subtree is nodes i..end[i]-1,
+ * its first child (if any) is i+1, and its next sibling is end[i].  Tokens
+ * are listed in the same order (tok[]), so the tokens that end at node i
+ * are tok[tbeg[i] .. tbeg[i+1]) and those of its whole subtree are
+ * tok[tbeg[i] .. tbeg[end[i]]).  plain[i] says that every token below i
+ * continues a JSON string with complete, valid UTF-8 characters and no
+ * quote, backslash or control byte after node i's byte: in a free string
+ * the whole subtree is allowed without walking it. */
+#include "grammar/grammar_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "unicode/unicode.h"
+
+#define MAX_PIECE 255
+
+struct gvocab {
+	const struct tokenizer *tk;
+	int32_t n_vocab;
+	/* each token's bytes (len 0: never allowed inside the value) */
+	uint32_t *piece_off;
+	uint8_t *piece_len;
+	unsigned char *pieces;
+	/* the trie, preorder */
+	uint32_t n_nodes;
+	unsigned char *byte;
+	uint8_t *depth;
+	uint32_t *end;
+	uint32_t *tbeg;                /* n_nodes + 1 */
+	uint8_t *plain;
+	int32_t *tok;
+	uint32_t n_tok;
+	int32_t *eog;
+	int n_eog;
+};
+
+int32_t gvocab_n_vocab(const struct gvocab *v)
+{
+	return v->n_vocab;
+}
+
+struct gvocab *gvocab_free(struct gvocab *v)
+{
+	if (!v)
+		return NULL;
+	free(v->piece_off);
+	free(v->piece_len);
+	free(v->pieces);
+	free(v->byte);
+	free(v->depth);
+	free(v->end);
+	free(v->tbeg);
+	free(v->plain);
+	free(v->tok);
+	free(v->eog);
+	free(v);
+	return NULL;
+}
+
+static int piece_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct gvocab *v = ctx;
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	size_t lx = v->piece_len[x], ly = v->piece_len[y];
+	int r = memcmp(v->pieces + v->piece_off[x], v->pieces + v->piece_off[y], lx < ly ? lx : ly);
+	if (r)
+		return r;
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/* ok[k] for k = 0..len: bytes p[k..len) are whole UTF-8 characters with no
+ * quote, backslash or control byte (what a free string takes as it is). */
+static void plain_suffixes(const unsigned char *p, size_t len, bool *ok)
+{
+	ok[len] = true;
+	for (size_t k = len; k-- > 0;) {
+		unsigned char c = p[k];
+		if (c < 0x80) {
+			ok[k] = c >= 0x20 && c != '"' && c != '\\' && ok[k + 1];
+			continue;
+		}
+		size_t n;
+		ok[k] = unicode_utf8_check(p + k, len - k, &n) == UNICODE_UTF8_OK && ok[k + n];
+	}
+}
+
+int gvocab_new(struct gvocab **out, const struct tokenizer *t, struct smk_err *err)
+{
+	struct gvocab *v = calloc(1, sizeof(*v));
+	if (!v)
+		return smk_fail(err, -ENOMEM, "grammar: out of memory");
+	int32_t n = tokenizer_n_vocab(t);
+	v->tk = t;
+	v->n_vocab = n;
+	v->piece_off = calloc((size_t)n, sizeof(*v->piece_off));
+	v->piece_len = calloc((size_t)n, 1);
+	v->eog = calloc((size_t)n, sizeof(*v->eog));
+	int32_t *order = malloc(sizeof(*order) * (size_t)n);
+	size_t cap = 1 << 20, used = 0;
+	v->pieces = malloc(cap);
+	if (!v->piece_off || !v->piece_len || !v->eog || !order || !v->pieces)
+		goto oom;
+	int32_t n_order = 0;
+	unsigned char buf[MAX_PIECE + 1];
+	for (int32_t id = 0; id < n; id++) {
+		if (tokenizer_is_eog(t, id)) {
+			v->eog[v->n_eog++] = id;
+			continue;
+		}
+		size_t len = tokenizer_piece(t, id, false, (char *)buf, sizeof(buf));
+		if (len == 0 || len > MAX_PIECE)
+			continue;
+		if (used + len > cap) {
+			unsigned char *p = realloc(v->pieces, cap * 2);
+			if (!p)
+				goto oom;
+			v->pieces = p;
+			cap *= 2;
+		}
+		memcpy(v->pieces + used, buf, len);
+		v->piece_off[id] = (uint32_t)used;
+		v->piece_len[id] = (uint8_t)len;
+		used += len;
+		order[n_order++] = id;
+	}
+	qsort_r(order, (size_t)n_order, sizeof(*order), piece_cmp, v);
+
+	/* Nodes: at most one per piece byte. */
+	v->byte = malloc(used + 1);
+	v->depth = malloc(used + 1);
+	v->end = malloc(sizeof(*v->end) * (used + 1));
+	v->tbeg = malloc(sizeof(*v->tbeg) * (used + 2));
+	v->plain = malloc(used + 1);
+	v->tok = malloc(sizeof(*v->tok) * (size_t)(n_order + 1));
+	if (!v->byte || !v->depth || !v->end || !v->tbeg || !v->plain || !v->tok)
+		goto oom;
+	uint32_t path[MAX_PIECE + 1];
+	bool ok[MAX_PIECE + 1];
+	size_t path_len = 0;             /* nodes open, depths 1..path_len */
+	const unsigned char *prev = NULL;
+	size_t prev_len = 0;
+	for (int32_t k = 0; k < n_order; k++) {
+		int32_t id = order[k];
+		const unsigned char *p = v->pieces + v->piece_off[id];
+		size_t len = v->piece_len[id], l = 0;
+		while (prev && l < len && l < prev_len && p[l] == prev[l])
+			l++;
+		/* close the nodes below the common prefix */
+		while (path_len > l)
+			v->end[path[--path_len]] = v->n_nodes;
+		for (size_t d = l; d < len; d++) {
+			uint32_t i = v->n_nodes++;
+			v->byte[i] = p[d];
+			v->depth[i] = (uint8_t)(d + 1);
+			v->tbeg[i] = v->n_tok;
+			v->plain[i] = 1;
+			path[path_len++] = i;
+		}
+		v->tok[v->n_tok++] = id;
+		plain_suffixes(p, len, ok);
+		for (size_t d = 1; d <= len; d++)
+			if (!ok[d])
+				v->plain[path[d - 1]] = 0;
+		prev = p;
+		prev_len = len;
+	}
+	while (path_len > 0)
+		v->end[path[--path_len]] = v->n_nodes;
+	v->tbeg[v->n_nodes] = v->n_tok;
+	free(order);
+	*out = v;
+	return 0;
+oom:
+	free(order);
+	gvocab_free(v);
+	return smk_fail(err, -ENOMEM, "grammar: out of memory for the vocabulary's trie");
+}
+
+/* ---- the matcher ---- */
+
+struct centry {
+	uint64_t hash;
+	uint32_t key_off, key_len;
+	uint32_t mask;                 /* index of its mask */
+	int32_t count;
+	bool used;
+};
+
+struct gmatch {
+	const struct grammar *g;
+	const struct gvocab *v;
+	struct gstate st[2];
+	int cur;                       /* st[cur] is the state */
+	bool ended;                    /* an end token was accepted */
+	/* the walk: the state after each depth of the trie */
+	struct gstate *lv;             /* MAX_PIECE + 1 */
+	/* the cache */
+	uint32_t n_words;
+	uint32_t cap_masks, n_masks;
+	uint32_t *masks;               /* cap_masks * n_words */
+	struct centry *tab;
+	uint32_t tab_size;             /* power of two, >= 2 cap_masks */
+	unsigned char *keys;
+	size_t cap_keys, n_keys;
+	unsigned char *key;            /* scratch: the current state's key */
+	const uint32_t *last;          /* the mask gmatch_mask returned */
+	int32_t last_count;
+	uint32_t *own;                 /* a mask that did not fit the cache */
+	uint64_t computed, cached;
+};
+
+int gmatch_new(struct gmatch **out, const struct grammar *g, const struct gvocab *v,
+	       size_t cache_bytes, struct smk_err *err)
+{
+	struct gmatch *m = calloc(1, sizeof(*m));
+	if (!m)
+		return smk_fail(err, -ENOMEM, "grammar: out of memory");
+	m->g = g;
+	m->v = v;
+	m->n_words = (uint32_t)((v->n_vocab + 31) / 32);
+	size_t mask_bytes = (size_t)m->n_words * 4;
+	size_t cap = cache_bytes / mask_bytes;
+	m->cap_masks = (uint32_t)(cap < 16 ? 16 : cap > 4096 ? 4096 : cap);
+	m->tab_size = 32;
+	while (m->tab_size < 2 * m->cap_masks)
+		m->tab_size *= 2;
+	m->cap_keys = (size_t)m->cap_masks * 256;
+	m->lv = malloc(sizeof(*m->lv) * (MAX_PIECE + 1));
+	m->masks = malloc(mask_bytes * m->cap_masks);
+	m->tab = calloc(m->tab_size, sizeof(*m->tab));
+	m->keys = malloc(m->cap_keys);
+	m->key = malloc(sizeof(struct gstate) + 1);
+	m->own = malloc(mask_bytes);
+	if (!m->lv || !m->masks || !m->tab || !m->keys || !m->key || !m->own) {
+		gmatch_free(m);
+		return smk_fail(err, -ENOMEM, "grammar: out of memory for a sequence's masks");
+	}
+	gmatch_reset(m);
+	*out = m;
+	return 0;
+}
+
+struct gmatch *gmatch_free(struct gmatch *m)
+{
+	if (!m)
+		return NULL;
+	free(m->lv);
+	free(m->masks);
+	free(m->tab);
+	free(m->keys);
+	free(m->key);
+	free(m->own);
+	free(m);
+	return NULL;
+}
+
+void gmatch_reset(struct gmatch *m)
+{
+	m->cur = 0;
+	m->ended = false;
+	m->last = NULL;
+	gstate_init(m->g, &m->st[0]);
+}
+
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void allow_range(const struct gvocab *v, uint32_t *mask, uint32_t from, uint32_t to)
+{
+	for (uint32_t k = from; k < to; k++) {
+		uint32_t id = (uint32_t)v->tok[k];
+		mask[id >> 5] |= 1u << (id & 31);
+	}
+}
+
+/* The walk: every token whose bytes keep the state alive. */
+static void compute_mask(struct gmatch *m, uint32_t *mask)
+{
+	const struct gvocab *v = m->v;
+	const struct grammar *g = m->g;
+	const struct gstate *root = &m->st[m->cur];
+	memset(mask, 0, (size_t)m->n_words * 4);
+	uint32_t i = 0;
+	while (i < v->n_nodes) {
+		uint32_t d = v->depth[i];
+		const struct gstate *parent = d == 1 ? root : &m->lv[d - 1];
+		struct gstate *here = &m->lv[d];
+		if (!gstate_feed(g, parent, v->byte[i], here)) {
+			i = v->end[i];
+			continue;
+		}
+		if (v->plain[i] && gstate_in_free_string(g, here)) {
+			allow_range(v, mask, v->tbeg[i], v->tbeg[v->end[i]]);
+			i = v->end[i];
+			continue;
+		}
+		allow_range(v, mask, v->tbeg[i], v->tbeg[i + 1]);
+		i++;
+	}
+	if (gstate_can_end(g, root))
+		for (int k = 0; k < v->n_eog; k++)
+			mask[v->eog[k] >> 5] |= 1u << (v->eog[k] & 31);
+}
+
+static int32_t popcount_mask(const uint32_t *mask, uint32_t n_words)
+{
+	int32_t c = 0;
+	for (uint32_t i = 0; i < n_words; i++)
+		c += __builtin_popcount(mask[i]);
+	return c;
+}
+
+static void cache_clear(struct gmatch *m)
+{
+	memset(m->tab, 0, sizeof(*m->tab) * m->tab_size);
+	m->n_masks = 0;
+	m->n_keys = 0;
+}
+
+const uint32_t *gmatch_mask(struct gmatch *m)
+{
+	if (m->last)
+		return m->last;
+	size_t klen = gstate_key(&m->st[m->cur], m->key);
+	uint64_t h = fnv1a(m->key, klen);
+	uint32_t slot = (uint32_t)h & (m->tab_size - 1);
+	for (;;) {
+		struct centry *e = &m->tab[slot];
+		if (!e->used)
+			break;
+		if (e->hash == h && e->key_len == klen && !memcmp(m->keys + e->key_off, m->key, klen)) {
+			m->cached++;
+			m->last = m->masks + (size_t)e->mask * m->n_words;
+			m->last_count = e->count;
+			return m->last;
+		}
+		slot = (slot + 1) & (m->tab_size - 1);
+	}
+	m->computed++;
+	if (klen > m->cap_keys) {
+		/* cannot be cached (a very deep state): computed every time */
+		compute_mask(m, m->own);
+		m->last = m->own;
+		m->last_count = popcount_mask(m->own, m->n_words);
+		return m->last;
+	}
+	if (m->n_masks == m->cap_masks || m->n_keys + klen > m->cap_keys) {
+		cache_clear(m);
+		slot = (uint32_t)h & (m->tab_size - 1);
+	}
+	uint32_t *mask = m->masks + (size_t)m->n_masks * m->n_words;
+	compute_mask(m, mask);
+	struct centry *e = &m->tab[slot];
+	*e = (struct centry){ .hash = h, .key_off = (uint32_t)m->n_keys, .key_len = (uint32_t)klen,
+			      .mask = m->n_masks, .count = popcount_mask(mask, m->n_words), .used = true };
+	memcpy(m->keys + m->n_keys, m->key, klen);
+	m->n_keys += klen;
+	m->n_masks++;
+	m->last = mask;
+	m->last_count = e->count;
+	return mask;
+}
+
+int gmatch_mask_count(const struct gmatch *m)
+{
+	return m->last ? m->last_count : 0;
+}
+
+int gmatch_feed(struct gmatch *m, const char *s, size_t len)
+{
+	if (m->ended)
+		return len ? -EINVAL : 0;
+	int from = m->cur;
+	int other = 1 - from;
+	/* feed into lv[0..] as scratch so that st[cur] stays as it was on failure */
+	const struct gstate *src = &m->st[from];
+	for (size_t i = 0; i < len; i++) {
+		struct gstate *dst = i % 2 ? &m->lv[1] : &m->lv[0];
+		if (!gstate_feed(m->g, src, (unsigned char)s[i], dst))
+			return -EINVAL;
+		src = dst;
+	}
+	if (len) {
+		gstate_copy(&m->st[other], src);
+		m->cur = other;
+		m->last = NULL;
+	}
+	return 0;
+}
+
+int gmatch_accept(struct gmatch *m, int32_t id)
+{
+	const struct gvocab *v = m->v;
+	if (id < 0 || id >= v->n_vocab || m->ended)
+		return -EINVAL;
+	for (int k = 0; k < v->n_eog; k++)
+		if (v->eog[k] == id) {
+			if (!gstate_can_end(m->g, &m->st[m->cur]))
+				return -EINVAL;
+			m->ended = true;
+			m->last = NULL;
+			return 0;
+		}
+	if (!v->piece_len[id])
+		return -EINVAL;
+	return gmatch_feed(m, (const char *)v->pieces + v->piece_off[id], v->piece_len[id]);
+}
+
+bool gmatch_can_end(const struct gmatch *m)
+{
+	return m->ended || gstate_can_end(m->g, &m->st[m->cur]);
+}
+
+bool gmatch_done(const struct gmatch *m)
+{
+	return m->ended || gstate_done(&m->st[m->cur]);
+}
+
+void gmatch_stats(const struct gmatch *m, uint64_t *computed, uint64_t *cached)
+{
+	*computed = m->computed;
+	*cached = m->cached;
+}
