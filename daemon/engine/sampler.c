@@ -174,7 +174,8 @@ int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *hi
 	const int n = s->n_vocab;
 
 	if (p->repeat_penalty != 1.0f && n_hist > 0 && p->repeat_last_n > 0) {
-		memcpy(s->pen, logits, sizeof(float) * (size_t)n);
+		if (logits != s->pen)         /* sampler_sample_masked's are there */
+			memcpy(s->pen, logits, sizeof(float) * (size_t)n);
 		int from = n_hist > p->repeat_last_n ? n_hist - p->repeat_last_n : 0;
 		for (int i = from; i < n_hist; i++) {
 			int32_t t = history[i];
@@ -276,4 +277,30 @@ draw:
 	if (prob)
 		*prob = (float)(s->w[pick] / sum);
 	return c[pick].id;
+}
+
+int32_t sampler_sample_masked(struct sampler *s, const float *logits, const uint32_t *allow,
+			      const int32_t *history, int n_hist, float *prob)
+{
+	const int n = s->n_vocab;
+	float *pen = s->pen;
+	for (int w = 0; w * 32 < n; w++) {
+		int from = w * 32, to = from + 32 < n ? from + 32 : n;
+		uint32_t bits = allow[w];
+		if (bits == 0xffffffffu && to - from == 32) {
+			memcpy(pen + from, logits + from, sizeof(float) * 32);
+			continue;
+		}
+		for (int i = from; i < to; i++)
+			pen[i] = bits >> (i - from) & 1 ? logits[i] : -INFINITY;
+	}
+	int32_t id = sampler_sample(s, pen, history, n_hist, prob);
+	if (allow[id >> 5] >> (id & 31) & 1)
+		return id;
+	/* Only where no allowed logit is finite (or a draw rounded onto a
+	 * weightless last candidate): the first allowed token. */
+	for (int i = 0; i < n; i++)
+		if (allow[i >> 5] >> (i & 31) & 1)
+			return i;
+	return id;
 }

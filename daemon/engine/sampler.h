@@ -48,6 +48,13 @@ void sampler_reset(struct sampler *s, uint64_t seed);
 int32_t sampler_sample(struct sampler *s, const float *logits, const int32_t *history,
 		       int n_hist, float *prob);
 
+/* As sampler_sample, over the tokens whose bit is set in allow (bit id & 31
+ * of word id >> 5): the others' logits count as -infinity, before the
+ * repetition penalty and every cut.  The token returned is always allowed
+ * (at least one must be).  Uses the sampler's scratch; never allocates. */
+int32_t sampler_sample_masked(struct sampler *s, const float *logits, const uint32_t *allow,
+			      const int32_t *history, int n_hist, float *prob);
+
 /* Index of the largest value, first on ties. */
 int32_t sampler_argmax(const float *logits, int n);
 

@@ -4,6 +4,7 @@
 #include "engine/worker.h"
 
 #include "exec/kvpool.h"
+#include "grammar/grammar.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@ struct worker_seq {
 	struct kvcache *kv;            /* &kv_at: its memory is the job's pool extent */
 	struct kvcache kv_at;
 	struct sampler *smp;
+	struct gmatch *gm;             /* the job's grammar, if any */
 	int32_t *hist;                 /* prompt then generated tokens */
 	int n_hist;
 	int n_fed;                     /* prompt tokens already through the forward pass */
@@ -59,6 +61,7 @@ struct worker {
 	struct fwd_item *items;        /* one round's batch, max_active entries */
 	struct worker_seq **item_seq;  /* the sequence of each item */
 	bool *ended;                   /* per active slot, this round */
+	struct gvocab *gv;             /* the vocabulary's trie, at the first grammar */
 	int rotate;                    /* where the next round starts filling */
 };
 
@@ -132,6 +135,7 @@ static void seq_free(struct worker_seq *s)
 		return;
 	/* s->kv is kv_at, over pool memory that job_finish returns */
 	sampler_free(s->smp);
+	gmatch_free(s->gm);
 	free(s->hist);
 	free(s->hold);
 	free(s->piece);
@@ -156,6 +160,10 @@ static int seq_new(struct worker *w, struct worker_job *job, struct worker_seq *
 	    (rc = sampler_new(&s->smp, e->model->hp.n_vocab, &job->sp, err)))
 		goto fail;
 	s->kv = &s->kv_at;
+	/* A grammar's masks: up to 8 MiB of them cached per sequence. */
+	if (job->grammar && ((!w->gv && (rc = gvocab_new(&w->gv, e->tok, err))) ||
+			     (rc = gmatch_new(&s->gm, job->grammar, w->gv, 8u << 20, err))))
+		goto fail;
 	for (int i = 0; i < job->n_stop; i++) {
 		size_t l = strlen(job->stop[i]);
 		if (l > s->max_stop)
@@ -257,7 +265,20 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 	struct engine *e = w->e;
 	struct worker_job *j = s->job;
 	struct worker_token t = { 0 };
-	t.id = sampler_sample(s->smp, logits, s->hist, s->n_hist, NULL);
+	if (s->gm) {
+		/* Only tokens that keep the text a prefix of a valid value. */
+		const uint32_t *allow = gmatch_mask(s->gm);
+		if (!gmatch_mask_count(s->gm)) {
+			smk_fail(&s->fin_err, -EINVAL, "no token of the vocabulary continues the "
+				 "structured output here");
+			*fin = WORKER_FINISH_ERROR;
+			return true;
+		}
+		t.id = sampler_sample_masked(s->smp, logits, allow, s->hist, s->n_hist, NULL);
+		gmatch_accept(s->gm, t.id);
+	} else {
+		t.id = sampler_sample(s->smp, logits, s->hist, s->n_hist, NULL);
+	}
 	s->hist[s->n_hist++] = t.id;
 	s->n_gen++;
 	if (s->n_gen == 1)
@@ -277,7 +298,9 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 		n = s->cap_hold - s->n_hold;  /* cannot happen: hold has room for a piece */
 	memcpy(s->hold + s->n_hold, s->piece, n);
 	s->n_hold += n;
-	bool last = s->n_gen >= j->max_tokens;
+	/* A complete value that nothing may follow ends the generation. */
+	bool done = s->gm && gmatch_done(s->gm);
+	bool last = s->n_gen >= j->max_tokens || done;
 	if (last) {
 		n = detok_flush(&s->dt, s->hold + s->n_hold, s->cap_hold - s->n_hold);
 		s->n_hold += n;
@@ -287,7 +310,7 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 		return true;
 	}
 	if (last) {
-		*fin = WORKER_FINISH_LENGTH;
+		*fin = done ? WORKER_FINISH_STOP : WORKER_FINISH_LENGTH;
 		return true;
 	}
 	s->pending = t.id;
@@ -303,7 +326,7 @@ static void seq_mark_ended(struct worker *w, struct worker_seq *s, enum worker_f
 	s->fin = fin;
 	if (err)
 		s->fin_err = *err;
-	else
+	else if (fin != WORKER_FINISH_ERROR)   /* seq_sample's own error is kept */
 		smk_err_clear(&s->fin_err);
 }
 
@@ -460,6 +483,7 @@ static void job_finish(struct worker *w, struct worker_job *j, struct worker_seq
 	pthread_mutex_unlock(&w->lock);
 
 	seq_free(s);
+	j->grammar = grammar_free(j->grammar);   /* taken at submit */
 	j->on_done(j->ctx, &r);
 	/* Only now is the job over for worker_drain: its on_done has run (j
 	 * may already be gone, so it is not touched again). */
@@ -603,6 +627,7 @@ static void worker_free_memory(struct worker *w)
 	if (w->kv_mem)
 		backend_free_mem(w->e->be, w->kv_mem);
 	kvpool_free(w->pool);
+	gvocab_free(w->gv);
 	free(w->active);
 	free(w->items);
 	free(w->item_seq);
@@ -671,7 +696,17 @@ fail:
 	return rc;
 }
 
+static int submit(struct worker *w, struct worker_job *j, struct smk_err *err);
+
 int worker_submit(struct worker *w, struct worker_job *j, struct smk_err *err)
+{
+	int rc = submit(w, j, err);
+	if (rc)
+		j->grammar = grammar_free(j->grammar);   /* taken even on failure */
+	return rc;
+}
+
+static int submit(struct worker *w, struct worker_job *j, struct smk_err *err)
 {
 	const struct hparams *hp = &w->e->model->hp;
 	if (j->n_prompt < 1 || j->max_tokens < 1 || !j->on_text || !j->on_done)

@@ -50,6 +50,8 @@
 #include "engine/sampler.h"
 #include "util/err.h"
 
+struct grammar;
+
 #define WORKER_MAX_STOP 4          /* stop strings per job */
 #define WORKER_MAX_STOP_LEN 256    /* bytes per stop string */
 #define WORKER_MAX_TOP 5           /* alternatives per token with logprobs */
@@ -108,6 +110,12 @@ struct worker_job {
 	int n_stop;
 	int n_logprobs;                /* -1: none; 0: sampled token only; 1..5 alternatives */
 	double deadline;               /* smk_now() time; 0: none */
+	/* Structured output (grammar/grammar.h): NULL for free text; else
+	 * every sampled token keeps the text a prefix of a value the grammar
+	 * accepts, and the generation ends (finish "stop") once the value is
+	 * complete and nothing may follow.  Taken by worker_submit, even when
+	 * it fails: the worker frees it when the job ends. */
+	struct grammar *grammar;
 	worker_text_fn on_text;
 	worker_done_fn on_done;
 	void *ctx;

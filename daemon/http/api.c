@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "grammar/grammar.h"
 #include "smk_config.h"
 #include "unicode/unicode.h"
 
@@ -179,7 +180,7 @@ static int check_known(json_t *o, const char *const *known, const char *const *m
 static const char *const common_fields[] = {
 	"model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
 	"stop", "n", "stream", "stream_options", "user", "presence_penalty", "frequency_penalty",
-	"logit_bias", NULL,
+	"logit_bias", "response_format", NULL,
 };
 static const char *const completion_fields[] = { "prompt", "logprobs", "echo", "suffix", "best_of", NULL };
 static const char *const chat_fields[] = {
@@ -393,6 +394,76 @@ static uint64_t random_seed(void)
 	return (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull + atomic_fetch_add(&ctr, 1);
 }
 
+/* response_format (OpenAI's structured outputs): "text", "json_object"
+ * (any JSON object) or "json_schema" with json_schema {name, description,
+ * schema, strict}.  The schema is compiled here, once, into r->job.grammar
+ * (which worker_submit takes); a keyword the compiler does not implement is
+ * a 400 naming it.  Called last, so that no later check fails with the
+ * grammar allocated.  docs/structured-outputs.md. */
+static int parse_response_format(struct server *s, struct hreq *r, json_t *o, struct api_error *e)
+{
+	static const char *const rf_fields[] = { "type", "json_schema", NULL };
+	static const char *const js_fields[] = { "name", "description", "schema", "strict", NULL };
+	const char *P = "response_format";
+	json_t *v = field(o, P);
+	if (!v)
+		return 0;
+	if (!json_is_object(v))
+		return api_fail(e, 400, INVALID, P, "invalid_type", "'response_format' must be an object");
+	json_t *ty = json_object_get(v, "type");
+	const char *t = json_is_string(ty) ? json_string_value(ty) : "";
+	bool js = !strcmp(t, "json_schema");
+	if (!js && strcmp(t, "json_object") && strcmp(t, "text"))
+		return api_fail(e, 400, INVALID, P, "invalid_value",
+				"'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
+	const char *k;
+	json_t *m;
+	json_object_foreach(v, k, m)
+		if (!listed(rf_fields, k) || (!js && strcmp(k, "type")))
+			return api_fail(e, 400, INVALID, P, "unknown_field",
+					"unknown field 'response_format.%.64s' for type \"%s\"", k, t);
+	if (!strcmp(t, "text"))
+		return 0;
+	if (r->harmony)
+		return api_fail(e, 400, INVALID, P, "unsupported",
+				"'response_format' is not supported with the harmony chat format (gpt-oss) yet");
+	struct grammar_error ge;
+	int rc;
+	if (!js) {
+		rc = grammar_compile_any_object(&r->job.grammar, &ge);
+	} else {
+		json_t *j = json_object_get(v, "json_schema");
+		if (!json_is_object(j))
+			return api_fail(e, 400, INVALID, P, j ? "invalid_type" : "missing_field",
+					"'response_format.json_schema' must be an object");
+		json_object_foreach(j, k, m)
+			if (!listed(js_fields, k))
+				return api_fail(e, 400, INVALID, P, "unknown_field",
+						"unknown field 'response_format.json_schema.%.64s'", k);
+		json_t *name = json_object_get(j, "name"), *desc = json_object_get(j, "description");
+		json_t *strict = field(j, "strict"), *schema = json_object_get(j, "schema");
+		if ((name && !json_is_string(name)) || (desc && !json_is_string(desc)))
+			return api_fail(e, 400, INVALID, P, "invalid_type",
+					"'response_format.json_schema.name' and '.description' must be strings");
+		if (strict && !json_is_boolean(strict))
+			return api_fail(e, 400, INVALID, P, "invalid_type",
+					"'response_format.json_schema.strict' must be true or false");
+		if (schema && !json_is_object(schema) && !json_is_boolean(schema))
+			return api_fail(e, 400, INVALID, P, "invalid_type",
+					"'response_format.json_schema.schema' must be a JSON schema (an object)");
+		/* No schema: any JSON object, as json_object. */
+		rc = schema ? grammar_compile_schema(&r->job.grammar, schema, strict && json_is_true(strict), &ge)
+			    : grammar_compile_any_object(&r->job.grammar, &ge);
+	}
+	if (rc == -ENOMEM)
+		return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+	if (rc)
+		return api_fail(e, 400, INVALID, P,
+				rc == -ENOTSUP ? "unsupported_schema_keyword" : "invalid_schema",
+				"response_format: %s (at %s in the schema)", ge.msg, ge.path);
+	return 0;
+}
+
 int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api_error *e)
 {
 	const struct config *cfg = s->cfg;
@@ -504,6 +575,8 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api
 				r->n_prompt, mt_name, max_tokens, s->e->n_ctx);
 	r->harmony = r->chat && s->chat == CHAT_HARMONY;
 	harmony_init(&r->hp);
+	if (parse_response_format(s, r, o, e))
+		return -1;
 	r->job.prompt = r->prompt;
 	r->job.n_prompt = r->n_prompt;
 	r->job.max_tokens = (int)max_tokens;
