@@ -143,6 +143,15 @@ def drop_caches():
         return False
 
 
+def mem_available():
+    """Bytes of memory available now (/proc/meminfo MemAvailable)."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def llama_bin():
     """The native (fast) llama.cpp build's bin/ directory, built if missing."""
     out = subprocess.run(["./scripts/build-llama-cpp"], cwd=ROOT, env=dict(os.environ, LLAMA_FLAVOUR="native"),
