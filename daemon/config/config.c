@@ -87,6 +87,9 @@ static const struct key keys[] = {
 	  "KV-cache bytes over all sequences; a request that does not fit waits" },
 	{ "limits.shutdown_grace", NULL, K_SECONDS, OFF(limits.shutdown_grace), 0, 0, 3600, NULL, "10",
 	  "seconds in-flight requests may finish after SIGTERM before they are cancelled" },
+	{ "limits.drain_delay", NULL, K_SECONDS, OFF(limits.drain_delay), 0, 0, 3600, NULL, "0",
+	  "seconds after SIGTERM during which /health says 503 draining and requests are still served, "
+	  "before the grace begins (0: none)" },
 	{ "memory.gpu_memory", NULL, K_SIZE, OFF(memory.gpu_memory), 0, 0, INT64_C(1) << 62, NULL, "0",
 	  "device-tier budget, KV cache and scratch included (0: no limit)" },
 	{ "memory.ram_cache", NULL, K_SIZE, OFF(memory.ram_cache), 0, 0, INT64_C(1) << 62, NULL, "0",

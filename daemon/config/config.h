@@ -73,6 +73,7 @@ struct config {
 		uint64_t connection_memory;     /* libmicrohttpd pool per connection */
 		uint64_t kv_budget;             /* bytes of KV cache over all sequences */
 		double shutdown_grace;          /* seconds in-flight work may finish */
+		double drain_delay;             /* seconds /health says "draining" before the grace */
 	} limits;
 	struct {
 		uint64_t gpu_memory;            /* 0: no limit */

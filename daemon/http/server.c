@@ -572,11 +572,15 @@ static enum MHD_Result handle(struct server *s, struct hreq *r)
 	int state = atomic_load(&s->state);
 	switch (rt->id) {
 	case R_HEALTH: {
-		const char *st = state == SERVER_READY ? "ok" : state == SERVER_LOADING ? "loading" : "stopping";
+		/* Draining: still READY for every other route, but a balancer
+		 * polling /health takes the replica out before it stops. */
+		const bool ok = state == SERVER_READY && !atomic_load(&s->draining);
+		const char *st = ok ? "ok" : state == SERVER_READY ? "draining"
+			: state == SERVER_LOADING ? "loading" : "stopping";
 		char *body = NULL;
 		if (asprintf(&body, "{\"status\":\"%s\"}", st) < 0)
 			body = NULL;
-		if (state == SERVER_READY)
+		if (ok)
 			return reply_json(r, 200, body);
 		return reply(r, 503, "application/json", body, 5, NULL);
 	}
@@ -1036,6 +1040,11 @@ void server_publish(struct server *s, struct engine *e, struct worker *w, enum c
 void server_fail(struct server *s)
 {
 	atomic_store(&s->state, SERVER_FAILED);
+}
+
+void server_drain(struct server *s)
+{
+	atomic_store(&s->draining, true);
 }
 
 void server_sweep(struct server *s)

@@ -31,7 +31,9 @@
  * 503 "loading" until server_publish hands it the loaded engine and worker;
  * server_stop stops accepting connections, lets in-flight requests finish
  * for the grace period, cancels the rest (their streams end cleanly) and
- * stops the HTTP threads.
+ * stops the HTTP threads.  Before it, server_drain may turn /health to 503
+ * "draining" while everything else is still served (limits.drain_delay), so
+ * that load balancers stop sending before the listener closes.
  */
 #ifndef SMK_HTTP_SERVER_H
 #define SMK_HTTP_SERVER_H
@@ -60,6 +62,7 @@ struct server {
 	struct MHD_Daemon *mhd;
 	int port;                          /* the bound port */
 	atomic_int state;
+	atomic_bool draining;              /* READY, but /health says 503 "draining" */
 	double t_start;                    /* smk_now() at start */
 	long long t_wall;                  /* time(NULL) at start */
 	/* Set by the loader before state becomes READY; read-only after. */
@@ -96,6 +99,10 @@ void server_fail(struct server *s);
  * limits.connection_timeout, and cancel the jobs of clients gone while
  * suspended.  Called a few times a second by the thread that owns s. */
 void server_sweep(struct server *s);
+
+/* From now on /health answers 503 "draining"; every other request is still
+ * served as before.  Called by the thread that owns s before server_stop. */
+void server_drain(struct server *s);
 
 /* Stop accepting, drain the worker for grace seconds, wait briefly for the
  * last responses, stop the HTTP threads. */

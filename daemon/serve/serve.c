@@ -84,6 +84,59 @@ static void log_status(struct server *s)
 		 (unsigned long long)st.gen_tokens);
 }
 
+/* One tick of the main thread: wait up to 250 ms for a signal (SIGUSR1 logs
+ * a status line, SIGUSR2 is ignored), then sweep the connections and refresh
+ * systemd's status line.  Returns the stopping signal that arrived (SIGTERM,
+ * SIGINT, SIGHUP), else 0. */
+static int main_tick(struct server *s, const sigset_t *sigs, double *t_status)
+{
+	/* A short tick: the sweep's bounds are seconds. */
+	struct timespec tick = { 0, 250 * 1000 * 1000 };
+	int got = sigtimedwait(sigs, NULL, &tick), sig = 0;
+	/* SIGHUP drains like SIGTERM (a terminal that went away, or a
+	 * supervisor's restart: the log goes to stderr, so there is no file
+	 * to reopen); SIGUSR1 logs a status line; SIGUSR2 is ignored.  None
+	 * of them may end the process on the spot. */
+	if (got == SIGTERM || got == SIGINT || got == SIGHUP)
+		sig = got;
+	else if (got == SIGUSR1)
+		log_status(s);
+	else if (got == SIGUSR2)
+		log_info("SIGUSR2: ignored");
+	if (atomic_load(&s->state) == SERVER_FAILED)
+		return sig;
+	server_sweep(s);
+	if (atomic_load(&s->state) == SERVER_READY && smk_now() - *t_status >= 5) {
+		*t_status = smk_now();
+		struct worker_stats st;
+		worker_get_stats(s->w, &st);
+		sd_notify_status("serving %s: %d active, %d queued, %llu tokens generated",
+				 s->model_id, st.active, st.queue_depth, (unsigned long long)st.gen_tokens);
+	}
+	return sig;
+}
+
+/* limits.drain_delay: /health says 503 "draining" for `delay` seconds while
+ * every request that still arrives is served as before, so that a load
+ * balancer polling /health takes this replica out before its listener
+ * closes (a balancer that learns of the stop only from refused connections
+ * would fail or retry the requests in between).  A second stopping signal
+ * cuts the delay short. */
+static void drain_delay(struct server *s, const sigset_t *sigs, double delay, double *t_status)
+{
+	log_info("draining: /health answers 503 for %g s while requests are still served", delay);
+	sd_notify_status("draining %s: /health says 503 for %g s", s->model_id, delay);
+	server_drain(s);
+	const double until = smk_now() + delay;
+	while (smk_now() < until) {
+		int sig = main_tick(s, sigs, t_status);
+		if (sig) {
+			log_info("%s: the drain delay is cut short", strsignal(sig));
+			return;
+		}
+	}
+}
+
 /* model.id, or the file name without ".gguf". */
 static void model_id_from_path(char *out, size_t len, const char *path)
 {
@@ -143,41 +196,32 @@ int serve_run(const struct config *cfg, const char *model_path)
 	sigdelset(&sigs, SIGPIPE);
 	double t_status = 0;
 	while (!sig) {
-		/* A short tick: the sweep's bounds are seconds. */
-		struct timespec tick = { 0, 250 * 1000 * 1000 };
-		int got = sigtimedwait(&sigs, NULL, &tick);
-		/* SIGHUP drains like SIGTERM (a terminal that went away, or a
-		 * supervisor's restart: the log goes to stderr, so there is no
-		 * file to reopen); SIGUSR1 logs a status line; SIGUSR2 is
-		 * ignored.  None of them may end the process on the spot. */
-		if (got == SIGTERM || got == SIGINT || got == SIGHUP)
-			sig = got;
-		else if (got == SIGUSR1)
-			log_status(s);
-		else if (got == SIGUSR2)
-			log_info("SIGUSR2: ignored");
+		sig = main_tick(s, &sigs, &t_status);
 		if (atomic_load(&s->state) == SERVER_FAILED) {
 			exit_code = 1;
 			break;
 		}
-		server_sweep(s);
-		if (atomic_load(&s->state) == SERVER_READY && smk_now() - t_status >= 5) {
-			t_status = smk_now();
-			struct worker_stats st;
-			worker_get_stats(s->w, &st);
-			sd_notify_status("serving %s: %d active, %d queued, %llu tokens generated",
-					 s->model_id, st.active, st.queue_depth, (unsigned long long)st.gen_tokens);
-		}
 	}
 
-	/* Shutdown: stop accepting, drain, stop. */
+	/* Shutdown: report draining (balancers stop sending, requests that
+	 * still arrive are served), stop accepting, drain, stop. */
 	if (sig)
 		log_info("%s: stopping (grace %g s)", strsignal(sig), cfg->limits.shutdown_grace);
 	sd_notify_send("STOPPING=1");
+	if (sig && cfg->limits.drain_delay > 0 && atomic_load(&s->state) == SERVER_READY)
+		drain_delay(s, &sigs, cfg->limits.drain_delay, &t_status);
 	pthread_join(loader, NULL);
 	server_stop(s, cfg->limits.shutdown_grace);
+	if (s->w) {
+		struct worker_stats st;
+		worker_get_stats(s->w, &st);
+		log_info("stopped: %llu requests completed, %llu cancelled, %llu timed out, %llu failed",
+			 (unsigned long long)st.completed, (unsigned long long)st.cancelled,
+			 (unsigned long long)st.timeouts, (unsigned long long)st.failed);
+	} else {
+		log_info("stopped");
+	}
 	worker_free(s->w);
 	engine_close(s->e);
-	log_info("stopped");
 	return exit_code;
 }

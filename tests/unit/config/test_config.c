@@ -199,6 +199,39 @@ START_TEST(test_cli_offline)
 }
 END_TEST
 
+/* limits.drain_delay: off by default, seconds from the file, the flag wins,
+ * the range is checked and named. */
+START_TEST(test_drain_delay)
+{
+	struct config c;
+	struct smk_err err = { 0 };
+	config_init(&c);
+	ck_assert(c.limits.drain_delay == 0.0);
+	const char *text = "[limits]\ndrain_delay = 5s\nshutdown_grace = 20\n";
+	ck_assert_msg(config_load_text(&c, text, strlen(text), "t.conf", &err) == 0, "%s", err.msg);
+	ck_assert(c.limits.drain_delay == 5.0);
+	ck_assert(c.limits.shutdown_grace == 20.0);
+
+	const char *path = write_tmp("[limits]\ndrain_delay = 1m\n");
+	char p[64];
+	snprintf(p, sizeof(p), "%s", path);
+	char *argv[] = { "smoked", "--drain-delay", "2500ms", "--config", p, NULL };
+	struct cli cl;
+	ck_assert_msg(cli_parse(&cl, 5, argv, &err) == 0, "%s", err.msg);
+	unlink(p);
+	ck_assert(cl.cfg.limits.drain_delay == 2.5);
+
+	static const char *bad[] = { "[limits]\ndrain_delay = -1\n", "[limits]\ndrain_delay = 2h\n",
+				     "[limits]\ndrain_delay = soon\n" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		config_init(&c);
+		ck_assert_msg(config_load_text(&c, bad[i], strlen(bad[i]), "t.conf", &err) != 0, "case %zu accepted", i);
+		ck_assert_msg(strstr(err.msg, "limits.drain_delay"), "case %zu: '%s'", i, err.msg);
+		ck_assert_msg(strstr(err.msg, "--drain-delay"), "case %zu: '%s'", i, err.msg);
+	}
+}
+END_TEST
+
 START_TEST(test_cli_errors)
 {
 	static const struct { const char *arg[3]; const char *want[3]; } cases[] = {
@@ -303,6 +336,7 @@ int main(void)
 	tcase_add_test(tc, test_cli_precedence);
 	tcase_add_test(tc, test_cli_offline);
 	tcase_add_test(tc, test_cli_errors);
+	tcase_add_test(tc, test_drain_delay);
 	tcase_add_test(tc, test_key_file);
 	tcase_add_test(tc, test_key_file_empty);
 	tcase_add_test(tc, test_print_roundtrip);
