@@ -266,8 +266,9 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 	struct worker_job *j = s->job;
 	struct worker_token t = { 0 };
 	if (s->gm) {
-		/* Only tokens that keep the text a prefix of a valid value. */
-		const uint32_t *allow = gmatch_mask(s->gm);
+		/* Only tokens that keep the text a prefix of a valid value,
+		 * one that the tokens left can still complete. */
+		const uint32_t *allow = gmatch_mask_budget(s->gm, j->max_tokens - s->n_gen);
 		if (!gmatch_mask_count(s->gm)) {
 			smk_fail(&s->fin_err, -EINVAL, "no token of the vocabulary continues the "
 				 "structured output here");
@@ -310,7 +311,8 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 		return true;
 	}
 	if (last) {
-		*fin = done ? WORKER_FINISH_STOP : WORKER_FINISH_LENGTH;
+		/* a value complete at max_tokens is not cut off */
+		*fin = done || (s->gm && gmatch_can_end(s->gm)) ? WORKER_FINISH_STOP : WORKER_FINISH_LENGTH;
 		return true;
 	}
 	s->pending = t.id;

@@ -87,6 +87,8 @@ int grammar_compile_schema(struct grammar **out, json_t *schema, bool strict,
 int grammar_compile_any_object(struct grammar **out, struct grammar_error *e);
 /* NULL is fine; returns NULL. */
 struct grammar *grammar_free(struct grammar *g);
+/* The fewest bytes of a value the grammar accepts. */
+uint32_t grammar_min_len(const struct grammar *g);
 
 /* Build the trie of t's token pieces.  t must outlive the result.  Tokens
  * with no bytes (control tokens) and pieces over 255 bytes are never
@@ -109,7 +111,13 @@ void gmatch_reset(struct gmatch *m);
  * ceil(n_vocab / 32) words.  The pointer stays valid until the next
  * gmatch_accept / gmatch_reset. */
 const uint32_t *gmatch_mask(struct gmatch *m);
-/* How many tokens the last gmatch_mask allowed. */
+/* As gmatch_mask, for a generation with tokens_left tokens to go (this
+ * one included): where some allowed token would leave a value that the
+ * remaining tokens cannot complete (even one byte per token), only tokens
+ * that leave a short enough completion are allowed, so that a value still
+ * ends, complete and valid, within max_tokens.  The same pointer rules. */
+const uint32_t *gmatch_mask_budget(struct gmatch *m, int tokens_left);
+/* How many tokens the last gmatch_mask / gmatch_mask_budget allowed. */
 int gmatch_mask_count(const struct gmatch *m);
 
 /* Advance by token id.  0, or -EINVAL when the token is not allowed (the

@@ -57,7 +57,20 @@ struct grammar {
 	uint32_t n_text, cap_text;
 	uint32_t root;                 /* the value's node */
 	uint32_t free_string;          /* a map's keys */
+	/* Per node, from grammar_measure: the fewest frames a complete value
+	 * needs on the stack (a value is started only where they fit, so a
+	 * live state can always be completed), and the fewest bytes of a
+	 * complete value (the budget of gmatch_mask_budget). */
+	uint8_t *min_depth;
+	uint32_t *min_len;
 };
+
+#define GN_INF UINT32_MAX
+
+/* Fill min_depth and min_len (after every $ref is resolved).  -EINVAL when
+ * the root has no finite value (a recursion with no way out), -E2BIG when
+ * it cannot fit GM_MAX_DEPTH, -ENOMEM; *why says which. */
+int grammar_measure(struct grammar *g, const char **why);
 
 /* ---- the matcher's state ---- */
 
@@ -98,6 +111,9 @@ bool gstate_can_end(const struct grammar *g, const struct gstate *st);
 /* The single stack's top is a string without length bounds, between
  * characters: any plain character may follow (the trie walk's shortcut). */
 bool gstate_in_free_string(const struct grammar *g, const struct gstate *st);
+/* The fewest bytes that complete the value from this state (0: it may end
+ * here; GN_INF: none found). */
+uint32_t gstate_min_completion(const struct grammar *g, const struct gstate *st);
 /* The state's canonical bytes (for the cache): at most
  * sizeof(struct gstate); returns the length. */
 size_t gstate_key(const struct gstate *st, unsigned char *out);

@@ -10,6 +10,8 @@
  * one that survives becomes a stack of its own. */
 #include "grammar/grammar_impl.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -230,7 +232,8 @@ static void start_value(const struct grammar *g, struct gstate *st, uint32_t slo
 {
 	const struct gnode *n = node_at(g, id, &id);
 	struct gstack *s = &st->s[slot];
-	if (c == GM_END) {
+	/* A value starts only where its smallest completion fits the stack. */
+	if (c == GM_END || s->depth + g->min_depth[id] > GM_MAX_DEPTH) {
 		s->depth = 0;
 		return;
 	}
@@ -721,12 +724,10 @@ static void feed_stack(const struct grammar *g, struct gstate *st, uint32_t slot
 					s->depth = 0;
 				return;
 			}
-			/* R_START: leading whitespace, then the value */
-			if (c == GM_END) {
+			/* R_START: the value, from its first byte (no
+			 * whitespace before it: a model would pad with it) */
+			if (c == GM_END || is_ws(c)) {
 				s->depth = 0;
-			} else if (is_ws(c)) {
-				if (!ws_step(f))
-					s->depth = 0;
 			} else {
 				f->phase = R_VALUE;
 				f->x = 0;
@@ -868,4 +869,307 @@ size_t gstate_key(const struct gstate *st, unsigned char *out)
 		o += b;
 	}
 	return o;
+}
+
+/* ---- measures: the smallest completion ---- */
+
+static uint32_t sat_add(uint32_t a, uint32_t b)
+{
+	return a >= GN_INF - b ? GN_INF : a + b;
+}
+
+static uint32_t sat_mul(uint32_t a, uint32_t b)
+{
+	if (!a || !b)
+		return 0;
+	return a > (GN_INF - 1) / b ? GN_INF : a * b;
+}
+
+static uint32_t digits(uint64_t v)
+{
+	uint32_t d = 1;
+	while (v >= 10) {
+		v /= 10;
+		d++;
+	}
+	return d;
+}
+
+/* The shortest integer text within the node's bounds. */
+static uint32_t int_min_len(const struct gnode *n)
+{
+	if (!bounded(n) || in_bounds(n, 0))
+		return 1;
+	if (n->u.num.has_lo && n->u.num.lo > 0)
+		return digits((uint64_t)n->u.num.lo);
+	return 1 + digits((uint64_t)(-(n->u.num.hi + 1)) + 1);
+}
+
+/* One pass over the nodes; true if something changed. */
+static bool measure_pass(struct grammar *g)
+{
+	bool changed = false;
+	for (uint32_t i = 0; i < g->n_nodes; i++) {
+		const struct gnode *n = &g->nodes[i];
+		uint32_t len = GN_INF, dep = 255;
+		switch (n->kind) {
+		case GN_ANYOF:
+			for (uint32_t k = 0; k < n->u.list.n; k++) {
+				uint32_t a = g->ids[n->u.list.first + k];
+				if (g->min_len[a] < len)
+					len = g->min_len[a];
+				if (g->min_depth[a] < dep)
+					dep = g->min_depth[a];
+			}
+			break;
+		case GN_REF:
+			len = g->min_len[n->u.ref.target];
+			dep = g->min_depth[n->u.ref.target];
+			break;
+		case GN_OBJECT: {
+			uint32_t nreq = 0, deep = 0;
+			len = 2;
+			for (uint32_t k = 0; k < n->u.obj.n; k++) {
+				const struct gprop *p = &g->props[n->u.obj.first + k];
+				if (!p->required)
+					continue;
+				len = sat_add(len, sat_add(p->key_len + 1 + (nreq ? 1 : 0), g->min_len[p->node]));
+				if (g->min_depth[p->node] > deep)
+					deep = g->min_depth[p->node];
+				nreq++;
+			}
+			dep = 1 + deep;
+			break;
+		}
+		case GN_MAP:
+			len = 2;
+			dep = 1;
+			break;
+		case GN_ARRAY: {
+			uint32_t mn = n->u.arr.min, it = g->min_len[n->u.arr.items];
+			len = mn ? sat_add(2 + (mn - 1), sat_mul(mn, it)) : 2;
+			dep = 1 + (mn ? g->min_depth[n->u.arr.items] : 0);
+			break;
+		}
+		case GN_STRING:
+			len = sat_add(2, n->u.str.min);
+			dep = 1;
+			break;
+		case GN_NUMBER:
+			len = 1;
+			dep = 1;
+			break;
+		case GN_INTEGER:
+			len = int_min_len(n);
+			dep = 1;
+			break;
+		case GN_LITERAL:
+			for (uint32_t k = 0; k < n->u.list.n; k++)
+				if (g->lits[n->u.list.first + k].len < len)
+					len = g->lits[n->u.list.first + k].len;
+			dep = 1;
+			break;
+		}
+		if (dep > 255)
+			dep = 255;
+		if (len < g->min_len[i] || dep < g->min_depth[i]) {
+			if (len < g->min_len[i])
+				g->min_len[i] = len;
+			if (dep < g->min_depth[i])
+				g->min_depth[i] = (uint8_t)dep;
+			changed = true;
+		}
+	}
+	return changed;
+}
+
+int grammar_measure(struct grammar *g, const char **why)
+{
+	g->min_depth = malloc(g->n_nodes);
+	g->min_len = malloc(sizeof(*g->min_len) * g->n_nodes);
+	if (!g->min_depth || !g->min_len) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	memset(g->min_depth, 255, g->n_nodes);
+	for (uint32_t i = 0; i < g->n_nodes; i++)
+		g->min_len[i] = GN_INF;
+	/* Each pass settles at least one more node (Bellman-Ford's bound). */
+	for (uint32_t pass = 0; pass <= g->n_nodes && measure_pass(g); pass++)
+		;
+	if (g->min_len[g->root] == GN_INF) {
+		*why = "the schema has no finite value (a recursion with no way out)";
+		return -EINVAL;
+	}
+	if (g->min_depth[g->root] + 1 > GM_MAX_DEPTH) {
+		*why = "the schema's values nest deeper than 31 levels";
+		return -E2BIG;
+	}
+	return 0;
+}
+
+/* Fewest more digits that put the integer written so far (sign, v of nd
+ * digits; nd 0: the sign only) within bounds. */
+static uint32_t int_min_extra(const struct gnode *n, bool neg, int64_t v, int nd)
+{
+	if (nd == 0) {
+		uint32_t best = GN_INF;
+		for (int d = 0; d <= 9; d++) {
+			uint32_t e = int_min_extra(n, neg, d, 1);
+			if (e != GN_INF && e + 1 < best)
+				best = e + 1;
+		}
+		return best;
+	}
+	if (!bounded(n))
+		return 0;
+	if (v == 0)
+		return in_bounds(n, 0) ? 0 : GN_INF;
+	if (in_bounds(n, neg ? -v : v))
+		return 0;
+	for (int k = 1; nd + k <= MAX_INTEGER_DIGITS; k++) {
+		int64_t lo = v * pow10_tab[k], hi = lo + pow10_tab[k] - 1;
+		if (neg ? meets(n, -hi, -lo) : meets(n, lo, hi))
+			return (uint32_t)k;
+	}
+	return GN_INF;
+}
+
+/* Required properties from j on, each with its comma, key and colon. */
+static uint32_t rest_required(const struct grammar *g, const struct gnode *n, uint32_t j)
+{
+	uint32_t sum = 0;
+	for (; j < n->u.obj.n; j++) {
+		const struct gprop *p = &g->props[n->u.obj.first + j];
+		if (p->required)
+			sum = sat_add(sum, sat_add(p->key_len + 2, g->min_len[p->node]));
+	}
+	return sum;
+}
+
+/* Property j, then the required ones after it, then the brace. */
+static uint32_t prop_then_rest(const struct grammar *g, const struct gnode *n, uint32_t j, uint32_t key_done)
+{
+	const struct gprop *p = &g->props[n->u.obj.first + j];
+	uint32_t r = sat_add(p->key_len - key_done + 1, g->min_len[p->node]);
+	return sat_add(sat_add(r, rest_required(g, n, j + 1)), 1);
+}
+
+/* Bytes that close frame f (in its phase; a frame under the top one
+ * waits for its child, which counts apart). */
+static uint32_t frame_rest(const struct grammar *g, const struct gframe *f)
+{
+	if (f->node == GF_ROOT)
+		return f->phase == R_START ? g->min_len[g->root] : 0;
+	uint32_t id;
+	const struct gnode *n = node_at(g, f->node, &id);
+	switch (f->phase) {
+	case O_OPEN: {
+		uint32_t r = rest_required(g, n, 0);
+		return r ? r : 1;         /* the first needs no comma: r - 1 + '}' */
+	}
+	case O_COMMA: {
+		uint32_t best = GN_INF;
+		for (uint64_t m = window(g, n, f->a & 0xffff); m; m &= m - 1) {
+			uint32_t r = prop_then_rest(g, n, (uint32_t)__builtin_ctzll(m), 0);
+			if (r < best)
+				best = r;
+		}
+		return best;
+	}
+	case O_KEY: {
+		uint32_t best = GN_INF, pos = f->a >> 16;
+		for (uint64_t m = f->b; m; m &= m - 1) {
+			uint32_t r = prop_then_rest(g, n, (uint32_t)__builtin_ctzll(m), pos);
+			if (r < best)
+				best = r;
+		}
+		return best;
+	}
+	case O_COLON:
+		return prop_then_rest(g, n, f->a, g->props[n->u.obj.first + f->a].key_len);
+	case O_VALUE_WS:
+		return sat_add(g->min_len[g->props[n->u.obj.first + f->a].node],
+			       sat_add(rest_required(g, n, f->a + 1), 1));
+	case O_VALUE:
+		return sat_add(rest_required(g, n, (f->a & 0xffff) + 1), 1);
+	case O_AFTER:
+		return sat_add(rest_required(g, n, f->a & 0xffff), 1);
+	case M_OPEN:
+	case M_VALUE:
+	case M_AFTER:
+		return 1;
+	case M_KEY:
+	case M_COLON:
+		return sat_add(g->min_len[n->u.map.value], 2);
+	case M_VALUE_WS:
+		return sat_add(g->min_len[n->u.map.value], 1);
+	case M_COMMA:
+		return sat_add(g->min_len[n->u.map.value], 4);
+	case A_OPEN:
+	case A_VALUE:
+	case A_AFTER:
+	case A_COMMA: {
+		uint32_t mn = n->u.arr.min, c = f->a, it = g->min_len[n->u.arr.items], r;
+		if (f->phase == A_OPEN)
+			return mn ? sat_add(sat_mul(mn, it), mn) : 1;
+		if (f->phase == A_VALUE)
+			c++;
+		r = mn > c ? mn - c : 0;
+		if (f->phase == A_COMMA)
+			return sat_add(it, sat_add(sat_mul(r ? r - 1 : 0, sat_add(it, 1)), 1));
+		return sat_add(sat_mul(r, sat_add(it, 1)), 1);
+	}
+	case S_IN:
+	case S_UTF8:
+	case S_ESC:
+	case S_HEX: {
+		uint32_t c = f->a, need;
+		if (f->phase == S_ESC || f->phase == S_HEX)
+			c++;
+		need = n->u.str.min > c && str_counted(n) ? n->u.str.min - c : 0;
+		if (f->phase == S_UTF8)
+			need += f->x;
+		else if (f->phase == S_ESC)
+			need += 1;
+		else if (f->phase == S_HEX)
+			need += 4u - f->x;
+		return need + 1;
+	}
+	case N_MINUS:
+		return n->kind == GN_INTEGER ? int_min_extra(n, true, 0, 0) : 1;
+	case N_ZERO:
+		return 0;
+	case N_INT:
+		return n->kind == GN_INTEGER ? int_min_extra(n, f->x, (int64_t)f->b, (int)f->a) : 0;
+	case N_DOT:
+	case N_E:
+	case N_ESIGN:
+		return 1;
+	case N_FRAC:
+	case N_EXP:
+		return 0;
+	case L_IN: {
+		uint32_t best = GN_INF;
+		for (uint32_t k = (uint32_t)f->b; k < (uint32_t)(f->b >> 32); k++)
+			if (g->lits[k].len - f->a < best)
+				best = g->lits[k].len - f->a;
+		return best;
+	}
+	}
+	(void)id;
+	return GN_INF;
+}
+
+uint32_t gstate_min_completion(const struct grammar *g, const struct gstate *st)
+{
+	uint32_t best = GN_INF;
+	for (uint32_t i = 0; i < st->n; i++) {
+		uint32_t sum = 0;
+		for (uint32_t k = 0; k < st->s[i].depth; k++)
+			sum = sat_add(sum, frame_rest(g, &st->s[i].f[k]));
+		if (sum < best)
+			best = sum;
+	}
+	return best;
 }

@@ -793,6 +793,11 @@ int grammar_compile_schema(struct grammar **out, json_t *schema, bool strict, st
 		c.g->nodes[fs].u.str.max = GN_UNBOUNDED;
 		c.g->free_string = fs;
 	}
+	const char *why = NULL;
+	if (!rc && (rc = grammar_measure(c.g, &why))) {
+		snprintf(c.path, sizeof(c.path), "#");
+		rc = fail(&c, rc, "", "%s", why);
+	}
 	free(c.refs);
 	free(c.memo);
 	json_decref(c.empty);
@@ -817,6 +822,11 @@ int grammar_compile_any_object(struct grammar **out, struct grammar_error *e)
 	return rc;
 }
 
+uint32_t grammar_min_len(const struct grammar *g)
+{
+	return g->min_len[g->root];
+}
+
 struct grammar *grammar_free(struct grammar *g)
 {
 	if (!g)
@@ -826,6 +836,8 @@ struct grammar *grammar_free(struct grammar *g)
 	free(g->ids);
 	free(g->lits);
 	free(g->text);
+	free(g->min_depth);
+	free(g->min_len);
 	free(g);
 	return NULL;
 }

@@ -190,6 +190,7 @@ struct centry {
 	uint32_t key_off, key_len;
 	uint32_t mask;                 /* index of its mask */
 	int32_t count;
+	uint32_t max_comp;             /* the largest completion after an allowed token */
 	bool used;
 };
 
@@ -212,6 +213,7 @@ struct gmatch {
 	unsigned char *key;            /* scratch: the current state's key */
 	const uint32_t *last;          /* the mask gmatch_mask returned */
 	int32_t last_count;
+	uint32_t last_max_comp;
 	uint32_t *own;                 /* a mask that did not fit the cache */
 	uint64_t computed, cached;
 };
@@ -285,14 +287,16 @@ static void allow_range(const struct gvocab *v, uint32_t *mask, uint32_t from, u
 	}
 }
 
-/* The walk: every token whose bytes keep the state alive. */
-static void compute_mask(struct gmatch *m, uint32_t *mask)
+/* The walk: every token whose bytes keep the state alive and leave a
+ * completion of at most budget bytes; *max_comp receives the longest such
+ * completion over the tokens that keep the state alive. */
+static void compute_mask(struct gmatch *m, uint32_t *mask, uint32_t budget, uint32_t *max_comp)
 {
 	const struct gvocab *v = m->v;
 	const struct grammar *g = m->g;
 	const struct gstate *root = &m->st[m->cur];
 	memset(mask, 0, (size_t)m->n_words * 4);
-	uint32_t i = 0;
+	uint32_t i = 0, worst = 0;
 	while (i < v->n_nodes) {
 		uint32_t d = v->depth[i];
 		const struct gstate *parent = d == 1 ? root : &m->lv[d - 1];
@@ -302,13 +306,25 @@ static void compute_mask(struct gmatch *m, uint32_t *mask)
 			continue;
 		}
 		if (v->plain[i] && gstate_in_free_string(g, here)) {
-			allow_range(v, mask, v->tbeg[i], v->tbeg[v->end[i]]);
+			/* every token below leaves this same state */
+			uint32_t c = gstate_min_completion(g, here);
+			if (c > worst)
+				worst = c;
+			if (c <= budget)
+				allow_range(v, mask, v->tbeg[i], v->tbeg[v->end[i]]);
 			i = v->end[i];
 			continue;
 		}
-		allow_range(v, mask, v->tbeg[i], v->tbeg[i + 1]);
+		if (v->tbeg[i] < v->tbeg[i + 1]) {
+			uint32_t c = gstate_min_completion(g, here);
+			if (c > worst)
+				worst = c;
+			if (c <= budget)
+				allow_range(v, mask, v->tbeg[i], v->tbeg[i + 1]);
+		}
 		i++;
 	}
+	*max_comp = worst;
 	if (gstate_can_end(g, root))
 		for (int k = 0; k < v->n_eog; k++)
 			mask[v->eog[k] >> 5] |= 1u << (v->eog[k] & 31);
@@ -344,6 +360,7 @@ const uint32_t *gmatch_mask(struct gmatch *m)
 			m->cached++;
 			m->last = m->masks + (size_t)e->mask * m->n_words;
 			m->last_count = e->count;
+			m->last_max_comp = e->max_comp;
 			return m->last;
 		}
 		slot = (slot + 1) & (m->tab_size - 1);
@@ -351,7 +368,7 @@ const uint32_t *gmatch_mask(struct gmatch *m)
 	m->computed++;
 	if (klen > m->cap_keys) {
 		/* cannot be cached (a very deep state): computed every time */
-		compute_mask(m, m->own);
+		compute_mask(m, m->own, GN_INF, &m->last_max_comp);
 		m->last = m->own;
 		m->last_count = popcount_mask(m->own, m->n_words);
 		return m->last;
@@ -360,17 +377,40 @@ const uint32_t *gmatch_mask(struct gmatch *m)
 		cache_clear(m);
 		slot = (uint32_t)h & (m->tab_size - 1);
 	}
-	uint32_t *mask = m->masks + (size_t)m->n_masks * m->n_words;
-	compute_mask(m, mask);
+	uint32_t *mask = m->masks + (size_t)m->n_masks * m->n_words, max_comp;
+	compute_mask(m, mask, GN_INF, &max_comp);
 	struct centry *e = &m->tab[slot];
 	*e = (struct centry){ .hash = h, .key_off = (uint32_t)m->n_keys, .key_len = (uint32_t)klen,
-			      .mask = m->n_masks, .count = popcount_mask(mask, m->n_words), .used = true };
+			      .mask = m->n_masks, .count = popcount_mask(mask, m->n_words),
+			      .max_comp = max_comp, .used = true };
 	memcpy(m->keys + m->n_keys, m->key, klen);
 	m->n_keys += klen;
 	m->n_masks++;
 	m->last = mask;
 	m->last_count = e->count;
+	m->last_max_comp = max_comp;
 	return mask;
+}
+
+const uint32_t *gmatch_mask_budget(struct gmatch *m, int tokens_left)
+{
+	const uint32_t *mask = gmatch_mask(m);
+	if (tokens_left < 1 || m->last_max_comp <= (uint32_t)(tokens_left - 1))
+		return mask;
+	/* Some allowed token would leave more to write than the tokens left
+	 * can hold: keep those that leave at most tokens_left - 1 bytes (the
+	 * vocabulary has a token for every byte the value may need, so each
+	 * step can shorten the completion by one).  Not cached: this is the
+	 * end of a long answer.  When nothing passes, the plain mask stays. */
+	uint32_t worst;
+	compute_mask(m, m->own, (uint32_t)(tokens_left - 1), &worst);
+	int32_t count = popcount_mask(m->own, m->n_words);
+	if (!count)
+		return mask;
+	m->last = m->own;
+	m->last_count = count;
+	m->last_max_comp = (uint32_t)(tokens_left - 1);
+	return m->own;
 }
 
 int gmatch_mask_count(const struct gmatch *m)

@@ -301,8 +301,10 @@ static void walker_free(struct walker *w)
 }
 
 /* One walk; returns the text (malloc'd).  Checks the mask against
- * gmatch_accept along the way. */
-static char *walk(struct walker *w, struct gmatch *m, uint64_t *rng, int *n_steps)
+ * gmatch_accept along the way.  budget 0: steered towards the end after a
+ * while; else at most budget tokens through gmatch_mask_budget, drawn
+ * without any steering. */
+static char *walk_budget(struct walker *w, struct gmatch *m, uint64_t *rng, int *n_steps, int budget)
 {
 	size_t cap = 1 << 16, len = 0;
 	char *text = malloc(cap);
@@ -310,15 +312,21 @@ static char *walk(struct walker *w, struct gmatch *m, uint64_t *rng, int *n_step
 	gmatch_reset(m);
 	int step;
 	for (step = 0; step < 4000 && !gmatch_done(m); step++) {
-		const uint32_t *mask = gmatch_mask(m);
+		/* at the budget's end the value must be complete */
+		if (budget && step == budget && gmatch_can_end(m))
+			break;
+		ck_assert_msg(!budget || step < budget, "over the budget of %d tokens: \"%.*s\"", budget,
+			      (int)len, text);
+		const uint32_t *mask = budget ? gmatch_mask_budget(m, budget - step) : gmatch_mask(m);
 		int n = 0, n_close = 0;
 		for (int32_t id = 0; id < w->n_vocab; id++)
 			if (bit(mask, id))
 				w->ids[n++] = id;
 		ck_assert_msg(n > 0, "step %d: empty mask after \"%.*s\"", step, (int)len, text);
 		ck_assert_int_eq(n, gmatch_mask_count(m));
-		/* a few tokens outside the mask must be refused */
-		for (int k = 0; k < 4; k++) {
+		/* a few tokens outside the mask must be refused (a budget's
+		 * mask also leaves out tokens that the automaton takes) */
+		for (int k = 0; k < 4 && !budget; k++) {
 			int32_t id = (int32_t)(rng_next(rng) % (uint64_t)w->n_vocab);
 			if (!bit(mask, id))
 				ck_assert_msg(gmatch_accept(m, id) == -EINVAL,
@@ -326,7 +334,7 @@ static char *walk(struct walker *w, struct gmatch *m, uint64_t *rng, int *n_step
 		}
 		/* after a while, steer towards the end of the value */
 		int32_t pick = w->ids[rng_next(rng) % (uint64_t)n];
-		if (step > 40 && rng_next(rng) % 2) {
+		if (!budget && step > 40 && rng_next(rng) % 2) {
 			for (int i = 0; i < n; i++)
 				if (w->closer[w->ids[i]])
 					w->ids[n_close++] = w->ids[i];
@@ -347,10 +355,16 @@ static char *walk(struct walker *w, struct gmatch *m, uint64_t *rng, int *n_step
 		memcpy(text + len, piece, pn);
 		len += pn;
 	}
-	ck_assert_msg(gmatch_done(m), "no end after %d steps: \"%.60s...\"", step, text);
+	ck_assert_msg(gmatch_done(m) || (budget && gmatch_can_end(m)), "no end after %d steps: \"%.60s...\"",
+		      step, text);
 	text[len] = 0;
 	*n_steps = step;
 	return text;
+}
+
+static char *walk(struct walker *w, struct gmatch *m, uint64_t *rng, int *n_steps)
+{
+	return walk_budget(w, m, rng, n_steps, 0);
 }
 
 static void walk_all(const struct tokenizer *t, int walks_per_schema, const char *label)
@@ -375,17 +389,21 @@ static void walk_all(const struct tokenizer *t, int walks_per_schema, const char
 		struct gmatch *m;
 		struct smk_err err = { 0 };
 		ck_assert_int_eq(gmatch_new(&m, g, w.v, 8u << 20, &err), 0);
-		for (int k = 0; k < walks_per_schema; k++) {
-			int steps;
-			char *text = walk(&w, m, &rng, &steps);
+		for (int k = 0; k < 2 * walks_per_schema; k++) {
+			/* half steered, half within a token budget */
+			int steps, budget = 0;
+			if (k >= walks_per_schema)
+				budget = (int)grammar_min_len(g) + 1 + (int)(rng_next(&rng) % 40);
+			char *text = walk_budget(&w, m, &rng, &steps, budget);
 			json_error_t je;
 			json_t *v = json_loads(text, JSON_DECODE_ANY, &je);
 			ck_assert_msg(v != NULL, "%s/%s walk %d: not JSON (%s): %s", label, name, k, je.text, text);
 			char why[64] = "";
 			ck_assert_msg(valid(schema, schema, v, why, sizeof(why)),
 				      "%s/%s walk %d: fails %s: %s", label, name, k, why, text);
-			if (k == 0)
-				printf("%s/%-22s %s\n", label, name, strlen(text) > 100 ? "(long)" : text);
+			if (k == 0 || k == walks_per_schema)
+				printf("%s/%-22s %s%s\n", label, name, budget ? "(budget) " : "",
+				       strlen(text) > 100 ? "(long)" : text);
 			json_decref(v);
 			free(text);
 			total_steps += steps;
