@@ -39,8 +39,9 @@
  *
  * Generated JSON: properties come in the schema's order, required ones
  * always, optional ones possibly skipped; no property outside `properties`
- * is generated (so additionalProperties false or true both validate); at
- * most GM_MAX_WS whitespace bytes between tokens and none after the value;
+ * is generated (so additionalProperties false or true both validate);
+ * between tokens no whitespace, one space, or a newline and at most
+ * GM_MAX_WS spaces or tabs, and none before or after the value;
  * strings are valid UTF-8 with JSON escapes (no \u escapes of surrogates);
  * numbers have at most 15 integer digits (18 for integers), 15 fraction
  * digits and 2 exponent digits.  docs/structured-outputs.md lists the
@@ -59,7 +60,7 @@
 
 #define GM_MAX_STACKS 8        /* anyOf branches followed at once */
 #define GM_MAX_DEPTH 32        /* nesting of values (objects, arrays, strings) */
-#define GM_MAX_WS 24           /* whitespace bytes between two JSON tokens */
+#define GM_MAX_WS 24           /* blanks after a newline between two JSON tokens */
 #define GM_MAX_PROPS 64        /* properties of one object schema */
 
 struct grammar;

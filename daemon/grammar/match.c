@@ -288,9 +288,22 @@ static void start_value(const struct grammar *g, struct gstate *st, uint32_t slo
 
 /* ---- feeding the top frame ---- */
 
-static bool ws_step(struct gframe *f)
+/* Whitespace between two JSON tokens, as llama.cpp's JSON grammars allow
+ * it: none, one space, or a newline and at most GM_MAX_WS spaces and tabs
+ * (an indentation).  f->x: 0 none yet, 1.. a newline and x - 1 blanks,
+ * WS_CLOSED after a single space.  Anything more is where a small model
+ * pads forever. */
+#define WS_CLOSED 0xff
+
+static bool ws_step(struct gframe *f, int c)
 {
-	if (f->x >= GM_MAX_WS)
+	if (f->x == 0) {
+		if (c != ' ' && c != '\n')
+			return false;
+		f->x = c == ' ' ? WS_CLOSED : 1;
+		return true;
+	}
+	if (f->x == WS_CLOSED || (c != ' ' && c != '\t') || f->x > GM_MAX_WS)
 		return false;
 	f->x++;
 	return true;
@@ -328,7 +341,7 @@ static enum step feed_object(const struct grammar *g, struct gstate *st, uint32_
 	case O_COMMA:
 	case O_AFTER:
 		if (is_ws(c))
-			return ws_step(f) ? ST_OK : ST_DEAD;
+			return ws_step(f, c) ? ST_OK : ST_DEAD;
 		if (f->phase == O_AFTER) {
 			if (c == ',' && i < n->u.obj.n) {
 				f->phase = O_COMMA;
@@ -376,7 +389,7 @@ static enum step feed_object(const struct grammar *g, struct gstate *st, uint32_
 	}
 	case O_COLON:
 		if (is_ws(c))
-			return ws_step(f) ? ST_OK : ST_DEAD;
+			return ws_step(f, c) ? ST_OK : ST_DEAD;
 		if (c != ':')
 			return ST_DEAD;
 		f->phase = O_VALUE_WS;
@@ -384,7 +397,7 @@ static enum step feed_object(const struct grammar *g, struct gstate *st, uint32_
 		return ST_OK;
 	case O_VALUE_WS:
 		if (is_ws(c))
-			return ws_step(f) ? ST_OK : ST_DEAD;
+			return ws_step(f, c) ? ST_OK : ST_DEAD;
 		f->phase = O_VALUE;
 		f->x = 0;
 		start_value(g, st, slot, g->props[n->u.obj.first + i].node, c, 0);
@@ -405,7 +418,7 @@ static enum step feed_map(const struct grammar *g, struct gstate *st, uint32_t s
 	case M_COLON:
 	case M_VALUE_WS:
 		if (is_ws(c))
-			return ws_step(f) ? ST_OK : ST_DEAD;
+			return ws_step(f, c) ? ST_OK : ST_DEAD;
 		break;
 	}
 	switch (f->phase) {
@@ -454,7 +467,7 @@ static enum step feed_array(const struct grammar *g, struct gstate *st, uint32_t
 	struct gframe *f = top(s);
 	uint32_t count = f->a;
 	if (is_ws(c))
-		return ws_step(f) ? ST_OK : ST_DEAD;
+		return ws_step(f, c) ? ST_OK : ST_DEAD;
 	switch (f->phase) {
 	case A_OPEN:
 	case A_AFTER:
