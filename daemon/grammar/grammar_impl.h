@@ -108,9 +108,10 @@ void gstate_copy(struct gstate *dst, const struct gstate *src);
 bool gstate_done(const struct gstate *st);
 /* Some stack may end here. */
 bool gstate_can_end(const struct grammar *g, const struct gstate *st);
-/* The single stack's top is a string without length bounds, between
- * characters: any plain character may follow (the trie walk's shortcut). */
-bool gstate_in_free_string(const struct grammar *g, const struct gstate *st);
+/* The single stack's top is a string, between characters: any plain
+ * character may follow, up to *room more of them (GN_INF: no bound, and
+ * the state stays the same; the trie walk's shortcut). */
+bool gstate_string_room(const struct grammar *g, const struct gstate *st, uint32_t *room);
 /* The fewest bytes that complete the value from this state (0: it may end
  * here; GN_INF: none found). */
 uint32_t gstate_min_completion(const struct grammar *g, const struct gstate *st);

@@ -859,7 +859,7 @@ bool gstate_can_end(const struct grammar *g, const struct gstate *st)
 	return false;
 }
 
-bool gstate_in_free_string(const struct grammar *g, const struct gstate *st)
+bool gstate_string_room(const struct grammar *g, const struct gstate *st, uint32_t *room)
 {
 	if (st->n != 1)
 		return false;
@@ -868,7 +868,10 @@ bool gstate_in_free_string(const struct grammar *g, const struct gstate *st)
 	if (f->node == GF_ROOT || f->phase != S_IN)
 		return false;
 	const struct gnode *n = node_at(g, f->node, NULL);
-	return n->kind == GN_STRING && !str_counted(n);
+	if (n->kind != GN_STRING)
+		return false;
+	*room = !str_counted(n) ? GN_INF : n->u.str.max == GN_UNBOUNDED ? GN_INF - 1 : n->u.str.max - f->a;
+	return true;
 }
 
 size_t gstate_key(const struct gstate *st, unsigned char *out)

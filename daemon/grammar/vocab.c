@@ -7,8 +7,9 @@
  * are tok[tbeg[i] .. tbeg[i+1]) and those of its whole subtree are
  * tok[tbeg[i] .. tbeg[end[i]]).  plain[i] says that every token below i
  * continues a JSON string with complete, valid UTF-8 characters and no
- * quote, backslash or control byte after node i's byte: in a free string
- * the whole subtree is allowed without walking it. */
+ * quote, backslash or control byte after node i's byte, and max_chars[i]
+ * how many characters the longest of them adds: inside a string with room
+ * for that many, the whole subtree is allowed without walking it. */
 #include "grammar/grammar_impl.h"
 
 #include <errno.h>
@@ -33,6 +34,7 @@ struct gvocab {
 	uint32_t *end;
 	uint32_t *tbeg;                /* n_nodes + 1 */
 	uint8_t *plain;
+	uint8_t *max_chars;
 	int32_t *tok;
 	uint32_t n_tok;
 	int32_t *eog;
@@ -56,6 +58,7 @@ struct gvocab *gvocab_free(struct gvocab *v)
 	free(v->end);
 	free(v->tbeg);
 	free(v->plain);
+	free(v->max_chars);
 	free(v->tok);
 	free(v->eog);
 	free(v);
@@ -76,12 +79,15 @@ static int piece_cmp(const void *a, const void *b, void *ctx)
 }
 
 /* ok[k] for k = 0..len: bytes p[k..len) are whole UTF-8 characters with no
- * quote, backslash or control byte (what a free string takes as it is). */
-static void plain_suffixes(const unsigned char *p, size_t len, bool *ok)
+ * quote, backslash or control byte (what a string takes as it is); chars[k]
+ * counts the characters of p[k..len) (lead bytes). */
+static void plain_suffixes(const unsigned char *p, size_t len, bool *ok, uint8_t *chars)
 {
 	ok[len] = true;
+	chars[len] = 0;
 	for (size_t k = len; k-- > 0;) {
 		unsigned char c = p[k];
+		chars[k] = (uint8_t)(chars[k + 1] + ((c & 0xc0) != 0x80));
 		if (c < 0x80) {
 			ok[k] = c >= 0x20 && c != '"' && c != '\\' && ok[k + 1];
 			continue;
@@ -138,11 +144,13 @@ int gvocab_new(struct gvocab **out, const struct tokenizer *t, struct smk_err *e
 	v->end = malloc(sizeof(*v->end) * (used + 1));
 	v->tbeg = malloc(sizeof(*v->tbeg) * (used + 2));
 	v->plain = malloc(used + 1);
+	v->max_chars = malloc(used + 1);
 	v->tok = malloc(sizeof(*v->tok) * (size_t)(n_order + 1));
-	if (!v->byte || !v->depth || !v->end || !v->tbeg || !v->plain || !v->tok)
+	if (!v->byte || !v->depth || !v->end || !v->tbeg || !v->plain || !v->max_chars || !v->tok)
 		goto oom;
 	uint32_t path[MAX_PIECE + 1];
 	bool ok[MAX_PIECE + 1];
+	uint8_t chars[MAX_PIECE + 1];
 	size_t path_len = 0;             /* nodes open, depths 1..path_len */
 	const unsigned char *prev = NULL;
 	size_t prev_len = 0;
@@ -161,13 +169,18 @@ int gvocab_new(struct gvocab **out, const struct tokenizer *t, struct smk_err *e
 			v->depth[i] = (uint8_t)(d + 1);
 			v->tbeg[i] = v->n_tok;
 			v->plain[i] = 1;
+			v->max_chars[i] = 0;
 			path[path_len++] = i;
 		}
 		v->tok[v->n_tok++] = id;
-		plain_suffixes(p, len, ok);
-		for (size_t d = 1; d <= len; d++)
+		plain_suffixes(p, len, ok, chars);
+		for (size_t d = 1; d <= len; d++) {
+			uint32_t node = path[d - 1];
 			if (!ok[d])
-				v->plain[path[d - 1]] = 0;
+				v->plain[node] = 0;
+			if (chars[d] > v->max_chars[node])
+				v->max_chars[node] = chars[d];
+		}
 		prev = p;
 		prev_len = len;
 	}
@@ -305,8 +318,11 @@ static void compute_mask(struct gmatch *m, uint32_t *mask, uint32_t budget, uint
 			i = v->end[i];
 			continue;
 		}
-		if (v->plain[i] && gstate_in_free_string(g, here)) {
-			/* every token below leaves this same state */
+		uint32_t room;
+		if (v->plain[i] && gstate_string_room(g, here, &room) && v->max_chars[i] <= room) {
+			/* Every token below stays in the string, within its
+			 * bounds; the completion is this state's or (a bounded
+			 * string's minLength nearer) shorter. */
 			uint32_t c = gstate_min_completion(g, here);
 			if (c > worst)
 				worst = c;
