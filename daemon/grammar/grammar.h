@@ -98,6 +98,8 @@ uint32_t grammar_min_len(const struct grammar *g);
 int gvocab_new(struct gvocab **out, const struct tokenizer *t, struct smk_err *err);
 struct gvocab *gvocab_free(struct gvocab *v);
 int32_t gvocab_n_vocab(const struct gvocab *v);
+/* Its memory in bytes, and the trie's nodes (for logs and docs). */
+size_t gvocab_bytes(const struct gvocab *v, uint32_t *n_nodes);
 
 /* A sequence's matcher at the start of the value.  g and v must outlive it.
  * Allocates the mask cache (at most about cache_bytes of masks, at least 16

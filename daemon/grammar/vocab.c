@@ -46,6 +46,15 @@ int32_t gvocab_n_vocab(const struct gvocab *v)
 	return v->n_vocab;
 }
 
+size_t gvocab_bytes(const struct gvocab *v, uint32_t *n_nodes)
+{
+	size_t n = (size_t)v->n_nodes, t = (size_t)v->n_vocab;
+	if (n_nodes)
+		*n_nodes = v->n_nodes;
+	return sizeof(*v) + t * (sizeof(*v->piece_off) + 1 + sizeof(*v->eog)) + v->n_nodes +
+	       n * (1 + 1 + 1 + 1 + sizeof(*v->end) + sizeof(*v->tbeg)) + sizeof(*v->tok) * v->n_tok;
+}
+
 struct gvocab *gvocab_free(struct gvocab *v)
 {
 	if (!v)

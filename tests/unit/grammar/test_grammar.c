@@ -417,6 +417,10 @@ static void walk_all(const struct tokenizer *t, int walks_per_schema, const char
 		grammar_free(g);
 	}
 	double dt = (double)clock() / CLOCKS_PER_SEC - t0;
+	uint32_t n_nodes;
+	size_t bytes = gvocab_bytes(w.v, &n_nodes);
+	printf("%s: vocabulary of %d tokens, trie of %u nodes, %.1f MiB\n", label, w.n_vocab, n_nodes,
+	       (double)bytes / (1 << 20));
 	printf("%s: %zu schemas, %ld walks, %ld tokens, %.1f us per token (masks: %llu computed, %llu cached)\n",
 	       label, json_array_size(schemas), total_walks, total_steps,
 	       total_steps ? dt * 1e6 / (double)total_steps : 0.0,
