@@ -32,6 +32,7 @@ enum {
 #define MAX_FRAC_DIGITS 15
 #define MAX_EXP_DIGITS 2
 #define MAX_ANYOF_NEST 16
+#define MEASURE_PASSES 256
 
 /* What feeding a byte to the top frame did. */
 enum step { ST_OK, ST_DEAD, ST_REFEED };
@@ -183,16 +184,30 @@ static void start_number(const struct grammar *g, struct gstack *s, uint32_t id,
 static bool narrow(const struct grammar *g, uint32_t *lo, uint32_t *hi, uint32_t pos, int c)
 {
 	uint32_t a = *lo, b = *hi;
-	while (a < b && (g->lits[a].len <= pos ||
-			 (unsigned char)g->text[g->lits[a].off + pos] < c))
-		a++;
-	uint32_t e = a;
-	while (e < b && (unsigned char)g->text[g->lits[e].off + pos] == c)
-		e++;
-	if (a == e)
+	if (a < b && g->lits[a].len <= pos)
+		a++;                      /* the one literal of length pos */
+	/* binary search: the first with byte >= c, then the first > c */
+	uint32_t l = a, r = b;
+	while (l < r) {
+		uint32_t mid = l + (r - l) / 2;
+		if ((unsigned char)g->text[g->lits[mid].off + pos] < c)
+			l = mid + 1;
+		else
+			r = mid;
+	}
+	uint32_t first = l;
+	r = b;
+	while (l < r) {
+		uint32_t mid = l + (r - l) / 2;
+		if ((unsigned char)g->text[g->lits[mid].off + pos] <= c)
+			l = mid + 1;
+		else
+			r = mid;
+	}
+	if (first == l)
 		return false;
-	*lo = a;
-	*hi = e;
+	*lo = first;
+	*hi = l;
 	return true;
 }
 
@@ -921,11 +936,12 @@ static uint32_t int_min_len(const struct gnode *n)
 	return 1 + digits((uint64_t)(-(n->u.num.hi + 1)) + 1);
 }
 
-/* One pass over the nodes; true if something changed. */
-static bool measure_pass(struct grammar *g)
+/* One pass over the nodes (backwards if back); true if something changed. */
+static bool measure_pass(struct grammar *g, bool back)
 {
 	bool changed = false;
-	for (uint32_t i = 0; i < g->n_nodes; i++) {
+	for (uint32_t step = 0; step < g->n_nodes; step++) {
+		uint32_t i = back ? g->n_nodes - 1 - step : step;
 		const struct gnode *n = &g->nodes[i];
 		uint32_t len = GN_INF, dep = 255;
 		switch (n->kind) {
@@ -1010,8 +1026,11 @@ int grammar_measure(struct grammar *g, const char **why)
 	memset(g->min_depth, 255, g->n_nodes);
 	for (uint32_t i = 0; i < g->n_nodes; i++)
 		g->min_len[i] = GN_INF;
-	/* Each pass settles at least one more node (Bellman-Ford's bound). */
-	for (uint32_t pass = 0; pass <= g->n_nodes && measure_pass(g); pass++)
+	/* Passes in both directions settle a chain of references either way
+	 * round at once; what has not settled after MEASURE_PASSES (a schema
+	 * built to be slow) stays infinite: such a node is never started,
+	 * which keeps every live state completable. */
+	for (uint32_t pass = 0; pass < MEASURE_PASSES && measure_pass(g, pass & 1); pass++)
 		;
 	if (g->min_len[g->root] == GN_INF) {
 		*why = "the schema has no finite value (a recursion with no way out)";

@@ -138,6 +138,19 @@ static int add_json_text(struct ctx *c, json_t *v, uint32_t *off, uint32_t *len)
 
 /* ---- literals ---- */
 
+/* Bytewise, shorter first on a common prefix (what narrowing by prefix
+ * needs: a literal sorts before its extensions). */
+static int lit_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct grammar *g = ctx;
+	const struct glit *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int r = memcmp(g->text + x->off, g->text + y->off, n);
+	if (r)
+		return r;
+	return x->len < y->len ? -1 : x->len > y->len;
+}
+
 /* A literal node over values[n] (sorted, duplicates dropped). */
 static int literal_node(struct ctx *c, json_t *const *values, size_t n, uint32_t *id)
 {
@@ -154,23 +167,8 @@ static int literal_node(struct ctx *c, json_t *const *values, size_t n, uint32_t
 			return rc;
 		g->n_lits++;
 	}
-	/* Insertion sort, bytewise (qsort has no context argument, and two
-	 * HTTP threads may compile at once). */
 	struct glit *l = g->lits + first;
-	for (uint32_t i = 1; i < n; i++) {
-		struct glit t = l[i];
-		uint32_t j = i;
-		while (j > 0) {
-			const struct glit *p = &l[j - 1];
-			size_t m = p->len < t.len ? p->len : t.len;
-			int r = memcmp(g->text + p->off, g->text + t.off, m);
-			if (r < 0 || (r == 0 && p->len <= t.len))
-				break;
-			l[j] = l[j - 1];
-			j--;
-		}
-		l[j] = t;
-	}
+	qsort_r(l, n, sizeof(*l), lit_cmp, g);
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < n; i++)
 		if (!k || l[k - 1].len != l[i].len ||
@@ -229,6 +227,9 @@ static int object_node(struct ctx *c, json_t *s, uint32_t *id)
 	size_t n = props ? json_object_size(props) : 0;
 	if (n > GM_MAX_PROPS)
 		return fail(c, -E2BIG, "properties", "%zu properties; at most %d in one object", n, GM_MAX_PROPS);
+	if (req && json_array_size(req) > GM_MAX_PROPS)
+		return fail(c, -E2BIG, "required", "'required' lists %zu names; at most %d",
+			    json_array_size(req), GM_MAX_PROPS);
 	for (size_t i = 0; req && i < json_array_size(req); i++) {
 		json_t *r = json_array_get(req, i);
 		if (!json_is_string(r))

@@ -582,6 +582,54 @@ START_TEST(bytes_by_hand)
 }
 END_TEST
 
+/* Large schemas compile and match quickly: an enum of 3000 strings
+ * (narrowed by binary search), a chain of 2000 references. */
+START_TEST(big_schemas)
+{
+	struct tokenizer *t = tiny_vocab();
+	struct gvocab *v;
+	struct smk_err err = { 0 };
+	ck_assert_int_eq(gvocab_new(&v, t, &err), 0);
+	json_t *en = json_array();
+	for (int i = 2999; i >= 0; i--) {
+		char b[16];
+		snprintf(b, sizeof(b), "v%d", i);
+		json_array_append_new(en, json_string(b));
+	}
+	json_t *s = json_pack("{s:o}", "enum", en);
+	json_t *defs = json_object();
+	for (int i = 0; i < 2000; i++) {
+		char name[16], ref[32];
+		snprintf(name, sizeof(name), "a%d", i);
+		snprintf(ref, sizeof(ref), "#/$defs/a%d", i + 1);
+		json_object_set_new(defs, name, i == 1999 ? json_pack("{s:s}", "type", "integer")
+							  : json_pack("{s:s}", "$ref", ref));
+	}
+	json_t *chain = json_pack("{s:o, s:s}", "$defs", defs, "$ref", "#/$defs/a0");
+	json_t *schemas[2] = { s, chain };
+	const char *ok[2][3] = { { "\"v1234\"", "\"v0\"", "\"v2999\"" }, { "5", "-12", "0" } };
+	const char *bad[2][3] = { { "\"v3000\"", "\"v01\"", "\"w1\"" }, { "1.5", "\"5\"", "01" } };
+	for (int k = 0; k < 2; k++) {
+		struct grammar *g;
+		struct grammar_error ge;
+		ck_assert_msg(grammar_compile_schema(&g, schemas[k], false, &ge) == 0, "%s", ge.msg);
+		struct gmatch *m;
+		ck_assert_int_eq(gmatch_new(&m, g, v, 1 << 20, &err), 0);
+		for (int i = 0; i < 3; i++) {
+			ck_assert_msg(matches(m, ok[k][i]), "refused %s", ok[k][i]);
+			ck_assert_msg(!matches(m, bad[k][i]), "accepted %s", bad[k][i]);
+		}
+		gmatch_reset(m);
+		ck_assert_int_gt(gmatch_mask_count((gmatch_mask(m), m)), 0);
+		gmatch_free(m);
+		grammar_free(g);
+		json_decref(schemas[k]);
+	}
+	gvocab_free(v);
+	tokenizer_free(t);
+}
+END_TEST
+
 /* ---- refusals ---- */
 
 START_TEST(refused_keywords)
@@ -650,6 +698,7 @@ int main(void)
 	tcase_add_test(tc, refused_keywords);
 	tcase_add_test(tc, bytes_by_hand);
 	tcase_add_test(tc, cache_hits);
+	tcase_add_test(tc, big_schemas);
 	tcase_add_test(tc, walks_tiny_vocab);
 	tcase_add_test(tc, walks_model_vocab);
 	suite_add_tcase(s, tc);
