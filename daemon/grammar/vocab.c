@@ -9,7 +9,14 @@
  * continues a JSON string with complete, valid UTF-8 characters and no
  * quote, backslash or control byte after node i's byte, and max_chars[i]
  * how many characters the longest of them adds: inside a string with room
- * for that many, the whole subtree is allowed without walking it. */
+ * for that many, the whole subtree is allowed without walking it.
+ *
+ * Inside a string most of a vocabulary is "plain" from its first byte (the
+ * default model: 254,292 of 262,144 tokens, none over 31 characters).  For
+ * those states the mask starts as a copy of plain_le[k] (the plain tokens
+ * of at most k characters; k = the string's room) and only a second trie
+ * of the other tokens (quotes, escapes, byte tokens: 1,602 of them) is
+ * walked. */
 #include "grammar/grammar_impl.h"
 
 #include <errno.h>
@@ -20,14 +27,8 @@
 
 #define MAX_PIECE 255
 
-struct gvocab {
-	const struct tokenizer *tk;
-	int32_t n_vocab;
-	/* each token's bytes (len 0: never allowed inside the value) */
-	uint32_t *piece_off;
-	uint8_t *piece_len;
-	unsigned char *pieces;
-	/* the trie, preorder */
+/* A trie in preorder (see above). */
+struct gtrie {
 	uint32_t n_nodes;
 	unsigned char *byte;
 	uint8_t *depth;
@@ -37,6 +38,22 @@ struct gvocab {
 	uint8_t *max_chars;
 	int32_t *tok;
 	uint32_t n_tok;
+};
+
+#define PLAIN_K 64                 /* plain_le[0..PLAIN_K], then all */
+
+struct gvocab {
+	const struct tokenizer *tk;
+	int32_t n_vocab;
+	uint32_t n_words;              /* of a mask */
+	/* each token's bytes (len 0: never allowed inside the value) */
+	uint32_t *piece_off;
+	uint8_t *piece_len;
+	unsigned char *pieces;
+	struct gtrie all;              /* every token with bytes */
+	struct gtrie np;               /* the tokens that are not plain */
+	uint32_t *plain_le;            /* (PLAIN_K + 2) masks: k chars at most, [PLAIN_K + 1] all */
+	uint32_t max_plain_chars;
 	int32_t *eog;
 	int n_eog;
 };
@@ -46,13 +63,27 @@ int32_t gvocab_n_vocab(const struct gvocab *v)
 	return v->n_vocab;
 }
 
+/* About: the pieces count as one byte per trie node. */
 size_t gvocab_bytes(const struct gvocab *v, uint32_t *n_nodes)
 {
-	size_t n = (size_t)v->n_nodes, t = (size_t)v->n_vocab;
+	size_t t = (size_t)v->n_vocab, b = sizeof(*v) + t * (4 + 1 + 4) + v->all.n_nodes;
+	const struct gtrie *tr[2] = { &v->all, &v->np };
+	for (int i = 0; i < 2; i++)
+		b += (size_t)tr[i]->n_nodes * 12 + 4 * (size_t)tr[i]->n_tok;
 	if (n_nodes)
-		*n_nodes = v->n_nodes;
-	return sizeof(*v) + t * (sizeof(*v->piece_off) + 1 + sizeof(*v->eog)) + v->n_nodes +
-	       n * (1 + 1 + 1 + 1 + sizeof(*v->end) + sizeof(*v->tbeg)) + sizeof(*v->tok) * v->n_tok;
+		*n_nodes = v->all.n_nodes;
+	return b + (size_t)(PLAIN_K + 2) * v->n_words * 4;
+}
+
+static void gtrie_free(struct gtrie *t)
+{
+	free(t->byte);
+	free(t->depth);
+	free(t->end);
+	free(t->tbeg);
+	free(t->plain);
+	free(t->max_chars);
+	free(t->tok);
 }
 
 struct gvocab *gvocab_free(struct gvocab *v)
@@ -62,13 +93,9 @@ struct gvocab *gvocab_free(struct gvocab *v)
 	free(v->piece_off);
 	free(v->piece_len);
 	free(v->pieces);
-	free(v->byte);
-	free(v->depth);
-	free(v->end);
-	free(v->tbeg);
-	free(v->plain);
-	free(v->max_chars);
-	free(v->tok);
+	gtrie_free(&v->all);
+	gtrie_free(&v->np);
+	free(v->plain_le);
 	free(v->eog);
 	free(v);
 	return NULL;
@@ -104,6 +131,63 @@ static void plain_suffixes(const unsigned char *p, size_t len, bool *ok, uint8_t
 		size_t n;
 		ok[k] = unicode_utf8_check(p + k, len - k, &n) == UNICODE_UTF8_OK && ok[k + n];
 	}
+}
+
+/* The trie of order[n] (sorted pieces; bytes: their total).  whole[k]
+ * receives whether order[k]'s whole piece is plain. */
+static int gtrie_build(struct gtrie *t, const struct gvocab *v, const int32_t *order, int32_t n,
+		       size_t bytes, bool *whole)
+{
+	t->byte = malloc(bytes + 1);
+	t->depth = malloc(bytes + 1);
+	t->end = malloc(sizeof(*t->end) * (bytes + 1));
+	t->tbeg = malloc(sizeof(*t->tbeg) * (bytes + 2));
+	t->plain = malloc(bytes + 1);
+	t->max_chars = malloc(bytes + 1);
+	t->tok = malloc(sizeof(*t->tok) * (size_t)(n + 1));
+	if (!t->byte || !t->depth || !t->end || !t->tbeg || !t->plain || !t->max_chars || !t->tok)
+		return -ENOMEM;
+	uint32_t path[MAX_PIECE + 1];
+	bool ok[MAX_PIECE + 1];
+	uint8_t chars[MAX_PIECE + 1];
+	size_t path_len = 0;             /* nodes open, depths 1..path_len */
+	const unsigned char *prev = NULL;
+	size_t prev_len = 0;
+	for (int32_t k = 0; k < n; k++) {
+		int32_t id = order[k];
+		const unsigned char *p = v->pieces + v->piece_off[id];
+		size_t len = v->piece_len[id], l = 0;
+		while (prev && l < len && l < prev_len && p[l] == prev[l])
+			l++;
+		/* close the nodes below the common prefix */
+		while (path_len > l)
+			t->end[path[--path_len]] = t->n_nodes;
+		for (size_t d = l; d < len; d++) {
+			uint32_t i = t->n_nodes++;
+			t->byte[i] = p[d];
+			t->depth[i] = (uint8_t)(d + 1);
+			t->tbeg[i] = t->n_tok;
+			t->plain[i] = 1;
+			t->max_chars[i] = 0;
+			path[path_len++] = i;
+		}
+		t->tok[t->n_tok++] = id;
+		plain_suffixes(p, len, ok, chars);
+		whole[k] = ok[0];
+		for (size_t d = 1; d <= len; d++) {
+			uint32_t node = path[d - 1];
+			if (!ok[d])
+				t->plain[node] = 0;
+			if (chars[d] > t->max_chars[node])
+				t->max_chars[node] = chars[d];
+		}
+		prev = p;
+		prev_len = len;
+	}
+	while (path_len > 0)
+		t->end[path[--path_len]] = t->n_nodes;
+	t->tbeg[t->n_nodes] = t->n_tok;
+	return 0;
 }
 
 int gvocab_new(struct gvocab **out, const struct tokenizer *t, struct smk_err *err)
@@ -147,55 +231,41 @@ int gvocab_new(struct gvocab **out, const struct tokenizer *t, struct smk_err *e
 	}
 	qsort_r(order, (size_t)n_order, sizeof(*order), piece_cmp, v);
 
-	/* Nodes: at most one per piece byte. */
-	v->byte = malloc(used + 1);
-	v->depth = malloc(used + 1);
-	v->end = malloc(sizeof(*v->end) * (used + 1));
-	v->tbeg = malloc(sizeof(*v->tbeg) * (used + 2));
-	v->plain = malloc(used + 1);
-	v->max_chars = malloc(used + 1);
-	v->tok = malloc(sizeof(*v->tok) * (size_t)(n_order + 1));
-	if (!v->byte || !v->depth || !v->end || !v->tbeg || !v->plain || !v->max_chars || !v->tok)
+	bool *whole = malloc((size_t)n_order + 1);
+	int32_t *np_order = malloc(sizeof(*np_order) * ((size_t)n_order + 1));
+	v->n_words = (uint32_t)((n + 31) / 32);
+	v->plain_le = calloc((size_t)(PLAIN_K + 2) * v->n_words, 4);
+	if (!whole || !np_order || !v->plain_le ||
+	    gtrie_build(&v->all, v, order, n_order, used, whole)) {
+		free(whole);
+		free(np_order);
 		goto oom;
-	uint32_t path[MAX_PIECE + 1];
-	bool ok[MAX_PIECE + 1];
-	uint8_t chars[MAX_PIECE + 1];
-	size_t path_len = 0;             /* nodes open, depths 1..path_len */
-	const unsigned char *prev = NULL;
-	size_t prev_len = 0;
+	}
+	/* The plain tokens by character count, cumulated; the others' trie. */
+	int32_t n_np = 0;
 	for (int32_t k = 0; k < n_order; k++) {
 		int32_t id = order[k];
+		if (!whole[k]) {
+			np_order[n_np++] = id;
+			continue;
+		}
+		uint32_t c = 0;
 		const unsigned char *p = v->pieces + v->piece_off[id];
-		size_t len = v->piece_len[id], l = 0;
-		while (prev && l < len && l < prev_len && p[l] == prev[l])
-			l++;
-		/* close the nodes below the common prefix */
-		while (path_len > l)
-			v->end[path[--path_len]] = v->n_nodes;
-		for (size_t d = l; d < len; d++) {
-			uint32_t i = v->n_nodes++;
-			v->byte[i] = p[d];
-			v->depth[i] = (uint8_t)(d + 1);
-			v->tbeg[i] = v->n_tok;
-			v->plain[i] = 1;
-			v->max_chars[i] = 0;
-			path[path_len++] = i;
-		}
-		v->tok[v->n_tok++] = id;
-		plain_suffixes(p, len, ok, chars);
-		for (size_t d = 1; d <= len; d++) {
-			uint32_t node = path[d - 1];
-			if (!ok[d])
-				v->plain[node] = 0;
-			if (chars[d] > v->max_chars[node])
-				v->max_chars[node] = chars[d];
-		}
-		prev = p;
-		prev_len = len;
+		for (size_t i = 0; i < v->piece_len[id]; i++)
+			c += (p[i] & 0xc0) != 0x80;
+		if (c > v->max_plain_chars)
+			v->max_plain_chars = c;
+		uint32_t *m = v->plain_le + (size_t)(c < PLAIN_K ? c : PLAIN_K + 1) * v->n_words;
+		m[id >> 5] |= 1u << (id & 31);
 	}
-	while (path_len > 0)
-		v->end[path[--path_len]] = v->n_nodes;
-	v->tbeg[v->n_nodes] = v->n_tok;
+	for (uint32_t k = 1; k <= PLAIN_K + 1; k++)
+		for (uint32_t w = 0; w < v->n_words; w++)
+			v->plain_le[(size_t)k * v->n_words + w] |= v->plain_le[(size_t)(k - 1) * v->n_words + w];
+	int rc = gtrie_build(&v->np, v, np_order, n_np, used, whole);
+	free(whole);
+	free(np_order);
+	if (rc)
+		goto oom;
 	free(order);
 	*out = v;
 	return 0;
@@ -301,34 +371,32 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
 	return h;
 }
 
-static void allow_range(const struct gvocab *v, uint32_t *mask, uint32_t from, uint32_t to)
+static void allow_range(const struct gtrie *t, uint32_t *mask, uint32_t from, uint32_t to)
 {
 	for (uint32_t k = from; k < to; k++) {
-		uint32_t id = (uint32_t)v->tok[k];
+		uint32_t id = (uint32_t)t->tok[k];
 		mask[id >> 5] |= 1u << (id & 31);
 	}
 }
 
-/* The walk: every token whose bytes keep the state alive and leave a
- * completion of at most budget bytes; *max_comp receives the longest such
- * completion over the tokens that keep the state alive. */
-static void compute_mask(struct gmatch *m, uint32_t *mask, uint32_t budget, uint32_t *max_comp)
+/* Walk trie t from state root: allow (OR into mask) every token whose
+ * bytes keep the state alive and leave a completion of at most budget
+ * bytes; returns the longest such completion over the live tokens. */
+static uint32_t walk(struct gmatch *m, const struct gtrie *t, const struct gstate *root, uint32_t *mask,
+		     uint32_t budget)
 {
-	const struct gvocab *v = m->v;
 	const struct grammar *g = m->g;
-	const struct gstate *root = &m->st[m->cur];
-	memset(mask, 0, (size_t)m->n_words * 4);
 	uint32_t i = 0, worst = 0;
-	while (i < v->n_nodes) {
-		uint32_t d = v->depth[i];
+	while (i < t->n_nodes) {
+		uint32_t d = t->depth[i];
 		const struct gstate *parent = d == 1 ? root : &m->lv[d - 1];
 		struct gstate *here = &m->lv[d];
-		if (!gstate_feed(g, parent, v->byte[i], here)) {
-			i = v->end[i];
+		if (!gstate_feed(g, parent, t->byte[i], here)) {
+			i = t->end[i];
 			continue;
 		}
 		uint32_t room;
-		if (v->plain[i] && gstate_string_room(g, here, &room) && v->max_chars[i] <= room) {
+		if (t->plain[i] && gstate_string_room(g, here, &room) && t->max_chars[i] <= room) {
 			/* Every token below stays in the string, within its
 			 * bounds; the completion is this state's or (a bounded
 			 * string's minLength nearer) shorter. */
@@ -336,20 +404,42 @@ static void compute_mask(struct gmatch *m, uint32_t *mask, uint32_t budget, uint
 			if (c > worst)
 				worst = c;
 			if (c <= budget)
-				allow_range(v, mask, v->tbeg[i], v->tbeg[v->end[i]]);
-			i = v->end[i];
+				allow_range(t, mask, t->tbeg[i], t->tbeg[t->end[i]]);
+			i = t->end[i];
 			continue;
 		}
-		if (v->tbeg[i] < v->tbeg[i + 1]) {
+		if (t->tbeg[i] < t->tbeg[i + 1]) {
 			uint32_t c = gstate_min_completion(g, here);
 			if (c > worst)
 				worst = c;
 			if (c <= budget)
-				allow_range(v, mask, v->tbeg[i], v->tbeg[i + 1]);
+				allow_range(t, mask, t->tbeg[i], t->tbeg[i + 1]);
 		}
 		i++;
 	}
-	*max_comp = worst;
+	return worst;
+}
+
+/* The mask of the current state (see walk); *max_comp: the longest
+ * completion after a live token. */
+static void compute_mask(struct gmatch *m, uint32_t *mask, uint32_t budget, uint32_t *max_comp)
+{
+	const struct gvocab *v = m->v;
+	const struct grammar *g = m->g;
+	const struct gstate *root = &m->st[m->cur];
+	uint32_t room;
+	if (budget == GN_INF && gstate_string_room(g, root, &room)) {
+		/* Inside a string: the plain tokens that fit, then a walk of
+		 * the others.  A plain token leaves a completion no longer than
+		 * this state's. */
+		uint32_t k = room >= v->max_plain_chars ? PLAIN_K + 1 : room < PLAIN_K ? room : PLAIN_K;
+		memcpy(mask, v->plain_le + (size_t)k * v->n_words, (size_t)v->n_words * 4);
+		uint32_t worst = walk(m, &v->np, root, mask, budget), c = gstate_min_completion(g, root);
+		*max_comp = c > worst ? c : worst;
+	} else {
+		memset(mask, 0, (size_t)m->n_words * 4);
+		*max_comp = walk(m, &v->all, root, mask, budget);
+	}
 	if (gstate_can_end(g, root))
 		for (int k = 0; k < v->n_eog; k++)
 			mask[v->eog[k] >> 5] |= 1u << (v->eog[k] & 31);
