@@ -291,6 +291,11 @@ int32_t sampler_sample_masked(struct sampler *s, const float *logits, const uint
 			memcpy(pen + from, logits + from, sizeof(float) * 32);
 			continue;
 		}
+		if (bits == 0) {              /* most words of a structural state */
+			for (int i = from; i < to; i++)
+				pen[i] = -INFINITY;
+			continue;
+		}
 		for (int i = from; i < to; i++)
 			pen[i] = bits >> (i - from) & 1 ? logits[i] : -INFINITY;
 	}
