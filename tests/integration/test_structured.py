@@ -7,6 +7,7 @@ same ones) is sent to /v1/chat/completions with response_format
 json_schema, streamed and not, three requests at a time (the daemon runs
 them in one batch); every answer must end with finish_reason "stop", parse
 as JSON and validate against its schema with the `jsonschema` package.
+Three of them alone and then batched give the same answers (same seeds).
 Then json_object mode, /v1/completions with response_format (a smoke
 extension: OpenAI's legacy endpoint has none), and 400s naming an
 unsupported keyword and a strict-mode violation.
@@ -124,6 +125,13 @@ def checks(d):
             why = validate(item["schema"], text)
             check(finish == "stop" and why is None,
                   "%s: finish %s, %s: %r" % (what, finish, why or "valid", text[:160]))
+
+    # Batching changes nothing: three schemas alone, then at once, same seeds.
+    trio = [schemas[0], schemas[12], schemas[36 % len(schemas)]]
+    alone = [run_one(client, model_id, item, False, 77) for item in trio]
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda item: run_one(client, model_id, item, False, 77), trio))
+    check(alone == together, "the same answers alone and batched: %s" % [a[0][:40] for a in alone])
 
     # json_object: any JSON object.
     for stream in (False, True):
