@@ -291,10 +291,18 @@ def main():
                   "%s: HAProxy took it out %.1f s after SIGTERM, within the drain delay (%d s)"
                   % (name, t_down if t_down is not None else -1, DRAIN_DELAY))
             # Taken out: what it has in hand finishes, then /metrics is final.
-            m = None
+            # Idle is not enough (a request HAProxy sent just before taking it
+            # out may still be in its HTTP parser, neither queued nor active:
+            # seen once in CI): idle, with the completed count unchanged for
+            # a second.
+            m, last, since = None, None, time.time()
             while time.time() - t0 < DRAIN_DELAY - 0.3:
                 m = metrics(d.port)
-                if m and m["smoke_active_sequences"] == 0 and m["smoke_queue_depth"] == 0:
+                idle = m and m["smoke_active_sequences"] == 0 and m["smoke_queue_depth"] == 0
+                done = m[COMPLETED] if m else None
+                if not idle or done != last:
+                    last, since = done, time.time()
+                elif time.time() - since >= 1.0:
                     break
                 time.sleep(0.1)
             rc = d.proc.wait(timeout=DRAIN_DELAY + 60)
