@@ -44,7 +44,8 @@
  * GM_MAX_WS spaces or tabs, and none before or after the value;
  * strings are valid UTF-8 with JSON escapes (no \u escapes of surrogates);
  * numbers have at most 15 integer digits (18 for integers), 15 fraction
- * digits and 2 exponent digits.  docs/structured-outputs.md lists the
+ * digits and 2 exponent digits; a number with bounds at most 12 integer
+ * digits, 6 decimals and no exponent.  docs/structured-outputs.md lists the
  * keywords.
  */
 #ifndef SMK_GRAMMAR_GRAMMAR_H

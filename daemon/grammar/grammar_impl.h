@@ -12,12 +12,15 @@ enum gnode_kind {
 	GN_MAP,        /* u.map: free keys, every value of node u.map.value */
 	GN_ARRAY,      /* u.arr */
 	GN_STRING,     /* u.str: length bounds in characters (code points) */
-	GN_NUMBER,     /* any JSON number */
+	GN_NUMBER,     /* u.num: optional bounds, in multiples of 1e-6 */
 	GN_INTEGER,    /* u.num: optional bounds */
 	GN_LITERAL,    /* u.list: JSON texts in g->lits, sorted bytewise */
 };
 
 #define GN_UNBOUNDED UINT32_MAX
+/* A bounded number is written with at most 6 decimals and no exponent;
+ * its value and bounds are integers in units of 1e-6. */
+#define GN_NUM_SCALE 1000000LL
 
 struct gnode {
 	uint8_t kind;

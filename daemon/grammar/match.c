@@ -148,6 +148,167 @@ static bool int_feasible(const struct gnode *n, bool neg, int64_t v, int nd)
 	return false;
 }
 
+/* ---- numbers with bounds ----
+ *
+ * Written as -?(0|[1-9][0-9]{0,11})(\.[0-9]{1,6})? (no exponent); the
+ * frame keeps the magnitude so far in units of 1e-6 (b), the integer
+ * digits (a & 0xff), the decimals (a >> 8) and the sign (x).  The values a
+ * prefix can still reach are grids (k more integer digits, j decimals:
+ * step 10^(6-j)), so "can it end within bounds, and in how few more
+ * characters" is a few grid-interval tests. */
+
+#define NUM_INT 12
+#define NUM_FRAC 6
+
+static bool nbounded(const struct gnode *n)
+{
+	return n->kind == GN_NUMBER && (n->u.num.has_lo || n->u.num.has_hi);
+}
+
+/* The bounds on the magnitude, for a sign. */
+static void mag_bounds(const struct gnode *n, bool neg, int64_t *mlo, int64_t *mhi)
+{
+	const int64_t inf = INT64_MAX / 4;
+	if (!neg) {
+		*mlo = n->u.num.has_lo ? n->u.num.lo : -inf;
+		*mhi = n->u.num.has_hi ? n->u.num.hi : inf;
+	} else {
+		*mlo = n->u.num.has_hi ? -n->u.num.hi : -inf;
+		*mhi = n->u.num.has_lo ? -n->u.num.lo : inf;
+	}
+}
+
+/* Is some base + m step (0 <= m < count) within [mlo, mhi]? */
+static bool grid_hits(int64_t base, int64_t step, int64_t count, int64_t mlo, int64_t mhi)
+{
+	int64_t last = base + (count - 1) * step;
+	int64_t a = base > mlo ? base : mlo, b = last < mhi ? last : mhi;
+	if (a > b)
+		return false;
+	return base + (a - base + step - 1) / step * step <= b;
+}
+
+/* Fewest more characters that end the number within its bounds, from
+ * magnitude S with nd integer digits (0: none yet), the dot seen or not,
+ * f decimals; GN_INF: it cannot. */
+static uint32_t bnum_extra(const struct gnode *n, bool neg, int64_t S, int nd, bool dot, int f)
+{
+	int64_t mlo, mhi;
+	mag_bounds(n, neg, &mlo, &mhi);
+	uint32_t best = GN_INF;
+	if (!dot && nd == 0) {
+		for (int d = 0; d <= 9; d++) {
+			uint32_t e = bnum_extra(n, neg, d * GN_NUM_SCALE, 1, false, 0);
+			if (e != GN_INF && e + 1 < best)
+				best = e + 1;
+		}
+		return best;
+	}
+	if (dot) {
+		for (int j = f ? 0 : 1; f + j <= NUM_FRAC; j++)
+			if (grid_hits(S, pow10_tab[NUM_FRAC - f - j], pow10_tab[j], mlo, mhi))
+				return (uint32_t)j;
+		return GN_INF;
+	}
+	int64_t v = S / GN_NUM_SCALE;
+	int kmax = v == 0 ? 0 : NUM_INT - nd;
+	for (int k = 0; k <= kmax; k++) {
+		int64_t base = v * pow10_tab[k] * GN_NUM_SCALE;
+		for (int j = 0; j <= NUM_FRAC; j++) {
+			uint32_t len = (uint32_t)k + (j ? (uint32_t)j + 1 : 0);
+			if (len >= best)
+				break;
+			if (grid_hits(base, pow10_tab[NUM_FRAC - j], pow10_tab[k + j], mlo, mhi))
+				best = len;
+		}
+	}
+	return best;
+}
+
+static void start_bnumber(struct gstack *s, uint32_t id, const struct gnode *n, int c)
+{
+	bool neg = c == '-';
+	int d = c >= '0' && c <= '9' ? c - '0' : -1;
+	if ((!neg && d < 0) ||
+	    (neg ? bnum_extra(n, true, 0, 0, false, 0) : bnum_extra(n, false, d * GN_NUM_SCALE, 1, false, 0)) == GN_INF ||
+	    !push(s, id, neg ? N_MINUS : d ? N_INT : N_ZERO)) {
+		s->depth = 0;
+		return;
+	}
+	struct gframe *f = top(s);
+	f->x = neg;
+	if (!neg) {
+		f->a = 1;
+		f->b = (uint64_t)(d * GN_NUM_SCALE);
+	}
+}
+
+static enum step bnum_end(const struct grammar *g, struct gstack *s, const struct gnode *n)
+{
+	struct gframe *f = top(s);
+	int64_t mlo, mhi;
+	mag_bounds(n, f->x, &mlo, &mhi);
+	if ((int64_t)f->b < mlo || (int64_t)f->b > mhi)
+		return ST_DEAD;
+	child_done(g, s);
+	return ST_REFEED;
+}
+
+static bool is_digit(int c);
+
+static enum step feed_bnumber(const struct grammar *g, struct gstack *s, const struct gnode *n, int c)
+{
+	struct gframe *f = top(s);
+	bool digit = c != GM_END && is_digit(c), neg = f->x;
+	int d = digit ? c - '0' : 0, nd = (int)(f->a & 0xff), fr = (int)(f->a >> 8);
+	int64_t S = (int64_t)f->b;
+	switch (f->phase) {
+	case N_MINUS:
+		if (!digit || bnum_extra(n, true, d * GN_NUM_SCALE, 1, false, 0) == GN_INF)
+			return ST_DEAD;
+		f->phase = d ? N_INT : N_ZERO;
+		f->a = 1;
+		f->b = (uint64_t)(d * GN_NUM_SCALE);
+		return ST_OK;
+	case N_ZERO:
+	case N_INT:
+		if (digit) {
+			if (f->phase == N_ZERO || nd >= NUM_INT)
+				return ST_DEAD;
+			S = S * 10 + d * GN_NUM_SCALE;
+			if (bnum_extra(n, neg, S, nd + 1, false, 0) == GN_INF)
+				return ST_DEAD;
+			f->a = (uint32_t)nd + 1;
+			f->b = (uint64_t)S;
+			return ST_OK;
+		}
+		if (c == '.') {
+			if (bnum_extra(n, neg, S, nd, true, 0) == GN_INF)
+				return ST_DEAD;
+			f->phase = N_DOT;
+			return ST_OK;
+		}
+		return bnum_end(g, s, n);
+	case N_DOT:
+	case N_FRAC:
+		if (digit) {
+			if (fr >= NUM_FRAC)
+				return ST_DEAD;
+			S += d * pow10_tab[NUM_FRAC - fr - 1];
+			if (bnum_extra(n, neg, S, nd, true, fr + 1) == GN_INF)
+				return ST_DEAD;
+			f->phase = N_FRAC;
+			f->a = (uint32_t)nd | (uint32_t)(fr + 1) << 8;
+			f->b = (uint64_t)S;
+			return ST_OK;
+		}
+		if (f->phase == N_DOT)
+			return ST_DEAD;
+		return bnum_end(g, s, n);
+	}
+	return ST_DEAD;
+}
+
 /* ---- starting a value on its first byte ---- */
 
 static void start_value(const struct grammar *g, struct gstate *st, uint32_t slot, uint32_t id,
@@ -156,6 +317,10 @@ static void start_value(const struct grammar *g, struct gstate *st, uint32_t slo
 static void start_number(const struct grammar *g, struct gstack *s, uint32_t id,
 			 const struct gnode *n, int c)
 {
+	if (nbounded(n)) {
+		start_bnumber(s, id, n, c);
+		return;
+	}
 	if (c == '-') {
 		if (!int_feasible(n, true, 0, 0) || !push(s, id, N_MINUS)) {
 			s->depth = 0;
@@ -640,6 +805,8 @@ static enum step number_end(const struct grammar *g, struct gstack *s, const str
 
 static enum step feed_number(const struct grammar *g, struct gstack *s, const struct gnode *n, int c)
 {
+	if (nbounded(n))
+		return feed_bnumber(g, s, n, c);
 	struct gframe *f = top(s);
 	bool integer = n->kind == GN_INTEGER;
 	bool digit = c != GM_END && is_digit(c);
@@ -988,7 +1155,12 @@ static bool measure_pass(struct grammar *g, bool back)
 			dep = 1;
 			break;
 		case GN_NUMBER:
-			len = 1;
+			if (nbounded(n)) {
+				uint32_t p = bnum_extra(n, false, 0, 0, false, 0), m = bnum_extra(n, true, 0, 0, false, 0);
+				len = p < sat_add(m, 1) ? p : sat_add(m, 1);
+			} else {
+				len = 1;
+			}
 			dep = 1;
 			break;
 		case GN_INTEGER:
@@ -1098,6 +1270,19 @@ static uint32_t frame_rest(const struct grammar *g, const struct gframe *f)
 		return f->phase == R_START ? g->min_len[g->root] : 0;
 	uint32_t id;
 	const struct gnode *n = node_at(g, f->node, &id);
+	if (nbounded(n)) {
+		int nd = (int)(f->a & 0xff), fr = (int)(f->a >> 8);
+		switch (f->phase) {
+		case N_MINUS:
+			return bnum_extra(n, true, 0, 0, false, 0);
+		case N_ZERO:
+		case N_INT:
+			return bnum_extra(n, f->x, (int64_t)f->b, nd, false, 0);
+		case N_DOT:
+		case N_FRAC:
+			return bnum_extra(n, f->x, (int64_t)f->b, nd, true, fr);
+		}
+	}
 	switch (f->phase) {
 	case O_OPEN: {
 		uint32_t r = rest_required(g, n, 0);

@@ -396,13 +396,62 @@ static int integer_node(struct ctx *c, json_t *s, uint32_t *id)
 	return 0;
 }
 
+/* A number's bounds as multiples of 1e-6 (GN_NUM_SCALE), exact for the
+ * texts we generate: the smallest (largest) multiple whose decimal text
+ * parses to a double within the bound.  (double)S / 1e6 is that parse for
+ * |S| < 2^53, which bounds of at most 1e9 keep. */
+static int num_bounds(struct ctx *c, json_t *s, bool *has_lo, int64_t *lo, bool *has_hi, int64_t *hi)
+{
+	static const char *const kw[] = { "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum" };
+	const double sc = (double)GN_NUM_SCALE;
+	for (int i = 0; i < 4; i++) {
+		json_t *v = json_object_get(s, kw[i]);
+		if (!v)
+			continue;
+		if (!json_is_number(v))
+			return fail(c, -EINVAL, kw[i], "'%s' must be a number", kw[i]);
+		double x = json_number_value(v);
+		if (!(fabs(x) <= 1e9))
+			return fail(c, -E2BIG, kw[i], "'%s' %g on a number is beyond +-1e9", kw[i], x);
+		int64_t b = (int64_t)llround(x * sc);
+		if (i < 2) {           /* the smallest S with S/1e6 >= x (> x) */
+			bool ex = i == 1;
+			while (ex ? (double)(b - 1) / sc > x : (double)(b - 1) / sc >= x)
+				b--;
+			while (ex ? (double)b / sc <= x : (double)b / sc < x)
+				b++;
+			if (!*has_lo || b > *lo)
+				*lo = b;
+			*has_lo = true;
+		} else {               /* the largest S with S/1e6 <= x (< x) */
+			bool ex = i == 3;
+			while (ex ? (double)(b + 1) / sc < x : (double)(b + 1) / sc <= x)
+				b++;
+			while (ex ? (double)b / sc >= x : (double)b / sc > x)
+				b--;
+			if (!*has_hi || b < *hi)
+				*hi = b;
+			*has_hi = true;
+		}
+	}
+	if (*has_lo && *has_hi && *lo > *hi)
+		return fail(c, -EINVAL, "minimum", "no number with 6 decimals at most lies within the bounds");
+	return 0;
+}
+
 static int number_node(struct ctx *c, json_t *s, uint32_t *id)
 {
-	for (const char *const *k = integer_kw; *k; k++)
-		if (json_object_get(s, *k))
-			return fail(c, -ENOTSUP, *k,
-				    "'%s' is supported on integers only, not on numbers", *k);
-	return new_node(c, GN_NUMBER, id);
+	bool has_lo = false, has_hi = false;
+	int64_t lo = 0, hi = 0;
+	int rc;
+	if ((rc = num_bounds(c, s, &has_lo, &lo, &has_hi, &hi)) || (rc = new_node(c, GN_NUMBER, id)))
+		return rc;
+	struct gnode *n = &c->g->nodes[*id];
+	n->u.num.has_lo = has_lo;
+	n->u.num.has_hi = has_hi;
+	n->u.num.lo = lo;
+	n->u.num.hi = hi;
+	return 0;
 }
 
 static bool type_known(const char *t)
