@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grammar/grammar.h"
 #include "http/api.h"
 #include "http/guard.h"
 #include "util/log.h"
@@ -385,6 +386,8 @@ static enum MHD_Result start_generation(struct server *s, struct hreq *r, json_t
 	}
 	if (!r->text || (r->harmony && !r->reason) ||
 	    (r->n_logprobs >= 0 && (!r->toks || !r->tok_end))) {
+		/* the job never reaches worker_submit, which would take it */
+		r->job.grammar = grammar_free(r->job.grammar);
 		api_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
 		return reply_error(r, &e, NULL);
 	}
