@@ -381,21 +381,6 @@ static int int_bounds(struct ctx *c, json_t *s, bool *has_lo, int64_t *lo, bool 
 	return 0;
 }
 
-static int integer_node(struct ctx *c, json_t *s, uint32_t *id)
-{
-	bool has_lo = false, has_hi = false;
-	int64_t lo = 0, hi = 0;
-	int rc;
-	if ((rc = int_bounds(c, s, &has_lo, &lo, &has_hi, &hi)) || (rc = new_node(c, GN_INTEGER, id)))
-		return rc;
-	struct gnode *n = &c->g->nodes[*id];
-	n->u.num.has_lo = has_lo;
-	n->u.num.has_hi = has_hi;
-	n->u.num.lo = lo;
-	n->u.num.hi = hi;
-	return 0;
-}
-
 /* A number's bounds as multiples of 1e-6 (GN_NUM_SCALE), exact for the
  * texts we generate: the smallest (largest) multiple whose decimal text
  * parses to a double within the bound.  (double)S / 1e6 is that parse for
@@ -439,12 +424,16 @@ static int num_bounds(struct ctx *c, json_t *s, bool *has_lo, int64_t *lo, bool 
 	return 0;
 }
 
-static int number_node(struct ctx *c, json_t *s, uint32_t *id)
+/* An integer or number node with the bounds `bounds` reads from s
+ * (int_bounds, num_bounds). */
+static int bounded_node(struct ctx *c, json_t *s, uint8_t kind,
+			int (*bounds)(struct ctx *, json_t *, bool *, int64_t *, bool *, int64_t *),
+			uint32_t *id)
 {
 	bool has_lo = false, has_hi = false;
 	int64_t lo = 0, hi = 0;
 	int rc;
-	if ((rc = num_bounds(c, s, &has_lo, &lo, &has_hi, &hi)) || (rc = new_node(c, GN_NUMBER, id)))
+	if ((rc = bounds(c, s, &has_lo, &lo, &has_hi, &hi)) || (rc = new_node(c, kind, id)))
 		return rc;
 	struct gnode *n = &c->g->nodes[*id];
 	n->u.num.has_lo = has_lo;
@@ -489,9 +478,9 @@ static int type_node(struct ctx *c, json_t *s, const char *t, uint32_t *id)
 	if (!strcmp(t, "string"))
 		return string_node(c, s, id);
 	if (!strcmp(t, "integer"))
-		return integer_node(c, s, id);
+		return bounded_node(c, s, GN_INTEGER, int_bounds, id);
 	if (!strcmp(t, "number"))
-		return number_node(c, s, id);
+		return bounded_node(c, s, GN_NUMBER, num_bounds, id);
 	if (!strcmp(t, "boolean")) {
 		json_t *v[2] = { json_false(), json_true() };
 		return literal_node(c, v, 2, id);
