@@ -343,20 +343,48 @@ static int string_node(struct ctx *c, json_t *s, uint32_t *id)
 	return 0;
 }
 
+static const char *const bound_kw[] = { "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum" };
+
+/* bound_kw[i] of schema s into *x: 1, or 0 when absent, or the error for
+ * a value that is not a number or lies beyond +-lim (`what` says whose). */
+static int bound_value(struct ctx *c, json_t *s, int i, double lim, const char *what, double *x)
+{
+	json_t *v = json_object_get(s, bound_kw[i]);
+	if (!v)
+		return 0;
+	if (!json_is_number(v))
+		return fail(c, -EINVAL, bound_kw[i], "'%s' must be a number", bound_kw[i]);
+	*x = json_number_value(v);
+	if (!(fabs(*x) <= lim))
+		return fail(c, -E2BIG, bound_kw[i], "'%s' %g %s", bound_kw[i], *x, what);
+	return 1;
+}
+
+/* Keep the tighter of the bound so far and b (a lower one for i < 2). */
+static void tighten(int i, int64_t b, bool *has_lo, int64_t *lo, bool *has_hi, int64_t *hi)
+{
+	if (i < 2) {
+		if (!*has_lo || b > *lo)
+			*lo = b;
+		*has_lo = true;
+	} else {
+		if (!*has_hi || b < *hi)
+			*hi = b;
+		*has_hi = true;
+	}
+}
+
 /* minimum & co. as integer bounds; has the schema any? */
 static int int_bounds(struct ctx *c, json_t *s, bool *has_lo, int64_t *lo, bool *has_hi, int64_t *hi)
 {
-	static const char *const kw[] = { "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum" };
-	const double lim = 1e18;
 	for (int i = 0; i < 4; i++) {
-		json_t *v = json_object_get(s, kw[i]);
-		if (!v)
+		double x = 0;
+		int rc = bound_value(c, s, i, 1e18, "is beyond +-1e18", &x);
+		if (rc <= 0) {
+			if (rc)
+				return rc;
 			continue;
-		if (!json_is_number(v))
-			return fail(c, -EINVAL, kw[i], "'%s' must be a number", kw[i]);
-		double x = json_number_value(v);
-		if (!(fabs(x) <= lim))
-			return fail(c, -E2BIG, kw[i], "'%s' %g is beyond +-1e18", kw[i], x);
+		}
 		int64_t b;
 		if (i == 0)
 			b = (int64_t)ceil(x);
@@ -366,15 +394,7 @@ static int int_bounds(struct ctx *c, json_t *s, bool *has_lo, int64_t *lo, bool 
 			b = (int64_t)floor(x);
 		else
 			b = (int64_t)ceil(x) - 1;
-		if (i < 2) {
-			if (!*has_lo || b > *lo)
-				*lo = b;
-			*has_lo = true;
-		} else {
-			if (!*has_hi || b < *hi)
-				*hi = b;
-			*has_hi = true;
-		}
+		tighten(i, b, has_lo, lo, has_hi, hi);
 	}
 	if (*has_lo && *has_hi && *lo > *hi)
 		return fail(c, -EINVAL, "minimum", "no integer lies within the bounds");
@@ -387,17 +407,15 @@ static int int_bounds(struct ctx *c, json_t *s, bool *has_lo, int64_t *lo, bool 
  * |S| < 2^53, which bounds of at most 1e9 keep. */
 static int num_bounds(struct ctx *c, json_t *s, bool *has_lo, int64_t *lo, bool *has_hi, int64_t *hi)
 {
-	static const char *const kw[] = { "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum" };
 	const double sc = (double)GN_NUM_SCALE;
 	for (int i = 0; i < 4; i++) {
-		json_t *v = json_object_get(s, kw[i]);
-		if (!v)
+		double x = 0;
+		int rc = bound_value(c, s, i, 1e9, "on a number is beyond +-1e9", &x);
+		if (rc <= 0) {
+			if (rc)
+				return rc;
 			continue;
-		if (!json_is_number(v))
-			return fail(c, -EINVAL, kw[i], "'%s' must be a number", kw[i]);
-		double x = json_number_value(v);
-		if (!(fabs(x) <= 1e9))
-			return fail(c, -E2BIG, kw[i], "'%s' %g on a number is beyond +-1e9", kw[i], x);
+		}
 		int64_t b = (int64_t)llround(x * sc);
 		if (i < 2) {           /* the smallest S with S/1e6 >= x (> x) */
 			bool ex = i == 1;
@@ -405,19 +423,14 @@ static int num_bounds(struct ctx *c, json_t *s, bool *has_lo, int64_t *lo, bool 
 				b--;
 			while (ex ? (double)b / sc <= x : (double)b / sc < x)
 				b++;
-			if (!*has_lo || b > *lo)
-				*lo = b;
-			*has_lo = true;
 		} else {               /* the largest S with S/1e6 <= x (< x) */
 			bool ex = i == 3;
 			while (ex ? (double)(b + 1) / sc < x : (double)(b + 1) / sc <= x)
 				b++;
 			while (ex ? (double)b / sc >= x : (double)b / sc > x)
 				b--;
-			if (!*has_hi || b < *hi)
-				*hi = b;
-			*has_hi = true;
 		}
+		tighten(i, b, has_lo, lo, has_hi, hi);
 	}
 	if (*has_lo && *has_hi && *lo > *hi)
 		return fail(c, -EINVAL, "minimum", "no number with 6 decimals at most lies within the bounds");
