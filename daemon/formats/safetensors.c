@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "unicode/unicode.h"
+#include "formats/json_err.h"
 #include "util/ckmath.h"
 #include "util/hashtab.h"
 #include "util/mapfile.h"
@@ -411,9 +412,12 @@ static int parse_json(struct parser *p, uint64_t hlen)
 {
 	struct st_file *f = p->f;
 	json_error_t je;
-	json_t *root = json_loadb((const char *)f->base + ST_LEN_BYTES, (size_t)hlen,
-				  JSON_REJECT_DUPLICATES, &je);
+	bool nomem;
+	json_t *root = json_loadb_checked((const char *)f->base + ST_LEN_BYTES, (size_t)hlen,
+					  JSON_REJECT_DUPLICATES, &je, &nomem);
 	snprintf(p->where, sizeof(p->where), "header");
+	if (nomem)
+		return pfail(p, -ENOMEM, "out of memory reading it");
 	if (!root)
 		return pfail(p, -EINVAL, "not valid JSON: %s (header byte %d, line %d,"
 			     " column %d)", je.text, je.position, je.line, je.column);

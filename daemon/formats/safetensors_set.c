@@ -24,6 +24,7 @@
 
 #include "util/ckmath.h"
 #include "util/hashtab.h"
+#include "formats/json_err.h"
 #include "util/text.h"
 
 #define ST_SINGLE_NAME "model.safetensors"
@@ -120,8 +121,11 @@ static int read_index(struct set_ctx *c)
 	close(fd);
 	if (!rc) {
 		json_error_t je;
-		c->index = json_loadb(buf, got, JSON_REJECT_DUPLICATES, &je);
-		if (!c->index)
+		bool nomem;
+		c->index = json_loadb_checked(buf, got, JSON_REJECT_DUPLICATES, &je, &nomem);
+		if (nomem)
+			rc = smk_fail(c->err, -ENOMEM, "%s: out of memory reading it", path);
+		else if (!c->index)
 			rc = smk_fail(c->err, -EINVAL, "%s: not valid JSON: %s (byte %d, line %d,"
 				      " column %d)", path, je.text, je.position, je.line, je.column);
 		else if (!json_is_object(c->index))

@@ -16,6 +16,7 @@
 
 #include "grammar/grammar.h"
 #include "http/api.h"
+#include "formats/json_err.h"
 #include "http/guard.h"
 #include "util/log.h"
 #include "smk_config.h"
@@ -609,7 +610,12 @@ static enum MHD_Result handle(struct server *s, struct hreq *r)
 		return reply_error(r, &e, NULL);
 	}
 	json_error_t jerr;
-	json_t *root = json_loadb(r->body ? r->body : "", r->n_body, JSON_REJECT_DUPLICATES, &jerr);
+	bool nomem;
+	json_t *root = json_loadb_checked(r->body ? r->body : "", r->n_body, JSON_REJECT_DUPLICATES, &jerr, &nomem);
+	if (nomem) {
+		api_fail(&e, 500, "server_error", NULL, NULL, "out of memory reading the body");
+		return reply_error(r, &e, NULL);
+	}
 	if (!root) {
 		api_fail(&e, 400, "invalid_request_error", NULL, "invalid_json",
 			 "the body is not valid JSON (line %d, column %d): %s", jerr.line, jerr.column, jerr.text);

@@ -18,6 +18,7 @@
 
 #include "formats/family.h"
 #include "formats/gguf_build.h"
+#include "formats/json_err.h"
 #include "quant/qtype.h"
 #include "formats/safetensors.h"
 #include "formats/hf/hf_gpt_oss.h"
@@ -151,7 +152,10 @@ static int read_config(struct hf *h)
 {
 	snprintf(h->cfg_path, sizeof(h->cfg_path), "%s/config.json", h->dir);
 	json_error_t je;
-	h->cfg = json_load_file(h->cfg_path, JSON_REJECT_DUPLICATES, &je);
+	bool nomem;
+	h->cfg = json_load_file_checked(h->cfg_path, JSON_REJECT_DUPLICATES, &je, &nomem);
+	if (nomem)
+		return smk_fail(h->err, -ENOMEM, "%s: out of memory reading it", h->cfg_path);
 	if (!h->cfg)
 		return smk_fail(h->err, -EINVAL, "%s: line %d: %s", h->cfg_path, je.line, je.text);
 	if (!json_is_object(h->cfg))

@@ -23,6 +23,7 @@
  */
 #include "formats/hf/tokenizer_json.h"
 
+#include "formats/json_err.h"
 #include "util/text.h"
 
 #include <jansson.h>
@@ -213,16 +214,19 @@ static int load_json(struct tj *j, const char *name, json_t **out, bool required
 	}
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > TJ_MAX_FILE)
 		return fail(j, -EINVAL, "not a regular file of at most 1 GiB");
-	*out = json_load_file(j->file, JSON_REJECT_DUPLICATES, &je);
+	bool nomem;
+	*out = json_load_file_checked(j->file, JSON_REJECT_DUPLICATES, &je, &nomem);
 	if (!*out && json_error_code(&je) == json_error_numeric_overflow) {
 		/* transformers writes model_max_length = int(1e30) (its
 		 * VERY_LARGE_INTEGER, e.g. in gpt-oss's tokenizer_config.json),
 		 * beyond json_int_t: read numbers as reals, then give back the
 		 * integers that fit (ids, flags); the huge one stays a real. */
-		*out = json_load_file(j->file, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
+		*out = json_load_file_checked(j->file, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je, &nomem);
 		if (*out)
 			*out = ints_back(*out);
 	}
+	if (nomem)
+		return fail(j, -ENOMEM, "out of memory reading it");
 	if (!*out)
 		return fail(j, -EINVAL, "line %d column %d: %s", je.line, je.column, je.text);
 	if (!json_is_object(*out))

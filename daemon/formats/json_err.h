@@ -1,0 +1,27 @@
+/* json_err.h - loading JSON with jansson under memory pressure.
+ *
+ * jansson fills json_error_t for a syntax error, but an allocation that
+ * fails during json_load*() comes out in four ways: before it has read
+ * anything (its buffers) NULL with the error as initialised (no text,
+ * line -1); inside the lexer as a syntax error at that point ("string or
+ * '}' expected"); elsewhere json_error_out_of_memory; and, worst, a string
+ * whose buffer could not grow loses that byte and the load SUCCEEDS
+ * ("LlamaForCausalM").  No sign of it survives the load (jansson resets
+ * errno while parsing numbers), so json_err.c gives jansson allocators
+ * (json_set_alloc_funcs, installed before main) that note a failure on the
+ * calling thread, and these loads are not trusted when one was noted: the
+ * caller reports out of memory (-ENOMEM, HTTP 500), neither bad JSON nor
+ * what the damaged tree says (tests/unit/faults/test_alloc_faults.c). */
+#ifndef SMK_FORMATS_JSON_ERR_H
+#define SMK_FORMATS_JSON_ERR_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/* json_loadb / json_load_file with the same flags and je, except: NULL
+ * with *nomem true (any tree freed) when memory ran out during the load;
+ * NULL with *nomem false is a syntax error that je describes. */
+json_t *json_loadb_checked(const char *buf, size_t len, size_t flags, json_error_t *je, bool *nomem);
+json_t *json_load_file_checked(const char *path, size_t flags, json_error_t *je, bool *nomem);
+
+#endif
