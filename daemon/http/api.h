@@ -57,6 +57,7 @@ struct hreq {
 	int n_logprobs;                /* -1 none */
 	bool in_worker, done, suspended;
 	bool client_gone;              /* a non-streamed request's client closed its socket */
+	int n_sampled;                 /* tokens the worker reported so far (/stats in_flight) */
 	struct worker_job job;
 	int32_t *prompt;
 	int n_prompt;

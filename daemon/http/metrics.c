@@ -88,6 +88,47 @@ static json_t *experts_json(const struct engine *e)
 	return o;
 }
 
+/* Where each block is (wstore_residency): one hex digit per block, a mask
+ * of 1 RAM, 2 device, 4 loading, grouped as the plan is: embedding shards,
+ * each layer's dense block, output head shards, and for a mixture of
+ * experts one string per layer with a digit per expert (the web view's
+ * expert map).  NULL for the resident store.  Allocated per request. */
+static json_t *residency_json(const struct engine *e)
+{
+	const struct model *m = e->model;
+	uint8_t *r = malloc((size_t)m->n_blocks);
+	char *str = malloc((size_t)m->n_blocks + 1);
+	json_t *o = NULL;
+	if (r && str && wstore_residency(e->ws, r, m->n_blocks) == m->n_blocks) {
+		const int L = m->hp.n_layer, X = m->hp.n_expert;
+		int k = 0;
+		for (int i = 0; i < m->n_emb_blocks; i++)
+			str[k++] = "0123456789abcdef"[r[i] & 15];
+		str[k] = 0;
+		o = json_pack("{s:s}", "embed", str);
+		for (k = 0; k < L; k++)
+			str[k] = "0123456789abcdef"[r[model_layer_block(m, k)] & 15];
+		str[k] = 0;
+		json_object_set_new(o, "layers", json_string(str));
+		for (k = 0; k < m->n_head_blocks; k++)
+			str[k] = "0123456789abcdef"[r[model_head_block(m, k)] & 15];
+		str[k] = 0;
+		json_object_set_new(o, "head", json_string(str));
+		json_t *ex = X > 0 ? json_array() : NULL;
+		for (int il = 0; ex && il < L; il++) {
+			for (k = 0; k < X; k++)
+				str[k] = "0123456789abcdef"[r[model_expert_block(m, il, k)] & 15];
+			str[k] = 0;
+			json_array_append_new(ex, json_string(str));
+		}
+		if (ex)
+			json_object_set_new(o, "experts", ex);
+	}
+	free(r);
+	free(str);
+	return o;
+}
+
 static json_t *weights_json(const struct engine *e)
 {
 	struct wstore *ws = e->ws;
@@ -126,6 +167,9 @@ static json_t *weights_json(const struct engine *e)
 	 * tier is page-locked for DMA there. */
 	json_object_set_new(o, "device_tier", json_string(w.dev_real ? "gpu" : "host"));
 	json_object_set_new(o, "ram_dma_pinned", json_boolean(w.ram_dma_pinned));
+	json_t *res = residency_json(e);
+	if (res)
+		json_object_set_new(o, "residency", res);
 	return o;
 }
 
@@ -142,7 +186,7 @@ static json_t *backend_json(const struct engine *e)
 	return o;
 }
 
-char *server_stats_json(struct server *s)
+json_t *server_stats_object(struct server *s)
 {
 	int state = atomic_load(&s->state);
 	struct worker_stats st = { 0 };
@@ -177,10 +221,18 @@ char *server_stats_json(struct server *s)
 		"request_duration_s", histo_json(&st.duration), "queue_wait_s", histo_json(&st.queue_wait),
 		"connections", "open", (json_int_t)atomic_load(&s->conns_open),
 		"total", (json_int_t)atomic_load(&s->conns_total), "busy_s", st.busy_s);
+	if (root)
+		json_object_set_new(json_object_get(root, "requests"), "in_flight", server_inflight_json(s));
 	if (root && ready) {
 		json_object_set_new(root, "weights", weights_json(s->e));
 		json_object_set_new(root, "backend", backend_json(s->e));
 	}
+	return root;
+}
+
+char *server_stats_json(struct server *s)
+{
+	json_t *root = server_stats_object(s);
 	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
 	json_decref(root);
 	return out;

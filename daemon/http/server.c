@@ -18,6 +18,7 @@
 #include "http/api.h"
 #include "formats/json_err.h"
 #include "http/guard.h"
+#include "http/web.h"
 #include "util/log.h"
 #include "smk_config.h"
 
@@ -137,6 +138,8 @@ static enum MHD_Result reply(struct hreq *r, int status, const char *ctype, char
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (r->close_after)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (!strcmp(ctype, WEB_CONTENT_TYPE))
+		web_headers(resp);
 	enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	r->answered = true;
@@ -199,7 +202,8 @@ static bool key_ok(const struct config *c, const char *hdr)
 
 /* ---- routes ---- */
 
-enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_STATS, R_METRICS };
+enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_STATS, R_METRICS,
+		R_WEB };
 
 static const struct route {
 	const char *path, *method;
@@ -213,6 +217,7 @@ static const struct route {
 	{ "/health", "GET", R_HEALTH },
 	{ "/stats", "GET", R_STATS },
 	{ "/metrics", "GET", R_METRICS },
+	{ "/", "GET", R_WEB },
 };
 
 static bool needs_key(const struct config *c, enum route_id id)
@@ -223,6 +228,10 @@ static bool needs_key(const struct config *c, enum route_id id)
 		return c->server.health_need_key;
 	if (id == R_METRICS)
 		return c->server.metrics_need_key;
+	/* The web view's page is served to anyone who passes the Host and
+	 * Origin checks; its figures only with the key (web.h). */
+	if (id == R_WEB)
+		return false;
 	return true;
 }
 
@@ -234,6 +243,8 @@ static void on_text(void *ctx, const char *text, size_t len, const struct worker
 	pthread_mutex_lock(&r->lock);
 	if (api_take_text(r, text, len, tok ? tok->id : -1))
 		atomic_store(&r->job.cancel, true);  /* out of memory: end it */
+	if (tok)
+		r->n_sampled++;
 	if (tok && r->toks && r->n_tok < r->cap_tok) {
 		r->toks[r->n_tok] = *tok;
 		r->tok_end[r->n_tok] = r->n_text;
@@ -598,6 +609,13 @@ static enum MHD_Result handle(struct server *s, struct hreq *r)
 	}
 	case R_MODELS:
 		return reply_json(r, 200, api_models(s));
+	case R_WEB: {
+		const struct config *c = s->cfg;
+		bool figures = !c->server.n_api_keys ||
+			key_ok(c, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+		char *page = web_page(s, figures);
+		return page ? reply(r, 200, WEB_CONTENT_TYPE, page, 0, NULL) : reply_json(r, 500, NULL);
+	}
 	default:
 		break;
 	}
@@ -963,6 +981,29 @@ static void sweep_connections(struct server *s)
 		pthread_mutex_unlock(&r->lock);
 	}
 	pthread_mutex_unlock(&s->conns_lock);
+}
+
+struct json_t *server_inflight_json(struct server *s)
+{
+	json_t *a = json_array();
+	const double now = smk_now();
+	pthread_mutex_lock(&s->conns_lock);
+	for (struct conn_slot *cs = s->conns; a && cs; cs = cs->next) {
+		struct hreq *r = cs->gen;
+		if (!r)
+			continue;
+		/* Lock order as in the sweep: conns_lock, then r->lock. */
+		pthread_mutex_lock(&r->lock);
+		if (r->in_worker)
+			json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:s, s:i, s:i, s:i, s:f}",
+				"id", r->id, "endpoint", r->path, "stream", r->stream,
+				"state", r->n_sampled ? "generating" : "waiting",
+				"prompt_tokens", r->n_prompt, "generated_tokens", r->n_sampled,
+				"max_tokens", r->job.max_tokens, "age_s", now - r->t_arrival));
+		pthread_mutex_unlock(&r->lock);
+	}
+	pthread_mutex_unlock(&s->conns_lock);
+	return a;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

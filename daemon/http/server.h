@@ -115,4 +115,13 @@ void server_count_status(struct server *s, int status);
 char *server_stats_json(struct server *s);
 char *server_metrics_text(struct server *s);
 
+/* The same /stats document as a jansson object (new reference; NULL on
+ * out of memory), for the web view's table. */
+struct json_t;
+struct json_t *server_stats_object(struct server *s);
+
+/* The generation requests in the worker's hands now, in no particular
+ * order (a jansson array, new reference; /stats requests.in_flight). */
+struct json_t *server_inflight_json(struct server *s);
+
 #endif

@@ -77,6 +77,11 @@ int wstore_expert_stats(struct wstore *ws, struct wexpert_layer_stats *out, int 
 	return ws && ws->ops->expert_stats ? ws->ops->expert_stats(ws, out, max) : 0;
 }
 
+int wstore_residency(struct wstore *ws, uint8_t *out, int n)
+{
+	return ws && ws->ops->residency && n > 0 ? ws->ops->residency(ws, out, n) : 0;
+}
+
 int wstore_trace(struct wstore *ws, int *out, int max)
 {
 	return ws && ws->ops->trace ? ws->ops->trace(ws, out, max) : 0;

@@ -188,6 +188,16 @@ struct wexpert_layer_stats {
  * n_expert, every acquire a hit).  Any thread, any time. */
 int wstore_expert_stats(struct wstore *ws, struct wexpert_layer_stats *out, int max);
 
+/* Where each block is now: one byte per block of the plan, a mask of
+ * WRES_* (all of the block's units resident in that tier; LOADING: one of
+ * them is being filled).  For the web view and /stats. */
+enum { WRES_RAM = 1, WRES_DEV = 2, WRES_LOADING = 4 };
+
+/* Fill out[0..n) (n = the model's n_blocks; fewer: the first n) under the
+ * store's lock; any thread, any time.  Returns the number filled, or 0 for
+ * the resident store (no tiers: every block is in the file mapping). */
+int wstore_residency(struct wstore *ws, uint8_t *out, int n);
+
 /* Copy the recorded acquire sequence (oldest first, up to max); returns how
  * many were copied. */
 int wstore_trace(struct wstore *ws, int *out, int max);

@@ -16,6 +16,7 @@ struct wstore_ops {
 	/* optional; 0 <= n_sure <= n_read <= n (wstore.c clamps) */
 	void (*hint)(struct wstore *ws, int *blocks, int n, int n_sure, int n_read);
 	int (*expert_stats)(struct wstore *ws, struct wexpert_layer_stats *out, int max);
+	int (*residency)(struct wstore *ws, uint8_t *out, int n);   /* optional */
 };
 
 struct wstore {

@@ -666,6 +666,28 @@ static int tiered_expert_stats(struct wstore *w, struct wexpert_layer_stats *out
 	return n;
 }
 
+static int tiered_residency(struct wstore *w, uint8_t *out, int n)
+{
+	struct wstore_tiered *ws = (struct wstore_tiered *)w;
+	if (n > ws->n_blocks)
+		n = ws->n_blocks;
+	pthread_mutex_lock(&ws->mu);
+	for (int b = 0; b < n; b++) {
+		const struct wt_block *B = &ws->blocks[b];
+		uint8_t in[WSTORE_N_TIERS] = { B->n_units > 0, B->n_units > 0 }, loading = 0;
+		for (int k = 0; k < B->n_units; k++)
+			for (int t = 0; t < WSTORE_N_TIERS; t++) {
+				enum wstate st = ws->units[B->units[k]].t[t].state;
+				in[t] &= st == WS_RESIDENT;
+				loading |= st == WS_LOADING;
+			}
+		out[b] = (uint8_t)((in[WSTORE_TIER_RAM] ? WRES_RAM : 0) | (in[WSTORE_TIER_DEV] ? WRES_DEV : 0) |
+				   (loading ? WRES_LOADING : 0));
+	}
+	pthread_mutex_unlock(&ws->mu);
+	return n;
+}
+
 static int tiered_trace(struct wstore *w, int *out, int max)
 {
 	struct wstore_tiered *ws = (struct wstore_tiered *)w;
@@ -791,7 +813,7 @@ static void tiered_hint(struct wstore *w, int *blocks, int n, int n_sure, int n_
 static const struct wstore_ops tiered_ops = {
 	.acquire = tiered_acquire, .release = tiered_release, .free = tiered_free,
 	.stats = tiered_stats, .trace = tiered_trace, .read_rows = tiered_read_rows,
-	.hint = tiered_hint, .expert_stats = tiered_expert_stats,
+	.hint = tiered_hint, .expert_stats = tiered_expert_stats, .residency = tiered_residency,
 };
 
 int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,

@@ -599,6 +599,78 @@ START_TEST(test_recorded_trace_belady)
 }
 END_TEST
 
+START_TEST(test_residency)
+{
+	/* wstore_residency (/stats weights.residency, the web view's map):
+	 * once a generation is over and the prefetcher idle, no block is
+	 * loading; a block is in a tier only if its bytes are (the layer
+	 * blocks marked in a tier add up to no more than the tier holds); with
+	 * budgets that hold the model every layer is in both tiers; and the
+	 * resident store has no map. */
+	const char *path = layer_heavy();
+	if (!path)
+		path = gemma();
+	if (!path)
+		return;
+	for (int fits = 0; fits < 2; fits++) {
+		struct wstore_opts wo;
+		wstore_opts_default(&wo);
+		wo.check_budgets = true;
+		struct engine_opts eo = { .model_path = path, .n_threads = 2, .n_ctx = 256, .n_batch = 64,
+					  .weights = &wo };
+		struct engine *e;
+		struct smk_err err = { 0 };
+		ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+		const struct model *m = e->model;
+		wo.ram_budget = fits ? 1ull << 30 : m->weight_bytes / 3;
+		wo.dev_budget = fits ? 1ull << 30 : m->weight_bytes / 4;
+		engine_close(e);
+		ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+		m = e->model;
+		struct collect got;
+		ck_assert_msg(generate(e, 8, &got, &err) == 0, "%s", err.msg);
+		uint8_t *r = malloc((size_t)m->n_blocks);
+		int n = 0;
+		for (int tries = 0; tries < 200; tries++) {   /* up to 2 s for prefetches in flight */
+			n = wstore_residency(e->ws, r, m->n_blocks);
+			bool loading = false;
+			for (int b = 0; b < n; b++)
+				loading |= (r[b] & WRES_LOADING) != 0;
+			if (!loading)
+				break;
+			usleep(10000);
+		}
+		ck_assert_int_eq(n, m->n_blocks);
+		struct wstore_stats st;
+		wstore_get_stats(e->ws, &st);
+		uint64_t in[2] = { 0, 0 };
+		for (int il = 0; il < m->hp.n_layer; il++) {
+			uint8_t x = r[model_layer_block(m, il)];
+			ck_assert_msg(!(x & WRES_LOADING), "layer %d still loading", il);
+			if (x & WRES_RAM)
+				in[0] += m->blocks[model_layer_block(m, il)].nbytes;
+			if (x & WRES_DEV)
+				in[1] += m->blocks[model_layer_block(m, il)].nbytes;
+			if (fits)
+				ck_assert_msg((x & (WRES_RAM | WRES_DEV)) == (WRES_RAM | WRES_DEV),
+					      "layer %d: residency %d with room for the whole model", il, x);
+		}
+		ck_assert_uint_le(in[0], st.tier[WSTORE_TIER_RAM].used);
+		ck_assert_uint_le(in[1], st.tier[WSTORE_TIER_DEV].used);
+		ck_assert_uint_gt(in[0] + in[1], 0);
+		free(r);
+		engine_close(e);
+	}
+	struct engine_opts eo = { .model_path = path, .n_threads = 2, .n_ctx = 256, .n_batch = 64 };
+	struct engine *e;
+	struct smk_err err = { 0 };
+	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+	uint8_t one[4];
+	ck_assert_int_eq(wstore_residency(e->ws, one, 4), 0);
+	engine_close(e);
+}
+END_TEST
+
 /* ---- faults ---- */
 
 static volatile int fail_reads;   /* the fault-injection switch */
@@ -760,6 +832,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_default_model_tokens);
 	tcase_add_test(tc, test_default_model_quarter);
 	tcase_add_test(tc, test_recorded_trace_belady);
+	tcase_add_test(tc, test_residency);
 	tcase_add_loop_test(tc, test_read_error, 0, 2);
 	tcase_add_loop_test(tc, test_truncated_file, 0, 2);
 	tcase_add_test(tc, test_direct_tokens);
