@@ -200,13 +200,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def chromium(url, budget_ms=4000):
     """Load url in headless Chromium with a fresh profile: (the DOM after
     budget_ms of virtual time, the URLs of the requests the page
-    initiated, the page's origin)."""
+    initiated, the page's origin, the console messages it logged - a
+    script error or a Content-Security-Policy violation would be one)."""
     prof = tempfile.mkdtemp(prefix="smoke-chromium-")
     netlog = os.path.join(prof, "netlog.json")
     args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-default-apps", "--hide-scrollbars", "--user-data-dir=" + prof,
-            "--log-net-log=" + netlog, "--virtual-time-budget=%d" % budget_ms, "--dump-dom"]
+            "--log-net-log=" + netlog, "--virtual-time-budget=%d" % budget_ms, "--dump-dom",
+            "--enable-logging=stderr", "--v=0"]
     try:
         out = subprocess.run(args + [url], capture_output=True, text=True, timeout=180)
         origin = re.match(r"^(http://[^/]+)", url).group(1)
@@ -230,7 +232,8 @@ def chromium(url, budget_ms=4000):
                     page_urls.append(p.get("url") or by_source.get(ev["source"]["id"], "?"))
                 elif p.get("initiator") not in (None, "not an origin"):
                     page_urls.append(p.get("url") or "?")
-        return out.stdout, page_urls, origin
+        console = [ln for ln in out.stderr.splitlines() if ":CONSOLE" in ln]
+        return out.stdout, page_urls, origin, console
     finally:
         shutil.rmtree(prof, ignore_errors=True)
 
@@ -416,18 +419,19 @@ def test_plain():
         check(st == 200, "HEAD / answers 200")
 
         # 2. In Chromium, idle.
-        text, net, origin = chromium(d.url + "/")
+        text, net, origin, console = chromium(d.url + "/")
         s2 = quiet_stats(d.port)
         dom = Dom(text)
         check_rendered(dom, s2, "chromium")
         check_network(net, origin, "chromium")
+        check(not console, "chromium: nothing on the console (no script error, no CSP violation) %s" % console[:2])
         check(dom.by_id("auth") is not None and "hidden" in dom.by_id("auth").attrs,
               "chromium: no key asked for when none is configured")
 
         # 2b. A request in flight.
         rid, close = stream_in_background(d.port)
         try:
-            text, net, _ = chromium(d.url + "/", budget_ms=3000)
+            text, net, _, console = chromium(d.url + "/", budget_ms=3000)
             dom = Dom(text)
             rows = [n for n in dom.by_id("inflight").children if n.tag == "tr"] if dom.by_id("inflight") else []
             check(any(r.attrs.get("data-id") == rid for r in rows),
@@ -469,22 +473,23 @@ def test_key():
         st, _, body = request(d.port, "GET", "/", headers={"Host": "evil.example"})
         check(st == 403 and "host_not_allowed" in body, "with a key: / for another Host is 403 (%d)" % st)
 
-        text, net, origin = chromium(d.url + "/")
+        text, net, origin, console = chromium(d.url + "/")
         dom = Dom(text)
         check("hidden" not in dom.by_id("auth").attrs and "hidden" in dom.by_id("live").attrs
               and not dom.with_attr("data-value"), "chromium without the key: the key form, no figure")
         check_network(net, origin, "chromium without the key")
 
-        text, net, origin = chromium(d.url + "/#key=wrong")
+        text, net, origin, console = chromium(d.url + "/#key=wrong")
         dom = Dom(text)
         check("hidden" not in dom.by_id("auth").attrs and "refused" in dom.by_id("err").text,
               "chromium with a wrong key: the form again, 'the key was refused'")
 
-        text, net, origin = chromium(d.url + "/#key=" + KEY)
+        text, net, origin, console = chromium(d.url + "/#key=" + KEY)
         dom = Dom(text)
         check_rendered(dom, quiet_stats(d.port, KEY), "chromium with the key")
         check("hidden" in dom.by_id("auth").attrs, "chromium with the key: no form")
         check_network(net, origin, "chromium with the key")
+        check(not console, "chromium with the key: nothing on the console %s" % console[:2])
 
 
 def test_moe():
@@ -494,11 +499,12 @@ def test_moe():
     with fx.Daemon(SMOKED, model=MOE, extra=["--ram-cache", "6200000"]) as d:
         st, _, _ = request(d.port, "POST", "/v1/completions", {"prompt": "Experts", "max_tokens": 8})
         check(st == 200, "moe: a completion (%d)" % st)
-        text, net, origin = chromium(d.url + "/")
+        text, net, origin, console = chromium(d.url + "/")
         s = quiet_stats(d.port)
         check(valid(s, "Stats") and len(s["weights"]["residency"]["experts"][0]) == 16,
               "moe: /stats has one residency string per layer, one digit per expert")
         check_rendered(Dom(text), s, "moe", moe=True)
+        check(not console, "moe: nothing on the console %s" % console[:2])
         stop = threading.Event()
         t = threading.Thread(target=load, args=(d.port, stop), daemon=True)
         t.start()
