@@ -1,4 +1,5 @@
 #include "engine/chat.h"
+#include "engine/toolcall.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -122,20 +123,22 @@ static int add_plain(struct ids *a, const struct tokenizer *t, const char *s, si
 	return from < len ? ids_add(a, t, s + from, len - from, false, err) : 0;
 }
 
-/* pre + content + post as one piece of text. */
+/* pre + content + post as one piece of text, special tokens off; for
+ * harmony cut as add_plain does. */
 static int add_framed(struct ids *a, const struct tokenizer *t, const char *pre, const char *s,
-		      size_t len, const char *post, struct smk_err *err)
+		      size_t len, const char *post, bool harmony, struct smk_err *err)
 {
 	size_t lp = strlen(pre), lq = strlen(post);
 	if (len > SIZE_MAX - lp - lq)
 		return smk_fail(err, -E2BIG, "a message of %zu bytes is too long", len);
-	char *buf = malloc(lp + len + lq);
+	char *buf = malloc(lp + len + lq + 1);
 	if (!buf)
 		return smk_fail(err, -ENOMEM, "out of memory for a message of %zu bytes", len);
 	memcpy(buf, pre, lp);
 	memcpy(buf + lp, s, len);
 	memcpy(buf + lp + len, post, lq);
-	int rc = add_plain(a, t, buf, lp + len + lq, err);
+	int rc = harmony ? add_plain(a, t, buf, lp + len + lq, err)
+			 : ids_add(a, t, buf, lp + len + lq, false, err);
 	free(buf);
 	return rc;
 }
@@ -160,7 +163,7 @@ static int harmony_encode(struct ids *a, const struct tokenizer *t, const struct
 			if (m->len == 0)
 				continue;
 			if ((rc = ids_add(a, t, "<|start|>developer<|message|>", 29, true, err)) ||
-			    (rc = add_framed(a, t, "# Instructions\n\n", m->content, m->len, "\n\n", err)))
+			    (rc = add_framed(a, t, "# Instructions\n\n", m->content, m->len, "\n\n", true, err)))
 				return rc;
 		} else {
 			const char *head = !strcmp(m->role, "assistant")
@@ -176,13 +179,153 @@ static int harmony_encode(struct ids *a, const struct tokenizer *t, const struct
 	return ids_add(a, t, "<|start|>assistant", 18, true, err);
 }
 
+/* ---- tools (toolcall.h) ---- */
+
+static int add_text(struct ids *a, const struct tokenizer *t, char *s, struct smk_err *err)
+{
+	if (!s)
+		return smk_fail(err, -ENOMEM, "out of memory");
+	int rc = ids_add(a, t, s, strlen(s), false, err);
+	free(s);
+	return rc;
+}
+
+/* An assistant message with tool calls, or the tool results from msgs[*i]
+ * on (*i moves to the last one the turn holds). */
+static int tool_turn(enum chat_format f, struct ids *a, const struct tokenizer *t,
+		     const struct chat_msg *msgs, int n_msgs, int *i, struct smk_err *err)
+{
+	const struct chat_msg *m = &msgs[*i];
+	int rc;
+	if (m->n_calls) {
+		if (f == CHAT_LLAMA3 && m->n_calls != 1)
+			return smk_fail(err, -EINVAL, "message %d has %d tool calls; the Llama 3 format "
+					"takes one per assistant message", *i, m->n_calls);
+		const char *head = f == CHAT_GEMMA ? "<start_of_turn>model\n"
+				   : f == CHAT_CHATML ? "<|im_start|>assistant"
+						      : "<|start_header_id|>assistant<|end_header_id|>\n\n";
+		if ((rc = ids_add(a, t, head, strlen(head), true, err)) ||
+		    (rc = add_text(a, t, toolcall_assistant_text(f, m), err)))
+			return rc;
+	} else {
+		int n = 1;
+		while (f != CHAT_LLAMA3 && *i + n < n_msgs && !strcmp(msgs[*i + n].role, "tool") &&
+		       !msgs[*i + n].n_calls)
+			n++;
+		const char *head = f == CHAT_GEMMA ? "<start_of_turn>user\n"
+				   : f == CHAT_CHATML ? "<|im_start|>user"
+						      : "<|start_header_id|>ipython<|end_header_id|>\n\n";
+		if ((rc = ids_add(a, t, head, strlen(head), true, err)) ||
+		    (rc = add_text(a, t, toolcall_results_text(f, m, n), err)))
+			return rc;
+		*i += n - 1;
+	}
+	const char *tail = f == CHAT_GEMMA ? "<end_of_turn>\n" : f == CHAT_CHATML ? "<|im_end|>\n" : "<|eot_id|>";
+	return ids_add(a, t, tail, strlen(tail), true, err);
+}
+
+/* Llama 3.1's opening with tools: the system turn and the tools before the
+ * first user message, which msgs[*i] must be (*i moves past it). */
+static int llama3_tools_head(struct ids *a, const struct tokenizer *t, const struct chat_msg *msgs,
+			     int n_msgs, json_t *tools, int *i, struct smk_err *err)
+{
+	static const char env[] = "Environment: ipython\nCutting Knowledge Date: December 2023\n"
+				  "Today Date: 26 Jul 2024\n\n";
+	const char *s = "";
+	size_t len = 0;
+	if (*i < n_msgs && is_system(msgs[*i].role)) {
+		trimmed(&msgs[*i], &s, &len);
+		(*i)++;
+	}
+	if (*i >= n_msgs || strcmp(msgs[*i].role, "user"))
+		return smk_fail(err, -EINVAL, "with tools the Llama 3 format needs a user message "
+				"first (after the system message): the tools are written before it");
+	int rc;
+#define MARK(m) ids_add(a, t, m, strlen(m), true, err)
+	if ((rc = MARK("<|start_header_id|>system<|end_header_id|>\n\n")) ||
+	    (rc = add_framed(a, t, env, s, len, "", false, err)) || (rc = MARK("<|eot_id|>")) ||
+	    (rc = MARK("<|start_header_id|>user<|end_header_id|>\n\n")))
+		return rc;
+	char *block = toolcall_tools_text(CHAT_LLAMA3, tools);
+	if (!block)
+		return smk_fail(err, -ENOMEM, "out of memory");
+	trimmed(&msgs[*i], &s, &len);
+	rc = add_framed(a, t, block, s, len, "", false, err);
+	free(block);
+	(*i)++;
+	return rc ? rc : MARK("<|eot_id|>");
+#undef MARK
+}
+
+/* chatml and gemma with tools: the block ends the first system message, or
+ * is one put first.  *copy and *text are malloc'd (the caller frees). */
+static int tools_in_system(enum chat_format f, const struct chat_msg *msgs, int n_msgs, json_t *tools,
+			   struct chat_msg **copy, char **text, struct smk_err *err)
+{
+	char *block = toolcall_tools_text(f, tools);
+	bool has = n_msgs > 0 && is_system(msgs[0].role);
+	*copy = calloc((size_t)n_msgs + 1, sizeof(**copy));
+	if (!block || !*copy) {
+		free(block);
+		return smk_fail(err, -ENOMEM, "out of memory");
+	}
+	const char *s = has ? msgs[0].content : "";
+	size_t len = has ? msgs[0].len : 0, lb = strlen(block);
+	if (has && f == CHAT_GEMMA)
+		trimmed(&msgs[0], &s, &len);
+	*text = len < SIZE_MAX - lb - 3 ? malloc(len + lb + 3) : NULL;
+	if (!*text) {
+		free(block);
+		return smk_fail(err, -ENOMEM, "out of memory");
+	}
+	memcpy(*text, s, len);
+	size_t o = len;
+	if (len) {
+		memcpy(*text + o, "\n\n", 2);
+		o += 2;
+	}
+	memcpy(*text + o, block, lb);
+	o += lb;
+	free(block);
+	struct chat_msg *c = *copy;
+	c[0] = (struct chat_msg){ .role = "system", .content = *text, .len = o };
+	memcpy(c + 1, msgs + has, sizeof(*c) * (size_t)(n_msgs - has));
+	return n_msgs - has + 1;
+}
+
 int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
 		int n_msgs, int max_tokens, int32_t **out, int *n_out, struct smk_err *err)
 {
+	return chat_encode_tools(f, t, msgs, n_msgs, NULL, max_tokens, out, n_out, err);
+}
+
+int chat_encode_tools(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
+		      int n_msgs, json_t *tools, int max_tokens, int32_t **out, int *n_out,
+		      struct smk_err *err)
+{
+	bool with_tools = tools && json_array_size(tools) > 0;
+	for (int i = 0; i < n_msgs && !toolcall_syntax(f); i++)
+		if (msgs[i].n_calls || !strcmp(msgs[i].role, "tool"))
+			with_tools = true;
+	if (with_tools && !toolcall_syntax(f))
+		return smk_fail(err, -ENOTSUP, "the %s chat format has no tool calls here", chat_format_name(f));
+	struct chat_msg *copy = NULL;
+	char *sys_text = NULL;
+	int first = 0;
+	if (tools && json_array_size(tools) > 0 && f != CHAT_LLAMA3) {
+		int n = tools_in_system(f, msgs, n_msgs, tools, &copy, &sys_text, err);
+		if (n < 0)
+			return n;
+		msgs = copy;
+		n_msgs = n;
+	}
 	struct ids a = { .cap = 256, .max = (size_t)max_tokens };
 	a.v = malloc(a.cap * sizeof(int32_t));
-	if (!a.v)
+	if (!a.v) {
+		free(copy);
+		free(sys_text);
 		return smk_fail(err, -ENOMEM, "out of memory");
+	}
 	int rc = 0;
 	if (tokenizer_add_bos(t) && tokenizer_bos(t) >= 0)
 		a.v[a.n++] = tokenizer_bos(t);
@@ -190,8 +333,14 @@ int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat
 	size_t len;
 	if (f == CHAT_HARMONY)
 		rc = harmony_encode(&a, t, msgs, n_msgs, err);
-	for (int i = 0; i < n_msgs && rc == 0 && f != CHAT_HARMONY; i++) {
+	if (f == CHAT_LLAMA3 && tools && json_array_size(tools) > 0)
+		rc = llama3_tools_head(&a, t, msgs, n_msgs, tools, &first, err);
+	for (int i = first; i < n_msgs && rc == 0 && f != CHAT_HARMONY; i++) {
 		const struct chat_msg *m = &msgs[i];
+		if (m->n_calls || !strcmp(m->role, "tool")) {
+			rc = tool_turn(f, &a, t, msgs, n_msgs, &i, err);
+			continue;
+		}
 		switch (f) {
 		case CHAT_GEMMA: {
 			/* The system text opens the next user turn. */
@@ -250,6 +399,8 @@ int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat
 	}
 	if (rc == 0 && a.n > a.max)
 		rc = smk_fail(err, -E2BIG, "the conversation is %zu tokens; at most %zu fit", a.n, a.max);
+	free(copy);
+	free(sys_text);
 	if (rc) {
 		free(a.v);
 		return rc;

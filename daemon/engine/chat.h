@@ -67,16 +67,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/err.h"
 
 enum chat_format { CHAT_GEMMA, CHAT_CHATML, CHAT_LLAMA3, CHAT_PLAIN, CHAT_HARMONY };
 
+/* A tool call of an assistant message in the history: the function's
+ * name and its arguments as JSON text, written as the templates' tojson
+ * writes it (", " and ": "). */
+struct chat_call {
+	const char *name;
+	const char *args;
+};
+
 struct chat_msg {
-	const char *role;      /* system, developer, user, assistant */
+	const char *role;      /* system, developer, user, assistant, tool */
 	const char *content;
 	size_t len;
+	const struct chat_call *calls;   /* an assistant's tool calls (toolcall.h) */
+	int n_calls;
 };
 
 /* From tokenizer.chat_template if present, else from the vocabulary's
@@ -89,5 +101,26 @@ const char *chat_format_name(enum chat_format f);
  * (-E2BIG past that). */
 int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
 		int n_msgs, int max_tokens, int32_t **out, int *n_out, struct smk_err *err);
+/* The same with tools (OpenAI's `tools` array, NULL or empty for none),
+ * tool results (role "tool") and assistant tool calls in the history, as
+ * toolcall.h and docs/tool-calls.md describe per format:
+ *   chatml  Qwen2.5's template: the tools block ends the system message
+ *           (which is only the block when there is none; Qwen's default
+ *           "You are Qwen..." identity is left out), calls in <tool_call>,
+ *           consecutive results in one user turn of <tool_response>s;
+ *   llama3  Llama 3.1's template with tools_in_user_message (its default)
+ *           and its default date: a system turn "Environment: ipython\n
+ *           Cutting Knowledge Date: December 2023\nToday Date: 26 Jul
+ *           2024\n\n{system}", the tools before the first user message
+ *           (which must come first), one call per assistant message,
+ *           results in ipython turns;
+ *   gemma   Gemma 3's template has no tools: the Qwen2.5 tools block opens
+ *           the first user turn (after the system text, as Gemma places
+ *           it), calls and results in the same tags, results in user turns.
+ * -ENOTSUP for tools in harmony or plain, -EINVAL for a history the format
+ * cannot write (err says which message). */
+int chat_encode_tools(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
+		      int n_msgs, json_t *tools, int max_tokens, int32_t **out, int *n_out,
+		      struct smk_err *err);
 
 #endif

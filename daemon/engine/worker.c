@@ -268,7 +268,9 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 	if (s->gm) {
 		/* Only tokens that keep the text a prefix of a valid value,
 		 * one that the tokens left can still complete. */
-		const uint32_t *allow = gmatch_mask_budget(s->gm, j->max_tokens - s->n_gen);
+		bool optional = j->grammar_optional && s->n_gen == 0;
+		const uint32_t *allow = optional ? gmatch_mask_optional(s->gm)
+						 : gmatch_mask_budget(s->gm, j->max_tokens - s->n_gen);
 		if (!gmatch_mask_count(s->gm)) {
 			smk_fail(&s->fin_err, -EINVAL, "no token of the vocabulary continues the "
 				 "structured output here");
@@ -276,7 +278,8 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 			return true;
 		}
 		t.id = sampler_sample_masked(s->smp, logits, allow, s->hist, s->n_hist, NULL);
-		gmatch_accept(s->gm, t.id);
+		if (gmatch_accept(s->gm, t.id) && optional)
+			s->gm = gmatch_free(s->gm);    /* free text: the grammar is off */
 	} else {
 		t.id = sampler_sample(s->smp, logits, s->hist, s->n_hist, NULL);
 	}

@@ -116,6 +116,10 @@ struct worker_job {
 	 * complete and nothing may follow.  Taken by worker_submit, even when
 	 * it fails: the worker frees it when the job ends. */
 	struct grammar *grammar;
+	/* The grammar is optional (tool_choice "auto"): the first token either
+	 * begins its value (then it holds to the end) or is free text that
+	 * could not begin it (then the grammar is dropped); gmatch_mask_optional. */
+	bool grammar_optional;
 	worker_text_fn on_text;
 	worker_done_fn on_done;
 	void *ctx;

@@ -63,6 +63,7 @@
 #define GM_MAX_DEPTH 32        /* nesting of values (objects, arrays, strings) */
 #define GM_MAX_WS 24           /* blanks after a newline between two JSON tokens */
 #define GM_MAX_PROPS 64        /* properties of one object schema */
+#define GM_MAX_FRAME 64        /* bytes of the text before or after the value */
 
 struct grammar;
 struct gvocab;
@@ -87,6 +88,13 @@ int grammar_compile_schema(struct grammar **out, json_t *schema, bool strict,
 			   struct grammar_error *e);
 /* The json_object mode: any JSON object. */
 int grammar_compile_any_object(struct grammar **out, struct grammar_error *e);
+/* Fixed text around the value: the output is pre, the value, post (tool
+ * calls: "<tool_call>\n" {...} "\n</tool_call>").  No whitespace is
+ * allowed between them beyond what pre and post hold.  Call it right
+ * after compiling, before any matcher uses g.  -E2BIG over GM_MAX_FRAME
+ * bytes each. */
+int grammar_set_frame(struct grammar *g, const char *pre, size_t n_pre, const char *post,
+		      size_t n_post);
 /* NULL is fine; returns NULL. */
 struct grammar *grammar_free(struct grammar *g);
 /* The fewest bytes of a value the grammar accepts. */
@@ -121,6 +129,15 @@ const uint32_t *gmatch_mask(struct gmatch *m);
  * that leave a short enough completion are allowed, so that a value still
  * ends, complete and valid, within max_tokens.  The same pointer rules. */
 const uint32_t *gmatch_mask_budget(struct gmatch *m, int tokens_left);
+/* For a grammar that is optional (tool_choice "auto"), at the start of
+ * the output: the tokens the grammar allows (they begin the value, or its
+ * pre text) and every token whose first byte could not begin it (free
+ * text), and the tokens with no bytes; not the tokens that begin like
+ * the value but leave it.  The caller accepts the sampled token
+ * (gmatch_accept) and, where that fails, drops the grammar: the output is
+ * free text.  Computed at each call (once per sequence); the same pointer
+ * rules as gmatch_mask. */
+const uint32_t *gmatch_mask_optional(struct gmatch *m);
 /* How many tokens the last gmatch_mask / gmatch_mask_budget allowed. */
 int gmatch_mask_count(const struct gmatch *m);
 

@@ -59,6 +59,10 @@ struct grammar {
 	char *text;                    /* key and literal bytes */
 	uint32_t n_text, cap_text;
 	uint32_t root;                 /* the value's node */
+	/* Fixed text around the value (grammar_set_frame; tool calls): the
+	 * root frame reads pre before the value and post after it. */
+	char pre[GM_MAX_FRAME], post[GM_MAX_FRAME];
+	uint32_t n_pre, n_post;
 	uint32_t free_string;          /* a map's keys */
 	/* Per node, from grammar_measure: the fewest frames a complete value
 	 * needs on the stack (a value is started only where they fit, so a

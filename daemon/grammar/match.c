@@ -15,7 +15,7 @@
 #include <string.h>
 
 enum {
-	R_START, R_VALUE, R_DONE,                      /* root */
+	R_START, R_VALUE, R_DONE, R_PRE, R_POST,       /* root */
 	O_OPEN, O_KEY, O_COLON, O_VALUE_WS, O_VALUE,   /* object */
 	O_AFTER, O_COMMA,
 	M_OPEN, M_KEY, M_COLON, M_VALUE_WS, M_VALUE,   /* map */
@@ -72,7 +72,8 @@ static void child_done(const struct grammar *g, struct gstack *s)
 	s->depth--;
 	struct gframe *p = top(s);
 	if (p->node == GF_ROOT) {
-		p->phase = R_DONE;
+		p->phase = g->n_post ? R_POST : R_DONE;
+		p->a = 0;
 		return;
 	}
 	p->x = 0;
@@ -914,6 +915,18 @@ static void feed_stack(const struct grammar *g, struct gstate *st, uint32_t slot
 		struct gframe *f = top(s);
 		enum step r;
 		if (f->node == GF_ROOT) {
+			if (f->phase == R_PRE || f->phase == R_POST) {
+				/* the frame's fixed text, byte by byte */
+				const char *t = f->phase == R_PRE ? g->pre : g->post;
+				uint32_t n = f->phase == R_PRE ? g->n_pre : g->n_post;
+				if (c == GM_END || (unsigned char)t[f->a] != c) {
+					s->depth = 0;
+				} else if (++f->a == n) {
+					f->phase = f->phase == R_PRE ? R_START : R_DONE;
+					f->a = 0;
+				}
+				return;
+			}
 			if (f->phase == R_DONE) {
 				if (c != GM_END)
 					s->depth = 0;
@@ -964,10 +977,9 @@ static void feed_stack(const struct grammar *g, struct gstate *st, uint32_t slot
 
 void gstate_init(const struct grammar *g, struct gstate *st)
 {
-	(void)g;
 	st->n = 1;
 	st->s[0].depth = 1;
-	st->s[0].f[0] = (struct gframe){ .node = GF_ROOT, .phase = R_START };
+	st->s[0].f[0] = (struct gframe){ .node = GF_ROOT, .phase = g->n_pre ? R_PRE : R_START };
 }
 
 void gstate_copy(struct gstate *dst, const struct gstate *src)
@@ -1266,8 +1278,15 @@ static uint32_t prop_then_rest(const struct grammar *g, const struct gnode *n, u
  * waits for its child, which counts apart). */
 static uint32_t frame_rest(const struct grammar *g, const struct gframe *f)
 {
-	if (f->node == GF_ROOT)
-		return f->phase == R_START ? g->min_len[g->root] : 0;
+	if (f->node == GF_ROOT) {
+		switch (f->phase) {
+		case R_PRE: return sat_add(g->n_pre - f->a, sat_add(g->min_len[g->root], g->n_post));
+		case R_START: return sat_add(g->min_len[g->root], g->n_post);
+		case R_VALUE: return g->n_post;    /* the value's frames count apart */
+		case R_POST: return g->n_post - f->a;
+		default: return 0;
+		}
+	}
 	uint32_t id;
 	const struct gnode *n = node_at(g, f->node, &id);
 	if (nbounded(n)) {

@@ -876,7 +876,19 @@ int grammar_compile_any_object(struct grammar **out, struct grammar_error *e)
 
 uint32_t grammar_min_len(const struct grammar *g)
 {
-	return g->min_len[g->root];
+	return g->min_len[g->root] + g->n_pre + g->n_post;
+}
+
+int grammar_set_frame(struct grammar *g, const char *pre, size_t n_pre, const char *post,
+		      size_t n_post)
+{
+	if (n_pre > GM_MAX_FRAME || n_post > GM_MAX_FRAME)
+		return -E2BIG;
+	memcpy(g->pre, pre, n_pre);
+	memcpy(g->post, post, n_post);
+	g->n_pre = (uint32_t)n_pre;
+	g->n_post = (uint32_t)n_post;
+	return 0;
 }
 
 struct grammar *grammar_free(struct grammar *g)

@@ -528,6 +528,25 @@ const uint32_t *gmatch_mask_budget(struct gmatch *m, int tokens_left)
 	return m->own;
 }
 
+const uint32_t *gmatch_mask_optional(struct gmatch *m)
+{
+	const struct gvocab *v = m->v;
+	const uint32_t *mask = gmatch_mask(m);
+	/* The first bytes that could begin the value (or its pre text). */
+	bool starts[256];
+	for (int c = 0; c < 256; c++)
+		starts[c] = gstate_feed(m->g, &m->st[m->cur], c, &m->lv[0]) != 0;
+	uint32_t *own = m->own;
+	if (mask != own)
+		memcpy(own, mask, (size_t)m->n_words * 4);
+	for (int32_t id = 0; id < v->n_vocab; id++)
+		if (!v->piece_len[id] || !starts[v->pieces[v->piece_off[id]]])
+			own[id >> 5] |= 1u << (id & 31);
+	m->last = own;
+	m->last_count = popcount_mask(own, m->n_words);
+	return own;
+}
+
 int gmatch_mask_count(const struct gmatch *m)
 {
 	return m->last ? m->last_count : 0;

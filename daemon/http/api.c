@@ -13,6 +13,7 @@
 #include <sys/random.h>
 
 #include "grammar/grammar.h"
+#include "http/tools.h"
 #include "smk_config.h"
 #include "unicode/unicode.h"
 
@@ -44,6 +45,11 @@ static json_t *jstr(const char *s, size_t len)
 	j = c ? json_stringn(c, unicode_utf8_sanitize(s, len, c)) : NULL;
 	free(c);
 	return j;
+}
+
+json_t *api_json_text(const char *s, size_t len)
+{
+	return jstr(s, len);
 }
 
 /* The message and param quote client bytes (field names, the model name,
@@ -184,7 +190,8 @@ static const char *const common_fields[] = {
 };
 static const char *const completion_fields[] = { "prompt", "logprobs", "echo", "suffix", "best_of", NULL };
 static const char *const chat_fields[] = {
-	"messages", "logprobs", "top_logprobs", "max_completion_tokens", NULL,
+	"messages", "logprobs", "top_logprobs", "max_completion_tokens", "tools", "tool_choice",
+	"parallel_tool_calls", NULL,
 };
 
 static int parse_stop(struct hreq *r, json_t *o, struct api_error *e)
@@ -289,7 +296,7 @@ static int parse_prompt(struct server *s, struct hreq *r, json_t *o, struct api_
 
 static int parse_messages(struct server *s, struct hreq *r, json_t *o, struct api_error *e)
 {
-	static const char *const roles[] = { "system", "developer", "user", "assistant" };
+	static const char *const roles[] = { "system", "developer", "user", "assistant", "tool" };
 	json_t *m = json_object_get(o, "messages");
 	if (!m || json_is_null(m))
 		return api_fail(e, 400, INVALID, "messages", "missing_field", "'messages' is required");
@@ -319,16 +326,23 @@ static int parse_messages(struct server *s, struct hreq *r, json_t *o, struct ap
 			rc = api_fail(e, 400, INVALID, param, "invalid_type", "'%s' must be a string", param);
 			break;
 		}
-		for (size_t k = 0; k < 4 && !msgs[i].role; k++)
+		for (size_t k = 0; k < 5 && !msgs[i].role; k++)
 			if (!strcmp(json_string_value(role), roles[k]))
 				msgs[i].role = roles[k];
 		if (!msgs[i].role) {
 			rc = api_fail(e, 400, INVALID, param, "invalid_value",
-				      "'%s' must be system, developer, user or assistant", param);
+				      "'%s' must be system, developer, user, assistant or tool", param);
 			break;
 		}
+		bool optional;
+		if ((rc = tools_message(msg, i, &msgs[i], &optional, e)))
+			break;
 		content = json_object_get(msg, "content");
 		snprintf(param, sizeof(param), "messages[%zu].content", i);
+		if (optional && (!content || json_is_null(content))) {
+			msgs[i].content = "";    /* an assistant's tool calls alone */
+			continue;
+		}
 		if (json_is_string(content)) {
 			msgs[i].content = json_string_value(content);
 			msgs[i].len = json_string_length(content);
@@ -370,14 +384,19 @@ static int parse_messages(struct server *s, struct hreq *r, json_t *o, struct ap
 	}
 	if (rc == 0) {
 		struct smk_err err = { 0 };
-		int c = chat_encode(s->chat, s->e->tok, msgs, (int)n, s->e->n_ctx, &r->prompt, &r->n_prompt, &err);
-		if (c == -E2BIG)
+		int c = chat_encode_tools(s->chat, s->e->tok, msgs, (int)n, r->tools ? r->tools->tools : NULL,
+					  s->e->n_ctx, &r->prompt, &r->n_prompt, &err);
+		if (c == -ENOTSUP)
+			rc = api_fail(e, 400, INVALID, "messages", "unsupported", "'messages': %s", err.msg);
+		else if (c == -E2BIG)
 			rc = api_fail(e, 400, INVALID, "messages", "context_length_exceeded",
 				      "'messages': %s (the context is %d tokens)", err.msg, s->e->n_ctx);
 		else if (c)
 			rc = api_fail(e, 400, INVALID, "messages", NULL, "cannot encode the messages: %s", err.msg);
 	}
 out:
+	for (size_t i = 0; msgs && i < n; i++)
+		tools_message_free(&msgs[i]);
 	for (size_t i = 0; owned && i < n; i++)
 		free(owned[i]);
 	free(owned);
@@ -557,6 +576,8 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api
 				"'%s' is %" PRId64 "; this server allows at most %d (limits.max_tokens)",
 				mt_name, max_tokens, cfg->limits.max_tokens);
 
+	if (r->chat && tools_parse(s, r, o, e))
+		return -1;
 	if (r->chat ? parse_messages(s, r, o, e) : parse_prompt(s, r, o, e))
 		return -1;
 	if (r->n_prompt < 1)
@@ -575,13 +596,21 @@ int api_parse_generation(struct server *s, struct hreq *r, json_t *o, struct api
 				r->n_prompt, mt_name, max_tokens, s->e->n_ctx);
 	r->harmony = r->chat && s->chat == CHAT_HARMONY;
 	harmony_init(&r->hp);
-	if (parse_response_format(s, r, o, e))
+	if (parse_response_format(s, r, o, e) || tools_grammar(r, e))
 		return -1;
 	r->job.prompt = r->prompt;
 	r->job.n_prompt = r->n_prompt;
 	r->job.max_tokens = (int)max_tokens;
 	r->job.n_logprobs = r->n_logprobs;
 	return 0;
+}
+
+const char *api_finish(struct hreq *r)
+{
+	tools_update(r);
+	if (tools_active(r) && r->tools->state == TOOLS_CALL && r->res.finish == WORKER_FINISH_STOP)
+		return "tool_calls";
+	return api_finish_reason(r->res.finish);
 }
 
 const char *api_finish_reason(enum worker_finish f)
@@ -748,12 +777,15 @@ static json_t *usage_json(struct hreq *r)
 char *api_generation_body(struct hreq *r)
 {
 	json_t *choice;
-	const char *finish = api_finish_reason(r->res.finish);
+	const char *finish = api_finish(r);
 	int n_tok = api_tokens_in_text(r);
 	if (r->chat) {
+		bool call = tools_active(r) && r->tools->state == TOOLS_CALL;
 		choice = json_pack("{s:i, s:{s:s, s:o}, s:s, s:o}", "index", 0, "message", "role", "assistant",
-				   "content", jstr(r->text, r->n_text), "finish_reason", finish,
+				   "content", call ? json_null() : jstr(r->text, r->n_text), "finish_reason", finish,
 				   "logprobs", logprobs_json(r, 0, n_tok, 0));
+		if (choice && call)
+			json_object_set_new(json_object_get(choice, "message"), "tool_calls", tools_calls_json(r));
 		if (choice && r->harmony)
 			json_object_set_new(json_object_get(choice, "message"), "reasoning_content",
 					    jstr(r->reason ? r->reason : "", r->n_reason));
@@ -784,7 +816,9 @@ char *api_stream_chunk(struct hreq *r, size_t from, size_t to, size_t rfrom, siz
 			if (rto > rfrom)
 				json_object_set_new(delta, "reasoning_content",
 						    jstr(r->reason + rfrom, rto - rfrom));
-			if (role || to > from)
+			if (role && to == from && tools_active(r))
+				json_object_set_new(delta, "content", json_null());   /* maybe a call */
+			else if (role || to > from)
 				json_object_set_new(delta, "content", jstr(r->text + from, to - from));
 			c = json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta, "finish_reason", fin);
 		} else {
@@ -807,6 +841,19 @@ char *api_stream_chunk(struct hreq *r, size_t from, size_t to, size_t rfrom, siz
 		return NULL;
 	char *ev = NULL;
 	if (asprintf(&ev, "data: %s\n\n", js) < 0)
+		ev = NULL;
+	free(js);
+	return ev;
+}
+
+char *api_delta_event(struct hreq *r, json_t *delta)
+{
+	json_t *c = json_pack("{s:i, s:o, s:n}", "index", 0, "delta", delta, "finish_reason");
+	json_t *root = json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", r->id, "object", "chat.completion.chunk",
+				 "created", (json_int_t)r->created, "model", r->srv->model_id, "choices", c);
+	char *js = root ? json_dumps(root, JSON_COMPACT) : NULL, *ev = NULL;
+	json_decref(root);
+	if (js && asprintf(&ev, "data: %s\n\n", js) < 0)
 		ev = NULL;
 	free(js);
 	return ev;

@@ -15,6 +15,8 @@
 #include "engine/worker.h"
 #include "http/server.h"
 
+struct tools_req;
+
 /* An error answer: status, OpenAI type, the offending field, a code. */
 struct api_error {
 	int status;
@@ -75,6 +77,7 @@ struct hreq {
 	char *reason;                  /* harmony only; sized as text at admission */
 	size_t n_reason, cap_reason, sent_reason;
 	bool out_of_memory;
+	struct tools_req *tools;       /* tools.h; NULL without tools */
 	struct worker_token *toks;     /* with logprobs: one per token */
 	size_t *tok_end;               /* text end offset after each token */
 	int n_tok, cap_tok, sent_tok;
@@ -124,5 +127,12 @@ int api_tokens_in_text(const struct hreq *r);
 
 /* OpenAI's finish_reason for a worker result. */
 const char *api_finish_reason(enum worker_finish f);
+/* The request's finish_reason once done: "tool_calls" for a call
+ * (tools.h), else api_finish_reason's. */
+const char *api_finish(struct hreq *r);
+/* A stream event of a chat chunk with this delta (taken); malloc'd. */
+char *api_delta_event(struct hreq *r, json_t *delta);
+/* A JSON string of bytes that need not be valid UTF-8 (repaired). */
+json_t *api_json_text(const char *s, size_t len);
 
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "grammar/grammar.h"
+#include "http/tools.h"
 #include "http/api.h"
 #include "formats/json_err.h"
 #include "http/guard.h"
@@ -112,6 +113,7 @@ static void hreq_unref(struct hreq *r)
 	free(r->toks);
 	free(r->tok_end);
 	free(r->ev);
+	tools_free(r->tools);
 	free(r);
 }
 
@@ -297,10 +299,14 @@ static bool next_event(struct hreq *r)
 	} else if (r->sse == 1) {
 		int n_tok = r->n_logprobs >= 0 ? api_tokens_in_text(r) : r->n_tok;
 		bool more_tok = r->n_logprobs >= 0 && n_tok > r->sent_tok;
-		if (r->n_text > r->sent_text || r->n_reason > r->sent_reason || more_tok) {
-			ev = api_stream_chunk(r, r->sent_text, r->n_text, r->sent_reason, r->n_reason,
+		json_t *call = tools_active(r) ? tools_stream_delta(r) : NULL;
+		size_t n_text = tools_content_end(r);   /* a call's text is no content */
+		if (call) {
+			ev = api_delta_event(r, call);
+		} else if (n_text > r->sent_text || r->n_reason > r->sent_reason || more_tok) {
+			ev = api_stream_chunk(r, r->sent_text, n_text, r->sent_reason, r->n_reason,
 					      r->sent_tok, n_tok, NULL, false, false);
-			r->sent_text = r->n_text;
+			r->sent_text = n_text;
 			r->sent_reason = r->n_reason;
 			r->sent_tok = n_tok;
 		} else if (r->done) {
@@ -313,8 +319,7 @@ static bool next_event(struct hreq *r)
 					ev = NULL;
 				free(body);
 			} else {
-				ev = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, api_finish_reason(r->res.finish), false,
-						      false);
+				ev = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, api_finish(r), false, false);
 				if (ev && r->include_usage) {
 					char *u = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, NULL, true, false);
 					char *both = NULL;

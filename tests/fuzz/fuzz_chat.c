@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	enum chat_format f = (data[1] & 8) ? chat_detect(ggufs[v], t) : formats[(data[1] & 7) % 5];
 	int max_tokens = (data[1] & 0x80) ? 16 : 1 << 20;
 
-	struct chat_msg msgs[64];
+	struct chat_msg msgs[64] = { 0 };
 	int n = 0;
 	const uint8_t *p = data + 2, *end = data + size;
 	while (p < end && n < 64) {

@@ -187,7 +187,7 @@ static void expect_prompt(const struct tokenizer *t, const struct chat_msg *m, i
 	free(got);
 }
 
-#define M(r, c) { r, c, sizeof(c) - 1 }
+#define M(r, c) { .role = r, .content = c, .len = sizeof(c) - 1 }
 
 /* ---- tests ---- */
 

@@ -1,0 +1,359 @@
+/* toolcall.c - tool calls in the chat formats (toolcall.h). */
+#include "engine/toolcall.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct toolcall_syntax hermes = {
+	.pre = "<tool_call>\n", .post = "\n</tool_call>", .open = "<tool_call>", .close = "</tool_call>",
+	.args_key = "arguments",
+};
+static const struct toolcall_syntax llama3 = {
+	.pre = "", .post = "", .open = "", .close = "", .args_key = "parameters",
+};
+
+const struct toolcall_syntax *toolcall_syntax(enum chat_format f)
+{
+	switch (f) {
+	case CHAT_CHATML:
+	case CHAT_GEMMA: return &hermes;
+	case CHAT_LLAMA3: return &llama3;
+	default: return NULL;
+	}
+}
+
+bool toolcall_name_ok(const char *s, size_t len)
+{
+	if (len < 1 || len > TOOLCALL_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* ---- the prompt ---- */
+
+/* What jinja's trim and Gemma's template strip. */
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+
+/* A growing string; a failed append leaves ok false. */
+struct sbuf {
+	char *s;
+	size_t n, cap;
+	bool ok;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t len)
+{
+	if (!b->ok)
+		return;
+	if (b->n + len + 1 > b->cap) {
+		size_t cap = (b->n + len + 1) * 2;
+		char *t = realloc(b->s, cap);
+		if (!t) {
+			b->ok = false;
+			return;
+		}
+		b->s = t;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->n, s, len);
+	b->n += len;
+	b->s[b->n] = 0;
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static char *sb_done(struct sbuf *b)
+{
+	if (!b->ok || !b->s) {
+		free(b->s);
+		return NULL;
+	}
+	return b->s;
+}
+
+/* Qwen2.5's tool block (its tokenizer_config.json chat_template), after
+ * the system text; Gemma takes the same (toolcall.h). */
+static const char hermes_head[] =
+	"# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+	"You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+static const char hermes_tail[] =
+	"\n</tools>\n\nFor each function call, return a json object with function name and "
+	"arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+	"{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>";
+/* Llama 3.1's (tools_in_user_message, the template's default), before the
+ * first user message. */
+static const char llama3_head[] =
+	"Given the following functions, please respond with a JSON for a function call "
+	"with its proper arguments that best answers the given prompt.\n\n"
+	"Respond in the format {\"name\": function name, \"parameters\": dictionary of "
+	"argument name and its value}.Do not use variables.\n\n";
+
+char *toolcall_tools_text(enum chat_format f, json_t *tools)
+{
+	if (!toolcall_syntax(f) || !json_is_array(tools))
+		return NULL;
+	struct sbuf b = { .ok = true };
+	sb_str(&b, f == CHAT_LLAMA3 ? llama3_head : hermes_head);
+	size_t i;
+	json_t *t;
+	json_array_foreach(tools, i, t) {
+		/* jinja's tojson: Python's json.dumps, ", " and ": " (indent
+		 * 4: "," at the line ends), UTF-8 kept, "/" not escaped. */
+		char *js = json_dumps(t, f == CHAT_LLAMA3 ? JSON_INDENT(4) : 0);
+		if (!js) {
+			b.ok = false;
+			break;
+		}
+		if (f == CHAT_LLAMA3) {
+			sb_str(&b, js);
+			sb_str(&b, "\n\n");
+		} else {
+			sb_str(&b, "\n");
+			sb_str(&b, js);
+		}
+		free(js);
+	}
+	if (f != CHAT_LLAMA3)
+		sb_str(&b, hermes_tail);
+	return sb_done(&b);
+}
+
+char *toolcall_call_text(enum chat_format f, const char *name, const char *args)
+{
+	const struct toolcall_syntax *sx = toolcall_syntax(f);
+	if (!sx)
+		return NULL;
+	struct sbuf b = { .ok = true };
+	sb_str(&b, sx->pre);
+	sb_str(&b, "{\"name\": \"");
+	sb_str(&b, name);
+	sb_str(&b, "\", \"");
+	sb_str(&b, sx->args_key);
+	sb_str(&b, "\": ");
+	sb_str(&b, args);
+	sb_str(&b, "}");
+	sb_str(&b, sx->post);
+	return sb_done(&b);
+}
+
+static void sb_trimmed(struct sbuf *b, const char *s, size_t len)
+{
+	while (len && is_blank(*s)) {
+		s++;
+		len--;
+	}
+	while (len && is_blank(s[len - 1]))
+		len--;
+	sb_add(b, s, len);
+}
+
+char *toolcall_assistant_text(enum chat_format f, const struct chat_msg *m)
+{
+	struct sbuf b = { .ok = true };
+	if (f == CHAT_LLAMA3) {
+		char *c = m->n_calls == 1 ? toolcall_call_text(f, m->calls[0].name, m->calls[0].args) : NULL;
+		return c;
+	}
+	if (m->len && f == CHAT_CHATML) {
+		sb_str(&b, "\n");
+		sb_add(&b, m->content, m->len);
+	} else if (m->len) {
+		sb_trimmed(&b, m->content, m->len);
+	}
+	for (int k = 0; k < m->n_calls; k++) {
+		char *c = toolcall_call_text(f, m->calls[k].name, m->calls[k].args);
+		if (!c)
+			b.ok = false;
+		else if (f == CHAT_CHATML || b.n)
+			sb_str(&b, "\n");
+		if (c)
+			sb_str(&b, c);
+		free(c);
+	}
+	return sb_done(&b);
+}
+
+char *toolcall_results_text(enum chat_format f, const struct chat_msg *m, int n)
+{
+	struct sbuf b = { .ok = true };
+	if (f == CHAT_LLAMA3) {
+		json_t *j = json_stringn(m->content, m->len);
+		char *s = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+		json_decref(j);
+		return s;
+	}
+	for (int k = 0; k < n; k++) {
+		if (f == CHAT_CHATML) {
+			sb_str(&b, "\n<tool_response>\n");
+			sb_add(&b, m[k].content, m[k].len);
+		} else {
+			sb_str(&b, k ? "\n<tool_response>\n" : "<tool_response>\n");
+			sb_trimmed(&b, m[k].content, m[k].len);
+		}
+		sb_str(&b, "\n</tool_response>");
+	}
+	if (!b.s)
+		sb_str(&b, "");
+	return sb_done(&b);
+}
+
+/* ---- the schema ---- */
+
+/* Every "$ref": "#..." below s becomes base + the rest. */
+static int rebase_refs(json_t *s, const char *base)
+{
+	if (json_is_array(s)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(s, i, v)
+			if (rebase_refs(v, base))
+				return -1;
+		return 0;
+	}
+	if (!json_is_object(s))
+		return 0;
+	const char *k;
+	json_t *v;
+	json_object_foreach(s, k, v) {
+		if (!strcmp(k, "$ref") && json_is_string(v) && json_string_value(v)[0] == '#') {
+			char *r = NULL;
+			if (asprintf(&r, "%s%s", base, json_string_value(v) + 1) < 0)
+				return -1;
+			int rc = json_string_set(v, r);
+			free(r);
+			if (rc)
+				return -1;
+		} else if (rebase_refs(v, base)) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static json_t *call_schema(const struct toolcall_syntax *sx, json_t *fn, const char *base)
+{
+	json_t *params = json_object_get(fn, "parameters");
+	json_t *args = params ? json_deep_copy(params) : json_pack("{s:s, s:{}}", "type", "object", "properties");
+	if (!args || rebase_refs(args, base)) {
+		json_decref(args);
+		return NULL;
+	}
+	return json_pack("{s:s, s:{s:{s:s, s:[O]}, s:o}, s:[s, s], s:b}", "type", "object", "properties",
+			 "name", "type", "string", "enum", json_object_get(fn, "name"), sx->args_key, args,
+			 "required", "name", sx->args_key, "additionalProperties", 0);
+}
+
+json_t *toolcall_schema(const struct toolcall_syntax *sx, json_t *const *fns, int n)
+{
+	char base[96];
+	if (n == 1) {
+		snprintf(base, sizeof(base), "#/properties/%s", sx->args_key);
+		return call_schema(sx, fns[0], base);
+	}
+	json_t *any = json_array();
+	for (int i = 0; i < n && any; i++) {
+		snprintf(base, sizeof(base), "#/anyOf/%d/properties/%s", i, sx->args_key);
+		json_t *c = call_schema(sx, fns[i], base);
+		if (!c || json_array_append_new(any, c)) {
+			json_decref(any);
+			any = NULL;
+		}
+	}
+	return any ? json_pack("{s:o}", "anyOf", any) : NULL;
+}
+
+/* ---- reading the output ---- */
+
+
+enum toolcall_scan toolcall_scan(const struct toolcall_syntax *sx, const char *s, size_t n,
+				 struct toolcall_head *h)
+{
+	size_t i = 0;
+/* The next byte must be c; out of text: maybe. */
+#define EXPECT(c)                                  \
+	do {                                       \
+		if (i == n)                        \
+			return TOOLCALL_MAYBE;     \
+		if (s[i] != (c))                   \
+			return TOOLCALL_TEXT;      \
+		i++;                               \
+	} while (0)
+#define SKIP_WS()                                  \
+	do {                                       \
+		while (i < n && is_blank(s[i]))       \
+			i++;                       \
+	} while (0)
+	/* No whitespace before the call: the grammar allows none there, so
+	 * text that begins with some is free text. */
+	for (const char *p = sx->open; *p; p++)
+		EXPECT(*p);
+	if (*sx->open)
+		SKIP_WS();
+	EXPECT('{');
+	SKIP_WS();
+	for (const char *p = "\"name\""; *p; p++)
+		EXPECT(*p);
+	SKIP_WS();
+	EXPECT(':');
+	SKIP_WS();
+	EXPECT('"');
+	h->name_off = i;
+	while (i < n && s[i] != '"') {
+		if (i - h->name_off >= TOOLCALL_NAME_MAX || !toolcall_name_ok(s + i, 1))
+			return TOOLCALL_TEXT;
+		i++;
+	}
+	h->name_len = i - h->name_off;
+	EXPECT('"');
+	SKIP_WS();
+	EXPECT(',');
+	SKIP_WS();
+	EXPECT('"');
+	for (const char *p = sx->args_key; *p; p++)
+		EXPECT(*p);
+	EXPECT('"');
+	SKIP_WS();
+	EXPECT(':');
+	SKIP_WS();
+	if (i == n)
+		return TOOLCALL_MAYBE;
+	h->args_off = i;
+	return TOOLCALL_HEAD;
+#undef EXPECT
+#undef SKIP_WS
+}
+
+int toolcall_args_end(const struct toolcall_syntax *sx, const char *s, size_t n,
+		      const struct toolcall_head *h, size_t *end)
+{
+	size_t e = n, lc = strlen(sx->close);
+	while (e > h->args_off && is_blank(s[e - 1]))
+		e--;
+	if (lc && e - h->args_off >= lc && !memcmp(s + e - lc, sx->close, lc)) {
+		e -= lc;
+		while (e > h->args_off && is_blank(s[e - 1]))
+			e--;
+	}
+	if (e <= h->args_off || s[e - 1] != '}')
+		return -1;
+	e--;
+	while (e > h->args_off && is_blank(s[e - 1]))
+		e--;
+	if (e <= h->args_off)
+		return -1;
+	*end = e;
+	return 0;
+}
