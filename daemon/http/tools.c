@@ -408,6 +408,9 @@ json_t *tools_stream_delta(struct hreq *r)
 		tools_args_span(r, &from, &to);
 	else
 		to = r->n_text > t->head.args_off + ARGS_HOLD ? r->n_text - ARGS_HOLD : t->head.args_off;
+	/* whole characters only: the text holds whole ones, a fragment must too */
+	while (to > t->args_sent && ((unsigned char)r->text[to] & 0xc0) == 0x80)
+		to--;
 	if (to <= t->args_sent)
 		return NULL;
 	json_t *d = json_pack("{s:o}", "tool_calls", call_json(r, false, t->args_sent, to));
