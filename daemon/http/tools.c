@@ -180,6 +180,26 @@ int tools_parse(struct server *s, struct hreq *r, json_t *o, struct api_error *e
 	if (t->choice == TOOLS_NONE)
 		return 0;
 	t->sx = toolcall_syntax(s->chat);
+	/* Each function's schema alone, so that an error names it; before the
+	 * messages are tokenised. */
+	size_t i;
+	json_t *tool;
+	json_array_foreach(t->tools, i, tool) {
+		json_t *fn = json_object_get(tool, "function"), *params = field(fn, "parameters");
+		if (!params || (t->choice == TOOLS_NAMED && (int)i != t->named))
+			continue;
+		struct grammar *g = NULL;
+		struct grammar_error ge;
+		int rc = grammar_compile_schema(&g, params, json_is_true(json_object_get(fn, "strict")), &ge);
+		grammar_free(g);
+		char p[64];
+		snprintf(p, sizeof(p), "tools[%zu].function.parameters", i);
+		if (rc == -ENOMEM)
+			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+		if (rc)
+			return api_fail(e, 400, INVALID, p, rc == -ENOTSUP ? "unsupported_schema_keyword" : "invalid_schema",
+					"%s: %s (at %s in the schema)", p, ge.msg, ge.path);
+	}
 	json_t *lp = field(o, "logprobs");
 	if (lp && !json_is_false(lp))
 		return api_fail(e, 400, INVALID, "logprobs", "unsupported",
@@ -271,24 +291,9 @@ int tools_grammar(struct hreq *r, struct api_error *e)
 	int n = 0;
 	size_t i;
 	json_t *tool;
-	json_array_foreach(t->tools, i, tool) {
-		if (t->choice == TOOLS_NAMED && (int)i != t->named)
-			continue;
-		json_t *fn = json_object_get(tool, "function"), *params = field(fn, "parameters");
-		fns[n++] = fn;
-		/* Each function's schema alone first, so that an error names it. */
-		struct grammar *g = NULL;
-		struct grammar_error ge;
-		int rc = params ? grammar_compile_schema(&g, params, json_is_true(json_object_get(fn, "strict")), &ge) : 0;
-		grammar_free(g);
-		char p[64];
-		snprintf(p, sizeof(p), "tools[%zu].function.parameters", i);
-		if (rc == -ENOMEM)
-			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-		if (rc)
-			return api_fail(e, 400, INVALID, p, rc == -ENOTSUP ? "unsupported_schema_keyword" : "invalid_schema",
-					"%s: %s (at %s in the schema)", p, ge.msg, ge.path);
-	}
+	json_array_foreach(t->tools, i, tool)
+		if (t->choice != TOOLS_NAMED || (int)i == t->named)
+			fns[n++] = json_object_get(tool, "function");
 	json_t *schema = toolcall_schema(t->sx, fns, n);
 	if (!schema)
 		return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");

@@ -52,7 +52,9 @@ struct tools_req {
 /* `tools`, `tool_choice`, `parallel_tool_calls` of a chat request into
  * r->tools (NULL when none of them is given), before the messages are
  * encoded.  The fields that cannot go with a call are refused here
- * (response_format, logprobs, stop: 400 naming them).  -1 with e filled. */
+ * (response_format, logprobs, stop: 400 naming them), and so is a
+ * function's parameters schema the grammar does not take.  -1 with e
+ * filled. */
 int tools_parse(struct server *s, struct hreq *r, json_t *o, struct api_error *e);
 /* The tool parts of messages[i]: an assistant's `tool_calls` (into m->calls,
  * malloc'd: tools_message_free) and a tool message's `tool_call_id`.  Says
@@ -62,8 +64,9 @@ int tools_message(json_t *msg, size_t i, struct chat_msg *m, bool *content_optio
 		  struct api_error *e);
 void tools_message_free(struct chat_msg *m);
 /* The grammar of a call (choice not none) into r->job.grammar, which
- * worker_submit takes; errors in a function's parameters name
- * tools[i].function.parameters.  Called last, as parse_response_format. */
+ * worker_submit takes (each function's parameters were compiled alone by
+ * tools_parse, whose errors name tools[i].function.parameters).  Called
+ * last, as parse_response_format. */
 int tools_grammar(struct hreq *r, struct api_error *e);
 /* NULL is fine. */
 void tools_free(struct tools_req *t);

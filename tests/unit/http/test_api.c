@@ -311,7 +311,7 @@ static const struct bad {
 	{ "\"max_token\": 5", "max_token", 400 },
 	{ "\"Model\": \"" MODEL_ID "\"", "Model", 400 },
 	{ "\"frobnicate\": null", "frobnicate", 400 },
-	{ "\"tools\": []", "tools", 400 },
+	{ "\"functions\": []", "functions", 400 },   /* OpenAI's old name of tools */
 };
 
 /* A valid request of each endpoint, to which one field is added. */
@@ -670,7 +670,23 @@ static const struct bad chat_bad[] = {
 	{ "{\"messages\": [{\"role\": 5, \"content\": \"a\"}]}", "messages[0].role", 400 },
 	{ "{\"messages\": [{\"role\": \"robot\", \"content\": \"a\"}]}", "messages[0].role", 400 },
 	{ "{\"messages\": [{\"role\": \"User\", \"content\": \"a\"}]}", "messages[0].role", 400 },
-	{ "{\"messages\": [{\"role\": \"tool\", \"content\": \"a\"}]}", "messages[0].role", 400 },
+	{ "{\"messages\": [{\"role\": \"tool\", \"content\": \"a\"}]}", "messages[0].tool_call_id", 400 },
+	{ "{\"messages\": [{\"role\": \"tools\", \"content\": \"a\"}]}", "messages[0].role", 400 },
+	/* tool calls (docs/tool-calls.md) */
+	{ "{" BASE_CHAT ", \"tools\": 5}", "tools", 400 },
+	{ "{" BASE_CHAT ", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"a b\"}}]}",
+	  "tools[0].function.name", 400 },
+	{ "{" BASE_CHAT ", \"tools\": [{\"type\": \"code\"}]}", "tools[0]", 400 },
+	{ "{" BASE_CHAT ", \"tool_choice\": \"required\"}", "tool_choice", 400 },
+	{ "{" BASE_CHAT ", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}], "
+	  "\"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"g\"}}}", "tool_choice", 400 },
+	{ "{" BASE_CHAT ", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}], "
+	  "\"response_format\": {\"type\": \"json_object\"}}", "response_format", 400 },
+	{ "{" BASE_CHAT ", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", "
+	  "\"parameters\": {\"type\": \"string\", \"format\": \"email\"}}}]}", "tools[0].function.parameters", 400 },
+	{ "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"tool_calls\": "
+	  "[{\"id\": \"c\", \"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": \"[1]\"}}]}]}",
+	  "messages[1].tool_calls[0].function.arguments", 400 },
 	{ "{\"messages\": [{\"role\": \"user\"}]}", "messages[0].content", 400 },
 	{ "{\"messages\": [{\"role\": \"user\", \"content\": null}]}", "messages[0].content", 400 },
 	{ "{\"messages\": [{\"role\": \"user\", \"content\": 5}]}", "messages[0].content", 400 },
