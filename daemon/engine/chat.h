@@ -37,8 +37,10 @@
  *   - no "Current date: YYYY-MM-DD" line (the template's strftime_now): a
  *     prompt must not change with the clock (the line goes, the blank line
  *     after it stays: "...2024-06\n\nReasoning...");
- *   - no tools, builtin tools or response formats (the API takes none yet),
- *     so no "# Tools" section and no "Calls to these tools..." line;
+ *   - no tools, builtin tools or response formats (the API refuses tools
+ *     and response_format for harmony so far: chat_encode_tools returns
+ *     -ENOTSUP), so no "# Tools" section and no "Calls to these tools..."
+ *     line;
  *   - a system or developer message after the first becomes a developer
  *     message of its own, in place (the template drops it silently);
  *   - model identity and reasoning effort are the template's defaults (no
