@@ -85,6 +85,8 @@ static const struct key keys[] = {
 	  "libmicrohttpd memory pool per connection (headers and buffers)" },
 	{ "limits.kv_budget", NULL, K_SIZE, OFF(limits.kv_budget), 0, 1 << 20, INT64_C(1) << 50, NULL, "1GiB",
 	  "KV-cache bytes over all sequences; a request that does not fit waits" },
+	{ "limits.prompt_cache", NULL, K_SIZE, OFF(limits.prompt_cache), 0, 0, INT64_C(1) << 50, NULL, "256MiB",
+	  "RAM bytes keeping finished sequences' KV by token prefix for later prompts (0: off)" },
 	{ "limits.shutdown_grace", NULL, K_SECONDS, OFF(limits.shutdown_grace), 0, 0, 3600, NULL, "10",
 	  "seconds in-flight requests may finish after SIGTERM before they are cancelled" },
 	{ "limits.drain_delay", NULL, K_SECONDS, OFF(limits.drain_delay), 0, 0, 3600, NULL, "0",

@@ -72,6 +72,7 @@ struct config {
 		int max_connections, max_connections_per_ip;
 		uint64_t connection_memory;     /* libmicrohttpd pool per connection */
 		uint64_t kv_budget;             /* bytes of KV cache over all sequences */
+		uint64_t prompt_cache;          /* bytes of RAM for the prompt cache; 0: off */
 		double shutdown_grace;          /* seconds in-flight work may finish */
 		double drain_delay;             /* seconds /health says "draining" before the grace */
 	} limits;

@@ -22,6 +22,7 @@ struct worker_seq {
 	int32_t *hist;                 /* prompt then generated tokens */
 	int n_hist;
 	int n_fed;                     /* prompt tokens already through the forward pass */
+	int n_cached;                  /* of which restored from the prompt cache */
 	int32_t pending;               /* last sampled token, fed at the next step */
 	int n_gen;
 	struct detok dt;
@@ -62,6 +63,7 @@ struct worker {
 	struct worker_seq **item_seq;  /* the sequence of each item */
 	bool *ended;                   /* per active slot, this round */
 	struct gvocab *gv;             /* the vocabulary's trie, at the first grammar */
+	struct pcache *pc;             /* the prompt cache, or NULL */
 	int rotate;                    /* where the next round starts filling */
 };
 
@@ -181,6 +183,14 @@ static int seq_new(struct worker *w, struct worker_job *job, struct worker_seq *
 	memcpy(s->hist, job->prompt, sizeof(int32_t) * (size_t)job->n_prompt);
 	s->n_hist = job->n_prompt;
 	detok_init(&s->dt);
+	/* All but the last prompt token may come from the prompt cache: the
+	 * last one's logits are what the first sample needs. */
+	if (w->pc) {
+		rc = pcache_restore(w->pc, job->prompt, job->n_prompt, job->n_prompt - 1, s->kv, err);
+		if (rc < 0)
+			goto fail;
+		s->n_fed = s->n_cached = rc;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -454,6 +464,7 @@ static void job_finish(struct worker *w, struct worker_job *j, struct worker_seq
 	struct worker_result r = { .finish = fin, .n_prompt = j->n_prompt };
 	if (s) {
 		r.n_gen = s->n_gen;
+		r.n_cached = s->n_cached;
 		r.queue_s = s->t_admit - j->t_submit;
 		r.ttft_s = s->n_gen ? s->t_first - j->t_submit : 0;
 	} else {
@@ -476,6 +487,8 @@ static void job_finish(struct worker *w, struct worker_job *j, struct worker_seq
 		if (s->n_gen > 1)
 			histo_add(&st->tpot, (now - s->t_first) / (s->n_gen - 1));
 	}
+	if (w->pc)
+		pcache_get_stats(w->pc, &st->pcache);
 	switch (fin) {
 	case WORKER_FINISH_STOP:
 	case WORKER_FINISH_LENGTH: st->completed++; break;
@@ -612,6 +625,13 @@ static void *worker_main(void *arg)
 				w->active[kept++] = s;
 				continue;
 			}
+			/* Keep its keys and values for later prompts (not after
+			 * a failure, whose cache may be partly written).  A failed
+			 * copy only means that nothing is kept. */
+			if (w->pc && s->fin != WORKER_FINISH_ERROR) {
+				struct smk_err e_store;
+				pcache_store(w->pc, s->hist, s->kv, &e_store);
+			}
 			job_finish(w, s->job, s, s->fin, &s->fin_err);
 		}
 		for (int i = kept; i < n_active; i++)
@@ -632,6 +652,7 @@ static void worker_free_memory(struct worker *w)
 	if (w->kv_mem)
 		backend_free_mem(w->e->be, w->kv_mem);
 	kvpool_free(w->pool);
+	pcache_free(w->pc);
 	gvocab_free(w->gv);
 	free(w->active);
 	free(w->items);
@@ -678,6 +699,13 @@ int worker_new(struct worker **out, struct engine *e, const struct worker_opts *
 			      "at start (%s); lower it", (unsigned long long)o->kv_budget, e_alloc.msg);
 		goto fail;
 	}
+	/* The prompt cache's RAM, also allocated once, here. */
+	if (o->prompt_cache &&
+	    (rc = pcache_new(&w->pc, o->prompt_cache, e->model->hp.n_layer,
+			     (int64_t)e->model->hp.n_head_kv * e->model->hp.head_dim, err)))
+		goto fail;
+	if (w->pc)
+		pcache_get_stats(w->pc, &w->st.pcache);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
 	pthread_cond_init(&w->idle, NULL);

@@ -34,9 +34,21 @@
  * after it returns the worker never touches the job again.  If worker_submit()
  * fails, no callback ever runs for that job.
  *
+ * Prompt cache (exec/pcache.h, when prompt_cache > 0): a sequence that
+ * ends by "stop" or "length" leaves the keys and values of its tokens
+ * (prompt and output) in a RAM cache of prompt_cache bytes; at admission a
+ * job copies the longest cached prefix of its prompt (all but its last
+ * token, whose logits must be computed) into its own KV extent and feeds
+ * only the rest.  Both copies run on this thread, between rounds, so the
+ * cache needs no lock; its counters reach worker_get_stats under the lock.
+ * Every position's keys and values are computed row by row, whatever the
+ * batch (above), so a restored prefix holds the bits a fresh prefill would
+ * have written: generated text is the same with the cache on and off.
+ *
  * Left for later (documented here so that the interface already fits):
  *  - KV memory: caches are sized for prompt + max_tokens at admission; paged
- *    caches and prefix sharing would admit more sequences under one budget.
+ *    caches and prefix sharing between running sequences would admit more
+ *    sequences under one budget.
  *  - Per-tier statistics from the weight hierarchy, once it exists.
  */
 #ifndef SMK_ENGINE_WORKER_H
@@ -48,6 +60,7 @@
 
 #include "engine/engine.h"
 #include "engine/sampler.h"
+#include "exec/pcache.h"
 #include "util/err.h"
 
 struct grammar;
@@ -83,6 +96,7 @@ const char *worker_finish_name(enum worker_finish f);
 struct worker_result {
 	enum worker_finish finish;
 	int n_prompt, n_gen;
+	int n_cached;                  /* prompt positions restored from the prompt cache */
 	double queue_s;                /* submit -> admission */
 	double ttft_s;                 /* submit -> first token (0 if none) */
 	double duration_s;             /* submit -> done */
@@ -140,6 +154,9 @@ struct worker_opts {
 	uint64_t kv_budget;            /* bytes of KV cache over all sequences,
 					* allocated by worker_new in the engine's
 					* backend (1..2^56) */
+	uint64_t prompt_cache;         /* bytes of RAM for the prompt cache
+					* (exec/pcache.h), allocated by worker_new;
+					* 0: none */
 };
 
 /* Histograms with fixed upper bounds (Prometheus semantics: count[i] counts
@@ -159,6 +176,7 @@ struct worker_stats {
 	uint64_t prompt_tokens, gen_tokens;
 	uint64_t submitted, admitted, completed, cancelled, timeouts, failed;
 	uint64_t rejected_full, rejected_size;
+	struct pcache_stats pcache;    /* all zero without a prompt cache */
 	double busy_s;                 /* time spent stepping sequences */
 	struct worker_histo ttft, tpot, duration, queue_wait;
 };

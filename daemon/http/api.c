@@ -768,10 +768,13 @@ int api_tokens_in_text(const struct hreq *r)
 	return r->n_tok;
 }
 
+/* OpenAI's usage; cached_tokens: the prompt's positions that the prompt
+ * cache supplied (engine/worker.h). */
 static json_t *usage_json(struct hreq *r)
 {
-	return json_pack("{s:i, s:i, s:i}", "prompt_tokens", r->n_prompt,
-			 "completion_tokens", r->res.n_gen, "total_tokens", r->n_prompt + r->res.n_gen);
+	return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt,
+			 "completion_tokens", r->res.n_gen, "total_tokens", r->n_prompt + r->res.n_gen,
+			 "prompt_tokens_details", "cached_tokens", r->res.n_cached);
 }
 
 char *api_generation_body(struct hreq *r)

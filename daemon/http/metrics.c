@@ -34,6 +34,15 @@ static json_t *histo_json(const struct worker_histo *h)
 	return json_pack("{s:I, s:f, s:o}", "count", (json_int_t)h->total, "sum", h->sum, "buckets", b);
 }
 
+/* The prompt cache's counters (exec/pcache.h); zeros when it is off. */
+static json_t *prompt_cache_json(const struct pcache_stats *p)
+{
+	return json_pack("{s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I}", "budget", (json_int_t)p->budget,
+			 "bytes", (json_int_t)p->bytes, "entries", p->entries, "lookups", (json_int_t)p->lookups,
+			 "hits", (json_int_t)p->hits, "tokens_saved", (json_int_t)p->tokens_saved,
+			 "stores", (json_int_t)p->stores, "evictions", (json_int_t)p->evictions);
+}
+
 /* The weight hierarchy's figures (weights/wstore.h), one object per tier. */
 /* A mixture of experts' per-layer figures (wstore_expert_stats), or NULL
  * for a dense model.  Allocated per request, not per token. */
@@ -221,8 +230,10 @@ json_t *server_stats_object(struct server *s)
 		"request_duration_s", histo_json(&st.duration), "queue_wait_s", histo_json(&st.queue_wait),
 		"connections", "open", (json_int_t)atomic_load(&s->conns_open),
 		"total", (json_int_t)atomic_load(&s->conns_total), "busy_s", st.busy_s);
-	if (root)
+	if (root) {
 		json_object_set_new(json_object_get(root, "requests"), "in_flight", server_inflight_json(s));
+		json_object_set_new(root, "prompt_cache", prompt_cache_json(&st.pcache));
+	}
 	if (root && ready) {
 		json_object_set_new(root, "weights", weights_json(s->e));
 		json_object_set_new(root, "backend", backend_json(s->e));
@@ -344,6 +355,24 @@ char *server_metrics_text(struct server *s)
 	bprintf(&b, "smoke_kv_cache_bytes %llu\n", (unsigned long long)st.kv_bytes);
 	metric(&b, "smoke_kv_cache_budget_bytes", "gauge", "KV-cache budget (limits.kv_budget).");
 	bprintf(&b, "smoke_kv_cache_budget_bytes %llu\n", (unsigned long long)s->cfg->limits.kv_budget);
+
+	metric(&b, "smoke_prompt_cache_lookups_total", "counter",
+	       "Admitted requests that looked up the prompt cache.");
+	bprintf(&b, "smoke_prompt_cache_lookups_total %llu\n", (unsigned long long)st.pcache.lookups);
+	metric(&b, "smoke_prompt_cache_hits_total", "counter",
+	       "Requests that reused a cached prompt prefix.");
+	bprintf(&b, "smoke_prompt_cache_hits_total %llu\n", (unsigned long long)st.pcache.hits);
+	metric(&b, "smoke_prompt_cache_tokens_saved_total", "counter",
+	       "Prompt positions copied from the prompt cache instead of computed.");
+	bprintf(&b, "smoke_prompt_cache_tokens_saved_total %llu\n",
+		(unsigned long long)st.pcache.tokens_saved);
+	metric(&b, "smoke_prompt_cache_evictions_total", "counter",
+	       "Prompt-cache entries dropped for room (least recently used).");
+	bprintf(&b, "smoke_prompt_cache_evictions_total %llu\n", (unsigned long long)st.pcache.evictions);
+	metric(&b, "smoke_prompt_cache_bytes", "gauge", "Prompt-cache bytes held by entries.");
+	bprintf(&b, "smoke_prompt_cache_bytes %llu\n", (unsigned long long)st.pcache.bytes);
+	metric(&b, "smoke_prompt_cache_budget_bytes", "gauge", "Prompt-cache budget (limits.prompt_cache).");
+	bprintf(&b, "smoke_prompt_cache_budget_bytes %llu\n", (unsigned long long)s->cfg->limits.prompt_cache);
 
 	metric(&b, "smoke_prompt_tokens_total", "counter", "Prompt tokens processed.");
 	bprintf(&b, "smoke_prompt_tokens_total %llu\n", (unsigned long long)st.prompt_tokens);

@@ -52,5 +52,6 @@ void options_from_config(struct run_options *o, const struct config *c, const ch
 	o->worker = (struct worker_opts){
 		.max_active = c->limits.concurrency, .queue_cap = c->limits.queue,
 		.kv_budget = c->limits.kv_budget,
+		.prompt_cache = c->limits.prompt_cache,
 	};
 }

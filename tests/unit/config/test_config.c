@@ -34,6 +34,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c.memory.default_dtype, CONFIG_DTYPE_AUTO);
 	ck_assert_uint_eq(c.limits.max_body, 1u << 20);
 	ck_assert_uint_eq(c.limits.kv_budget, 1u << 30);
+	ck_assert_uint_eq(c.limits.prompt_cache, 256u << 20);
 	ck_assert(c.limits.connection_timeout == 30.0);
 	ck_assert_int_eq(config_validate(&c, NULL), 0);
 }
