@@ -1,5 +1,5 @@
-/* json_err.c - jansson's allocators, and loads that notice a failed one
- * (json_err.h). */
+/* json_err.c - jansson's allocators, and loads and dumps that notice a
+ * failed one (json_err.h). */
 #include "formats/json_err.h"
 
 #include <stdlib.h>
@@ -35,6 +35,22 @@ static json_t *checked(json_t *root, const json_error_t *je, bool *nomem)
 		root = NULL;
 	}
 	return root;
+}
+
+void json_build_begin(void)
+{
+	alloc_failed = false;
+}
+
+char *json_build_dump(json_t *root)
+{
+	char *s = root && !alloc_failed ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	if (s && alloc_failed) {
+		free(s);
+		s = NULL;
+	}
+	return s;
 }
 
 json_t *json_loadb_checked(const char *buf, size_t len, size_t flags, json_error_t *je, bool *nomem)

@@ -24,4 +24,15 @@
 json_t *json_loadb_checked(const char *buf, size_t len, size_t flags, json_error_t *je, bool *nomem);
 json_t *json_load_file_checked(const char *path, size_t flags, json_error_t *je, bool *nomem);
 
+/* Building: jansson's setters (json_object_set_new, json_array_append_new)
+ * drop what they could not allocate and carry on, and a constructor that
+ * fails inside another's arguments can turn into a fallback (a token's
+ * name spelled as bytes), so a tree is whole only if no allocation failed
+ * while it was built.  json_build_begin() before building on this thread;
+ * json_build_dump(root) then gives its compact text (malloc'd), or NULL
+ * when root is NULL or an allocation failed meanwhile (never a tree with
+ * a member missing); root is released either way. */
+void json_build_begin(void);
+char *json_build_dump(json_t *root);
+
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "formats/json_err.h"
 #include "grammar/grammar.h"
 #include "http/tools.h"
 #include "smk_config.h"
@@ -57,13 +58,13 @@ json_t *api_json_text(const char *s, size_t len)
  * jstr repairs both, where json_pack "s" would fail and leave no body. */
 char *api_error_body(const struct api_error *e)
 {
+	json_build_begin();
 	json_t *err = json_pack("{s:o, s:s, s:o, s:o}",
 				"message", jstr(e->msg, strlen(e->msg)), "type", e->type ? e->type : INVALID,
 				"param", e->param[0] ? jstr(e->param, strlen(e->param)) : json_null(),
 				"code", e->code ? json_string(e->code) : json_null());
 	json_t *root = err ? json_pack("{s:o}", "error", err) : NULL;
-	char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
+	char *s = json_build_dump(root);
 	return s;
 }
 
@@ -247,6 +248,8 @@ static int encode_text(struct server *s, const char *text, size_t len, bool add_
 	}
 	if (rc) {
 		free(ids);
+		if (rc == -ENOMEM)  /* not the client's fault */
+			return api_fail(e, 500, "server_error", NULL, NULL, "cannot tokenize '%s': %s", param, err.msg);
 		return api_fail(e, 400, INVALID, param, NULL, "cannot tokenize '%s': %s", param, err.msg);
 	}
 	*out = ids;
@@ -391,6 +394,8 @@ static int parse_messages(struct server *s, struct hreq *r, json_t *o, struct ap
 		else if (c == -E2BIG)
 			rc = api_fail(e, 400, INVALID, "messages", "context_length_exceeded",
 				      "'messages': %s (the context is %d tokens)", err.msg, s->e->n_ctx);
+		else if (c == -ENOMEM)
+			rc = api_fail(e, 500, "server_error", NULL, NULL, "cannot encode the messages: %s", err.msg);
 		else if (c)
 			rc = api_fail(e, 400, INVALID, "messages", NULL, "cannot encode the messages: %s", err.msg);
 	}
@@ -779,6 +784,7 @@ static json_t *usage_json(struct hreq *r)
 
 char *api_generation_body(struct hreq *r)
 {
+	json_build_begin();
 	json_t *choice;
 	const char *finish = api_finish(r);
 	int n_tok = api_tokens_in_text(r);
@@ -800,14 +806,14 @@ char *api_generation_body(struct hreq *r)
 				 "created", (json_int_t)r->created, "model", r->srv->model_id,
 				 "system_fingerprint", "smoke-" SMK_VERSION, "choices", choice,
 				 "usage", usage_json(r));
-	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
+	char *out = json_build_dump(root);
 	return out;
 }
 
 char *api_stream_chunk(struct hreq *r, size_t from, size_t to, size_t rfrom, size_t rto, int tfrom,
 		       int tto, const char *finish, bool usage, bool role)
 {
+	json_build_begin();
 	json_t *choices = json_array();
 	if (!usage || finish || to > from || rto > rfrom || role) {
 		json_t *c;
@@ -838,8 +844,7 @@ char *api_stream_chunk(struct hreq *r, size_t from, size_t to, size_t rfrom, siz
 				 "choices", choices);
 	if (root && usage)
 		json_object_set_new(root, "usage", usage_json(r));
-	char *js = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
+	char *js = json_build_dump(root);
 	if (!js)
 		return NULL;
 	char *ev = NULL;
@@ -866,6 +871,7 @@ char *api_delta_event(struct hreq *r, json_t *delta)
 
 int api_tokenize(struct server *s, json_t *o, char **body, struct api_error *e)
 {
+	json_build_begin();
 	static const char *const known[] = { "content", "add_special", "parse_special", "model", NULL };
 	if (!json_is_object(o))
 		return api_fail(e, 400, INVALID, NULL, "invalid_type", "the body must be a JSON object");
@@ -889,13 +895,13 @@ int api_tokenize(struct server *s, json_t *o, char **body, struct api_error *e)
 		json_array_append_new(arr, json_integer(ids[i]));
 	free(ids);
 	json_t *root = json_pack("{s:o}", "tokens", arr);
-	*body = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
+	*body = json_build_dump(root);
 	return *body ? 200 : api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
 }
 
 int api_detokenize(struct server *s, json_t *o, char **body, struct api_error *e)
 {
+	json_build_begin();
 	static const char *const known[] = { "tokens", "model", NULL };
 	if (!json_is_object(o))
 		return api_fail(e, 400, INVALID, NULL, "invalid_type", "the body must be a JSON object");
@@ -927,13 +933,13 @@ int api_detokenize(struct server *s, json_t *o, char **body, struct api_error *e
 	len += detok_flush(&dt, out + len, room - len);
 	json_t *root = json_pack("{s:o}", "content", jstr(out, len));
 	free(out);
-	*body = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
+	*body = json_build_dump(root);
 	return *body ? 200 : api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
 }
 
 char *api_models(struct server *s)
 {
+	json_build_begin();
 	json_t *m = json_pack("{s:s, s:s, s:I, s:s}", "id", s->model_id, "object", "model",
 			      "created", (json_int_t)s->t_wall, "owned_by", "smoke");
 	if (m && s->e) {
@@ -941,7 +947,6 @@ char *api_models(struct server *s)
 		json_object_set_new(m, "architecture", json_string(family_name(s->e->model->fam->family)));
 	}
 	json_t *root = json_pack("{s:s, s:[o]}", "object", "list", "data", m);
-	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
+	char *out = json_build_dump(root);
 	return out;
 }

@@ -50,6 +50,7 @@ struct hreq {
 	char *body;
 	size_t n_body, cap_body;
 	bool body_too_large;           /* over limits.max_body: the rest is discarded, then 413 */
+	bool body_no_memory;           /* no memory to hold it: the rest is discarded, then 500 */
 	bool close_after;              /* the response closes the connection (a body left unread, bad framing) */
 	int route;                     /* server.c's enum route_id, set once the head passed its checks */
 	bool answered;                 /* a response was queued */
@@ -82,8 +83,9 @@ struct hreq {
 	size_t *tok_end;               /* text end offset after each token */
 	int n_tok, cap_tok, sent_tok;
 	/* Stream: the event being sent. */
-	char *ev;
+	char *ev;                      /* malloc'd, or static if ev_static */
 	size_t n_ev, off_ev;
+	bool ev_static;
 	int sse;                       /* 0 start, 1 streaming, 2 final sent, 3 [DONE] sent */
 };
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "formats/json_err.h"
 #include "http/server.h"
 #include "smk_config.h"
 
@@ -243,10 +244,8 @@ json_t *server_stats_object(struct server *s)
 
 char *server_stats_json(struct server *s)
 {
-	json_t *root = server_stats_object(s);
-	char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
-	return out;
+	json_build_begin();
+	return json_build_dump(server_stats_object(s));
 }
 
 /* A growing text buffer for the exposition. */

@@ -112,23 +112,63 @@ static void hreq_unref(struct hreq *r)
 	free(r->reason);
 	free(r->toks);
 	free(r->tok_end);
-	free(r->ev);
+	if (!r->ev_static)
+		free(r->ev);
 	tools_free(r->tools);
 	free(r);
 }
 
-/* Queue a response with a malloc'd body (taken). */
+/* The answer when the one meant could not be made: static, so that it
+ * needs no memory of ours. */
+static const char oom_body[] =
+	"{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+
+static struct MHD_Response *oom_response(void)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(sizeof(oom_body) - 1, (void *)oom_body,
+								    MHD_RESPMEM_PERSISTENT);
+	if (resp)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	return resp;
+}
+
+/* Out of memory for a request's context (hreq_new): 500 at once, and the
+ * connection closes (its body, if any, is not read). */
+static enum MHD_Result reply_no_request(struct server *s, struct MHD_Connection *c)
+{
+	log_warn("a request: 500 out of memory for its context");
+	struct MHD_Response *resp = oom_response();
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ret = MHD_queue_response(c, 500, resp);
+	MHD_destroy_response(resp);
+	if (ret == MHD_YES)
+		server_count_status(s, 500);
+	return ret;
+}
+
+/* Queue a response with a malloc'd body (taken); a NULL body is an answer
+ * that could not be made (out of memory): 500 with oom_body instead.  The
+ * body is freed through libmicrohttpd's free callback, not its own free(),
+ * so that the allocation and the free pair up in our code (what the fault
+ * injection tests count, tests/unit/faults). */
 static enum MHD_Result reply(struct hreq *r, int status, const char *ctype, char *body,
 			     int retry_after, const char *allow)
 {
+	if (!body) {
+		status = 500;
+		retry_after = 0;
+	}
 	struct MHD_Response *resp = body ?
-		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE) :
-		MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free) :
+		oom_response();
 	if (!resp) {
 		free(body);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (body)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	if (retry_after > 0) {
 		char ra[16];
 		snprintf(ra, sizeof(ra), "%d", retry_after);
@@ -155,10 +195,6 @@ static enum MHD_Result reply(struct hreq *r, int status, const char *ctype, char
 
 static enum MHD_Result reply_json(struct hreq *r, int status, char *body)
 {
-	if (!body)
-		return reply(r, 500, "application/json",
-			     strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"),
-			     0, NULL);
 	return reply(r, status, "application/json", body, 0, NULL);
 }
 
@@ -171,7 +207,7 @@ static enum MHD_Result reply_error(struct hreq *r, const struct api_error *e, co
 		log_client(LOG_WARN, "%s %s: %d %s", r->method, r->path, e->status, e->msg);
 	else
 		log_debug("%s %s: %d %s", r->method, r->path, e->status, e->msg);
-	return reply(r, e->status, "application/json", body ? body : strdup("{}"), e->retry_after, allow);
+	return reply(r, e->status, "application/json", body, e->retry_after, allow);
 }
 
 /* ---- authentication ---- */
@@ -287,13 +323,32 @@ static void on_done(void *ctx, const struct worker_result *res)
 
 /* ---- server-sent events ---- */
 
+/* The end of a stream whose next event could not be made (out of
+ * memory): from static memory, as is [DONE]. */
+static const char oom_stream_end[] =
+	"data: {\"error\":{\"message\":\"out of memory: the stream ends here\",\"type\":\"server_error\","
+	"\"param\":null,\"code\":null}}\n\ndata: [DONE]\n\n";
+static const char done_event[] = "data: [DONE]\n\n";
+
+static void set_event(struct hreq *r, char *ev, bool is_static)
+{
+	if (!r->ev_static)
+		free(r->ev);
+	r->ev = ev;
+	r->ev_static = is_static;
+	r->n_ev = strlen(ev);
+	r->off_ev = 0;
+}
+
 /* Prepare the next event in r->ev; false if there is nothing to send yet
  * (or any more).  Called with r->lock held. */
 static bool next_event(struct hreq *r)
 {
 	char *ev = NULL;
+	bool made = true;  /* an event was to be made: NULL is out of memory */
 	if (r->sse == 0) {
 		r->sse = 1;
+		made = r->chat;
 		if (r->chat)
 			ev = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, NULL, false, true);
 	} else if (r->sse == 1) {
@@ -323,11 +378,11 @@ static bool next_event(struct hreq *r)
 				if (ev && r->include_usage) {
 					char *u = api_stream_chunk(r, 0, 0, 0, 0, 0, 0, NULL, true, false);
 					char *both = NULL;
-					if (u && asprintf(&both, "%s%s", ev, u) >= 0) {
-						free(ev);
-						ev = both;
-					}
+					if (!u || asprintf(&both, "%s%s", ev, u) < 0)
+						both = NULL;
+					free(ev);
 					free(u);
+					ev = both;
 				}
 			}
 		} else {
@@ -335,16 +390,24 @@ static bool next_event(struct hreq *r)
 		}
 	} else if (r->sse == 2) {
 		r->sse = 3;
-		ev = strdup("data: [DONE]\n\n");
+		set_event(r, (char *)done_event, true);
+		return true;
 	} else {
 		return false;
 	}
-	if (!ev)
-		return r->sse != 3 ? next_event(r) : false;
-	free(r->ev);
-	r->ev = ev;
-	r->n_ev = strlen(ev);
-	r->off_ev = 0;
+	if (!ev && !made)
+		return next_event(r);
+	if (!ev) {
+		/* What the event held (text, the finish, the usage) would be
+		 * lost, and a stream that goes on without it is wrong output:
+		 * it ends here, with an error event, and the job stops. */
+		log_warn("%s %s: out of memory for a stream event: the stream ends", r->method, r->path);
+		atomic_store(&r->job.cancel, true);
+		r->sse = 3;
+		set_event(r, (char *)oom_stream_end, true);
+		return true;
+	}
+	set_event(r, ev, false);
 	return true;
 }
 
@@ -676,7 +739,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!r) {
 		r = hreq_new(s, conn, method, url);
 		if (!r)
-			return MHD_NO;
+			return reply_no_request(s, conn);
 		*con_cls = r;
 		/* The headers are complete: the sweep's header bound is over. */
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -715,7 +778,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				   r->method, r->path, body_limit, r->n_body + n);
 			return MHD_NO;
 		}
-		if (r->body_too_large)
+		if (r->body_too_large || r->body_no_memory)
 			return MHD_YES;
 		if (r->n_body + n > max_body) {
 			/* A chunked body (its size unknown until its end): while a
@@ -733,8 +796,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			if (cap > max_body + 1)
 				cap = max_body + 1;
 			char *b = realloc(r->body, cap);
-			if (!b)
-				return MHD_NO;
+			if (!b) {
+				/* As for a body too large: the rest is read
+				 * and dropped, the 500 goes out at its end. */
+				r->body_no_memory = true;
+				free(r->body);
+				r->body = NULL;
+				r->n_body = r->cap_body = 0;
+				return MHD_YES;
+			}
 			r->body = b;
 			r->cap_body = cap;
 		}
@@ -749,6 +819,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (r->answered)
 		return MHD_YES;
+	if (r->body_no_memory) {
+		struct api_error e;
+		r->close_after = true;
+		api_fail(&e, 500, "server_error", NULL, NULL, "out of memory for the body");
+		return reply_error(r, &e, NULL);
+	}
 	if (r->body_too_large) {
 		struct api_error e;
 		r->close_after = true;

@@ -28,6 +28,12 @@ static atomic_bool armed;
 static atomic_long fail_at, seen, live;
 static atomic_bool failed;
 static atomic_uintptr_t fail_site;
+static _Thread_local bool not_counted;
+
+void ainj_thread_counted(bool on)
+{
+	not_counted = !on;
+}
 
 static bool in_exe(const void *a)
 {
@@ -71,7 +77,7 @@ static bool in_json_parser(void)
 /* Whether this allocation is the one to fail. */
 static bool inject(void *ra)
 {
-	if (!atomic_load(&armed) || in_json_parser())
+	if (!atomic_load(&armed) || not_counted || in_json_parser())
 		return false;
 	if (atomic_fetch_add(&seen, 1) + 1 != atomic_load(&fail_at))
 		return false;

@@ -39,6 +39,12 @@ void ainj_arm(long n);
  * the allocations counted while armed. */
 bool ainj_disarm(uintptr_t *site, long *seen);
 
+/* Whether the calling thread's allocations are counted and may fail (on
+ * by default): a test that talks to a server in the same process turns
+ * it off on its own thread while it waits for an answer (Check's
+ * assertions allocate). */
+void ainj_thread_counted(bool on);
+
 /* Allocations not yet freed (all counted allocators, since the start). */
 long ainj_live(void);
 

@@ -30,8 +30,10 @@
 
 #include "ck_main.h"
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,8 @@
 #include "engine/engine.h"
 #include "engine/worker.h"
 #include "http/server.h"
+#include "serve/options.h"
+#include "util/log.h"
 
 #define MAX_RUNS 20000      /* a phase that never ends is a failure */
 #define MAX_SITES 4096
@@ -52,6 +56,17 @@ struct sites {
 	int n;
 	uintptr_t at[MAX_SITES];
 };
+
+/* With AINJ_SITES set, each site as its offset in the executable (for
+ * addr2line -f -e test_alloc_faults: docs/fault-injection.md). */
+static void sites_print(const struct sites *s, const char *what)
+{
+	if (!getenv("AINJ_SITES"))
+		return;
+	extern const char __executable_start[];
+	for (int i = 0; i < s->n; i++)
+		fprintf(stderr, "site %s 0x%lx\n", what, (unsigned long)(s->at[i] - (uintptr_t)__executable_start));
+}
 
 static void sites_add(struct sites *s, uintptr_t a)
 {
@@ -165,6 +180,7 @@ static void load_phase(const char *what, const struct engine_opts *o)
 			break;
 	}
 	ck_assert_int_le(n, MAX_RUNS);
+	sites_print(&sites, what);
 	fprintf(stderr, "alloc faults, load %s: %d runs (%ld allocations), %d distinct sites, %d failures tolerated\n",
 		what, n, seen, sites.n, tolerated);
 }
@@ -210,6 +226,271 @@ START_TEST(test_load_tiered)
 }
 END_TEST
 
+/* ---- serve ---- */
+
+/* The daemon as serve/serve.c builds it, on llama-f32, port 0. */
+static struct config scfg;
+static struct server srv;
+static struct engine *seng;
+static struct worker *swork;
+static struct run_options sro;
+
+static void server_up(const struct wstore_opts *weights)
+{
+	struct smk_err err = { 0 };
+	config_init(&scfg);
+	snprintf(scfg.server.host, sizeof(scfg.server.host), "127.0.0.1");
+	scfg.server.port = 0;
+	scfg.server.http_threads = 2;
+	scfg.model.context = 128;
+	scfg.model.threads = 2;
+	scfg.limits.kv_budget = 4 << 20;
+	log_init(CONFIG_LOG_WARN);
+	if (weights) {
+		scfg.memory.ram_cache = weights->ram_budget;
+		scfg.memory.gpu_memory = weights->dev_budget;
+	}
+	options_from_config(&sro, &scfg, fixture("llama-f32"), OPTIONS_DAEMON);
+	sro.engine.backend = BACKEND_CPU;
+	if (weights)
+		sro.weights.pread_fn = weights->pread_fn;
+	ck_assert_msg(server_listen(&srv, &scfg, sro.engine.model_path, "llama-f32", &err) == 0, "%s", err.msg);
+	ck_assert_msg(engine_open(&seng, &sro.engine, &err) == 0, "%s", err.msg);
+	ck_assert_msg(worker_new(&swork, seng, &sro.worker, &err) == 0, "%s", err.msg);
+	server_publish(&srv, seng, swork, chat_detect(seng->model->gguf, seng->tok));
+}
+
+static void server_down(void)
+{
+	server_stop(&srv, 0);
+	worker_free(swork);
+	engine_close(seng);
+	memset(&srv, 0, sizeof(srv));
+}
+
+/* One request over a fresh connection (closed after it), the raw
+ * response into resp (NUL-terminated).  This thread's allocations (Check's)
+ * are not counted meanwhile: the countdown counts the daemon's alone. */
+static char resp[1 << 16];
+
+static int http_post_counted(const char *path, const char *body)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	static char req[4096];
+	int n = snprintf(req, sizeof(req),
+			 "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			 path, srv.port, strlen(body), body);
+	ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+	size_t got = 0;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ck_assert_msg(poll(&p, 1, 30000) == 1, "no answer in 30 s");
+		ssize_t r = recv(fd, resp + got, sizeof(resp) - 1 - got, 0);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		ck_assert_uint_lt(got, sizeof(resp) - 1);
+	}
+	resp[got] = 0;
+	close(fd);
+	int status = 0;
+	if (sscanf(resp, "HTTP/1.1 %d", &status) != 1)
+		status = 0;
+	return status;
+}
+
+static int http_post(const char *path, const char *body)
+{
+	ainj_thread_counted(false);
+	int status = http_post_counted(path, body);
+	ainj_thread_counted(true);
+	return status;
+}
+
+/* The body of resp after the head (chunked framing removed for a stream:
+ * the events are found by their "data: " prefix, so the chunk sizes in
+ * between do not matter). */
+static const char *resp_body(void)
+{
+	const char *b = strstr(resp, "\r\n\r\n");
+	return b ? b + 4 : "";
+}
+
+/* What a response says, reduced to what must not differ between runs:
+ * the output text, the finish reason, the logprobs; or the error. */
+struct answer {
+	int status;
+	char out[8192];
+	bool error_memory;     /* an error object (whole body or an event) that names memory */
+	bool done;             /* stream: [DONE] came */
+};
+
+static void append(char *dst, size_t cap, const char *s)
+{
+	size_t n = strlen(dst);
+	snprintf(dst + n, cap - n, "%s", s);
+}
+
+static void take_object(struct answer *a, json_t *o, bool chat)
+{
+	json_t *err = json_object_get(o, "error");
+	if (err) {
+		const char *m = json_string_value(json_object_get(err, "message"));
+		a->error_memory = m && strstr(m, "memory");
+		append(a->out, sizeof(a->out), "ERROR:");
+		append(a->out, sizeof(a->out), m ? m : "?");
+		return;
+	}
+	json_t *c0 = json_array_get(json_object_get(o, "choices"), 0);
+	json_t *msg = json_object_get(c0, chat ? (json_object_get(c0, "delta") ? "delta" : "message") : "");
+	const char *text = chat ? json_string_value(json_object_get(msg, "content"))
+				: json_string_value(json_object_get(c0, "text"));
+	if (text)
+		append(a->out, sizeof(a->out), text);
+	const char *fin = json_string_value(json_object_get(c0, "finish_reason"));
+	if (fin) {
+		append(a->out, sizeof(a->out), "|finish:");
+		append(a->out, sizeof(a->out), fin);
+	}
+	json_t *lp = json_object_get(c0, "logprobs");
+	if (lp && !json_is_null(lp)) {
+		char *d = json_dumps(lp, JSON_SORT_KEYS | JSON_COMPACT);
+		append(a->out, sizeof(a->out), "|logprobs:");
+		append(a->out, sizeof(a->out), d ? d : "?");
+		free(d);
+	}
+}
+
+static void answer_of(struct answer *a, int status, bool stream, bool chat)
+{
+	memset(a, 0, sizeof(*a));
+	a->status = status;
+	const char *b = resp_body();
+	if (!stream || status != 200) {
+		json_t *o = json_loads(b, 0, NULL);
+		if (o)
+			take_object(a, o, chat);
+		else
+			append(a->out, sizeof(a->out), "NOT JSON");
+		json_decref(o);
+		return;
+	}
+	for (const char *p = strstr(b, "data: "); p; p = strstr(p + 6, "data: ")) {
+		if (!strncmp(p + 6, "[DONE]", 6)) {
+			a->done = true;
+			break;
+		}
+		const char *end = strstr(p, "\n\n");
+		json_t *o = end ? json_loadb(p + 6, (size_t)(end - p - 6), 0, NULL) : NULL;
+		if (o)
+			take_object(a, o, chat);
+		else
+			append(a->out, sizeof(a->out), "|BAD EVENT");
+		json_decref(o);
+	}
+}
+
+struct serve_case {
+	const char *name, *path, *body;
+	bool stream, chat;
+};
+
+static const struct serve_case serve_cases[] = {
+	{ "completion", "/v1/completions",
+	  "{\"prompt\": \"The quick brown fox\", \"max_tokens\": 6, \"temperature\": 0,"
+	  " \"stop\": [\"zz\", \"qq\"], \"logprobs\": 2}", false, false },
+	{ "chat", "/v1/chat/completions",
+	  "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"},"
+	  " {\"role\": \"user\", \"content\": \"Name a colour.\"}], \"max_tokens\": 6, \"temperature\": 0}",
+	  false, true },
+	{ "stream", "/v1/completions",
+	  "{\"prompt\": \"Once upon a time\", \"max_tokens\": 6, \"temperature\": 0, \"stream\": true,"
+	  " \"stream_options\": {\"include_usage\": true}}", true, false },
+};
+
+/* Wait until the server holds no request: the last response's memory
+ * is given back after the client has read it. */
+static void settle(long live_want)
+{
+	for (int i = 0; i < 500 && (atomic_load(&srv.inflight) || ainj_live() != live_want); i++)
+		usleep(10000);
+}
+
+START_TEST(test_serve)
+{
+	const struct serve_case *c = &serve_cases[_i];
+	signal(SIGPIPE, SIG_IGN);
+	long live_start = ainj_live();
+	server_up(NULL);
+	struct answer ref, got;
+	answer_of(&ref, http_post(c->path, c->body), c->stream, c->chat);
+	ck_assert_msg(ref.status == 200 && !strstr(ref.out, "ERROR") && (!c->stream || ref.done),
+		      "%s: %d %s", c->name, ref.status, resp);
+	settle(-1);
+	long live0 = ainj_live();
+	static struct sites sites;
+	sites.n = 0;
+	int n, tolerated = 0;
+	long seen = 0;
+	for (n = 1; n <= MAX_RUNS; n++) {
+		if (getenv("AINJ_VERBOSE"))
+			fprintf(stderr, "%s: run %d\n", c->name, n);
+		ainj_arm(n);
+		int status = http_post(c->path, c->body);
+		uintptr_t site;
+		bool hit = ainj_disarm(&site, &seen);
+		char name[160];
+		ainj_site_name(site, name, sizeof(name));
+		settle(live0);
+		ck_assert_msg(ainj_live() == live0, "%s: allocation %d (%s) failed: %ld allocations leaked",
+			      c->name, n, name, ainj_live() - live0);
+		answer_of(&got, status, c->stream, c->chat);
+		if (hit)
+			sites_add(&sites, site);
+		if (status == 200 && !got.error_memory) {
+			/* Served in spite of it: exactly the reference. */
+			ck_assert_msg(!strcmp(got.out, ref.out) && got.done == ref.done,
+				      "%s: allocation %d (%s) failed: wrong output '%s', want '%s'",
+				      c->name, n, name, got.out, ref.out);
+			tolerated += hit;
+		} else {
+			ck_assert_msg(hit, "%s: failed with nothing injected: %s", c->name, resp);
+			/* A clear error: 500 or 503 with a JSON error naming
+			 * memory, or (a stream already under way) an error
+			 * event after text that is the reference's beginning. */
+			ck_assert_msg((status == 500 || status == 503 || (status == 200 && c->stream)) &&
+				      got.error_memory,
+				      "%s: allocation %d (%s) failed: no clear error: status %d, '%s'\n%s",
+				      c->name, n, name, status, got.out, resp);
+			if (status == 200) {
+				size_t k = strcspn(got.out, "|E");
+				ck_assert_msg(!strncmp(got.out, ref.out, k), "%s: allocation %d (%s) failed: wrong output '%s'",
+					      c->name, n, name, got.out);
+			}
+		}
+		/* The next request is served, and right. */
+		answer_of(&got, http_post(c->path, c->body), c->stream, c->chat);
+		ck_assert_msg(!strcmp(got.out, ref.out), "%s: after allocation %d (%s) failed: '%s'",
+			      c->name, n, name, got.out);
+		settle(live0);
+		if (!hit)
+			break;
+	}
+	ck_assert_int_le(n, MAX_RUNS);
+	sites_print(&sites, c->name);
+	fprintf(stderr, "alloc faults, serve %s: %d runs (%ld allocations), %d distinct sites, %d failures tolerated\n",
+		c->name, n, seen, sites.n, tolerated);
+	server_down();
+	ck_assert_msg(ainj_live() == live_start, "the server's life leaked %ld allocations",
+		      ainj_live() - live_start);
+}
+END_TEST
+
 int main(void)
 {
 	ainj_init();
@@ -220,6 +501,10 @@ int main(void)
 	tcase_add_test(tc, test_load_safetensors);
 	tcase_add_test(tc, test_load_moe);
 	tcase_add_test(tc, test_load_tiered);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("serve");
+	tcase_set_timeout(tc, 600);
+	tcase_add_loop_test(tc, test_serve, 0, (int)(sizeof(serve_cases) / sizeof(serve_cases[0])));
 	suite_add_tcase(s, tc);
 	return ck_run(s);
 }
