@@ -11,6 +11,7 @@
 #include "compute/moe_route.h"
 #include "exec/expert_predict.h"
 #include "quant/qtype.h"
+#include "util/mapfile.h"
 
 /* Every activation buffer lives in the backend's memory (device memory
  * with CUDA), so the pass only calls backend ops on them; the logits come
@@ -63,6 +64,7 @@ struct forward {
 	struct xpredict *xp;      /* next-layer prediction (host-memory backends) */
 	FILE *trace;              /* forward_set_expert_trace, or NULL */
 	uint64_t n_tokens;        /* forward_tokens (relaxed atomic) */
+	uint64_t map_faults;      /* smk_map_faults() when the pass could be trusted */
 };
 
 int forward_expert_prediction(const struct forward *f, struct xpredict_layer_stats *out, int max)
@@ -214,6 +216,7 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		return smk_fail(err, -ENOMEM, "forward: out of memory");
 	f->m = m;
 	f->be = be;
+	f->map_faults = smk_map_faults();
 	f->ws = ws;
 	f->max_tokens = max_tokens;
 	f->max_logits = max_logits;
@@ -852,6 +855,13 @@ int forward_run_batch(struct forward *f, struct fwd_item *items, int n_items,
 	if (rc)
 		return rc;
 	rc = run_pass(f, items, n_items, T, L, err);
+	if (rc == 0 && smk_map_faults() != f->map_faults)
+		/* A mapped model file was cut short (util/mapfile.h): this
+		 * pass, or the tokenizer, may have read zeros in place of the
+		 * weights; its logits are never given out, nor any later. */
+		rc = smk_fail(err, -EIO, "the model file %s was cut short while the daemon had it mapped "
+			      "(truncated, or rewritten in place): its weights can no longer be read; "
+			      "restart smoked to load it again", smk_map_fault_path());
 	if (rc && !f->be->ops->host_memory) {
 		/* Let the queued work drain and drop the failure the backend
 		 * kept, so that the next pass starts clean (rc says it all). */

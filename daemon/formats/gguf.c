@@ -642,7 +642,7 @@ void gguf_close(struct gguf *g)
 	if (g->base && g->image_owned)
 		free((void *)g->base);
 	else if (g->base)
-		munmap((void *)g->base, (size_t)g->size);
+		smk_unmap_file(g->base, g->size);
 	for (size_t i = 0; i < g->n_owned; i++)
 		free(g->owned[i]);
 	if (g->on_close)

@@ -11,7 +11,7 @@
  * (json_set_alloc_funcs, installed before main) that note a failure on the
  * calling thread, and these loads are not trusted when one was noted: the
  * caller reports out of memory (-ENOMEM, HTTP 500), neither bad JSON nor
- * what the damaged tree says (tests/unit/faults/test_alloc_faults.c). */
+ * what the damaged tree says (tests/unit/faults/test_faults.c). */
 #ifndef SMK_FORMATS_JSON_ERR_H
 #define SMK_FORMATS_JSON_ERR_H
 

@@ -496,7 +496,7 @@ void st_close(struct st_file *f)
 	if (!f)
 		return;
 	if (f->base)
-		munmap((void *)f->base, (size_t)f->size);
+		smk_unmap_file(f->base, f->size);
 	free(f->tensors);
 	smk_hindex_deinit(&f->index);
 	free(f->meta);

@@ -20,6 +20,7 @@
 #include "formats/json_err.h"
 #include "http/guard.h"
 #include "http/web.h"
+#include "util/mapfile.h"
 #include "util/log.h"
 #include "smk_config.h"
 
@@ -657,8 +658,12 @@ static enum MHD_Result handle(struct server *s, struct hreq *r)
 	case R_HEALTH: {
 		/* Draining: still READY for every other route, but a balancer
 		 * polling /health takes the replica out before it stops. */
-		const bool ok = state == SERVER_READY && !atomic_load(&s->draining);
-		const char *st = ok ? "ok" : state == SERVER_READY ? "draining"
+		/* A model file cut short under the daemon (util/mapfile.h)
+		 * fails every generation from then on: "failed", so that a
+		 * balancer stops sending and a supervisor may restart it. */
+		const bool damaged = smk_map_faults() != 0;
+		const bool ok = state == SERVER_READY && !atomic_load(&s->draining) && !damaged;
+		const char *st = ok ? "ok" : damaged ? "failed" : state == SERVER_READY ? "draining"
 			: state == SERVER_LOADING ? "loading" : "stopping";
 		char *body = NULL;
 		if (asprintf(&body, "{\"status\":\"%s\"}", st) < 0)

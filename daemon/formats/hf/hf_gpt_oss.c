@@ -37,7 +37,7 @@ void hf_oss_cache_close(struct hf_oss_cache *c)
 	if (!c)
 		return;
 	if (c->base)
-		munmap((void *)c->base, c->size);
+		smk_unmap_file(c->base, c->size);
 	free(c);
 }
 
@@ -380,7 +380,7 @@ static int cache_try(const char *path, const struct text *ident, uint64_t data_o
 		     !memcmp(base + HDR_FIXED, ident->p, il) && size >= off && size - off == nb;
 	}
 	if (!ok) {
-		munmap((void *)base, size);
+		smk_unmap_file(base, size);
 		return 1;
 	}
 	c->base = base;

@@ -1,5 +1,5 @@
 /* alloc_inject.h - an allocator that fails on request, for the fault
- * injection tests (tests/unit/faults/test_alloc_faults.c, docs/fault-injection.md).
+ * injection tests (tests/unit/faults/test_faults.c, docs/fault-injection.md).
  *
  * The test executable is linked with -Wl,--wrap=malloc,... (tests/unit/meson.build),
  * so every allocation made by code in the executable - the daemon's static

@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,7 @@ struct sites {
 };
 
 /* With AINJ_SITES set, each site as its offset in the executable (for
- * addr2line -f -e test_alloc_faults: docs/fault-injection.md). */
+ * addr2line -f -e test_faults: docs/fault-injection.md). */
 static void sites_print(const struct sites *s, const char *what)
 {
 	if (!getenv("AINJ_SITES"))
@@ -252,8 +253,10 @@ static void server_up(const struct wstore_opts *weights)
 	}
 	options_from_config(&sro, &scfg, fixture("llama-f32"), OPTIONS_DAEMON);
 	sro.engine.backend = BACKEND_CPU;
-	if (weights)
+	if (weights) {
 		sro.weights.pread_fn = weights->pread_fn;
+		sro.weights.io = weights->io;
+	}
 	ck_assert_msg(server_listen(&srv, &scfg, sro.engine.model_path, "llama-f32", &err) == 0, "%s", err.msg);
 	ck_assert_msg(engine_open(&seng, &sro.engine, &err) == 0, "%s", err.msg);
 	ck_assert_msg(worker_new(&swork, seng, &sro.worker, &err) == 0, "%s", err.msg);
@@ -414,11 +417,26 @@ static const struct serve_case serve_cases[] = {
 };
 
 /* Wait until the server holds no request: the last response's memory
- * is given back after the client has read it. */
+ * is given back after the client has read it.  A minute at most (a
+ * loaded machine); a leak is what is left after it. */
 static void settle(long live_want)
 {
-	for (int i = 0; i < 500 && (atomic_load(&srv.inflight) || ainj_live() != live_want); i++)
+	for (int i = 0; i < 6000 && (atomic_load(&srv.inflight) || ainj_live() != live_want); i++)
 		usleep(10000);
+}
+
+/* The same where the count to reach is not known yet: until it stays. */
+static long settle_any(void)
+{
+	long prev = -1;
+	for (int i = 0; i < 3000; i++) {
+		long cur = ainj_live();
+		if (!atomic_load(&srv.inflight) && cur == prev)
+			break;
+		prev = cur;
+		usleep(20000);
+	}
+	return ainj_live();
 }
 
 START_TEST(test_serve)
@@ -431,8 +449,7 @@ START_TEST(test_serve)
 	answer_of(&ref, http_post(c->path, c->body), c->stream, c->chat);
 	ck_assert_msg(ref.status == 200 && !strstr(ref.out, "ERROR") && (!c->stream || ref.done),
 		      "%s: %d %s", c->name, ref.status, resp);
-	settle(-1);
-	long live0 = ainj_live();
+	long live0 = settle_any();
 	static struct sites sites;
 	sites.n = 0;
 	int n, tolerated = 0;
@@ -491,10 +508,93 @@ START_TEST(test_serve)
 }
 END_TEST
 
+/* ---- tier-0 read errors while serving ---- */
+
+enum { IO_PASS, IO_EIO, IO_SHORT, IO_EOF };
+static atomic_int io_mode;
+static atomic_long io_calls;
+
+/* The tiered store's pread hook (wstore_opts.pread_fn): EIO, a read of
+ * half what was asked (legal: the store must read the rest), or the end
+ * of the file (what a truncated file gives). */
+static ssize_t faulty_pread(int fd, void *buf, size_t n, off_t off)
+{
+	atomic_fetch_add(&io_calls, 1);
+	switch (atomic_load(&io_mode)) {
+	case IO_EIO:
+		errno = EIO;
+		return -1;
+	case IO_SHORT:
+		return pread(fd, buf, n > 1 ? n / 2 : n, off);
+	case IO_EOF:
+		return 0;
+	}
+	return pread(fd, buf, n, off);
+}
+
+/* One request in mode m: the answer, and how many reads it made. */
+static long io_request(const struct serve_case *c, int m, struct answer *a)
+{
+	atomic_store(&io_mode, m);
+	long before = atomic_load(&io_calls);
+	answer_of(a, http_post(c->path, c->body), c->stream, c->chat);
+	atomic_store(&io_mode, IO_PASS);
+	return atomic_load(&io_calls) - before;
+}
+
+START_TEST(test_serve_io)
+{
+	const struct serve_case *c = &serve_cases[_i];
+	signal(SIGPIPE, SIG_IGN);
+	/* Budgets of the largest block (and a page): every request reads
+	 * most of the model from tier 0 again. */
+	struct model *m;
+	ck_assert_int_eq(model_load(&m, fixture("llama-f32"), NULL), 0);
+	uint64_t big = 0;
+	for (int i = 0; i < m->n_blocks; i++)
+		big = m->blocks[i].nbytes > big ? m->blocks[i].nbytes : big;
+	model_free(m);
+	struct wstore_opts wo = { .ram_budget = big + 4096, .dev_budget = big + 4096,
+				  .pread_fn = faulty_pread, .io = WSTORE_IO_PREAD };
+	long live_start = ainj_live();
+	server_up(&wo);
+	struct answer ref, got;
+	ck_assert_int_gt(io_request(c, IO_PASS, &ref), 0);
+	ck_assert_msg(ref.status == 200 && !strstr(ref.out, "ERROR"), "%s: %d %s", c->name, ref.status, resp);
+	ck_assert_int_gt(io_request(c, IO_PASS, &got), 0);
+	ck_assert_str_eq(got.out, ref.out);
+	static const struct { int mode; const char *says; } bad[] = {
+		{ IO_EIO, "Input/output error" }, { IO_EOF, "cut short" },
+	};
+	for (int k = 0; k < 2; k++) {
+		io_request(c, bad[k].mode, &got);
+		/* A clear error naming the file and the reason: 500 before
+		 * the response started, an error event in a stream. */
+		ck_assert_msg(got.status == (c->stream ? 200 : 500) && strstr(got.out, "ERROR") &&
+			      strstr(got.out, bad[k].says) && strstr(got.out, "llama-f32"),
+			      "%s, %s: %d '%s'", c->name, bad[k].says, got.status, got.out);
+		if (c->stream) {
+			size_t n = strcspn(got.out, "|E");
+			ck_assert_msg(!strncmp(got.out, ref.out, n), "%s: wrong output '%s'", c->name, got.out);
+		}
+		/* The next request is served, and right. */
+		io_request(c, IO_PASS, &got);
+		ck_assert_msg(!strcmp(got.out, ref.out), "%s after %s: '%s'", c->name, bad[k].says, got.out);
+	}
+	/* Short reads are no error: the same output. */
+	ck_assert_int_gt(io_request(c, IO_SHORT, &got), 0);
+	ck_assert_msg(got.status == 200 && !strcmp(got.out, ref.out), "%s, short reads: %d '%s'",
+		      c->name, got.status, got.out);
+	settle_any();
+	server_down();
+	ck_assert_msg(ainj_live() == live_start, "leaked %ld allocations", ainj_live() - live_start);
+}
+END_TEST
+
 int main(void)
 {
 	ainj_init();
-	Suite *s = suite_create("alloc_faults");
+	Suite *s = suite_create("faults");
 	TCase *tc = tcase_create("load");
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_load_gguf);
@@ -505,6 +605,10 @@ int main(void)
 	tc = tcase_create("serve");
 	tcase_set_timeout(tc, 600);
 	tcase_add_loop_test(tc, test_serve, 0, (int)(sizeof(serve_cases) / sizeof(serve_cases[0])));
+	suite_add_tcase(s, tc);
+	tc = tcase_create("io");
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, test_serve_io, 0, (int)(sizeof(serve_cases) / sizeof(serve_cases[0])));
 	suite_add_tcase(s, tc);
 	return ck_run(s);
 }
