@@ -856,11 +856,11 @@ char *api_stream_chunk(struct hreq *r, size_t from, size_t to, size_t rfrom, siz
 
 char *api_delta_event(struct hreq *r, json_t *delta)
 {
+	json_build_begin();
 	json_t *c = json_pack("{s:i, s:o, s:n}", "index", 0, "delta", delta, "finish_reason");
 	json_t *root = json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", r->id, "object", "chat.completion.chunk",
 				 "created", (json_int_t)r->created, "model", r->srv->model_id, "choices", c);
-	char *js = root ? json_dumps(root, JSON_COMPACT) : NULL, *ev = NULL;
-	json_decref(root);
+	char *js = json_build_dump(root), *ev = NULL;
 	if (js && asprintf(&ev, "data: %s\n\n", js) < 0)
 		ev = NULL;
 	free(js);

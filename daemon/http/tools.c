@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "formats/json_err.h"
 #include "grammar/grammar.h"
 #include "http/api.h"
 
@@ -256,11 +257,17 @@ int tools_message(json_t *msg, size_t i, struct chat_msg *m, bool *content_optio
 					"'%s' must be 1 to %d letters, digits, '_' or '-'", p, TOOLCALL_NAME_MAX);
 		snprintf(p, sizeof(p), "messages[%zu].tool_calls[%zu].function.arguments", i, k);
 		json_error_t je;
-		json_t *a = json_is_string(args) ? json_loadb(json_string_value(args), json_string_length(args),
-							      0, &je) : NULL;
+		bool nomem = false;
+		json_t *a = json_is_string(args) ? json_loadb_checked(json_string_value(args), json_string_length(args),
+								      0, &je, &nomem) : NULL;
+		if (nomem)
+			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory reading '%s'", p);
 		/* written again as the templates' tojson writes it */
-		char *text = json_is_object(a) ? json_dumps(a, 0) : NULL;
+		const bool object = json_is_object(a);
+		char *text = object ? json_dumps(a, 0) : NULL;
 		json_decref(a);
+		if (!text && object)
+			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory writing '%s'", p);
 		if (!text)
 			return api_fail(e, 400, INVALID, p, "invalid_value",
 					"'%s' must be a string holding a JSON object", p);
