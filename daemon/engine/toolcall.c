@@ -190,10 +190,26 @@ char *toolcall_results_text(enum chat_format f, const struct chat_msg *m, int n)
 {
 	struct sbuf b = { .ok = true };
 	if (f == CHAT_LLAMA3) {
-		json_t *j = json_stringn(m->content, m->len);
-		char *s = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-		json_decref(j);
-		return s;
+		/* Python's json.dumps(ensure_ascii=False) of a string: '"', '\\'
+		 * and control bytes escaped, everything else as it is (also bytes
+		 * that are not UTF-8, which a string of the API never has). */
+		sb_str(&b, "\"");
+		for (size_t i = 0; i < m->len; i++) {
+			unsigned char c = (unsigned char)m->content[i];
+			char esc[8];
+			const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+				      : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+			if (!e && c < 0x20) {
+				snprintf(esc, sizeof(esc), "\\u%04x", c);
+				e = esc;
+			}
+			if (e)
+				sb_str(&b, e);
+			else
+				sb_add(&b, (const char *)&c, 1);
+		}
+		sb_str(&b, "\"");
+		return sb_done(&b);
 	}
 	for (int k = 0; k < n; k++) {
 		if (f == CHAT_CHATML) {

@@ -12,6 +12,8 @@
 
 #include "config/config.h"
 #include "engine/chat.h"
+#include "engine/toolcall.h"
+#include "http/tools.h"
 #include "engine/engine.h"
 #include "fuzz_common.h"
 #include "grammar/grammar.h"
@@ -84,11 +86,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Some output as the worker releases it (harmony markers included),
 		 * then the bodies the client would get. */
 		static const char out[] = "<|channel|>analysis<|message|>hm<|end|><|start|>assistant<|channel|>final<|message|>ok";
-		api_take_text(r, out, sizeof(out) - 1, -1);
+		/* With tools, a call of the first one in the format's text. */
+		char *call = tools_active(r) ? toolcall_call_text(s->chat, json_string_value(json_object_get(
+				json_object_get(json_array_get(r->tools->tools, 0), "function"), "name")), "{\"a\": 1}") : NULL;
+		if (call)
+			api_take_text(r, call, strlen(call), -1);
+		else
+			api_take_text(r, out, sizeof(out) - 1, -1);
+		free(call);
 		api_end_text(r);
 		r->res.n_gen = 3;
+		r->done = true;
+		for (json_t *d; tools_active(r) && (d = tools_stream_delta(r));)
+			free(api_delta_event(r, d));
 		free(api_generation_body(r));
-		free(api_stream_chunk(r, 0, r->n_text, 0, r->n_reason, 0, 0, "stop", true, true));
+		free(api_stream_chunk(r, 0, tools_content_end(r), 0, r->n_reason, 0, 0, api_finish(r), true, true));
 	} else {
 		free(api_error_body(&e));
 	}
@@ -101,6 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(r->toks);
 	free(r->tok_end);
 	free(r->ev);
+	tools_free(r->tools);
 	free(r);
 	json_decref(root);
 	return 0;

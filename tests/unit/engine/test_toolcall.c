@@ -456,6 +456,11 @@ START_TEST(texts)
 	c = toolcall_results_text(CHAT_LLAMA3, &tm, 1);
 	ck_assert_str_eq(c, "\"say \\\"hi\\\"\\n\"");
 	free(c);
+	/* control bytes as \u00XX, other bytes as they are (Python's json.dumps) */
+	struct chat_msg tc = { .role = "tool", .content = "a\x01\0\x7f\xc3\xa9\\", .len = 7 };
+	c = toolcall_results_text(CHAT_LLAMA3, &tc, 1);
+	ck_assert_str_eq(c, "\"a\\u0001\\u0000\x7f\xc3\xa9\\\\\"");
+	free(c);
 }
 END_TEST
 
