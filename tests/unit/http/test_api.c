@@ -35,6 +35,7 @@
 #include "engine/engine.h"
 #include "formats/family.h"
 #include "http/api.h"
+#include "http/tools.h"
 #include "http/guard.h"
 #include "http/server.h"
 
@@ -139,6 +140,7 @@ static int parse_gen(const char *body, bool chat, struct hreq *r, struct api_err
 
 static void gen_free(struct hreq *r)
 {
+	tools_free(r->tools);
 	free(r->prompt);
 	for (int i = 0; i < WORKER_MAX_STOP; i++)
 		free(r->stops[i]);
@@ -1141,6 +1143,20 @@ START_TEST(chat_harmony_channels)
 	int rc = parse_gen("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", true, &r, &e);
 	expect_error(rc, &e, "harmony prompt", 400, "messages");
 	ck_assert_str_eq(e.code, "context_length_exceeded");
+	gen_free(&r);
+
+	/* tools: not with harmony yet (docs/tool-calls.md), said before the
+	 * prompt is rendered; a tool result in the history neither */
+	rc = parse_gen("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": "
+		       "[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]}", true, &r, &e);
+	expect_error(rc, &e, "harmony tools", 400, "tools");
+	ck_assert_str_eq(e.code, "unsupported");
+	ck_assert_msg(strstr(e.msg, "harmony"), "%s", e.msg);
+	gen_free(&r);
+	rc = parse_gen("{\"messages\": [{\"role\": \"tool\", \"tool_call_id\": \"c\", \"content\": \"22\"}]}",
+		       true, &r, &e);
+	expect_error(rc, &e, "harmony tool result", 400, "messages");
+	ck_assert_str_eq(e.code, "unsupported");
 	gen_free(&r);
 
 	/* non-streamed: message.content is the final channel, reasoning_content
