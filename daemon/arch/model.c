@@ -132,7 +132,10 @@ static int normalise(struct model *m, struct wtensor *t, struct smk_err *err)
 				gguf_path(m->gguf), t->name, (unsigned long long)nbytes,
 				qtype_name(to));
 	m->owned[m->n_owned++] = buf;
-	int rc = convert_rows(t->type, t->data, to, buf, t->ne0 * t->ne1);
+	int rc = gguf_pin(m->gguf, t->source, t->file_offset, t->nbytes, err);
+	if (rc)
+		return rc;
+	rc = convert_rows(t->type, t->data, to, buf, t->ne0 * t->ne1);
 	if (rc)
 		return smk_fail(err, rc, "%s: tensor '%s': cannot convert %s to %s",
 				gguf_path(m->gguf), t->name, qtype_name(t->type), qtype_name(to));
@@ -175,7 +178,9 @@ static int bind(struct model *m, struct wtensor *t, const char *name, int64_t ne
 	t->file_offset = gt->file_offset;
 	t->data = gt->data;
 	t->source = gt->source;
-	return need_f32 ? 0 : normalise(m, t, err);
+	if (need_f32) /* read in place (norms, rope factors): fetched now if remote */
+		return gguf_pin(m->gguf, t->source, t->file_offset, t->nbytes, err);
+	return normalise(m, t, err);
 }
 
 /* "<arch>.<key>" as an unsigned value of any integer type; -ENOENT when

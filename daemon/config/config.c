@@ -100,6 +100,11 @@ static const struct key keys[] = {
 	  "what float weights (F32/F16/BF16 matrices) are converted to at load; auto keeps the file's" },
 	{ "memory.enable_cpu_offload", NULL, K_BOOL, OFF(memory.enable_cpu_offload), 0, 0, 0, NULL, "true",
 	  "allow weights that miss the device budget to live in RAM" },
+	{ "memory.disk_cache", NULL, K_SIZE, OFF(memory.disk_cache), 0, 0, INT64_C(1) << 62, NULL, "0",
+	  "bytes of local disk that cache a model read from object storage (s3://, https://) "
+	  "between it and the RAM tier (0: none; needs memory.disk_cache_dir)" },
+	{ "memory.disk_cache_dir", NULL, K_STR, STR(memory.disk_cache_dir), 0, 0, NULL, "",
+	  "directory of that disk cache (reused across restarts, each chunk checksummed)" },
 	{ "runtime.prefetch_layers", NULL, K_INT, OFF(runtime.prefetch_layers), 0, 0, 1024, NULL, "2",
 	  "weight blocks loaded ahead of the compute" },
 	{ "runtime.cache_policy", NULL, K_ENUM, OFF(runtime.cache_policy), 0, 0, 0, policy_names, "predictive",

@@ -81,6 +81,8 @@ struct config {
 		uint64_t ram_cache;             /* 0: no limit */
 		int default_dtype;              /* enum config_dtype */
 		bool enable_cpu_offload;
+		uint64_t disk_cache;            /* object storage's disk cache; 0: none */
+		char disk_cache_dir[CONFIG_PATH_MAX];
 	} memory;
 	struct {
 		int prefetch_layers;

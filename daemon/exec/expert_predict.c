@@ -1,6 +1,8 @@
 /* expert_predict.c - next-layer expert prediction (expert_predict.h). */
 #include "exec/expert_predict.h"
 
+#include "formats/gguf.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +134,15 @@ static int router_new(struct xpredict *p, struct smk_err *err)
 	for (int il = 0; il < p->L; il++) {
 		const struct wblock *b = &m->blocks[model_layer_block(m, il)];
 		const struct wtensor *r = &b->t[LT_GATE_INP], *n = &b->t[LT_FFN_NORM];
+		/* Read here through the mapping: fetched first if in object storage. */
+		int prc = gguf_pin(m->gguf, r->source, r->file_offset, r->nbytes, err);
+		if (!prc)
+			prc = gguf_pin(m->gguf, n->source, n->file_offset, n->nbytes, err);
+		if (!prc && p->bias)
+			prc = gguf_pin(m->gguf, b->t[LT_GATE_INP_B].source, b->t[LT_GATE_INP_B].file_offset,
+				       b->t[LT_GATE_INP_B].nbytes, err);
+		if (prc)
+			return prc;
 		for (int e = 0; e < p->E; e++)
 			if (qtype_dequant_row(r->type, wtensor_row(r, e), p->router + ((size_t)il * E + (size_t)e) * D,
 					      p->D))

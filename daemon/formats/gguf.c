@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "formats/gguf_priv.h"
+#include "objstore/osrc.h"
 #include "quant/qtype.h"
 #include "util/ckmath.h"
 #include "util/hashtab.h"
@@ -645,6 +646,10 @@ void gguf_close(struct gguf *g)
 		smk_unmap_file(g->base, g->size);
 	for (size_t i = 0; i < g->n_owned; i++)
 		free(g->owned[i]);
+	for (int i = 0; g->remote && i < gguf_n_sources(g); i++)
+		osrc_free(g->remote[i]);
+	free(g->remote);
+	ostore_free(g->store);
 	if (g->on_close)
 		g->on_close(g->on_close_arg);
 	free(g->owned);
@@ -709,6 +714,39 @@ const char *gguf_source_path(const struct gguf *g, int i)
 		return i == 0 ? g->path : NULL;
 	return i >= 0 && i < g->n_sources ? g->sources[i] : NULL;
 }
+struct osrc *gguf_source_remote(const struct gguf *g, int i)
+{
+	return g->remote && i >= 0 && i < gguf_n_sources(g) ? g->remote[i] : NULL;
+}
+
+int gguf_pin(const struct gguf *g, int source, uint64_t off, uint64_t n, struct smk_err *err)
+{
+	struct osrc *s = gguf_source_remote(g, source);
+	return s ? osrc_pin(s, off, n, err) : 0;
+}
+
+int gguf_pin_all(const struct gguf *g, struct smk_err *err)
+{
+	int rc = 0;
+	for (int i = 0; g->remote && i < gguf_n_sources(g) && !rc; i++)
+		if (g->remote[i])
+			rc = osrc_pin(g->remote[i], 0, osrc_size(g->remote[i]), err);
+	return rc;
+}
+
+int gguf_attach_remote(struct gguf *g, struct ostore *store, struct osrc **remote, const char *name,
+		       struct smk_err *err)
+{
+	char *p = strdup(name);
+	if (!p)
+		return smk_fail(err, -ENOMEM, "out of memory");
+	free(g->path);
+	g->path = p;
+	g->remote = remote;
+	g->store = store;
+	return 0;
+}
+
 uint32_t gguf_version(const struct gguf *g) { return g->version; }
 uint64_t gguf_file_size(const struct gguf *g) { return g->size; }
 const void *gguf_base(const struct gguf *g) { return g->base; }

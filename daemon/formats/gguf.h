@@ -76,6 +76,8 @@ enum gguf_vtype {
 };
 
 struct gguf;
+struct osrc;
+struct ostore;
 
 struct gguf_tensor {
 	const char *name;          /* NUL-terminated (copied at open) */
@@ -114,6 +116,22 @@ const char *gguf_path(const struct gguf *g);
  * the shards for a built model (gguf_build.h).  NULL if i is out of range. */
 int gguf_n_sources(const struct gguf *g);
 const char *gguf_source_path(const struct gguf *g, int i);
+/* The object in object storage behind source i (objstore/osrc.h), or NULL
+ * for a local file: tier-0 reads of a remote source go through osrc_read. */
+struct osrc *gguf_source_remote(const struct gguf *g, int i);
+/* Make bytes [off, off+n) of source i readable through the mapping (the
+ * tensor data pointers): a no-op for a local file; for a remote one they are
+ * fetched into its backing file now and kept.  Whoever reads tensor bytes
+ * through `data` instead of the weight store calls this first.  0 or a
+ * negative code with err naming the URL and the range. */
+int gguf_pin(const struct gguf *g, int source, uint64_t off, uint64_t n, struct smk_err *err);
+/* Every byte of every source (the resident store reads only the mapping). */
+int gguf_pin_all(const struct gguf *g, struct smk_err *err);
+/* Hand the remote objects of a model to g (formats/remote.c): g takes
+ * remote[0..gguf_n_sources) (entries may be NULL), the array and store and
+ * frees them at gguf_close; the path messages name becomes name. */
+int gguf_attach_remote(struct gguf *g, struct ostore *store, struct osrc **remote, const char *name,
+		       struct smk_err *err);
 uint32_t gguf_version(const struct gguf *g);
 uint64_t gguf_file_size(const struct gguf *g);
 const void *gguf_base(const struct gguf *g);      /* start of the mapping */

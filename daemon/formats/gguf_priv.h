@@ -56,6 +56,10 @@ struct gguf {
 	size_t n_owned;
 	void (*on_close)(void *);  /* releases what the data pointers point into */
 	void *on_close_arg;
+	/* A model read from object storage (formats/remote.c): source i is
+	 * the staged backing file of remote[i]; both freed at close. */
+	struct osrc **remote;
+	struct ostore *store;
 };
 
 /* Parse the image at g->base[0..g->size).  external: tensor data is not in

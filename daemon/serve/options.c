@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "objstore/osrc.h"
+
 bool options_weights(struct wstore_opts *o, const struct config *c)
 {
 	static const enum wpolicy policies[] = {
@@ -35,6 +37,8 @@ void options_from_config(struct run_options *o, const struct config *c, const ch
 			 enum options_use use)
 {
 	memset(o, 0, sizeof(*o));
+	/* Object storage's disk cache is process-wide: set before the model opens. */
+	objstore_configure(c->memory.disk_cache_dir, c->memory.disk_cache);
 	o->engine = (struct engine_opts){
 		.model_path = model_path, .n_threads = c->model.threads,
 		.n_ctx = c->model.context, .n_batch = c->model.batch,

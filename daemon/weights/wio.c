@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "formats/gguf.h"
+#include "objstore/osrc.h"
 
 /* Tensors of one unit closer than this in the file are read as one span
  * (the gap is read too): GGUF pads tensors to its alignment, nothing more. */
@@ -222,6 +223,11 @@ int wt_io_open(struct wstore_tiered *ws, uint64_t arena_bytes, struct smk_err *e
 	const char *env = ws->o.io == WSTORE_IO_AUTO ? getenv("SMOKE_WEIGHTS_IO") : NULL;
 	if (ws->o.io == WSTORE_IO_PREAD || (env && !strcmp(env, "pread")))
 		return 0;
+	/* Object storage is read by ranged GETs (or from its disk cache), with
+	 * the packed layout of the pread path. */
+	for (int i = 0; i < ws->n_fds; i++)
+		if (gguf_source_remote(ws->m->gguf, i))
+			return 0;
 	if (ws->o.io == WSTORE_IO_AUTO && !(env && !strcmp(env, "direct"))) {
 		/* The arenas are not allocated yet, so MemAvailable still
 		 * counts the memory they will take. */
@@ -365,9 +371,23 @@ static int pread_full(pread_fn rd, int fd, uint8_t *dst, uint64_t n, uint64_t of
 	return 0;
 }
 
+/* A tensor of a source in object storage (objstore/osrc.h): the message
+ * names the URL, the tensor and the reason (status, retries). */
+static int read_remote(struct wstore_tiered *ws, int source, void *dst, uint64_t n, uint64_t off,
+		       const char *name, char *msg, size_t msg_len)
+{
+	struct smk_err e = { 0 };
+	int rc = osrc_read(gguf_source_remote(ws->m->gguf, source), dst, n, off, &e);
+	if (rc)
+		snprintf(msg, msg_len, "reading tensor '%s': %s", name, e.msg);
+	return rc;
+}
+
 int wt_io_read_bytes(struct wstore_tiered *ws, int source, void *dst, uint64_t n, uint64_t off,
 		     const char *name, char *msg, size_t msg_len)
 {
+	if (gguf_source_remote(ws->m->gguf, source))
+		return read_remote(ws, source, dst, n, off, name, msg, msg_len);
 	pread_fn rd = ws->o.pread_fn ? ws->o.pread_fn : pread;
 	uint64_t done;
 	ssize_t r = 0;
@@ -384,6 +404,13 @@ static int read_packed(struct wstore_tiered *ws, const struct wt_unit *U, uint8_
 		const struct wt_tensor *t = &ws->tens[U->first_tensor + k];
 		if (t->source < 0)
 			continue;
+		if (gguf_source_remote(ws->m->gguf, t->source)) {
+			int rc = read_remote(ws, t->source, dst + t->slot_off, t->nbytes, t->file_off,
+					     t->name, msg, msg_len);
+			if (rc)
+				return rc;
+			continue;
+		}
 		uint64_t done;
 		ssize_t r = 0;
 		if (pread_full(rd, ws->fds[t->source], dst + t->slot_off, t->nbytes, t->file_off, &done,

@@ -1,6 +1,7 @@
 /* wstore_resident.c - the trivial weight store: every block is resident in
  * the file mapping for the life of the model (the kernel's page cache is the
  * only cache).  Used when no budget is configured. */
+#include "formats/gguf.h"
 #include "weights/wstore_impl.h"
 
 #include <stdlib.h>
@@ -77,6 +78,11 @@ static const struct wstore_ops resident_ops = {
 
 int wstore_new_resident(struct wstore **out, const struct model *m, struct smk_err *err)
 {
+	/* Every block is read through the mapping: a model in object storage
+	 * is fetched whole into its backing file now. */
+	int rc = gguf_pin_all(m->gguf, err);
+	if (rc)
+		return rc;
 	struct wstore_resident *ws = calloc(1, sizeof(*ws));
 	if (!ws || !(ws->refs = calloc((size_t)m->n_blocks, sizeof(int)))) {
 		free(ws);

@@ -865,6 +865,8 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 		ws->fds[i] = -1;
 	for (int i = 0; i < ws->n_fds; i++) {
 		const char *src = gguf_source_path(m->gguf, i);
+		if (gguf_source_remote(m->gguf, i))
+			continue; /* object storage: read by wio.c through osrc_read */
 		ws->fds[i] = open(src, O_RDONLY | O_CLOEXEC);
 		if (ws->fds[i] < 0) {
 			rc = smk_fail(err, -errno, "%s: cannot open for reading weights: %s", src,
