@@ -211,9 +211,13 @@ int oconf_parse_url(struct ourl *u, const char *url, const struct ocreds *c, oco
 	if (strchr(url, '?') || strchr(url, '#'))
 		return smk_fail(err, -EINVAL, "%s: a query or fragment is not supported in a model URL",
 				url);
+	/* An S3 key may hold spaces (encoded below); an HTTP URL is used as
+	 * given, so it must already be encoded. */
+	bool s3 = !strncmp(url, "s3://", 5);
 	for (const char *p = url; *p; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f)
-			return smk_fail(err, -EINVAL, "%s: a space or control byte in the URL", url);
+		if ((unsigned char)*p < ' ' || *p == 0x7f || (*p == ' ' && !s3))
+			return smk_fail(err, -EINVAL, "%s: a %s in the URL", url,
+					*p == ' ' ? "space (encode it as %20)" : "control byte");
 	if (strncmp(url, "s3://", 5)) {
 		/* http(s): used as given (already encoded); key = the path. */
 		const char *host = strstr(url, "://") + 3;

@@ -23,7 +23,7 @@ enum { C_ABSENT = 0, C_PRESENT = 1, C_PINNED = 2 };
 
 static struct {
 	pthread_mutex_t mu;
-	char dir[PATH_MAX - 64];
+	char dir[PATH_MAX - 400];
 	uint64_t bytes;      /* budget; 0: no disk cache */
 	uint64_t used;       /* chunk bytes present in cache files */
 } cache = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -40,7 +40,9 @@ struct ostore {
 	struct ocreds creds;
 	struct ourl url;
 	struct oget *get;
-	char dir[PATH_MAX];
+	char root[PATH_MAX - 300]; /* the directory made for this URL */
+	char dir[PATH_MAX];      /* root, or root/<last segment> for a prefix (the
+				  * Hugging Face reader names the model after it) */
 	bool temp;               /* no disk cache: unlink the staging dir */
 	bool cached;             /* a disk cache holds the chunks */
 	char *staged[OSRC_MAX_STAGED];
@@ -159,30 +161,46 @@ int ostore_open(struct ostore **out, const char *url, struct smk_err *err)
 	pthread_mutex_lock(&cache.mu);
 	st->cached = cache.bytes > 0;
 	if (st->cached)
-		snprintf(st->dir, sizeof(st->dir), "%s/%016" PRIx64, cache.dir, fnv64(url));
+		snprintf(st->root, sizeof(st->root), "%s/%016" PRIx64, cache.dir, fnv64(url));
 	pthread_mutex_unlock(&cache.mu);
 	if (st->cached) {
-		char parent[PATH_MAX];
-		snprintf(parent, sizeof(parent), "%s", st->dir);
-		*strrchr(parent, '/') = '\0';
-		if ((mkdir(parent, 0700) && errno != EEXIST) || (mkdir(st->dir, 0700) && errno != EEXIST)) {
+		if ((mkdir(cache.dir, 0700) && errno != EEXIST) || (mkdir(st->root, 0700) && errno != EEXIST)) {
 			rc = -errno;
-			smk_fail(err, rc, "memory.disk_cache_dir: cannot create %s: %s", st->dir,
+			smk_fail(err, rc, "memory.disk_cache_dir: cannot create %s: %s", st->root,
 				 strerror(-rc));
 			ostore_free(st);
 			return rc;
 		}
 	} else {
 		const char *tmp = getenv("TMPDIR");
-		snprintf(st->dir, sizeof(st->dir), "%s/smoke-objstore-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-		if (!mkdtemp(st->dir)) {
+		snprintf(st->root, sizeof(st->root), "%s/smoke-objstore-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		if (!mkdtemp(st->root)) {
 			rc = -errno;
-			smk_fail(err, rc, "%s: cannot make a staging directory %s: %s", url, st->dir,
+			smk_fail(err, rc, "%s: cannot make a staging directory %s: %s", url, st->root,
 				 strerror(-rc));
 			ostore_free(st);
 			return rc;
 		}
 		st->temp = true;
+	}
+	snprintf(st->dir, sizeof(st->dir), "%s", st->root);
+	if (ostore_is_dir(st)) {
+		/* root/<the prefix's last segment>/ */
+		const char *k = st->url.key, *end = k + strlen(k) - 1, *seg = end;
+		while (seg > k && seg[-1] != '/')
+			seg--;
+		int n = (int)(end - seg);
+		if (n == 0 || (n <= 2 && seg[0] == '.' && seg[n - 1] == '.')) {
+			seg = "model";
+			n = 5;
+		}
+		snprintf(st->dir, sizeof(st->dir), "%s/%.*s", st->root, n > 255 ? 255 : n, seg);
+		if (mkdir(st->dir, 0700) && errno != EEXIST) {
+			rc = -errno;
+			smk_fail(err, rc, "%s: cannot create %s: %s", url, st->dir, strerror(-rc));
+			ostore_free(st);
+			return rc;
+		}
 	}
 	*out = st;
 	return 0;
@@ -199,7 +217,9 @@ void ostore_unlink(struct ostore *st)
 		free(st->staged[i]);
 	}
 	st->n_staged = 0;
-	rmdir(st->dir);
+	if (strcmp(st->dir, st->root))
+		rmdir(st->dir);
+	rmdir(st->root);
 	st->temp = false;
 }
 
