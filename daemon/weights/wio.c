@@ -187,6 +187,7 @@ void wt_io_close(struct wstore_tiered *ws)
 		ws->dfds = NULL;
 	}
 	ws->direct = false;
+	ws->remote = false;
 }
 
 /* Open source i with O_DIRECT and read its first block: some file systems
@@ -223,11 +224,14 @@ int wt_io_open(struct wstore_tiered *ws, uint64_t arena_bytes, struct smk_err *e
 	const char *env = ws->o.io == WSTORE_IO_AUTO ? getenv("SMOKE_WEIGHTS_IO") : NULL;
 	if (ws->o.io == WSTORE_IO_PREAD || (env && !strcmp(env, "pread")))
 		return 0;
-	/* Object storage is read by ranged GETs (or from its disk cache), with
-	 * the packed layout of the pread path. */
+	/* Object storage: ranged GETs (or its disk cache), one per span of
+	 * adjacent tensors, laid out as for O_DIRECT: a request costs a round
+	 * trip, so a layer's tensors are one request rather than nine. */
 	for (int i = 0; i < ws->n_fds; i++)
-		if (gguf_source_remote(ws->m->gguf, i))
+		if (gguf_source_remote(ws->m->gguf, i)) {
+			ws->remote = true;
 			return 0;
+		}
 	if (ws->o.io == WSTORE_IO_AUTO && !(env && !strcmp(env, "direct"))) {
 		/* The arenas are not allocated yet, so MemAvailable still
 		 * counts the memory they will take. */
@@ -264,7 +268,7 @@ void wt_io_layout(struct wstore_tiered *ws, int u)
 	U->first_span = ws->n_spans;
 	U->n_spans = 0;
 	uint64_t size = 0;
-	if (!ws->direct) {
+	if (!ws->direct && !ws->remote) {
 		/* Packed in plan order, each tensor 64-byte aligned. */
 		for (int k = 0; k < U->n_tensors; k++) {
 			T[k].slot_off = size;
@@ -445,6 +449,13 @@ static int read_direct(struct wstore_tiered *ws, const struct wt_unit *U, uint8_
 		const struct wt_span *s = &ws->spans[U->first_span + i];
 		const char *path = gguf_source_path(ws->m->gguf, s->source);
 		uint8_t *d = dst + s->slot_off;
+		if (gguf_source_remote(ws->m->gguf, s->source)) {
+			int rc = read_remote(ws, s->source, d, s->need, s->file_off,
+					     span_tensor(ws, U, s, s->file_off)->name, msg, msg_len);
+			if (rc)
+				return rc;
+			continue;
+		}
 		if ((uintptr_t)d % WT_DIRECT_ALIGN) {
 			/* The layout guarantees it; a bug otherwise. */
 			snprintf(msg, msg_len, "%s: O_DIRECT slot at %p is not %u-byte aligned", path,
@@ -478,7 +489,7 @@ int wt_io_read_unit(struct wstore_tiered *ws, const struct wt_unit *U, uint8_t *
 		    size_t msg_len)
 {
 	pread_fn rd = ws->o.pread_fn ? ws->o.pread_fn : pread;
-	int rc = ws->direct ? read_direct(ws, U, dst, rd, msg, msg_len)
+	int rc = ws->direct || ws->remote ? read_direct(ws, U, dst, rd, msg, msg_len)
 			    : read_packed(ws, U, dst, rd, msg, msg_len);
 	if (rc)
 		return rc;

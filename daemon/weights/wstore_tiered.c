@@ -884,7 +884,7 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	if ((rc = wt_io_open(ws, arenas, err)) || (rc = build_units(ws, err)))
 		goto fail;
 	rc = size_tiers(ws, size, err);
-	if (rc == -EINVAL && ws->direct && o->io == WSTORE_IO_AUTO) {
+	if (rc == -EINVAL && (ws->direct || ws->remote) && o->io == WSTORE_IO_AUTO) {
 		/* Budgets that hold the packed units but not the aligned
 		 * spans: read with pread rather than refuse. */
 		wt_io_close(ws);

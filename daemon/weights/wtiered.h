@@ -115,6 +115,8 @@ struct wstore_tiered {
 	int *dfds;                           /* the same, opened O_DIRECT (direct only) */
 	int n_fds;
 	bool direct;                         /* tier-0 reads with O_DIRECT (wio.c) */
+	bool remote;                         /* object storage: spans as for O_DIRECT,
+					      * each one ranged GET (wio.c) */
 	uint64_t io_room;                    /* AUTO's estimate of the page cache's room */
 	struct wt_span *spans;
 	int n_spans;
