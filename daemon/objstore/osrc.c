@@ -30,6 +30,9 @@ static struct {
 
 void objstore_configure(const char *dir, uint64_t bytes)
 {
+	if (bytes && !(dir && *dir))
+		log_warn("memory.disk_cache is %llu bytes but memory.disk_cache_dir is empty: no disk cache",
+			 (unsigned long long)bytes);
 	pthread_mutex_lock(&cache.mu);
 	snprintf(cache.dir, sizeof(cache.dir), "%s", dir && bytes ? dir : "");
 	cache.bytes = dir && *dir ? bytes : 0;
