@@ -50,6 +50,11 @@ struct ostore {
 	bool cached;             /* a disk cache holds the chunks */
 	char *staged[OSRC_MAX_STAGED];
 	int n_staged;
+	/* One bounce buffer of OSRC_FILL_MAX bytes for every object of the URL
+	 * (fills of several shards take turns: fill_mu, always taken after an
+	 * object's own lock). */
+	pthread_mutex_t fill_mu;
+	uint8_t *bounce;
 };
 
 struct osrc_idx_head {
@@ -73,7 +78,6 @@ struct osrc {
 	int fd, idx_fd;          /* idx_fd < 0: no disk cache */
 	uint8_t *state;          /* per chunk: C_* */
 	uint64_t hand;           /* FIFO eviction's clock hand */
-	uint8_t *bounce;         /* OSRC_FILL_MAX bytes (fills) */
 	pthread_mutex_t mu;
 	uint64_t net_bytes, disk_bytes;
 };
@@ -151,6 +155,11 @@ int ostore_open(struct ostore **out, const char *url, struct smk_err *err)
 	struct ostore *st = calloc(1, sizeof(*st));
 	if (!st)
 		return smk_fail(err, -ENOMEM, "%s: out of memory", url);
+	pthread_mutex_init(&st->fill_mu, NULL);
+	if (!(st->bounce = malloc(OSRC_FILL_MAX))) {
+		free(st);
+		return smk_fail(err, -ENOMEM, "%s: out of memory", url);
+	}
 	int rc = oconf_load_creds(&st->creds, env_get, err);
 	if (!rc)
 		rc = oconf_parse_url(&st->url, url, &st->creds, env_get, err);
@@ -234,6 +243,8 @@ void ostore_free(struct ostore *st)
 	for (int i = 0; i < st->n_staged; i++)
 		free(st->staged[i]);
 	oget_free(st->get);
+	free(st->bounce);
+	pthread_mutex_destroy(&st->fill_mu);
 	free(st);
 }
 
@@ -361,8 +372,11 @@ static int cache_attach(struct osrc *s, struct smk_err *err)
 			if (pread_all(s->idx_fd, &e, sizeof(e), sizeof(h) + c * sizeof(e)) || !e.present)
 				continue;
 			uint64_t n = chunk_len(s, c);
-			if (!pread_all(s->fd, s->bounce, n, c * OSRC_CHUNK) &&
-			    osrc_checksum(s->bounce, n) == e.sum) {
+			pthread_mutex_lock(&s->st->fill_mu);
+			bool good = !pread_all(s->fd, s->st->bounce, n, c * OSRC_CHUNK) &&
+				    osrc_checksum(s->st->bounce, n) == e.sum;
+			pthread_mutex_unlock(&s->st->fill_mu);
+			if (good) {
 				s->state[c] = C_PRESENT;
 				kept += n;
 			} else {
@@ -418,8 +432,7 @@ int osrc_open(struct osrc **out, struct ostore *st, const char *name, struct smk
 		return smk_fail(err, -ENAMETOOLONG, "%s: staging path too long", st->url.shown);
 	}
 	s->state = calloc((size_t)s->n_chunks, 1);
-	s->bounce = malloc(OSRC_FILL_MAX);
-	if (!s->state || !s->bounce) {
+	if (!s->state) {
 		osrc_free(s);
 		return smk_fail(err, -ENOMEM, "%s: out of memory", s->shown);
 	}
@@ -461,7 +474,6 @@ void osrc_free(struct osrc *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s->state);
-	free(s->bounce);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -520,19 +532,24 @@ static int fill(struct osrc *s, uint64_t c0, uint64_t c1, uint8_t mark, struct s
 		uint64_t e = c, off = c * OSRC_CHUNK, n = chunk_len(s, c);
 		while (e + 1 <= c1 && s->state[e + 1] == C_ABSENT && n + chunk_len(s, e + 1) <= OSRC_FILL_MAX)
 			n += chunk_len(s, ++e);
-		int rc = oget_range(s->st->get, &t, s->size, s->etag, off, n, s->bounce, err);
-		if (!rc && (rc = pwrite_all(s->fd, s->bounce, n, off)))
+		uint8_t *b = s->st->bounce;
+		pthread_mutex_lock(&s->st->fill_mu);
+		int rc = oget_range(s->st->get, &t, s->size, s->etag, off, n, b, err);
+		if (!rc && (rc = pwrite_all(s->fd, b, n, off)))
 			smk_fail(err, rc, "%s: cannot write %s: %s", s->shown, s->path, strerror(-rc));
+		for (uint64_t k = c; k <= e && !rc; k++)
+			if ((rc = write_ent(s, k, osrc_checksum(b + (k - c) * OSRC_CHUNK, chunk_len(s, k)), true)))
+				smk_fail(err, rc, "%s: cannot write the cache index of %s: %s", s->shown,
+					 s->path, strerror(-rc));
+		pthread_mutex_unlock(&s->st->fill_mu);
 		if (rc)
 			return rc;
 		s->net_bytes += n;
 		for (uint64_t k = c; k <= e; k++) {
-			uint64_t kl = chunk_len(s, k);
-			write_ent(s, k, osrc_checksum(s->bounce + (k - c) * OSRC_CHUNK, kl), true);
 			s->state[k] = mark;
 			if (s->idx_fd >= 0) {
 				pthread_mutex_lock(&cache.mu);
-				cache.used += kl;
+				cache.used += chunk_len(s, k);
 				pthread_mutex_unlock(&cache.mu);
 			}
 		}
