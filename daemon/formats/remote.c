@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "formats/hf/hf_model.h"
+#include "formats/json_err.h"
 #include "formats/safetensors.h"
 #include "objstore/osrc.h"
 
@@ -77,7 +78,10 @@ static int shard_names(struct ostore *st, char **names, int *n, struct smk_err *
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", ostore_dir(st));
 	json_error_t je;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	bool nomem = false;
+	json_t *root = json_load_file_checked(path, JSON_REJECT_DUPLICATES, &je, &nomem);
+	if (nomem)
+		return smk_fail(err, -ENOMEM, "%smodel.safetensors.index.json: out of memory", ostore_url(st));
 	json_t *map = root ? json_object_get(root, "weight_map") : NULL;
 	if (!json_is_object(map)) {
 		json_decref(root);
