@@ -130,11 +130,13 @@ static void want_creds(void *arg, const char *k, const char *v)
 		set(w, w->c->region, sizeof(w->c->region), v);
 }
 
-static void want_region(void *arg, const char *k, const char *v)
+static void want_config(void *arg, const char *k, const char *v)
 {
 	struct want_ctx *w = arg;
 	if (!strcmp(k, "region") && !w->c->region[0])
 		set(w, w->c->region, sizeof(w->c->region), v);
+	else if (!strcmp(k, "ca_bundle") && !w->c->ca_bundle[0])
+		set(w, w->c->ca_bundle, sizeof(w->c->ca_bundle), v);
 }
 
 static void home_path(char *out, size_t cap, oconf_env_fn env, const char *over, const char *rel)
@@ -157,6 +159,9 @@ int oconf_load_creds(struct ocreds *c, oconf_env_fn env, struct smk_err *err)
 		region = nonempty(env, "AWS_DEFAULT_REGION");
 	if (region)
 		set(&w, c->region, sizeof(c->region), region);
+	const char *ca = nonempty(env, "AWS_CA_BUNDLE");
+	if (ca)
+		set(&w, c->ca_bundle, sizeof(c->ca_bundle), ca);
 
 	const char *profile = nonempty(env, "AWS_PROFILE");
 	const char *id = nonempty(env, "AWS_ACCESS_KEY_ID");
@@ -176,7 +181,7 @@ int oconf_load_creds(struct ocreds *c, oconf_env_fn env, struct smk_err *err)
 		if (rc == 0 && profile)
 			return smk_fail(err, -EINVAL, "%s: no profile [%s] (AWS_PROFILE)", path, profile);
 	}
-	if (!c->region[0]) {
+	{
 		/* The config file names profiles "[profile NAME]", except default. */
 		char section[300];
 		if (profile && strcmp(profile, "default"))
@@ -184,7 +189,7 @@ int oconf_load_creds(struct ocreds *c, oconf_env_fn env, struct smk_err *err)
 		else
 			snprintf(section, sizeof(section), "default");
 		home_path(path, sizeof(path), env, "AWS_CONFIG_FILE", "config");
-		int rc = ini_section(path, section, want_region, &w, err);
+		int rc = ini_section(path, section, want_config, &w, err);
 		if (rc < 0)
 			return rc;
 	}

@@ -20,6 +20,9 @@
  *             ~/.aws/credentials): aws_access_key_id, aws_secret_access_key,
  *             aws_session_token; no keys at all: unsigned requests (a
  *             public bucket).
+ *   CAs       AWS_CA_BUNDLE, else the profile's `ca_bundle` in the config
+ *             file: the certificates https is verified against (for
+ *             s3:// and https:// alike), else the system's store.
  * The key is percent-encoded per segment (S3's canonical URI).  Secrets
  * live only in struct ocreds and the signing options handed to libcurl;
  * nothing here formats them into a message.
@@ -37,6 +40,8 @@ typedef const char *(*oconf_env_fn)(const char *name);
 struct ocreds {
 	char key[256], secret[256], token[4096];
 	char region[64];
+	char ca_bundle[4096];  /* AWS_CA_BUNDLE / ca_bundle: CA certificates for
+				* https (else the system's); not a secret */
 	bool have_keys;
 };
 

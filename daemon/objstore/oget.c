@@ -218,6 +218,8 @@ static enum verdict one_try(struct oget *g, CURL *h, const struct oget_target *t
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (g->c.ca_bundle[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, g->c.ca_bundle);
 	/* Bytes as stored: a server's gzip would change the lengths checked. */
 	hdr = curl_slist_append(hdr, "Accept-Encoding: identity");
 	if (etag && *etag) {
@@ -246,7 +248,16 @@ static enum verdict one_try(struct oget *g, CURL *h, const struct oget_target *t
 		*code = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
 		snprintf(why, why_len, "%s%s", curl_easy_strerror(cc),
 			 cc == CURLE_OPERATION_TIMEDOUT ? " (stalled or timed out)" : "");
-		return V_RETRY;
+		switch (cc) {
+		case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CERTPROBLEM: case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT: case CURLE_NOT_BUILT_IN:
+			/* Configuration, not weather: another try would fail alike. */
+			*code = -EKEYREJECTED;
+			return V_FAIL;
+		default:
+			return V_RETRY;
+		}
 	}
 	if (r->status != 206) {
 		char s3[96];

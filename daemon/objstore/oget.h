@@ -13,7 +13,8 @@
  * failures, timeouts, a stalled transfer (under 1 byte/s for
  * SMOKE_OBJSTORE_STALL_S seconds, default 20), HTTP 429, 500, 502, 503
  * (S3's SlowDown), 504, and a body or header of the wrong length.  Other
- * answers (403, 404, 412, 416, ...) fail at once.  Errors name the URL as
+ * answers (403, 404, 412, 416, ...) and a certificate that does not verify
+ * fail at once.  Errors name the URL as
  * the user gave it, the range, the status and S3's error code (from the
  * XML body); never a credential.
  *

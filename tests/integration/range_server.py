@@ -104,7 +104,7 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class RangeServer:
-    def __init__(self, root, port=0):
+    def __init__(self, root, port=0, tls=None):
         self.root = root
         self.lock = threading.Lock()
         self.faults = []
@@ -115,7 +115,15 @@ class RangeServer:
         self.faults_sent = 0
         self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.owner = self
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        scheme = "http"
+        if tls:
+            # tls = (certfile, keyfile): serve https with that certificate.
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.httpd.server_address[1])
 
     def start(self):
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -135,7 +135,8 @@ START_TEST(creds_shared_file_profile)
 	write_file("credentials", "# comment\n[default]\naws_access_key_id=D\naws_secret_access_key=DS\n\n"
 		   "[ci]\n  aws_access_key_id =  CIKEY \naws_secret_access_key = CI/SECRET=\n"
 		   "aws_session_token = CITOKEN\n");
-	write_file("config", "[default]\nregion = us-west-2\n[profile ci]\nregion = eu-central-1\n");
+	write_file("config", "[default]\nregion = us-west-2\n[profile ci]\nregion = eu-central-1\n"
+		   "ca_bundle = /etc/ci-ca.pem\n");
 	char cp[128], fp[128];
 	snprintf(cp, sizeof(cp), "%s/credentials", dir);
 	snprintf(fp, sizeof(fp), "%s/config", dir);
@@ -149,6 +150,7 @@ START_TEST(creds_shared_file_profile)
 	ck_assert_str_eq(c.secret, "CI/SECRET=");
 	ck_assert_str_eq(c.token, "CITOKEN");
 	ck_assert_str_eq(c.region, "eu-central-1");
+	ck_assert_str_eq(c.ca_bundle, "/etc/ci-ca.pem");
 	/* Default profile, region from the config file. */
 	const char *const env2[] = { "AWS_SHARED_CREDENTIALS_FILE", cp, "AWS_CONFIG_FILE", fp, NULL };
 	fake_env = env2;
@@ -161,6 +163,13 @@ START_TEST(creds_shared_file_profile)
 	fake_env = env3;
 	ck_assert_int_eq(oconf_load_creds(&c, env_lookup, &e), 0);
 	ck_assert_str_eq(c.region, "sa-east-1");
+	ck_assert_str_eq(c.ca_bundle, "");
+	/* AWS_CA_BUNDLE beats the profile's ca_bundle. */
+	const char *const env4[] = { "AWS_PROFILE", "ci", "AWS_SHARED_CREDENTIALS_FILE", cp,
+				     "AWS_CONFIG_FILE", fp, "AWS_CA_BUNDLE", "/tmp/mine.pem", NULL };
+	fake_env = env4;
+	ck_assert_int_eq(oconf_load_creds(&c, env_lookup, &e), 0);
+	ck_assert_str_eq(c.ca_bundle, "/tmp/mine.pem");
 }
 END_TEST
 
