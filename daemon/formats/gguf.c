@@ -719,10 +719,34 @@ struct osrc *gguf_source_remote(const struct gguf *g, int i)
 	return g->remote && i >= 0 && i < gguf_n_sources(g) ? g->remote[i] : NULL;
 }
 
+/* Whole fetch chunks around [off, off+n) of the mapping readable again. */
+static void unguard(const struct gguf *g, uint64_t off, uint64_t n)
+{
+	if (!g->guarded || !n)
+		return;
+	uint64_t lo = off / OSRC_CHUNK * OSRC_CHUNK;
+	uint64_t hi = (off + n + OSRC_CHUNK - 1) / OSRC_CHUNK * OSRC_CHUNK;
+	if (hi > g->size)
+		hi = g->size;
+	mprotect((void *)(g->base + lo), (size_t)(hi - lo), PROT_READ);
+}
+
+void gguf_guard_unfetched(struct gguf *g, uint64_t fetched)
+{
+	uint64_t lo = (fetched + OSRC_CHUNK - 1) / OSRC_CHUNK * OSRC_CHUNK;
+	if (g->image_owned || g->n_sources || lo >= g->size)
+		return;
+	if (mprotect((void *)(g->base + lo), (size_t)(g->size - lo), PROT_NONE) == 0)
+		g->guarded = true;
+}
+
 int gguf_pin(const struct gguf *g, int source, uint64_t off, uint64_t n, struct smk_err *err)
 {
 	struct osrc *s = gguf_source_remote(g, source);
-	return s ? osrc_pin(s, off, n, err) : 0;
+	int rc = s ? osrc_pin(s, off, n, err) : 0;
+	if (!rc && s && source == 0)
+		unguard(g, off, n);
+	return rc;
 }
 
 int gguf_pin_all(const struct gguf *g, struct smk_err *err)
@@ -731,6 +755,8 @@ int gguf_pin_all(const struct gguf *g, struct smk_err *err)
 	for (int i = 0; g->remote && i < gguf_n_sources(g) && !rc; i++)
 		if (g->remote[i])
 			rc = osrc_pin(g->remote[i], 0, osrc_size(g->remote[i]), err);
+	if (!rc)
+		unguard(g, 0, g->size);
 	return rc;
 }
 

@@ -127,6 +127,11 @@ struct osrc *gguf_source_remote(const struct gguf *g, int i);
 int gguf_pin(const struct gguf *g, int source, uint64_t off, uint64_t n, struct smk_err *err);
 /* Every byte of every source (the resident store reads only the mapping). */
 int gguf_pin_all(const struct gguf *g, struct smk_err *err);
+/* A GGUF file from object storage: make the mapping's bytes from `fetched`
+ * (rounded up to the fetch chunk) to the end unreadable (PROT_NONE) until
+ * gguf_pin fetches them, so that a read through the mapping that nobody
+ * pinned faults loudly instead of reading the zeros of an unfetched hole. */
+void gguf_guard_unfetched(struct gguf *g, uint64_t fetched);
 /* Hand the remote objects of a model to g (formats/remote.c): g takes
  * remote[0..gguf_n_sources) (entries may be NULL), the array and store and
  * frees them at gguf_close; the path messages name becomes name. */

@@ -60,6 +60,7 @@ struct gguf {
 	 * the staged backing file of remote[i]; both freed at close. */
 	struct osrc **remote;
 	struct ostore *store;
+	bool guarded;                /* gguf_guard_unfetched(): see gguf.h */
 };
 
 /* Parse the image at g->base[0..g->size).  external: tensor data is not in
