@@ -258,7 +258,8 @@ static int llama3_tools_head(struct ids *a, const struct tokenizer *t, const str
 }
 
 /* chatml and gemma with tools: the block ends the first system message, or
- * is one put first.  *copy and *text are malloc'd (the caller frees). */
+ * is one put first.  *copy and *text are malloc'd (the caller frees); on
+ * failure neither is left allocated. */
 static int tools_in_system(enum chat_format f, const struct chat_msg *msgs, int n_msgs, json_t *tools,
 			   struct chat_msg **copy, char **text, struct smk_err *err)
 {
@@ -267,6 +268,8 @@ static int tools_in_system(enum chat_format f, const struct chat_msg *msgs, int 
 	*copy = calloc((size_t)n_msgs + 1, sizeof(**copy));
 	if (!block || !*copy) {
 		free(block);
+		free(*copy);
+		*copy = NULL;
 		return smk_fail(err, -ENOMEM, "out of memory");
 	}
 	const char *s = has ? msgs[0].content : "";
@@ -276,6 +279,8 @@ static int tools_in_system(enum chat_format f, const struct chat_msg *msgs, int 
 	*text = len < SIZE_MAX - lb - 3 ? malloc(len + lb + 3) : NULL;
 	if (!*text) {
 		free(block);
+		free(*copy);
+		*copy = NULL;
 		return smk_fail(err, -ENOMEM, "out of memory");
 	}
 	memcpy(*text, s, len);

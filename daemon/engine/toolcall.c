@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/json_err.h"
+
 static const struct toolcall_syntax hermes = {
 	.pre = "<tool_call>\n", .post = "\n</tool_call>", .open = "<tool_call>", .close = "</tool_call>",
 	.args_key = "arguments",
@@ -112,7 +114,7 @@ char *toolcall_tools_text(enum chat_format f, json_t *tools)
 	json_array_foreach(tools, i, t) {
 		/* jinja's tojson: Python's json.dumps, ", " and ": " (indent
 		 * 4: "," at the line ends), UTF-8 kept, "/" not escaped. */
-		char *js = json_dumps(t, f == CHAT_LLAMA3 ? JSON_INDENT(4) : 0);
+		char *js = json_dumps_checked(t, f == CHAT_LLAMA3 ? JSON_INDENT(4) : 0);
 		if (!js) {
 			b.ok = false;
 			break;

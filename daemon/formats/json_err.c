@@ -42,14 +42,21 @@ void json_build_begin(void)
 	alloc_failed = false;
 }
 
-char *json_build_dump(json_t *root)
+char *json_dumps_checked(const json_t *v, size_t flags)
 {
-	char *s = root && !alloc_failed ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
+	alloc_failed = false;
+	char *s = json_dumps(v, flags);
 	if (s && alloc_failed) {
 		free(s);
 		s = NULL;
 	}
+	return s;
+}
+
+char *json_build_dump(json_t *root)
+{
+	char *s = root && !alloc_failed ? json_dumps_checked(root, JSON_COMPACT) : NULL;
+	json_decref(root);
 	return s;
 }
 

@@ -35,4 +35,9 @@ json_t *json_load_file_checked(const char *path, size_t flags, json_error_t *je,
 void json_build_begin(void);
 char *json_build_dump(json_t *root);
 
+/* json_dumps, except NULL (nothing half-written) when an allocation failed
+ * during it: jansson 2.14 has been seen to return a different text then
+ * (the fault injection test's tool-call prompt, tests/unit/faults). */
+char *json_dumps_checked(const json_t *v, size_t flags);
+
 #endif

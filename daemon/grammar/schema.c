@@ -4,6 +4,7 @@
  * Every keyword of a schema object is looked at: annotations are ignored,
  * the keywords below are compiled, and anything else is refused (-ENOTSUP
  * naming it), because a keyword we skipped could forbid what we generate. */
+#include "formats/json_err.h"
 #include "grammar/grammar_impl.h"
 
 #include <errno.h>
@@ -126,7 +127,7 @@ static int add_text(struct ctx *c, const char *s, size_t len, uint32_t *off)
 /* A JSON value's compact text (strings quoted and escaped as JSON). */
 static int add_json_text(struct ctx *c, json_t *v, uint32_t *off, uint32_t *len)
 {
-	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *s = json_dumps_checked(v, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!s)
 		return fail(c, -ENOMEM, "", "out of memory");
 	size_t n = strlen(s);
@@ -275,9 +276,11 @@ static int object_node(struct ctx *c, json_t *s, uint32_t *id)
 	uint32_t i = 0;
 	json_object_foreach(props, k, v) {
 		struct gprop p = { 0 };
+		/* k comes from a parsed object, so it is valid UTF-8:
+		 * NULL is out of memory. */
 		json_t *name = json_string(k);
 		if (!name)
-			return fail(c, -EINVAL, "properties", "a property name is not valid UTF-8");
+			return fail(c, -ENOMEM, "", "out of memory");
 		rc = add_json_text(c, name, &p.key_off, &p.key_len);
 		json_decref(name);
 		if (rc)

@@ -264,7 +264,7 @@ int tools_message(json_t *msg, size_t i, struct chat_msg *m, bool *content_optio
 			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory reading '%s'", p);
 		/* written again as the templates' tojson writes it */
 		const bool object = json_is_object(a);
-		char *text = object ? json_dumps(a, 0) : NULL;
+		char *text = object ? json_dumps_checked(a, 0) : NULL;
 		json_decref(a);
 		if (!text && object)
 			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory writing '%s'", p);
