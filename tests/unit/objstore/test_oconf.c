@@ -30,6 +30,20 @@ static void make_dir(void)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
+/* After each test (a checked fixture: in the test's own process). */
+static void drop_dir(void)
+{
+	if (!dir[0])
+		return;
+	char p[128];
+	snprintf(p, sizeof(p), "%s/credentials", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/config", dir);
+	unlink(p);
+	rmdir(dir);
+	dir[0] = '\0';
+}
+
 static void write_file(const char *name, const char *text)
 {
 	char p[128];
@@ -227,6 +241,7 @@ int main(void)
 {
 	Suite *s = suite_create("oconf");
 	TCase *tc = tcase_create("oconf");
+	tcase_add_checked_fixture(tc, NULL, drop_dir);
 	tcase_add_test(tc, is_url);
 	tcase_add_test(tc, s3_path_style_endpoint);
 	tcase_add_test(tc, s3_aws_virtual_host);
