@@ -149,16 +149,100 @@ static const char harmony_system[] =
 	"Reasoning: medium\n\n"
 	"# Valid channels: analysis, commentary, final. Channel must be included for every message.";
 
-static int harmony_encode(struct ids *a, const struct tokenizer *t, const struct chat_msg *msgs,
-			  int n_msgs, struct smk_err *err)
+/* An allocated text (NULL: out of memory) as add_plain; freed. */
+static int add_plain_owned(struct ids *a, const struct tokenizer *t, char *s, struct smk_err *err)
 {
+	if (!s)
+		return smk_fail(err, -ENOMEM, "out of memory");
+	int rc = add_plain(a, t, s, strlen(s), err);
+	free(s);
+	return rc;
+}
+
+/* A later assistant message without calls (the template's
+ * future_final_message: then the calls' analysis text is dropped). */
+static bool final_follows(const struct chat_msg *msgs, int n_msgs, int i)
+{
+	for (int k = i + 1; k < n_msgs; k++)
+		if (!strcmp(msgs[k].role, "assistant") && !msgs[k].n_calls)
+			return true;
+	return false;
+}
+
+/* An assistant message with tool calls, as the gpt-oss template writes it
+ * (each call a message of its own; the template writes only the first). */
+static int harmony_calls(struct ids *a, const struct tokenizer *t, const struct chat_msg *msgs, int n_msgs,
+			 int i, struct smk_err *err)
+{
+	const struct chat_msg *m = &msgs[i];
+	int rc;
+	if (m->len && !final_follows(msgs, n_msgs, i) &&
+	    ((rc = ids_add(a, t, "<|start|>assistant<|channel|>analysis<|message|>", 48, true, err)) ||
+	     (rc = add_plain(a, t, m->content, m->len, err)) || (rc = ids_add(a, t, "<|end|>", 7, true, err))))
+		return rc;
+	for (int k = 0; k < m->n_calls; k++) {
+		char head[160];
+		/* the name is [A-Za-z0-9_-] (tools.c checks it): no marker */
+		int n = snprintf(head, sizeof(head), "<|start|>assistant to=functions.%s<|channel|>commentary json<|message|>",
+				 m->calls[k].name);
+		if (n < 0 || (size_t)n >= sizeof(head))
+			return smk_fail(err, -EINVAL, "message %d: a tool name too long", i);
+		if ((rc = ids_add(a, t, head, (size_t)n, true, err)) ||
+		    (rc = add_plain(a, t, m->calls[k].args, strlen(m->calls[k].args), err)) ||
+		    (rc = ids_add(a, t, "<|call|>", 8, true, err)))
+			return rc;
+	}
+	return 0;
+}
+
+static int harmony_encode(struct ids *a, const struct tokenizer *t, const struct chat_msg *msgs,
+			  int n_msgs, json_t *tools, struct smk_err *err)
+{
+	static const char calls_line[] = "\nCalls to these tools must go to the commentary channel: 'functions'.";
+	bool with_tools = tools && json_array_size(tools) > 0;
 	int rc;
 	if ((rc = ids_add(a, t, "<|start|>system<|message|>", 26, true, err)) ||
-	    (rc = add_plain(a, t, harmony_system, sizeof(harmony_system) - 1, err)) ||
+	    (rc = add_framed(a, t, harmony_system, "", 0, with_tools ? calls_line : "", true, err)) ||
 	    (rc = ids_add(a, t, "<|end|>", 7, true, err)))
 		return rc;
-	for (int i = 0; i < n_msgs; i++) {
+	int i = 0;
+	if (with_tools) {
+		/* the first system message's instructions, then the tools, in
+		 * one developer message */
+		if ((rc = ids_add(a, t, "<|start|>developer<|message|>", 29, true, err)))
+			return rc;
+		if (n_msgs && is_system(msgs[0].role)) {
+			if (msgs[0].len &&
+			    (rc = add_framed(a, t, "# Instructions\n\n", msgs[0].content, msgs[0].len, "\n\n", true, err)))
+				return rc;
+			i = 1;
+		}
+		if ((rc = add_plain_owned(a, t, toolcall_harmony_tools_text(tools), err)) ||
+		    (rc = ids_add(a, t, "<|end|>", 7, true, err)))
+			return rc;
+	}
+	const char *last_call = NULL;      /* the function a tool message answers */
+	for (; i < n_msgs; i++) {
 		const struct chat_msg *m = &msgs[i];
+		if (m->n_calls) {
+			if ((rc = harmony_calls(a, t, msgs, n_msgs, i, err)))
+				return rc;
+			last_call = m->calls[m->n_calls - 1].name;
+			continue;
+		}
+		if (!strcmp(m->role, "tool")) {
+			char head[128];
+			if (!last_call)
+				return smk_fail(err, -EINVAL, "message %d is a tool result, but no assistant "
+						"message with a tool call comes before it", i);
+			snprintf(head, sizeof(head), "<|start|>functions.%s to=assistant<|channel|>commentary<|message|>",
+				 last_call);
+			if ((rc = ids_add(a, t, head, strlen(head), true, err)) ||
+			    (rc = add_plain_owned(a, t, toolcall_json_string(m->content, m->len), err)) ||
+			    (rc = ids_add(a, t, "<|end|>", 7, true, err)))
+				return rc;
+			continue;
+		}
 		if (is_system(m->role)) {
 			if (m->len == 0)
 				continue;
@@ -166,9 +250,11 @@ static int harmony_encode(struct ids *a, const struct tokenizer *t, const struct
 			    (rc = add_framed(a, t, "# Instructions\n\n", m->content, m->len, "\n\n", true, err)))
 				return rc;
 		} else {
-			const char *head = !strcmp(m->role, "assistant")
-						   ? "<|start|>assistant<|channel|>final<|message|>"
-						   : "<|start|>user<|message|>";
+			bool assistant = !strcmp(m->role, "assistant");
+			const char *head = assistant ? "<|start|>assistant<|channel|>final<|message|>"
+						     : "<|start|>user<|message|>";
+			if (assistant)
+				last_call = NULL;
 			if ((rc = ids_add(a, t, head, strlen(head), true, err)) ||
 			    (rc = add_plain(a, t, m->content, m->len, err)))
 				return rc;
@@ -317,7 +403,7 @@ int chat_encode_tools(enum chat_format f, const struct tokenizer *t, const struc
 	struct chat_msg *copy = NULL;
 	char *sys_text = NULL;
 	int first = 0;
-	if (tools && json_array_size(tools) > 0 && f != CHAT_LLAMA3) {
+	if (tools && json_array_size(tools) > 0 && f != CHAT_LLAMA3 && f != CHAT_HARMONY) {
 		int n = tools_in_system(f, msgs, n_msgs, tools, &copy, &sys_text, err);
 		if (n < 0)
 			return n;
@@ -337,7 +423,7 @@ int chat_encode_tools(enum chat_format f, const struct tokenizer *t, const struc
 	const char *s;
 	size_t len;
 	if (f == CHAT_HARMONY)
-		rc = harmony_encode(&a, t, msgs, n_msgs, err);
+		rc = harmony_encode(&a, t, msgs, n_msgs, tools, err);
 	if (f == CHAT_LLAMA3 && tools && json_array_size(tools) > 0)
 		rc = llama3_tools_head(&a, t, msgs, n_msgs, tools, &first, err);
 	for (int i = first; i < n_msgs && rc == 0 && f != CHAT_HARMONY; i++) {

@@ -38,21 +38,38 @@ static void header_reset(struct harmony_parser *p)
 	p->n_channel = 0;
 	p->to_match = 0;
 	p->has_recipient = false;
+	p->in_recipient = false;
+	p->recipient_long = false;
+	p->n_recipient = 0;
 }
 
 void harmony_init(struct harmony_parser *p)
 {
 	header_reset(p);
 	p->n_hold = 0;
+	p->n_msg = 0;
 }
 
 /* One byte of header text: the channel name, the recipient (" to="). */
 static void header_byte(struct harmony_parser *p, char c)
 {
 	static const char to[] = " to=";
+	if (p->in_recipient) {
+		if (c == ' ')
+			p->in_recipient = false;
+		else if (p->n_recipient < HARMONY_RECIPIENT_MAX)
+			p->recipient[p->n_recipient++] = c;
+		else
+			p->recipient_long = true;
+		return;
+	}
 	if (c == to[p->to_match]) {
 		if (++p->to_match == 4) {
+			/* a second recipient replaces the first */
 			p->has_recipient = true;
+			p->in_recipient = true;
+			p->recipient_long = false;
+			p->n_recipient = 0;
 			p->to_match = 0;
 		}
 	} else {
@@ -90,6 +107,7 @@ static bool channel_is(const struct harmony_parser *p, const char *name)
 static void marker(struct harmony_parser *p, enum mark m)
 {
 	p->to_match = 0;
+	p->in_recipient = false;
 	switch (m) {
 	case M_START:
 	case M_END:
@@ -112,13 +130,14 @@ static void marker(struct harmony_parser *p, enum mark m)
 		if (p->in_body)
 			break;                 /* dropped */
 		if (p->has_recipient)
-			p->ch = HARMONY_DROP;
+			p->ch = p->recipient_long ? HARMONY_DROP : HARMONY_CALL;
 		else if (p->has_channel && channel_is(p, "analysis"))
 			p->ch = HARMONY_REASONING;
 		else
 			p->ch = HARMONY_CONTENT;
 		p->in_body = true;
 		p->in_channel = false;
+		p->n_msg++;
 		break;
 	case N_MARK:
 		break;

@@ -32,8 +32,11 @@
  *     "final"                     -> HARMONY_CONTENT;
  *     "commentary" without a recipient (a preamble) -> HARMONY_CONTENT
  *     (llama.cpp's "preamble" rule);
- *     any header with a recipient (" to=functions.x": a tool call; we offer
- *     no tools, llama.cpp's "unsolicited" rule consumes them) -> dropped;
+ *     any header with a recipient (" to=functions.x": a tool call, in the
+ *     channel part or the role part of the header) -> HARMONY_CALL, with
+ *     the recipient in p->recipient and the message's number in p->n_msg
+ *     (the caller drops it where it offered no tools, llama.cpp's
+ *     "unsolicited" rule);
  *     no channel at all, or an unknown / over-long channel name
  *     -> HARMONY_CONTENT (our choice: a model that strays from the format
  *     still shows its answer rather than nothing);
@@ -67,10 +70,12 @@ enum harmony_channel {
 	HARMONY_DROP,          /* header text, tool calls */
 	HARMONY_REASONING,     /* the analysis channel */
 	HARMONY_CONTENT,       /* final, commentary preambles, unknown channels */
+	HARMONY_CALL,          /* the body of a message with a recipient */
 };
 
 #define HARMONY_HOLD 16        /* > the longest marker, "<|constrain|>" (13) */
 #define HARMONY_CHANNEL_MAX 16 /* > the longest channel name, "commentary" */
+#define HARMONY_RECIPIENT_MAX 80 /* "functions." and a 64-byte name, with room */
 
 struct harmony_parser {
 	bool in_body;
@@ -81,7 +86,10 @@ struct harmony_parser {
 	char channel[HARMONY_CHANNEL_MAX];
 	int n_channel;
 	int to_match;                      /* bytes of " to=" matched */
-	bool has_recipient;
+	bool has_recipient, in_recipient, recipient_long;
+	char recipient[HARMONY_RECIPIENT_MAX];  /* after " to=", up to ' ' or a marker */
+	int n_recipient;
+	unsigned n_msg;                    /* bodies begun so far (which message a call is) */
 	/* a possible marker's beginning */
 	char hold[HARMONY_HOLD];
 	int n_hold;

@@ -15,12 +15,18 @@ static const struct toolcall_syntax llama3 = {
 	.pre = "", .post = "", .open = "", .close = "", .args_key = "parameters",
 };
 
+static const struct toolcall_syntax harmony = {
+	.pre = "<|channel|>commentary to=functions.", .post = "", .open = "<|channel|>commentary to=functions.",
+	.close = "", .args_key = "", .harmony = true,
+};
+
 const struct toolcall_syntax *toolcall_syntax(enum chat_format f)
 {
 	switch (f) {
 	case CHAT_CHATML:
 	case CHAT_GEMMA: return &hermes;
 	case CHAT_LLAMA3: return &llama3;
+	case CHAT_HARMONY: return &harmony;
 	default: return NULL;
 	}
 }
@@ -85,6 +91,8 @@ static char *sb_done(struct sbuf *b)
 	}
 	return b->s;
 }
+
+static void sb_json_string(struct sbuf *b, const char *s, size_t len);
 
 /* Qwen2.5's tool block (its tokenizer_config.json chat_template), after
  * the system text; Gemma takes the same (toolcall.h). */
@@ -192,25 +200,7 @@ char *toolcall_results_text(enum chat_format f, const struct chat_msg *m, int n)
 {
 	struct sbuf b = { .ok = true };
 	if (f == CHAT_LLAMA3) {
-		/* Python's json.dumps(ensure_ascii=False) of a string: '"', '\\'
-		 * and control bytes escaped, everything else as it is (also bytes
-		 * that are not UTF-8, which a string of the API never has). */
-		sb_str(&b, "\"");
-		for (size_t i = 0; i < m->len; i++) {
-			unsigned char c = (unsigned char)m->content[i];
-			char esc[8];
-			const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-				      : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-			if (!e && c < 0x20) {
-				snprintf(esc, sizeof(esc), "\\u%04x", c);
-				e = esc;
-			}
-			if (e)
-				sb_str(&b, e);
-			else
-				sb_add(&b, (const char *)&c, 1);
-		}
-		sb_str(&b, "\"");
+		sb_json_string(&b, m->content, m->len);
 		return sb_done(&b);
 	}
 	for (int k = 0; k < n; k++) {
@@ -374,4 +364,213 @@ int toolcall_args_end(const struct toolcall_syntax *sx, const char *s, size_t n,
 		return -1;
 	*end = e;
 	return 0;
+}
+
+/* ---- harmony's tool declarations ---- */
+
+/* Python's json.dumps(ensure_ascii=False) of a string (jinja's tojson as
+ * transformers runs it): '"', '\\' and control bytes escaped. */
+static void sb_json_string(struct sbuf *b, const char *s, size_t len)
+{
+	sb_str(b, "\"");
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[8];
+		const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+			      : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+		if (!e && c < 0x20) {
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			e = esc;
+		}
+		if (e)
+			sb_str(b, e);
+		else
+			sb_add(b, (const char *)&c, 1);
+	}
+	sb_str(b, "\"");
+}
+
+char *toolcall_json_string(const char *s, size_t len)
+{
+	struct sbuf b = { .ok = true };
+	sb_json_string(&b, s, len);
+	return sb_done(&b);
+}
+
+static bool type_is(json_t *spec, const char *t)
+{
+	json_t *ty = json_object_get(spec, "type");
+	return json_is_string(ty) && !strcmp(json_string_value(ty), t);
+}
+
+/* A value as jinja's {{ v }} writes it (Python's str): strings raw,
+ * anything else as JSON (true/false/null differ from Python's; rare in
+ * an enum or a default). */
+static void sb_str_of(struct sbuf *b, json_t *v)
+{
+	if (json_is_string(v)) {
+		sb_add(b, json_string_value(v), json_string_length(v));
+		return;
+	}
+	char *js = json_dumps(v, JSON_ENCODE_ANY);
+	if (js)
+		sb_str(b, js);
+	else
+		b->ok = false;
+	free(js);
+}
+
+/* The template's render_typescript_type macro (gpt-oss chat template;
+ * oneOf, which the grammar does not take, is left out: "any"). */
+static void ts_type(struct sbuf *b, json_t *spec, int depth)
+{
+	json_t *ty = json_object_get(spec, "type");
+	bool nullable = json_is_true(json_object_get(spec, "nullable"));
+	if (depth > 16) {
+		sb_str(b, "any");
+	} else if (type_is(spec, "array")) {
+		json_t *it = json_object_get(spec, "items");
+		if (json_is_object(it) && json_object_size(it)) {
+			if (type_is(it, "string"))
+				sb_str(b, "string[]");
+			else if (type_is(it, "number") || type_is(it, "integer"))
+				sb_str(b, "number[]");
+			else if (type_is(it, "boolean"))
+				sb_str(b, "boolean[]");
+			else {
+				struct sbuf in = { .ok = true };
+				ts_type(&in, it, depth + 1);
+				const char *s = in.s ? in.s : "";
+				if (!in.ok)
+					b->ok = false;
+				else if (!strcmp(s, "object | object") || strlen(s) > 50)
+					sb_str(b, "any[]");
+				else {
+					sb_str(b, s);
+					sb_str(b, "[]");
+				}
+				free(in.s);
+			}
+		} else {
+			sb_str(b, "any[]");
+		}
+		if (nullable)
+			sb_str(b, " | null");
+	} else if (json_is_array(ty) && json_array_size(ty)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(ty, i, v) {
+			if (i)
+				sb_str(b, " | ");
+			sb_str_of(b, v);
+		}
+	} else if (type_is(spec, "string")) {
+		json_t *en = json_object_get(spec, "enum");
+		if (json_is_array(en) && json_array_size(en)) {
+			size_t i;
+			json_t *v;
+			json_array_foreach(en, i, v) {
+				sb_str(b, i ? "\" | \"" : "\"");
+				sb_str_of(b, v);
+			}
+			sb_str(b, "\"");
+		} else {
+			sb_str(b, nullable ? "string | null" : "string");
+		}
+	} else if (type_is(spec, "number") || type_is(spec, "integer")) {
+		sb_str(b, "number");
+	} else if (type_is(spec, "boolean")) {
+		sb_str(b, "boolean");
+	} else if (type_is(spec, "object")) {
+		json_t *props = json_object_get(spec, "properties"), *req = json_object_get(spec, "required");
+		if (!json_is_object(props) || !json_object_size(props)) {
+			sb_str(b, "object");
+			return;
+		}
+		sb_str(b, "{\n");
+		const char *k;
+		json_t *v;
+		size_t n = 0, last = json_object_size(props) - 1;
+		json_object_foreach(props, k, v) {
+			sb_str(b, k);
+			bool required = false;
+			size_t j;
+			json_t *r;
+			json_array_foreach(req, j, r)
+				required |= json_is_string(r) && !strcmp(json_string_value(r), k);
+			/* the template's own layout: "{{ render... }}" keeps the
+			 * line break and indent before it */
+			sb_str(b, required ? ": \n                " : "?: \n                ");
+			ts_type(b, v, depth + 1);
+			if (n++ != last)
+				sb_str(b, ", ");
+		}
+		sb_str(b, "}");
+	} else {
+		sb_str(b, "any");
+	}
+}
+
+char *toolcall_harmony_tools_text(json_t *tools)
+{
+	struct sbuf b = { .ok = true };
+	sb_str(&b, "# Tools\n\n## functions\n\nnamespace functions {\n\n");
+	size_t i;
+	json_t *t;
+	json_array_foreach(tools, i, t) {
+		json_t *fn = json_object_get(t, "function"), *d = json_object_get(fn, "description");
+		json_t *params = json_object_get(fn, "parameters"), *props = json_object_get(params, "properties");
+		json_t *req = json_object_get(params, "required");
+		/* no description: no comment line (the template fails there) */
+		if (json_is_string(d)) {
+			sb_str(&b, "// ");
+			sb_add(&b, json_string_value(d), json_string_length(d));
+			sb_str(&b, "\n");
+		}
+		sb_str(&b, "type ");
+		sb_str(&b, json_string_value(json_object_get(fn, "name")));
+		sb_str(&b, " = ");
+		if (!json_is_object(props) || !json_object_size(props)) {
+			sb_str(&b, "() => any;\n\n");
+			continue;
+		}
+		sb_str(&b, "(_: {\n");
+		const char *k;
+		json_t *v;
+		json_object_foreach(props, k, v) {
+			json_t *pd = json_object_get(v, "description"), *def = json_object_get(v, "default");
+			if (json_is_string(pd) && json_string_length(pd)) {
+				sb_str(&b, "// ");
+				sb_add(&b, json_string_value(pd), json_string_length(pd));
+				sb_str(&b, "\n");
+			}
+			sb_str(&b, k);
+			bool required = false;
+			size_t j;
+			json_t *r;
+			json_array_foreach(req, j, r)
+				required |= json_is_string(r) && !strcmp(json_string_value(r), k);
+			sb_str(&b, required ? ": " : "?: ");
+			ts_type(&b, v, 0);
+			if (def) {
+				sb_str(&b, ", // default: ");
+				if (json_object_get(v, "enum")) {
+					sb_str_of(&b, def);
+				} else if (json_is_string(def)) {
+					sb_json_string(&b, json_string_value(def), json_string_length(def));
+				} else {
+					char *js = json_dumps(def, JSON_ENCODE_ANY);
+					if (js)
+						sb_str(&b, js);
+					else
+						b.ok = false;
+					free(js);
+				}
+			}
+			sb_str(&b, ",\n");
+		}
+		sb_str(&b, "}) => any;\n\n");
+	}
+	sb_str(&b, "} // namespace functions");
+	return sb_done(&b);
 }

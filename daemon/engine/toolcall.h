@@ -11,8 +11,12 @@
  *   llama3 (Llama 3.1)         {"name": "f", "parameters": {...}}
  * The generated call is the whole output: it starts at the first byte (no
  * text before it, no whitespace) and the generation ends with it, so a
- * response carries at most one call.  harmony (gpt-oss) and plain have no
- * tool calls here (toolcall_syntax returns NULL).
+ * response carries at most one call.
+ *   harmony (gpt-oss)          <|channel|>commentary to=functions.f <|constrain|>json<|message|>{...}
+ *                              then <|call|> (an end of generation); the
+ *                              tools are declared TypeScript-like in the
+ *                              developer message (toolcall_harmony_tools_text).
+ * plain has no tool calls (toolcall_syntax returns NULL).
  *
  * Everything here works on text and jansson values; nothing is kept
  * between calls. */
@@ -33,9 +37,16 @@ struct toolcall_syntax {
 	const char *open;          /* pre without its whitespace: what the reader matches */
 	const char *close;         /* post without its whitespace */
 	const char *args_key;      /* "arguments" or "parameters" */
+	/* harmony: the call is a message of its own (its header names the
+	 * function, the body is the arguments), read by the channel parser
+	 * (harmony.h), not by toolcall_scan; pre is the header up to the name,
+	 * TOOLCALL_HARMONY_MID follows the name. */
+	bool harmony;
 };
 
-/* NULL where the format has no tool calls (plain, harmony). */
+#define TOOLCALL_HARMONY_MID " <|constrain|>json<|message|>"
+
+/* NULL where the format has no tool calls (plain). */
 const struct toolcall_syntax *toolcall_syntax(enum chat_format f);
 
 /* A function name as OpenAI allows it: 1..64 of [A-Za-z0-9_-]. */
@@ -63,6 +74,19 @@ char *toolcall_assistant_text(enum chat_format f, const struct chat_msg *m);
  *   llama3  (n = 1) the content as a JSON string: the template's
  *           `message.content | tojson` (a string is iterable in jinja) */
 char *toolcall_results_text(enum chat_format f, const struct chat_msg *m, int n);
+
+/* harmony: the tools as the gpt-oss template's render_tool_namespace
+ * writes them into the developer message: "# Tools\n\n## functions\n\n
+ * namespace functions {\n\n" then per function "// description\n" and
+ * "type NAME = (_: {\n" with a line per property ("// description\n",
+ * "name?: TYPE, // default: D,\n"; `?` when not required; TYPE the
+ * template's TypeScript rendering: string, number, boolean, enums as
+ * "a" | "b", T[], nested objects, any) then "}) => any;\n\n" (or
+ * "() => any;\n\n" without properties), and "} // namespace functions".
+ * Malloc'd; NULL: out of memory. */
+char *toolcall_harmony_tools_text(json_t *tools);
+/* A string as jinja's tojson writes it (malloc'd; NULL: out of memory). */
+char *toolcall_json_string(const char *s, size_t len);
 
 /* The JSON schema of one call (the object after pre) of one of the n
  * functions fns[i] ({"name", "parameters"?, ...}): {"name": the name,

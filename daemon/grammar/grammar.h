@@ -63,7 +63,7 @@
 #define GM_MAX_DEPTH 32        /* nesting of values (objects, arrays, strings) */
 #define GM_MAX_WS 24           /* blanks after a newline between two JSON tokens */
 #define GM_MAX_PROPS 64        /* properties of one object schema */
-#define GM_MAX_FRAME 64        /* bytes of the text before or after the value */
+#define GM_MAX_FRAME 160       /* bytes of the text before or after the value */
 
 struct grammar;
 struct gvocab;

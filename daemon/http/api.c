@@ -649,6 +649,11 @@ static int buf_add(char **b, size_t *n, size_t *cap, const char *s, size_t len)
 static void on_channel(void *ctx, enum harmony_channel ch, const char *s, size_t len)
 {
 	struct hreq *r = ctx;
+	if (ch == HARMONY_CALL && !tools_harmony_call(r, r->hp.recipient, (size_t)r->hp.n_recipient,
+						     r->hp.n_msg))
+		return;
+	if (ch != HARMONY_CALL && !tools_harmony_content(r))
+		return;
 	int rc = ch == HARMONY_REASONING ? buf_add(&r->reason, &r->n_reason, &r->cap_reason, s, len)
 					 : buf_add(&r->text, &r->n_text, &r->cap_text, s, len);
 	if (rc)
@@ -791,7 +796,8 @@ char *api_generation_body(struct hreq *r)
 	if (r->chat) {
 		bool call = tools_active(r) && r->tools->state == TOOLS_CALL;
 		choice = json_pack("{s:i, s:{s:s, s:o}, s:s, s:o}", "index", 0, "message", "role", "assistant",
-				   "content", call ? json_null() : jstr(r->text, r->n_text), "finish_reason", finish,
+				   "content", call && !tools_content_end(r) ? json_null() : jstr(r->text, tools_content_end(r)),
+				   "finish_reason", finish,
 				   "logprobs", logprobs_json(r, 0, n_tok, 0));
 		if (choice && call)
 			json_object_set_new(json_object_get(choice, "message"), "tool_calls", tools_calls_json(r));

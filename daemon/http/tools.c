@@ -170,8 +170,15 @@ int tools_parse(struct server *s, struct hreq *r, json_t *o, struct api_error *e
 		return -1;
 	if (t->tools && !toolcall_syntax(s->chat))
 		return api_fail(e, 400, INVALID, "tools", "unsupported",
-				"'tools' is not supported with the %s chat format%s", chat_format_name(s->chat),
-				s->chat == CHAT_HARMONY ? " (gpt-oss) yet" : " (the model has no chat template)");
+				"'tools' is not supported with the %s chat format (the model has no chat template)",
+				chat_format_name(s->chat));
+	/* harmony's frame holds the function's name: one function only
+	 * (docs/tool-calls.md) */
+	if (s->chat == CHAT_HARMONY && t->choice == TOOLS_REQUIRED && json_array_size(t->tools) > 1)
+		return api_fail(e, 400, INVALID, "tool_choice", "unsupported",
+				"'tool_choice' \"required\" with %zu tools is not supported with the harmony "
+				"format (gpt-oss) yet: name one function, or give one tool",
+				json_array_size(t->tools));
 	/* What a call cannot go with (docs/tool-calls.md). */
 	json_t *rf = field(o, "response_format"), *rft = rf ? json_object_get(rf, "type") : NULL;
 	if (t->tools && rf && !(json_is_string(rft) && !strcmp(json_string_value(rft), "text")))
@@ -301,22 +308,43 @@ int tools_grammar(struct hreq *r, struct api_error *e)
 	json_array_foreach(t->tools, i, tool)
 		if (t->choice != TOOLS_NAMED || (int)i == t->named)
 			fns[n++] = json_object_get(tool, "function");
-	json_t *schema = toolcall_schema(t->sx, fns, n);
-	if (!schema)
-		return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+	int rc = 0;
 	struct grammar_error ge;
-	int rc = grammar_compile_schema(&r->job.grammar, schema, false, &ge);
-	json_decref(schema);
-	if (rc == 0 && grammar_set_frame(r->job.grammar, t->sx->pre, strlen(t->sx->pre), t->sx->post,
-					 strlen(t->sx->post)))
-		rc = -E2BIG;
+	if (t->sx->harmony && t->choice != TOOLS_AUTO) {
+		/* straight to the call of the one function: its header is the
+		 * frame, its parameters the value; <|call|> (an end of
+		 * generation) ends it */
+		json_t *params = field(fns[0], "parameters");
+		json_t *schema = params ? json_incref(params) : json_pack("{s:s, s:{}}", "type", "object", "properties");
+		char pre[160];
+		int np = snprintf(pre, sizeof(pre), "%s%s%s", t->sx->pre,
+				  json_string_value(json_object_get(fns[0], "name")), TOOLCALL_HARMONY_MID);
+		if (!schema)
+			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+		rc = grammar_compile_schema(&r->job.grammar, schema,
+					    json_is_true(json_object_get(fns[0], "strict")), &ge);
+		json_decref(schema);
+		if (rc == 0 && (np < 0 || (size_t)np >= sizeof(pre) ||
+				grammar_set_frame(r->job.grammar, pre, (size_t)np, "", 0)))
+			rc = -E2BIG;
+	} else if (!t->sx->harmony) {
+		json_t *schema = toolcall_schema(t->sx, fns, n);
+		if (!schema)
+			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+		rc = grammar_compile_schema(&r->job.grammar, schema, false, &ge);
+		json_decref(schema);
+		if (rc == 0 && grammar_set_frame(r->job.grammar, t->sx->pre, strlen(t->sx->pre), t->sx->post,
+						 strlen(t->sx->post)))
+			rc = -E2BIG;
+	}
+	/* harmony with "auto": no grammar; the channel parser finds a call */
 	if (rc) {
 		r->job.grammar = grammar_free(r->job.grammar);
 		return rc == -ENOMEM ? api_fail(e, 500, "server_error", NULL, NULL, "out of memory")
 				     : api_fail(e, 400, INVALID, "tools", "invalid_schema",
 						"the tools' calls cannot be compiled together: %s (at %s)", ge.msg, ge.path);
 	}
-	r->job.grammar_optional = t->choice == TOOLS_AUTO;
+	r->job.grammar_optional = t->choice == TOOLS_AUTO && !t->sx->harmony;
 	/* The call's id, as OpenAI writes them. */
 	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 	unsigned char rnd[24] = { 0 };
@@ -348,7 +376,7 @@ bool tools_active(const struct hreq *r)
 void tools_update(struct hreq *r)
 {
 	struct tools_req *t = r->tools;
-	if (!tools_active(r) || t->state != TOOLS_UNDECIDED)
+	if (!tools_active(r) || t->state != TOOLS_UNDECIDED || t->sx->harmony)
 		return;
 	enum toolcall_scan sc = toolcall_scan(t->sx, r->text, r->n_text, &t->head);
 	if (sc == TOOLCALL_HEAD) {
@@ -359,16 +387,48 @@ void tools_update(struct hreq *r)
 		name[t->head.name_len] = 0;
 		int k = find_tool(t->tools, name);
 		t->state = k >= 0 && (t->choice != TOOLS_NAMED || k == t->named) ? TOOLS_CALL : TOOLS_TEXT;
+		memcpy(t->name, name, t->head.name_len + 1);
 		t->args_sent = t->head.args_off;
 	} else if (sc == TOOLCALL_TEXT || r->done) {
 		t->state = TOOLS_TEXT;
 	}
 }
 
+bool tools_harmony_call(struct hreq *r, const char *recipient, size_t n, unsigned msg)
+{
+	struct tools_req *t = r->tools;
+	if (!tools_active(r))
+		return false;              /* a call nobody offered: dropped */
+	if (t->state == TOOLS_CALL)
+		return msg == t->call_msg; /* the call's body goes on; a second call is dropped */
+	static const char ns[] = "functions.";
+	const size_t lns = sizeof(ns) - 1;
+	if (n <= lns || memcmp(recipient, ns, lns) || !toolcall_name_ok(recipient + lns, n - lns))
+		return false;
+	char name[TOOLCALL_NAME_MAX + 1];
+	memcpy(name, recipient + lns, n - lns);
+	name[n - lns] = 0;
+	int k = find_tool(t->tools, name);
+	if (k < 0 || (t->choice == TOOLS_NAMED && k != t->named))
+		return false;
+	memcpy(t->name, name, n - lns + 1);
+	t->state = TOOLS_CALL;
+	t->call_msg = msg;
+	t->head.args_off = t->args_sent = r->n_text;
+	return true;
+}
+
+bool tools_harmony_content(const struct hreq *r)
+{
+	return !tools_active(r) || r->tools->state != TOOLS_CALL;
+}
+
 size_t tools_content_end(const struct hreq *r)
 {
 	if (!tools_active(r))
 		return r->n_text;
+	if (r->tools->sx->harmony)         /* the text before the call's message */
+		return r->tools->state == TOOLS_CALL ? r->tools->head.args_off : r->n_text;
 	return r->tools->state == TOOLS_TEXT ? r->n_text : 0;
 }
 
@@ -376,6 +436,12 @@ void tools_args_span(const struct hreq *r, size_t *from, size_t *to)
 {
 	const struct tools_req *t = r->tools;
 	*from = t->head.args_off;
+	if (t->sx->harmony) {              /* the message's body, to its end */
+		*to = r->n_text;
+		while (*to > *from && (r->text[*to - 1] == ' ' || r->text[*to - 1] == '\n'))
+			(*to)--;
+		return;
+	}
 	if (toolcall_args_end(t->sx, r->text, r->n_text, &t->head, to))
 		*to = r->n_text;
 }
@@ -385,7 +451,7 @@ static json_t *call_json(const struct hreq *r, bool head, size_t from, size_t to
 	const struct tools_req *t = r->tools;
 	json_t *fn = json_object();
 	if (head)
-		json_object_set_new(fn, "name", json_stringn(r->text + t->head.name_off, t->head.name_len));
+		json_object_set_new(fn, "name", json_string(t->name));
 	json_object_set_new(fn, "arguments", api_json_text(r->text + from, to - from));
 	json_t *c = json_pack("{s:i}", "index", 0);
 	if (head) {

@@ -47,6 +47,8 @@ struct tools_req {
 	bool head_sent;
 	size_t args_sent;              /* stream: the arguments' bytes sent end here */
 	char id[32];                   /* "call_" and 24 letters or digits */
+	char name[TOOLCALL_NAME_MAX + 1];   /* the called function (TOOLS_CALL) */
+	unsigned call_msg;             /* harmony: the call's message (harmony_parser.n_msg) */
 };
 
 /* `tools`, `tool_choice`, `parallel_tool_calls` of a chat request into
@@ -76,8 +78,17 @@ bool tools_active(const struct hreq *r);
 /* Read r->text so far (r->lock held): decides the state once the text
  * shows it, at the latest when the generation is done. */
 void tools_update(struct hreq *r);
+/* harmony: the channel parser has a body of a message to recipient (a
+ * call, harmony.h) of its n_msg-th message.  A first call to
+ * "functions.F", F one of the call's choices, makes the state TOOLS_CALL
+ * (its arguments start at the end of r->text); says whether the body goes
+ * into r->text (the call's own message) or is dropped (a call to anything
+ * else, a second call). */
+bool tools_harmony_call(struct hreq *r, const char *recipient, size_t n, unsigned msg);
+/* harmony: content or reasoning may still be taken (no call yet). */
+bool tools_harmony_content(const struct hreq *r);
 /* The content that may be sent or returned: all of r->text, or none of
- * it (undecided, or a call). */
+ * it (undecided, or a call); harmony: the text before the call. */
 size_t tools_content_end(const struct hreq *r);
 /* The call's arguments as text: [*from, *to) of r->text (the whole rest
  * of the text if the call was cut off). */

@@ -15,18 +15,29 @@
 #include "engine/harmony.h"
 
 struct out {
-	char reasoning[1024], content[1024];
-	size_t n_reasoning, n_content;
+	char reasoning[1024], content[1024], call[1024];
+	size_t n_reasoning, n_content, n_call;
+	char recipient[HARMONY_RECIPIENT_MAX + 1];   /* of the call's emits; all must agree */
+	const struct harmony_parser *p;
 	int n_emits;
 };
 
 static void emit(void *ctx, enum harmony_channel ch, const char *s, size_t len)
 {
 	struct out *o = ctx;
-	ck_assert_msg(ch == HARMONY_REASONING || ch == HARMONY_CONTENT, "emitted channel %d", ch);
+	ck_assert_msg(ch == HARMONY_REASONING || ch == HARMONY_CONTENT || ch == HARMONY_CALL,
+		      "emitted channel %d", ch);
 	ck_assert_uint_ge(len, 1);
-	char *b = ch == HARMONY_REASONING ? o->reasoning : o->content;
-	size_t *n = ch == HARMONY_REASONING ? &o->n_reasoning : &o->n_content;
+	char *b = ch == HARMONY_REASONING ? o->reasoning : ch == HARMONY_CALL ? o->call : o->content;
+	size_t *n = ch == HARMONY_REASONING ? &o->n_reasoning : ch == HARMONY_CALL ? &o->n_call : &o->n_content;
+	if (ch == HARMONY_CALL) {
+		char rec[HARMONY_RECIPIENT_MAX + 1];
+		memcpy(rec, o->p->recipient, (size_t)o->p->n_recipient);
+		rec[o->p->n_recipient] = 0;
+		ck_assert_msg(!o->n_call || !strcmp(rec, o->recipient), "recipient '%s' then '%s'",
+			      o->recipient, rec);
+		strcpy(o->recipient, rec);
+	}
 	ck_assert_uint_lt(*n + len, sizeof(o->content));
 	memcpy(b + *n, s, len);
 	*n += len;
@@ -40,13 +51,20 @@ static void run_pieces(const char *const *pieces, struct out *o)
 	memset(o, 0, sizeof(*o));
 	struct harmony_parser p;
 	harmony_init(&p);
+	o->p = &p;
 	for (int i = 0; pieces[i]; i++)
 		harmony_push(&p, pieces[i], strlen(pieces[i]), emit, o);
 	harmony_finish(&p, emit, o);
 }
 
+static const char *want_call, *want_recipient;   /* check_call's; "" for check */
+
 static void expect_out(const struct out *o, const char *reasoning, const char *content, const char *how)
 {
+	ck_assert_msg(o->n_call == strlen(want_call) && !memcmp(o->call, want_call, o->n_call),
+		      "%s: call '%s', want '%s'", how, o->call, want_call);
+	ck_assert_msg(!o->n_call || !strcmp(o->recipient, want_recipient), "%s: recipient '%s', want '%s'",
+		      how, o->recipient, want_recipient);
 	ck_assert_msg(o->n_reasoning == strlen(reasoning) && !memcmp(o->reasoning, reasoning, o->n_reasoning),
 		      "%s: reasoning '%s', want '%s'", how, o->reasoning, reasoning);
 	ck_assert_msg(o->n_content == strlen(content) && !memcmp(o->content, content, o->n_content),
@@ -55,7 +73,7 @@ static void expect_out(const struct out *o, const char *reasoning, const char *c
 
 /* The pieces as given, the whole text at once, byte by byte, and cut once
  * at every offset: all must give (reasoning, content). */
-static void check(const char *const *pieces, const char *reasoning, const char *content)
+static void check_all(const char *const *pieces, const char *reasoning, const char *content)
 {
 	struct out o;
 	run_pieces(pieces, &o);
@@ -90,6 +108,21 @@ static void check(const char *const *pieces, const char *reasoning, const char *
 		snprintf(how, sizeof(how), "cut at %zu", cut);
 		expect_out(&o, reasoning, content, how);
 	}
+}
+
+static void check(const char *const *pieces, const char *reasoning, const char *content)
+{
+	want_call = want_recipient = "";
+	check_all(pieces, reasoning, content);
+}
+
+/* The same, with a call body (HARMONY_CALL) to recipient. */
+static void check_call(const char *const *pieces, const char *reasoning, const char *content,
+		       const char *recipient, const char *call)
+{
+	want_call = call;
+	want_recipient = recipient;
+	check_all(pieces, reasoning, content);
 }
 
 START_TEST(analysis_then_final)
@@ -154,21 +187,28 @@ START_TEST(commentary_preamble_is_content)
 }
 END_TEST
 
-START_TEST(tool_calls_are_dropped)
+START_TEST(tool_calls_are_calls)
 {
 	/* harmony docs/format.md: recipient in the channel header, with a
 	 * constraint; the generation ends on <|call|> (an EOG token, no text). */
 	const char *p[] = { "<|channel|>analysis<|message|>Need weather.<|end|>",
 			    "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
 			    "<|message|>", "{\"location\":\"Tokyo\"}", NULL };
-	check(p, "Need weather.", "");
+	check_call(p, "Need weather.", "", "functions.get_weather", "{\"location\":\"Tokyo\"}");
 	/* the recipient in the role header (the template's own rendering) */
 	const char *q[] = { " to=functions.f<|channel|>commentary json<|message|>{}", NULL };
-	check(q, "", "");
+	check_call(q, "", "", "functions.f", "{}");
 	/* should <|call|> appear as text it ends the call; what follows is read */
 	const char *r[] = { "<|channel|>commentary to=functions.f<|message|>{}<|call|>",
 			    "<|start|>assistant<|channel|>final<|message|>done", NULL };
-	check(r, "", "done");
+	check_call(r, "", "done", "functions.f", "{}");
+	/* the recipient ends at a marker without a space: no constraint */
+	const char *s[] = { "<|channel|>commentary to=functions.g-1<|message|>{\"a\": 1}", NULL };
+	check_call(s, "", "", "functions.g-1", "{\"a\": 1}");
+	/* a recipient longer than the parser keeps is no call: dropped */
+	const char *t[] = { "<|channel|>commentary to=functions.", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+			    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa<|message|>{}", NULL };
+	check(t, "", "");
 }
 END_TEST
 
@@ -245,6 +285,8 @@ START_TEST(finish_resets)
 	memset(&o, 0, sizeof(o));
 	struct harmony_parser p;
 	harmony_init(&p);
+	o.p = &p;
+	want_call = want_recipient = "";
 	const char *s = "<|channel|>final<|message|>x";
 	harmony_push(&p, s, strlen(s), emit, &o);
 	harmony_finish(&p, emit, &o);
@@ -266,7 +308,7 @@ int main(void)
 	tcase_add_test(tc, unknown_channel_is_content);
 	tcase_add_test(tc, no_channel_is_content);
 	tcase_add_test(tc, commentary_preamble_is_content);
-	tcase_add_test(tc, tool_calls_are_dropped);
+	tcase_add_test(tc, tool_calls_are_calls);
 	tcase_add_test(tc, truncated_mid_header);
 	tcase_add_test(tc, truncated_mid_marker_in_a_body);
 	tcase_add_test(tc, angle_brackets_in_text);
