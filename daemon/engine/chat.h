@@ -37,10 +37,11 @@
  *   - no "Current date: YYYY-MM-DD" line (the template's strftime_now): a
  *     prompt must not change with the clock (the line goes, the blank line
  *     after it stays: "...2024-06\n\nReasoning...");
- *   - no tools, builtin tools or response formats (the API refuses tools
- *     and response_format for harmony so far: chat_encode_tools returns
- *     -ENOTSUP), so no "# Tools" section and no "Calls to these tools..."
- *     line;
+ *   - tools (chat_encode_tools) as the template writes them
+ *     (docs/tool-calls.md): the "Calls to these tools..." line, the
+ *     TypeScript declarations after the instructions in the developer
+ *     message, calls and results in the history; no builtin tools or
+ *     response formats;
  *   - a system or developer message after the first becomes a developer
  *     message of its own, in place (the template drops it silently);
  *   - model identity and reasoning effort are the template's defaults (no
@@ -119,7 +120,8 @@ int chat_encode(enum chat_format f, const struct tokenizer *t, const struct chat
  *   gemma   Gemma 3's template has no tools: the Qwen2.5 tools block opens
  *           the first user turn (after the system text, as Gemma places
  *           it), calls and results in the same tags, results in user turns.
- * -ENOTSUP for tools in harmony or plain, -EINVAL for a history the format
+ *   harmony the gpt-oss template's (chat.h above, docs/tool-calls.md).
+ * -ENOTSUP for tools in plain, -EINVAL for a history the format
  * cannot write (err says which message). */
 int chat_encode_tools(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
 		      int n_msgs, json_t *tools, int max_tokens, int32_t **out, int *n_out,

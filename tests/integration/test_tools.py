@@ -21,6 +21,13 @@ tool_calls and role "tool" results is accepted and makes the prompt longer.
 Bad requests get 400 naming the field; a model without a chat format
 (tiny-llama-spm: plain) refuses tools.
 
+harmony (gpt-oss): a tiny random model with the real o200k_harmony
+vocabulary (SMOKE_O200K_DIR's ggml-vocab-gpt-oss.gguf, made here by
+scripts/make-tiny-gguf.py into a temporary folder; skipped without it):
+"required" with one tool and a named function give a valid call, streamed
+as not; "required" with several tools is refused (not yet); "auto" a call
+or text, the same streamed and not; a history with a call and its result.
+
 Usage: test_tools.py PATH/TO/smoked
 Skipped (exit 77) without the models, openai or jsonschema.
 """
@@ -82,11 +89,74 @@ def main():
     for name, path, seeds in present:
         print("---- %s (%s) ----" % (name, os.path.basename(path)))
         run_daemon(smoked, path, lambda d, n=name, s=seeds: checks(d, n, s))
+    harmony_model(smoked)
     plain = os.path.join(TEST_MODELS, "tiny-llama-spm.gguf")
     if os.path.exists(plain):
         run_daemon(smoked, plain, plain_refuses)
     print("%d passed, %d failed" % (check.passed, len(failures)))
     return 1 if failures else 0
+
+
+def harmony_model(smoked):
+    import subprocess
+    import tempfile
+    vocab = os.path.join(os.environ.get("SMOKE_O200K_DIR") or os.path.expanduser("~/.cache/smoke/o200k"),
+                         "ggml-vocab-gpt-oss.gguf")
+    if not os.path.exists(vocab):
+        print("---- harmony: skipped (no %s: scripts/fetch-o200k) ----" % vocab)
+        return
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "tiny-harmony.gguf")
+        subprocess.run([sys.executable, os.path.join(root, "scripts", "make-tiny-gguf.py"), "--arch", "llama",
+                        "--vocab", vocab, "--out", path], check=True, stdout=subprocess.DEVNULL)
+        print("---- harmony (tiny llama, o200k_harmony vocabulary) ----")
+        run_daemon(smoked, path, harmony_checks)
+
+
+def harmony_checks(d):
+    client, model_id = client_for(d)
+    names = [t["function"]["name"] for t in TOOLS]
+    for tools, choice, allowed in ((TOOLS[:1], "required", ["get_weather"]),
+                                   (TOOLS, {"type": "function", "function": {"name": "place_order"}},
+                                    ["place_order"])):
+        label = choice if isinstance(choice, str) else "named"
+        for seed in (11, 12):
+            whole = ask(client, model_id, False, tools=tools, tool_choice=choice, seed=seed, max_tokens=160)
+            streamed = ask(client, model_id, True, tools=tools, tool_choice=choice, seed=seed, max_tokens=160)
+            for how, (content, calls, finish, problems) in (("whole", whole), ("streamed", streamed)):
+                why = valid_call(calls[0], allowed) if len(calls) == 1 else "%d calls" % len(calls)
+                check(finish == "tool_calls" and content is None and why is None and not problems,
+                      "harmony %s %s seed %d: finish %s, content %r, %s %s" % (label, how, seed, finish, content,
+                                                                             why or "valid call", problems))
+            check(whole[1] and streamed[1] and whole[1][0][1:] == streamed[1][0][1:],
+                  "harmony %s seed %d: the stream reassembles to the whole answer: %s vs %s"
+                  % (label, seed, whole[1][:1], streamed[1][:1]))
+    expect_400(client, model_id, "tool_choice", "harmony: required with several tools", code="unsupported",
+               tools=TOOLS, tool_choice="required")
+    # auto: no grammar (the model's own call, if it makes one, is read
+    # from its commentary channel); text or a call, streamed as not
+    for seed in (11, 12):
+        whole = ask(client, model_id, False, tool_choice="auto", seed=seed, max_tokens=40)
+        streamed = ask(client, model_id, True, tool_choice="auto", seed=seed, max_tokens=40)
+        content, calls, finish, _ = whole
+        ok = (finish == "tool_calls" and len(calls) == 1 and calls[0][1] in names) if calls else \
+            (finish in ("stop", "length") and isinstance(content, str))
+        check(ok and not streamed[3] and (whole[0] or "") == (streamed[0] or "") and whole[2] == streamed[2]
+              and [c[1:] for c in whole[1]] == [c[1:] for c in streamed[1]],
+              "harmony auto seed %d: %s %r %s, streamed %s %r %s" % (seed, finish, (content or "")[:40], calls,
+                                                                    streamed[2], (streamed[0] or "")[:40],
+                                                                    streamed[1]))
+    r = client.chat.completions.create(model=model_id, messages=MESSAGES, tools=TOOLS[:1], tool_choice="required",
+                                       max_tokens=160, seed=5)
+    call = r.choices[0].message.tool_calls[0]
+    history = MESSAGES + [r.choices[0].message.model_dump(exclude_none=True),
+                          {"role": "tool", "tool_call_id": call.id, "content": "22 degrees, sunny"}]
+    r2 = client.chat.completions.create(model=model_id, messages=history, tools=TOOLS[:1], max_tokens=8, seed=5)
+    r0 = client.chat.completions.create(model=model_id, messages=MESSAGES, tools=TOOLS[:1], max_tokens=8, seed=5)
+    check(r2.usage.prompt_tokens > r0.usage.prompt_tokens + 10,
+          "harmony: history with tool_calls and a tool result accepted (%d > %d prompt tokens)"
+          % (r2.usage.prompt_tokens, r0.usage.prompt_tokens))
 
 
 def run_daemon(smoked, model, fn):
