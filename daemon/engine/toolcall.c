@@ -412,7 +412,7 @@ static void sb_str_of(struct sbuf *b, json_t *v)
 		sb_add(b, json_string_value(v), json_string_length(v));
 		return;
 	}
-	char *js = json_dumps(v, JSON_ENCODE_ANY);
+	char *js = json_dumps_checked(v, JSON_ENCODE_ANY);
 	if (js)
 		sb_str(b, js);
 	else
@@ -559,7 +559,7 @@ char *toolcall_harmony_tools_text(json_t *tools)
 				} else if (json_is_string(def)) {
 					sb_json_string(&b, json_string_value(def), json_string_length(def));
 				} else {
-					char *js = json_dumps(def, JSON_ENCODE_ANY);
+					char *js = json_dumps_checked(def, JSON_ENCODE_ANY);
 					if (js)
 						sb_str(&b, js);
 					else
