@@ -50,12 +50,18 @@ static char *fixture_text(const char *name)
 	return s;
 }
 
-/* The tokenizer of a test model, or NULL (skip) when it is absent. */
+/* The tokenizer of a test model, or NULL (skip) when it is absent.
+ * "o200k": gpt-oss's vocabulary (SMOKE_O200K_DIR's ggml-vocab-gpt-oss.gguf,
+ * scripts/fetch-o200k). */
 static struct tokenizer *model_vocab(const char *file, struct gguf **gout)
 {
 	char path[4096];
 	const char *dir = getenv("SMOKE_TEST_MODELS");
-	if (!strcmp(file, "gemma-3-270m-q4_k_m.gguf") && getenv("SMOKE_MODEL"))
+	if (!strcmp(file, "o200k") && getenv("SMOKE_O200K_DIR"))
+		snprintf(path, sizeof(path), "%s/ggml-vocab-gpt-oss.gguf", getenv("SMOKE_O200K_DIR"));
+	else if (!strcmp(file, "o200k"))
+		snprintf(path, sizeof(path), "%s/.cache/smoke/o200k/ggml-vocab-gpt-oss.gguf", getenv("HOME"));
+	else if (!strcmp(file, "gemma-3-270m-q4_k_m.gguf") && getenv("SMOKE_MODEL"))
 		snprintf(path, sizeof(path), "%s", getenv("SMOKE_MODEL"));
 	else if (!strcmp(file, "gemma-3-270m-q4_k_m.gguf"))
 		snprintf(path, sizeof(path), "%s/.cache/smoke/models/%s", getenv("HOME"), file);
@@ -203,6 +209,40 @@ START_TEST(prompt_llama3_as_llama31)
 					   8192, &ids, &n, &err), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "one per assistant message"));
 	conv_free(&cv);
+	tokenizer_free(t);
+	gguf_close(g);
+}
+END_TEST
+
+/* harmony: gpt-oss's template (its tools declaration, a call and its
+ * result, the call's content as analysis or dropped) */
+START_TEST(prompt_harmony_as_gpt_oss)
+{
+	struct gguf *g;
+	struct tokenizer *t = model_vocab("o200k", &g);
+	if (!t)
+		return;
+	ck_assert_int_eq(chat_detect(g, t), CHAT_HARMONY);
+	static const char *const cases[][2] = { { "messages_harmony", "tools-gpt-oss.txt" },
+						{ "messages_harmony_open", "tools-gpt-oss-open.txt" } };
+	for (int k = 0; k < 2; k++) {
+		struct conv cv;
+		conv_load(&cv, cases[k][0]);
+		char *got = encode_text(CHAT_HARMONY, t, &cv, json_object_get(cv.root, "tools_harmony"));
+		char *want = fixture_text(cases[k][1]);
+		expect_text(t, got, want);
+		free(got);
+		free(want);
+		conv_free(&cv);
+	}
+	/* a tool result with no call before it: the template raises, so do we */
+	struct chat_msg m[2] = { { .role = "user", .content = "x", .len = 1 },
+				 { .role = "tool", .content = "1", .len = 1 } };
+	int32_t *ids;
+	int n;
+	struct smk_err err = { 0 };
+	ck_assert_int_eq(chat_encode_tools(CHAT_HARMONY, t, m, 2, NULL, 8192, &ids, &n, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "tool call"));
 	tokenizer_free(t);
 	gguf_close(g);
 }
@@ -474,6 +514,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, prompt_chatml_as_qwen25);
 	tcase_add_test(tc, prompt_llama3_as_llama31);
 	tcase_add_test(tc, prompt_gemma);
+	tcase_add_test(tc, prompt_harmony_as_gpt_oss);
 	tcase_add_test(tc, no_tools_in_plain);
 	tcase_add_test(tc, grammar_frames_the_call);
 	suite_add_tcase(s, tc);
