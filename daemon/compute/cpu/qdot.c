@@ -77,6 +77,11 @@ qdot4_fn qdot_get4(uint32_t wtype)
 	return qdot_simd_active() ? qdot__avx2_kernel4(wtype) : NULL;
 }
 
+qdot_tile_fn qdot_get_tile(uint32_t wtype)
+{
+	return qdot_simd_active() ? qdot__avx2_tile(wtype) : NULL;
+}
+
 /* ---- activation formats ------------------------------------------------- */
 
 uint32_t qdot_act_type(uint32_t wtype)

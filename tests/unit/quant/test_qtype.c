@@ -651,6 +651,79 @@ START_TEST(dot4_matches_single)
 }
 END_TEST
 
+/* The tile kernels (qdot_get_tile): every output of a tile of nw weight
+ * rows x n_act activation rows equals the single-row kernel's bit for bit,
+ * for every nw up to QDOT_TILE_ROWS (odd ones leave a single row), every
+ * n_act, rows with and without the eight-block chunks' tails, a row
+ * stride larger than a row, unaligned rows; outputs outside the tile are
+ * left alone. */
+START_TEST(tile_matches_single)
+{
+	const uint32_t id = types[_i].id;
+	const struct qtype_info *t = qtype_info(id);
+	qdot_force_scalar(false);
+	const qdot_tile_fn tile = qdot_get_tile(id);
+	const bool want = simd_expected() &&
+			  (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0);
+	ck_assert_msg((tile != NULL) == want, "%s: qdot_get_tile %s", t->name,
+		      tile ? "non-NULL" : "NULL");
+	qdot_force_scalar(true);
+	ck_assert_ptr_null(qdot_get_tile(id));
+	qdot_force_scalar(false);
+	if (!tile)
+		return;
+	const qdot_fn dot = qdot_get(id);
+	rng_state = 0x9e3779b97f4a7c15ULL ^ id;
+	static const int64_t blocks[] = { 1, 3, 8, 9, 20, 23, 64 };
+	enum { ROWS = QDOT_TILE_ROWS, OS = QDOT_TILE_ROWS + 3 };
+	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
+		const int64_t n = blocks[c] * t->block_elems;
+		uint64_t rb;
+		ck_assert_int_eq(qtype_row_bytes(id, (uint64_t)n, &rb, NULL), 0);
+		const size_t ws = rb + 5; /* rows apart by more than a row, odd */
+		const size_t ab = qdot_act_row_bytes(id, n);
+		uint8_t *wbuf = xmalloc(ROWS * ws + 8), *abuf = xmalloc(4 * (ab + 8));
+		float *x = xmalloc((size_t)n * sizeof(float));
+		for (int rep = 0; rep < 3; rep++) {
+			const int wo = (int)(rnd() % 8);
+			for (int r = 0; r < ROWS; r++)
+				random_row(_i, wbuf + wo + r * ws, n);
+			const void *act[4];
+			for (int a = 0; a < 4; a++) {
+				const float xs = (float)exp(rnd_unit() * 8.0 - 4.0);
+				for (int64_t i = 0; i < n; i++)
+					x[i] = rnd_normal() * xs;
+				if ((rep + a) % 3 == 0)
+					memset(x + (rnd() % blocks[c]) * t->block_elems, 0,
+					       (size_t)t->block_elems * sizeof(float));
+				uint8_t *ap = abuf + a * (ab + 8) + rnd() % 8;
+				qdot_prepare(id, x, ap, n);
+				act[a] = ap;
+			}
+			for (int nw = 1; nw <= ROWS; nw++) {
+				for (int na = 1; na <= 4; na++) {
+					float out[4 * OS];
+					for (int k = 0; k < 4 * OS; k++)
+						out[k] = -1.5f;
+					tile(wbuf + wo, ws, nw, act, na, n, out, OS);
+					for (int a = 0; a < 4; a++) {
+						for (int r = 0; r < OS; r++) {
+							const float want_v = a < na && r < nw
+								? dot(wbuf + wo + r * ws, act[a], n) : -1.5f;
+							ck_assert_msg(memcmp(&out[a * OS + r], &want_v, sizeof(float)) == 0,
+								      "%s n=%lld rep %d nw %d n_act %d row %d act %d: %.9g, single %.9g",
+								      t->name, (long long)n, rep, nw, na, r, a,
+								      out[a * OS + r], want_v);
+						}
+					}
+				}
+			}
+		}
+		free(wbuf), free(abuf), free(x);
+	}
+}
+END_TEST
+
 START_TEST(zero_activation_gives_zero)
 {
 	const uint32_t id = types[_i].id;
@@ -867,6 +940,7 @@ static Suite *qtype_suite(void)
 	tcase_add_loop_test(tc, simd_matches_scalar, 0, N_TYPES);
 	tcase_add_loop_test(tc, zero_activation_gives_zero, 0, N_TYPES);
 	tcase_add_loop_test(tc, dot4_matches_single, 0, N_TYPES);
+	tcase_add_loop_test(tc, tile_matches_single, 0, N_TYPES);
 	tcase_add_test(tc, force_scalar_switches_kernels);
 	tcase_add_test(tc, env_disables_simd);
 	suite_add_tcase(s, tc);
