@@ -155,65 +155,128 @@ CPU_AVX2 static float dot_f16_order(const uint16_t *k, const float *q, int n)
 	return (float)sum;
 }
 
-/* One (row, head) task, llama.cpp's order (see the file comment).  s holds
- * the row's scores for cells [first & ~7, pos rounded up to 8). */
-CPU_AVX2 static void attn_one_avx2(const struct attn_job *j, const float *qh, int64_t koff,
-				   int first, int pos, const float *sink, float *s, float *o)
+/* dot_f16_order with the K row already widened to floats (exact): the
+ * same FMAs in the same order, so the same result bit for bit. */
+CPU_AVX2 static float dot_f32_order(const float *k, const float *q, int n)
 {
-	const struct attn_params *ap = j->ap;
-	const int hd = ap->head_dim;
-	const int g0 = first & ~7, g1 = (pos + 8) & ~7; /* whole 8-cell groups */
-
-	float mx = -INFINITY;
-	for (int p = g0; p < g1; p++) {
-		float sc = -INFINITY; /* masked: the mask adds -inf */
-		if (p >= first && p <= pos) {
-			sc = dot_f16_order(j->k + p * ap->kv_stride + koff, qh, hd) * ap->scale;
-			if (sc > mx)
-				mx = sc;
-		}
-		s[p - g0] = sc;
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	const int np = n & ~31;
+	for (int i = 0; i < np; i += 32) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 8), _mm256_loadu_ps(q + i + 8), s1);
+		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 16), _mm256_loadu_ps(q + i + 16), s2);
+		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 24), _mm256_loadu_ps(q + i + 24), s3);
 	}
+	double sum = np ? (double)cpu_reduce4(s0, s1, s2, s3) : 0.0;
+	for (int i = np; i < n; i++)
+		sum += (double)(k[i] * q[i]);
+	return (float)sum;
+}
+
+/* The scores s[g0..g1) (masked cells -inf, mx their max) to fp16-rounded
+ * probabilities, in place: ggml's soft_max, see the file comment. */
+CPU_AVX2 static void softmax_avx2(float *s, int n, float mx, const float *sink)
+{
 	/* ggml's soft_max with sinks: the sink joins the max, and its
 	 * exponential (libm expf) the double sum after the vector part */
 	if (sink && *sink > mx)
 		mx = *sink;
 	double sum = 0.0;
 	const __m256 vmx = _mm256_set1_ps(mx);
-	for (int p = g0; p < g1; p += 8) {
-		const __m256 e = cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + p - g0), vmx));
-		_mm256_storeu_ps(s + p - g0, e);
+	for (int p = 0; p < n; p += 8) {
+		const __m256 e = cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + p), vmx));
+		_mm256_storeu_ps(s + p, e);
 		sum += (double)cpu_hsum8(e);
 	}
 	if (sink)
 		sum += (double)expf(*sink - mx);
 	const __m256 vinv = _mm256_set1_ps((float)(1.0 / sum));
-	for (int p = g0; p < g1; p += 8) {
+	for (int p = 0; p < n; p += 8) {
 		/* fp16 round trip of p * inv (F16C, nearest even), as ggml
 		 * converts the probabilities for the F16 product with V. */
-		const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(s + p - g0), vinv);
-		_mm256_storeu_ps(s + p - g0, _mm256_cvtph_ps(_mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT)));
+		const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(s + p), vinv);
+		_mm256_storeu_ps(s + p, _mm256_cvtph_ps(_mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT)));
 	}
+}
+
+/* Query heads per attention task at most: the heads of one query row that
+ * read the same KV head (grouped-query attention) go together, so that each
+ * K row is widened once for all of them and each V vector once per output
+ * chunk.  Per head the float operations are those of the one-head path, in
+ * its order: the results are the same bit for bit. */
+#define ATTN_HEADS CPU_ATTN_HEADS
+/* K rows up to this many values are widened into a stack buffer. */
+#define ATTN_KBUF 512
+
+/* nh (1..ATTN_HEADS) heads of one query row sharing one KV head: qh[g]
+ * the queries, o[g] the outputs, sink[g] their sinks (NULL: none), s[g]
+ * their score rows (cells [first & ~7, pos rounded up to 8)).  The
+ * one-head case is llama.cpp's order exactly (see the file comment); with
+ * hd > ATTN_KBUF the caller passes nh = 1. */
+CPU_AVX2 static void attn_heads_avx2(const struct attn_job *j, const float *const *qh, int nh,
+				     int64_t koff, int first, int pos, const float *const *sink,
+				     float *const *s, float *const *o)
+{
+	const struct attn_params *ap = j->ap;
+	const int hd = ap->head_dim;
+	const int g0 = first & ~7, g1 = (pos + 8) & ~7; /* whole 8-cell groups */
+	float kbuf[ATTN_KBUF];
+
+	float mx[ATTN_HEADS];
+	for (int g = 0; g < nh; g++)
+		mx[g] = -INFINITY;
+	for (int p = g0; p < g1; p++) {
+		if (p < first || p > pos) { /* masked: the mask adds -inf */
+			for (int g = 0; g < nh; g++)
+				s[g][p - g0] = -INFINITY;
+			continue;
+		}
+		const uint16_t *kp = j->k + p * ap->kv_stride + koff;
+		for (int g = 0; g < nh; g++) {
+			float sc;
+			if (nh == 1) {
+				sc = dot_f16_order(kp, qh[0], hd) * ap->scale;
+			} else {
+				if (g == 0) {
+					int i = 0;
+					for (; i + 8 <= hd; i += 8)
+						_mm256_storeu_ps(kbuf + i, load_h8(kp + i));
+					for (; i < hd; i++)
+						kbuf[i] = fp16_to_fp32(kp[i]);
+				}
+				sc = dot_f32_order(kbuf, qh[g], hd) * ap->scale;
+			}
+			s[g][p - g0] = sc;
+			if (sc > mx[g])
+				mx[g] = sc;
+		}
+	}
+	for (int g = 0; g < nh; g++)
+		softmax_avx2(s[g], g1 - g0, mx[g], sink[g]);
 
 	/* out[i] = sum_p w[p] v[p][i], eight i at a time, with ggml's 32
 	 * partial sums per output value (one per p % 32) kept in acc[]. */
 	for (int i = 0; i < hd; i += 8) {
-		__m256 acc[32];
-		for (int l = 0; l < 32; l++)
-			acc[l] = _mm256_setzero_ps();
+		__m256 acc[ATTN_HEADS][32];
+		for (int g = 0; g < nh; g++)
+			for (int l = 0; l < 32; l++)
+				acc[g][l] = _mm256_setzero_ps();
 		for (int p = first; p <= pos; p++) {
 			const __m256 vp = load_h8(j->v + p * ap->kv_stride + koff + i);
-			acc[p & 31] = _mm256_fmadd_ps(vp, _mm256_set1_ps(s[p - g0]), acc[p & 31]);
+			for (int g = 0; g < nh; g++)
+				acc[g][p & 31] = _mm256_fmadd_ps(vp, _mm256_set1_ps(s[g][p - g0]), acc[g][p & 31]);
 		}
 		/* GGML_F32x8_REDUCE, per output value: accumulator a = acc[8a..8a+7]. */
-		__m256 lane[8];
-		for (int l = 0; l < 8; l++)
-			lane[l] = _mm256_add_ps(_mm256_add_ps(acc[l], acc[16 + l]),
-						_mm256_add_ps(acc[8 + l], acc[24 + l]));
-		for (int l = 0; l < 4; l++)
-			lane[l] = _mm256_add_ps(lane[l], lane[l + 4]);
-		_mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_add_ps(lane[0], lane[1]),
-						      _mm256_add_ps(lane[2], lane[3])));
+		for (int g = 0; g < nh; g++) {
+			__m256 lane[8];
+			for (int l = 0; l < 8; l++)
+				lane[l] = _mm256_add_ps(_mm256_add_ps(acc[g][l], acc[g][16 + l]),
+							_mm256_add_ps(acc[g][8 + l], acc[g][24 + l]));
+			for (int l = 0; l < 4; l++)
+				lane[l] = _mm256_add_ps(lane[l], lane[l + 4]);
+			_mm256_storeu_ps(o[g] + i, _mm256_add_ps(_mm256_add_ps(lane[0], lane[1]),
+								 _mm256_add_ps(lane[2], lane[3])));
+		}
 	}
 }
 
@@ -226,24 +289,44 @@ static void attn_share(void *ctx, int ith, int nth)
 	const int hd = ap->head_dim;
 	const int group = ap->n_head / ap->n_head_kv;
 	const int64_t qw = (int64_t)ap->n_head * hd;
-	float *s = j->scores + (int64_t)ith * j->max_ctx;
+	float *s = j->scores + (int64_t)ith * CPU_ATTN_HEADS * j->max_ctx;
+	/* heads per task: the SIMD path takes up to CPU_ATTN_HEADS of a
+	 * query row's heads that share a KV head together */
+	int hpt = 1;
+#ifdef CPU_HAVE_AVX2_CODE
+	if (j->simd && hd <= ATTN_KBUF)
+		hpt = group < CPU_ATTN_HEADS ? group : CPU_ATTN_HEADS;
+#endif
+	const int per_kv = (group + hpt - 1) / hpt; /* tasks per KV head */
+	const int per_row = ap->n_head_kv * per_kv;
 
-	for (int task = ith; task < ap->n_q * ap->n_head; task += nth) {
-		int t = task / ap->n_head, h = task % ap->n_head;
+	for (int task = ith; task < ap->n_q * per_row; task += nth) {
+		const int t = task / per_row, r = task % per_row;
+		const int kvh = r / per_kv, h0 = kvh * group + (r % per_kv) * hpt;
+		const int nh = kvh * group + group - h0 < hpt ? kvh * group + group - h0 : hpt;
 		int pos = ap->pos0 + t;
 		int first = 0;
 		if (ap->window > 0 && pos - ap->window + 1 > 0)
 			first = pos - ap->window + 1;
-		const float *qh = j->q + t * qw + (int64_t)h * hd;
-		const int64_t koff = (int64_t)(h / group) * hd;
-		float *o = j->out + t * qw + (int64_t)h * hd;
-		const float *sink = ap->sinks ? ap->sinks + h : NULL;
+		const int64_t koff = (int64_t)kvh * hd;
 #ifdef CPU_HAVE_AVX2_CODE
 		if (j->simd) {
-			attn_one_avx2(j, qh, koff, first, pos, sink, s, o);
+			const float *qh[CPU_ATTN_HEADS], *sink[CPU_ATTN_HEADS];
+			float *o[CPU_ATTN_HEADS], *sg[CPU_ATTN_HEADS];
+			for (int g = 0; g < nh; g++) {
+				const int h = h0 + g;
+				qh[g] = j->q + t * qw + (int64_t)h * hd;
+				o[g] = j->out + t * qw + (int64_t)h * hd;
+				sink[g] = ap->sinks ? ap->sinks + h : NULL;
+				sg[g] = s + (int64_t)g * j->max_ctx;
+			}
+			attn_heads_avx2(j, qh, nh, koff, first, pos, sink, sg, o);
 			continue;
 		}
 #endif
+		const float *qh = j->q + t * qw + (int64_t)h0 * hd;
+		float *o = j->out + t * qw + (int64_t)h0 * hd;
+		const float *sink = ap->sinks ? ap->sinks + h0 : NULL;
 		attn_one_scalar(j, qh, koff, first, pos, sink, s, o);
 	}
 }

@@ -11,9 +11,12 @@ struct cpu_backend {
 	struct tpool *pool;
 	void *act;            /* prepared (quantised) activations, max_rows rows */
 	size_t act_bytes;
-	float *scores;        /* attention scores: one scores_row row per thread */
+	float *scores;        /* attention scores: CPU_ATTN_HEADS scores_row rows per thread */
 	int scores_row;       /* max_ctx plus room for two partial 8-cell groups */
 };
+
+/* Query heads one attention task scores at once at most (attention.c). */
+#define CPU_ATTN_HEADS 4
 
 static inline struct cpu_backend *cpu_of(struct backend *b)
 {

@@ -374,7 +374,8 @@ int backend_cpu_new(struct backend **out, const struct backend_limits *lim, stru
 	/* The SIMD attention scores whole 8-position groups around the
 	 * window, up to 14 cells more than the window itself. */
 	cb->scores_row = (lim->max_ctx + 16 + 7) / 8 * 8;
-	cb->scores = malloc(sizeof(float) * (size_t)cb->scores_row * (size_t)cb->base.limits.n_threads);
+	cb->scores = malloc(sizeof(float) * (size_t)cb->scores_row * CPU_ATTN_HEADS *
+			    (size_t)cb->base.limits.n_threads);
 	if (!cb->act || !cb->scores) {
 		cpu_free(&cb->base);
 		return smk_fail(err, -ENOMEM, "cpu backend: cannot allocate scratch");

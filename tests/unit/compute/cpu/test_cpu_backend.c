@@ -388,6 +388,62 @@ START_TEST(attention_causal_window_gqa)
 }
 END_TEST
 
+/* The SIMD path scores up to four query heads that share a KV head at
+ * once (each K row widened once for them).  Per head it must compute what
+ * the one-head path (llama.cpp's order) computes, bit for bit: the same
+ * attention with every query head given its own copy of the KV head
+ * (n_head_kv = n_head, one head per task) is the reference.  Group sizes
+ * 1..9 cover whole and partial four-head tasks; head_dim 8 and 40 (the
+ * dot's tail); windows, sinks, one and three threads.  (The probabilities'
+ * fp16 rounding hides most last-bit score differences, so the forward
+ * test's llama.cpp logits are the sharper check of the scores.) */
+START_TEST(attention_grouped_heads_bit_exact)
+{
+	enum { MAX_H = 9, HD = 40, N_POS = 20, N_Q = 7 };
+	static float q[N_POS * MAX_H * HD], out[N_POS * MAX_H * HD], ref[N_POS * MAX_H * HD];
+	static uint16_t kh[N_POS * HD], vh[N_POS * HD];
+	static uint16_t kr[N_POS * MAX_H * HD], vr[N_POS * MAX_H * HD];
+	static float sinks[MAX_H];
+	unsigned seed = 29;
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
+		q[i] = fp16_to_fp32(fp32_to_fp16(frand(&seed) * 2));
+	for (size_t i = 0; i < N_POS * HD; i++) {
+		kh[i] = fp32_to_fp16(frand(&seed) * 2);
+		vh[i] = fp32_to_fp16(frand(&seed));
+	}
+	for (int h = 0; h < MAX_H; h++)
+		sinks[h] = frand(&seed) * 3;
+	qdot_force_scalar(false);
+	for (int nh = 1; nh <= MAX_H; nh++)
+		for (int hd = 8; hd <= HD; hd += HD - 8)
+			for (int th = 1; th <= 3; th += 2)
+				for (int window = 0; window <= 6; window += 6)
+					for (int with_sinks = 0; with_sinks <= 1; with_sinks++) {
+						/* the reference layout: head h's own copy of the KV row */
+						for (int p = 0; p < N_POS; p++)
+							for (int h = 0; h < nh; h++) {
+								memcpy(kr + (p * nh + h) * hd, kh + p * hd, hd * 2);
+								memcpy(vr + (p * nh + h) * hd, vh + p * hd, hd * 2);
+							}
+						struct backend *b = make(th, 64, N_POS, N_POS);
+						struct attn_params ap = { .n_head = nh, .n_head_kv = 1, .head_dim = hd,
+									  .pos0 = N_POS - N_Q, .n_q = N_Q,
+									  .window = window, .scale = 0.3f,
+									  .kv_stride = hd,
+									  .sinks = with_sinks ? sinks : NULL };
+						b->ops->attention(b, q, kh, vh, out, &ap);
+						ap.n_head_kv = nh;
+						ap.kv_stride = nh * hd;
+						b->ops->attention(b, q, kr, vr, ref, &ap);
+						for (int i = 0; i < N_Q * nh * hd; i++)
+							ck_assert_msg(memcmp(&out[i], &ref[i], sizeof(float)) == 0,
+								      "heads %d hd %d threads %d window %d sinks %d [%d]: %.9g vs %.9g",
+								      nh, hd, th, window, with_sinks, i, out[i], ref[i]);
+						backend_free(b);
+					}
+}
+END_TEST
+
 /* store_fp16 (the KV cache's writes) gives fp32_to_fp16's bits on the
  * SIMD path (F16C, 8 at a time, then a tail) and the scalar one, for
  * ordinary values and the edges: ties, subnormals, overflow, inf, NaN. */
@@ -446,6 +502,7 @@ int main(void)
 	tcase_add_test(tc, matmul_rejects_out_of_limits);
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
+	tcase_add_test(tc, attention_grouped_heads_bit_exact);
 	tcase_add_test(tc, rope_yarn);
 	tcase_add_test(tc, swiglu_oai_clamps);
 	tcase_add_test(tc, store_fp16_bits);
