@@ -283,6 +283,29 @@ json_t *toolcall_schema(const struct toolcall_syntax *sx, json_t *const *fns, in
 	return any ? json_pack("{s:o}", "anyOf", any) : NULL;
 }
 
+json_t *toolcall_harmony_schema(json_t *const *fns, int n)
+{
+	json_t *any = json_array();
+	for (int i = 0; i < n && any; i++) {
+		json_t *params = json_object_get(fns[i], "parameters");
+		json_t *p = params ? json_deep_copy(params) : json_pack("{s:s, s:{}}", "type", "object", "properties");
+		char base[32];
+		snprintf(base, sizeof(base), "#/anyOf/%d", i);
+		if (!p || (n > 1 && rebase_refs(p, base)) || json_array_append_new(any, p)) {
+			if (p && json_array_size(any) <= (size_t)i)
+				json_decref(p);
+			json_decref(any);
+			any = NULL;
+		}
+	}
+	if (!any || n == 1) {
+		json_t *one = any ? json_incref(json_array_get(any, 0)) : NULL;
+		json_decref(any);
+		return one;
+	}
+	return json_pack("{s:o}", "anyOf", any);
+}
+
 /* ---- reading the output ---- */
 
 

@@ -95,6 +95,13 @@ char *toolcall_json_string(const char *s, size_t len);
  * now sits.  New reference; NULL: out of memory. */
 json_t *toolcall_schema(const struct toolcall_syntax *sx, json_t *const *fns, int n);
 
+/* harmony: the schema of the arguments of one of the n functions: the
+ * parameters of fns[0] when n is 1, else an anyOf of each one's (local
+ * $refs rebased), the k-th branch fns[k]'s (grammar_set_frame_alts puts
+ * each function's header before its branch).  New reference; NULL: out of
+ * memory. */
+json_t *toolcall_harmony_schema(json_t *const *fns, int n);
+
 /* Reading generated text.  The head of a call is open, '{', "name", the
  * name, "," and args_key up to the arguments' first byte (whitespace where
  * JSON allows it). */

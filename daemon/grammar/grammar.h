@@ -64,6 +64,7 @@
 #define GM_MAX_WS 24           /* blanks after a newline between two JSON tokens */
 #define GM_MAX_PROPS 64        /* properties of one object schema */
 #define GM_MAX_FRAME 160       /* bytes of the text before or after the value */
+#define GM_MAX_ALTS 64         /* grammar_set_frame_alts's alternatives */
 
 struct grammar;
 struct gvocab;
@@ -96,6 +97,14 @@ int grammar_compile_any_object(struct grammar **out, struct grammar_error *e);
 int grammar_set_frame(struct grammar *g, const char *pre, size_t n_pre, const char *post,
 		      size_t n_post);
 /* NULL is fine; returns NULL. */
+/* The same with one of n texts before the value (n <= GM_MAX_ALTS, each
+ * at most GM_MAX_FRAME bytes, none a prefix of another): the schema's
+ * root must be an anyOf of n schemas, and after pre[k] the value is the
+ * anyOf's k-th schema (harmony's tool calls: the function's name is in the
+ * text before its arguments).  -EINVAL when the root is no such anyOf,
+ * -E2BIG over the limits, -ENOMEM. */
+int grammar_set_frame_alts(struct grammar *g, const char *const *pre, int n, const char *post,
+			   size_t n_post);
 struct grammar *grammar_free(struct grammar *g);
 /* The fewest bytes of a value the grammar accepts. */
 uint32_t grammar_min_len(const struct grammar *g);

@@ -63,6 +63,13 @@ struct grammar {
 	 * root frame reads pre before the value and post after it. */
 	char pre[GM_MAX_FRAME], post[GM_MAX_FRAME];
 	uint32_t n_pre, n_post;
+	/* grammar_set_frame_alts: n_alt texts before the value, the k-th
+	 * alt_text[alt_off[k], alt_off[k + 1]), followed by the root anyOf's
+	 * k-th branch.  The root frame in R_PRE keeps the alternatives still
+	 * possible as a bit mask in b, then the chosen one's index in b. */
+	char *alt_text;
+	uint32_t alt_off[GM_MAX_ALTS + 1];
+	uint32_t n_alt;
 	uint32_t free_string;          /* a map's keys */
 	/* Per node, from grammar_measure: the fewest frames a complete value
 	 * needs on the stack (a value is started only where they fit, so a

@@ -905,6 +905,39 @@ static enum step feed_literal(const struct grammar *g, struct gstack *s, int c)
 	return ST_REFEED;
 }
 
+/* The root frame's value: the root, or with alternatives the chosen
+ * branch of the root anyOf (f->b, once R_PRE is over). */
+static uint32_t root_value(const struct grammar *g, const struct gframe *f)
+{
+	return g->n_alt ? g->ids[g->nodes[g->root].u.list.first + (uint32_t)f->b] : g->root;
+}
+
+/* R_PRE with alternatives: b holds those that still agree with the bytes
+ * so far; where one of them is complete (none is a prefix of another, so
+ * it is the only one left) the value that follows is its branch. */
+static void feed_alts(const struct grammar *g, struct gstack *s, struct gframe *f, int c)
+{
+	uint64_t keep = 0;
+	for (uint32_t k = 0; k < g->n_alt && c != GM_END; k++) {
+		uint32_t len = g->alt_off[k + 1] - g->alt_off[k];
+		if ((f->b >> k & 1) && f->a < len && (unsigned char)g->alt_text[g->alt_off[k] + f->a] == c)
+			keep |= 1ull << k;
+	}
+	if (!keep) {
+		s->depth = 0;
+		return;
+	}
+	f->a++;
+	f->b = keep;
+	for (uint32_t k = 0; k < g->n_alt; k++)
+		if ((keep >> k & 1) && g->alt_off[k + 1] - g->alt_off[k] == f->a) {
+			f->phase = R_START;
+			f->a = 0;
+			f->b = k;
+			return;
+		}
+}
+
 /* Feed c to stack slot of st (which may grow by anyOf branches). */
 static void feed_stack(const struct grammar *g, struct gstate *st, uint32_t slot, int c)
 {
@@ -915,6 +948,10 @@ static void feed_stack(const struct grammar *g, struct gstate *st, uint32_t slot
 		struct gframe *f = top(s);
 		enum step r;
 		if (f->node == GF_ROOT) {
+			if (f->phase == R_PRE && g->n_alt) {
+				feed_alts(g, s, f, c);
+				return;
+			}
 			if (f->phase == R_PRE || f->phase == R_POST) {
 				/* the frame's fixed text, byte by byte */
 				const char *t = f->phase == R_PRE ? g->pre : g->post;
@@ -939,7 +976,7 @@ static void feed_stack(const struct grammar *g, struct gstate *st, uint32_t slot
 			} else {
 				f->phase = R_VALUE;
 				f->x = 0;
-				start_value(g, st, slot, g->root, c, 0);
+				start_value(g, st, slot, root_value(g, f), c, 0);
 			}
 			return;
 		}
@@ -979,7 +1016,9 @@ void gstate_init(const struct grammar *g, struct gstate *st)
 {
 	st->n = 1;
 	st->s[0].depth = 1;
-	st->s[0].f[0] = (struct gframe){ .node = GF_ROOT, .phase = g->n_pre ? R_PRE : R_START };
+	st->s[0].f[0] = (struct gframe){ .node = GF_ROOT, .phase = g->n_pre || g->n_alt ? R_PRE : R_START };
+	if (g->n_alt)
+		st->s[0].f[0].b = g->n_alt == 64 ? UINT64_MAX : (1ull << g->n_alt) - 1;
 }
 
 void gstate_copy(struct gstate *dst, const struct gstate *src)
@@ -1280,8 +1319,21 @@ static uint32_t frame_rest(const struct grammar *g, const struct gframe *f)
 {
 	if (f->node == GF_ROOT) {
 		switch (f->phase) {
-		case R_PRE: return sat_add(g->n_pre - f->a, sat_add(g->min_len[g->root], g->n_post));
-		case R_START: return sat_add(g->min_len[g->root], g->n_post);
+		case R_PRE:
+			if (g->n_alt) {
+				uint32_t best = GN_INF;
+				for (uint32_t k = 0; k < g->n_alt; k++) {
+					uint32_t len = g->alt_off[k + 1] - g->alt_off[k];
+					uint32_t node = g->ids[g->nodes[g->root].u.list.first + k];
+					if ((f->b >> k & 1) && f->a < len) {
+						uint32_t r = sat_add(len - f->a, g->min_len[node]);
+						best = r < best ? r : best;
+					}
+				}
+				return sat_add(best, g->n_post);
+			}
+			return sat_add(g->n_pre - f->a, sat_add(g->min_len[g->root], g->n_post));
+		case R_START: return sat_add(g->min_len[root_value(g, f)], g->n_post);
 		case R_VALUE: return g->n_post;    /* the value's frames count apart */
 		case R_POST: return g->n_post - f->a;
 		default: return 0;

@@ -879,7 +879,50 @@ int grammar_compile_any_object(struct grammar **out, struct grammar_error *e)
 
 uint32_t grammar_min_len(const struct grammar *g)
 {
-	return g->min_len[g->root] + g->n_pre + g->n_post;
+	if (!g->n_alt)
+		return g->min_len[g->root] + g->n_pre + g->n_post;
+	uint32_t best = UINT32_MAX;
+	for (uint32_t k = 0; k < g->n_alt; k++) {
+		uint64_t l = (uint64_t)g->alt_off[k + 1] - g->alt_off[k] +
+			     g->min_len[g->ids[g->nodes[g->root].u.list.first + k]] + g->n_post;
+		if (l < best)
+			best = (uint32_t)l;
+	}
+	return best;
+}
+
+int grammar_set_frame_alts(struct grammar *g, const char *const *pre, int n, const char *post,
+			   size_t n_post)
+{
+	if (n < 2 || n > GM_MAX_ALTS || n_post > GM_MAX_FRAME)
+		return n < 2 ? -EINVAL : -E2BIG;
+	const struct gnode *r = &g->nodes[g->root];
+	if (r->kind != GN_ANYOF || r->u.list.n != (uint32_t)n)
+		return -EINVAL;
+	size_t total = 0;
+	for (int k = 0; k < n; k++) {
+		size_t l = strlen(pre[k]);
+		if (l == 0 || l > GM_MAX_FRAME)
+			return l ? -E2BIG : -EINVAL;
+		total += l;
+	}
+	char *t = malloc(total);
+	if (!t)
+		return -ENOMEM;
+	size_t o = 0;
+	for (int k = 0; k < n; k++) {
+		g->alt_off[k] = (uint32_t)o;
+		memcpy(t + o, pre[k], strlen(pre[k]));
+		o += strlen(pre[k]);
+	}
+	g->alt_off[n] = (uint32_t)o;
+	free(g->alt_text);
+	g->alt_text = t;
+	g->n_alt = (uint32_t)n;
+	g->n_pre = 0;
+	memcpy(g->post, post, n_post);
+	g->n_post = (uint32_t)n_post;
+	return 0;
 }
 
 int grammar_set_frame(struct grammar *g, const char *pre, size_t n_pre, const char *post,
@@ -905,6 +948,7 @@ struct grammar *grammar_free(struct grammar *g)
 	free(g->text);
 	free(g->min_depth);
 	free(g->min_len);
+	free(g->alt_text);
 	free(g);
 	return NULL;
 }

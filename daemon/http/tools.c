@@ -172,13 +172,6 @@ int tools_parse(struct server *s, struct hreq *r, json_t *o, struct api_error *e
 		return api_fail(e, 400, INVALID, "tools", "unsupported",
 				"'tools' is not supported with the %s chat format (the model has no chat template)",
 				chat_format_name(s->chat));
-	/* harmony's frame holds the function's name: one function only
-	 * (docs/tool-calls.md) */
-	if (s->chat == CHAT_HARMONY && t->choice == TOOLS_REQUIRED && json_array_size(t->tools) > 1)
-		return api_fail(e, 400, INVALID, "tool_choice", "unsupported",
-				"'tool_choice' \"required\" with %zu tools is not supported with the harmony "
-				"format (gpt-oss) yet: name one function, or give one tool",
-				json_array_size(t->tools));
 	/* What a call cannot go with (docs/tool-calls.md). */
 	json_t *rf = field(o, "response_format"), *rft = rf ? json_object_get(rf, "type") : NULL;
 	if (t->tools && rf && !(json_is_string(rft) && !strcmp(json_string_value(rft), "text")))
@@ -309,24 +302,34 @@ int tools_grammar(struct hreq *r, struct api_error *e)
 		if (t->choice != TOOLS_NAMED || (int)i == t->named)
 			fns[n++] = json_object_get(tool, "function");
 	int rc = 0;
-	struct grammar_error ge;
+	/* what a frame's failure says (a compile error overwrites it) */
+	struct grammar_error ge = { .msg = "the call's fixed text is over the grammar's limits", .path = "#" };
 	if (t->sx->harmony && t->choice != TOOLS_AUTO) {
-		/* straight to the call of the one function: its header is the
-		 * frame, its parameters the value; <|call|> (an end of
-		 * generation) ends it */
-		json_t *params = field(fns[0], "parameters");
-		json_t *schema = params ? json_incref(params) : json_pack("{s:s, s:{}}", "type", "object", "properties");
-		char pre[160];
-		int np = snprintf(pre, sizeof(pre), "%s%s%s", t->sx->pre,
-				  json_string_value(json_object_get(fns[0], "name")), TOOLCALL_HARMONY_MID);
-		if (!schema)
+		/* straight to the call: the frame is the call's header, one per
+		 * allowed function (its name is in it), the value that
+		 * function's parameters; <|call|> (an end of generation) ends it */
+		enum { PRE_MAX = 160 };
+		char *texts = malloc((size_t)n * PRE_MAX);
+		const char *pre[TOOLS_MAX];
+		json_t *schema = texts ? toolcall_harmony_schema(fns, n) : NULL;
+		if (!schema) {
+			free(texts);
 			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-		rc = grammar_compile_schema(&r->job.grammar, schema,
-					    json_is_true(json_object_get(fns[0], "strict")), &ge);
+		}
+		rc = grammar_compile_schema(&r->job.grammar, schema, false, &ge);
 		json_decref(schema);
-		if (rc == 0 && (np < 0 || (size_t)np >= sizeof(pre) ||
-				grammar_set_frame(r->job.grammar, pre, (size_t)np, "", 0)))
+		for (int k = 0; k < n && rc == 0; k++) {
+			pre[k] = texts + (size_t)k * PRE_MAX;
+			int np = snprintf(texts + (size_t)k * PRE_MAX, PRE_MAX, "%s%s%s", t->sx->pre,
+					  json_string_value(json_object_get(fns[k], "name")), TOOLCALL_HARMONY_MID);
+			if (np < 0 || np >= PRE_MAX)
+				rc = -E2BIG;
+		}
+		if (rc == 0 && n == 1 && grammar_set_frame(r->job.grammar, pre[0], strlen(pre[0]), "", 0))
 			rc = -E2BIG;
+		else if (rc == 0 && n > 1)
+			rc = grammar_set_frame_alts(r->job.grammar, pre, n, "", 0);
+		free(texts);
 	} else if (!t->sx->harmony) {
 		json_t *schema = toolcall_schema(t->sx, fns, n);
 		if (!schema)

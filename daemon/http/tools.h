@@ -16,7 +16,12 @@
  *                     described in the prompt).
  * A call begins at the output's first byte and ends the generation, so a
  * response has at most one call (parallel_tool_calls is accepted and has
- * nothing to parallelise).  Internal to http/. */
+ * nothing to parallelise).
+ * harmony (gpt-oss) differs: "required" and a named function go straight
+ * to the call message (its header per allowed function the grammar's
+ * frame, grammar_set_frame_alts), "auto" has no grammar, and the call is
+ * read by the channel parser (tools_harmony_call) rather than from the
+ * text.  Internal to http/. */
 #ifndef SMK_HTTP_TOOLS_H
 #define SMK_HTTP_TOOLS_H
 

@@ -408,6 +408,69 @@ static bool accepts(struct gmatch *m, const char *s)
 	return gmatch_feed(m, s, strlen(s)) == 0 && gmatch_done(m);
 }
 
+/* harmony: one header per function before its arguments
+ * (grammar_set_frame_alts), so the name picks the schema; the byte mask
+ * a token sees is the same automaton, so bytes suffice here. */
+START_TEST(grammar_harmony_alternatives)
+{
+	struct gguf *g0;
+	struct tokenizer *t = model_vocab("tiny-qwen2.gguf", &g0);
+	if (!t)
+		return;
+	json_error_t je;
+	json_t *tools = json_loads(tools2, 0, &je);
+	json_t *fns[2] = { json_object_get(json_array_get(tools, 0), "function"),
+			   json_object_get(json_array_get(tools, 1), "function") };
+	json_t *schema = toolcall_harmony_schema(fns, 2);
+	ck_assert_ptr_nonnull(schema);
+	struct grammar *g;
+	struct grammar_error ge;
+	ck_assert_msg(grammar_compile_schema(&g, schema, false, &ge) == 0, "%s at %s", ge.msg, ge.path);
+	const char *pre[2] = { "<|channel|>commentary to=functions.get_weather" TOOLCALL_HARMONY_MID,
+			       "<|channel|>commentary to=functions.now" TOOLCALL_HARMONY_MID };
+	ck_assert_int_eq(grammar_set_frame_alts(g, pre, 2, "", 0), 0);
+	struct smk_err err = { 0 };
+	struct gvocab *v;
+	ck_assert_msg(gvocab_new(&v, t, &err) == 0, "%s", err.msg);
+	struct gmatch *m;
+	ck_assert_int_eq(gmatch_new(&m, g, v, 1 << 20, &err), 0);
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s{\"city\":\"Paris\"}", pre[0]);
+	ck_assert(accepts(m, buf));
+	snprintf(buf, sizeof(buf), "%s{}", pre[1]);
+	ck_assert(accepts(m, buf));
+	const char *bad[][2] = {
+		{ pre[0], "{}" },                       /* get_weather needs its city */
+		{ pre[1], "{\"city\":\"Paris\"}" },     /* now's schema has no city */
+		{ pre[0], "{\"city\":\"Amsterdam!\"}" },/* the $ref (rebased) keeps maxLength */
+		{ "<|channel|>commentary to=functions.later <|constrain|>json<|message|>", "{}" },
+		{ "<|channel|>analysis<|message|>", "{}" },
+		{ "", "{}" },
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(*bad); k++) {
+		snprintf(buf, sizeof(buf), "%s%s", bad[k][0], bad[k][1]);
+		ck_assert_msg(!accepts(m, buf), "accepted %s", buf);
+	}
+	/* the shortest call: now's header and {} */
+	ck_assert_uint_eq(grammar_min_len(g), strlen(pre[1]) + 2);
+	/* not done in the middle of a header */
+	gmatch_reset(m);
+	ck_assert_int_eq(gmatch_feed(m, "<|channel|>commentary to=functions.", 35), 0);
+	ck_assert(!gmatch_done(m) && !gmatch_can_end(m));
+	/* the root must be an anyOf of as many schemas */
+	ck_assert_int_eq(grammar_set_frame_alts(g, pre, 1, "", 0), -EINVAL);
+	const char *three[3] = { pre[0], pre[1], "x" };
+	ck_assert_int_eq(grammar_set_frame_alts(g, three, 3, "", 0), -EINVAL);
+	gmatch_free(m);
+	grammar_free(g);
+	json_decref(schema);
+	json_decref(tools);
+	gvocab_free(v);
+	tokenizer_free(t);
+	gguf_close(g0);
+}
+END_TEST
+
 START_TEST(grammar_frames_the_call)
 {
 	struct gguf *g0;
@@ -517,6 +580,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, prompt_harmony_as_gpt_oss);
 	tcase_add_test(tc, no_tools_in_plain);
 	tcase_add_test(tc, grammar_frames_the_call);
+	tcase_add_test(tc, grammar_harmony_alternatives);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1145,16 +1145,8 @@ START_TEST(chat_harmony_channels)
 	ck_assert_str_eq(e.code, "context_length_exceeded");
 	gen_free(&r);
 
-	/* tools with harmony (docs/tool-calls.md): "required" with several
-	 * tools is refused before the prompt is rendered; a tool result
-	 * without a call before it is a history the format cannot write */
-	rc = parse_gen("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tool_choice\": "
-		       "\"required\", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}, "
-		       "{\"type\": \"function\", \"function\": {\"name\": \"g\"}}]}", true, &r, &e);
-	expect_error(rc, &e, "harmony required", 400, "tool_choice");
-	ck_assert_str_eq(e.code, "unsupported");
-	ck_assert_msg(strstr(e.msg, "harmony"), "%s", e.msg);
-	gen_free(&r);
+	/* tools with harmony (docs/tool-calls.md): a tool result without a
+	 * call before it is a history the format cannot write */
 	rc = parse_gen("{\"messages\": [{\"role\": \"tool\", \"tool_call_id\": \"c\", \"content\": \"22\"}]}",
 		       true, &r, &e);
 	expect_error(rc, &e, "harmony tool result", 400, "messages");
