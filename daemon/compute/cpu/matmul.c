@@ -5,9 +5,9 @@
  * (Q8_0 or Q8_K), then every weight row is dotted with it.  Threads split the
  * weight rows into contiguous ranges, so each thread streams its own part of
  * the matrix once and reuses it for every activation row in the batch.
- * Where the type has a tile kernel (qdot_get_tile), a tile of ROW_TILE
- * weight rows x four activation rows is one call, the block loop outside
- * the row loop; else, where it has a several-activation kernel
+ * Where the type has a tile kernel (qdot_get_tile), a tile of weight rows
+ * times every activation row is one call, the tile's weight blocks
+ * unpacked once for the whole batch; else, where it has a several-activation kernel
  * (qdot_get4), a weight row is decoded once per four activation rows
  * instead of once per row.  Either way each output equals the single-row
  * kernel's bit for bit.
@@ -28,6 +28,7 @@ struct matmul_job {
 	qdot_fn dot;
 	qdot4_fn dot4; /* NULL: loop over dot */
 	qdot_tile_fn tile; /* NULL: dot4 or dot */
+	int tile_rows;     /* weight rows per tile call */
 };
 
 static void prepare_share(void *ctx, int ith, int nth)
@@ -42,7 +43,7 @@ static void prepare_share(void *ctx, int ith, int nth)
 
 /* Weight rows per inner tile: with many activation rows, a tile of weight
  * rows stays in L1/L2 while every activation row passes over it. */
-#define ROW_TILE QDOT_TILE_ROWS
+#define ROW_TILE 16
 
 static void dot_share(void *ctx, int ith, int nth)
 {
@@ -56,18 +57,12 @@ static void dot_share(void *ctx, int ith, int nth)
 			j->y[r] = j->dot(wtensor_row(w, r), j->act, w->ne0);
 		return;
 	}
-	for (int64_t r0 = lo; r0 < hi; r0 += ROW_TILE) {
-		int64_t r1 = r0 + ROW_TILE < hi ? r0 + ROW_TILE : hi;
+	const int rt = j->tile ? j->tile_rows : ROW_TILE;
+	for (int64_t r0 = lo; r0 < hi; r0 += rt) {
+		int64_t r1 = r0 + rt < hi ? r0 + rt : hi;
 		if (j->tile) {
-			for (int t0 = 0; t0 < j->n; t0 += 4) {
-				const int na = j->n - t0 < 4 ? j->n - t0 : 4;
-				const void *a[4];
-				for (int k = 0; k < 4; k++)
-					a[k] = (const char *)j->act +
-					       (size_t)(t0 + (k < na ? k : 0)) * j->act_row;
-				j->tile(wtensor_row(w, r0), (size_t)w->row_bytes, (int)(r1 - r0), a, na,
-					w->ne0, j->y + (int64_t)t0 * w->ne1 + r0, w->ne1);
-			}
+			j->tile(wtensor_row(w, r0), (size_t)w->row_bytes, (int)(r1 - r0), j->act,
+				j->act_row, j->n, w->ne0, j->y + r0, w->ne1);
 			continue;
 		}
 		if (j->dot4) {
@@ -107,8 +102,10 @@ int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n
 		return -EINVAL;
 
 	struct matmul_job j = { .w = w, .x = x, .y = y, .n = n, .dot = dot,
-				.dot4 = n > 1 ? qdot_get4(w->type) : NULL,
-				.tile = n > 1 ? qdot_get_tile(w->type) : NULL };
+				.dot4 = n > 1 ? qdot_get4(w->type) : NULL };
+	int tile_rows = 0;
+	if (n > 1 && (j.tile = qdot_get_tile(w->type, w->ne0, &tile_rows)))
+		j.tile_rows = tile_rows;
 	if (qdot_act_type(w->type) == QTYPE_F32) {
 		j.act = x;
 		j.act_row = (size_t)w->ne0 * sizeof(float);

@@ -77,9 +77,9 @@ qdot4_fn qdot_get4(uint32_t wtype)
 	return qdot_simd_active() ? qdot__avx2_kernel4(wtype) : NULL;
 }
 
-qdot_tile_fn qdot_get_tile(uint32_t wtype)
+qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 {
-	return qdot_simd_active() ? qdot__avx2_tile(wtype) : NULL;
+	return qdot_simd_active() ? qdot__avx2_tile(wtype, n, rows) : NULL;
 }
 
 /* ---- activation formats ------------------------------------------------- */

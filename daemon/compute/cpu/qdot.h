@@ -99,24 +99,30 @@ typedef void (*qdot4_fn)(const void *w_row, const void *const act[4], int n_act,
  * Q5_0, Q8_0, MXFP4, Q4_K and Q6_K have one); callers then loop over qdot_get(). */
 qdot4_fn qdot_get4(uint32_t wtype);
 
-/* Weight rows per tile at most (qdot_tile_fn's nw). */
+/* Weight rows per tile at most (qdot_tile_fn's nw), and the bytes a tile's
+ * unpacked weights may take (on the stack of the calling thread; sized to
+ * stay in L1 beside the activation rows streaming past). */
 #define QDOT_TILE_ROWS 16
+#define QDOT_TILE_BYTES 24576
 
-/* A tile of the matrix product: nw consecutive weight rows (1..
- * QDOT_TILE_ROWS, w_stride bytes apart, the first at w) times n_act
- * activation rows (1..4), n values each: out[t * out_stride + r] =
- * dot(weight row r, act[t]).  Each weight block is decoded once per tile
- * pass, each activation block loaded once per pair of weight rows, and the
- * activation scales converted once per tile.  As with qdot4_fn, every
- * output is bit-identical to qdot_get(wtype)(row r, act[t], n): the float
- * operations per output are the single kernel's, in its order. */
-typedef void (*qdot_tile_fn)(const void *w, size_t w_stride, int nw, const void *const act[4],
-			     int n_act, int64_t n, float *out, int64_t out_stride);
+/* A tile of the matrix product: nw consecutive weight rows (w_stride bytes
+ * apart, the first at w; 1 <= nw <= the rows qdot_get_tile gave) times
+ * n_act >= 1 prepared activation rows (act_row bytes apart, the first at
+ * act), n values each: out[t * out_stride + r] = dot(weight row r,
+ * activation row t).  The tile's weight blocks are unpacked once for all
+ * the activation rows.  As with qdot4_fn, every output is bit-identical to
+ * qdot_get(wtype)(row r, act[t], n): the float operations per output are
+ * the single kernel's, in its order. */
+typedef void (*qdot_tile_fn)(const void *w, size_t w_stride, int nw, const void *act,
+			     size_t act_row, int n_act, int64_t n, float *out, int64_t out_stride);
 
-/* The tile kernel for this type, or NULL where there is none (scalar
- * kernels selected, no AVX2, or a type without one: today Q4_0, Q5_0 and
- * Q8_0); callers then use qdot_get4() or qdot_get(). */
-qdot_tile_fn qdot_get_tile(uint32_t wtype);
+/* The tile kernel for weight rows of n values of this type, and in *rows
+ * the weight rows per tile (at most QDOT_TILE_ROWS: as many as fit
+ * QDOT_TILE_BYTES unpacked); NULL where there is none (scalar kernels
+ * selected, no AVX2, a row too long for one unpacked row to fit, or a type
+ * without one: today Q4_0, Q5_0 and Q8_0); callers then use qdot_get4() or
+ * qdot_get(). */
+qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows);
 
 /* The scalar reference kernel, for tests; NULL if the type cannot be
  * computed. */

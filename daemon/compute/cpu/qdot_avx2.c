@@ -818,20 +818,31 @@ QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na,
 		out[t] = cpu_hsum8(acc[t]);
 }
 
-/* ---- tiles: several weight rows x several activation rows -------------- */
+/* ---- tiles: several weight rows x all activation rows ------------------ */
 
-/* The matmul's tile (qdot_tile_fn): up to QDOT_TILE_ROWS weight rows times
- * up to four activation rows.  For the 32-value Q8_0-activation formats
- * the block loop runs outside the row loop, eight blocks at a time: the
- * activation rows' fp16 scales are converted once per tile and chunk
- * instead of once per weight row, two weight rows share each activation
- * load, and a row's tail blocks (nb % 8, a fifth of a 640-wide row) take
- * the same vector path as the rest.  The accumulators live in a small
- * array between chunks (2 KiB, in L1).  For each (weight row, activation
- * row) the float operations are still exactly the single kernel's: the
- * same block order, the same dw*da products (a lane of a vector multiply
- * rounds as the scalar one), one FMA per block into one accumulator, the
- * same final reduction; so every output equals avx2_dot_* bit for bit. */
+/* The matmul's tile (qdot_tile_fn) for the 32-value Q8_0-activation
+ * formats.  The tile's weight blocks are unpacked once, into signed bytes,
+ * their absolute values and the float scale (QDOT_TILE_BYTES at most, in
+ * L1), and every activation row of the batch then passes over them: the
+ * unpacking, most of the single kernel's work per block, is paid once per
+ * batch instead of once per activation row.  Per group of four activation
+ * rows the block loop runs outside the row loop, eight blocks at a time:
+ * the activation scales are converted once per chunk, two weight rows
+ * share each activation load, and a row's tail blocks (nb % 8, a fifth of
+ * a 640-wide row) take the same vector path as the rest.  For each (weight
+ * row, activation row) the float operations are still exactly the single
+ * kernel's: the same block order, the same dw*da products (a lane of a
+ * vector multiply rounds as the scalar one; fp16 -> float is exact), one
+ * FMA per block into one accumulator, the same final reduction; so every
+ * output equals avx2_dot_* bit for bit. */
+
+/* One unpacked weight block. */
+struct tile_blk {
+	__m256i q, aq; /* the 32 quants as signed bytes; their absolute values */
+};
+
+/* Bytes one unpacked row of nb blocks takes (blocks and scales). */
+#define TILE_ROW_BYTES(nb) ((size_t)(nb) * (sizeof(struct tile_blk) + sizeof(float)))
 
 /* Up to eight fp16 fields `stride` bytes apart as floats; lanes >= kb 0.
  * A full chunk takes halves8 (packed in registers); only a row's tail
@@ -847,35 +858,30 @@ QDOT_AVX2 static inline __m256 halves_n(const uint8_t *p, size_t stride, int kb)
 	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
 }
 
-/* nr (1 or 2, constant) weight rows through blocks [i, i + kb) with na
- * activation rows; acc[r][t] in and out. */
-QDOT4_INLINE void tile_q32_rows(const uint8_t *const xr[2], size_t wbytes,
-				__m256i (*bytes)(const uint8_t *), const int nr,
-				const struct qtype_block_q8_0 *const y[4], const __m256 ya[4],
-				const int na, int64_t i, int kb, __m256 acc[][4])
+/* nr (1 or 2, constant) unpacked weight rows through blocks [i, i + kb)
+ * with na activation rows; acc[r][t] in and out. */
+QDOT4_INLINE void tile_q32_rows(const struct tile_blk *const xr[2], const float *const dr[2],
+				const int nr, const struct qtype_block_q8_0 *const y[4],
+				const __m256 ya[4], const int na, int64_t i, int kb, __m256 acc[][4])
 {
 	float ds[2][4][8];
 	__m256 a[2][4];
 	for (int r = 0; r < nr; r++) {
-		const uint8_t *xb = xr[r] + (size_t)i * wbytes;
-		prefetch_ahead(xb, 8 * wbytes);
-		const __m256 dw = halves_n(xb, wbytes, kb);
+		const __m256 dw = _mm256_loadu_ps(dr[r] + i); /* lanes past kb unused */
 		for (int t = 0; t < na; t++) {
 			_mm256_storeu_ps(ds[r][t], _mm256_mul_ps(dw, ya[t]));
 			a[r][t] = acc[r][t];
 		}
 	}
 	for (int k = 0; k < kb; k++) {
-		__m256i q[2], aq[2];
-		for (int r = 0; r < nr; r++) {
-			q[r] = bytes(xr[r] + (size_t)(i + k) * wbytes);
-			aq[r] = _mm256_sign_epi8(q[r], q[r]);
-		}
 		for (int t = 0; t < na; t++) {
 			const __m256i yv = load256(y[t][i + k].qs);
-			for (int r = 0; r < nr; r++)
+			for (int r = 0; r < nr; r++) {
+				const __m256i q = _mm256_load_si256(&xr[r][i + k].q);
+				const __m256i aq = _mm256_load_si256(&xr[r][i + k].aq);
 				a[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[r][t][k]),
-							  mul_sum_i8_abs_float(aq[r], q[r], yv), a[r][t]);
+							  mul_sum_i8_abs_float(aq, q, yv), a[r][t]);
+			}
 		}
 	}
 	for (int r = 0; r < nr; r++)
@@ -883,83 +889,130 @@ QDOT4_INLINE void tile_q32_rows(const uint8_t *const xr[2], size_t wbytes,
 			acc[r][t] = a[r][t];
 }
 
-QDOT4_INLINE void tile_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const uint8_t *),
-			   size_t wstride, int nw, const void *const act[4], const int na,
-			   int64_t n, float *out, int64_t os)
+/* nw unpacked rows (blk[r], d[r]) times the na activation rows y[]. */
+QDOT4_INLINE void tile_q32_group(const struct tile_blk *const *blk, const float *const *d, int nw,
+				 const struct qtype_block_q8_0 *const y[4], const int na, int64_t nb,
+				 float *out, int64_t os)
 {
-	const struct qtype_block_q8_0 *y[4];
 	__m256 acc[QDOT_TILE_ROWS][4];
-	for (int t = 0; t < na; t++)
-		y[t] = act[t];
 	for (int r = 0; r < nw; r++)
 		for (int t = 0; t < na; t++)
 			acc[r][t] = _mm256_setzero_ps();
-	const int64_t nb = n / QTYPE_QK;
 	for (int64_t i = 0; i < nb; i += 8) {
 		const int kb = nb - i < 8 ? (int)(nb - i) : 8;
 		__m256 ya[4];
 		for (int t = 0; t < na; t++)
 			ya[t] = halves_n((const uint8_t *)&y[t][i], sizeof(y[t][0]), kb);
 		int r = 0;
-		for (; r + 2 <= nw; r += 2) {
-			const uint8_t *xr[2] = { x + r * wstride, x + (r + 1) * wstride };
-			tile_q32_rows(xr, wbytes, bytes, 2, y, ya, na, i, kb, &acc[r]);
-		}
-		if (r < nw) {
-			const uint8_t *xr[2] = { x + r * wstride, NULL };
-			tile_q32_rows(xr, wbytes, bytes, 1, y, ya, na, i, kb, &acc[r]);
-		}
+		for (; r + 2 <= nw; r += 2)
+			tile_q32_rows(blk + r, d + r, 2, y, ya, na, i, kb, &acc[r]);
+		if (r < nw)
+			tile_q32_rows(blk + r, d + r, 1, y, ya, na, i, kb, &acc[r]);
 	}
 	for (int r = 0; r < nw; r++)
 		for (int t = 0; t < na; t++)
 			out[t * os + r] = cpu_hsum8(acc[r][t]);
 }
 
-#define TILE_Q32_ENTRY(name, block)                                                        \
-	QDOT4_INLINE void name(const void *w, size_t ws, int nw, const void *const a[4],  \
-			       const int na, int64_t n, float *o, int64_t os)              \
-	{                                                                                  \
-		tile_q32(w, sizeof(struct block), x4_bytes_##block, ws, nw, a, na, n, o, os); \
-	}
-#define x4_bytes_qtype_block_q8_0 x4_bytes_q8_0
-#define x4_bytes_qtype_block_q4_0 x4_bytes_q4_0
-#define x4_bytes_qtype_block_q5_0 x4_bytes_q5_0
-TILE_Q32_ENTRY(tile_q8_0, qtype_block_q8_0)
-TILE_Q32_ENTRY(tile_q4_0, qtype_block_q4_0)
-TILE_Q32_ENTRY(tile_q5_0, qtype_block_q5_0)
-
-#define QDOT_TILE_ENTRY(name)                                                              \
-	QDOT_AVX2 static void name##_t1(const void *w, size_t ws, int nw, const void *const a[4], \
-					int64_t n, float *o, int64_t os) { name(w, ws, nw, a, 1, n, o, os); } \
-	QDOT_AVX2 static void name##_t2(const void *w, size_t ws, int nw, const void *const a[4], \
-					int64_t n, float *o, int64_t os) { name(w, ws, nw, a, 2, n, o, os); } \
-	QDOT_AVX2 static void name##_t3(const void *w, size_t ws, int nw, const void *const a[4], \
-					int64_t n, float *o, int64_t os) { name(w, ws, nw, a, 3, n, o, os); } \
-	QDOT_AVX2 static void name##_t4(const void *w, size_t ws, int nw, const void *const a[4], \
-					int64_t n, float *o, int64_t os) { name(w, ws, nw, a, 4, n, o, os); } \
-	QDOT_AVX2 static void name##_any(const void *w, size_t ws, int nw, const void *const a[4], \
-					 int na, int64_t n, float *o, int64_t os)                  \
-	{                                                                                  \
-		switch (na) {                                                              \
-		case 1: name##_t1(w, ws, nw, a, n, o, os); break;                          \
-		case 2: name##_t2(w, ws, nw, a, n, o, os); break;                          \
-		case 3: name##_t3(w, ws, nw, a, n, o, os); break;                          \
-		default: name##_t4(w, ws, nw, a, n, o, os); break;                         \
-		}                                                                          \
-	}
-
-QDOT_TILE_ENTRY(tile_q8_0)
-QDOT_TILE_ENTRY(tile_q4_0)
-QDOT_TILE_ENTRY(tile_q5_0)
-
-qdot_tile_fn qdot__avx2_tile(uint32_t wtype)
+QDOT_AVX2 static void tile_q32_g1(const struct tile_blk *const *b, const float *const *d, int nw,
+				  const struct qtype_block_q8_0 *const y[4], int64_t nb, float *o, int64_t os)
 {
+	tile_q32_group(b, d, nw, y, 1, nb, o, os);
+}
+
+QDOT_AVX2 static void tile_q32_g2(const struct tile_blk *const *b, const float *const *d, int nw,
+				  const struct qtype_block_q8_0 *const y[4], int64_t nb, float *o, int64_t os)
+{
+	tile_q32_group(b, d, nw, y, 2, nb, o, os);
+}
+
+QDOT_AVX2 static void tile_q32_g3(const struct tile_blk *const *b, const float *const *d, int nw,
+				  const struct qtype_block_q8_0 *const y[4], int64_t nb, float *o, int64_t os)
+{
+	tile_q32_group(b, d, nw, y, 3, nb, o, os);
+}
+
+QDOT_AVX2 static void tile_q32_g4(const struct tile_blk *const *b, const float *const *d, int nw,
+				  const struct qtype_block_q8_0 *const y[4], int64_t nb, float *o, int64_t os)
+{
+	tile_q32_group(b, d, nw, y, 4, nb, o, os);
+}
+
+/* Unpack nw rows (each block by `bytes`), then every activation row in
+ * groups of four.  The caller keeps nw <= qdot_tile_rows(). */
+QDOT4_INLINE void tile_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const uint8_t *),
+			   size_t ws, int nw, const void *act, size_t act_row, int n_act, int64_t n,
+			   float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	const int64_t nb = n / QTYPE_QK;
+	struct tile_blk *blk0 = (struct tile_blk *)buf;
+	/* scales after all the blocks, padded by 8 so that a tail chunk's
+	 * full-width load stays inside the buffer */
+	float *d0 = (float *)(buf + (size_t)nw * nb * sizeof(struct tile_blk));
+	const struct tile_blk *blk[QDOT_TILE_ROWS];
+	const float *d[QDOT_TILE_ROWS];
+	for (int r = 0; r < nw; r++) {
+		const uint8_t *xr = x + (size_t)r * ws;
+		struct tile_blk *br = blk0 + (size_t)r * nb;
+		float *dr = d0 + (size_t)r * nb;
+		for (int64_t i = 0; i < nb; i += 8) {
+			const int kb = nb - i < 8 ? (int)(nb - i) : 8;
+			float dw[8];
+			_mm256_storeu_ps(dw, halves_n(xr + (size_t)i * wbytes, wbytes, kb));
+			for (int k = 0; k < kb; k++) {
+				const __m256i q = bytes(xr + (size_t)(i + k) * wbytes);
+				_mm256_store_si256(&br[i + k].q, q);
+				_mm256_store_si256(&br[i + k].aq, _mm256_sign_epi8(q, q));
+				dr[i + k] = dw[k];
+			}
+		}
+		blk[r] = br;
+		d[r] = dr;
+	}
+	for (int t0 = 0; t0 < n_act; t0 += 4) {
+		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
+		const struct qtype_block_q8_0 *y[4];
+		for (int t = 0; t < 4; t++)
+			y[t] = (const void *)((const char *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row);
+		float *o = out + (int64_t)t0 * os;
+		switch (na) {
+		case 1: tile_q32_g1(blk, d, nw, y, nb, o, os); break;
+		case 2: tile_q32_g2(blk, d, nw, y, nb, o, os); break;
+		case 3: tile_q32_g3(blk, d, nw, y, nb, o, os); break;
+		default: tile_q32_g4(blk, d, nw, y, nb, o, os); break;
+		}
+	}
+}
+
+#define TILE_Q32_ENTRY(name, block, bytesfn)                                                  \
+	QDOT_AVX2 static void name(const void *w, size_t ws, int nw, const void *act,         \
+				   size_t act_row, int n_act, int64_t n, float *o, int64_t os)    \
+	{                                                                                     \
+		tile_q32(w, sizeof(struct block), bytesfn, ws, nw, act, act_row, n_act, n, o, os); \
+	}
+TILE_Q32_ENTRY(tile_q8_0, qtype_block_q8_0, x4_bytes_q8_0)
+TILE_Q32_ENTRY(tile_q4_0, qtype_block_q4_0, x4_bytes_q4_0)
+TILE_Q32_ENTRY(tile_q5_0, qtype_block_q5_0, x4_bytes_q5_0)
+
+qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
+{
+	qdot_tile_fn f;
 	switch (wtype) {
-	case QTYPE_Q4_0: return tile_q4_0_any;
-	case QTYPE_Q5_0: return tile_q5_0_any;
-	case QTYPE_Q8_0: return tile_q8_0_any;
+	case QTYPE_Q4_0: f = tile_q4_0; break;
+	case QTYPE_Q5_0: f = tile_q5_0; break;
+	case QTYPE_Q8_0: f = tile_q8_0; break;
 	default: return NULL;
 	}
+	/* rows whose unpacked blocks and scales (+ 8 floats of padding) fit */
+	const int64_t nb = n / QTYPE_QK;
+	if (nb <= 0)
+		return NULL;
+	const int64_t fit = (QDOT_TILE_BYTES - 8 * (int64_t)sizeof(float)) / (int64_t)TILE_ROW_BYTES(nb);
+	if (fit < 1)
+		return NULL;
+	*rows = fit < QDOT_TILE_ROWS ? (int)fit : QDOT_TILE_ROWS;
+	return f;
 }
 
 /* One entry point per type: instances for na = 1..4 and a switch on
@@ -1067,9 +1120,9 @@ bool qdot__avx2_dequant_row(uint32_t type, const void *src, float *dst, int64_t 
 
 #else /* not x86: scalar kernels only */
 
-qdot_tile_fn qdot__avx2_tile(uint32_t wtype)
+qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 {
-	(void)wtype;
+	(void)wtype, (void)n, (void)rows;
 	return NULL;
 }
 

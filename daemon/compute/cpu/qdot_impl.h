@@ -20,8 +20,9 @@ qdot_fn qdot__avx2_kernel(uint32_t wtype);
 /* AVX2 several-activation kernel for a weight type, NULL if none. */
 qdot4_fn qdot__avx2_kernel4(uint32_t wtype);
 
-/* AVX2 tile kernel (several weight rows x activation rows), NULL if none. */
-qdot_tile_fn qdot__avx2_tile(uint32_t wtype);
+/* AVX2 tile kernel (several weight rows x activation rows) for rows of n
+ * values and its rows per tile (*rows), NULL if none. */
+qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows);
 
 /* AVX2/F16C row decoders for the types where they pay off (F16, Q8_0);
  * return false if there is none for this type.  Bit-identical to the scalar

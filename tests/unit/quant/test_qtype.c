@@ -653,63 +653,67 @@ END_TEST
 
 /* The tile kernels (qdot_get_tile): every output of a tile of nw weight
  * rows x n_act activation rows equals the single-row kernel's bit for bit,
- * for every nw up to QDOT_TILE_ROWS (odd ones leave a single row), every
- * n_act, rows with and without the eight-block chunks' tails, a row
+ * for every nw up to the rows per tile (odd ones leave a single row),
+ * n_act 1..9 (whole and partial groups of four), rows with and without
+ * the eight-block chunks' tails, rows so long that one fits a tile, a row
  * stride larger than a row, unaligned rows; outputs outside the tile are
- * left alone. */
+ * left alone, and a row too long for the tile buffer gets no tile kernel. */
 START_TEST(tile_matches_single)
 {
 	const uint32_t id = types[_i].id;
 	const struct qtype_info *t = qtype_info(id);
+	int rows = -1;
 	qdot_force_scalar(false);
-	const qdot_tile_fn tile = qdot_get_tile(id);
+	const qdot_tile_fn tile = qdot_get_tile(id, 640, &rows);
 	const bool want = simd_expected() &&
 			  (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0);
 	ck_assert_msg((tile != NULL) == want, "%s: qdot_get_tile %s", t->name,
 		      tile ? "non-NULL" : "NULL");
 	qdot_force_scalar(true);
-	ck_assert_ptr_null(qdot_get_tile(id));
+	ck_assert_ptr_null(qdot_get_tile(id, 640, &rows));
 	qdot_force_scalar(false);
 	if (!tile)
 		return;
+	ck_assert_int_eq(rows, QDOT_TILE_ROWS);
+	ck_assert_ptr_null(qdot_get_tile(id, 512 * 32, &rows)); /* 34 KiB unpacked */
 	const qdot_fn dot = qdot_get(id);
 	rng_state = 0x9e3779b97f4a7c15ULL ^ id;
-	static const int64_t blocks[] = { 1, 3, 8, 9, 20, 23, 64 };
-	enum { ROWS = QDOT_TILE_ROWS, OS = QDOT_TILE_ROWS + 3 };
+	static const int64_t blocks[] = { 1, 3, 8, 9, 20, 23, 64, 200 };
+	enum { NA = 9, OS = QDOT_TILE_ROWS + 3 };
 	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
 		const int64_t n = blocks[c] * t->block_elems;
+		ck_assert_ptr_eq(qdot_get_tile(id, n, &rows), tile);
+		ck_assert(rows >= 1 && rows <= QDOT_TILE_ROWS);
 		uint64_t rb;
 		ck_assert_int_eq(qtype_row_bytes(id, (uint64_t)n, &rb, NULL), 0);
 		const size_t ws = rb + 5; /* rows apart by more than a row, odd */
-		const size_t ab = qdot_act_row_bytes(id, n);
-		uint8_t *wbuf = xmalloc(ROWS * ws + 8), *abuf = xmalloc(4 * (ab + 8));
+		const size_t ab = qdot_act_row_bytes(id, n) + 3;
+		uint8_t *wbuf = xmalloc(rows * ws + 8), *abuf = xmalloc(NA * ab + 8);
 		float *x = xmalloc((size_t)n * sizeof(float));
-		for (int rep = 0; rep < 3; rep++) {
+		float *out = xmalloc(NA * OS * sizeof(float));
+		for (int rep = 0; rep < 2; rep++) {
 			const int wo = (int)(rnd() % 8);
-			for (int r = 0; r < ROWS; r++)
+			for (int r = 0; r < rows; r++)
 				random_row(_i, wbuf + wo + r * ws, n);
-			const void *act[4];
-			for (int a = 0; a < 4; a++) {
+			const uint8_t *act = abuf + rnd() % 8;
+			for (int a = 0; a < NA; a++) {
 				const float xs = (float)exp(rnd_unit() * 8.0 - 4.0);
 				for (int64_t i = 0; i < n; i++)
 					x[i] = rnd_normal() * xs;
 				if ((rep + a) % 3 == 0)
 					memset(x + (rnd() % blocks[c]) * t->block_elems, 0,
 					       (size_t)t->block_elems * sizeof(float));
-				uint8_t *ap = abuf + a * (ab + 8) + rnd() % 8;
-				qdot_prepare(id, x, ap, n);
-				act[a] = ap;
+				qdot_prepare(id, x, (uint8_t *)act + a * ab, n);
 			}
-			for (int nw = 1; nw <= ROWS; nw++) {
-				for (int na = 1; na <= 4; na++) {
-					float out[4 * OS];
-					for (int k = 0; k < 4 * OS; k++)
+			for (int nw = 1; nw <= rows; nw++) {
+				for (int na = 1; na <= NA; na += (nw == rows ? 1 : 4)) {
+					for (int k = 0; k < NA * OS; k++)
 						out[k] = -1.5f;
-					tile(wbuf + wo, ws, nw, act, na, n, out, OS);
-					for (int a = 0; a < 4; a++) {
+					tile(wbuf + wo, ws, nw, act, ab, na, n, out, OS);
+					for (int a = 0; a < NA; a++) {
 						for (int r = 0; r < OS; r++) {
 							const float want_v = a < na && r < nw
-								? dot(wbuf + wo + r * ws, act[a], n) : -1.5f;
+								? dot(wbuf + wo + r * ws, act + a * ab, n) : -1.5f;
 							ck_assert_msg(memcmp(&out[a * OS + r], &want_v, sizeof(float)) == 0,
 								      "%s n=%lld rep %d nw %d n_act %d row %d act %d: %.9g, single %.9g",
 								      t->name, (long long)n, rep, nw, na, r, a,
@@ -719,7 +723,7 @@ START_TEST(tile_matches_single)
 				}
 			}
 		}
-		free(wbuf), free(abuf), free(x);
+		free(wbuf), free(abuf), free(x), free(out);
 	}
 }
 END_TEST
