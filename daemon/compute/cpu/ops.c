@@ -346,6 +346,9 @@ int backend_cpu_new(struct backend **out, const struct backend_limits *lim, stru
 {
 	if (lim->max_cols <= 0 || lim->max_rows <= 0 || lim->max_ctx <= 0)
 		return smk_fail(err, -EINVAL, "cpu backend: limits must be positive");
+	char why[200];
+	if (qdot_cpu_check(why, sizeof(why)))
+		return smk_fail(err, -EINVAL, "cpu backend: %s", why);
 	pthread_once(&gelu_once, gelu_table_init);
 
 	struct cpu_backend *cb = calloc(1, sizeof(*cb));

@@ -1,7 +1,9 @@
 /* qdot.c - kernel dispatch and activation preparation for the dot products.
  *
- * The CPU check runs once (first qdot_get) and is cached; SMOKE_NO_SIMD=1 in
- * the environment or qdot_force_scalar(true) pins the scalar kernels.  The
+ * The CPU check runs once (first qdot_get) and is cached; SMOKE_CPU=scalar
+ * (or the older SMOKE_NO_SIMD=1) in the environment or
+ * qdot_force_scalar(true) pins the scalar kernels.  qdot_cpu_check() says
+ * whether SMOKE_CPU names a choice this CPU and build can honour.  The
  * activation quantisers here are scalar on purpose: they run once per
  * activation row (not per weight row), and a single implementation means the
  * prepared bytes never depend on which kernels were picked.
@@ -15,6 +17,7 @@
 #include "compute/cpu/qdot_impl.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,9 +43,51 @@ static bool qdot_hw_simd(void)
 	const char *env = getenv("SMOKE_NO_SIMD");
 	if (env && *env && strcmp(env, "0") != 0)
 		hw = false;
+	env = getenv("SMOKE_CPU");
+	if (env && strcmp(env, "scalar") == 0)
+		hw = false;
 	/* Racing first callers compute the same answer; either store wins. */
 	__atomic_store_n(&qdot_hw_state, hw ? 1 : 0, __ATOMIC_RELEASE);
 	return hw;
+}
+
+static bool qdot_cpu_has(const char *feature)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_cpu_init();
+	if (!strcmp(feature, "avx2"))
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		       __builtin_cpu_supports("f16c");
+	if (!strcmp(feature, "avx512"))
+		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512vl");
+#endif
+	(void)feature;
+	return false;
+}
+
+int qdot_cpu_check(char *why, size_t len)
+{
+	const char *env = getenv("SMOKE_CPU");
+	if (!env || !*env || !strcmp(env, "auto") || !strcmp(env, "scalar"))
+		return 0;
+	if (!strcmp(env, "avx2")) {
+		if (qdot_cpu_has("avx2"))
+			return 0;
+		snprintf(why, len, "SMOKE_CPU=avx2: this CPU lacks AVX2, FMA or F16C "
+			 "(use SMOKE_CPU=scalar or leave it unset)");
+		return -1;
+	}
+	if (!strcmp(env, "avx512")) {
+		/* AVX-512 kernels are not written yet (issue 14): refused on
+		 * every CPU, saying which case this is. */
+		snprintf(why, len, "SMOKE_CPU=avx512: this build has no AVX-512 kernels%s "
+			 "(use SMOKE_CPU=avx2, scalar, or leave it unset)",
+			 qdot_cpu_has("avx512") ? "" : ", and this CPU lacks AVX-512 F/BW/VL");
+		return -1;
+	}
+	snprintf(why, len, "SMOKE_CPU must be scalar, avx2 or avx512 (or unset), not '%.32s'", env);
+	return -1;
 }
 
 bool qdot_simd_active(void)

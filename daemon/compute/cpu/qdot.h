@@ -132,6 +132,14 @@ qdot_fn qdot_get_scalar(uint32_t wtype);
  * the same effect; it is read once, on the first qdot_get(). */
 void qdot_force_scalar(bool on);
 
+/* Check SMOKE_CPU, the forced kernel choice: unset, "auto" or "scalar"
+ * (the scalar kernels, as SMOKE_NO_SIMD=1) are always accepted, "avx2"
+ * only where the CPU has AVX2+FMA+F16C; "avx512" is refused (no AVX-512
+ * kernels exist yet; the message says whether the CPU has AVX-512 at
+ * all), as is any other value.  Returns 0, or -1 with a message naming the
+ * problem in why[len].  The CPU backend refuses to start on -1. */
+int qdot_cpu_check(char *why, size_t len);
+
 /* True if qdot_get() currently hands out the AVX2 kernels. */
 bool qdot_simd_active(void);
 

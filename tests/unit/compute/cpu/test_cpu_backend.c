@@ -5,6 +5,7 @@
 #include <check.h>
 
 #include "ck_main.h"
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,6 +445,47 @@ START_TEST(attention_grouped_heads_bit_exact)
 }
 END_TEST
 
+/* SMOKE_CPU, the forced kernel choice: the backend starts with the
+ * choices this CPU and build can honour and refuses the rest with a message
+ * that names the variable and what is missing.  (The choice of kernels
+ * itself is read once per process; SMOKE_NO_SIMD's test covers that.) */
+START_TEST(smoke_cpu_choice)
+{
+	struct backend_limits lim = { .max_cols = 64, .max_rows = 4, .max_ctx = 16,
+				      .max_heads = 16, .n_threads = 1 };
+	__builtin_cpu_init();
+	const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+			  __builtin_cpu_supports("f16c");
+	static const struct {
+		const char *value;
+		int ok; /* 1 accepted, 0 refused, -1 accepted iff the CPU has AVX2 */
+		const char *says;
+	} cases[] = {
+		{ "", 1, NULL },       { "auto", 1, NULL },
+		{ "scalar", 1, NULL }, { "avx2", -1, "SMOKE_CPU=avx2: this CPU lacks AVX2" },
+		{ "avx512", 0, "SMOKE_CPU=avx512: this build has no AVX-512 kernels" },
+		{ "AVX2", 0, "SMOKE_CPU must be scalar, avx2 or avx512 (or unset), not 'AVX2'" },
+		{ "neon", 0, "not 'neon'" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		setenv("SMOKE_CPU", cases[i].value, 1);
+		struct backend *b = NULL;
+		struct smk_err err = { 0 };
+		const int rc = backend_cpu_new(&b, &lim, &err);
+		const bool ok = cases[i].ok == 1 || (cases[i].ok == -1 && avx2);
+		ck_assert_msg((rc == 0) == ok, "SMOKE_CPU=%s: rc %d (%s)", cases[i].value, rc, err.msg);
+		if (rc == 0) {
+			backend_free(b);
+			continue;
+		}
+		ck_assert_int_eq(rc, -EINVAL);
+		ck_assert_msg(strstr(err.msg, cases[i].says), "SMOKE_CPU=%s: message '%s'",
+			      cases[i].value, err.msg);
+	}
+	unsetenv("SMOKE_CPU");
+}
+END_TEST
+
 /* store_fp16 (the KV cache's writes) gives fp32_to_fp16's bits on the
  * SIMD path (F16C, 8 at a time, then a tail) and the scalar one, for
  * ordinary values and the edges: ties, subnormals, overflow, inf, NaN. */
@@ -503,6 +545,7 @@ int main(void)
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
 	tcase_add_test(tc, attention_grouped_heads_bit_exact);
+	tcase_add_test(tc, smoke_cpu_choice);
 	tcase_add_test(tc, rope_yarn);
 	tcase_add_test(tc, swiglu_oai_clamps);
 	tcase_add_test(tc, store_fp16_bits);
