@@ -995,6 +995,112 @@ TILE_Q32_ENTRY(tile_q8_0, qtype_block_q8_0, x4_bytes_q8_0)
 TILE_Q32_ENTRY(tile_q4_0, qtype_block_q4_0, x4_bytes_q4_0)
 TILE_Q32_ENTRY(tile_q5_0, qtype_block_q5_0, x4_bytes_q5_0)
 
+/* Q4_K tiles: as the 32-value ones, a tile's blocks are unpacked once for
+ * the batch - the nibbles split into bytes, the 6-bit scales and mins
+ * decoded and each sub-block scale broadcast, the fp16 scales widened -
+ * and each group of four activation rows then runs avx2_dot_q4_K's
+ * operations per output (as x4_q4_K, whose order is the single kernel's)
+ * on them. */
+struct tile_k4 {
+	__m256i q[8];  /* sub-block pairs: q[2j] low nibbles, q[2j + 1] high */
+	__m256i sc[8]; /* BCAST16(scales, k) */
+	__m256i ms;    /* k4_scales_mins */
+	float d, dmin; /* the block's fp16 d and dmin as floats */
+	float pad[6];
+};
+
+/* One unpacked row of nb blocks times the na activation rows y[]. */
+QDOT4_INLINE void tile_k4_row(const struct tile_k4 *b, const struct qtype_block_q8_K *const y[4],
+			      const int na, int64_t nb, float *out, int64_t os)
+{
+	__m256 acc[4];
+	__m128 acc_m[4];
+	for (int t = 0; t < na; t++) {
+		acc[t] = _mm256_setzero_ps();
+		acc_m[t] = _mm_setzero_ps();
+	}
+	for (int64_t i = 0; i < nb; i++, b++) {
+		float d[4];
+		__m256i sumi[4];
+		for (int t = 0; t < na; t++) {
+			const float dy = y[t][i].d;
+			d[t] = b->d * dy;
+			const float dmin = -b->dmin * dy;
+			acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin),
+						_mm_cvtepi32_ps(k4_min_dot(b->ms, &y[t][i])), acc_m[t]);
+			sumi[t] = _mm256_setzero_si256();
+		}
+		for (int j = 0; j < 4; j++) {
+			const __m256i q4l = b->q[2 * j], q4h = b->q[2 * j + 1];
+			const __m256i sl = b->sc[2 * j], sh = b->sc[2 * j + 1];
+			for (int t = 0; t < na; t++) {
+				const int8_t *q8 = y[t][i].qs + 64 * j;
+				const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q4l, load256(q8)));
+				const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
+				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+			}
+		}
+		for (int t = 0; t < na; t++)
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+	}
+	for (int t = 0; t < na; t++)
+		out[t * os] = cpu_hsum8(acc[t]) + cpu_hsum4(acc_m[t]);
+}
+
+#define TILE_K4_GROUP(na)                                                                     \
+	QDOT_AVX2 static void tile_k4_g##na(const struct tile_k4 *b, int nw, int64_t nb,        \
+					    const struct qtype_block_q8_K *const y[4], float *o, \
+					    int64_t os)                                          \
+	{                                                                                    \
+		for (int r = 0; r < nw; r++)                                                 \
+			tile_k4_row(b + (size_t)r * nb, y, na, nb, o + r, os);               \
+	}
+TILE_K4_GROUP(1)
+TILE_K4_GROUP(2)
+TILE_K4_GROUP(3)
+TILE_K4_GROUP(4)
+
+QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
+				int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k4 *b0 = (struct tile_k4 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	for (int r = 0; r < nw; r++) {
+		const struct qtype_block_q4_K *x = (const void *)((const char *)w + (size_t)r * ws);
+		for (int64_t i = 0; i < nb; i++) {
+			struct tile_k4 *b = b0 + (size_t)r * nb + i;
+			b->d = h2f(x[i].d);
+			b->dmin = h2f(x[i].dmin);
+			b->ms = k4_scales_mins(x[i].scales);
+			const __m128i sc128 = _mm256_castsi256_si128(b->ms);
+			const __m256i scales = _mm256_set_m128i(sc128, sc128);
+			for (int j = 0; j < 4; j++) {
+				const __m256i bits = load256(x[i].qs + 32 * j);
+				b->q[2 * j] = _mm256_and_si256(bits, m4);
+				b->q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+			}
+#define K4_SC(k) b->sc[k] = BCAST16(scales, k)
+			K4_SC(0); K4_SC(1); K4_SC(2); K4_SC(3); K4_SC(4); K4_SC(5); K4_SC(6); K4_SC(7);
+#undef K4_SC
+		}
+	}
+	for (int t0 = 0; t0 < n_act; t0 += 4) {
+		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
+		const struct qtype_block_q8_K *y[4];
+		for (int t = 0; t < 4; t++)
+			y[t] = (const void *)((const char *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row);
+		float *o = out + (int64_t)t0 * os;
+		switch (na) {
+		case 1: tile_k4_g1(b0, nw, nb, y, o, os); break;
+		case 2: tile_k4_g2(b0, nw, nb, y, o, os); break;
+		case 3: tile_k4_g3(b0, nw, nb, y, o, os); break;
+		default: tile_k4_g4(b0, nw, nb, y, o, os); break;
+		}
+	}
+}
+
 qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	qdot_tile_fn f;
@@ -1002,6 +1108,16 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 	case QTYPE_Q4_0: f = tile_q4_0; break;
 	case QTYPE_Q5_0: f = tile_q5_0; break;
 	case QTYPE_Q8_0: f = tile_q8_0; break;
+	case QTYPE_Q4_K: {
+		const int64_t nbk = n / QTYPE_QK_K;
+		if (nbk <= 0)
+			return NULL;
+		const int64_t fitk = QDOT_TILE_BYTES / ((int64_t)sizeof(struct tile_k4) * nbk);
+		if (fitk < 1)
+			return NULL;
+		*rows = fitk < QDOT_TILE_ROWS ? (int)fitk : QDOT_TILE_ROWS;
+		return tile_q4_K;
+	}
 	default: return NULL;
 	}
 	/* rows whose unpacked blocks and scales (+ 8 floats of padding) fit */
