@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/fileio.h"
 #include "util/log.h"
 
 /* Largest single GET of a fill, and the bounce buffer it goes through. */
@@ -113,38 +114,6 @@ static uint64_t fnv64(const char *s)
 static const char *env_get(const char *name)
 {
 	return getenv(name);
-}
-
-static int pread_all(int fd, void *buf, uint64_t n, uint64_t off)
-{
-	uint8_t *d = buf;
-	while (n) {
-		ssize_t r = pread(fd, d, n > (1u << 30) ? (1u << 30) : (size_t)n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		d += r;
-		n -= (uint64_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
-
-static int pwrite_all(int fd, const void *buf, uint64_t n, uint64_t off)
-{
-	const uint8_t *d = buf;
-	while (n) {
-		ssize_t r = pwrite(fd, d, n > (1u << 30) ? (1u << 30) : (size_t)n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		d += r;
-		n -= (uint64_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
 }
 
 /* ---- the store ---- */
@@ -322,7 +291,7 @@ int ostore_fetch_small(struct ostore *st, const char *name, uint64_t max, struct
 	snprintf(path, sizeof(path), "%s/%s", st->dir, name);
 	if (!rc) {
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0 || pwrite_all(fd, buf, size, 0)) {
+		if (fd < 0 || smk_pwrite_all(fd, buf, size, 0)) {
 			rc = -(errno ? errno : EIO);
 			smk_fail(err, rc, "%s: cannot write %s: %s", shown, path, strerror(-rc));
 		}
@@ -346,7 +315,7 @@ static int write_ent(struct osrc *s, uint64_t c, uint64_t sum, bool present)
 	if (s->idx_fd < 0)
 		return 0;
 	struct osrc_idx_ent e = { .sum = sum, .present = present };
-	return pwrite_all(s->idx_fd, &e, sizeof(e), sizeof(struct osrc_idx_head) + c * sizeof(e));
+	return smk_pwrite_all(s->idx_fd, &e, sizeof(e), sizeof(struct osrc_idx_head) + c * sizeof(e));
 }
 
 /* The disk cache: reuse what an earlier run left if size and ETag agree and
@@ -363,17 +332,17 @@ static int cache_attach(struct osrc *s, struct smk_err *err)
 	memcpy(want.magic, IDX_MAGIC, 8);
 	snprintf(want.etag, sizeof(want.etag), "%s", s->etag);
 	struct stat sb;
-	bool reuse = !pread_all(s->idx_fd, &h, sizeof(h), 0) && !memcmp(&h, &want, sizeof(h)) &&
+	bool reuse = !smk_pread_all(s->idx_fd, &h, sizeof(h), 0) && !memcmp(&h, &want, sizeof(h)) &&
 		     !fstat(s->fd, &sb) && (uint64_t)sb.st_size == s->size;
 	uint64_t kept = 0, dropped = 0;
 	if (reuse) {
 		for (uint64_t c = 0; c < s->n_chunks; c++) {
 			struct osrc_idx_ent e;
-			if (pread_all(s->idx_fd, &e, sizeof(e), sizeof(h) + c * sizeof(e)) || !e.present)
+			if (smk_pread_all(s->idx_fd, &e, sizeof(e), sizeof(h) + c * sizeof(e)) || !e.present)
 				continue;
 			uint64_t n = chunk_len(s, c);
 			pthread_mutex_lock(&s->st->fill_mu);
-			bool good = !pread_all(s->fd, s->st->bounce, n, c * OSRC_CHUNK) &&
+			bool good = !smk_pread_all(s->fd, s->st->bounce, n, c * OSRC_CHUNK) &&
 				    osrc_checksum(s->st->bounce, n) == e.sum;
 			pthread_mutex_unlock(&s->st->fill_mu);
 			if (good) {
@@ -391,7 +360,7 @@ static int cache_attach(struct osrc *s, struct smk_err *err)
 			 dropped);
 	} else {
 		if (ftruncate(s->fd, 0) || ftruncate(s->fd, (off_t)s->size) ||
-		    ftruncate(s->idx_fd, 0) || pwrite_all(s->idx_fd, &want, sizeof(want), 0) ||
+		    ftruncate(s->idx_fd, 0) || smk_pwrite_all(s->idx_fd, &want, sizeof(want), 0) ||
 		    ftruncate(s->idx_fd, (off_t)(sizeof(want) + s->n_chunks * sizeof(struct osrc_idx_ent))))
 			return smk_fail(err, -EIO, "%s: cannot set up the disk cache %s: %s", s->shown,
 					s->path, strerror(errno));
@@ -535,7 +504,7 @@ static int fill(struct osrc *s, uint64_t c0, uint64_t c1, uint8_t mark, struct s
 		uint8_t *b = s->st->bounce;
 		pthread_mutex_lock(&s->st->fill_mu);
 		int rc = oget_range(s->st->get, &t, s->size, s->etag, off, n, b, err);
-		if (!rc && (rc = pwrite_all(s->fd, b, n, off)))
+		if (!rc && (rc = smk_pwrite_all(s->fd, b, n, off)))
 			smk_fail(err, rc, "%s: cannot write %s: %s", s->shown, s->path, strerror(-rc));
 		for (uint64_t k = c; k <= e && !rc; k++)
 			if ((rc = write_ent(s, k, osrc_checksum(b + (k - c) * OSRC_CHUNK, chunk_len(s, k)), true)))
@@ -598,7 +567,7 @@ int osrc_read(struct osrc *s, void *buf, uint64_t n, uint64_t off, struct smk_er
 		 * rest comes straight from the network into buf. */
 		pthread_mutex_unlock(&s->mu);
 		if (all) {
-			if ((rc = pread_all(s->fd, buf, n, off)))
+			if ((rc = smk_pread_all(s->fd, buf, n, off)))
 				return smk_fail(err, rc, "%s: reading %s: %s", s->shown, s->path,
 						strerror(-rc));
 		} else {
@@ -615,7 +584,7 @@ int osrc_read(struct osrc *s, void *buf, uint64_t n, uint64_t off, struct smk_er
 	 * so that eviction cannot punch them in between. */
 	if (!all)
 		rc = fill(s, c0, c1, C_PRESENT, err);
-	if (!rc && (rc = pread_all(s->fd, buf, n, off)))
+	if (!rc && (rc = smk_pread_all(s->fd, buf, n, off)))
 		smk_fail(err, rc, "%s: reading the disk cache %s: %s", s->shown, s->path, strerror(-rc));
 	if (!rc && all)
 		s->disk_bytes += n;

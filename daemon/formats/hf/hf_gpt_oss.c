@@ -17,6 +17,7 @@
 
 #include "quant/qtype.h"
 #include "util/ckmath.h"
+#include "util/fileio.h"
 #include "util/fp16.h"
 #include "util/hashtab.h"
 #include "util/mapfile.h"
@@ -388,22 +389,6 @@ static int cache_try(const char *path, const struct text *ident, uint64_t data_o
 	return 0;
 }
 
-static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = pwrite(fd, b, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		b += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
 /* Drop expert e's part (of n) of a source tensor from the mapping
  * (MAP_PRIVATE, read-only: pages are read again from the file if touched
  * later).  Only whole pages inside that part. */
@@ -468,8 +453,8 @@ static int cache_write(struct conv *c, const char *final, const struct text *ide
 			      data_off + data_bytes, strerror(errno));
 		goto out;
 	}
-	if ((rc = pwrite_all(fd, hdr, sizeof(hdr), 0)) ||
-	    (rc = pwrite_all(fd, ident->p, ident->n, HDR_FIXED))) {
+	if ((rc = smk_pwrite_all(fd, hdr, sizeof(hdr), 0)) ||
+	    (rc = smk_pwrite_all(fd, ident->p, ident->n, HDR_FIXED))) {
 		rc = smk_fail(c->err, rc, "%s: write: %s", tmp, strerror(-rc));
 		goto out;
 	}
@@ -485,7 +470,7 @@ static int cache_write(struct conv *c, const char *final, const struct text *ide
 				const struct slab *s = &c->slabs[i + k];
 				if ((rc = convert_expert(c, s, e, buf)))
 					goto out;
-				if ((rc = pwrite_all(fd, buf, (size_t)s->per_expert, s->offset + e * s->per_expert))) {
+				if ((rc = smk_pwrite_all(fd, buf, (size_t)s->per_expert, s->offset + e * s->per_expert))) {
 					rc = smk_fail(c->err, rc, "%s: write: %s", tmp, strerror(-rc));
 					goto out;
 				}
