@@ -1101,6 +1101,106 @@ QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *ac
 	}
 }
 
+/* Q6_K tiles, likewise: the 6-bit quants assembled into bytes, the scale
+ * pairs widened and the bsums multiplier (the scales as int16) kept, then
+ * x4_q6_K's operations per output. */
+struct tile_k6 {
+	__m256i q[8];  /* q[4h + k]: 32 quants of chunk k of half h */
+	__m256i sc[8]; /* q6_scale_pair(sc, k) */
+	__m256i sc16;  /* the 16 scales as int16 */
+	float d;       /* the block's fp16 d as a float */
+	float pad[7];
+};
+
+QDOT4_INLINE void tile_k6_row(const struct tile_k6 *b, const struct qtype_block_q8_K *const y[4],
+			      const int na, int64_t nb, float *out, int64_t os)
+{
+	__m256 acc[4];
+	for (int t = 0; t < na; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int64_t i = 0; i < nb; i++, b++) {
+		__m256i sumi[4];
+		for (int t = 0; t < na; t++) {
+			const __m256i bs = load256((const uint8_t *)&y[t][i] +
+						   offsetof(struct qtype_block_q8_K, bsums));
+			sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
+						   _mm256_slli_epi32(_mm256_madd_epi16(bs, b->sc16), 5));
+		}
+		for (int c = 0; c < 8; c++) {
+			const __m256i q = b->q[c], sc = b->sc[c];
+			for (int t = 0; t < na; t++) {
+				const int8_t *q8 = y[t][i].qs + 32 * c;
+				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, load256(q8))));
+			}
+		}
+		for (int t = 0; t < na; t++) {
+			const float d = b->d * y[t][i].d;
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+		}
+	}
+	for (int t = 0; t < na; t++)
+		out[t * os] = cpu_hsum8(acc[t]);
+}
+
+#define TILE_K6_GROUP(na)                                                                     \
+	QDOT_AVX2 static void tile_k6_g##na(const struct tile_k6 *b, int nw, int64_t nb,        \
+					    const struct qtype_block_q8_K *const y[4], float *o, \
+					    int64_t os)                                          \
+	{                                                                                    \
+		for (int r = 0; r < nw; r++)                                                 \
+			tile_k6_row(b + (size_t)r * nb, y, na, nb, o + r, os);               \
+	}
+TILE_K6_GROUP(1)
+TILE_K6_GROUP(2)
+TILE_K6_GROUP(3)
+TILE_K6_GROUP(4)
+
+QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
+				int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k6 *b0 = (struct tile_k6 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i m2 = _mm256_set1_epi8(0x03);
+	for (int r = 0; r < nw; r++) {
+		const struct qtype_block_q6_K *x = (const void *)((const char *)w + (size_t)r * ws);
+		for (int64_t i = 0; i < nb; i++) {
+			struct tile_k6 *b = b0 + (size_t)r * nb + i;
+			b->d = h2f(x[i].d);
+			const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
+			b->sc16 = _mm256_cvtepi8_epi16(sc);
+			const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+			for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
+				const __m256i b1 = load256(ql), b2 = load256(ql + 32), bh = load256(qh);
+				const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4);
+				const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4);
+				const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4);
+				const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4);
+				b->q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(b1, m4), h0);
+				b->q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(b2, m4), h1);
+				b->q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2);
+				b->q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3);
+			}
+			for (int k = 0; k < 8; k++)
+				b->sc[k] = q6_scale_pair(sc, k);
+		}
+	}
+	for (int t0 = 0; t0 < n_act; t0 += 4) {
+		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
+		const struct qtype_block_q8_K *y[4];
+		for (int t = 0; t < 4; t++)
+			y[t] = (const void *)((const char *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row);
+		float *o = out + (int64_t)t0 * os;
+		switch (na) {
+		case 1: tile_k6_g1(b0, nw, nb, y, o, os); break;
+		case 2: tile_k6_g2(b0, nw, nb, y, o, os); break;
+		case 3: tile_k6_g3(b0, nw, nb, y, o, os); break;
+		default: tile_k6_g4(b0, nw, nb, y, o, os); break;
+		}
+	}
+}
+
 qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	qdot_tile_fn f;
@@ -1117,6 +1217,16 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 			return NULL;
 		*rows = fitk < QDOT_TILE_ROWS ? (int)fitk : QDOT_TILE_ROWS;
 		return tile_q4_K;
+	}
+	case QTYPE_Q6_K: {
+		const int64_t nbk = n / QTYPE_QK_K;
+		if (nbk <= 0)
+			return NULL;
+		const int64_t fitk = QDOT_TILE_BYTES / ((int64_t)sizeof(struct tile_k6) * nbk);
+		if (fitk < 1)
+			return NULL;
+		*rows = fitk < QDOT_TILE_ROWS ? (int)fitk : QDOT_TILE_ROWS;
+		return tile_q6_K;
 	}
 	default: return NULL;
 	}
