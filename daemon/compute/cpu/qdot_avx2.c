@@ -995,6 +995,44 @@ TILE_Q32_ENTRY(tile_q8_0, qtype_block_q8_0, x4_bytes_q8_0)
 TILE_Q32_ENTRY(tile_q4_0, qtype_block_q4_0, x4_bytes_q4_0)
 TILE_Q32_ENTRY(tile_q5_0, qtype_block_q5_0, x4_bytes_q5_0)
 
+/* The K-quant tiles' pass over the batch, one copy for Q4_K and Q6_K:
+ * activation rows four at a time (the last group padded with row 0, whose
+ * results are not stored), each group through a kernel specialised for its
+ * size so that the per-activation loops unroll; every unpacked weight row of
+ * the tile goes through ROW(b, y, na, nb, out, os). */
+#define TILE_K_GROUP(kind, blk_t, na)                                                          \
+	QDOT_AVX2 static void tile_##kind##_g##na(const blk_t *b, int nw, int64_t nb,         \
+						  const struct qtype_block_q8_K *const y[4],   \
+						  float *o, int64_t os)                        \
+	{                                                                                     \
+		for (int r = 0; r < nw; r++)                                                  \
+			tile_##kind##_row(b + (size_t)r * nb, y, na, nb, o + r, os);          \
+	}
+#define TILE_K_PASS(kind, blk_t)                                                                \
+	TILE_K_GROUP(kind, blk_t, 1)                                                            \
+	TILE_K_GROUP(kind, blk_t, 2)                                                            \
+	TILE_K_GROUP(kind, blk_t, 3)                                                            \
+	TILE_K_GROUP(kind, blk_t, 4)                                                            \
+	QDOT_AVX2 static void tile_##kind##_pass(const blk_t *b0, int nw, int64_t nb,          \
+						 const void *act, size_t act_row, int n_act,   \
+						 float *out, int64_t os)                       \
+	{                                                                                       \
+		for (int t0 = 0; t0 < n_act; t0 += 4) {                                         \
+			const int na = n_act - t0 < 4 ? n_act - t0 : 4;                         \
+			const struct qtype_block_q8_K *y[4];                                    \
+			for (int t = 0; t < 4; t++)                                             \
+				y[t] = (const void *)((const char *)act +                       \
+						      (size_t)(t0 + (t < na ? t : 0)) * act_row); \
+			float *o = out + (int64_t)t0 * os;                                      \
+			switch (na) {                                                           \
+			case 1: tile_##kind##_g1(b0, nw, nb, y, o, os); break;                  \
+			case 2: tile_##kind##_g2(b0, nw, nb, y, o, os); break;                  \
+			case 3: tile_##kind##_g3(b0, nw, nb, y, o, os); break;                  \
+			default: tile_##kind##_g4(b0, nw, nb, y, o, os); break;                 \
+			}                                                                       \
+		}                                                                               \
+	}
+
 /* Q4_K tiles: as the 32-value ones, a tile's blocks are unpacked once for
  * the batch - the nibbles split into bytes, the 6-bit scales and mins
  * decoded and each sub-block scale broadcast, the fp16 scales widened -
@@ -1047,18 +1085,7 @@ QDOT4_INLINE void tile_k4_row(const struct tile_k4 *b, const struct qtype_block_
 		out[t * os] = cpu_hsum8(acc[t]) + cpu_hsum4(acc_m[t]);
 }
 
-#define TILE_K4_GROUP(na)                                                                     \
-	QDOT_AVX2 static void tile_k4_g##na(const struct tile_k4 *b, int nw, int64_t nb,        \
-					    const struct qtype_block_q8_K *const y[4], float *o, \
-					    int64_t os)                                          \
-	{                                                                                    \
-		for (int r = 0; r < nw; r++)                                                 \
-			tile_k4_row(b + (size_t)r * nb, y, na, nb, o + r, os);               \
-	}
-TILE_K4_GROUP(1)
-TILE_K4_GROUP(2)
-TILE_K4_GROUP(3)
-TILE_K4_GROUP(4)
+TILE_K_PASS(k4, struct tile_k4)
 
 QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
 				int n_act, int64_t n, float *out, int64_t os)
@@ -1086,19 +1113,7 @@ QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *ac
 #undef K4_SC
 		}
 	}
-	for (int t0 = 0; t0 < n_act; t0 += 4) {
-		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
-		const struct qtype_block_q8_K *y[4];
-		for (int t = 0; t < 4; t++)
-			y[t] = (const void *)((const char *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row);
-		float *o = out + (int64_t)t0 * os;
-		switch (na) {
-		case 1: tile_k4_g1(b0, nw, nb, y, o, os); break;
-		case 2: tile_k4_g2(b0, nw, nb, y, o, os); break;
-		case 3: tile_k4_g3(b0, nw, nb, y, o, os); break;
-		default: tile_k4_g4(b0, nw, nb, y, o, os); break;
-		}
-	}
+	tile_k4_pass(b0, nw, nb, act, act_row, n_act, out, os);
 }
 
 /* Q6_K tiles, likewise: the 6-bit quants assembled into bytes, the scale
@@ -1142,18 +1157,7 @@ QDOT4_INLINE void tile_k6_row(const struct tile_k6 *b, const struct qtype_block_
 		out[t * os] = cpu_hsum8(acc[t]);
 }
 
-#define TILE_K6_GROUP(na)                                                                     \
-	QDOT_AVX2 static void tile_k6_g##na(const struct tile_k6 *b, int nw, int64_t nb,        \
-					    const struct qtype_block_q8_K *const y[4], float *o, \
-					    int64_t os)                                          \
-	{                                                                                    \
-		for (int r = 0; r < nw; r++)                                                 \
-			tile_k6_row(b + (size_t)r * nb, y, na, nb, o + r, os);               \
-	}
-TILE_K6_GROUP(1)
-TILE_K6_GROUP(2)
-TILE_K6_GROUP(3)
-TILE_K6_GROUP(4)
+TILE_K_PASS(k6, struct tile_k6)
 
 QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
 				int n_act, int64_t n, float *out, int64_t os)
@@ -1186,19 +1190,7 @@ QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *ac
 				b->sc[k] = q6_scale_pair(sc, k);
 		}
 	}
-	for (int t0 = 0; t0 < n_act; t0 += 4) {
-		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
-		const struct qtype_block_q8_K *y[4];
-		for (int t = 0; t < 4; t++)
-			y[t] = (const void *)((const char *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row);
-		float *o = out + (int64_t)t0 * os;
-		switch (na) {
-		case 1: tile_k6_g1(b0, nw, nb, y, o, os); break;
-		case 2: tile_k6_g2(b0, nw, nb, y, o, os); break;
-		case 3: tile_k6_g3(b0, nw, nb, y, o, os); break;
-		default: tile_k6_g4(b0, nw, nb, y, o, os); break;
-		}
-	}
+	tile_k6_pass(b0, nw, nb, act, act_row, n_act, out, os);
 }
 
 qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
