@@ -275,7 +275,7 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 	struct engine *e = w->e;
 	struct worker_job *j = s->job;
 	struct worker_token t = { 0 };
-	if (s->gm) {
+	if (s->gm && !gmatch_waiting(s->gm)) {
 		/* Only tokens that keep the text a prefix of a valid value,
 		 * one that the tokens left can still complete. */
 		bool optional = j->grammar_optional && s->n_gen == 0;
@@ -292,6 +292,11 @@ static bool seq_sample(struct worker *w, struct worker_seq *s, const float *logi
 			s->gm = gmatch_free(s->gm);    /* free text: the grammar is off */
 	} else {
 		t.id = sampler_sample(s->smp, logits, s->hist, s->n_hist, NULL);
+		/* a grammar waiting for its trigger reads the free text; a
+		 * token that runs past the trigger into text the frame cannot
+		 * begin leaves it off (what follows cannot be a valid call) */
+		if (s->gm && gmatch_accept(s->gm, t.id))
+			s->gm = gmatch_free(s->gm);
 	}
 	s->hist[s->n_hist++] = t.id;
 	s->n_gen++;

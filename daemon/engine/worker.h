@@ -127,8 +127,10 @@ struct worker_job {
 	/* Structured output (grammar/grammar.h): NULL for free text; else
 	 * every sampled token keeps the text a prefix of a value the grammar
 	 * accepts, and the generation ends (finish "stop") once the value is
-	 * complete and nothing may follow.  Taken by worker_submit, even when
-	 * it fails: the worker frees it when the job ends. */
+	 * complete and nothing may follow.  A grammar with a trigger
+	 * (grammar_set_trigger) applies only once the output reaches it.
+	 * Taken by worker_submit, even when it fails: the worker frees it
+	 * when the job ends. */
 	struct grammar *grammar;
 	/* The grammar is optional (tool_choice "auto"): the first token either
 	 * begins its value (then it holds to the end) or is free text that

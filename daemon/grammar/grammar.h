@@ -105,6 +105,15 @@ int grammar_set_frame(struct grammar *g, const char *pre, size_t n_pre, const ch
  * -E2BIG over the limits, -ENOMEM. */
 int grammar_set_frame_alts(struct grammar *g, const char *const *pre, int n, const char *post,
 			   size_t n_post);
+/* A grammar that waits: the output is free text until it ends with the
+ * n bytes of text (harmony's tool_choice "auto": the model reasons, then
+ * may open a call's header, "<|channel|>commentary to=functions."); only
+ * then do pre (or the alternatives), the value and post follow, as
+ * without a trigger.  While the matcher waits (gmatch_waiting) the caller
+ * samples freely and gmatch_accept reads each token's bytes for the
+ * trigger; the bytes of the token after the trigger's end are the frame's
+ * first.  -EINVAL when n is 0, -E2BIG over GM_MAX_FRAME. */
+int grammar_set_trigger(struct grammar *g, const char *text, size_t n);
 struct grammar *grammar_free(struct grammar *g);
 /* The fewest bytes of a value the grammar accepts. */
 uint32_t grammar_min_len(const struct grammar *g);
@@ -152,8 +161,14 @@ int gmatch_mask_count(const struct gmatch *m);
 
 /* Advance by token id.  0, or -EINVAL when the token is not allowed (the
  * state is unchanged).  An end-of-generation token is allowed only where
- * the value may end (gmatch_can_end), and makes gmatch_done true. */
+ * the value may end (gmatch_can_end), and makes gmatch_done true.
+ * While the matcher waits for its trigger every token is accepted, except
+ * one whose bytes after the trigger's end leave the frame: -EINVAL, and
+ * the state is then undefined (the caller drops the grammar). */
 int gmatch_accept(struct gmatch *m, int32_t id);
+/* The grammar has a trigger that the output has not reached yet: the
+ * output is free text (no mask applies; can_end and done are false). */
+bool gmatch_waiting(const struct gmatch *m);
 /* Advance by raw bytes (tests, and text forced by a caller).  0 or -EINVAL
  * (the state is unchanged). */
 int gmatch_feed(struct gmatch *m, const char *s, size_t len);

@@ -70,6 +70,10 @@ struct grammar {
 	char *alt_text;
 	uint32_t alt_off[GM_MAX_ALTS + 1];
 	uint32_t n_alt;
+	/* grammar_set_trigger: the output before the value, free text up to
+	 * and including this (n_trig 0: none, the value starts at once) */
+	char trig[GM_MAX_FRAME];
+	uint32_t n_trig;
 	uint32_t free_string;          /* a map's keys */
 	/* Per node, from grammar_measure: the fewest frames a complete value
 	 * needs on the stack (a value is started only where they fit, so a

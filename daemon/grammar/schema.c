@@ -891,6 +891,17 @@ uint32_t grammar_min_len(const struct grammar *g)
 	return best;
 }
 
+int grammar_set_trigger(struct grammar *g, const char *text, size_t n)
+{
+	if (!n)
+		return -EINVAL;
+	if (n > GM_MAX_FRAME)
+		return -E2BIG;
+	memcpy(g->trig, text, n);
+	g->n_trig = (uint32_t)n;
+	return 0;
+}
+
 int grammar_set_frame_alts(struct grammar *g, const char *const *pre, int n, const char *post,
 			   size_t n_post)
 {

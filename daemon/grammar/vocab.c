@@ -292,6 +292,8 @@ struct gmatch {
 	struct gstate st[2];
 	int cur;                       /* st[cur] is the state */
 	bool ended;                    /* an end token was accepted */
+	bool waiting;                  /* the trigger is not yet read */
+	uint32_t n_trig;               /* bytes of the trigger matched so far */
 	/* the walk: the state after each depth of the trie */
 	struct gstate *lv;             /* MAX_PIECE + 1 */
 	/* the cache */
@@ -360,6 +362,8 @@ void gmatch_reset(struct gmatch *m)
 	m->cur = 0;
 	m->ended = false;
 	m->last = NULL;
+	m->waiting = m->g->n_trig > 0;
+	m->n_trig = 0;
 	gstate_init(m->g, &m->st[0]);
 }
 
@@ -574,11 +578,52 @@ int gmatch_feed(struct gmatch *m, const char *s, size_t len)
 	return 0;
 }
 
+bool gmatch_waiting(const struct gmatch *m)
+{
+	return m->waiting;
+}
+
+/* The trigger's bytes matched after one more byte c, k matched before:
+ * the longest beginning of t that ends the text (a plain border search:
+ * the trigger is short, and this runs once per byte while waiting). */
+static uint32_t trig_step(const char *t, uint32_t n, uint32_t k, unsigned char c)
+{
+	for (;;) {
+		if (k < n && (unsigned char)t[k] == c)
+			return k + 1;
+		if (!k)
+			return 0;
+		uint32_t j = k - 1;
+		while (j && memcmp(t, t + k - j, j))
+			j--;
+		k = j;
+	}
+}
+
+/* Free text until the trigger; the token's bytes after it feed the frame. */
+static int accept_waiting(struct gmatch *m, int32_t id)
+{
+	const struct gvocab *v = m->v;
+	const char *p = (const char *)v->pieces + v->piece_off[id];
+	size_t len = v->piece_len[id];
+	for (size_t i = 0; i < len; i++) {
+		m->n_trig = trig_step(m->g->trig, m->g->n_trig, m->n_trig, (unsigned char)p[i]);
+		if (m->n_trig == m->g->n_trig) {
+			m->waiting = false;
+			m->last = NULL;
+			return gmatch_feed(m, p + i + 1, len - i - 1);
+		}
+	}
+	return 0;
+}
+
 int gmatch_accept(struct gmatch *m, int32_t id)
 {
 	const struct gvocab *v = m->v;
 	if (id < 0 || id >= v->n_vocab || m->ended)
 		return -EINVAL;
+	if (m->waiting)
+		return accept_waiting(m, id);
 	for (int k = 0; k < v->n_eog; k++)
 		if (v->eog[k] == id) {
 			if (!gstate_can_end(m->g, &m->st[m->cur]))
@@ -594,11 +639,15 @@ int gmatch_accept(struct gmatch *m, int32_t id)
 
 bool gmatch_can_end(const struct gmatch *m)
 {
+	if (m->waiting)
+		return false;
 	return m->ended || gstate_can_end(m->g, &m->st[m->cur]);
 }
 
 bool gmatch_done(const struct gmatch *m)
 {
+	if (m->waiting)
+		return false;
 	return m->ended || gstate_done(&m->st[m->cur]);
 }
 

@@ -304,10 +304,15 @@ int tools_grammar(struct hreq *r, struct api_error *e)
 	int rc = 0;
 	/* what a frame's failure says (a compile error overwrites it) */
 	struct grammar_error ge = { .msg = "the call's fixed text is over the grammar's limits", .path = "#" };
-	if (t->sx->harmony && t->choice != TOOLS_AUTO) {
-		/* straight to the call: the frame is the call's header, one per
-		 * allowed function (its name is in it), the value that
-		 * function's parameters; <|call|> (an end of generation) ends it */
+	if (t->sx->harmony) {
+		/* the frame is the call's header, one per allowed function
+		 * (its name is in it), the value that function's parameters;
+		 * <|call|> (an end of generation) ends it.  "required" and a
+		 * named function go straight to the call; "auto" lets the
+		 * model write freely until it opens a call's header (pre, the
+		 * trigger), then the rest of the header follows. */
+		bool wait = t->choice == TOOLS_AUTO;
+		const char *head = wait ? "" : t->sx->pre;
 		enum { PRE_MAX = 160 };
 		char *texts = malloc((size_t)n * PRE_MAX);
 		const char *pre[TOOLS_MAX];
@@ -320,7 +325,7 @@ int tools_grammar(struct hreq *r, struct api_error *e)
 		json_decref(schema);
 		for (int k = 0; k < n && rc == 0; k++) {
 			pre[k] = texts + (size_t)k * PRE_MAX;
-			int np = snprintf(texts + (size_t)k * PRE_MAX, PRE_MAX, "%s%s%s", t->sx->pre,
+			int np = snprintf(texts + (size_t)k * PRE_MAX, PRE_MAX, "%s%s%s", head,
 					  json_string_value(json_object_get(fns[k], "name")), TOOLCALL_HARMONY_MID);
 			if (np < 0 || np >= PRE_MAX)
 				rc = -E2BIG;
@@ -329,8 +334,10 @@ int tools_grammar(struct hreq *r, struct api_error *e)
 			rc = -E2BIG;
 		else if (rc == 0 && n > 1)
 			rc = grammar_set_frame_alts(r->job.grammar, pre, n, "", 0);
+		if (rc == 0 && wait)
+			rc = grammar_set_trigger(r->job.grammar, t->sx->pre, strlen(t->sx->pre));
 		free(texts);
-	} else if (!t->sx->harmony) {
+	} else {
 		json_t *schema = toolcall_schema(t->sx, fns, n);
 		if (!schema)
 			return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -340,7 +347,6 @@ int tools_grammar(struct hreq *r, struct api_error *e)
 						 strlen(t->sx->post)))
 			rc = -E2BIG;
 	}
-	/* harmony with "auto": no grammar; the channel parser finds a call */
 	if (rc) {
 		r->job.grammar = grammar_free(r->job.grammar);
 		return rc == -ENOMEM ? api_fail(e, 500, "server_error", NULL, NULL, "out of memory")

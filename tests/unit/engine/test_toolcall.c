@@ -566,6 +566,123 @@ START_TEST(texts)
 }
 END_TEST
 
+/* Encode with the format's markers (special tokens on) and accept each
+ * token: false at the first one the matcher refuses.  With check, each
+ * token must also be in the mask first (once the matcher no longer
+ * waits). */
+static bool accept_text(struct gmatch *m, const struct tokenizer *t, const char *s, bool check)
+{
+	int32_t ids[256];
+	size_t n;
+	struct smk_err err = { 0 };
+	ck_assert_msg(tokenizer_encode(t, s, strlen(s), false, true, ids, 256, &n, &err) == 0, "%s", err.msg);
+	for (size_t i = 0; i < n; i++) {
+		if (check && !gmatch_waiting(m)) {
+			const uint32_t *mask = gmatch_mask(m);
+			if (!(mask[ids[i] >> 5] >> (ids[i] & 31) & 1))
+				return false;
+		}
+		if (gmatch_accept(m, ids[i]))
+			return false;
+	}
+	return true;
+}
+
+static bool allowed(struct gmatch *m, int32_t id)
+{
+	return id >= 0 && (gmatch_mask(m)[id >> 5] >> (id & 31) & 1);
+}
+
+/* harmony with tool_choice "auto": the grammar waits, free text, until
+ * the output opens a call's header ("<|channel|>commentary to=functions.",
+ * grammar_set_trigger); from there the mask holds the rest of one of the
+ * offered headers, the arguments of that function and <|call|>.  Driven
+ * token by token on gpt-oss's own vocabulary. */
+START_TEST(grammar_harmony_trigger)
+{
+	struct gguf *g0;
+	struct tokenizer *t = model_vocab("o200k", &g0);
+	if (!t)
+		return;
+	json_error_t je;
+	json_t *tools = json_loads(tools2, 0, &je);
+	json_t *fns[2] = { json_object_get(json_array_get(tools, 0), "function"),
+			   json_object_get(json_array_get(tools, 1), "function") };
+	json_t *schema = toolcall_harmony_schema(fns, 2);
+	struct grammar *g;
+	struct grammar_error ge;
+	ck_assert_msg(grammar_compile_schema(&g, schema, false, &ge) == 0, "%s at %s", ge.msg, ge.path);
+	const char *pre[2] = { "get_weather" TOOLCALL_HARMONY_MID, "now" TOOLCALL_HARMONY_MID };
+	ck_assert_int_eq(grammar_set_frame_alts(g, pre, 2, "", 0), 0);
+	const char *trig = toolcall_syntax(CHAT_HARMONY)->pre;
+	ck_assert_str_eq(trig, "<|channel|>commentary to=functions.");
+	ck_assert_int_eq(grammar_set_trigger(g, trig, 0), -EINVAL);
+	ck_assert_int_eq(grammar_set_trigger(g, trig, strlen(trig)), 0);
+	struct smk_err err = { 0 };
+	struct gvocab *v;
+	ck_assert_msg(gvocab_new(&v, t, &err) == 0, "%s", err.msg);
+	struct gmatch *m;
+	ck_assert_int_eq(gmatch_new(&m, g, v, 1 << 20, &err), 0);
+	int32_t call = tokenizer_find(t, "<|call|>", 8), brace = tokenizer_find(t, "{", 1);
+	int32_t channel = tokenizer_find(t, "<|channel|>", 11);
+	ck_assert(call >= 0 && brace >= 0 && channel >= 0 && tokenizer_is_eog(t, call));
+
+	/* free text, however close to a call, leaves it waiting */
+	ck_assert(gmatch_waiting(m) && !gmatch_can_end(m) && !gmatch_done(m));
+	ck_assert(accept_text(m, t, "<|channel|>analysis<|message|>Say to=functions.now {\"x\": 1}"
+			      "<|end|><|start|>assistant<|channel|>commentary<|message|>to=functions.<|end|>"
+			      "<|start|>assistant<|channel|>commentary to=functions", false));
+	ck_assert(gmatch_waiting(m));
+	/* the header's last byte arms it: only the offered names follow */
+	ck_assert(accept_text(m, t, ".", false));
+	ck_assert(!gmatch_waiting(m));
+	ck_assert(!allowed(m, brace) && !allowed(m, call) && !allowed(m, channel));
+	ck_assert(allowed(m, tokenizer_find(t, "now", 3)));
+	ck_assert(accept_text(m, t, "get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}", true));
+	ck_assert(allowed(m, call) && gmatch_accept(m, call) == 0 && gmatch_done(m));
+
+	/* what the constraint refuses once armed: an unoffered name, the
+	 * model's other header spelling, arguments off the schema */
+	static const char *const bad[] = {
+		"later <|constrain|>json<|message|>{}",
+		"now json<|message|>{}",
+		"get_weather <|constrain|>json<|message|>{\"city\": \"Amsterdam!\"}",
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(*bad); k++) {
+		gmatch_reset(m);
+		ck_assert(gmatch_waiting(m));
+		ck_assert(accept_text(m, t, trig, false) && !gmatch_waiting(m));
+		ck_assert_msg(!accept_text(m, t, bad[k], true), "accepted %s", bad[k]);
+	}
+	/* the end of generation while waiting is free text's end, no value */
+	gmatch_reset(m);
+	ck_assert(gmatch_accept(m, call) == 0 && gmatch_waiting(m) && !gmatch_done(m));
+	/* a token running past the trigger's end: its tail is the frame's
+	 * first bytes (".now" would begin a name, ".x" none) */
+	int32_t dot_now = tokenizer_find(t, ".now", 4), dot_x = tokenizer_find(t, ".x", 2);
+	gmatch_reset(m);
+	ck_assert(accept_text(m, t, "<|channel|>commentary to=functions", false));
+	if (dot_now >= 0) {
+		ck_assert_int_eq(gmatch_accept(m, dot_now), 0);
+		ck_assert(!gmatch_waiting(m));
+		ck_assert(accept_text(m, t, " <|constrain|>json<|message|>{}", true));
+		ck_assert(gmatch_accept(m, call) == 0 && gmatch_done(m));
+	}
+	if (dot_x >= 0) {
+		gmatch_reset(m);
+		ck_assert(accept_text(m, t, "<|channel|>commentary to=functions", false));
+		ck_assert_int_eq(gmatch_accept(m, dot_x), -EINVAL);
+	}
+	gmatch_free(m);
+	grammar_free(g);
+	json_decref(schema);
+	json_decref(tools);
+	gvocab_free(v);
+	tokenizer_free(t);
+	gguf_close(g0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("toolcall");
@@ -581,6 +698,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, no_tools_in_plain);
 	tcase_add_test(tc, grammar_frames_the_call);
 	tcase_add_test(tc, grammar_harmony_alternatives);
+	tcase_add_test(tc, grammar_harmony_trigger);
 	suite_add_tcase(s, tc);
 	return s;
 }
