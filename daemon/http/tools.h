@@ -19,8 +19,10 @@
  * nothing to parallelise).
  * harmony (gpt-oss) differs: "required" and a named function go straight
  * to the call message (its header per allowed function the grammar's
- * frame, grammar_set_frame_alts), "auto" has no grammar, and the call is
- * read by the channel parser (tools_harmony_call) rather than from the
+ * frame, grammar_set_frame_alts), "auto" has the same grammar waiting for
+ * the call's header ("<|channel|>commentary to=functions.",
+ * grammar_set_trigger) with the rest of the header as its frame, and the
+ * call is read by the channel parser (tools_harmony_call) rather than from the
  * text.  Internal to http/. */
 #ifndef SMK_HTTP_TOOLS_H
 #define SMK_HTTP_TOOLS_H
