@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/json_err.h"
+
 /* web_page.c, generated from web/index.html by web/embed.py. */
 extern const unsigned char web_page_html[];
 extern const size_t web_page_len;
@@ -48,7 +50,9 @@ static void rows(FILE *f, const char *path, json_t *v)
 		}
 		return;
 	}
-	char *text = json_is_array(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	/* The checked dump: NULL rather than a different text when memory ran
+	 * out inside jansson (formats/json_err.h). */
+	char *text = json_is_array(v) ? NULL : json_dumps_checked(v, JSON_ENCODE_ANY | JSON_COMPACT);
 	fputs("<tr data-k=\"", f);
 	put_escaped(f, path);
 	fputs("\"><th>", f);
@@ -59,8 +63,10 @@ static void rows(FILE *f, const char *path, json_t *v)
 		put_escaped(f, text);
 		fputs("\">", f);
 		put_escaped(f, json_is_string(v) ? json_string_value(v) : text);
-	} else {
+	} else if (json_is_array(v)) {
 		fprintf(f, ">[%zu entries]", json_array_size(v));
+	} else {
+		fputs(">(out of memory)", f);
 	}
 	fputs("</td></tr>\n", f);
 	free(text);
