@@ -2,8 +2,14 @@
  * way llama-bench measures them so the two can be compared in one run:
  *   pp N: N prompt tokens through the model in chunks, logits of the last;
  *   tg N: N tokens generated one at a time from an empty context.
- * Prints one line per test: "smoke pp512 t/s <mean> <stddev>".
- * bench/cpu-vs-llamacpp runs this next to llama-bench and prints ratios. */
+ *   --seqs S (batched decode, as llama-batched-bench measures it): S
+ *   sequences each get --pp prompt tokens (not timed), then --tg steps in
+ *   which every sequence decodes one token, all S in one forward_run_batch
+ *   call (the daemon's continuous-batching step); the figure is the
+ *   aggregate S * tg / time, llama-batched-bench's S_TG.
+ * Prints one line per test: "smoke pp512 t/s <mean> <stddev>" (batched:
+ * "smoke bd4x128 t/s ...").  bench/cpu-vs-llamacpp runs this next to
+ * llama-bench / llama-batched-bench and prints ratios. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,35 +29,104 @@ static void stats(const double *v, int n, double *mean, double *sd)
 	*sd = n > 1 ? sqrt(ss / (n - 1)) : 0.0;
 }
 
+static int fail(const struct smk_err *err)
+{
+	fprintf(stderr, "bench_forward: %s\n", err->msg);
+	return 1;
+}
+
+/* --seqs: S sequences, each prefilled with pp tokens, then tg batched
+ * decode steps of one token per sequence, timed. */
+static int batched(struct engine_opts *eo, int seqs, int pp, int tg, int reps)
+{
+	eo->n_ctx = pp + tg + 1;
+	eo->n_batch = pp > seqs ? pp : seqs;
+	eo->max_logits = seqs;
+	eo->kv_reserve = 0;
+	struct smk_err err = { 0 };
+	struct engine *e;
+	if (engine_open(&e, eo, &err))
+		return fail(&err);
+	struct kvcache **kv = calloc((size_t)seqs, sizeof(*kv));
+	struct fwd_item *it = calloc((size_t)seqs, sizeof(*it));
+	int32_t *tok = malloc(sizeof(int32_t) * (size_t)seqs * (size_t)(pp + tg + 1));
+	double *v = malloc(sizeof(double) * (size_t)reps), mean, sd;
+	if (!kv || !it || !tok || !v) {
+		fprintf(stderr, "bench_forward: out of memory\n");
+		return 1;
+	}
+	srand(1);
+	for (int i = 0; i < seqs * (pp + tg + 1); i++)
+		tok[i] = rand() % e->model->hp.n_vocab;
+	for (int s = 0; s < seqs; s++)
+		if (kvcache_new(&kv[s], e->model, eo->n_ctx, e->be, &err))
+			return fail(&err);
+	const float *logits;
+	for (int r = 0; r < reps; r++) {
+		/* the prompts, one sequence at a time (not timed) */
+		for (int s = 0; s < seqs; s++) {
+			kv[s]->n_pos = 0;
+			const int32_t *t = tok + (size_t)s * (size_t)(pp + tg + 1);
+			if (pp > 0 && forward_run(e->fwd, kv[s], t, pp, 1, &logits, &err))
+				return fail(&err);
+		}
+		double t0 = smk_now();
+		for (int i = 0; i < tg; i++) {
+			for (int s = 0; s < seqs; s++)
+				it[s] = (struct fwd_item){ .kv = kv[s], .n = 1, .n_logits = 1,
+					.tok = tok + (size_t)s * (size_t)(pp + tg + 1) + pp + i };
+			if (forward_run_batch(e->fwd, it, seqs, &err))
+				return fail(&err);
+		}
+		v[r] = (double)seqs * tg / (smk_now() - t0);
+	}
+	stats(v, reps, &mean, &sd);
+	printf("smoke bd%dx%d t/s %.2f %.2f\n", seqs, tg, mean, sd);
+	for (int s = 0; s < seqs; s++)
+		kvcache_free(kv[s]);
+	free(v);
+	free(tok);
+	free(it);
+	free(kv);
+	engine_close(e);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	struct engine_opts eo = { .n_batch = 512 };
-	int pp = 512, tg = 128, reps = 3;
+	/* token ids are fed directly: no tokenizer (a Hugging Face directory
+	 * without tokenizer.json, as scripts/gguf-to-hf.py writes it, loads) */
+	struct engine_opts eo = { .n_batch = 512, .no_tokenizer = true };
+	int pp = 512, tg = 128, reps = 3, seqs = 0;
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "pp", required_argument, NULL, 'p' },
 		{ "tg", required_argument, NULL, 'n' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "reps", required_argument, NULL, 'r' },
+		{ "seqs", required_argument, NULL, 's' },
 		{ 0 },
 	};
 	int o;
-	while ((o = getopt_long(argc, argv, "m:p:n:t:r:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "m:p:n:t:r:s:", opts, NULL)) != -1) {
 		switch (o) {
 		case 'm': eo.model_path = optarg; break;
 		case 'p': pp = atoi(optarg); break;
 		case 'n': tg = atoi(optarg); break;
 		case 't': eo.n_threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
+		case 's': seqs = atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: bench_forward --model PATH [--pp N] [--tg N] [--threads N] [--reps N]\n");
+			fprintf(stderr, "usage: bench_forward --model PATH [--pp N] [--tg N] [--threads N] [--reps N] [--seqs S]\n");
 			return 2;
 		}
 	}
-	if (!eo.model_path || pp < 0 || tg < 0 || reps < 1 || reps > 100) {
-		fprintf(stderr, "bench_forward: --model is required; pp, tg >= 0; 1 <= reps <= 100\n");
+	if (!eo.model_path || pp < 0 || tg < 0 || reps < 1 || reps > 100 || seqs < 0 || seqs > 256) {
+		fprintf(stderr, "bench_forward: --model is required; pp, tg >= 0; 1 <= reps <= 100; 0 <= seqs <= 256\n");
 		return 2;
 	}
+	if (seqs > 0)
+		return batched(&eo, seqs, pp, tg, reps);
 	eo.n_ctx = (pp > tg ? pp : tg) + 1;
 	if (eo.n_batch > pp && pp > 0)
 		eo.n_batch = pp;
