@@ -120,7 +120,7 @@ typedef void (*qdot_tile_fn)(const void *w, size_t w_stride, int nw, const void 
  * the weight rows per tile (at most QDOT_TILE_ROWS: as many as fit
  * QDOT_TILE_BYTES unpacked); NULL where there is none (scalar kernels
  * selected, no AVX2, a row too long for one unpacked row to fit, or a type
- * without one: today Q4_0, Q5_0, Q8_0, Q4_K and Q6_K); callers then use qdot_get4() or
+ * without one: today Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K); callers then use qdot_get4() or
  * qdot_get(). */
 qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows);
 

@@ -995,7 +995,7 @@ TILE_Q32_ENTRY(tile_q8_0, qtype_block_q8_0, x4_bytes_q8_0)
 TILE_Q32_ENTRY(tile_q4_0, qtype_block_q4_0, x4_bytes_q4_0)
 TILE_Q32_ENTRY(tile_q5_0, qtype_block_q5_0, x4_bytes_q5_0)
 
-/* The K-quant tiles' pass over the batch, one copy for Q4_K and Q6_K:
+/* The K-quant tiles' pass over the batch, one copy for Q4_K, Q5_K and Q6_K:
  * activation rows four at a time (the last group padded with row 0, whose
  * results are not stored), each group through a kernel specialised for its
  * size so that the per-activation loops unroll; every unpacked weight row of
@@ -1116,6 +1116,85 @@ QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *ac
 	tile_k4_pass(b0, nw, nb, act, act_row, n_act, out, os);
 }
 
+/* Q5_K tiles: the Q4_K layout with the 5th bit merged into each quant
+ * byte at unpack time; per output avx2_dot_q5_K's operations in its order
+ * (the min term as one integer total per block, fused into a scalar). */
+QDOT4_INLINE void tile_k5_row(const struct tile_k4 *b, const struct qtype_block_q8_K *const y[4],
+			      const int na, int64_t nb, float *out, int64_t os)
+{
+	__m256 acc[4];
+	float summs[4];
+	for (int t = 0; t < na; t++) {
+		acc[t] = _mm256_setzero_ps();
+		summs[t] = 0.0f;
+	}
+	for (int64_t i = 0; i < nb; i++, b++) {
+		float d[4];
+		__m256i sumi[4];
+		for (int t = 0; t < na; t++) {
+			const float dy = y[t][i].d;
+			d[t] = b->d * dy;
+			const float dmin = -b->dmin * dy;
+			const __m128i md = k4_min_dot(b->ms, &y[t][i]);
+			const int32_t mi = _mm_cvtsi128_si32(md) + _mm_extract_epi32(md, 1) +
+					   _mm_extract_epi32(md, 2) + _mm_extract_epi32(md, 3);
+			summs[t] = fma_ss(dmin, (float)mi, summs[t]);
+			sumi[t] = _mm256_setzero_si256();
+		}
+		for (int j = 0; j < 4; j++) {
+			const __m256i q5l = b->q[2 * j], q5h = b->q[2 * j + 1];
+			const __m256i sl = b->sc[2 * j], sh = b->sc[2 * j + 1];
+			for (int t = 0; t < na; t++) {
+				const int8_t *q8 = y[t][i].qs + 64 * j;
+				const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q5l, load256(q8)));
+				const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q5h, load256(q8 + 32)));
+				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+			}
+		}
+		for (int t = 0; t < na; t++)
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+	}
+	for (int t = 0; t < na; t++)
+		out[t * os] = cpu_hsum8(acc[t]) + summs[t];
+}
+
+TILE_K_PASS(k5, struct tile_k4)
+
+QDOT_AVX2 static void tile_q5_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
+				int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k4 *b0 = (struct tile_k4 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i b16 = _mm256_set1_epi8(16);
+	for (int r = 0; r < nw; r++) {
+		const struct qtype_block_q5_K *x = (const void *)((const char *)w + (size_t)r * ws);
+		for (int64_t i = 0; i < nb; i++) {
+			struct tile_k4 *b = b0 + (size_t)r * nb + i;
+			b->d = h2f(x[i].d);
+			b->dmin = h2f(x[i].dmin);
+			b->ms = k4_scales_mins(x[i].scales);
+			const __m128i sc128 = _mm256_castsi256_si128(b->ms);
+			const __m256i scales = _mm256_set_m128i(sc128, sc128);
+			const __m256i hbits = load256(x[i].qh);
+			for (int j = 0; j < 4; j++) {
+				const __m256i bits = load256(x[i].qs + 32 * j);
+				const __m256i hm0 = _mm256_set1_epi8((char)(1 << (2 * j)));
+				const __m256i hm1 = _mm256_set1_epi8((char)(2 << (2 * j)));
+				const __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm0), hm0), b16);
+				const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm1), hm1), b16);
+				b->q[2 * j] = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
+				b->q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h1);
+			}
+#define K4_SC(k) b->sc[k] = BCAST16(scales, k)
+			K4_SC(0); K4_SC(1); K4_SC(2); K4_SC(3); K4_SC(4); K4_SC(5); K4_SC(6); K4_SC(7);
+#undef K4_SC
+		}
+	}
+	tile_k5_pass(b0, nw, nb, act, act_row, n_act, out, os);
+}
+
 /* Q6_K tiles, likewise: the 6-bit quants assembled into bytes, the scale
  * pairs widened and the bsums multiplier (the scales as int16) kept, then
  * x4_q6_K's operations per output. */
@@ -1200,7 +1279,8 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 	case QTYPE_Q4_0: f = tile_q4_0; break;
 	case QTYPE_Q5_0: f = tile_q5_0; break;
 	case QTYPE_Q8_0: f = tile_q8_0; break;
-	case QTYPE_Q4_K: {
+	case QTYPE_Q4_K:
+	case QTYPE_Q5_K: { /* one unpacked layout (struct tile_k4) */
 		const int64_t nbk = n / QTYPE_QK_K;
 		if (nbk <= 0)
 			return NULL;
@@ -1208,7 +1288,7 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 		if (fitk < 1)
 			return NULL;
 		*rows = fitk < QDOT_TILE_ROWS ? (int)fitk : QDOT_TILE_ROWS;
-		return tile_q4_K;
+		return wtype == QTYPE_Q4_K ? tile_q4_K : tile_q5_K;
 	}
 	case QTYPE_Q6_K: {
 		const int64_t nbk = n / QTYPE_QK_K;

@@ -668,7 +668,7 @@ START_TEST(tile_matches_single)
 	const qdot_tile_fn tile = qdot_get_tile(id, n16, &rows);
 	const bool want = simd_expected() &&
 			  (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0 ||
-			   id == QTYPE_Q4_K || id == QTYPE_Q6_K);
+			   id == QTYPE_Q4_K || id == QTYPE_Q5_K || id == QTYPE_Q6_K);
 	ck_assert_msg((tile != NULL) == want, "%s: qdot_get_tile %s", t->name,
 		      tile ? "non-NULL" : "NULL");
 	qdot_force_scalar(true);
@@ -686,7 +686,7 @@ START_TEST(tile_matches_single)
 	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
 		const int64_t n = blocks[c] * t->block_elems;
 		if (!qdot_get_tile(id, n, &rows))
-			continue; /* longer than this type's tile holds (Q4_K, Q6_K: 42 blocks) */
+			continue; /* longer than this type's tile holds (Q4_K, Q5_K, Q6_K: 42 blocks) */
 		ck_assert_ptr_eq(qdot_get_tile(id, n, &rows), tile);
 		ck_assert(rows >= 1 && rows <= QDOT_TILE_ROWS);
 		uint64_t rb;
