@@ -1047,6 +1047,20 @@ struct tile_k4 {
 	float pad[6];
 };
 
+/* A Q4_K or Q5_K block's scales and mins into its tile entry (the two
+ * types share the super-block header and the tile layout). */
+QDOT4_INLINE void tile_k4_head(struct tile_k4 *b, uint16_t d, uint16_t dmin, const uint8_t *scales)
+{
+	b->d = h2f(d);
+	b->dmin = h2f(dmin);
+	b->ms = k4_scales_mins(scales);
+	const __m128i sc128 = _mm256_castsi256_si128(b->ms);
+	const __m256i sc = _mm256_set_m128i(sc128, sc128);
+#define K4_SC(k) b->sc[k] = BCAST16(sc, k)
+	K4_SC(0); K4_SC(1); K4_SC(2); K4_SC(3); K4_SC(4); K4_SC(5); K4_SC(6); K4_SC(7);
+#undef K4_SC
+}
+
 /* One unpacked row of nb blocks times the na activation rows y[]. */
 QDOT4_INLINE void tile_k4_row(const struct tile_k4 *b, const struct qtype_block_q8_K *const y[4],
 			      const int na, int64_t nb, float *out, int64_t os)
@@ -1098,19 +1112,12 @@ QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *ac
 		const struct qtype_block_q4_K *x = (const void *)((const char *)w + (size_t)r * ws);
 		for (int64_t i = 0; i < nb; i++) {
 			struct tile_k4 *b = b0 + (size_t)r * nb + i;
-			b->d = h2f(x[i].d);
-			b->dmin = h2f(x[i].dmin);
-			b->ms = k4_scales_mins(x[i].scales);
-			const __m128i sc128 = _mm256_castsi256_si128(b->ms);
-			const __m256i scales = _mm256_set_m128i(sc128, sc128);
+			tile_k4_head(b, x[i].d, x[i].dmin, x[i].scales);
 			for (int j = 0; j < 4; j++) {
 				const __m256i bits = load256(x[i].qs + 32 * j);
 				b->q[2 * j] = _mm256_and_si256(bits, m4);
 				b->q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
 			}
-#define K4_SC(k) b->sc[k] = BCAST16(scales, k)
-			K4_SC(0); K4_SC(1); K4_SC(2); K4_SC(3); K4_SC(4); K4_SC(5); K4_SC(6); K4_SC(7);
-#undef K4_SC
 		}
 	}
 	tile_k4_pass(b0, nw, nb, act, act_row, n_act, out, os);
@@ -1172,11 +1179,7 @@ QDOT_AVX2 static void tile_q5_K(const void *w, size_t ws, int nw, const void *ac
 		const struct qtype_block_q5_K *x = (const void *)((const char *)w + (size_t)r * ws);
 		for (int64_t i = 0; i < nb; i++) {
 			struct tile_k4 *b = b0 + (size_t)r * nb + i;
-			b->d = h2f(x[i].d);
-			b->dmin = h2f(x[i].dmin);
-			b->ms = k4_scales_mins(x[i].scales);
-			const __m128i sc128 = _mm256_castsi256_si128(b->ms);
-			const __m256i scales = _mm256_set_m128i(sc128, sc128);
+			tile_k4_head(b, x[i].d, x[i].dmin, x[i].scales);
 			const __m256i hbits = load256(x[i].qh);
 			for (int j = 0; j < 4; j++) {
 				const __m256i bits = load256(x[i].qs + 32 * j);
@@ -1187,9 +1190,6 @@ QDOT_AVX2 static void tile_q5_K(const void *w, size_t ws, int nw, const void *ac
 				b->q[2 * j] = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
 				b->q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h1);
 			}
-#define K4_SC(k) b->sc[k] = BCAST16(scales, k)
-			K4_SC(0); K4_SC(1); K4_SC(2); K4_SC(3); K4_SC(4); K4_SC(5); K4_SC(6); K4_SC(7);
-#undef K4_SC
 		}
 	}
 	tile_k5_pass(b0, nw, nb, act, act_row, n_act, out, os);
