@@ -1061,6 +1061,24 @@ QDOT4_INLINE void tile_k4_head(struct tile_k4 *b, uint16_t d, uint16_t dmin, con
 #undef K4_SC
 }
 
+/* The quants-times-scales sums of one unpacked Q4_K/Q5_K block against
+ * the na activation rows' block i, added to sumi[] (both types' tiles hold
+ * unsigned bytes and scale pairs in the same layout). */
+QDOT4_INLINE void tile_k4_quant_sums(const struct tile_k4 *b, const struct qtype_block_q8_K *const y[4],
+				     const int na, int64_t i, __m256i sumi[4])
+{
+	for (int j = 0; j < 4; j++) {
+		const __m256i ql = b->q[2 * j], qh = b->q[2 * j + 1];
+		const __m256i sl = b->sc[2 * j], sh = b->sc[2 * j + 1];
+		for (int t = 0; t < na; t++) {
+			const int8_t *q8 = y[t][i].qs + 64 * j;
+			const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(ql, load256(q8)));
+			const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, load256(q8 + 32)));
+			sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+		}
+	}
+}
+
 /* One unpacked row of nb blocks times the na activation rows y[]. */
 QDOT4_INLINE void tile_k4_row(const struct tile_k4 *b, const struct qtype_block_q8_K *const y[4],
 			      const int na, int64_t nb, float *out, int64_t os)
@@ -1082,16 +1100,7 @@ QDOT4_INLINE void tile_k4_row(const struct tile_k4 *b, const struct qtype_block_
 						_mm_cvtepi32_ps(k4_min_dot(b->ms, &y[t][i])), acc_m[t]);
 			sumi[t] = _mm256_setzero_si256();
 		}
-		for (int j = 0; j < 4; j++) {
-			const __m256i q4l = b->q[2 * j], q4h = b->q[2 * j + 1];
-			const __m256i sl = b->sc[2 * j], sh = b->sc[2 * j + 1];
-			for (int t = 0; t < na; t++) {
-				const int8_t *q8 = y[t][i].qs + 64 * j;
-				const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q4l, load256(q8)));
-				const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
-				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
-			}
-		}
+		tile_k4_quant_sums(b, y, na, i, sumi);
 		for (int t = 0; t < na; t++)
 			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
 	}
@@ -1148,16 +1157,7 @@ QDOT4_INLINE void tile_k5_row(const struct tile_k4 *b, const struct qtype_block_
 			summs[t] = fma_ss(dmin, (float)mi, summs[t]);
 			sumi[t] = _mm256_setzero_si256();
 		}
-		for (int j = 0; j < 4; j++) {
-			const __m256i q5l = b->q[2 * j], q5h = b->q[2 * j + 1];
-			const __m256i sl = b->sc[2 * j], sh = b->sc[2 * j + 1];
-			for (int t = 0; t < na; t++) {
-				const int8_t *q8 = y[t][i].qs + 64 * j;
-				const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q5l, load256(q8)));
-				const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q5h, load256(q8 + 32)));
-				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
-			}
-		}
+		tile_k4_quant_sums(b, y, na, i, sumi);
 		for (int t = 0; t < na; t++)
 			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
 	}
