@@ -495,8 +495,10 @@ json_t *tools_stream_delta(struct hreq *r)
 		tools_args_span(r, &from, &to);
 	else
 		to = r->n_text > t->head.args_off + ARGS_HOLD ? r->n_text - ARGS_HOLD : t->head.args_off;
-	/* whole characters only: the text holds whole ones, a fragment must too */
-	while (to > t->args_sent && ((unsigned char)r->text[to] & 0xc0) == 0x80)
+	/* whole characters only: the text holds whole ones, a fragment must
+	 * too.  A cut at the text's end is whole; the byte past it is no
+	 * part of the text (whatever the buffer held before) and is not read. */
+	while (to > t->args_sent && to < r->n_text && ((unsigned char)r->text[to] & 0xc0) == 0x80)
 		to--;
 	if (to <= t->args_sent)
 		return NULL;

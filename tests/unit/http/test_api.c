@@ -1207,6 +1207,60 @@ START_TEST(chat_harmony_channels)
 }
 END_TEST
 
+/* A harmony call streamed: the arguments' deltas add up to the whole
+ * arguments, their last byte included, whatever lies in the text buffer past
+ * the text (a continuation byte there once cut the closing '}' off). */
+START_TEST(chat_harmony_call_streamed_whole)
+{
+	static const char *const call[] = {
+		"<|channel|>", "commentary", " to", "=functions", ".get", "_weather", " <|constrain|>", "json",
+		"<|message|>", "{\"", "city", "\":\"", "Z\xc3\xbc", "rich", "\"}", NULL,
+	};
+	const char *args = "{\"city\":\"Z\xc3\xbcrich\"}";
+	for (int poison = 0; poison < 2; poison++) {
+		struct hreq r;
+		harmony_req(&r);
+		r.tools = calloc(1, sizeof(*r.tools));
+		ck_assert_ptr_nonnull(r.tools);
+		r.tools->tools = json_pack("[{s:s, s:{s:s}}]", "type", "function", "function", "name", "get_weather");
+		r.tools->choice = TOOLS_REQUIRED;
+		r.tools->sx = toolcall_syntax(CHAT_HARMONY);
+		ck_assert_ptr_nonnull(r.tools->sx);
+		char got[256] = "";
+		int heads = 0;
+		for (int i = 0; call[i] || !r.done; i++) {
+			if (call[i]) {
+				ck_assert_int_eq(api_take_text(&r, call[i], strlen(call[i]), -1), 0);
+			} else {
+				ck_assert_int_eq(api_end_text(&r), 0);
+				if (poison && r.text) {
+					ck_assert_uint_gt(r.cap_text, r.n_text);
+					r.text[r.n_text] = (char)0x80;   /* stale bytes past the text */
+				}
+				r.done = true;
+				i--;
+			}
+			json_t *d;
+			while ((d = tools_stream_delta(&r))) {
+				json_t *c = json_array_get(json_object_get(d, "tool_calls"), 0);
+				json_t *fn = json_object_get(c, "function");
+				heads += json_object_get(fn, "name") != NULL;
+				const char *a = jget_str(fn, "arguments");
+				ck_assert_uint_lt(strlen(got) + strlen(a), sizeof(got));
+				strcat(got, a);
+				json_decref(d);
+			}
+		}
+		ck_assert_int_eq(heads, 1);
+		ck_assert_msg(!strcmp(got, args), "poison %d: streamed '%s', want '%s'", poison, got, args);
+		json_t *whole = tools_calls_json(&r);
+		ck_assert_str_eq(jget_str(json_object_get(json_array_get(whole, 0), "function"), "arguments"), args);
+		json_decref(whole);
+		out_free(&r);
+	}
+}
+END_TEST
+
 START_TEST(chat_other_formats_unsplit)
 {
 	/* llama-f32's own format: the text is the content, markers or not,
@@ -1492,6 +1546,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, detokenize_ids_past_the_vocabulary);
 	tcase_add_test(tc, models_list);
 	tcase_add_test(tc, chat_harmony_channels);
+	tcase_add_test(tc, chat_harmony_call_streamed_whole);
 	tcase_add_test(tc, chat_other_formats_unsplit);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("http");
