@@ -109,6 +109,8 @@ qdot_fn qdot_get(uint32_t wtype)
 {
 	if (qdot_simd_active()) {
 		qdot_fn f = qdot__avx2_kernel(wtype);
+		if (!f)
+			f = qdot__avx2_float_kernel(wtype);
 		if (f)
 			return f;
 	}
@@ -124,7 +126,10 @@ qdot4_fn qdot_get4(uint32_t wtype)
 
 qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 {
-	return qdot_simd_active() ? qdot__avx2_tile(wtype, n, rows) : NULL;
+	if (!qdot_simd_active())
+		return NULL;
+	qdot_tile_fn f = qdot__avx2_tile(wtype, n, rows);
+	return f ? f : qdot__avx2_float_tile(wtype, n, rows);
 }
 
 /* ---- activation formats ------------------------------------------------- */

@@ -47,13 +47,6 @@ QDOT_AVX2 static inline void prefetch_ahead(const void *p, size_t bytes)
 		_mm_prefetch(c + off, _MM_HINT_T0);
 }
 
-/* a*b + c rounded once, as the FMA instruction ggml's compiler emits for
- * `c += a*b` (GCC contracts by default when FMA is enabled). */
-QDOT_AVX2 static inline float fma_ss(float a, float b, float c)
-{
-	return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
-
 QDOT_AVX2 static inline float h2f(uint16_t h)
 {
 	return _cvtsh_ss(h);
@@ -124,82 +117,6 @@ QDOT_AVX2 static inline void scales8(const uint8_t *w, size_t wbytes, const uint
 {
 	_mm256_storeu_ps(ds, _mm256_mul_ps(halves8(w, wbytes),
 					   halves8(a, sizeof(struct qtype_block_q8_0))));
-}
-
-/* ---- float weights ------------------------------------------------------ */
-
-QDOT_AVX2 static float avx2_dot_f32(const void *w, const void *act, int64_t n)
-{
-	const float *x = w, *a = act;
-	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-	const int64_t np = n & ~(int64_t)31;
-	for (int64_t i = 0; i < np; i += 32) {
-		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(a + i), s0);
-		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(a + i + 8), s1);
-		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(a + i + 16), s2);
-		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(a + i + 24), s3);
-	}
-	float sum = cpu_reduce4(s0, s1, s2, s3);
-	/* ggml's leftover loop is `sumf += x[i]*y[i]`, which its -mfma build
-	 * contracts into one fused multiply-add. */
-	for (int64_t i = np; i < n; i++) {
-		float v;
-		memcpy(&v, x + i, 4);
-		sum = fma_ss(v, a[i], sum);
-	}
-	return sum;
-}
-
-QDOT_AVX2 static float avx2_dot_f16(const void *w, const void *act, int64_t n)
-{
-	const uint16_t *x = w;
-	const float *a = act;
-	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-	int64_t i = 0;
-#define F16X8(k) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + (k))))
-	for (; i + 32 <= n; i += 32) {
-		s0 = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(a + i), s0);
-		s1 = _mm256_fmadd_ps(F16X8(8), _mm256_loadu_ps(a + i + 8), s1);
-		s2 = _mm256_fmadd_ps(F16X8(16), _mm256_loadu_ps(a + i + 16), s2);
-		s3 = _mm256_fmadd_ps(F16X8(24), _mm256_loadu_ps(a + i + 24), s3);
-	}
-	for (; i + 8 <= n; i += 8)
-		s0 = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(a + i), s0);
-#undef F16X8
-	float sum = cpu_hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-	for (; i < n; i++) {
-		uint16_t h;
-		memcpy(&h, x + i, 2);
-		sum += h2f(h) * a[i];
-	}
-	return sum;
-}
-
-QDOT_AVX2 static float avx2_dot_bf16(const void *w, const void *act, int64_t n)
-{
-	const uint16_t *x = w;
-	const float *a = act;
-	__m256 s0 = _mm256_setzero_ps(), s1 = s0;
-	int64_t i = 0;
-#define BF16X8(k) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32( \
-		_mm_loadu_si128((const __m128i *)(x + i + (k)))), 16))
-	for (; i + 16 <= n; i += 16) {
-		s0 = _mm256_fmadd_ps(BF16X8(0), _mm256_loadu_ps(a + i), s0);
-		s1 = _mm256_fmadd_ps(BF16X8(8), _mm256_loadu_ps(a + i + 8), s1);
-	}
-	for (; i + 8 <= n; i += 8)
-		s0 = _mm256_fmadd_ps(BF16X8(0), _mm256_loadu_ps(a + i), s0);
-#undef BF16X8
-	float sum = cpu_hsum8(_mm256_add_ps(s0, s1));
-	for (; i < n; i++) {
-		uint16_t h;
-		memcpy(&h, x + i, 2);
-		float v;
-		uint32_t u = (uint32_t)h << 16;
-		memcpy(&v, &u, 4);
-		sum += v * a[i];
-	}
-	return sum;
 }
 
 /* ---- 32-value blocks (activation: Q8_0, or Q8_1 for Q4_1/Q5_1) ---------- */
@@ -303,7 +220,7 @@ QDOT_AVX2 static float avx2_dot_q4_1(const void *w, const void *act, int64_t n)
 	float summs = 0.0f;
 	for (int64_t i = 0; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		summs = fma_ss(h2f(x[i].m), h2f(y[i].s), summs);
+		summs = cpu_fma_ss(h2f(x[i].m), h2f(y[i].s), summs);
 		const __m256i q = bytes_from_nibbles_32(x[i].qs);
 		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
 	}
@@ -320,7 +237,7 @@ QDOT_AVX2 static float avx2_dot_q5_1(const void *w, const void *act, int64_t n)
 	float summs = 0.0f;
 	for (int64_t i = 0; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-		summs = fma_ss(h2f(x[i].m), h2f(y[i].s), summs);
+		summs = cpu_fma_ss(h2f(x[i].m), h2f(y[i].s), summs);
 		const __m256i hi = _mm256_and_si256(bytes_from_bits_32(x[i].qh), b16);
 		const __m256i q = _mm256_or_si256(bytes_from_nibbles_32(x[i].qs), hi);
 		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
@@ -386,7 +303,7 @@ QDOT_AVX2 static float avx2_dot_mxfp4(const void *w, const void *act, int64_t n)
 	float sum = cpu_hsum8(_mm256_add_ps(acc1, acc2));
 	if (i < nb) {
 		const float d = h2f(y[i].d) * qtype_e8m0_half(x[i].e);
-		sum = fma_ss(d, (float)mxfp4_isum(&x[i], &y[i]), sum);
+		sum = cpu_fma_ss(d, (float)mxfp4_isum(&x[i], &y[i]), sum);
 	}
 	return sum;
 }
@@ -483,7 +400,7 @@ QDOT_AVX2 static float avx2_dot_q5_K(const void *w, const void *act, int64_t n)
 		const __m128i md = k4_min_dot(ms, &y[i]);
 		const int32_t mi = _mm_cvtsi128_si32(md) + _mm_extract_epi32(md, 1) +
 				   _mm_extract_epi32(md, 2) + _mm_extract_epi32(md, 3);
-		summs = fma_ss(dmin, (float)mi, summs);
+		summs = cpu_fma_ss(dmin, (float)mi, summs);
 		const __m128i sc128 = _mm256_castsi256_si128(ms);
 		const __m256i scales = _mm256_set_m128i(sc128, sc128);
 		const __m256i hbits = load256(x[i].qh);
@@ -703,7 +620,7 @@ QDOT4_INLINE void x4_mxfp4(const void *w, const void *const act[4], const int na
 		out[t] = cpu_hsum8(_mm256_add_ps(acc1[t], acc2[t]));
 		if (i < nb) {
 			const float d = h2f(y[t][i].d) * qtype_e8m0_half(x[i].e);
-			out[t] = fma_ss(d, (float)mxfp4_isum(&x[i], &y[t][i]), out[t]);
+			out[t] = cpu_fma_ss(d, (float)mxfp4_isum(&x[i], &y[t][i]), out[t]);
 		}
 	}
 }
@@ -1154,7 +1071,7 @@ QDOT4_INLINE void tile_k5_row(const struct tile_k4 *b, const struct qtype_block_
 			const __m128i md = k4_min_dot(b->ms, &y[t][i]);
 			const int32_t mi = _mm_cvtsi128_si32(md) + _mm_extract_epi32(md, 1) +
 					   _mm_extract_epi32(md, 2) + _mm_extract_epi32(md, 3);
-			summs[t] = fma_ss(dmin, (float)mi, summs[t]);
+			summs[t] = cpu_fma_ss(dmin, (float)mi, summs[t]);
 			sumi[t] = _mm256_setzero_si256();
 		}
 		tile_k4_quant_sums(b, y, na, i, sumi);
@@ -1358,9 +1275,6 @@ qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
 qdot_fn qdot__avx2_kernel(uint32_t wtype)
 {
 	switch (wtype) {
-	case QTYPE_F32: return avx2_dot_f32;
-	case QTYPE_F16: return avx2_dot_f16;
-	case QTYPE_BF16: return avx2_dot_bf16;
 	case QTYPE_Q4_0: return avx2_dot_q4_0;
 	case QTYPE_Q4_1: return avx2_dot_q4_1;
 	case QTYPE_Q5_0: return avx2_dot_q5_0;

@@ -1,7 +1,8 @@
 /* qdot_impl.h - private to compute/cpu/qdot*.c: the kernel tables.
  *
  * qdot.c owns dispatch and activation preparation, qdot_scalar.c the scalar
- * reference kernels, qdot_avx2.c the AVX2+FMA+F16C kernels (compiled with a
+ * reference kernels, qdot_avx2.c the AVX2+FMA+F16C kernels of the quantised
+ * types and qdot_avx2_float.c those of the float types (compiled with a
  * per-function target attribute, so the file builds on any x86-64 compiler
  * flags and the caller checks the CPU before calling anything in it).
  */
@@ -23,6 +24,10 @@ qdot4_fn qdot__avx2_kernel4(uint32_t wtype);
 /* AVX2 tile kernel (several weight rows x activation rows) for rows of n
  * values and its rows per tile (*rows), NULL if none. */
 qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows);
+
+/* The same two for float weights (F32, F16, BF16: qdot_avx2_float.c). */
+qdot_fn qdot__avx2_float_kernel(uint32_t wtype);
+qdot_tile_fn qdot__avx2_float_tile(uint32_t wtype, int64_t n, int *rows);
 
 /* AVX2/F16C row decoders for the types where they pay off (F16, Q8_0);
  * return false if there is none for this type.  Bit-identical to the scalar

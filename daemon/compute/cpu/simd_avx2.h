@@ -19,6 +19,13 @@
 
 #define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))
 
+/* a*b + c rounded once, as the FMA instruction ggml's compiler emits for
+ * `c += a*b` (GCC contracts by default when FMA is enabled). */
+CPU_AVX2 static inline float cpu_fma_ss(float a, float b, float c)
+{
+	return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
 /* Sum of 4 lanes: (l0+l2)+(l1+l3).  ggml's hsum_float_4x4 tail. */
 CPU_AVX2 static inline float cpu_hsum4(__m128 r)
 {

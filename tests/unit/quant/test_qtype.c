@@ -651,6 +651,12 @@ START_TEST(dot4_matches_single)
 }
 END_TEST
 
+/* F32, F16, BF16: weights the tiles read in place, one value a block. */
+static bool float_type(uint32_t id)
+{
+	return id == QTYPE_F32 || id == QTYPE_F16 || id == QTYPE_BF16;
+}
+
 /* The tile kernels (qdot_get_tile): every output of a tile of nw weight
  * rows x n_act activation rows equals the single-row kernel's bit for bit,
  * for every nw up to the rows per tile (odd ones leave a single row),
@@ -668,7 +674,7 @@ START_TEST(tile_matches_single)
 	const qdot_tile_fn tile = qdot_get_tile(id, n16, &rows);
 	const bool want = simd_expected() &&
 			  (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0 ||
-			   id == QTYPE_Q4_K || id == QTYPE_Q5_K || id == QTYPE_Q6_K);
+			   id == QTYPE_Q4_K || id == QTYPE_Q5_K || id == QTYPE_Q6_K || float_type(id));
 	ck_assert_msg((tile != NULL) == want, "%s: qdot_get_tile %s", t->name,
 		      tile ? "non-NULL" : "NULL");
 	qdot_force_scalar(true);
@@ -677,11 +683,17 @@ START_TEST(tile_matches_single)
 	if (!tile)
 		return;
 	ck_assert(rows >= 1 && rows <= QDOT_TILE_ROWS);
-	/* a row whose unpacked blocks alone overflow the buffer: no tile */
-	ck_assert_ptr_null(qdot_get_tile(id, 1024 * t->block_elems, &rows));
+	/* a row whose unpacked blocks alone overflow the buffer: no tile; a
+	 * float row is not unpacked (a tile of one row, however long) */
+	if (float_type(id)) {
+		ck_assert_ptr_eq(qdot_get_tile(id, 1 << 20, &rows), tile);
+		ck_assert_int_eq(rows, 1);
+	} else {
+		ck_assert_ptr_null(qdot_get_tile(id, 1024 * t->block_elems, &rows));
+	}
 	const qdot_fn dot = qdot_get(id);
 	rng_state = 0x9e3779b97f4a7c15ULL ^ id;
-	static const int64_t blocks[] = { 1, 3, 8, 9, 20, 23, 64, 200 };
+	static const int64_t blocks[] = { 1, 3, 8, 9, 20, 23, 64, 200, 1031 };
 	enum { NA = 9, OS = QDOT_TILE_ROWS + 3 };
 	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
 		const int64_t n = blocks[c] * t->block_elems;
