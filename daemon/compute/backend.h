@@ -171,7 +171,18 @@ struct backend_ops {
 	 * expert's output rows, weighted, into their rows' slots. */
 	void (*scatter_scaled_rows)(struct backend *b, float *dst, const float *src,
 				    const int32_t *rows, const float *scale, int n, int64_t width);
+
+	/* ---- several products of one input (optional: NULL makes the
+	 * forward pass call matmul once per weight, with the same results) ---- */
+	/* y[k] = w[k] x as matmul, for k < nw <= BACKEND_MATMULS weights of the
+	 * same input width (the attention's q, k, v; the FFN's gate and up):
+	 * each output equals matmul's bit for bit, but the input is prepared
+	 * once per activation format and the threads meet once, not nw times. */
+	int (*matmuls)(struct backend *b, const struct wtensor *const *w, int nw, const float *x, int n,
+		       float *const *y);
 };
+
+#define BACKEND_MATMULS 4
 
 struct backend {
 	const struct backend_ops *ops;

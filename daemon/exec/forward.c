@@ -352,6 +352,22 @@ static void item_attention(struct forward *f, const struct wblock *b, struct fwd
 			   f->att + row * q_dim, &ap);
 }
 
+/* y[k] = w[k] x for nw weights on one input: one backend op where the
+ * backend has one (the input prepared once, the threads meeting once),
+ * else one matmul each; the results are the same. */
+static int matmuls(struct backend *be, const struct wtensor *const *w, int nw, const float *x, int T,
+		   float *const *y)
+{
+	if (be->ops->matmuls)
+		return be->ops->matmuls(be, w, nw, x, T, y);
+	for (int k = 0; k < nw; k++) {
+		int rc = be->ops->matmul(be, w[k], x, T, y[k]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 /* One layer over all T rows of the batch. */
 static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item *items,
 		     int n_items, int T, struct smk_err *err)
@@ -367,9 +383,8 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 
 	op->rmsnorm(be, f->x, &b->t[LT_ATTN_NORM], f->h, hp->n_embd, T, hp->eps);
 	DBG(f, "attn_norm", il, f->h, T, hp->n_embd);
-	if ((rc = op->matmul(be, &b->t[LT_WQ], f->h, T, f->q)) ||
-	    (rc = op->matmul(be, &b->t[LT_WK], f->h, T, f->k)) ||
-	    (rc = op->matmul(be, &b->t[LT_WV], f->h, T, f->v)))
+	const struct wtensor *qkv[] = { &b->t[LT_WQ], &b->t[LT_WK], &b->t[LT_WV] };
+	if ((rc = matmuls(be, qkv, 3, f->h, T, (float *const[]){ f->q, f->k, f->v })))
 		return smk_fail(err, rc, "layer %d: attention projection failed", il);
 	/* Biases where the model has them (qwen2 always; llama with
 	 * attention_bias), whatever the family requires. */
@@ -418,8 +433,8 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 		}
 		return 0;
 	}
-	if ((rc = op->matmul(be, &b->t[LT_GATE], f->h, T, f->g)) ||
-	    (rc = op->matmul(be, &b->t[LT_UP], f->h, T, f->u)))
+	const struct wtensor *gate_up[] = { &b->t[LT_GATE], &b->t[LT_UP] };
+	if ((rc = matmuls(be, gate_up, 2, f->h, T, (float *const[]){ f->g, f->u })))
 		return smk_fail(err, rc, "layer %d: feed-forward projection failed", il);
 	DBG(f, "ffn_gate", il, f->g, T, hp->n_ff);
 	DBG(f, "ffn_up", il, f->u, T, hp->n_ff);
@@ -580,8 +595,8 @@ static int run_moe(struct forward *f, const struct fwd_item *items, int n_items,
 		else
 			for (int i = 0; i < r; i++)
 				op->copy(be, f->xg + (int64_t)i * d, f->h + (int64_t)(pr[i] / k) * d, row_bytes);
-		if ((rc = op->matmul(be, &b->t[LT_GATE], f->xg, r, f->g)) ||
-		    (rc = op->matmul(be, &b->t[LT_UP], f->xg, r, f->u))) {
+		const struct wtensor *gate_up[] = { &b->t[LT_GATE], &b->t[LT_UP] };
+		if ((rc = matmuls(be, gate_up, 2, f->xg, r, (float *const[]){ f->g, f->u }))) {
 			wstore_release(f->ws, bi);
 			return smk_fail(err, rc, "layer %d expert %d: projection failed", il, e);
 		}

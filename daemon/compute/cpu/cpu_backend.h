@@ -24,6 +24,8 @@ static inline struct cpu_backend *cpu_of(struct backend *b)
 }
 
 int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n, float *y);
+int cpu_matmuls(struct backend *b, const struct wtensor *const *w, int nw, const float *x, int n,
+		float *const *y);
 /* k, v: the F16 KV cache's halves (backend.h's attention op) */
 void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
 		   float *out, const struct attn_params *ap);

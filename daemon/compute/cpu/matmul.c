@@ -11,6 +11,12 @@
  * (qdot_get4), a weight row is decoded once per four activation rows
  * instead of once per row.  Either way each output equals the single-row
  * kernel's bit for bit.
+ *
+ * cpu_matmuls takes several weights on one input (q, k and v; gate and
+ * up) as one job: the input is prepared once per activation format they
+ * need, and the threads split all their rows at once, so the pool meets
+ * twice (prepare, dot) instead of twice per weight - at decode, where a
+ * 640-wide matrix is a few microseconds of work, the meeting is a cost.
  */
 #include "compute/cpu/cpu_backend.h"
 #include "compute/cpu/qdot.h"
@@ -18,54 +24,65 @@
 
 #include <string.h>
 
-struct matmul_job {
+/* One weight's part of a job: its kernels and where its rows sit in the
+ * job's row space (the weights' rows one after another). */
+struct mm_weight {
 	const struct wtensor *w;
-	const float *x;
 	float *y;
-	int n;
-	const void *act;
+	const void *act;   /* its prepared input rows, act_row bytes apart */
 	size_t act_row;
 	qdot_fn dot;
-	qdot4_fn dot4; /* NULL: loop over dot */
+	qdot4_fn dot4;     /* NULL: loop over dot */
 	qdot_tile_fn tile; /* NULL: dot4 or dot */
 	int tile_rows;     /* weight rows per tile call */
+	int64_t row0;      /* its first row in the job's row space */
+};
+
+struct matmul_job {
+	const float *x;
+	int n;
+	int nw;
+	struct mm_weight mw[BACKEND_MATMULS];
+	int64_t rows;      /* all the weights' rows */
+	/* the inputs to prepare: weight index per distinct activation format */
+	int n_prep;
+	int prep[BACKEND_MATMULS];
 };
 
 static void prepare_share(void *ctx, int ith, int nth)
 {
 	struct matmul_job *j = ctx;
 	int64_t lo, hi;
-	cpu_share(j->n, ith, nth, &lo, &hi);
-	for (int64_t t = lo; t < hi; t++)
-		qdot_prepare(j->w->type, j->x + t * j->w->ne0,
-			     (char *)j->act + t * j->act_row, j->w->ne0);
+	cpu_share((int64_t)j->n * j->n_prep, ith, nth, &lo, &hi);
+	for (int64_t u = lo; u < hi; u++) {
+		const struct mm_weight *m = &j->mw[j->prep[u / j->n]];
+		const int64_t t = u % j->n;
+		qdot_prepare(m->w->type, j->x + t * m->w->ne0, (char *)m->act + t * m->act_row, m->w->ne0);
+	}
 }
 
 /* Weight rows per inner tile: with many activation rows, a tile of weight
  * rows stays in L1/L2 while every activation row passes over it. */
 #define ROW_TILE 16
 
-static void dot_share(void *ctx, int ith, int nth)
+/* Rows [lo, hi) of one weight times every input row. */
+static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int64_t lo, int64_t hi)
 {
-	struct matmul_job *j = ctx;
-	const struct wtensor *w = j->w;
-	int64_t lo, hi;
-	cpu_share(w->ne1, ith, nth, &lo, &hi);
-
+	const struct wtensor *w = m->w;
 	if (j->n == 1) {
 		for (int64_t r = lo; r < hi; r++)
-			j->y[r] = j->dot(wtensor_row(w, r), j->act, w->ne0);
+			m->y[r] = m->dot(wtensor_row(w, r), m->act, w->ne0);
 		return;
 	}
-	const int rt = j->tile ? j->tile_rows : ROW_TILE;
+	const int rt = m->tile ? m->tile_rows : ROW_TILE;
 	for (int64_t r0 = lo; r0 < hi; r0 += rt) {
 		int64_t r1 = r0 + rt < hi ? r0 + rt : hi;
-		if (j->tile) {
-			j->tile(wtensor_row(w, r0), (size_t)w->row_bytes, (int)(r1 - r0), j->act,
-				j->act_row, j->n, w->ne0, j->y + r0, w->ne1);
+		if (m->tile) {
+			m->tile(wtensor_row(w, r0), (size_t)w->row_bytes, (int)(r1 - r0), m->act,
+				m->act_row, j->n, w->ne0, m->y + r0, w->ne1);
 			continue;
 		}
-		if (j->dot4) {
+		if (m->dot4) {
 			/* Up to four activation rows per weight-row pass: each
 			 * weight block is unpacked once for all of them (the
 			 * results equal the single kernel's bit for bit). */
@@ -73,12 +90,12 @@ static void dot_share(void *ctx, int ith, int nth)
 				const int na = j->n - t0 < 4 ? j->n - t0 : 4;
 				const void *a[4];
 				for (int k = 0; k < 4; k++)
-					a[k] = (const char *)j->act +
-					       (size_t)(t0 + (k < na ? k : 0)) * j->act_row;
-				float *y0 = j->y + (int64_t)t0 * w->ne1;
+					a[k] = (const char *)m->act +
+					       (size_t)(t0 + (k < na ? k : 0)) * m->act_row;
+				float *y0 = m->y + (int64_t)t0 * w->ne1;
 				for (int64_t r = r0; r < r1; r++) {
 					float o[4];
-					j->dot4(wtensor_row(w, r), a, na, w->ne0, o);
+					m->dot4(wtensor_row(w, r), a, na, w->ne0, o);
 					for (int k = 0; k < na; k++)
 						y0[(int64_t)k * w->ne1 + r] = o[k];
 				}
@@ -86,39 +103,91 @@ static void dot_share(void *ctx, int ith, int nth)
 			continue;
 		}
 		for (int t = 0; t < j->n; t++) {
-			const void *a = (const char *)j->act + t * j->act_row;
-			float *yt = j->y + (int64_t)t * w->ne1;
+			const void *a = (const char *)m->act + t * m->act_row;
+			float *yt = m->y + (int64_t)t * w->ne1;
 			for (int64_t r = r0; r < r1; r++)
-				yt[r] = j->dot(wtensor_row(w, r), a, w->ne0);
+				yt[r] = m->dot(wtensor_row(w, r), a, w->ne0);
 		}
 	}
 }
 
-int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n, float *y)
+/* Each thread takes one contiguous range of the job's row space, which may
+ * span the end of one weight and the start of the next. */
+static void dot_share(void *ctx, int ith, int nth)
+{
+	struct matmul_job *j = ctx;
+	int64_t lo, hi;
+	cpu_share(j->rows, ith, nth, &lo, &hi);
+	for (int k = 0; k < j->nw; k++) {
+		const struct mm_weight *m = &j->mw[k];
+		const int64_t a = lo > m->row0 ? lo : m->row0;
+		const int64_t e = m->row0 + m->w->ne1;
+		const int64_t b = hi < e ? hi : e;
+		if (a < b)
+			dot_rows(j, m, a - m->row0, b - m->row0);
+	}
+}
+
+int cpu_matmuls(struct backend *b, const struct wtensor *const *w, int nw, const float *x, int n,
+		float *const *y)
 {
 	struct cpu_backend *cb = cpu_of(b);
-	qdot_fn dot = qdot_get(w->type);
-	if (!dot || n <= 0 || n > b->limits.max_rows || w->ne0 > b->limits.max_cols)
+	if (nw < 1 || nw > BACKEND_MATMULS || n <= 0 || n > b->limits.max_rows)
 		return -EINVAL;
-
-	struct matmul_job j = { .w = w, .x = x, .y = y, .n = n, .dot = dot,
-				.dot4 = n > 1 ? qdot_get4(w->type) : NULL };
-	int tile_rows = 0;
-	if (n > 1 && (j.tile = qdot_get_tile(w->type, w->ne0, &tile_rows)))
-		j.tile_rows = tile_rows;
-	if (qdot_act_type(w->type) == QTYPE_F32) {
-		j.act = x;
-		j.act_row = (size_t)w->ne0 * sizeof(float);
-	} else {
-		j.act = cb->act;
-		j.act_row = qdot_act_row_bytes(w->type, w->ne0);
-		if (j.act_row * (size_t)n > cb->act_bytes)
+	struct matmul_job j = { .x = x, .n = n };
+	size_t act_used = 0;
+	for (int k = 0; k < nw; k++, j.nw++) {
+		struct mm_weight *m = &j.mw[k];
+		m->w = w[k];
+		m->y = y[k];
+		if (!(m->dot = qdot_get(w[k]->type)) || w[k]->ne0 > b->limits.max_cols ||
+		    w[k]->ne0 != w[0]->ne0)
 			return -EINVAL;
-		if (n == 1)
-			qdot_prepare(w->type, x, cb->act, w->ne0);
+		m->row0 = j.rows;
+		m->dot4 = n > 1 ? qdot_get4(w[k]->type) : NULL;
+		if (n == 1 || !(m->tile = qdot_get_tile(w[k]->type, w[k]->ne0, &m->tile_rows)))
+			m->tile_rows = 0;
+		const uint32_t at = qdot_act_type(w[k]->type);
+		if (at == QTYPE_F32) {
+			m->act = x;
+			m->act_row = (size_t)w[k]->ne0 * sizeof(float);
+		} else {
+			/* weights that take the same activation format share its
+			 * rows (qdot_prepare's bytes depend on that format alone) */
+			int same = -1;
+			for (int p = 0; p < j.n_prep && same < 0; p++)
+				if (qdot_act_type(w[j.prep[p]]->type) == at)
+					same = j.prep[p];
+			if (same >= 0) {
+				m->act = j.mw[same].act;
+				m->act_row = j.mw[same].act_row;
+			} else {
+				m->act_row = qdot_act_row_bytes(w[k]->type, w[k]->ne0);
+				if (m->act_row * (size_t)n > cb->act_bytes - act_used) {
+					/* the buffer holds one format's rows of the
+					 * widest input: the rest is a job of its own */
+					if (k == 0)
+						return -EINVAL;
+					break;
+				}
+				m->act = (char *)cb->act + act_used;
+				act_used += m->act_row * (size_t)n;
+				j.prep[j.n_prep++] = k;
+			}
+		}
+		j.rows += w[k]->ne1;
+	}
+	if (j.n_prep) {
+		if (n == 1 && j.n_prep == 1)
+			prepare_share(&j, 0, 1);
 		else
 			tpool_run(cb->pool, prepare_share, &j);
 	}
 	tpool_run(cb->pool, dot_share, &j);
-	return 0;
+	return j.nw < nw ? cpu_matmuls(b, w + j.nw, nw - j.nw, x, n, y + j.nw) : 0;
+}
+
+int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n, float *y)
+{
+	return cpu_matmuls(b, &w, 1, x, n, &y);
 }

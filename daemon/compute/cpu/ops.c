@@ -319,6 +319,7 @@ static const struct backend_ops cpu_ops = {
 	.name = "cpu",
 	.free = cpu_free,
 	.matmul = cpu_matmul,
+	.matmuls = cpu_matmuls,
 	.rmsnorm = cpu_rmsnorm,
 	.rope = cpu_rope,
 	.attention = cpu_attention,

@@ -35,6 +35,7 @@ struct tpool {
 	atomic_bool stop;
 	tpool_fn fn;
 	void *ctx;
+	unsigned long jobs;       /* tpool_run calls (the calling thread's) */
 };
 
 static void run_share(struct tpool *p, int ith)
@@ -127,8 +128,14 @@ int tpool_size(const struct tpool *p)
 	return p->n;
 }
 
+unsigned long tpool_jobs(const struct tpool *p)
+{
+	return p->jobs;
+}
+
 void tpool_run(struct tpool *p, tpool_fn fn, void *ctx)
 {
+	p->jobs++;
 	if (p->n == 1) {
 		fn(ctx, 0, 1);
 		return;

@@ -26,4 +26,7 @@ int tpool_size(const struct tpool *p);
  * Not reentrant: call from one thread at a time (the engine worker). */
 void tpool_run(struct tpool *p, tpool_fn fn, void *ctx);
 
+/* How many jobs tpool_run has run (each is one meeting of the threads). */
+unsigned long tpool_jobs(const struct tpool *p);
+
 #endif

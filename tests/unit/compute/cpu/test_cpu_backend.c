@@ -157,6 +157,80 @@ START_TEST(matmul_rejects_out_of_limits)
 }
 END_TEST
 
+/* Several weights on one input (q, k, v; gate, up) as one job: every
+ * output equal to its own matmul's bit for bit, whatever mix of activation
+ * formats (Q8_K for Q4_K/Q6_K, Q8_0, float for F16), threads 1..3, one and
+ * several tokens, and a batch so large that the activation buffer holds
+ * one format only (the job splits); the threads meet twice for weights of
+ * one format, not twice per weight; widths that differ are refused. */
+START_TEST(matmuls_equal_separate_matmuls)
+{
+	enum { COLS = 512, NW = 4 };
+	const uint32_t types[NW] = { QTYPE_Q4_K, QTYPE_Q6_K, QTYPE_Q8_0, QTYPE_F16 };
+	const int64_t rows[NW] = { 37, 11, 23, 5 };
+	struct wtensor t[NW];
+	unsigned seed = 5;
+	for (int k = 0; k < NW; k++) {
+		uint64_t rb;
+		ck_assert_int_eq(qtype_row_bytes(types[k], COLS, &rb, NULL), 0);
+		uint8_t *w = malloc(rb * rows[k]);
+		for (uint64_t i = 0; i < rb * rows[k]; i++) {
+			seed = seed * 1103515245u + 12345u;
+			w[i] = (uint8_t)((seed >> 16) % 0x3c);
+		}
+		t[k] = (struct wtensor){ .name = "w", .type = types[k], .ne0 = COLS, .ne1 = rows[k],
+					 .row_bytes = rb, .nbytes = rb * rows[k], .data = w };
+	}
+	const int toks[] = { 1, 5, 9 };
+	for (int th = 1; th <= 3; th++)
+		for (size_t c = 0; c < sizeof(toks) / sizeof(toks[0]); c++) {
+			const int n = toks[c];
+			float *x = malloc(sizeof(float) * COLS * n);
+			for (int64_t i = 0; i < (int64_t)COLS * n; i++)
+				x[i] = frand(&seed);
+			float *one[NW], *all[NW];
+			for (int k = 0; k < NW; k++) {
+				one[k] = malloc(sizeof(float) * rows[k] * n);
+				all[k] = malloc(sizeof(float) * rows[k] * n);
+			}
+			struct backend *b = make(th, COLS, n, 16);
+			for (int k = 0; k < NW; k++)
+				ck_assert_int_eq(b->ops->matmul(b, &t[k], x, n, one[k]), 0);
+			const struct wtensor *ws[NW] = { &t[0], &t[1], &t[2], &t[3] };
+			ck_assert_int_eq(b->ops->matmuls(b, ws, NW, x, n, all), 0);
+			for (int k = 0; k < NW; k++)
+				ck_assert_msg(!memcmp(one[k], all[k], sizeof(float) * rows[k] * n),
+					      "threads %d tokens %d weight %d (%s) differs", th, n, k,
+					      qtype_info(types[k])->name);
+			/* Q4_K and Q6_K share Q8_K rows: one prepare and one dot
+			 * job (the prepare is the caller's own at one token) */
+			struct tpool *pool = cpu_of(b)->pool;
+			unsigned long before = tpool_jobs(pool);
+			ck_assert_int_eq(b->ops->matmuls(b, ws, 2, x, n, all), 0);
+			ck_assert_uint_eq(tpool_jobs(pool) - before, n == 1 ? 1 : 2);
+			before = tpool_jobs(pool);
+			ck_assert_int_eq(b->ops->matmul(b, &t[0], x, n, one[0]), 0);
+			ck_assert_int_eq(b->ops->matmul(b, &t[1], x, n, one[1]), 0);
+			ck_assert_uint_eq(tpool_jobs(pool) - before, n == 1 ? 2 : 4);
+			backend_free(b);
+			for (int k = 0; k < NW; k++)
+				free(one[k]), free(all[k]);
+			free(x);
+		}
+	/* input widths that differ: refused */
+	struct wtensor narrow = t[2];
+	narrow.ne0 = COLS / 2;
+	narrow.row_bytes /= 2;
+	const struct wtensor *mixed[2] = { &t[0], &narrow };
+	float y0[37], y1[23], x[COLS] = { 0 };
+	struct backend *b = make(1, COLS, 1, 16);
+	ck_assert_int_eq(b->ops->matmuls(b, mixed, 2, x, 1, (float *[]){ y0, y1 }), -EINVAL);
+	backend_free(b);
+	for (int k = 0; k < NW; k++)
+		free((void *)t[k].data);
+}
+END_TEST
+
 /* --- rmsnorm, rope, activations ----------------------------------------- */
 
 START_TEST(rmsnorm_rope_gelu_silu)
@@ -542,6 +616,7 @@ int main(void)
 	tcase_add_test(tc, pool_runs_every_share_once);
 	tcase_add_test(tc, matmul_matches_dequantised_product);
 	tcase_add_test(tc, matmul_rejects_out_of_limits);
+	tcase_add_test(tc, matmuls_equal_separate_matmuls);
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
 	tcase_add_test(tc, attention_grouped_heads_bit_exact);
