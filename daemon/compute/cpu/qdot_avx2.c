@@ -208,6 +208,19 @@ QDOT_AVX2 static inline __m256 mul_sum_us8_pairs_float(__m256i ux, __m256i sy)
 	return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)));
 }
 
+/* Q4_1 quants as unsigned bytes 0..15. */
+QDOT_AVX2 static inline __m256i q4_1_bytes(const struct qtype_block_q4_1 *b)
+{
+	return bytes_from_nibbles_32(b->qs);
+}
+
+/* Q5_1 quants as unsigned bytes 0..31: the nibble plus 16 where qh's bit is set. */
+QDOT_AVX2 static inline __m256i q5_1_bytes(const struct qtype_block_q5_1 *b)
+{
+	const __m256i hi = _mm256_and_si256(bytes_from_bits_32(b->qh), _mm256_set1_epi8(16));
+	return _mm256_or_si256(bytes_from_nibbles_32(b->qs), hi);
+}
+
 /* Q4_1 / Q5_1 against Q8_1: d*da*sum(q*a) in the vector lanes, plus the
  * min term m * s (s = the activation block's da*sum(a), see qdot.h) summed
  * as a scalar with a fused multiply-add, as ggml's -mfma build does. */
@@ -221,8 +234,7 @@ QDOT_AVX2 static float avx2_dot_q4_1(const void *w, const void *act, int64_t n)
 	for (int64_t i = 0; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
 		summs = cpu_fma_ss(h2f(x[i].m), h2f(y[i].s), summs);
-		const __m256i q = bytes_from_nibbles_32(x[i].qs);
-		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
+		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q4_1_bytes(&x[i]), load256(y[i].qs)), acc);
 	}
 	return cpu_hsum8(acc) + summs;
 }
@@ -232,15 +244,12 @@ QDOT_AVX2 static float avx2_dot_q5_1(const void *w, const void *act, int64_t n)
 	const struct qtype_block_q5_1 *x = w;
 	const struct qtype_block_q8_1 *y = act;
 	const int64_t nb = n / QTYPE_QK;
-	const __m256i b16 = _mm256_set1_epi8(16);
 	__m256 acc = _mm256_setzero_ps();
 	float summs = 0.0f;
 	for (int64_t i = 0; i < nb; i++) {
 		const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
 		summs = cpu_fma_ss(h2f(x[i].m), h2f(y[i].s), summs);
-		const __m256i hi = _mm256_and_si256(bytes_from_bits_32(x[i].qh), b16);
-		const __m256i q = _mm256_or_si256(bytes_from_nibbles_32(x[i].qs), hi);
-		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q, load256(y[i].qs)), acc);
+		acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q5_1_bytes(&x[i]), load256(y[i].qs)), acc);
 	}
 	return cpu_hsum8(acc) + summs;
 }
@@ -737,29 +746,47 @@ QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na,
 
 /* ---- tiles: several weight rows x all activation rows ------------------ */
 
-/* The matmul's tile (qdot_tile_fn) for the 32-value Q8_0-activation
- * formats.  The tile's weight blocks are unpacked once, into signed bytes,
- * their absolute values and the float scale (QDOT_TILE_BYTES at most, in
- * L1), and every activation row of the batch then passes over them: the
- * unpacking, most of the single kernel's work per block, is paid once per
- * batch instead of once per activation row.  Per group of four activation
- * rows the block loop runs outside the row loop, eight blocks at a time:
- * the activation scales are converted once per chunk, two weight rows
- * share each activation load, and a row's tail blocks (nb % 8, a fifth of
- * a 640-wide row) take the same vector path as the rest.  For each (weight
- * row, activation row) the float operations are still exactly the single
+/* The matmul's tile (qdot_tile_fn) for the 32-value formats.  The tile's
+ * weight blocks are unpacked once, into signed bytes, their absolute
+ * values and the float scale (QDOT_TILE_BYTES at most, in L1), and every
+ * activation row of the batch then passes over them: the unpacking, most
+ * of the single kernel's work per block, is paid once per batch instead of
+ * once per activation row.  Per group of four activation rows the block
+ * loop runs outside the row loop, eight blocks at a time: the activation
+ * scales are converted once per chunk, two weight rows share each
+ * activation load, and a row's tail blocks (nb % 8, a fifth of a 640-wide
+ * row) take the same vector path as the rest.  For each (weight row,
+ * activation row) the float operations are still exactly the single
  * kernel's: the same block order, the same dw*da products (a lane of a
  * vector multiply rounds as the scalar one; fp16 -> float is exact), one
- * FMA per block into one accumulator, the same final reduction; so every
- * output equals avx2_dot_* bit for bit. */
+ * FMA per block into its accumulator, the same final reduction; so every
+ * output equals avx2_dot_* bit for bit.  The formats differ only in what
+ * surrounds that (enum tq_kind, a compile-time constant in every
+ * instance). */
+enum tq_kind {
+	TQ_Q8_0, /* Q4_0, Q5_0, Q8_0: one accumulator, result hsum8(acc) */
+	TQ_MIN,	 /* Q4_1, Q5_1 against Q8_1 (36-byte blocks): plus the min
+		  * term summs = fma(m, s, summs) per block, result
+		  * hsum8(acc) + summs; their quants are unsigned, for which
+		  * maddubs(|q|, sign(a, q)) = maddubs(q, a) exactly */
+	TQ_MXFP4, /* even blocks to acc, odd ones to acc2, result
+		   * hsum8(acc + acc2), an odd last block added after it as
+		   * fma(d, (float)isum, sum) */
+};
+
+/* Bytes of one activation block: Q8_1 for TQ_MIN, else Q8_0. */
+#define TQ_ACT_BYTES(kind) \
+	((kind) == TQ_MIN ? sizeof(struct qtype_block_q8_1) : sizeof(struct qtype_block_q8_0))
 
 /* One unpacked weight block. */
 struct tile_blk {
 	__m256i q, aq; /* the 32 quants as signed bytes; their absolute values */
 };
 
-/* Bytes one unpacked row of nb blocks takes (blocks and scales). */
-#define TILE_ROW_BYTES(nb) ((size_t)(nb) * (sizeof(struct tile_blk) + sizeof(float)))
+/* Bytes one unpacked row of nb blocks takes: blocks, scales and (TQ_MIN)
+ * mins. */
+#define TILE_ROW_BYTES(nb, kind) \
+	((size_t)(nb) * (sizeof(struct tile_blk) + ((kind) == TQ_MIN ? 2 : 1) * sizeof(float)))
 
 /* Up to eight fp16 fields `stride` bytes apart as floats; lanes >= kb 0.
  * A full chunk takes halves8 (packed in registers); only a row's tail
@@ -775,142 +802,255 @@ QDOT_AVX2 static inline __m256 halves_n(const uint8_t *p, size_t stride, int kb)
 	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
 }
 
-/* nr (1 or 2, constant) unpacked weight rows through blocks [i, i + kb)
- * with na activation rows; acc[r][t] in and out. */
-QDOT4_INLINE void tile_q32_rows(const struct tile_blk *const xr[2], const float *const dr[2],
-				const int nr, const struct qtype_block_q8_0 *const y[4],
-				const __m256 ya[4], const int na, int64_t i, int kb, __m256 acc[][4])
+/* The weight rows one pass of tile_q32_rows takes together: two share each
+ * activation load; MXFP4's second accumulators leave registers for one. */
+#define TQ_ROWS(kind) ((kind) == TQ_MXFP4 ? 1 : 2)
+
+/* The unpacked weight rows, xr[r] (blocks), dr[r] (scales), mr[r] (mins). */
+struct tq_rows {
+	const struct tile_blk *x[QDOT_TILE_ROWS];
+	const float *d[QDOT_TILE_ROWS], *m[QDOT_TILE_ROWS];
+};
+
+/* One block's FMA: acc += ds * (quants . activation quants yv). */
+QDOT4_INLINE __m256 tq_fma(const struct tile_blk *b, const float *ds, __m256i yv, __m256 acc)
 {
+	const __m256i q = _mm256_load_si256(&b->q), aq = _mm256_load_si256(&b->aq);
+	return _mm256_fmadd_ps(_mm256_broadcast_ss(ds), mul_sum_i8_abs_float(aq, q, yv), acc);
+}
+
+/* nr (<= TQ_ROWS, constant) unpacked weight rows from r0 through blocks
+ * [i, i + kb) with na activation rows y[] (activation scales ya, for
+ * TQ_MIN the sums ys); acc, acc2 (TQ_MXFP4) and summs (TQ_MIN) in and out. */
+QDOT4_INLINE void tile_q32_rows(const struct tq_rows *w, int r0, const int nr,
+				const enum tq_kind kind, const uint8_t *const y[4],
+				const __m256 ya[4], const __m256 ys[4], const int na, int64_t i,
+				int kb, __m256 acc[][4], __m256 acc2[][4], float summs[][4])
+{
+	const size_t ab = TQ_ACT_BYTES(kind);
 	float ds[2][4][8];
-	__m256 a[2][4];
+	__m256 a[2][4], a2[2][4];
 	for (int r = 0; r < nr; r++) {
-		const __m256 dw = _mm256_loadu_ps(dr[r] + i); /* lanes past kb unused */
+		const __m256 dw = _mm256_loadu_ps(w->d[r0 + r] + i); /* lanes past kb unused */
 		for (int t = 0; t < na; t++) {
 			_mm256_storeu_ps(ds[r][t], _mm256_mul_ps(dw, ya[t]));
-			a[r][t] = acc[r][t];
+			a[r][t] = acc[r0 + r][t];
+			if (kind == TQ_MXFP4)
+				a2[r][t] = acc2[r0 + r][t];
 		}
 	}
-	for (int k = 0; k < kb; k++) {
+	/* TQ_MXFP4: i and kb are even, blocks go in (even, odd) pairs */
+	for (int k = 0; k < kb; k += kind == TQ_MXFP4 ? 2 : 1) {
 		for (int t = 0; t < na; t++) {
-			const __m256i yv = load256(y[t][i + k].qs);
-			for (int r = 0; r < nr; r++) {
-				const __m256i q = _mm256_load_si256(&xr[r][i + k].q);
-				const __m256i aq = _mm256_load_si256(&xr[r][i + k].aq);
-				a[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[r][t][k]),
-							  mul_sum_i8_abs_float(aq, q, yv), a[r][t]);
+			const uint8_t *yb = y[t] + (size_t)(i + k) * ab + ab - QTYPE_QK;
+			const __m256i yv = load256(yb);
+			for (int r = 0; r < nr; r++)
+				a[r][t] = tq_fma(&w->x[r0 + r][i + k], &ds[r][t][k], yv, a[r][t]);
+			if (kind == TQ_MXFP4) {
+				const __m256i yv2 = load256(yb + ab);
+				for (int r = 0; r < nr; r++)
+					a2[r][t] = tq_fma(&w->x[r0 + r][i + k + 1], &ds[r][t][k + 1], yv2,
+							  a2[r][t]);
 			}
 		}
 	}
-	for (int r = 0; r < nr; r++)
-		for (int t = 0; t < na; t++)
-			acc[r][t] = a[r][t];
-}
-
-/* nw unpacked rows (blk[r], d[r]) times the na activation rows y[]. */
-QDOT4_INLINE void tile_q32_group(const struct tile_blk *const *blk, const float *const *d, int nw,
-				 const struct qtype_block_q8_0 *const y[4], const int na, int64_t nb,
-				 float *out, int64_t os)
-{
-	__m256 acc[QDOT_TILE_ROWS][4];
-	for (int r = 0; r < nw; r++)
-		for (int t = 0; t < na; t++)
-			acc[r][t] = _mm256_setzero_ps();
-	for (int64_t i = 0; i < nb; i += 8) {
-		const int kb = nb - i < 8 ? (int)(nb - i) : 8;
-		__m256 ya[4];
-		for (int t = 0; t < na; t++)
-			ya[t] = halves_n((const uint8_t *)&y[t][i], sizeof(y[t][0]), kb);
-		int r = 0;
-		for (; r + 2 <= nw; r += 2)
-			tile_q32_rows(blk + r, d + r, 2, y, ya, na, i, kb, &acc[r]);
-		if (r < nw)
-			tile_q32_rows(blk + r, d + r, 1, y, ya, na, i, kb, &acc[r]);
+	for (int r = 0; r < nr; r++) {
+		for (int t = 0; t < na; t++) {
+			acc[r0 + r][t] = a[r][t];
+			if (kind == TQ_MXFP4)
+				acc2[r0 + r][t] = a2[r][t];
+			if (kind == TQ_MIN) {
+				float yk[8];
+				_mm256_storeu_ps(yk, ys[t]);
+				float s = summs[r0 + r][t];
+				for (int k = 0; k < kb; k++)
+					s = cpu_fma_ss(w->m[r0 + r][i + k], yk[k], s);
+				summs[r0 + r][t] = s;
+			}
+		}
 	}
-	for (int r = 0; r < nw; r++)
-		for (int t = 0; t < na; t++)
-			out[t * os + r] = cpu_hsum8(acc[r][t]);
 }
 
-QDOT_AVX2 static void tile_q32_g1(const struct tile_blk *const *b, const float *const *d, int nw,
-				  const struct qtype_block_q8_0 *const y[4], int64_t nb, float *o, int64_t os)
+/* The exact integer dot of an unpacked block with activation quants yv
+ * (the sum of mul_sum_i8_abs_float's int32 lanes, before conversion). */
+QDOT_AVX2 static inline int tq_isum(const struct tile_blk *b, __m256i yv)
 {
-	tile_q32_group(b, d, nw, y, 1, nb, o, os);
+	const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(b->aq, _mm256_sign_epi8(yv, b->q)),
+					    _mm256_set1_epi16(1));
+	const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+	const __m128i s2 = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+	return _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, _MM_SHUFFLE(2, 3, 0, 1))));
 }
 
-QDOT_AVX2 static void tile_q32_g2(const struct tile_blk *const *b, const float *const *d, int nw,
-				  const struct qtype_block_q8_0 *const y[4], int64_t nb, float *o, int64_t os)
+/* nw unpacked rows times the na activation rows y[]. */
+QDOT4_INLINE void tile_q32_group(const struct tq_rows *w, int nw, const enum tq_kind kind,
+				 const uint8_t *const y[4], const int na, int64_t nb, float *out,
+				 int64_t os)
 {
-	tile_q32_group(b, d, nw, y, 2, nb, o, os);
+	const size_t ab = TQ_ACT_BYTES(kind);
+	/* acc2 and summs stay untouched (and are optimised away) where kind
+	 * does not use them */
+	__m256 acc[QDOT_TILE_ROWS][4], acc2[QDOT_TILE_ROWS][4];
+	float summs[QDOT_TILE_ROWS][4];
+	for (int r = 0; r < nw; r++) {
+		for (int t = 0; t < na; t++) {
+			acc[r][t] = _mm256_setzero_ps();
+			if (kind == TQ_MXFP4)
+				acc2[r][t] = _mm256_setzero_ps();
+			if (kind == TQ_MIN)
+				summs[r][t] = 0.0f;
+		}
+	}
+	/* MXFP4's odd last block is not in the vector accumulators */
+	const int64_t nv = kind == TQ_MXFP4 ? nb & ~(int64_t)1 : nb;
+	const int nr = TQ_ROWS(kind);
+	for (int64_t i = 0; i < nv; i += 8) {
+		const int kb = nv - i < 8 ? (int)(nv - i) : 8;
+		__m256 ya[4], ys[4];
+		for (int t = 0; t < na; t++) {
+			ya[t] = halves_n(y[t] + (size_t)i * ab, ab, kb);
+			ys[t] = kind == TQ_MIN ? halves_n(y[t] + (size_t)i * ab +
+							  offsetof(struct qtype_block_q8_1, s), ab, kb)
+					       : _mm256_setzero_ps();
+		}
+		int r = 0;
+		for (; r + nr <= nw; r += nr)
+			tile_q32_rows(w, r, nr, kind, y, ya, ys, na, i, kb, acc, acc2, summs);
+		if (r < nw)
+			tile_q32_rows(w, r, 1, kind, y, ya, ys, na, i, kb, acc, acc2, summs);
+	}
+	for (int r = 0; r < nw; r++) {
+		for (int t = 0; t < na; t++) {
+			float s;
+			if (kind == TQ_MXFP4) {
+				s = cpu_hsum8(_mm256_add_ps(acc[r][t], acc2[r][t]));
+				if (nv < nb) {
+					const uint8_t *yb = y[t] + (size_t)nv * ab;
+					uint16_t hy;
+					memcpy(&hy, yb, 2);
+					const float d = h2f(hy) * w->d[r][nv];
+					s = cpu_fma_ss(d, (float)tq_isum(&w->x[r][nv], load256(yb + ab - QTYPE_QK)), s);
+				}
+			} else if (kind == TQ_MIN) {
+				s = cpu_hsum8(acc[r][t]) + summs[r][t];
+			} else {
+				s = cpu_hsum8(acc[r][t]);
+			}
+			out[t * os + r] = s;
+		}
+	}
 }
 
-QDOT_AVX2 static void tile_q32_g3(const struct tile_blk *const *b, const float *const *d, int nw,
-				  const struct qtype_block_q8_0 *const y[4], int64_t nb, float *o, int64_t os)
-{
-	tile_q32_group(b, d, nw, y, 3, nb, o, os);
-}
+/* The group kernels of one kind, one per activation-group size, so that
+ * the loops over activation rows unroll. */
+#define TQ_GROUP(kname, kind, na)                                                             \
+	QDOT_AVX2 static void tq_##kname##_g##na(const struct tq_rows *w, int nw,             \
+						 const uint8_t *const y[4], int64_t nb,       \
+						 float *o, int64_t os)                        \
+	{                                                                                     \
+		tile_q32_group(w, nw, kind, y, na, nb, o, os);                                \
+	}
+#define TQ_GROUPS(kname, kind) \
+	TQ_GROUP(kname, kind, 1) TQ_GROUP(kname, kind, 2) TQ_GROUP(kname, kind, 3) TQ_GROUP(kname, kind, 4)
+TQ_GROUPS(q8_0, TQ_Q8_0)
+TQ_GROUPS(min, TQ_MIN)
+TQ_GROUPS(mxfp4, TQ_MXFP4)
 
-QDOT_AVX2 static void tile_q32_g4(const struct tile_blk *const *b, const float *const *d, int nw,
-				  const struct qtype_block_q8_0 *const y[4], int64_t nb, float *o, int64_t os)
+typedef void (*tq_group_fn)(const struct tq_rows *w, int nw, const uint8_t *const y[4],
+			    int64_t nb, float *o, int64_t os);
+
+/* The weight scales of blocks [i, i + kb) of a row: the fp16 d that starts
+ * each block, or MXFP4's E8M0 exponent. */
+QDOT4_INLINE void tq_scales(const enum tq_kind kind, const uint8_t *xb, size_t wbytes, int kb,
+			    float dw[8])
 {
-	tile_q32_group(b, d, nw, y, 4, nb, o, os);
+	if (kind == TQ_MXFP4) {
+		for (int k = 0; k < kb; k++)
+			dw[k] = qtype_e8m0_half(xb[(size_t)k * wbytes]);
+	} else {
+		_mm256_storeu_ps(dw, halves_n(xb, wbytes, kb));
+	}
 }
 
 /* Unpack nw rows (each block by `bytes`), then every activation row in
- * groups of four.  The caller keeps nw <= qdot_tile_rows(). */
+ * groups of four.  The caller keeps nw <= the rows qdot__avx2_tile gave. */
 QDOT4_INLINE void tile_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const uint8_t *),
-			   size_t ws, int nw, const void *act, size_t act_row, int n_act, int64_t n,
-			   float *out, int64_t os)
+			   const enum tq_kind kind, const tq_group_fn g[4], size_t ws, int nw,
+			   const void *act, size_t act_row, int n_act, int64_t n, float *out,
+			   int64_t os)
 {
 	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
 	const int64_t nb = n / QTYPE_QK;
 	struct tile_blk *blk0 = (struct tile_blk *)buf;
-	/* scales after all the blocks, padded by 8 so that a tail chunk's
-	 * full-width load stays inside the buffer */
+	/* scales (then mins) after all the blocks, padded by 8 so that a tail
+	 * chunk's full-width load stays inside the buffer */
 	float *d0 = (float *)(buf + (size_t)nw * nb * sizeof(struct tile_blk));
-	const struct tile_blk *blk[QDOT_TILE_ROWS];
-	const float *d[QDOT_TILE_ROWS];
+	float *m0 = d0 + (size_t)nw * nb;
+	struct tq_rows w;
 	for (int r = 0; r < nw; r++) {
 		const uint8_t *xr = x + (size_t)r * ws;
 		struct tile_blk *br = blk0 + (size_t)r * nb;
-		float *dr = d0 + (size_t)r * nb;
+		float *dr = d0 + (size_t)r * nb, *mr = m0 + (size_t)r * nb;
 		for (int64_t i = 0; i < nb; i += 8) {
 			const int kb = nb - i < 8 ? (int)(nb - i) : 8;
-			float dw[8];
-			_mm256_storeu_ps(dw, halves_n(xr + (size_t)i * wbytes, wbytes, kb));
+			const uint8_t *xb = xr + (size_t)i * wbytes;
+			float dw[8], mw[8];
+			tq_scales(kind, xb, wbytes, kb, dw);
+			if (kind == TQ_MIN)
+				_mm256_storeu_ps(mw, halves_n(xb + offsetof(struct qtype_block_q4_1, m),
+							      wbytes, kb));
 			for (int k = 0; k < kb; k++) {
-				const __m256i q = bytes(xr + (size_t)(i + k) * wbytes);
+				const __m256i q = bytes(xb + (size_t)k * wbytes);
 				_mm256_store_si256(&br[i + k].q, q);
 				_mm256_store_si256(&br[i + k].aq, _mm256_sign_epi8(q, q));
 				dr[i + k] = dw[k];
+				if (kind == TQ_MIN)
+					mr[i + k] = mw[k];
 			}
 		}
-		blk[r] = br;
-		d[r] = dr;
+		w.x[r] = br;
+		w.d[r] = dr;
+		w.m[r] = mr;
 	}
 	for (int t0 = 0; t0 < n_act; t0 += 4) {
 		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
-		const struct qtype_block_q8_0 *y[4];
+		const uint8_t *y[4];
 		for (int t = 0; t < 4; t++)
-			y[t] = (const void *)((const char *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row);
-		float *o = out + (int64_t)t0 * os;
-		switch (na) {
-		case 1: tile_q32_g1(blk, d, nw, y, nb, o, os); break;
-		case 2: tile_q32_g2(blk, d, nw, y, nb, o, os); break;
-		case 3: tile_q32_g3(blk, d, nw, y, nb, o, os); break;
-		default: tile_q32_g4(blk, d, nw, y, nb, o, os); break;
-		}
+			y[t] = (const uint8_t *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row;
+		g[na - 1](&w, nw, y, nb, out + (int64_t)t0 * os, os);
 	}
 }
 
-#define TILE_Q32_ENTRY(name, block, bytesfn)                                                  \
+QDOT4_INLINE __m256i x4_bytes_q4_1(const uint8_t *b)
+{
+	return q4_1_bytes((const struct qtype_block_q4_1 *)b);
+}
+
+QDOT4_INLINE __m256i x4_bytes_q5_1(const uint8_t *b)
+{
+	return q5_1_bytes((const struct qtype_block_q5_1 *)b);
+}
+
+QDOT4_INLINE __m256i x4_bytes_mxfp4(const uint8_t *b)
+{
+	return mxfp4_bytes((const struct qtype_block_mxfp4 *)b, mxfp4_table());
+}
+
+#define TILE_Q32_ENTRY(name, block, bytesfn, kind, kname)                                     \
 	QDOT_AVX2 static void name(const void *w, size_t ws, int nw, const void *act,         \
 				   size_t act_row, int n_act, int64_t n, float *o, int64_t os)    \
 	{                                                                                     \
-		tile_q32(w, sizeof(struct block), bytesfn, ws, nw, act, act_row, n_act, n, o, os); \
+		static const tq_group_fn g[4] = { tq_##kname##_g1, tq_##kname##_g2,            \
+						  tq_##kname##_g3, tq_##kname##_g4 };          \
+		tile_q32(w, sizeof(struct block), bytesfn, kind, g, ws, nw, act, act_row, n_act, \
+			 n, o, os);                                                           \
 	}
-TILE_Q32_ENTRY(tile_q8_0, qtype_block_q8_0, x4_bytes_q8_0)
-TILE_Q32_ENTRY(tile_q4_0, qtype_block_q4_0, x4_bytes_q4_0)
-TILE_Q32_ENTRY(tile_q5_0, qtype_block_q5_0, x4_bytes_q5_0)
+TILE_Q32_ENTRY(tile_q8_0, qtype_block_q8_0, x4_bytes_q8_0, TQ_Q8_0, q8_0)
+TILE_Q32_ENTRY(tile_q4_0, qtype_block_q4_0, x4_bytes_q4_0, TQ_Q8_0, q8_0)
+TILE_Q32_ENTRY(tile_q5_0, qtype_block_q5_0, x4_bytes_q5_0, TQ_Q8_0, q8_0)
+TILE_Q32_ENTRY(tile_q4_1, qtype_block_q4_1, x4_bytes_q4_1, TQ_MIN, min)
+TILE_Q32_ENTRY(tile_q5_1, qtype_block_q5_1, x4_bytes_q5_1, TQ_MIN, min)
+TILE_Q32_ENTRY(tile_mxfp4, qtype_block_mxfp4, x4_bytes_mxfp4, TQ_MXFP4, mxfp4)
 
 /* The K-quant tiles' pass over the batch, one copy for Q4_K, Q5_K and Q6_K:
  * activation rows four at a time (the last group padded with row 0, whose
@@ -1192,10 +1332,14 @@ QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *ac
 qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	qdot_tile_fn f;
+	enum tq_kind kind = TQ_Q8_0; /* only TQ_MIN changes the row size */
 	switch (wtype) {
 	case QTYPE_Q4_0: f = tile_q4_0; break;
 	case QTYPE_Q5_0: f = tile_q5_0; break;
 	case QTYPE_Q8_0: f = tile_q8_0; break;
+	case QTYPE_MXFP4: f = tile_mxfp4; break;
+	case QTYPE_Q4_1: f = tile_q4_1; kind = TQ_MIN; break;
+	case QTYPE_Q5_1: f = tile_q5_1; kind = TQ_MIN; break;
 	case QTYPE_Q4_K:
 	case QTYPE_Q5_K: { /* one unpacked layout (struct tile_k4) */
 		const int64_t nbk = n / QTYPE_QK_K;
@@ -1219,11 +1363,11 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 	}
 	default: return NULL;
 	}
-	/* rows whose unpacked blocks and scales (+ 8 floats of padding) fit */
+	/* rows whose unpacked blocks, scales and mins (+ 8 floats of padding) fit */
 	const int64_t nb = n / QTYPE_QK;
 	if (nb <= 0)
 		return NULL;
-	const int64_t fit = (QDOT_TILE_BYTES - 8 * (int64_t)sizeof(float)) / (int64_t)TILE_ROW_BYTES(nb);
+	const int64_t fit = (QDOT_TILE_BYTES - 8 * (int64_t)sizeof(float)) / (int64_t)TILE_ROW_BYTES(nb, kind);
 	if (fit < 1)
 		return NULL;
 	*rows = fit < QDOT_TILE_ROWS ? (int)fit : QDOT_TILE_ROWS;
