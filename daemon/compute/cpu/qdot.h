@@ -37,10 +37,9 @@
  * Q5_1, Q5_K) and leftover blocks (MXFP4) fused as ggml's compiler fuses
  * them.  The scalar kernels sum block results in double: they are the
  * readable reference and differ from the AVX2 ones only by float summation
- * order (about 1e-7 of sum|w*x|), which the tests allow for.  Two known differences from ggml:
+ * order (about 1e-7 of sum|w*x|), which the tests allow for.  One known difference from ggml:
  * F16/BF16 weights are dotted against float activations, where ggml first
- * rounds the activation to fp16/bf16 (ours is the more precise of the two),
- * and Q2_K/Q3_K have only the scalar kernel.
+ * rounds the activation to fp16/bf16 (ours is the more precise of the two).
  *
  * Activation pointers and weight rows may have any alignment.  Nothing here
  * allocates, and every function is safe to call from several threads.
@@ -79,8 +78,7 @@ typedef float (*qdot_fn)(const void *w_row, const void *act, int64_t n);
 
 /* Best kernel for this CPU (AVX2+FMA+F16C detected at run time with
  * __builtin_cpu_supports, scalar fallback), NULL if the type cannot be
- * computed.  Types without a SIMD kernel (Q2_K, Q3_K) always get the scalar
- * one. */
+ * computed.  Every computable type has an AVX2 kernel. */
 qdot_fn qdot_get(uint32_t wtype);
 
 /* dot(weight row, act[t]) into out[t] for t < n_act (1..4; out[t] for

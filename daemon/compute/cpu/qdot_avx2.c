@@ -19,43 +19,13 @@
  * accumulator would hide the FMA latency but round differently; the
  * matmul's independent rows give the out-of-order core the same overlap.
  */
-#include "compute/cpu/qdot_impl.h"
+#include "compute/cpu/qdot_avx2.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef CPU_HAVE_AVX2_CODE
 
 #include <string.h>
 
-#include "compute/cpu/simd_avx2.h"
-
-/* Reductions (cpu_hsum8, cpu_hsum4, cpu_reduce4) come from simd_avx2.h. */
-#define QDOT_AVX2 CPU_AVX2
-
 /* ---- helpers ------------------------------------------------------------ */
-
-/* Software prefetch distance for the weight stream.  A single thread
- * streaming a large matrix waits on DRAM latency between hardware-prefetch
- * ramps; asking for the lines 512 bytes ahead (measured against 256 and
- * 1024 on Q4_K) lifted 64 MB throughput by 10-60% on the development VM.
- * Prefetches never fault, so running past the end of a row is harmless. */
-#define QDOT_PREFETCH 512
-
-/* Prefetch the `bytes` bytes starting QDOT_PREFETCH after p. */
-QDOT_AVX2 static inline void prefetch_ahead(const void *p, size_t bytes)
-{
-	const char *c = (const char *)p + QDOT_PREFETCH;
-	for (size_t off = 0; off < bytes; off += 64)
-		_mm_prefetch(c + off, _MM_HINT_T0);
-}
-
-QDOT_AVX2 static inline float h2f(uint16_t h)
-{
-	return _cvtsh_ss(h);
-}
-
-QDOT_AVX2 static inline __m256i load256(const void *p)
-{
-	return _mm256_loadu_si256((const __m256i *)p);
-}
 
 /* Eight int32 sums of four signed-int8 products each, as floats.
  * sign(x,x) = |x| is unsigned for maddubs; sign(y,x) moves x's sign onto y.
@@ -435,15 +405,6 @@ QDOT_AVX2 static float avx2_dot_q5_K(const void *w, const void *act, int64_t n)
 	return cpu_hsum8(acc) + summs;
 }
 
-/* Scales k and k+1 of a 16-byte int8 vector as 16 int16 lanes (8 each):
- * one 32-value chunk spans two 16-value scale groups. */
-QDOT_AVX2 static inline __m256i q6_scale_pair(__m128i sc, int k)
-{
-	const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (2 * k + 1),
-					    0x0101010101010101LL * (2 * k));
-	return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, shuf));
-}
-
 /* Q6_K: maddubs needs one unsigned operand, so the unsigned 6-bit q (0..63)
  * is multiplied (pair sums at most 2*63*127 = 16002) and the -32 offset is
  * taken out afterwards from the activation's bsums, lane by lane exactly as
@@ -481,10 +442,10 @@ QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 			__m256i p1 = _mm256_maddubs_epi16(q1, load256(q8 + 32));
 			__m256i p2 = _mm256_maddubs_epi16(q2, load256(q8 + 64));
 			__m256i p3 = _mm256_maddubs_epi16(q3, load256(q8 + 96));
-			p0 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 0), p0);
-			p1 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 1), p1);
-			p2 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 2), p2);
-			p3 = _mm256_madd_epi16(q6_scale_pair(sc, 4 * h + 3), p3);
+			p0 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 0), p0);
+			p1 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 1), p1);
+			p2 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 2), p2);
+			p3 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 3), p3);
 			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p0, p1),
 								       _mm256_add_epi32(p2, p3)));
 		}
@@ -506,7 +467,6 @@ QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
  * output is bit-identical to the single-row kernel's (the qtype tests check
  * this).  `na` (1..4) is a compile-time constant in every instance: the
  * loops over rows unroll and the accumulators stay in registers. */
-#define QDOT4_INLINE QDOT_AVX2 __attribute__((always_inline)) static inline
 
 /* mul_sum_i8_pairs_float with sign(x,x) computed once for several y. */
 QDOT_AVX2 static inline __m256 mul_sum_i8_abs_float(__m256i ax, __m256i x, __m256i y)
@@ -727,7 +687,7 @@ QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na,
 				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3),
 			};
 			for (int k = 0; k < 4; k++) {
-				const __m256i s = q6_scale_pair(sc, 4 * h + k);
+				const __m256i s = k_scale_pair(sc, 4 * h + k);
 				for (int t = 0; t < na; t++) {
 					const int8_t *q8 = y[t][i].qs + 128 * h + 32 * k;
 					const __m256i p = _mm256_madd_epi16(s, _mm256_maddubs_epi16(q[k], load256(q8)));
@@ -1052,44 +1012,6 @@ TILE_Q32_ENTRY(tile_q4_1, qtype_block_q4_1, x4_bytes_q4_1, TQ_MIN, min)
 TILE_Q32_ENTRY(tile_q5_1, qtype_block_q5_1, x4_bytes_q5_1, TQ_MIN, min)
 TILE_Q32_ENTRY(tile_mxfp4, qtype_block_mxfp4, x4_bytes_mxfp4, TQ_MXFP4, mxfp4)
 
-/* The K-quant tiles' pass over the batch, one copy for Q4_K, Q5_K and Q6_K:
- * activation rows four at a time (the last group padded with row 0, whose
- * results are not stored), each group through a kernel specialised for its
- * size so that the per-activation loops unroll; every unpacked weight row of
- * the tile goes through ROW(b, y, na, nb, out, os). */
-#define TILE_K_GROUP(kind, blk_t, na)                                                          \
-	QDOT_AVX2 static void tile_##kind##_g##na(const blk_t *b, int nw, int64_t nb,         \
-						  const struct qtype_block_q8_K *const y[4],   \
-						  float *o, int64_t os)                        \
-	{                                                                                     \
-		for (int r = 0; r < nw; r++)                                                  \
-			tile_##kind##_row(b + (size_t)r * nb, y, na, nb, o + r, os);          \
-	}
-#define TILE_K_PASS(kind, blk_t)                                                                \
-	TILE_K_GROUP(kind, blk_t, 1)                                                            \
-	TILE_K_GROUP(kind, blk_t, 2)                                                            \
-	TILE_K_GROUP(kind, blk_t, 3)                                                            \
-	TILE_K_GROUP(kind, blk_t, 4)                                                            \
-	QDOT_AVX2 static void tile_##kind##_pass(const blk_t *b0, int nw, int64_t nb,          \
-						 const void *act, size_t act_row, int n_act,   \
-						 float *out, int64_t os)                       \
-	{                                                                                       \
-		for (int t0 = 0; t0 < n_act; t0 += 4) {                                         \
-			const int na = n_act - t0 < 4 ? n_act - t0 : 4;                         \
-			const struct qtype_block_q8_K *y[4];                                    \
-			for (int t = 0; t < 4; t++)                                             \
-				y[t] = (const void *)((const char *)act +                       \
-						      (size_t)(t0 + (t < na ? t : 0)) * act_row); \
-			float *o = out + (int64_t)t0 * os;                                      \
-			switch (na) {                                                           \
-			case 1: tile_##kind##_g1(b0, nw, nb, y, o, os); break;                  \
-			case 2: tile_##kind##_g2(b0, nw, nb, y, o, os); break;                  \
-			case 3: tile_##kind##_g3(b0, nw, nb, y, o, os); break;                  \
-			default: tile_##kind##_g4(b0, nw, nb, y, o, os); break;                 \
-			}                                                                       \
-		}                                                                               \
-	}
-
 /* Q4_K tiles: as the 32-value ones, a tile's blocks are unpacked once for
  * the batch - the nibbles split into bytes, the 6-bit scales and mins
  * decoded and each sub-block scale broadcast, the fp16 scales widened -
@@ -1257,7 +1179,7 @@ QDOT_AVX2 static void tile_q5_K(const void *w, size_t ws, int nw, const void *ac
  * x4_q6_K's operations per output. */
 struct tile_k6 {
 	__m256i q[8];  /* q[4h + k]: 32 quants of chunk k of half h */
-	__m256i sc[8]; /* q6_scale_pair(sc, k) */
+	__m256i sc[8]; /* k_scale_pair(sc, k) */
 	__m256i sc16;  /* the 16 scales as int16 */
 	float d;       /* the block's fp16 d as a float */
 	float pad[7];
@@ -1323,7 +1245,7 @@ QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *ac
 				b->q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3);
 			}
 			for (int k = 0; k < 8; k++)
-				b->sc[k] = q6_scale_pair(sc, k);
+				b->sc[k] = k_scale_pair(sc, k);
 		}
 	}
 	tile_k6_pass(b0, nw, nb, act, act_row, n_act, out, os);
@@ -1340,27 +1262,12 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 	case QTYPE_MXFP4: f = tile_mxfp4; break;
 	case QTYPE_Q4_1: f = tile_q4_1; kind = TQ_MIN; break;
 	case QTYPE_Q5_1: f = tile_q5_1; kind = TQ_MIN; break;
-	case QTYPE_Q4_K:
-	case QTYPE_Q5_K: { /* one unpacked layout (struct tile_k4) */
-		const int64_t nbk = n / QTYPE_QK_K;
-		if (nbk <= 0)
-			return NULL;
-		const int64_t fitk = QDOT_TILE_BYTES / ((int64_t)sizeof(struct tile_k4) * nbk);
-		if (fitk < 1)
-			return NULL;
-		*rows = fitk < QDOT_TILE_ROWS ? (int)fitk : QDOT_TILE_ROWS;
-		return wtype == QTYPE_Q4_K ? tile_q4_K : tile_q5_K;
-	}
-	case QTYPE_Q6_K: {
-		const int64_t nbk = n / QTYPE_QK_K;
-		if (nbk <= 0)
-			return NULL;
-		const int64_t fitk = QDOT_TILE_BYTES / ((int64_t)sizeof(struct tile_k6) * nbk);
-		if (fitk < 1)
-			return NULL;
-		*rows = fitk < QDOT_TILE_ROWS ? (int)fitk : QDOT_TILE_ROWS;
-		return tile_q6_K;
-	}
+	case QTYPE_Q4_K: /* one unpacked layout (struct tile_k4) */
+		return tile_k_rows(sizeof(struct tile_k4), n, rows) ? tile_q4_K : NULL;
+	case QTYPE_Q5_K:
+		return tile_k_rows(sizeof(struct tile_k4), n, rows) ? tile_q5_K : NULL;
+	case QTYPE_Q6_K:
+		return tile_k_rows(sizeof(struct tile_k6), n, rows) ? tile_q6_K : NULL;
 	default: return NULL;
 	}
 	/* rows whose unpacked blocks, scales and mins (+ 8 floats of padding) fit */
@@ -1428,6 +1335,8 @@ qdot_fn qdot__avx2_kernel(uint32_t wtype)
 	case QTYPE_Q4_K: return avx2_dot_q4_K;
 	case QTYPE_Q5_K: return avx2_dot_q5_K;
 	case QTYPE_Q6_K: return avx2_dot_q6_K;
+	case QTYPE_Q2_K:
+	case QTYPE_Q3_K: return qdot__avx2_k23_kernel(wtype);
 	default: return NULL;
 	}
 }

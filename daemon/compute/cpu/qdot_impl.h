@@ -2,9 +2,11 @@
  *
  * qdot.c owns dispatch and activation preparation, qdot_scalar.c the scalar
  * reference kernels, qdot_avx2.c the AVX2+FMA+F16C kernels of the quantised
- * types and qdot_avx2_float.c those of the float types (compiled with a
- * per-function target attribute, so the file builds on any x86-64 compiler
- * flags and the caller checks the CPU before calling anything in it).
+ * types (qdot_avx2_k23.c those of Q2_K and Q3_K) and qdot_avx2_float.c those
+ * of the float types (compiled with a per-function target attribute, so the
+ * files build on any x86-64 compiler flags and the caller checks the CPU
+ * before calling anything in them; qdot_avx2.h holds what the quantised
+ * ones share).
  */
 #ifndef SMK_COMPUTE_CPU_QDOT_IMPL_H
 #define SMK_COMPUTE_CPU_QDOT_IMPL_H
@@ -17,6 +19,10 @@ qdot_fn qdot__scalar_kernel(uint32_t wtype);
 
 /* AVX2 kernel for a weight type, NULL if none (or not an x86 build). */
 qdot_fn qdot__avx2_kernel(uint32_t wtype);
+
+/* The AVX2 Q2_K and Q3_K kernels and tiles (qdot_avx2_k23.c), reached
+ * through qdot__avx2_kernel and qdot__avx2_tile; NULL for other types. */
+qdot_fn qdot__avx2_k23_kernel(uint32_t wtype);
 
 /* AVX2 several-activation kernel for a weight type, NULL if none. */
 qdot4_fn qdot__avx2_kernel4(uint32_t wtype);

@@ -781,7 +781,8 @@ START_TEST(force_scalar_switches_kernels)
 	if (simd_expected()) {
 		const uint32_t simd_types[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q4_0,
 						QTYPE_Q4_1, QTYPE_Q5_0, QTYPE_Q5_1, QTYPE_Q8_0,
-						QTYPE_MXFP4, QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
+						QTYPE_MXFP4, QTYPE_Q2_K, QTYPE_Q3_K, QTYPE_Q4_K,
+						QTYPE_Q5_K, QTYPE_Q6_K };
 		for (size_t i = 0; i < sizeof(simd_types) / sizeof(simd_types[0]); i++)
 			ck_assert_msg(qdot_get(simd_types[i]) != qdot_get_scalar(simd_types[i]),
 				      "%s has no SIMD kernel", qtype_name(simd_types[i]));
