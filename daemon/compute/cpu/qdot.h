@@ -118,7 +118,7 @@ typedef void (*qdot_tile_fn)(const void *w, size_t w_stride, int nw, const void 
  * the weight rows per tile (at most QDOT_TILE_ROWS: as many as fit
  * QDOT_TILE_BYTES unpacked); NULL where there is none (scalar kernels
  * selected, no AVX2, a row too long for one unpacked row to fit, or a type
- * without one: today Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4, Q4_K, Q5_K, Q6_K
+ * without one: today every computable type has one - the quantised types
  * and the float types F32, F16, BF16, whose rows are read in place: a tile
  * of one row however long); callers then use qdot_get4() or qdot_get(). */
 qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows);

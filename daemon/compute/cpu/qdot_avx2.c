@@ -1268,6 +1268,9 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 		return tile_k_rows(sizeof(struct tile_k4), n, rows) ? tile_q5_K : NULL;
 	case QTYPE_Q6_K:
 		return tile_k_rows(sizeof(struct tile_k6), n, rows) ? tile_q6_K : NULL;
+	case QTYPE_Q2_K:
+	case QTYPE_Q3_K:
+		return qdot__avx2_k23_tile(wtype, n, rows);
 	default: return NULL;
 	}
 	/* rows whose unpacked blocks, scales and mins (+ 8 floats of padding) fit */

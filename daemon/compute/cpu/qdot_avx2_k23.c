@@ -132,6 +132,146 @@ QDOT_AVX2 static float avx2_dot_q3_K(const void *w, const void *act, int64_t n)
 	return cpu_hsum8(acc);
 }
 
+/* ---- tiles --------------------------------------------------------------- */
+
+/* As the other K-quant tiles (qdot_avx2.c): a tile's super-blocks are
+ * unpacked once for the batch - the quant chunks to bytes, each chunk's
+ * scale pair widened, the fp16 scales converted - and each group of four
+ * activation rows then runs the single kernel's operations per output, in
+ * its order. */
+struct tile_k2 {
+	__m256i q[8];  /* chunk c's 32 quants, 0..3 */
+	__m256i sc[8]; /* k_scale_pair(scales, c) */
+	__m256i mins;  /* the 16 mins as int16 */
+	float d, dmin; /* the block's fp16 d and dmin as floats */
+	float pad[6];
+};
+
+QDOT4_INLINE void tile_k2_row(const struct tile_k2 *b, const struct qtype_block_q8_K *const y[4],
+			      const int na, int64_t nb, float *out, int64_t os)
+{
+	__m256 acc[4];
+	for (int t = 0; t < na; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int64_t i = 0; i < nb; i++, b++) {
+		float d[4];
+		__m256i sumi[4];
+		for (int t = 0; t < na; t++) {
+			const float dy = y[t][i].d;
+			d[t] = dy * b->d;
+			const float dmin = -dy * b->dmin;
+			const __m256i prod = _mm256_madd_epi16(b->mins, q8k_bsums(&y[t][i]));
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc[t]);
+			sumi[t] = _mm256_setzero_si256();
+		}
+		for (int c = 0; c < 8; c++) {
+			const __m256i q = b->q[c], sc = b->sc[c];
+			for (int t = 0; t < na; t++) {
+				const __m256i p = _mm256_maddubs_epi16(q, load256(y[t][i].qs + 32 * c));
+				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(sc, p));
+			}
+		}
+		for (int t = 0; t < na; t++)
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+	}
+	for (int t = 0; t < na; t++)
+		out[t * os] = cpu_hsum8(acc[t]);
+}
+
+TILE_K_PASS(k2, struct tile_k2)
+
+QDOT_AVX2 static void tile_q2_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
+				int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k2 *b0 = (struct tile_k2 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	for (int r = 0; r < nw; r++) {
+		const struct qtype_block_q2_K *x = (const void *)((const char *)w + (size_t)r * ws);
+		for (int64_t i = 0; i < nb; i++) {
+			struct tile_k2 *b = b0 + (size_t)r * nb + i;
+			b->d = h2f(x[i].d);
+			b->dmin = h2f(x[i].dmin);
+			b->mins = k2_mins(&x[i]);
+			const __m128i sc = k2_scales(&x[i]);
+			for (int c = 0; c < 8; c++) {
+				b->q[c] = k2_quants(x[i].qs, c);
+				b->sc[c] = k_scale_pair(sc, c);
+			}
+		}
+	}
+	tile_k2_pass(b0, nw, nb, act, act_row, n_act, out, os);
+}
+
+/* Q3_K keeps the signed quants; their absolute values are taken once per
+ * chunk and group of activation rows (storing them too would halve the
+ * rows per tile). */
+struct tile_k3 {
+	__m256i q[8];  /* chunk c's 32 quants, -4..3 */
+	__m256i sc[8]; /* k_scale_pair(scales - 32, c) */
+	float d;       /* the block's fp16 d as a float */
+	float pad[7];
+};
+
+QDOT4_INLINE void tile_k3_row(const struct tile_k3 *b, const struct qtype_block_q8_K *const y[4],
+			      const int na, int64_t nb, float *out, int64_t os)
+{
+	__m256 acc[4];
+	for (int t = 0; t < na; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int64_t i = 0; i < nb; i++, b++) {
+		__m256i sumi[4];
+		for (int t = 0; t < na; t++)
+			sumi[t] = _mm256_setzero_si256();
+		for (int c = 0; c < 8; c++) {
+			const __m256i q = b->q[c], aq = _mm256_sign_epi8(q, q), sc = b->sc[c];
+			for (int t = 0; t < na; t++) {
+				const __m256i p = k3_dot16(aq, q, load256(y[t][i].qs + 32 * c));
+				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(sc, p));
+			}
+		}
+		for (int t = 0; t < na; t++) {
+			const float d = y[t][i].d * b->d;
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+		}
+	}
+	for (int t = 0; t < na; t++)
+		out[t * os] = cpu_hsum8(acc[t]);
+}
+
+TILE_K_PASS(k3, struct tile_k3)
+
+QDOT_AVX2 static void tile_q3_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
+				int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k3 *b0 = (struct tile_k3 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	for (int r = 0; r < nw; r++) {
+		const struct qtype_block_q3_K *x = (const void *)((const char *)w + (size_t)r * ws);
+		for (int64_t i = 0; i < nb; i++) {
+			struct tile_k3 *b = b0 + (size_t)r * nb + i;
+			b->d = h2f(x[i].d);
+			const __m128i sc = k3_scales(&x[i]);
+			const __m256i hbits = load256(x[i].hmask);
+			for (int c = 0; c < 8; c++) {
+				b->q[c] = k3_quants(x[i].qs, hbits, c);
+				b->sc[c] = k_scale_pair(sc, c);
+			}
+		}
+	}
+	tile_k3_pass(b0, nw, nb, act, act_row, n_act, out, os);
+}
+
+qdot_tile_fn qdot__avx2_k23_tile(uint32_t wtype, int64_t n, int *rows)
+{
+	switch (wtype) {
+	case QTYPE_Q2_K: return tile_k_rows(sizeof(struct tile_k2), n, rows) ? tile_q2_K : NULL;
+	case QTYPE_Q3_K: return tile_k_rows(sizeof(struct tile_k3), n, rows) ? tile_q3_K : NULL;
+	default: return NULL;
+	}
+}
+
 qdot_fn qdot__avx2_k23_kernel(uint32_t wtype)
 {
 	switch (wtype) {

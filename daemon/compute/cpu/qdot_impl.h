@@ -23,6 +23,7 @@ qdot_fn qdot__avx2_kernel(uint32_t wtype);
 /* The AVX2 Q2_K and Q3_K kernels and tiles (qdot_avx2_k23.c), reached
  * through qdot__avx2_kernel and qdot__avx2_tile; NULL for other types. */
 qdot_fn qdot__avx2_k23_kernel(uint32_t wtype);
+qdot_tile_fn qdot__avx2_k23_tile(uint32_t wtype, int64_t n, int *rows);
 
 /* AVX2 several-activation kernel for a weight type, NULL if none. */
 qdot4_fn qdot__avx2_kernel4(uint32_t wtype);

@@ -675,8 +675,8 @@ START_TEST(tile_matches_single)
 	const bool want = simd_expected() &&
 			  (id == QTYPE_Q4_0 || id == QTYPE_Q4_1 || id == QTYPE_Q5_0 ||
 			   id == QTYPE_Q5_1 || id == QTYPE_Q8_0 || id == QTYPE_MXFP4 ||
-			   id == QTYPE_Q4_K || id == QTYPE_Q5_K || id == QTYPE_Q6_K ||
-			   float_type(id));
+			   id == QTYPE_Q2_K || id == QTYPE_Q3_K || id == QTYPE_Q4_K ||
+			   id == QTYPE_Q5_K || id == QTYPE_Q6_K || float_type(id));
 	ck_assert_msg((tile != NULL) == want, "%s: qdot_get_tile %s", t->name,
 		      tile ? "non-NULL" : "NULL");
 	qdot_force_scalar(true);
