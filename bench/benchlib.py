@@ -161,6 +161,47 @@ def llama_bin():
     return out.stdout.strip().splitlines()[-1]
 
 
+def llama_version(flavour="native"):
+    """scripts/build-llama-cpp's record of its `flavour` build
+    (${SMOKE_CACHE}/llama.cpp/VERSION-<flavour>: llama_cpp_commit,
+    build_dir, cmake_args, ...) as a dict; {} if there is none."""
+    out = {}
+    try:
+        with open(os.path.join(CACHE, "llama.cpp", "VERSION-" + flavour)) as f:
+            for line in f:
+                k, sep, v = line.rstrip("\n").partition("=")
+                if sep:
+                    out.setdefault(k, v)
+    except OSError:
+        pass
+    return out
+
+
+def llama_info(flavour="native"):
+    """Two lines naming the llama.cpp build a benchmark ran: its commit and
+    its CMake flags (from llama_version; '?' where unknown)."""
+    v = llama_version(flavour)
+    return ["llama.cpp: llama_cpp_commit=%s (%s build in %s)" % (v.get("llama_cpp_commit", "?"), flavour,
+                                                                 v.get("build_dir", "?")),
+            "llama.cpp flags: %s" % v.get("cmake_args", "?")]
+
+
+def llama_native_tool(name):
+    """(path, None) of tool `name` (e.g. llama-server) of the native llama.cpp
+    build that LLAMA_FLAVOUR=native scripts/build-llama-cpp made earlier,
+    found through its VERSION-native record; builds nothing.  (None, why)
+    where there is none."""
+    v = llama_version("native")
+    if not v.get("build_dir"):
+        return None, ("no native llama.cpp build (%s is missing; LLAMA_FLAVOUR=native scripts/build-llama-cpp "
+                      "builds it)" % os.path.join(CACHE, "llama.cpp", "VERSION-native"))
+    exe = os.path.join(v["build_dir"], "bin", name)
+    if not os.access(exe, os.X_OK):
+        return None, ("the native llama.cpp build in %s has no %s (LLAMA_FLAVOUR=native scripts/build-llama-cpp "
+                      "builds it)" % (v["build_dir"], name))
+    return exe, None
+
+
 def python():
     venv = os.path.join(CACHE, "venv", "bin", "python")
     return venv if os.access(venv, os.X_OK) else "python3"
@@ -237,7 +278,7 @@ def bench_model(preset, layers=None, experts=None):
     return path
 
 
-# --- llama.cpp as a multi-stream peer (bench/moe-ooc) -----------------------
+# --- llama.cpp as a multi-stream peer (bench/moe-ooc, bench/daemon-throughput)
 
 def free_port():
     import socket
@@ -250,10 +291,12 @@ def free_port():
 
 class LlamaServer:
     """llama.cpp's llama-server (the native build) with `parallel` slots of
-    `ctx_per_slot` tokens each, started in cgroup cg (or None):
+    `ctx_per_slot` tokens each (-c is their total: llama-server splits it
+    among the slots), `threads` for decode and prefill alike (-t, -tb;
+    default all CPUs), started in cgroup cg (or None):
 
         with LlamaServer(model, 16, 256, cg, ["--no-repack"]) as s:
-            llama_run_clients(s.port, 4, 32)
+            run_clients(s.port, 4, 32, extra=LLAMA_SERVER)
 
     No prompt cache in RAM (--cache-ram 0: it would take memory the cap does
     not have), no warm-up pass (the caller warms up with a client, as it does
@@ -267,7 +310,8 @@ class LlamaServer:
         self.port = free_port()
         self.cg, self.timeout = cg, timeout
         self.args = [self.exe, "-m", model, "--host", "127.0.0.1", "--port", str(self.port),
-                     "-np", str(parallel), "-c", str(parallel * ctx_per_slot), "-t", str(threads or os.cpu_count()),
+                     "-np", str(parallel), "-c", str(parallel * ctx_per_slot),
+                     "-t", str(threads or os.cpu_count()), "-tb", str(threads or os.cpu_count()),
                      "--cache-ram", "0", "--no-warmup", "-fit", "off", *extra]
         self.proc = self.log = None
 
@@ -323,76 +367,6 @@ class LlamaServer:
                 pass
 
 
-def llama_stream_one(port, prompt, n, out, i):
-    """One streaming /v1/completions request to llama-server, with the
-    sampling bench/daemon-throughput's clients ask smoked for.  Records
-    (tokens, first token time, last token time, error): the token count is
-    the final chunk's usage.completion_tokens (a token that ends inside a
-    UTF-8 sequence sends no chunk, so chunks undercount), the times are those
-    of the first and last chunk that carries text; a stream that ends
-    without its final chunk (finish_reason) is an error."""
-    import http.client
-    import json
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
-    body = {"prompt": prompt, "max_tokens": n, "temperature": 0.8, "top_k": 40, "top_p": 0.95,
-            "min_p": 0.05, "seed": 1000 + i, "stream": True, "cache_prompt": False}
-    c.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
-    r = c.getresponse()
-    if r.status != 200:
-        out[i] = (0, None, None, "HTTP %d" % r.status)
-        return
-    chunks, used, t_first, t_last, finished = 0, None, None, None, False
-    while True:
-        line = r.readline()
-        if not line:
-            break
-        if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
-            continue
-        now = time.monotonic()
-        try:
-            d = json.loads(line[6:])
-        except ValueError:
-            continue
-        if "usage" in d and d["usage"]:
-            used = d["usage"].get("completion_tokens")
-        ch = (d.get("choices") or [{}])[0]
-        if ch.get("finish_reason") is not None:
-            finished = True
-        elif ch.get("text"):
-            t_first = t_first if t_first is not None else now
-            t_last = now
-            chunks += 1
-    c.close()
-    # no final chunk: the stream was cut (the server died, e.g. OOM-killed)
-    out[i] = (used if used is not None else chunks, t_first, t_last,
-              None if finished else "stream cut after %d chunks" % chunks)
-
-
-def llama_run_clients(port, k, n):
-    """k concurrent streaming clients of n tokens against llama-server; the
-    same dict (and the same definitions) as bench/daemon-throughput's
-    run_clients: tps = tokens / wall; dtps = tokens after each client's
-    first / (last token - first first-token)."""
-    import threading
-    out = [None] * k
-    th = [threading.Thread(target=llama_stream_one, args=(port, "Story number %d begins:" % i, n, out, i))
-          for i in range(k)]
-    t0 = time.monotonic()
-    for t in th:
-        t.start()
-    for t in th:
-        t.join()
-    wall = time.monotonic() - t0
-    errors = [o[3] for o in out if o[3]]
-    total = sum(o[0] for o in out)
-    firsts = [o[1] for o in out if o[1] is not None]
-    lasts = [o[2] for o in out if o[2] is not None]
-    dec = sum(max(o[0] - 1, 0) for o in out)
-    dec_wall = (max(lasts) - min(firsts)) if firsts else 0.0
-    return dict(tps=total / wall if wall > 0 else 0.0, total=total, wall=wall, errors=errors,
-                dtps=dec / dec_wall if dec_wall > 0 else 0.0, dec=dec, dec_wall=dec_wall)
-
-
 def llama_batched_bench(model, npl, n, cg, extra=(), npp=8, timeout=600):
     """llama-batched-bench -npp npp -ntg n -npl <npl> in cgroup cg: {pl:
     S_TG tok/s} (pl sequences decoded in lock step from random tokens, no
@@ -420,3 +394,122 @@ def llama_batched_bench(model, npl, n, cg, extra=(), npp=8, timeout=600):
             except (ValueError, KeyError):
                 pass
     return (res, None) if res else (None, "no jsonl rows in its output")
+
+
+# --- streaming clients: smoked and llama-server alike -----------------------
+# (bench/daemon-throughput, bench/moe-ooc, scripts/gpu-moe-bench.py)
+
+# The offline command's default sampling (`smoked --prompt`), so that the
+# HTTP and offline runs do equal work; each client has its own seed.
+SAMPLED = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
+# Greedy: the same tokens on every run (and, numerics aside, on both servers).
+GREEDY = {"temperature": 0}
+# What llama-server is asked besides: no reuse of a slot's earlier KV
+# (smoked's prompt cache only serves a prompt's shared prefix, here a few tokens).
+LLAMA_SERVER = {"cache_prompt": False}
+PROMPT = "Story number %d begins:"
+
+
+def stream_one(port, prompt, n, out, i, sampling=None, extra=None):
+    """One streaming /v1/completions request of max_tokens n, the OpenAI
+    interface that smoked and llama-server both serve; `sampling` (SAMPLED
+    if None) and `extra` are merged into the body, seed 1000 + i.  Sets
+    out[i] = (tokens, first token time, last token time, error, finish
+    reason, prompt tokens).  tokens is the final usage.completion_tokens
+    (stream_options.include_usage): chunks would undercount, since a token
+    that ends inside a UTF-8 sequence sends no text and smoked puts the
+    tokens generated while a client was slow to read into one chunk.  The
+    times are those of the first and the last chunk that carries text.  A
+    stream without a finish_reason or usage (cut: the server died) is an
+    error, and so is any exception: out[i] is always set."""
+    import http.client
+    import json
+    body = {"prompt": prompt, "max_tokens": n, "seed": 1000 + i, "stream": True,
+            "stream_options": {"include_usage": True}}
+    body.update(SAMPLED if sampling is None else sampling)
+    body.update(extra or {})
+    chunks, used, ptok, t_first, t_last, finish, err = 0, None, None, None, None, None, None
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+        c.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status != 200:
+            out[i] = (0, None, None, "HTTP %d: %s" % (r.status, r.read()[:200]), None, None)
+            c.close()
+            return
+        while True:
+            line = r.readline()
+            if not line:
+                break
+            if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                continue
+            now = time.monotonic()
+            try:
+                d = json.loads(line[6:])
+            except ValueError:
+                continue
+            if d.get("error"):
+                err = "error event: %s" % str(d["error"])[:200]
+            if d.get("usage"):
+                used = d["usage"].get("completion_tokens")
+                ptok = d["usage"].get("prompt_tokens")
+            ch = (d.get("choices") or [{}])[0]
+            if ch.get("text"):
+                t_first = t_first if t_first is not None else now
+                t_last = now
+                chunks += 1
+            if ch.get("finish_reason") is not None:
+                finish = ch["finish_reason"]
+        c.close()
+    except (OSError, http.client.HTTPException) as e:
+        err = "%s: %s" % (type(e).__name__, e)
+    if err is None and (finish is None or used is None):
+        err = "stream cut after %d chunks (no %s)" % (chunks, "finish_reason" if finish is None else "usage")
+    out[i] = (used if used is not None else chunks, t_first, t_last, err, finish, ptok)
+
+
+def run_clients(port, k, n, sampling=None, extra=None, prompt=PROMPT):
+    """k concurrent streaming clients of n tokens each (stream_one; client i
+    sends prompt % i).  Returns tps = every streamed token / the wall time
+    from the first request to the last token (prompts included); dtps =
+    the tokens after each client's first / (last token - first first-token);
+    total, wall, errors, short (clients given fewer than n tokens), finish
+    (finish reason -> clients), prompt_tokens (over all clients) and load
+    (the 1-minute load average when they were done)."""
+    import collections
+    import threading
+    out = [None] * k
+    th = [threading.Thread(target=stream_one, args=(port, prompt % i if "%" in prompt else prompt, n, out, i,
+                                                    sampling, extra))
+          for i in range(k)]
+    t0 = time.monotonic()
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    wall = time.monotonic() - t0
+    errors = [o[3] for o in out if o[3]]
+    total = sum(o[0] for o in out)
+    firsts = [o[1] for o in out if o[1] is not None]
+    lasts = [o[2] for o in out if o[2] is not None]
+    dec = sum(max(o[0] - 1, 0) for o in out)
+    dec_wall = (max(lasts) - min(firsts)) if firsts else 0.0
+    return dict(tps=total / wall if wall > 0 else 0.0, total=total, wall=wall, errors=errors,
+                dtps=dec / dec_wall if dec_wall > 0 else 0.0, dec=dec, dec_wall=dec_wall,
+                short=sum(1 for o in out if o[0] < n), finish=dict(collections.Counter(o[4] for o in out)),
+                prompt_tokens=sum(o[5] or 0 for o in out), load=loadavg()[0])
+
+
+def loadavg():
+    """The 1, 5 and 15-minute load averages as strings."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
+if __name__ == "__main__":
+    # for the shell benchmarks (bench/cpu-vs-llamacpp): bench/benchlib.py llama-info [FLAVOUR]
+    import sys
+    if len(sys.argv) >= 2 and sys.argv[1] == "llama-info":
+        print("\n".join(llama_info(sys.argv[2] if len(sys.argv) > 2 else "native")))
+    else:
+        sys.exit("usage: bench/benchlib.py llama-info [native|ref|cuda]")
