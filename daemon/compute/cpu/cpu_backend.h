@@ -26,6 +26,21 @@ static inline struct cpu_backend *cpu_of(struct backend *b)
 int cpu_matmul(struct backend *b, const struct wtensor *w, const float *x, int n, float *y);
 int cpu_matmuls(struct backend *b, const struct wtensor *const *w, int nw, const float *x, int n,
 		float *const *y);
+/* The element-wise and row ops (elementwise.c; backend.h says what each
+ * computes).  cpu_gelu_init fills the GELU table once per process. */
+void cpu_gelu_init(void);
+void cpu_gelu_mul(struct backend *b, float *g, const float *u, int64_t n);
+void cpu_silu_mul(struct backend *b, float *g, const float *u, int64_t n);
+void cpu_swiglu_oai(struct backend *b, float *g, const float *u, int64_t n, float alpha, float limit);
+void cpu_add(struct backend *b, float *x, const float *y, int64_t n);
+void cpu_add_bias(struct backend *b, float *x, const struct wtensor *bias, int n);
+void cpu_rmsnorm(struct backend *b, const float *x, const struct wtensor *w, float *y, int width, int n,
+		 float eps);
+void cpu_rope(struct backend *b, float *x, int n, int n_heads, int head_dim, int pos0,
+	      const struct rope_params *rp);
+void cpu_round_fp16(struct backend *b, float *dst, const float *src, int64_t n);
+void cpu_store_fp16(struct backend *b, uint16_t *dst, const float *src, int64_t n);
+void cpu_scale(struct backend *b, float *x, float s, int64_t n);
 /* k, v: the F16 KV cache's halves (backend.h's attention op) */
 void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
 		   float *out, const struct attn_params *ap);

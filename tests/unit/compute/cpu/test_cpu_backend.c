@@ -293,6 +293,84 @@ START_TEST(rmsnorm_rope_gelu_silu)
 }
 END_TEST
 
+/* The element-wise and row ops on a prefill-sized batch (past the size
+ * where the pool splits them) give one thread's bits on 2 and 3 threads,
+ * with and without the SIMD paths; and the 8-wide GELU equals the scalar
+ * one on every fp16 value, the +-10 edges, infinities and NaN. */
+START_TEST(elementwise_split_is_exact)
+{
+	enum { W = 640, R = 67, N = W * R, HD = 64 };
+	const int64_t big = (int64_t)N;
+	float *in = malloc(sizeof(float) * N), *u = malloc(sizeof(float) * N);
+	float *ref[8], *got = malloc(sizeof(float) * N);
+	uint16_t *h_ref = malloc(2 * N), *h_got = malloc(2 * N);
+	unsigned seed = 77;
+	for (int i = 0; i < N; i++) {
+		in[i] = frand(&seed) * 12.0f; /* past the GELU's +-10 */
+		u[i] = frand(&seed);
+	}
+	in[5] = INFINITY, in[6] = -INFINITY, in[7] = NAN, in[8] = -10.0f, in[9] = 10.0f;
+	float nw[W];
+	for (int i = 0; i < W; i++)
+		nw[i] = frand(&seed);
+	struct wtensor norm = { .name = "n", .type = QTYPE_F32, .ne0 = W, .ne1 = 1, .row_bytes = 4 * W,
+				.data = nw };
+	struct rope_params rp = { .kind = ROPE_NEOX, .n_rot = HD, .base = 10000.0f, .freq_scale = 1.0f };
+	for (int scalar = 0; scalar <= 1; scalar++) {
+		qdot_force_scalar(scalar);
+		for (int th = 1; th <= 3; th++) {
+			struct backend *b = make(th, W, R, 16);
+			for (int op = 0; op < 8; op++) {
+				memcpy(got, in, sizeof(float) * N);
+				switch (op) {
+				case 0: b->ops->gelu_mul(b, got, u, big); break;
+				case 1: b->ops->silu_mul(b, got, u, big); break;
+				case 2: b->ops->swiglu_oai(b, got, u, big, 1.702f, 7.0f); break;
+				case 3: b->ops->add(b, got, u, big); break;
+				case 4: b->ops->rmsnorm(b, in, &norm, got, W, R, 1e-6f); break;
+				case 5: b->ops->rope(b, got, R, W / HD, HD, 3, &rp); break;
+				case 6: b->ops->round_fp16(b, got, in, big); break;
+				default: b->ops->scale(b, got, 0.125f, big); break;
+				}
+				if (th == 1) {
+					ref[op] = malloc(sizeof(float) * N);
+					memcpy(ref[op], got, sizeof(float) * N);
+				} else {
+					ck_assert_msg(!memcmp(ref[op], got, sizeof(float) * N),
+						      "op %d on %d threads (scalar %d) differs from one thread", op,
+						      th, scalar);
+				}
+			}
+			b->ops->store_fp16(b, th == 1 ? h_ref : h_got, in, big);
+			if (th > 1)
+				ck_assert(!memcmp(h_ref, h_got, 2 * N));
+			backend_free(b);
+		}
+		for (int op = 0; op < 8; op++)
+			free(ref[op]);
+	}
+	/* every fp16 value through the GELU, SIMD against scalar */
+	float *g16 = malloc(sizeof(float) * 65536), *g16s = malloc(sizeof(float) * 65536);
+	float *ones = malloc(sizeof(float) * 65536);
+	for (int i = 0; i < 65536; i++) {
+		g16[i] = fp16_to_fp32((uint16_t)i);
+		ones[i] = 1.0f - (float)(i % 7) / 8;
+	}
+	memcpy(g16s, g16, sizeof(float) * 65536);
+	struct backend *b = make(2, W, R, 16);
+	qdot_force_scalar(true);
+	b->ops->gelu_mul(b, g16s, ones, 65536);
+	qdot_force_scalar(false);
+	b->ops->gelu_mul(b, g16, ones, 65536);
+	for (int i = 0; i < 65536; i++)
+		ck_assert_msg(!memcmp(&g16[i], &g16s[i], 4), "gelu of half 0x%04x: %a vs scalar %a", i,
+			      g16[i], g16s[i]);
+	backend_free(b);
+	free(g16), free(g16s), free(ones);
+	free(in), free(u), free(got), free(h_ref), free(h_got);
+}
+END_TEST
+
 /* YaRN (gpt-oss's RoPE), written out from its definition in double: dim
  * pair i turns by theta_i = mix(pos * base^(-2i/d) * freq_scale, pos *
  * base^(-2i/d)) with ramp_mix = ext * (1 - clamp((i - c0) / (c1 - c0), 0,
@@ -617,6 +695,7 @@ int main(void)
 	tcase_add_test(tc, matmul_matches_dequantised_product);
 	tcase_add_test(tc, matmul_rejects_out_of_limits);
 	tcase_add_test(tc, matmuls_equal_separate_matmuls);
+	tcase_add_test(tc, elementwise_split_is_exact);
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
 	tcase_add_test(tc, attention_grouped_heads_bit_exact);
