@@ -779,13 +779,36 @@ QDOT4_INLINE __m256 tq_fma(const struct tile_blk *b, const float *ds, __m256i yv
 	return _mm256_fmadd_ps(_mm256_broadcast_ss(ds), mul_sum_i8_abs_float(aq, q, yv), acc);
 }
 
+/* Where block k's four activation sums sit in tq_sums_t's output. */
+static inline int tq_ys_at(int k)
+{
+	return 8 * (k & 3) + 4 * (k >> 2);
+}
+
+/* The Q8_1 sums s of blocks [i, i + 8) of four activation rows, transposed
+ * into out[32] so that block k's four are the floats at tq_ys_at(k). */
+QDOT_AVX2 static inline void tq_sums_t(const uint8_t *const y[4], int64_t i, int kb, float out[32])
+{
+	const size_t ab = sizeof(struct qtype_block_q8_1), so = offsetof(struct qtype_block_q8_1, s);
+	__m256 v[4];
+	for (int t = 0; t < 4; t++)
+		v[t] = halves_n(y[t] + (size_t)i * ab + so, ab, kb);
+	const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+	const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+	_mm256_storeu_ps(out, _mm256_shuffle_ps(t0, t2, 0x44));      /* blocks 0 | 4 */
+	_mm256_storeu_ps(out + 8, _mm256_shuffle_ps(t0, t2, 0xee));  /* blocks 1 | 5 */
+	_mm256_storeu_ps(out + 16, _mm256_shuffle_ps(t1, t3, 0x44)); /* blocks 2 | 6 */
+	_mm256_storeu_ps(out + 24, _mm256_shuffle_ps(t1, t3, 0xee)); /* blocks 3 | 7 */
+}
+
 /* nr (<= TQ_ROWS, constant) unpacked weight rows from r0 through blocks
- * [i, i + kb) with na activation rows y[] (activation scales ya, for
- * TQ_MIN the sums ys); acc, acc2 (TQ_MXFP4) and summs (TQ_MIN) in and out. */
+ * [i, i + kb) with na activation rows y[] (activation scales ya; for
+ * TQ_MIN the sums, block k's four in lanes t of ys + tq_ys_at(k)); acc,
+ * acc2 (TQ_MXFP4) and summs (TQ_MIN, lane t) in and out. */
 QDOT4_INLINE void tile_q32_rows(const struct tq_rows *w, int r0, const int nr,
 				const enum tq_kind kind, const uint8_t *const y[4],
-				const __m256 ya[4], const __m256 ys[4], const int na, int64_t i,
-				int kb, __m256 acc[][4], __m256 acc2[][4], float summs[][4])
+				const __m256 ya[4], const float *ys, const int na, int64_t i,
+				int kb, __m256 acc[][4], __m256 acc2[][4], __m128 summs[])
 {
 	const size_t ab = TQ_ACT_BYTES(kind);
 	float ds[2][4][8];
@@ -819,14 +842,15 @@ QDOT4_INLINE void tile_q32_rows(const struct tq_rows *w, int r0, const int nr,
 			acc[r0 + r][t] = a[r][t];
 			if (kind == TQ_MXFP4)
 				acc2[r0 + r][t] = a2[r][t];
-			if (kind == TQ_MIN) {
-				float yk[8];
-				_mm256_storeu_ps(yk, ys[t]);
-				float s = summs[r0 + r][t];
-				for (int k = 0; k < kb; k++)
-					s = cpu_fma_ss(w->m[r0 + r][i + k], yk[k], s);
-				summs[r0 + r][t] = s;
-			}
+		}
+		/* the min chains of the four activation rows side by side: lane t
+		 * is fma(m, s_t, summs_t), the single kernel's rounding */
+		if (kind == TQ_MIN) {
+			__m128 s = summs[r0 + r];
+			for (int k = 0; k < kb; k++)
+				s = _mm_fmadd_ps(_mm_broadcast_ss(&w->m[r0 + r][i + k]),
+						 _mm_loadu_ps(ys + tq_ys_at(k)), s);
+			summs[r0 + r] = s;
 		}
 	}
 }
@@ -851,28 +875,26 @@ QDOT4_INLINE void tile_q32_group(const struct tq_rows *w, int nw, const enum tq_
 	/* acc2 and summs stay untouched (and are optimised away) where kind
 	 * does not use them */
 	__m256 acc[QDOT_TILE_ROWS][4], acc2[QDOT_TILE_ROWS][4];
-	float summs[QDOT_TILE_ROWS][4];
+	__m128 summs[QDOT_TILE_ROWS];
 	for (int r = 0; r < nw; r++) {
 		for (int t = 0; t < na; t++) {
 			acc[r][t] = _mm256_setzero_ps();
 			if (kind == TQ_MXFP4)
 				acc2[r][t] = _mm256_setzero_ps();
-			if (kind == TQ_MIN)
-				summs[r][t] = 0.0f;
 		}
+		summs[r] = _mm_setzero_ps();
 	}
 	/* MXFP4's odd last block is not in the vector accumulators */
 	const int64_t nv = kind == TQ_MXFP4 ? nb & ~(int64_t)1 : nb;
 	const int nr = TQ_ROWS(kind);
 	for (int64_t i = 0; i < nv; i += 8) {
 		const int kb = nv - i < 8 ? (int)(nv - i) : 8;
-		__m256 ya[4], ys[4];
-		for (int t = 0; t < na; t++) {
+		__m256 ya[4];
+		float ys[32];
+		for (int t = 0; t < na; t++)
 			ya[t] = halves_n(y[t] + (size_t)i * ab, ab, kb);
-			ys[t] = kind == TQ_MIN ? halves_n(y[t] + (size_t)i * ab +
-							  offsetof(struct qtype_block_q8_1, s), ab, kb)
-					       : _mm256_setzero_ps();
-		}
+		if (kind == TQ_MIN)
+			tq_sums_t(y, i, kb, ys);
 		int r = 0;
 		for (; r + nr <= nw; r += nr)
 			tile_q32_rows(w, r, nr, kind, y, ya, ys, na, i, kb, acc, acc2, summs);
@@ -892,7 +914,9 @@ QDOT4_INLINE void tile_q32_group(const struct tq_rows *w, int nw, const enum tq_
 					s = cpu_fma_ss(d, (float)tq_isum(&w->x[r][nv], load256(yb + ab - QTYPE_QK)), s);
 				}
 			} else if (kind == TQ_MIN) {
-				s = cpu_hsum8(acc[r][t]) + summs[r][t];
+				float sm[4];
+				_mm_storeu_ps(sm, summs[r]);
+				s = cpu_hsum8(acc[r][t]) + sm[t];
 			} else {
 				s = cpu_hsum8(acc[r][t]);
 			}
