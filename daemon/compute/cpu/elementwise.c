@@ -60,6 +60,20 @@ static void par_range(struct backend *b, int64_t n, int64_t values, int64_t alig
 	tpool_run(pool, range_share, &j);
 }
 
+#ifdef CPU_HAVE_AVX2_CODE
+#define SIMD_RANGE(f) f
+#else
+#define SIMD_RANGE(f) NULL
+#endif
+
+/* par_range over n values for the ops with an 8-wide path (simd, NULL
+ * where there is none) beside the plain one: the 8-wide one where the AVX2
+ * kernels are active. */
+static void par_values(struct backend *b, int64_t n, range_fn simd, range_fn plain, void *ctx)
+{
+	par_range(b, n, 1, 64, simd && qdot_simd_active() ? simd : plain, ctx);
+}
+
 /* The operands of an element-wise op (which fields mean what: the op's own
  * range function says). */
 struct ew {
@@ -143,13 +157,7 @@ CPU_AVX2 static void gelu_mul_range_avx2(void *ctx, int64_t lo, int64_t hi)
 void cpu_gelu_mul(struct backend *b, float *g, const float *u, int64_t n)
 {
 	struct ew e = { .x = g, .y = u };
-#ifdef CPU_HAVE_AVX2_CODE
-	if (qdot_simd_active()) {
-		par_range(b, n, 1, 64, gelu_mul_range_avx2, &e);
-		return;
-	}
-#endif
-	par_range(b, n, 1, 64, gelu_mul_range, &e);
+	par_values(b, n, SIMD_RANGE(gelu_mul_range_avx2), gelu_mul_range, &e);
 }
 
 static void silu_mul_range(void *ctx, int64_t lo, int64_t hi)
@@ -178,13 +186,7 @@ CPU_AVX2 static void silu_mul_range_avx2(void *ctx, int64_t lo, int64_t hi)
 void cpu_silu_mul(struct backend *b, float *g, const float *u, int64_t n)
 {
 	struct ew e = { .x = g, .y = u };
-#ifdef CPU_HAVE_AVX2_CODE
-	if (qdot_simd_active()) {
-		par_range(b, n, 1, 64, silu_mul_range_avx2, &e);
-		return;
-	}
-#endif
-	par_range(b, n, 1, 64, silu_mul_range, &e);
+	par_values(b, n, SIMD_RANGE(silu_mul_range_avx2), silu_mul_range, &e);
 }
 
 /* ggml's swiglu_oai has no SIMD path: one loop, its operations. */
@@ -376,13 +378,7 @@ CPU_AVX2 static void store_fp16_range_avx2(void *ctx, int64_t lo, int64_t hi)
 void cpu_store_fp16(struct backend *b, uint16_t *dst, const float *src, int64_t n)
 {
 	struct ew e = { .y = src, .w = dst };
-#ifdef CPU_HAVE_AVX2_CODE
-	if (qdot_simd_active()) {
-		par_range(b, n, 1, 64, store_fp16_range_avx2, &e);
-		return;
-	}
-#endif
-	par_range(b, n, 1, 64, store_fp16_range, &e);
+	par_values(b, n, SIMD_RANGE(store_fp16_range_avx2), store_fp16_range, &e);
 }
 
 static void scale_range(void *ctx, int64_t lo, int64_t hi)

@@ -161,6 +161,20 @@ CPU_AVX2 static float dot_bf16(const void *w, const void *act, int64_t n)
 #define TILE_R 3
 #define TILE_T 4
 
+/* The 8-value chunk at i of nr rows times nt tokens into acc. */
+FLOAT_INLINE void fk_chunk(enum fkind k, int nr, int nt, const void *const *w, const float *const *a, int64_t i,
+			   __m256 acc[TILE_R][TILE_T])
+{
+	__m256 wv[TILE_R];
+	for (int r = 0; r < nr; r++)
+		wv[r] = fk_load8(k, w[r], i);
+	for (int t = 0; t < nt; t++) {
+		const __m256 av = _mm256_loadu_ps(a[t] + i);
+		for (int r = 0; r < nr; r++)
+			acc[r][t] = _mm256_fmadd_ps(wv[r], av, acc[r][t]);
+	}
+}
+
 /* Accumulator j of nr rows x nt tokens into s[j][r][t]: the chunks the
  * single kernel gives accumulator j, in its order. */
 FLOAT_INLINE void fk_pass(enum fkind k, int nr, int nt, int j, const void *const *w, const float *const *a,
@@ -172,28 +186,10 @@ FLOAT_INLINE void fk_pass(enum fkind k, int nr, int nt, int j, const void *const
 		for (int t = 0; t < nt; t++)
 			acc[r][t] = _mm256_setzero_ps();
 	const int64_t ge = fk_group_end(k, n), ce = fk_chunk_end(k, n);
-	for (int64_t i = 8 * j; i < ge; i += 8 * nacc) {
-		__m256 wv[TILE_R];
-		for (int r = 0; r < nr; r++)
-			wv[r] = fk_load8(k, w[r], i);
-		for (int t = 0; t < nt; t++) {
-			const __m256 av = _mm256_loadu_ps(a[t] + i);
-			for (int r = 0; r < nr; r++)
-				acc[r][t] = _mm256_fmadd_ps(wv[r], av, acc[r][t]);
-		}
-	}
-	if (j == 0) {
-		for (int64_t i = ge; i < ce; i += 8) {
-			__m256 wv[TILE_R];
-			for (int r = 0; r < nr; r++)
-				wv[r] = fk_load8(k, w[r], i);
-			for (int t = 0; t < nt; t++) {
-				const __m256 av = _mm256_loadu_ps(a[t] + i);
-				for (int r = 0; r < nr; r++)
-					acc[r][t] = _mm256_fmadd_ps(wv[r], av, acc[r][t]);
-			}
-		}
-	}
+	for (int64_t i = 8 * j; i < ge; i += 8 * nacc)
+		fk_chunk(k, nr, nt, w, a, i, acc);
+	for (int64_t i = ge; j == 0 && i < ce; i += 8)
+		fk_chunk(k, nr, nt, w, a, i, acc);
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
 			s[j][r][t] = acc[r][t];
