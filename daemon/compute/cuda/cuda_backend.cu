@@ -344,6 +344,7 @@ static const struct cuda_backend_ops cuda_ops = {
 		be_sync,
 		be_gather_rows,
 		be_scatter_scaled_rows,
+		NULL, /* matmuls: the forward pass runs one matmul per weight */
 	},
 	be_ctx,
 };
