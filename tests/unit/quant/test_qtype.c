@@ -695,7 +695,7 @@ START_TEST(tile_matches_single)
 	}
 	const qdot_fn dot = qdot_get(id);
 	rng_state = 0x9e3779b97f4a7c15ULL ^ id;
-	static const int64_t blocks[] = { 1, 3, 8, 9, 20, 23, 64, 200, 1031 };
+	static const int64_t blocks[] = { 1, 3, 8, 9, 20, 23, 64, 200, 1031, 2085 };
 	enum { NA = 9, OS = QDOT_TILE_ROWS + 3 };
 	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
 		const int64_t n = blocks[c] * t->block_elems;
