@@ -1,4 +1,4 @@
-/* guard.c - checks on a request's head before its body is read (guard.h). */
+/* guard.c - Host, Origin and media type checks on a request's head (guard.h). */
 #include "http/guard.h"
 
 #include <ctype.h>
@@ -8,42 +8,6 @@
 #include <strings.h>
 
 #define INVALID "invalid_request_error"
-
-/* ---- the request target ---- */
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-void guard_uri_scan(char *uri, struct guard_uri *out)
-{
-	memset(out, 0, sizeof(*out));
-	char *q = strchr(uri, '?');
-	for (char *p = uri; *p; p++) {
-		if (*p != '%' || hexval(p[1]) < 0 || hexval(p[2]) < 0)
-			continue;
-		int v = hexval(p[1]) * 16 + hexval(p[2]);
-		if (v == 0)
-			out->nul = true;
-		else if ((v < 0x20 || v == 0x7f) && (!q || p < q))
-			out->ctl = true;
-	}
-	if (!q)
-		return;
-	/* libmicrohttpd counts "a&&b" as arguments a, "", b. */
-	int n = 1;
-	for (char *p = q + 1; *p; p++)
-		n += *p == '&';
-	out->n_args = n;
-	if (n > GUARD_MAX_ARGS)
-		for (char *p = q + 1; *p; p++)
-			if (*p == '&')
-				*p = '_';
-}
 
 /* ---- Host and Origin ---- */
 
@@ -127,124 +91,6 @@ bool guard_host_allowed(const struct config *cfg, const char *host, size_t len)
 		p = end;
 	}
 	return false;
-}
-
-/* ---- the head ---- */
-
-struct head_scan {
-	int n_cl, n_te;
-	char cl[32];
-	bool cl_bad, cl_differ;
-	char te[64];
-	char bad_name[48];        /* the first field name with a space or control byte */
-	char nul_name[48];        /* the first field whose value holds a NUL */
-};
-
-/* libmicrohttpd 0.9.75 ends a field value at its first NUL byte (its
- * length is the strlen) and hides the rest: "Bearer KEY\0junk" reads as
- * "Bearer KEY".  It terminates each header line in its own read buffer by
- * turning the CR and LF into NULs, so a value that was cut short is
- * followed by its NUL and then more bytes of the same line instead of the
- * NUL that was its CR.  (A line ending in a bare LF looks the same and is
- * refused with it; RFC 9112 2.2 lets a server refuse those.)  Later
- * releases keep the whole value and give its length; there memchr finds
- * the NUL. */
-static bool value_cut_at_nul(const char *v, size_t n)
-{
-#if MHD_VERSION < 0x00097700
-	if (v[n] != 0)
-		return false;
-	unsigned char next = (unsigned char)v[n + 1];
-	return next != 0 && next != ' ' && next != '\t';
-#else
-	(void)v;
-	(void)n;
-	return false;
-#endif
-}
-
-static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
-				  const char *value, size_t value_size)
-{
-	struct head_scan *h = cls;
-	(void)kind;
-	if (!key)
-		return MHD_YES;
-	for (size_t i = 0; i < key_size; i++) {
-		unsigned char ch = (unsigned char)key[i];
-		if (ch <= ' ' || ch == 0x7f || ch == ':') {
-			if (!h->bad_name[0])
-				snprintf(h->bad_name, sizeof(h->bad_name), "%.*s", (int)(key_size < 40 ? key_size : 40),
-					 key);
-			break;
-		}
-	}
-	if (value && (memchr(value, 0, value_size) || value_cut_at_nul(value, value_size)) && !h->nul_name[0])
-		snprintf(h->nul_name, sizeof(h->nul_name), "%.*s", (int)(key_size < 40 ? key_size : 40), key);
-	const char *v = value ? value : "";
-	if (key_size == 14 && !strncasecmp(key, "Content-Length", 14)) {
-		if (h->n_cl++ == 0) {
-			snprintf(h->cl, sizeof(h->cl), "%s", v);
-			if (strlen(v) >= sizeof(h->cl))
-				h->cl_bad = true;
-		} else if (strcmp(h->cl, v)) {
-			h->cl_differ = true;
-		}
-	} else if (key_size == 17 && !strncasecmp(key, "Transfer-Encoding", 17)) {
-		if (h->n_te++ == 0)
-			snprintf(h->te, sizeof(h->te), "%s", v);
-	}
-	return MHD_YES;
-}
-
-int guard_framing(struct MHD_Connection *c, const struct guard_uri *u, struct api_error *e)
-{
-	if (u && u->nul)
-		return api_fail(e, 400, INVALID, NULL, "invalid_request_target",
-				"the request target contains an escaped NUL byte (%%00)");
-	if (u && u->ctl)
-		return api_fail(e, 400, INVALID, NULL, "invalid_request_target",
-				"the request path contains an escaped control byte");
-	if (u && u->n_args > GUARD_MAX_ARGS)
-		return api_fail(e, 414, INVALID, NULL, "uri_too_long",
-				"the request target has %d query arguments; at most %d", u->n_args,
-				GUARD_MAX_ARGS);
-	struct head_scan h;
-	memset(&h, 0, sizeof(h));
-	MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_field, &h);
-	if (h.bad_name[0])
-		return api_fail(e, 400, INVALID, NULL, "invalid_header",
-				"header field name '%s' contains a space or control character (RFC 9112 5.1)",
-				h.bad_name);
-	if (h.nul_name[0])
-		return api_fail(e, 400, INVALID, NULL, "invalid_header",
-				"header '%s' contains a NUL byte (or its line ends in a bare LF)", h.nul_name);
-	if (h.n_te && h.n_cl)
-		return api_fail(e, 400, INVALID, NULL, "invalid_framing",
-				"both Content-Length and Transfer-Encoding given (RFC 9112 6.3)");
-	if (h.n_cl > 1 && h.cl_differ)
-		return api_fail(e, 400, INVALID, NULL, "invalid_framing",
-				"several different Content-Length headers (RFC 9112 6.3)");
-	if (h.n_cl) {
-		bool digits = h.cl[0] && !h.cl_bad;
-		for (const char *p = h.cl; *p; p++)
-			digits = digits && *p >= '0' && *p <= '9';
-		if (!digits)
-			return api_fail(e, 400, INVALID, NULL, "invalid_framing",
-					"Content-Length '%.24s' is not a decimal number", h.cl);
-	}
-	if (h.n_te) {
-		const char *t = h.te;
-		size_t n = strlen(t);
-		while (n && (*t == ' ' || *t == '\t'))
-			t++, n--;
-		while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
-			n--;
-		if (h.n_te > 1 || n != 7 || strncasecmp(t, "chunked", 7))
-			return api_fail(e, 501, INVALID, NULL, "unsupported_transfer_coding",
-					"Transfer-Encoding '%.48s' is not supported: only 'chunked'", h.te);
-	}
-	return 0;
 }
 
 int guard_access(struct MHD_Connection *c, const struct config *cfg, bool json_body,

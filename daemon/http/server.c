@@ -18,6 +18,7 @@
 #include "http/tools.h"
 #include "http/api.h"
 #include "formats/json_err.h"
+#include "http/front.h"
 #include "http/guard.h"
 #include "http/web.h"
 #include "util/mapfile.h"
@@ -47,7 +48,6 @@ struct conn_slot {
 	bool cut;           /* shut down by the sweep */
 	struct hreq *gen;   /* a generation in the worker's hands, or NULL */
 	/* Owned by the connection's HTTP thread (not read by the sweep). */
-	struct guard_uri uri;   /* the current request's raw target (on_uri) */
 	int over;           /* OVER_*: refused with 503 at its first request */
 	/* Under conns_lock. */
 	struct sockaddr_storage addr;
@@ -572,7 +572,7 @@ static enum MHD_Result finish_generation(struct hreq *r)
  * key, media type and declared size are checked before a byte of its body
  * is read.  A refusal here leaves the body unread, so it closes the
  * connection (r->close_after): the body is never parsed as a request. */
-static enum MHD_Result admit(struct server *s, struct hreq *r, int over, const struct guard_uri *u)
+static enum MHD_Result admit(struct server *s, struct hreq *r, int over)
 {
 	struct api_error e = { 0 };
 	const struct route *rt = NULL;
@@ -587,10 +587,6 @@ static enum MHD_Result admit(struct server *s, struct hreq *r, int over, const s
 					   "too many connections (limits.max_connections = %d)",
 			 over == OVER_IP ? s->cfg->limits.max_connections_per_ip : s->cfg->limits.max_connections);
 		e.retry_after = 1;
-		return reply_error(r, &e, NULL);
-	}
-	if (guard_framing(r->conn, u, &e)) {
-		r->close_after = true;
 		return reply_error(r, &e, NULL);
 	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
@@ -626,7 +622,7 @@ static enum MHD_Result admit(struct server *s, struct hreq *r, int over, const s
 	}
 	const uint64_t max_body = s->cfg->limits.max_body;
 	if (cl) {
-		/* guard_framing let only digits through. */
+		/* The framing scanner let only digits through (framing.c). */
 		errno = 0;
 		unsigned long long n = strtoull(cl, NULL, 10);
 		if (errno || n > max_body) {
@@ -749,14 +745,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		/* The headers are complete: the sweep's header bound is over. */
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		r->slot = ci ? ci->socket_context : NULL;
-		int over = OVER_NONE;
-		struct guard_uri u = { 0 };
-		if (r->slot) {
-			over = r->slot->over;
-			u = r->slot->uri;
-			memset(&r->slot->uri, 0, sizeof(r->slot->uri));
-		}
-		enum MHD_Result ret = admit(s, r, over, r->slot ? &u : NULL);
+		enum MHD_Result ret = admit(s, r, r->slot ? r->slot->over : OVER_NONE);
 		if (r->slot) {
 			pthread_mutex_lock(&s->conns_lock);
 			r->slot->in_headers = false;
@@ -993,21 +982,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 	}
 }
 
-/* The request line is in, its headers not yet: note what libmicrohttpd's
- * unescaping and argument splitting would hide (guard.h).  Returns no
- * request context: on_request makes it. */
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
-{
-	(void)cls;
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	struct conn_slot *cs = ci ? ci->socket_context : NULL;
-	struct guard_uri u;
-	guard_uri_scan((char *)uri, &u);
-	if (cs)
-		cs->uri = u;
-	return NULL;
-}
-
 /* Run by the main thread a few times a second.
  *  - libmicrohttpd's timeout closes idle connections only, and each byte
  *    received resets it: a client trickling its headers a byte at a time
@@ -1097,6 +1071,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	char buf[512];
 	(void)cls;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
+	/* Its connections are socketpairs from front.c, where TCP_NODELAY and
+	 * TCP_CORK do not exist (libmicrohttpd 0.9.75 tries them before each
+	 * send and reports the failure, and then that it could not push the
+	 * data: a Unix socket has nothing to push). */
+	if (strstr(buf, "TCP_NODELAY") || strstr(buf, "TCP_CORK") || strstr(buf, "push the data from buffers"))
+		return;
 	/* libmicrohttpd reports what clients do wrong (a closed connection,
 	 * a malformed request) as errors: rate-limited. */
 	log_client(LOG_WARN, "http: %s", buf);
@@ -1111,30 +1091,37 @@ static int hard_extra(int limit)
 	return limit / 4 > 16 ? limit / 4 : 16;
 }
 
-static struct MHD_Daemon *start_mhd(struct server *s, struct addrinfo *ai)
+static struct MHD_Daemon *start_mhd(struct server *s)
 {
 	const struct config *c = s->cfg;
+	/* The connections come from front.c (MHD_add_connection from its
+	 * thread: hence the inter-thread channel). */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-			 MHD_USE_ERROR_LOG;
-	if (ai->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
+			 MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
 	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->server.http_threads,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(c->limits.connection_timeout + 0.5),
 		/* Above the configured limits, which admit_connection enforces
 		 * with a 503 (or by closing idle connections): past these hard
-		 * ones libmicrohttpd resets a connection without a status. */
+		 * ones libmicrohttpd closes a connection without a status. */
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(c->limits.max_connections + hard_extra(c->limits.max_connections)),
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, c->limits.max_connections_per_ip ?
 			(unsigned)(c->limits.max_connections_per_ip + hard_extra(c->limits.max_connections_per_ip)) : 0u,
-		MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->limits.connection_memory,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
 		MHD_OPTION_END);
+}
+
+/* The longest request head the front takes: a quarter of libmicrohttpd's
+ * per-connection pool (which holds the head, its parsed fields and the
+ * response's head), so that libmicrohttpd never runs out of it on a head
+ * the front passed. */
+static size_t head_max(const struct config *c)
+{
+	size_t n = (size_t)c->limits.connection_memory / 4;
+	return n < 2048 ? 2048 : n > 65536 ? 65536 : n;
 }
 
 int server_listen(struct server *s, const struct config *cfg, const char *model_path,
@@ -1153,14 +1140,29 @@ int server_listen(struct server *s, const struct config *cfg, const char *model_
 	int gai = getaddrinfo(cfg->server.host, port, &hints, &ai);
 	if (gai)
 		return smk_fail(err, -EINVAL, "server.host '%s': %s", cfg->server.host, gai_strerror(gai));
-	s->mhd = start_mhd(s, ai);
+	struct smk_err ferr = { 0 };
+	/* Room for libmicrohttpd's hard limit and as many again closing
+	 * (a relay lives on until both its sides are done). */
+	const int hard = cfg->limits.max_connections + hard_extra(cfg->limits.max_connections);
+	s->front = front_open(s, ai, head_max(cfg), 2 * hard, &s->port, &ferr);
 	freeaddrinfo(ai);
-	if (!s->mhd)
+	if (!s->front)
 		return smk_fail(err, -EADDRINUSE,
-				"cannot listen on %s port %d (in use, or not an address of this host?)",
-				cfg->server.host, cfg->server.port);
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	s->port = info ? info->port : cfg->server.port;
+				"cannot listen on %s port %d (in use, or not an address of this host?): %s",
+				cfg->server.host, cfg->server.port, ferr.msg);
+	s->mhd = start_mhd(s);
+	if (!s->mhd) {
+		front_close(s->front);
+		s->front = NULL;
+		return smk_fail(err, -ENOMEM, "cannot start libmicrohttpd");
+	}
+	if (front_start(s->front, s->mhd, err)) {
+		MHD_stop_daemon(s->mhd);
+		s->mhd = NULL;
+		front_close(s->front);
+		s->front = NULL;
+		return -1;
+	}
 	return 0;
 }
 
@@ -1192,9 +1194,7 @@ void server_stop(struct server *s, double grace)
 {
 	int state = atomic_load(&s->state);
 	atomic_store(&s->state, state == SERVER_FAILED ? SERVER_FAILED : SERVER_STOPPING);
-	int lfd = MHD_quiesce_daemon(s->mhd);
-	if (lfd >= 0)
-		close(lfd);
+	front_stop_accepting(s->front);
 	if (s->w) {
 		worker_drain(s->w, grace);
 		/* Give the last responses a moment to reach their clients. */
@@ -1204,4 +1204,6 @@ void server_stop(struct server *s, double grace)
 	}
 	MHD_stop_daemon(s->mhd);
 	s->mhd = NULL;
+	front_close(s->front);
+	s->front = NULL;
 }

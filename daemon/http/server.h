@@ -52,6 +52,7 @@
 enum server_state { SERVER_LOADING, SERVER_READY, SERVER_STOPPING, SERVER_FAILED };
 
 struct conn_slot;
+struct front;
 
 /* HTTP statuses counted by /metrics. */
 enum { HTTP_CODES = 14 };
@@ -60,6 +61,7 @@ extern const int server_codes[HTTP_CODES];
 struct server {
 	const struct config *cfg;
 	struct MHD_Daemon *mhd;
+	struct front *front;               /* the listener and relay (front.h) */
 	int port;                          /* the bound port */
 	atomic_int state;
 	atomic_bool draining;              /* READY, but /health says 503 "draining" */

@@ -18,9 +18,13 @@ before the fix.
  f. A chunked body over limits.max_body: 413 (JSON), and /metrics agrees.
  g. SIGUSR1 logs a status line and the daemon serves on; SIGHUP drains like
     SIGTERM: a running stream ends with [DONE], exit status 0.
- h. Errors for what the daemon can see in a head are JSON with
-    Content-Type (checked in c, d, l); what only libmicrohttpd sees stays
-    its own (docs/security.md).
+ h. What libmicrohttpd used to answer itself (HTML without Content-Type;
+    a malformed Content-Length with two status lines) - a Content-Length
+    it cannot parse, a bad chunk, a request line or head too long for its
+    pool, an unknown HTTP version, HTTP/1.1 without Host - is answered with
+    the API's JSON error, one status line, and the connection closed; a
+    refused request after a good one on the same connection gets its error
+    after the good one's answer; /metrics counts the refusals.
  i. A Host or Origin that is not the server's: 403; a body that is not
     application/json: 415; --allowed-hosts widens the list.
  j. At limits.max_connections, idle kept-alive connections make room for a
@@ -38,6 +42,7 @@ Skipped (exit 77) without the model.
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,7 +88,9 @@ def raw(port, data, wait=8.0, source=None):
 
 def parse(resp):
     """(status, headers dict lower-case, body bytes, number of status lines)."""
-    n_status = resp.count(b"HTTP/1.1 ")
+    # Status lines start the response or follow a CRLF (a message's text
+    # may name "HTTP/1.1" too).
+    n_status = len(re.findall(rb"(?:^|\r\n)HTTP/1\.[01] \d{3} ", resp))
     head, _, body = resp.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     try:
@@ -268,13 +275,51 @@ def part_framing(port):
     still_serving(port, "framing")
 
 
-def metric_413(port):
+def metric_code(port, code):
     s, text = request(port, "GET", "/metrics", timeout=60)
     text = text.decode() if isinstance(text, bytes) else str(text)
     for line in text.splitlines():
-        if line.startswith('smoke_http_responses_total{code="413"}'):
+        if line.startswith('smoke_http_responses_total{code="%d"}' % code):
             return int(float(line.split()[-1]))
     return None
+
+
+def metric_413(port):
+    return metric_code(port, 413)
+
+
+def part_h(port):
+    ct = b"Content-Type: application/json\r\n"
+    m400 = metric_code(port, 400)
+    expect_error(port, "h: Content-Length: abc", head(b"POST", b"/tokenize", ct + b"Content-Length: abc\r\n"),
+                 400, "invalid_framing")
+    expect_error(port, "h: Content-Length: 1,1", head(b"POST", b"/tokenize", ct + b"Content-Length: 1,1\r\n", b"{"),
+                 400, "invalid_framing")
+    expect_error(port, "h: a chunk size that is not hex",
+                 head(b"POST", b"/tokenize", ct + b"Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n"),
+                 400, "invalid_chunk")
+    expect_error(port, "h: HTTP/1.1 without Host", b"GET /health HTTP/1.1\r\n\r\n", 400, "invalid_host")
+    expect_error(port, "h: a line ending in a bare LF", b"GET /health HTTP/1.1\nHost: 127.0.0.1\n\n", 400,
+                 "invalid_request_line")
+    m400_after = metric_code(port, 400)
+    check(m400 is not None and m400_after == m400 + 5,
+          "h: /metrics counts the front's 400s (%s -> %s, want +5)" % (m400, m400_after))
+    expect_error(port, "h: a 40 KB request line", head(b"GET", b"/" + b"a" * 40000), 414, "uri_too_long")
+    expect_error(port, "h: 300 header fields", head(b"GET", b"/health", b"X-A: b\r\n" * 300), 431,
+                 "header_fields_too_large")
+    expect_error(port, "h: a 40 KB header", head(b"GET", b"/health", b"X-A: " + b"b" * 40000 + b"\r\n"), 431,
+                 "header_fields_too_large")
+    for v in (b"HTTP/2.0", b"HTTP/1.2", b"HTTP/3.0"):
+        expect_error(port, "h: %s" % v.decode(), b"GET /health %s\r\nHost: 127.0.0.1\r\n\r\n" % v, 505,
+                     "http_version_not_supported")
+    # A good request and a bad one on one connection: the good one's answer,
+    # then the error, then the end.
+    got, t, closed = raw(port, head(b"GET", b"/health") + b"GET /health HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n")
+    first, _, rest = got.partition(b"HTTP/1.1 505 ")
+    check(first.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in first and rest and
+          json_error(rest.partition(b"\r\n\r\n")[2]) is not None and closed,
+          "h: pipelined good then bad: 200, then the JSON 505, then closed (%r)" % got[:300])
+    still_serving(port, "h")
 
 
 # ---- i ----
@@ -344,8 +389,8 @@ def part_e(d):
 
 
 def part_l_log(d):
-    # 60 requests with a malformed Content-Length: libmicrohttpd answers
-    # them itself and reports two warnings for each (120 lines unlimited).
+    # 60 requests with a malformed Content-Length: the front refuses each
+    # with a warning naming the client (60 lines unlimited).
     time.sleep(10.5)  # a fresh window of the rate limit
     warn0 = d.log_text().count(" warn: ")
     for _ in range(60):
@@ -454,6 +499,40 @@ def part_l(port):
         check("'504':" in part, "l: proto/openapi.yaml lists 504 for %s" % path.rstrip(":"))
 
 
+# ---- j: the front's own cap ----
+
+def part_relay_cap(smoked):
+    # --max-connections 4: libmicrohttpd takes 4 + 16, the front relays
+    # twice that (40) and closes a connection past it at its accept.  Before
+    # the spare handle, a connection refused there stalled the listener: no
+    # connection was accepted again.
+    with fx.Daemon(smoked, extra=["--max-connections", "4", "--max-connections-per-ip", "0"]) as d:
+        socks = []
+        for _ in range(60):
+            socks.append(socket.create_connection(("127.0.0.1", d.port), timeout=10))
+        time.sleep(1.0)
+        closed = 0
+        for s in socks:
+            s.setblocking(False)
+            try:
+                closed += s.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+        check(closed >= 20, "j: 60 idle connections against a cap of 40 relays: at least 20 closed within 1 s (%d)"
+              % closed)
+        for s in socks:
+            s.close()
+        time.sleep(0.5)
+        try:
+            st, _ = request(d.port, "GET", "/health", timeout=10, key=None)
+        except OSError as e:
+            st = repr(e)
+        check(st == 200, "j: the daemon accepts again after refusing connections at its cap (%s)" % st)
+        check("connection limit reached" in d.log_text(), "j: the log says why connections were closed")
+
+
 # ---- g ----
 
 def part_g(smoked):
@@ -521,6 +600,7 @@ def main():
         with d:
             check("authentication: on (1 API key)" in d.log_text(), "a: the log says authentication is on")
             run_part(part_framing, d.port)
+            run_part(part_h, d.port)
             run_part(part_i, d.port)
             run_part(part_k, d.port)
             run_part(part_l, d.port)
@@ -535,6 +615,7 @@ def main():
         d.stop()
         d.cleanup()
     run_part(part_i_widened, smoked)
+    run_part(part_relay_cap, smoked)
     run_part(part_g, smoked)
     print("%d passed, %d failed" % (check.passed, len(failures)))
     return 1 if failures else 0
