@@ -9,9 +9,16 @@
  *   aggregate S * tg / time, llama-batched-bench's S_TG.
  * Prints one line per test: "smoke pp512 t/s <mean> <stddev>" (batched:
  * "smoke bd4x128 t/s ...").  bench/cpu-vs-llamacpp runs this next to
- * llama-bench / llama-batched-bench and prints ratios. */
+ * llama-bench / llama-batched-bench and prints ratios.
+ *   --tg also prints "smoke bytes/token <N>": the weight bytes one decoded
+ *   token reads (every block but the embedding's, of which it reads a row).
+ *   --membw (no model): the read bandwidth of --threads threads streaming
+ *   a 1 GiB buffer, "smoke membw GB/s <mean> <stddev>" - the physical bound
+ *   of a decode that reads bytes/token from memory for every token. */
 #include <getopt.h>
+#include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +40,63 @@ static int fail(const struct smk_err *err)
 {
 	fprintf(stderr, "bench_forward: %s\n", err->msg);
 	return 1;
+}
+
+/* ---- --membw ---- */
+
+struct bw_part {
+	const __m256i *p;
+	size_t n;          /* vectors */
+	__m256i sum;
+};
+
+/* Read every byte of the part once (xor of 256-bit loads: the loads are
+ * the work, the result keeps them from being optimised away). */
+__attribute__((target("avx2"))) static void *bw_read(void *arg)
+{
+	struct bw_part *b = arg;
+	__m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+	for (size_t i = 0; i + 4 <= b->n; i += 4) {
+		a0 = _mm256_xor_si256(a0, _mm256_load_si256(b->p + i));
+		a1 = _mm256_xor_si256(a1, _mm256_load_si256(b->p + i + 1));
+		a2 = _mm256_xor_si256(a2, _mm256_load_si256(b->p + i + 2));
+		a3 = _mm256_xor_si256(a3, _mm256_load_si256(b->p + i + 3));
+	}
+	b->sum = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+	return NULL;
+}
+
+static int membw(int threads, int reps)
+{
+	const size_t bytes = (size_t)1 << 30;
+	__m256i *buf = aligned_alloc(64, bytes);
+	struct bw_part part[64];
+	pthread_t th[64];
+	double *v = malloc(sizeof(double) * (size_t)reps), mean, sd;
+	if (threads < 1 || threads > 64 || !buf || !v) {
+		fprintf(stderr, "bench_forward: --membw: 1..64 threads, 1 GiB of memory\n");
+		return 1;
+	}
+	memset(buf, 1, bytes);
+	const size_t n = bytes / sizeof(__m256i), per = n / (size_t)threads;
+	for (int r = -1; r < reps; r++) {   /* r = -1: a warm-up pass */
+		double t0 = smk_now();
+		for (int k = 0; k < threads; k++) {
+			part[k] = (struct bw_part){ .p = buf + (size_t)k * per, .n = per };
+			if (k && pthread_create(&th[k], NULL, bw_read, &part[k]))
+				return 1;
+		}
+		bw_read(&part[0]);
+		for (int k = 1; k < threads; k++)
+			pthread_join(th[k], NULL);
+		if (r >= 0)
+			v[r] = (double)(per * (size_t)threads * sizeof(__m256i)) / (smk_now() - t0) / 1e9;
+	}
+	stats(v, reps, &mean, &sd);
+	printf("smoke membw GB/s %.2f %.2f\n", mean, sd);
+	free(v);
+	free(buf);
+	return 0;
 }
 
 /* --seqs: S sequences, each prefilled with pp tokens, then tg batched
@@ -97,7 +161,7 @@ int main(int argc, char **argv)
 	/* token ids are fed directly: no tokenizer (a Hugging Face directory
 	 * without tokenizer.json, as scripts/gguf-to-hf.py writes it, loads) */
 	struct engine_opts eo = { .n_batch = 512, .no_tokenizer = true };
-	int pp = 512, tg = 128, reps = 3, seqs = 0;
+	int pp = 512, tg = 128, reps = 3, seqs = 0, bw = 0;
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "pp", required_argument, NULL, 'p' },
@@ -105,6 +169,7 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "reps", required_argument, NULL, 'r' },
 		{ "seqs", required_argument, NULL, 's' },
+		{ "membw", no_argument, NULL, 'b' },
 		{ 0 },
 	};
 	int o;
@@ -116,11 +181,15 @@ int main(int argc, char **argv)
 		case 't': eo.n_threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
 		case 's': seqs = atoi(optarg); break;
+		case 'b': bw = 1; break;
 		default:
-			fprintf(stderr, "usage: bench_forward --model PATH [--pp N] [--tg N] [--threads N] [--reps N] [--seqs S]\n");
+			fprintf(stderr, "usage: bench_forward --model PATH [--pp N] [--tg N] [--threads N] [--reps N] [--seqs S]\n"
+					"       bench_forward --membw [--threads N] [--reps N]\n");
 			return 2;
 		}
 	}
+	if (bw)
+		return membw(eo.n_threads > 0 ? eo.n_threads : 1, reps < 1 ? 1 : reps);
 	if (!eo.model_path || pp < 0 || tg < 0 || reps < 1 || reps > 100 || seqs < 0 || seqs > 256) {
 		fprintf(stderr, "bench_forward: --model is required; pp, tg >= 0; 1 <= reps <= 100; 0 <= seqs <= 256\n");
 		return 2;
@@ -185,6 +254,10 @@ int main(int argc, char **argv)
 		}
 		stats(v, reps, &mean, &sd);
 		printf("smoke tg%d t/s %.2f %.2f\n", tg, mean, sd);
+		uint64_t per_token = 0;
+		for (int b = e->model->n_emb_blocks; b < e->model->n_blocks; b++)
+			per_token += e->model->blocks[b].nbytes;
+		printf("smoke bytes/token %llu\n", (unsigned long long)per_token);
 	}
 	free(v);
 	free(tok);

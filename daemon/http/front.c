@@ -61,7 +61,8 @@ struct front {
 	size_t head_max;
 	int n_relays, max_relays;
 	uv_tcp_t spare;                /* takes a refused connection to close it */
-	bool spare_busy, reject_waiting;
+	bool spare_busy, reject_waiting, reject_oom;
+	char oom_answer[256], busy_answer[320];
 	atomic_int request;            /* what wake asks: 1 stop accepting, 2 close everything */
 	bool listening;
 	atomic_bool accepting;         /* cleared by the loop once the listener is closed */
@@ -154,6 +155,22 @@ static void finish_mhd(struct relay *r)
 
 /* ---- a refused request ---- */
 
+/* Whole answers that need no memory of their own (made at start, in
+ * struct front): when the one meant cannot be made, and for connections
+ * refused at their accept (written at once to the new socket, whose buffer
+ * is empty). */
+static const char oom_body[] =
+	"{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+static const char busy_body[] =
+	"{\"error\":{\"message\":\"too many connections open; try again\",\"type\":\"overloaded_error\","
+	"\"param\":null,\"code\":\"too_many_connections\"}}";
+
+static void make_answer(char *dst, size_t cap, const char *status, const char *extra, const char *body)
+{
+	snprintf(dst, cap, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s"
+		 "Connection: close\r\n\r\n%s", status, strlen(body), extra, body);
+}
+
 static const char *reason(int status)
 {
 	switch (status) {
@@ -181,22 +198,19 @@ static void on_answer_written(uv_write_t *w, int status)
 static void send_refusal(struct relay *r)
 {
 	char *body = api_error_body(&r->err);
-	const char *b = body ? body :
-		"{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
-	int status = body ? r->err.status : 500;
-	size_t n = strlen(b) + 200;
-	r->answer = malloc(n);
-	if (!r->answer) {
-		free(body);
-		finish_client(r);
-		return;
+	size_t n = body ? strlen(body) + 200 : 0;
+	r->answer = body ? malloc(n) : NULL;
+	uv_buf_t buf;
+	if (r->answer) {
+		int len = snprintf(r->answer, n,
+				   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+				   "Connection: close\r\n\r\n%s",
+				   r->err.status, reason(r->err.status), strlen(body), body);
+		buf = uv_buf_init(r->answer, (unsigned)len);
+	} else {
+		buf = uv_buf_init(r->front->oom_answer, (unsigned)strlen(r->front->oom_answer));
 	}
-	int len = snprintf(r->answer, n,
-			   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-			   "Connection: close\r\n\r\n%s",
-			   status, reason(status), strlen(b), b);
 	free(body);
-	uv_buf_t buf = uv_buf_init(r->answer, (unsigned)len);
 	r->w_out.data = r;
 	if (uv_write(&r->w_out, (uv_stream_t *)&r->client, &buf, 1, on_answer_written))
 		close_relay(r);
@@ -371,7 +385,8 @@ static void on_mhd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 /* ---- accepting ---- */
 
 /* A connection refused at its accept (no room, no memory for its relay):
- * accepted into the spare handle and closed at once.  libuv holds an
+ * accepted into the spare handle, answered 503 (500 for memory) and closed
+ * at once.  libuv holds an
  * accepted connection until uv_accept takes it and watches the listener no
  * more meanwhile, so a connection that is not taken would stop every later
  * accept; while the spare is still closing, the next refusal waits for it
@@ -399,13 +414,20 @@ static void reject_pending(struct front *f)
 	uv_tcp_init(&f->loop, &f->spare);
 	f->spare.data = f;
 	f->spare_busy = true;
-	uv_accept((uv_stream_t *)&f->listener, (uv_stream_t *)&f->spare);
+	if (uv_accept((uv_stream_t *)&f->listener, (uv_stream_t *)&f->spare) == 0) {
+		char *a = f->reject_oom ? f->oom_answer : f->busy_answer;
+		uv_buf_t b = uv_buf_init(a, (unsigned)strlen(a));
+		uv_try_write((uv_stream_t *)&f->spare, &b, 1);
+	}
 	uv_close((uv_handle_t *)&f->spare, on_spare_closed);
 }
 
-static void refuse_accept(struct front *f, const char *why)
+static void refuse_accept(struct front *f, bool oom)
 {
-	log_client(LOG_WARN, "http: %s; closed a new connection", why);
+	log_client(LOG_WARN, "http: %s; a new connection answered %d and closed",
+		   oom ? "out of memory for a relay" : "connection limit reached", oom ? 500 : 503);
+	server_count_status(f->srv, oom ? 500 : 503);
+	f->reject_oom = oom;
 	reject_pending(f);
 }
 
@@ -417,12 +439,12 @@ static void on_accept(uv_stream_t *server, int status)
 		return;
 	}
 	if (f->n_relays >= f->max_relays) {
-		refuse_accept(f, "connection limit reached");
+		refuse_accept(f, false);
 		return;
 	}
 	struct relay *r = calloc(1, sizeof(*r) + f->head_max + OUT_CAP);
 	if (!r) {
-		refuse_accept(f, "out of memory for a relay");
+		refuse_accept(f, true);
 		return;
 	}
 	f->n_relays++;
@@ -519,6 +541,9 @@ struct front *front_open(struct server *s, const struct addrinfo *ai, size_t hea
 	f->srv = s;
 	f->head_max = head_max < 256 ? 256 : head_max;
 	f->max_relays = max_conns;
+	make_answer(f->oom_answer, sizeof(f->oom_answer), "500 Internal Server Error", "", oom_body);
+	make_answer(f->busy_answer, sizeof(f->busy_answer), "503 Service Unavailable", "Retry-After: 1\r\n",
+		    busy_body);
 	if (uv_loop_init(&f->loop)) {
 		free(f);
 		smk_fail(err, -ENOMEM, "cannot start the HTTP event loop");
