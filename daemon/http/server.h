@@ -1,5 +1,9 @@
 /* server.h - the HTTP daemon: libmicrohttpd in front of the worker.
  *
+ * Connections are accepted by the front (front.h: one libuv thread), which
+ * checks every request's framing (framing.h) and relays the connection to
+ * libmicrohttpd over a socketpair; libmicrohttpd never listens itself.
+ *
  * Threading: libmicrohttpd runs `server.http_threads` event-loop threads
  * (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL with a thread pool), not
  * a thread per connection: a connection costs a socket and a memory pool,
