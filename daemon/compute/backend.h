@@ -101,6 +101,14 @@ struct attn_params {
 	const float *sinks;
 };
 
+/* One sequence's attention within a batch (backend_ops.attentions). */
+struct attn_call {
+	const float *q;
+	const uint16_t *k, *v;
+	float *out;
+	struct attn_params ap;
+};
+
 struct backend_ops {
 	const char *name;
 	void (*free)(struct backend *b);
@@ -180,6 +188,12 @@ struct backend_ops {
 	 * once per activation format and the threads meet once, not nw times. */
 	int (*matmuls)(struct backend *b, const struct wtensor *const *w, int nw, const float *x, int n,
 		       float *const *y);
+	/* attention for each of n calls (the sequences of a batch, one layer:
+	 * the same heads and head_dim), as one job: each output equals
+	 * attention's for its call bit for bit, but the work of all the
+	 * sequences is shared out at once - at batched decode each call is one
+	 * query row, too little to split on its own. */
+	void (*attentions)(struct backend *b, const struct attn_call *calls, int n);
 };
 
 #define BACKEND_MATMULS 4

@@ -23,6 +23,7 @@ struct forward {
 	struct wstore *ws;
 	int max_tokens, max_logits;
 	float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
+	struct attn_call *acalls;  /* one per item of a batch (max_tokens) */
 	float *shard_out;         /* L x shard rows, when the head has several shards */
 	/* Mixture of experts (zero-sized for dense models): the router's
 	 * logits (T x n_expert), an expert's gathered input rows and output
@@ -231,6 +232,12 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 		return smk_fail(err, -ENOMEM, "forward: cannot allocate %zu bytes of activations (%s)",
 				total * sizeof(float), e.msg);
 	}
+	f->acalls = malloc(sizeof(*f->acalls) * (size_t)max_tokens);
+	if (!f->acalls) {
+		backend_free_mem(be, f->arena);
+		free(f);
+		return smk_fail(err, -ENOMEM, "forward: cannot allocate the attention calls");
+	}
 	if (!be->ops->host_memory) {
 		f->logits_host = malloc(sizeof(float) * (size_t)(max_logits ? max_logits : 1) *
 					(size_t)hp->n_vocab);
@@ -289,6 +296,7 @@ void forward_free(struct forward *f)
 		return;
 	if (f->arena)
 		backend_free_mem(f->be, f->arena);
+	free(f->acalls);
 	free(f->logits_host);
 	free(f->dbg_host);
 	free(f->emb_row);
@@ -311,10 +319,11 @@ void forward_free(struct forward *f)
 	free(f);
 }
 
-/* RoPE, cache append and attention for one item's rows [row, row + n):
+/* RoPE and cache append for one item's rows [row, row + n), and its
+ * attention call (*call; run_layer runs the batch's calls together):
  * positions, cache and causal mask are per sequence. */
 static void item_attention(struct forward *f, const struct wblock *b, struct fwd_item *it,
-			   int row)
+			   int row, struct attn_call *call)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
@@ -348,8 +357,8 @@ static void item_attention(struct forward *f, const struct wblock *b, struct fwd
 	be->ops->store_fp16(be, kvcache_k(it->kv, il) + (int64_t)pos0 * kv_dim, k, n * kv_dim);
 	be->ops->store_fp16(be, kvcache_v(it->kv, il) + (int64_t)pos0 * kv_dim, v, n * kv_dim);
 	be->ops->round_fp16(be, q, q, n * q_dim);
-	be->ops->attention(be, q, kvcache_k(it->kv, il), kvcache_v(it->kv, il),
-			   f->att + row * q_dim, &ap);
+	*call = (struct attn_call){ .q = q, .k = kvcache_k(it->kv, il), .v = kvcache_v(it->kv, il),
+				    .out = f->att + row * q_dim, .ap = ap };
 }
 
 /* y[k] = w[k] x for nw weights on one input: one backend op where the
@@ -402,7 +411,15 @@ static int run_layer(struct forward *f, const struct wblock *b, struct fwd_item 
 		DBG(f, "Kcur_normed", il, f->k, T, (int64_t)hp->n_head_kv * hd);
 	}
 	for (int i = 0, row = 0; i < n_items; row += items[i].n, i++)
-		item_attention(f, b, &items[i], row);
+		item_attention(f, b, &items[i], row, &f->acalls[i]);
+	/* The sequences' attention as one job where the backend has it (at
+	 * batched decode each is one query row); the same results. */
+	if (op->attentions)
+		op->attentions(be, f->acalls, n_items);
+	else
+		for (int i = 0; i < n_items; i++)
+			op->attention(be, f->acalls[i].q, f->acalls[i].k, f->acalls[i].v, f->acalls[i].out,
+				      &f->acalls[i].ap);
 	DBG(f, "kqv_out", il, f->att, T, (int64_t)hp->n_head * hd);
 
 	if ((rc = op->matmul(be, &b->t[LT_WO], f->att, T, f->o)))

@@ -282,52 +282,104 @@ CPU_AVX2 static void attn_heads_avx2(const struct attn_job *j, const float *cons
 
 #endif
 
-static void attn_share(void *ctx, int ith, int nth)
+/* Tasks per query row: the SIMD path takes up to CPU_ATTN_HEADS of a row's
+ * heads that share a KV head together; *hpt_out heads per task. */
+static int attn_per_row(const struct attn_job *j, int *hpt_out)
 {
-	struct attn_job *j = ctx;
+	const struct attn_params *ap = j->ap;
+	const int group = ap->n_head / ap->n_head_kv;
+	int hpt = 1;
+#ifdef CPU_HAVE_AVX2_CODE
+	if (j->simd && ap->head_dim <= ATTN_KBUF)
+		hpt = group < CPU_ATTN_HEADS ? group : CPU_ATTN_HEADS;
+#endif
+	*hpt_out = hpt;
+	const int per_kv = (group + hpt - 1) / hpt; /* tasks per KV head */
+	return ap->n_head_kv * per_kv;
+}
+
+/* Task `task` of one call: a query row's heads h0.. of one KV head. */
+static void attn_task(const struct attn_job *j, int task, int per_row, int hpt, float *s)
+{
 	const struct attn_params *ap = j->ap;
 	const int hd = ap->head_dim;
 	const int group = ap->n_head / ap->n_head_kv;
 	const int64_t qw = (int64_t)ap->n_head * hd;
-	float *s = j->scores + (int64_t)ith * CPU_ATTN_HEADS * j->max_ctx;
-	/* heads per task: the SIMD path takes up to CPU_ATTN_HEADS of a
-	 * query row's heads that share a KV head together */
-	int hpt = 1;
+	const int per_kv = per_row / ap->n_head_kv;
+	const int t = task / per_row, r = task % per_row;
+	const int kvh = r / per_kv, h0 = kvh * group + (r % per_kv) * hpt;
+	const int nh = kvh * group + group - h0 < hpt ? kvh * group + group - h0 : hpt;
+	int pos = ap->pos0 + t;
+	int first = 0;
+	if (ap->window > 0 && pos - ap->window + 1 > 0)
+		first = pos - ap->window + 1;
+	const int64_t koff = (int64_t)kvh * hd;
 #ifdef CPU_HAVE_AVX2_CODE
-	if (j->simd && hd <= ATTN_KBUF)
-		hpt = group < CPU_ATTN_HEADS ? group : CPU_ATTN_HEADS;
-#endif
-	const int per_kv = (group + hpt - 1) / hpt; /* tasks per KV head */
-	const int per_row = ap->n_head_kv * per_kv;
-
-	for (int task = ith; task < ap->n_q * per_row; task += nth) {
-		const int t = task / per_row, r = task % per_row;
-		const int kvh = r / per_kv, h0 = kvh * group + (r % per_kv) * hpt;
-		const int nh = kvh * group + group - h0 < hpt ? kvh * group + group - h0 : hpt;
-		int pos = ap->pos0 + t;
-		int first = 0;
-		if (ap->window > 0 && pos - ap->window + 1 > 0)
-			first = pos - ap->window + 1;
-		const int64_t koff = (int64_t)kvh * hd;
-#ifdef CPU_HAVE_AVX2_CODE
-		if (j->simd) {
-			const float *qh[CPU_ATTN_HEADS], *sink[CPU_ATTN_HEADS];
-			float *o[CPU_ATTN_HEADS], *sg[CPU_ATTN_HEADS];
-			for (int g = 0; g < nh; g++) {
-				const int h = h0 + g;
-				qh[g] = j->q + t * qw + (int64_t)h * hd;
-				o[g] = j->out + t * qw + (int64_t)h * hd;
-				sink[g] = ap->sinks ? ap->sinks + h : NULL;
-				sg[g] = s + (int64_t)g * j->max_ctx;
-			}
-			attn_heads_avx2(j, qh, nh, koff, first, pos, sink, sg, o);
-			continue;
+	if (j->simd) {
+		const float *qh[CPU_ATTN_HEADS], *sink[CPU_ATTN_HEADS];
+		float *o[CPU_ATTN_HEADS], *sg[CPU_ATTN_HEADS];
+		for (int g = 0; g < nh; g++) {
+			const int h = h0 + g;
+			qh[g] = j->q + t * qw + (int64_t)h * hd;
+			o[g] = j->out + t * qw + (int64_t)h * hd;
+			sink[g] = ap->sinks ? ap->sinks + h : NULL;
+			sg[g] = s + (int64_t)g * j->max_ctx;
 		}
+		attn_heads_avx2(j, qh, nh, koff, first, pos, sink, sg, o);
+		return;
+	}
+#else
+	(void)nh;
 #endif
-		const float *qh = j->q + t * qw + (int64_t)h0 * hd;
-		float *o = j->out + t * qw + (int64_t)h0 * hd;
-		const float *sink = ap->sinks ? ap->sinks + h0 : NULL;
-		attn_one_scalar(j, qh, koff, first, pos, sink, s, o);
+	const float *qh = j->q + t * qw + (int64_t)h0 * hd;
+	float *o = j->out + t * qw + (int64_t)h0 * hd;
+	const float *sink = ap->sinks ? ap->sinks + h0 : NULL;
+	attn_one_scalar(j, qh, koff, first, pos, sink, s, o);
+}
+
+static void attn_share(void *ctx, int ith, int nth)
+{
+	struct attn_job *j = ctx;
+	float *s = j->scores + (int64_t)ith * CPU_ATTN_HEADS * j->max_ctx;
+	int hpt;
+	const int per_row = attn_per_row(j, &hpt);
+	for (int task = ith; task < j->ap->n_q * per_row; task += nth)
+		attn_task(j, task, per_row, hpt, s);
+}
+
+/* Several calls as one job: the tasks of all of them, call after call,
+ * dealt out as one call's are. */
+struct attn_batch {
+	struct attn_job base;      /* q, k, v, out, ap: set per call */
+	const struct attn_call *calls;
+	int n;
+};
+
+static void attn_batch_share(void *ctx, int ith, int nth)
+{
+	const struct attn_batch *b = ctx;
+	float *s = b->base.scores + (int64_t)ith * CPU_ATTN_HEADS * b->base.max_ctx;
+	struct attn_job j = b->base;
+	j.ap = &b->calls[0].ap;
+	int hpt;
+	const int per_row = attn_per_row(&j, &hpt);
+	/* The tasks of call c are [first, first + n_q * per_row); each
+	 * thread's tasks rise, so the call only ever moves forward. */
+	int c = -1;
+	int64_t first = 0, end = 0;
+	for (int64_t task = ith;; task += nth) {
+		while (task >= end) {
+			if (++c == b->n)
+				return;
+			first = end;
+			end += (int64_t)b->calls[c].ap.n_q * per_row;
+			j.q = b->calls[c].q;
+			j.k = b->calls[c].k;
+			j.v = b->calls[c].v;
+			j.out = b->calls[c].out;
+			j.ap = &b->calls[c].ap;
+		}
+		attn_task(&j, (int)(task - first), per_row, hpt, s);
 	}
 }
 
@@ -345,4 +397,23 @@ void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const u
 #endif
 	};
 	tpool_run(cb->pool, attn_share, &j);
+}
+
+void cpu_attentions(struct backend *b, const struct attn_call *calls, int n)
+{
+	struct cpu_backend *cb = cpu_of(b);
+	if (n <= 0)
+		return;
+	const int hd = calls[0].ap.head_dim;
+	struct attn_batch job = {
+		.base = {
+			.scores = cb->scores, .max_ctx = cb->scores_row,
+			.simd = qdot_simd_active() && hd % 8 == 0,
+#ifdef CPU_HAVE_AVX2_CODE
+			.f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c"),
+#endif
+		},
+		.calls = calls, .n = n,
+	};
+	tpool_run(cb->pool, attn_batch_share, &job);
 }

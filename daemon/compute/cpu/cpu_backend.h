@@ -44,6 +44,7 @@ void cpu_scale(struct backend *b, float *x, float s, int64_t n);
 /* k, v: the F16 KV cache's halves (backend.h's attention op) */
 void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
 		   float *out, const struct attn_params *ap);
+void cpu_attentions(struct backend *b, const struct attn_call *calls, int n);
 
 /* Half -> float, equal to fp16_to_fp32 for every input (NaN quieted the
  * same way) but without branches, so that the compiler vectorises it (the

@@ -101,6 +101,7 @@ static const struct backend_ops cpu_ops = {
 	.rmsnorm = cpu_rmsnorm,
 	.rope = cpu_rope,
 	.attention = cpu_attention,
+	.attentions = cpu_attentions,
 	.gelu_mul = cpu_gelu_mul,
 	.silu_mul = cpu_silu_mul,
 	.swiglu_oai = cpu_swiglu_oai,

@@ -345,6 +345,7 @@ static const struct cuda_backend_ops cuda_ops = {
 		be_gather_rows,
 		be_scatter_scaled_rows,
 		NULL, /* matmuls: the forward pass runs one matmul per weight */
+		NULL, /* attentions: one attention call per sequence */
 	},
 	be_ctx,
 };

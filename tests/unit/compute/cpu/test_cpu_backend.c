@@ -597,6 +597,58 @@ START_TEST(attention_grouped_heads_bit_exact)
 }
 END_TEST
 
+/* attentions (several sequences as one job): every output equals the
+ * attention op's for its call bit for bit - calls of different positions,
+ * query rows (decode rows of one and a prefill), windows and sinks, each
+ * with its own KV cache, on 1-3 threads and both kernel paths - and the
+ * pool meets once for all of them. */
+START_TEST(attentions_equal_separate_attention)
+{
+	enum { NC = 5, NH = 4, NKV = 2, HD = 16, N_POS = 24 };
+	static const int n_q[NC] = { 1, 1, 6, 1, 3 }, pos0[NC] = { 0, 17, 9, 23, 4 };
+	static const int window[NC] = { 0, 5, 0, 0, 3 };
+	static float q[NC][N_POS * NH * HD], out[NC][N_POS * NH * HD], ref[NC][N_POS * NH * HD];
+	static uint16_t kc[NC][N_POS * NKV * HD], vc[NC][N_POS * NKV * HD];
+	static float sinks[NH];
+	unsigned seed = 31;
+	for (int c = 0; c < NC; c++) {
+		for (int i = 0; i < N_POS * NH * HD; i++)
+			q[c][i] = fp16_to_fp32(fp32_to_fp16(frand(&seed) * 2));
+		for (int i = 0; i < N_POS * NKV * HD; i++) {
+			kc[c][i] = fp32_to_fp16(frand(&seed) * 2);
+			vc[c][i] = fp32_to_fp16(frand(&seed));
+		}
+	}
+	for (int h = 0; h < NH; h++)
+		sinks[h] = frand(&seed) * 3;
+	for (int scalar = 0; scalar <= 1; scalar++)
+		for (int th = 1; th <= 3; th++) {
+			qdot_force_scalar(scalar);
+			struct backend *b = make(th, 64, N_POS, N_POS);
+			ck_assert_ptr_nonnull(b->ops->attentions);
+			struct attn_call calls[NC];
+			for (int c = 0; c < NC; c++) {
+				calls[c] = (struct attn_call){ .q = q[c], .k = kc[c], .v = vc[c], .out = out[c],
+					.ap = { .n_head = NH, .n_head_kv = NKV, .head_dim = HD, .pos0 = pos0[c],
+						.n_q = n_q[c], .window = window[c], .scale = 0.25f,
+						.kv_stride = NKV * HD, .sinks = c == 3 ? sinks : NULL } };
+				memset(out[c], 0, sizeof(out[c]));
+				b->ops->attention(b, q[c], kc[c], vc[c], ref[c], &calls[c].ap);
+			}
+			const unsigned long jobs = tpool_jobs(cpu_of(b)->pool);
+			b->ops->attentions(b, calls, NC);
+			ck_assert_uint_eq(tpool_jobs(cpu_of(b)->pool) - jobs, 1);
+			for (int c = 0; c < NC; c++)
+				for (int i = 0; i < n_q[c] * NH * HD; i++)
+					ck_assert_msg(memcmp(&out[c][i], &ref[c][i], sizeof(float)) == 0,
+						      "scalar %d threads %d call %d [%d]: %.9g vs %.9g", scalar, th, c, i,
+						      out[c][i], ref[c][i]);
+			backend_free(b);
+		}
+	qdot_force_scalar(false);
+}
+END_TEST
+
 /* SMOKE_CPU, the forced kernel choice: the backend starts with the
  * choices this CPU and build can honour and refuses the rest with a message
  * that names the variable and what is missing.  (The choice of kernels
@@ -699,6 +751,7 @@ int main(void)
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, attention_causal_window_gqa);
 	tcase_add_test(tc, attention_grouped_heads_bit_exact);
+	tcase_add_test(tc, attentions_equal_separate_attention);
 	tcase_add_test(tc, smoke_cpu_choice);
 	tcase_add_test(tc, rope_yarn);
 	tcase_add_test(tc, swiglu_oai_clamps);
