@@ -2,28 +2,32 @@
  * F16, BF16) with float activations: the single-row kernels and the tiles
  * (qdot.h), private to compute/cpu/ through qdot_impl.h.
  *
- * A single-row kernel keeps a few 8-lane accumulators (F32: four, as
- * ggml; F16 and BF16: two - decode streams those rows from memory, where
- * two FMA chains keep up, and every tile then does half the passes: 10-15%
- * faster prefill than with four); accumulator j takes the 8-value chunks j, j + nacc, j +
- * 2 nacc, ... of the row, in order, one FMA each (F16 and BF16 also give
- * accumulator 0 the whole chunks left over after the last full group).
- * The accumulators are then reduced in the format's order and the last
- * values (fewer than 8, or fewer than 32 for F32) added one FMA at a time.
  * F32 is ggml's ggml_vec_dot_f32 operation for operation (bit-exact with
- * the reference build); F16/BF16 dot against the float activation itself,
- * where ggml rounds it to fp16/bf16 first (qdot.h).
+ * the reference build): four 8-lane accumulators, accumulator j taking the
+ * 8-value chunks j, j + 4, j + 8, ... of the row, reduced in ggml's order,
+ * the last values (fewer than 32) added one FMA at a time.
+ *
+ * F16 and BF16 dot against the float activation itself, where ggml rounds
+ * it to fp16/bf16 first (qdot.h), so their order is smoke's own, chosen
+ * for the tiles: the row's whole 8-value chunks split in two contiguous
+ * halves, accumulator 0 taking the first half in order and accumulator 1
+ * the second (the single kernel runs both halves side by side: two FMA
+ * chains, which keep up with decode streaming the rows from memory), then
+ * hsum8(acc0 + acc1) and the last values (fewer than 8) one FMA each.
  *
  * The tiles (prefill, batched decode) hold each output to the single
- * kernel's bits: an accumulator's chunks do not depend on the other
- * accumulators until the reduction, so a tile computes accumulator j of a
- * block of rows x tokens in one pass (TILE_R rows x TILE_T tokens of
- * accumulators in registers, each weight chunk converted once for TILE_T
- * tokens, each activation chunk loaded once for TILE_R rows), the passes
- * for j = 0 .. nacc-1 one after another, and then reduces every output
- * exactly as the single kernel does.  The weights stay where they are (no
- * unpacking): a tile is as many rows as fit QDOT_TILE_BYTES, so that they
- * stay in L1 while the activation rows stream past four at a time.
+ * kernel's bits: TILE_R rows x TILE_T tokens of accumulators in registers,
+ * each weight chunk converted once for TILE_T tokens, each activation
+ * chunk loaded once for TILE_R rows.  F16/BF16 walk the row once: the
+ * first half's chunks into the registers, which are then set aside, the
+ * second half's into fresh ones - each accumulator its chunks in order, as
+ * the single kernel - and the outputs reduced four at a time in the single
+ * kernel's order of additions.  F32's accumulators are interleaved, so its
+ * tile computes one accumulator per pass for the whole block, a 1024-value
+ * stretch at a time.  The weights stay where they are (no unpacking): a
+ * tile is as many rows as fit QDOT_TILE_BYTES, a multiple of TILE_R, so
+ * that they stay in L1 while the activation rows stream past four at a
+ * time.
  */
 #include "compute/cpu/qdot_impl.h"
 
@@ -39,20 +43,9 @@
  * every switch below folds away. */
 enum fkind { FK_F32, FK_F16, FK_BF16 };
 
-FLOAT_INLINE int fk_nacc(enum fkind k)
-{
-	return k == FK_F32 ? 4 : 2;   /* see the top of the file */
-}
-
-/* Accumulator 0 takes the whole chunks after the last full group. */
-FLOAT_INLINE bool fk_tail8(enum fkind k)
-{
-	return k != FK_F32;
-}
-
 static inline size_t fk_bytes(enum fkind k)
 {
-	return k == FK_F32 ? 4 : 2;   /* see the top of the file */
+	return k == FK_F32 ? 4 : 2;
 }
 
 /* Values i..i+7 of row x as floats (both conversions are exact). */
@@ -89,67 +82,67 @@ FLOAT_INLINE float fk_value(enum fkind k, const void *x, int64_t i)
 	}
 }
 
-/* Where the grouped chunks end and the single values begin. */
-FLOAT_INLINE int64_t fk_group_end(enum fkind k, int64_t n)
+/* sum plus the values of row x from i0 on, one FMA each (ggml's leftover
+ * loop `sumf += x[i]*y[i]`, contracted by its -mfma build). */
+FLOAT_INLINE float fk_tail(enum fkind k, float sum, const void *x, const float *a, int64_t i0, int64_t n)
 {
-	return n - n % (8 * fk_nacc(k));
-}
-
-FLOAT_INLINE int64_t fk_chunk_end(enum fkind k, int64_t n)
-{
-	return fk_tail8(k) ? n & ~(int64_t)7 : fk_group_end(k, n);
-}
-
-/* The accumulators s[0..nacc) of row x reduced in the format's order, the
- * values from fk_chunk_end on added one FMA each (ggml's leftover loop
- * `sumf += x[i]*y[i]`, contracted by its -mfma build). */
-FLOAT_INLINE float fk_finish(enum fkind k, const __m256 *s, const void *x, const float *a, int64_t n)
-{
-	float sum;
-	switch (k) {
-	case FK_F32:
-		sum = cpu_reduce4(s[0], s[1], s[2], s[3]);
-		break;
-	default: /* F16, BF16 */
-		sum = cpu_hsum8(_mm256_add_ps(s[0], s[1]));
-		break;
-	}
-	for (int64_t i = fk_chunk_end(k, n); i < n; i++)
+	for (int64_t i = i0; i < n; i++)
 		sum = cpu_fma_ss(fk_value(k, x, i), a[i], sum);
 	return sum;
 }
 
-/* ---- single rows ---------------------------------------------------------- */
-
-FLOAT_INLINE float fk_dot(enum fkind k, const void *x, const float *a, int64_t n)
+/* F32: where ggml's groups of four chunks end. */
+static inline int64_t f32_group_end(int64_t n)
 {
-	const int nacc = fk_nacc(k);
-	__m256 s[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
-	const int64_t ge = fk_group_end(k, n), ce = fk_chunk_end(k, n);
-	int64_t i = 0;
-	for (; i < ge; i += 8 * nacc) {
-#pragma GCC unroll 4
-		for (int j = 0; j < nacc; j++)
-			s[j] = _mm256_fmadd_ps(fk_load8(k, x, i + 8 * j), _mm256_loadu_ps(a + i + 8 * j), s[j]);
-	}
-	for (; i < ce; i += 8)
-		s[0] = _mm256_fmadd_ps(fk_load8(k, x, i), _mm256_loadu_ps(a + i), s[0]);
-	return fk_finish(k, s, x, a, n);
+	return n - n % 32;
 }
+
+/* F16/BF16: the row's whole chunks and the first half's (accumulator 0's). */
+static inline int64_t half_chunks(int64_t n, int64_t *c)
+{
+	*c = n / 8;
+	return (*c + 1) / 2;
+}
+
+/* ---- single rows ---------------------------------------------------------- */
 
 CPU_AVX2 static float dot_f32(const void *w, const void *act, int64_t n)
 {
-	return fk_dot(FK_F32, w, act, n);
+	const float *a = act;
+	__m256 s[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+	const int64_t ge = f32_group_end(n);
+	for (int64_t i = 0; i < ge; i += 32) {
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++)
+			s[j] = _mm256_fmadd_ps(fk_load8(FK_F32, w, i + 8 * j), _mm256_loadu_ps(a + i + 8 * j), s[j]);
+	}
+	return fk_tail(FK_F32, cpu_reduce4(s[0], s[1], s[2], s[3]), w, a, ge, n);
+}
+
+/* F16/BF16: the two halves side by side (accumulator 0 has one chunk more
+ * when their number is odd: its last). */
+FLOAT_INLINE float half_dot(enum fkind k, const void *x, const float *a, int64_t n)
+{
+	int64_t c;
+	const int64_t h = half_chunks(n, &c), m = c - h;
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	for (int64_t i = 0; i < m; i++) {
+		s0 = _mm256_fmadd_ps(fk_load8(k, x, 8 * i), _mm256_loadu_ps(a + 8 * i), s0);
+		s1 = _mm256_fmadd_ps(fk_load8(k, x, 8 * (h + i)), _mm256_loadu_ps(a + 8 * (h + i)), s1);
+	}
+	if (h > m)
+		s0 = _mm256_fmadd_ps(fk_load8(k, x, 8 * m), _mm256_loadu_ps(a + 8 * m), s0);
+	return fk_tail(k, cpu_hsum8(_mm256_add_ps(s0, s1)), x, a, 8 * c, n);
 }
 
 CPU_AVX2 static float dot_f16(const void *w, const void *act, int64_t n)
 {
-	return fk_dot(FK_F16, w, act, n);
+	return half_dot(FK_F16, w, act, n);
 }
 
 CPU_AVX2 static float dot_bf16(const void *w, const void *act, int64_t n)
 {
-	return fk_dot(FK_BF16, w, act, n);
+	return half_dot(FK_BF16, w, act, n);
 }
 
 /* ---- tiles ------------------------------------------------------------------ */
@@ -174,55 +167,113 @@ FLOAT_INLINE void fk_chunk(enum fkind k, int nr, int nt, const void *const *w, c
 	}
 }
 
-/* Accumulator j of nr rows x nt tokens (s[j][r][t]) takes the chunks at
- * from, from + step, ... below to. */
-FLOAT_INLINE void fk_run(enum fkind k, int nr, int nt, int j, const void *const *w, const float *const *a,
-			 int64_t from, int64_t to, int64_t step, __m256 s[4][TILE_R][TILE_T])
+/* The chunks at from, from + step, ... below to of nr rows x nt tokens
+ * into s (kept in registers for the run). */
+FLOAT_INLINE void fk_run(enum fkind k, int nr, int nt, const void *const *w, const float *const *a, int64_t from,
+			 int64_t to, int64_t step, __m256 s[TILE_R][TILE_T])
 {
 	__m256 acc[TILE_R][TILE_T];
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
-			acc[r][t] = s[j][r][t];
+			acc[r][t] = s[r][t];
 	for (int64_t i = from; i < to; i += step)
 		fk_chunk(k, nr, nt, w, a, i, acc);
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
-			s[j][r][t] = acc[r][t];
+			s[r][t] = acc[r][t];
 }
 
-/* Values of a row per stretch: the accumulator passes walk one stretch of
- * the rows and tokens (3 x 2 KiB of F16 weights, 4 x 4 KiB of
+/* Values of a row per stretch (F32): the accumulator passes walk one
+ * stretch of the rows and tokens (3 x 4 KiB of weights, 4 x 4 KiB of
  * activations) before the next, so each pass finds it in L1 - passes over
- * whole 2048-value rows fetched every line from L2 four times (32 against
- * 52 GFLOPS for Gemma's FFN down projection, 1 thread, 128 tokens).  A
- * multiple of 32, so every chunk keeps its accumulator and its order. */
-#define FK_STRETCH 1024
+ * whole 2048-value rows fetched every line from L2 four times.  A multiple
+ * of 32, so every chunk keeps its accumulator and its order. */
+#define F32_STRETCH 1024
 
-/* nr rows x nt tokens of outputs: each accumulator's chunks in the single
- * kernel's order (a stretch at a time, then accumulator 0's leftover
- * chunks), then each output reduced as fk_dot reduces it. */
-FLOAT_INLINE void fk_block(enum fkind k, int nr, int nt, const void *const *w, const float *const *a,
-			   int64_t n, float *out, int64_t os)
+/* F32: nr rows x nt tokens of outputs, each of ggml's four accumulators
+ * its chunks in order (one pass per accumulator over a stretch at a time),
+ * then each output reduced as dot_f32 reduces it. */
+FLOAT_INLINE void f32_block(int nr, int nt, const void *const *w, const float *const *a, int64_t n, float *out,
+			    int64_t os)
 {
-	const int nacc = fk_nacc(k);
-	const int64_t ge = fk_group_end(k, n), ce = fk_chunk_end(k, n);
+	const int64_t ge = f32_group_end(n);
 	__m256 s[4][TILE_R][TILE_T];
-	for (int j = 0; j < nacc; j++)
+	for (int j = 0; j < 4; j++)
 		for (int r = 0; r < nr; r++)
 			for (int t = 0; t < nt; t++)
 				s[j][r][t] = _mm256_setzero_ps();
-	for (int64_t k0 = 0; k0 < ge; k0 += FK_STRETCH) {
-		const int64_t k1 = k0 + FK_STRETCH < ge ? k0 + FK_STRETCH : ge;
-		for (int j = 0; j < nacc; j++)
-			fk_run(k, nr, nt, j, w, a, k0 + 8 * j, k1, 8 * nacc, s);
+	for (int64_t k0 = 0; k0 < ge; k0 += F32_STRETCH) {
+		const int64_t k1 = k0 + F32_STRETCH < ge ? k0 + F32_STRETCH : ge;
+		for (int j = 0; j < 4; j++)
+			fk_run(FK_F32, nr, nt, w, a, k0 + 8 * j, k1, 32, s[j]);
 	}
-	fk_run(k, nr, nt, 0, w, a, ge, ce, 8, s);
 	for (int t = 0; t < nt; t++)
-		for (int r = 0; r < nr; r++) {
-			const __m256 v[4] = { s[0][r][t], s[1][r][t], s[nacc > 2 ? 2 : 0][r][t],
-					      s[nacc > 3 ? 3 : 0][r][t] };
-			out[t * os + r] = fk_finish(k, v, w[r], a[t], n);
+		for (int r = 0; r < nr; r++)
+			out[t * os + r] = fk_tail(FK_F32, cpu_reduce4(s[0][r][t], s[1][r][t], s[2][r][t], s[3][r][t]),
+						  w[r], a[t], ge, n);
+}
+
+/* cpu_hsum8 of four vectors at once, each sum's additions the same:
+ * (t0 + t2) + (t1 + t3) of t = low half + high half. */
+FLOAT_INLINE __m128 hsum8x4(__m256 v0, __m256 v1, __m256 v2, __m256 v3)
+{
+	const __m128 t0 = _mm_add_ps(_mm256_extractf128_ps(v0, 1), _mm256_castps256_ps128(v0));
+	const __m128 t1 = _mm_add_ps(_mm256_extractf128_ps(v1, 1), _mm256_castps256_ps128(v1));
+	const __m128 t2 = _mm_add_ps(_mm256_extractf128_ps(v2, 1), _mm256_castps256_ps128(v2));
+	const __m128 t3 = _mm_add_ps(_mm256_extractf128_ps(v3, 1), _mm256_castps256_ps128(v3));
+	/* (x0+x2, y0+y2, x1+x3, y1+y3) for the pairs (t0, t1) and (t2, t3) */
+	const __m128 p01 = _mm_add_ps(_mm_unpacklo_ps(t0, t1), _mm_unpackhi_ps(t0, t1));
+	const __m128 p23 = _mm_add_ps(_mm_unpacklo_ps(t2, t3), _mm_unpackhi_ps(t2, t3));
+	return _mm_add_ps(_mm_movelh_ps(p01, p23), _mm_movehl_ps(p23, p01));
+}
+
+/* F16/BF16: nr rows x nt tokens of outputs in one walk along the rows:
+ * the first half's chunks, the registers set aside, the second half's into
+ * fresh ones, then every output reduced as half_dot reduces it (four at
+ * a time by hsum8x4; first + acc is acc0 + acc1, IEEE addition being
+ * commutative). */
+FLOAT_INLINE void half_block(enum fkind k, int nr, int nt, const void *const *w, const float *const *a, int64_t n,
+			     float *out, int64_t os)
+{
+	int64_t c;
+	const int64_t h = half_chunks(n, &c);
+	__m256 acc[TILE_R][TILE_T], first[TILE_R][TILE_T];
+	for (int r = 0; r < nr; r++)
+		for (int t = 0; t < nt; t++)
+			acc[r][t] = _mm256_setzero_ps();
+	for (int64_t i = 0; i < 8 * h; i += 8)
+		fk_chunk(k, nr, nt, w, a, i, acc);
+	for (int r = 0; r < nr; r++)
+		for (int t = 0; t < nt; t++) {
+			first[r][t] = acc[r][t];
+			acc[r][t] = _mm256_setzero_ps();
 		}
+	for (int64_t i = 8 * h; i < 8 * c; i += 8)
+		fk_chunk(k, nr, nt, w, a, i, acc);
+	for (int r = 0; r < nr; r++) {
+		if (nt == TILE_T) {
+			float sum[TILE_T];
+			_mm_storeu_ps(sum, hsum8x4(_mm256_add_ps(first[r][0], acc[r][0]),
+						   _mm256_add_ps(first[r][1], acc[r][1]),
+						   _mm256_add_ps(first[r][2], acc[r][2]),
+						   _mm256_add_ps(first[r][3], acc[r][3])));
+			for (int t = 0; t < TILE_T; t++)
+				out[t * os + r] = fk_tail(k, sum[t], w[r], a[t], 8 * c, n);
+			continue;
+		}
+		for (int t = 0; t < nt; t++)
+			out[t * os + r] = fk_tail(k, cpu_hsum8(_mm256_add_ps(first[r][t], acc[r][t])), w[r], a[t],
+						  8 * c, n);
+	}
+}
+
+FLOAT_INLINE void fk_block(enum fkind k, int nr, int nt, const void *const *w, const float *const *a, int64_t n,
+			   float *out, int64_t os)
+{
+	if (k == FK_F32)
+		f32_block(nr, nt, w, a, n, out, os);
+	else
+		half_block(k, nr, nt, w, a, n, out, os);
 }
 
 /* One function per format and block shape (the shape a constant, so the
@@ -311,9 +362,12 @@ qdot_tile_fn qdot__avx2_float_tile(uint32_t wtype, int64_t n, int *rows)
 	}
 	if (n <= 0)
 		return NULL;
-	/* as many rows as stay in QDOT_TILE_BYTES; a longer row is a tile of one */
-	const int64_t fit = QDOT_TILE_BYTES / (n * (int64_t)fk_bytes(k));
-	*rows = fit < 1 ? 1 : fit < QDOT_TILE_ROWS ? (int)fit : QDOT_TILE_ROWS;
+	/* as many rows as stay in QDOT_TILE_BYTES, a multiple of TILE_R where
+	 * that is at least one block (else a 1-row block ends every tile);
+	 * a longer row is a tile of one */
+	int64_t fit = QDOT_TILE_BYTES / (n * (int64_t)fk_bytes(k));
+	fit = fit < QDOT_TILE_ROWS ? fit : QDOT_TILE_ROWS;
+	*rows = fit < 1 ? 1 : fit < TILE_R ? (int)fit : (int)(fit - fit % TILE_R);
 	return f;
 }
 
