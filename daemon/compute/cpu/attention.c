@@ -9,7 +9,8 @@
  * does).  A half widens to float exactly, so reading the cache's halves
  * gives the very floats an fp16-rounded float cache held.
  *
- * The AVX2 path reproduces llama.cpp's non-flash CPU attention bit for bit
+ * The AVX2 path (the scores and values kernels in attention_avx2.c, the
+ * softmax here) reproduces llama.cpp's non-flash CPU attention bit for bit
  * (its AVX2 build; docs/reference.md):
  *   - q.k is ggml_vec_dot_f16 over head_dim: 32 values per step in four
  *     8-lane FMA accumulators, reduced in GGML_F32x8_REDUCE order, the
@@ -36,6 +37,7 @@
 
 #include <math.h>
 
+#include "compute/cpu/attention_avx2.h"
 #include "compute/cpu/qdot.h"
 #include "compute/cpu/simd_avx2.h"
 #include "util/fp16.h"
@@ -132,47 +134,6 @@ static void attn_one_scalar(const struct attn_job *j, const float *qh, int64_t k
 
 #ifdef CPU_HAVE_AVX2_CODE
 
-/* Eight cache halves widened to floats (F16C: exact). */
-CPU_AVX2 static inline __m256 load_h8(const uint16_t *h)
-{
-	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
-}
-
-/* ggml_vec_dot_f16(n, k, q): k the cache's halves, q fp16-exact floats. */
-CPU_AVX2 static float dot_f16_order(const uint16_t *k, const float *q, int n)
-{
-	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-	const int np = n & ~31;
-	for (int i = 0; i < np; i += 32) {
-		s0 = _mm256_fmadd_ps(load_h8(k + i), _mm256_loadu_ps(q + i), s0);
-		s1 = _mm256_fmadd_ps(load_h8(k + i + 8), _mm256_loadu_ps(q + i + 8), s1);
-		s2 = _mm256_fmadd_ps(load_h8(k + i + 16), _mm256_loadu_ps(q + i + 16), s2);
-		s3 = _mm256_fmadd_ps(load_h8(k + i + 24), _mm256_loadu_ps(q + i + 24), s3);
-	}
-	double sum = np ? (double)cpu_reduce4(s0, s1, s2, s3) : 0.0;
-	for (int i = np; i < n; i++)
-		sum += (double)(fp16_to_fp32(k[i]) * q[i]);
-	return (float)sum;
-}
-
-/* dot_f16_order with the K row already widened to floats (exact): the
- * same FMAs in the same order, so the same result bit for bit. */
-CPU_AVX2 static float dot_f32_order(const float *k, const float *q, int n)
-{
-	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-	const int np = n & ~31;
-	for (int i = 0; i < np; i += 32) {
-		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), s0);
-		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 8), _mm256_loadu_ps(q + i + 8), s1);
-		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 16), _mm256_loadu_ps(q + i + 16), s2);
-		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 24), _mm256_loadu_ps(q + i + 24), s3);
-	}
-	double sum = np ? (double)cpu_reduce4(s0, s1, s2, s3) : 0.0;
-	for (int i = np; i < n; i++)
-		sum += (double)(k[i] * q[i]);
-	return (float)sum;
-}
-
 /* The scores s[g0..g1) (masked cells -inf, mx their max) to fp16-rounded
  * probabilities, in place: ggml's soft_max, see the file comment. */
 CPU_AVX2 static void softmax_avx2(float *s, int n, float mx, const float *sink)
@@ -200,84 +161,41 @@ CPU_AVX2 static void softmax_avx2(float *s, int n, float mx, const float *sink)
 }
 
 /* Query heads per attention task at most: the heads of one query row that
- * read the same KV head (grouped-query attention) go together, so that each
- * K row is widened once for all of them and each V vector once per output
- * chunk.  Per head the float operations are those of the one-head path, in
- * its order: the results are the same bit for bit. */
+ * read the same KV head (grouped-query attention) go together, so that the
+ * kernels (attention_avx2.c) widen each K and V chunk once for all of them.
+ * Per head the float operations are those of the one-head path, in its
+ * order: the results are the same bit for bit. */
 #define ATTN_HEADS CPU_ATTN_HEADS
-/* K rows up to this many values are widened into a stack buffer. */
-#define ATTN_KBUF 512
+_Static_assert(ATTN_HEADS <= ATTN_AVX2_HEADS, "a task's heads fit one kernel call");
 
 /* nh (1..ATTN_HEADS) heads of one query row sharing one KV head: qh[g]
  * the queries, o[g] the outputs, sink[g] their sinks (NULL: none), s[g]
- * their score rows (cells [first & ~7, pos rounded up to 8)).  The
- * one-head case is llama.cpp's order exactly (see the file comment); with
- * hd > ATTN_KBUF the caller passes nh = 1. */
+ * their score rows (cells [first & ~7, pos rounded up to 8): the softmax
+ * works on whole 8-cell groups, the masked cells -inf as ggml's mask
+ * makes them). */
 CPU_AVX2 static void attn_heads_avx2(const struct attn_job *j, const float *const *qh, int nh,
 				     int64_t koff, int first, int pos, const float *const *sink,
 				     float *const *s, float *const *o)
 {
 	const struct attn_params *ap = j->ap;
-	const int hd = ap->head_dim;
 	const int g0 = first & ~7, g1 = (pos + 8) & ~7; /* whole 8-cell groups */
-	float kbuf[ATTN_KBUF];
-
-	float mx[ATTN_HEADS];
-	for (int g = 0; g < nh; g++)
-		mx[g] = -INFINITY;
-	for (int p = g0; p < g1; p++) {
-		if (p < first || p > pos) { /* masked: the mask adds -inf */
-			for (int g = 0; g < nh; g++)
-				s[g][p - g0] = -INFINITY;
-			continue;
-		}
-		const uint16_t *kp = j->k + p * ap->kv_stride + koff;
-		for (int g = 0; g < nh; g++) {
-			float sc;
-			if (nh == 1) {
-				sc = dot_f16_order(kp, qh[0], hd) * ap->scale;
-			} else {
-				if (g == 0) {
-					int i = 0;
-					for (; i + 8 <= hd; i += 8)
-						_mm256_storeu_ps(kbuf + i, load_h8(kp + i));
-					for (; i < hd; i++)
-						kbuf[i] = fp16_to_fp32(kp[i]);
-				}
-				sc = dot_f32_order(kbuf, qh[g], hd) * ap->scale;
-			}
-			s[g][p - g0] = sc;
-			if (sc > mx[g])
-				mx[g] = sc;
-		}
+	float *sp[ATTN_HEADS] = { 0 }; /* position first's cell */
+	for (int g = 0; g < nh; g++) {
+		for (int p = g0; p < first; p++)
+			s[g][p - g0] = -INFINITY;
+		for (int p = pos + 1; p < g1; p++)
+			s[g][p - g0] = -INFINITY;
+		sp[g] = s[g] + (first - g0);
 	}
-	for (int g = 0; g < nh; g++)
-		softmax_avx2(s[g], g1 - g0, mx[g], sink[g]);
-
-	/* out[i] = sum_p w[p] v[p][i], eight i at a time, with ggml's 32
-	 * partial sums per output value (one per p % 32) kept in acc[]. */
-	for (int i = 0; i < hd; i += 8) {
-		__m256 acc[ATTN_HEADS][32];
-		for (int g = 0; g < nh; g++)
-			for (int l = 0; l < 32; l++)
-				acc[g][l] = _mm256_setzero_ps();
-		for (int p = first; p <= pos; p++) {
-			const __m256 vp = load_h8(j->v + p * ap->kv_stride + koff + i);
-			for (int g = 0; g < nh; g++)
-				acc[g][p & 31] = _mm256_fmadd_ps(vp, _mm256_set1_ps(s[g][p - g0]), acc[g][p & 31]);
-		}
-		/* GGML_F32x8_REDUCE, per output value: accumulator a = acc[8a..8a+7]. */
-		for (int g = 0; g < nh; g++) {
-			__m256 lane[8];
-			for (int l = 0; l < 8; l++)
-				lane[l] = _mm256_add_ps(_mm256_add_ps(acc[g][l], acc[g][16 + l]),
-							_mm256_add_ps(acc[g][8 + l], acc[g][24 + l]));
-			for (int l = 0; l < 4; l++)
-				lane[l] = _mm256_add_ps(lane[l], lane[l + 4]);
-			_mm256_storeu_ps(o[g] + i, _mm256_add_ps(_mm256_add_ps(lane[0], lane[1]),
-								 _mm256_add_ps(lane[2], lane[3])));
-		}
+	attn_avx2_scores(j->k + koff, ap->kv_stride, first, pos, qh, nh, ap->head_dim, ap->scale, sp);
+	for (int g = 0; g < nh; g++) {
+		float mx = -INFINITY;
+		for (int p = 0; p <= pos - first; p++)
+			if (sp[g][p] > mx)
+				mx = sp[g][p];
+		softmax_avx2(s[g], g1 - g0, mx, sink[g]);
 	}
+	attn_avx2_values(j->v + koff, ap->kv_stride, first, pos, (const float *const *)sp, nh, ap->head_dim, o);
 }
 
 #endif
@@ -290,7 +208,7 @@ static int attn_per_row(const struct attn_job *j, int *hpt_out)
 	const int group = ap->n_head / ap->n_head_kv;
 	int hpt = 1;
 #ifdef CPU_HAVE_AVX2_CODE
-	if (j->simd && ap->head_dim <= ATTN_KBUF)
+	if (j->simd)
 		hpt = group < CPU_ATTN_HEADS ? group : CPU_ATTN_HEADS;
 #endif
 	*hpt_out = hpt;

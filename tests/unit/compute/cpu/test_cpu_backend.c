@@ -7,10 +7,12 @@
 #include "ck_main.h"
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compute/backend.h"
+#include "compute/cpu/attention_avx2.h"
 #include "compute/cpu/cpu_backend.h"
 #include "compute/cpu/qdot.h"
 #include "compute/cpu/threadpool.h"
@@ -597,6 +599,106 @@ START_TEST(attention_grouped_heads_bit_exact)
 }
 END_TEST
 
+/* ggml_vec_dot_f16(n, k, q) in plain C: four accumulators of 8 lanes, lane
+ * (i % 32) / 8, i % 8, one fused multiply-add per value in rising i, reduced
+ * as GGML_F32x8_REDUCE - (s0+s2)+(s1+s3) lane-wise, the 128-bit halves
+ * added, then (l0+l1)+(l2+l3) - and the n % 32 leftover added in double. */
+static float ggml_dot_f16_ref(const uint16_t *k, const float *q, int n)
+{
+	float acc[4][8] = { { 0 } };
+	const int n32 = n & ~31;
+	for (int i = 0; i < n32; i++)
+		acc[(i % 32) / 8][i % 8] = fmaf(fp16_to_fp32(k[i]), q[i], acc[(i % 32) / 8][i % 8]);
+	float l[8], h[4];
+	for (int x = 0; x < 8; x++)
+		l[x] = (acc[0][x] + acc[2][x]) + (acc[1][x] + acc[3][x]);
+	for (int x = 0; x < 4; x++)
+		h[x] = l[x] + l[x + 4];
+	double sum = n32 ? (double)((h[0] + h[1]) + (h[2] + h[3])) : 0.0;
+	for (int i = n32; i < n; i++)
+		sum += (double)(fp16_to_fp32(k[i]) * q[i]);
+	return (float)sum;
+}
+
+/* One output value of the probabilities' product with V, as ggml sums it
+ * over the cache: position p into partial sum p % 32 (lane p % 8 of
+ * accumulator (p % 32) / 8), the 32 reduced as GGML_F32x8_REDUCE. */
+static float ggml_pv_ref(const uint16_t *v, int64_t stride, int first, int pos, const float *w, int i)
+{
+	float part[32] = { 0 };
+	for (int p = first; p <= pos; p++)
+		part[p % 32] = fmaf(fp16_to_fp32(v[(int64_t)p * stride + i]), w[p - first], part[p % 32]);
+	float l[8], h[4];
+	for (int x = 0; x < 8; x++)
+		l[x] = (part[x] + part[16 + x]) + (part[8 + x] + part[24 + x]);
+	for (int x = 0; x < 4; x++)
+		h[x] = l[x] + l[x + 4];
+	return (h[0] + h[1]) + (h[2] + h[3]);
+}
+
+/* The AVX2 attention kernels tile heads x positions (scores) and keep
+ * partial sums in registers across positions 32 apart (values); each
+ * output must still be ggml's one-score, one-value order bit for bit:
+ * held against that order written out in plain C above, for 1-4 heads,
+ * head_dim 8 (all leftover), 40 (a 32-group and a leftover), 72 and 256
+ * (Gemma 3), position ranges shorter and several times longer than the 32
+ * partial sums, starting at positions that are not multiples of 32 or of
+ * the 3-position blocks, and a KV stride wider than the head. */
+START_TEST(attention_avx2_kernels_in_ggml_order)
+{
+	if (!qdot_simd_active()) {
+		fprintf(stderr, "SKIP attention kernels: no AVX2+FMA+F16C (or SMOKE_NO_SIMD)\n");
+		return;
+	}
+	enum { HMAX = ATTN_AVX2_HEADS, HD = 256, STRIDE = HD + 24, N_POS = 211 };
+	static uint16_t kv[2][N_POS * STRIDE];
+	static float q[HMAX][HD], w[HMAX][N_POS], sc[HMAX][N_POS], out[HMAX][HD];
+	unsigned seed = 61;
+	for (int x = 0; x < 2; x++)
+		for (int i = 0; i < N_POS * STRIDE; i++)
+			kv[x][i] = fp32_to_fp16(frand(&seed) * 3);
+	for (int g = 0; g < HMAX; g++) {
+		for (int i = 0; i < HD; i++)
+			q[g][i] = fp16_to_fp32(fp32_to_fp16(frand(&seed) * 2));
+		for (int p = 0; p < N_POS; p++)
+			w[g][p] = fp16_to_fp32(fp32_to_fp16(frand(&seed) + 0.5f));
+	}
+	static const int hds[] = { 8, 40, 72, 256 };
+	static const int ranges[][2] = { { 0, 0 }, { 0, 4 }, { 5, 36 }, { 0, 96 }, { 13, 210 }, { 100, 163 } };
+	int checked = 0;
+	for (int nh = 1; nh <= HMAX; nh++)
+		for (size_t d = 0; d < sizeof(hds) / sizeof(hds[0]); d++)
+			for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+				const int hd = hds[d], first = ranges[r][0], pos = ranges[r][1];
+				const float *qh[HMAX], *wg[HMAX];
+				float *sg[HMAX], *og[HMAX];
+				for (int g = 0; g < nh; g++) {
+					qh[g] = q[g];
+					wg[g] = w[g];
+					sg[g] = sc[g];
+					og[g] = out[g];
+				}
+				attn_avx2_scores(kv[0], STRIDE, first, pos, qh, nh, hd, 0.125f, sg);
+				attn_avx2_values(kv[1], STRIDE, first, pos, wg, nh, hd, og);
+				for (int g = 0; g < nh; g++) {
+					for (int p = first; p <= pos; p++, checked++) {
+						const float ref = ggml_dot_f16_ref(kv[0] + (int64_t)p * STRIDE, q[g], hd) * 0.125f;
+						ck_assert_msg(memcmp(&sc[g][p - first], &ref, 4) == 0,
+							      "score heads %d hd %d [%d,%d] head %d pos %d: %.9g vs %.9g", nh,
+							      hd, first, pos, g, p, sc[g][p - first], ref);
+					}
+					for (int i = 0; i < hd; i++, checked++) {
+						const float ref = ggml_pv_ref(kv[1], STRIDE, first, pos, w[g], i);
+						ck_assert_msg(memcmp(&out[g][i], &ref, 4) == 0,
+							      "value heads %d hd %d [%d,%d] head %d [%d]: %.9g vs %.9g", nh,
+							      hd, first, pos, g, i, out[g][i], ref);
+					}
+				}
+			}
+	ck_assert_int_gt(checked, 10000);
+}
+END_TEST
+
 /* attentions (several sequences as one job): every output equals the
  * attention op's for its call bit for bit - calls of different positions,
  * query rows (decode rows of one and a prefill), windows and sinks, each
@@ -752,6 +854,7 @@ int main(void)
 	tcase_add_test(tc, attention_causal_window_gqa);
 	tcase_add_test(tc, attention_grouped_heads_bit_exact);
 	tcase_add_test(tc, attentions_equal_separate_attention);
+	tcase_add_test(tc, attention_avx2_kernels_in_ggml_order);
 	tcase_add_test(tc, smoke_cpu_choice);
 	tcase_add_test(tc, rope_yarn);
 	tcase_add_test(tc, swiglu_oai_clamps);
