@@ -7,7 +7,8 @@
  * the matrix once and reuses it for every activation row in the batch.
  * Where the type has a tile kernel (qdot_get_tile), a tile of weight rows
  * times every activation row is one call, the tile's weight blocks
- * unpacked once for the whole batch; else, where it has a several-activation kernel
+ * unpacked once for the whole batch (for one activation row only where
+ * qdot_tile_for_one_row says the tile is the better kernel there too); else, where it has a several-activation kernel
  * (qdot_get4), a weight row is decoded once per four activation rows
  * instead of once per row.  Either way each output equals the single-row
  * kernel's bit for bit.
@@ -69,7 +70,7 @@ static void prepare_share(void *ctx, int ith, int nth)
 static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int64_t lo, int64_t hi)
 {
 	const struct wtensor *w = m->w;
-	if (j->n == 1) {
+	if (j->n == 1 && !m->tile) {
 		for (int64_t r = lo; r < hi; r++)
 			m->y[r] = m->dot(wtensor_row(w, r), m->act, w->ne0);
 		return;
@@ -145,7 +146,8 @@ int cpu_matmuls(struct backend *b, const struct wtensor *const *w, int nw, const
 			return -EINVAL;
 		m->row0 = j.rows;
 		m->dot4 = n > 1 ? qdot_get4(w[k]->type) : NULL;
-		if (n == 1 || !(m->tile = qdot_get_tile(w[k]->type, w[k]->ne0, &m->tile_rows)))
+		if ((n == 1 && !qdot_tile_for_one_row(w[k]->type)) ||
+		    !(m->tile = qdot_get_tile(w[k]->type, w[k]->ne0, &m->tile_rows)))
 			m->tile_rows = 0;
 		const uint32_t at = qdot_act_type(w[k]->type);
 		if (at == QTYPE_F32) {

@@ -132,6 +132,11 @@ qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 	return f ? f : qdot__avx2_float_tile(wtype, n, rows);
 }
 
+bool qdot_tile_for_one_row(uint32_t wtype)
+{
+	return wtype == QTYPE_F16 || wtype == QTYPE_BF16;
+}
+
 /* ---- activation formats ------------------------------------------------- */
 
 uint32_t qdot_act_type(uint32_t wtype)

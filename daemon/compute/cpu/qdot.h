@@ -123,6 +123,12 @@ typedef void (*qdot_tile_fn)(const void *w, size_t w_stride, int nw, const void 
  * of one row however long); callers then use qdot_get4() or qdot_get(). */
 qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows);
 
+/* Whether the tile is also the better kernel for a single activation row:
+ * true for F16 and BF16, whose tiles read the rows in place (nothing to
+ * unpack) and whose single kernel is one FMA chain - a tile of 3 rows x 1
+ * token is three.  Only when qdot_get_tile gives a tile. */
+bool qdot_tile_for_one_row(uint32_t wtype);
+
 /* The scalar reference kernel, for tests; NULL if the type cannot be
  * computed. */
 qdot_fn qdot_get_scalar(uint32_t wtype);

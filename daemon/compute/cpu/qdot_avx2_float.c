@@ -9,22 +9,21 @@
  *
  * F16 and BF16 dot against the float activation itself, where ggml rounds
  * it to fp16/bf16 first (qdot.h), so their order is smoke's own, chosen
- * for the tiles: the row's whole 8-value chunks split in two contiguous
- * halves, accumulator 0 taking the first half in order and accumulator 1
- * the second (the single kernel runs both halves side by side: two FMA
- * chains, which keep up with decode streaming the rows from memory), then
- * hsum8(acc0 + acc1) and the last values (fewer than 8) one FMA each.
+ * for the tiles: one accumulator taking the row's whole 8-value chunks in
+ * order, hsum8, then the last values (fewer than 8) one FMA each.  One
+ * accumulator is one FMA chain, too slow alone to keep up with decode
+ * streaming the rows from memory - so the CPU backend computes a single
+ * activation row with the tile as well (qdot_tile_for_one_row: 3 rows, 3
+ * chains), and this kernel only serves rows left over and the tests.
  *
  * The tiles (prefill, batched decode) hold each output to the single
  * kernel's bits: TILE_R rows x TILE_T tokens of accumulators in registers,
  * each weight chunk converted once for TILE_T tokens, each activation
- * chunk loaded once for TILE_R rows.  F16/BF16 walk the row once: the
- * first half's chunks into the registers, which are then set aside, the
- * second half's into fresh ones - each accumulator its chunks in order, as
- * the single kernel - and the outputs reduced four at a time in the single
- * kernel's order of additions.  F32's accumulators are interleaved, so its
- * tile computes one accumulator per pass for the whole block, a 1024-value
- * stretch at a time.  The weights stay where they are (no unpacking): a
+ * chunk loaded once for TILE_R rows.  F16/BF16 walk the rows once, the
+ * outputs reduced four at a time in the single kernel's order of
+ * additions.  F32's accumulators are interleaved, so its tile computes one
+ * accumulator per pass for the whole block, a 1024-value stretch at a
+ * time.  The weights stay where they are (no unpacking): a
  * tile is as many rows as fit QDOT_TILE_BYTES, a multiple of TILE_R, so
  * that they stay in L1 while the activation rows stream past four at a
  * time.
@@ -97,13 +96,6 @@ static inline int64_t f32_group_end(int64_t n)
 	return n - n % 32;
 }
 
-/* F16/BF16: the row's whole chunks and the first half's (accumulator 0's). */
-static inline int64_t half_chunks(int64_t n, int64_t *c)
-{
-	*c = n / 8;
-	return (*c + 1) / 2;
-}
-
 /* ---- single rows ---------------------------------------------------------- */
 
 CPU_AVX2 static float dot_f32(const void *w, const void *act, int64_t n)
@@ -119,30 +111,24 @@ CPU_AVX2 static float dot_f32(const void *w, const void *act, int64_t n)
 	return fk_tail(FK_F32, cpu_reduce4(s[0], s[1], s[2], s[3]), w, a, ge, n);
 }
 
-/* F16/BF16: the two halves side by side (accumulator 0 has one chunk more
- * when their number is odd: its last). */
-FLOAT_INLINE float half_dot(enum fkind k, const void *x, const float *a, int64_t n)
+/* F16/BF16: one accumulator, the chunks in order. */
+FLOAT_INLINE float ordered_dot(enum fkind k, const void *x, const float *a, int64_t n)
 {
-	int64_t c;
-	const int64_t h = half_chunks(n, &c), m = c - h;
-	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-	for (int64_t i = 0; i < m; i++) {
-		s0 = _mm256_fmadd_ps(fk_load8(k, x, 8 * i), _mm256_loadu_ps(a + 8 * i), s0);
-		s1 = _mm256_fmadd_ps(fk_load8(k, x, 8 * (h + i)), _mm256_loadu_ps(a + 8 * (h + i)), s1);
-	}
-	if (h > m)
-		s0 = _mm256_fmadd_ps(fk_load8(k, x, 8 * m), _mm256_loadu_ps(a + 8 * m), s0);
-	return fk_tail(k, cpu_hsum8(_mm256_add_ps(s0, s1)), x, a, 8 * c, n);
+	const int64_t ce = n & ~(int64_t)7;
+	__m256 s = _mm256_setzero_ps();
+	for (int64_t i = 0; i < ce; i += 8)
+		s = _mm256_fmadd_ps(fk_load8(k, x, i), _mm256_loadu_ps(a + i), s);
+	return fk_tail(k, cpu_hsum8(s), x, a, ce, n);
 }
 
 CPU_AVX2 static float dot_f16(const void *w, const void *act, int64_t n)
 {
-	return half_dot(FK_F16, w, act, n);
+	return ordered_dot(FK_F16, w, act, n);
 }
 
 CPU_AVX2 static float dot_bf16(const void *w, const void *act, int64_t n)
 {
-	return half_dot(FK_BF16, w, act, n);
+	return ordered_dot(FK_BF16, w, act, n);
 }
 
 /* ---- tiles ------------------------------------------------------------------ */
@@ -227,69 +213,65 @@ FLOAT_INLINE __m128 hsum8x4(__m256 v0, __m256 v1, __m256 v2, __m256 v3)
 	return _mm_add_ps(_mm_movelh_ps(p01, p23), _mm_movehl_ps(p23, p01));
 }
 
-/* F16/BF16: nr rows x nt tokens of outputs in one walk along the rows:
- * the first half's chunks, the registers set aside, the second half's into
- * fresh ones, then every output reduced as half_dot reduces it (four at
- * a time by hsum8x4; first + acc is acc0 + acc1, IEEE addition being
- * commutative). */
-FLOAT_INLINE void half_block(enum fkind k, int nr, int nt, const void *const *w, const float *const *a, int64_t n,
-			     float *out, int64_t os)
+/* F16/BF16: nr rows x nt tokens of outputs in one walk along the rows,
+ * then every output reduced as ordered_dot reduces it (four at a time by
+ * hsum8x4). */
+FLOAT_INLINE void ordered_block(enum fkind k, int nr, int nt, const void *const *w, const float *const *a,
+				int64_t n, float *out, int64_t os, ptrdiff_t ahead)
 {
-	int64_t c;
-	const int64_t h = half_chunks(n, &c);
-	__m256 acc[TILE_R][TILE_T], first[TILE_R][TILE_T];
+	const int64_t ce = n & ~(int64_t)7;
+	__m256 acc[TILE_R][TILE_T];
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
 			acc[r][t] = _mm256_setzero_ps();
-	for (int64_t i = 0; i < 8 * h; i += 8)
+	for (int64_t i = 0; i < ce; i += 8) {
+		/* One activation row (decode): the rows come from memory,
+		 * TILE_R short streams at once, which the hardware prefetcher
+		 * does not follow soon enough - so fetch the rows two blocks
+		 * ahead (`ahead` bytes on), a line per row per 32 values
+		 * (1-thread microbench, 640-value F16 rows: 7.9 -> 12.0 GB/s;
+		 * the old two-halves single kernel 9.0). */
+		if (nt == 1 && i % 32 == 0)
+			for (int r = 0; r < nr; r++)
+				_mm_prefetch((const char *)w[r] + ahead + (int64_t)fk_bytes(k) * i, _MM_HINT_T0);
 		fk_chunk(k, nr, nt, w, a, i, acc);
-	for (int r = 0; r < nr; r++)
-		for (int t = 0; t < nt; t++) {
-			first[r][t] = acc[r][t];
-			acc[r][t] = _mm256_setzero_ps();
-		}
-	for (int64_t i = 8 * h; i < 8 * c; i += 8)
-		fk_chunk(k, nr, nt, w, a, i, acc);
+	}
 	for (int r = 0; r < nr; r++) {
 		if (nt == TILE_T) {
 			float sum[TILE_T];
-			_mm_storeu_ps(sum, hsum8x4(_mm256_add_ps(first[r][0], acc[r][0]),
-						   _mm256_add_ps(first[r][1], acc[r][1]),
-						   _mm256_add_ps(first[r][2], acc[r][2]),
-						   _mm256_add_ps(first[r][3], acc[r][3])));
+			_mm_storeu_ps(sum, hsum8x4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
 			for (int t = 0; t < TILE_T; t++)
-				out[t * os + r] = fk_tail(k, sum[t], w[r], a[t], 8 * c, n);
+				out[t * os + r] = fk_tail(k, sum[t], w[r], a[t], ce, n);
 			continue;
 		}
 		for (int t = 0; t < nt; t++)
-			out[t * os + r] = fk_tail(k, cpu_hsum8(_mm256_add_ps(first[r][t], acc[r][t])), w[r], a[t],
-						  8 * c, n);
+			out[t * os + r] = fk_tail(k, cpu_hsum8(acc[r][t]), w[r], a[t], ce, n);
 	}
 }
 
 FLOAT_INLINE void fk_block(enum fkind k, int nr, int nt, const void *const *w, const float *const *a, int64_t n,
-			   float *out, int64_t os)
+			   float *out, int64_t os, ptrdiff_t ahead)
 {
 	if (k == FK_F32)
 		f32_block(nr, nt, w, a, n, out, os);
 	else
-		half_block(k, nr, nt, w, a, n, out, os);
+		ordered_block(k, nr, nt, w, a, n, out, os, ahead);
 }
 
 /* One function per format and block shape (the shape a constant, so the
  * accumulators are registers), chosen per block by fk_tile. */
 #define FK_BLOCK(kind, K, R, T)                                                                     \
 	CPU_AVX2 static void blk_##kind##_##R##x##T(const void *const *w, const float *const *a,    \
-						    int64_t n, float *out, int64_t os)              \
+						    int64_t n, float *out, int64_t os, ptrdiff_t ahead)  \
 	{                                                                                           \
-		fk_block(K, R, T, w, a, n, out, os);                                                \
+		fk_block(K, R, T, w, a, n, out, os, ahead);                                         \
 	}
 #define FK_BLOCKS(kind, K)                                                                           \
 	FK_BLOCK(kind, K, 1, 1) FK_BLOCK(kind, K, 1, 2) FK_BLOCK(kind, K, 1, 3) FK_BLOCK(kind, K, 1, 4) \
 	FK_BLOCK(kind, K, 2, 1) FK_BLOCK(kind, K, 2, 2) FK_BLOCK(kind, K, 2, 3) FK_BLOCK(kind, K, 2, 4) \
 	FK_BLOCK(kind, K, 3, 1) FK_BLOCK(kind, K, 3, 2) FK_BLOCK(kind, K, 3, 3) FK_BLOCK(kind, K, 3, 4) \
 	static void (*const blk_##kind[TILE_R][TILE_T])(const void *const *, const float *const *,    \
-							 int64_t, float *, int64_t) = {               \
+							 int64_t, float *, int64_t, ptrdiff_t) = {    \
 		{ blk_##kind##_1x1, blk_##kind##_1x2, blk_##kind##_1x3, blk_##kind##_1x4 },             \
 		{ blk_##kind##_2x1, blk_##kind##_2x2, blk_##kind##_2x3, blk_##kind##_2x4 },             \
 		{ blk_##kind##_3x1, blk_##kind##_3x2, blk_##kind##_3x3, blk_##kind##_3x4 },             \
@@ -299,7 +281,7 @@ FK_BLOCKS(f32, FK_F32)
 FK_BLOCKS(f16, FK_F16)
 FK_BLOCKS(bf16, FK_BF16)
 
-typedef void (*fk_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t);
+typedef void (*fk_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t, ptrdiff_t);
 
 /* The tile: activation rows four at a time (the outer loop, so that the
  * tile's weight rows are what stays in L1), the weight rows three at a
@@ -317,7 +299,7 @@ static void fk_tile(const fk_block_fn blk[TILE_R][TILE_T], const void *w, size_t
 			const void *wr[TILE_R];
 			for (int r = 0; r < nr; r++)
 				wr[r] = (const char *)w + (size_t)(r0 + r) * ws;
-			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os);
+			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os, (ptrdiff_t)(2 * TILE_R * ws));
 		}
 	}
 }
