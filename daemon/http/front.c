@@ -334,6 +334,16 @@ static void alloc_out(uv_handle_t *h, size_t want, uv_buf_t *buf)
 	*buf = uv_buf_init(r->out, OUT_CAP);
 }
 
+/* libmicrohttpd's side has ended and all it wrote has gone out: the
+ * refusal, if a request was refused, then the connection's end. */
+static void end_client(struct relay *r)
+{
+	if (r->refused)
+		send_refusal(r);
+	else
+		finish_client(r);
+}
+
 static void on_out_written(uv_write_t *w, int status)
 {
 	struct relay *r = w->data;
@@ -345,10 +355,7 @@ static void on_out_written(uv_write_t *w, int status)
 		return;
 	}
 	if (r->mhd_eof) {
-		if (r->refused)
-			send_refusal(r);
-		else
-			finish_client(r);
+		end_client(r);
 		return;
 	}
 	if (uv_read_start((uv_stream_t *)&r->mhd, alloc_out, on_mhd_read))
@@ -366,12 +373,8 @@ static void on_mhd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		 * written, then (after a refusal) the refusal, then the end. */
 		r->mhd_eof = true;
 		uv_read_stop(s);
-		if (r->writing_out)
-			return;
-		if (r->refused)
-			send_refusal(r);
-		else
-			finish_client(r);
+		if (!r->writing_out)
+			end_client(r);
 		return;
 	}
 	uv_read_stop(s);
