@@ -18,8 +18,9 @@
 
 #include "http/framing.h"
 #include "http/server.h"
-#include "util/log.h"
 #include "util/clock.h"
+#include "util/dlist.h"
+#include "util/log.h"
 
 enum { OUT_CAP = 16384 };
 
@@ -45,7 +46,7 @@ struct relay {
 	struct api_error err;
 	double t_linger;               /* > 0: discarding the client's bytes until then */
 	int open_handles;
-	struct relay *prev, *next;
+	struct dlist_node link;        /* in front->relays */
 	char peer[64];
 };
 
@@ -66,7 +67,7 @@ struct front {
 	atomic_int request;            /* what wake asks: 1 stop accepting, 2 close everything */
 	bool listening;
 	atomic_bool accepting;         /* cleared by the loop once the listener is closed */
-	struct relay *relays;
+	struct dlist relays;
 };
 
 static void pump_in(struct relay *r);
@@ -89,12 +90,7 @@ static void on_closed(uv_handle_t *h)
 		return;
 	struct front *f = r->front;
 	f->n_relays--;
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		f->relays = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
+	dlist_remove(&f->relays, &r->link);
 	free(r->answer);
 	free(r);
 }
@@ -459,10 +455,7 @@ static void on_accept(uv_stream_t *server, int status)
 	uv_pipe_init(&f->loop, &r->mhd, 0);
 	r->client.data = r->mhd.data = r;
 	r->open_handles = 2;
-	r->next = f->relays;
-	if (f->relays)
-		f->relays->prev = r;
-	f->relays = r;
+	dlist_push(&f->relays, &r->link);
 	if (uv_accept(server, (uv_stream_t *)&r->client)) {
 		close_relay(r);
 		return;
@@ -502,7 +495,7 @@ static void on_tick(uv_timer_t *t)
 {
 	struct front *f = t->data;
 	double now = smk_now();
-	for (struct relay *r = f->relays; r; r = r->next)
+	DLIST_FOR_EACH(struct relay, r, &f->relays, link)
 		if (r->t_linger > 0 && now > r->t_linger)
 			close_relay(r);
 }
@@ -517,7 +510,7 @@ static void on_wake(uv_async_t *a)
 		atomic_store(&f->accepting, false);
 	}
 	if (req >= 2) {
-		for (struct relay *r = f->relays; r; r = r->next)
+		DLIST_FOR_EACH(struct relay, r, &f->relays, link)
 			close_relay(r);
 		uv_close((uv_handle_t *)&f->tick, NULL);
 		uv_close((uv_handle_t *)&f->wake, NULL);

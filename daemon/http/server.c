@@ -41,7 +41,7 @@ void server_count_status(struct server *s, int status)
  * accept) to CLOSED, which comes before it closes the socket: while a slot
  * is in s->conns, under s->conns_lock, its fd is still that connection's. */
 struct conn_slot {
-	struct conn_slot *prev, *next;
+	struct dlist_node link; /* in s->conns */
 	int fd;
 	double t_phase;     /* smk_now() at the accept, or at the end of the previous request */
 	bool in_headers;    /* no request has reached the access handler since t_phase */
@@ -904,7 +904,7 @@ static void admit_connection(struct server *s, struct conn_slot *cs)
 	const double now = smk_now();
 	int live = 0, same = 0;
 	struct conn_slot *idle = NULL;
-	for (struct conn_slot *o = s->conns; o; o = o->next) {
+	DLIST_FOR_EACH(struct conn_slot, o, &s->conns, link) {
 		/* Connections shut down or refused are on their way out. */
 		if (o == cs || o->cut || o->over)
 			continue;
@@ -958,10 +958,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 			cs->addr_len = (socklen_t)len;
 		}
 		pthread_mutex_lock(&s->conns_lock);
-		cs->next = s->conns;
-		if (s->conns)
-			s->conns->prev = cs;
-		s->conns = cs;
+		dlist_push(&s->conns, &cs->link);
 		admit_connection(s, cs);
 		pthread_mutex_unlock(&s->conns_lock);
 		*socket_ctx = cs;
@@ -970,12 +967,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 		if (!cs)
 			return;
 		pthread_mutex_lock(&s->conns_lock);
-		if (cs->prev)
-			cs->prev->next = cs->next;
-		else
-			s->conns = cs->next;
-		if (cs->next)
-			cs->next->prev = cs->prev;
+		dlist_remove(&s->conns, &cs->link);
 		pthread_mutex_unlock(&s->conns_lock);
 		free(cs);
 		*socket_ctx = NULL;
@@ -997,7 +989,7 @@ static void sweep_connections(struct server *s)
 {
 	const double limit = s->cfg->limits.connection_timeout, now = smk_now();
 	pthread_mutex_lock(&s->conns_lock);
-	for (struct conn_slot *cs = s->conns; cs; cs = cs->next) {
+	DLIST_FOR_EACH(struct conn_slot, cs, &s->conns, link) {
 		if (cs->in_headers && !cs->cut && cs->fd >= 0 && limit > 0 && now - cs->t_phase > limit) {
 			cs->cut = true;
 			log_client(LOG_INFO, "request headers not complete within %g s (limits.connection_timeout); "
@@ -1048,8 +1040,10 @@ struct json_t *server_inflight_json(struct server *s)
 	json_t *a = json_array();
 	const double now = smk_now();
 	pthread_mutex_lock(&s->conns_lock);
-	for (struct conn_slot *cs = s->conns; a && cs; cs = cs->next) {
+	DLIST_FOR_EACH(struct conn_slot, cs, &s->conns, link) {
 		struct hreq *r = cs->gen;
+		if (!a)
+			break;
 		if (!r)
 			continue;
 		/* Lock order as in the sweep: conns_lock, then r->lock. */

@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "util/dlist.h"
 #include "util/err.h"
 #include "engine/engine.h"
 #include "engine/worker.h"
@@ -84,7 +85,7 @@ struct server {
 	atomic_int inflight;                       /* generation requests not yet completed */
 	/* Open connections (server.c's struct conn_slot), for the sweep. */
 	pthread_mutex_t conns_lock;
-	struct conn_slot *conns;
+	struct dlist conns;   /* of struct conn_slot */
 };
 
 /* Listen on server.host / server.port (port 0: any; s->port says which)
