@@ -801,60 +801,6 @@ QDOT_AVX2 static inline void tq_sums_t(const uint8_t *const y[4], int64_t i, int
 	_mm256_storeu_ps(out + 24, _mm256_shuffle_ps(t1, t3, 0xee)); /* blocks 3 | 7 */
 }
 
-/* nr (<= TQ_ROWS, constant) unpacked weight rows from r0 through blocks
- * [i, i + kb) with na activation rows y[] (activation scales ya; for
- * TQ_MIN the sums, block k's four in lanes t of ys + tq_ys_at(k)); acc,
- * acc2 (TQ_MXFP4) and summs (TQ_MIN, lane t) in and out. */
-QDOT4_INLINE void tile_q32_rows(const struct tq_rows *w, int r0, const int nr,
-				const enum tq_kind kind, const uint8_t *const y[4],
-				const __m256 ya[4], const float *ys, const int na, int64_t i,
-				int kb, __m256 acc[][4], __m256 acc2[][4], __m128 summs[])
-{
-	const size_t ab = TQ_ACT_BYTES(kind);
-	float ds[2][4][8];
-	__m256 a[2][4], a2[2][4];
-	for (int r = 0; r < nr; r++) {
-		const __m256 dw = _mm256_loadu_ps(w->d[r0 + r] + i); /* lanes past kb unused */
-		for (int t = 0; t < na; t++) {
-			_mm256_storeu_ps(ds[r][t], _mm256_mul_ps(dw, ya[t]));
-			a[r][t] = acc[r0 + r][t];
-			if (kind == TQ_MXFP4)
-				a2[r][t] = acc2[r0 + r][t];
-		}
-	}
-	/* TQ_MXFP4: i and kb are even, blocks go in (even, odd) pairs */
-	for (int k = 0; k < kb; k += kind == TQ_MXFP4 ? 2 : 1) {
-		for (int t = 0; t < na; t++) {
-			const uint8_t *yb = y[t] + (size_t)(i + k) * ab + ab - QTYPE_QK;
-			const __m256i yv = load256(yb);
-			for (int r = 0; r < nr; r++)
-				a[r][t] = tq_fma(&w->x[r0 + r][i + k], &ds[r][t][k], yv, a[r][t]);
-			if (kind == TQ_MXFP4) {
-				const __m256i yv2 = load256(yb + ab);
-				for (int r = 0; r < nr; r++)
-					a2[r][t] = tq_fma(&w->x[r0 + r][i + k + 1], &ds[r][t][k + 1], yv2,
-							  a2[r][t]);
-			}
-		}
-	}
-	for (int r = 0; r < nr; r++) {
-		for (int t = 0; t < na; t++) {
-			acc[r0 + r][t] = a[r][t];
-			if (kind == TQ_MXFP4)
-				acc2[r0 + r][t] = a2[r][t];
-		}
-		/* the min chains of the four activation rows side by side: lane t
-		 * is fma(m, s_t, summs_t), the single kernel's rounding */
-		if (kind == TQ_MIN) {
-			__m128 s = summs[r0 + r];
-			for (int k = 0; k < kb; k++)
-				s = _mm_fmadd_ps(_mm_broadcast_ss(&w->m[r0 + r][i + k]),
-						 _mm_loadu_ps(ys + tq_ys_at(k)), s);
-			summs[r0 + r] = s;
-		}
-	}
-}
-
 /* The exact integer dot of an unpacked block with activation quants yv
  * (the sum of mul_sum_i8_abs_float's int32 lanes, before conversion). */
 QDOT_AVX2 static inline int tq_isum(const struct tile_blk *b, __m256i yv)
@@ -866,63 +812,112 @@ QDOT_AVX2 static inline int tq_isum(const struct tile_blk *b, __m256i yv)
 	return _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, _MM_SHUFFLE(2, 3, 0, 1))));
 }
 
-/* nw unpacked rows times the na activation rows y[]. */
+/* Chunks of eight blocks in a row at most: a tile holds one row at least,
+ * so nb <= QDOT_TILE_BYTES / sizeof(struct tile_blk). */
+#define TQ_MAX_CHUNKS ((QDOT_TILE_BYTES / (int)sizeof(struct tile_blk) + 7) / 8)
+
+/* nr (<= TQ_ROWS, constant) unpacked weight rows from r0 times the na
+ * activation rows y[], all blocks: the accumulators stay in registers from
+ * the first block to the last.  ya[c][t]: the activation scales of chunk
+ * c (blocks 8c..8c+7) of row t; for TQ_MIN ys[c] their sums, block k's
+ * four in lanes t of ys[c] + tq_ys_at(k).  Writes out[t * os + r0 + r]. */
+QDOT4_INLINE void tile_q32_rows(const struct tq_rows *w, int r0, const int nr, const enum tq_kind kind,
+				const uint8_t *const y[4], const __m256 (*ya)[4], const float (*ys)[32],
+				const int na, int64_t nb, float *out, int64_t os)
+{
+	const size_t ab = TQ_ACT_BYTES(kind);
+	/* MXFP4's odd last block is not in the vector accumulators */
+	const int64_t nv = kind == TQ_MXFP4 ? nb & ~(int64_t)1 : nb;
+	/* acc2 and summs stay untouched (and are optimised away) where kind
+	 * does not use them */
+	__m256 a[2][4], a2[2][4];
+	__m128 summs[2];
+	for (int r = 0; r < nr; r++) {
+		for (int t = 0; t < na; t++)
+			a[r][t] = a2[r][t] = _mm256_setzero_ps();
+		summs[r] = _mm_setzero_ps();
+	}
+	for (int64_t i = 0; i < nv; i += 8) {
+		const int kb = nv - i < 8 ? (int)(nv - i) : 8;
+		const int64_t c = i / 8;
+		float ds[2][4][8];
+		for (int r = 0; r < nr; r++) {
+			const __m256 dw = _mm256_loadu_ps(w->d[r0 + r] + i); /* lanes past kb unused */
+			for (int t = 0; t < na; t++)
+				_mm256_storeu_ps(ds[r][t], _mm256_mul_ps(dw, ya[c][t]));
+		}
+		/* TQ_MXFP4: i and kb are even, blocks go in (even, odd) pairs */
+		for (int k = 0; k < kb; k += kind == TQ_MXFP4 ? 2 : 1) {
+			for (int t = 0; t < na; t++) {
+				const uint8_t *yb = y[t] + (size_t)(i + k) * ab + ab - QTYPE_QK;
+				const __m256i yv = load256(yb);
+				for (int r = 0; r < nr; r++)
+					a[r][t] = tq_fma(&w->x[r0 + r][i + k], &ds[r][t][k], yv, a[r][t]);
+				if (kind == TQ_MXFP4) {
+					const __m256i yv2 = load256(yb + ab);
+					for (int r = 0; r < nr; r++)
+						a2[r][t] = tq_fma(&w->x[r0 + r][i + k + 1], &ds[r][t][k + 1], yv2,
+								  a2[r][t]);
+				}
+			}
+		}
+		/* the min chains of the four activation rows side by side: lane t
+		 * is fma(m, s_t, summs_t), the single kernel's rounding */
+		if (kind == TQ_MIN)
+			for (int r = 0; r < nr; r++)
+				for (int k = 0; k < kb; k++)
+					summs[r] = _mm_fmadd_ps(_mm_broadcast_ss(&w->m[r0 + r][i + k]),
+								_mm_loadu_ps(ys[c] + tq_ys_at(k)), summs[r]);
+	}
+	for (int r = 0; r < nr; r++) {
+		float sm[4];
+		if (kind == TQ_MIN)
+			_mm_storeu_ps(sm, summs[r]);
+		for (int t = 0; t < na; t++) {
+			float s;
+			if (kind == TQ_MXFP4) {
+				s = cpu_hsum8(_mm256_add_ps(a[r][t], a2[r][t]));
+				if (nv < nb) {
+					const uint8_t *yb = y[t] + (size_t)nv * ab;
+					uint16_t hy;
+					memcpy(&hy, yb, 2);
+					const float d = h2f(hy) * w->d[r0 + r][nv];
+					s = cpu_fma_ss(d, (float)tq_isum(&w->x[r0 + r][nv], load256(yb + ab - QTYPE_QK)),
+						       s);
+				}
+			} else if (kind == TQ_MIN) {
+				s = cpu_hsum8(a[r][t]) + sm[t];
+			} else {
+				s = cpu_hsum8(a[r][t]);
+			}
+			out[t * os + r0 + r] = s;
+		}
+	}
+}
+
+/* nw unpacked rows times the na activation rows y[]: the activation
+ * scales (and sums) of every chunk once, then the rows TQ_ROWS at a time. */
 QDOT4_INLINE void tile_q32_group(const struct tq_rows *w, int nw, const enum tq_kind kind,
 				 const uint8_t *const y[4], const int na, int64_t nb, float *out,
 				 int64_t os)
 {
 	const size_t ab = TQ_ACT_BYTES(kind);
-	/* acc2 and summs stay untouched (and are optimised away) where kind
-	 * does not use them */
-	__m256 acc[QDOT_TILE_ROWS][4], acc2[QDOT_TILE_ROWS][4];
-	__m128 summs[QDOT_TILE_ROWS];
-	for (int r = 0; r < nw; r++) {
-		for (int t = 0; t < na; t++) {
-			acc[r][t] = _mm256_setzero_ps();
-			if (kind == TQ_MXFP4)
-				acc2[r][t] = _mm256_setzero_ps();
-		}
-		summs[r] = _mm_setzero_ps();
-	}
-	/* MXFP4's odd last block is not in the vector accumulators */
 	const int64_t nv = kind == TQ_MXFP4 ? nb & ~(int64_t)1 : nb;
-	const int nr = TQ_ROWS(kind);
+	__m256 ya[TQ_MAX_CHUNKS][4];
+	float ys[TQ_MAX_CHUNKS][32];  /* TQ_MIN only */
 	for (int64_t i = 0; i < nv; i += 8) {
 		const int kb = nv - i < 8 ? (int)(nv - i) : 8;
-		__m256 ya[4];
-		float ys[32];
 		for (int t = 0; t < na; t++)
-			ya[t] = halves_n(y[t] + (size_t)i * ab, ab, kb);
+			ya[i / 8][t] = halves_n(y[t] + (size_t)i * ab, ab, kb);
 		if (kind == TQ_MIN)
-			tq_sums_t(y, i, kb, ys);
-		int r = 0;
-		for (; r + nr <= nw; r += nr)
-			tile_q32_rows(w, r, nr, kind, y, ya, ys, na, i, kb, acc, acc2, summs);
-		if (r < nw)
-			tile_q32_rows(w, r, 1, kind, y, ya, ys, na, i, kb, acc, acc2, summs);
+			tq_sums_t(y, i, kb, ys[i / 8]);
 	}
-	for (int r = 0; r < nw; r++) {
-		for (int t = 0; t < na; t++) {
-			float s;
-			if (kind == TQ_MXFP4) {
-				s = cpu_hsum8(_mm256_add_ps(acc[r][t], acc2[r][t]));
-				if (nv < nb) {
-					const uint8_t *yb = y[t] + (size_t)nv * ab;
-					uint16_t hy;
-					memcpy(&hy, yb, 2);
-					const float d = h2f(hy) * w->d[r][nv];
-					s = cpu_fma_ss(d, (float)tq_isum(&w->x[r][nv], load256(yb + ab - QTYPE_QK)), s);
-				}
-			} else if (kind == TQ_MIN) {
-				float sm[4];
-				_mm_storeu_ps(sm, summs[r]);
-				s = cpu_hsum8(acc[r][t]) + sm[t];
-			} else {
-				s = cpu_hsum8(acc[r][t]);
-			}
-			out[t * os + r] = s;
-		}
-	}
+	const int nr = TQ_ROWS(kind);
+	int r = 0;
+	for (; r + nr <= nw; r += nr)
+		tile_q32_rows(w, r, nr, kind, y, (const __m256 (*)[4])ya, (const float (*)[32])ys, na, nb, out, os);
+	if (r < nw)
+		tile_q32_rows(w, r, 1, kind, y, (const __m256 (*)[4])ya, (const float (*)[32])ys, na, nb, out, os);
 }
 
 /* The group kernels of one kind, one per activation-group size, so that
