@@ -62,6 +62,9 @@ static void prepare_share(void *ctx, int ith, int nth)
 	}
 }
 
+/* How far ahead a decode's row loop prefetches (see dot_rows). */
+#define PREFETCH_BYTES 8192
+
 /* Weight rows per inner tile: with many activation rows, a tile of weight
  * rows stays in L1/L2 while every activation row passes over it. */
 #define ROW_TILE 16
@@ -71,8 +74,19 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 {
 	const struct wtensor *w = m->w;
 	if (j->n == 1 && !m->tile) {
-		for (int64_t r = lo; r < hi; r++)
+		/* Decode streams the rows from memory, one after another: ask
+		 * for the row about PREFETCH_BYTES ahead, all its lines, before
+		 * each row's dot - the kernels' own prefetch looks 512 bytes
+		 * ahead, short of DRAM's latency at one core's rate. */
+		const int64_t ahead = PREFETCH_BYTES / (int64_t)w->row_bytes + 1;
+		for (int64_t r = lo; r < hi; r++) {
+			if (r + ahead < hi) {
+				const char *p = wtensor_row(w, r + ahead);
+				for (size_t o = 0; o < w->row_bytes; o += 64)
+					__builtin_prefetch(p + o);
+			}
 			m->y[r] = m->dot(wtensor_row(w, r), m->act, w->ne0);
+		}
 		return;
 	}
 	const int rt = m->tile ? m->tile_rows : ROW_TILE;
