@@ -255,16 +255,6 @@ static void attn_task(const struct attn_job *j, int task, int per_row, int hpt, 
 	attn_one_scalar(j, qh, koff, first, pos, sink, s, o);
 }
 
-static void attn_share(void *ctx, int ith, int nth)
-{
-	struct attn_job *j = ctx;
-	float *s = j->scores + (int64_t)ith * CPU_ATTN_HEADS * j->max_ctx;
-	int hpt;
-	const int per_row = attn_per_row(j, &hpt);
-	for (int task = ith; task < j->ap->n_q * per_row; task += nth)
-		attn_task(j, task, per_row, hpt, s);
-}
-
 /* Several calls as one job: the tasks of all of them, call after call,
  * dealt out as one call's are. */
 struct attn_batch {
@@ -301,22 +291,6 @@ static void attn_batch_share(void *ctx, int ith, int nth)
 	}
 }
 
-void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
-		   float *out, const struct attn_params *ap)
-{
-	struct cpu_backend *cb = cpu_of(b);
-	struct attn_job j = {
-		.q = q, .k = k, .v = v, .out = out, .ap = ap,
-		.scores = cb->scores, .max_ctx = cb->scores_row,
-		/* The SIMD path works on whole 8-value vectors of head_dim. */
-		.simd = qdot_simd_active() && ap->head_dim % 8 == 0,
-#ifdef CPU_HAVE_AVX2_CODE
-		.f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c"),
-#endif
-	};
-	tpool_run(cb->pool, attn_share, &j);
-}
-
 void cpu_attentions(struct backend *b, const struct attn_call *calls, int n)
 {
 	struct cpu_backend *cb = cpu_of(b);
@@ -326,6 +300,7 @@ void cpu_attentions(struct backend *b, const struct attn_call *calls, int n)
 	struct attn_batch job = {
 		.base = {
 			.scores = cb->scores, .max_ctx = cb->scores_row,
+			/* The SIMD path works on whole 8-value vectors of head_dim. */
 			.simd = qdot_simd_active() && hd % 8 == 0,
 #ifdef CPU_HAVE_AVX2_CODE
 			.f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c"),
@@ -334,4 +309,12 @@ void cpu_attentions(struct backend *b, const struct attn_call *calls, int n)
 		.calls = calls, .n = n,
 	};
 	tpool_run(cb->pool, attn_batch_share, &job);
+}
+
+/* One call: the job of several, with one. */
+void cpu_attention(struct backend *b, const float *q, const uint16_t *k, const uint16_t *v,
+		   float *out, const struct attn_params *ap)
+{
+	const struct attn_call call = { .q = q, .k = k, .v = v, .out = out, .ap = *ap };
+	cpu_attentions(b, &call, 1);
 }
