@@ -1,6 +1,8 @@
 /* qdot.c - kernel dispatch and activation preparation for the dot products.
  *
- * The CPU check runs once (first qdot_get) and is cached; SMOKE_CPU=scalar
+ * The CPU check runs once (first qdot_get) and is cached: AVX-512 (F, BW,
+ * VL, DQ, VNNI) tiles where the CPU has them, AVX2+FMA+F16C kernels for
+ * the rest, else scalar.  SMOKE_CPU=avx2 stops at AVX2; SMOKE_CPU=scalar
  * (or the older SMOKE_NO_SIMD=1) in the environment or
  * qdot_force_scalar(true) pins the scalar kernels.  qdot_cpu_check() says
  * whether SMOKE_CPU names a choice this CPU and build can honour.  The
@@ -25,31 +27,13 @@
 
 /* ---- dispatch ----------------------------------------------------------- */
 
-/* -1: not probed yet; 0: scalar only; 1: AVX2+FMA+F16C usable. */
+/* The kernel levels, each including the one below. */
+enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512 };
+
+/* -1: not probed yet; else the best ISA_* level the CPU has, capped by
+ * SMOKE_CPU / SMOKE_NO_SIMD. */
 static int qdot_hw_state = -1;
 static bool qdot_forced_scalar;
-
-static bool qdot_hw_simd(void)
-{
-	int s = __atomic_load_n(&qdot_hw_state, __ATOMIC_ACQUIRE);
-	if (s >= 0)
-		return s == 1;
-	bool hw = false;
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_cpu_init();
-	hw = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-	     __builtin_cpu_supports("f16c");
-#endif
-	const char *env = getenv("SMOKE_NO_SIMD");
-	if (env && *env && strcmp(env, "0") != 0)
-		hw = false;
-	env = getenv("SMOKE_CPU");
-	if (env && strcmp(env, "scalar") == 0)
-		hw = false;
-	/* Racing first callers compute the same answer; either store wins. */
-	__atomic_store_n(&qdot_hw_state, hw ? 1 : 0, __ATOMIC_RELEASE);
-	return hw;
-}
 
 static bool qdot_cpu_has(const char *feature)
 {
@@ -58,12 +42,34 @@ static bool qdot_cpu_has(const char *feature)
 	if (!strcmp(feature, "avx2"))
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
 		       __builtin_cpu_supports("f16c");
+	/* what qdot_avx512.c's target attribute asks for (libgcc reports
+	 * AVX-512 only where the OS saves the ZMM state) */
 	if (!strcmp(feature, "avx512"))
-		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-		       __builtin_cpu_supports("avx512vl");
+		return qdot_cpu_has("avx2") && __builtin_cpu_supports("avx512f") &&
+		       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 #endif
 	(void)feature;
 	return false;
+}
+
+static int qdot_hw_level(void)
+{
+	int s = __atomic_load_n(&qdot_hw_state, __ATOMIC_ACQUIRE);
+	if (s >= 0)
+		return s;
+	int level = qdot_cpu_has("avx512") ? ISA_AVX512 : qdot_cpu_has("avx2") ? ISA_AVX2 : ISA_SCALAR;
+	const char *env = getenv("SMOKE_NO_SIMD");
+	if (env && *env && strcmp(env, "0") != 0)
+		level = ISA_SCALAR;
+	env = getenv("SMOKE_CPU");
+	if (env && strcmp(env, "scalar") == 0)
+		level = ISA_SCALAR;
+	else if (env && strcmp(env, "avx2") == 0 && level > ISA_AVX2)
+		level = ISA_AVX2;
+	/* Racing first callers compute the same answer; either store wins. */
+	__atomic_store_n(&qdot_hw_state, level, __ATOMIC_RELEASE);
+	return level;
 }
 
 int qdot_cpu_check(char *why, size_t len)
@@ -79,11 +85,10 @@ int qdot_cpu_check(char *why, size_t len)
 		return -1;
 	}
 	if (!strcmp(env, "avx512")) {
-		/* AVX-512 kernels are not written yet (issue 14): refused on
-		 * every CPU, saying which case this is. */
-		snprintf(why, len, "SMOKE_CPU=avx512: this build has no AVX-512 kernels%s "
-			 "(use SMOKE_CPU=avx2, scalar, or leave it unset)",
-			 qdot_cpu_has("avx512") ? "" : ", and this CPU lacks AVX-512 F/BW/VL");
+		if (qdot_cpu_has("avx512"))
+			return 0;
+		snprintf(why, len, "SMOKE_CPU=avx512: this CPU lacks one of AVX-512 F, BW, VL, DQ "
+			 "and VNNI (use SMOKE_CPU=avx2, scalar, or leave it unset)");
 		return -1;
 	}
 	snprintf(why, len, "SMOKE_CPU must be scalar, avx2 or avx512 (or unset), not '%.32s'", env);
@@ -92,7 +97,14 @@ int qdot_cpu_check(char *why, size_t len)
 
 bool qdot_simd_active(void)
 {
-	return qdot_hw_simd() && !__atomic_load_n(&qdot_forced_scalar, __ATOMIC_RELAXED);
+	return qdot_hw_level() >= ISA_AVX2 && !__atomic_load_n(&qdot_forced_scalar, __ATOMIC_RELAXED);
+}
+
+const char *qdot_isa(void)
+{
+	if (!qdot_simd_active())
+		return "scalar";
+	return qdot_hw_level() >= ISA_AVX512 ? "avx512" : "avx2";
 }
 
 void qdot_force_scalar(bool on)
@@ -128,7 +140,9 @@ qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	if (!qdot_simd_active())
 		return NULL;
-	qdot_tile_fn f = qdot__avx2_tile(wtype, n, rows);
+	qdot_tile_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_tile(wtype, n, rows) : NULL;
+	if (!f)
+		f = qdot__avx2_tile(wtype, n, rows);
 	return f ? f : qdot__avx2_float_tile(wtype, n, rows);
 }
 

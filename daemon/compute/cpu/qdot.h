@@ -78,7 +78,8 @@ typedef float (*qdot_fn)(const void *w_row, const void *act, int64_t n);
 
 /* Best kernel for this CPU (AVX2+FMA+F16C detected at run time with
  * __builtin_cpu_supports, scalar fallback), NULL if the type cannot be
- * computed.  Every computable type has an AVX2 kernel. */
+ * computed.  Every computable type has an AVX2 kernel (single rows stay
+ * AVX2 on AVX-512 CPUs: see qdot_avx512.c). */
 qdot_fn qdot_get(uint32_t wtype);
 
 /* dot(weight row, act[t]) into out[t] for t < n_act (1..4; out[t] for
@@ -139,14 +140,20 @@ void qdot_force_scalar(bool on);
 
 /* Check SMOKE_CPU, the forced kernel choice: unset, "auto" or "scalar"
  * (the scalar kernels, as SMOKE_NO_SIMD=1) are always accepted, "avx2"
- * only where the CPU has AVX2+FMA+F16C; "avx512" is refused (no AVX-512
- * kernels exist yet; the message says whether the CPU has AVX-512 at
- * all), as is any other value.  Returns 0, or -1 with a message naming the
- * problem in why[len].  The CPU backend refuses to start on -1. */
+ * (AVX2 kernels even where AVX-512 ones would be chosen) only where the
+ * CPU has AVX2+FMA+F16C, "avx512" only where it also has AVX-512 F, BW,
+ * VL, DQ and VNNI (the tiles of Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K are
+ * then AVX-512 ones; every other kernel stays AVX2); any other value is
+ * refused.  Returns 0, or -1 with a message naming the problem in
+ * why[len].  The CPU backend refuses to start on -1. */
 int qdot_cpu_check(char *why, size_t len);
 
 /* True if qdot_get() currently hands out the AVX2 kernels. */
 bool qdot_simd_active(void);
+
+/* The kernels in use: "scalar", "avx2", or "avx512" (AVX-512 tiles beside
+ * the AVX2 kernels). */
+const char *qdot_isa(void);
 
 /* Decode a weight row to floats (e.g. an embedding lookup).  Same values as
  * qtype_info(type)->dequant_row, bit for bit; uses F16C for F16 rows and

@@ -305,15 +305,6 @@ QDOT_AVX2 static inline __m256i k4_scales_mins(const uint8_t *scales)
 	return _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
 }
 
-/* sum_j m_j * (activation sum of sub-block j), as 4 int32 lanes.  bsums
- * holds 16-value sums; hadd pairs them into the eight 32-value sums. */
-QDOT_AVX2 static inline __m128i k4_min_dot(__m256i mins_scales, const struct qtype_block_q8_K *y)
-{
-	const __m256i bs = load256((const uint8_t *)y + offsetof(struct qtype_block_q8_K, bsums));
-	const __m128i s8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-	return _mm_madd_epi16(_mm256_extracti128_si256(mins_scales, 1), s8);
-}
-
 /* Broadcast int16 lane k of a 128-bit register duplicated in both halves. */
 #define BCAST16(v, k) \
 	_mm256_shuffle_epi8((v), _mm256_set1_epi16((short)(((2 * (k) + 1) << 8) | (2 * (k)))))
@@ -738,11 +729,6 @@ enum tq_kind {
 #define TQ_ACT_BYTES(kind) \
 	((kind) == TQ_MIN ? sizeof(struct qtype_block_q8_1) : sizeof(struct qtype_block_q8_0))
 
-/* One unpacked weight block. */
-struct tile_blk {
-	__m256i q, aq; /* the 32 quants as signed bytes; their absolute values */
-};
-
 /* Bytes one unpacked row of nb blocks takes: blocks, scales and (TQ_MIN)
  * mins. */
 #define TILE_ROW_BYTES(nb, kind) \
@@ -765,12 +751,6 @@ QDOT_AVX2 static inline __m256 halves_n(const uint8_t *p, size_t stride, int kb)
 /* The weight rows one pass of tile_q32_rows takes together: two share each
  * activation load; MXFP4's second accumulators leave registers for one. */
 #define TQ_ROWS(kind) ((kind) == TQ_MXFP4 ? 1 : 2)
-
-/* The unpacked weight rows, xr[r] (blocks), dr[r] (scales), mr[r] (mins). */
-struct tq_rows {
-	const struct tile_blk *x[QDOT_TILE_ROWS];
-	const float *d[QDOT_TILE_ROWS], *m[QDOT_TILE_ROWS];
-};
 
 /* One block's FMA: acc += ds * (quants . activation quants yv). */
 QDOT4_INLINE __m256 tq_fma(const struct tile_blk *b, const float *ds, __m256i yv, __m256 acc)
@@ -951,21 +931,17 @@ QDOT4_INLINE void tq_scales(const enum tq_kind kind, const uint8_t *xb, size_t w
 	}
 }
 
-/* Unpack nw rows (each block by `bytes`), then every activation row in
- * groups of four.  The caller keeps nw <= the rows qdot__avx2_tile gave. */
-QDOT4_INLINE void tile_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const uint8_t *),
-			   const enum tq_kind kind, const tq_group_fn g[4], size_t ws, int nw,
-			   const void *act, size_t act_row, int n_act, int64_t n, float *out,
-			   int64_t os)
+/* Unpack nw rows of nb blocks (each block by `bytes`) into buf, described
+ * by *w.  The caller keeps nw <= the rows qdot__avx2_tile gave. */
+QDOT4_INLINE void tq_unpack(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const uint8_t *),
+			    const enum tq_kind kind, size_t ws, int nw, int64_t nb, uint8_t *buf,
+			    struct tq_rows *w)
 {
-	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
-	const int64_t nb = n / QTYPE_QK;
 	struct tile_blk *blk0 = (struct tile_blk *)buf;
 	/* scales (then mins) after all the blocks, padded by 8 so that a tail
 	 * chunk's full-width load stays inside the buffer */
 	float *d0 = (float *)(buf + (size_t)nw * nb * sizeof(struct tile_blk));
 	float *m0 = d0 + (size_t)nw * nb;
-	struct tq_rows w;
 	for (int r = 0; r < nw; r++) {
 		const uint8_t *xr = x + (size_t)r * ws;
 		struct tile_blk *br = blk0 + (size_t)r * nb;
@@ -987,10 +963,22 @@ QDOT4_INLINE void tile_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(con
 					mr[i + k] = mw[k];
 			}
 		}
-		w.x[r] = br;
-		w.d[r] = dr;
-		w.m[r] = mr;
+		w->x[r] = br;
+		w->d[r] = dr;
+		w->m[r] = mr;
 	}
+}
+
+/* Unpack nw rows, then every activation row in groups of four. */
+QDOT4_INLINE void tile_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const uint8_t *),
+			   const enum tq_kind kind, const tq_group_fn g[4], size_t ws, int nw,
+			   const void *act, size_t act_row, int n_act, int64_t n, float *out,
+			   int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	const int64_t nb = n / QTYPE_QK;
+	struct tq_rows w;
+	tq_unpack(x, wbytes, bytes, kind, ws, nw, nb, buf, &w);
 	for (int t0 = 0; t0 < n_act; t0 += 4) {
 		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
 		const uint8_t *y[4];
@@ -1031,20 +1019,29 @@ TILE_Q32_ENTRY(tile_q4_1, qtype_block_q4_1, x4_bytes_q4_1, TQ_MIN, min)
 TILE_Q32_ENTRY(tile_q5_1, qtype_block_q5_1, x4_bytes_q5_1, TQ_MIN, min)
 TILE_Q32_ENTRY(tile_mxfp4, qtype_block_mxfp4, x4_bytes_mxfp4, TQ_MXFP4, mxfp4)
 
-/* Q4_K tiles: as the 32-value ones, a tile's blocks are unpacked once for
- * the batch - the nibbles split into bytes, the 6-bit scales and mins
- * decoded and each sub-block scale broadcast, the fp16 scales widened -
- * and each group of four activation rows then runs avx2_dot_q4_K's
- * operations per output (as x4_q4_K, whose order is the single kernel's)
- * on them. */
-struct tile_k4 {
-	__m256i q[8];  /* sub-block pairs: q[2j] low nibbles, q[2j + 1] high */
-	__m256i sc[8]; /* BCAST16(scales, k) */
-	__m256i ms;    /* k4_scales_mins */
-	float d, dmin; /* the block's fp16 d and dmin as floats */
-	float pad[6];
-};
+QDOT_AVX2 bool qdot__avx2_unpack_q32(uint32_t wtype, const void *w, size_t ws, int nw, int64_t nb,
+				    uint8_t *buf, struct tq_rows *rows)
+{
+	switch (wtype) {
+	case QTYPE_Q8_0:
+		tq_unpack(w, sizeof(struct qtype_block_q8_0), x4_bytes_q8_0, TQ_Q8_0, ws, nw, nb, buf, rows);
+		return true;
+	case QTYPE_Q4_0:
+		tq_unpack(w, sizeof(struct qtype_block_q4_0), x4_bytes_q4_0, TQ_Q8_0, ws, nw, nb, buf, rows);
+		return true;
+	case QTYPE_Q5_0:
+		tq_unpack(w, sizeof(struct qtype_block_q5_0), x4_bytes_q5_0, TQ_Q8_0, ws, nw, nb, buf, rows);
+		return true;
+	default: return false;
+	}
+}
 
+/* Q4_K tiles: as the 32-value ones, a tile's blocks are unpacked once for
+ * the batch (struct tile_k4) - the nibbles split into bytes, the 6-bit
+ * scales and mins decoded and each sub-block scale broadcast, the fp16
+ * scales widened - and each group of four activation rows then runs
+ * avx2_dot_q4_K's operations per output (as x4_q4_K, whose order is the
+ * single kernel's) on them. */
 /* A Q4_K or Q5_K block's scales and mins into its tile entry (the two
  * types share the super-block header and the tile layout). */
 QDOT4_INLINE void tile_k4_head(struct tile_k4 *b, uint16_t d, uint16_t dmin, const uint8_t *scales)
@@ -1108,12 +1105,8 @@ QDOT4_INLINE void tile_k4_row(const struct tile_k4 *b, const struct qtype_block_
 
 TILE_K_PASS(k4, struct tile_k4)
 
-QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
-				int n_act, int64_t n, float *out, int64_t os)
+QDOT_AVX2 void qdot__avx2_unpack_q4_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k4 *b0)
 {
-	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k4 *b0 = (struct tile_k4 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	for (int r = 0; r < nw; r++) {
 		const struct qtype_block_q4_K *x = (const void *)((const char *)w + (size_t)r * ws);
@@ -1127,6 +1120,15 @@ QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *ac
 			}
 		}
 	}
+}
+
+QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
+				int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k4 *b0 = (struct tile_k4 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	qdot__avx2_unpack_q4_K(w, ws, nw, nb, b0);
 	tile_k4_pass(b0, nw, nb, act, act_row, n_act, out, os);
 }
 
@@ -1165,12 +1167,8 @@ QDOT4_INLINE void tile_k5_row(const struct tile_k4 *b, const struct qtype_block_
 
 TILE_K_PASS(k5, struct tile_k4)
 
-QDOT_AVX2 static void tile_q5_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
-				int n_act, int64_t n, float *out, int64_t os)
+QDOT_AVX2 void qdot__avx2_unpack_q5_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k4 *b0)
 {
-	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k4 *b0 = (struct tile_k4 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const __m256i b16 = _mm256_set1_epi8(16);
 	for (int r = 0; r < nw; r++) {
@@ -1190,20 +1188,21 @@ QDOT_AVX2 static void tile_q5_K(const void *w, size_t ws, int nw, const void *ac
 			}
 		}
 	}
+}
+
+QDOT_AVX2 static void tile_q5_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
+				int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k4 *b0 = (struct tile_k4 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	qdot__avx2_unpack_q5_K(w, ws, nw, nb, b0);
 	tile_k5_pass(b0, nw, nb, act, act_row, n_act, out, os);
 }
 
-/* Q6_K tiles, likewise: the 6-bit quants assembled into bytes, the scale
- * pairs widened and the bsums multiplier (the scales as int16) kept, then
- * x4_q6_K's operations per output. */
-struct tile_k6 {
-	__m256i q[8];  /* q[4h + k]: 32 quants of chunk k of half h */
-	__m256i sc[8]; /* k_scale_pair(sc, k) */
-	__m256i sc16;  /* the 16 scales as int16 */
-	float d;       /* the block's fp16 d as a float */
-	float pad[7];
-};
-
+/* Q6_K tiles, likewise (struct tile_k6): the 6-bit quants assembled into
+ * bytes, the scale pairs widened and the bsums multiplier (the scales as
+ * int16) kept, then x4_q6_K's operations per output. */
 QDOT4_INLINE void tile_k6_row(const struct tile_k6 *b, const struct qtype_block_q8_K *const y[4],
 			      const int na, int64_t nb, float *out, int64_t os)
 {
@@ -1236,12 +1235,8 @@ QDOT4_INLINE void tile_k6_row(const struct tile_k6 *b, const struct qtype_block_
 
 TILE_K_PASS(k6, struct tile_k6)
 
-QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
-				int n_act, int64_t n, float *out, int64_t os)
+QDOT_AVX2 void qdot__avx2_unpack_q6_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k6 *b0)
 {
-	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k6 *b0 = (struct tile_k6 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const __m256i m2 = _mm256_set1_epi8(0x03);
 	for (int r = 0; r < nw; r++) {
@@ -1267,6 +1262,15 @@ QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *ac
 				b->sc[k] = k_scale_pair(sc, k);
 		}
 	}
+}
+
+QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
+				int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k6 *b0 = (struct tile_k6 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	qdot__avx2_unpack_q6_K(w, ws, nw, nb, b0);
 	tile_k6_pass(b0, nw, nb, act, act_row, n_act, out, os);
 }
 

@@ -12,6 +12,7 @@
 
 #ifdef CPU_HAVE_AVX2_CODE
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Reductions (cpu_hsum8, cpu_hsum4, cpu_reduce4) come from simd_avx2.h. */
@@ -70,6 +71,59 @@ static inline int tile_k_rows(size_t blk_bytes, int64_t n, int *rows)
 		return 0;
 	*rows = fit < QDOT_TILE_ROWS ? (int)fit : QDOT_TILE_ROWS;
 	return 1;
+}
+
+/* ---- the tiles' unpacked weights (qdot_avx2.c unpacks, qdot_avx2.c and
+ * qdot_avx512.c run the passes over them) ------------------------------- */
+
+/* One unpacked block of a 32-value format. */
+struct tile_blk {
+	__m256i q, aq; /* the 32 quants as signed bytes; their absolute values */
+};
+
+/* The unpacked weight rows, x[r] (blocks), d[r] (scales), m[r] (mins). */
+struct tq_rows {
+	const struct tile_blk *x[QDOT_TILE_ROWS];
+	const float *d[QDOT_TILE_ROWS], *m[QDOT_TILE_ROWS];
+};
+
+/* One unpacked Q4_K or Q5_K super-block (Q5_K's 5th bit merged into the
+ * quant bytes). */
+struct tile_k4 {
+	__m256i q[8];  /* sub-block pairs: q[2j] low nibbles, q[2j + 1] high */
+	__m256i sc[8]; /* sub-block k's scale in every int16 lane (BCAST16) */
+	__m256i ms;    /* k4_scales_mins */
+	float d, dmin; /* the block's fp16 d and dmin as floats */
+	float pad[6];
+};
+
+/* One unpacked Q6_K super-block. */
+struct tile_k6 {
+	__m256i q[8];  /* q[4h + k]: 32 quants of chunk k of half h */
+	__m256i sc[8]; /* k_scale_pair(sc, k) */
+	__m256i sc16;  /* the 16 scales as int16 */
+	float d;       /* the block's fp16 d as a float */
+	float pad[7];
+};
+
+/* Unpack nw rows (ws bytes apart) of nb blocks into buf
+ * (QDOT_TILE_BYTES, 32-byte aligned), for rows no longer than
+ * qdot__avx2_tile allows: Q4_0, Q5_0 and Q8_0 rows into tile_blk blocks
+ * and float scales, described by *rows (false for other types); Q4_K,
+ * Q5_K and Q6_K into nb super-blocks per row, row after row. */
+bool qdot__avx2_unpack_q32(uint32_t wtype, const void *w, size_t ws, int nw, int64_t nb,
+			   uint8_t *buf, struct tq_rows *rows);
+void qdot__avx2_unpack_q4_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k4 *b0);
+void qdot__avx2_unpack_q5_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k4 *b0);
+void qdot__avx2_unpack_q6_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k6 *b0);
+
+/* sum_j m_j * (activation sum of sub-block j), as 4 int32 lanes.  bsums
+ * holds 16-value sums; hadd pairs them into the eight 32-value sums. */
+QDOT_AVX2 static inline __m128i k4_min_dot(__m256i mins_scales, const struct qtype_block_q8_K *y)
+{
+	const __m256i bs = load256((const uint8_t *)y + offsetof(struct qtype_block_q8_K, bsums));
+	const __m128i s8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+	return _mm_madd_epi16(_mm256_extracti128_si256(mins_scales, 1), s8);
 }
 
 /* The K-quant tiles' pass over the batch, one copy for every K-quant:

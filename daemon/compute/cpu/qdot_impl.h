@@ -32,6 +32,12 @@ qdot4_fn qdot__avx2_kernel4(uint32_t wtype);
  * values and its rows per tile (*rows), NULL if none. */
 qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows);
 
+/* The tile kernels whose passes are AVX-512 + VNNI (qdot_avx512.c: Q4_0,
+ * Q5_0, Q8_0, Q4_K, Q5_K, Q6_K; the same rows per tile as the AVX2 ones),
+ * NULL for other types.  Only where the CPU has AVX-512 F/BW/VL/DQ and
+ * VNNI. */
+qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows);
+
 /* The same two for float weights (F32, F16, BF16: qdot_avx2_float.c). */
 qdot_fn qdot__avx2_float_kernel(uint32_t wtype);
 qdot_tile_fn qdot__avx2_float_tile(uint32_t wtype, int64_t n, int *rows);

@@ -762,14 +762,19 @@ START_TEST(smoke_cpu_choice)
 	__builtin_cpu_init();
 	const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
 			  __builtin_cpu_supports("f16c");
+	const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+			    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+			    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 	static const struct {
 		const char *value;
-		int ok; /* 1 accepted, 0 refused, -1 accepted iff the CPU has AVX2 */
+		/* 1 accepted, 0 refused, -1 accepted iff the CPU has AVX2, -2
+		 * iff it has AVX-512 F/BW/VL/DQ and VNNI */
+		int ok;
 		const char *says;
 	} cases[] = {
 		{ "", 1, NULL },       { "auto", 1, NULL },
 		{ "scalar", 1, NULL }, { "avx2", -1, "SMOKE_CPU=avx2: this CPU lacks AVX2" },
-		{ "avx512", 0, "SMOKE_CPU=avx512: this build has no AVX-512 kernels" },
+		{ "avx512", -2, "SMOKE_CPU=avx512: this CPU lacks one of AVX-512 F, BW, VL, DQ and VNNI" },
 		{ "AVX2", 0, "SMOKE_CPU must be scalar, avx2 or avx512 (or unset), not 'AVX2'" },
 		{ "neon", 0, "not 'neon'" },
 	};
@@ -778,7 +783,8 @@ START_TEST(smoke_cpu_choice)
 		struct backend *b = NULL;
 		struct smk_err err = { 0 };
 		const int rc = backend_cpu_new(&b, &lim, &err);
-		const bool ok = cases[i].ok == 1 || (cases[i].ok == -1 && avx2);
+		const bool ok = cases[i].ok == 1 || (cases[i].ok == -1 && avx2) ||
+				(cases[i].ok == -2 && avx512);
 		ck_assert_msg((rc == 0) == ok, "SMOKE_CPU=%s: rc %d (%s)", cases[i].value, rc, err.msg);
 		if (rc == 0) {
 			backend_free(b);

@@ -1,0 +1,422 @@
+/* qdot_avx512.c - the tile kernels' passes in AVX-512 (F/BW/VL/DQ) with
+ * VNNI, for the types most models' matrices are: Q4_0, Q5_0, Q8_0 (one
+ * pass), Q4_K, Q5_K and Q6_K.
+ *
+ * Same results, fewer instructions.  A tile's weights are unpacked by the
+ * AVX2 code (qdot__avx2_unpack_*, the layouts in qdot_avx2.h); the passes
+ * here put two weight rows side by side in one 512-bit register - row a
+ * in the low 256 bits, row b in the high ones - so every instruction works
+ * on two (weight row, activation row) outputs, and replace the AVX2
+ * multiply chains with VNNI's fused ones:
+ *
+ *   32-value formats: sign + maddubs + madd(1)  ->  one vpdpbusd.
+ *     vpdpbusd multiplies unsigned by signed bytes, so the weights go in
+ *     biased, q + 128 (0..255), and the accumulator starts at
+ *     -128 * (the four activation bytes' sum), computed once per activation
+ *     block for all weight rows: lane j ends as sum(q * y) over bytes
+ *     4j..4j+3 - the same integer as madd(maddubs(|q|, sign(y, q)), 1)'s
+ *     lane j.
+ *   K-quants: madd(scale, maddubs(q, y)) + add  ->  maddubs + vpdpwssd,
+ *     which adds the same two int16 x int16 products to the same lane.
+ *
+ * Every int32 lane is therefore the AVX2 kernel's lane exactly, and the
+ * float operations per output are the AVX2 single kernel's, in its order:
+ * the scale products d_w * d_a (a lane of a vector multiply rounds as a
+ * scalar one), one FMA per block into eight lanes, the AVX2 kernel's min
+ * terms and final reduction (cpu_hsum8 of each half).  So each output is
+ * bit-identical to qdot_get()'s AVX2 kernel, and the exactness against the
+ * llama.cpp reference build carries over (tests/emulated checks it on an
+ * emulated AVX-512 CPU, test_qtype's tile_matches_single on a real one).
+ *
+ * Decode (one activation row) stays on the AVX2 kernels: it streams the
+ * weights once and waits on memory, not on these instructions.
+ */
+#include "compute/cpu/qdot_avx2.h"
+
+#include <string.h>
+
+#ifdef CPU_HAVE_AVX2_CODE
+
+#define QDOT_AVX512 \
+	__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define A512_INLINE QDOT_AVX512 __attribute__((always_inline)) static inline
+
+/* Blocks in one unpacked 32-value row at most (a tile holds one row). */
+#define A512_MAX_NB (QDOT_TILE_BYTES / (int)sizeof(struct tile_blk))
+
+/* Two 256-bit values side by side: a low, b high. */
+A512_INLINE __m512i pair_si(const __m256i *a, const __m256i *b)
+{
+	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256(a)), _mm256_load_si256(b), 1);
+}
+
+/* a in the low eight float lanes, b in the high eight. */
+A512_INLINE __m512 pair_ps(float a, float b)
+{
+	return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+/* 32 activation bytes in both halves. */
+A512_INLINE __m512i bcast_y(const void *p)
+{
+	return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* The two halves' eight-lane sums, to the outputs of rows a and b (none
+ * for b where the pair is a lone last row). */
+A512_INLINE void store_pair(__m512 acc, float *oa, float *ob)
+{
+	*oa = cpu_hsum8(_mm512_castps512_ps256(acc));
+	if (ob)
+		*ob = cpu_hsum8(_mm512_extractf32x8_ps(acc, 1));
+}
+
+/* ---- Q4_0, Q5_0, Q8_0 --------------------------------------------------- */
+
+/* Per activation block and row of a group of four: the scale as a float,
+ * and -128 * the sums of its quants four at a time (the vpdpbusd start). */
+struct a512_act {
+	__m256i neg[A512_MAX_NB][4];
+	float d[A512_MAX_NB][4];
+};
+
+/* np (1 or 2, constant) pairs of unpacked rows, ra[p] beside rb[p] (rb[p]
+ * == ra[p] for a lone last row, whose high half is computed and dropped),
+ * times the na activation rows y[]: all blocks, the accumulators in
+ * registers throughout. */
+A512_INLINE void q32_pairs(const struct tq_rows *w, const int ra[2], const int rb[2], const int np,
+			   const uint8_t *const y[4], const struct a512_act *a, const int na,
+			   int64_t nb, float *out, int64_t os)
+{
+	const size_t ab = sizeof(struct qtype_block_q8_0);
+	const __m512i bias = _mm512_set1_epi8((char)0x80);
+	__m512 acc[2][4];
+	for (int p = 0; p < np; p++)
+		for (int t = 0; t < na; t++)
+			acc[p][t] = _mm512_setzero_ps();
+	for (int64_t i = 0; i < nb; i++) {
+		__m512i wq[2];
+		__m512 dw[2];
+		for (int p = 0; p < np; p++) {
+			wq[p] = _mm512_xor_si512(pair_si(&w->x[ra[p]][i].q, &w->x[rb[p]][i].q), bias);
+			dw[p] = pair_ps(w->d[ra[p]][i], w->d[rb[p]][i]);
+		}
+		for (int t = 0; t < na; t++) {
+			const __m512i yv = bcast_y(y[t] + (size_t)i * ab + ab - QTYPE_QK);
+			const __m512i neg = _mm512_broadcast_i64x4(_mm256_load_si256(&a->neg[i][t]));
+			const __m512 da = _mm512_set1_ps(a->d[i][t]);
+			for (int p = 0; p < np; p++) {
+				const __m512i s = _mm512_dpbusd_epi32(neg, wq[p], yv);
+				acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], da), _mm512_cvtepi32_ps(s),
+							    acc[p][t]);
+			}
+		}
+	}
+	for (int p = 0; p < np; p++)
+		for (int t = 0; t < na; t++)
+			store_pair(acc[p][t], out + t * os + ra[p], rb[p] != ra[p] ? out + t * os + rb[p] : NULL);
+}
+
+/* nw unpacked rows times na activation rows: four rows a pass, then a
+ * pair, then a lone row. */
+A512_INLINE void q32_group(const struct tq_rows *w, int nw, const uint8_t *const y[4],
+			   const struct a512_act *a, const int na, int64_t nb, float *out, int64_t os)
+{
+	int r = 0;
+	for (; r + 4 <= nw; r += 4) {
+		const int ra[2] = { r, r + 2 }, rb[2] = { r + 1, r + 3 };
+		q32_pairs(w, ra, rb, 2, y, a, na, nb, out, os);
+	}
+	if (r < nw) {
+		const int ra[2] = { r, 0 }, rb[2] = { r + 1 < nw ? r + 1 : r, 0 };
+		q32_pairs(w, ra, rb, 1, y, a, na, nb, out, os);
+		r += 2;
+	}
+	if (r < nw) {
+		const int ra[2] = { r, 0 }, rb[2] = { r, 0 };
+		q32_pairs(w, ra, rb, 1, y, a, na, nb, out, os);
+	}
+}
+
+#define A512_Q32_GROUP(na)                                                                      \
+	QDOT_AVX512 static void q32_g##na(const struct tq_rows *w, int nw, const uint8_t *const y[4], \
+					  const struct a512_act *a, int64_t nb, float *o, int64_t os) \
+	{                                                                                       \
+		q32_group(w, nw, y, a, na, nb, o, os);                                          \
+	}
+A512_Q32_GROUP(1)
+A512_Q32_GROUP(2)
+A512_Q32_GROUP(3)
+A512_Q32_GROUP(4)
+
+/* The tile of a 32-value type (qdot_tile_fn, with the type): unpack, then
+ * every activation row in groups of four, each group's scales and
+ * vpdpbusd starts computed once. */
+A512_INLINE void tile512_q32(uint32_t wtype, const void *w, size_t ws, int nw, const void *act,
+			     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];
+	struct a512_act a;
+	struct tq_rows rows;
+	const int64_t nb = n / QTYPE_QK;
+	const size_t ab = sizeof(struct qtype_block_q8_0);
+	qdot__avx2_unpack_q32(wtype, w, ws, nw, nb, buf, &rows);
+	const __m256i bias = _mm256_set1_epi8((char)0x80);
+	for (int t0 = 0; t0 < n_act; t0 += 4) {
+		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
+		const uint8_t *y[4];
+		for (int t = 0; t < 4; t++)
+			y[t] = (const uint8_t *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row;
+		for (int64_t i = 0; i < nb; i++) {
+			for (int t = 0; t < na; t++) {
+				const uint8_t *yb = y[t] + (size_t)i * ab;
+				uint16_t hd;
+				memcpy(&hd, yb, 2);
+				a.d[i][t] = h2f(hd);
+				const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias,
+								      load256(yb + ab - QTYPE_QK));
+				_mm256_store_si256(&a.neg[i][t], _mm256_sub_epi32(_mm256_setzero_si256(), s));
+			}
+		}
+		float *o = out + (int64_t)t0 * os;
+		switch (na) {
+		case 1: q32_g1(&rows, nw, y, &a, nb, o, os); break;
+		case 2: q32_g2(&rows, nw, y, &a, nb, o, os); break;
+		case 3: q32_g3(&rows, nw, y, &a, nb, o, os); break;
+		default: q32_g4(&rows, nw, y, &a, nb, o, os); break;
+		}
+	}
+}
+
+#define A512_Q32_ENTRY(name, wtype)                                                              \
+	QDOT_AVX512 static void name(const void *w, size_t ws, int nw, const void *act,          \
+				     size_t act_row, int n_act, int64_t n, float *o, int64_t os) \
+	{                                                                                        \
+		tile512_q32(wtype, w, ws, nw, act, act_row, n_act, n, o, os);                    \
+	}
+A512_Q32_ENTRY(tile512_q8_0, QTYPE_Q8_0)
+A512_Q32_ENTRY(tile512_q4_0, QTYPE_Q4_0)
+A512_Q32_ENTRY(tile512_q5_0, QTYPE_Q5_0)
+
+/* ---- K-quants ----------------------------------------------------------- */
+
+/* The integer sums of unpacked super-block pair (ba, bb) - Q4_K/Q5_K
+ * layout - against block i of the na activation rows: sub-block k's
+ * quants times the activation, times its scale, into sumi[t]. */
+A512_INLINE void k4_pair_sums(const struct tile_k4 *ba, const struct tile_k4 *bb,
+			      const struct qtype_block_q8_K *const y[4], const int na, int64_t i,
+			      __m512i sumi[4])
+{
+	for (int t = 0; t < na; t++)
+		sumi[t] = _mm512_setzero_si512();
+	for (int k = 0; k < 8; k++) {
+		const __m512i q = pair_si(&ba->q[k], &bb->q[k]), sc = pair_si(&ba->sc[k], &bb->sc[k]);
+		for (int t = 0; t < na; t++)
+			sumi[t] = _mm512_dpwssd_epi32(sumi[t], sc,
+						      _mm512_maddubs_epi16(q, bcast_y(y[t][i].qs + 32 * k)));
+	}
+}
+
+/* A pair of unpacked Q4_K rows (ob NULL: a lone row, ba == bb) times the
+ * na activation rows: tile_k4_row's operations per output. */
+A512_INLINE void k4_pair(const struct tile_k4 *ba, const struct tile_k4 *bb,
+			 const struct qtype_block_q8_K *const y[4], const int na, int64_t nb,
+			 float *oa, float *ob, int64_t os)
+{
+	__m512 acc[4];
+	__m256 acc_m[4]; /* tile_k4_row's four-lane min sums, row a low, b high */
+	for (int t = 0; t < na; t++) {
+		acc[t] = _mm512_setzero_ps();
+		acc_m[t] = _mm256_setzero_ps();
+	}
+	for (int64_t i = 0; i < nb; i++, ba++, bb++) {
+		__m512i sumi[4];
+		k4_pair_sums(ba, bb, y, na, i, sumi);
+		const __m512 d = pair_ps(ba->d, bb->d);
+		/* -dmin * dy rounds as -(dmin * dy) */
+		const __m256 ndmin = _mm256_set_m128(_mm_set1_ps(-bb->dmin), _mm_set1_ps(-ba->dmin));
+		for (int t = 0; t < na; t++) {
+			const float dy = y[t][i].d;
+			const __m256i md = _mm256_set_m128i(k4_min_dot(bb->ms, &y[t][i]),
+							    k4_min_dot(ba->ms, &y[t][i]));
+			acc_m[t] = _mm256_fmadd_ps(_mm256_mul_ps(ndmin, _mm256_set1_ps(dy)),
+						   _mm256_cvtepi32_ps(md), acc_m[t]);
+			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(dy)),
+						 _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+		}
+	}
+	for (int t = 0; t < na; t++) {
+		oa[t * os] = cpu_hsum8(_mm512_castps512_ps256(acc[t])) +
+			     cpu_hsum4(_mm256_castps256_ps128(acc_m[t]));
+		if (ob)
+			ob[t * os] = cpu_hsum8(_mm512_extractf32x8_ps(acc[t], 1)) +
+				     cpu_hsum4(_mm256_extractf128_ps(acc_m[t], 1));
+	}
+}
+
+/* Q5_K, likewise with tile_k5_row's min term: one integer total per
+ * block, fused into a scalar. */
+A512_INLINE void k5_pair(const struct tile_k4 *ba, const struct tile_k4 *bb,
+			 const struct qtype_block_q8_K *const y[4], const int na, int64_t nb,
+			 float *oa, float *ob, int64_t os)
+{
+	__m512 acc[4];
+	float sa[4], sb[4];
+	for (int t = 0; t < na; t++) {
+		acc[t] = _mm512_setzero_ps();
+		sa[t] = sb[t] = 0.0f;
+	}
+	for (int64_t i = 0; i < nb; i++, ba++, bb++) {
+		__m512i sumi[4];
+		k4_pair_sums(ba, bb, y, na, i, sumi);
+		const __m512 d = pair_ps(ba->d, bb->d);
+		for (int t = 0; t < na; t++) {
+			const float dy = y[t][i].d;
+			const __m128i ma = k4_min_dot(ba->ms, &y[t][i]), mb = k4_min_dot(bb->ms, &y[t][i]);
+			const int32_t ia = _mm_cvtsi128_si32(ma) + _mm_extract_epi32(ma, 1) +
+					   _mm_extract_epi32(ma, 2) + _mm_extract_epi32(ma, 3);
+			const int32_t ib = _mm_cvtsi128_si32(mb) + _mm_extract_epi32(mb, 1) +
+					   _mm_extract_epi32(mb, 2) + _mm_extract_epi32(mb, 3);
+			sa[t] = cpu_fma_ss(-ba->dmin * dy, (float)ia, sa[t]);
+			sb[t] = cpu_fma_ss(-bb->dmin * dy, (float)ib, sb[t]);
+			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(dy)),
+						 _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+		}
+	}
+	for (int t = 0; t < na; t++) {
+		oa[t * os] = cpu_hsum8(_mm512_castps512_ps256(acc[t])) + sa[t];
+		if (ob)
+			ob[t * os] = cpu_hsum8(_mm512_extractf32x8_ps(acc[t], 1)) + sb[t];
+	}
+}
+
+/* A pair of unpacked Q6_K rows times the na activation rows:
+ * tile_k6_row's operations per output (the bsums term, -32 * scales .
+ * bsums, as the sums' start). */
+A512_INLINE void k6_pair(const struct tile_k6 *ba, const struct tile_k6 *bb,
+			 const struct qtype_block_q8_K *const y[4], const int na, int64_t nb,
+			 float *oa, float *ob, int64_t os)
+{
+	__m512 acc[4];
+	for (int t = 0; t < na; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (int64_t i = 0; i < nb; i++, ba++, bb++) {
+		__m512i sumi[4];
+		const __m512i sc16 = pair_si(&ba->sc16, &bb->sc16);
+		for (int t = 0; t < na; t++) {
+			const __m512i bs = bcast_y((const uint8_t *)&y[t][i] + offsetof(struct qtype_block_q8_K, bsums));
+			sumi[t] = _mm512_sub_epi32(_mm512_setzero_si512(),
+						   _mm512_slli_epi32(_mm512_madd_epi16(bs, sc16), 5));
+		}
+		for (int c = 0; c < 8; c++) {
+			const __m512i q = pair_si(&ba->q[c], &bb->q[c]), sc = pair_si(&ba->sc[c], &bb->sc[c]);
+			for (int t = 0; t < na; t++)
+				sumi[t] = _mm512_dpwssd_epi32(sumi[t], sc,
+							      _mm512_maddubs_epi16(q, bcast_y(y[t][i].qs + 32 * c)));
+		}
+		const __m512 d = pair_ps(ba->d, bb->d);
+		for (int t = 0; t < na; t++)
+			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(y[t][i].d)),
+						 _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+	}
+	for (int t = 0; t < na; t++)
+		store_pair(acc[t], oa + t * os, ob ? ob + t * os : NULL);
+}
+
+/* The K-quant pass of one kind over the batch: rows in pairs (a lone last
+ * row as a pair with itself), activation rows four at a time, each group
+ * size its own instance so that the loops over them unroll. */
+#define A512_K_PASS(kind, blk_t)                                                                 \
+	A512_K_GROUP(kind, blk_t, 1) A512_K_GROUP(kind, blk_t, 2) A512_K_GROUP(kind, blk_t, 3) A512_K_GROUP(kind, blk_t, 4)       \
+	QDOT_AVX512 static void kind##_pass(const blk_t *b, int nw, int64_t nb, const void *act,  \
+					    size_t act_row, int n_act, float *out, int64_t os)   \
+	{                                                                                        \
+		for (int t0 = 0; t0 < n_act; t0 += 4) {                                          \
+			const int na = n_act - t0 < 4 ? n_act - t0 : 4;                          \
+			const struct qtype_block_q8_K *y[4];                                     \
+			for (int t = 0; t < 4; t++)                                              \
+				y[t] = (const void *)((const char *)act +                        \
+						      (size_t)(t0 + (t < na ? t : 0)) * act_row);  \
+			float *o = out + (int64_t)t0 * os;                                       \
+			switch (na) {                                                            \
+			case 1: kind##_pairs_g1(b, nw, nb, y, o, os); break;                     \
+			case 2: kind##_pairs_g2(b, nw, nb, y, o, os); break;                     \
+			case 3: kind##_pairs_g3(b, nw, nb, y, o, os); break;                     \
+			default: kind##_pairs_g4(b, nw, nb, y, o, os); break;                    \
+			}                                                                        \
+		}                                                                                \
+	}
+#define A512_K_GROUP(kind, blk_t, na)                                                            \
+	QDOT_AVX512 static void kind##_pairs_g##na(const blk_t *b, int nw, int64_t nb,            \
+						   const struct qtype_block_q8_K *const y[4],      \
+						   float *o, int64_t os)                           \
+	{                                                                                        \
+		for (int r = 0; r < nw; r += 2) {                                                \
+			const int r2 = r + 1 < nw ? r + 1 : r;                                   \
+			kind##_pair(b + (size_t)r * nb, b + (size_t)r2 * nb, y, na, nb, o + r,      \
+				    r2 != r ? o + r2 : NULL, os);                                \
+		}                                                                                \
+	}
+A512_K_PASS(k4, struct tile_k4)
+A512_K_PASS(k5, struct tile_k4)
+A512_K_PASS(k6, struct tile_k6)
+
+QDOT_AVX512 static void tile512_q4_K(const void *w, size_t ws, int nw, const void *act,
+				     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k4 *b0 = (struct tile_k4 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	qdot__avx2_unpack_q4_K(w, ws, nw, nb, b0);
+	k4_pass(b0, nw, nb, act, act_row, n_act, out, os);
+}
+
+QDOT_AVX512 static void tile512_q5_K(const void *w, size_t ws, int nw, const void *act,
+				     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k4 *b0 = (struct tile_k4 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	qdot__avx2_unpack_q5_K(w, ws, nw, nb, b0);
+	k5_pass(b0, nw, nb, act, act_row, n_act, out, os);
+}
+
+QDOT_AVX512 static void tile512_q6_K(const void *w, size_t ws, int nw, const void *act,
+				     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
+{
+	_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];
+	struct tile_k6 *b0 = (struct tile_k6 *)buf;
+	const int64_t nb = n / QTYPE_QK_K;
+	qdot__avx2_unpack_q6_K(w, ws, nw, nb, b0);
+	k6_pass(b0, nw, nb, act, act_row, n_act, out, os);
+}
+
+qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
+{
+	/* the AVX2 tile's unpacked rows, so its rows per tile and limits */
+	int r;
+	if (!qdot__avx2_tile(wtype, n, &r))
+		return NULL;
+	qdot_tile_fn f;
+	switch (wtype) {
+	case QTYPE_Q8_0: f = tile512_q8_0; break;
+	case QTYPE_Q4_0: f = tile512_q4_0; break;
+	case QTYPE_Q5_0: f = tile512_q5_0; break;
+	case QTYPE_Q4_K: f = tile512_q4_K; break;
+	case QTYPE_Q5_K: f = tile512_q5_K; break;
+	case QTYPE_Q6_K: f = tile512_q6_K; break;
+	default: return NULL;
+	}
+	*rows = r;
+	return f;
+}
+
+#else
+
+qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
+{
+	(void)wtype, (void)n, (void)rows;
+	return NULL;
+}
+
+#endif
