@@ -5,8 +5,8 @@
  * Linux booted under an emulated AVX-512 CPU (scripts/run-emulated-avx512,
  * docs/avx512-emulation.md), where every instruction costs ~100 of the
  * host's, so the sizes are small and chosen to reach every path: lone and
- * paired weight rows, 1..6 activation rows (whole and partial groups of
- * four), rows of one block and rows whose length is not a multiple of
+ * paired weight rows, 1..10 activation rows (whole and partial groups of
+ * four and of eight), rows of one block and rows whose length is not a multiple of
  * eight blocks, row strides larger than a row, unaligned rows.  On a real
  * AVX-512 CPU it runs directly (and test_qtype's tile_matches_single
  * covers the same kernels at full size).
@@ -55,7 +55,8 @@ static void put16(uint8_t *p, uint16_t v)
 	memcpy(p, &v, 2);
 }
 
-/* The types with AVX-512 tiles; where each block's fp16 scales sit. */
+/* The types with AVX-512 tiles; where each block's fp16 scales sit (the
+ * float types have none: a block is one value). */
 static const struct {
 	uint32_t id;
 	const char *name;
@@ -68,6 +69,8 @@ static const struct {
 	{ QTYPE_Q4_K, "Q4_K", 2, { offsetof(struct qtype_block_q4_K, d), offsetof(struct qtype_block_q4_K, dmin) } },
 	{ QTYPE_Q5_K, "Q5_K", 2, { offsetof(struct qtype_block_q5_K, d), offsetof(struct qtype_block_q5_K, dmin) } },
 	{ QTYPE_Q6_K, "Q6_K", 1, { offsetof(struct qtype_block_q6_K, d) } },
+	{ QTYPE_F16, "F16", 0, { 0 } },
+	{ QTYPE_BF16, "BF16", 0, { 0 } },
 };
 
 /* Random quants, sane scales. */
@@ -75,6 +78,11 @@ static void random_row(int ti, uint8_t *dst, int64_t n)
 {
 	const struct qtype_info *t = qtype_info(types[ti].id);
 	const int64_t nb = n / t->block_elems;
+	if (types[ti].id == QTYPE_F16 || types[ti].id == QTYPE_BF16) {
+		for (int64_t i = 0; i < n; i++)
+			put16(dst + 2 * i, types[ti].id == QTYPE_F16 ? fp32_to_fp16(rnd_f()) : fp32_to_bf16(rnd_f()));
+		return;
+	}
 	for (int64_t i = 0; i < nb * (int64_t)t->block_bytes; i++)
 		dst[i] = (uint8_t)rnd();
 	for (int64_t b = 0; b < nb; b++)
@@ -82,7 +90,7 @@ static void random_row(int ti, uint8_t *dst, int64_t n)
 			put16(dst + b * t->block_bytes + types[ti].scale_off[k], rnd_scale());
 }
 
-enum { NA = 6, OS = QDOT_TILE_ROWS + 1 };
+enum { NA = 10, OS = QDOT_TILE_ROWS + 1 };
 
 /* One type at one row length: every row count up to the tile's, every
  * activation count up to NA.  Returns the number of differing outputs. */
@@ -153,12 +161,13 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	/* 32-value rows: one block, a chunk of eight and a tail; K-quants:
-	 * one super-block, and three */
-	static const int64_t q32_blocks[] = { 1, 11 }, k_blocks[] = { 1, 3 };
+	 * one super-block, and three; float rows: shorter than a chunk, and
+	 * chunks with a tail */
+	static const int64_t q32_blocks[] = { 1, 11 }, k_blocks[] = { 1, 3 }, f_values[] = { 5, 203 };
 	int bad = 0, checked = 0;
 	for (int ti = 0; ti < (int)(sizeof(types) / sizeof(types[0])); ti++) {
-		const bool k = qtype_info(types[ti].id)->block_elems == QTYPE_QK_K;
-		const int64_t *blocks = k ? k_blocks : q32_blocks;
+		const int be = (int)qtype_info(types[ti].id)->block_elems;
+		const int64_t *blocks = be == QTYPE_QK_K ? k_blocks : be == 1 ? f_values : q32_blocks;
 		for (int c = 0; c < 2; c++) {
 			const int b = check(ti, blocks[c]);
 			printf("%s, %lld blocks a row: %s\n", types[ti].name, (long long)blocks[c],

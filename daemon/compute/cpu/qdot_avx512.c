@@ -32,6 +32,7 @@
  * weights once and waits on memory, not on these instructions.
  */
 #include "compute/cpu/qdot_avx2.h"
+#include "compute/cpu/qdot_float.h"
 
 #include <string.h>
 
@@ -391,10 +392,130 @@ QDOT_AVX512 static void tile512_q6_K(const void *w, size_t ws, int nw, const voi
 	k6_pass(b0, nw, nb, act, act_row, n_act, out, os);
 }
 
+/* ---- F16 and BF16 -------------------------------------------------------- */
+
+/* Values i..i+7 of rows xa and xb as floats, xa's in the low half (the
+ * conversions are exact, as fk_load8's). */
+A512_INLINE __m512 fk_pair8(const enum fkind k, const void *xa, const void *xb, int64_t i)
+{
+	const __m128i ha = _mm_loadu_si128((const __m128i *)((const uint16_t *)xa + i));
+	const __m128i hb = _mm_loadu_si128((const __m128i *)((const uint16_t *)xb + i));
+	const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(ha), hb, 1);
+	if (k == FK_F16)
+		return _mm512_cvtph_ps(h);
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Rows a pass at most (two pairs) and activation rows (eight): 16
+ * accumulators of the 32 registers, beside two weight pairs and one
+ * activation chunk. */
+#define FP_PAIRS 2
+#define FP_T 8
+
+/* np pairs of rows, w[2p] beside w[2p + 1] (the same row where a lone
+ * row ends the tile: lone), times nt activation rows: ordered_dot's
+ * operations per output - the chunks in order into eight lanes, hsum8,
+ * the last values one FMA each. */
+A512_INLINE void fp_block(const enum fkind k, const int np, const int nt, const void *const *w, bool lone,
+			  const float *const *a, int64_t n, float *out, int64_t os)
+{
+	const int64_t ce = n & ~(int64_t)7;
+	__m512 acc[FP_PAIRS][FP_T];
+	for (int p = 0; p < np; p++)
+		for (int t = 0; t < nt; t++)
+			acc[p][t] = _mm512_setzero_ps();
+	for (int64_t i = 0; i < ce; i += 8) {
+		__m512 wv[FP_PAIRS];
+		for (int p = 0; p < np; p++)
+			wv[p] = fk_pair8(k, w[2 * p], w[2 * p + 1], i);
+		for (int t = 0; t < nt; t++) {
+			const __m512 av = _mm512_broadcast_f32x8(_mm256_loadu_ps(a[t] + i));
+			for (int p = 0; p < np; p++)
+				acc[p][t] = _mm512_fmadd_ps(wv[p], av, acc[p][t]);
+		}
+	}
+	for (int p = 0; p < np; p++) {
+		for (int t = 0; t < nt; t++) {
+			out[t * os + 2 * p] = fk_tail(k, cpu_hsum8(_mm512_castps512_ps256(acc[p][t])), w[2 * p], a[t], ce, n);
+			if (!(lone && p == np - 1))
+				out[t * os + 2 * p + 1] = fk_tail(k, cpu_hsum8(_mm512_extractf32x8_ps(acc[p][t], 1)),
+								  w[2 * p + 1], a[t], ce, n);
+		}
+	}
+}
+
+#define FP_BLOCK(kind, K, P, T)                                                                   \
+	QDOT_AVX512 static void fp_##kind##_##P##x##T(const void *const *w, bool lone,            \
+						      const float *const *a, int64_t n, float *out, \
+						      int64_t os)                                 \
+	{                                                                                         \
+		fp_block(K, P, T, w, lone, a, n, out, os);                                        \
+	}
+#define FP_BLOCKS_T(kind, K, P)                                                                   \
+	FP_BLOCK(kind, K, P, 1) FP_BLOCK(kind, K, P, 2) FP_BLOCK(kind, K, P, 3) FP_BLOCK(kind, K, P, 4) \
+	FP_BLOCK(kind, K, P, 5) FP_BLOCK(kind, K, P, 6) FP_BLOCK(kind, K, P, 7) FP_BLOCK(kind, K, P, 8)
+#define FP_BLOCKS(kind, K)                                                                        \
+	FP_BLOCKS_T(kind, K, 1) FP_BLOCKS_T(kind, K, 2)                                           \
+	static void (*const fp_##kind[FP_PAIRS][FP_T])(const void *const *, bool, const float *const *, \
+						       int64_t, float *, int64_t) = {              \
+		{ fp_##kind##_1x1, fp_##kind##_1x2, fp_##kind##_1x3, fp_##kind##_1x4,                   \
+		  fp_##kind##_1x5, fp_##kind##_1x6, fp_##kind##_1x7, fp_##kind##_1x8 },                 \
+		{ fp_##kind##_2x1, fp_##kind##_2x2, fp_##kind##_2x3, fp_##kind##_2x4,                   \
+		  fp_##kind##_2x5, fp_##kind##_2x6, fp_##kind##_2x7, fp_##kind##_2x8 },                 \
+	};
+FP_BLOCKS(f16, FK_F16)
+FP_BLOCKS(bf16, FK_BF16)
+
+typedef void (*fp_block_fn)(const void *const *, bool, const float *const *, int64_t, float *, int64_t);
+
+/* The tile: activation rows eight at a time, the weight rows in two
+ * pairs under them.  A single activation row (decode, which streams the
+ * rows from memory) goes to the AVX2 tile and its prefetch sweep. */
+static void fp_tile(const fp_block_fn blk[FP_PAIRS][FP_T], qdot_tile_fn one_row, const void *w, size_t ws,
+		    int nw, const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)
+{
+	if (n_act == 1) {
+		one_row(w, ws, nw, act, act_row, n_act, n, out, os);
+		return;
+	}
+	for (int t0 = 0; t0 < n_act; t0 += FP_T) {
+		const int nt = n_act - t0 < FP_T ? n_act - t0 : FP_T;
+		const float *a[FP_T];
+		for (int t = 0; t < nt; t++)
+			a[t] = (const float *)((const char *)act + (size_t)(t0 + t) * act_row);
+		for (int r0 = 0; r0 < nw; r0 += 2 * FP_PAIRS) {
+			const int nr = nw - r0 < 2 * FP_PAIRS ? nw - r0 : 2 * FP_PAIRS;
+			const void *wr[2 * FP_PAIRS];
+			for (int r = 0; r < 2 * FP_PAIRS; r++)
+				wr[r] = (const char *)w + (size_t)(r0 + (r < nr ? r : nr - 1)) * ws;
+			blk[(nr + 1) / 2 - 1][nt - 1](wr, nr % 2 == 1, a, n, out + (int64_t)t0 * os + r0, os);
+		}
+	}
+}
+
+static void tile512_f16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act,
+			int64_t n, float *out, int64_t os)
+{
+	fp_tile(fp_f16, qdot__avx2_tile_f16, w, ws, nw, act, act_row, n_act, n, out, os);
+}
+
+static void tile512_bf16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act,
+			 int64_t n, float *out, int64_t os)
+{
+	fp_tile(fp_bf16, qdot__avx2_tile_bf16, w, ws, nw, act, act_row, n_act, n, out, os);
+}
+
 qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
 {
-	/* the AVX2 tile's unpacked rows, so its rows per tile and limits */
 	int r;
+	if (wtype == QTYPE_F16 || wtype == QTYPE_BF16) {
+		/* rows read in place: the AVX2 tile's rows per tile */
+		if (!qdot__avx2_float_tile(wtype, n, &r))
+			return NULL;
+		*rows = r;
+		return wtype == QTYPE_F16 ? tile512_f16 : tile512_bf16;
+	}
+	/* the AVX2 tile's unpacked rows, so its rows per tile and limits */
 	if (!qdot__avx2_tile(wtype, n, &r))
 		return NULL;
 	qdot_tile_fn f;
