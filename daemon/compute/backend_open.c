@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compute/cpu/qdot.h"
 #include "compute/cuda/cuda_backend.h"
 #include "compute/cuda/cuda_probe.h"
 #include "compute/cuda/cuda_wdev.h"
@@ -76,7 +77,12 @@ int backend_open(struct backend **out, enum backend_kind *kind_out, enum backend
 	if (!note[0])
 		snprintf(note, note_len, "cpu backend");
 	*kind_out = BACKEND_CPU;
-	return backend_cpu_new(out, lim, err);
+	const int rc = backend_cpu_new(out, lim, err);
+	if (rc == 0) { /* which kernels CPUID and SMOKE_CPU chose, for /stats and the log */
+		const size_t used = strlen(note);
+		snprintf(note + used, note_len - used, "; %s kernels", qdot_isa());
+	}
+	return rc;
 }
 
 int backend_wdev_new(struct wdev **out, struct backend *be, enum backend_kind kind,

@@ -287,6 +287,11 @@ def cpu_reference(prompts, model=FIXTURE, config=CONFIG, tag="", n=N_TOKENS):
             st = stats(d.port)
             check(st["backend"]["name"] == "cpu" and "gpu_memory" not in st["backend"],
                   "%s%s: /stats backend.name is cpu, no gpu_memory split" % (name, tag))
+            # the kernels CPUID chose, and scalar where SMOKE_NO_SIMD says so
+            note = st["backend"].get("note", "")
+            want = ("scalar kernels",) if name == "cpu-scalar" else ("avx2 kernels", "avx512 kernels")
+            check(any(w in note for w in want),
+                  "%s%s: /stats backend.note names the kernels (%r)" % (name, tag, note))
             out[name] = []
             for p in prompts:
                 g, err = generate(d.port, p, n)

@@ -236,10 +236,15 @@ A512_INLINE void k4_pair(const struct tile_k4 *ba, const struct tile_k4 *bb,
 		const __m512 d = pair_ps(ba->d, bb->d);
 		/* -dmin * dy rounds as -(dmin * dy) */
 		const __m256 ndmin = _mm256_set_m128(_mm_set1_ps(-bb->dmin), _mm_set1_ps(-ba->dmin));
+		/* both rows' mins (the high halves of k4_scales_mins) */
+		const __m256i mins = _mm256_permute2x128_si256(ba->ms, bb->ms, 0x31);
 		for (int t = 0; t < na; t++) {
 			const float dy = y[t][i].d;
-			const __m256i md = _mm256_set_m128i(k4_min_dot(bb->ms, &y[t][i]),
-							    k4_min_dot(ba->ms, &y[t][i]));
+			/* k4_min_dot of both rows: the 32-value sums once, in
+			 * both halves */
+			const __m256i bs = load256((const uint8_t *)&y[t][i] + offsetof(struct qtype_block_q8_K, bsums));
+			const __m128i s8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+			const __m256i md = _mm256_madd_epi16(mins, _mm256_broadcastsi128_si256(s8));
 			acc_m[t] = _mm256_fmadd_ps(_mm256_mul_ps(ndmin, _mm256_set1_ps(dy)),
 						   _mm256_cvtepi32_ps(md), acc_m[t]);
 			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(dy)),
