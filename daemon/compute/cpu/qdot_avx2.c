@@ -1098,15 +1098,7 @@ QDOT_AVX2 void qdot__avx2_unpack_q4_K(const void *w, size_t ws, int nw, int64_t 
 	}
 }
 
-QDOT_AVX2 static void tile_q4_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
-				int n_act, int64_t n, float *out, int64_t os)
-{
-	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k4 *b0 = (struct tile_k4 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
-	qdot__avx2_unpack_q4_K(w, ws, nw, nb, b0);
-	tile_k4_pass(b0, nw, nb, act, act_row, n_act, out, os);
-}
+TILE_K_ENTRY(QDOT_AVX2, tile_q4_K, struct tile_k4, qdot__avx2_unpack_q4_K, tile_k4_pass)
 
 /* Q5_K tiles: the Q4_K layout with the 5th bit merged into each quant
  * byte at unpack time; per output avx2_dot_q5_K's operations in its order
@@ -1166,15 +1158,7 @@ QDOT_AVX2 void qdot__avx2_unpack_q5_K(const void *w, size_t ws, int nw, int64_t 
 	}
 }
 
-QDOT_AVX2 static void tile_q5_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
-				int n_act, int64_t n, float *out, int64_t os)
-{
-	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k4 *b0 = (struct tile_k4 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
-	qdot__avx2_unpack_q5_K(w, ws, nw, nb, b0);
-	tile_k5_pass(b0, nw, nb, act, act_row, n_act, out, os);
-}
+TILE_K_ENTRY(QDOT_AVX2, tile_q5_K, struct tile_k4, qdot__avx2_unpack_q5_K, tile_k5_pass)
 
 /* Q6_K tiles, likewise (struct tile_k6): the 6-bit quants assembled into
  * bytes, the scale pairs widened and the bsums multiplier (the scales as
@@ -1240,15 +1224,7 @@ QDOT_AVX2 void qdot__avx2_unpack_q6_K(const void *w, size_t ws, int nw, int64_t 
 	}
 }
 
-QDOT_AVX2 static void tile_q6_K(const void *w, size_t ws, int nw, const void *act, size_t act_row,
-				int n_act, int64_t n, float *out, int64_t os)
-{
-	_Alignas(32) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k6 *b0 = (struct tile_k6 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
-	qdot__avx2_unpack_q6_K(w, ws, nw, nb, b0);
-	tile_k6_pass(b0, nw, nb, act, act_row, n_act, out, os);
-}
+TILE_K_ENTRY(QDOT_AVX2, tile_q6_K, struct tile_k6, qdot__avx2_unpack_q6_K, tile_k6_pass)
 
 qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 {

@@ -144,9 +144,14 @@ QDOT_AVX2 static inline __m128i k4_min_dot(__m256i mins_scales, const struct qty
 	TILE_K_GROUP(kind, blk_t, 2)                                                            \
 	TILE_K_GROUP(kind, blk_t, 3)                                                            \
 	TILE_K_GROUP(kind, blk_t, 4)                                                            \
-	QDOT_AVX2 static void tile_##kind##_pass(const blk_t *b0, int nw, int64_t nb,          \
-						 const void *act, size_t act_row, int n_act,   \
-						 float *out, int64_t os)                       \
+	TILE_K_BATCH(QDOT_AVX2, tile_##kind##_pass, tile_##kind, blk_t)
+
+/* The batch loop of a K-quant pass (`attr` its target attribute, `pass`
+ * its name), for the AVX2 and the AVX-512 tiles alike: activation rows
+ * four at a time, each group through group##_g1 .. group##_g4. */
+#define TILE_K_BATCH(attr, pass, group, blk_t)                                                  \
+	attr static void pass(const blk_t *b0, int nw, int64_t nb, const void *act, size_t act_row, \
+			      int n_act, float *out, int64_t os)                                \
 	{                                                                                       \
 		for (int t0 = 0; t0 < n_act; t0 += 4) {                                         \
 			const int na = n_act - t0 < 4 ? n_act - t0 : 4;                         \
@@ -156,12 +161,25 @@ QDOT_AVX2 static inline __m128i k4_min_dot(__m256i mins_scales, const struct qty
 						      (size_t)(t0 + (t < na ? t : 0)) * act_row); \
 			float *o = out + (int64_t)t0 * os;                                      \
 			switch (na) {                                                           \
-			case 1: tile_##kind##_g1(b0, nw, nb, y, o, os); break;                  \
-			case 2: tile_##kind##_g2(b0, nw, nb, y, o, os); break;                  \
-			case 3: tile_##kind##_g3(b0, nw, nb, y, o, os); break;                  \
-			default: tile_##kind##_g4(b0, nw, nb, y, o, os); break;                 \
+			case 1: group##_g1(b0, nw, nb, y, o, os); break;                        \
+			case 2: group##_g2(b0, nw, nb, y, o, os); break;                        \
+			case 3: group##_g3(b0, nw, nb, y, o, os); break;                        \
+			default: group##_g4(b0, nw, nb, y, o, os); break;                       \
 			}                                                                       \
 		}                                                                               \
+	}
+
+/* A K-quant tile (qdot_tile_fn) `name`: the rows unpacked into blk_t
+ * super-blocks by `unpack`, then `pass` over the batch. */
+#define TILE_K_ENTRY(attr, name, blk_t, unpack, pass)                                            \
+	attr static void name(const void *w, size_t ws, int nw, const void *act, size_t act_row,  \
+			      int n_act, int64_t n, float *out, int64_t os)                     \
+	{                                                                                       \
+		_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];                                       \
+		blk_t *b0 = (blk_t *)buf;                                                        \
+		const int64_t nb = n / QTYPE_QK_K;                                               \
+		unpack(w, ws, nw, nb, b0);                                                       \
+		pass(b0, nw, nb, act, act_row, n_act, out, os);                                  \
 	}
 
 #endif /* CPU_HAVE_AVX2_CODE */

@@ -332,26 +332,6 @@ A512_INLINE void k6_pair(const struct tile_k6 *ba, const struct tile_k6 *bb,
 /* The K-quant pass of one kind over the batch: rows in pairs (a lone last
  * row as a pair with itself), activation rows four at a time, each group
  * size its own instance so that the loops over them unroll. */
-#define A512_K_PASS(kind, blk_t)                                                                 \
-	A512_K_GROUP(kind, blk_t, 1) A512_K_GROUP(kind, blk_t, 2) A512_K_GROUP(kind, blk_t, 3) A512_K_GROUP(kind, blk_t, 4)       \
-	QDOT_AVX512 static void kind##_pass(const blk_t *b, int nw, int64_t nb, const void *act,  \
-					    size_t act_row, int n_act, float *out, int64_t os)   \
-	{                                                                                        \
-		for (int t0 = 0; t0 < n_act; t0 += 4) {                                          \
-			const int na = n_act - t0 < 4 ? n_act - t0 : 4;                          \
-			const struct qtype_block_q8_K *y[4];                                     \
-			for (int t = 0; t < 4; t++)                                              \
-				y[t] = (const void *)((const char *)act +                        \
-						      (size_t)(t0 + (t < na ? t : 0)) * act_row);  \
-			float *o = out + (int64_t)t0 * os;                                       \
-			switch (na) {                                                            \
-			case 1: kind##_pairs_g1(b, nw, nb, y, o, os); break;                     \
-			case 2: kind##_pairs_g2(b, nw, nb, y, o, os); break;                     \
-			case 3: kind##_pairs_g3(b, nw, nb, y, o, os); break;                     \
-			default: kind##_pairs_g4(b, nw, nb, y, o, os); break;                    \
-			}                                                                        \
-		}                                                                                \
-	}
 #define A512_K_GROUP(kind, blk_t, na)                                                            \
 	QDOT_AVX512 static void kind##_pairs_g##na(const blk_t *b, int nw, int64_t nb,            \
 						   const struct qtype_block_q8_K *const y[4],      \
@@ -363,39 +343,14 @@ A512_INLINE void k6_pair(const struct tile_k6 *ba, const struct tile_k6 *bb,
 				    r2 != r ? o + r2 : NULL, os);                                \
 		}                                                                                \
 	}
-A512_K_PASS(k4, struct tile_k4)
-A512_K_PASS(k5, struct tile_k4)
-A512_K_PASS(k6, struct tile_k6)
-
-QDOT_AVX512 static void tile512_q4_K(const void *w, size_t ws, int nw, const void *act,
-				     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
-{
-	_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k4 *b0 = (struct tile_k4 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
-	qdot__avx2_unpack_q4_K(w, ws, nw, nb, b0);
-	k4_pass(b0, nw, nb, act, act_row, n_act, out, os);
-}
-
-QDOT_AVX512 static void tile512_q5_K(const void *w, size_t ws, int nw, const void *act,
-				     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
-{
-	_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k4 *b0 = (struct tile_k4 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
-	qdot__avx2_unpack_q5_K(w, ws, nw, nb, b0);
-	k5_pass(b0, nw, nb, act, act_row, n_act, out, os);
-}
-
-QDOT_AVX512 static void tile512_q6_K(const void *w, size_t ws, int nw, const void *act,
-				     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
-{
-	_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];
-	struct tile_k6 *b0 = (struct tile_k6 *)buf;
-	const int64_t nb = n / QTYPE_QK_K;
-	qdot__avx2_unpack_q6_K(w, ws, nw, nb, b0);
-	k6_pass(b0, nw, nb, act, act_row, n_act, out, os);
-}
+#define A512_K_TILE(kind, blk_t, name, unpack)                                                   \
+	A512_K_GROUP(kind, blk_t, 1) A512_K_GROUP(kind, blk_t, 2)                                 \
+	A512_K_GROUP(kind, blk_t, 3) A512_K_GROUP(kind, blk_t, 4)                                 \
+	TILE_K_BATCH(QDOT_AVX512, kind##_pass, kind##_pairs, blk_t)                               \
+	TILE_K_ENTRY(QDOT_AVX512, name, blk_t, unpack, kind##_pass)
+A512_K_TILE(k4, struct tile_k4, tile512_q4_K, qdot__avx2_unpack_q4_K)
+A512_K_TILE(k5, struct tile_k4, tile512_q5_K, qdot__avx2_unpack_q5_K)
+A512_K_TILE(k6, struct tile_k6, tile512_q6_K, qdot__avx2_unpack_q6_K)
 
 /* ---- F16 and BF16 -------------------------------------------------------- */
 
