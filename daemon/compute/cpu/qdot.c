@@ -6,9 +6,10 @@
  * (or the older SMOKE_NO_SIMD=1) in the environment or
  * qdot_force_scalar(true) pins the scalar kernels.  qdot_cpu_check() says
  * whether SMOKE_CPU names a choice this CPU and build can honour.  The
- * activation quantisers here are scalar on purpose: they run once per
- * activation row (not per weight row), and a single implementation means the
- * prepared bytes never depend on which kernels were picked.
+ * activation quantisers run once per activation row (not per weight row);
+ * the prepared bytes never depend on which kernels were picked: the Q8_0/
+ * Q8_1 one has an AVX2 twin held to the scalar bytes by test_qtype
+ * (prepare_simd_equals_scalar), Q8_K is scalar.
  *
  * No FMA contraction in this file: with -march=native the compiler would
  * fuse x*id + 1.5*2^23 (the rounding trick below) into one FMA, which
@@ -222,11 +223,64 @@ static float qdot_quantize_32(const float *x, int8_t *qs)
 	return amax / 127.f;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#include "compute/cpu/simd_avx2.h"
+
+/* qdot_quantize_32 eight values at a time, the same bytes: amax as the
+ * scalar loop takes it (max_ps(a, m) is `a > m ? a : m`, so a NaN is
+ * skipped alike, and the maximum of the rest does not depend on the
+ * order), the same x * id and the same 1.5 * 2^23 rounding (two separate
+ * roundings: this file is compiled without FMA contraction), and packs
+ * saturating to int8 as qdot_sat8 does.  A prefill quantises every
+ * activation row once per matrix; scalar, that was 3-4% of a 1-thread
+ * Q8_0 prefill. */
+CPU_AVX2 static float qdot_quantize_32_avx2(const float *x, int8_t *qs)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 v[4], m = _mm256_setzero_ps();
+	for (int k = 0; k < 4; k++) {
+		v[k] = _mm256_loadu_ps(x + 8 * k);
+		m = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), m);
+	}
+	__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+	m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+	m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+	const float amax = _mm_cvtss_f32(m4);
+	const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+	const __m256 vid = _mm256_set1_ps(id), magic = _mm256_set1_ps(12582912.f);
+	const __m256i mant = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
+	__m256i q[4];
+	for (int k = 0; k < 4; k++) {
+		const __m256 t = _mm256_add_ps(_mm256_mul_ps(v[k], vid), magic);
+		q[k] = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(t), mant), half);
+	}
+	/* packs work within 128-bit halves: dwords come out as blocks of four
+	 * values 0, 8, 16, 24 | 4, 12, 20, 28, put back in order */
+	const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+	_mm256_storeu_si256((__m256i *)qs,
+			    _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+	return amax / 127.f;
+}
+#endif
+
+/* One block's quants and unrounded d, by the AVX2 code where the kernels
+ * are AVX2 ones (the same bytes either way). */
+static inline float qdot_quantize_block(bool simd, const float *x, int8_t *qs)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (simd)
+		return qdot_quantize_32_avx2(x, qs);
+#endif
+	(void)simd;
+	return qdot_quantize_32(x, qs);
+}
+
 static void qdot_quantize_q8_0(const float *x, struct qtype_block_q8_0 *y, int64_t n)
 {
+	const bool simd = qdot_simd_active();
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, x += QTYPE_QK) {
 		struct qtype_block_q8_0 b;
-		b.d = fp32_to_fp16(qdot_quantize_32(x, b.qs));
+		b.d = fp32_to_fp16(qdot_quantize_block(simd, x, b.qs));
 		memcpy(&y[i], &b, sizeof(b));
 	}
 }
@@ -234,9 +288,10 @@ static void qdot_quantize_q8_0(const float *x, struct qtype_block_q8_0 *y, int64
 /* Q8_1: Q8_0 plus s = d * sum(q), with the unrounded d, stored as fp16. */
 static void qdot_quantize_q8_1(const float *x, struct qtype_block_q8_1 *y, int64_t n)
 {
+	const bool simd = qdot_simd_active();
 	for (int64_t i = 0; i < n / QTYPE_QK; i++, x += QTYPE_QK) {
 		struct qtype_block_q8_1 b;
-		const float d = qdot_quantize_32(x, b.qs);
+		const float d = qdot_quantize_block(simd, x, b.qs);
 		int sum = 0;
 		for (int j = 0; j < QTYPE_QK; j++)
 			sum += b.qs[j];

@@ -391,6 +391,59 @@ START_TEST(prepare_matches_numpy)
 }
 END_TEST
 
+/* The AVX2 Q8_0/Q8_1 quantiser gives the scalar one's bytes (qdot.c): rows
+ * of random values over many scales, with the values that take the edge
+ * paths - zeros and -0, all-zero blocks, a block's maximum repeated and of
+ * either sign, ties of the rounding (x * id = k + 0.5), subnormals, values
+ * near FLT_MAX, infinities and NaNs. */
+START_TEST(prepare_simd_equals_scalar)
+{
+	if (!simd_expected()) {
+		fprintf(stderr, "prepare_simd_equals_scalar: no AVX2 here (or SMOKE_NO_SIMD), skipped\n");
+		return;
+	}
+	static const uint32_t wtypes[] = { QTYPE_Q8_0, QTYPE_Q4_1 }; /* Q8_0 and Q8_1 rows */
+	enum { N = 32 * 64 };
+	float *x = xmalloc(N * sizeof(float));
+	rng_state = 0x5851f42d4c957f2dULL;
+	for (size_t w = 0; w < sizeof(wtypes) / sizeof(wtypes[0]); w++) {
+		const size_t ab = qdot_act_row_bytes(wtypes[w], N);
+		uint8_t *a_simd = xmalloc(ab), *a_scalar = xmalloc(ab);
+		for (int rep = 0; rep < 200; rep++) {
+			const float xs = (float)exp(rnd_unit() * 80.0 - 40.0);
+			for (int i = 0; i < N; i++) {
+				const uint32_t r = rnd() % 64;
+				const float v = rnd_normal() * xs;
+				x[i] = r == 0 ? 0.0f : r == 1 ? -0.0f : r == 2 ? (float)(rnd() % 255 - 127) * 0.5f
+				     : r == 3 ? 1e-40f * (float)(rnd() % 7) : r == 4 && rep % 8 == 0 ? 3e38f : v;
+			}
+			if (rep % 5 == 0)
+				memset(x + 32 * (rnd() % 64), 0, 32 * sizeof(float));
+			if (rep % 7 == 0) { /* the block maximum twice, with both signs */
+				const int b = 32 * (int)(rnd() % 64);
+				x[b + 3] = 10.0f, x[b + 9] = -10.0f, x[b + 20] = 10.0f;
+			}
+			if (rep % 11 == 0) {
+				x[rnd() % N] = INFINITY;
+				x[rnd() % N] = -INFINITY;
+			}
+			if (rep % 13 == 0)
+				x[rnd() % N] = NAN;
+			qdot_force_scalar(false);
+			qdot_prepare(wtypes[w], x, a_simd, N);
+			qdot_force_scalar(true);
+			qdot_prepare(wtypes[w], x, a_scalar, N);
+			for (size_t i = 0; i < ab; i++)
+				ck_assert_msg(a_simd[i] == a_scalar[i], "%s rep %d: byte %zu: simd %u, scalar %u",
+					      qtype_name(wtypes[w]), rep, i, a_simd[i], a_scalar[i]);
+		}
+		free(a_simd), free(a_scalar);
+	}
+	qdot_force_scalar(false);
+	free(x);
+}
+END_TEST
+
 START_TEST(dot_matches_reference)
 {
 	struct fixture f;
@@ -962,6 +1015,7 @@ static Suite *qtype_suite(void)
 
 	tc = tcase_create("kernels");
 	tcase_add_loop_test(tc, simd_matches_scalar, 0, N_TYPES);
+	tcase_add_test(tc, prepare_simd_equals_scalar);
 	tcase_add_loop_test(tc, zero_activation_gives_zero, 0, N_TYPES);
 	tcase_add_loop_test(tc, dot4_matches_single, 0, N_TYPES);
 	tcase_add_loop_test(tc, tile_matches_single, 0, N_TYPES);
