@@ -343,9 +343,7 @@ QDOT_AVX2 static float avx2_dot_q5_K(const void *w, const void *act, int64_t n)
 		const __m256i ms = k4_scales_mins(x[i].scales);
 		/* Unlike Q4_K, ggml's Q5_K kernel sums the min term as a
 		 * scalar: one integer total per block, fused into summs. */
-		const __m128i md = k4_min_dot(ms, &y[i]);
-		const int32_t mi = _mm_cvtsi128_si32(md) + _mm_extract_epi32(md, 1) +
-				   _mm_extract_epi32(md, 2) + _mm_extract_epi32(md, 3);
+		const int32_t mi = k4_min_total(ms, &y[i]);
 		summs = cpu_fma_ss(dmin, (float)mi, summs);
 		const __m128i sc128 = _mm256_castsi256_si128(ms);
 		const __m256i scales = _mm256_set_m128i(sc128, sc128);
@@ -1119,9 +1117,7 @@ QDOT4_INLINE void tile_k5_row(const struct tile_k4 *b, const struct qtype_block_
 			const float dy = y[t][i].d;
 			d[t] = b->d * dy;
 			const float dmin = -b->dmin * dy;
-			const __m128i md = k4_min_dot(b->ms, &y[t][i]);
-			const int32_t mi = _mm_cvtsi128_si32(md) + _mm_extract_epi32(md, 1) +
-					   _mm_extract_epi32(md, 2) + _mm_extract_epi32(md, 3);
+			const int32_t mi = k4_min_total(b->ms, &y[t][i]);
 			summs[t] = cpu_fma_ss(dmin, (float)mi, summs[t]);
 			sumi[t] = _mm256_setzero_si256();
 		}

@@ -126,6 +126,15 @@ QDOT_AVX2 static inline __m128i k4_min_dot(__m256i mins_scales, const struct qty
 	return _mm_madd_epi16(_mm256_extracti128_si256(mins_scales, 1), s8);
 }
 
+/* k4_min_dot's four lanes as one integer total, lane 0 + 1 + 2 + 3 (ggml's
+ * Q5_K kernel sums its min term as a scalar per block). */
+QDOT_AVX2 static inline int32_t k4_min_total(__m256i mins_scales, const struct qtype_block_q8_K *y)
+{
+	const __m128i md = k4_min_dot(mins_scales, y);
+	return _mm_cvtsi128_si32(md) + _mm_extract_epi32(md, 1) + _mm_extract_epi32(md, 2) +
+	       _mm_extract_epi32(md, 3);
+}
+
 /* The K-quant tiles' pass over the batch, one copy for every K-quant:
  * activation rows four at a time (the last group padded with row 0, whose
  * results are not stored), each group through a kernel specialised for its

@@ -161,7 +161,10 @@ A512_INLINE void tile512_q32(uint32_t wtype, const void *w, size_t ws, int nw, c
 	struct tq_rows rows;
 	const int64_t nb = n / QTYPE_QK;
 	const size_t ab = sizeof(struct qtype_block_q8_0);
-	qdot__avx2_unpack_q32(wtype, w, ws, nw, nb, buf, &rows);
+	/* A512_Q32_ENTRY below instantiates this for Q8_0, Q4_0 and Q5_0
+	 * only, all of which the unpacker takes. */
+	if (!qdot__avx2_unpack_q32(wtype, w, ws, nw, nb, buf, &rows))
+		__builtin_unreachable();
 	const __m256i bias = _mm256_set1_epi8((char)0x80);
 	for (int t0 = 0; t0 < n_act; t0 += 4) {
 		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
@@ -278,11 +281,7 @@ A512_INLINE void k5_pair(const struct tile_k4 *ba, const struct tile_k4 *bb,
 		const __m512 d = pair_ps(ba->d, bb->d);
 		for (int t = 0; t < na; t++) {
 			const float dy = y[t][i].d;
-			const __m128i ma = k4_min_dot(ba->ms, &y[t][i]), mb = k4_min_dot(bb->ms, &y[t][i]);
-			const int32_t ia = _mm_cvtsi128_si32(ma) + _mm_extract_epi32(ma, 1) +
-					   _mm_extract_epi32(ma, 2) + _mm_extract_epi32(ma, 3);
-			const int32_t ib = _mm_cvtsi128_si32(mb) + _mm_extract_epi32(mb, 1) +
-					   _mm_extract_epi32(mb, 2) + _mm_extract_epi32(mb, 3);
+			const int32_t ia = k4_min_total(ba->ms, &y[t][i]), ib = k4_min_total(bb->ms, &y[t][i]);
 			sa[t] = cpu_fma_ss(-ba->dmin * dy, (float)ia, sa[t]);
 			sb[t] = cpu_fma_ss(-bb->dmin * dy, (float)ib, sb[t]);
 			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(dy)),
