@@ -42,11 +42,13 @@ struct forward {
 	void *dbg_ctx;
 	float *dbg_host;          /* the hook's copy of a stage (device backends) */
 	size_t dbg_cap;           /* floats */
-	/* Device backends look embeddings up on the host: the batch's rows
-	 * read from the store (one table row, not a 16 MiB shard through
-	 * every tier), dequantised here and uploaded in one copy. */
-	uint8_t *emb_row;         /* one stored row of the table */
-	float *emb_host;          /* max_tokens x n_embd */
+	/* Embeddings looked up by rows (device backends, and the CPU backend
+	 * on a tiered store: wstore_lookup_by_rows): the batch's rows read
+	 * from the store (one table row, not a 16 MiB shard through every
+	 * tier) and dequantised on the host; a device backend's land in
+	 * emb_host and go up in one copy. */
+	uint8_t *emb_row;         /* one stored row of the table (NULL: shards) */
+	float *emb_host;          /* max_tokens x n_embd (NULL: host_memory) */
 	/* MoE routing on the host (NULL for dense models), all sized at
 	 * forward_new for max_tokens rows: */
 	float *rlog_host;         /* the logits downloaded (device backends) */
@@ -241,12 +243,16 @@ int forward_new(struct forward **out, const struct model *m, struct backend *be,
 	if (!be->ops->host_memory) {
 		f->logits_host = malloc(sizeof(float) * (size_t)(max_logits ? max_logits : 1) *
 					(size_t)hp->n_vocab);
-		f->emb_row = malloc((size_t)m->blocks[0].t[EMB_TOKEN].row_bytes);
 		f->emb_host = malloc(sizeof(float) * (size_t)max_tokens * (size_t)hp->n_embd);
-		if (!f->logits_host || !f->emb_row || !f->emb_host) {
+		if (!f->logits_host || !f->emb_host) {
 			forward_free(f);
 			return smk_fail(err, -ENOMEM, "forward: cannot allocate the host logits");
 		}
+	}
+	if ((!be->ops->host_memory || wstore_lookup_by_rows(ws)) &&
+	    !(f->emb_row = malloc((size_t)m->blocks[0].t[EMB_TOKEN].row_bytes))) {
+		forward_free(f);
+		return smk_fail(err, -ENOMEM, "forward: cannot allocate an embedding row");
 	}
 	if (hp->n_expert > 0) {
 		const size_t T = (size_t)max_tokens, ne = (size_t)hp->n_expert,
@@ -692,9 +698,10 @@ static int check_batch(struct forward *f, struct fwd_item *items, int n_items, i
 	return 0;
 }
 
-/* The embedding lookup on the host, for device backends: each token's row
- * read from the store and dequantised with the CPU decoder (bit-identical
- * to the kernels' decoder, so results do not change), then one upload. */
+/* The embedding lookup by rows, on the host: each token's row read from
+ * the store and dequantised with the CPU decoder (bit-identical to the
+ * kernels' decoder, so results do not change); on a device backend, then
+ * one upload. */
 static int embed_rows_host(struct forward *f, struct fwd_item *items, int n_items, float scale,
 			   struct smk_err *err)
 {
@@ -708,7 +715,7 @@ static int embed_rows_host(struct forward *f, struct fwd_item *items, int n_item
 			while (s + 1 < m->n_emb_blocks && id >= m->blocks[s].row0 + m->blocks[s].n_rows)
 				s++;
 			const struct wtensor *tab = &m->blocks[s].t[EMB_TOKEN];
-			float *y = f->emb_host + (int64_t)T * d;
+			float *y = (f->emb_host ? f->emb_host : f->x) + (int64_t)T * d;
 			if ((rc = wstore_read_rows(f->ws, s, EMB_TOKEN, id - m->blocks[s].row0, 1, f->emb_row,
 						   err)))
 				break;
@@ -718,21 +725,22 @@ static int embed_rows_host(struct forward *f, struct fwd_item *items, int n_item
 				for (int64_t k = 0; k < d; k++)
 					y[k] *= scale;
 		}
-	if (!rc)
+	if (!rc && f->emb_host)
 		rc = backend_upload(f->be, f->x, f->emb_host, sizeof(float) * (size_t)T * (size_t)d, err);
 	return rc;
 }
 
-/* The embedding lookup: only the shards that hold one of the batch's
- * tokens are acquired, in shard order (the plan order the predictor sees);
- * device backends read the rows alone (embed_rows_host). */
+/* The embedding lookup: by rows where the store says so or the backend
+ * computes elsewhere (embed_rows_host); otherwise only the shards that
+ * hold one of the batch's tokens are acquired, in shard order (the plan
+ * order the predictor sees). */
 static int run_embed(struct forward *f, struct fwd_item *items, int n_items, struct smk_err *err)
 {
 	const struct model *m = f->m;
 	const struct hparams *hp = &m->hp;
 	struct backend *be = f->be;
 	const float scale = m->fam->embed_scale ? sqrtf((float)hp->n_embd) : 1.0f;
-	if (f->emb_host)
+	if (f->emb_row)
 		return embed_rows_host(f, items, n_items, scale, err);
 	for (int s = 0; s < m->n_emb_blocks; s++) {
 		const int64_t r0 = m->blocks[s].row0, r1 = r0 + m->blocks[s].n_rows;

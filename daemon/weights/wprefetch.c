@@ -141,7 +141,7 @@ static void schedule(struct wstore_tiered *ws)
 	if (ws->cursor < 0) {
 		/* Before the first acquire: the plan's first blocks. */
 		int m = 0;
-		for (int b = 0; b < ws->n_blocks && m < want; b++)
+		for (int b = wt_plan_first(ws); b < ws->n_blocks && m < want; b++)
 			if (!ws->skip || !ws->skip[b])
 				chain[m++] = b;
 		n += m;

@@ -46,6 +46,11 @@ const struct wtensor *wstore_rows_tensor(const struct model *m, int block, int r
 	return t;
 }
 
+bool wstore_lookup_by_rows(const struct wstore *ws)
+{
+	return ws->ops->lookup_by_rows && ws->ops->read_rows;
+}
+
 void wstore_hint(struct wstore *ws, int *blocks, int n, int n_sure, int n_read)
 {
 	if (!ws || !ws->ops->hint || n <= 0)

@@ -165,6 +165,13 @@ void wstore_hint(struct wstore *ws, int *blocks, int n, int n_sure, int n_read);
 int wstore_read_rows(struct wstore *ws, int block, int role, int64_t row, int n, void *dst,
 		     struct smk_err *err);
 
+/* Whether a table lookup should read its rows (wstore_read_rows) instead of
+ * acquiring the table's shards: true for the tiered store, where a shard
+ * crosses the tiers (16 MiB read, and room in every tier taken) for the few
+ * rows a step looks up; false for the resident store, whose shards are
+ * mapped in place and cost nothing to acquire. */
+bool wstore_lookup_by_rows(const struct wstore *ws);
+
 /* A consistent copy of the statistics; any thread. */
 void wstore_get_stats(struct wstore *ws, struct wstore_stats *st);
 

@@ -204,8 +204,8 @@ void wt_update_dist(struct wstore_tiered *ws)
 {
 	wpredict_distances(&ws->pred, ws->cursor, ws->blk_dist);
 	if (ws->cursor < 0)
-		for (int b = 0; b < ws->n_blocks; b++)
-			ws->blk_dist[b] = b + 1;
+		for (int b = wt_plan_first(ws); b < ws->n_blocks; b++)
+			ws->blk_dist[b] = b - wt_plan_first(ws) + 1;
 	else if (ws->skip) {
 		/* The chain holds the dense blocks only (experts are not
 		 * observed: which ones a layer takes changes from token to
@@ -741,8 +741,8 @@ static void tiered_free(struct wstore *w)
 
 /* Rows straight from tier 0 (buffered pread: a few rows, which the page
  * cache may well hold), or from the memory a converted tensor lives in.
- * No tier is touched, so no lock is needed: the descriptors and the model
- * are fixed for the store's life. */
+ * No tier is touched, so no lock is needed (but to count a failed read):
+ * the descriptors and the model are fixed for the store's life. */
 static int tiered_read_rows(struct wstore *w, int block, int role, int64_t row, int n, void *dst,
 			    struct smk_err *err)
 {
@@ -760,7 +760,12 @@ static int tiered_read_rows(struct wstore *w, int block, int role, int64_t row, 
 	char msg[512];
 	int rc = wt_io_read_bytes(ws, t->source, dst, len, t->file_offset + (uint64_t)row * t->row_bytes,
 				  t->name, msg, sizeof(msg));
-	return rc ? smk_fail(err, rc, "%s", msg) : 0;
+	if (!rc)
+		return 0;
+	pthread_mutex_lock(&ws->mu);
+	ws->st.load_errors++;
+	pthread_mutex_unlock(&ws->mu);
+	return smk_fail(err, rc, "%s", msg);
 }
 
 /* Is block b in the compute tier right now (every unit it needs)? */
@@ -814,6 +819,7 @@ static const struct wstore_ops tiered_ops = {
 	.acquire = tiered_acquire, .release = tiered_release, .free = tiered_free,
 	.stats = tiered_stats, .trace = tiered_trace, .read_rows = tiered_read_rows,
 	.hint = tiered_hint, .expert_stats = tiered_expert_stats, .residency = tiered_residency,
+	.lookup_by_rows = true,
 };
 
 int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,
@@ -895,6 +901,11 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	}
 	if (rc || (rc = wpredict_init(&ws->pred, ws->n_blocks, err)))
 		goto fail;
+	/* Lookups read the table's rows (lookup_by_rows), so the plan's walk
+	 * leaves the embedding's blocks out: head -> first layer.  (A tied
+	 * head still reaches their units through its own blocks; an acquire
+	 * of one is learned like any other change of the plan.) */
+	ws->pred.succ[ws->n_blocks - 1] = wt_plan_first(ws);
 	ws->blk_dist = calloc((size_t)ws->n_blocks, sizeof(int));
 	ws->ahead = calloc((size_t)ws->n_blocks + 1, sizeof(int));
 	for (int b = 0; b < ws->n_blocks; b++)

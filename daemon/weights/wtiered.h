@@ -175,6 +175,13 @@ struct wstore_tiered {
 	int jobs_active;
 };
 
+/* The plan's first block as the store walks it: the first layer's (the
+ * embedding's blocks are looked up by rows: wstore_lookup_by_rows). */
+static inline int wt_plan_first(const struct wstore_tiered *ws)
+{
+	return ws->m->n_emb_blocks < ws->n_blocks ? ws->m->n_emb_blocks : 0;
+}
+
 /* wstore_tiered.c, called with ws->mu held. */
 void wt_update_dist(struct wstore_tiered *ws);
 /* Make room for unit u in tier t and take a slot (state stays ABSENT; the

@@ -558,6 +558,60 @@ START_TEST(test_whole_model_fits)
 }
 END_TEST
 
+/* A tiered store's lookups read the table's rows alone (the CPU backend as
+ * well as the device ones): no embedding block is ever acquired, the plan's
+ * walk never prefetches one, and the tokens are the resident store's.  The
+ * resident store, whose shards cost nothing to acquire, keeps them. */
+START_TEST(test_lookup_by_rows)
+{
+	struct collect ref;
+	struct wstore_opts wo;
+	const char *path = tiered_setup(&ref, &wo);
+	if (!path)
+		return;
+	for (int async = 0; async < 2; async++) {
+		wo.ram_budget = 1ull << 30;
+		wo.compute_from_ram = true;
+		wo.async_prefetch = async;
+		wo.trace_cap = 1 << 16;
+		struct engine_opts eo = { .model_path = path, .n_threads = 2, .n_ctx = 256, .n_batch = 64,
+					  .weights = &wo };
+		struct engine *e;
+		struct smk_err err = { 0 };
+		ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+		ck_assert(wstore_lookup_by_rows(e->ws));
+		struct collect got;
+		ck_assert_msg(generate(e, 16, &got, &err) == 0, "%s", err.msg);
+		ck_assert_int_eq(got.n, ref.n);
+		ck_assert_mem_eq(got.ids, ref.ids, sizeof(int32_t) * (size_t)ref.n);
+		static int tr[1 << 16];
+		const int n = wstore_trace(e->ws, tr, 1 << 16);
+		ck_assert_int_gt(n, 16 * e->model->hp.n_layer);
+		for (int i = 0; i < n; i++)
+			ck_assert_msg(e->model->blocks[tr[i]].kind != BLOCK_EMBED,
+				      "acquire %d of %d is embedding block %d", i, n, tr[i]);
+		/* Nothing read that no block acquired: an untied table's units
+		 * are never loaded (a tied one's come in with the head). */
+		uint8_t res[4096];
+		const int nb = wstore_residency(e->ws, res, 4096);
+		ck_assert_int_eq(nb, e->model->n_blocks);
+		const struct wtensor *table = &e->model->blocks[0].t[EMB_TOKEN];
+		const struct wtensor *head = &e->model->blocks[model_head_block(e->model, 0)].t[HEAD_OUTPUT];
+		if (table->data != head->data)
+			for (int b = 0; b < e->model->n_emb_blocks; b++)
+				ck_assert_msg(res[b] == 0, "embedding block %d is resident (%d)", b, res[b]);
+		engine_close(e);
+	}
+	struct wstore *rs;
+	struct model *m;
+	ck_assert_int_eq(model_load(&m, path, NULL), 0);
+	ck_assert_int_eq(wstore_new_resident(&rs, m, NULL), 0);
+	ck_assert(!wstore_lookup_by_rows(rs));
+	wstore_free(rs);
+	model_free(m);
+}
+END_TEST
+
 START_TEST(test_recorded_trace_belady)
 {
 	/* Record the real acquire sequence of a generation (prefill chunks
@@ -831,6 +885,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_quarter_budget_tokens);
 	tcase_add_test(tc, test_default_model_tokens);
 	tcase_add_test(tc, test_default_model_quarter);
+	tcase_add_test(tc, test_lookup_by_rows);
 	tcase_add_test(tc, test_recorded_trace_belady);
 	tcase_add_test(tc, test_residency);
 	tcase_add_loop_test(tc, test_read_error, 0, 2);
