@@ -26,6 +26,7 @@ enum wstate { WS_ABSENT, WS_LOADING, WS_RESIDENT };
 #define WT_MAX_BLOCKS_PER_UNIT 2   /* a tied table shard: embedding + head */
 #define WT_JOBS 2                  /* prefetch transfers in flight at once */
 #define WT_DIRECT_ALIGN 4096u      /* O_DIRECT: offsets, lengths and buffers */
+#define WT_PREFETCH_VICTIM_RATIO 2 /* a prefetch's victims: at most this x its unit */
 
 /* One tensor of a unit: where its bytes are in the file and in the slot. */
 struct wt_tensor {
