@@ -233,29 +233,79 @@ void cpu_add_bias(struct backend *b, float *x, const struct wtensor *bias, int n
 }
 
 /* Rows [lo, hi) of e->y (x, w->data or NULL, eps in a) normalised. */
-static void rmsnorm_range(void *ctx, int64_t lo, int64_t hi)
+/* Row t scaled: ggml's rms_norm from the row's sum of squares. */
+static void rmsnorm_apply(const struct ew *e, int64_t t, double sum)
 {
-	const struct ew *e = ctx;
 	const struct wtensor *w = e->w;
 	const float *wv = w ? w->data : NULL;
 	const int width = e->width;
-	for (int64_t t = lo; t < hi; t++) {
-		const float *xr = e->y + t * width;
-		float *yr = e->x + t * width;
-		double sum = 0.0;
-		for (int i = 0; i < width; i++)
-			sum += (double)(xr[i] * xr[i]);
-		float scale = 1.0f / sqrtf((float)(sum / width) + e->a);
-		for (int i = 0; i < width; i++)
-			yr[i] = wv ? (xr[i] * scale) * wv[i] : xr[i] * scale;
-	}
+	const float *xr = e->y + t * width;
+	float *yr = e->x + t * width;
+	const float scale = 1.0f / sqrtf((float)(sum / width) + e->a);
+	for (int i = 0; i < width; i++)
+		yr[i] = wv ? (xr[i] * scale) * wv[i] : xr[i] * scale;
 }
+
+/* ggml's sum of squares: each square rounded to float, added in double in
+ * order - one chain of dependent additions per row. */
+static double rmsnorm_sum(const float *xr, int width)
+{
+	double sum = 0.0;
+	for (int i = 0; i < width; i++)
+		sum += (double)(xr[i] * xr[i]);
+	return sum;
+}
+
+static void rmsnorm_range(void *ctx, int64_t lo, int64_t hi)
+{
+	const struct ew *e = ctx;
+	for (int64_t t = lo; t < hi; t++)
+		rmsnorm_apply(e, t, rmsnorm_sum(e->y + t * e->width, e->width));
+}
+
+#ifdef CPU_HAVE_AVX2_CODE
+/* Four rows' sums at once, one row per double lane: each lane adds its
+ * row's squares in the row's order, so every sum is rmsnorm_sum's, bit for
+ * bit; four chains instead of one hide the additions' latency (a prefill's
+ * norms: 2.3% of a 1-thread Gemma 3 270M pp512 with one chain). */
+CPU_AVX2 static void rmsnorm_range_avx2(void *ctx, int64_t lo, int64_t hi)
+{
+	const struct ew *e = ctx;
+	const int width = e->width, w4 = width & ~3;
+	int64_t t = lo;
+	for (; t + 4 <= hi; t += 4) {
+		const float *x0 = e->y + t * width, *x1 = x0 + width, *x2 = x1 + width, *x3 = x2 + width;
+		__m256d sum = _mm256_setzero_pd();
+		for (int i = 0; i < w4; i += 4) {
+			/* rows x0..x3, values i..i+3: transposed so that vector j
+			 * holds value i + j of the four rows */
+			__m128 r0 = _mm_loadu_ps(x0 + i), r1 = _mm_loadu_ps(x1 + i);
+			__m128 r2 = _mm_loadu_ps(x2 + i), r3 = _mm_loadu_ps(x3 + i);
+			_MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+			sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm_mul_ps(r0, r0)));
+			sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm_mul_ps(r1, r1)));
+			sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm_mul_ps(r2, r2)));
+			sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm_mul_ps(r3, r3)));
+		}
+		for (int i = w4; i < width; i++) {
+			const __m128 v = _mm_setr_ps(x0[i], x1[i], x2[i], x3[i]);
+			sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm_mul_ps(v, v)));
+		}
+		double s[4];
+		_mm256_storeu_pd(s, sum);
+		for (int r = 0; r < 4; r++)
+			rmsnorm_apply(e, t + r, s[r]);
+	}
+	rmsnorm_range(ctx, t, hi);
+}
+#endif
 
 void cpu_rmsnorm(struct backend *b, const float *x, const struct wtensor *w, float *y,
 			int width, int n, float eps)
 {
 	struct ew e = { .x = y, .y = x, .w = w, .a = eps, .width = width };
-	par_range(b, n, width, 1, rmsnorm_range, &e);
+	range_fn simd = SIMD_RANGE(rmsnorm_range_avx2);
+	par_range(b, n, width, 4, simd && qdot_simd_active() ? simd : rmsnorm_range, &e);
 }
 
 /* Rotate one head's pairs (a, c) = (x[i], x[i + n_rot/2]) (NEOX) or

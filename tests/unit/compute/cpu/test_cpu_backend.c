@@ -373,6 +373,49 @@ START_TEST(elementwise_split_is_exact)
 }
 END_TEST
 
+/* The AVX2 rmsnorm sums four rows at once, one per double lane: every row
+ * must come out as the scalar loop's, bit for bit.  Widths with and
+ * without a tail of fewer than four values; row counts with and without
+ * rows left over after the groups of four; an infinite and a NaN row;
+ * squares over 2^-30 .. 2^30.  A lane that takes another row's values, or
+ * misses or repeats one (both planted: caught), fails.  (Two additions
+ * swapped within a row were not caught: the double sum's last bits rarely
+ * survive its rounding to float.) */
+START_TEST(rmsnorm_simd_equals_scalar)
+{
+	static const int widths[] = { 640, 256, 2048, 7, 3, 1 };
+	enum { RMAX = 13, WMAX = 2048 };
+	float *in = malloc(sizeof(float) * RMAX * WMAX), *ref = malloc(sizeof(float) * RMAX * WMAX);
+	float *got = malloc(sizeof(float) * RMAX * WMAX), nw[WMAX];
+	unsigned seed = 4242;
+	for (int i = 0; i < RMAX * WMAX; i++)
+		in[i] = ldexpf(frand(&seed), (int)(rand_r(&seed) % 31) - 15);
+	for (int i = 0; i < WMAX; i++)
+		nw[i] = frand(&seed);
+	struct backend *b = make(1, WMAX, RMAX, 16);
+	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
+		const int W = widths[wi];
+		struct wtensor norm = { .name = "n", .type = QTYPE_F32, .ne0 = W, .ne1 = 1,
+					.row_bytes = 4 * (size_t)W, .data = nw };
+		float keep[2] = { in[5 * W], in[9 * W + W / 2] };
+		in[5 * W] = INFINITY, in[9 * W + W / 2] = NAN;
+		for (int R = 1; R <= RMAX; R++) {
+			qdot_force_scalar(true);
+			b->ops->rmsnorm(b, in, &norm, ref, W, R, 1e-6f);
+			qdot_force_scalar(false);
+			b->ops->rmsnorm(b, in, &norm, got, W, R, 1e-6f);
+			for (int i = 0; i < R * W; i++)
+				ck_assert_msg(!memcmp(&ref[i], &got[i], 4),
+					      "width %d, %d rows: row %d value %d is %a, the scalar sum gives %a", W,
+					      R, i / W, i % W, got[i], ref[i]);
+		}
+		in[5 * W] = keep[0], in[9 * W + W / 2] = keep[1];
+	}
+	backend_free(b);
+	free(in), free(ref), free(got);
+}
+END_TEST
+
 /* YaRN (gpt-oss's RoPE), written out from its definition in double: dim
  * pair i turns by theta_i = mix(pos * base^(-2i/d) * freq_scale, pos *
  * base^(-2i/d)) with ramp_mix = ext * (1 - clamp((i - c0) / (c1 - c0), 0,
@@ -857,6 +900,7 @@ int main(void)
 	tcase_add_test(tc, matmuls_equal_separate_matmuls);
 	tcase_add_test(tc, elementwise_split_is_exact);
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
+	tcase_add_test(tc, rmsnorm_simd_equals_scalar);
 	tcase_add_test(tc, attention_causal_window_gqa);
 	tcase_add_test(tc, attention_grouped_heads_bit_exact);
 	tcase_add_test(tc, attentions_equal_separate_attention);
