@@ -48,7 +48,7 @@ const struct wtensor *wstore_rows_tensor(const struct model *m, int block, int r
 
 bool wstore_lookup_by_rows(const struct wstore *ws)
 {
-	return ws->ops->lookup_by_rows && ws->ops->read_rows;
+	return ws->ops->lookup_by_rows && ws->ops->read_rows && ws->ops->lookup_by_rows(ws);
 }
 
 void wstore_hint(struct wstore *ws, int *blocks, int n, int n_sure, int n_read)

@@ -168,7 +168,9 @@ int wstore_read_rows(struct wstore *ws, int block, int role, int64_t row, int n,
 /* Whether a table lookup should read its rows (wstore_read_rows) instead of
  * acquiring the table's shards: true for the tiered store, where a shard
  * crosses the tiers (16 MiB read, and room in every tier taken) for the few
- * rows a step looks up; false for the resident store, whose shards are
+ * rows a step looks up - unless the model is read from object storage,
+ * where every row read would be a request of its own and a shard is one
+ * request, kept in RAM; false for the resident store, whose shards are
  * mapped in place and cost nothing to acquire. */
 bool wstore_lookup_by_rows(const struct wstore *ws);
 

@@ -17,7 +17,7 @@ struct wstore_ops {
 	void (*hint)(struct wstore *ws, int *blocks, int n, int n_sure, int n_read);
 	int (*expert_stats)(struct wstore *ws, struct wexpert_layer_stats *out, int max);
 	int (*residency)(struct wstore *ws, uint8_t *out, int n);   /* optional */
-	bool lookup_by_rows;   /* wstore_lookup_by_rows */
+	bool (*lookup_by_rows)(const struct wstore *ws);   /* optional: false */
 };
 
 struct wstore {

@@ -821,11 +821,16 @@ static void tiered_hint(struct wstore *w, int *blocks, int n, int n_sure, int n_
 	wt_prefetch_kick(ws);
 }
 
+static bool tiered_lookup_by_rows(const struct wstore *w)
+{
+	return ((const struct wstore_tiered *)w)->rows_lookup;
+}
+
 static const struct wstore_ops tiered_ops = {
 	.acquire = tiered_acquire, .release = tiered_release, .free = tiered_free,
 	.stats = tiered_stats, .trace = tiered_trace, .read_rows = tiered_read_rows,
 	.hint = tiered_hint, .expert_stats = tiered_expert_stats, .residency = tiered_residency,
-	.lookup_by_rows = true,
+	.lookup_by_rows = tiered_lookup_by_rows,
 };
 
 int wstore_new_tiered(struct wstore **out, const struct model *m, const struct wstore_opts *o,
@@ -907,10 +912,12 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	}
 	if (rc || (rc = wpredict_init(&ws->pred, ws->n_blocks, err)))
 		goto fail;
-	/* Lookups read the table's rows (lookup_by_rows), so the plan's walk
-	 * leaves the embedding's blocks out: head -> first layer.  (A tied
-	 * head still reaches their units through its own blocks; an acquire
-	 * of one is learned like any other change of the plan.) */
+	/* Lookups read the table's rows (wstore_lookup_by_rows) but from
+	 * object storage, so the plan's walk leaves the embedding's blocks
+	 * out: head -> first layer.  (A tied head still reaches their units
+	 * through its own blocks; an acquire of one is learned like any other
+	 * change of the plan.) */
+	ws->rows_lookup = !ws->remote;
 	ws->pred.succ[ws->n_blocks - 1] = wt_plan_first(ws);
 	ws->blk_dist = calloc((size_t)ws->n_blocks, sizeof(int));
 	ws->ahead = calloc((size_t)ws->n_blocks + 1, sizeof(int));

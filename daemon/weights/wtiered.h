@@ -118,6 +118,7 @@ struct wstore_tiered {
 	bool direct;                         /* tier-0 reads with O_DIRECT (wio.c) */
 	bool remote;                         /* object storage: spans as for O_DIRECT,
 					      * each one ranged GET (wio.c) */
+	bool rows_lookup;                    /* wstore_lookup_by_rows: !remote */
 	uint64_t io_room;                    /* AUTO's estimate of the page cache's room */
 	struct wt_span *spans;
 	int n_spans;
@@ -176,11 +177,11 @@ struct wstore_tiered {
 	int jobs_active;
 };
 
-/* The plan's first block as the store walks it: the first layer's (the
- * embedding's blocks are looked up by rows: wstore_lookup_by_rows). */
+/* The plan's first block as the store walks it: the first layer's where
+ * the embedding's blocks are looked up by rows (rows_lookup), else 0. */
 static inline int wt_plan_first(const struct wstore_tiered *ws)
 {
-	return ws->m->n_emb_blocks < ws->n_blocks ? ws->m->n_emb_blocks : 0;
+	return ws->rows_lookup && ws->m->n_emb_blocks < ws->n_blocks ? ws->m->n_emb_blocks : 0;
 }
 
 /* wstore_tiered.c, called with ws->mu held. */
