@@ -112,6 +112,42 @@ START_TEST(test_arena_random)
 }
 END_TEST
 
+/* The arena's memory is advised for transparent huge pages: /proc's smaps
+ * says "THPeligible: 1" for its mapping.  Where the kernel's THP mode is
+ * "madvise" only the advice makes it so; with "never" (or no THP) there is
+ * nothing to see and the test says so. */
+START_TEST(test_arena_huge_pages)
+{
+	char mode[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	if (!f || !fgets(mode, sizeof(mode), f) || strstr(mode, "[never]")) {
+		if (f)
+			fclose(f);
+		fprintf(stderr, "SKIP arena_huge_pages: transparent huge pages off (%s)\n", mode);
+		return;
+	}
+	fclose(f);
+	struct warena a;
+	ck_assert_int_eq(warena_init(&a, "test", 8u << 20, 4, true, false, true, NULL), 0);
+	const uintptr_t base = (uintptr_t)a.base;
+	f = fopen("/proc/self/smaps", "r");
+	ck_assert_ptr_nonnull(f);
+	char line[512];
+	int in = 0, eligible = -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+			in = base >= lo && base < hi;
+		else if (in && sscanf(line, "THPeligible: %d", &eligible) == 1)
+			break;
+	}
+	fclose(f);
+	warena_deinit(&a);
+	ck_assert_msg(eligible == 1, "the arena's mapping is not eligible for huge pages (%d; THP mode %s)",
+		      eligible, mode);
+}
+END_TEST
+
 START_TEST(test_arena_first_fit)
 {
 	struct warena a;
@@ -872,6 +908,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("arena");
 	tcase_add_test(tc, test_arena_random);
 	tcase_add_test(tc, test_arena_first_fit);
+	tcase_add_test(tc, test_arena_huge_pages);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("policy");
 	tcase_add_test(tc, test_policies_by_hand);
