@@ -823,7 +823,7 @@ static void tiered_hint(struct wstore *w, int *blocks, int n, int n_sure, int n_
 
 static bool tiered_lookup_by_rows(const struct wstore *w)
 {
-	return ((const struct wstore_tiered *)w)->rows_lookup;
+	return wt_rows_lookup((const struct wstore_tiered *)w);
 }
 
 static const struct wstore_ops tiered_ops = {
@@ -917,7 +917,6 @@ int wstore_new_tiered(struct wstore **out, const struct model *m, const struct w
 	 * out: head -> first layer.  (A tied head still reaches their units
 	 * through its own blocks; an acquire of one is learned like any other
 	 * change of the plan.) */
-	ws->rows_lookup = !ws->remote;
 	ws->pred.succ[ws->n_blocks - 1] = wt_plan_first(ws);
 	ws->blk_dist = calloc((size_t)ws->n_blocks, sizeof(int));
 	ws->ahead = calloc((size_t)ws->n_blocks + 1, sizeof(int));

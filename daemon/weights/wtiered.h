@@ -118,7 +118,6 @@ struct wstore_tiered {
 	bool direct;                         /* tier-0 reads with O_DIRECT (wio.c) */
 	bool remote;                         /* object storage: spans as for O_DIRECT,
 					      * each one ranged GET (wio.c) */
-	bool rows_lookup;                    /* wstore_lookup_by_rows: !remote */
 	uint64_t io_room;                    /* AUTO's estimate of the page cache's room */
 	struct wt_span *spans;
 	int n_spans;
@@ -177,11 +176,18 @@ struct wstore_tiered {
 	int jobs_active;
 };
 
+/* Embedding lookups read rows (wstore_lookup_by_rows) unless the model
+ * comes from object storage, where a row would be a request of its own. */
+static inline bool wt_rows_lookup(const struct wstore_tiered *ws)
+{
+	return !ws->remote;
+}
+
 /* The plan's first block as the store walks it: the first layer's where
- * the embedding's blocks are looked up by rows (rows_lookup), else 0. */
+ * the embedding's blocks are looked up by rows, else 0. */
 static inline int wt_plan_first(const struct wstore_tiered *ws)
 {
-	return ws->rows_lookup && ws->m->n_emb_blocks < ws->n_blocks ? ws->m->n_emb_blocks : 0;
+	return wt_rows_lookup(ws) && ws->m->n_emb_blocks < ws->n_blocks ? ws->m->n_emb_blocks : 0;
 }
 
 /* wstore_tiered.c, called with ws->mu held. */
