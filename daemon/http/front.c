@@ -483,8 +483,19 @@ static void on_accept(uv_stream_t *server, int status)
 		return;
 	}
 	/* libmicrohttpd closes sv[1] itself when it cannot take it (over its
-	 * hard limits): our end then reads EOF and the client is closed. */
-	MHD_add_connection(f->mhd, sv[1], (const struct sockaddr *)&peer, (socklen_t)plen);
+	 * hard limits).  Where it says so at once, the client gets the cap's
+	 * 503 with Retry-After, not a bare close a load balancer would count
+	 * as a failure; where its worker refuses later, our end reads EOF and
+	 * the client is closed. */
+	if (MHD_add_connection(f->mhd, sv[1], (const struct sockaddr *)&peer, (socklen_t)plen) != MHD_YES) {
+		log_client(LOG_WARN, "http: %s: connection limit reached (libmicrohttpd's); answered 503 and closed",
+			   r->peer);
+		server_count_status(f->srv, 503);
+		uv_buf_t b = uv_buf_init(f->busy_answer, (unsigned)strlen(f->busy_answer));
+		uv_try_write((uv_stream_t *)&r->client, &b, 1);
+		close_relay(r);
+		return;
+	}
 	if (uv_read_start((uv_stream_t *)&r->client, alloc_in, on_client_read) ||
 	    uv_read_start((uv_stream_t *)&r->mhd, alloc_out, on_mhd_read))
 		close_relay(r);
