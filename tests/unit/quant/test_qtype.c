@@ -749,7 +749,11 @@ START_TEST(tile_matches_single)
 	const qdot_fn dot = qdot_get(id);
 	rng_state = 0x9e3779b97f4a7c15ULL ^ id;
 	static const int64_t blocks[] = { 1, 3, 8, 9, 20, 23, 64, 200, 1031, 2085 };
-	enum { NA = 9, OS = QDOT_TILE_ROWS + 3 };
+	/* activation rows: 1..9 (whole and partial groups of four), and a
+	 * prefill's batches, past the float tiles' stretched walk (16 and
+	 * more rows, 64 per pass: several passes, a partial last one) */
+	static const int batch[] = { 16, 19, 64, 67, 131 };
+	enum { NA = 131, OS = QDOT_TILE_ROWS + 3 };
 	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
 		const int64_t n = blocks[c] * t->block_elems;
 		if (!qdot_get_tile(id, n, &rows))
@@ -762,7 +766,7 @@ START_TEST(tile_matches_single)
 		const size_t ab = qdot_act_row_bytes(id, n) + 3;
 		uint8_t *wbuf = xmalloc(rows * ws + 8), *abuf = xmalloc(NA * ab + 8);
 		float *x = xmalloc((size_t)n * sizeof(float));
-		float *out = xmalloc(NA * OS * sizeof(float));
+		float *out = xmalloc(NA * OS * sizeof(float)), *single = xmalloc(NA * OS * sizeof(float));
 		for (int rep = 0; rep < 2; rep++) {
 			const int wo = (int)(rnd() % 8);
 			for (int r = 0; r < rows; r++)
@@ -777,25 +781,38 @@ START_TEST(tile_matches_single)
 					       (size_t)t->block_elems * sizeof(float));
 				qdot_prepare(id, x, (uint8_t *)act + a * ab, n);
 			}
+			for (int a = 0; a < NA; a++)
+				for (int r = 0; r < rows; r++)
+					single[a * OS + r] = dot(wbuf + wo + r * ws, act + a * ab, n);
 			for (int nw = 1; nw <= rows; nw++) {
-				for (int na = 1; na <= NA; na += (nw == rows ? 1 : 4)) {
+				int nas[16], n_nas = 0;
+				for (int na = 1; na <= 9; na += (nw == rows ? 1 : 4))
+					nas[n_nas++] = na;
+				for (size_t b = 0; b < sizeof(batch) / sizeof(batch[0]); b++)
+					nas[n_nas++] = batch[b];
+				for (int q = 0; q < n_nas; q++) {
+					const int na = nas[q];
 					for (int k = 0; k < NA * OS; k++)
 						out[k] = -1.5f;
 					tile(wbuf + wo, ws, nw, act, ab, na, n, out, OS);
-					for (int a = 0; a < NA; a++) {
-						for (int r = 0; r < OS; r++) {
-							const float want_v = a < na && r < nw
-								? dot(wbuf + wo + r * ws, act + a * ab, n) : -1.5f;
-							ck_assert_msg(memcmp(&out[a * OS + r], &want_v, sizeof(float)) == 0,
-								      "%s n=%lld rep %d nw %d n_act %d row %d act %d: %.9g, single %.9g",
-								      t->name, (long long)n, rep, nw, na, r, a,
-								      out[a * OS + r], want_v);
-						}
+					/* the first output that differs, if any (one
+					 * assertion per call: Check logs each one) */
+					int bad = -1;
+					float want_v = 0;
+					for (int k = 0; k < NA * OS && bad < 0; k++) {
+						const int a = k / OS, r = k % OS;
+						want_v = a < na && r < nw ? single[k] : -1.5f;
+						if (memcmp(&out[k], &want_v, sizeof(float)))
+							bad = k;
 					}
+					ck_assert_msg(bad < 0,
+						      "%s n=%lld rep %d nw %d n_act %d row %d act %d: %.9g, single %.9g",
+						      t->name, (long long)n, rep, nw, na, bad % OS, bad / OS,
+						      bad < 0 ? 0.0 : out[bad], want_v);
 				}
 			}
 		}
-		free(wbuf), free(abuf), free(x), free(out);
+		free(wbuf), free(abuf), free(x), free(out), free(single);
 	}
 }
 END_TEST
