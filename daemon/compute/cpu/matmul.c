@@ -33,6 +33,7 @@ struct mm_weight {
 	const void *act;   /* its prepared input rows, act_row bytes apart */
 	size_t act_row;
 	qdot_fn dot;
+	qdot_rows4_fn rows4; /* one activation row: four weight rows a call (NULL: dot) */
 	qdot4_fn dot4;     /* NULL: loop over dot */
 	qdot_tile_fn tile; /* NULL: dot4 or dot */
 	int tile_rows;     /* weight rows per tile call */
@@ -85,7 +86,19 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 		 * the time in this loop; 50.2 -> 58.5 tok/s with prefetcht1,
 		 * 55.7 with no prefetch here at all). */
 		const int64_t ahead = PREFETCH_BYTES / (int64_t)w->row_bytes + 1;
-		for (int64_t r = lo; r < hi; r++) {
+		int64_t r = lo;
+		if (m->rows4)
+			/* four rows a call (qdot_rows4_fn), the four ahead
+			 * prefetched as one stretch: they are contiguous */
+			for (; r + 4 <= hi; r += 4) {
+				if (r + ahead + 4 <= hi) {
+					const char *p = wtensor_row(w, r + ahead);
+					for (size_t o = 0; o < 4 * w->row_bytes; o += 64)
+						__builtin_prefetch(p + o, 0, 2);
+				}
+				m->rows4(wtensor_row(w, r), (size_t)w->row_bytes, m->act, w->ne0, m->y + r);
+			}
+		for (; r < hi; r++) {
 			if (r + ahead < hi) {
 				const char *p = wtensor_row(w, r + ahead);
 				for (size_t o = 0; o < w->row_bytes; o += 64)
@@ -166,6 +179,7 @@ int cpu_matmuls(struct backend *b, const struct wtensor *const *w, int nw, const
 			return -EINVAL;
 		m->row0 = j.rows;
 		m->dot4 = n > 1 ? qdot_get4(w[k]->type) : NULL;
+		m->rows4 = n == 1 ? qdot_get_rows4(w[k]->type) : NULL;
 		if ((n == 1 && !qdot_tile_for_one_row(w[k]->type)) ||
 		    !(m->tile = qdot_get_tile(w[k]->type, w[k]->ne0, &m->tile_rows)))
 			m->tile_rows = 0;

@@ -137,6 +137,11 @@ qdot4_fn qdot_get4(uint32_t wtype)
 	return qdot_simd_active() ? qdot__avx2_kernel4(wtype) : NULL;
 }
 
+qdot_rows4_fn qdot_get_rows4(uint32_t wtype)
+{
+	return qdot_simd_active() ? qdot__avx2_rows4(wtype) : NULL;
+}
+
 qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	if (!qdot_simd_active())

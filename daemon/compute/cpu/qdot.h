@@ -98,6 +98,18 @@ typedef void (*qdot4_fn)(const void *w_row, const void *const act[4], int n_act,
  * Q5_0, Q8_0, MXFP4, Q4_K and Q6_K have one); callers then loop over qdot_get(). */
 qdot4_fn qdot_get4(uint32_t wtype);
 
+/* Four consecutive weight rows (w_stride bytes apart, the first at w)
+ * times one prepared activation row: out[r] = dot(weight row r, act), each
+ * bit-identical to qdot_get(wtype)(row r, act, n).  Decode's kernel: a
+ * single row's blocks are one FMA chain, and four rows are four chains
+ * that overlap. */
+typedef void (*qdot_rows4_fn)(const void *w, size_t w_stride, const void *act, int64_t n, float out[4]);
+
+/* The four-row kernel for this type, or NULL where there is none (scalar
+ * kernels selected, no AVX2, or a type without one: only Q4_0, Q5_0 and
+ * Q8_0 have one); callers then loop over qdot_get(). */
+qdot_rows4_fn qdot_get_rows4(uint32_t wtype);
+
 /* Weight rows per tile at most (qdot_tile_fn's nw), and the bytes a tile's
  * unpacked weights may take (on the stack of the calling thread; sized to
  * stay in L1 beside the activation rows streaming past). */

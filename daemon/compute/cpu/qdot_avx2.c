@@ -521,6 +521,80 @@ QDOT4_INLINE void x4_q5_0(const void *w, const void *const act[4], const int na,
 	x4_q32(w, sizeof(struct qtype_block_q5_0), x4_bytes_q5_0, act, na, n, out);
 }
 
+/* Four weight rows (ws bytes apart) times one activation row, for decode:
+ * each row's operations are x4_q32's with one activation row (so the
+ * single kernel's, bit for bit), four rows at once.  A row's blocks are
+ * one FMA chain; alone, a row of 20 blocks waited on the FMA latency and
+ * the call around it - four chains overlap, and the activation block is
+ * loaded once for the four. */
+QDOT4_INLINE void r4_q32(const uint8_t *w, size_t ws, size_t wbytes, __m256i (*bytes)(const uint8_t *),
+			 const void *act, int64_t n, float out[4])
+{
+	const struct qtype_block_q8_0 *y = act;
+	__m256 acc[4];
+	for (int r = 0; r < 4; r++)
+		acc[r] = _mm256_setzero_ps();
+	const int64_t nb = n / QTYPE_QK;
+	int64_t i = 0;
+	for (; i + 8 <= nb; i += 8) {
+		const __m256 dy = halves8((const uint8_t *)&y[i], sizeof(y[0]));
+		float ds[4][8];
+		for (int r = 0; r < 4; r++) {
+			const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
+			prefetch_ahead(xb, 8 * wbytes);
+			_mm256_storeu_ps(ds[r], _mm256_mul_ps(halves8(xb, wbytes), dy));
+		}
+		for (int k = 0; k < 8; k++) {
+			const __m256i yq = load256(y[i + k].qs);
+			for (int r = 0; r < 4; r++) {
+				const __m256i q = bytes(w + (size_t)r * ws + (size_t)(i + k) * wbytes);
+				const __m256i aq = _mm256_sign_epi8(q, q);
+				acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[r][k]), mul_sum_i8_abs_float(aq, q, yq),
+							 acc[r]);
+			}
+		}
+	}
+	for (; i < nb; i++) {
+		const float dy = h2f(y[i].d);
+		const __m256i yq = load256(y[i].qs);
+		for (int r = 0; r < 4; r++) {
+			const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
+			uint16_t hw;
+			memcpy(&hw, xb, 2);
+			const __m256i q = bytes(xb);
+			const __m256i aq = _mm256_sign_epi8(q, q);
+			acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(hw) * dy), mul_sum_i8_abs_float(aq, q, yq), acc[r]);
+		}
+	}
+	for (int r = 0; r < 4; r++)
+		out[r] = cpu_hsum8(acc[r]);
+}
+
+QDOT_AVX2 static void r4_q8_0(const void *w, size_t ws, const void *act, int64_t n, float out[4])
+{
+	r4_q32(w, ws, sizeof(struct qtype_block_q8_0), x4_bytes_q8_0, act, n, out);
+}
+
+QDOT_AVX2 static void r4_q4_0(const void *w, size_t ws, const void *act, int64_t n, float out[4])
+{
+	r4_q32(w, ws, sizeof(struct qtype_block_q4_0), x4_bytes_q4_0, act, n, out);
+}
+
+QDOT_AVX2 static void r4_q5_0(const void *w, size_t ws, const void *act, int64_t n, float out[4])
+{
+	r4_q32(w, ws, sizeof(struct qtype_block_q5_0), x4_bytes_q5_0, act, n, out);
+}
+
+qdot_rows4_fn qdot__avx2_rows4(uint32_t wtype)
+{
+	switch (wtype) {
+	case QTYPE_Q4_0: return r4_q4_0;
+	case QTYPE_Q5_0: return r4_q5_0;
+	case QTYPE_Q8_0: return r4_q8_0;
+	default: return NULL;
+	}
+}
+
 /* As avx2_dot_mxfp4, per activation row: each row keeps its own pair of
  * accumulators and its own leftover FMA. */
 QDOT4_INLINE void x4_mxfp4(const void *w, const void *const act[4], const int na, int64_t n,
@@ -1366,6 +1440,12 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 }
 
 qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
+{
+	(void)wtype;
+	return NULL;
+}
+
+qdot_rows4_fn qdot__avx2_rows4(uint32_t wtype)
 {
 	(void)wtype;
 	return NULL;

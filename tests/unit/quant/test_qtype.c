@@ -704,6 +704,61 @@ START_TEST(dot4_matches_single)
 }
 END_TEST
 
+/* The four-row decode kernels (qdot_get_rows4): each of the four outputs
+ * equals the single-row kernel's bit for bit, for rows with and without a
+ * whole group of eight blocks and with leftover blocks, rows further
+ * apart than a row and unaligned, activations of very different scales
+ * and with all-zero blocks; only Q4_0, Q5_0 and Q8_0 have one, and none
+ * with scalar kernels. */
+START_TEST(rows4_matches_single)
+{
+	const uint32_t id = types[_i].id;
+	const struct qtype_info *t = qtype_info(id);
+	qdot_force_scalar(false);
+	const qdot_rows4_fn rows4 = qdot_get_rows4(id);
+	const bool want = simd_expected() && (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0);
+	ck_assert_msg((rows4 != NULL) == want, "%s: qdot_get_rows4 %s", t->name, rows4 ? "non-NULL" : "NULL");
+	qdot_force_scalar(true);
+	ck_assert_ptr_null(qdot_get_rows4(id));
+	qdot_force_scalar(false);
+	if (!rows4)
+		return;
+	const qdot_fn dot = qdot_get(id);
+	rng_state = 0x2545f4914f6cdd1dULL ^ id;
+	static const int64_t blocks[] = { 1, 7, 8, 9, 16, 20, 23, 64 };
+	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
+		const int64_t n = blocks[c] * t->block_elems;
+		uint64_t rb;
+		ck_assert_int_eq(qtype_row_bytes(id, (uint64_t)n, &rb, NULL), 0);
+		const size_t ab = qdot_act_row_bytes(id, n), ws = rb + 3;
+		uint8_t *wbuf = xmalloc(4 * ws + 8), *abuf = xmalloc(ab + 8);
+		float *x = xmalloc((size_t)n * sizeof(float));
+		for (int rep = 0; rep < 6; rep++) {
+			const int wo = (int)(rnd() % 8);
+			for (int r = 0; r < 4; r++)
+				random_row(_i, wbuf + wo + r * ws, n);
+			const float xs = (float)exp(rnd_unit() * 8.0 - 4.0);
+			for (int64_t i = 0; i < n; i++)
+				x[i] = rnd_normal() * xs;
+			if (rep % 3 == 0)
+				memset(x + (rnd() % blocks[c]) * t->block_elems, 0,
+				       (size_t)t->block_elems * sizeof(float));
+			uint8_t *ap = abuf + rnd() % 8;
+			qdot_prepare(id, x, ap, n);
+			float out[4];
+			rows4(wbuf + wo, ws, ap, n, out);
+			for (int r = 0; r < 4; r++) {
+				const float want_v = dot(wbuf + wo + r * ws, ap, n);
+				ck_assert_msg(memcmp(&out[r], &want_v, sizeof(float)) == 0,
+					      "%s n=%lld rep %d row %d: %.9g, single %.9g", t->name, (long long)n, rep, r,
+					      out[r], want_v);
+			}
+		}
+		free(wbuf), free(abuf), free(x);
+	}
+}
+END_TEST
+
 /* F32, F16, BF16: weights the tiles read in place, one value a block. */
 static bool float_type(uint32_t id)
 {
@@ -1035,6 +1090,7 @@ static Suite *qtype_suite(void)
 	tcase_add_test(tc, prepare_simd_equals_scalar);
 	tcase_add_loop_test(tc, zero_activation_gives_zero, 0, N_TYPES);
 	tcase_add_loop_test(tc, dot4_matches_single, 0, N_TYPES);
+	tcase_add_loop_test(tc, rows4_matches_single, 0, N_TYPES);
 	tcase_add_loop_test(tc, tile_matches_single, 0, N_TYPES);
 	tcase_add_test(tc, force_scalar_switches_kernels);
 	tcase_add_test(tc, env_disables_simd);
