@@ -1067,18 +1067,41 @@ TILE_Q32_ENTRY(tile_q4_1, qtype_block_q4_1, x4_bytes_q4_1, TQ_MIN, min)
 TILE_Q32_ENTRY(tile_q5_1, qtype_block_q5_1, x4_bytes_q5_1, TQ_MIN, min)
 TILE_Q32_ENTRY(tile_mxfp4, qtype_block_mxfp4, x4_bytes_mxfp4, TQ_MXFP4, mxfp4)
 
-QDOT_AVX2 bool qdot__avx2_unpack_q32(uint32_t wtype, const void *w, size_t ws, int nw, int64_t nb,
-				    uint8_t *buf, struct tq_rows *rows)
+/* Rows of a 32-value type for the AVX-512 passes: each block's quants as
+ * unsigned bytes q + 128 (vpdpbusd's unsigned operand), the scales as
+ * floats - 36 bytes a block, half the AVX2 tile's, so twice the rows stay
+ * in L1. */
+QDOT4_INLINE void tq_unpack_u8(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const uint8_t *),
+			       size_t ws, int nw, int64_t nb, __m256i *q, float *d)
+{
+	const __m256i bias = _mm256_set1_epi8((char)0x80);
+	for (int r = 0; r < nw; r++) {
+		const uint8_t *xr = x + (size_t)r * ws;
+		for (int64_t i = 0; i < nb; i += 8) {
+			const int kb = nb - i < 8 ? (int)(nb - i) : 8;
+			const uint8_t *xb = xr + (size_t)i * wbytes;
+			float dw[8];
+			tq_scales(TQ_Q8_0, xb, wbytes, kb, dw);
+			for (int k = 0; k < kb; k++) {
+				_mm256_store_si256(q++, _mm256_xor_si256(bytes(xb + (size_t)k * wbytes), bias));
+				*d++ = dw[k];
+			}
+		}
+	}
+}
+
+QDOT_AVX2 bool qdot__avx2_unpack_q32_u8(uint32_t wtype, const void *w, size_t ws, int nw, int64_t nb,
+					__m256i *q, float *d)
 {
 	switch (wtype) {
 	case QTYPE_Q8_0:
-		tq_unpack(w, sizeof(struct qtype_block_q8_0), x4_bytes_q8_0, TQ_Q8_0, ws, nw, nb, buf, rows);
+		tq_unpack_u8(w, sizeof(struct qtype_block_q8_0), x4_bytes_q8_0, ws, nw, nb, q, d);
 		return true;
 	case QTYPE_Q4_0:
-		tq_unpack(w, sizeof(struct qtype_block_q4_0), x4_bytes_q4_0, TQ_Q8_0, ws, nw, nb, buf, rows);
+		tq_unpack_u8(w, sizeof(struct qtype_block_q4_0), x4_bytes_q4_0, ws, nw, nb, q, d);
 		return true;
 	case QTYPE_Q5_0:
-		tq_unpack(w, sizeof(struct qtype_block_q5_0), x4_bytes_q5_0, TQ_Q8_0, ws, nw, nb, buf, rows);
+		tq_unpack_u8(w, sizeof(struct qtype_block_q5_0), x4_bytes_q5_0, ws, nw, nb, q, d);
 		return true;
 	default: return false;
 	}

@@ -106,13 +106,13 @@ struct tile_k6 {
 	float pad[7];
 };
 
-/* Unpack nw rows (ws bytes apart) of nb blocks into buf
- * (QDOT_TILE_BYTES, 32-byte aligned), for rows no longer than
- * qdot__avx2_tile allows: Q4_0, Q5_0 and Q8_0 rows into tile_blk blocks
- * and float scales, described by *rows (false for other types); Q4_K,
- * Q5_K and Q6_K into nb super-blocks per row, row after row. */
-bool qdot__avx2_unpack_q32(uint32_t wtype, const void *w, size_t ws, int nw, int64_t nb,
-			   uint8_t *buf, struct tq_rows *rows);
+/* Unpack nw rows (ws bytes apart) of nb blocks, for the AVX-512 tiles:
+ * Q4_0, Q5_0 and Q8_0 rows into q (nw * nb blocks of 32 unsigned bytes,
+ * the quants + 128, row after row) and d (the nw * nb scales as floats),
+ * false for other types; Q4_K, Q5_K and Q6_K into nb super-blocks per
+ * row, row after row (buf: QDOT_TILE_BYTES, 32-byte aligned). */
+bool qdot__avx2_unpack_q32_u8(uint32_t wtype, const void *w, size_t ws, int nw, int64_t nb,
+			      __m256i *q, float *d);
 void qdot__avx2_unpack_q4_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k4 *b0);
 void qdot__avx2_unpack_q5_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k4 *b0);
 void qdot__avx2_unpack_q6_K(const void *w, size_t ws, int nw, int64_t nb, struct tile_k6 *b0);

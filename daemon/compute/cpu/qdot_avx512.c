@@ -42,9 +42,6 @@
 	__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #define A512_INLINE QDOT_AVX512 __attribute__((always_inline)) static inline
 
-/* Blocks in one unpacked 32-value row at most (a tile holds one row). */
-#define A512_MAX_NB (QDOT_TILE_BYTES / (int)sizeof(struct tile_blk))
-
 /* Two 256-bit values side by side: a low, b high. */
 A512_INLINE __m512i pair_si(const __m256i *a, const __m256i *b)
 {
@@ -74,120 +71,130 @@ A512_INLINE void store_pair(__m512 acc, float *oa, float *ob)
 
 /* ---- Q4_0, Q5_0, Q8_0 --------------------------------------------------- */
 
-/* Per activation block and row of a group of four: the scale as a float,
- * and -128 * the sums of its quants four at a time (the vpdpbusd start). */
-struct a512_act {
-	__m256i neg[A512_MAX_NB][4];
-	float d[A512_MAX_NB][4];
+/* Here one register holds one weight row against two activation rows (row
+ * t in the low half, t + 1 in the high one), so a weight block is a single
+ * broadcast load and its scale a broadcast operand of the multiply, and
+ * what belongs to the activation pair - its bytes, its scales, the
+ * vpdpbusd start - is built once per block for all the rows of a pass.
+ * The weights are unpacked unsigned, q + 128; the start is -128 * the
+ * activation's four-byte sums, so each int32 lane ends as sum(q * y) over
+ * its four bytes, the AVX2 kernel's lane. */
+
+/* Rows per pass at most: R rows x 2 activation pairs = 2R accumulators. */
+#define Q32_PASS_ROWS 8
+
+/* A tile's unpacked rows: q[r * nb + i], d[r * nb + i]. */
+struct q32_tile {
+	const __m256i *q;
+	const float *d;
+	int64_t nb;
 };
 
-/* np (1 or 2, constant) pairs of unpacked rows, ra[p] beside rb[p] (rb[p]
- * == ra[p] for a lone last row, whose high half is computed and dropped),
- * times the na activation rows y[]: all blocks, the accumulators in
- * registers throughout. */
-A512_INLINE void q32_pairs(const struct tq_rows *w, const int ra[2], const int rb[2], const int np,
-			   const uint8_t *const y[4], const struct a512_act *a, const int na,
-			   int64_t nb, float *out, int64_t os)
+/* Rows [r0, r0 + R) of the tile times the activation pairs (y[2p],
+ * y[2p + 1]), p < P: every block, the accumulators in registers. */
+A512_INLINE void q32_pass(const struct q32_tile *w, int r0, const int R, const uint8_t *const y[4],
+			  const int P, float *out, int64_t os, int n_out)
 {
 	const size_t ab = sizeof(struct qtype_block_q8_0);
-	const __m512i bias = _mm512_set1_epi8((char)0x80);
-	__m512 acc[2][4];
-	for (int p = 0; p < np; p++)
-		for (int t = 0; t < na; t++)
-			acc[p][t] = _mm512_setzero_ps();
+	const __m512i bias = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+	const int64_t nb = w->nb;
+	const __m256i *q0 = w->q + (int64_t)r0 * nb;
+	const float *d0 = w->d + (int64_t)r0 * nb;
+	__m512 acc[Q32_PASS_ROWS][2];
+	for (int r = 0; r < R; r++)
+		for (int p = 0; p < P; p++)
+			acc[r][p] = _mm512_setzero_ps();
 	for (int64_t i = 0; i < nb; i++) {
-		__m512i wq[2];
-		__m512 dw[2];
-		for (int p = 0; p < np; p++) {
-			wq[p] = _mm512_xor_si512(pair_si(&w->x[ra[p]][i].q, &w->x[rb[p]][i].q), bias);
-			dw[p] = pair_ps(w->d[ra[p]][i], w->d[rb[p]][i]);
+		__m512i yp[2], start[2];
+		__m512 dy[2];
+		for (int p = 0; p < P; p++) {
+			const uint8_t *ya = y[2 * p] + (size_t)i * ab, *yb = y[2 * p + 1] + (size_t)i * ab;
+			yp[p] = _mm512_inserti64x4(
+				_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(ya + 2))),
+				_mm256_loadu_si256((const __m256i *)(yb + 2)), 1);
+			start[p] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, yp[p]));
+			uint16_t ha, hb;
+			memcpy(&ha, ya, 2);
+			memcpy(&hb, yb, 2);
+			dy[p] = _mm512_cvtph_ps(_mm256_inserti128_si256(
+				_mm256_castsi128_si256(_mm_set1_epi16((short)ha)), _mm_set1_epi16((short)hb), 1));
 		}
-		for (int t = 0; t < na; t++) {
-			const __m512i yv = bcast_y(y[t] + (size_t)i * ab + ab - QTYPE_QK);
-			const __m512i neg = _mm512_broadcast_i64x4(_mm256_load_si256(&a->neg[i][t]));
-			const __m512 da = _mm512_set1_ps(a->d[i][t]);
-			for (int p = 0; p < np; p++) {
-				const __m512i s = _mm512_dpbusd_epi32(neg, wq[p], yv);
-				acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], da), _mm512_cvtepi32_ps(s),
-							    acc[p][t]);
+		for (int r = 0; r < R; r++) {
+			const __m512i wq = _mm512_broadcast_i64x4(_mm256_load_si256(q0 + (int64_t)r * nb + i));
+			const __m512 dw = _mm512_set1_ps(d0[(int64_t)r * nb + i]);
+			for (int p = 0; p < P; p++) {
+				const __m512i s = _mm512_dpbusd_epi32(start[p], wq, yp[p]);
+				acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dy[p]), _mm512_cvtepi32_ps(s),
+							    acc[r][p]);
 			}
 		}
 	}
-	for (int p = 0; p < np; p++)
-		for (int t = 0; t < na; t++)
-			store_pair(acc[p][t], out + t * os + ra[p], rb[p] != ra[p] ? out + t * os + rb[p] : NULL);
+	/* outputs: activation row t of the group is out[t * os], n_out of them */
+	for (int r = 0; r < R; r++)
+		for (int p = 0; p < P; p++) {
+			out[(2 * p) * os + r0 + r] = cpu_hsum8(_mm512_castps512_ps256(acc[r][p]));
+			if (2 * p + 1 < n_out)
+				out[(2 * p + 1) * os + r0 + r] =
+					cpu_hsum8(_mm512_extractf32x8_ps(acc[r][p], 1));
+		}
 }
 
-/* nw unpacked rows times na activation rows: four rows a pass, then a
- * pair, then a lone row. */
-A512_INLINE void q32_group(const struct tq_rows *w, int nw, const uint8_t *const y[4],
-			   const struct a512_act *a, const int na, int64_t nb, float *out, int64_t os)
-{
-	int r = 0;
-	for (; r + 4 <= nw; r += 4) {
-		const int ra[2] = { r, r + 2 }, rb[2] = { r + 1, r + 3 };
-		q32_pairs(w, ra, rb, 2, y, a, na, nb, out, os);
-	}
-	if (r < nw) {
-		const int ra[2] = { r, 0 }, rb[2] = { r + 1 < nw ? r + 1 : r, 0 };
-		q32_pairs(w, ra, rb, 1, y, a, na, nb, out, os);
-		r += 2;
-	}
-	if (r < nw) {
-		const int ra[2] = { r, 0 }, rb[2] = { r, 0 };
-		q32_pairs(w, ra, rb, 1, y, a, na, nb, out, os);
-	}
-}
+typedef void (*q32_pass_fn)(const struct q32_tile *w, int r0, const uint8_t *const y[4], float *out,
+			    int64_t os, int n_out);
 
-#define A512_Q32_GROUP(na)                                                                      \
-	QDOT_AVX512 static void q32_g##na(const struct tq_rows *w, int nw, const uint8_t *const y[4], \
-					  const struct a512_act *a, int64_t nb, float *o, int64_t os) \
-	{                                                                                       \
-		q32_group(w, nw, y, a, na, nb, o, os);                                          \
+#define A512_Q32_PASS(R, P)                                                                  \
+	QDOT_AVX512 static void q32_pass_##R##_##P(const struct q32_tile *w, int r0,          \
+						   const uint8_t *const y[4], float *out,     \
+						   int64_t os, int n_out)                     \
+	{                                                                                    \
+		q32_pass(w, r0, R, y, P, out, os, n_out);                                    \
 	}
-A512_Q32_GROUP(1)
-A512_Q32_GROUP(2)
-A512_Q32_GROUP(3)
-A512_Q32_GROUP(4)
+#define A512_Q32_PASSES(R) A512_Q32_PASS(R, 1) A512_Q32_PASS(R, 2)
+A512_Q32_PASSES(1)
+A512_Q32_PASSES(2)
+A512_Q32_PASSES(3)
+A512_Q32_PASSES(4)
+A512_Q32_PASSES(5)
+A512_Q32_PASSES(6)
+A512_Q32_PASSES(7)
+A512_Q32_PASSES(8)
+
+static const q32_pass_fn q32_passes[Q32_PASS_ROWS][2] = {
+	{ q32_pass_1_1, q32_pass_1_2 }, { q32_pass_2_1, q32_pass_2_2 }, { q32_pass_3_1, q32_pass_3_2 },
+	{ q32_pass_4_1, q32_pass_4_2 }, { q32_pass_5_1, q32_pass_5_2 }, { q32_pass_6_1, q32_pass_6_2 },
+	{ q32_pass_7_1, q32_pass_7_2 }, { q32_pass_8_1, q32_pass_8_2 },
+};
+
+/* Bytes a tile row of nb blocks takes unpacked. */
+#define Q32_ROW_BYTES(nb) ((int64_t)(nb) * (int64_t)(sizeof(__m256i) + sizeof(float)))
 
 /* The tile of a 32-value type (qdot_tile_fn, with the type): unpack, then
- * every activation row in groups of four, each group's scales and
- * vpdpbusd starts computed once. */
+ * the activation rows four at a time (two pairs; a last odd row paired
+ * with itself and its copy dropped), the rows in as few passes as fit the
+ * registers, evenly split. */
 A512_INLINE void tile512_q32(uint32_t wtype, const void *w, size_t ws, int nw, const void *act,
 			     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
 {
 	_Alignas(64) uint8_t buf[QDOT_TILE_BYTES];
-	struct a512_act a;
-	struct tq_rows rows;
 	const int64_t nb = n / QTYPE_QK;
-	const size_t ab = sizeof(struct qtype_block_q8_0);
+	__m256i *q = (__m256i *)buf;
+	float *d = (float *)(buf + (size_t)nw * (size_t)nb * sizeof(__m256i));
 	/* A512_Q32_ENTRY below instantiates this for Q8_0, Q4_0 and Q5_0
 	 * only, all of which the unpacker takes. */
-	if (!qdot__avx2_unpack_q32(wtype, w, ws, nw, nb, buf, &rows))
+	if (!qdot__avx2_unpack_q32_u8(wtype, w, ws, nw, nb, q, d))
 		__builtin_unreachable();
-	const __m256i bias = _mm256_set1_epi8((char)0x80);
+	const struct q32_tile tile = { q, d, nb };
+	const int passes = (nw + Q32_PASS_ROWS - 1) / Q32_PASS_ROWS;
 	for (int t0 = 0; t0 < n_act; t0 += 4) {
 		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
 		const uint8_t *y[4];
 		for (int t = 0; t < 4; t++)
-			y[t] = (const uint8_t *)act + (size_t)(t0 + (t < na ? t : 0)) * act_row;
-		for (int64_t i = 0; i < nb; i++) {
-			for (int t = 0; t < na; t++) {
-				const uint8_t *yb = y[t] + (size_t)i * ab;
-				uint16_t hd;
-				memcpy(&hd, yb, 2);
-				a.d[i][t] = h2f(hd);
-				const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias,
-								      load256(yb + ab - QTYPE_QK));
-				_mm256_store_si256(&a.neg[i][t], _mm256_sub_epi32(_mm256_setzero_si256(), s));
-			}
-		}
+			y[t] = (const uint8_t *)act + (size_t)(t0 + (t < na ? t : na - 1)) * act_row;
 		float *o = out + (int64_t)t0 * os;
-		switch (na) {
-		case 1: q32_g1(&rows, nw, y, &a, nb, o, os); break;
-		case 2: q32_g2(&rows, nw, y, &a, nb, o, os); break;
-		case 3: q32_g3(&rows, nw, y, &a, nb, o, os); break;
-		default: q32_g4(&rows, nw, y, &a, nb, o, os); break;
+		for (int k = 0, r0 = 0; k < passes; k++) {
+			const int rows = (nw - r0) / (passes - k);
+			q32_passes[rows - 1][(na + 1) / 2 - 1](&tile, r0, y, o, os, na);
+			r0 += rows;
 		}
 	}
 }
@@ -473,6 +480,16 @@ qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
 			return NULL;
 		*rows = r;
 		return wtype == QTYPE_F16 ? tile512_f16 : tile512_bf16;
+	}
+	if (wtype == QTYPE_Q8_0 || wtype == QTYPE_Q4_0 || wtype == QTYPE_Q5_0) {
+		/* unpacked here at 36 bytes a block (tile512_q32) */
+		if (!qdot__avx2_tile(wtype, n, &r))
+			return NULL;
+		const int64_t fit = QDOT_TILE_BYTES / Q32_ROW_BYTES(n / QTYPE_QK);
+		if (fit < 1)
+			return NULL;
+		*rows = fit < QDOT_TILE_ROWS ? (int)fit : QDOT_TILE_ROWS;
+		return wtype == QTYPE_Q8_0 ? tile512_q8_0 : wtype == QTYPE_Q4_0 ? tile512_q4_0 : tile512_q5_0;
 	}
 	/* the AVX2 tile's unpacked rows, so its rows per tile and limits */
 	if (!qdot__avx2_tile(wtype, n, &r))
