@@ -56,7 +56,7 @@ static double count(int ti)
 		return -1;
 	const int nw = 32;
 	uint8_t *w = malloc(nw * rb);
-	const size_t ab = qdot_act_row_bytes(id, n);
+	const size_t ab = qdot_tile_act_row_bytes(id, n);
 	uint8_t *act = malloc(N_ACT * ab);
 	float *x = malloc((size_t)n * sizeof(float)), *out = malloc((size_t)N_ACT * nw * sizeof(float));
 	if (!w || !act || !x || !out)
@@ -69,7 +69,7 @@ static double count(int ti)
 	for (int t = 0; t < N_ACT; t++) {
 		for (int64_t i = 0; i < n; i++)
 			x[i] = (float)((i * 7 + t) % 31) - 15.0f;
-		qdot_prepare(id, x, act + t * ab, n);
+		qdot_prepare_tile(id, x, act, ab, t, n);
 	}
 	double best = 1e30;
 	for (int rep = 0; rep < 3; rep++) { /* the least: timer interrupts add */

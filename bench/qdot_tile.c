@@ -112,7 +112,7 @@ static int run_shape(uint32_t type, struct shape sh, int tokens, int reps, doubl
 		fprintf(stderr, "bench_qdot_tile: no tile for %s rows of %lld\n", qtype_name(type), (long long)sh.n);
 		return 1;
 	}
-	const size_t act_row = qdot_act_row_bytes(type, sh.n);
+	const size_t act_row = qdot_tile_act_row_bytes(type, sh.n);
 	float *wf = malloc((size_t)(sh.n * sh.rows) * sizeof(float));
 	float *x = malloc((size_t)sh.n * sizeof(float));
 	void *w = aligned_alloc(64, (row_bytes * (size_t)sh.rows + 63) / 64 * 64);
@@ -132,7 +132,7 @@ static int run_shape(uint32_t type, struct shape sh, int tokens, int reps, doubl
 	for (int t = 0; t < tokens; t++) {
 		for (int64_t i = 0; i < sh.n; i++)
 			x[i] = frand(&seed);
-		qdot_prepare(type, x, (char *)act + (size_t)t * act_row, sh.n);
+		qdot_prepare_tile(type, x, act, act_row, t, sh.n);
 	}
 	double g[64], s = 0, ss = 0;
 	reps = reps > 64 ? 64 : reps;

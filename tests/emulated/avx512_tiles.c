@@ -109,7 +109,7 @@ static int check(int ti, int64_t blocks)
 	uint64_t rb;
 	if (qtype_row_bytes(id, (uint64_t)n, &rb, NULL))
 		return 1;
-	const size_t ws = rb + 3, ab = qdot_act_row_bytes(id, n) + 5;
+	const size_t ws = rb + 3, ab = qdot_tile_act_row_bytes(id, n) + 5;
 	uint8_t *wbuf = malloc(rows * ws + 8), *abuf = malloc(NA * ab + 8);
 	float *x = malloc((size_t)n * sizeof(float)), out[NA * OS];
 	if (!wbuf || !abuf || !x)
@@ -123,7 +123,7 @@ static int check(int ti, int64_t blocks)
 			x[i] = rnd_f() * scale;
 		if (a == 2) /* an all-zero activation block */
 			memset(x, 0, (size_t)t->block_elems * sizeof(float));
-		qdot_prepare(id, x, act + a * ab, n);
+		qdot_prepare_tile(id, x, act, ab, a, n);
 	}
 	int bad = 0;
 	for (int nw = 1; nw <= rows; nw++) {

@@ -51,15 +51,23 @@ struct matmul_job {
 	int prep[BACKEND_MATMULS];
 };
 
+/* The inputs' rows, split among the threads two at a time: a tile's rows
+ * come in pairs, the even row prepared first (qdot_prepare_tile). */
 static void prepare_share(void *ctx, int ith, int nth)
 {
 	struct matmul_job *j = ctx;
+	const int64_t pairs = (j->n + 1) / 2;
 	int64_t lo, hi;
-	cpu_share((int64_t)j->n * j->n_prep, ith, nth, &lo, &hi);
+	cpu_share(pairs * j->n_prep, ith, nth, &lo, &hi);
 	for (int64_t u = lo; u < hi; u++) {
-		const struct mm_weight *m = &j->mw[j->prep[u / j->n]];
-		const int64_t t = u % j->n;
-		qdot_prepare(m->w->type, j->x + t * m->w->ne0, (char *)m->act + t * m->act_row, m->w->ne0);
+		const struct mm_weight *m = &j->mw[j->prep[u / pairs]];
+		const int64_t ne0 = m->w->ne0;
+		for (int t = (int)(u % pairs) * 2; t < j->n && t <= (int)(u % pairs) * 2 + 1; t++) {
+			if (m->tile)
+				qdot_prepare_tile(m->w->type, j->x + t * ne0, (void *)m->act, m->act_row, t, ne0);
+			else
+				qdot_prepare(m->w->type, j->x + t * ne0, (char *)m->act + t * m->act_row, ne0);
+		}
 	}
 }
 
@@ -195,16 +203,27 @@ int cpu_matmuls(struct backend *b, const struct wtensor *const *w, int nw, const
 			m->act_row = (size_t)w[k]->ne0 * sizeof(float);
 		} else {
 			/* weights that take the same activation format share its
-			 * rows (qdot_prepare's bytes depend on that format alone) */
+			 * rows (qdot_prepare's bytes depend on that format alone;
+			 * rows with a tile's side serve the kernels without one) */
+			size_t row = qdot_act_row_bytes(w[k]->type, w[k]->ne0);
+			if (m->tile) {
+				const size_t tr = qdot_tile_act_row_bytes(w[k]->type, w[k]->ne0);
+				/* the buffer is sized for tile rows (ops.c); were the
+				 * kernels switched since, the plain rows and no tile */
+				if (tr * (size_t)n <= cb->act_bytes)
+					row = tr;
+				else
+					m->tile = NULL;
+			}
 			int same = -1;
 			for (int p = 0; p < j.n_prep && same < 0; p++)
-				if (qdot_act_type(w[j.prep[p]]->type) == at)
+				if (qdot_act_type(w[j.prep[p]]->type) == at && j.mw[j.prep[p]].act_row >= row)
 					same = j.prep[p];
 			if (same >= 0) {
 				m->act = j.mw[same].act;
 				m->act_row = j.mw[same].act_row;
 			} else {
-				m->act_row = qdot_act_row_bytes(w[k]->type, w[k]->ne0);
+				m->act_row = row;
 				if (m->act_row * (size_t)n > cb->act_bytes - act_used) {
 					/* the buffer holds one format's rows of the
 					 * widest input: the rest is a job of its own */

@@ -143,12 +143,13 @@ int backend_cpu_new(struct backend **out, const struct backend_limits *lim, stru
 	}
 	cb->base.limits.n_threads = tpool_size(cb->pool);
 
-	/* The widest prepared activation row any weight type asks for. */
+	/* The widest prepared activation row any weight type asks for (a
+	 * tile's rows are the widest: qdot_tile_act_row_bytes). */
 	size_t per_row = 0;
 	for (uint32_t t = 0; t < QTYPE_COUNT; t++) {
 		if (!qtype_can_compute(t) || qdot_act_type(t) == QTYPE_F32)
 			continue;
-		size_t r = qdot_act_row_bytes(t, lim->max_cols);
+		size_t r = qdot_tile_act_row_bytes(t, lim->max_cols);
 		if (r > per_row)
 			per_row = r;
 	}

@@ -152,6 +152,36 @@ qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 	return f ? f : qdot__avx2_float_tile(wtype, n, rows);
 }
 
+/* Whether the tiles of wtype are the AVX-512 32-value ones, which read a
+ * side after each activation row (whatever n: for a row too long for any
+ * tile the side is never asked for, and counting it keeps
+ * qdot_tile_act_row_bytes growing with n, a bound for buffers). */
+static bool tile_wants_side(uint32_t wtype)
+{
+	return qdot_simd_active() && qdot_hw_level() >= ISA_AVX512 &&
+	       (wtype == QTYPE_Q4_0 || wtype == QTYPE_Q5_0 || wtype == QTYPE_Q8_0);
+}
+
+size_t qdot_tile_act_row_bytes(uint32_t wtype, int64_t n)
+{
+	const size_t b = qdot_act_row_bytes(wtype, n);
+	if (!b || !tile_wants_side(wtype))
+		return b;
+	const int64_t nb = (n + QTYPE_QK - 1) / QTYPE_QK;
+	return QDOT_Q8_0_SIDE(nb) + QDOT_Q8_0_SIDE_BYTES(nb);
+}
+
+void qdot_prepare_tile(uint32_t wtype, const float *x, void *rows, size_t act_row, int t, int64_t n)
+{
+	char *row = (char *)rows + (size_t)t * act_row;
+	qdot_prepare(wtype, x, row, n);
+	if (tile_wants_side(wtype)) {
+		const int64_t nb = n / QTYPE_QK;
+		char *pair = (char *)rows + (size_t)(t & ~1) * act_row;
+		qdot__avx512_prepare_side(row, nb, pair + QDOT_Q8_0_SIDE(nb), t & 1);
+	}
+}
+
 bool qdot_tile_for_one_row(uint32_t wtype)
 {
 	return wtype == QTYPE_F16 || wtype == QTYPE_BF16;

@@ -118,8 +118,8 @@ qdot_rows4_fn qdot_get_rows4(uint32_t wtype);
 
 /* A tile of the matrix product: nw consecutive weight rows (w_stride bytes
  * apart, the first at w; 1 <= nw <= the rows qdot_get_tile gave) times
- * n_act >= 1 prepared activation rows (act_row bytes apart, the first at
- * act), n values each: out[t * out_stride + r] = dot(weight row r,
+ * n_act >= 1 activation rows prepared by qdot_prepare_tile (act_row bytes
+ * apart, the first at act: row 0 of the batch), n values each: out[t * out_stride + r] = dot(weight row r,
  * activation row t).  The tile's weight blocks are unpacked once for all
  * the activation rows.  As with qdot4_fn, every output is bit-identical to
  * qdot_get(wtype)(row r, act[t], n): the float operations per output are
@@ -135,6 +135,21 @@ typedef void (*qdot_tile_fn)(const void *w, size_t w_stride, int nw, const void 
  * and the float types F32, F16, BF16, whose rows are read in place: a tile
  * of one row however long); callers then use qdot_get4() or qdot_get(). */
 qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows);
+
+/* The activation rows a tile takes: qdot_prepare's bytes, and after them,
+ * where the tile kernel of wtype wants it, what it would otherwise compute
+ * per activation block in every tile - once per matrix product instead
+ * (the AVX-512 Q4_0/Q5_0/Q8_0 tiles: each pair of rows' quants, vpdpbusd
+ * starts and float scales, interleaved as their registers take them).
+ * qdot_tile_act_row_bytes(wtype, n) >= qdot_act_row_bytes(wtype, n), and
+ * grows with n.  qdot_prepare_tile prepares row t of a batch whose rows
+ * start at `rows`, act_row (>= qdot_tile_act_row_bytes) bytes apart; row
+ * 2p before row 2p + 1 (the pair's part sits in row 2p's stride, and row
+ * 2p fills the whole of it until row 2p + 1 writes its half).  Rows so
+ * prepared serve every kernel of wtype (the others read qdot_prepare's
+ * part); the tile from qdot_get_tile needs them, from row 0 of the batch. */
+size_t qdot_tile_act_row_bytes(uint32_t wtype, int64_t n);
+void qdot_prepare_tile(uint32_t wtype, const float *x, void *rows, size_t act_row, int t, int64_t n);
 
 /* Whether the tile is also the better kernel for a single activation row:
  * true for F16 and BF16, whose tiles read the rows in place (nothing to

@@ -75,10 +75,34 @@ A512_INLINE void store_pair(__m512 acc, float *oa, float *ob)
  * t in the low half, t + 1 in the high one), so a weight block is a single
  * broadcast load and its scale a broadcast operand of the multiply, and
  * what belongs to the activation pair - its bytes, its scales, the
- * vpdpbusd start - is built once per block for all the rows of a pass.
- * The weights are unpacked unsigned, q + 128; the start is -128 * the
- * activation's four-byte sums, so each int32 lane ends as sum(q * y) over
- * its four bytes, the AVX2 kernel's lane. */
+ * vpdpbusd start - is put together once per block for all the rows of a
+ * pass.  The weights are unpacked unsigned, q + 128; the start is -128 x
+ * the activation's four-byte sums, so each int32 lane ends as sum(q * y)
+ * over its four bytes, the AVX2 kernel's lane.  The starts and the
+ * activation scales as floats are computed once per matrix product, after
+ * each prepared row (qdot_prepare_tile, qdot__avx512_prepare_side). */
+
+/* A prepared Q8_0 row's half of its pair's side (QDOT_Q8_0_SIDE). */
+QDOT_AVX512 void qdot__avx512_prepare_side(const void *row, int64_t nb, void *pair_side, bool odd)
+{
+	const uint8_t *y = row;
+	uint8_t *side = pair_side;
+	const size_t ab = sizeof(struct qtype_block_q8_0);
+	const __m256i bias = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
+	for (int64_t i = 0; i < nb; i++, side += 3 * 64) {
+		const uint8_t *yb = y + (size_t)i * ab;
+		uint16_t h;
+		memcpy(&h, yb, 2);
+		const __m256i q = load256(yb + 2);
+		const __m256i start = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, bias, q));
+		const __m256 d = _mm256_set1_ps(h2f(h));
+		for (int half = odd; half < 2; half++) {
+			_mm256_storeu_si256((__m256i *)(side + 32 * half), q);
+			_mm256_storeu_si256((__m256i *)(side + 64 + 32 * half), start);
+			_mm256_storeu_ps((float *)(side + 128 + 32 * half), d);
+		}
+	}
+}
 
 /* Rows per pass at most: R rows x 2 activation pairs = 2R accumulators. */
 #define Q32_PASS_ROWS 8
@@ -90,13 +114,11 @@ struct q32_tile {
 	int64_t nb;
 };
 
-/* Rows [r0, r0 + R) of the tile times the activation pairs (y[2p],
- * y[2p + 1]), p < P: every block, the accumulators in registers. */
-A512_INLINE void q32_pass(const struct q32_tile *w, int r0, const int R, const uint8_t *const y[4],
+/* Rows [r0, r0 + R) of the tile times the activation pairs whose sides
+ * are y[p], p < P: every block, the accumulators in registers. */
+A512_INLINE void q32_pass(const struct q32_tile *w, int r0, const int R, const uint8_t *const y[2],
 			  const int P, float *out, int64_t os, int n_out)
 {
-	const size_t ab = sizeof(struct qtype_block_q8_0);
-	const __m512i bias = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
 	const int64_t nb = w->nb;
 	const __m256i *q0 = w->q + (int64_t)r0 * nb;
 	const float *d0 = w->d + (int64_t)r0 * nb;
@@ -108,16 +130,10 @@ A512_INLINE void q32_pass(const struct q32_tile *w, int r0, const int R, const u
 		__m512i yp[2], start[2];
 		__m512 dy[2];
 		for (int p = 0; p < P; p++) {
-			const uint8_t *ya = y[2 * p] + (size_t)i * ab, *yb = y[2 * p + 1] + (size_t)i * ab;
-			yp[p] = _mm512_inserti64x4(
-				_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(ya + 2))),
-				_mm256_loadu_si256((const __m256i *)(yb + 2)), 1);
-			start[p] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, yp[p]));
-			uint16_t ha, hb;
-			memcpy(&ha, ya, 2);
-			memcpy(&hb, yb, 2);
-			dy[p] = _mm512_cvtph_ps(_mm256_inserti128_si256(
-				_mm256_castsi128_si256(_mm_set1_epi16((short)ha)), _mm_set1_epi16((short)hb), 1));
+			const __m512i *v = (const __m512i *)y[p] + 3 * i;
+			yp[p] = _mm512_loadu_si512(v);
+			start[p] = _mm512_loadu_si512(v + 1);
+			dy[p] = _mm512_loadu_ps(v + 2);
 		}
 		for (int r = 0; r < R; r++) {
 			const __m512i wq = _mm512_broadcast_i64x4(_mm256_load_si256(q0 + (int64_t)r * nb + i));
@@ -139,12 +155,12 @@ A512_INLINE void q32_pass(const struct q32_tile *w, int r0, const int R, const u
 		}
 }
 
-typedef void (*q32_pass_fn)(const struct q32_tile *w, int r0, const uint8_t *const y[4], float *out,
+typedef void (*q32_pass_fn)(const struct q32_tile *w, int r0, const uint8_t *const y[2], float *out,
 			    int64_t os, int n_out);
 
 #define A512_Q32_PASS(R, P)                                                                  \
 	QDOT_AVX512 static void q32_pass_##R##_##P(const struct q32_tile *w, int r0,          \
-						   const uint8_t *const y[4], float *out,     \
+						   const uint8_t *const y[2], float *out,     \
 						   int64_t os, int n_out)                     \
 	{                                                                                    \
 		q32_pass(w, r0, R, y, P, out, os, n_out);                                    \
@@ -169,8 +185,8 @@ static const q32_pass_fn q32_passes[Q32_PASS_ROWS][2] = {
 #define Q32_ROW_BYTES(nb) ((int64_t)(nb) * (int64_t)(sizeof(__m256i) + sizeof(float)))
 
 /* The tile of a 32-value type (qdot_tile_fn, with the type): unpack, then
- * the activation rows four at a time (two pairs; a last odd row paired
- * with itself and its copy dropped), the rows in as few passes as fit the
+ * the activation rows four at a time (two pairs; a last odd row is paired
+ * with its copy, dropped), the rows in as few passes as fit the
  * registers, evenly split. */
 A512_INLINE void tile512_q32(uint32_t wtype, const void *w, size_t ws, int nw, const void *act,
 			     size_t act_row, int n_act, int64_t n, float *out, int64_t os)
@@ -185,11 +201,12 @@ A512_INLINE void tile512_q32(uint32_t wtype, const void *w, size_t ws, int nw, c
 		__builtin_unreachable();
 	const struct q32_tile tile = { q, d, nb };
 	const int passes = (nw + Q32_PASS_ROWS - 1) / Q32_PASS_ROWS;
+	const size_t side = QDOT_Q8_0_SIDE(nb);
 	for (int t0 = 0; t0 < n_act; t0 += 4) {
 		const int na = n_act - t0 < 4 ? n_act - t0 : 4;
-		const uint8_t *y[4];
-		for (int t = 0; t < 4; t++)
-			y[t] = (const uint8_t *)act + (size_t)(t0 + (t < na ? t : na - 1)) * act_row;
+		const uint8_t *y[2];
+		for (int p = 0; p < 2; p++)
+			y[p] = (const uint8_t *)act + (size_t)(t0 + (2 * p < na ? 2 * p : 0)) * act_row + side;
 		float *o = out + (int64_t)t0 * os;
 		for (int k = 0, r0 = 0; k < passes; k++) {
 			const int rows = (nw - r0) / (passes - k);
@@ -483,7 +500,7 @@ qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
 	}
 	if (wtype == QTYPE_Q8_0 || wtype == QTYPE_Q4_0 || wtype == QTYPE_Q5_0) {
 		/* unpacked here at 36 bytes a block (tile512_q32) */
-		if (!qdot__avx2_tile(wtype, n, &r))
+		if (n <= 0 || n % QTYPE_QK)
 			return NULL;
 		const int64_t fit = QDOT_TILE_BYTES / Q32_ROW_BYTES(n / QTYPE_QK);
 		if (fit < 1)
@@ -514,6 +531,11 @@ qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	(void)wtype, (void)n, (void)rows;
 	return NULL;
+}
+
+void qdot__avx512_prepare_side(const void *act, int64_t nb)
+{
+	(void)act, (void)nb;
 }
 
 #endif

@@ -14,6 +14,8 @@
 #include "compute/cpu/qdot.h"
 #include "quant/qtype.h"
 
+#include <stdbool.h>
+
 /* Scalar reference kernel for a weight type, NULL if none. */
 qdot_fn qdot__scalar_kernel(uint32_t wtype);
 
@@ -36,10 +38,22 @@ qdot_rows4_fn qdot__avx2_rows4(uint32_t wtype);
 qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows);
 
 /* The tile kernels whose passes are AVX-512 + VNNI (qdot_avx512.c: Q4_0,
- * Q5_0, Q8_0, Q4_K, Q5_K, Q6_K; the same rows per tile as the AVX2 ones),
- * NULL for other types.  Only where the CPU has AVX-512 F/BW/VL/DQ and
- * VNNI. */
+ * Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16), NULL for other types.  Only
+ * where the CPU has AVX-512 F/BW/VL/DQ and VNNI. */
 qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows);
+
+/* What the AVX-512 Q4_0/Q5_0/Q8_0 tiles read of a batch of prepared Q8_0
+ * activation rows (qdot_prepare_tile): each pair of rows 2p, 2p + 1 as
+ * 512-bit vectors, row 2p in the low half, 2p + 1 in the high one - per
+ * block i, the quants, the vpdpbusd starts (8 int32: -128 x the sums of
+ * the quants four at a time) and the float scale eight times - stored in
+ * row 2p's stride at QDOT_Q8_0_SIDE(nb) from its start (odd rows leave
+ * theirs unused).  qdot__avx512_prepare_side writes prepared row `row`'s
+ * half (odd: the high one; even: both, so that a batch of odd length ends
+ * in a whole pair). */
+#define QDOT_Q8_0_SIDE(nb) (((size_t)(nb) * sizeof(struct qtype_block_q8_0) + 63) & ~(size_t)63)
+#define QDOT_Q8_0_SIDE_BYTES(nb) ((size_t)(nb) * 3 * 64)
+void qdot__avx512_prepare_side(const void *row, int64_t nb, void *pair_side, bool odd);
 
 /* The same two for float weights (F32, F16, BF16: qdot_avx2_float.c). */
 qdot_fn qdot__avx2_float_kernel(uint32_t wtype);

@@ -818,7 +818,7 @@ START_TEST(tile_matches_single)
 		uint64_t rb;
 		ck_assert_int_eq(qtype_row_bytes(id, (uint64_t)n, &rb, NULL), 0);
 		const size_t ws = rb + 5; /* rows apart by more than a row, odd */
-		const size_t ab = qdot_act_row_bytes(id, n) + 3;
+		const size_t ab = qdot_tile_act_row_bytes(id, n) + 3;
 		uint8_t *wbuf = xmalloc(rows * ws + 8), *abuf = xmalloc(NA * ab + 8);
 		float *x = xmalloc((size_t)n * sizeof(float));
 		float *out = xmalloc(NA * OS * sizeof(float)), *single = xmalloc(NA * OS * sizeof(float));
@@ -834,7 +834,7 @@ START_TEST(tile_matches_single)
 				if ((rep + a) % 3 == 0)
 					memset(x + (rnd() % blocks[c]) * t->block_elems, 0,
 					       (size_t)t->block_elems * sizeof(float));
-				qdot_prepare(id, x, (uint8_t *)act + a * ab, n);
+				qdot_prepare_tile(id, x, (uint8_t *)act, ab, a, n);
 			}
 			for (int a = 0; a < NA; a++)
 				for (int r = 0; r < rows; r++)
