@@ -121,7 +121,9 @@ qdot_fn qdot_get_scalar(uint32_t wtype)
 qdot_fn qdot_get(uint32_t wtype)
 {
 	if (qdot_simd_active()) {
-		qdot_fn f = qdot__avx2_kernel(wtype);
+		qdot_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_kernel(wtype) : NULL;
+		if (!f)
+			f = qdot__avx2_kernel(wtype);
 		if (!f)
 			f = qdot__avx2_float_kernel(wtype);
 		if (f)

@@ -259,13 +259,13 @@ static void tile_f32(const void *w, size_t ws, int nw, const void *act, size_t a
 	fk_tile(blk_f32, w, ws, nw, act, act_row, n_act, n, out, os);
 }
 
-void qdot__avx2_tile_f16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act, int64_t n,
+static void tile_f16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act, int64_t n,
 		     float *out, int64_t os)
 {
 	fk_tile(blk_f16, w, ws, nw, act, act_row, n_act, n, out, os);
 }
 
-void qdot__avx2_tile_bf16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act, int64_t n,
+static void tile_bf16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act, int64_t n,
 		      float *out, int64_t os)
 {
 	fk_tile(blk_bf16, w, ws, nw, act, act_row, n_act, n, out, os);
@@ -287,8 +287,8 @@ qdot_tile_fn qdot__avx2_float_tile(uint32_t wtype, int64_t n, int *rows)
 	enum fkind k;
 	switch (wtype) {
 	case QTYPE_F32: f = tile_f32, k = FK_F32; break;
-	case QTYPE_F16: f = qdot__avx2_tile_f16, k = FK_F16; break;
-	case QTYPE_BF16: f = qdot__avx2_tile_bf16, k = FK_BF16; break;
+	case QTYPE_F16: f = tile_f16, k = FK_F16; break;
+	case QTYPE_BF16: f = tile_bf16, k = FK_BF16; break;
 	default: return NULL;
 	}
 	if (n <= 0)

@@ -377,101 +377,133 @@ A512_K_TILE(k6, struct tile_k6, tile512_q6_K, qdot__avx2_unpack_q6_K)
 
 /* ---- F16 and BF16 -------------------------------------------------------- */
 
-/* Values i..i+7 of rows xa and xb as floats, xa's in the low half (the
- * conversions are exact, as fk_load8's). */
-A512_INLINE __m512 fk_pair8(const enum fkind k, const void *xa, const void *xb, int64_t i)
+/* Where the CPU has AVX-512, F16 and BF16 rows dot in 16 lanes: one
+ * accumulator taking the row's whole 16-value chunks in order, its two
+ * halves added and reduced by cpu_hsum8, then the last values (fewer than
+ * 16) one FMA each - the AVX2 kernels' order (qdot_avx2_float.c) in
+ * vectors twice as wide.  Their order is smoke's own (ggml rounds the
+ * activation to fp16/bf16 first), so each kernel level keeps its own:
+ * the single kernel and the tile here give the same bits as each other,
+ * not as the AVX2 ones.  A chunk of weights is then one load and one
+ * conversion, an activation chunk one load, and a block of 4 rows x 4
+ * activation rows 16 FMAs, each on 16 lanes. */
+
+/* Values i..i+15 of row x as floats (the conversions are exact). */
+A512_INLINE __m512 fk_load16(const enum fkind k, const void *x, int64_t i)
 {
-	const __m128i ha = _mm_loadu_si128((const __m128i *)((const uint16_t *)xa + i));
-	const __m128i hb = _mm_loadu_si128((const __m128i *)((const uint16_t *)xb + i));
-	const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(ha), hb, 1);
+	const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)x + i));
 	if (k == FK_F16)
 		return _mm512_cvtph_ps(h);
 	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* Rows a pass at most (two pairs) and activation rows (eight): 16
- * accumulators of the 32 registers, beside two weight pairs and one
- * activation chunk. */
-#define FP_PAIRS 2
-#define FP_T 8
-
-/* np pairs of rows, w[2p] beside w[2p + 1] (the same row where a lone
- * row ends the tile: lone), times nt activation rows: ordered_dot's
- * operations per output - the chunks in order into eight lanes, hsum8,
- * the last values one FMA each. */
-A512_INLINE void fp_block(const enum fkind k, const int np, const int nt, const void *const *w, bool lone,
-			  const float *const *a, int64_t n, float *out, int64_t os)
+/* An accumulator's sum: the halves added, then cpu_hsum8. */
+A512_INLINE float fk_hsum16(__m512 acc)
 {
-	const int64_t ce = n & ~(int64_t)7;
-	__m512 acc[FP_PAIRS][FP_T];
-	for (int p = 0; p < np; p++)
-		for (int t = 0; t < nt; t++)
-			acc[p][t] = _mm512_setzero_ps();
-	for (int64_t i = 0; i < ce; i += 8) {
-		__m512 wv[FP_PAIRS];
-		for (int p = 0; p < np; p++)
-			wv[p] = fk_pair8(k, w[2 * p], w[2 * p + 1], i);
-		for (int t = 0; t < nt; t++) {
-			const __m512 av = _mm512_broadcast_f32x8(_mm256_loadu_ps(a[t] + i));
-			for (int p = 0; p < np; p++)
-				acc[p][t] = _mm512_fmadd_ps(wv[p], av, acc[p][t]);
-		}
-	}
-	for (int p = 0; p < np; p++) {
-		for (int t = 0; t < nt; t++) {
-			out[t * os + 2 * p] = fk_tail(k, cpu_hsum8(_mm512_castps512_ps256(acc[p][t])), w[2 * p], a[t], ce, n);
-			if (!(lone && p == np - 1))
-				out[t * os + 2 * p + 1] = fk_tail(k, cpu_hsum8(_mm512_extractf32x8_ps(acc[p][t], 1)),
-								  w[2 * p + 1], a[t], ce, n);
-		}
-	}
+	return cpu_hsum8(_mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1)));
 }
 
-#define FP_BLOCK(kind, K, P, T)                                                                   \
-	QDOT_AVX512 static void fp_##kind##_##P##x##T(const void *const *w, bool lone,            \
-						      const float *const *a, int64_t n, float *out, \
-						      int64_t os)                                 \
-	{                                                                                         \
-		fp_block(K, P, T, w, lone, a, n, out, os);                                        \
-	}
-#define FP_BLOCKS_T(kind, K, P)                                                                   \
-	FP_BLOCK(kind, K, P, 1) FP_BLOCK(kind, K, P, 2) FP_BLOCK(kind, K, P, 3) FP_BLOCK(kind, K, P, 4) \
-	FP_BLOCK(kind, K, P, 5) FP_BLOCK(kind, K, P, 6) FP_BLOCK(kind, K, P, 7) FP_BLOCK(kind, K, P, 8)
-#define FP_BLOCKS(kind, K)                                                                        \
-	FP_BLOCKS_T(kind, K, 1) FP_BLOCKS_T(kind, K, 2)                                           \
-	static void (*const fp_##kind[FP_PAIRS][FP_T])(const void *const *, bool, const float *const *, \
-						       int64_t, float *, int64_t) = {              \
-		{ fp_##kind##_1x1, fp_##kind##_1x2, fp_##kind##_1x3, fp_##kind##_1x4,                   \
-		  fp_##kind##_1x5, fp_##kind##_1x6, fp_##kind##_1x7, fp_##kind##_1x8 },                 \
-		{ fp_##kind##_2x1, fp_##kind##_2x2, fp_##kind##_2x3, fp_##kind##_2x4,                   \
-		  fp_##kind##_2x5, fp_##kind##_2x6, fp_##kind##_2x7, fp_##kind##_2x8 },                 \
-	};
-FP_BLOCKS(f16, FK_F16)
-FP_BLOCKS(bf16, FK_BF16)
+/* Rows and activation rows of a block at most: 16 accumulators. */
+#define FK16_R 4
+#define FK16_T 4
 
-typedef void (*fp_block_fn)(const void *const *, bool, const float *const *, int64_t, float *, int64_t);
-
-/* The tile: activation rows eight at a time, the weight rows in two
- * pairs under them.  A single activation row (decode, which streams the
- * rows from memory) goes to the AVX2 tile and its prefetch sweep. */
-static void fp_tile(const fp_block_fn blk[FP_PAIRS][FP_T], qdot_tile_fn one_row, const void *w, size_t ws,
-		    int nw, const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)
+/* nr rows x nt activation rows: the single kernel's operations per
+ * output.  With one activation row (decode) the rows come from memory:
+ * the block `ahead` bytes on is fetched as one ascending sweep, as the
+ * AVX2 tile does (qdot_avx2_float.c). */
+A512_INLINE void fk16_block(const enum fkind k, const int nr, const int nt, const void *const *w,
+			    const float *const *a, int64_t n, float *out, int64_t os, ptrdiff_t ahead)
 {
-	if (n_act == 1) {
-		one_row(w, ws, nw, act, act_row, n_act, n, out, os);
-		return;
+	const int64_t ce = n & ~(int64_t)15;
+	__m512 acc[FK16_R][FK16_T];
+	for (int r = 0; r < nr; r++)
+		for (int t = 0; t < nt; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	const char *sweep = (const char *)w[0] + ahead;
+	for (int64_t i = 0; i < ce; i += 16) {
+		/* one activation row: 32 bytes of each row a chunk, so a line
+		 * per row every other chunk, into L2 (prefetcht1: on Zen 4 a
+		 * prefetcht0 here held L1's miss buffers and stalled the loop,
+		 * 1-thread tg64 of the F16 model 33-38 tok/s against 42) */
+		if (nt == 1 && ahead && i % 32 == 0) {
+			for (int r = 0; r < nr; r++)
+				_mm_prefetch(sweep + 64 * r, _MM_HINT_T1);
+			sweep += 64 * nr;
+		}
+		__m512 wv[FK16_R];
+		for (int r = 0; r < nr; r++)
+			wv[r] = fk_load16(k, w[r], i);
+		for (int t = 0; t < nt; t++) {
+			const __m512 av = _mm512_loadu_ps(a[t] + i);
+			for (int r = 0; r < nr; r++)
+				acc[r][t] = _mm512_fmadd_ps(wv[r], av, acc[r][t]);
+		}
 	}
-	for (int t0 = 0; t0 < n_act; t0 += FP_T) {
-		const int nt = n_act - t0 < FP_T ? n_act - t0 : FP_T;
-		const float *a[FP_T];
+	for (int r = 0; r < nr; r++)
+		for (int t = 0; t < nt; t++)
+			out[t * os + r] = fk_tail(k, fk_hsum16(acc[r][t]), w[r], a[t], ce, n);
+}
+
+#define FK16_BLOCK(kind, K, R, T)                                                                  \
+	QDOT_AVX512 static void fk16_##kind##_##R##x##T(const void *const *w, const float *const *a, \
+							int64_t n, float *out, int64_t os,           \
+							ptrdiff_t ahead)                              \
+	{                                                                                          \
+		fk16_block(K, R, T, w, a, n, out, os, ahead);                                      \
+	}
+#define FK16_BLOCKS_R(kind, K, R) \
+	FK16_BLOCK(kind, K, R, 1) FK16_BLOCK(kind, K, R, 2) FK16_BLOCK(kind, K, R, 3) FK16_BLOCK(kind, K, R, 4)
+#define FK16_BLOCKS(kind, K)                                                                        \
+	FK16_BLOCKS_R(kind, K, 1) FK16_BLOCKS_R(kind, K, 2) FK16_BLOCKS_R(kind, K, 3)               \
+	FK16_BLOCKS_R(kind, K, 4)                                                                   \
+	static void (*const fk16_##kind[FK16_R][FK16_T])(const void *const *, const float *const *, \
+							 int64_t, float *, int64_t, ptrdiff_t) = {  \
+		{ fk16_##kind##_1x1, fk16_##kind##_1x2, fk16_##kind##_1x3, fk16_##kind##_1x4 },       \
+		{ fk16_##kind##_2x1, fk16_##kind##_2x2, fk16_##kind##_2x3, fk16_##kind##_2x4 },       \
+		{ fk16_##kind##_3x1, fk16_##kind##_3x2, fk16_##kind##_3x3, fk16_##kind##_3x4 },       \
+		{ fk16_##kind##_4x1, fk16_##kind##_4x2, fk16_##kind##_4x3, fk16_##kind##_4x4 },       \
+	};
+FK16_BLOCKS(f16, FK_F16)
+FK16_BLOCKS(bf16, FK_BF16)
+
+typedef void (*fk16_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t, ptrdiff_t);
+
+/* The single kernels: one row, one activation row (no prefetch: the
+ * caller's). */
+QDOT_AVX512 static float dot512_f16(const void *w, const void *act, int64_t n)
+{
+	float out;
+	const float *a = act;
+	fk16_f16_1x1(&w, &a, n, &out, 1, 0);
+	return out;
+}
+
+QDOT_AVX512 static float dot512_bf16(const void *w, const void *act, int64_t n)
+{
+	float out;
+	const float *a = act;
+	fk16_bf16_1x1(&w, &a, n, &out, 1, 0);
+	return out;
+}
+
+/* The tile: activation rows four at a time (the outer loop, so that the
+ * tile's rows are what stays in L1), the weight rows four at a time under
+ * them. */
+static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], const void *w, size_t ws, int nw,
+		      const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)
+{
+	for (int t0 = 0; t0 < n_act; t0 += FK16_T) {
+		const int nt = n_act - t0 < FK16_T ? n_act - t0 : FK16_T;
+		const float *a[FK16_T];
 		for (int t = 0; t < nt; t++)
 			a[t] = (const float *)((const char *)act + (size_t)(t0 + t) * act_row);
-		for (int r0 = 0; r0 < nw; r0 += 2 * FP_PAIRS) {
-			const int nr = nw - r0 < 2 * FP_PAIRS ? nw - r0 : 2 * FP_PAIRS;
-			const void *wr[2 * FP_PAIRS];
-			for (int r = 0; r < 2 * FP_PAIRS; r++)
-				wr[r] = (const char *)w + (size_t)(r0 + (r < nr ? r : nr - 1)) * ws;
-			blk[(nr + 1) / 2 - 1][nt - 1](wr, nr % 2 == 1, a, n, out + (int64_t)t0 * os + r0, os);
+		for (int r0 = 0; r0 < nw; r0 += FK16_R) {
+			const int nr = nw - r0 < FK16_R ? nw - r0 : FK16_R;
+			const void *wr[FK16_R];
+			for (int r = 0; r < nr; r++)
+				wr[r] = (const char *)w + (size_t)(r0 + r) * ws;
+			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os,
+					    (ptrdiff_t)(2 * FK16_R * ws));
 		}
 	}
 }
@@ -479,23 +511,32 @@ static void fp_tile(const fp_block_fn blk[FP_PAIRS][FP_T], qdot_tile_fn one_row,
 static void tile512_f16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act,
 			int64_t n, float *out, int64_t os)
 {
-	fp_tile(fp_f16, qdot__avx2_tile_f16, w, ws, nw, act, act_row, n_act, n, out, os);
+	fk16_tile(fk16_f16, w, ws, nw, act, act_row, n_act, n, out, os);
 }
 
 static void tile512_bf16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act,
 			 int64_t n, float *out, int64_t os)
 {
-	fp_tile(fp_bf16, qdot__avx2_tile_bf16, w, ws, nw, act, act_row, n_act, n, out, os);
+	fk16_tile(fk16_bf16, w, ws, nw, act, act_row, n_act, n, out, os);
+}
+
+qdot_fn qdot__avx512_kernel(uint32_t wtype)
+{
+	return wtype == QTYPE_F16 ? dot512_f16 : wtype == QTYPE_BF16 ? dot512_bf16 : NULL;
 }
 
 qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	int r;
 	if (wtype == QTYPE_F16 || wtype == QTYPE_BF16) {
-		/* rows read in place: the AVX2 tile's rows per tile */
-		if (!qdot__avx2_float_tile(wtype, n, &r))
+		/* rows read in place: as many as stay in QDOT_TILE_BYTES, a
+		 * multiple of FK16_R where that is at least one block; a
+		 * longer row is a tile of one */
+		if (n <= 0)
 			return NULL;
-		*rows = r;
+		int64_t fit = QDOT_TILE_BYTES / (n * 2);
+		fit = fit < QDOT_TILE_ROWS ? fit : QDOT_TILE_ROWS;
+		*rows = fit < 1 ? 1 : fit < FK16_R ? (int)fit : (int)(fit - fit % FK16_R);
 		return wtype == QTYPE_F16 ? tile512_f16 : tile512_bf16;
 	}
 	if (wtype == QTYPE_Q8_0 || wtype == QTYPE_Q4_0 || wtype == QTYPE_Q5_0) {
@@ -530,6 +571,12 @@ qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
 qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	(void)wtype, (void)n, (void)rows;
+	return NULL;
+}
+
+qdot_fn qdot__avx512_kernel(uint32_t wtype)
+{
+	(void)wtype;
 	return NULL;
 }
 

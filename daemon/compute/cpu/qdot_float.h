@@ -68,12 +68,5 @@ FLOAT_INLINE float fk_tail(enum fkind k, float sum, const void *x, const float *
 	return sum;
 }
 
-/* The AVX2 tiles of F16 and BF16 rows (qdot_tile_fn), for the AVX-512
- * ones to hand single activation rows to. */
-void qdot__avx2_tile_f16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act,
-			 int64_t n, float *out, int64_t os);
-void qdot__avx2_tile_bf16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act,
-			  int64_t n, float *out, int64_t os);
-
 #endif /* CPU_HAVE_AVX2_CODE */
 #endif

@@ -42,6 +42,11 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows);
  * where the CPU has AVX-512 F/BW/VL/DQ and VNNI. */
 qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows);
 
+/* The single kernels whose order is AVX-512's own (F16, BF16: 16 lanes,
+ * qdot_avx512.c), NULL for other types; where the CPU has AVX-512 they
+ * replace the AVX2 ones, so that a single row and a tile agree. */
+qdot_fn qdot__avx512_kernel(uint32_t wtype);
+
 /* What the AVX-512 Q4_0/Q5_0/Q8_0 tiles read of a batch of prepared Q8_0
  * activation rows (qdot_prepare_tile): each pair of rows 2p, 2p + 1 as
  * 512-bit vectors, row 2p in the low half, 2p + 1 in the high one - per
