@@ -408,28 +408,16 @@ A512_INLINE float fk_hsum16(__m512 acc)
 #define FK16_T 4
 
 /* nr rows x nt activation rows: the single kernel's operations per
- * output.  With one activation row (decode) the rows come from memory:
- * the block `ahead` bytes on is fetched as one ascending sweep, as the
- * AVX2 tile does (qdot_avx2_float.c). */
+ * output. */
 A512_INLINE void fk16_block(const enum fkind k, const int nr, const int nt, const void *const *w,
-			    const float *const *a, int64_t n, float *out, int64_t os, ptrdiff_t ahead)
+			    const float *const *a, int64_t n, float *out, int64_t os)
 {
 	const int64_t ce = n & ~(int64_t)15;
 	__m512 acc[FK16_R][FK16_T];
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
 			acc[r][t] = _mm512_setzero_ps();
-	const char *sweep = (const char *)w[0] + ahead;
 	for (int64_t i = 0; i < ce; i += 16) {
-		/* one activation row: 32 bytes of each row a chunk, so a line
-		 * per row every other chunk, into L2 (prefetcht1: on Zen 4 a
-		 * prefetcht0 here held L1's miss buffers and stalled the loop,
-		 * 1-thread tg64 of the F16 model 33-38 tok/s against 42) */
-		if (nt == 1 && ahead && i % 32 == 0) {
-			for (int r = 0; r < nr; r++)
-				_mm_prefetch(sweep + 64 * r, _MM_HINT_T1);
-			sweep += 64 * nr;
-		}
 		__m512 wv[FK16_R];
 		for (int r = 0; r < nr; r++)
 			wv[r] = fk_load16(k, w[r], i);
@@ -444,12 +432,35 @@ A512_INLINE void fk16_block(const enum fkind k, const int nr, const int nt, cons
 			out[t * os + r] = fk_tail(k, fk_hsum16(acc[r][t]), w[r], a[t], ce, n);
 }
 
+/* One activation row (decode): the rows one after another, each one FMA
+ * chain, so that the weights stream from memory in address order - the
+ * order the hardware prefetcher follows (Zen 4, 1-thread tg64 of the F16
+ * model: 4 rows side by side 37 tok/s, 2 rows 19 without software
+ * prefetch, one row at a time 43; the chains of successive rows overlap
+ * in the core's out-of-order window).  A line 8 rows ahead is fetched
+ * into L2 every 32 values besides. */
+A512_INLINE void fk16_rows(const enum fkind k, const void *w, size_t ws, int nw, const float *a, int64_t n,
+			   float *out)
+{
+	const int64_t ce = n & ~(int64_t)15;
+	for (int r = 0; r < nw; r++) {
+		const char *x = (const char *)w + (size_t)r * ws;
+		const char *ahead = x + 8 * ws;
+		__m512 acc = _mm512_setzero_ps();
+		for (int64_t i = 0; i < ce; i += 16) {
+			if (i % 32 == 0)
+				_mm_prefetch(ahead + 2 * i, _MM_HINT_T1);
+			acc = _mm512_fmadd_ps(fk_load16(k, x, i), _mm512_loadu_ps(a + i), acc);
+		}
+		out[r] = fk_tail(k, fk_hsum16(acc), x, a, ce, n);
+	}
+}
+
 #define FK16_BLOCK(kind, K, R, T)                                                                  \
 	QDOT_AVX512 static void fk16_##kind##_##R##x##T(const void *const *w, const float *const *a, \
-							int64_t n, float *out, int64_t os,           \
-							ptrdiff_t ahead)                              \
+							int64_t n, float *out, int64_t os)           \
 	{                                                                                          \
-		fk16_block(K, R, T, w, a, n, out, os, ahead);                                      \
+		fk16_block(K, R, T, w, a, n, out, os);                                             \
 	}
 #define FK16_BLOCKS_R(kind, K, R) \
 	FK16_BLOCK(kind, K, R, 1) FK16_BLOCK(kind, K, R, 2) FK16_BLOCK(kind, K, R, 3) FK16_BLOCK(kind, K, R, 4)
@@ -457,7 +468,7 @@ A512_INLINE void fk16_block(const enum fkind k, const int nr, const int nt, cons
 	FK16_BLOCKS_R(kind, K, 1) FK16_BLOCKS_R(kind, K, 2) FK16_BLOCKS_R(kind, K, 3)               \
 	FK16_BLOCKS_R(kind, K, 4)                                                                   \
 	static void (*const fk16_##kind[FK16_R][FK16_T])(const void *const *, const float *const *, \
-							 int64_t, float *, int64_t, ptrdiff_t) = {  \
+							 int64_t, float *, int64_t) = {             \
 		{ fk16_##kind##_1x1, fk16_##kind##_1x2, fk16_##kind##_1x3, fk16_##kind##_1x4 },       \
 		{ fk16_##kind##_2x1, fk16_##kind##_2x2, fk16_##kind##_2x3, fk16_##kind##_2x4 },       \
 		{ fk16_##kind##_3x1, fk16_##kind##_3x2, fk16_##kind##_3x3, fk16_##kind##_3x4 },       \
@@ -466,15 +477,25 @@ A512_INLINE void fk16_block(const enum fkind k, const int nr, const int nt, cons
 FK16_BLOCKS(f16, FK_F16)
 FK16_BLOCKS(bf16, FK_BF16)
 
-typedef void (*fk16_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t, ptrdiff_t);
+typedef void (*fk16_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t);
+typedef void (*fk16_rows_fn)(const void *w, size_t ws, int nw, const float *a, int64_t n, float *out);
 
-/* The single kernels: one row, one activation row (no prefetch: the
- * caller's). */
+QDOT_AVX512 static void fk16_rows_f16(const void *w, size_t ws, int nw, const float *a, int64_t n, float *out)
+{
+	fk16_rows(FK_F16, w, ws, nw, a, n, out);
+}
+
+QDOT_AVX512 static void fk16_rows_bf16(const void *w, size_t ws, int nw, const float *a, int64_t n, float *out)
+{
+	fk16_rows(FK_BF16, w, ws, nw, a, n, out);
+}
+
+/* The single kernels: one row, one activation row. */
 QDOT_AVX512 static float dot512_f16(const void *w, const void *act, int64_t n)
 {
 	float out;
 	const float *a = act;
-	fk16_f16_1x1(&w, &a, n, &out, 1, 0);
+	fk16_f16_1x1(&w, &a, n, &out, 1);
 	return out;
 }
 
@@ -482,16 +503,20 @@ QDOT_AVX512 static float dot512_bf16(const void *w, const void *act, int64_t n)
 {
 	float out;
 	const float *a = act;
-	fk16_bf16_1x1(&w, &a, n, &out, 1, 0);
+	fk16_bf16_1x1(&w, &a, n, &out, 1);
 	return out;
 }
 
 /* The tile: activation rows four at a time (the outer loop, so that the
  * tile's rows are what stays in L1), the weight rows four at a time under
- * them. */
-static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], const void *w, size_t ws, int nw,
-		      const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)
+ * them; one activation row by fk16_rows. */
+static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], fk16_rows_fn rows, const void *w, size_t ws,
+		      int nw, const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)
 {
+	if (n_act == 1) {
+		rows(w, ws, nw, act, n, out);
+		return;
+	}
 	for (int t0 = 0; t0 < n_act; t0 += FK16_T) {
 		const int nt = n_act - t0 < FK16_T ? n_act - t0 : FK16_T;
 		const float *a[FK16_T];
@@ -502,8 +527,7 @@ static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], const void *w, si
 			const void *wr[FK16_R];
 			for (int r = 0; r < nr; r++)
 				wr[r] = (const char *)w + (size_t)(r0 + r) * ws;
-			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os,
-					    (ptrdiff_t)(2 * FK16_R * ws));
+			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os);
 		}
 	}
 }
@@ -511,13 +535,13 @@ static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], const void *w, si
 static void tile512_f16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act,
 			int64_t n, float *out, int64_t os)
 {
-	fk16_tile(fk16_f16, w, ws, nw, act, act_row, n_act, n, out, os);
+	fk16_tile(fk16_f16, fk16_rows_f16, w, ws, nw, act, act_row, n_act, n, out, os);
 }
 
 static void tile512_bf16(const void *w, size_t ws, int nw, const void *act, size_t act_row, int n_act,
 			 int64_t n, float *out, int64_t os)
 {
-	fk16_tile(fk16_bf16, w, ws, nw, act, act_row, n_act, n, out, os);
+	fk16_tile(fk16_bf16, fk16_rows_bf16, w, ws, nw, act, act_row, n_act, n, out, os);
 }
 
 qdot_fn qdot__avx512_kernel(uint32_t wtype)
