@@ -141,6 +141,19 @@ static int check(int ti, int64_t blocks)
 			}
 		}
 	}
+	/* the four-row decode kernel where the type has one (activation row 0:
+	 * the low half of its pair's side, as a batch of one row has it) */
+	const qdot_rows4_fn rows4 = qdot_get_rows4(id);
+	if (rows4 && rows >= 4) {
+		float o4[4];
+		rows4(w, ws, act, n, o4);
+		for (int r = 0; r < 4; r++) {
+			const float want = dot(w + r * ws, act, n);
+			if (memcmp(&o4[r], &want, sizeof(float)) && bad++ < 5)
+				printf("%s n=%lld four-row kernel: row %d: %.9g, single %.9g\n", types[ti].name,
+				       (long long)n, r, o4[r], want);
+		}
+	}
 	free(wbuf), free(abuf), free(x);
 	return bad;
 }

@@ -63,7 +63,7 @@ static void prepare_share(void *ctx, int ith, int nth)
 		const struct mm_weight *m = &j->mw[j->prep[u / pairs]];
 		const int64_t ne0 = m->w->ne0;
 		for (int t = (int)(u % pairs) * 2; t < j->n && t <= (int)(u % pairs) * 2 + 1; t++) {
-			if (m->tile)
+			if (m->tile || m->rows4)
 				qdot_prepare_tile(m->w->type, j->x + t * ne0, (void *)m->act, m->act_row, t, ne0);
 			else
 				qdot_prepare(m->w->type, j->x + t * ne0, (char *)m->act + t * m->act_row, ne0);
@@ -206,14 +206,15 @@ int cpu_matmuls(struct backend *b, const struct wtensor *const *w, int nw, const
 			 * rows (qdot_prepare's bytes depend on that format alone;
 			 * rows with a tile's side serve the kernels without one) */
 			size_t row = qdot_act_row_bytes(w[k]->type, w[k]->ne0);
-			if (m->tile) {
+			if (m->tile || m->rows4) {
+				/* their rows: qdot_prepare_tile's */
 				const size_t tr = qdot_tile_act_row_bytes(w[k]->type, w[k]->ne0);
 				/* the buffer is sized for tile rows (ops.c); were the
-				 * kernels switched since, the plain rows and no tile */
+				 * kernels switched since, the plain rows and neither */
 				if (tr * (size_t)n <= cb->act_bytes)
 					row = tr;
 				else
-					m->tile = NULL;
+					m->tile = NULL, m->rows4 = NULL;
 			}
 			int same = -1;
 			for (int p = 0; p < j.n_prep && same < 0; p++)

@@ -141,7 +141,10 @@ qdot4_fn qdot_get4(uint32_t wtype)
 
 qdot_rows4_fn qdot_get_rows4(uint32_t wtype)
 {
-	return qdot_simd_active() ? qdot__avx2_rows4(wtype) : NULL;
+	if (!qdot_simd_active())
+		return NULL;
+	qdot_rows4_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_rows4(wtype) : NULL;
+	return f ? f : qdot__avx2_rows4(wtype);
 }
 
 qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
@@ -154,8 +157,8 @@ qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 	return f ? f : qdot__avx2_float_tile(wtype, n, rows);
 }
 
-/* Whether the tiles of wtype are the AVX-512 32-value ones, which read a
- * side after each activation row (whatever n: for a row too long for any
+/* Whether the tiles (and four-row kernels) of wtype are the AVX-512
+ * 32-value ones, which read a side after each activation row (whatever n: for a row too long for any
  * tile the side is never asked for, and counting it keeps
  * qdot_tile_act_row_bytes growing with n, a bound for buffers). */
 static bool tile_wants_side(uint32_t wtype)

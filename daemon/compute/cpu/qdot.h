@@ -99,8 +99,9 @@ typedef void (*qdot4_fn)(const void *w_row, const void *const act[4], int n_act,
 qdot4_fn qdot_get4(uint32_t wtype);
 
 /* Four consecutive weight rows (w_stride bytes apart, the first at w)
- * times one prepared activation row: out[r] = dot(weight row r, act), each
- * bit-identical to qdot_get(wtype)(row r, act, n).  Decode's kernel: a
+ * times one activation row prepared by qdot_prepare_tile (a batch of one
+ * row: the AVX-512 kernels read its side): out[r] = dot(weight row r,
+ * act), each bit-identical to qdot_get(wtype)(row r, act, n).  Decode's kernel: a
  * single row's blocks are one FMA chain, and four rows are four chains
  * that overlap. */
 typedef void (*qdot_rows4_fn)(const void *w, size_t w_stride, const void *act, int64_t n, float out[4]);
@@ -147,7 +148,8 @@ qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows);
  * 2p before row 2p + 1 (the pair's part sits in row 2p's stride, and row
  * 2p fills the whole of it until row 2p + 1 writes its half).  Rows so
  * prepared serve every kernel of wtype (the others read qdot_prepare's
- * part); the tile from qdot_get_tile needs them, from row 0 of the batch. */
+ * part); the tile from qdot_get_tile and the four-row kernel from
+ * qdot_get_rows4 need them, from row 0 of the batch. */
 size_t qdot_tile_act_row_bytes(uint32_t wtype, int64_t n);
 void qdot_prepare_tile(uint32_t wtype, const float *x, void *rows, size_t act_row, int t, int64_t n);
 

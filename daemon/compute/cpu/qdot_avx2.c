@@ -585,6 +585,81 @@ QDOT_AVX2 static void r4_q5_0(const void *w, size_t ws, const void *act, int64_t
 	r4_q32(w, ws, sizeof(struct qtype_block_q5_0), x4_bytes_q5_0, act, n, out);
 }
 
+/* The four-row decode kernel where the CPU has AVX-512 VNNI (here, not in
+ * qdot_avx512.c, for this file's unpackers): as r4_q32, with vpdpbusd for
+ * sign + sign + maddubs + madd.  The weights go in unsigned, q + 128, and
+ * each block's sum starts at -128 x the activation's four-byte sums, which
+ * qdot_prepare_tile computed once for the row (its pair side, low half:
+ * the quants at +0, the starts at +64, the scale at +128), so each int32
+ * lane is mul_sum_i8_abs_float's before conversion, and the float
+ * operations are r4_q32's: the same bits. */
+#define R4V_INLINE QDOT_AVX512 __attribute__((always_inline)) static inline
+R4V_INLINE void r4v_q32(const uint8_t *w, size_t ws, size_t wbytes, __m256i (*bytes)(const uint8_t *),
+			const void *act, int64_t n, float out[4])
+{
+	const int64_t nb = n / QTYPE_QK;
+	const uint8_t *side = (const uint8_t *)act + QDOT_Q8_0_SIDE(nb);
+	const size_t ab = sizeof(struct qtype_block_q8_0), sb = 3 * 64;
+	const __m256i bias = _mm256_set1_epi8((char)0x80);
+	__m256 acc[4];
+	for (int r = 0; r < 4; r++)
+		acc[r] = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 8 <= nb; i += 8) {
+		const __m256 dy = halves8((const uint8_t *)act + (size_t)i * ab, ab);
+		float ds[4][8];
+		for (int r = 0; r < 4; r++) {
+			const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
+			prefetch_ahead(xb, 8 * wbytes);
+			_mm256_storeu_ps(ds[r], _mm256_mul_ps(halves8(xb, wbytes), dy));
+		}
+		for (int k = 0; k < 8; k++) {
+			const uint8_t *yb = side + (size_t)(i + k) * sb;
+			const __m256i yq = load256(yb), start = load256(yb + 64);
+			for (int r = 0; r < 4; r++) {
+				const __m256i q = _mm256_xor_si256(bytes(w + (size_t)r * ws + (size_t)(i + k) * wbytes), bias);
+				acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[r][k]),
+							 _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, q, yq)), acc[r]);
+			}
+		}
+	}
+	for (; i < nb; i++) {
+		const uint8_t *yb = side + (size_t)i * sb;
+		const __m256i yq = load256(yb), start = load256(yb + 64);
+		float dy;
+		memcpy(&dy, yb + 128, sizeof(dy));
+		for (int r = 0; r < 4; r++) {
+			const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
+			uint16_t hw;
+			memcpy(&hw, xb, 2);
+			const __m256i q = _mm256_xor_si256(bytes(xb), bias);
+			acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(hw) * dy),
+						 _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, q, yq)), acc[r]);
+		}
+	}
+	for (int r = 0; r < 4; r++)
+		out[r] = cpu_hsum8(acc[r]);
+}
+
+#define R4V_ENTRY(name, blk, bytes)                                                                \
+	QDOT_AVX512 static void name(const void *w, size_t ws, const void *act, int64_t n, float out[4]) \
+	{                                                                                          \
+		r4v_q32(w, ws, sizeof(struct blk), bytes, act, n, out);                            \
+	}
+R4V_ENTRY(r4v_q8_0, qtype_block_q8_0, x4_bytes_q8_0)
+R4V_ENTRY(r4v_q4_0, qtype_block_q4_0, x4_bytes_q4_0)
+R4V_ENTRY(r4v_q5_0, qtype_block_q5_0, x4_bytes_q5_0)
+
+qdot_rows4_fn qdot__avx512_rows4(uint32_t wtype)
+{
+	switch (wtype) {
+	case QTYPE_Q4_0: return r4v_q4_0;
+	case QTYPE_Q5_0: return r4v_q5_0;
+	case QTYPE_Q8_0: return r4v_q8_0;
+	default: return NULL;
+	}
+}
+
 qdot_rows4_fn qdot__avx2_rows4(uint32_t wtype)
 {
 	switch (wtype) {
@@ -1469,6 +1544,12 @@ qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
 }
 
 qdot_rows4_fn qdot__avx2_rows4(uint32_t wtype)
+{
+	(void)wtype;
+	return NULL;
+}
+
+qdot_rows4_fn qdot__avx512_rows4(uint32_t wtype)
 {
 	(void)wtype;
 	return NULL;

@@ -18,6 +18,11 @@
 /* Reductions (cpu_hsum8, cpu_hsum4, cpu_reduce4) come from simd_avx2.h. */
 #define QDOT_AVX2 CPU_AVX2
 
+/* The AVX-512 + VNNI target: qdot_avx512.c's passes, and the four-row
+ * decode kernel in qdot_avx2.c that inlines the AVX2 unpackers. */
+#define QDOT_AVX512 \
+	__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
 /* For the several-activation and tile kernels, whose `na` must be a
  * compile-time constant in every instance (see qdot_avx2.c). */
 #define QDOT4_INLINE QDOT_AVX2 __attribute__((always_inline)) static inline

@@ -38,8 +38,6 @@
 
 #ifdef CPU_HAVE_AVX2_CODE
 
-#define QDOT_AVX512 \
-	__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #define A512_INLINE QDOT_AVX512 __attribute__((always_inline)) static inline
 
 /* Two 256-bit values side by side: a low, b high. */

@@ -30,8 +30,11 @@ qdot_tile_fn qdot__avx2_k23_tile(uint32_t wtype, int64_t n, int *rows);
 /* AVX2 several-activation kernel for a weight type, NULL if none. */
 qdot4_fn qdot__avx2_kernel4(uint32_t wtype);
 
-/* AVX2 four-weight-row kernel for a weight type, NULL if none. */
+/* AVX2 four-weight-row kernel for a weight type, NULL if none; and the
+ * AVX-512 VNNI one (Q4_0, Q5_0, Q8_0; its activation prepared by
+ * qdot_prepare_tile). */
 qdot_rows4_fn qdot__avx2_rows4(uint32_t wtype);
+qdot_rows4_fn qdot__avx512_rows4(uint32_t wtype);
 
 /* AVX2 tile kernel (several weight rows x activation rows) for rows of n
  * values and its rows per tile (*rows), NULL if none. */

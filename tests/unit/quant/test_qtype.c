@@ -730,7 +730,7 @@ START_TEST(rows4_matches_single)
 		const int64_t n = blocks[c] * t->block_elems;
 		uint64_t rb;
 		ck_assert_int_eq(qtype_row_bytes(id, (uint64_t)n, &rb, NULL), 0);
-		const size_t ab = qdot_act_row_bytes(id, n), ws = rb + 3;
+		const size_t ab = qdot_tile_act_row_bytes(id, n), ws = rb + 3;
 		uint8_t *wbuf = xmalloc(4 * ws + 8), *abuf = xmalloc(ab + 8);
 		float *x = xmalloc((size_t)n * sizeof(float));
 		for (int rep = 0; rep < 6; rep++) {
@@ -744,7 +744,7 @@ START_TEST(rows4_matches_single)
 				memset(x + (rnd() % blocks[c]) * t->block_elems, 0,
 				       (size_t)t->block_elems * sizeof(float));
 			uint8_t *ap = abuf + rnd() % 8;
-			qdot_prepare(id, x, ap, n);
+			qdot_prepare_tile(id, x, ap, ab, 0, n);
 			float out[4];
 			rows4(wbuf + wo, ws, ap, n, out);
 			for (int r = 0; r < 4; r++) {
