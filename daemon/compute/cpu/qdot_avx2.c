@@ -527,6 +527,21 @@ QDOT4_INLINE void x4_q5_0(const void *w, const void *const act[4], const int na,
  * one FMA chain; alone, a row of 20 blocks waited on the FMA latency and
  * the call around it - four chains overlap, and the activation block is
  * loaded once for the four. */
+/* The scale products d_w * d_a of blocks i..i+7 of four rows (ws bytes
+ * apart) against the Q8_0 activation act, ds[r][k], the rows' next blocks
+ * prefetched. */
+QDOT4_INLINE void r4_scales(const uint8_t *w, size_t ws, size_t wbytes, const void *act, int64_t i,
+			    float ds[4][8])
+{
+	const size_t ab = sizeof(struct qtype_block_q8_0);
+	const __m256 dy = halves8((const uint8_t *)act + (size_t)i * ab, ab);
+	for (int r = 0; r < 4; r++) {
+		const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
+		prefetch_ahead(xb, 8 * wbytes);
+		_mm256_storeu_ps(ds[r], _mm256_mul_ps(halves8(xb, wbytes), dy));
+	}
+}
+
 QDOT4_INLINE void r4_q32(const uint8_t *w, size_t ws, size_t wbytes, __m256i (*bytes)(const uint8_t *),
 			 const void *act, int64_t n, float out[4])
 {
@@ -537,13 +552,8 @@ QDOT4_INLINE void r4_q32(const uint8_t *w, size_t ws, size_t wbytes, __m256i (*b
 	const int64_t nb = n / QTYPE_QK;
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
-		const __m256 dy = halves8((const uint8_t *)&y[i], sizeof(y[0]));
 		float ds[4][8];
-		for (int r = 0; r < 4; r++) {
-			const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
-			prefetch_ahead(xb, 8 * wbytes);
-			_mm256_storeu_ps(ds[r], _mm256_mul_ps(halves8(xb, wbytes), dy));
-		}
+		r4_scales(w, ws, wbytes, act, i, ds);
 		for (int k = 0; k < 8; k++) {
 			const __m256i yq = load256(y[i + k].qs);
 			for (int r = 0; r < 4; r++) {
@@ -599,20 +609,15 @@ R4V_INLINE void r4v_q32(const uint8_t *w, size_t ws, size_t wbytes, __m256i (*by
 {
 	const int64_t nb = n / QTYPE_QK;
 	const uint8_t *side = (const uint8_t *)act + QDOT_Q8_0_SIDE(nb);
-	const size_t ab = sizeof(struct qtype_block_q8_0), sb = 3 * 64;
+	const size_t sb = 3 * 64;
 	const __m256i bias = _mm256_set1_epi8((char)0x80);
 	__m256 acc[4];
 	for (int r = 0; r < 4; r++)
 		acc[r] = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
-		const __m256 dy = halves8((const uint8_t *)act + (size_t)i * ab, ab);
 		float ds[4][8];
-		for (int r = 0; r < 4; r++) {
-			const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
-			prefetch_ahead(xb, 8 * wbytes);
-			_mm256_storeu_ps(ds[r], _mm256_mul_ps(halves8(xb, wbytes), dy));
-		}
+		r4_scales(w, ws, wbytes, act, i, ds);
 		for (int k = 0; k < 8; k++) {
 			const uint8_t *yb = side + (size_t)(i + k) * sb;
 			const __m256i yq = load256(yb), start = load256(yb + 64);
