@@ -71,6 +71,20 @@ static void prepare_share(void *ctx, int ith, int nth)
 	}
 }
 
+/* Ask for the lines of [p, p + bytes) ahead of use: weight rows a decode
+ * streams from memory (dot_rows), a batch's next tile.  Locality 1
+ * (prefetcht2), the farthest level: on Zen 4 a prefetcht0 held L1's miss
+ * buffers and stalled the row loop (1-thread tg128 of the default model
+ * 50 -> 58 tok/s as prefetcht1), and prefetcht2 streamed faster still
+ * (three alternating pairs, 1 thread: default model 68.3 -> 74.7 tok/s,
+ * Q8_0 55.9 -> 63.0; 2 threads 99.8 -> 108.9, 86.8 -> 92.1); prefetchnta
+ * and prefetcht0 were both slower. */
+static inline void prefetch_rows(const void *p, size_t bytes)
+{
+	for (size_t o = 0; o < bytes; o += 64)
+		__builtin_prefetch((const char *)p + o, 0, 1);
+}
+
 /* How far ahead a decode's row loop prefetches (see dot_rows). */
 #define PREFETCH_BYTES 8192
 
@@ -86,38 +100,29 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 		/* Decode streams the rows from memory, one after another: ask
 		 * for the row about PREFETCH_BYTES ahead, all its lines, before
 		 * each row's dot - the kernels' own prefetch looks 512 bytes
-		 * ahead, short of DRAM's latency at one core's rate.  Into L2
-		 * (locality 2, prefetcht1), not L1: a prefetcht0 holds one of
-		 * L1's few miss buffers until its line arrives, and with a
-		 * row's dozen lines in flight the core stalled on the prefetch
-		 * itself (Zen 4, 1-thread tg128 of the default model: 24% of
-		 * the time in this loop; 50.2 -> 58.5 tok/s with prefetcht1,
-		 * 55.7 with no prefetch here at all). */
+		 * ahead, short of DRAM's latency at one core's rate.  Not into
+		 * L1 (prefetch_rows says why); with no prefetch here at all
+		 * the loop ran at half speed on Zen 4: its hardware prefetcher
+		 * leaves these rows to software (one line in two asked for:
+		 * the same). */
 		const int64_t ahead = PREFETCH_BYTES / (int64_t)w->row_bytes + 1;
 		/* the rows the loop's prefetch does not reach, at once: a
 		 * small matrix (a layer's, at decode) otherwise begins with
 		 * PREFETCH_BYTES of misses taken one after another */
 		const int64_t first = lo + ahead < hi ? lo + ahead : hi;
-		for (size_t o = 0; o < (size_t)(first - lo) * w->row_bytes; o += 64)
-			__builtin_prefetch((const char *)wtensor_row(w, lo) + o, 0, 2);
+		prefetch_rows(wtensor_row(w, lo), (size_t)(first - lo) * w->row_bytes);
 		int64_t r = lo;
 		if (m->rows4)
 			/* four rows a call (qdot_rows4_fn), the four ahead
 			 * prefetched as one stretch: they are contiguous */
 			for (; r + 4 <= hi; r += 4) {
-				if (r + ahead + 4 <= hi) {
-					const char *p = wtensor_row(w, r + ahead);
-					for (size_t o = 0; o < 4 * w->row_bytes; o += 64)
-						__builtin_prefetch(p + o, 0, 2);
-				}
+				if (r + ahead + 4 <= hi)
+					prefetch_rows(wtensor_row(w, r + ahead), 4 * w->row_bytes);
 				m->rows4(wtensor_row(w, r), (size_t)w->row_bytes, m->act, w->ne0, m->y + r);
 			}
 		for (; r < hi; r++) {
-			if (r + ahead < hi) {
-				const char *p = wtensor_row(w, r + ahead);
-				for (size_t o = 0; o < w->row_bytes; o += 64)
-					__builtin_prefetch(p + o, 0, 2);
-			}
+			if (r + ahead < hi)
+				prefetch_rows(wtensor_row(w, r + ahead), w->row_bytes);
 			m->y[r] = m->dot(wtensor_row(w, r), m->act, w->ne0);
 		}
 		return;
@@ -126,7 +131,7 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 	for (int64_t r0 = lo; r0 < hi; r0 += rt) {
 		int64_t r1 = r0 + rt < hi ? r0 + rt : hi;
 		if (m->tile) {
-			/* the next tile's rows into L2 while this one computes:
+			/* the next tile's rows on their way while this one computes:
 			 * its first pass over them would otherwise wait on
 			 * memory, read as a few interleaved streams that the
 			 * hardware prefetcher follows badly - the cost that
@@ -135,12 +140,8 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 			 * Not for one activation row: its tile (F16) streams the
 			 * rows in address order, and this prefetch got in the way
 			 * (tg128 43 -> 34). */
-			if (j->n > 1 && r1 < hi) {
-				const int64_t r2 = r1 + rt < hi ? r1 + rt : hi;
-				const char *p = wtensor_row(w, r1);
-				for (size_t o = 0; o < (size_t)(r2 - r1) * w->row_bytes; o += 64)
-					__builtin_prefetch(p + o, 0, 2);
-			}
+			if (j->n > 1 && r1 < hi)
+				prefetch_rows(wtensor_row(w, r1), (size_t)((r1 + rt < hi ? r1 + rt : hi) - r1) * w->row_bytes);
 			m->tile(wtensor_row(w, r0), (size_t)w->row_bytes, (int)(r1 - r0), m->act,
 				m->act_row, j->n, w->ne0, m->y + r0, w->ne1);
 			continue;
