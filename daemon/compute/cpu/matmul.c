@@ -62,7 +62,8 @@ static void prepare_share(void *ctx, int ith, int nth)
 	for (int64_t u = lo; u < hi; u++) {
 		const struct mm_weight *m = &j->mw[j->prep[u / pairs]];
 		const int64_t ne0 = m->w->ne0;
-		for (int t = (int)(u % pairs) * 2; t < j->n && t <= (int)(u % pairs) * 2 + 1; t++) {
+		const int t0 = (int)(u % pairs) * 2;
+		for (int t = t0; t < t0 + 2 && t < j->n; t++) {
 			if (m->tile || m->rows4)
 				qdot_prepare_tile(m->w->type, j->x + t * ne0, (void *)m->act, m->act_row, t, ne0);
 			else
@@ -140,8 +141,10 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 			 * Not for one activation row: its tile (F16) streams the
 			 * rows in address order, and this prefetch got in the way
 			 * (tg128 43 -> 34). */
-			if (j->n > 1 && r1 < hi)
-				prefetch_rows(wtensor_row(w, r1), (size_t)((r1 + rt < hi ? r1 + rt : hi) - r1) * w->row_bytes);
+			if (j->n > 1 && r1 < hi) {
+				const int64_t r2 = r1 + rt < hi ? r1 + rt : hi;
+				prefetch_rows(wtensor_row(w, r1), (size_t)(r2 - r1) * w->row_bytes);
+			}
 			m->tile(wtensor_row(w, r0), (size_t)w->row_bytes, (int)(r1 - r0), m->act,
 				m->act_row, j->n, w->ne0, m->y + r0, w->ne1);
 			continue;
@@ -229,8 +232,10 @@ int cpu_matmuls(struct backend *b, const struct wtensor *const *w, int nw, const
 				 * kernels switched since, the plain rows and neither */
 				if (tr * (size_t)n <= cb->act_bytes)
 					row = tr;
-				else
-					m->tile = NULL, m->rows4 = NULL;
+				else {
+					m->tile = NULL;
+					m->rows4 = NULL;
+				}
 			}
 			int same = -1;
 			for (int p = 0; p < j.n_prep && same < 0; p++)

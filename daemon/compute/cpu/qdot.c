@@ -158,9 +158,10 @@ qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 }
 
 /* Whether the tiles (and four-row kernels) of wtype are the AVX-512
- * 32-value ones, which read a side after each activation row (whatever n: for a row too long for any
- * tile the side is never asked for, and counting it keeps
- * qdot_tile_act_row_bytes growing with n, a bound for buffers). */
+ * 32-value ones, which read a side after each activation row - whatever
+ * n: a row too long for any tile never has its side asked for, and
+ * counting it keeps qdot_tile_act_row_bytes growing with n, a bound for
+ * buffers. */
 static bool tile_wants_side(uint32_t wtype)
 {
 	return qdot_simd_active() && qdot_hw_level() >= ISA_AVX512 &&

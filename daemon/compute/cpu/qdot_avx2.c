@@ -599,8 +599,8 @@ QDOT_AVX2 static void r4_q5_0(const void *w, size_t ws, const void *act, int64_t
  * qdot_avx512.c, for this file's unpackers): as r4_q32, with vpdpbusd for
  * sign + sign + maddubs + madd.  The weights go in unsigned, q + 128, and
  * each block's sum starts at -128 x the activation's four-byte sums, which
- * qdot_prepare_tile computed once for the row (its pair side, low half:
- * the quants at +0, the starts at +64, the scale at +128), so each int32
+ * qdot_prepare_tile computed once for the row (its pair side's low
+ * halves, QDOT_SIDE_*), so each int32
  * lane is mul_sum_i8_abs_float's before conversion, and the float
  * operations are r4_q32's: the same bits. */
 #define R4V_INLINE QDOT_AVX512 __attribute__((always_inline)) static inline
@@ -609,7 +609,7 @@ R4V_INLINE void r4v_q32(const uint8_t *w, size_t ws, size_t wbytes, __m256i (*by
 {
 	const int64_t nb = n / QTYPE_QK;
 	const uint8_t *side = (const uint8_t *)act + QDOT_Q8_0_SIDE(nb);
-	const size_t sb = 3 * 64;
+	const size_t sb = QDOT_SIDE_BLOCK;
 	const __m256i bias = _mm256_set1_epi8((char)0x80);
 	__m256 acc[4];
 	for (int r = 0; r < 4; r++)
@@ -620,7 +620,7 @@ R4V_INLINE void r4v_q32(const uint8_t *w, size_t ws, size_t wbytes, __m256i (*by
 		r4_scales(w, ws, wbytes, act, i, ds);
 		for (int k = 0; k < 8; k++) {
 			const uint8_t *yb = side + (size_t)(i + k) * sb;
-			const __m256i yq = load256(yb), start = load256(yb + 64);
+			const __m256i yq = load256(yb + QDOT_SIDE_Q), start = load256(yb + QDOT_SIDE_START);
 			for (int r = 0; r < 4; r++) {
 				const __m256i q = _mm256_xor_si256(bytes(w + (size_t)r * ws + (size_t)(i + k) * wbytes), bias);
 				acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[r][k]),
@@ -630,9 +630,9 @@ R4V_INLINE void r4v_q32(const uint8_t *w, size_t ws, size_t wbytes, __m256i (*by
 	}
 	for (; i < nb; i++) {
 		const uint8_t *yb = side + (size_t)i * sb;
-		const __m256i yq = load256(yb), start = load256(yb + 64);
+		const __m256i yq = load256(yb + QDOT_SIDE_Q), start = load256(yb + QDOT_SIDE_START);
 		float dy;
-		memcpy(&dy, yb + 128, sizeof(dy));
+		memcpy(&dy, yb + QDOT_SIDE_D, sizeof(dy));
 		for (int r = 0; r < 4; r++) {
 			const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
 			uint16_t hw;

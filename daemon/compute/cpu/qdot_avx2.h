@@ -1,5 +1,6 @@
 /* qdot_avx2.h - private to the AVX2 dot-product files (qdot_avx2.c,
- * qdot_avx2_k23.c): the building blocks they share.
+ * qdot_avx2_k23.c) and the AVX-512 ones built on them (qdot_avx512.c, the
+ * VNNI four-row kernel in qdot_avx2.c): the building blocks they share.
  *
  * Everything here carries the AVX2 target attribute (see simd_avx2.h) and
  * is reached only after qdot.c's CPU check.

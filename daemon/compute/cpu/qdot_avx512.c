@@ -87,7 +87,7 @@ QDOT_AVX512 void qdot__avx512_prepare_side(const void *row, int64_t nb, void *pa
 	uint8_t *side = pair_side;
 	const size_t ab = sizeof(struct qtype_block_q8_0);
 	const __m256i bias = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
-	for (int64_t i = 0; i < nb; i++, side += 3 * 64) {
+	for (int64_t i = 0; i < nb; i++, side += QDOT_SIDE_BLOCK) {
 		const uint8_t *yb = y + (size_t)i * ab;
 		uint16_t h;
 		memcpy(&h, yb, 2);
@@ -95,9 +95,9 @@ QDOT_AVX512 void qdot__avx512_prepare_side(const void *row, int64_t nb, void *pa
 		const __m256i start = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, bias, q));
 		const __m256 d = _mm256_set1_ps(h2f(h));
 		for (int half = odd; half < 2; half++) {
-			_mm256_storeu_si256((__m256i *)(side + 32 * half), q);
-			_mm256_storeu_si256((__m256i *)(side + 64 + 32 * half), start);
-			_mm256_storeu_ps((float *)(side + 128 + 32 * half), d);
+			_mm256_storeu_si256((__m256i *)(side + QDOT_SIDE_Q + 32 * half), q);
+			_mm256_storeu_si256((__m256i *)(side + QDOT_SIDE_START + 32 * half), start);
+			_mm256_storeu_ps((float *)(side + QDOT_SIDE_D + 32 * half), d);
 		}
 	}
 }
@@ -128,10 +128,10 @@ A512_INLINE void q32_pass(const struct q32_tile *w, int r0, const int R, const u
 		__m512i yp[2], start[2];
 		__m512 dy[2];
 		for (int p = 0; p < P; p++) {
-			const __m512i *v = (const __m512i *)y[p] + 3 * i;
-			yp[p] = _mm512_loadu_si512(v);
-			start[p] = _mm512_loadu_si512(v + 1);
-			dy[p] = _mm512_loadu_ps(v + 2);
+			const uint8_t *v = y[p] + (size_t)i * QDOT_SIDE_BLOCK;
+			yp[p] = _mm512_loadu_si512(v + QDOT_SIDE_Q);
+			start[p] = _mm512_loadu_si512(v + QDOT_SIDE_START);
+			dy[p] = _mm512_loadu_ps(v + QDOT_SIDE_D);
 		}
 		for (int r = 0; r < R; r++) {
 			const __m512i wq = _mm512_broadcast_i64x4(_mm256_load_si256(q0 + (int64_t)r * nb + i));

@@ -60,7 +60,10 @@ qdot_fn qdot__avx512_kernel(uint32_t wtype);
  * half (odd: the high one; even: both, so that a batch of odd length ends
  * in a whole pair). */
 #define QDOT_Q8_0_SIDE(nb) (((size_t)(nb) * sizeof(struct qtype_block_q8_0) + 63) & ~(size_t)63)
-#define QDOT_Q8_0_SIDE_BYTES(nb) ((size_t)(nb) * 3 * 64)
+/* One block's part of a pair side: three 64-byte vectors, at these
+ * offsets; a row's half of each is its first (even row) or last 32 bytes. */
+enum { QDOT_SIDE_Q = 0, QDOT_SIDE_START = 64, QDOT_SIDE_D = 128, QDOT_SIDE_BLOCK = 192 };
+#define QDOT_Q8_0_SIDE_BYTES(nb) ((size_t)(nb) * QDOT_SIDE_BLOCK)
 void qdot__avx512_prepare_side(const void *row, int64_t nb, void *pair_side, bool odd);
 
 /* The same two for float weights (F32, F16, BF16: qdot_avx2_float.c). */
