@@ -193,6 +193,11 @@ bool qdot_tile_for_one_row(uint32_t wtype)
 	return wtype == QTYPE_F16 || wtype == QTYPE_BF16;
 }
 
+bool qdot_tile_reads_ahead(uint32_t wtype)
+{
+	return wtype == QTYPE_F16 || wtype == QTYPE_BF16;
+}
+
 /* ---- activation formats ------------------------------------------------- */
 
 uint32_t qdot_act_type(uint32_t wtype)

@@ -159,6 +159,15 @@ void qdot_prepare_tile(uint32_t wtype, const float *x, void *rows, size_t act_ro
  * token is three.  Only when qdot_get_tile gives a tile. */
 bool qdot_tile_for_one_row(uint32_t wtype);
 
+/* Whether the tile, given several activation rows, asks for the rows
+ * after its own (the next tile's: nw rows from w + nw * w_stride, within
+ * the same mapping or not - a prefetch never faults) while it computes,
+ * spread over its passes: true for F16 and BF16, whose tiles read the
+ * rows in place, so that a short batch does not wait on memory at the
+ * first touch of each line; for the other types the caller asks for them
+ * before the call.  Only when qdot_get_tile gives a tile. */
+bool qdot_tile_reads_ahead(uint32_t wtype);
+
 /* The scalar reference kernel, for tests; NULL if the type cannot be
  * computed. */
 qdot_fn qdot_get_scalar(uint32_t wtype);

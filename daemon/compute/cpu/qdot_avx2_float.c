@@ -159,11 +159,15 @@ FLOAT_INLINE __m128 hsum8x4(__m256 v0, __m256 v1, __m256 v2, __m256 v3)
 
 /* F16/BF16: nr rows x nt tokens of outputs in one walk along the rows,
  * then every output reduced as ordered_dot reduces it (four at a time by
- * hsum8x4). */
+ * hsum8x4).  Meanwhile the lines of [pf, pf + pf_bytes) are asked for
+ * into L2, spread over the chunks (fk_tile's next tile). */
 FLOAT_INLINE void ordered_block(enum fkind k, int nr, int nt, const void *const *w, const float *const *a,
-				int64_t n, float *out, int64_t os, ptrdiff_t ahead)
+				int64_t n, float *out, int64_t os, ptrdiff_t ahead, const char *pf,
+				int64_t pf_bytes)
 {
 	const int64_t ce = n & ~(int64_t)7;
+	/* lines asked for per chunk */
+	const int64_t per = ce ? (pf_bytes / 64 + ce / 8 - 1) / (ce / 8) : 0;
 	__m256 acc[TILE_R][TILE_T];
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
@@ -183,6 +187,8 @@ FLOAT_INLINE void ordered_block(enum fkind k, int nr, int nt, const void *const 
 				_mm_prefetch(sweep + 64 * r, _MM_HINT_T0);
 			sweep += 64 * nr;
 		}
+		for (int64_t q = 0, o = i / 8 * per * 64; q < per && o < pf_bytes; q++, o += 64)
+			_mm_prefetch(pf + o, _MM_HINT_T1);
 		fk_chunk(k, nr, nt, w, a, i, acc);
 	}
 	for (int r = 0; r < nr; r++) {
@@ -199,28 +205,30 @@ FLOAT_INLINE void ordered_block(enum fkind k, int nr, int nt, const void *const 
 }
 
 FLOAT_INLINE void fk_block(enum fkind k, int nr, int nt, const void *const *w, const float *const *a, int64_t n,
-			   float *out, int64_t os, ptrdiff_t ahead)
+			   float *out, int64_t os, ptrdiff_t ahead, const char *pf, int64_t pf_bytes)
 {
 	if (k == FK_F32)
 		f32_block(nr, nt, w, a, n, out, os);
 	else
-		ordered_block(k, nr, nt, w, a, n, out, os, ahead);
+		ordered_block(k, nr, nt, w, a, n, out, os, ahead, pf, pf_bytes);
 }
 
 /* One function per format and block shape (the shape a constant, so the
  * accumulators are registers), chosen per block by fk_tile. */
 #define FK_BLOCK(kind, K, R, T)                                                                     \
 	CPU_AVX2 static void blk_##kind##_##R##x##T(const void *const *w, const float *const *a,    \
-						    int64_t n, float *out, int64_t os, ptrdiff_t ahead)  \
+						    int64_t n, float *out, int64_t os, ptrdiff_t ahead,  \
+						    const char *pf, int64_t pf_bytes)                    \
 	{                                                                                           \
-		fk_block(K, R, T, w, a, n, out, os, ahead);                                         \
+		fk_block(K, R, T, w, a, n, out, os, ahead, pf, pf_bytes);                           \
 	}
 #define FK_BLOCKS(kind, K)                                                                           \
 	FK_BLOCK(kind, K, 1, 1) FK_BLOCK(kind, K, 1, 2) FK_BLOCK(kind, K, 1, 3) FK_BLOCK(kind, K, 1, 4) \
 	FK_BLOCK(kind, K, 2, 1) FK_BLOCK(kind, K, 2, 2) FK_BLOCK(kind, K, 2, 3) FK_BLOCK(kind, K, 2, 4) \
 	FK_BLOCK(kind, K, 3, 1) FK_BLOCK(kind, K, 3, 2) FK_BLOCK(kind, K, 3, 3) FK_BLOCK(kind, K, 3, 4) \
 	static void (*const blk_##kind[TILE_R][TILE_T])(const void *const *, const float *const *,    \
-							 int64_t, float *, int64_t, ptrdiff_t) = {    \
+							 int64_t, float *, int64_t, ptrdiff_t,        \
+							 const char *, int64_t) = {                   \
 		{ blk_##kind##_1x1, blk_##kind##_1x2, blk_##kind##_1x3, blk_##kind##_1x4 },             \
 		{ blk_##kind##_2x1, blk_##kind##_2x2, blk_##kind##_2x3, blk_##kind##_2x4 },             \
 		{ blk_##kind##_3x1, blk_##kind##_3x2, blk_##kind##_3x3, blk_##kind##_3x4 },             \
@@ -230,14 +238,22 @@ FK_BLOCKS(f32, FK_F32)
 FK_BLOCKS(f16, FK_F16)
 FK_BLOCKS(bf16, FK_BF16)
 
-typedef void (*fk_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t, ptrdiff_t);
+typedef void (*fk_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t, ptrdiff_t,
+			    const char *, int64_t);
 
 /* The tile: activation rows four at a time (the outer loop, so that the
  * tile's weight rows are what stays in L1), the weight rows three at a
- * time under them. */
+ * time under them.  With several activation rows the F16/BF16 blocks
+ * also ask for a slice each of the rows after the tile - the next tile's
+ * (qdot_tile_reads_ahead): a short batch is otherwise its rows' first
+ * reader, waiting on memory for each line. */
 static void fk_tile(const fk_block_fn blk[TILE_R][TILE_T], const void *w, size_t ws, int nw,
 		    const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)
 {
+	const char *next = (const char *)w + (size_t)nw * ws;
+	const char *next_end = n_act > 1 ? next + (size_t)nw * ws : next;
+	const int64_t blocks = (int64_t)((n_act + TILE_T - 1) / TILE_T) * ((nw + TILE_R - 1) / TILE_R);
+	const int64_t slice = ((int64_t)((size_t)nw * ws) / blocks + 63) & ~(int64_t)63;
 	for (int t0 = 0; t0 < n_act; t0 += TILE_T) {
 		const int nt = n_act - t0 < TILE_T ? n_act - t0 : TILE_T;
 		const float *a[TILE_T];
@@ -248,7 +264,10 @@ static void fk_tile(const fk_block_fn blk[TILE_R][TILE_T], const void *w, size_t
 			const void *wr[TILE_R];
 			for (int r = 0; r < nr; r++)
 				wr[r] = (const char *)w + (size_t)(r0 + r) * ws;
-			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os, (ptrdiff_t)(2 * TILE_R * ws));
+			const int64_t left = next_end - next, pf = slice < left ? slice : left;
+			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os, (ptrdiff_t)(2 * TILE_R * ws),
+					    next, pf);
+			next += pf;
 		}
 	}
 }

@@ -406,16 +406,22 @@ A512_INLINE float fk_hsum16(__m512 acc)
 #define FK16_T 4
 
 /* nr rows x nt activation rows: the single kernel's operations per
- * output. */
+ * output.  Meanwhile the lines of [pf, pf + pf_bytes) are asked for into
+ * L2, spread over the chunks (fk16_tile's next tile). */
 A512_INLINE void fk16_block(const enum fkind k, const int nr, const int nt, const void *const *w,
-			    const float *const *a, int64_t n, float *out, int64_t os)
+			    const float *const *a, int64_t n, float *out, int64_t os, const char *pf,
+			    int64_t pf_bytes)
 {
 	const int64_t ce = n & ~(int64_t)15;
+	/* lines asked for per chunk */
+	const int64_t per = ce ? (pf_bytes / 64 + ce / 16 - 1) / (ce / 16) : 0;
 	__m512 acc[FK16_R][FK16_T];
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
 			acc[r][t] = _mm512_setzero_ps();
 	for (int64_t i = 0; i < ce; i += 16) {
+		for (int64_t q = 0, o = i / 16 * per * 64; q < per && o < pf_bytes; q++, o += 64)
+			_mm_prefetch(pf + o, _MM_HINT_T1);
 		__m512 wv[FK16_R];
 		for (int r = 0; r < nr; r++)
 			wv[r] = fk_load16(k, w[r], i);
@@ -456,9 +462,10 @@ A512_INLINE void fk16_rows(const enum fkind k, const void *w, size_t ws, int nw,
 
 #define FK16_BLOCK(kind, K, R, T)                                                                  \
 	QDOT_AVX512 static void fk16_##kind##_##R##x##T(const void *const *w, const float *const *a, \
-							int64_t n, float *out, int64_t os)           \
+							int64_t n, float *out, int64_t os,           \
+							const char *pf, int64_t pf_bytes)            \
 	{                                                                                          \
-		fk16_block(K, R, T, w, a, n, out, os);                                             \
+		fk16_block(K, R, T, w, a, n, out, os, pf, pf_bytes);                               \
 	}
 #define FK16_BLOCKS_R(kind, K, R) \
 	FK16_BLOCK(kind, K, R, 1) FK16_BLOCK(kind, K, R, 2) FK16_BLOCK(kind, K, R, 3) FK16_BLOCK(kind, K, R, 4)
@@ -466,7 +473,8 @@ A512_INLINE void fk16_rows(const enum fkind k, const void *w, size_t ws, int nw,
 	FK16_BLOCKS_R(kind, K, 1) FK16_BLOCKS_R(kind, K, 2) FK16_BLOCKS_R(kind, K, 3)               \
 	FK16_BLOCKS_R(kind, K, 4)                                                                   \
 	static void (*const fk16_##kind[FK16_R][FK16_T])(const void *const *, const float *const *, \
-							 int64_t, float *, int64_t) = {             \
+							 int64_t, float *, int64_t, const char *,   \
+							 int64_t) = {                               \
 		{ fk16_##kind##_1x1, fk16_##kind##_1x2, fk16_##kind##_1x3, fk16_##kind##_1x4 },       \
 		{ fk16_##kind##_2x1, fk16_##kind##_2x2, fk16_##kind##_2x3, fk16_##kind##_2x4 },       \
 		{ fk16_##kind##_3x1, fk16_##kind##_3x2, fk16_##kind##_3x3, fk16_##kind##_3x4 },       \
@@ -475,7 +483,8 @@ A512_INLINE void fk16_rows(const enum fkind k, const void *w, size_t ws, int nw,
 FK16_BLOCKS(f16, FK_F16)
 FK16_BLOCKS(bf16, FK_BF16)
 
-typedef void (*fk16_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t);
+typedef void (*fk16_block_fn)(const void *const *, const float *const *, int64_t, float *, int64_t, const char *,
+			      int64_t);
 typedef void (*fk16_rows_fn)(const void *w, size_t ws, int nw, const float *a, int64_t n, float *out);
 
 QDOT_AVX512 static void fk16_rows_f16(const void *w, size_t ws, int nw, const float *a, int64_t n, float *out)
@@ -493,7 +502,7 @@ QDOT_AVX512 static float dot512_f16(const void *w, const void *act, int64_t n)
 {
 	float out;
 	const float *a = act;
-	fk16_f16_1x1(&w, &a, n, &out, 1);
+	fk16_f16_1x1(&w, &a, n, &out, 1, NULL, 0);
 	return out;
 }
 
@@ -501,13 +510,17 @@ QDOT_AVX512 static float dot512_bf16(const void *w, const void *act, int64_t n)
 {
 	float out;
 	const float *a = act;
-	fk16_bf16_1x1(&w, &a, n, &out, 1);
+	fk16_bf16_1x1(&w, &a, n, &out, 1, NULL, 0);
 	return out;
 }
 
 /* The tile: activation rows four at a time (the outer loop, so that the
  * tile's rows are what stays in L1), the weight rows four at a time under
- * them; one activation row by fk16_rows. */
+ * them; one activation row by fk16_rows.  With several activation rows
+ * each block also asks for a slice of the rows after the tile - the next
+ * tile's, a line per 16 values (qdot_tile_reads_ahead): a short batch
+ * (batched decode) is otherwise its rows' first reader, waiting on memory
+ * for each line. */
 static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], fk16_rows_fn rows, const void *w, size_t ws,
 		      int nw, const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)
 {
@@ -515,6 +528,9 @@ static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], fk16_rows_fn rows
 		rows(w, ws, nw, act, n, out);
 		return;
 	}
+	const char *next = (const char *)w + (size_t)nw * ws, *next_end = next + (size_t)nw * ws;
+	const int64_t blocks = (int64_t)((n_act + FK16_T - 1) / FK16_T) * ((nw + FK16_R - 1) / FK16_R);
+	const int64_t slice = ((int64_t)((size_t)nw * ws) / blocks + 63) & ~(int64_t)63;
 	for (int t0 = 0; t0 < n_act; t0 += FK16_T) {
 		const int nt = n_act - t0 < FK16_T ? n_act - t0 : FK16_T;
 		const float *a[FK16_T];
@@ -525,7 +541,10 @@ static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], fk16_rows_fn rows
 			const void *wr[FK16_R];
 			for (int r = 0; r < nr; r++)
 				wr[r] = (const char *)w + (size_t)(r0 + r) * ws;
-			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os);
+			const int64_t left = next_end - next;
+			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os, next,
+					    slice < left ? slice : left);
+			next += slice < left ? slice : left;
 		}
 	}
 }
