@@ -36,6 +36,7 @@
 #include "compute/cpu/cpu_backend.h"
 
 #include <math.h>
+#include <stdatomic.h>
 
 #include "compute/cpu/attention_avx2.h"
 #include "compute/cpu/qdot.h"
@@ -261,21 +262,26 @@ struct attn_batch {
 	struct attn_job base;      /* q, k, v, out, ap: set per call */
 	const struct attn_call *calls;
 	int n;
+	atomic_llong next_task;    /* the tasks of all calls, taken in turn */
 };
 
 static void attn_batch_share(void *ctx, int ith, int nth)
 {
-	const struct attn_batch *b = ctx;
+	struct attn_batch *b = ctx;
+	(void)nth;
 	float *s = b->base.scores + (int64_t)ith * CPU_ATTN_HEADS * b->base.max_ctx;
 	struct attn_job j = b->base;
 	j.ap = &b->calls[0].ap;
 	int hpt;
 	const int per_row = attn_per_row(&j, &hpt);
-	/* The tasks of call c are [first, first + n_q * per_row); each
-	 * thread's tasks rise, so the call only ever moves forward. */
+	/* The tasks of call c are [first, first + n_q * per_row); a thread
+	 * takes the next one left until none is (so that a thread on a
+	 * slower core takes fewer: dot_share in matmul.c), its tasks rise,
+	 * and the call only ever moves forward. */
 	int c = -1;
 	int64_t first = 0, end = 0;
-	for (int64_t task = ith;; task += nth) {
+	for (;;) {
+		const int64_t task = atomic_fetch_add_explicit(&b->next_task, 1, memory_order_relaxed);
 		while (task >= end) {
 			if (++c == b->n)
 				return;
@@ -308,6 +314,7 @@ void cpu_attentions(struct backend *b, const struct attn_call *calls, int n)
 		},
 		.calls = calls, .n = n,
 	};
+	atomic_init(&job.next_task, 0);
 	tpool_run(cb->pool, attn_batch_share, &job);
 }
 
