@@ -204,18 +204,24 @@ static void dot_range(const struct matmul_job *j, int64_t lo, int64_t hi)
  * leaves little for the others to wait on. */
 #define CHUNKS_PER_THREAD 16
 
-/* One activation row (decode): each thread one contiguous range, so that
- * it streams its rows from memory in address order (dot_rows' prefetch
- * runs ahead within it).  A batch: chunks of the row space taken one at a
- * time until none is left, so that a thread on a slower core - a busy
- * SMT sibling, a neighbour's load on a shared host - takes fewer: with
- * equal halves, 2-thread prefill of the F16 model waited 10% of its time
- * on the slower core (its thread ran the same rows 20% slower).  Every
- * output is the same kernel's whichever thread computes it. */
+/* Activation rows from which a job's threads take chunks (dot_share). */
+#define CHUNKED_BATCH 8
+
+/* Decode and a batch of a few rows stream the weights from memory: each
+ * thread one contiguous range, its rows in address order (dot_rows'
+ * prefetch runs ahead within it; chunks cost the 8B-shaped model's
+ * batched decode of 4 sequences 3%).  From CHUNKED_BATCH rows on, where
+ * the compute is what takes the time: chunks of the row space taken one
+ * at a time until none is left, so that a thread on a slower core - a
+ * busy SMT sibling, a neighbour's load on a shared host, an efficiency
+ * core - takes fewer: with equal halves, 2-thread prefill of the F16 model
+ * waited 10% of its time on the slower core (its thread ran the same rows
+ * 20% slower).  Every output is the same kernel's whichever thread
+ * computes it. */
 static void dot_share(void *ctx, int ith, int nth)
 {
 	struct matmul_job *j = ctx;
-	if (j->n == 1 || nth == 1) {
+	if (j->n < CHUNKED_BATCH || nth == 1) {
 		int64_t lo, hi;
 		cpu_share(j->rows, ith, nth, &lo, &hi);
 		dot_range(j, lo, hi);
