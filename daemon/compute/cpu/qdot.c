@@ -193,7 +193,7 @@ bool qdot_tile_for_one_row(uint32_t wtype)
 	return wtype == QTYPE_F16 || wtype == QTYPE_BF16;
 }
 
-bool qdot_tile_reads_ahead(uint32_t wtype)
+bool qdot_tile_in_place(uint32_t wtype)
 {
 	return wtype == QTYPE_F16 || wtype == QTYPE_BF16;
 }

@@ -159,14 +159,17 @@ void qdot_prepare_tile(uint32_t wtype, const float *x, void *rows, size_t act_ro
  * token is three.  Only when qdot_get_tile gives a tile. */
 bool qdot_tile_for_one_row(uint32_t wtype);
 
-/* Whether the tile, given several activation rows, asks for the rows
- * after its own (the next tile's: nw rows from w + nw * w_stride, within
- * the same mapping or not - a prefetch never faults) while it computes,
- * spread over its passes: true for F16 and BF16, whose tiles read the
- * rows in place, so that a short batch does not wait on memory at the
- * first touch of each line; for the other types the caller asks for them
- * before the call.  Only when qdot_get_tile gives a tile. */
-bool qdot_tile_reads_ahead(uint32_t wtype);
+/* Whether the tile reads its weight rows in place - nothing unpacked per
+ * call, so a caller may pass the same rows again with other activation
+ * rows at no cost but the reading (matmul.c blocks a long batch's
+ * activation rows so) - and, given several activation rows, asks for the
+ * rows after its own (the next tile's: nw rows from w + nw * w_stride,
+ * within the same mapping or not - a prefetch never faults) while it
+ * computes, spread over its passes, so that a short batch does not wait
+ * on memory at the first touch of each line.  True for F16 and BF16; for
+ * the other types the caller asks for the next tile's rows before the
+ * call.  Only when qdot_get_tile gives a tile. */
+bool qdot_tile_in_place(uint32_t wtype);
 
 /* The scalar reference kernel, for tests; NULL if the type cannot be
  * computed. */

@@ -245,7 +245,7 @@ typedef void (*fk_block_fn)(const void *const *, const float *const *, int64_t, 
  * tile's weight rows are what stays in L1), the weight rows three at a
  * time under them.  With several activation rows the F16/BF16 blocks
  * also ask for a slice each of the rows after the tile - the next tile's
- * (qdot_tile_reads_ahead): a short batch is otherwise its rows' first
+ * (qdot_tile_in_place): a short batch is otherwise its rows' first
  * reader, waiting on memory for each line. */
 static void fk_tile(const fk_block_fn blk[TILE_R][TILE_T], const void *w, size_t ws, int nw,
 		    const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)

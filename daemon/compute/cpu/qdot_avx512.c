@@ -566,7 +566,7 @@ QDOT_AVX512 static float dot512_bf16(const void *w, const void *act, int64_t n)
  * tile's rows are what stays in L1), the weight rows four at a time under
  * them; one activation row by fk16_rows.  With several activation rows
  * each block also asks for a slice of the rows after the tile - the next
- * tile's, a line per 16 values (qdot_tile_reads_ahead): a short batch
+ * tile's, a line per 16 values (qdot_tile_in_place): a short batch
  * (batched decode) is otherwise its rows' first reader, waiting on memory
  * for each line. */
 static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], fk16_rows_fn rows, const void *w, size_t ws,

@@ -69,9 +69,9 @@ END_TEST
  * finite value below 1, whatever the layout puts where.  The gguf-verified
  * decoder gives the rows' true values; the product is checked against double
  * sums over those, within the error the int8 activation quantisation allows. */
-static void check_matmul(uint32_t type, int threads, int n_tok)
+static void check_matmul_rows(uint32_t type, int threads, int n_tok, int64_t rows)
 {
-	const int64_t cols = 512, rows = 37;
+	const int64_t cols = 512;
 	const struct qtype_info *qi = qtype_info(type);
 	uint64_t rb;
 	ck_assert_int_eq(qtype_row_bytes(type, cols, &rb, NULL), 0);
@@ -133,6 +133,11 @@ static void check_matmul(uint32_t type, int threads, int n_tok)
 	free(y);
 }
 
+static void check_matmul(uint32_t type, int threads, int n_tok)
+{
+	check_matmul_rows(type, threads, n_tok, 37);
+}
+
 START_TEST(matmul_matches_dequantised_product)
 {
 	const uint32_t types[] = { QTYPE_F32, QTYPE_F16, QTYPE_Q8_0, QTYPE_Q4_0, QTYPE_Q5_0,
@@ -143,6 +148,14 @@ START_TEST(matmul_matches_dequantised_product)
 			check_matmul(types[i], th, 5);
 			check_matmul(types[i], th, 9); /* taken in chunks (matmul.c) */
 		}
+	/* the float tiles read their rows in place, and a long batch goes
+	 * through them in blocks of rows and of tokens (in_place_blocks:
+	 * 256 KiB each, so 300 rows of 1 KiB are two blocks and 133 tokens
+	 * of 2 KiB two, the last ones partial) */
+	for (int th = 1; th <= 2; th++) {
+		check_matmul_rows(QTYPE_F16, th, 133, 300);
+		check_matmul_rows(QTYPE_BF16, th, 133, 300);
+	}
 }
 END_TEST
 
