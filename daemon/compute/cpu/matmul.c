@@ -136,44 +136,39 @@ static void in_place_blocks(const struct matmul_job *j, const struct mm_weight *
 static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int64_t lo, int64_t hi)
 {
 	const struct wtensor *w = m->w;
-	if (j->n == 1 && !m->tile && !m->rows4) {
-		/* Decode with a single-row kernel (the K-quants, Q4_1, Q5_1,
-		 * MXFP4): the kernel asks for its row 512 bytes ahead itself
-		 * (QDOT_PREFETCH), and a second stream of prefetches, a burst
-		 * at every row as below, held the miss buffers.  Only the
-		 * range's first PREFETCH_BYTES at once (a small matrix would
-		 * otherwise begin with misses taken one after another): the
-		 * 8B-shaped model's Q4_K/Q6_K decode 3.2 -> 3.5 tok/s at 1
-		 * thread and 6.1 -> 6.9 at 2 (alternating runs; llama.cpp 3.7
-		 * and 5.6), the default model's at 1 thread +2% (its output
-		 * and down matrices; without the first burst either, -7%). */
-		const int64_t ahead = PREFETCH_BYTES / (int64_t)w->row_bytes + 1;
-		const int64_t first = lo + ahead < hi ? lo + ahead : hi;
-		prefetch_rows(wtensor_row(w, lo), (size_t)(first - lo) * w->row_bytes);
-		for (int64_t r = lo; r < hi; r++)
-			m->y[r] = m->dot(wtensor_row(w, r), m->act, w->ne0);
-		return;
-	}
 	if (j->n == 1 && !m->tile) {
-		/* Decode with the four-row kernel (Q4_0, Q5_0, Q8_0) streams
-		 * the rows from memory, one after another: ask for the row
-		 * about PREFETCH_BYTES ahead, all its lines, before each call
-		 * - the AVX2 kernel's own prefetch looks 512 bytes ahead,
-		 * short of DRAM's latency at one core's rate, and the VNNI one
-		 * has none.  Not into
-		 * L1 (prefetch_rows says why); with no prefetch here at all
-		 * the loop ran at half speed on Zen 4: its hardware prefetcher
-		 * leaves these rows to software (one line in two asked for:
-		 * the same). */
+		/* Decode streams the rows from memory, one after another.
+		 * The range's first PREFETCH_BYTES at once, for every kernel:
+		 * a small matrix (a layer's) otherwise begins with misses
+		 * taken one after another. */
 		const int64_t ahead = PREFETCH_BYTES / (int64_t)w->row_bytes + 1;
-		/* the rows the loop's prefetch does not reach, at once: a
-		 * small matrix (a layer's, at decode) otherwise begins with
-		 * PREFETCH_BYTES of misses taken one after another */
 		const int64_t first = lo + ahead < hi ? lo + ahead : hi;
 		prefetch_rows(wtensor_row(w, lo), (size_t)(first - lo) * w->row_bytes);
 		int64_t r = lo;
-		/* four rows a call (qdot_rows4_fn), the four ahead prefetched
-		 * as one stretch: they are contiguous; the last few alone */
+		if (!m->rows4) {
+			/* A single-row kernel (the K-quants, Q4_1, Q5_1,
+			 * MXFP4) asks for its row 512 bytes ahead itself
+			 * (QDOT_PREFETCH); a second stream, a burst every row
+			 * as below, held the miss buffers: without it the
+			 * 8B-shaped model's Q4_K/Q6_K decode went 3.2 -> 3.5
+			 * tok/s at 1 thread and 6.1 -> 6.9 at 2 (alternating
+			 * runs), the default model's +2% at 1 thread (its
+			 * output and down matrices; with no first burst
+			 * either, -7%). */
+			for (; r < hi; r++)
+				m->y[r] = m->dot(wtensor_row(w, r), m->act, w->ne0);
+			return;
+		}
+		/* The four-row kernel (Q4_0, Q5_0, Q8_0): ask for the rows
+		 * about PREFETCH_BYTES ahead, all their lines, before each
+		 * call - the AVX2 kernel's own prefetch looks 512 bytes
+		 * ahead, short of DRAM's latency at one core's rate, and the
+		 * VNNI one has none.  Not into L1 (prefetch_rows says why);
+		 * with no prefetch here at all the loop ran at half speed on
+		 * Zen 4: its hardware prefetcher leaves these rows to
+		 * software (one line in two asked for: the same).  The four
+		 * ahead are one stretch: they are contiguous; the last few
+		 * rows alone. */
 		for (; r + 4 <= hi; r += 4) {
 			if (r + ahead + 4 <= hi)
 				prefetch_rows(wtensor_row(w, r + ahead), 4 * w->row_bytes);

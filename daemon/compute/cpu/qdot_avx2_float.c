@@ -166,8 +166,7 @@ FLOAT_INLINE void ordered_block(enum fkind k, int nr, int nt, const void *const 
 				int64_t pf_bytes)
 {
 	const int64_t ce = n & ~(int64_t)7;
-	/* lines asked for per chunk */
-	const int64_t per = ce ? (pf_bytes / 64 + ce / 8 - 1) / (ce / 8) : 0;
+	const int64_t per = fk_ahead_per_chunk(pf_bytes, ce / 8);
 	__m256 acc[TILE_R][TILE_T];
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
@@ -187,8 +186,7 @@ FLOAT_INLINE void ordered_block(enum fkind k, int nr, int nt, const void *const 
 				_mm_prefetch(sweep + 64 * r, _MM_HINT_T0);
 			sweep += 64 * nr;
 		}
-		for (int64_t q = 0, o = i / 8 * per * 64; q < per && o < pf_bytes; q++, o += 64)
-			_mm_prefetch(pf + o, _MM_HINT_T1);
+		fk_ahead_chunk(pf, pf_bytes, per, i / 8);
 		fk_chunk(k, nr, nt, w, a, i, acc);
 	}
 	for (int r = 0; r < nr; r++) {
@@ -250,10 +248,10 @@ typedef void (*fk_block_fn)(const void *const *, const float *const *, int64_t, 
 static void fk_tile(const fk_block_fn blk[TILE_R][TILE_T], const void *w, size_t ws, int nw,
 		    const void *act, size_t act_row, int n_act, int64_t n, float *out, int64_t os)
 {
-	const char *next = (const char *)w + (size_t)nw * ws;
-	const char *next_end = n_act > 1 ? next + (size_t)nw * ws : next;
-	const int64_t blocks = (int64_t)((n_act + TILE_T - 1) / TILE_T) * ((nw + TILE_R - 1) / TILE_R);
-	const int64_t slice = ((int64_t)((size_t)nw * ws) / blocks + 63) & ~(int64_t)63;
+	struct fk_ahead ahead =
+		fk_ahead_start(w, ws, nw, (int64_t)((n_act + TILE_T - 1) / TILE_T) * ((nw + TILE_R - 1) / TILE_R));
+	if (n_act == 1)
+		ahead.end = ahead.next; /* one row: the block's own sweep */
 	for (int t0 = 0; t0 < n_act; t0 += TILE_T) {
 		const int nt = n_act - t0 < TILE_T ? n_act - t0 : TILE_T;
 		const float *a[TILE_T];
@@ -264,10 +262,10 @@ static void fk_tile(const fk_block_fn blk[TILE_R][TILE_T], const void *w, size_t
 			const void *wr[TILE_R];
 			for (int r = 0; r < nr; r++)
 				wr[r] = (const char *)w + (size_t)(r0 + r) * ws;
-			const int64_t left = next_end - next, pf = slice < left ? slice : left;
+			const char *pf;
+			const int64_t pf_bytes = fk_ahead_take(&ahead, &pf);
 			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os, (ptrdiff_t)(2 * TILE_R * ws),
-					    next, pf);
-			next += pf;
+					    pf, pf_bytes);
 		}
 	}
 }

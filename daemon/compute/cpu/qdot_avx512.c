@@ -457,15 +457,13 @@ A512_INLINE void fk16_block(const enum fkind k, const int nr, const int nt, cons
 			    int64_t pf_bytes)
 {
 	const int64_t ce = n & ~(int64_t)15;
-	/* lines asked for per chunk */
-	const int64_t per = ce ? (pf_bytes / 64 + ce / 16 - 1) / (ce / 16) : 0;
+	const int64_t per = fk_ahead_per_chunk(pf_bytes, ce / 16);
 	__m512 acc[FK16_R][FK16_T];
 	for (int r = 0; r < nr; r++)
 		for (int t = 0; t < nt; t++)
 			acc[r][t] = _mm512_setzero_ps();
 	for (int64_t i = 0; i < ce; i += 16) {
-		for (int64_t q = 0, o = i / 16 * per * 64; q < per && o < pf_bytes; q++, o += 64)
-			_mm_prefetch(pf + o, _MM_HINT_T1);
+		fk_ahead_chunk(pf, pf_bytes, per, i / 16);
 		__m512 wv[FK16_R];
 		for (int r = 0; r < nr; r++)
 			wv[r] = fk_load16(k, w[r], i);
@@ -576,9 +574,8 @@ static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], fk16_rows_fn rows
 		rows(w, ws, nw, act, n, out);
 		return;
 	}
-	const char *next = (const char *)w + (size_t)nw * ws, *next_end = next + (size_t)nw * ws;
-	const int64_t blocks = (int64_t)((n_act + FK16_T - 1) / FK16_T) * ((nw + FK16_R - 1) / FK16_R);
-	const int64_t slice = ((int64_t)((size_t)nw * ws) / blocks + 63) & ~(int64_t)63;
+	struct fk_ahead ahead =
+		fk_ahead_start(w, ws, nw, (int64_t)((n_act + FK16_T - 1) / FK16_T) * ((nw + FK16_R - 1) / FK16_R));
 	for (int t0 = 0; t0 < n_act; t0 += FK16_T) {
 		const int nt = n_act - t0 < FK16_T ? n_act - t0 : FK16_T;
 		const float *a[FK16_T];
@@ -589,10 +586,9 @@ static void fk16_tile(const fk16_block_fn blk[FK16_R][FK16_T], fk16_rows_fn rows
 			const void *wr[FK16_R];
 			for (int r = 0; r < nr; r++)
 				wr[r] = (const char *)w + (size_t)(r0 + r) * ws;
-			const int64_t left = next_end - next;
-			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os, next,
-					    slice < left ? slice : left);
-			next += slice < left ? slice : left;
+			const char *pf;
+			const int64_t pf_bytes = fk_ahead_take(&ahead, &pf);
+			blk[nr - 1][nt - 1](wr, a, n, out + (int64_t)t0 * os + r0, os, pf, pf_bytes);
 		}
 	}
 }

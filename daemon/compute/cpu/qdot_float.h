@@ -68,5 +68,42 @@ FLOAT_INLINE float fk_tail(enum fkind k, float sum, const void *x, const float *
 	return sum;
 }
 
+/* The float tiles' request for the next tile's rows (qdot_tile_in_place):
+ * the nw rows after the tile's, in slices of whole lines, one per block
+ * of the tile, each block asking for its slice spread over its chunks. */
+struct fk_ahead {
+	const char *next, *end; /* what is left to ask for */
+	int64_t slice;          /* bytes a block */
+};
+
+static inline struct fk_ahead fk_ahead_start(const void *w, size_t ws, int nw, int64_t blocks)
+{
+	const char *next = (const char *)w + (size_t)nw * ws;
+	return (struct fk_ahead){ next, next + (size_t)nw * ws,
+				  ((int64_t)((size_t)nw * ws) / blocks + 63) & ~(int64_t)63 };
+}
+
+/* The next block's slice: its start in *pf, its bytes returned. */
+static inline int64_t fk_ahead_take(struct fk_ahead *f, const char **pf)
+{
+	const int64_t left = f->end - f->next, bytes = f->slice < left ? f->slice : left;
+	*pf = f->next;
+	f->next += bytes;
+	return bytes;
+}
+
+/* Lines a chunk asks for, to cover pf_bytes in `chunks` chunks. */
+FLOAT_INLINE int64_t fk_ahead_per_chunk(int64_t pf_bytes, int64_t chunks)
+{
+	return chunks ? (pf_bytes / 64 + chunks - 1) / chunks : 0;
+}
+
+/* Chunk c's lines of [pf, pf + pf_bytes), per lines a chunk, into L2. */
+FLOAT_INLINE void fk_ahead_chunk(const char *pf, int64_t pf_bytes, int64_t per, int64_t c)
+{
+	for (int64_t q = 0, o = c * per * 64; q < per && o < pf_bytes; q++, o += 64)
+		_mm_prefetch(pf + o, _MM_HINT_T1);
+}
+
 #endif /* CPU_HAVE_AVX2_CODE */
 #endif
