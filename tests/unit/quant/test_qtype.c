@@ -391,7 +391,7 @@ START_TEST(prepare_matches_numpy)
 }
 END_TEST
 
-/* The AVX2 Q8_0/Q8_1 quantiser gives the scalar one's bytes (qdot.c): rows
+/* The AVX2 Q8_0/Q8_1/Q8_K quantisers give the scalar ones' bytes (qdot.c): rows
  * of random values over many scales, with the values that take the edge
  * paths - zeros and -0, all-zero blocks, a block's maximum repeated and of
  * either sign, ties of the rounding (x * id = k + 0.5), subnormals, values
@@ -402,7 +402,8 @@ START_TEST(prepare_simd_equals_scalar)
 		fprintf(stderr, "prepare_simd_equals_scalar: no AVX2 here (or SMOKE_NO_SIMD), skipped\n");
 		return;
 	}
-	static const uint32_t wtypes[] = { QTYPE_Q8_0, QTYPE_Q4_1 }; /* Q8_0 and Q8_1 rows */
+	/* Q8_0, Q8_1 and Q8_K rows */
+	static const uint32_t wtypes[] = { QTYPE_Q8_0, QTYPE_Q4_1, QTYPE_Q4_K };
 	enum { N = 32 * 64 };
 	float *x = xmalloc(N * sizeof(float));
 	rng_state = 0x5851f42d4c957f2dULL;
@@ -422,6 +423,13 @@ START_TEST(prepare_simd_equals_scalar)
 			if (rep % 7 == 0) { /* the block maximum twice, with both signs */
 				const int b = 32 * (int)(rnd() % 64);
 				x[b + 3] = 10.0f, x[b + 9] = -10.0f, x[b + 20] = 10.0f;
+			}
+			if (rep % 3 == 0) { /* a 256-block's maximum twice, either sign first */
+				const int b = 256 * (int)(rnd() % (N / 256)), a = (int)(rnd() % 128);
+				const float s1 = rep % 2 ? 1000.0f : -1000.0f;
+				for (int i = 0; i < 256; i++)
+					x[b + i] = rnd_normal();
+				x[b + a] = s1, x[b + a + 1 + (int)(rnd() % 127)] = -s1;
 			}
 			if (rep % 11 == 0) {
 				x[rnd() % N] = INFINITY;

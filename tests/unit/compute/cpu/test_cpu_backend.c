@@ -387,6 +387,52 @@ START_TEST(elementwise_split_is_exact)
 }
 END_TEST
 
+/* The F16C paths of round_fp16 and store_fp16 give the scalar bits for
+ * every float that matters to a rounding to fp16: each fp16 value and its
+ * neighbours half an fp16 step away either side (the ties, to even), the
+ * subnormal and overflow ranges, infinities, NaNs with payloads, and
+ * random bit patterns; counts that leave a tail for the scalar loop. */
+START_TEST(fp16_rounding_simd_equals_scalar)
+{
+	enum { N = 65536 * 3 + 200003 };
+	float *in = malloc(sizeof(float) * N), *ref = malloc(sizeof(float) * N), *got = malloc(sizeof(float) * N);
+	uint16_t *h_ref = malloc(2 * N), *h_got = malloc(2 * N);
+	int n = 0;
+	for (int h = 0; h < 65536; h++) {
+		const float v = fp16_to_fp32((uint16_t)h);
+		uint32_t bits;
+		memcpy(&bits, &v, 4);
+		in[n++] = v;
+		/* 13 mantissa bits below an fp16 normal's last: +-0x1000 is half its step */
+		const uint32_t up = bits + 0x1000, down = bits - 0x1000;
+		memcpy(&in[n++], &up, 4);
+		memcpy(&in[n++], &down, 4);
+	}
+	unsigned seed = 99;
+	while (n < N) {
+		const uint32_t r = (uint32_t)rand_r(&seed) << 16 ^ (uint32_t)rand_r(&seed);
+		memcpy(&in[n++], &r, 4);
+	}
+	struct backend *b = make(2, 640, 16, 16);
+	for (int len = N; len >= N - 7; len -= 7) {
+		qdot_force_scalar(true);
+		b->ops->round_fp16(b, ref, in, len);
+		b->ops->store_fp16(b, h_ref, in, len);
+		qdot_force_scalar(false);
+		b->ops->round_fp16(b, got, in, len);
+		b->ops->store_fp16(b, h_got, in, len);
+		for (int i = 0; i < len; i++) {
+			ck_assert_msg(!memcmp(&ref[i], &got[i], 4), "round_fp16(%a) [%d]: %a, scalar %a", in[i], i,
+				      got[i], ref[i]);
+			ck_assert_msg(h_ref[i] == h_got[i], "store_fp16(%a) [%d]: 0x%04x, scalar 0x%04x", in[i], i,
+				      h_got[i], h_ref[i]);
+		}
+	}
+	backend_free(b);
+	free(in), free(ref), free(got), free(h_ref), free(h_got);
+}
+END_TEST
+
 /* The AVX2 rmsnorm sums four rows at once, one per double lane: every row
  * must come out as the scalar loop's, bit for bit.  Widths with and
  * without a tail of fewer than four values; row counts with and without
@@ -915,6 +961,7 @@ int main(void)
 	tcase_add_test(tc, elementwise_split_is_exact);
 	tcase_add_test(tc, rmsnorm_rope_gelu_silu);
 	tcase_add_test(tc, rmsnorm_simd_equals_scalar);
+	tcase_add_test(tc, fp16_rounding_simd_equals_scalar);
 	tcase_add_test(tc, attention_causal_window_gqa);
 	tcase_add_test(tc, attention_grouped_heads_bit_exact);
 	tcase_add_test(tc, attentions_equal_separate_attention);
