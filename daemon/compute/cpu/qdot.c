@@ -1,7 +1,8 @@
 /* qdot.c - kernel dispatch and activation preparation for the dot products.
  *
  * The CPU check runs once (first qdot_get) and is cached: AVX-512 (F, BW,
- * VL, DQ, VNNI) tiles where the CPU has them, AVX2+FMA+F16C kernels for
+ * VL, DQ, VNNI) tiles where the CPU has them, and there the VNNI variants
+ * of some AVX2 K-quant kernels (the same bits), AVX2+FMA+F16C kernels for
  * the rest, else scalar.  SMOKE_CPU=avx2 stops at AVX2; SMOKE_CPU=scalar
  * (or the older SMOKE_NO_SIMD=1) in the environment or
  * qdot_force_scalar(true) pins the scalar kernels.  qdot_cpu_check() says
@@ -121,7 +122,9 @@ qdot_fn qdot_get_scalar(uint32_t wtype)
 qdot_fn qdot_get(uint32_t wtype)
 {
 	if (qdot_simd_active()) {
-		qdot_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_kernel(wtype) : NULL;
+		qdot_fn f = NULL;
+		if (qdot_hw_level() >= ISA_AVX512 && !(f = qdot__avx512_kernel(wtype)))
+			f = qdot__avx512_vnni_dot(wtype);
 		if (!f)
 			f = qdot__avx2_kernel(wtype);
 		if (!f)
@@ -136,7 +139,10 @@ qdot4_fn qdot_get4(uint32_t wtype)
 {
 	/* No scalar version: with scalar kernels the single-row loop is the
 	 * reference path and costs nothing extra. */
-	return qdot_simd_active() ? qdot__avx2_kernel4(wtype) : NULL;
+	if (!qdot_simd_active())
+		return NULL;
+	qdot4_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_vnni_kernel4(wtype) : NULL;
+	return f ? f : qdot__avx2_kernel4(wtype);
 }
 
 qdot_rows4_fn qdot_get_rows4(uint32_t wtype)

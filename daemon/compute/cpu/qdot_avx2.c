@@ -285,10 +285,33 @@ QDOT_AVX2 static inline __m256i k4_scales_mins(const uint8_t *scales)
 #define BCAST16(v, k) \
 	_mm256_shuffle_epi8((v), _mm256_set1_epi16((short)(((2 * (k) + 1) << 8) | (2 * (k)))))
 
+/* sumi + scales . pairs: a K-quant sub-block's int16 scales applied to
+ * maddubs' int16 pair sums, into int32 lanes - madd + add, or (k_add_vnni)
+ * AVX-512 VNNI's vpdpwssd, which is the same sum in one instruction.  The
+ * K-quant kernels take one or the other as a compile-time constant
+ * (k_add_fn): one body for both, and the VNNI one only where qdot.c found
+ * VNNI. */
+typedef __m256i (*k_add_fn)(__m256i sumi, __m256i scales, __m256i pairs);
+
+QDOT4_INLINE __m256i k_add_madd(__m256i sumi, __m256i scales, __m256i pairs)
+{
+	return _mm256_add_epi32(sumi, _mm256_madd_epi16(scales, pairs));
+}
+
+#define KV_INLINE QDOT_AVX512 __attribute__((always_inline)) static inline
+KV_INLINE __m256i k_add_vnni(__m256i sumi, __m256i scales, __m256i pairs)
+{
+	return _mm256_dpwssd_epi32(sumi, scales, pairs);
+}
+
 /* Q4_K: weights 0..15 unsigned (maddubs: at most 2*15*127 = 3810 per pair),
  * times 6-bit scales by madd into int32; the min term is subtracted in
- * float from the bsums dot, as in the scalar kernel. */
-QDOT_AVX2 static float avx2_dot_q4_K(const void *w, const void *act, int64_t n)
+ * float from the bsums dot, as in the scalar kernel.  The low and the high
+ * nibbles' sums are two chains, joined once per block (vpdpwssd's latency
+ * would otherwise make one chain of eight); the integer total is the
+ * same.  With VNNI, rows in L2, one core: 21.5 -> 22.9 GB/s; the 8B-shaped
+ * model's 1-thread decode +1.9% (4 alternating pairs, all won). */
+QDOT4_INLINE float dot_q4_K(const void *w, const void *act, int64_t n, k_add_fn add)
 {
 	const struct qtype_block_q4_K *x = w;
 	const struct qtype_block_q8_K *y = act;
@@ -307,20 +330,27 @@ QDOT_AVX2 static float avx2_dot_q4_K(const void *w, const void *act, int64_t n)
 		const __m256i scales = _mm256_set_m128i(sc128, sc128);
 		const uint8_t *q4 = x[i].qs;
 		const int8_t *q8 = y[i].qs;
-		__m256i sumi = _mm256_setzero_si256();
+		__m256i sum_l = _mm256_setzero_si256(), sum_h = _mm256_setzero_si256();
 		for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
 			const __m256i bits = load256(q4);
 			const __m256i q4l = _mm256_and_si256(bits, m4);
 			const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-			__m256i pl = _mm256_maddubs_epi16(q4l, load256(q8));
-			__m256i ph = _mm256_maddubs_epi16(q4h, load256(q8 + 32));
-			pl = _mm256_madd_epi16(BCAST16(scales, 2 * j), pl);
-			ph = _mm256_madd_epi16(BCAST16(scales, 2 * j + 1), ph);
-			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+			sum_l = add(sum_l, BCAST16(scales, 2 * j), _mm256_maddubs_epi16(q4l, load256(q8)));
+			sum_h = add(sum_h, BCAST16(scales, 2 * j + 1), _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
 		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sum_l, sum_h)), acc);
 	}
 	return cpu_hsum8(acc) + cpu_hsum4(acc_m);
+}
+
+QDOT_AVX2 static float avx2_dot_q4_K(const void *w, const void *act, int64_t n)
+{
+	return dot_q4_K(w, act, n, k_add_madd);
+}
+
+QDOT_AVX512 static float vnni_dot_q4_K(const void *w, const void *act, int64_t n)
+{
+	return dot_q4_K(w, act, n, k_add_vnni);
 }
 
 /* Q5_K: as Q4_K with the 5th bit from qh (weights 0..31: pairs at most
@@ -713,9 +743,9 @@ QDOT4_INLINE void x4_mxfp4(const void *w, const void *const act[4], const int na
 	}
 }
 
-/* As avx2_dot_q4_K, per activation row. */
-QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na, int64_t n,
-			  float out[4])
+/* As avx2_dot_q4_K, per activation row (`add`: k_add_fn). */
+QDOT4_INLINE void x4_q4_K_with(const void *w, const void *const act[4], const int na, int64_t n,
+			       float out[4], k_add_fn add)
 {
 	const struct qtype_block_q4_K *x = w;
 	const struct qtype_block_q8_K *y[4];
@@ -753,9 +783,8 @@ QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na,
 			const __m256i sl = BCAST16(scales, 2 * j), sh = BCAST16(scales, 2 * j + 1);
 			for (int t = 0; t < na; t++) {
 				const int8_t *q8 = y[t][i].qs + 64 * j;
-				const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(q4l, load256(q8)));
-				const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
-				sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+				sumi[t] = add(sumi[t], sl, _mm256_maddubs_epi16(q4l, load256(q8)));
+				sumi[t] = add(sumi[t], sh, _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
 			}
 		}
 		for (int t = 0; t < na; t++)
@@ -765,9 +794,10 @@ QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na,
 		out[t] = cpu_hsum8(acc[t]) + cpu_hsum4(acc_m[t]);
 }
 
-/* As avx2_dot_q6_K, per activation row. */
-QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na, int64_t n,
-			  float out[4])
+/* As avx2_dot_q6_K, per activation row (`add`: k_add_fn).  A prefill's
+ * rows too long for a tile (ffn_down of 8B-class models) come here. */
+QDOT4_INLINE void x4_q6_K_with(const void *w, const void *const act[4], const int na, int64_t n,
+			       float out[4], k_add_fn add)
 {
 	const struct qtype_block_q6_K *x = w;
 	const struct qtype_block_q8_K *y[4];
@@ -809,8 +839,7 @@ QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na,
 				const __m256i s = k_scale_pair(sc, 4 * h + k);
 				for (int t = 0; t < na; t++) {
 					const int8_t *q8 = y[t][i].qs + 128 * h + 32 * k;
-					const __m256i p = _mm256_madd_epi16(s, _mm256_maddubs_epi16(q[k], load256(q8)));
-					sumi[t] = _mm256_add_epi32(sumi[t], p);
+					sumi[t] = add(sumi[t], s, _mm256_maddubs_epi16(q[k], load256(q8)));
 				}
 			}
 		}
@@ -821,6 +850,26 @@ QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na,
 	}
 	for (int t = 0; t < na; t++)
 		out[t] = cpu_hsum8(acc[t]);
+}
+
+QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na, int64_t n, float out[4])
+{
+	x4_q4_K_with(w, act, na, n, out, k_add_madd);
+}
+
+KV_INLINE void x4v_q4_K(const void *w, const void *const act[4], const int na, int64_t n, float out[4])
+{
+	x4_q4_K_with(w, act, na, n, out, k_add_vnni);
+}
+
+QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na, int64_t n, float out[4])
+{
+	x4_q6_K_with(w, act, na, n, out, k_add_madd);
+}
+
+KV_INLINE void x4v_q6_K(const void *w, const void *const act[4], const int na, int64_t n, float out[4])
+{
+	x4_q6_K_with(w, act, na, n, out, k_add_vnni);
 }
 
 /* ---- tiles: several weight rows x all activation rows ------------------ */
@@ -1434,17 +1483,17 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 
 /* One entry point per type: instances for na = 1..4 and a switch on
  * n_act (clamped to 1..4 by the caller, see qdot.h). */
-#define QDOT4_ENTRY(name)                                                                 \
-	QDOT_AVX2 static void name##_n1(const void *w, const void *const a[4], int64_t n,  \
-					float o[4]) { name(w, a, 1, n, o); }               \
-	QDOT_AVX2 static void name##_n2(const void *w, const void *const a[4], int64_t n,  \
-					float o[4]) { name(w, a, 2, n, o); }               \
-	QDOT_AVX2 static void name##_n3(const void *w, const void *const a[4], int64_t n,  \
-					float o[4]) { name(w, a, 3, n, o); }               \
-	QDOT_AVX2 static void name##_n4(const void *w, const void *const a[4], int64_t n,  \
-					float o[4]) { name(w, a, 4, n, o); }               \
-	QDOT_AVX2 static void name##_any(const void *w, const void *const a[4], int n_act, \
-					 int64_t n, float o[4])                            \
+#define QDOT4_ENTRY_FOR(attr, name)                                                       \
+	attr static void name##_n1(const void *w, const void *const a[4], int64_t n,       \
+				   float o[4]) { name(w, a, 1, n, o); }                    \
+	attr static void name##_n2(const void *w, const void *const a[4], int64_t n,       \
+				   float o[4]) { name(w, a, 2, n, o); }                    \
+	attr static void name##_n3(const void *w, const void *const a[4], int64_t n,       \
+				   float o[4]) { name(w, a, 3, n, o); }                    \
+	attr static void name##_n4(const void *w, const void *const a[4], int64_t n,       \
+				   float o[4]) { name(w, a, 4, n, o); }                    \
+	attr static void name##_any(const void *w, const void *const a[4], int n_act,      \
+				    int64_t n, float o[4])                                 \
 	{                                                                                 \
 		switch (n_act) {                                                          \
 		case 1: name##_n1(w, a, n, o); break;                                     \
@@ -1454,12 +1503,28 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows)
 		}                                                                         \
 	}
 
+#define QDOT4_ENTRY(name) QDOT4_ENTRY_FOR(QDOT_AVX2, name)
+
 QDOT4_ENTRY(x4_q8_0)
 QDOT4_ENTRY(x4_q4_0)
 QDOT4_ENTRY(x4_q5_0)
 QDOT4_ENTRY(x4_mxfp4)
 QDOT4_ENTRY(x4_q4_K)
 QDOT4_ENTRY(x4_q6_K)
+QDOT4_ENTRY_FOR(QDOT_AVX512, x4v_q4_K)
+QDOT4_ENTRY_FOR(QDOT_AVX512, x4v_q6_K)
+
+/* The K-quant kernels whose VNNI variant (k_add_vnni) qdot.c picks where
+ * the CPU has AVX-512 VNNI; NULL for the rest (the AVX2 ones then). */
+qdot_fn qdot__avx512_vnni_dot(uint32_t wtype)
+{
+	return wtype == QTYPE_Q4_K ? vnni_dot_q4_K : NULL;
+}
+
+qdot4_fn qdot__avx512_vnni_kernel4(uint32_t wtype)
+{
+	return wtype == QTYPE_Q4_K ? x4v_q4_K_any : wtype == QTYPE_Q6_K ? x4v_q6_K_any : NULL;
+}
 
 qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
 {
@@ -1555,6 +1620,18 @@ qdot_rows4_fn qdot__avx2_rows4(uint32_t wtype)
 }
 
 qdot_rows4_fn qdot__avx512_rows4(uint32_t wtype)
+{
+	(void)wtype;
+	return NULL;
+}
+
+qdot_fn qdot__avx512_vnni_dot(uint32_t wtype)
+{
+	(void)wtype;
+	return NULL;
+}
+
+qdot4_fn qdot__avx512_vnni_kernel4(uint32_t wtype)
 {
 	(void)wtype;
 	return NULL;

@@ -50,6 +50,13 @@ qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows);
  * replace the AVX2 ones, so that a single row and a tile agree. */
 qdot_fn qdot__avx512_kernel(uint32_t wtype);
 
+/* The AVX2 K-quant kernels' VNNI variants (qdot_avx2.c, the same bits:
+ * vpdpwssd for madd + add): the single kernel of Q4_K and the
+ * several-activation kernels of Q4_K and Q6_K; NULL for other types.  Only
+ * where the CPU has AVX-512 F/BW/VL/DQ and VNNI. */
+qdot_fn qdot__avx512_vnni_dot(uint32_t wtype);
+qdot4_fn qdot__avx512_vnni_kernel4(uint32_t wtype);
+
 /* What the AVX-512 Q4_0/Q5_0/Q8_0 tiles read of a batch of prepared Q8_0
  * activation rows (qdot_prepare_tile): each pair of rows 2p, 2p + 1 as
  * 512-bit vectors, row 2p in the low half, 2p + 1 in the high one - per
