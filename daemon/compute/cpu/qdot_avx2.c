@@ -852,22 +852,26 @@ QDOT4_INLINE void x4_q6_K_with(const void *w, const void *const act[4], const in
 		out[t] = cpu_hsum8(acc[t]);
 }
 
-QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na, int64_t n, float out[4])
+QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
 {
 	x4_q4_K_with(w, act, na, n, out, k_add_madd);
 }
 
-KV_INLINE void x4v_q4_K(const void *w, const void *const act[4], const int na, int64_t n, float out[4])
+KV_INLINE void x4v_q4_K(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
 {
 	x4_q4_K_with(w, act, na, n, out, k_add_vnni);
 }
 
-QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na, int64_t n, float out[4])
+QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
 {
 	x4_q6_K_with(w, act, na, n, out, k_add_madd);
 }
 
-KV_INLINE void x4v_q6_K(const void *w, const void *const act[4], const int na, int64_t n, float out[4])
+KV_INLINE void x4v_q6_K(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
 {
 	x4_q6_K_with(w, act, na, n, out, k_add_vnni);
 }
