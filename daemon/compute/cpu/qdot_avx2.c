@@ -794,6 +794,64 @@ QDOT4_INLINE void x4_q4_K_with(const void *w, const void *const act[4], const in
 		out[t] = cpu_hsum8(acc[t]) + cpu_hsum4(acc_m[t]);
 }
 
+/* As avx2_dot_q5_K, per activation row (`add`: k_add_fn): the min term a
+ * scalar per block, fused into summs[t], as there.  Without it a Q5_K
+ * row too long for a tile (ffn_down of an 8B-class Q5_K_M model) was
+ * computed once per activation row. */
+QDOT4_INLINE void x4_q5_K_with(const void *w, const void *const act[4], const int na, int64_t n,
+			       float out[4], k_add_fn add)
+{
+	const struct qtype_block_q5_K *x = w;
+	const struct qtype_block_q8_K *y[4];
+	__m256 acc[4];
+	float summs[4];
+	for (int t = 0; t < na; t++) {
+		y[t] = act[t];
+		acc[t] = _mm256_setzero_ps();
+		summs[t] = 0.0f;
+	}
+	const int64_t nb = n / QTYPE_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i b16 = _mm256_set1_epi8(16);
+	for (int64_t i = 0; i < nb; i++) {
+		prefetch_ahead(&x[i], sizeof(x[0]));
+		const float dx = h2f(x[i].d), mx = h2f(x[i].dmin);
+		const __m256i ms = k4_scales_mins(x[i].scales);
+		float d[4];
+		for (int t = 0; t < na; t++) {
+			const float dy = y[t][i].d;
+			d[t] = dx * dy;
+			summs[t] = cpu_fma_ss(-mx * dy, (float)k4_min_total(ms, &y[t][i]), summs[t]);
+		}
+		const __m128i sc128 = _mm256_castsi256_si128(ms);
+		const __m256i scales = _mm256_set_m128i(sc128, sc128);
+		const __m256i hbits = load256(x[i].qh);
+		const uint8_t *q5 = x[i].qs;
+		__m256i sumi[4];
+		for (int t = 0; t < na; t++)
+			sumi[t] = _mm256_setzero_si256();
+		for (int j = 0; j < 4; j++, q5 += 32) {
+			const __m256i bits = load256(q5);
+			const __m256i hm0 = _mm256_set1_epi8((char)(1 << (2 * j)));
+			const __m256i hm1 = _mm256_set1_epi8((char)(2 << (2 * j)));
+			const __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm0), hm0), b16);
+			const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm1), hm1), b16);
+			const __m256i q5l = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
+			const __m256i q5h = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h1);
+			const __m256i sl = BCAST16(scales, 2 * j), sh = BCAST16(scales, 2 * j + 1);
+			for (int t = 0; t < na; t++) {
+				const int8_t *q8 = y[t][i].qs + 64 * j;
+				sumi[t] = add(sumi[t], sl, _mm256_maddubs_epi16(q5l, load256(q8)));
+				sumi[t] = add(sumi[t], sh, _mm256_maddubs_epi16(q5h, load256(q8 + 32)));
+			}
+		}
+		for (int t = 0; t < na; t++)
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+	}
+	for (int t = 0; t < na; t++)
+		out[t] = cpu_hsum8(acc[t]) + summs[t];
+}
+
 /* As avx2_dot_q6_K, per activation row (`add`: k_add_fn).  A prefill's
  * rows too long for a tile (ffn_down of 8B-class models) come here. */
 QDOT4_INLINE void x4_q6_K_with(const void *w, const void *const act[4], const int na, int64_t n,
@@ -862,6 +920,18 @@ KV_INLINE void x4v_q4_K(const void *w, const void *const act[4], const int na, i
 			  float out[4])
 {
 	x4_q4_K_with(w, act, na, n, out, k_add_vnni);
+}
+
+QDOT4_INLINE void x4_q5_K(const void *w, const void *const act[4], const int na, int64_t n,
+			  float out[4])
+{
+	x4_q5_K_with(w, act, na, n, out, k_add_madd);
+}
+
+KV_INLINE void x4v_q5_K(const void *w, const void *const act[4], const int na, int64_t n,
+			float out[4])
+{
+	x4_q5_K_with(w, act, na, n, out, k_add_vnni);
 }
 
 QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na, int64_t n,
@@ -1514,8 +1584,10 @@ QDOT4_ENTRY(x4_q4_0)
 QDOT4_ENTRY(x4_q5_0)
 QDOT4_ENTRY(x4_mxfp4)
 QDOT4_ENTRY(x4_q4_K)
+QDOT4_ENTRY(x4_q5_K)
 QDOT4_ENTRY(x4_q6_K)
 QDOT4_ENTRY_FOR(QDOT_AVX512, x4v_q4_K)
+QDOT4_ENTRY_FOR(QDOT_AVX512, x4v_q5_K)
 QDOT4_ENTRY_FOR(QDOT_AVX512, x4v_q6_K)
 
 /* The K-quant kernels whose VNNI variant (k_add_vnni) qdot.c picks where
@@ -1527,7 +1599,12 @@ qdot_fn qdot__avx512_vnni_dot(uint32_t wtype)
 
 qdot4_fn qdot__avx512_vnni_kernel4(uint32_t wtype)
 {
-	return wtype == QTYPE_Q4_K ? x4v_q4_K_any : wtype == QTYPE_Q6_K ? x4v_q6_K_any : NULL;
+	switch (wtype) {
+	case QTYPE_Q4_K: return x4v_q4_K_any;
+	case QTYPE_Q5_K: return x4v_q5_K_any;
+	case QTYPE_Q6_K: return x4v_q6_K_any;
+	default: return NULL;
+	}
 }
 
 qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
@@ -1538,6 +1615,7 @@ qdot4_fn qdot__avx2_kernel4(uint32_t wtype)
 	case QTYPE_Q8_0: return x4_q8_0_any;
 	case QTYPE_MXFP4: return x4_mxfp4_any;
 	case QTYPE_Q4_K: return x4_q4_K_any;
+	case QTYPE_Q5_K: return x4_q5_K_any;
 	case QTYPE_Q6_K: return x4_q6_K_any;
 	default: return NULL;
 	}

@@ -52,8 +52,8 @@ qdot_fn qdot__avx512_kernel(uint32_t wtype);
 
 /* The AVX2 K-quant kernels' VNNI variants (qdot_avx2.c, the same bits:
  * vpdpwssd for madd + add): the single kernel of Q4_K and the
- * several-activation kernels of Q4_K and Q6_K; NULL for other types.  Only
- * where the CPU has AVX-512 F/BW/VL/DQ and VNNI. */
+ * several-activation kernels of Q4_K, Q5_K and Q6_K; NULL for other
+ * types.  Only where the CPU has AVX-512 F/BW/VL/DQ and VNNI. */
 qdot_fn qdot__avx512_vnni_dot(uint32_t wtype);
 qdot4_fn qdot__avx512_vnni_kernel4(uint32_t wtype);
 

@@ -662,7 +662,7 @@ START_TEST(dot4_matches_single)
 	const qdot4_fn dot4 = qdot_get4(id);
 	const bool want = simd_expected() &&
 			  (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0 ||
-			   id == QTYPE_MXFP4 || id == QTYPE_Q4_K || id == QTYPE_Q6_K);
+			   id == QTYPE_MXFP4 || id == QTYPE_Q4_K || id == QTYPE_Q5_K || id == QTYPE_Q6_K);
 	ck_assert_msg((dot4 != NULL) == want, "%s: qdot_get4 %s", t->name,
 		      dot4 ? "non-NULL" : "NULL");
 	qdot_force_scalar(true);
