@@ -743,117 +743,90 @@ QDOT4_INLINE void x4_mxfp4(const void *w, const void *const act[4], const int na
 	}
 }
 
-/* As avx2_dot_q4_K, per activation row (`add`: k_add_fn). */
-QDOT4_INLINE void x4_q4_K_with(const void *w, const void *const act[4], const int na, int64_t n,
-			       float out[4], k_add_fn add)
+/* As avx2_dot_q4_K (q5 false) or avx2_dot_q5_K (q5 true), per activation
+ * row (`add`: k_add_fn); the two layouts share d, dmin and the scales.
+ * Q5_K's 5th bit comes from qh as there, and its min term is a scalar per
+ * block fused into summs[t] where Q4_K's is a 4-lane FMA into acc_m[t],
+ * each as its single kernel does.  A prefill's rows too long for a tile
+ * (ffn_down of 8B-class models) come here. */
+QDOT4_INLINE void x4_k45_with(const void *w, const void *const act[4], const int na, int64_t n,
+			      float out[4], k_add_fn add, const bool q5)
 {
-	const struct qtype_block_q4_K *x = w;
+	const size_t xb = q5 ? sizeof(struct qtype_block_q5_K) : sizeof(struct qtype_block_q4_K);
+	const size_t qs_at = q5 ? offsetof(struct qtype_block_q5_K, qs) : offsetof(struct qtype_block_q4_K, qs);
 	const struct qtype_block_q8_K *y[4];
 	__m256 acc[4];
 	__m128 acc_m[4];
+	float summs[4];
 	for (int t = 0; t < na; t++) {
 		y[t] = act[t];
 		acc[t] = _mm256_setzero_ps();
 		acc_m[t] = _mm_setzero_ps();
+		summs[t] = 0.0f;
 	}
 	const int64_t nb = n / QTYPE_QK_K;
-	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
 	for (int64_t i = 0; i < nb; i++) {
-		prefetch_ahead(&x[i], sizeof(x[0]));
-		const float dx = h2f(x[i].d), mx = h2f(x[i].dmin);
-		const __m256i ms = k4_scales_mins(x[i].scales);
+		const uint8_t *blk = (const uint8_t *)w + (size_t)i * xb;
+		const struct qtype_block_q4_K *x = (const void *)blk; /* d, dmin, scales */
+		prefetch_ahead(blk, xb);
+		const float dx = h2f(x->d), mx = h2f(x->dmin);
+		const __m256i ms = k4_scales_mins(x->scales);
 		float d[4];
 		for (int t = 0; t < na; t++) {
 			const float dy = y[t][i].d;
 			d[t] = dx * dy;
 			const float dmin = -mx * dy;
-			acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin),
-						_mm_cvtepi32_ps(k4_min_dot(ms, &y[t][i])), acc_m[t]);
+			if (q5)
+				summs[t] = cpu_fma_ss(dmin, (float)k4_min_total(ms, &y[t][i]), summs[t]);
+			else
+				acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin),
+							_mm_cvtepi32_ps(k4_min_dot(ms, &y[t][i])), acc_m[t]);
 		}
 		const __m128i sc128 = _mm256_castsi256_si128(ms);
 		const __m256i scales = _mm256_set_m128i(sc128, sc128);
-		const uint8_t *q4 = x[i].qs;
+		const __m256i hbits = q5 ? load256(blk + offsetof(struct qtype_block_q5_K, qh)) : m4;
+		const uint8_t *qs = blk + qs_at;
 		__m256i sumi[4];
 		for (int t = 0; t < na; t++)
 			sumi[t] = _mm256_setzero_si256();
-		for (int j = 0; j < 4; j++, q4 += 32) {
-			const __m256i bits = load256(q4);
-			const __m256i q4l = _mm256_and_si256(bits, m4);
-			const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+		for (int j = 0; j < 4; j++, qs += 32) {
+			const __m256i bits = load256(qs);
+			__m256i ql = _mm256_and_si256(bits, m4);
+			__m256i qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+			if (q5) {
+				const __m256i hm0 = _mm256_set1_epi8((char)(1 << (2 * j)));
+				const __m256i hm1 = _mm256_set1_epi8((char)(2 << (2 * j)));
+				ql = _mm256_or_si256(ql, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm0), hm0), b16));
+				qh = _mm256_or_si256(qh, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm1), hm1), b16));
+			}
 			const __m256i sl = BCAST16(scales, 2 * j), sh = BCAST16(scales, 2 * j + 1);
 			for (int t = 0; t < na; t++) {
 				const int8_t *q8 = y[t][i].qs + 64 * j;
-				sumi[t] = add(sumi[t], sl, _mm256_maddubs_epi16(q4l, load256(q8)));
-				sumi[t] = add(sumi[t], sh, _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
+				sumi[t] = add(sumi[t], sl, _mm256_maddubs_epi16(ql, load256(q8)));
+				sumi[t] = add(sumi[t], sh, _mm256_maddubs_epi16(qh, load256(q8 + 32)));
 			}
 		}
 		for (int t = 0; t < na; t++)
 			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
 	}
 	for (int t = 0; t < na; t++)
-		out[t] = cpu_hsum8(acc[t]) + cpu_hsum4(acc_m[t]);
+		out[t] = cpu_hsum8(acc[t]) + (q5 ? summs[t] : cpu_hsum4(acc_m[t]));
 }
 
-/* As avx2_dot_q5_K, per activation row (`add`: k_add_fn): the min term a
- * scalar per block, fused into summs[t], as there.  Without it a Q5_K
- * row too long for a tile (ffn_down of an 8B-class Q5_K_M model) was
- * computed once per activation row. */
+QDOT4_INLINE void x4_q4_K_with(const void *w, const void *const act[4], const int na, int64_t n,
+			       float out[4], k_add_fn add)
+{
+	x4_k45_with(w, act, na, n, out, add, false);
+}
+
 QDOT4_INLINE void x4_q5_K_with(const void *w, const void *const act[4], const int na, int64_t n,
 			       float out[4], k_add_fn add)
 {
-	const struct qtype_block_q5_K *x = w;
-	const struct qtype_block_q8_K *y[4];
-	__m256 acc[4];
-	float summs[4];
-	for (int t = 0; t < na; t++) {
-		y[t] = act[t];
-		acc[t] = _mm256_setzero_ps();
-		summs[t] = 0.0f;
-	}
-	const int64_t nb = n / QTYPE_QK_K;
-	const __m256i m4 = _mm256_set1_epi8(0x0f);
-	const __m256i b16 = _mm256_set1_epi8(16);
-	for (int64_t i = 0; i < nb; i++) {
-		prefetch_ahead(&x[i], sizeof(x[0]));
-		const float dx = h2f(x[i].d), mx = h2f(x[i].dmin);
-		const __m256i ms = k4_scales_mins(x[i].scales);
-		float d[4];
-		for (int t = 0; t < na; t++) {
-			const float dy = y[t][i].d;
-			d[t] = dx * dy;
-			summs[t] = cpu_fma_ss(-mx * dy, (float)k4_min_total(ms, &y[t][i]), summs[t]);
-		}
-		const __m128i sc128 = _mm256_castsi256_si128(ms);
-		const __m256i scales = _mm256_set_m128i(sc128, sc128);
-		const __m256i hbits = load256(x[i].qh);
-		const uint8_t *q5 = x[i].qs;
-		__m256i sumi[4];
-		for (int t = 0; t < na; t++)
-			sumi[t] = _mm256_setzero_si256();
-		for (int j = 0; j < 4; j++, q5 += 32) {
-			const __m256i bits = load256(q5);
-			const __m256i hm0 = _mm256_set1_epi8((char)(1 << (2 * j)));
-			const __m256i hm1 = _mm256_set1_epi8((char)(2 << (2 * j)));
-			const __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm0), hm0), b16);
-			const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm1), hm1), b16);
-			const __m256i q5l = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
-			const __m256i q5h = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h1);
-			const __m256i sl = BCAST16(scales, 2 * j), sh = BCAST16(scales, 2 * j + 1);
-			for (int t = 0; t < na; t++) {
-				const int8_t *q8 = y[t][i].qs + 64 * j;
-				sumi[t] = add(sumi[t], sl, _mm256_maddubs_epi16(q5l, load256(q8)));
-				sumi[t] = add(sumi[t], sh, _mm256_maddubs_epi16(q5h, load256(q8 + 32)));
-			}
-		}
-		for (int t = 0; t < na; t++)
-			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-	}
-	for (int t = 0; t < na; t++)
-		out[t] = cpu_hsum8(acc[t]) + summs[t];
+	x4_k45_with(w, act, na, n, out, add, true);
 }
 
-/* As avx2_dot_q6_K, per activation row (`add`: k_add_fn).  A prefill's
- * rows too long for a tile (ffn_down of 8B-class models) come here. */
+/* As avx2_dot_q6_K, per activation row (`add`: k_add_fn). */
 QDOT4_INLINE void x4_q6_K_with(const void *w, const void *const act[4], const int na, int64_t n,
 			       float out[4], k_add_fn add)
 {
@@ -910,41 +883,22 @@ QDOT4_INLINE void x4_q6_K_with(const void *w, const void *const act[4], const in
 		out[t] = cpu_hsum8(acc[t]);
 }
 
-QDOT4_INLINE void x4_q4_K(const void *w, const void *const act[4], const int na, int64_t n,
-			  float out[4])
-{
-	x4_q4_K_with(w, act, na, n, out, k_add_madd);
-}
-
-KV_INLINE void x4v_q4_K(const void *w, const void *const act[4], const int na, int64_t n,
-			  float out[4])
-{
-	x4_q4_K_with(w, act, na, n, out, k_add_vnni);
-}
-
-QDOT4_INLINE void x4_q5_K(const void *w, const void *const act[4], const int na, int64_t n,
-			  float out[4])
-{
-	x4_q5_K_with(w, act, na, n, out, k_add_madd);
-}
-
-KV_INLINE void x4v_q5_K(const void *w, const void *const act[4], const int na, int64_t n,
-			float out[4])
-{
-	x4_q5_K_with(w, act, na, n, out, k_add_vnni);
-}
-
-QDOT4_INLINE void x4_q6_K(const void *w, const void *const act[4], const int na, int64_t n,
-			  float out[4])
-{
-	x4_q6_K_with(w, act, na, n, out, k_add_madd);
-}
-
-KV_INLINE void x4v_q6_K(const void *w, const void *const act[4], const int na, int64_t n,
-			  float out[4])
-{
-	x4_q6_K_with(w, act, na, n, out, k_add_vnni);
-}
+/* A several-activation K-quant kernel's two instances: x4_KIND with madd
+ * + add (AVX2), x4v_KIND with VNNI's vpdpwssd (k_add_fn). */
+#define X4_K_INSTANCES(kind)                                                                 \
+	QDOT4_INLINE void x4_##kind(const void *w, const void *const act[4], const int na,  \
+				    int64_t n, float out[4])                                \
+	{                                                                               \
+		x4_##kind##_with(w, act, na, n, out, k_add_madd);                           \
+	}                                                                               \
+	KV_INLINE void x4v_##kind(const void *w, const void *const act[4], const int na,    \
+				  int64_t n, float out[4])                                  \
+	{                                                                               \
+		x4_##kind##_with(w, act, na, n, out, k_add_vnni);                           \
+	}
+X4_K_INSTANCES(q4_K)
+X4_K_INSTANCES(q5_K)
+X4_K_INSTANCES(q6_K)
 
 /* ---- tiles: several weight rows x all activation rows ------------------ */
 
