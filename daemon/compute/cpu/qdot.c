@@ -122,9 +122,7 @@ qdot_fn qdot_get_scalar(uint32_t wtype)
 qdot_fn qdot_get(uint32_t wtype)
 {
 	if (qdot_simd_active()) {
-		qdot_fn f = NULL;
-		if (qdot_hw_level() >= ISA_AVX512 && !(f = qdot__avx512_kernel(wtype)))
-			f = qdot__avx512_vnni_dot(wtype);
+		qdot_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_kernel(wtype) : NULL;
 		if (!f)
 			f = qdot__avx2_kernel(wtype);
 		if (!f)
@@ -278,6 +276,32 @@ static float qdot_quantize_32(const float *x, int8_t *qs)
 #if defined(__x86_64__) || defined(__i386__)
 #include "compute/cpu/simd_avx2.h"
 
+/* The largest |x| of eight lanes' maxima. */
+CPU_AVX2 static inline float qdot_hmax8(__m256 m)
+{
+	__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+	m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+	m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+	return _mm_cvtss_f32(m4);
+}
+
+/* 32 values x * scale, rounded (1.5 * 2^23) and packed saturating to
+ * int8 into qs. */
+CPU_AVX2 static inline void qdot_round_pack_32(const float *x, __m256 scale, int8_t *qs)
+{
+	const __m256 magic = _mm256_set1_ps(12582912.f);
+	const __m256i mant = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
+	__m256i q[4];
+	for (int k = 0; k < 4; k++) {
+		const __m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), scale), magic);
+		q[k] = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(t), mant), half);
+	}
+	/* packs work within 128-bit halves: dwords come out as blocks of four
+	 * values 0, 8, 16, 24 | 4, 12, 20, 28, put back in order */
+	const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+	_mm256_storeu_si256((__m256i *)qs, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
 /* qdot_quantize_32 eight values at a time, the same bytes: amax as the
  * scalar loop takes it (max_ps(a, m) is `a > m ? a : m`, so a NaN is
  * skipped alike, and the maximum of the rest does not depend on the
@@ -289,28 +313,12 @@ static float qdot_quantize_32(const float *x, int8_t *qs)
 CPU_AVX2 static float qdot_quantize_32_avx2(const float *x, int8_t *qs)
 {
 	const __m256 sign = _mm256_set1_ps(-0.0f);
-	__m256 v[4], m = _mm256_setzero_ps();
-	for (int k = 0; k < 4; k++) {
-		v[k] = _mm256_loadu_ps(x + 8 * k);
-		m = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), m);
-	}
-	__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
-	m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-	m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-	const float amax = _mm_cvtss_f32(m4);
+	__m256 m = _mm256_setzero_ps();
+	for (int k = 0; k < 4; k++)
+		m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)), m);
+	const float amax = qdot_hmax8(m);
 	const float id = amax != 0.0f ? 127.f / amax : 0.0f;
-	const __m256 vid = _mm256_set1_ps(id), magic = _mm256_set1_ps(12582912.f);
-	const __m256i mant = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
-	__m256i q[4];
-	for (int k = 0; k < 4; k++) {
-		const __m256 t = _mm256_add_ps(_mm256_mul_ps(v[k], vid), magic);
-		q[k] = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(t), mant), half);
-	}
-	/* packs work within 128-bit halves: dwords come out as blocks of four
-	 * values 0, 8, 16, 24 | 4, 12, 20, 28, put back in order */
-	const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-	_mm256_storeu_si256((__m256i *)qs,
-			    _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+	qdot_round_pack_32(x, _mm256_set1_ps(id), qs);
 	return amax / 127.f;
 }
 #endif
@@ -379,10 +387,7 @@ CPU_AVX2 static void qdot_quantize_q8_K_avx2(const float *x, struct qtype_block_
 	__m256 m = _mm256_setzero_ps();
 	for (int k = 0; k < QTYPE_QK_K; k += 8)
 		m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)), m);
-	__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
-	m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-	m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-	const float amax = _mm_cvtss_f32(m4);
+	const float amax = qdot_hmax8(m);
 	if (amax == 0.0f) {
 		memset(b, 0, sizeof(*b));
 		return;
@@ -398,19 +403,8 @@ CPU_AVX2 static void qdot_quantize_q8_K_avx2(const float *x, struct qtype_block_
 		}
 	}
 	const float iscale = -127.f / max;
-	const __m256 vid = _mm256_set1_ps(iscale), magic = _mm256_set1_ps(12582912.f);
-	const __m256i mant = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
-	for (int k = 0; k < QTYPE_QK_K; k += 32) {
-		__m256i q[4];
-		for (int c = 0; c < 4; c++) {
-			const __m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8 * c), vid), magic);
-			q[c] = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(t), mant), half);
-		}
-		/* as in qdot_quantize_32_avx2: the packs' order put back */
-		const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-		_mm256_storeu_si256((__m256i *)(b->qs + k),
-				    _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-	}
+	for (int k = 0; k < QTYPE_QK_K; k += 32)
+		qdot_round_pack_32(x + k, _mm256_set1_ps(iscale), b->qs + k);
 	qdot_q8_K_bsums(b);
 	b->d = 1.0f / iscale;
 }

@@ -607,7 +607,7 @@ static void tile512_bf16(const void *w, size_t ws, int nw, const void *act, size
 
 qdot_fn qdot__avx512_kernel(uint32_t wtype)
 {
-	return wtype == QTYPE_F16 ? dot512_f16 : wtype == QTYPE_BF16 ? dot512_bf16 : NULL;
+	return wtype == QTYPE_F16 ? dot512_f16 : wtype == QTYPE_BF16 ? dot512_bf16 : qdot__avx512_vnni_dot(wtype);
 }
 
 qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows)

@@ -45,9 +45,10 @@ qdot_tile_fn qdot__avx2_tile(uint32_t wtype, int64_t n, int *rows);
  * where the CPU has AVX-512 F/BW/VL/DQ and VNNI. */
 qdot_tile_fn qdot__avx512_tile(uint32_t wtype, int64_t n, int *rows);
 
-/* The single kernels whose order is AVX-512's own (F16, BF16: 16 lanes,
- * qdot_avx512.c), NULL for other types; where the CPU has AVX-512 they
- * replace the AVX2 ones, so that a single row and a tile agree. */
+/* The single kernels where the CPU has AVX-512: those whose order is
+ * AVX-512's own (F16, BF16: 16 lanes, qdot_avx512.c), so that a single row
+ * and a tile agree, and the VNNI variants (qdot__avx512_vnni_dot); NULL
+ * for other types, which keep the AVX2 ones. */
 qdot_fn qdot__avx512_kernel(uint32_t wtype);
 
 /* The AVX2 K-quant kernels' VNNI variants (qdot_avx2.c, the same bits:
