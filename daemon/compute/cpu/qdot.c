@@ -37,6 +37,11 @@ enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512 };
 static int qdot_hw_state = -1;
 static bool qdot_forced_scalar;
 
+/* -1: not read yet; else whether SMOKE_EXACT=1 asks for llama.cpp's
+ * order everywhere (no block order); qdot_force_exact (tests) overrides. */
+static int qdot_exact_state = -1;
+static int qdot_forced_exact = -1;
+
 static bool qdot_cpu_has(const char *feature)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -74,7 +79,7 @@ static int qdot_hw_level(void)
 	return level;
 }
 
-int qdot_cpu_check(char *why, size_t len)
+static int qdot_cpu_choice_check(char *why, size_t len)
 {
 	const char *env = getenv("SMOKE_CPU");
 	if (!env || !*env || !strcmp(env, "auto") || !strcmp(env, "scalar"))
@@ -97,6 +102,46 @@ int qdot_cpu_check(char *why, size_t len)
 	return -1;
 }
 
+/* SMOKE_EXACT: unset, empty, 0 or 1. */
+static int qdot_exact_check(char *why, size_t len)
+{
+	const char *env = getenv("SMOKE_EXACT");
+	if (!env || !*env || !strcmp(env, "0") || !strcmp(env, "1"))
+		return 0;
+	snprintf(why, len, "SMOKE_EXACT must be 0 or 1 (or unset), not '%.32s'", env);
+	return -1;
+}
+
+static bool qdot_exact(void)
+{
+	const int forced = __atomic_load_n(&qdot_forced_exact, __ATOMIC_RELAXED);
+	if (forced >= 0)
+		return forced;
+	int s = __atomic_load_n(&qdot_exact_state, __ATOMIC_ACQUIRE);
+	if (s < 0) {
+		const char *env = getenv("SMOKE_EXACT");
+		s = env && !strcmp(env, "1");
+		__atomic_store_n(&qdot_exact_state, s, __ATOMIC_RELEASE);
+	}
+	return s;
+}
+
+void qdot_force_exact(int on)
+{
+	__atomic_store_n(&qdot_forced_exact, on < 0 ? -1 : on > 0, __ATOMIC_RELAXED);
+}
+
+bool qdot_block_order(uint32_t wtype)
+{
+	return (wtype == QTYPE_Q4_K || wtype == QTYPE_Q5_K || wtype == QTYPE_Q6_K) && qdot_simd_active() &&
+	       qdot_hw_level() >= ISA_AVX512 && !qdot_exact();
+}
+
+qdot_fn qdot_get_scalar_block_order(uint32_t wtype)
+{
+	return qdot__scalar_block_kernel(wtype);
+}
+
 bool qdot_simd_active(void)
 {
 	return qdot_hw_level() >= ISA_AVX2 && !__atomic_load_n(&qdot_forced_scalar, __ATOMIC_RELAXED);
@@ -114,6 +159,11 @@ void qdot_force_scalar(bool on)
 	__atomic_store_n(&qdot_forced_scalar, on, __ATOMIC_RELAXED);
 }
 
+int qdot_cpu_check(char *why, size_t len)
+{
+	return qdot_cpu_choice_check(why, len) ? -1 : qdot_exact_check(why, len);
+}
+
 qdot_fn qdot_get_scalar(uint32_t wtype)
 {
 	return qdot__scalar_kernel(wtype);
@@ -121,6 +171,8 @@ qdot_fn qdot_get_scalar(uint32_t wtype)
 
 qdot_fn qdot_get(uint32_t wtype)
 {
+	if (qdot_block_order(wtype))
+		return qdot__avx512_kblock_dot(wtype);
 	if (qdot_simd_active()) {
 		qdot_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_kernel(wtype) : NULL;
 		if (!f)
@@ -137,8 +189,8 @@ qdot4_fn qdot_get4(uint32_t wtype)
 {
 	/* No scalar version: with scalar kernels the single-row loop is the
 	 * reference path and costs nothing extra. */
-	if (!qdot_simd_active())
-		return NULL;
+	if (!qdot_simd_active() || qdot_block_order(wtype))
+		return NULL; /* the block order's tile takes every batch */
 	qdot4_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_vnni_kernel4(wtype) : NULL;
 	return f ? f : qdot__avx2_kernel4(wtype);
 }
@@ -155,6 +207,8 @@ qdot_tile_fn qdot_get_tile(uint32_t wtype, int64_t n, int *rows)
 {
 	if (!qdot_simd_active())
 		return NULL;
+	if (qdot_block_order(wtype))
+		return qdot__avx512_kblock_tile(wtype, n, rows);
 	qdot_tile_fn f = qdot_hw_level() >= ISA_AVX512 ? qdot__avx512_tile(wtype, n, rows) : NULL;
 	if (!f)
 		f = qdot__avx2_tile(wtype, n, rows);

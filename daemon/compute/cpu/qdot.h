@@ -175,11 +175,35 @@ bool qdot_tile_in_place(uint32_t wtype);
  * computed. */
 qdot_fn qdot_get_scalar(uint32_t wtype);
 
+/* The summation order of wtype's kernels.  By default llama.cpp's for
+ * every type (bit for bit with its reference build: docs/reference.md),
+ * except where the block order is faster and the CPU has the kernels for
+ * it - today Q4_K, Q5_K and Q6_K on AVX-512 VNNI.  The block order sums each output as
+ * `acc = fmaf(d_w * d_y, isum, acc); acc = fmaf(-(dmin_w * d_y), msum,
+ * acc)` per super-block, isum and msum the super-block's exact integer
+ * sums (qdot_avx512_kblock.c), where llama.cpp keeps eight float lanes per
+ * output: it lets a tile put 16 outputs in a register.  Every kernel of
+ * one order agrees bit for bit (single, tile, scalar reference: batching
+ * changes no bit either way); the two orders differ in the last bits, and
+ * the forward tests hold the block order to the exact one.  SMOKE_EXACT=1
+ * in the environment (read once) or qdot_force_exact(1) keeps llama.cpp's
+ * order everywhere. */
+bool qdot_block_order(uint32_t wtype);
+
+/* Tests: 1 forces llama.cpp's order everywhere, 0 allows the block order
+ * where qdot_block_order would pick it, -1 goes back to SMOKE_EXACT.  Set
+ * it before the kernels are fetched (a matmul fetches them per call). */
+void qdot_force_exact(int on);
+
+/* The scalar kernel of the block order (tests: the definition the block
+ * order's kernels match bit for bit); NULL for a type without one. */
+qdot_fn qdot_get_scalar_block_order(uint32_t wtype);
+
 /* Force scalar kernels (tests).  The environment variable SMOKE_NO_SIMD=1 has
  * the same effect; it is read once, on the first qdot_get(). */
 void qdot_force_scalar(bool on);
 
-/* Check SMOKE_CPU, the forced kernel choice: unset, "auto" or "scalar"
+/* Check SMOKE_CPU and SMOKE_EXACT (unset, empty, 0 or 1).  SMOKE_CPU, the forced kernel choice: unset, "auto" or "scalar"
  * (the scalar kernels, as SMOKE_NO_SIMD=1) are always accepted, "avx2"
  * (AVX2 kernels even where AVX-512 ones would be chosen) only where the
  * CPU has AVX2+FMA+F16C, "avx512" only where it also has AVX-512 F, BW,

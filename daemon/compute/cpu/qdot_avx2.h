@@ -67,6 +67,26 @@ QDOT_AVX2 static inline __m256i k_scale_pair(__m128i sc, int k)
 	return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, shuf));
 }
 
+/* The 8 (scale, min) pairs of a Q4_K/Q5_K block as 16 int16 lanes: scales in
+ * lanes 0..7, mins in lanes 8..15 (ggml's utmp shuffle, 32 bits at a time). */
+QDOT_AVX2 static inline __m256i k4_scales_mins(const uint8_t *scales)
+{
+	uint32_t u[4];
+	memcpy(u, scales, 12);
+	const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+	u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+	const uint32_t t = u[1] & m1;
+	u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+	u[2] = t;
+	u[0] &= m1;
+	/* u[0..1]: scales 0..7, u[2..3]: mins 0..7, one byte each */
+	return _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+}
+
+/* Broadcast int16 lane k of a 128-bit register duplicated in both halves. */
+#define BCAST16(v, k) \
+	_mm256_shuffle_epi8((v), _mm256_set1_epi16((short)(((2 * (k) + 1) << 8) | (2 * (k)))))
+
 /* Rows of n values per K-quant tile whose unpacked super-blocks take
  * blk_bytes each: into *rows, and 1; 0 where not even one row fits
  * QDOT_TILE_BYTES (the caller then has no tile). */

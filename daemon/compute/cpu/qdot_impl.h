@@ -19,6 +19,16 @@
 /* Scalar reference kernel for a weight type, NULL if none. */
 qdot_fn qdot__scalar_kernel(uint32_t wtype);
 
+/* The scalar kernel of the block order (qdot_block_order; Q4_K, Q5_K,
+ * Q6_K), NULL for other types. */
+qdot_fn qdot__scalar_block_kernel(uint32_t wtype);
+
+/* The block order's AVX-512 VNNI single kernel and tile
+ * (qdot_avx512_kblock.c; Q4_K, Q5_K, Q6_K), NULL for other types.  Only where the CPU
+ * has AVX-512 F/BW/VL/DQ and VNNI. */
+qdot_fn qdot__avx512_kblock_dot(uint32_t wtype);
+qdot_tile_fn qdot__avx512_kblock_tile(uint32_t wtype, int64_t n, int *rows);
+
 /* AVX2 kernel for a weight type, NULL if none (or not an x86 build). */
 qdot_fn qdot__avx2_kernel(uint32_t wtype);
 

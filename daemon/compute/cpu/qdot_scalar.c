@@ -14,6 +14,7 @@
  */
 #include "compute/cpu/qdot_impl.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "util/fp16.h"
@@ -256,10 +257,11 @@ static float dot_q3_K(const void *w, const void *act, int64_t n)
 	return (float)sum;
 }
 
-/* Shared by Q4_K and Q5_K: q5 selects the 5th bit from qh. */
-static inline float dot_q45_K(const uint8_t *qs, const uint8_t *qh,
-			      const uint8_t *scales, uint16_t dw, uint16_t dminw,
-			      const struct qtype_block_q8_K *y)
+/* A Q4_K or Q5_K super-block's integer sums against a Q8_K block (q5
+ * selects the 5th bit from qh): the scales times the quants' products,
+ * and the mins times the activation's 32-value sums. */
+static inline void q45_K_sums(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales,
+			      const struct qtype_block_q8_K *y, int *isum_out, int *msum_out)
 {
 	int16_t bs[16];
 	q8k_bsums(y, bs);
@@ -282,9 +284,36 @@ static inline float dot_q45_K(const uint8_t *qs, const uint8_t *qh,
 		isum += sc0 * s0 + sc1 * s1;
 		msum += m0 * (bs[4 * c] + bs[4 * c + 1]) + m1 * (bs[4 * c + 2] + bs[4 * c + 3]);
 	}
+	*isum_out = isum;
+	*msum_out = msum;
+}
+
+/* Shared by Q4_K and Q5_K. */
+static inline float dot_q45_K(const uint8_t *qs, const uint8_t *qh,
+			      const uint8_t *scales, uint16_t dw, uint16_t dminw,
+			      const struct qtype_block_q8_K *y)
+{
+	int isum, msum;
+	q45_K_sums(qs, qh, scales, y, &isum, &msum);
 	const float d = fp16_to_fp32(dw) * y->d;
 	const float dmin = fp16_to_fp32(dminw) * y->d;
 	return d * (float)isum - dmin * (float)msum;
+}
+
+/* Q4_K in the block order (qdot.h, qdot_block_order): the definition the
+ * AVX-512 kernels of that order match bit for bit. */
+static float dot_q4_K_blocks(const void *w, const void *act, int64_t n)
+{
+	const struct qtype_block_q4_K *x = w;
+	const struct qtype_block_q8_K *y = act;
+	float acc = 0.0f;
+	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
+		int isum, msum;
+		q45_K_sums(x[i].qs, NULL, x[i].scales, &y[i], &isum, &msum);
+		acc = fmaf(fp16_to_fp32(x[i].d) * y[i].d, (float)isum, acc);
+		acc = fmaf(-(fp16_to_fp32(x[i].dmin) * y[i].d), (float)msum, acc);
+	}
+	return acc;
 }
 
 static float dot_q4_K(const void *w, const void *act, int64_t n)
@@ -307,36 +336,68 @@ static float dot_q5_K(const void *w, const void *act, int64_t n)
 	return (float)sum;
 }
 
+/* A Q6_K super-block's integer sum against a Q8_K block: the scales
+ * times the (quants - 32)'s products. */
+static int q6_K_isum(const struct qtype_block_q6_K *x, const struct qtype_block_q8_K *y)
+{
+	int isum = 0;
+	for (int h = 0; h < 2; h++) {
+		const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+		const int8_t *sc = x->scales + 8 * h;
+		const int8_t *a = y->qs + 128 * h;
+		int s[8] = { 0 };
+		for (int l = 0; l < 32; l++) {
+			int is = l / 16;
+			int q1 = ((ql[l] & 15) | ((qh[l] >> 0) & 3) << 4) - 32;
+			int q2 = ((ql[l + 32] & 15) | ((qh[l] >> 2) & 3) << 4) - 32;
+			int q3 = ((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32;
+			int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32;
+			s[is + 0] += q1 * a[l];
+			s[is + 2] += q2 * a[l + 32];
+			s[is + 4] += q3 * a[l + 64];
+			s[is + 6] += q4 * a[l + 96];
+		}
+		for (int g = 0; g < 8; g++)
+			isum += sc[g] * s[g];
+	}
+	return isum;
+}
+
 static float dot_q6_K(const void *w, const void *act, int64_t n)
 {
 	const struct qtype_block_q6_K *x = w;
 	const struct qtype_block_q8_K *y = act;
 	double sum = 0.0;
 	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
-		int isum = 0;
-		for (int h = 0; h < 2; h++) {
-			const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-			const int8_t *sc = x[i].scales + 8 * h;
-			const int8_t *a = y[i].qs + 128 * h;
-			int s[8] = { 0 };
-			for (int l = 0; l < 32; l++) {
-				int is = l / 16;
-				int q1 = ((ql[l] & 15) | ((qh[l] >> 0) & 3) << 4) - 32;
-				int q2 = ((ql[l + 32] & 15) | ((qh[l] >> 2) & 3) << 4) - 32;
-				int q3 = ((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32;
-				int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32;
-				s[is + 0] += q1 * a[l];
-				s[is + 2] += q2 * a[l + 32];
-				s[is + 4] += q3 * a[l + 64];
-				s[is + 6] += q4 * a[l + 96];
-			}
-			for (int g = 0; g < 8; g++)
-				isum += sc[g] * s[g];
-		}
 		const float d = fp16_to_fp32(x[i].d) * y[i].d;
-		sum += (double)(d * (float)isum);
+		sum += (double)(d * (float)q6_K_isum(&x[i], &y[i]));
 	}
 	return (float)sum;
+}
+
+/* Q5_K and Q6_K in the block order, as dot_q4_K_blocks. */
+static float dot_q5_K_blocks(const void *w, const void *act, int64_t n)
+{
+	const struct qtype_block_q5_K *x = w;
+	const struct qtype_block_q8_K *y = act;
+	float acc = 0.0f;
+	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
+		int isum, msum;
+		q45_K_sums(x[i].qs, x[i].qh, x[i].scales, &y[i], &isum, &msum);
+		acc = fmaf(fp16_to_fp32(x[i].d) * y[i].d, (float)isum, acc);
+		acc = fmaf(-(fp16_to_fp32(x[i].dmin) * y[i].d), (float)msum, acc);
+	}
+	return acc;
+}
+
+static float dot_q6_K_blocks(const void *w, const void *act, int64_t n)
+{
+	const struct qtype_block_q6_K *x = w;
+	const struct qtype_block_q8_K *y = act;
+	float acc = 0.0f;
+	for (int64_t i = 0; i < n / QTYPE_QK_K; i++)
+		acc = fmaf(fp16_to_fp32(x[i].d) * y[i].d, (float)q6_K_isum(&x[i], &y[i]), acc);
+	return acc;
 }
 
 qdot_fn qdot__scalar_kernel(uint32_t wtype)
@@ -356,6 +417,16 @@ qdot_fn qdot__scalar_kernel(uint32_t wtype)
 	case QTYPE_Q4_K: return dot_q4_K;
 	case QTYPE_Q5_K: return dot_q5_K;
 	case QTYPE_Q6_K: return dot_q6_K;
+	default: return NULL;
+	}
+}
+
+qdot_fn qdot__scalar_block_kernel(uint32_t wtype)
+{
+	switch (wtype) {
+	case QTYPE_Q4_K: return dot_q4_K_blocks;
+	case QTYPE_Q5_K: return dot_q5_K_blocks;
+	case QTYPE_Q6_K: return dot_q6_K_blocks;
 	default: return NULL;
 	}
 }

@@ -24,6 +24,7 @@
 
 #include "compute/cpu/qdot.h"
 #include "engine/engine.h"
+#include "quant/qtype.h"
 
 #define MIN_AGREE 32
 #define SCALAR_TIE 1.0
@@ -525,6 +526,142 @@ START_TEST(gemma3_perplexity_within_1pct_of_llama_cpp)
 }
 END_TEST
 
+/* ---- the block order against the exact one ------------------------------
+ *
+ * Where the CPU picks the block order for a type (qdot_block_order: Q4_K, Q5_K
+ * and Q6_K on AVX-512 VNNI), the default model's K-quant matrices
+ * (attn_output, ffn_down) sum in it.  The same model, prompts and text are run in
+ * both orders in one process (qdot_force_exact switches the kernels a
+ * matmul fetches): the teacher-forced logits of the reference prompts
+ * (every vocabulary entry, every step), their arg-max, and perplexity on
+ * the fixture text.  The limits are what any other summation order
+ * does to this model, with a margin (docs/reference.md): its int8
+ * activations turn a last-bit difference into a whole quantisation step
+ * now and then.  The scalar kernels (another order everywhere) on the
+ * same steps: arg-max equal at 192/200, worst logit difference 2.56; the
+ * block order 192/200 and 2.31.  Perplexity: the block order -0.32%; the
+ * Q4_K products alone computed in double precision (closer to the true
+ * value than either order) -0.49%; llama.cpp's own flash-attention switch
+ * -0.47%. */
+#define BO_LOGIT_ABS 4.0   /* largest |logit difference| at any step */
+#define BO_ARGMAX_MIN 0.95 /* teacher-forced arg-max equal at this share of steps */
+#define BO_PPL_REL 0.005   /* perplexity */
+
+static void teacher_forced_logits(struct engine *e, json_t *c, float *out, int *n_steps, struct smk_err *err)
+{
+	json_t *pids = json_object_get(c, "prompt_ids"), *gids = json_object_get(c, "generated_ids");
+	const int np = (int)json_array_size(pids), ng = (int)json_array_size(gids);
+	const int nv = e->model->hp.n_vocab;
+	int32_t prompt[512];
+	ck_assert_int_lt(np, 400);
+	for (int i = 0; i < np; i++)
+		prompt[i] = (int32_t)json_integer_value(json_array_get(pids, i));
+	struct kvcache *kv;
+	ck_assert_msg(kvcache_new(&kv, e->model, np + ng, e->be, err) == 0, "%s", err->msg);
+	const float *logits;
+	for (int i = 0; i < np; i += e->n_batch) /* the prompt in the engine's batches */
+		ck_assert_msg(forward_run(e->fwd, kv, prompt + i, np - i < e->n_batch ? np - i : e->n_batch, 1,
+					  &logits, err) == 0, "%s", err->msg);
+	for (int g = 0; g < ng; g++) {
+		memcpy(out + (size_t)g * nv, logits, sizeof(float) * (size_t)nv);
+		int32_t want = (int32_t)json_integer_value(json_array_get(gids, g));
+		if (g + 1 < ng)
+			ck_assert_msg(forward_run(e->fwd, kv, &want, 1, 1, &logits, err) == 0, "%s", err->msg);
+	}
+	*n_steps = ng;
+	kvcache_free(kv);
+}
+
+START_TEST(gemma3_block_order_close_to_exact)
+{
+	qdot_force_exact(0);
+	if (!qdot_block_order(QTYPE_Q4_K)) {
+		fprintf(stderr, "SKIP block order: not picked on this CPU (it needs AVX-512 VNNI; or "
+			"SMOKE_CPU / SMOKE_NO_SIMD chose other kernels)\n");
+		return;
+	}
+	json_error_t jerr;
+	json_t *root = json_load_file(fixture("gemma3-greedy.json"), 0, &jerr);
+	ck_assert_msg(root, "%s", jerr.text);
+	const char *path = model_path(json_string_value(json_object_get(root, "model")));
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "SKIP block order: model %s not found\n", path);
+		json_decref(root);
+		return;
+	}
+	fclose(f);
+	struct smk_err err = { 0 };
+	struct engine *e;
+	struct engine_opts eo = { .model_path = path, .n_ctx = 512, .n_batch = 64, .max_logits = 64 };
+	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+	const int nv = e->model->hp.n_vocab;
+	json_t *cases = json_object_get(root, "cases");
+	size_t ci;
+	json_t *c;
+	double worst = 0.0;
+	int steps = 0, same = 0;
+	json_array_foreach(cases, ci, c) {
+		const size_t ng = json_array_size(json_object_get(c, "generated_ids"));
+		float *le = malloc(sizeof(float) * (size_t)nv * ng), *lb = malloc(sizeof(float) * (size_t)nv * ng);
+		ck_assert(le && lb);
+		int n_e, n_b;
+		qdot_force_exact(1);
+		teacher_forced_logits(e, c, le, &n_e, &err);
+		qdot_force_exact(0);
+		teacher_forced_logits(e, c, lb, &n_b, &err);
+		ck_assert_int_eq(n_e, n_b);
+		for (int g = 0; g < n_e; g++) {
+			const float *a = le + (size_t)g * nv, *b = lb + (size_t)g * nv;
+			for (int v = 0; v < nv; v++)
+				worst = fmax(worst, fabs((double)a[v] - b[v]));
+			same += sampler_argmax(a, nv) == sampler_argmax(b, nv);
+			steps++;
+		}
+		free(le), free(lb);
+	}
+
+	/* perplexity on the fixture text, both orders */
+	json_t *pj = json_load_file(fixture("gemma3-perplexity.json"), 0, &jerr);
+	ck_assert_msg(pj, "%s", jerr.text);
+	char text_path[4096];
+	const char *src = getenv("SMOKE_SOURCE_ROOT");
+	snprintf(text_path, sizeof(text_path), "%s/%s", src ? src : ".",
+		 json_string_value(json_object_get(pj, "text")));
+	FILE *tf = fopen(text_path, "rb");
+	ck_assert_msg(tf, "cannot open %s", text_path);
+	static char text[1 << 20];
+	const size_t len = fread(text, 1, sizeof(text) - 1, tf);
+	fclose(tf);
+	static int32_t tok[1 << 18];
+	size_t n_tok = 0;
+	ck_assert_msg(tokenizer_encode(e->tok, text, len, true, false, tok, sizeof(tok) / sizeof(tok[0]), &n_tok,
+				       &err) == 0, "%s", err.msg);
+	const int n_ctx = (int)json_integer_value(json_object_get(pj, "n_ctx"));
+	double ppl[2];
+	for (int k = 0; k < 2; k++) {
+		int n_scored, n_chunks;
+		qdot_force_exact(k == 0);
+		ck_assert_msg(engine_perplexity(e, tok, (int)n_tok, n_ctx, &ppl[k], &n_scored, &n_chunks, &err) == 0,
+			      "%s", err.msg);
+	}
+	qdot_force_exact(1);
+	const double rel = (ppl[1] - ppl[0]) / ppl[0];
+	fprintf(stderr, "block order against exact: teacher-forced arg-max equal at %d/%d steps, worst logit "
+		"difference %.3g (limit %.2g); perplexity %.4f against %.4f (%+.3f%%, limit %.1f%%; llama.cpp "
+		"%.4f)\n", same, steps, worst, BO_LOGIT_ABS, ppl[1], ppl[0], 100.0 * rel, 100.0 * BO_PPL_REL,
+		json_real_value(json_object_get(pj, "ppl")));
+	ck_assert_msg(worst <= BO_LOGIT_ABS, "worst logit difference %.3g", worst);
+	ck_assert_msg(same >= BO_ARGMAX_MIN * steps, "arg-max equal at only %d/%d steps", same, steps);
+	ck_assert_msg(fabs(rel) <= BO_PPL_REL, "perplexity %.4f, exact order %.4f", ppl[1], ppl[0]);
+	/* the order did change something: else the test checks nothing */
+	ck_assert_msg(worst > 0.0, "the block order gave the exact order's logits bit for bit");
+	engine_close(e);
+	json_decref(root);
+	json_decref(pj);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("forward");
@@ -537,6 +674,9 @@ int main(void)
 	tcase_add_test(tc, gemma3_greedy_matches_llama_cpp);
 	tcase_add_test(tc, gemma3_perplexity_within_1pct_of_llama_cpp);
 	tcase_add_test(tc, tiny_llama_family_greedy_matches_llama_cpp);
+	tcase_add_test(tc, gemma3_block_order_close_to_exact);
 	suite_add_tcase(s, tc);
+	/* the tests above hold smoke to llama.cpp bit for bit: its order */
+	qdot_force_exact(1);
 	return ck_run(s);
 }

@@ -660,7 +660,8 @@ START_TEST(dot4_matches_single)
 	const struct qtype_info *t = qtype_info(id);
 	qdot_force_scalar(false);
 	const qdot4_fn dot4 = qdot_get4(id);
-	const bool want = simd_expected() &&
+	/* none where the block order's tile takes every batch */
+	const bool want = simd_expected() && !qdot_block_order(id) &&
 			  (id == QTYPE_Q4_0 || id == QTYPE_Q5_0 || id == QTYPE_Q8_0 ||
 			   id == QTYPE_MXFP4 || id == QTYPE_Q4_K || id == QTYPE_Q5_K || id == QTYPE_Q6_K);
 	ck_assert_msg((dot4 != NULL) == want, "%s: qdot_get4 %s", t->name,
@@ -802,10 +803,13 @@ START_TEST(tile_matches_single)
 		return;
 	ck_assert(rows >= 1 && rows <= QDOT_TILE_ROWS);
 	/* a row whose unpacked blocks alone overflow the buffer: no tile; a
-	 * float row is not unpacked (a tile of one row, however long) */
+	 * float row is not unpacked (a tile of one row, however long), and
+	 * the block order's tile unpacks a long row a slab at a time */
 	if (float_type(id)) {
 		ck_assert_ptr_eq(qdot_get_tile(id, 1 << 20, &rows), tile);
 		ck_assert_int_eq(rows, 1);
+	} else if (qdot_block_order(id)) {
+		ck_assert_ptr_eq(qdot_get_tile(id, 1024 * t->block_elems, &rows), tile);
 	} else {
 		ck_assert_ptr_null(qdot_get_tile(id, 1024 * t->block_elems, &rows));
 	}
@@ -900,6 +904,87 @@ START_TEST(zero_activation_gives_zero)
 	ck_assert(qdot_get_scalar(id)(w, act, n) == 0.0f);
 	ck_assert(qdot_get(id)(w, act, n) == 0.0f);
 	free(w), free(act), free(x);
+}
+END_TEST
+
+/* The block order (qdot_block_order): its scalar kernel - the
+ * definition - is the exact order's dot to within rounding everywhere;
+ * where the CPU picks the order, the single kernel equals the scalar one
+ * bit for bit (the tile equals the single kernel: tile_matches_single),
+ * and qdot_force_exact(1) gives the exact order's kernels back. */
+START_TEST(block_order_kernels)
+{
+	const uint32_t id = types[_i].id;
+	const struct qtype_info *t = qtype_info(id);
+	const qdot_fn ref = qdot_get_scalar_block_order(id);
+	if (!ref) {
+		qdot_force_scalar(false);
+		ck_assert(!qdot_block_order(id));
+		return;
+	}
+	qdot_force_scalar(false);
+	const bool on = qdot_block_order(id);
+	if (!on)
+		fprintf(stderr, "block_order_kernels: %s: the block order is not picked here (no AVX-512 VNNI, "
+			"SMOKE_CPU or SMOKE_EXACT); only its scalar definition checked\n", t->name);
+	const qdot_fn dot = qdot_get(id);
+	rng_state = 0x2545f4914f6cdd1dULL ^ id;
+	static const int64_t blocks[] = { 1, 2, 3, 5, 8, 9, 17, 33 };
+	for (size_t c = 0; c < sizeof(blocks) / sizeof(blocks[0]); c++) {
+		const int64_t n = blocks[c] * t->block_elems;
+		uint64_t rb;
+		ck_assert_int_eq(qtype_row_bytes(id, (uint64_t)n, &rb, NULL), 0);
+		const size_t ab = qdot_act_row_bytes(id, n);
+		uint8_t *wbuf = xmalloc(rb + 8), *abuf = xmalloc(ab + 8);
+		float *x = xmalloc((size_t)n * sizeof(float)), *w = xmalloc((size_t)n * sizeof(float));
+		double *a = xmalloc((size_t)n * sizeof(double));
+		for (int rep = 0; rep < 12; rep++) {
+			const int wo = (int)(rnd() % 8), ao = (int)(rnd() % 8);
+			random_row(_i, wbuf + wo, n);
+			const float xs = (float)exp(rnd_unit() * 8.0 - 4.0);
+			for (int64_t i = 0; i < n; i++)
+				x[i] = rnd_normal() * xs;
+			if (rep % 3 == 1) /* an all-zero activation block */
+				memset(x + (rnd() % blocks[c]) * t->block_elems, 0, (size_t)t->block_elems * sizeof(float));
+			qdot_prepare(id, x, abuf + ao, n);
+			decode_act(qdot_act_type(id), abuf + ao, x, n, a);
+			t->dequant_row(wbuf + wo, w, n);
+			double s = 0.0;
+			for (int64_t i = 0; i < n; i++)
+				s += fabs((double)w[i] * a[i]);
+			const float vr = ref(wbuf + wo, abuf + ao, n);
+			const double ve = qdot_get_scalar(id)(wbuf + wo, abuf + ao, n);
+			ck_assert_msg(fabs(vr - ve) <= DOT_TOL * s + 1e-30, "%s n=%lld rep %d: block order %.9g, exact %.9g (S %.3g)",
+				      t->name, (long long)n, rep, vr, ve, s);
+			if (on) {
+				const float v = dot(wbuf + wo, abuf + ao, n);
+				ck_assert_msg(memcmp(&v, &vr, sizeof(v)) == 0, "%s n=%lld rep %d: kernel %.9g, block order %.9g",
+					      t->name, (long long)n, rep, v, vr);
+			}
+		}
+		free(wbuf), free(abuf), free(x), free(w), free(a);
+	}
+	qdot_force_exact(1);
+	ck_assert(!qdot_block_order(id));
+	if (on) {
+		ck_assert(qdot_get(id) != dot);
+		ck_assert_ptr_nonnull(qdot_get4(id));
+	}
+	qdot_force_exact(-1);
+	ck_assert(qdot_block_order(id) == on);
+}
+END_TEST
+
+/* SMOKE_EXACT=1 keeps llama.cpp's order (read once: its own forked
+ * child, as env_disables_simd). */
+START_TEST(env_exact_keeps_llama_order)
+{
+	const char *fork_mode = getenv("CK_FORK");
+	if (fork_mode && strcmp(fork_mode, "no") == 0)
+		return;
+	setenv("SMOKE_EXACT", "1", 1);
+	for (int i = 0; i < N_TYPES; i++)
+		ck_assert_msg(!qdot_block_order(types[i].id), "%s", qtype_name(types[i].id));
 }
 END_TEST
 
@@ -1100,6 +1185,8 @@ static Suite *qtype_suite(void)
 	tcase_add_loop_test(tc, dot4_matches_single, 0, N_TYPES);
 	tcase_add_loop_test(tc, rows4_matches_single, 0, N_TYPES);
 	tcase_add_loop_test(tc, tile_matches_single, 0, N_TYPES);
+	tcase_add_loop_test(tc, block_order_kernels, 0, N_TYPES);
+	tcase_add_test(tc, env_exact_keeps_llama_order);
 	tcase_add_test(tc, force_scalar_switches_kernels);
 	tcase_add_test(tc, env_disables_simd);
 	suite_add_tcase(s, tc);
