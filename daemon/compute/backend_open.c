@@ -11,6 +11,7 @@
 #include "compute/cuda/cuda_backend.h"
 #include "compute/cuda/cuda_probe.h"
 #include "compute/cuda/cuda_wdev.h"
+#include "quant/qtype.h"
 
 const char *backend_kind_name(enum backend_kind k)
 {
@@ -78,9 +79,10 @@ int backend_open(struct backend **out, enum backend_kind *kind_out, enum backend
 		snprintf(note, note_len, "cpu backend");
 	*kind_out = BACKEND_CPU;
 	const int rc = backend_cpu_new(out, lim, err);
-	if (rc == 0) { /* which kernels CPUID and SMOKE_CPU chose, for /stats and the log */
+	if (rc == 0) { /* which kernels CPUID, SMOKE_CPU and SMOKE_EXACT chose, for /stats and the log */
 		const size_t used = strlen(note);
-		snprintf(note + used, note_len - used, "; %s kernels", qdot_isa());
+		snprintf(note + used, note_len - used, "; %s kernels%s", qdot_isa(),
+			 qdot_block_order(QTYPE_Q4_K) ? ", K-quants in the block order (SMOKE_EXACT=1: llama.cpp's)" : "");
 	}
 	return rc;
 }

@@ -898,6 +898,24 @@ START_TEST(smoke_cpu_choice)
 			      cases[i].value, err.msg);
 	}
 	unsetenv("SMOKE_CPU");
+	/* SMOKE_EXACT: 0, 1 or unset; anything else is refused, named */
+	static const struct {
+		const char *value;
+		bool ok;
+	} exact[] = { { "", true }, { "0", true }, { "1", true }, { "yes", false }, { "2", false } };
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+		setenv("SMOKE_EXACT", exact[i].value, 1);
+		struct backend *b = NULL;
+		struct smk_err err = { 0 };
+		const int rc = backend_cpu_new(&b, &lim, &err);
+		ck_assert_msg((rc == 0) == exact[i].ok, "SMOKE_EXACT=%s: rc %d (%s)", exact[i].value, rc, err.msg);
+		if (rc == 0)
+			backend_free(b);
+		else
+			ck_assert_msg(strstr(err.msg, "SMOKE_EXACT must be 0 or 1") && strstr(err.msg, exact[i].value),
+				      "SMOKE_EXACT=%s: message '%s'", exact[i].value, err.msg);
+	}
+	unsetenv("SMOKE_EXACT");
 }
 END_TEST
 
