@@ -178,11 +178,12 @@ qdot_fn qdot_get_scalar(uint32_t wtype);
 /* The summation order of wtype's kernels.  By default llama.cpp's for
  * every type (bit for bit with its reference build: docs/reference.md),
  * except where the block order is faster and the CPU has the kernels for
- * it - today Q4_K, Q5_K and Q6_K on AVX-512 VNNI.  The block order sums each output as
- * `acc = fmaf(d_w * d_y, isum, acc); acc = fmaf(-(dmin_w * d_y), msum,
- * acc)` per super-block, isum and msum the super-block's exact integer
- * sums (qdot_avx512_kblock.c), where llama.cpp keeps eight float lanes per
- * output: it lets a tile put 16 outputs in a register.  Every kernel of
+ * it - today Q4_K, Q5_K and Q6_K on AVX-512 VNNI.  The block order turns
+ * each super-block's exact integer sums into one float value, v =
+ * fmaf(-(dmin_w * d_y), msum, (d_w * d_y) * isum), and adds eight blocks'
+ * values as a fixed tree, the groups in order (qdot_avx512_kblock.c),
+ * where llama.cpp keeps eight float lanes of partial sums per output: it
+ * lets a tile put 16 outputs in a register.  Every kernel of
  * one order agrees bit for bit (single, tile, scalar reference: batching
  * changes no bit either way); the two orders differ in the last bits, and
  * the forward tests hold the block order to the exact one.  SMOKE_EXACT=1

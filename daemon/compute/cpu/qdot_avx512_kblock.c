@@ -4,19 +4,19 @@
  *
  * The block order (qdot.h, qdot_block_order) sums every output as
  *
- *   acc = 0
- *   for each super-block i:
+ *   for each super-block b:
  *     isum = sum over sub-blocks s of scale_s * (q_s . y_s)     int32, exact
  *     msum = sum over s of min_s * (y's sum over sub-block s)    int32, exact
- *     acc = fmaf(d_w * d_y, (float)isum, acc)
- *     acc = fmaf(-(dmin_w * d_y), (float)msum, acc)   (Q4_K, Q5_K)
+ *     v_b = fmaf(-(dmin_w * d_y), msum, (d_w * d_y) * isum)     (Q6_K: q_s - 32,
+ *                                                    16 sub-blocks of 16, no msum)
+ *   acc = 0; for each group of eight blocks (a short last one padded with +0):
+ *     acc += ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))
  *
- * (Q6_K: q_s - 32 in isum, 16 sub-blocks of 16, no msum.)
  * where llama.cpp's order (the exact one) keeps eight float lanes of
  * partial sums per output.  Integer sums are exact in any grouping, so
- * every kernel that follows these four float operations per super-block
- * gives the same bits however it gets the integers - which frees the
- * tile to put a different output in every lane:
+ * every kernel that follows these float operations gives the same bits
+ * however it gets the integers - which frees the tile to put a different
+ * output in every lane:
  *
  *   lanes = 16 weight rows.  A super-block's quants are unpacked to bytes
  *   (0..15) and transposed so that dword g of sub-block s of rows 0..15
@@ -25,7 +25,8 @@
  *   sums.  A sub-block's 8 vpdpbusd per token give its raw sums, one
  *   vpmulld by the 16 rows' scales adds them to isum; msum is 4 vpdpwssd
  *   (the mins as int16 pairs against the activation's 32-value sums);
- *   then the four float operations for 16 outputs at once.
+ *   then the block's value for 16 outputs at once, and at the end of a
+ *   slab (eight blocks: a group) the group's tree.
  *
  * Against the exact order's tile (two rows per register, maddubs +
  * vpdpwssd per 32 values and token, eight float lanes and a horizontal
@@ -34,11 +35,16 @@
  * every token; the tokens go eight at a time (each weight vector loaded
  * once for eight vpdpbusd).
  *
- * The single kernel (decode) gets isum with maddubs + vpdpwssd in eight
- * lanes and adds them up - exact - then does the same four operations in
- * scalar registers.  Both are held to the scalar kernel of the order
- * (qdot_scalar.c) bit for bit by test_qtype, and the order to the exact
- * one by the forward tests (docs/reference.md).
+ * The single kernel (decode) gets each block's isum with maddubs +
+ * vpdpwssd in eight lanes, a group's eight blocks' lanes added up together
+ * (exact), then the group's values in the lanes of one register - the
+ * same operations lane by lane.  Both are held to the scalar kernel of the
+ * order (qdot_scalar.c) bit for bit by test_qtype, and the order to the
+ * exact one by the forward tests (docs/reference.md).  The single kernels
+ * cost decode: with the rows in L2 they match the exact ones, but
+ * streaming from memory the 8B-shaped model's 1-thread decode is 10-15%
+ * slower (tried: one block at a time, two, a group without unrolling,
+ * prefetch a group ahead, no software prefetch - all slower still).
  */
 #include "compute/cpu/qdot_avx2.h"
 
@@ -66,9 +72,9 @@ struct kb_blk {
 	__m512 d, dmin;
 };
 
-/* Super-blocks unpacked at a time (a slab: 40 KiB of stack); a longer
- * row goes slab by slab, its outputs' accumulators kept in `out` in
- * between - the same float operations in the same order. */
+/* Super-blocks unpacked at a time: a group of the block order (45 KiB of
+ * stack); a longer row goes slab by slab, its outputs' sums kept in `out`
+ * in between - the same float operations in the same order. */
 #define KB_SLAB 8
 
 /* Eight vectors z[j] = [row j's 8 dwords | row j + 8's] to t[g] = dword
@@ -256,10 +262,12 @@ KB_INLINE __m512i kb_act(const struct qtype_block_q8_K *y, int g)
 KB_INLINE void kb_pass(const bool q6, const int nt, const void *blocks, int nblk,
 		       const struct qtype_block_q8_K *const y[KB_T], float *const o[KB_T], __mmask16 m, bool first)
 {
-	__m512 acc[KB_T];
-	for (int t = 0; t < nt; t++)
-		acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, o[t]);
-	for (int j = 0; j < nblk; j++) {
+	__m512 v[KB_SLAB][KB_T]; /* the blocks' values (the slab is one group) */
+	for (int j = 0; j < KB_SLAB; j++) {
+		for (int t = 0; t < nt; t++)
+			v[j][t] = _mm512_setzero_ps();
+		if (j >= nblk)
+			continue;
 		const struct kb_blk *b4 = (const struct kb_blk *)blocks + j;
 		const struct kb6_blk *b6 = (const struct kb6_blk *)blocks + j;
 		const __m512i *q = q6 ? b6->q : b4->q, *sc = q6 ? b6->sc : b4->sc;
@@ -290,7 +298,7 @@ KB_INLINE void kb_pass(const bool q6, const int nt, const void *blocks, int nblk
 					bs = _mm512_dpwssd_epi32(bs, b6->sp[p], _mm512_set1_epi32(pair));
 				}
 				isum[t] = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(bs, 5));
-				acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(b6->d, dy), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+				v[j][t] = _mm512_mul_ps(_mm512_mul_ps(b6->d, dy), _mm512_cvtepi32_ps(isum[t]));
 				continue;
 			}
 			_Alignas(16) int32_t pair[4];
@@ -298,12 +306,16 @@ KB_INLINE void kb_pass(const bool q6, const int nt, const void *blocks, int nblk
 			__m512i msum = _mm512_setzero_si512();
 			for (int p = 0; p < 4; p++)
 				msum = _mm512_dpwssd_epi32(msum, b4->mp[p], _mm512_set1_epi32(pair[p]));
-			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(b4->d, dy), _mm512_cvtepi32_ps(isum[t]), acc[t]);
-			acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(b4->dmin, dy), _mm512_cvtepi32_ps(msum), acc[t]);
+			v[j][t] = _mm512_fnmadd_ps(_mm512_mul_ps(b4->dmin, dy), _mm512_cvtepi32_ps(msum),
+						   _mm512_mul_ps(_mm512_mul_ps(b4->d, dy), _mm512_cvtepi32_ps(isum[t])));
 		}
 	}
-	for (int t = 0; t < nt; t++)
-		_mm512_mask_storeu_ps(o[t], m, acc[t]);
+	for (int t = 0; t < nt; t++) {
+		const __m512 g = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(v[0][t], v[4][t]), _mm512_add_ps(v[2][t], v[6][t])),
+					       _mm512_add_ps(_mm512_add_ps(v[1][t], v[5][t]), _mm512_add_ps(v[3][t], v[7][t])));
+		const __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, o[t]);
+		_mm512_mask_storeu_ps(o[t], m, _mm512_add_ps(acc, g));
+	}
 }
 
 typedef void (*kb_unpack_fn)(const void *w, size_t ws, int nr, int64_t i0, int nblk, void *o);
@@ -377,21 +389,21 @@ KB_TILE(kb_tile_q6_K, kb_unpack_q6_K, kb_passes_k6)
  * int16), added up - exact - then the block order's float operations in
  * scalar registers. */
 
-/* The block order's float operations for one super-block, in lane 0 of
- * acc: isum and msum in lanes 0 and 1 of f, d * d_y and dmin * d_y in
- * lanes 0 and 1 of dd. */
-KB_INLINE __m128 kb_block_fma(__m128 acc, __m128 f, __m128 dd)
+/* Lane k: the sum of s[k]'s eight lanes (exact). */
+KB_INLINE __m256i kb_hsum8x8(const __m256i s[KB_SLAB])
 {
-	acc = _mm_fmadd_ss(dd, f, acc);
-	return _mm_fnmadd_ss(_mm_movehdup_ps(dd), _mm_movehdup_ps(f), acc);
+	const __m256i b0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+	const __m256i b1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+	/* b0: per 128-bit half, s[0..3]'s sums of that half's lanes; b1 s[4..7] */
+	return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31));
 }
 
-/* The sum of s's lanes (exact), in lane 0. */
-KB_INLINE __m128i kb_hsum8(__m256i s)
+/* Lane k: the sum of m[k]'s four lanes. */
+KB_INLINE __m256i kb_hsum4x8(const __m128i m[KB_SLAB])
 {
-	__m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-	s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-	return _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+	const __m128i lo = _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
+	const __m128i hi = _mm_hadd_epi32(_mm_hadd_epi32(m[4], m[5]), _mm_hadd_epi32(m[6], m[7]));
+	return _mm256_set_m128i(hi, lo);
 }
 
 /* A Q4_K/Q5_K super-block's integer sums against a Q8_K block: isum in
@@ -425,33 +437,50 @@ KB_INLINE void kb_sums_q45(const struct kb45_fields f, const uint8_t *x, const s
 	*md = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), kb_sums32(y));
 }
 
-/* d and dmin (adjacent fp16, d first) of a Q4_K/Q5_K block. */
-KB_INLINE __m128i kb_d_dmin(const struct kb45_fields f, const uint8_t *x)
+/* The dwords at p + k * stride + off for the blocks k < m of a group (0
+ * past them), and the Q8_K blocks' d - gathered into a register: built
+ * from eight scalar stores instead, the vector load waited for them to
+ * leave the store buffer (no forwarding), and decode lost 7%. */
+KB_INLINE __m256i kb_gather(const void *p, int stride, int off, int m)
 {
-	int32_t dd;
-	memcpy(&dd, x + f.d, 4);
-	return _mm_cvtsi32_si128(dd);
+	const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+	return _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), (__mmask8)((1u << m) - 1),
+					     _mm256_add_epi32(idx, _mm256_set1_epi32(off)), p, 1);
 }
 
-/* Q4_K and Q5_K.  (Two super-blocks a step, or eight, sharing the
- * horizontal sums' instructions, were slower: 18.8 against 21.5 GB/s with
- * the rows in L2; the 8B-shaped model's decode -6%.) */
+KB_INLINE __m256 kb_dy(const struct qtype_block_q8_K *y, int m)
+{
+	return _mm256_castsi256_ps(kb_gather(y, (int)sizeof(*y), (int)offsetof(struct qtype_block_q8_K, d), m));
+}
+
+/* Q4_K and Q5_K: a group's eight blocks' integer sums, their values in
+ * the lanes of one register, the group's sum (cpu_hsum8 adds the lanes as
+ * the block order's tree). */
 KB_INLINE float kb_dot_q45(const struct kb45_fields f, const void *w, const void *act, int64_t n)
 {
 	const uint8_t *x = w;
 	const struct qtype_block_q8_K *y = act;
-	__m128 acc = _mm_setzero_ps();
-	for (int64_t i = 0; i < n / QTYPE_QK_K; i++, x += f.blk) {
-		__m256i s;
-		__m128i md;
-		kb_sums_q45(f, x, &y[i], &s, &md);
-		__m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-		s4 = _mm_hadd_epi32(s4, md);
-		s4 = _mm_hadd_epi32(s4, s4); /* isum, msum */
-		const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(kb_d_dmin(f, x)), _mm_set1_ps(y[i].d));
-		acc = kb_block_fma(acc, _mm_cvtepi32_ps(s4), dd);
+	const int64_t nb = n / QTYPE_QK_K;
+	float acc = 0.0f;
+	for (int64_t i = 0; i < nb; i += KB_SLAB, x += KB_SLAB * f.blk) {
+		const int m = nb - i < KB_SLAB ? (int)(nb - i) : KB_SLAB;
+		__m256i s[KB_SLAB];
+		__m128i md[KB_SLAB];
+#pragma GCC unroll 8
+		for (int k = 0; k < KB_SLAB; k++) {
+			const int kk = k < m ? k : 0; /* a short group: block 0 again, its value dropped */
+			kb_sums_q45(f, x + (size_t)kk * f.blk, &y[i + kk], &s[k], &md[k]);
+		}
+		/* d and dmin: adjacent fp16, d first */
+		const __m256i dd16 = kb_gather(x, (int)f.blk, (int)f.d, m);
+		const __m256 dy = kb_dy(&y[i], m);
+		const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_cvtepi32_epi16(dd16)), dy);
+		const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(dd16, 16))), dy);
+		const __m256 v = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(kb_hsum4x8(md)),
+						  _mm256_mul_ps(d, _mm256_cvtepi32_ps(kb_hsum8x8(s))));
+		acc += cpu_hsum8(_mm256_maskz_mov_ps((__mmask8)((1u << m) - 1), v));
 	}
-	return _mm_cvtss_f32(acc);
+	return acc;
 }
 
 QDOT_AVX512 static float kb_dot_q4_K(const void *w, const void *act, int64_t n)
@@ -498,12 +527,27 @@ QDOT_AVX512 static float kb_dot_q6_K(const void *w, const void *act, int64_t n)
 {
 	const struct qtype_block_q6_K *x = w;
 	const struct qtype_block_q8_K *y = act;
-	__m128 acc = _mm_setzero_ps();
-	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
-		const __m128i isum = kb_hsum8(kb_sums_q6(&x[i], &y[i]));
-		acc = _mm_fmadd_ss(_mm_set_ss(h2f(x[i].d) * y[i].d), _mm_cvtepi32_ps(isum), acc);
+	const int64_t nb = n / QTYPE_QK_K;
+	float acc = 0.0f;
+	for (int64_t i = 0; i < nb; i += KB_SLAB) {
+		const int m = nb - i < KB_SLAB ? (int)(nb - i) : KB_SLAB;
+		__m256i s[KB_SLAB];
+#pragma GCC unroll 8
+		for (int k = 0; k < KB_SLAB; k++) {
+			const int64_t b = i + (k < m ? k : 0);
+			s[k] = kb_sums_q6(&x[b], &y[b]);
+		}
+		/* the blocks' d in a register (a dword gather of the block's
+		 * last four bytes, d the high half, raised SIGILL under Bochs) */
+#define KB_D6(k) h2f(x[i + ((k) < m ? (k) : 0)].d)
+		const __m256 d = _mm256_mul_ps(_mm256_setr_ps(KB_D6(0), KB_D6(1), KB_D6(2), KB_D6(3), KB_D6(4), KB_D6(5),
+							      KB_D6(6), KB_D6(7)),
+					       kb_dy(&y[i], m));
+#undef KB_D6
+		const __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(kb_hsum8x8(s)));
+		acc += cpu_hsum8(_mm256_maskz_mov_ps((__mmask8)((1u << m) - 1), v));
 	}
-	return _mm_cvtss_f32(acc);
+	return acc;
 }
 
 qdot_fn qdot__avx512_kblock_dot(uint32_t wtype)

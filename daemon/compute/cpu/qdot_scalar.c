@@ -15,6 +15,8 @@
 #include "compute/cpu/qdot_impl.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "util/fp16.h"
@@ -300,20 +302,47 @@ static inline float dot_q45_K(const uint8_t *qs, const uint8_t *qh,
 	return d * (float)isum - dmin * (float)msum;
 }
 
-/* Q4_K in the block order (qdot.h, qdot_block_order): the definition the
- * AVX-512 kernels of that order match bit for bit. */
-static float dot_q4_K_blocks(const void *w, const void *act, int64_t n)
+/* The block order (qdot.h, qdot_block_order), the definition its AVX-512
+ * kernels match bit for bit: a super-block's value from its exact integer
+ * sums, v = fmaf(-(dmin_w * d_y), msum, (d_w * d_y) * isum) (Q6_K: no
+ * msum term), eight consecutive blocks' values added as a tree
+ * ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)) (a short last group's
+ * missing values +0), and the groups' sums added in order. */
+static float block_order_group(const float v[8])
 {
-	const struct qtype_block_q4_K *x = w;
+	return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+static float block_order_q45(const void *w, size_t blk, bool q5, const void *act, int64_t n)
+{
 	const struct qtype_block_q8_K *y = act;
+	const int64_t nb = n / QTYPE_QK_K;
 	float acc = 0.0f;
-	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
-		int isum, msum;
-		q45_K_sums(x[i].qs, NULL, x[i].scales, &y[i], &isum, &msum);
-		acc = fmaf(fp16_to_fp32(x[i].d) * y[i].d, (float)isum, acc);
-		acc = fmaf(-(fp16_to_fp32(x[i].dmin) * y[i].d), (float)msum, acc);
+	for (int64_t i = 0; i < nb; i += 8) {
+		float v[8] = { 0.0f };
+		for (int k = 0; k < 8 && i + k < nb; k++) {
+			const uint8_t *x = (const uint8_t *)w + (size_t)(i + k) * blk;
+			/* Q4_K and Q5_K start alike: d, dmin, scales; then Q5_K's qh */
+			_Static_assert(offsetof(struct qtype_block_q5_K, scales) ==
+					       offsetof(struct qtype_block_q4_K, scales), "q4_K/q5_K heads");
+			uint16_t d, dmin;
+			memcpy(&d, x + offsetof(struct qtype_block_q4_K, d), 2);
+			memcpy(&dmin, x + offsetof(struct qtype_block_q4_K, dmin), 2);
+			const size_t qs = q5 ? offsetof(struct qtype_block_q5_K, qs) : offsetof(struct qtype_block_q4_K, qs);
+			int isum, msum;
+			q45_K_sums(x + qs, q5 ? x + offsetof(struct qtype_block_q5_K, qh) : NULL,
+				   x + offsetof(struct qtype_block_q4_K, scales), &y[i + k], &isum, &msum);
+			const float dy = y[i + k].d;
+			v[k] = fmaf(-(fp16_to_fp32(dmin) * dy), (float)msum, (fp16_to_fp32(d) * dy) * (float)isum);
+		}
+		acc += block_order_group(v);
 	}
 	return acc;
+}
+
+static float dot_q4_K_blocks(const void *w, const void *act, int64_t n)
+{
+	return block_order_q45(w, sizeof(struct qtype_block_q4_K), false, act, n);
 }
 
 static float dot_q4_K(const void *w, const void *act, int64_t n)
@@ -375,28 +404,23 @@ static float dot_q6_K(const void *w, const void *act, int64_t n)
 	return (float)sum;
 }
 
-/* Q5_K and Q6_K in the block order, as dot_q4_K_blocks. */
 static float dot_q5_K_blocks(const void *w, const void *act, int64_t n)
 {
-	const struct qtype_block_q5_K *x = w;
-	const struct qtype_block_q8_K *y = act;
-	float acc = 0.0f;
-	for (int64_t i = 0; i < n / QTYPE_QK_K; i++) {
-		int isum, msum;
-		q45_K_sums(x[i].qs, x[i].qh, x[i].scales, &y[i], &isum, &msum);
-		acc = fmaf(fp16_to_fp32(x[i].d) * y[i].d, (float)isum, acc);
-		acc = fmaf(-(fp16_to_fp32(x[i].dmin) * y[i].d), (float)msum, acc);
-	}
-	return acc;
+	return block_order_q45(w, sizeof(struct qtype_block_q5_K), true, act, n);
 }
 
 static float dot_q6_K_blocks(const void *w, const void *act, int64_t n)
 {
 	const struct qtype_block_q6_K *x = w;
 	const struct qtype_block_q8_K *y = act;
+	const int64_t nb = n / QTYPE_QK_K;
 	float acc = 0.0f;
-	for (int64_t i = 0; i < n / QTYPE_QK_K; i++)
-		acc = fmaf(fp16_to_fp32(x[i].d) * y[i].d, (float)q6_K_isum(&x[i], &y[i]), acc);
+	for (int64_t i = 0; i < nb; i += 8) {
+		float v[8] = { 0.0f };
+		for (int k = 0; k < 8 && i + k < nb; k++)
+			v[k] = (fp16_to_fp32(x[i + k].d) * y[i + k].d) * (float)q6_K_isum(&x[i + k], &y[i + k]);
+		acc += block_order_group(v);
+	}
 	return acc;
 }
 

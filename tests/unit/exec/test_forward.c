@@ -539,13 +539,13 @@ END_TEST
  * activations turn a last-bit difference into a whole quantisation step
  * now and then.  The scalar kernels (another order everywhere) on the
  * same steps: arg-max equal at 192/200, worst logit difference 2.56; the
- * block order 192/200 and 2.31.  Perplexity: the block order -0.32%; the
+ * block order 190/200 and 2.30.  Perplexity: the block order -0.37%; the
  * Q4_K products alone computed in double precision (closer to the true
  * value than either order) -0.49%; llama.cpp's own flash-attention switch
  * -0.47%. */
 #define BO_LOGIT_ABS 4.0   /* largest |logit difference| at any step */
 #define BO_ARGMAX_MIN 0.95 /* teacher-forced arg-max equal at this share of steps */
-#define BO_PPL_REL 0.005   /* perplexity */
+#define BO_PPL_REL 0.0075  /* perplexity */
 
 static void teacher_forced_logits(struct engine *e, json_t *c, float *out, int *n_steps, struct smk_err *err)
 {
