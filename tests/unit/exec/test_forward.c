@@ -59,6 +59,23 @@ static const char *model_path(const char *file)
 	return path;
 }
 
+/* The model a fixture names, or NULL (and a SKIP line naming `what`)
+ * where it is absent. */
+static const char *fixture_model(json_t *root, const char *what)
+{
+	const char *file = json_string_value(json_object_get(root, "model"));
+	ck_assert_ptr_nonnull(file);
+	const char *path = model_path(file);
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "SKIP %s: model %s not found (run scripts/make-test-models / scripts/fetch-model)\n",
+			what, path);
+		return NULL;
+	}
+	fclose(f);
+	return path;
+}
+
 /* Greedy-decode every case of one fixture; returns the number of cases run
  * (0 if the model is absent). */
 static int check_greedy_fixture(const char *name)
@@ -66,17 +83,11 @@ static int check_greedy_fixture(const char *name)
 	json_error_t jerr;
 	json_t *root = json_load_file(fixture(name), 0, &jerr);
 	ck_assert_msg(root, "%s: %s (line %d)", fixture(name), jerr.text, jerr.line);
-	const char *file = json_string_value(json_object_get(root, "model"));
-	ck_assert_ptr_nonnull(file);
-	const char *path = model_path(file);
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "SKIP %s: model %s not found (run scripts/make-test-models / scripts/fetch-model)\n",
-			name, path);
+	const char *path = fixture_model(root, name);
+	if (!path) {
 		json_decref(root);
 		return 0;
 	}
-	fclose(f);
 
 	struct smk_err err = { 0 };
 	struct engine *e;
@@ -185,14 +196,11 @@ static void teacher_forced_fixture(const char *name)
 	json_error_t jerr;
 	json_t *root = json_load_file(fixture(name), 0, &jerr);
 	ck_assert_msg(root, "%s: %s (line %d)", fixture(name), jerr.text, jerr.line);
-	const char *path = model_path(json_string_value(json_object_get(root, "model")));
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "SKIP %s (teacher-forced): model %s not found\n", name, path);
+	const char *path = fixture_model(root, name);
+	if (!path) {
 		json_decref(root);
 		return;
 	}
-	fclose(f);
 	struct smk_err err = { 0 };
 	struct engine *e;
 	struct engine_opts eo = { .model_path = path, .n_ctx = 512 };
@@ -365,14 +373,11 @@ static void dump_fixture(const char *name)
 	json_error_t jerr;
 	json_t *root = json_load_file(fixture(name), 0, &jerr);
 	ck_assert_msg(root, "%s: %s (line %d)", fixture(name), jerr.text, jerr.line);
-	const char *path = model_path(json_string_value(json_object_get(root, "model")));
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "SKIP %s: model %s not found\n", name, path);
+	const char *path = fixture_model(root, name);
+	if (!path) {
 		json_decref(root);
 		return;
 	}
-	fclose(f);
 
 	json_t *jt = json_object_get(root, "tensors");
 	struct dump_ctx d = { .n_ref = json_array_size(jt) };
@@ -462,6 +467,25 @@ START_TEST(tiny_llama_family_layers_bit_identical_to_llama_cpp)
 }
 END_TEST
 
+/* The perplexity fixture's text (its "text", under SMOKE_SOURCE_ROOT),
+ * tokenized as llama-perplexity does, into tok[cap]; returns the count. */
+static size_t fixture_text_tokens(struct engine *e, json_t *pj, int32_t *tok, size_t cap)
+{
+	char text_path[4096];
+	const char *src = getenv("SMOKE_SOURCE_ROOT");
+	snprintf(text_path, sizeof(text_path), "%s/%s", src ? src : ".",
+		 json_string_value(json_object_get(pj, "text")));
+	FILE *tf = fopen(text_path, "rb");
+	ck_assert_msg(tf, "cannot open %s", text_path);
+	static char text[1 << 20];
+	const size_t len = fread(text, 1, sizeof(text) - 1, tf);
+	fclose(tf);
+	struct smk_err err = { 0 };
+	size_t n_tok = 0;
+	ck_assert_msg(tokenizer_encode(e->tok, text, len, true, false, tok, cap, &n_tok, &err) == 0, "%s", err.msg);
+	return n_tok;
+}
+
 /* Perplexity on a fixed public-domain text, scored exactly as
  * llama-perplexity scores it (the protocol is recorded in the fixture), must
  * be within 1% of llama.cpp's, and equal to it to the printed 4 decimals
@@ -471,14 +495,11 @@ START_TEST(gemma3_perplexity_within_1pct_of_llama_cpp)
 	json_error_t jerr;
 	json_t *root = json_load_file(fixture("gemma3-perplexity.json"), 0, &jerr);
 	ck_assert_msg(root, "%s", jerr.text);
-	const char *path = model_path(json_string_value(json_object_get(root, "model")));
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "SKIP perplexity: model %s not found\n", path);
+	const char *path = fixture_model(root, "perplexity");
+	if (!path) {
 		json_decref(root);
 		return;
 	}
-	fclose(f);
 	if (!exact_numerics()) {
 		/* 3584 tokens of prefill take over 10 minutes with the scalar
 		 * kernels, past this test's timeout. */
@@ -489,24 +510,12 @@ START_TEST(gemma3_perplexity_within_1pct_of_llama_cpp)
 	const int n_ctx = (int)json_integer_value(json_object_get(root, "n_ctx"));
 	const double ref = json_real_value(json_object_get(root, "ppl"));
 
-	char text_path[4096];
-	const char *src = getenv("SMOKE_SOURCE_ROOT");
-	snprintf(text_path, sizeof(text_path), "%s/%s", src ? src : ".",
-		 json_string_value(json_object_get(root, "text")));
-	FILE *tf = fopen(text_path, "rb");
-	ck_assert_msg(tf, "cannot open %s", text_path);
-	static char text[1 << 20];
-	size_t len = fread(text, 1, sizeof(text) - 1, tf);
-	fclose(tf);
-
 	struct smk_err err = { 0 };
 	struct engine *e;
 	struct engine_opts eo = { .model_path = path, .n_ctx = n_ctx, .n_batch = 64, .max_logits = 64 };
 	ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
 	static int32_t tok[1 << 18];
-	size_t n_tok = 0;
-	ck_assert_msg(tokenizer_encode(e->tok, text, len, true, false, tok, sizeof(tok) / sizeof(tok[0]),
-				       &n_tok, &err) == 0, "%s", err.msg);
+	const size_t n_tok = fixture_text_tokens(e, root, tok, sizeof(tok) / sizeof(tok[0]));
 	ck_assert_int_eq((int)n_tok, (int)json_integer_value(json_object_get(root, "n_tokens_with_bos")));
 	double ppl;
 	int n_scored, n_chunks;
@@ -583,14 +592,11 @@ START_TEST(gemma3_block_order_close_to_exact)
 	json_error_t jerr;
 	json_t *root = json_load_file(fixture("gemma3-greedy.json"), 0, &jerr);
 	ck_assert_msg(root, "%s", jerr.text);
-	const char *path = model_path(json_string_value(json_object_get(root, "model")));
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "SKIP block order: model %s not found\n", path);
+	const char *path = fixture_model(root, "block order");
+	if (!path) {
 		json_decref(root);
 		return;
 	}
-	fclose(f);
 	struct smk_err err = { 0 };
 	struct engine *e;
 	struct engine_opts eo = { .model_path = path, .n_ctx = 512, .n_batch = 64, .max_logits = 64 };
@@ -624,19 +630,8 @@ START_TEST(gemma3_block_order_close_to_exact)
 	/* perplexity on the fixture text, both orders */
 	json_t *pj = json_load_file(fixture("gemma3-perplexity.json"), 0, &jerr);
 	ck_assert_msg(pj, "%s", jerr.text);
-	char text_path[4096];
-	const char *src = getenv("SMOKE_SOURCE_ROOT");
-	snprintf(text_path, sizeof(text_path), "%s/%s", src ? src : ".",
-		 json_string_value(json_object_get(pj, "text")));
-	FILE *tf = fopen(text_path, "rb");
-	ck_assert_msg(tf, "cannot open %s", text_path);
-	static char text[1 << 20];
-	const size_t len = fread(text, 1, sizeof(text) - 1, tf);
-	fclose(tf);
 	static int32_t tok[1 << 18];
-	size_t n_tok = 0;
-	ck_assert_msg(tokenizer_encode(e->tok, text, len, true, false, tok, sizeof(tok) / sizeof(tok[0]), &n_tok,
-				       &err) == 0, "%s", err.msg);
+	const size_t n_tok = fixture_text_tokens(e, pj, tok, sizeof(tok) / sizeof(tok[0]));
 	const int n_ctx = (int)json_integer_value(json_object_get(pj, "n_ctx"));
 	double ppl[2];
 	for (int k = 0; k < 2; k++) {
