@@ -1,5 +1,6 @@
-/* avx512_tiles.c - the AVX-512 tile kernels (qdot_avx512.c) against the
- * AVX2 single-row kernels, bit for bit.
+/* avx512_tiles.c - the AVX-512 tile kernels (qdot_avx512.c, and the
+ * K-quants' block-order tiles, qdot_avx512_kblock.c) against the single-row
+ * kernels of their order (AVX2, or the block order's), bit for bit.
  *
  * A plain program, not a Check suite: it runs as the only process of a
  * Linux booted under an emulated AVX-512 CPU (scripts/run-emulated-avx512,
