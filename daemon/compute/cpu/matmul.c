@@ -148,7 +148,9 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 		if (!m->rows4) {
 			/* A single-row kernel (the K-quants, Q4_1, Q5_1,
 			 * MXFP4) asks for its row 2 KiB ahead itself
-			 * (QDOT_PREFETCH); a second stream, a burst every row
+			 * (QDOT_PREFETCH) where that measured faster, or
+			 * leaves it to the hardware prefetcher (qdot_avx2.h's
+			 * prefetch_ahead says which); a second stream, a burst every row
 			 * as below, held the miss buffers: without it the
 			 * 8B-shaped model's Q4_K/Q6_K decode went 3.2 -> 3.5
 			 * tok/s at 1 thread and 6.1 -> 6.9 at 2 (alternating
@@ -161,9 +163,9 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 		}
 		/* The four-row kernel (Q4_0, Q5_0, Q8_0): ask for the rows
 		 * about PREFETCH_BYTES ahead, all their lines, before each
-		 * call - the kernels' own prefetch looks QDOT_PREFETCH (2
-		 * KiB) ahead within each of the four rows, short of DRAM's
-		 * latency at one core's rate.  Not into L1 (prefetch_rows says why);
+		 * call - the kernels have no prefetch of their own (one
+		 * QDOT_PREFETCH ahead within each of the four rows cost the
+		 * default model's decode 5%).  Not into L1 (prefetch_rows says why);
 		 * with no prefetch here at all the loop ran at half speed on
 		 * Zen 4: its hardware prefetcher leaves these rows to
 		 * software (one line in two asked for: the same).  The four

@@ -300,7 +300,6 @@ QDOT4_INLINE float dot_q4_K(const void *w, const void *act, int64_t n, k_add_fn 
 	__m256 acc = _mm256_setzero_ps();
 	__m128 acc_m = _mm_setzero_ps();
 	for (int64_t i = 0; i < nb; i++) {
-		prefetch_ahead(&x[i], sizeof(x[0]));
 		const float dy = y[i].d;
 		const float d = h2f(x[i].d) * dy;
 		const float dmin = -h2f(x[i].dmin) * dy;
@@ -467,7 +466,6 @@ QDOT4_INLINE void x4_q32(const uint8_t *x, size_t wbytes, __m256i (*bytes)(const
 	int64_t i = 0;
 	for (; i + 8 <= nb; i += 8) {
 		const uint8_t *xb = x + (size_t)i * wbytes;
-		prefetch_ahead(xb, 8 * wbytes);
 		const __m256 dw = halves8(xb, wbytes);
 		float ds[4][8];
 		for (int t = 0; t < na; t++)
@@ -547,7 +545,6 @@ QDOT4_INLINE void r4_scales(const uint8_t *w, size_t ws, size_t wbytes, const vo
 	const __m256 dy = halves8((const uint8_t *)act + (size_t)i * ab, ab);
 	for (int r = 0; r < 4; r++) {
 		const uint8_t *xb = w + (size_t)r * ws + (size_t)i * wbytes;
-		prefetch_ahead(xb, 8 * wbytes);
 		_mm256_storeu_ps(ds[r], _mm256_mul_ps(halves8(xb, wbytes), dy));
 	}
 }
@@ -702,7 +699,6 @@ QDOT4_INLINE void x4_mxfp4(const void *w, const void *const act[4], const int na
 	const __m128i table = mxfp4_table();
 	int64_t i = 0;
 	for (; i + 1 < nb; i += 2) {
-		prefetch_ahead(&x[i], 2 * sizeof(x[0]));
 		const __m256i q1 = mxfp4_bytes(&x[i], table), q2 = mxfp4_bytes(&x[i + 1], table);
 		const __m256i a1 = _mm256_sign_epi8(q1, q1), a2 = _mm256_sign_epi8(q2, q2);
 		const float e1 = qtype_e8m0_half(x[i].e), e2 = qtype_e8m0_half(x[i + 1].e);
@@ -749,7 +745,6 @@ QDOT4_INLINE void x4_k45_with(const void *w, const void *const act[4], const int
 	for (int64_t i = 0; i < nb; i++) {
 		const uint8_t *blk = (const uint8_t *)w + (size_t)i * xb;
 		const struct qtype_block_q4_K *x = (const void *)blk; /* d, dmin, scales */
-		prefetch_ahead(blk, xb);
 		const float dx = h2f(x->d), mx = h2f(x->dmin);
 		const __m256i ms = k4_scales_mins(x->scales);
 		float d[4];
@@ -821,7 +816,6 @@ QDOT4_INLINE void x4_q6_K_with(const void *w, const void *const act[4], const in
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const __m256i m2 = _mm256_set1_epi8(0x03);
 	for (int64_t i = 0; i < nb; i++) {
-		prefetch_ahead(&x[i], sizeof(x[0]));
 		const float dx = h2f(x[i].d);
 		const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
 		const __m256i sc16 = _mm256_cvtepi8_epi16(sc);

@@ -38,8 +38,21 @@
  * Prefetches never fault, so running past the end of a row is harmless. */
 #define QDOT_PREFETCH 2048
 
-/* Prefetch the `bytes` bytes starting QDOT_PREFETCH after p. */
-QDOT_AVX2 static inline void prefetch_ahead(const void *p, size_t bytes)
+/* Prefetch the `bytes` bytes starting QDOT_PREFETCH after p.
+ *
+ * Always inlined: called from an always_inline helper of the AVX-512
+ * target, a plain static inline of this one was not inlined, and GCC
+ * deleted the call outright (a function with no side effects whose
+ * result goes unused) - session 18 found that the exact Q4_K kernels,
+ * the four-row (rows4), four-activation (x4) and block-order kernels had
+ * no prefetch at all, though they asked for one.  Each was measured with
+ * it once it worked: the block order's Q6_K decode +6% (it stays; its
+ * long rows, ffn_down, went 14 -> 19 GB/s); the exact Q4_K kernel -7%,
+ * the rows4 kernels -5% (the default model's decode), the block order's
+ * Q4_K/Q5_K -6%: those calls were removed, leaving the code as it ran
+ * when it was tuned.  Which streams want a software prefetch on Zen 4 is
+ * a per-kernel measurement, not a rule. */
+QDOT_AVX2 __attribute__((always_inline)) static inline void prefetch_ahead(const void *p, size_t bytes)
 {
 	const char *c = (const char *)p + QDOT_PREFETCH;
 	for (size_t off = 0; off < bytes; off += 64)

@@ -40,11 +40,11 @@
  * (exact), then the group's values in the lanes of one register - the
  * same operations lane by lane.  Both are held to the scalar kernel of the
  * order (qdot_scalar.c) bit for bit by test_qtype, and the order to the
- * exact one by the forward tests (docs/reference.md).  The single kernels
- * cost decode: with the rows in L2 they match the exact ones, but
- * streaming from memory the 8B-shaped model's 1-thread decode is 10-15%
- * slower (tried: one block at a time, two, a group without unrolling,
- * prefetch a group ahead, no software prefetch - all slower still).
+ * exact one by the forward tests (docs/reference.md).  Streaming from
+ * memory they decode as fast as the exact kernels (the 8B-shaped model,
+ * 1 thread: 0.98x, alternating runs) since session 18 took the gathers
+ * out (kb_dwords) and made the Q6_K kernel's prefetch real (qdot_avx2.h,
+ * prefetch_ahead); before, they cost that decode 11%.
  */
 #include "compute/cpu/qdot_avx2.h"
 
@@ -414,7 +414,6 @@ KB_INLINE void kb_sums_q45(const struct kb45_fields f, const uint8_t *x, const s
 			   __m256i *s, __m128i *md)
 {
 	const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-	prefetch_ahead(x, f.blk);
 	const __m256i ms = k4_scales_mins(x + f.scales);
 	const __m128i sc128 = _mm256_castsi256_si128(ms);
 	const __m256i scales = _mm256_set_m128i(sc128, sc128);
@@ -437,20 +436,32 @@ KB_INLINE void kb_sums_q45(const struct kb45_fields f, const uint8_t *x, const s
 	*md = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), kb_sums32(y));
 }
 
-/* The dwords at p + k * stride + off for the blocks k < m of a group (0
- * past them), and the Q8_K blocks' d - gathered into a register: built
- * from eight scalar stores instead, the vector load waited for them to
- * leave the store buffer (no forwarding), and decode lost 7%. */
-KB_INLINE __m256i kb_gather(const void *p, int stride, int off, int m)
+/* A group's per-block fields in the lanes of one register: lane k from
+ * block k < m (a short group's lanes past m repeat block 0; their values
+ * are dropped), each a scalar load put in its lane.  A masked dword
+ * gather did the same in one instruction, but streaming from memory the
+ * gathers cost the 8B-shaped model's decode 10% (1 thread, alternating
+ * runs); so did eight scalar stores and a vector load (no store
+ * forwarding: 7%). */
+KB_INLINE int32_t kb_u32(const void *p)
 {
-	const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
-	return _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), (__mmask8)((1u << m) - 1),
-					     _mm256_add_epi32(idx, _mm256_set1_epi32(off)), p, 1);
+	int32_t v;
+	memcpy(&v, p, 4);
+	return v;
 }
 
+/* The dwords at p + k * stride (k < 8; k >= m: block 0's). */
+KB_INLINE __m256i kb_dwords(const uint8_t *p, size_t stride, int m)
+{
+#define KB_DW(k) kb_u32(p + ((k) < m ? (k) : 0) * stride)
+	return _mm256_setr_epi32(KB_DW(0), KB_DW(1), KB_DW(2), KB_DW(3), KB_DW(4), KB_DW(5), KB_DW(6), KB_DW(7));
+#undef KB_DW
+}
+
+/* The Q8_K blocks' d. */
 KB_INLINE __m256 kb_dy(const struct qtype_block_q8_K *y, int m)
 {
-	return _mm256_castsi256_ps(kb_gather(y, (int)sizeof(*y), (int)offsetof(struct qtype_block_q8_K, d), m));
+	return _mm256_castsi256_ps(kb_dwords((const uint8_t *)y + offsetof(struct qtype_block_q8_K, d), sizeof(*y), m));
 }
 
 /* Q4_K and Q5_K: a group's eight blocks' integer sums, their values in
@@ -472,7 +483,7 @@ KB_INLINE float kb_dot_q45(const struct kb45_fields f, const void *w, const void
 			kb_sums_q45(f, x + (size_t)kk * f.blk, &y[i + kk], &s[k], &md[k]);
 		}
 		/* d and dmin: adjacent fp16, d first */
-		const __m256i dd16 = kb_gather(x, (int)f.blk, (int)f.d, m);
+		const __m256i dd16 = kb_dwords(x + f.d, f.blk, m);
 		const __m256 dy = kb_dy(&y[i], m);
 		const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_cvtepi32_epi16(dd16)), dy);
 		const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(dd16, 16))), dy);
