@@ -536,8 +536,8 @@ QDOT4_INLINE void x4_q5_0(const void *w, const void *const act[4], const int na,
  * the call around it - four chains overlap, and the activation block is
  * loaded once for the four. */
 /* The scale products d_w * d_a of blocks i..i+7 of four rows (ws bytes
- * apart) against the Q8_0 activation act, ds[r][k], the rows' next blocks
- * prefetched. */
+ * apart) against the Q8_0 activation act, ds[r][k] (no prefetch here:
+ * matmul.c's dot_rows asks for the rows ahead). */
 QDOT4_INLINE void r4_scales(const uint8_t *w, size_t ws, size_t wbytes, const void *act, int64_t i,
 			    float ds[4][8])
 {
