@@ -28,6 +28,7 @@ struct key {
 static const char *const dtype_names[] = { "auto", "float32", "float16", "bfloat16", "q8_0", NULL };
 static const char *const policy_names[] = { "lru", "lfu", "fifo", "predictive", NULL };
 static const char *const xpredict_names[] = { "merged", "router", "history", "off", NULL };
+static const char *const load_names[] = { "auto", "map", "copy", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
 
 #define OFF(f) offsetof(struct config, f)
@@ -96,6 +97,10 @@ static const struct key keys[] = {
 	  "device-tier budget, KV cache and scratch included (0: no limit)" },
 	{ "memory.ram_cache", NULL, K_SIZE, OFF(memory.ram_cache), 0, 0, INT64_C(1) << 62, NULL, "0",
 	  "pinned RAM-tier budget (0: no limit)" },
+	{ "memory.weights_in_ram", NULL, K_ENUM, OFF(memory.weights_in_ram), 0, 0, 0, load_names, "auto",
+	  "without memory.ram_cache / memory.gpu_memory: copy the weights into memory at load (copy: "
+	  "decode reads them faster than from the file mapping's pages), compute from the file mapping "
+	  "(map), or copy when they take at most half of the memory available (auto)" },
 	{ "memory.default_dtype", NULL, K_ENUM, OFF(memory.default_dtype), 0, 0, 0, dtype_names, "auto",
 	  "what float weights (F32/F16/BF16 matrices) are converted to at load; auto keeps the file's" },
 	{ "memory.enable_cpu_offload", NULL, K_BOOL, OFF(memory.enable_cpu_offload), 0, 0, 0, NULL, "true",

@@ -37,6 +37,8 @@ enum config_dtype {
 	CONFIG_DTYPE_AUTO, CONFIG_DTYPE_FLOAT32, CONFIG_DTYPE_FLOAT16, CONFIG_DTYPE_BFLOAT16,
 	CONFIG_DTYPE_Q8_0,
 };
+/* memory.weights_in_ram; the values are enum wstore_load's (weights/wstore.h). */
+enum config_load { CONFIG_LOAD_AUTO, CONFIG_LOAD_MAP, CONFIG_LOAD_COPY };
 enum config_policy { CONFIG_POLICY_LRU, CONFIG_POLICY_LFU, CONFIG_POLICY_FIFO, CONFIG_POLICY_PREDICTIVE };
 /* runtime.expert_prediction (exec/expert_predict.h) */
 enum config_xpredict { CONFIG_XPREDICT_MERGED, CONFIG_XPREDICT_ROUTER, CONFIG_XPREDICT_HISTORY,
@@ -80,6 +82,7 @@ struct config {
 		uint64_t gpu_memory;            /* 0: no limit */
 		uint64_t ram_cache;             /* 0: no limit */
 		int default_dtype;              /* enum config_dtype */
+		int weights_in_ram;             /* enum config_load */
 		bool enable_cpu_offload;
 		uint64_t disk_cache;            /* object storage's disk cache; 0: none */
 		char disk_cache_dir[CONFIG_PATH_MAX];

@@ -86,7 +86,7 @@ int engine_open(struct engine **out, const struct engine_opts *o, struct smk_err
 		goto fail;
 	if (e->be->ops->host_memory) {
 		rc = o->weights ? wstore_new_tiered(&e->ws, e->model, o->weights, err)
-				: wstore_new_resident(&e->ws, e->model, err);
+				: wstore_new_resident(&e->ws, e->model, o->load, err);
 	} else {
 		/* Device memory: every weight goes through the hierarchy's
 		 * device tier (no budget set: room for the whole model). */

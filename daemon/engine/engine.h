@@ -43,6 +43,9 @@ struct engine_opts {
 	/* runtime.expert_prediction (a mixture of experts only; 0: the
 	 * default, merged) */
 	enum xpredict_mode expert_prediction;
+	/* memory.weights_in_ram: the resident store's copy (weights NULL on
+	 * the CPU backend; 0: AUTO) */
+	enum wstore_load load;
 };
 
 struct engine {

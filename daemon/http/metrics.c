@@ -148,8 +148,10 @@ static json_t *weights_json(const struct engine *e)
 	json_t *ex = experts_json(e);
 	if (ex)
 		json_object_set_new(o, "experts", ex);
-	if (!w.tiered)
+	if (!w.tiered) {
+		json_object_set_new(o, "in_ram", json_boolean(w.in_ram));
 		return o;
+	}
 	static const char *names[] = { "ram", "device" };
 	json_object_set_new(o, "compute_tier", json_string(names[w.compute_tier]));
 	/* How tier 0 is read (chosen at start: O_DIRECT when the page cache

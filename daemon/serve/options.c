@@ -33,6 +33,11 @@ static const enum xpredict_mode xpredict_modes[] = {
 	[CONFIG_XPREDICT_HISTORY] = XPREDICT_HISTORY, [CONFIG_XPREDICT_OFF] = XPREDICT_OFF,
 };
 
+static const enum wstore_load loads[] = {
+	[CONFIG_LOAD_AUTO] = WSTORE_LOAD_AUTO, [CONFIG_LOAD_MAP] = WSTORE_LOAD_MAP,
+	[CONFIG_LOAD_COPY] = WSTORE_LOAD_COPY,
+};
+
 void options_from_config(struct run_options *o, const struct config *c, const char *model_path,
 			 enum options_use use)
 {
@@ -46,6 +51,7 @@ void options_from_config(struct run_options *o, const struct config *c, const ch
 		.dtype = (enum convert_dtype)c->memory.default_dtype,
 		.gpu_id = c->device.gpu_id, .num_gpus = c->device.num_gpus,
 		.expert_prediction = xpredict_modes[c->runtime.expert_prediction],
+		.load = loads[c->memory.weights_in_ram],
 	};
 	if (use != OPTIONS_DAEMON)
 		return;

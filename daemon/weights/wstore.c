@@ -100,7 +100,8 @@ static double ratio(uint64_t a, uint64_t b)
 void wstore_stats_print(const struct wstore_stats *st, FILE *f)
 {
 	if (!st->tiered) {
-		fprintf(f, "weights: resident (file mapping; no budgets configured)\n");
+		fprintf(f, "weights: resident (%s; no budgets configured)\n",
+			st->in_ram ? "a copy in memory" : "file mapping");
 		return;
 	}
 	static const char *names[] = { "ram", "device" };

@@ -92,7 +92,10 @@ struct wtier_stats {
 };
 
 struct wstore_stats {
-	bool tiered;                    /* false: the resident store (all else 0) */
+	bool tiered;                    /* false: the resident store (all else 0
+					 * but in_ram) */
+	bool in_ram;                    /* resident: the views point into a copy
+					 * in anonymous memory (WSTORE_LOAD_COPY) */
 	int compute_tier;               /* enum wstore_tier the views point into */
 	struct wtier_stats tier[WSTORE_N_TIERS];
 	uint64_t acquires;
@@ -114,9 +117,26 @@ struct wstore_stats {
 					 * (UINT64_MAX: no limit found) */
 };
 
-/* A store that serves every block straight from the model's mapping.  The
- * model must outlive the store.  *out owned by the caller (wstore_free). */
-int wstore_new_resident(struct wstore **out, const struct model *m, struct smk_err *err);
+/* Where the resident store's views point (memory.weights_in_ram).
+ *  - MAP: into the model's file mapping (the page cache).
+ *  - COPY: into a copy of the weights made at load in anonymous memory
+ *    with transparent huge pages, read-only once filled.  Decode streams
+ *    every weight once a token, and from 4 KiB page-cache pages the
+ *    streams stall on the TLB: on Zen 4, 1 thread, the Q8_0 model decodes
+ *    +5% and the 8B-shaped Q4_K_M +4% from the copy (docs/cpu.md).  It
+ *    holds the weights' bytes in the process (the page cache's copy of
+ *    the file stays reclaimable) and takes a memory copy at load.
+ *  - AUTO (the default): COPY when the weights take at most half of what
+ *    the page cache could hold (wt_io_cache_room: MemAvailable, a memory
+ *    cgroup's limit), else MAP - a model near the memory's size keeps
+ *    being served from the page cache, which can drop what it must. */
+enum wstore_load { WSTORE_LOAD_AUTO = 0, WSTORE_LOAD_MAP, WSTORE_LOAD_COPY };
+
+/* A store that serves every block from the model's mapping or a copy of
+ * it (load).  The model must outlive the store.  *out owned by the caller
+ * (wstore_free).  COPY fails with a message when the memory cannot be had. */
+int wstore_new_resident(struct wstore **out, const struct model *m, enum wstore_load load,
+			struct smk_err *err);
 
 /* The weight hierarchy.  Allocates both arenas now (nothing later); refuses
  * a budget smaller than what one block needs, naming the key and the sizes.

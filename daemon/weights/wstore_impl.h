@@ -29,4 +29,11 @@ struct wstore {
 const struct wtensor *wstore_rows_tensor(const struct model *m, int block, int role, int64_t row,
 					 int n, struct smk_err *err);
 
+/* wio.c: the cap on what the page cache can hold for us: MemAvailable
+ * and, in a memory cgroup (v1 or v2, and its ancestors), limit - usage +
+ * the page cache it holds.  UINT64_MAX when nothing can be read.  The
+ * tiered store picks its tier-0 reads by it, the resident store whether
+ * to copy the weights (memory.weights_in_ram = auto). */
+uint64_t wt_io_cache_room(void);
+
 #endif

@@ -209,11 +209,7 @@ int wt_transfer(struct wstore_tiered *ws, int u, int t, char *msg, size_t msg_le
  * gives its slot back; an arena error doing so is recorded in ws->arena_rc. */
 void wt_transfer_done(struct wstore_tiered *ws, int u, int t, int rc, double secs, bool prefetch);
 
-/* wio.c: tier-0 reads. */
-/* The cap on what the page cache can hold for us: MemAvailable and, in a
- * memory cgroup (v1 or v2, and its ancestors), limit - usage + the page
- * cache it holds.  UINT64_MAX when nothing can be read. */
-uint64_t wt_io_cache_room(void);
+/* wio.c: tier-0 reads (wt_io_cache_room: wstore_impl.h). */
 /* Decide ws->direct (from ws->o.io and, for AUTO, the room left for the
  * page cache next to arena_bytes of arenas) and open the O_DIRECT
  * descriptors when direct; ws->fds are open already.  A forced DIRECT that

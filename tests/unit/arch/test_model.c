@@ -114,7 +114,7 @@ static void check_batch_equals_alone(const char *file)
 	struct wstore *ws;
 	struct forward *f;
 	ck_assert(backend_cpu_new(&be, &lim, &err) == 0);
-	ck_assert(wstore_new_resident(&ws, m, &err) == 0);
+	ck_assert(wstore_new_resident(&ws, m, WSTORE_LOAD_MAP, &err) == 0);
 	ck_assert_msg(forward_new(&f, m, be, ws, 16, 8, &err) == 0, "%s", err.msg);
 	const int V = m->hp.n_vocab;
 

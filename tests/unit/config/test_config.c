@@ -32,6 +32,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c.runtime.cache_policy, CONFIG_POLICY_PREDICTIVE);
 	ck_assert(c.runtime.async_prefetch);
 	ck_assert_int_eq(c.memory.default_dtype, CONFIG_DTYPE_AUTO);
+	ck_assert_int_eq(c.memory.weights_in_ram, CONFIG_LOAD_AUTO);
 	ck_assert_uint_eq(c.limits.max_body, 1u << 20);
 	ck_assert_uint_eq(c.limits.kv_budget, 1u << 30);
 	ck_assert_uint_eq(c.limits.prompt_cache, 256u << 20);
@@ -98,6 +99,7 @@ START_TEST(test_file)
 		"gpu_memory = 7.8GB\n"
 		"ram_cache = 512MiB\n"
 		"default_dtype = bfloat16\n"
+		"weights_in_ram = copy\n"
 		"enable_cpu_offload = no\n"
 		"[runtime]\n"
 		"cache_policy = lru\n"
@@ -117,6 +119,7 @@ START_TEST(test_file)
 	ck_assert_uint_eq(c.memory.gpu_memory, 7800000000ull);
 	ck_assert_uint_eq(c.memory.ram_cache, 512ull << 20);
 	ck_assert_int_eq(c.memory.default_dtype, CONFIG_DTYPE_BFLOAT16);
+	ck_assert_int_eq(c.memory.weights_in_ram, CONFIG_LOAD_COPY);
 	ck_assert(!c.memory.enable_cpu_offload);
 	ck_assert_int_eq(c.runtime.cache_policy, CONFIG_POLICY_LRU);
 	ck_assert(!c.runtime.async_prefetch);
@@ -133,6 +136,7 @@ START_TEST(test_file_errors)
 		  { "t.conf:2", "runtime.cache_policy", "'random'", "lru|lfu|fifo|predictive" } },
 		{ "[memory]\n\ngpu_memory = lots\n", { "t.conf:3", "memory.gpu_memory", "'lots'", "7.8GB" } },
 		{ "[memory]\ndefault_dtype = int8\n", { "memory.default_dtype", "auto|float32|float16|bfloat16|q8_0" } },
+		{ "[memory]\nweights_in_ram = yes\n", { "memory.weights_in_ram", "'yes'", "auto|map|copy" } },
 		{ "[server]\nport = 70000\n", { "server.port", "'70000'", "0..65535" } },
 		{ "[sever]\nport = 1\n", { "t.conf:1", "unknown section [sever]" } },
 		{ "[server]\nprot = 1\n", { "t.conf:2", "unknown setting 'server.prot'" } },

@@ -77,7 +77,7 @@ static void rig_open_with(struct rig *r, const char *path, const struct wstore_o
 	if (o)
 		ck_assert_msg(wstore_new_tiered(&r->ws, r->m, o, &err) == 0, "%s", err.msg);
 	else
-		ck_assert(wstore_new_resident(&r->ws, r->m, &err) == 0);
+		ck_assert(wstore_new_resident(&r->ws, r->m, WSTORE_LOAD_MAP, &err) == 0);
 	ck_assert_msg(forward_new(&r->f, r->m, r->be, r->ws, 16, 8, &err) == 0, "%s", err.msg);
 }
 
@@ -1269,7 +1269,7 @@ START_TEST(hint_puts_resident_blocks_first)
 	wstore_release(r.ws, e9);
 	/* The resident store leaves the order alone. */
 	struct wstore *res;
-	ck_assert(wstore_new_resident(&res, r.m, &err) == 0);
+	ck_assert(wstore_new_resident(&res, r.m, WSTORE_LOAD_MAP, &err) == 0);
 	int l2[3] = { e3, e9, e5 };
 	wstore_hint(res, l2, 3, 3, 3);
 	ck_assert(l2[0] == e3 && l2[1] == e9 && l2[2] == e5);

@@ -23,6 +23,7 @@
 #include "weights/warena.h"
 #include "weights/wpolicy.h"
 #include "weights/wstore.h"
+#include "weights/wstore_impl.h" /* wt_io_cache_room */
 
 /* ---- models ---- */
 
@@ -641,7 +642,7 @@ START_TEST(test_lookup_by_rows)
 	struct wstore *rs;
 	struct model *m;
 	ck_assert_int_eq(model_load(&m, path, NULL), 0);
-	ck_assert_int_eq(wstore_new_resident(&rs, m, NULL), 0);
+	ck_assert_int_eq(wstore_new_resident(&rs, m, WSTORE_LOAD_MAP, NULL), 0);
 	ck_assert(!wstore_lookup_by_rows(rs));
 	wstore_free(rs);
 	model_free(m);
@@ -902,6 +903,88 @@ START_TEST(test_truncated_file)
 }
 END_TEST
 
+START_TEST(test_resident_copy)
+{
+	/* memory.weights_in_ram: the copy's views hold the file's bytes, none
+	 * of them in the mapping, a tied head's views the embedding's (one
+	 * copy); /stats' in_ram says which store; auto copies a model far
+	 * below the memory available; and the tokens are the mapping's. */
+	const char *path = gemma();
+	if (!path && !(path = layer_heavy()))
+		return;
+	struct model *m;
+	struct smk_err err = { 0 };
+	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.msg);
+	struct wstore *map, *copy;
+	ck_assert_msg(wstore_new_resident(&map, m, WSTORE_LOAD_MAP, &err) == 0, "%s", err.msg);
+	ck_assert_msg(wstore_new_resident(&copy, m, WSTORE_LOAD_COPY, &err) == 0, "%s", err.msg);
+	struct wstore_stats st;
+	wstore_get_stats(map, &st);
+	ck_assert(!st.tiered && !st.in_ram);
+	wstore_get_stats(copy, &st);
+	ck_assert(!st.tiered && st.in_ram);
+	const char *lo = (const char *)m->blocks[0].t[EMB_TOKEN].data, *hi = lo;
+	int n_views = 0;
+	for (int b = 0; b < m->n_blocks; b++)
+		for (int k = 0; k < LT_COUNT; k++)
+			if (m->blocks[b].has[k] && m->blocks[b].t[k].source >= 0) {
+				const char *d = m->blocks[b].t[k].data;
+				lo = d < lo ? d : lo;
+				hi = d + m->blocks[b].t[k].nbytes > hi ? d + m->blocks[b].t[k].nbytes : hi;
+			}
+	for (int b = 0; b < m->n_blocks; b++) {
+		const struct wblock *wm = wstore_acquire(map, b, &err), *wc = wstore_acquire(copy, b, &err);
+		ck_assert(wm == &m->blocks[b] && wc && wc != wm);
+		for (int k = 0; k < LT_COUNT; k++) {
+			if (!wm->has[k])
+				continue;
+			const struct wtensor *a = &wm->t[k], *c = &wc->t[k];
+			ck_assert(c->type == a->type && c->nbytes == a->nbytes && c->ne1 == a->ne1);
+			ck_assert_mem_eq(c->data, a->data, a->nbytes);
+			if (a->source < 0)
+				continue;
+			ck_assert_msg((const char *)c->data + c->nbytes <= lo || (const char *)c->data >= hi,
+				      "block %d tensor %d: the copy's view is in the mapping", b, k);
+			ck_assert_int_eq((uintptr_t)c->data % 64, (uintptr_t)a->data % 64);
+			n_views++;
+		}
+		wstore_release(map, b);
+		wstore_release(copy, b);
+	}
+	ck_assert_int_gt(n_views, m->hp.n_layer);
+	const int head = model_head_block(m, 0);
+	if (m->blocks[head].t[HEAD_OUTPUT].data == m->blocks[0].t[EMB_TOKEN].data) {
+		const struct wblock *e0 = wstore_acquire(copy, 0, &err), *h0 = wstore_acquire(copy, head, &err);
+		ck_assert(h0->t[HEAD_OUTPUT].data == e0->t[EMB_TOKEN].data);
+		wstore_release(copy, 0);
+		wstore_release(copy, head);
+	}
+	wstore_free(map);
+	wstore_free(copy);
+	model_free(m);
+
+	struct collect got[3];
+	const enum wstore_load loads[3] = { WSTORE_LOAD_MAP, WSTORE_LOAD_COPY, WSTORE_LOAD_AUTO };
+	for (int i = 0; i < 3; i++) {
+		struct engine_opts eo = { .model_path = path, .n_threads = 2, .n_ctx = 256, .n_batch = 8,
+					  .load = loads[i] };
+		struct engine *e;
+		ck_assert_msg(engine_open(&e, &eo, &err) == 0, "%s", err.msg);
+		wstore_get_stats(e->ws, &st);
+		const uint64_t room = wt_io_cache_room();
+		if (loads[i] != WSTORE_LOAD_AUTO)
+			ck_assert(st.in_ram == (loads[i] == WSTORE_LOAD_COPY));
+		else if (room != UINT64_MAX && room / 4 > e->model->weight_bytes)
+			ck_assert_msg(st.in_ram, "auto: %llu bytes of weights, room %llu, not copied",
+				      (unsigned long long)e->model->weight_bytes, (unsigned long long)room);
+		ck_assert_msg(generate(e, 16, &got[i], &err) == 0, "%s", err.msg);
+		ck_assert_int_eq(got[i].n, 16);
+		ck_assert_mem_eq(got[i].ids, got[0].ids, sizeof(int32_t) * 16);
+		engine_close(e);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("weights");
@@ -925,6 +1008,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_lookup_by_rows);
 	tcase_add_test(tc, test_recorded_trace_belady);
 	tcase_add_test(tc, test_residency);
+	tcase_add_test(tc, test_resident_copy);
 	tcase_add_loop_test(tc, test_read_error, 0, 2);
 	tcase_add_loop_test(tc, test_truncated_file, 0, 2);
 	tcase_add_test(tc, test_direct_tokens);
