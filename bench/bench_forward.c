@@ -12,6 +12,8 @@
  * llama-bench / llama-batched-bench and prints ratios.
  *   --tg also prints "smoke bytes/token <N>": the weight bytes one decoded
  *   token reads (every block but the embedding's, of which it reads a row).
+ *   --load auto|map|copy: memory.weights_in_ram (the resident store's
+ *   copy of the weights; default auto, as the daemon).
  *   --membw (no model): the read bandwidth of --threads threads streaming
  *   a 1 GiB buffer, "smoke membw GB/s <mean> <stddev>" - the physical bound
  *   of a decode that reads bytes/token from memory for every token. */
@@ -170,6 +172,7 @@ int main(int argc, char **argv)
 		{ "reps", required_argument, NULL, 'r' },
 		{ "seqs", required_argument, NULL, 's' },
 		{ "membw", no_argument, NULL, 'b' },
+		{ "load", required_argument, NULL, 'l' },
 		{ 0 },
 	};
 	int o;
@@ -182,8 +185,16 @@ int main(int argc, char **argv)
 		case 'r': reps = atoi(optarg); break;
 		case 's': seqs = atoi(optarg); break;
 		case 'b': bw = 1; break;
+		case 'l':
+			if (!strcmp(optarg, "auto") || !strcmp(optarg, "map") || !strcmp(optarg, "copy")) {
+				eo.load = !strcmp(optarg, "map") ? WSTORE_LOAD_MAP
+					  : !strcmp(optarg, "copy") ? WSTORE_LOAD_COPY : WSTORE_LOAD_AUTO;
+				break;
+			}
+			fprintf(stderr, "bench_forward: --load '%s': expected auto, map or copy\n", optarg);
+			return 2;
 		default:
-			fprintf(stderr, "usage: bench_forward --model PATH [--pp N] [--tg N] [--threads N] [--reps N] [--seqs S]\n"
+			fprintf(stderr, "usage: bench_forward --model PATH [--pp N] [--tg N] [--threads N] [--reps N] [--seqs S] [--load auto|map|copy]\n"
 					"       bench_forward --membw [--threads N] [--reps N]\n");
 			return 2;
 		}
