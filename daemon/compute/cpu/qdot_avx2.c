@@ -390,41 +390,10 @@ QDOT_AVX2 static float avx2_dot_q6_K(const void *w, const void *act, int64_t n)
 	const struct qtype_block_q6_K *x = w;
 	const struct qtype_block_q8_K *y = act;
 	const int64_t nb = n / QTYPE_QK_K;
-	const __m256i m4 = _mm256_set1_epi8(0x0f);
-	const __m256i m2 = _mm256_set1_epi8(0x03);
 	__m256 acc = _mm256_setzero_ps();
 	for (int64_t i = 0; i < nb; i++) {
-		prefetch_ahead(&x[i], sizeof(x[0]));
 		const float d = h2f(x[i].d) * y[i].d;
-		const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
-		const __m256i bs = load256((const uint8_t *)&y[i] + offsetof(struct qtype_block_q8_K, bsums));
-		const __m256i sub = _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc)), 5);
-		const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-		const int8_t *q8 = y[i].qs;
-		__m256i sumi = _mm256_setzero_si256();
-		for (int h = 0; h < 2; h++, ql += 64, qh += 32, q8 += 128) {
-			const __m256i b1 = load256(ql), b2 = load256(ql + 32), bh = load256(qh);
-			const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4);
-			const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4);
-			const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4);
-			const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4);
-			const __m256i q0 = _mm256_or_si256(_mm256_and_si256(b1, m4), h0);
-			const __m256i q1 = _mm256_or_si256(_mm256_and_si256(b2, m4), h1);
-			const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2);
-			const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3);
-			__m256i p0 = _mm256_maddubs_epi16(q0, load256(q8));
-			__m256i p1 = _mm256_maddubs_epi16(q1, load256(q8 + 32));
-			__m256i p2 = _mm256_maddubs_epi16(q2, load256(q8 + 64));
-			__m256i p3 = _mm256_maddubs_epi16(q3, load256(q8 + 96));
-			p0 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 0), p0);
-			p1 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 1), p1);
-			p2 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 2), p2);
-			p3 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 3), p3);
-			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p0, p1),
-								       _mm256_add_epi32(p2, p3)));
-		}
-		sumi = _mm256_sub_epi32(sumi, sub);
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(q6_K_lanes(&x[i], &y[i])), acc);
 	}
 	return cpu_hsum8(acc);
 }

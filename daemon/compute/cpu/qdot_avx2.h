@@ -177,6 +177,44 @@ QDOT_AVX2 static inline int32_t k4_min_total(__m256i mins_scales, const struct q
 	       _mm_extract_epi32(md, 3);
 }
 
+/* A Q6_K super-block's integer sum against a Q8_K block, in eight int32
+ * lanes (their total is sum_s scale_s * ((q_s - 32) . y_s)): the 6-bit
+ * quants unpacked to 0..63, maddubs against the activation, the scales
+ * by madd, the -32 taken out with the activation's 16-value sums.  The
+ * exact order's kernel (avx2_dot_q6_K) adds the lanes in floats, the
+ * block order's (qdot_avx512_kblock.c) in integers - one copy of the
+ * integer steps for both.  The row 2 KiB ahead is asked for (measured:
+ * qdot_avx2.h's prefetch_ahead). */
+QDOT_AVX2 __attribute__((always_inline)) static inline __m256i q6_K_lanes(const struct qtype_block_q6_K *x,
+									const struct qtype_block_q8_K *y)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+	prefetch_ahead(x, sizeof(*x));
+	const __m128i sc = _mm_loadu_si128((const __m128i *)x->scales);
+	const __m256i bs = load256((const uint8_t *)y + offsetof(struct qtype_block_q8_K, bsums));
+	const __m256i sub = _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc)), 5);
+	const uint8_t *ql = x->ql, *qh = x->qh;
+	const int8_t *q8 = y->qs;
+	__m256i sumi = _mm256_setzero_si256();
+	for (int h = 0; h < 2; h++, ql += 64, qh += 32, q8 += 128) {
+		const __m256i b1 = load256(ql), b2 = load256(ql + 32), bh = load256(qh);
+		const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4);
+		const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4);
+		const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4);
+		const __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4);
+		const __m256i q0 = _mm256_or_si256(_mm256_and_si256(b1, m4), h0);
+		const __m256i q1 = _mm256_or_si256(_mm256_and_si256(b2, m4), h1);
+		const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2);
+		const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3);
+		const __m256i p0 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 0), _mm256_maddubs_epi16(q0, load256(q8)));
+		const __m256i p1 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 1), _mm256_maddubs_epi16(q1, load256(q8 + 32)));
+		const __m256i p2 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 2), _mm256_maddubs_epi16(q2, load256(q8 + 64)));
+		const __m256i p3 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 3), _mm256_maddubs_epi16(q3, load256(q8 + 96)));
+		sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3)));
+	}
+	return _mm256_sub_epi32(sumi, sub);
+}
+
 /* The K-quant tiles' pass over the batch, one copy for every K-quant:
  * activation rows four at a time (the last group padded with row 0, whose
  * results are not stored), each group through a kernel specialised for its

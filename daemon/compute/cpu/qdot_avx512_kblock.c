@@ -504,36 +504,6 @@ QDOT_AVX512 static float kb_dot_q5_K(const void *w, const void *act, int64_t n)
 	return kb_dot_q45(KB45_FIELDS(struct qtype_block_q5_K, offsetof(struct qtype_block_q5_K, qh)), w, act, n);
 }
 
-/* A Q6_K super-block's isum against a Q8_K block in eight lanes: the
- * AVX2 kernel's integer steps (avx2_dot_q6_K), the -32 taken out with the
- * bsums. */
-KB_INLINE __m256i kb_sums_q6(const struct qtype_block_q6_K *x, const struct qtype_block_q8_K *y)
-{
-	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
-	prefetch_ahead(x, sizeof(*x));
-	const __m128i sc = _mm_loadu_si128((const __m128i *)x->scales);
-	const __m256i sub = _mm256_slli_epi32(_mm256_madd_epi16(load256(y->bsums), _mm256_cvtepi8_epi16(sc)), 5);
-	const uint8_t *ql = x->ql, *qh = x->qh;
-	const int8_t *q8 = y->qs;
-	__m256i sumi = _mm256_setzero_si256();
-	for (int h = 0; h < 2; h++, ql += 64, qh += 32, q8 += 128) {
-		const __m256i b1 = load256(ql), b2 = load256(ql + 32), bh = load256(qh);
-		const __m256i q0 = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
-		const __m256i q1 = _mm256_or_si256(_mm256_and_si256(b2, m4),
-						   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
-		const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
-						   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
-		const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
-						   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
-		const __m256i p0 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 0), _mm256_maddubs_epi16(q0, load256(q8)));
-		const __m256i p1 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 1), _mm256_maddubs_epi16(q1, load256(q8 + 32)));
-		const __m256i p2 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 2), _mm256_maddubs_epi16(q2, load256(q8 + 64)));
-		const __m256i p3 = _mm256_madd_epi16(k_scale_pair(sc, 4 * h + 3), _mm256_maddubs_epi16(q3, load256(q8 + 96)));
-		sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3)));
-	}
-	return _mm256_sub_epi32(sumi, sub);
-}
-
 QDOT_AVX512 static float kb_dot_q6_K(const void *w, const void *act, int64_t n)
 {
 	const struct qtype_block_q6_K *x = w;
@@ -546,7 +516,7 @@ QDOT_AVX512 static float kb_dot_q6_K(const void *w, const void *act, int64_t n)
 #pragma GCC unroll 8
 		for (int k = 0; k < KB_SLAB; k++) {
 			const int64_t b = i + (k < m ? k : 0);
-			s[k] = kb_sums_q6(&x[b], &y[b]);
+			s[k] = q6_K_lanes(&x[b], &y[b]);
 		}
 		/* the blocks' d in a register (a dword gather of the block's
 		 * last four bytes, d the high half, raised SIGILL under Bochs) */
