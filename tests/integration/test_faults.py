@@ -4,12 +4,14 @@ docs/fault-injection.md).  The allocation and tier-0 read faults are
 injected in tests/unit/faults/test_faults.c; this drives the real smoked
 through what an operator's machine can do to it.
 
- 1. The model file truncated under the running daemon.  The default
-    (resident) store computes straight from the file's mapping, where a
-    page past the new end raises SIGBUS: the daemon died on the next
-    request.  Now every generation fails with a 500 naming the file,
-    /health says 503 "failed", everything else is still served, and
-    SIGTERM stops it cleanly (exit 0).
+ 1. The model file truncated under the running daemon.  The resident
+    store computing from the file's mapping (--weights-in-ram map, or a
+    model too big to copy), where a page past the new end raises SIGBUS:
+    the daemon died on the next request.  Now every generation fails with
+    a 500 naming the file, /health says 503 "failed", everything else is
+    still served, and SIGTERM stops it cleanly (exit 0).  With its copy
+    of the weights (--weights-in-ram copy; auto for a model this small)
+    the file is not read again: the same completions, /health 200.
  2. The same under the weight hierarchy (--ram-cache, --gpu-memory small
     enough that every request reads the file again): a 500 naming the
     file and "cut short"; once the bytes are back the same output again.
@@ -69,10 +71,27 @@ def model_copy(tmp, name):
     return d
 
 
+def truncated_resident_copy(smoked, check, tmp, ref):
+    d = model_copy(tmp, "llama-f32")
+    st = os.path.join(d, "model.safetensors")
+    daemon = Daemon(smoked, model=d, extra=["--weights-in-ram", "copy"])
+    with daemon:
+        check(text_of(post(daemon.url, "/v1/completions", BODY)) == ref,
+              "resident copy: the mapping's completion")
+        os.truncate(st, os.path.getsize(st) * 3 // 5)
+        for i in range(2):
+            check(text_of(post(daemon.url, "/v1/completions", BODY)) == ref,
+                  "resident copy, truncated, request %d: the same completion" % (i + 1))
+        status, body = health(daemon.port)
+        check(status == 200, "resident copy, truncated: /health 200 (%s %s)" % (status, body))
+    check(daemon.rc == 0, "resident copy, truncated: exit 0 (%s)" % daemon.rc)
+    daemon.cleanup()
+
+
 def truncated_resident(smoked, check, tmp):
     d = model_copy(tmp, "llama-f32")
     st = os.path.join(d, "model.safetensors")
-    daemon = Daemon(smoked, model=d)
+    daemon = Daemon(smoked, model=d, extra=["--weights-in-ram", "map"])
     with daemon:
         ref = text_of(post(daemon.url, "/v1/completions", BODY))
         check(ref is not None, "resident: the reference completion")
@@ -194,6 +213,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="smoke-faults-")
     try:
         ref = truncated_resident(smoked, check, tmp)
+        truncated_resident_copy(smoked, check, tmp, ref)
         truncated_tiered(smoked, check, tmp, ref)
         replaced(smoked, check, tmp, ref)
         trace_full(smoked, check)
