@@ -151,7 +151,7 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 			 * (QDOT_PREFETCH) where that measured faster, or
 			 * leaves it to the hardware prefetcher (qdot_avx2.h's
 			 * prefetch_ahead says which); a second stream, a burst every row
-			 * as below, held the miss buffers: without it the
+			 * here, held the miss buffers: without it the
 			 * 8B-shaped model's Q4_K/Q6_K decode went 3.2 -> 3.5
 			 * tok/s at 1 thread and 6.1 -> 6.9 at 2 (alternating
 			 * runs), the default model's +2% at 1 thread (its
@@ -161,21 +161,13 @@ static void dot_rows(const struct matmul_job *j, const struct mm_weight *m, int6
 				m->y[r] = m->dot(wtensor_row(w, r), m->act, w->ne0);
 			return;
 		}
-		/* The four-row kernel (Q4_0, Q5_0, Q8_0): ask for the rows
-		 * about PREFETCH_BYTES ahead, all their lines, before each
-		 * call - the kernels have no prefetch of their own (one
-		 * QDOT_PREFETCH ahead within each of the four rows cost the
-		 * default model's decode 5%).  Not into L1 (prefetch_rows says why);
-		 * with no prefetch here at all the loop ran at half speed on
-		 * Zen 4: its hardware prefetcher leaves these rows to
-		 * software (one line in two asked for: the same).  The four
-		 * ahead are one stretch: they are contiguous; the last few
-		 * rows alone. */
-		for (; r + 4 <= hi; r += 4) {
-			if (r + ahead + 4 <= hi)
-				prefetch_rows(wtensor_row(w, r + ahead), 4 * w->row_bytes);
+		/* The four-row kernel (Q4_0, Q5_0, Q8_0) asks for the rows
+		 * ahead itself, spread over its work (qdot_avx2.c's
+		 * r4_ahead: a burst of all their lines here before each
+		 * call held the miss buffers, 25% slower).  The last few
+		 * rows alone, each asked for PREFETCH_BYTES ahead. */
+		for (; r + 4 <= hi; r += 4)
 			m->rows4(wtensor_row(w, r), (size_t)w->row_bytes, m->act, w->ne0, m->y + r);
-		}
 		for (; r < hi; r++) {
 			if (r + ahead < hi)
 				prefetch_rows(wtensor_row(w, r + ahead), w->row_bytes);
