@@ -76,18 +76,28 @@ static const char *fixture_model(json_t *root, const char *what)
 	return path;
 }
 
-/* Greedy-decode every case of one fixture; returns the number of cases run
- * (0 if the model is absent). */
-static int check_greedy_fixture(const char *name)
+/* Fixture `name` (JSON) and the path of its model in *path, or NULL when
+ * the model is absent (said on stderr; nothing to free). */
+static json_t *open_fixture(const char *name, const char **path)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(fixture(name), 0, &jerr);
 	ck_assert_msg(root, "%s: %s (line %d)", fixture(name), jerr.text, jerr.line);
-	const char *path = fixture_model(root, name);
-	if (!path) {
+	if (!(*path = fixture_model(root, name))) {
 		json_decref(root);
-		return 0;
+		return NULL;
 	}
+	return root;
+}
+
+/* Greedy-decode every case of one fixture; returns the number of cases run
+ * (0 if the model is absent). */
+static int check_greedy_fixture(const char *name)
+{
+	const char *path;
+	json_t *root = open_fixture(name, &path);
+	if (!root)
+		return 0;
 
 	struct smk_err err = { 0 };
 	struct engine *e;
@@ -193,14 +203,10 @@ static int check_greedy_fixture(const char *name)
 
 static void teacher_forced_fixture(const char *name)
 {
-	json_error_t jerr;
-	json_t *root = json_load_file(fixture(name), 0, &jerr);
-	ck_assert_msg(root, "%s: %s (line %d)", fixture(name), jerr.text, jerr.line);
-	const char *path = fixture_model(root, name);
-	if (!path) {
-		json_decref(root);
+	const char *path;
+	json_t *root = open_fixture(name, &path);
+	if (!root)
 		return;
-	}
 	struct smk_err err = { 0 };
 	struct engine *e;
 	struct engine_opts eo = { .model_path = path, .n_ctx = 512 };
@@ -370,14 +376,10 @@ static void dump_hook(void *ctx, const char *name, int layer, const float *data,
 
 static void dump_fixture(const char *name)
 {
-	json_error_t jerr;
-	json_t *root = json_load_file(fixture(name), 0, &jerr);
-	ck_assert_msg(root, "%s: %s (line %d)", fixture(name), jerr.text, jerr.line);
-	const char *path = fixture_model(root, name);
-	if (!path) {
-		json_decref(root);
+	const char *path;
+	json_t *root = open_fixture(name, &path);
+	if (!root)
 		return;
-	}
 
 	json_t *jt = json_object_get(root, "tensors");
 	struct dump_ctx d = { .n_ref = json_array_size(jt) };
